@@ -1,0 +1,205 @@
+/*
+ * bursar.h - the client library of bursar: ask the controller (bursard)
+ * which model should serve a request, and report what happened.
+ *
+ *     bursar_opts_t o;
+ *     bursar_opts_init(&o);
+ *     o.endpoint = "tcp://127.0.0.1:7878";
+ *     o.fallback_model = "gpt-4o-mini";        // used when bursard is away
+ *     o.spool_path = "/var/lib/app/bursar.spool";
+ *     bursar_t *b;
+ *     if (bursar_new(&b, &o) != 0) ...
+ *     bursar_decision_t d;
+ *     bursar_choose(b, "code", NULL, 0, &d);   // d.model serves
+ *     ... call the provider, validate ...
+ *     bursar_feedback_t fb;
+ *     bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+ *     fb.success = 1; fb.cost_usd = 0.0021; fb.latency_ms = 812;
+ *     bursar_feedback(b, &d, &fb);
+ *     bursar_destroy(&b);
+ *
+ * Wire: one ZeroMQ REQ socket, one JSON object per frame (docs/protocol.md;
+ * the client side is written here with cJSON and shares no code with the
+ * controller). A request that gets no reply within timeout_ms is retried on
+ * a fresh socket ("lazy pirate"): the old socket is closed with linger 0, so
+ * a late reply can never be taken for the answer to another request.
+ * Retrying feedback is safe: the controller applies each kind of feedback at
+ * most once per decision. Retrying choose may leave an orphan decision on the
+ * controller, which expires after its decision_ttl_s.
+ *
+ * When the controller cannot be reached (every attempt timed out):
+ *  - bursar_choose answers with opts.fallback_model and marks the decision
+ *    local (d.local = 1, d.id = ""); returns BURSAR_LOCAL.
+ *  - bursar_feedback appends the event to the spool file (one JSON line,
+ *    written with one write(2) under flock and fsync'ed before the call
+ *    returns); returns BURSAR_SPOOLED.
+ *  - For backoff_ms (doubling up to backoff_max_ms) later calls do not try
+ *    the network and answer locally at once; then one probe is made.
+ * The spool is replayed (oldest first) as soon as a request succeeds again,
+ * or explicitly with bursar_replay. A replayed event that the controller
+ * answers "duplicate" or with an error (unknown or expired decision) is
+ * dropped and counted; when the whole spool has been acknowledged it is
+ * truncated. Several processes may share one spool file.
+ *
+ * Feedback for a *local* decision (no controller id) cannot be attributed
+ * on the controller: it is appended (fsync'ed) to a second file,
+ * spool_path + ".local", one JSON line with the model, bucket and event,
+ * kept for audit and off-policy analysis and never sent nor truncated;
+ * bursar_feedback returns BURSAR_SPOOLED and bursar_stats counts it in
+ * local_feedback.
+ *
+ * Ownership: strings passed in are copied or used only during the call.
+ * A bursar_decision_t is a plain value (fixed-size arrays, nothing to free).
+ * bursar_models returns an array owned by the caller (bursar_models_free).
+ * A bursar_t is not thread-safe: use one per thread.
+ */
+#ifndef BURSAR_H
+#define BURSAR_H
+
+#include <stddef.h>
+
+#define BURSAR_NAME_MAX      64  /* model and bucket names, incl. NUL */
+#define BURSAR_ID_MAX        128 /* decision ids, incl. NUL */
+#define BURSAR_MAX_FALLBACKS 16
+#define BURSAR_ERR_MAX       256
+
+/* Return codes. 0 and the positive values are expected outcomes, the
+ * negative ones failures. */
+enum bursar_rc {
+    BURSAR_OK = 0,
+    BURSAR_LOCAL = 1,   /* choose answered locally: controller unreachable */
+    BURSAR_SPOOLED = 2, /* feedback spooled: controller unreachable */
+    BURSAR_EINVAL = -1, /* bad argument */
+    BURSAR_EUNREACHABLE = -2, /* controller unreachable, no fallback/spool */
+    BURSAR_EREMOTE = -3,      /* controller answered an error (see
+                                 bursar_last_error) */
+    BURSAR_EPROTO = -4,       /* controller reply not understood */
+    BURSAR_EIO = -5,          /* spool file could not be written */
+    BURSAR_EZMQ = -6          /* ZeroMQ setup failed */
+};
+
+/* Static string for a return code. */
+const char *bursar_strerror(int rc);
+
+typedef struct bursar bursar_t;
+
+typedef struct bursar_opts {
+    const char *endpoint;       /* e.g. "tcp://127.0.0.1:7878" (required) */
+    int timeout_ms;             /* per attempt; default 1000 */
+    int attempts;               /* attempts per request; default 2 */
+    int backoff_ms;             /* first offline period; default 500 */
+    int backoff_max_ms;         /* cap; default 5000 */
+    const char *fallback_model; /* local answer; NULL: EUNREACHABLE */
+    const char *spool_path;     /* NULL: no spool, feedback EUNREACHABLE */
+} bursar_opts_t;
+
+/* Fills defaults (endpoint NULL). */
+void bursar_opts_init(bursar_opts_t *o);
+
+/* Creates a client; connects lazily (no I/O happens here except opening
+ * the spool directory check). Returns 0, BURSAR_EINVAL or BURSAR_EZMQ. */
+int bursar_new(bursar_t **out, const bursar_opts_t *o);
+
+/* Frees everything; safe on NULL; sets *self_p to NULL. Pending spool
+ * lines stay on disk for the next client. */
+void bursar_destroy(bursar_t **self_p);
+
+typedef struct bursar_decision {
+    char id[BURSAR_ID_MAX];       /* controller's decision id; "" if local */
+    char model[BURSAR_NAME_MAX];  /* the model to call */
+    char bucket[BURSAR_NAME_MAX]; /* the bucket asked for */
+    double propensity;            /* P(model chosen); 1 when local */
+    size_t n_fallbacks;
+    char fallbacks[BURSAR_MAX_FALLBACKS][BURSAR_NAME_MAX]; /* next choices */
+    int local; /* 1: made by the client, not bursard */
+} bursar_decision_t;
+
+/* Asks for a model for one request in bucket, excluding n_exclude models.
+ * Returns BURSAR_OK (d from the controller), BURSAR_LOCAL (controller
+ * unreachable, d->model = fallback_model), BURSAR_EREMOTE (the controller
+ * refused: e.g. unknown bucket, no arm left; see bursar_last_error),
+ * BURSAR_EUNREACHABLE (no fallback configured, or the fallback model is
+ * excluded), BURSAR_EPROTO, BURSAR_EINVAL. */
+int bursar_choose(bursar_t *self, const char *bucket,
+                  const char *const *exclude, size_t n_exclude,
+                  bursar_decision_t *d);
+
+typedef enum bursar_fb_kind {
+    BURSAR_FB_OUTCOME = 0,   /* quality outcome: success or reward */
+    BURSAR_FB_CORRECTION,    /* the user corrected the answer later */
+    BURSAR_FB_PROVIDER_ERROR /* the provider failed: arm health only */
+} bursar_fb_kind_t;
+
+typedef struct bursar_feedback {
+    bursar_fb_kind_t kind;
+    int success;       /* OUTCOME: 1/0; -1: send reward instead */
+    double reward;     /* OUTCOME with success == -1: in [0, 1] */
+    double cost_usd;   /* < 0: not sent */
+    long tokens_in;    /* < 0: not sent */
+    long tokens_out;   /* < 0: not sent */
+    double latency_ms; /* < 0: not sent */
+    const char *error; /* PROVIDER_ERROR: a short description */
+} bursar_feedback_t;
+
+/* Sets kind, success = 1 and every optional field to "not sent". */
+void bursar_feedback_init(bursar_feedback_t *fb, bursar_fb_kind_t kind);
+
+/* Reports feedback on decision d. Returns BURSAR_OK (acknowledged; also
+ * when the controller says it was a duplicate), BURSAR_SPOOLED (written
+ * durably to the spool: unreachable controller, or a local decision),
+ * BURSAR_EREMOTE (refused, e.g. unknown decision: not retried),
+ * BURSAR_EUNREACHABLE (no spool), BURSAR_EIO, BURSAR_EINVAL. */
+int bursar_feedback(bursar_t *self, const bursar_decision_t *d,
+                    const bursar_feedback_t *fb);
+
+/* Sends spooled feedback now. *n_sent (may be NULL) gets the number of
+ * events acknowledged. Returns BURSAR_OK when the spool is empty
+ * afterwards, BURSAR_EUNREACHABLE when the controller went away again
+ * (the rest stays spooled), BURSAR_EIO. */
+int bursar_replay(bursar_t *self, size_t *n_sent);
+
+/* {"op":"ping"}: BURSAR_OK or a failure code. Does not fall back. */
+int bursar_ping(bursar_t *self);
+
+typedef enum bursar_provider {
+    BURSAR_PROVIDER_OPENAI = 0, /* any OpenAI-compatible API */
+    BURSAR_PROVIDER_ANTHROPIC
+} bursar_provider_t;
+
+typedef struct bursar_model {
+    char name[BURSAR_NAME_MAX]; /* routing name (the controller's key) */
+    bursar_provider_t provider;
+    char model[128];                   /* the provider's model id */
+    char base_url[256];                /* e.g. "https://api.openai.com/v1" */
+    char api_key_env[BURSAR_NAME_MAX]; /* env var holding the key */
+    double price_in_per_mtok;          /* USD per million input tokens */
+    double price_out_per_mtok;         /* USD per million output tokens */
+} bursar_model_t;
+
+/* {"op":"models"}: the configured models. On BURSAR_OK *out is a new array
+ * of *n models owned by the caller (free with bursar_models_free). */
+int bursar_models(bursar_t *self, bursar_model_t **out, size_t *n);
+void bursar_models_free(bursar_model_t **models);
+
+/* Sends one raw request object (JSON text) and returns the reply text in
+ * *reply (caller frees with free()). No fallback. For tools and tests. */
+int bursar_request(bursar_t *self, const char *json, char **reply);
+
+typedef struct bursar_stats {
+    size_t requests;       /* requests answered by the controller */
+    size_t timeouts;       /* attempts that timed out */
+    size_t local_choices;  /* BURSAR_LOCAL answers */
+    size_t spooled;        /* feedback events written to the spool */
+    size_t local_feedback; /* of which for local decisions (never sent) */
+    size_t replayed;       /* spooled events acknowledged on replay */
+    size_t replay_dropped; /* replayed events refused (unknown/expired) */
+    size_t duplicates;     /* acknowledgements marked duplicate */
+} bursar_stats_t;
+
+void bursar_stats(const bursar_t *self, bursar_stats_t *st);
+
+/* The controller's last error ("code: message"), or "" . Owned by self,
+ * valid until the next call. */
+const char *bursar_last_error(const bursar_t *self);
+
+#endif

@@ -1,0 +1,665 @@
+/*
+ * mock_provider.c - bursar-mock-provider: a scripted stand-in for LLM
+ * providers, for tests. Speaks the OpenAI chat completions and Anthropic
+ * Messages wire formats (success bodies with usage blocks, error bodies as
+ * each provider writes them) over HTTP/1.1 with Content-Length, keep-alive,
+ * on 127.0.0.1 only.
+ *
+ *   bursar-mock-provider [--port N] [--script FILE]
+ *
+ * Prints the port it listens on (useful with --port 0, the default) as one
+ * line on stdout, then serves until killed. One thread per connection.
+ *
+ * Endpoints:
+ *   POST .../chat/completions   OpenAI format; "Authorization: Bearer K"
+ *   POST .../v1/messages        Anthropic; "x-api-key: K" and
+ *                               "anthropic-version" required
+ *   GET  /stats                 {"total":n,"models":{M:{"requests":n,
+ *                                "status":{"200":n,...}}}}
+ *   POST /script                replace the script (body = script JSON)
+ *
+ * Script (docs/agents.md):
+ *   {"require_key":"K",                  optional: check the key
+ *    "default":{RESPONSE},               for models not listed
+ *    "models":{"NAME":{"sequence":[RESPONSE,...],   consumed in order,
+ *                      "default":RESPONSE}}}        then repeated
+ *   RESPONSE: {"status":200,"content":"text","echo":false,
+ *              "usage":{"in":N,"out":M},"no_usage":false,
+ *              "latency_ms":0,"retry_after":S,"hang":false,
+ *              "malformed":false,"error_message":"..."}
+ * Models are matched on the request body's "model".
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MOCK_MAX_HEADER (64 * 1024)
+#define MOCK_MAX_BODY   (16 * 1024 * 1024)
+
+static pthread_mutex_t mock_lock = PTHREAD_MUTEX_INITIALIZER;
+static cJSON *mock_script; /* guarded by mock_lock */
+static cJSON *mock_stats;  /* guarded by mock_lock */
+static long mock_seq;
+
+static void
+mock_sleep_ms(long ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static const char *
+reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 529:
+        return "Overloaded";
+    default:
+        return "Status";
+    }
+}
+
+static int
+send_response(int fd, int status, const char *body, long retry_after,
+              int keep_alive)
+{
+    char head[512];
+    size_t blen = strlen(body);
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n",
+                     status, reason(status), blen);
+    if (retry_after >= 0)
+        n += snprintf(head + n, sizeof(head) - (size_t)n,
+                      "Retry-After: %ld\r\n", retry_after);
+    n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: %s\r\n\r\n",
+                  keep_alive ? "keep-alive" : "close");
+    if (write_all(fd, head, (size_t)n) != 0)
+        return -1;
+    return write_all(fd, body, blen);
+}
+
+/* ------------------------------------------------------------ bodies */
+
+typedef enum { FMT_OPENAI, FMT_ANTHROPIC } fmt_t;
+
+static char *
+error_body(fmt_t fmt, int status, const char *message)
+{
+    cJSON *b = cJSON_CreateObject();
+    if (fmt == FMT_ANTHROPIC) {
+        const char *type = status == 429   ? "rate_limit_error"
+                           : status == 401 ? "authentication_error"
+                           : status == 404 ? "not_found_error"
+                           : status == 529 ? "overloaded_error"
+                           : status >= 500 ? "api_error"
+                                           : "invalid_request_error";
+        cJSON_AddStringToObject(b, "type", "error");
+        cJSON *e = cJSON_AddObjectToObject(b, "error");
+        cJSON_AddStringToObject(e, "type", type);
+        cJSON_AddStringToObject(e, "message", message);
+    } else {
+        const char *type = status == 429   ? "requests"
+                           : status >= 500 ? "server_error"
+                                           : "invalid_request_error";
+        const char *code = status == 429   ? "rate_limit_exceeded"
+                           : status == 401 ? "invalid_api_key"
+                           : status == 404 ? "model_not_found"
+                                           : NULL;
+        cJSON *e = cJSON_AddObjectToObject(b, "error");
+        cJSON_AddStringToObject(e, "message", message);
+        cJSON_AddStringToObject(e, "type", type);
+        cJSON_AddNullToObject(e, "param");
+        if (code)
+            cJSON_AddStringToObject(e, "code", code);
+        else
+            cJSON_AddNullToObject(e, "code");
+    }
+    char *s = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    return s;
+}
+
+static long
+approx_tokens(const char *s)
+{
+    return (long)strlen(s) / 4 + 1;
+}
+
+static char *
+ok_body(fmt_t fmt, const char *model, const char *content, long tin, long tout,
+        int no_usage, long seq)
+{
+    cJSON *b = cJSON_CreateObject();
+    char id[64];
+    if (fmt == FMT_ANTHROPIC) {
+        snprintf(id, sizeof(id), "msg_mock%06ld", seq);
+        cJSON_AddStringToObject(b, "id", id);
+        cJSON_AddStringToObject(b, "type", "message");
+        cJSON_AddStringToObject(b, "role", "assistant");
+        cJSON_AddStringToObject(b, "model", model);
+        cJSON *c = cJSON_AddArrayToObject(b, "content");
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "type", "text");
+        cJSON_AddStringToObject(t, "text", content);
+        cJSON_AddItemToArray(c, t);
+        cJSON_AddStringToObject(b, "stop_reason", "end_turn");
+        cJSON_AddNullToObject(b, "stop_sequence");
+        if (!no_usage) {
+            cJSON *u = cJSON_AddObjectToObject(b, "usage");
+            cJSON_AddNumberToObject(u, "input_tokens", (double)tin);
+            cJSON_AddNumberToObject(u, "output_tokens", (double)tout);
+        }
+    } else {
+        snprintf(id, sizeof(id), "chatcmpl-mock%06ld", seq);
+        cJSON_AddStringToObject(b, "id", id);
+        cJSON_AddStringToObject(b, "object", "chat.completion");
+        cJSON_AddNumberToObject(b, "created", (double)time(NULL));
+        cJSON_AddStringToObject(b, "model", model);
+        cJSON *ch = cJSON_AddArrayToObject(b, "choices");
+        cJSON *c0 = cJSON_CreateObject();
+        cJSON_AddNumberToObject(c0, "index", 0);
+        cJSON *m = cJSON_AddObjectToObject(c0, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", content);
+        cJSON_AddStringToObject(c0, "finish_reason", "stop");
+        cJSON_AddItemToArray(ch, c0);
+        if (!no_usage) {
+            cJSON *u = cJSON_AddObjectToObject(b, "usage");
+            cJSON_AddNumberToObject(u, "prompt_tokens", (double)tin);
+            cJSON_AddNumberToObject(u, "completion_tokens", (double)tout);
+            cJSON_AddNumberToObject(u, "total_tokens", (double)(tin + tout));
+        }
+    }
+    char *s = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    return s;
+}
+
+/* ---------------------------------------------------------- the script */
+
+/* Picks the next response for model (a copy, caller deletes) and counts
+ * the request. */
+static cJSON *
+script_next(const char *model, long *seq)
+{
+    pthread_mutex_lock(&mock_lock);
+    *seq = ++mock_seq;
+    cJSON *models = cJSON_GetObjectItemCaseSensitive(mock_script, "models");
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(models, model);
+    cJSON *resp = NULL;
+    if (m) {
+        cJSON *sq = cJSON_GetObjectItemCaseSensitive(m, "sequence");
+        if (cJSON_GetArraySize(sq) > 0) {
+            resp = cJSON_DetachItemFromArray(sq, 0);
+        } else {
+            cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "default");
+            resp = d ? cJSON_Duplicate(d, 1) : NULL;
+        }
+    }
+    if (!resp) {
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(mock_script, "default");
+        resp = d ? cJSON_Duplicate(d, 1) : cJSON_CreateObject();
+    }
+    pthread_mutex_unlock(&mock_lock);
+    return resp;
+}
+
+static void
+stats_count(const char *model, int status)
+{
+    char key[16];
+    snprintf(key, sizeof(key), "%d", status);
+    pthread_mutex_lock(&mock_lock);
+    cJSON *ms = cJSON_GetObjectItemCaseSensitive(mock_stats, "models");
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(ms, model);
+    if (!m) {
+        m = cJSON_AddObjectToObject(ms, model);
+        cJSON_AddNumberToObject(m, "requests", 0);
+        cJSON_AddObjectToObject(m, "status");
+    }
+    cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "requests");
+    cJSON_SetNumberValue(r, r->valuedouble + 1);
+    cJSON *st = cJSON_GetObjectItemCaseSensitive(m, "status");
+    cJSON *c = cJSON_GetObjectItemCaseSensitive(st, key);
+    if (!c)
+        cJSON_AddNumberToObject(st, key, 1);
+    else
+        cJSON_SetNumberValue(c, c->valuedouble + 1);
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(mock_stats, "total");
+    cJSON_SetNumberValue(t, t->valuedouble + 1);
+    pthread_mutex_unlock(&mock_lock);
+}
+
+static long
+num_or(const cJSON *o, const char *k, long dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? (long)v->valuedouble : dflt;
+}
+
+static int
+flag(const cJSON *o, const char *k)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+/* ------------------------------------------------------------- requests */
+
+typedef struct req {
+    char method[8];
+    char path[512];
+    char auth[512];
+    char api_key[512];
+    char version[64];
+    int close;
+    size_t content_length;
+    char *body;
+} req_t;
+
+static void
+header_value(const char *line, const char *name, char *dst, size_t cap)
+{
+    size_t n = strlen(name);
+    if (strncasecmp(line, name, n) != 0 || line[n] != ':')
+        return;
+    const char *v = line + n + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    snprintf(dst, cap, "%s", v);
+}
+
+/* Reads one request. Returns 0, or -1 on EOF/error. buf keeps bytes
+ * read past the request (pipelining) between calls. */
+static int
+read_request(int fd, char *buf, size_t *have, req_t *rq)
+{
+    memset(rq, 0, sizeof(*rq));
+    char *end;
+    for (;;) {
+        buf[*have] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+        if (end)
+            break;
+        if (*have >= MOCK_MAX_HEADER)
+            return -1;
+        ssize_t r = recv(fd, buf + *have, MOCK_MAX_HEADER - *have, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        *have += (size_t)r;
+    }
+    size_t head_len = (size_t)(end - buf) + 4;
+    *end = '\0';
+    char *save = NULL;
+    char *line = strtok_r(buf, "\r\n", &save);
+    if (!line || sscanf(line, "%7s %511s", rq->method, rq->path) != 2)
+        return -1;
+    char cl[32] = "", conn[32] = "";
+    while ((line = strtok_r(NULL, "\r\n", &save))) {
+        header_value(line, "Content-Length", cl, sizeof(cl));
+        header_value(line, "Authorization", rq->auth, sizeof(rq->auth));
+        header_value(line, "x-api-key", rq->api_key, sizeof(rq->api_key));
+        header_value(line, "anthropic-version", rq->version,
+                     sizeof(rq->version));
+        header_value(line, "Connection", conn, sizeof(conn));
+    }
+    rq->close = strcasecmp(conn, "close") == 0;
+    rq->content_length = (size_t)strtoul(cl, NULL, 10);
+    if (rq->content_length > MOCK_MAX_BODY)
+        return -1;
+    rq->body = malloc(rq->content_length + 1);
+    if (!rq->body)
+        abort();
+    size_t extra = *have - head_len;
+    size_t take = extra < rq->content_length ? extra : rq->content_length;
+    memcpy(rq->body, buf + head_len, take);
+    size_t got = take;
+    while (got < rq->content_length) {
+        ssize_t r = recv(fd, rq->body + got, rq->content_length - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            free(rq->body);
+            rq->body = NULL;
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    rq->body[rq->content_length] = '\0';
+    /* Keep what follows this request. */
+    size_t rest = *have - head_len - take;
+    memmove(buf, buf + head_len + take, rest);
+    *have = rest;
+    return 0;
+}
+
+static int
+ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static const char *
+last_user_content(const cJSON *body)
+{
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
+    const char *last = "";
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs)
+    {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsString(c))
+            last = c->valuestring;
+    }
+    return last;
+}
+
+static long
+prompt_chars(const cJSON *body)
+{
+    long n = 0;
+    const cJSON *sys = cJSON_GetObjectItemCaseSensitive(body, "system");
+    if (cJSON_IsString(sys))
+        n += (long)strlen(sys->valuestring);
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs)
+    {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsString(c))
+            n += (long)strlen(c->valuestring);
+    }
+    return n;
+}
+
+/* Serves one API request. Returns -1 to close the connection. */
+static int
+serve_api(int fd, const req_t *rq, fmt_t fmt, int keep)
+{
+    cJSON *body = cJSON_Parse(rq->body);
+    const cJSON *mj = cJSON_GetObjectItemCaseSensitive(body, "model");
+    const char *model = cJSON_IsString(mj) ? mj->valuestring : "";
+    char *out = NULL;
+    int status = 200, rc = 0;
+    long retry_after = -1;
+
+    pthread_mutex_lock(&mock_lock);
+    const cJSON *rk =
+        cJSON_GetObjectItemCaseSensitive(mock_script, "require_key");
+    char want[512] = "";
+    if (cJSON_IsString(rk))
+        snprintf(want, sizeof(want), "%s", rk->valuestring);
+    pthread_mutex_unlock(&mock_lock);
+
+    if (!cJSON_IsObject(body) || !*model ||
+        !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(body, "messages"))) {
+        status = 400;
+        out = error_body(fmt, status,
+                         "request body must be JSON with model and messages");
+    } else if (fmt == FMT_ANTHROPIC && !rq->version[0]) {
+        status = 400;
+        out = error_body(fmt, status, "anthropic-version header is required");
+    } else if (fmt == FMT_ANTHROPIC &&
+               !cJSON_IsNumber(
+                   cJSON_GetObjectItemCaseSensitive(body, "max_tokens"))) {
+        status = 400;
+        out = error_body(fmt, status, "max_tokens: Field required");
+    } else if (want[0] &&
+               (fmt == FMT_ANTHROPIC ? strcmp(rq->api_key, want) != 0
+                                     : (strncmp(rq->auth, "Bearer ", 7) != 0 ||
+                                        strcmp(rq->auth + 7, want) != 0))) {
+        status = 401;
+        out = error_body(fmt, status,
+                         fmt == FMT_ANTHROPIC ? "invalid x-api-key"
+                                              : "Incorrect API key provided");
+    }
+    if (out) {
+        stats_count(model[0] ? model : "(none)", status);
+        rc = send_response(fd, status, out, -1, keep);
+        free(out);
+        cJSON_Delete(body);
+        return rc;
+    }
+
+    long seq;
+    cJSON *resp = script_next(model, &seq);
+    mock_sleep_ms(num_or(resp, "latency_ms", 0));
+    if (flag(resp, "hang")) {
+        stats_count(model, 0);
+        /* Hold the request until the client gives up (or hang_ms). */
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, (int)num_or(resp, "hang_ms", 60000));
+        cJSON_Delete(resp);
+        cJSON_Delete(body);
+        return -1;
+    }
+    status = (int)num_or(resp, "status", 200);
+    retry_after = num_or(resp, "retry_after", -1);
+    if (flag(resp, "malformed")) {
+        stats_count(model, status);
+        const char *bad = "{\"id\":\"chatcmpl-mock\",\"choices\":[{\"mess";
+        rc = send_response(fd, status, bad, retry_after, keep);
+    } else if (status != 200) {
+        const cJSON *em =
+            cJSON_GetObjectItemCaseSensitive(resp, "error_message");
+        const char *msg = cJSON_IsString(em) ? em->valuestring
+                          : status == 429    ? "Rate limit reached"
+                          : status >= 500    ? "The server had an error"
+                                             : "Bad request";
+        out = error_body(fmt, status, msg);
+        stats_count(model, status);
+        rc = send_response(fd, status, out, retry_after, keep);
+    } else {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(resp, "content");
+        const char *content = flag(resp, "echo")  ? last_user_content(body)
+                              : cJSON_IsString(c) ? c->valuestring
+                                                  : "mock answer";
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(resp, "usage");
+        long tin = num_or(u, "in", prompt_chars(body) / 4 + 1);
+        long tout = num_or(u, "out", approx_tokens(content));
+        out = ok_body(fmt, model, content, tin, tout, flag(resp, "no_usage"),
+                      seq);
+        stats_count(model, 200);
+        rc = send_response(fd, 200, out, retry_after, keep);
+    }
+    free(out);
+    cJSON_Delete(resp);
+    cJSON_Delete(body);
+    return rc;
+}
+
+static void *
+conn_main(void *arg)
+{
+    int fd = (int)(long)arg;
+    char *buf = malloc(MOCK_MAX_HEADER + 1);
+    if (!buf)
+        abort();
+    size_t have = 0;
+    req_t rq;
+    while (read_request(fd, buf, &have, &rq) == 0) {
+        int keep = !rq.close;
+        int rc = 0;
+        char path[512];
+        snprintf(path, sizeof(path), "%s", rq.path);
+        char *q = strchr(path, '?');
+        if (q)
+            *q = '\0';
+        if (strcmp(rq.method, "GET") == 0 && strcmp(path, "/stats") == 0) {
+            pthread_mutex_lock(&mock_lock);
+            char *s = cJSON_PrintUnformatted(mock_stats);
+            pthread_mutex_unlock(&mock_lock);
+            rc = send_response(fd, 200, s, -1, keep);
+            free(s);
+        } else if (strcmp(rq.method, "POST") == 0 &&
+                   strcmp(path, "/script") == 0) {
+            cJSON *s = cJSON_Parse(rq.body);
+            if (cJSON_IsObject(s)) {
+                pthread_mutex_lock(&mock_lock);
+                cJSON_Delete(mock_script);
+                mock_script = s;
+                pthread_mutex_unlock(&mock_lock);
+                rc = send_response(fd, 200, "{\"ok\":true}", -1, keep);
+            } else {
+                cJSON_Delete(s);
+                rc = send_response(fd, 400, "{\"ok\":false}", -1, keep);
+            }
+        } else if (strcmp(rq.method, "POST") == 0 &&
+                   ends_with(path, "/chat/completions")) {
+            rc = serve_api(fd, &rq, FMT_OPENAI, keep);
+        } else if (strcmp(rq.method, "POST") == 0 &&
+                   ends_with(path, "/v1/messages")) {
+            rc = serve_api(fd, &rq, FMT_ANTHROPIC, keep);
+        } else {
+            char *e = error_body(FMT_OPENAI, 404, "unknown endpoint");
+            rc = send_response(fd, 404, e, -1, keep);
+            free(e);
+        }
+        free(rq.body);
+        if (rc != 0 || !keep)
+            break;
+    }
+    free(buf);
+    close(fd);
+    return NULL;
+}
+
+static char *
+slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *s = malloc(cap);
+    size_t r;
+    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 >= cap)
+            s = realloc(s, cap *= 2);
+    }
+    fclose(f);
+    if (s)
+        s[n] = '\0';
+    return s;
+}
+
+int
+main(int argc, char **argv)
+{
+    int port = 0;
+    const char *script_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+            port = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--script") == 0 && i + 1 < argc)
+            script_path = argv[++i];
+        else {
+            fprintf(stderr,
+                    "usage: bursar-mock-provider [--port N] [--script F]\n");
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (script_path) {
+        char *s = slurp(script_path);
+        mock_script = s ? cJSON_Parse(s) : NULL;
+        free(s);
+        if (!cJSON_IsObject(mock_script)) {
+            fprintf(stderr, "bursar-mock-provider: cannot read script %s\n",
+                    script_path);
+            return 1;
+        }
+    } else {
+        mock_script = cJSON_CreateObject();
+    }
+    mock_stats = cJSON_CreateObject();
+    cJSON_AddNumberToObject(mock_stats, "total", 0);
+    cJSON_AddObjectToObject(mock_stats, "models");
+
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((unsigned short)port);
+    if (bind(ls, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        listen(ls, 128) != 0) {
+        perror("bursar-mock-provider: bind");
+        return 1;
+    }
+    socklen_t al = sizeof(a);
+    getsockname(ls, (struct sockaddr *)&a, &al);
+    printf("%d\n", ntohs(a.sin_port));
+    fflush(stdout);
+    for (;;) {
+        int fd = accept(ls, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR)
+                continue;
+            perror("bursar-mock-provider: accept");
+            return 1;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &at, conn_main, (void *)(long)fd) != 0)
+            close(fd);
+        pthread_attr_destroy(&at);
+    }
+}

@@ -1,0 +1,647 @@
+/*
+ * provider.c - provider calls over the curl multi interface (provider.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "provider.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct job {
+    struct job *next;
+    bursar_model_t model;
+    char *url;
+    char *body;
+    struct curl_slist *headers;
+    CURL *easy;
+    char *resp;
+    size_t resp_len, resp_cap;
+    int running;       /* in the multi handle */
+    double not_before; /* monotonic seconds */
+    double started;    /* first attempt */
+    long chars_in;     /* for the token estimate */
+    prov_result_t r;
+    prov_done_fn done;
+    void *ud;
+} job_t;
+
+struct prov_pool {
+    CURLM *multi;
+    prov_opts_t o;
+    job_t *jobs; /* every call not yet completed */
+    size_t n_jobs;
+    size_t n_running;
+    unsigned rng;
+};
+
+static double
+now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void
+copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_init_rc;
+
+static void
+curl_init_once(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+void
+prov_opts_init(prov_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->timeout_ms = 60000;
+    o->connect_timeout_ms = 5000;
+    o->max_attempts = 3;
+    o->backoff_ms = 250;
+    o->backoff_max_ms = 8000;
+    o->retry_after_max_ms = 30000;
+    o->max_tokens = 1024;
+    o->max_inflight = 8;
+}
+
+double
+prov_cost(const bursar_model_t *m, long tokens_in, long tokens_out)
+{
+    return ((double)(tokens_in > 0 ? tokens_in : 0) * m->price_in_per_mtok +
+            (double)(tokens_out > 0 ? tokens_out : 0) * m->price_out_per_mtok) /
+           1e6;
+}
+
+void
+prov_result_clear(prov_result_t *r)
+{
+    if (r) {
+        free(r->output);
+        memset(r, 0, sizeof(*r));
+    }
+}
+
+int
+prov_pool_new(prov_pool_t **out, const prov_opts_t *o)
+{
+    *out = NULL;
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_rc != 0)
+        return -1;
+    prov_pool_t *self = calloc(1, sizeof(*self));
+    if (!self)
+        abort();
+    if (o)
+        self->o = *o;
+    else
+        prov_opts_init(&self->o);
+    if (self->o.max_inflight == 0)
+        self->o.max_inflight = 1;
+    if (self->o.max_attempts <= 0)
+        self->o.max_attempts = 1;
+    self->rng = self->o.seed ? self->o.seed : (unsigned)time(NULL);
+    self->multi = curl_multi_init();
+    if (!self->multi) {
+        free(self);
+        return -1;
+    }
+    *out = self;
+    return 0;
+}
+
+static void
+job_free(prov_pool_t *self, job_t *j)
+{
+    if (j->easy) {
+        if (j->running)
+            curl_multi_remove_handle(self->multi, j->easy);
+        curl_easy_cleanup(j->easy);
+    }
+    curl_slist_free_all(j->headers);
+    free(j->url);
+    free(j->body);
+    free(j->resp);
+    prov_result_clear(&j->r);
+    free(j);
+}
+
+void
+prov_pool_destroy(prov_pool_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    prov_pool_t *self = *self_p;
+    for (job_t *j = self->jobs, *nx; j; j = nx) {
+        nx = j->next;
+        job_free(self, j);
+    }
+    curl_multi_cleanup(self->multi);
+    free(self);
+    *self_p = NULL;
+}
+
+size_t
+prov_pool_pending(const prov_pool_t *self)
+{
+    return self->n_jobs;
+}
+
+/* ------------------------------------------------------- request bodies */
+
+static char *
+join_url(const char *base, const char *suffix)
+{
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    size_t n = bl + strlen(suffix) + 1;
+    char *u = malloc(n);
+    if (!u)
+        abort();
+    memcpy(u, base, bl);
+    strcpy(u + bl, suffix);
+    return u;
+}
+
+static long
+count_chars(const cJSON *messages)
+{
+    long n = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, messages)
+    {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsString(c))
+            n += (long)strlen(c->valuestring);
+    }
+    return n;
+}
+
+static char *
+body_openai(const bursar_model_t *m, const cJSON *messages, int max_tokens)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "model", m->model);
+    cJSON_AddItemToObject(b, "messages", cJSON_Duplicate(messages, 1));
+    cJSON_AddNumberToObject(b, "max_tokens", max_tokens);
+    char *s = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    return s;
+}
+
+/* Anthropic takes system prompts as a top-level field, not as a role. */
+static char *
+body_anthropic(const bursar_model_t *m, const cJSON *messages, int max_tokens)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "model", m->model);
+    cJSON_AddNumberToObject(b, "max_tokens", max_tokens);
+    cJSON *msgs = cJSON_CreateArray();
+    size_t sys_len = 0;
+    char *sys = NULL;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, messages)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (cJSON_IsString(role) && strcmp(role->valuestring, "system") == 0 &&
+            cJSON_IsString(content)) {
+            size_t n = strlen(content->valuestring);
+            sys = realloc(sys, sys_len + n + 2);
+            if (!sys)
+                abort();
+            if (sys_len)
+                sys[sys_len++] = '\n';
+            memcpy(sys + sys_len, content->valuestring, n + 1);
+            sys_len += n;
+            continue;
+        }
+        cJSON_AddItemToArray(msgs, cJSON_Duplicate(it, 1));
+    }
+    if (sys) {
+        cJSON_AddStringToObject(b, "system", sys);
+        free(sys);
+    }
+    cJSON_AddItemToObject(b, "messages", msgs);
+    char *s = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    return s;
+}
+
+/* ------------------------------------------------------------- transfers */
+
+static size_t
+on_data(char *p, size_t size, size_t nmemb, void *ud)
+{
+    job_t *j = ud;
+    size_t n = size * nmemb;
+    if (j->resp_len + n + 1 > j->resp_cap) {
+        size_t cap = j->resp_cap ? j->resp_cap : 4096;
+        while (cap < j->resp_len + n + 1)
+            cap *= 2;
+        j->resp = realloc(j->resp, cap);
+        if (!j->resp)
+            abort();
+        j->resp_cap = cap;
+    }
+    memcpy(j->resp + j->resp_len, p, n);
+    j->resp_len += n;
+    j->resp[j->resp_len] = '\0';
+    return n;
+}
+
+static int
+job_start(prov_pool_t *self, job_t *j)
+{
+    if (!j->easy) {
+        j->easy = curl_easy_init();
+        if (!j->easy)
+            return -1;
+        curl_easy_setopt(j->easy, CURLOPT_URL, j->url);
+        curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->body);
+        curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
+        curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
+        curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
+        curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, self->o.timeout_ms);
+        curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS,
+                         self->o.connect_timeout_ms);
+        curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(j->easy, CURLOPT_USERAGENT, "bursar-agent/0.1");
+    }
+    j->resp_len = 0;
+    if (j->resp)
+        j->resp[0] = '\0';
+    if (curl_multi_add_handle(self->multi, j->easy) != CURLM_OK)
+        return -1;
+    j->running = 1;
+    j->r.attempts++;
+    self->n_running++;
+    return 0;
+}
+
+int
+prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
+                 const cJSON *messages, prov_done_fn done, void *ud)
+{
+    if (!self || !m || !cJSON_IsArray(messages) || !done)
+        return -1;
+    job_t *j = calloc(1, sizeof(*j));
+    if (!j)
+        abort();
+    j->model = *m;
+    j->done = done;
+    j->ud = ud;
+    j->chars_in = count_chars(messages);
+    j->started = now_mono();
+
+    const char *key = NULL;
+    if (m->api_key_env[0]) {
+        key = getenv(m->api_key_env);
+        if (!key || !*key) {
+            /* Fails without a request; completes on the next run. */
+            j->r.ok = 0;
+            copy_str(j->r.error_kind, sizeof(j->r.error_kind), "no_key");
+            snprintf(j->r.error, sizeof(j->r.error),
+                     "environment variable %s is not set", m->api_key_env);
+            j->not_before = -1; /* marks "already failed" */
+        }
+    }
+    char hdr[1024];
+    j->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (m->provider == BURSAR_PROVIDER_ANTHROPIC) {
+        j->url = join_url(m->base_url, "/v1/messages");
+        j->body = body_anthropic(m, messages, self->o.max_tokens);
+        j->headers =
+            curl_slist_append(j->headers, "anthropic-version: 2023-06-01");
+        if (key && *key) {
+            snprintf(hdr, sizeof(hdr), "x-api-key: %s", key);
+            j->headers = curl_slist_append(j->headers, hdr);
+        }
+    } else {
+        j->url = join_url(m->base_url, "/chat/completions");
+        j->body = body_openai(m, messages, self->o.max_tokens);
+        if (key && *key) {
+            snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", key);
+            j->headers = curl_slist_append(j->headers, hdr);
+        }
+    }
+    /* Expect: 100-continue would add a round trip for large bodies. */
+    j->headers = curl_slist_append(j->headers, "Expect:");
+    memset(hdr, 0, sizeof(hdr)); /* do not leave the key on the stack */
+    j->next = self->jobs;
+    self->jobs = j;
+    self->n_jobs++;
+    return 0;
+}
+
+/* -------------------------------------------------------------- answers */
+
+static const char *
+error_message(const cJSON *root)
+{
+    /* OpenAI {"error":{"message":..}}, Anthropic {"type":"error",
+     * "error":{"type":..,"message":..}}, or {"error":"text"}. */
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+    if (cJSON_IsString(e))
+        return e->valuestring;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+    if (cJSON_IsString(m))
+        return m->valuestring;
+    return NULL;
+}
+
+/* Parses a 2xx body into j->r. Returns 0, or -1 if malformed. */
+static int
+parse_ok(job_t *j)
+{
+    cJSON *root = cJSON_Parse(j->resp ? j->resp : "");
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return -1;
+    }
+    char *text = NULL;
+    long tin = -1, tout = -1;
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
+    if (j->model.provider == BURSAR_PROVIDER_ANTHROPIC) {
+        const cJSON *content =
+            cJSON_GetObjectItemCaseSensitive(root, "content");
+        if (!cJSON_IsArray(content)) {
+            cJSON_Delete(root);
+            return -1;
+        }
+        size_t len = 0;
+        const cJSON *blk;
+        cJSON_ArrayForEach(blk, content)
+        {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(blk, "text");
+            if (!cJSON_IsString(t))
+                continue;
+            size_t n = strlen(t->valuestring);
+            text = realloc(text, len + n + 1);
+            if (!text)
+                abort();
+            memcpy(text + len, t->valuestring, n + 1);
+            len += n;
+        }
+        const cJSON *a =
+            cJSON_GetObjectItemCaseSensitive(usage, "input_tokens");
+        const cJSON *b =
+            cJSON_GetObjectItemCaseSensitive(usage, "output_tokens");
+        if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) {
+            tin = (long)a->valuedouble;
+            tout = (long)b->valuedouble;
+        }
+    } else {
+        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(root, "choices");
+        const cJSON *c0 = cJSON_GetArrayItem(ch, 0);
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
+        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        if (cJSON_IsString(ct)) {
+            text = strdup(ct->valuestring);
+        } else if (cJSON_IsNull(ct) && msg) {
+            text = strdup(""); /* e.g. a tool call: no text */
+        }
+        const cJSON *a =
+            cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
+        const cJSON *b =
+            cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
+        if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) {
+            tin = (long)a->valuedouble;
+            tout = (long)b->valuedouble;
+        }
+    }
+    cJSON_Delete(root);
+    if (!text)
+        return -1;
+    if (tin < 0) {
+        /* No usage block: estimate ~4 characters per token. */
+        j->r.usage_estimated = 1;
+        tin = j->chars_in / 4 + 1;
+        tout = (long)strlen(text) / 4 + 1;
+    }
+    j->r.ok = 1;
+    j->r.output = text;
+    j->r.tokens_in = tin;
+    j->r.tokens_out = tout;
+    j->r.cost_usd = prov_cost(&j->model, tin, tout);
+    return 0;
+}
+
+static double
+backoff_s(prov_pool_t *self, int attempt)
+{
+    double cap = self->o.backoff_max_ms / 1000.0;
+    double b = self->o.backoff_ms / 1000.0;
+    for (int i = 1; i < attempt && b < cap; i++)
+        b *= 2;
+    if (b > cap)
+        b = cap;
+    double u = (double)rand_r(&self->rng) / ((double)RAND_MAX + 1.0);
+    return b * (0.5 + 0.5 * u);
+}
+
+/* A transfer finished: returns 1 if the job is complete, 0 if it was
+ * rescheduled for a retry. */
+static int
+job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
+{
+    long status = 0;
+    curl_off_t ra = -1;
+    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(j->easy, CURLINFO_RETRY_AFTER, &ra);
+    j->r.http_status = status;
+    int retriable = 0;
+    if (cc != CURLE_OK) {
+        retriable = 1;
+        if (cc == CURLE_OPERATION_TIMEDOUT) {
+            copy_str(j->r.error_kind, sizeof(j->r.error_kind), "timeout");
+            snprintf(j->r.error, sizeof(j->r.error), "timeout after %ld ms",
+                     self->o.timeout_ms);
+        } else {
+            copy_str(j->r.error_kind, sizeof(j->r.error_kind), "transport");
+            snprintf(j->r.error, sizeof(j->r.error), "%s",
+                     curl_easy_strerror(cc));
+        }
+    } else if (status >= 200 && status < 300) {
+        if (parse_ok(j) == 0)
+            return 1;
+        copy_str(j->r.error_kind, sizeof(j->r.error_kind), "malformed");
+        snprintf(j->r.error, sizeof(j->r.error),
+                 "malformed response body (http %ld)", status);
+        return 1;
+    } else {
+        cJSON *root = cJSON_Parse(j->resp ? j->resp : "");
+        const char *msg = error_message(root);
+        if (status == 429 || status >= 500) {
+            retriable = 1;
+            copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+                     status == 429 ? "rate_limited" : "server_error");
+        } else {
+            copy_str(j->r.error_kind, sizeof(j->r.error_kind), "http_error");
+        }
+        snprintf(j->r.error, sizeof(j->r.error), "http %ld: %.200s", status,
+                 msg ? msg : "(no error message)");
+        cJSON_Delete(root);
+    }
+    if (!retriable || j->r.attempts >= self->o.max_attempts)
+        return 1;
+    double wait = backoff_s(self, j->r.attempts);
+    if (ra >= 0) {
+        if ((double)ra * 1000.0 > self->o.retry_after_max_ms) {
+            size_t n = strlen(j->r.error);
+            snprintf(j->r.error + n, sizeof(j->r.error) - n,
+                     " (Retry-After %lds is over the limit)", (long)ra);
+            return 1;
+        }
+        /* Honour the server's wait; the jitter spreads the herd. */
+        wait = (double)ra + wait * 0.1;
+    }
+    j->not_before = now_mono() + wait;
+    return 0;
+}
+
+static void
+job_unlink(prov_pool_t *self, job_t *j)
+{
+    for (job_t **pp = &self->jobs; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            self->n_jobs--;
+            return;
+        }
+}
+
+size_t
+prov_pool_run(prov_pool_t *self, int timeout_ms)
+{
+    double deadline = now_mono() + (timeout_ms > 0 ? timeout_ms : 0) / 1e3;
+    job_t *done = NULL;
+    for (;;) {
+        double now = now_mono();
+        double next_wake = deadline;
+        /* Complete calls that failed before any request (no key). */
+        for (job_t *j = self->jobs, *nx; j; j = nx) {
+            nx = j->next;
+            if (j->not_before < 0) {
+                job_unlink(self, j);
+                j->next = done;
+                done = j;
+            }
+        }
+        /* Start what may start, oldest first would need a tail: the list
+         * is short and order among ready calls does not matter. */
+        for (job_t *j = self->jobs; j; j = j->next) {
+            if (j->running)
+                continue;
+            if (j->not_before > now) {
+                if (j->not_before < next_wake)
+                    next_wake = j->not_before;
+                continue;
+            }
+            if (self->n_running >= self->o.max_inflight)
+                continue;
+            if (job_start(self, j) != 0) {
+                copy_str(j->r.error_kind, sizeof(j->r.error_kind), "transport");
+                snprintf(j->r.error, sizeof(j->r.error),
+                         "curl could not start the request");
+                j->not_before = -1;
+            }
+        }
+        if (done)
+            break;
+        int still = 0;
+        curl_multi_perform(self->multi, &still);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(self->multi, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            job_t *j = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+            CURLcode cc = msg->data.result;
+            curl_multi_remove_handle(self->multi, j->easy);
+            j->running = 0;
+            self->n_running--;
+            if (job_finish(self, j, cc)) {
+                job_unlink(self, j);
+                j->next = done;
+                done = j;
+            }
+        }
+        if (done || self->n_jobs == 0)
+            break;
+        now = now_mono();
+        if (now >= deadline)
+            break;
+        double wait = next_wake - now;
+        if (wait < 0)
+            wait = 0;
+        int ms = (int)(wait * 1000.0) + 1;
+        if (self->n_running > 0)
+            curl_multi_poll(self->multi, NULL, 0, ms, NULL);
+        else {
+            struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    /* Callbacks last: they may submit new calls. */
+    while (done) {
+        job_t *j = done;
+        done = j->next;
+        j->r.latency_ms = (now_mono() - j->started) * 1000.0;
+        j->done(j->ud, &j->model, &j->r);
+        j->running = 0;
+        job_free(self, j);
+    }
+    return self->n_jobs;
+}
+
+struct sync_ud {
+    prov_result_t *r;
+    int done;
+};
+
+static void
+sync_done(void *ud, const bursar_model_t *m, prov_result_t *r)
+{
+    (void)m;
+    struct sync_ud *s = ud;
+    *s->r = *r;
+    r->output = NULL; /* taken */
+    s->done = 1;
+}
+
+int
+prov_call(const prov_opts_t *o, const bursar_model_t *m, const cJSON *messages,
+          prov_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    prov_pool_t *p;
+    if (prov_pool_new(&p, o) != 0)
+        return -1;
+    struct sync_ud s = {r, 0};
+    if (prov_pool_submit(p, m, messages, sync_done, &s) != 0) {
+        prov_pool_destroy(&p);
+        return -1;
+    }
+    while (!s.done)
+        prov_pool_run(p, 1000);
+    prov_pool_destroy(&p);
+    return 0;
+}

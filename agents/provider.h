@@ -1,0 +1,102 @@
+/*
+ * provider.h - calls to LLM providers over libcurl.
+ *
+ * Two wire formats:
+ *  - OpenAI-compatible chat completions: POST {base_url}/chat/completions,
+ *    "Authorization: Bearer KEY"; output from choices[0].message.content,
+ *    tokens from usage.prompt_tokens / usage.completion_tokens. Serves
+ *    OpenAI, OpenRouter, Groq, Together, vLLM, llama.cpp, Ollama, ...
+ *  - Anthropic Messages: POST {base_url}/v1/messages, "x-api-key: KEY",
+ *    "anthropic-version: 2023-06-01"; system messages go to the top-level
+ *    "system" field; output from the text blocks of content[], tokens from
+ *    usage.input_tokens / usage.output_tokens.
+ * The key is read from the environment variable the model names
+ * (api_key_env; empty: no key is sent, for local servers). It is put in a
+ * request header and nowhere else: never logged, never in an error text.
+ *
+ * Retries: 429, 5xx, timeouts and connection failures are retried up to
+ * max_attempts with exponential backoff and full jitter (AWS architecture
+ * blog, "Exponential Backoff And Jitter", 2015: sleep = random in
+ * [base*2^k / 2, base*2^k], capped). A Retry-After header (seconds or an
+ * HTTP date, read by curl) is honoured: the next attempt waits at least
+ * that long; if it asks for more than retry_after_max_ms the call fails at
+ * once so the caller can move to a fallback model. Other 4xx answers and
+ * malformed bodies are not retried.
+ *
+ * Concurrency: a prov_pool_t runs many calls at once over one curl multi
+ * handle, at most max_inflight transfers at a time (the rest queue). It is
+ * driven by prov_pool_run from one thread; completion callbacks run inside
+ * prov_pool_run and may submit new calls.
+ *
+ * Ownership: prov_pool_submit copies the model and the messages. The
+ * prov_result_t passed to a callback is owned by the pool and valid only
+ * during the callback; take r->output (set it to NULL) to keep it.
+ */
+#ifndef BURSAR_PROVIDER_H
+#define BURSAR_PROVIDER_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "bursar.h"
+
+typedef struct prov_opts {
+    long timeout_ms;         /* per attempt, whole transfer; default 60000 */
+    long connect_timeout_ms; /* default 5000 */
+    int max_attempts;        /* default 3 */
+    int backoff_ms;          /* first backoff; default 250 */
+    int backoff_max_ms;      /* cap; default 8000 */
+    int retry_after_max_ms;  /* longer Retry-After: give up; default 30000 */
+    int max_tokens;          /* output cap sent; default 1024 */
+    size_t max_inflight;     /* transfers at once; default 8 */
+    unsigned seed;           /* jitter; 0: from the clock */
+} prov_opts_t;
+
+void prov_opts_init(prov_opts_t *o);
+
+typedef struct prov_result {
+    int ok;         /* 1: the provider answered with a usable body */
+    char *output;   /* ok: the text (malloc'ed) */
+    long tokens_in; /* from usage; estimated (chars/4) if absent */
+    long tokens_out;
+    int usage_estimated; /* 1: no usage block in the response */
+    double cost_usd;     /* price table x tokens */
+    double latency_ms;   /* first attempt start to end, backoff included */
+    int attempts;        /* HTTP attempts made */
+    long http_status;    /* last status; 0: no HTTP answer */
+    char error_kind[32]; /* !ok: rate_limited, server_error, timeout,
+                            transport, http_error, malformed, no_key */
+    char error[256];     /* !ok: a readable description */
+} prov_result_t;
+
+typedef struct prov_pool prov_pool_t;
+
+/* Called once per submitted call with its final result. */
+typedef void (*prov_done_fn)(void *ud, const bursar_model_t *m,
+                             prov_result_t *r);
+
+/* Returns 0, or -1 if curl could not be initialised. */
+int prov_pool_new(prov_pool_t **out, const prov_opts_t *o);
+void prov_pool_destroy(prov_pool_t **self_p);
+
+/* Queues a call of model m with messages (a JSON array of {"role",
+ * "content"}). Returns 0 or -1 (bad arguments). */
+int prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
+                     const cJSON *messages, prov_done_fn done, void *ud);
+
+/* Drives transfers for at most timeout_ms (returns earlier when a call
+ * completes). Returns the number of calls not yet completed. */
+size_t prov_pool_run(prov_pool_t *self, int timeout_ms);
+
+size_t prov_pool_pending(const prov_pool_t *self);
+
+/* One call, synchronously. r must be cleared with prov_result_clear. */
+int prov_call(const prov_opts_t *o, const bursar_model_t *m,
+              const cJSON *messages, prov_result_t *r);
+
+void prov_result_clear(prov_result_t *r);
+
+/* Price-table cost, USD. */
+double prov_cost(const bursar_model_t *m, long tokens_in, long tokens_out);
+
+#endif

@@ -1,0 +1,580 @@
+/*
+ * runner.c - the worker's task engine (runner.h).
+ *
+ * Tasks are small state machines. Controller round trips (choose,
+ * feedback) are synchronous: they take a fraction of a millisecond on
+ * loopback, against seconds for a provider call, so only the provider
+ * calls run concurrently (curl multi, provider.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "runner.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "validate.h"
+
+#define RUNNER_MAX_TRIED 32 /* models tried per task */
+#define RUNNER_MAX_STEPS 32 /* steps per task, a guard against loops */
+
+typedef enum { T_QUEUED, T_CHOOSE, T_CALLING, T_DONE } tstate_t;
+
+typedef struct task {
+    struct task *next;
+    struct runner *runner;
+    tstate_t state;
+    cJSON *src;
+    size_t idx;
+    char bucket[BURSAR_NAME_MAX];
+    cJSON *messages;
+    validator_t *val;
+    char tried[RUNNER_MAX_TRIED][BURSAR_NAME_MAX];
+    size_t n_tried;
+    int n_steps;
+    int escalations;
+    bursar_decision_t d;
+    bursar_decision_t last_remote;
+    int has_remote;
+    cJSON *steps;
+    long tin, tout;
+    double cost;
+    double t0;
+    double sim_latency; /* simulated: sum of step latencies */
+    int valid;
+    char *output;
+    int served; /* output/model/decision below are set */
+    bursar_decision_t served_d;
+    char error[320];
+} task_t;
+
+struct runner {
+    bursar_t *client;
+    const bursar_model_t *models;
+    size_t n_models;
+    runner_opts_t o;
+    prov_pool_t *pool;
+    task_t *queue_head, *queue_tail;
+    size_t active;
+    size_t queued;
+    runner_stats_t st;
+};
+
+static double
+now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void
+copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+void
+runner_opts_init(runner_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->max_escalations = 2;
+    o->concurrency = 8;
+    prov_opts_init(&o->prov);
+}
+
+int
+runner_new(runner_t **out, bursar_t *client, const bursar_model_t *models,
+           size_t n_models, const runner_opts_t *o)
+{
+    *out = NULL;
+    runner_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->client = client;
+    r->models = models;
+    r->n_models = n_models;
+    r->o = *o;
+    if (r->o.concurrency == 0)
+        r->o.concurrency = 1;
+    r->o.prov.max_inflight = r->o.concurrency;
+    if (!r->o.sim && prov_pool_new(&r->pool, &r->o.prov) != 0) {
+        free(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+static void
+task_free(task_t *t)
+{
+    cJSON_Delete(t->src);
+    cJSON_Delete(t->messages);
+    cJSON_Delete(t->steps);
+    validator_destroy(&t->val);
+    free(t->output);
+    free(t);
+}
+
+void
+runner_destroy(runner_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    runner_t *r = *self_p;
+    /* In-flight tasks are owned by the pool's callbacks' user data; a
+     * runner is destroyed after runner_run has drained it. */
+    prov_pool_destroy(&r->pool);
+    for (task_t *t = r->queue_head, *nx; t; t = nx) {
+        nx = t->next;
+        task_free(t);
+    }
+    free(r);
+    *self_p = NULL;
+}
+
+void
+runner_stats(const runner_t *self, runner_stats_t *st)
+{
+    *st = self->st;
+}
+
+void
+runner_add(runner_t *self, cJSON *task, size_t idx)
+{
+    task_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        abort();
+    t->runner = self;
+    t->src = task;
+    t->idx = idx;
+    t->state = T_QUEUED;
+    t->steps = cJSON_CreateArray();
+    if (self->queue_tail)
+        self->queue_tail->next = t;
+    else
+        self->queue_head = t;
+    self->queue_tail = t;
+    self->queued++;
+    self->st.tasks++;
+}
+
+static const bursar_model_t *
+model_find(const runner_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_models; i++)
+        if (strcmp(r->models[i].name, name) == 0)
+            return &r->models[i];
+    return NULL;
+}
+
+static int
+was_tried(const task_t *t, const char *m)
+{
+    for (size_t i = 0; i < t->n_tried; i++)
+        if (strcmp(t->tried[i], m) == 0)
+            return 1;
+    return 0;
+}
+
+static void
+add_tried(task_t *t, const char *m)
+{
+    if (!was_tried(t, m) && t->n_tried < RUNNER_MAX_TRIED)
+        copy_str(t->tried[t->n_tried++], BURSAR_NAME_MAX, m);
+}
+
+/* ------------------------------------------------------------- results */
+
+static void
+task_finish(runner_t *r, task_t *t)
+{
+    t->state = T_DONE;
+    cJSON *res = cJSON_CreateObject();
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(t->src, "id");
+    cJSON_AddItemToObject(res, "id",
+                          id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+    cJSON_AddStringToObject(res, "bucket", t->bucket);
+    if (t->served) {
+        cJSON_AddStringToObject(res, "model", t->served_d.model);
+        if (t->served_d.id[0])
+            cJSON_AddStringToObject(res, "decision_id", t->served_d.id);
+        else
+            cJSON_AddNullToObject(res, "decision_id");
+        cJSON_AddBoolToObject(res, "local", t->served_d.local);
+        cJSON_AddStringToObject(res, "output", t->output ? t->output : "");
+    } else {
+        cJSON_AddNullToObject(res, "model");
+        cJSON_AddNullToObject(res, "decision_id");
+        cJSON_AddBoolToObject(res, "local", 0);
+        cJSON_AddNullToObject(res, "output");
+    }
+    cJSON_AddBoolToObject(res, "valid", t->served && t->valid);
+    cJSON_AddNumberToObject(res, "escalations", t->escalations);
+    cJSON_AddNumberToObject(res, "tokens_in", (double)t->tin);
+    cJSON_AddNumberToObject(res, "tokens_out", (double)t->tout);
+    cJSON_AddNumberToObject(res, "cost_usd", t->cost);
+    double lat = r->o.sim ? t->sim_latency : (now_mono() - t->t0) * 1000.0;
+    cJSON_AddNumberToObject(res, "latency_ms", lat);
+    if (t->error[0])
+        cJSON_AddStringToObject(res, "error", t->error);
+    else
+        cJSON_AddNullToObject(res, "error");
+    cJSON_AddItemToObject(res, "steps", t->steps);
+    t->steps = NULL;
+
+    r->st.done++;
+    if (t->served && t->valid)
+        r->st.valid++;
+    if (t->error[0])
+        r->st.errors++;
+    r->st.escalations += (size_t)t->escalations;
+    r->st.cost_usd += t->cost;
+    r->st.tokens_in += t->tin;
+    r->st.tokens_out += t->tout;
+    r->active--;
+    if (r->o.emit)
+        r->o.emit(r->o.emit_ud, res);
+    else
+        cJSON_Delete(res);
+}
+
+static void
+task_fail(runner_t *r, task_t *t, const char *msg)
+{
+    if (!t->error[0])
+        copy_str(t->error, sizeof(t->error), msg);
+    task_finish(r, t);
+}
+
+static const char *
+fb_status(int rc)
+{
+    switch (rc) {
+    case BURSAR_OK:
+        return "ok";
+    case BURSAR_SPOOLED:
+        return "spooled";
+    case BURSAR_EREMOTE:
+        return "refused";
+    default:
+        return "lost";
+    }
+}
+
+static cJSON *
+step_new(const task_t *t, const char *model)
+{
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "model", model);
+    if (t->d.id[0])
+        cJSON_AddStringToObject(s, "decision_id", t->d.id);
+    else
+        cJSON_AddNullToObject(s, "decision_id");
+    cJSON_AddBoolToObject(s, "local", t->d.local);
+    cJSON_AddNumberToObject(s, "propensity", t->d.propensity);
+    return s;
+}
+
+/* A provider (or scenario) answer for the current decision: validate,
+ * report, decide what is next. */
+static void
+task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
+               prov_result_t *res, int sim_valid)
+{
+    cJSON *s = step_new(t, m->name);
+    cJSON_AddNumberToObject(s, "attempts", res->attempts);
+    cJSON_AddNumberToObject(s, "latency_ms", res->latency_ms);
+    if (r->o.sim)
+        t->sim_latency += res->latency_ms;
+    bursar_feedback_t fb;
+    if (!res->ok) {
+        r->st.provider_errors++;
+        cJSON_AddStringToObject(s, "outcome", "provider_error");
+        cJSON_AddStringToObject(s, "error", res->error);
+        if (res->http_status)
+            cJSON_AddNumberToObject(s, "http_status", (double)res->http_status);
+        bursar_feedback_init(&fb, BURSAR_FB_PROVIDER_ERROR);
+        fb.error = res->error;
+        fb.latency_ms = res->latency_ms;
+        int rc = bursar_feedback(r->client, &t->d, &fb);
+        cJSON_AddStringToObject(s, "feedback", fb_status(rc));
+        cJSON_AddItemToArray(t->steps, s);
+        add_tried(t, m->name);
+        copy_str(t->error, sizeof(t->error), res->error);
+        t->state = T_CHOOSE; /* fall back: not an escalation */
+        return;
+    }
+    char why[256] = "";
+    int valid = r->o.sim
+                    ? sim_valid
+                    : validator_check(t->val, res->output, why, sizeof(why));
+    t->tin += res->tokens_in;
+    t->tout += res->tokens_out;
+    t->cost += res->cost_usd;
+    cJSON_AddStringToObject(s, "outcome", valid ? "valid" : "invalid");
+    if (!valid && why[0])
+        cJSON_AddStringToObject(s, "why", why);
+    cJSON_AddNumberToObject(s, "tokens_in", (double)res->tokens_in);
+    cJSON_AddNumberToObject(s, "tokens_out", (double)res->tokens_out);
+    cJSON_AddNumberToObject(s, "cost_usd", res->cost_usd);
+    if (res->usage_estimated)
+        cJSON_AddBoolToObject(s, "usage_estimated", 1);
+    bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+    fb.success = valid;
+    fb.cost_usd = res->cost_usd;
+    fb.tokens_in = res->tokens_in;
+    fb.tokens_out = res->tokens_out;
+    fb.latency_ms = res->latency_ms;
+    int rc = bursar_feedback(r->client, &t->d, &fb);
+    cJSON_AddStringToObject(s, "feedback", fb_status(rc));
+    cJSON_AddItemToArray(t->steps, s);
+
+    /* The latest answer is the one reported, valid or not. */
+    free(t->output);
+    t->output = res->output;
+    res->output = NULL;
+    t->served = 1;
+    t->served_d = t->d;
+    t->valid = valid;
+    t->error[0] = '\0';
+    if (valid || t->escalations >= r->o.max_escalations) {
+        task_finish(r, t);
+        return;
+    }
+    t->escalations++;
+    add_tried(t, m->name);
+    t->state = T_CHOOSE;
+}
+
+static void task_advance(runner_t *r, task_t *t);
+
+static void
+pool_done(void *ud, const bursar_model_t *m, prov_result_t *res)
+{
+    task_t *t = ud;
+    runner_t *r = t->runner;
+    task_on_result(r, t, m, res, 0);
+    /* Callbacks may submit new calls (provider.h): fall back or escalate
+     * right away. */
+    task_advance(r, t);
+    if (t->state == T_DONE)
+        task_free(t);
+}
+
+/* ------------------------------------------------------------- choosing */
+
+/* Picks the next decision into t->d. Returns 0, or -1 with t->error set. */
+static int
+task_choose(runner_t *r, task_t *t)
+{
+    const char *ex[RUNNER_MAX_TRIED];
+    for (size_t i = 0; i < t->n_tried; i++)
+        ex[i] = t->tried[i];
+    int rc = bursar_choose(r->client, t->bucket, ex, t->n_tried, &t->d);
+    if (rc == BURSAR_OK) {
+        t->last_remote = t->d;
+        t->has_remote = 1;
+        return 0;
+    }
+    if (rc == BURSAR_LOCAL) {
+        r->st.local_decisions++;
+        return 0;
+    }
+    if (rc == BURSAR_EUNREACHABLE && t->has_remote) {
+        /* Controller away: the last decision's fallbacks, in order. */
+        for (size_t i = 0; i < t->last_remote.n_fallbacks; i++) {
+            const char *m = t->last_remote.fallbacks[i];
+            if (was_tried(t, m) || strcmp(m, t->last_remote.model) == 0)
+                continue;
+            memset(&t->d, 0, sizeof(t->d));
+            copy_str(t->d.model, sizeof(t->d.model), m);
+            copy_str(t->d.bucket, sizeof(t->d.bucket), t->bucket);
+            t->d.propensity = 1.0;
+            t->d.local = 1;
+            r->st.local_decisions++;
+            return 0;
+        }
+    }
+    char msg[300];
+    if (rc == BURSAR_EREMOTE || rc == BURSAR_EPROTO)
+        snprintf(msg, sizeof(msg), "choose: %s", bursar_last_error(r->client));
+    else
+        snprintf(msg, sizeof(msg), "choose: %s%s", bursar_strerror(rc),
+                 t->n_tried ? " (every fallback tried)" : "");
+    /* Keep the provider error that led here, if any, in front. */
+    if (t->error[0]) {
+        char both[320];
+        snprintf(both, sizeof(both), "%.150s; %.160s", t->error, msg);
+        copy_str(t->error, sizeof(t->error), both);
+    } else {
+        copy_str(t->error, sizeof(t->error), msg);
+    }
+    return -1;
+}
+
+static void
+sim_call(runner_t *r, task_t *t, const bursar_model_t *m)
+{
+    scenario_draw_t dr;
+    scenario_call(r->o.sim, m->name, t->bucket, t->idx, &dr);
+    prov_result_t res;
+    memset(&res, 0, sizeof(res));
+    res.attempts = 1;
+    res.latency_ms = dr.latency_ms;
+    if (!dr.known) {
+        copy_str(res.error_kind, sizeof(res.error_kind), "http_error");
+        snprintf(res.error, sizeof(res.error),
+                 "model %s is not in the scenario", m->name);
+    } else if (dr.outage) {
+        res.http_status = 503;
+        copy_str(res.error_kind, sizeof(res.error_kind), "server_error");
+        snprintf(res.error, sizeof(res.error), "http 503: simulated outage");
+    } else {
+        res.ok = 1;
+        res.tokens_in = dr.tokens_in;
+        res.tokens_out = dr.tokens_out;
+        res.cost_usd = dr.cost_usd >= 0
+                           ? dr.cost_usd
+                           : prov_cost(m, dr.tokens_in, dr.tokens_out);
+        res.output = strdup(dr.success ? "simulated answer (valid)"
+                                       : "simulated answer (invalid)");
+    }
+    task_on_result(r, t, m, &res, dr.success);
+    prov_result_clear(&res);
+}
+
+/* Runs a task until it waits for a provider or is done. */
+static void
+task_advance(runner_t *r, task_t *t)
+{
+    while (t->state == T_CHOOSE) {
+        if (++t->n_steps > RUNNER_MAX_STEPS) {
+            task_fail(r, t, "too many steps");
+            return;
+        }
+        if (task_choose(r, t) != 0) {
+            task_finish(r, t);
+            return;
+        }
+        const bursar_model_t *m = model_find(r, t->d.model);
+        bursar_model_t unknown;
+        if (!m && r->o.sim) {
+            memset(&unknown, 0, sizeof(unknown));
+            copy_str(unknown.name, sizeof(unknown.name), t->d.model);
+            m = &unknown; /* the scenario may know it; prices then 0 */
+        }
+        if (!m) {
+            prov_result_t res;
+            memset(&res, 0, sizeof(res));
+            snprintf(res.error, sizeof(res.error),
+                     "no provider details for model %s", t->d.model);
+            memset(&unknown, 0, sizeof(unknown));
+            copy_str(unknown.name, sizeof(unknown.name), t->d.model);
+            task_on_result(r, t, &unknown, &res, 0);
+            continue;
+        }
+        if (r->o.sim) {
+            sim_call(r, t, m);
+            continue;
+        }
+        t->state = T_CALLING;
+        if (prov_pool_submit(r->pool, m, t->messages, pool_done, t) != 0) {
+            task_fail(r, t, "provider call could not be submitted");
+            return;
+        }
+    }
+}
+
+/* Prepares a queued task: bucket, messages, validator. */
+static void
+task_start(runner_t *r, task_t *t)
+{
+    r->active++;
+    t->t0 = now_mono();
+    t->state = T_CHOOSE;
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(t->src, "messages");
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(t->src, "prompt");
+    if (cJSON_IsArray(msgs) && cJSON_GetArraySize(msgs) > 0) {
+        t->messages = cJSON_Duplicate(msgs, 1);
+    } else if (cJSON_IsString(prompt)) {
+        t->messages = cJSON_CreateArray();
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", "user");
+        cJSON_AddStringToObject(m, "content", prompt->valuestring);
+        cJSON_AddItemToArray(t->messages, m);
+    } else {
+        copy_str(t->bucket, sizeof(t->bucket), "");
+        task_fail(r, t,
+                  "task: \"messages\" (a non-empty array) or "
+                  "\"prompt\" (a string) is required");
+        return;
+    }
+    /* The prompt text for routing rules: every message's content. */
+    size_t len = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, t->messages)
+    {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsString(c))
+            len += strlen(c->valuestring) + 1;
+    }
+    char *text = calloc(len + 1, 1);
+    if (!text)
+        abort();
+    cJSON_ArrayForEach(m, t->messages)
+    {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsString(c)) {
+            strcat(text, c->valuestring);
+            strcat(text, "\n");
+        }
+    }
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(t->src, "bucket");
+    const char *bucket = "default";
+    if (r->o.route)
+        bucket = route_bucket(r->o.route,
+                              cJSON_IsString(b) ? b->valuestring : NULL, text);
+    else if (cJSON_IsString(b) && *b->valuestring)
+        bucket = b->valuestring;
+    copy_str(t->bucket, sizeof(t->bucket), bucket);
+    free(text);
+
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(t->src, "validate");
+    if (!spec)
+        spec = cJSON_GetObjectItemCaseSensitive(r->o.validators, t->bucket);
+    if (!spec)
+        spec = cJSON_GetObjectItemCaseSensitive(r->o.validators, "*");
+    char err[256];
+    if (validator_parse(spec, &t->val, err, sizeof(err)) != 0) {
+        task_fail(r, t, err);
+        return;
+    }
+    task_advance(r, t);
+}
+
+size_t
+runner_run(runner_t *self, int timeout_ms)
+{
+    /* Fill the free slots. */
+    while (self->queue_head && self->active < self->o.concurrency) {
+        task_t *t = self->queue_head;
+        self->queue_head = t->next;
+        if (!self->queue_head)
+            self->queue_tail = NULL;
+        t->next = NULL;
+        self->queued--;
+        task_start(self, t);
+        if (t->state == T_DONE)
+            task_free(t);
+    }
+    if (self->pool && prov_pool_pending(self->pool) > 0)
+        prov_pool_run(self->pool, timeout_ms);
+    return self->queued + self->active;
+}

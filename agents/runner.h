@@ -1,0 +1,86 @@
+/*
+ * runner.h - the worker's task engine: for each task, choose a model,
+ * call it, validate, report, fall back or escalate; many tasks at once.
+ *
+ * Per task:
+ *   1. bucket: the task's "bucket", else the routing rules (route.h).
+ *   2. choose(bucket, exclude = models tried so far) from the controller.
+ *      If the controller is unreachable the client answers with its local
+ *      fallback model; when that one is excluded too, the next untried
+ *      model of the last controller decision's fallbacks is used (a local
+ *      decision as well).
+ *   3. call the provider (or the scenario, in simulation).
+ *      - provider failure (after the provider module's own retries):
+ *        feedback provider_error for that decision, the model joins the
+ *        tried list and the task goes back to 2: that is the fallback; it
+ *        asks the controller again, so the next model is re-checked
+ *        against the budget and the arms' health. Not an escalation.
+ *      - an answer: validate it; feedback outcome (success = valid, with
+ *        cost, tokens, latency). Valid: done. Invalid: if escalations are
+ *        left, the model joins the tried list and the task goes back to 2
+ *        (an escalation); else done, valid = false.
+ *   4. one result line per task (runner_emit_fn), every step recorded.
+ * A task ends with an error (and still a result) when no model is left.
+ *
+ * Ownership: the runner borrows the client, the models, the route, the
+ * validators' specs and the scenario for its whole life. runner_add takes
+ * the task object. Results are passed to the emit callback, which owns
+ * them (cJSON_Delete).
+ */
+#ifndef BURSAR_RUNNER_H
+#define BURSAR_RUNNER_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "bursar.h"
+#include "provider.h"
+#include "route.h"
+#include "scenario.h"
+
+typedef void (*runner_emit_fn)(void *ud, cJSON *result);
+
+typedef struct runner_opts {
+    int max_escalations;     /* after a validation failure; default 2 */
+    size_t concurrency;      /* tasks in flight; default 8 */
+    prov_opts_t prov;        /* provider calls */
+    const route_t *route;    /* NULL: bucket "default" unless the task
+                                names one */
+    const cJSON *validators; /* {"bucket": spec, "*": spec} or NULL */
+    scenario_t *sim;         /* non-NULL: simulated providers */
+    runner_emit_fn emit;
+    void *emit_ud;
+} runner_opts_t;
+
+void runner_opts_init(runner_opts_t *o);
+
+typedef struct runner runner_t;
+
+typedef struct runner_stats {
+    size_t tasks;       /* added */
+    size_t done;        /* results emitted */
+    size_t valid;       /* results with valid = true */
+    size_t errors;      /* results with an error */
+    size_t escalations; /* over all tasks */
+    size_t provider_errors;
+    size_t local_decisions;
+    double cost_usd;
+    long tokens_in, tokens_out;
+} runner_stats_t;
+
+/* Returns 0, or -1 (curl could not be set up). */
+int runner_new(runner_t **out, bursar_t *client, const bursar_model_t *models,
+               size_t n_models, const runner_opts_t *o);
+void runner_destroy(runner_t **self_p);
+
+/* Queues a task (takes ownership of task). idx is its index in the run
+ * (scenario outages and drift are keyed on it). */
+void runner_add(runner_t *self, cJSON *task, size_t idx);
+
+/* Advances tasks for at most timeout_ms. Returns the number of tasks not
+ * yet finished (queued or in flight). */
+size_t runner_run(runner_t *self, int timeout_ms);
+
+void runner_stats(const runner_t *self, runner_stats_t *st);
+
+#endif

@@ -1,0 +1,452 @@
+/*
+ * validate.c - output validators (validate.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "validate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef enum {
+    V_NONE,
+    V_JSON,
+    V_JSON_KEYS,
+    V_REGEX,
+    V_MAX_LENGTH,
+    V_COMMAND,
+    V_ALL
+} vkind_t;
+
+struct validator {
+    vkind_t kind;
+    cJSON *keys;     /* V_JSON_KEYS: {"name":"type"} */
+    regex_t re;      /* V_REGEX */
+    size_t max;      /* V_MAX_LENGTH */
+    char *cmd;       /* V_COMMAND */
+    long timeout_ms; /* V_COMMAND */
+    size_t n_parts;  /* V_ALL */
+    validator_t **parts;
+};
+
+static const char *const kind_names[] = {
+    "none", "json", "json_keys", "regex", "max_length", "command", "all"};
+
+const char *
+validator_kind(const validator_t *self)
+{
+    return kind_names[self->kind];
+}
+
+static int
+fail(char *err, size_t cap, const char *msg)
+{
+    if (err && cap)
+        snprintf(err, cap, "%s", msg);
+    return -1;
+}
+
+static int
+type_known(const char *t)
+{
+    static const char *const types[] = {"string",  "number", "integer",
+                                        "boolean", "array",  "object",
+                                        "null",    "any"};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(t, types[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int
+validator_parse(const cJSON *spec, validator_t **out, char *err, size_t cap)
+{
+    *out = NULL;
+    validator_t *v = calloc(1, sizeof(*v));
+    if (!v)
+        abort();
+    if (!spec || cJSON_IsNull(spec)) {
+        v->kind = V_NONE;
+        *out = v;
+        return 0;
+    }
+    if (cJSON_IsArray(spec)) {
+        v->kind = V_ALL;
+        size_t n = (size_t)cJSON_GetArraySize(spec);
+        v->parts = calloc(n ? n : 1, sizeof(*v->parts));
+        if (!v->parts)
+            abort();
+        const cJSON *it;
+        cJSON_ArrayForEach(it, spec)
+        {
+            if (validator_parse(it, &v->parts[v->n_parts], err, cap) != 0) {
+                validator_destroy(&v);
+                return -1;
+            }
+            v->n_parts++;
+        }
+        *out = v;
+        return 0;
+    }
+    const char *type = NULL;
+    if (cJSON_IsString(spec))
+        type = spec->valuestring;
+    else if (cJSON_IsObject(spec)) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "type");
+        if (!cJSON_IsString(t)) {
+            free(v);
+            return fail(err, cap, "validate: \"type\" must be a string");
+        }
+        type = t->valuestring;
+    } else {
+        free(v);
+        return fail(err, cap, "validate: must be a name, object or array");
+    }
+
+    if (strcmp(type, "none") == 0) {
+        v->kind = V_NONE;
+    } else if (strcmp(type, "json") == 0 || strcmp(type, "json_keys") == 0) {
+        v->kind = V_JSON;
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(spec, "keys");
+        if (!k)
+            k = cJSON_GetObjectItemCaseSensitive(spec, "required");
+        if (k) {
+            v->kind = V_JSON_KEYS;
+            v->keys = cJSON_CreateObject();
+            const cJSON *it;
+            if (cJSON_IsArray(k)) {
+                cJSON_ArrayForEach(it, k)
+                {
+                    if (!cJSON_IsString(it)) {
+                        validator_destroy(&v);
+                        return fail(err, cap,
+                                    "validate.required: names must be "
+                                    "strings");
+                    }
+                    cJSON_AddStringToObject(v->keys, it->valuestring, "any");
+                }
+            } else if (cJSON_IsObject(k)) {
+                cJSON_ArrayForEach(it, k)
+                {
+                    if (!cJSON_IsString(it) || !type_known(it->valuestring)) {
+                        char m[160];
+                        snprintf(m, sizeof(m),
+                                 "validate.keys.%.60s: type must be one of "
+                                 "string number integer boolean array "
+                                 "object null any",
+                                 it->string);
+                        validator_destroy(&v);
+                        return fail(err, cap, m);
+                    }
+                    cJSON_AddStringToObject(v->keys, it->string,
+                                            it->valuestring);
+                }
+            } else {
+                validator_destroy(&v);
+                return fail(err, cap,
+                            "validate.keys: must be an object or array");
+            }
+        } else if (strcmp(type, "json_keys") == 0) {
+            free(v);
+            return fail(err, cap, "validate: json_keys needs \"keys\"");
+        }
+    } else if (strcmp(type, "regex") == 0) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(spec, "pattern");
+        if (!cJSON_IsString(p)) {
+            free(v);
+            return fail(err, cap, "validate.pattern: a string is required");
+        }
+        int flags = REG_EXTENDED | REG_NOSUB;
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "icase")))
+            flags |= REG_ICASE;
+        int rc = regcomp(&v->re, p->valuestring, flags);
+        if (rc != 0) {
+            char m[200], e[120];
+            regerror(rc, &v->re, e, sizeof(e));
+            snprintf(m, sizeof(m), "validate.pattern: %s", e);
+            free(v);
+            return fail(err, cap, m);
+        }
+        v->kind = V_REGEX;
+    } else if (strcmp(type, "max_length") == 0) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(spec, "max");
+        if (!cJSON_IsNumber(m) || m->valuedouble < 0) {
+            free(v);
+            return fail(err, cap, "validate.max: a number >= 0 is required");
+        }
+        v->kind = V_MAX_LENGTH;
+        v->max = (size_t)m->valuedouble;
+    } else if (strcmp(type, "command") == 0) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(spec, "cmd");
+        if (!cJSON_IsString(c) || !*c->valuestring) {
+            free(v);
+            return fail(err, cap, "validate.cmd: a command is required");
+        }
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "timeout_ms");
+        v->kind = V_COMMAND;
+        v->cmd = strdup(c->valuestring);
+        v->timeout_ms = cJSON_IsNumber(t) ? (long)t->valuedouble : 10000;
+    } else {
+        char m[160];
+        snprintf(m, sizeof(m),
+                 "validate: unknown validator \"%.60s\" (none json json_keys "
+                 "regex max_length command)",
+                 type);
+        free(v);
+        return fail(err, cap, m);
+    }
+    *out = v;
+    return 0;
+}
+
+void
+validator_destroy(validator_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    validator_t *v = *self_p;
+    if (v->kind == V_REGEX)
+        regfree(&v->re);
+    cJSON_Delete(v->keys);
+    free(v->cmd);
+    for (size_t i = 0; i < v->n_parts; i++)
+        validator_destroy(&v->parts[i]);
+    free(v->parts);
+    free(v);
+    *self_p = NULL;
+}
+
+static void
+why_set(char *why, size_t cap, const char *msg)
+{
+    if (why && cap)
+        snprintf(why, cap, "%s", msg);
+}
+
+/* Strips surrounding space and a Markdown code fence. Returns a new
+ * string. */
+static char *
+unfence(const char *text)
+{
+    const char *s = text;
+    while (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\n' || s[n - 1] == '\r' ||
+                     s[n - 1] == '\t'))
+        n--;
+    if (n >= 6 && strncmp(s, "```", 3) == 0 &&
+        strncmp(s + n - 3, "```", 3) == 0) {
+        const char *nl = memchr(s, '\n', n);
+        if (nl) {
+            size_t off = (size_t)(nl + 1 - s);
+            s += off;
+            n -= off + 3;
+        }
+    }
+    char *d = malloc(n + 1);
+    if (!d)
+        abort();
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+static int
+type_ok(const cJSON *v, const char *t)
+{
+    if (strcmp(t, "any") == 0)
+        return 1;
+    if (strcmp(t, "string") == 0)
+        return cJSON_IsString(v);
+    if (strcmp(t, "number") == 0)
+        return cJSON_IsNumber(v);
+    if (strcmp(t, "integer") == 0)
+        return cJSON_IsNumber(v) &&
+               v->valuedouble == (double)(long long)v->valuedouble;
+    if (strcmp(t, "boolean") == 0)
+        return cJSON_IsBool(v);
+    if (strcmp(t, "array") == 0)
+        return cJSON_IsArray(v);
+    if (strcmp(t, "object") == 0)
+        return cJSON_IsObject(v);
+    if (strcmp(t, "null") == 0)
+        return cJSON_IsNull(v);
+    return 0;
+}
+
+static int
+check_json(const validator_t *v, const char *text, char *why, size_t cap)
+{
+    char *t = unfence(text);
+    cJSON *j = cJSON_Parse(t);
+    free(t);
+    if (!j) {
+        why_set(why, cap, "output is not valid JSON");
+        return 0;
+    }
+    int ok = 1;
+    if (v->kind == V_JSON_KEYS) {
+        if (!cJSON_IsObject(j)) {
+            why_set(why, cap, "output is JSON but not an object");
+            ok = 0;
+        } else {
+            const cJSON *k;
+            cJSON_ArrayForEach(k, v->keys)
+            {
+                const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, k->string);
+                if (!f || !type_ok(f, k->valuestring)) {
+                    if (why && cap)
+                        snprintf(why, cap, "key \"%.60s\" %s (want %s)",
+                                 k->string,
+                                 f ? "has the wrong type" : "missing",
+                                 k->valuestring);
+                    ok = 0;
+                    break;
+                }
+            }
+        }
+    }
+    cJSON_Delete(j);
+    return ok;
+}
+
+static double
+now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int
+check_command(const validator_t *v, const char *text, char *why, size_t cap)
+{
+    int p[2];
+    if (pipe(p) != 0) {
+        why_set(why, cap, "command: pipe failed");
+        return 0;
+    }
+    struct sigaction ign, old;
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, &old);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        sigaction(SIGPIPE, &old, NULL);
+        why_set(why, cap, "command: fork failed");
+        return 0;
+    }
+    if (pid == 0) {
+        dup2(p[0], 0);
+        close(p[0]);
+        close(p[1]);
+        int dn = open("/dev/null", O_WRONLY);
+        if (dn >= 0) {
+            dup2(dn, 1);
+            dup2(dn, 2);
+            close(dn);
+        }
+        signal(SIGPIPE, SIG_DFL);
+        execl("/bin/sh", "sh", "-c", v->cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(p[0]);
+    fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK);
+    double deadline = now_mono() + v->timeout_ms / 1000.0;
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        double left = deadline - now_mono();
+        if (left <= 0)
+            break;
+        struct pollfd pf = {p[1], POLLOUT, 0};
+        if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0)
+            continue;
+        ssize_t w = write(p[1], text + off, len - off);
+        if (w < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (w < 0)
+            break; /* EPIPE: the command stopped reading; its status rules */
+        off += (size_t)w;
+    }
+    close(p[1]);
+    int status = 0, done = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            done = 1;
+            break;
+        }
+        if (r < 0 && errno != EINTR)
+            break;
+        if (now_mono() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        struct timespec ts = {0, 2000000L};
+        nanosleep(&ts, NULL);
+    }
+    sigaction(SIGPIPE, &old, NULL);
+    if (!done) {
+        why_set(why, cap, "command timed out");
+        return 0;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 1;
+    if (why && cap) {
+        if (WIFEXITED(status))
+            snprintf(why, cap, "command exited with status %d",
+                     WEXITSTATUS(status));
+        else
+            snprintf(why, cap, "command killed by a signal");
+    }
+    return 0;
+}
+
+int
+validator_check(const validator_t *self, const char *text, char *why,
+                size_t cap)
+{
+    if (why && cap)
+        why[0] = '\0';
+    if (!text)
+        text = "";
+    switch (self->kind) {
+    case V_NONE:
+        return 1;
+    case V_JSON:
+    case V_JSON_KEYS:
+        return check_json(self, text, why, cap);
+    case V_REGEX:
+        if (regexec(&self->re, text, 0, NULL, 0) == 0)
+            return 1;
+        why_set(why, cap, "output does not match the pattern");
+        return 0;
+    case V_MAX_LENGTH:
+        if (strlen(text) <= self->max)
+            return 1;
+        if (why && cap)
+            snprintf(why, cap, "output is %zu bytes, over %zu", strlen(text),
+                     self->max);
+        return 0;
+    case V_COMMAND:
+        return check_command(self, text, why, cap);
+    case V_ALL:
+        for (size_t i = 0; i < self->n_parts; i++)
+            if (!validator_check(self->parts[i], text, why, cap))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
