@@ -325,7 +325,13 @@ prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
     char hdr[1024];
     j->headers = curl_slist_append(NULL, "Content-Type: application/json");
     if (m->provider == BURSAR_PROVIDER_ANTHROPIC) {
-        j->url = join_url(m->base_url, "/v1/messages");
+        /* {base_url}/v1/messages; a base URL that already ends in /v1
+         * (as many configurations write it) is not doubled. */
+        size_t bl = strlen(m->base_url);
+        while (bl > 0 && m->base_url[bl - 1] == '/')
+            bl--;
+        int has_v1 = bl >= 3 && strncmp(m->base_url + bl - 3, "/v1", 3) == 0;
+        j->url = join_url(m->base_url, has_v1 ? "/messages" : "/v1/messages");
         j->body = body_anthropic(m, messages, self->o.max_tokens);
         j->headers =
             curl_slist_append(j->headers, "anthropic-version: 2023-06-01");

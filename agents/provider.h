@@ -6,7 +6,8 @@
  *    "Authorization: Bearer KEY"; output from choices[0].message.content,
  *    tokens from usage.prompt_tokens / usage.completion_tokens. Serves
  *    OpenAI, OpenRouter, Groq, Together, vLLM, llama.cpp, Ollama, ...
- *  - Anthropic Messages: POST {base_url}/v1/messages, "x-api-key: KEY",
+ *  - Anthropic Messages: POST {base_url}/v1/messages (a base_url ending in /v1
+ *    is not doubled), "x-api-key: KEY",
  *    "anthropic-version: 2023-06-01"; system messages go to the top-level
  *    "system" field; output from the text blocks of content[], tokens from
  *    usage.input_tokens / usage.output_tokens.

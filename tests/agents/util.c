@@ -1,0 +1,486 @@
+/*
+ * util.c - helpers for the agents/ tests (util.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+const char *
+tu_bin(const char *name, char *buf, size_t cap)
+{
+    const char *d = getenv("BURSAR_BIN_DIR");
+    snprintf(buf, cap, "%s/%s", d ? d : ".", name);
+    return buf;
+}
+
+int
+tu_exists(const char *path)
+{
+    return access(path, X_OK) == 0;
+}
+
+void
+tu_tmpdir(char *buf, size_t cap)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/bursar-agents-XXXXXX", t ? t : "/tmp");
+    if (!mkdtemp(buf))
+        abort();
+}
+
+void
+tu_rmrf(const char *dir)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+void
+tu_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        abort();
+    fputs(text, f);
+    fclose(f);
+}
+
+char *
+tu_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0, r;
+    char *s = malloc(cap);
+    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 >= cap)
+            s = realloc(s, cap *= 2);
+    }
+    fclose(f);
+    if (s)
+        s[n] = '\0';
+    return s;
+}
+
+pid_t
+tu_spawn(char *const argv[], const char *in_path, const char *out_path,
+         const char *err_path)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        abort();
+    if (pid == 0) {
+        int fd = open(in_path ? in_path : "/dev/null", O_RDONLY);
+        if (fd >= 0) {
+            dup2(fd, 0);
+            close(fd);
+        }
+        if (out_path) {
+            fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                close(fd);
+            }
+        }
+        if (err_path) {
+            fd = open(err_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) {
+                dup2(fd, 2);
+                close(fd);
+            }
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int
+tu_wait(pid_t pid, int timeout_ms)
+{
+    double until = tu_now() + timeout_ms / 1000.0;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0)
+            return -1;
+        if (tu_now() > until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        tu_sleep_ms(10);
+    }
+}
+
+void
+tu_kill(pid_t pid, int sig)
+{
+    if (pid > 0) {
+        kill(pid, sig);
+        int st;
+        waitpid(pid, &st, 0);
+    }
+}
+
+void
+tu_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+double
+tu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+pid_t
+tu_mock_start(const char *script_json, int *port)
+{
+    char dir[512], script[600], out[600], bin[512];
+    tu_tmpdir(dir, sizeof(dir));
+    snprintf(script, sizeof(script), "%s/script.json", dir);
+    snprintf(out, sizeof(out), "%s/port", dir);
+    tu_write_file(script, script_json);
+    tu_bin("bursar-mock-provider", bin, sizeof(bin));
+    char *argv[] = {bin, "--script", script, NULL};
+    pid_t pid = tu_spawn(argv, NULL, out, NULL);
+    *port = 0;
+    for (int i = 0; i < 300 && *port == 0; i++) {
+        char *s = tu_read_file(out);
+        if (s && strchr(s, '\n'))
+            *port = atoi(s);
+        free(s);
+        if (*port == 0)
+            tu_sleep_ms(10);
+    }
+    tu_rmrf(dir);
+    return pid;
+}
+
+static size_t
+collect(char *p, size_t s, size_t n, void *ud)
+{
+    char **buf = ud;
+    size_t old = *buf ? strlen(*buf) : 0;
+    *buf = realloc(*buf, old + s * n + 1);
+    memcpy(*buf + old, p, s * n);
+    (*buf)[old + s * n] = '\0';
+    return s * n;
+}
+
+int
+tu_mock_requests(int port, const char *model, const char *status)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/stats", port);
+    CURL *c = curl_easy_init();
+    char *body = NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    cJSON *j = cJSON_Parse(body ? body : "");
+    free(body);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "models"), model);
+    const cJSON *v =
+        status ? cJSON_GetObjectItemCaseSensitive(
+                     cJSON_GetObjectItemCaseSensitive(m, "status"), status)
+               : cJSON_GetObjectItemCaseSensitive(m, "requests");
+    int n = cJSON_IsNumber(v) ? (int)v->valuedouble : 0;
+    cJSON_Delete(j);
+    return n;
+}
+
+void
+tu_model(bursar_model_t *m, const char *name, int anthropic, int port,
+         double pin, double pout)
+{
+    memset(m, 0, sizeof(*m));
+    snprintf(m->name, sizeof(m->name), "%s", name);
+    snprintf(m->model, sizeof(m->model), "%s", name);
+    m->provider =
+        anthropic ? BURSAR_PROVIDER_ANTHROPIC : BURSAR_PROVIDER_OPENAI;
+    if (anthropic)
+        snprintf(m->base_url, sizeof(m->base_url), "http://127.0.0.1:%d", port);
+    else
+        snprintf(m->base_url, sizeof(m->base_url), "http://127.0.0.1:%d/v1",
+                 port);
+    m->price_in_per_mtok = pin;
+    m->price_out_per_mtok = pout;
+}
+
+/* ------------------------------------------------ ROUTER stand-in */
+
+#define TU_MAX_FB 4096
+
+struct tu_router {
+    pthread_t th;
+    void *ctx;
+    void *sock;
+    volatile int stop;
+    pthread_mutex_t mu;
+    int drop;
+    int port;
+    size_t n_models;
+    char models[16][64];
+    int next_id;
+    int chooses;
+    int duplicates;
+    size_t n_fb;
+    char fb[TU_MAX_FB][96]; /* "id/kind" applied */
+    char fb_kind[TU_MAX_FB][32];
+};
+
+static cJSON *
+router_answer(tu_router_t *r, const cJSON *req)
+{
+    cJSON *rep = cJSON_CreateObject();
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(req, "op");
+    const char *o = cJSON_IsString(op) ? op->valuestring : "";
+    if (strcmp(o, "ping") == 0) {
+        cJSON_AddBoolToObject(rep, "ok", 1);
+    } else if (strcmp(o, "choose") == 0) {
+        const cJSON *ex = cJSON_GetObjectItemCaseSensitive(req, "exclude");
+        const char *pick[16];
+        size_t n = 0;
+        for (size_t i = 0; i < r->n_models; i++) {
+            int skip = 0;
+            const cJSON *e;
+            cJSON_ArrayForEach(
+                e, ex) if (cJSON_IsString(e) &&
+                           strcmp(e->valuestring, r->models[i]) == 0) skip = 1;
+            if (!skip)
+                pick[n++] = r->models[i];
+        }
+        if (n == 0) {
+            cJSON_AddBoolToObject(rep, "ok", 0);
+            cJSON *e = cJSON_AddObjectToObject(rep, "error");
+            cJSON_AddStringToObject(e, "code", "no_arm");
+            cJSON_AddStringToObject(e, "message", "every model is excluded");
+        } else {
+            char id[32];
+            snprintf(id, sizeof(id), "d%d", ++r->next_id);
+            r->chooses++;
+            cJSON_AddBoolToObject(rep, "ok", 1);
+            cJSON_AddStringToObject(rep, "decision_id", id);
+            cJSON_AddStringToObject(rep, "model", pick[0]);
+            cJSON_AddNumberToObject(rep, "propensity", 0.9);
+            cJSON *fb = cJSON_AddArrayToObject(rep, "fallbacks");
+            for (size_t i = 1; i < n; i++)
+                cJSON_AddItemToArray(fb, cJSON_CreateString(pick[i]));
+        }
+    } else if (strcmp(o, "feedback") == 0) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "decision_id");
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(req, "kind");
+        if (!cJSON_IsString(id) || !cJSON_IsString(k) ||
+            id->valuestring[0] != 'd') {
+            cJSON_AddBoolToObject(rep, "ok", 0);
+            cJSON *e = cJSON_AddObjectToObject(rep, "error");
+            cJSON_AddStringToObject(e, "code", "unknown_decision");
+            cJSON_AddStringToObject(e, "message", "decision_id: unknown");
+        } else {
+            char key[96];
+            snprintf(key, sizeof(key), "%s/%s", id->valuestring,
+                     k->valuestring);
+            int dup = 0;
+            for (size_t i = 0; i < r->n_fb; i++)
+                if (strcmp(r->fb[i], key) == 0)
+                    dup = 1;
+            cJSON_AddBoolToObject(rep, "ok", 1);
+            if (dup) {
+                r->duplicates++;
+                cJSON_AddBoolToObject(rep, "duplicate", 1);
+            } else if (r->n_fb < TU_MAX_FB) {
+                snprintf(r->fb[r->n_fb], 96, "%s", key);
+                snprintf(r->fb_kind[r->n_fb++], 32, "%s", k->valuestring);
+            }
+        }
+    } else if (strcmp(o, "models") == 0) {
+        cJSON_AddBoolToObject(rep, "ok", 1);
+        cJSON *ms = cJSON_AddObjectToObject(rep, "models");
+        for (size_t i = 0; i < r->n_models; i++) {
+            cJSON *m = cJSON_AddObjectToObject(ms, r->models[i]);
+            cJSON_AddStringToObject(m, "provider", "openai");
+            cJSON_AddStringToObject(m, "model", r->models[i]);
+            cJSON_AddStringToObject(m, "base_url", "http://127.0.0.1:9/v1");
+            cJSON_AddStringToObject(m, "api_key_env", "");
+            cJSON_AddNumberToObject(m, "price_in_per_mtok", 1.0);
+            cJSON_AddNumberToObject(m, "price_out_per_mtok", 2.0);
+        }
+    } else {
+        cJSON_AddBoolToObject(rep, "ok", 0);
+        cJSON *e = cJSON_AddObjectToObject(rep, "error");
+        cJSON_AddStringToObject(e, "code", "unknown_op");
+        cJSON_AddStringToObject(e, "message", "op: unknown");
+    }
+    return rep;
+}
+
+static void *
+router_main(void *arg)
+{
+    tu_router_t *r = arg;
+    while (!r->stop) {
+        zmq_pollitem_t it = {r->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 20) <= 0)
+            continue;
+        /* [identity][empty][body] from REQ */
+        zmq_msg_t parts[8];
+        int n = 0, more = 1;
+        while (more && n < 8) {
+            zmq_msg_init(&parts[n]);
+            zmq_msg_recv(&parts[n], r->sock, 0);
+            more = zmq_msg_more(&parts[n]);
+            n++;
+        }
+        pthread_mutex_lock(&r->mu);
+        int drop = r->drop > 0;
+        if (drop)
+            r->drop--;
+        pthread_mutex_unlock(&r->mu);
+        if (!drop) {
+            size_t len = zmq_msg_size(&parts[n - 1]);
+            char *body = malloc(len + 1);
+            memcpy(body, zmq_msg_data(&parts[n - 1]), len);
+            body[len] = '\0';
+            cJSON *req = cJSON_Parse(body);
+            free(body);
+            pthread_mutex_lock(&r->mu);
+            cJSON *rep = router_answer(r, req);
+            pthread_mutex_unlock(&r->mu);
+            cJSON_Delete(req);
+            char *out = cJSON_PrintUnformatted(rep);
+            cJSON_Delete(rep);
+            for (int i = 0; i < n - 1; i++)
+                zmq_send(r->sock, zmq_msg_data(&parts[i]),
+                         zmq_msg_size(&parts[i]), ZMQ_SNDMORE);
+            zmq_send(r->sock, out, strlen(out), 0);
+            free(out);
+        }
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&parts[i]);
+    }
+    return NULL;
+}
+
+tu_router_t *
+tu_router_start(int port, const char *const *models, size_t n_models,
+                char *endpoint, size_t cap)
+{
+    tu_router_t *r = calloc(1, sizeof(*r));
+    pthread_mutex_init(&r->mu, NULL);
+    for (size_t i = 0; i < n_models && i < 16; i++)
+        snprintf(r->models[r->n_models++], 64, "%s", models[i]);
+    r->ctx = zmq_ctx_new();
+    r->sock = zmq_socket(r->ctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(r->sock, ZMQ_LINGER, &zero, sizeof(zero));
+    char ep[64];
+    if (port)
+        snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", port);
+    else
+        snprintf(ep, sizeof(ep), "tcp://127.0.0.1:*");
+    for (int i = 0; zmq_bind(r->sock, ep) != 0; i++) {
+        if (i > 100) {
+            zmq_close(r->sock);
+            zmq_ctx_term(r->ctx);
+            free(r);
+            return NULL;
+        }
+        tu_sleep_ms(20);
+    }
+    size_t len = cap;
+    zmq_getsockopt(r->sock, ZMQ_LAST_ENDPOINT, endpoint, &len);
+    const char *colon = strrchr(endpoint, ':');
+    r->port = colon ? atoi(colon + 1) : 0;
+    pthread_create(&r->th, NULL, router_main, r);
+    return r;
+}
+
+void
+tu_router_stop(tu_router_t **rp)
+{
+    if (!rp || !*rp)
+        return;
+    tu_router_t *r = *rp;
+    r->stop = 1;
+    pthread_join(r->th, NULL);
+    zmq_close(r->sock);
+    zmq_ctx_term(r->ctx);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+    *rp = NULL;
+}
+
+void
+tu_router_drop(tu_router_t *r, int n)
+{
+    pthread_mutex_lock(&r->mu);
+    r->drop = n;
+    pthread_mutex_unlock(&r->mu);
+}
+
+int
+tu_router_feedback(tu_router_t *r, const char *kind)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = 0;
+    for (size_t i = 0; i < r->n_fb; i++)
+        if (!kind || strcmp(r->fb_kind[i], kind) == 0)
+            n++;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+int
+tu_router_duplicates(tu_router_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = r->duplicates;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+int
+tu_router_chooses(tu_router_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = r->chooses;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+int
+tu_router_port(tu_router_t *r)
+{
+    return r->port;
+}

@@ -1,0 +1,59 @@
+/*
+ * util.h - helpers shared by the agents/ tests: child processes, the mock
+ * provider, temp dirs, a ROUTER stand-in for unit-level client tests.
+ */
+#ifndef BURSAR_TEST_AGENTS_UTIL_H
+#define BURSAR_TEST_AGENTS_UTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "bursar.h"
+
+/* $BURSAR_BIN_DIR/name (static buffer per call site: copy it). */
+const char *tu_bin(const char *name, char *buf, size_t cap);
+int tu_exists(const char *path);
+
+/* A temp directory (mkdtemp) and removal of it (rm -rf). */
+void tu_tmpdir(char *buf, size_t cap);
+void tu_rmrf(const char *dir);
+void tu_write_file(const char *path, const char *text);
+char *tu_read_file(const char *path); /* malloc'ed or NULL */
+
+/* Starts argv[0] with argv; stdout to out_path (NULL: inherit), stderr to
+ * err_path (NULL: inherit), stdin from in_path (NULL: /dev/null). */
+pid_t tu_spawn(char *const argv[], const char *in_path, const char *out_path,
+               const char *err_path);
+/* Waits up to timeout_ms; returns the exit status, or -1 (then killed). */
+int tu_wait(pid_t pid, int timeout_ms);
+void tu_kill(pid_t pid, int sig);
+
+/* Starts the mock provider with a script (JSON text); returns its pid and
+ * fills *port. */
+pid_t tu_mock_start(const char *script_json, int *port);
+/* GET /stats of the mock: requests served for model (all statuses). */
+int tu_mock_requests(int port, const char *model, const char *status);
+
+void tu_sleep_ms(long ms);
+double tu_now(void);
+
+/* A model record pointing at the mock. */
+void tu_model(bursar_model_t *m, const char *name, int anthropic, int port,
+              double pin, double pout);
+
+/* ------------------------------------------------ ROUTER stand-in */
+
+typedef struct tu_router tu_router_t;
+/* Binds tcp://127.0.0.1:port (port 0: any). endpoint gets the address. */
+tu_router_t *tu_router_start(int port, const char *const *models,
+                             size_t n_models, char *endpoint, size_t cap);
+void tu_router_stop(tu_router_t **r);
+/* The next n requests are received and not answered. */
+void tu_router_drop(tu_router_t *r, int n);
+/* Counters. */
+int tu_router_feedback(tu_router_t *r, const char *kind); /* applied */
+int tu_router_duplicates(tu_router_t *r);
+int tu_router_chooses(tu_router_t *r);
+int tu_router_port(tu_router_t *r);
+
+#endif
