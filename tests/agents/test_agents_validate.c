@@ -1,0 +1,259 @@
+/*
+ * test_agents_validate.c - validators (agents/validate.h), intent bucket
+ * rules (agents/route.h) and the scenario reader (agents/scenario.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "route.h"
+#include "scenario.h"
+#include "validate.h"
+
+static validator_t *
+mk(const char *spec_json)
+{
+    cJSON *s = spec_json ? cJSON_Parse(spec_json) : NULL;
+    if (spec_json)
+        assert_non_null(s);
+    validator_t *v = NULL;
+    char err[256];
+    int rc = validator_parse(s, &v, err, sizeof(err));
+    cJSON_Delete(s);
+    if (rc != 0)
+        fail_msg("validator_parse(%s): %s", spec_json, err);
+    return v;
+}
+
+static int
+parse_fails(const char *spec_json, const char *needle)
+{
+    cJSON *s = cJSON_Parse(spec_json);
+    validator_t *v = NULL;
+    char err[256] = "";
+    int rc = validator_parse(s, &v, err, sizeof(err));
+    cJSON_Delete(s);
+    assert_null(v);
+    assert_non_null(strstr(err, needle));
+    return rc != 0;
+}
+
+static int
+ok(validator_t *v, const char *text)
+{
+    char why[256];
+    return validator_check(v, text, why, sizeof(why));
+}
+
+static void
+test_none_and_json(void **state)
+{
+    (void)state;
+    validator_t *v = mk(NULL);
+    assert_string_equal(validator_kind(v), "none");
+    assert_true(ok(v, "anything"));
+    validator_destroy(&v);
+    assert_null(v);
+    v = mk("\"none\"");
+    assert_true(ok(v, ""));
+    validator_destroy(&v);
+
+    v = mk("\"json\"");
+    assert_true(ok(v, "{\"a\":1}"));
+    assert_true(ok(v, "[1,2]"));
+    assert_true(ok(v, "```json\n{\"a\":1}\n```\n"));
+    assert_false(ok(v, "{\"a\":"));
+    assert_false(ok(v, "Sure! Here is the JSON"));
+    char why[128];
+    assert_false(validator_check(v, "nope", why, sizeof(why)));
+    assert_string_equal(why, "output is not valid JSON");
+    validator_destroy(&v);
+}
+
+static void
+test_json_keys(void **state)
+{
+    (void)state;
+    validator_t *v = mk("{\"type\":\"json\",\"required\":{\"name\":\"string\","
+                        "\"age\":\"integer\",\"tags\":\"array\"}}");
+    assert_string_equal(validator_kind(v), "json_keys");
+    assert_true(ok(v, "{\"name\":\"x\",\"age\":3,\"tags\":[]}"));
+    char why[128];
+    assert_false(
+        validator_check(v, "{\"name\":\"x\",\"tags\":[]}", why, sizeof(why)));
+    assert_non_null(strstr(why, "\"age\" missing"));
+    assert_false(validator_check(v, "{\"name\":1,\"age\":3,\"tags\":[]}", why,
+                                 sizeof(why)));
+    assert_non_null(strstr(why, "wrong type"));
+    assert_false(ok(v, "{\"name\":\"x\",\"age\":3.5,\"tags\":[]}"));
+    assert_false(ok(v, "[1]"));
+    validator_destroy(&v);
+    v = mk("{\"type\":\"json_keys\",\"keys\":[\"a\",\"b\"]}");
+    assert_true(ok(v, "{\"a\":null,\"b\":{}}"));
+    assert_false(ok(v, "{\"a\":1}"));
+    validator_destroy(&v);
+    assert_true(parse_fails("{\"type\":\"json\",\"keys\":{\"a\":\"str\"}}",
+                            "validate.keys.a"));
+    assert_true(parse_fails("{\"type\":\"json_keys\"}", "needs"));
+}
+
+static void
+test_regex_and_length(void **state)
+{
+    (void)state;
+    validator_t *v = mk("{\"type\":\"regex\",\"pattern\":\"^[0-9]+$\"}");
+    assert_true(ok(v, "12345"));
+    assert_false(ok(v, "12a45"));
+    validator_destroy(&v);
+    v = mk("{\"type\":\"regex\",\"pattern\":\"yes\",\"icase\":true}");
+    assert_true(ok(v, "well, YES."));
+    validator_destroy(&v);
+    assert_true(parse_fails("{\"type\":\"regex\",\"pattern\":\"(\"}",
+                            "validate.pattern"));
+    v = mk("{\"type\":\"max_length\",\"max\":5}");
+    assert_true(ok(v, "12345"));
+    assert_false(ok(v, "123456"));
+    validator_destroy(&v);
+    /* all of a list, in order */
+    v = mk("[\"json\",{\"type\":\"max_length\",\"max\":8}]");
+    assert_string_equal(validator_kind(v), "all");
+    assert_true(ok(v, "{\"a\":1}"));
+    assert_false(ok(v, "{\"a\":12345}"));
+    assert_false(ok(v, "x"));
+    validator_destroy(&v);
+    assert_true(parse_fails("\"yaml\"", "unknown validator"));
+    assert_true(parse_fails("{\"type\":\"max_length\"}", "validate.max"));
+}
+
+static void
+test_command(void **state)
+{
+    (void)state;
+    validator_t *v = mk("{\"type\":\"command\",\"cmd\":\"grep -q OK\"}");
+    assert_true(ok(v, "all OK here"));
+    char why[128];
+    assert_false(validator_check(v, "nope", why, sizeof(why)));
+    assert_non_null(strstr(why, "status 1"));
+    validator_destroy(&v);
+    /* a command that never reads its input still decides */
+    v = mk("{\"type\":\"command\",\"cmd\":\"exit 0\"}");
+    char *big = malloc(1 << 20);
+    memset(big, 'x', (1 << 20) - 1);
+    big[(1 << 20) - 1] = '\0';
+    assert_true(ok(v, big));
+    free(big);
+    validator_destroy(&v);
+    v = mk("{\"type\":\"command\",\"cmd\":\"sleep 5\",\"timeout_ms\":200}");
+    assert_false(validator_check(v, "x", why, sizeof(why)));
+    assert_string_equal(why, "command timed out");
+    validator_destroy(&v);
+}
+
+static void
+test_route(void **state)
+{
+    (void)state;
+    cJSON *spec = cJSON_Parse(
+        "{\"default\":\"chat\",\"rules\":["
+        "{\"bucket\":\"code\",\"keywords\":[\"#include\",\"def \"]},"
+        "{\"bucket\":\"extraction\",\"regex\":\"extract|json\","
+        "\"icase\":true},"
+        "{\"bucket\":\"summarize\",\"min_length\":50},"
+        "{\"bucket\":\"never\",\"keywords\":[\"x\"],\"max_length\":0}]}");
+    route_t *r = NULL;
+    char err[256];
+    assert_int_equal(route_parse(spec, &r, err, sizeof(err)), 0);
+    cJSON_Delete(spec);
+    assert_string_equal(route_bucket(r, "mine", "def f():"), "mine");
+    assert_string_equal(route_bucket(r, NULL, "write DEF f(): ..."), "code");
+    assert_string_equal(route_bucket(r, "", "Extract the names"), "extraction");
+    /* first match wins: code before extraction */
+    assert_string_equal(route_bucket(r, NULL, "def to_json(x):"), "code");
+    assert_string_equal(
+        route_bucket(r, NULL,
+                     "a long text a long text a long text a long text a long"),
+        "summarize");
+    assert_string_equal(route_bucket(r, NULL, "hello"), "chat");
+    route_destroy(&r);
+    assert_null(r);
+    assert_int_equal(route_parse(NULL, &r, err, sizeof(err)), 0);
+    assert_string_equal(route_bucket(r, NULL, "x"), "default");
+    route_destroy(&r);
+    spec = cJSON_Parse("{\"rules\":[{\"keywords\":[\"a\"]}]}");
+    assert_int_equal(route_parse(spec, &r, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "routing.rules[0].bucket"));
+    cJSON_Delete(spec);
+}
+
+static void
+test_scenario(void **state)
+{
+    (void)state;
+    scenario_t *s = NULL;
+    char err[256];
+    const char *json =
+        "{\"seed\":3,\"tasks\":{\"count\":1000,\"buckets\":{\"a\":3,\"b\":1}},"
+        "\"models\":{\"good\":{\"success\":0.9,\"success_by_bucket\":"
+        "{\"b\":0.1},\"latency_ms\":100,\"tokens_in\":1000,\"tokens_out\":"
+        "100,\"outages\":[{\"from\":10,\"to\":20}],"
+        "\"changes\":[{\"at\":500,\"success\":0.2}]},"
+        "\"fixed\":{\"success\":1,\"cost_usd\":0.5}}}";
+    assert_int_equal(scenario_parse(json, &s, err, sizeof(err)), 0);
+    assert_int_equal(scenario_task_count(s), 1000);
+    int na = 0;
+    for (size_t i = 0; i < 1000; i++)
+        na += strcmp(scenario_task_bucket(s, i), "a") == 0;
+    assert_true(na > 680 && na < 820); /* 750 expected */
+    int succ_a = 0, succ_b = 0, succ_late = 0;
+    scenario_draw_t d;
+    for (int i = 0; i < 1000; i++) {
+        scenario_call(s, "good", "a", 100, &d);
+        assert_true(d.known && !d.outage);
+        assert_true(d.latency_ms >= 75 && d.latency_ms <= 125);
+        succ_a += d.success;
+        scenario_call(s, "good", "b", 100, &d);
+        succ_b += d.success;
+        scenario_call(s, "good", "a", 600, &d);
+        succ_late += d.success;
+    }
+    assert_true(succ_a > 850 && succ_a < 950);
+    assert_true(succ_b > 50 && succ_b < 150);
+    assert_true(succ_late > 150 && succ_late < 250);
+    scenario_call(s, "good", "a", 15, &d);
+    assert_true(d.outage && !d.success);
+    scenario_call(s, "good", "a", 20, &d);
+    assert_false(d.outage);
+    scenario_call(s, "fixed", "a", 0, &d);
+    assert_true(d.success && d.cost_usd == 0.5);
+    scenario_call(s, "nobody", "a", 0, &d);
+    assert_false(d.known);
+    scenario_destroy(&s);
+    assert_null(s);
+    assert_int_equal(scenario_parse("{\"models\":{\"m\":{\"success\":2}}}", &s,
+                                    err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "$.models.m"));
+    assert_int_equal(scenario_parse("[]", &s, err, sizeof(err)), -1);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_none_and_json),
+        cmocka_unit_test(test_json_keys),
+        cmocka_unit_test(test_regex_and_length),
+        cmocka_unit_test(test_command),
+        cmocka_unit_test(test_route),
+        cmocka_unit_test(test_scenario),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
