@@ -1,0 +1,144 @@
+/*
+ * cfg.h - the controller's configuration: parsing, validation, defaults.
+ *
+ * The configuration is one JSON object (docs/controller.md lists every key).
+ * cfg_parse reads and validates it in one pass and reports *every* problem,
+ * each prefixed by its JSON path ("$.buckets.code.models[2]: ..."), so that
+ * an operator fixes a file in one round. Keys that are absent take their
+ * documented defaults; unknown keys are problems (a typo must not silently
+ * fall back to a default).
+ *
+ * Ownership: a cfg_t owns all of its memory; cfg_destroy frees it. A
+ * cfg_problems_t collects messages; cfg_problems_clear frees them.
+ * No I/O except cfg_load_file (reads one file).
+ */
+#ifndef BURSAR_CFG_H
+#define BURSAR_CFG_H
+
+#include <stddef.h>
+
+#define CFG_NAME_MAX     64  /* bucket and model names: < 64 bytes */
+#define CFG_MAX_ARMS     64  /* models per bucket */
+#define CFG_MAX_LISTEN   16  /* endpoints */
+#define CFG_MAX_EXPIRY_S 1e9 /* upper bound on durations, seconds */
+
+typedef enum cfg_provider {
+    CFG_PROVIDER_OPENAI = 0, /* any OpenAI-compatible API */
+    CFG_PROVIDER_ANTHROPIC
+} cfg_provider_t;
+
+typedef struct cfg_model {
+    char name[CFG_NAME_MAX]; /* key in "models" */
+    cfg_provider_t provider;
+    char *model;               /* the provider's model id */
+    char *base_url;            /* API base URL */
+    char *api_key_env;         /* environment variable holding the key */
+    double price_in_per_mtok;  /* USD per million input tokens */
+    double price_out_per_mtok; /* USD per million output tokens */
+} cfg_model_t;
+
+typedef struct cfg_budget {
+    double limit_usd; /* per window; 0: no budget */
+    double window_s;  /* window length, seconds (> 0) */
+} cfg_budget_t;
+
+typedef struct cfg_bucket {
+    char name[CFG_NAME_MAX];
+    size_t n_models;
+    int models[CFG_MAX_ARMS]; /* indexes into cfg_t.models */
+    double prior_alpha;       /* Beta prior (> 0) */
+    double prior_beta;
+    double half_life_s;        /* forgetting; 0: none */
+    double latency_slo_ms;     /* 0: no objective */
+    double expected_tokens_in; /* for the price-table cost prior */
+    double expected_tokens_out;
+    int has_budget; /* bucket cap present */
+    cfg_budget_t budget;
+} cfg_bucket_t;
+
+typedef enum cfg_unknown_bucket {
+    CFG_UNKNOWN_ERROR = 0, /* answer unknown_bucket */
+    CFG_UNKNOWN_CREATE     /* create from the template, up to max_buckets */
+} cfg_unknown_bucket_t;
+
+typedef enum cfg_expiry_outcome {
+    CFG_EXPIRY_NONE = 0, /* no posterior update */
+    CFG_EXPIRY_FAILURE   /* counts as reward 0 */
+} cfg_expiry_outcome_t;
+
+typedef enum cfg_expiry_cost {
+    CFG_EXPIRY_COST_EXPECTED = 0, /* book the reserved expected cost */
+    CFG_EXPIRY_COST_ZERO          /* release the reservation, book 0 */
+} cfg_expiry_cost_t;
+
+typedef struct cfg {
+    size_t n_listen;
+    char *listen[CFG_MAX_LISTEN];
+    char *state_dir; /* NULL: not set in the file */
+
+    size_t n_models;
+    cfg_model_t *models;
+    size_t n_buckets;
+    cfg_bucket_t *buckets;
+
+    cfg_unknown_bucket_t unknown_action;
+    cfg_bucket_t bucket_template; /* name unused */
+    size_t max_buckets;           /* cap on all buckets, incl. created */
+
+    cfg_budget_t budget;
+    double budget_prior_rate; /* requests/s assumed before data */
+
+    double explore_floor;  /* [0, 1] */
+    double decision_ttl_s; /* > 0 */
+    cfg_expiry_outcome_t expiry_outcome;
+    cfg_expiry_cost_t expiry_cost;
+
+    char policy_name[CFG_NAME_MAX]; /* policy_kind_parse name */
+    double dual_step;
+    unsigned long seed; /* 0: seeded from the clock */
+
+    unsigned health_failures; /* consecutive errors before cooldown */
+    double health_cooldown_s; /* first cooldown */
+    double health_max_cooldown_s;
+
+    double latency_window_s; /* samples younger than this count */
+    double latency_quantile; /* e.g. 0.95 */
+    unsigned latency_min_samples;
+
+    size_t map_size_mb;
+    int nometasync;           /* store.sync == "nometasync" */
+    size_t batch_max;         /* messages per group commit */
+    double retention_s;       /* settled decisions older are pruned */
+    size_t max_message_bytes; /* larger requests: message_too_large */
+} cfg_t;
+
+typedef struct cfg_problems {
+    size_t n;
+    char **msg; /* "$.path: what is wrong" */
+} cfg_problems_t;
+
+void cfg_problems_clear(cfg_problems_t *pr);
+
+/* The built-in default configuration (JSON text, static storage). */
+const char *cfg_default_json(void);
+
+/* Parses and validates JSON text. On success returns 0 and *out owns a new
+ * cfg_t. On failure returns -1, *out is NULL and pr (if non-NULL) holds
+ * every problem found. pr is appended to, not cleared. */
+int cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr);
+
+/* Reads a file and calls cfg_parse. A file that cannot be read is one
+ * problem ("$: cannot read FILE: reason"). */
+int cfg_load_file(const char *path, cfg_t **out, cfg_problems_t *pr);
+
+void cfg_destroy(cfg_t **c);
+
+/* Index of a model or bucket by name, or -1. O(n). */
+int cfg_model_find(const cfg_t *c, const char *name);
+int cfg_bucket_find(const cfg_t *c, const char *name);
+
+/* Price-table cost of a request, USD. */
+double cfg_model_cost(const cfg_model_t *m, double tokens_in,
+                      double tokens_out);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * ctl.h - the controller's core: in-memory state over the LMDB store, and
+ * the handling of one request.
+ *
+ * The daemon's loop (bursard.c) drives a batch:
+ *
+ *     ctl_begin(c);                      one write transaction
+ *     for each waiting message:
+ *         reply[i] = ctl_handle(c, msg)  state changes go to memory + txn
+ *     ctl_sweep(c);                      expiry and retention
+ *     if (ctl_commit(c) != 0)            flush dirty state, commit
+ *         replace every reply by store_error (memory was reloaded)
+ *     send the replies
+ *
+ * so that nothing is acknowledged before it is durable, and many requests
+ * share one commit. ctl_handle never fails: bad input gives an error reply.
+ *
+ * The decision itself is computed only by policies/ (policy_choose and
+ * friends); this module builds the request (allowed mask, paced targets)
+ * and keeps the books (store, ledger, health).
+ */
+#ifndef BURSAR_CTL_H
+#define BURSAR_CTL_H
+
+#include <stddef.h>
+
+#include "cfg.h"
+
+typedef struct ctl ctl_t;
+
+typedef struct ctl_options {
+    const char *state_dir; /* required */
+    int test_clock;        /* accept the "clock" op */
+} ctl_options_t;
+
+/* Opens the store and loads the state. Takes ownership of cfg (also on
+ * failure). Returns 0, or -1 with a reason in err. */
+int ctl_open(ctl_t **out, cfg_t *cfg, const ctl_options_t *opt, char *err,
+             size_t err_len);
+void ctl_destroy(ctl_t **c);
+
+/* The active configuration (owned by c). */
+const cfg_t *ctl_cfg(const ctl_t *c);
+
+/* Begins a batch's write transaction. Returns 0 or a store error code. */
+int ctl_begin(ctl_t *c);
+
+/* Handles one request frame; returns the reply (caller frees). Must be
+ * inside ctl_begin/ctl_commit. Never NULL. */
+char *ctl_handle(ctl_t *c, const char *buf, size_t len);
+
+/* The reply for a request that was too large to read. */
+char *ctl_reply_too_large(const ctl_t *c, size_t len);
+
+/* Expires decisions older than decision_ttl_s and prunes settled ones older
+ * than retention. Inside a batch. Returns how many were expired. */
+size_t ctl_sweep(ctl_t *c);
+
+/* 1 if a sweep has work now (a pending decision has expired). */
+int ctl_sweep_due(ctl_t *c);
+
+/* Flushes dirty state and commits. Returns 0, or a store error code after
+ * which the in-memory state has been reloaded from the store (so it
+ * matches what is durable) and the batch's replies must not be sent as
+ * successes. */
+int ctl_commit(ctl_t *c);
+
+/* Applies a new configuration (takes ownership). Between batches. The
+ * store is flushed first; arms of new buckets/models start from their
+ * prior, removed ones stay in the store. Returns 0 or -1 (err filled; the
+ * old configuration stays). */
+int ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len);
+
+/* The controller's clock: wall time plus the test offset. */
+double ctl_now(const ctl_t *c);
+
+/* Number of decisions made since start (for logs). */
+unsigned long long ctl_decisions(const ctl_t *c);
+
+#endif

@@ -1,0 +1,756 @@
+/*
+ * proto.c - the bursar wire codec.
+ *
+ * Requests are parsed with cJSON (a request is small; the parse is not the
+ * bottleneck next to the commit). Replies on the hot path (choose,
+ * feedback, errors) are written with snprintf into one buffer: no tree is
+ * built for them.
+ */
+#include "proto.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+static const char *const proto_code_names[PROTO_E_COUNT] = {
+    "ok",
+    "bad_json",
+    "bad_request",
+    "missing_field",
+    "wrong_type",
+    "invalid_value",
+    "unknown_op",
+    "message_too_large",
+    "unknown_bucket",
+    "bucket_limit",
+    "unknown_decision",
+    "decision_expired",
+    "unknown_model",
+    "no_model_available",
+    "store_error",
+    "internal_error",
+};
+
+const char *
+proto_code_name(proto_code_t code)
+{
+    if ((int)code < 0 || code >= PROTO_E_COUNT)
+        return "internal_error";
+    return proto_code_names[code];
+}
+
+int
+proto_code_parse(const char *name)
+{
+    for (int i = 0; i < PROTO_E_COUNT; i++)
+        if (strcmp(proto_code_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static const char *const proto_op_names[] = {
+    "choose", "feedback", "stats", "models", "ping", "export", "clock"};
+
+const char *
+proto_op_name(proto_op_t op)
+{
+    return proto_op_names[op];
+}
+
+static const char *const proto_kind_names[] = {"outcome", "correction",
+                                               "provider_error"};
+
+const char *
+proto_kind_name(proto_kind_t kind)
+{
+    return proto_kind_names[kind];
+}
+
+/* ------------------------------------------------------------------ */
+/* Ids and quoting                                                     */
+
+void
+proto_id_format(uint64_t id, char out[PROTO_ID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = PROTO_ID_LEN - 1; i >= 0; i--) {
+        out[i] = hex[id & 0xf];
+        id >>= 4;
+    }
+    out[PROTO_ID_LEN] = '\0';
+}
+
+int
+proto_id_parse(const char *s, uint64_t *id)
+{
+    uint64_t v = 0;
+    size_t i;
+    for (i = 0; s[i]; i++) {
+        if (i >= PROTO_ID_LEN)
+            return -1;
+        char ch = s[i];
+        unsigned d;
+        if (ch >= '0' && ch <= '9')
+            d = (unsigned)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            d = (unsigned)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F')
+            d = (unsigned)(ch - 'A' + 10);
+        else
+            return -1;
+        v = (v << 4) | d;
+    }
+    if (i != PROTO_ID_LEN)
+        return -1;
+    *id = v;
+    return 0;
+}
+
+size_t
+proto_json_quote(char *buf, size_t cap, const char *s)
+{
+    size_t n = 0;
+#define PUT(ch)                                                                \
+    do {                                                                       \
+        if (n + 1 < cap)                                                       \
+            buf[n] = (ch);                                                     \
+        n++;                                                                   \
+    } while (0)
+    PUT('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char ch = *p;
+        if (ch == '"' || ch == '\\') {
+            PUT('\\');
+            PUT((char)ch);
+        } else if (ch < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            PUT('\\');
+            PUT('u');
+            PUT('0');
+            PUT('0');
+            PUT(hex[ch >> 4]);
+            PUT(hex[ch & 0xf]);
+        } else {
+            PUT((char)ch);
+        }
+    }
+    PUT('"');
+#undef PUT
+    if (cap)
+        buf[n < cap ? n : cap - 1] = '\0';
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* A growing string                                                    */
+
+typedef struct proto_sb {
+    char *s;
+    size_t len, cap;
+    int failed;
+} proto_sb_t;
+
+static void
+proto_sb_reserve(proto_sb_t *b, size_t more)
+{
+    if (b->failed || b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *s = realloc(b->s, cap);
+    if (!s) {
+        b->failed = 1;
+        return;
+    }
+    b->s = s;
+    b->cap = cap;
+}
+
+static void
+proto_sb_printf(proto_sb_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    proto_sb_reserve(b, (size_t)n);
+    if (b->failed)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void
+proto_sb_quote(proto_sb_t *b, const char *s)
+{
+    size_t need = proto_json_quote(NULL, 0, s);
+    proto_sb_reserve(b, need);
+    if (b->failed)
+        return;
+    proto_json_quote(b->s + b->len, b->cap - b->len, s);
+    b->len += need;
+}
+
+static char *
+proto_sb_finish(proto_sb_t *b)
+{
+    if (b->failed) {
+        free(b->s);
+        return NULL;
+    }
+    proto_sb_reserve(b, 0);
+    if (b->failed)
+        return NULL;
+    b->s[b->len] = '\0';
+    return b->s;
+}
+
+/* A double as JSON: finite numbers with enough digits to round-trip
+ * a propensity or a cost; non-finite values as null. */
+static void
+proto_sb_number(proto_sb_t *b, double v)
+{
+    if (!isfinite(v))
+        proto_sb_printf(b, "null");
+    else
+        proto_sb_printf(b, "%.10g", v);
+}
+
+/* ------------------------------------------------------------------ */
+/* Request parsing                                                     */
+
+static proto_code_t
+proto_fail(proto_error_t *err, proto_code_t code, const char *fmt, ...)
+{
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static const char *
+proto_type_name(const cJSON *j)
+{
+    if (cJSON_IsObject(j))
+        return "an object";
+    if (cJSON_IsArray(j))
+        return "an array";
+    if (cJSON_IsString(j))
+        return "a string";
+    if (cJSON_IsNumber(j))
+        return "a number";
+    if (cJSON_IsBool(j))
+        return "a boolean";
+    if (cJSON_IsNull(j))
+        return "null";
+    return "invalid";
+}
+
+/* Reads a name field (string, 1..PROTO_NAME_MAX-1 bytes). */
+static proto_code_t
+proto_get_name(const cJSON *root, const char *key, int required, char *out,
+               proto_error_t *err)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!j) {
+        if (required)
+            return proto_fail(err, PROTO_E_MISSING_FIELD,
+                              "field \"%s\" is required", key);
+        return PROTO_OK;
+    }
+    if (!cJSON_IsString(j))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"%s\" must be a string, got %s", key,
+                          proto_type_name(j));
+    size_t n = strlen(j->valuestring);
+    if (n == 0 || n >= PROTO_NAME_MAX)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"%s\" must have 1 to %d bytes", key,
+                          PROTO_NAME_MAX - 1);
+    memcpy(out, j->valuestring, n + 1);
+    return PROTO_OK;
+}
+
+/* Reads an optional non-negative finite number; *has is set when present.
+ * max bounds it (inclusive). */
+static proto_code_t
+proto_get_number(const cJSON *root, const char *key, double max, int *has,
+                 double *out, proto_error_t *err)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!j)
+        return PROTO_OK;
+    if (!cJSON_IsNumber(j))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"%s\" must be a number, got %s", key,
+                          proto_type_name(j));
+    double v = j->valuedouble;
+    if (!isfinite(v) || v < 0 || v > max)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"%s\" must be in [0, %g], got %g", key, max,
+                          v);
+    if (has)
+        *has = 1;
+    *out = v;
+    return PROTO_OK;
+}
+
+static proto_code_t
+proto_parse_choose(const cJSON *root, proto_request_t *req, proto_error_t *err)
+{
+    proto_code_t rc = proto_get_name(root, "bucket", 1, req->bucket, err);
+    if (rc)
+        return rc;
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exclude");
+    if (!ex || cJSON_IsNull(ex))
+        return PROTO_OK;
+    if (!cJSON_IsArray(ex))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"exclude\" must be an array of model names, "
+                          "got %s",
+                          proto_type_name(ex));
+    int i = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, ex)
+    {
+        if (!cJSON_IsString(m))
+            return proto_fail(err, PROTO_E_WRONG_TYPE,
+                              "field \"exclude[%d]\" must be a string, got %s",
+                              i, proto_type_name(m));
+        if (req->n_exclude >= PROTO_MAX_EXCLUDE)
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "field \"exclude\" holds more than %d names",
+                              PROTO_MAX_EXCLUDE);
+        size_t n = strlen(m->valuestring);
+        if (n >= PROTO_NAME_MAX)
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "field \"exclude[%d]\" is too long", i);
+        memcpy(req->exclude[req->n_exclude++], m->valuestring, n + 1);
+        i++;
+    }
+    return PROTO_OK;
+}
+
+static proto_code_t
+proto_parse_feedback(const cJSON *root, proto_request_t *req,
+                     proto_error_t *err)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "decision_id");
+    if (!id)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"decision_id\" is required");
+    if (!cJSON_IsString(id))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"decision_id\" must be a string, got %s",
+                          proto_type_name(id));
+    if (proto_id_parse(id->valuestring, &req->decision) != 0)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"decision_id\" must be %d hex digits",
+                          PROTO_ID_LEN);
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "kind");
+    if (!k)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"kind\" is required");
+    if (!cJSON_IsString(k))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"kind\" must be a string, got %s",
+                          proto_type_name(k));
+    if (strcmp(k->valuestring, "outcome") == 0)
+        req->kind = PROTO_KIND_OUTCOME;
+    else if (strcmp(k->valuestring, "correction") == 0)
+        req->kind = PROTO_KIND_CORRECTION;
+    else if (strcmp(k->valuestring, "provider_error") == 0)
+        req->kind = PROTO_KIND_PROVIDER_ERROR;
+    else
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"kind\" must be \"outcome\", \"correction\" "
+                          "or \"provider_error\"");
+
+    proto_code_t rc;
+    if (req->kind == PROTO_KIND_OUTCOME) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "success");
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "reward");
+        if (s && r)
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "give either \"success\" or \"reward\", not "
+                              "both");
+        if (!s && !r)
+            return proto_fail(err, PROTO_E_MISSING_FIELD,
+                              "an outcome needs field \"success\" or "
+                              "\"reward\"");
+        if (s) {
+            if (!cJSON_IsBool(s))
+                return proto_fail(err, PROTO_E_WRONG_TYPE,
+                                  "field \"success\" must be a boolean, got "
+                                  "%s",
+                                  proto_type_name(s));
+            req->has_success = 1;
+            req->has_reward = 1;
+            req->reward = cJSON_IsTrue(s) ? 1.0 : 0.0;
+        } else if ((rc = proto_get_number(root, "reward", 1.0, &req->has_reward,
+                                          &req->reward, err))) {
+            return rc;
+        }
+        if ((rc = proto_get_number(root, "cost_usd", 1e9, &req->has_cost,
+                                   &req->cost_usd, err)))
+            return rc;
+        if ((rc = proto_get_number(root, "tokens_in", 1e12, &req->has_tokens,
+                                   &req->tokens_in, err)))
+            return rc;
+        if ((rc = proto_get_number(root, "tokens_out", 1e12, &req->has_tokens,
+                                   &req->tokens_out, err)))
+            return rc;
+        if ((rc = proto_get_number(root, "latency_ms", 1e10, &req->has_latency,
+                                   &req->latency_ms, err)))
+            return rc;
+        if ((rc = proto_get_name(root, "model", 0, req->model, err)))
+            return rc;
+    } else if (req->kind == PROTO_KIND_PROVIDER_ERROR) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+        if (e && !cJSON_IsString(e) && !cJSON_IsNull(e))
+            return proto_fail(err, PROTO_E_WRONG_TYPE,
+                              "field \"error\" must be a string, got %s",
+                              proto_type_name(e));
+        if (e && cJSON_IsString(e))
+            snprintf(req->error, sizeof req->error, "%s", e->valuestring);
+        if ((rc = proto_get_number(root, "latency_ms", 1e10, &req->has_latency,
+                                   &req->latency_ms, err)))
+            return rc;
+    }
+    return PROTO_OK;
+}
+
+static proto_code_t
+proto_parse_export(const cJSON *root, proto_request_t *req, proto_error_t *err)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "since");
+    if (s) {
+        if (!cJSON_IsNumber(s))
+            return proto_fail(err, PROTO_E_WRONG_TYPE,
+                              "field \"since\" must be a number (Unix "
+                              "seconds), got %s",
+                              proto_type_name(s));
+        if (!isfinite(s->valuedouble))
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "field \"since\" must be finite");
+        req->since = s->valuedouble;
+    }
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "after");
+    if (a && !cJSON_IsNull(a)) {
+        if (!cJSON_IsString(a))
+            return proto_fail(err, PROTO_E_WRONG_TYPE,
+                              "field \"after\" must be a decision id string, "
+                              "got %s",
+                              proto_type_name(a));
+        if (proto_id_parse(a->valuestring, &req->after) != 0)
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "field \"after\" must be %d hex digits",
+                              PROTO_ID_LEN);
+        req->has_after = 1;
+    }
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(root, "limit");
+    if (l) {
+        if (!cJSON_IsNumber(l))
+            return proto_fail(err, PROTO_E_WRONG_TYPE,
+                              "field \"limit\" must be a number, got %s",
+                              proto_type_name(l));
+        double v = l->valuedouble;
+        if (!(v >= 1 && v <= PROTO_EXPORT_MAX) || v != floor(v))
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "field \"limit\" must be a whole number in "
+                              "[1, %d]",
+                              PROTO_EXPORT_MAX);
+        req->limit = (unsigned)v;
+    }
+    return PROTO_OK;
+}
+
+proto_code_t
+proto_parse_request(const char *buf, size_t len, proto_request_t *req,
+                    proto_error_t *err)
+{
+    memset(req, 0, sizeof *req);
+    req->since = -INFINITY;
+    req->limit = PROTO_EXPORT_DEFAULT;
+    err->code = PROTO_OK;
+    err->message[0] = '\0';
+
+    cJSON *root = cJSON_ParseWithLength(buf, len);
+    if (!root)
+        return proto_fail(
+            err, PROTO_E_BAD_JSON,
+            "the request is not valid JSON (near byte %ld)",
+            cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - buf) : 0L);
+    proto_code_t rc = PROTO_OK;
+    if (!cJSON_IsObject(root)) {
+        rc = proto_fail(err, PROTO_E_BAD_REQUEST,
+                        "the request must be a JSON object, got %s",
+                        proto_type_name(root));
+        goto out;
+    }
+    const cJSON *echo = cJSON_GetObjectItemCaseSensitive(root, "id");
+    if (echo) {
+        if (!cJSON_IsString(echo) && !cJSON_IsNumber(echo)) {
+            rc = proto_fail(err, PROTO_E_WRONG_TYPE,
+                            "field \"id\" must be a string or a number, got "
+                            "%s",
+                            proto_type_name(echo));
+            goto out;
+        }
+        char *e = cJSON_PrintUnformatted(echo);
+        if (!e || strlen(e) >= PROTO_ECHO_MAX) {
+            free(e);
+            rc = proto_fail(err, PROTO_E_INVALID_VALUE,
+                            "field \"id\" is longer than %d bytes",
+                            PROTO_ECHO_MAX - 1);
+            goto out;
+        }
+        snprintf(req->echo, sizeof req->echo, "%s", e);
+        free(e);
+    }
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(root, "op");
+    if (!op) {
+        rc = proto_fail(err, PROTO_E_MISSING_FIELD, "field \"op\" is required");
+        goto out;
+    }
+    if (!cJSON_IsString(op)) {
+        rc = proto_fail(err, PROTO_E_WRONG_TYPE,
+                        "field \"op\" must be a string, got %s",
+                        proto_type_name(op));
+        goto out;
+    }
+    const char *o = op->valuestring;
+    if (strcmp(o, "choose") == 0) {
+        req->op = PROTO_OP_CHOOSE;
+        rc = proto_parse_choose(root, req, err);
+    } else if (strcmp(o, "feedback") == 0) {
+        req->op = PROTO_OP_FEEDBACK;
+        rc = proto_parse_feedback(root, req, err);
+    } else if (strcmp(o, "stats") == 0) {
+        req->op = PROTO_OP_STATS;
+        rc = proto_get_name(root, "bucket", 0, req->bucket, err);
+    } else if (strcmp(o, "models") == 0) {
+        req->op = PROTO_OP_MODELS;
+    } else if (strcmp(o, "ping") == 0) {
+        req->op = PROTO_OP_PING;
+    } else if (strcmp(o, "export") == 0) {
+        req->op = PROTO_OP_EXPORT;
+        rc = proto_parse_export(root, req, err);
+    } else if (strcmp(o, "clock") == 0) {
+        req->op = PROTO_OP_CLOCK;
+        int has = 0;
+        rc = proto_get_number(root, "advance_s", 1e9, &has, &req->advance_s,
+                              err);
+        if (!rc && !has)
+            rc = proto_fail(err, PROTO_E_MISSING_FIELD,
+                            "field \"advance_s\" is required");
+    } else {
+        char q[96];
+        proto_json_quote(q, sizeof q, o);
+        rc = proto_fail(err, PROTO_E_UNKNOWN_OP,
+                        "unknown op %s in field \"op\" (choose, feedback, "
+                        "stats, models, ping, export)",
+                        q);
+    }
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Replies                                                             */
+
+static void
+proto_sb_begin(proto_sb_t *b, const char *echo, int ok)
+{
+    proto_sb_printf(b, "{\"ok\":%s", ok ? "true" : "false");
+    if (echo && echo[0])
+        proto_sb_printf(b, ",\"id\":%s", echo);
+}
+
+char *
+proto_write_error(const char *echo, proto_code_t code, const char *message)
+{
+    proto_sb_t b = {0};
+    proto_sb_begin(&b, echo, 0);
+    proto_sb_printf(
+        &b, ",\"error\":{\"code\":\"%s\",\"message\":", proto_code_name(code));
+    proto_sb_quote(&b, message ? message : "");
+    proto_sb_printf(&b, "}}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_write_ok(const char *echo, int duplicate)
+{
+    proto_sb_t b = {0};
+    proto_sb_begin(&b, echo, 1);
+    if (duplicate)
+        proto_sb_printf(&b, ",\"duplicate\":true");
+    proto_sb_printf(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_write_choice(const char *echo, const proto_choice_t *c)
+{
+    char id[PROTO_ID_LEN + 1];
+    proto_id_format(c->decision, id);
+    proto_sb_t b = {0};
+    proto_sb_begin(&b, echo, 1);
+    proto_sb_printf(&b, ",\"decision_id\":\"%s\",\"model\":", id);
+    proto_sb_quote(&b, c->model);
+    proto_sb_printf(&b, ",\"propensity\":");
+    proto_sb_number(&b, c->propensity);
+    proto_sb_printf(&b, ",\"fallbacks\":[");
+    for (size_t i = 0; i < c->n_fallbacks; i++) {
+        if (i)
+            proto_sb_printf(&b, ",");
+        proto_sb_quote(&b, c->fallbacks[i]);
+    }
+    proto_sb_printf(&b, "],\"expected_cost_usd\":");
+    proto_sb_number(&b, c->expected_cost_usd);
+    if (c->over_budget)
+        proto_sb_printf(&b, ",\"over_budget\":true");
+    if (c->explored)
+        proto_sb_printf(&b, ",\"explored\":true");
+    proto_sb_printf(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Client side                                                         */
+
+char *
+proto_format_choose(const char *bucket, const char *const *exclude,
+                    size_t n_exclude)
+{
+    proto_sb_t b = {0};
+    proto_sb_printf(&b, "{\"op\":\"choose\",\"bucket\":");
+    proto_sb_quote(&b, bucket);
+    if (n_exclude) {
+        proto_sb_printf(&b, ",\"exclude\":[");
+        for (size_t i = 0; i < n_exclude; i++) {
+            if (i)
+                proto_sb_printf(&b, ",");
+            proto_sb_quote(&b, exclude[i]);
+        }
+        proto_sb_printf(&b, "]");
+    }
+    proto_sb_printf(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_format_feedback(const proto_feedback_t *f)
+{
+    char id[PROTO_ID_LEN + 1];
+    proto_id_format(f->decision, id);
+    proto_sb_t b = {0};
+    proto_sb_printf(&b,
+                    "{\"op\":\"feedback\",\"decision_id\":\"%s\",\"kind\":"
+                    "\"%s\"",
+                    id, proto_kind_name(f->kind));
+    if (f->kind == PROTO_KIND_OUTCOME) {
+        if (f->has_reward) {
+            proto_sb_printf(&b, ",\"reward\":");
+            proto_sb_number(&b, f->reward);
+        } else {
+            proto_sb_printf(&b, ",\"success\":%s",
+                            f->success ? "true" : "false");
+        }
+        if (f->has_cost) {
+            proto_sb_printf(&b, ",\"cost_usd\":");
+            proto_sb_number(&b, f->cost_usd);
+        }
+        if (f->has_tokens) {
+            proto_sb_printf(&b, ",\"tokens_in\":");
+            proto_sb_number(&b, f->tokens_in);
+            proto_sb_printf(&b, ",\"tokens_out\":");
+            proto_sb_number(&b, f->tokens_out);
+        }
+        if (f->model) {
+            proto_sb_printf(&b, ",\"model\":");
+            proto_sb_quote(&b, f->model);
+        }
+    }
+    if (f->has_latency) {
+        proto_sb_printf(&b, ",\"latency_ms\":");
+        proto_sb_number(&b, f->latency_ms);
+    }
+    if (f->kind == PROTO_KIND_PROVIDER_ERROR && f->error) {
+        proto_sb_printf(&b, ",\"error\":");
+        proto_sb_quote(&b, f->error);
+    }
+    proto_sb_printf(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_format_simple(proto_op_t op)
+{
+    proto_sb_t b = {0};
+    proto_sb_printf(&b, "{\"op\":\"%s\"}", proto_op_name(op));
+    return proto_sb_finish(&b);
+}
+
+int
+proto_parse_reply(const char *buf, size_t len, proto_reply_t *r)
+{
+    memset(r, 0, sizeof *r);
+    cJSON *root = cJSON_ParseWithLength(buf, len);
+    if (!root)
+        return -1;
+    int rc = -1;
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(root, "ok");
+    if (!cJSON_IsObject(root) || !cJSON_IsBool(ok))
+        goto out;
+    r->ok = cJSON_IsTrue(ok);
+    r->duplicate =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "duplicate"));
+    if (!r->ok) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+        int code = cJSON_IsString(c) ? proto_code_parse(c->valuestring) : -1;
+        r->error.code = code > 0 ? (proto_code_t)code : PROTO_E_INTERNAL;
+        if (cJSON_IsString(m))
+            snprintf(r->error.message, sizeof r->error.message, "%s",
+                     m->valuestring);
+        rc = 0;
+        goto out;
+    }
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "decision_id");
+    if (cJSON_IsString(d))
+        proto_id_parse(d->valuestring, &r->decision);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (cJSON_IsString(m))
+        snprintf(r->model, sizeof r->model, "%s", m->valuestring);
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "propensity");
+    if (cJSON_IsNumber(p))
+        r->propensity = p->valuedouble;
+    const cJSON *fb = cJSON_GetObjectItemCaseSensitive(root, "fallbacks");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, fb)
+    {
+        if (r->n_fallbacks >= PROTO_MAX_FALLBACK || !cJSON_IsString(f))
+            break;
+        snprintf(r->fallbacks[r->n_fallbacks++], PROTO_NAME_MAX, "%s",
+                 f->valuestring);
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    return rc;
+}

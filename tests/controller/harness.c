@@ -1,0 +1,323 @@
+/*
+ * harness.c - integration-test helpers (see harness.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <zmq.h>
+
+static void *th_ctx;
+
+void *
+th_zctx(void)
+{
+    if (!th_ctx)
+        th_ctx = zmq_ctx_new();
+    return th_ctx;
+}
+
+const char *
+th_bin(const char *name)
+{
+    static char buf[4][1024];
+    static int k;
+    const char *dir = getenv("BURSAR_BIN_DIR");
+    if (!dir)
+        dir = ".";
+    char *b = buf[k++ % 4];
+    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
+    return b;
+}
+
+void
+th_write_config(th_daemon_t *d, const char *json)
+{
+    FILE *f = fopen(d->config, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    fclose(f);
+}
+
+void
+th_setup(th_daemon_t *d, const char *json)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "/tmp/bursar-test-XXXXXX");
+    assert_non_null(mkdtemp(d->dir));
+    snprintf(d->state, sizeof d->state, "%s/state", d->dir);
+    snprintf(d->config, sizeof d->config, "%s/config.json", d->dir);
+    snprintf(d->endpoint, sizeof d->endpoint, "ipc://%s/sock", d->dir);
+    snprintf(d->log, sizeof d->log, "%s/bursard.log", d->dir);
+    th_write_config(d, json);
+}
+
+static int
+th_ping(const char *endpoint, int timeout_ms)
+{
+    void *s = zmq_socket(th_zctx(), ZMQ_REQ);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
+    zmq_connect(s, endpoint);
+    int ok = 0;
+    if (zmq_send(s, "{\"op\":\"ping\"}", 13, 0) == 13) {
+        char buf[256];
+        int n = zmq_recv(s, buf, sizeof buf - 1, 0);
+        ok = n > 0;
+    }
+    zmq_close(s);
+    return ok;
+}
+
+void
+th_start(th_daemon_t *d)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        const char *bin = th_bin("bursard");
+        execl(bin, bin, "--config", d->config, "--state-dir", d->state,
+              "--listen", d->endpoint, "--test-clock", (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    for (int i = 0; i < 200; i++) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            d->pid = 0;
+            fail_msg("bursard exited at start (status %d); see %s", st, d->log);
+        }
+        if (th_ping(d->endpoint, 100))
+            return;
+    }
+    fail_msg("bursard did not answer ping; see %s", d->log);
+}
+
+int
+th_stop(th_daemon_t *d)
+{
+    if (!d->pid)
+        return -1;
+    kill(d->pid, SIGTERM);
+    int st = 0;
+    waitpid(d->pid, &st, 0);
+    d->pid = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void
+th_kill9(th_daemon_t *d)
+{
+    if (!d->pid)
+        return;
+    kill(d->pid, SIGKILL);
+    int st;
+    waitpid(d->pid, &st, 0);
+    d->pid = 0;
+}
+
+void
+th_signal(th_daemon_t *d, int sig)
+{
+    if (d->pid)
+        kill(d->pid, sig);
+}
+
+void
+th_cleanup(th_daemon_t *d)
+{
+    if (d->pid)
+        th_stop(d);
+    if (d->dir[0] && !getenv("BURSAR_KEEP_TEST_DIRS")) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", d->dir);
+    }
+}
+
+struct th_client {
+    void *sock;
+    char endpoint[400];
+};
+
+static void
+th_client_open(th_client_t *c)
+{
+    c->sock = zmq_socket(th_zctx(), ZMQ_REQ);
+    int linger = 0, t = 5000;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &t, sizeof t);
+    zmq_connect(c->sock, c->endpoint);
+}
+
+th_client_t *
+th_client_new(const char *endpoint)
+{
+    th_client_t *c = calloc(1, sizeof *c);
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
+    th_client_open(c);
+    return c;
+}
+
+void
+th_client_destroy(th_client_t **c)
+{
+    if (!c || !*c)
+        return;
+    zmq_close((*c)->sock);
+    free(*c);
+    *c = NULL;
+}
+
+cJSON *
+th_call_raw(th_client_t *c, const void *buf, size_t len)
+{
+    if (zmq_send(c->sock, buf, len, 0) < 0)
+        return NULL;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, c->sock, 0) < 0) {
+        zmq_msg_close(&m);
+        zmq_close(c->sock);
+        th_client_open(c);
+        return NULL;
+    }
+    cJSON *r = cJSON_ParseWithLength(zmq_msg_data(&m), zmq_msg_size(&m));
+    zmq_msg_close(&m);
+    return r;
+}
+
+static cJSON *
+th_vcall(th_client_t *c, const char *fmt, va_list ap)
+{
+    char *buf = NULL;
+    va_list aq;
+    va_copy(aq, ap);
+    int n = vsnprintf(NULL, 0, fmt, aq);
+    va_end(aq);
+    buf = malloc((size_t)n + 1);
+    vsnprintf(buf, (size_t)n + 1, fmt, ap);
+    cJSON *r = th_call_raw(c, buf, (size_t)n);
+    free(buf);
+    return r;
+}
+
+cJSON *
+th_call(th_client_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cJSON *r = th_vcall(c, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+cJSON *
+th_ok(th_client_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cJSON *r = th_vcall(c, fmt, ap);
+    va_end(ap);
+    if (!r)
+        fail_msg("no reply to %s", fmt);
+    if (!cJSON_IsTrue(cJSON_GetObjectItem(r, "ok"))) {
+        char *s = cJSON_PrintUnformatted(r);
+        fail_msg("error reply: %s (request format %s)", s, fmt);
+    }
+    return r;
+}
+
+void
+th_expect_error(th_client_t *c, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cJSON *r = th_vcall(c, fmt, ap);
+    va_end(ap);
+    if (!r)
+        fail_msg("no reply (expected error %s)", code);
+    const cJSON *e = cJSON_GetObjectItem(r, "error");
+    const cJSON *cd = cJSON_GetObjectItem(e, "code");
+    const cJSON *msg = cJSON_GetObjectItem(e, "message");
+    if (cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")) || !cJSON_IsString(cd) ||
+        strcmp(cd->valuestring, code) != 0 || !cJSON_IsString(msg) ||
+        !msg->valuestring[0]) {
+        char *s = cJSON_PrintUnformatted(r);
+        fail_msg("expected error %s, got %s", code, s);
+    }
+    cJSON_Delete(r);
+}
+
+double
+th_num(const cJSON *o, const char *key)
+{
+    const cJSON *j = cJSON_GetObjectItem(o, key);
+    if (!cJSON_IsNumber(j))
+        fail_msg("no number \"%s\"", key);
+    return j->valuedouble;
+}
+
+const char *
+th_str(const cJSON *o, const char *key)
+{
+    const cJSON *j = cJSON_GetObjectItem(o, key);
+    if (!cJSON_IsString(j))
+        fail_msg("no string \"%s\"", key);
+    return j->valuestring;
+}
+
+const cJSON *
+th_bucket(const cJSON *stats, const char *bucket)
+{
+    const cJSON *b;
+    cJSON_ArrayForEach(b, cJSON_GetObjectItem(stats, "buckets"))
+    {
+        if (strcmp(th_str(b, "name"), bucket) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+const cJSON *
+th_arm(const cJSON *stats, const char *bucket, const char *model)
+{
+    const cJSON *b = th_bucket(stats, bucket);
+    if (!b)
+        return NULL;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItem(b, "arms"))
+    {
+        if (strcmp(th_str(a, "model"), model) == 0)
+            return a;
+    }
+    return NULL;
+}
+
+void
+th_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}

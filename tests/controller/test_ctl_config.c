@@ -1,0 +1,187 @@
+/*
+ * test_ctl_config.c - configuration validation: the default is valid,
+ * defaults fill absent keys, and every kind of problem is reported with
+ * its JSON path, all of them in one pass.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cfg.h"
+
+static void
+test_default_valid(void **state)
+{
+    (void)state;
+    cfg_t *c = NULL;
+    cfg_problems_t pr = {0};
+    const char *d = cfg_default_json();
+    assert_int_equal(cfg_parse(d, strlen(d), &c, &pr), 0);
+    assert_int_equal(pr.n, 0);
+    assert_true(c->n_models >= 5);
+    assert_true(c->n_buckets >= 4);
+    assert_true(cfg_bucket_find(c, "code") >= 0);
+    assert_true(cfg_model_find(c, "gpt-4o-mini") >= 0);
+    assert_string_equal(c->listen[0], "tcp://127.0.0.1:7878");
+    assert_true(c->budget.limit_usd == 50);
+    int m = cfg_model_find(c, "gpt-4o");
+    assert_true(cfg_model_cost(&c->models[m], 1e6, 0) == 2.5);
+    cfg_destroy(&c);
+    assert_null(c);
+}
+
+static void
+test_minimal_defaults(void **state)
+{
+    (void)state;
+    const char *j = "{\"models\":{\"m\":{\"provider\":\"openai\","
+                    "\"price_in_per_mtok\":1,\"price_out_per_mtok\":2}},"
+                    "\"buckets\":{\"b\":{\"models\":[\"m\"]}}}";
+    cfg_t *c = NULL;
+    assert_int_equal(cfg_parse(j, strlen(j), &c, NULL), 0);
+    assert_int_equal(c->n_listen, 1);
+    assert_true(c->decision_ttl_s == 3600);
+    assert_true(c->buckets[0].prior_alpha == 1);
+    assert_string_equal(c->models[0].model, "m");
+    assert_string_equal(c->models[0].base_url, "https://api.openai.com/v1");
+    assert_int_equal(c->unknown_action, CFG_UNKNOWN_ERROR);
+    cfg_destroy(&c);
+}
+
+/* Parses j, expects failure, and that each of want[] occurs in some
+ * problem line. Returns the number of problems. */
+static size_t
+expect_problems(const char *j, const char *const *want)
+{
+    cfg_t *c = NULL;
+    cfg_problems_t pr = {0};
+    assert_int_equal(cfg_parse(j, strlen(j), &c, &pr), -1);
+    assert_null(c);
+    for (const char *const *w = want; *w; w++) {
+        int found = 0;
+        for (size_t i = 0; i < pr.n; i++)
+            if (strstr(pr.msg[i], *w))
+                found = 1;
+        if (!found) {
+            for (size_t i = 0; i < pr.n; i++)
+                fprintf(stderr, "  problem: %s\n", pr.msg[i]);
+            fail_msg("no problem mentions \"%s\"", *w);
+        }
+    }
+    size_t n = pr.n;
+    cfg_problems_clear(&pr);
+    return n;
+}
+
+static void
+test_all_problems(void **state)
+{
+    (void)state;
+    const char *j =
+        "{\"listen\":[\"http://x\", 5],"
+        " \"colour\":\"blue\","
+        " \"models\":{\"m\":{\"provider\":\"azure\",\"price_in_per_mtok\":-1,"
+        "   \"price_out_per_mtok\":\"1\", \"extra\":1},"
+        "   \"n\":{\"provider\":\"openai\",\"price_in_per_mtok\":1}},"
+        " \"buckets\":{\"b\":{\"models\":[\"m\",\"zz\",\"m\",7],"
+        "   \"prior\":{\"alpha\":0,\"beta\":1},"
+        "   \"budget\":{\"limit_usd\":-5}},"
+        "   \"c\":{\"models\":\"m\"},"
+        "   \"d\":{\"models\":[\"m\",\"n\"],\"latency_slo_ms\":\"x\"}},"
+        " \"budget\":{\"limit_usd\":-1,\"window_s\":0},"
+        " \"explore_floor\":0.6,"
+        " \"decision_ttl_s\":-3,"
+        " \"unknown_bucket\":{\"action\":\"maybe\"},"
+        " \"expiry\":{\"outcome\":\"yes\"},"
+        " \"health\":{\"failures\":1.5},"
+        " \"store\":{\"sync\":\"never\"}}";
+    const char *const want[] = {
+        "$.listen[0]: endpoint \"http://x\" must start with tcp://",
+        "$.listen[1]: must be a string",
+        "$.colour: unknown key",
+        "$.models.m.provider: must be \"openai\" or \"anthropic\"",
+        "$.models.m.price_in_per_mtok: must not be negative",
+        "$.models.m.price_out_per_mtok: must be a number",
+        "$.models.m.extra: unknown key",
+        "$.models.n.price_out_per_mtok: is required",
+        "$.buckets.b.models[1]: unknown model \"zz\"",
+        "$.buckets.b.models[2]: model \"m\" is listed twice",
+        "$.buckets.b.models[3]: must be a model name",
+        "$.buckets.b.prior.alpha: must be positive",
+        "$.buckets.b.budget.limit_usd: must not be negative",
+        "$.buckets.c.models: must be an array",
+        "$.buckets.d.latency_slo_ms: must be a number",
+        "$.buckets.d: explore_floor 0.6 times 2 models exceeds 1",
+        "$.budget.limit_usd: must not be negative",
+        "$.budget.window_s: must be positive",
+        "$.decision_ttl_s: must be positive",
+        "$.unknown_bucket.action: must be \"error\" or \"create\"",
+        "$.expiry.outcome: must be \"none\" or \"failure\"",
+        "$.health.failures: must be a whole number",
+        "$.store.sync: must be \"full\" or \"nometasync\"",
+        NULL};
+    assert_true(expect_problems(j, want) >= 23);
+}
+
+static void
+test_structural(void **state)
+{
+    (void)state;
+    const char *const w1[] = {"$: invalid JSON near line 2", NULL};
+    expect_problems("{\n  \"models\": ,\n}", w1);
+    const char *const w2[] = {"$: must be an object", NULL};
+    expect_problems("[1]", w2);
+    const char *const w3[] = {"$.models: is required", "$.buckets: is required",
+                              NULL};
+    expect_problems("{}", w3);
+    const char *const w4[] = {"$.unknown_bucket.template: is required", NULL};
+    expect_problems("{\"models\":{\"m\":{\"provider\":\"openai\","
+                    "\"price_in_per_mtok\":1,\"price_out_per_mtok\":2}},"
+                    "\"buckets\":{},\"unknown_bucket\":{\"action\":"
+                    "\"create\"}}",
+                    w4);
+    const char *const w5[] = {"$: cannot read", NULL};
+    cfg_t *c = NULL;
+    cfg_problems_t pr = {0};
+    assert_int_equal(cfg_load_file("/nonexistent/bursar.json", &c, &pr), -1);
+    assert_non_null(strstr(pr.msg[0], w5[0]));
+    cfg_problems_clear(&pr);
+}
+
+static void
+test_template(void **state)
+{
+    (void)state;
+    const char *j = "{\"models\":{\"m\":{\"provider\":\"anthropic\","
+                    "\"price_in_per_mtok\":1,\"price_out_per_mtok\":2}},"
+                    "\"buckets\":{},\"unknown_bucket\":{\"action\":"
+                    "\"create\",\"max_buckets\":3,\"template\":{\"models\":"
+                    "[\"m\"],\"half_life_s\":60}}}";
+    cfg_t *c = NULL;
+    cfg_problems_t pr = {0};
+    assert_int_equal(cfg_parse(j, strlen(j), &c, &pr), 0);
+    assert_int_equal(c->unknown_action, CFG_UNKNOWN_CREATE);
+    assert_int_equal(c->max_buckets, 3);
+    assert_int_equal(c->bucket_template.n_models, 1);
+    assert_true(c->bucket_template.half_life_s == 60);
+    assert_string_equal(c->models[0].base_url, "https://api.anthropic.com/v1");
+    cfg_destroy(&c);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_valid),
+        cmocka_unit_test(test_minimal_defaults),
+        cmocka_unit_test(test_all_problems),
+        cmocka_unit_test(test_structural),
+        cmocka_unit_test(test_template),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

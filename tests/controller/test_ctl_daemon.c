@@ -1,0 +1,875 @@
+/*
+ * test_ctl_daemon.c - integration tests against the real bursard: the
+ * protocol, every error code, idempotent and amended feedback, cooldown,
+ * expiry, budget reservation, latency objective, configuration reload,
+ * restart with identical state, DEALER pipelining, the bursar CLI.
+ *
+ * Each test starts its own daemon on ipc://TMPDIR/sock with its LMDB
+ * state in TMPDIR/state and --test-clock, so expiry and cooldown are
+ * tested by advancing the clock ({"op":"clock"}) rather than sleeping.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+#include <zmq.h>
+
+#include "harness.h"
+
+#define MODELS                                                                 \
+    "\"models\":{"                                                             \
+    "\"a\":{\"provider\":\"openai\",\"model\":\"a-1\",\"base_url\":"           \
+    "\"http://localhost:9/v1\",\"api_key_env\":\"A_KEY\","                     \
+    "\"price_in_per_mtok\":1,\"price_out_per_mtok\":2},"                       \
+    "\"b\":{\"provider\":\"anthropic\",\"price_in_per_mtok\":10,"              \
+    "\"price_out_per_mtok\":20},"                                              \
+    "\"c\":{\"provider\":\"openai\",\"price_in_per_mtok\":0.1,"                \
+    "\"price_out_per_mtok\":0.2},"                                             \
+    "\"d\":{\"provider\":\"openai\",\"price_in_per_mtok\":0.5,"                \
+    "\"price_out_per_mtok\":0.5}}"
+
+#define COMMON                                                                 \
+    "\"budget\":{\"limit_usd\":100,\"window_s\":1000000000},"                  \
+    "\"explore_floor\":0.05,\"decision_ttl_s\":60,"                            \
+    "\"health\":{\"failures\":2,\"cooldown_s\":10,\"max_cooldown_s\":100},"    \
+    "\"latency\":{\"window_s\":60,\"min_samples\":3},"                         \
+    "\"limits\":{\"max_message_bytes\":4096},"                                 \
+    "\"policy\":{\"name\":\"ts-budget\",\"seed\":7}"
+
+static const char *const config_main =
+    "{" MODELS ",\"buckets\":{"
+    "\"code\":{\"models\":[\"a\",\"b\",\"c\"],\"expected_tokens_in\":1000,"
+    "\"expected_tokens_out\":500},"
+    "\"fast\":{\"models\":[\"a\",\"c\"],\"latency_slo_ms\":100},"
+    "\"capped\":{\"models\":[\"a\",\"b\"],\"expected_tokens_in\":1000,"
+    "\"expected_tokens_out\":500,\"budget\":{\"limit_usd\":1,"
+    "\"window_s\":1000000000}}}," COMMON "}";
+
+/* Same with d added to code, c removed from it, a new bucket. */
+static const char *const config_changed =
+    "{" MODELS ",\"buckets\":{"
+    "\"code\":{\"models\":[\"a\",\"b\",\"d\"],\"expected_tokens_in\":1000,"
+    "\"expected_tokens_out\":500},"
+    "\"fast\":{\"models\":[\"a\",\"c\"],\"latency_slo_ms\":100},"
+    "\"new\":{\"models\":[\"c\",\"d\"]},"
+    "\"capped\":{\"models\":[\"a\",\"b\"],\"expected_tokens_in\":1000,"
+    "\"expected_tokens_out\":500,\"budget\":{\"limit_usd\":1,"
+    "\"window_s\":1000000000}}}," COMMON "}";
+
+typedef struct fx {
+    th_daemon_t d;
+    th_client_t *c;
+} fx_t;
+
+static int
+fx_setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    th_setup(&f->d, config_main);
+    th_start(&f->d);
+    f->c = th_client_new(f->d.endpoint);
+    *state = f;
+    return 0;
+}
+
+static int
+fx_teardown(void **state)
+{
+    fx_t *f = *state;
+    th_client_destroy(&f->c);
+    int st = th_stop(&f->d);
+    th_cleanup(&f->d);
+    free(f);
+    assert_int_equal(st, 0); /* SIGTERM: clean exit */
+    return 0;
+}
+
+/* Chooses in bucket, forcing model by excluding the others of the list. */
+static char *
+choose_model(th_client_t *c, const char *bucket, const char *model,
+             const char *others)
+{
+    cJSON *r =
+        th_ok(c, "{\"op\":\"choose\",\"bucket\":\"%s\",\"exclude\":[%s]}",
+              bucket, others);
+    assert_string_equal(th_str(r, "model"), model);
+    char *id = strdup(th_str(r, "decision_id"));
+    cJSON_Delete(r);
+    return id;
+}
+
+static cJSON *
+stats(th_client_t *c)
+{
+    return th_ok(c, "{\"op\":\"stats\"}");
+}
+
+static void
+advance(th_client_t *c, double s)
+{
+    cJSON_Delete(th_ok(c, "{\"op\":\"clock\",\"advance_s\":%g}", s));
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_ping_models(void **state)
+{
+    fx_t *f = *state;
+    cJSON *r = th_ok(f->c, "{\"op\":\"ping\",\"id\":\"p1\"}");
+    assert_string_equal(th_str(r, "id"), "p1");
+    cJSON_Delete(r);
+    r = th_ok(f->c, "{\"op\":\"models\"}");
+    const cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "models"), 0);
+    assert_string_equal(th_str(m, "name"), "a");
+    assert_string_equal(th_str(m, "provider"), "openai");
+    assert_string_equal(th_str(m, "model"), "a-1");
+    assert_string_equal(th_str(m, "base_url"), "http://localhost:9/v1");
+    assert_string_equal(th_str(m, "api_key_env"), "A_KEY");
+    assert_true(th_num(m, "price_in_per_mtok") == 1);
+    assert_true(th_num(m, "price_out_per_mtok") == 2);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r, "models")), 4);
+    cJSON_Delete(r);
+}
+
+static void
+test_choose(void **state)
+{
+    fx_t *f = *state;
+    cJSON *r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"code\"}");
+    const char *id = th_str(r, "decision_id");
+    assert_int_equal(strlen(id), 16);
+    const char *m = th_str(r, "model");
+    assert_true(strcmp(m, "a") == 0 || strcmp(m, "b") == 0 ||
+                strcmp(m, "c") == 0);
+    double p = th_num(r, "propensity");
+    assert_true(p >= 0.05 - 1e-3 && p <= 1.0);
+    const cJSON *fb = cJSON_GetObjectItem(r, "fallbacks");
+    assert_true(cJSON_IsArray(fb));
+    assert_int_equal(cJSON_GetArraySize(fb), 2);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, fb) assert_string_not_equal(x->valuestring, m);
+    cJSON_Delete(r);
+    /* exclude */
+    for (int i = 0; i < 20; i++) {
+        r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"code\","
+                        "\"exclude\":[\"a\",\"b\",\"unknown\"]}");
+        assert_string_equal(th_str(r, "model"), "c");
+        assert_true(fabs(th_num(r, "propensity") - 1.0) < 1e-6);
+        assert_int_equal(
+            cJSON_GetArraySize(cJSON_GetObjectItem(r, "fallbacks")), 0);
+        cJSON_Delete(r);
+    }
+    /* ids are distinct and increasing */
+    char *i1 = choose_model(f->c, "code", "c", "\"a\",\"b\"");
+    char *i2 = choose_model(f->c, "code", "c", "\"a\",\"b\"");
+    assert_true(strcmp(i1, i2) < 0);
+    free(i1);
+    free(i2);
+}
+
+static void
+test_error_codes(void **state)
+{
+    fx_t *f = *state;
+    th_expect_error(f->c, "bad_json", "{\"op\":");
+    th_expect_error(f->c, "bad_json", "\xff\xfe");
+    th_expect_error(f->c, "bad_request", "[\"op\"]");
+    th_expect_error(f->c, "missing_field", "{\"bucket\":\"code\"}");
+    th_expect_error(f->c, "missing_field", "{\"op\":\"choose\"}");
+    th_expect_error(f->c, "wrong_type", "{\"op\":\"choose\",\"bucket\":1}");
+    th_expect_error(f->c, "invalid_value",
+                    "{\"op\":\"feedback\",\"decision_id\":\"xyz\","
+                    "\"kind\":\"outcome\",\"success\":true}");
+    th_expect_error(f->c, "unknown_op", "{\"op\":\"launch\"}");
+    th_expect_error(f->c, "unknown_bucket",
+                    "{\"op\":\"choose\",\"bucket\":\"nope\"}");
+    th_expect_error(f->c, "unknown_decision",
+                    "{\"op\":\"feedback\",\"decision_id\":"
+                    "\"00000000000fffff\",\"kind\":\"outcome\","
+                    "\"success\":true}");
+    th_expect_error(f->c, "no_model_available",
+                    "{\"op\":\"choose\",\"bucket\":\"code\","
+                    "\"exclude\":[\"a\",\"b\",\"c\"]}");
+    char *id = choose_model(f->c, "code", "c", "\"a\",\"b\"");
+    th_expect_error(f->c, "unknown_model",
+                    "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                    "\"kind\":\"outcome\",\"success\":true,\"model\":\"zz\"}",
+                    id);
+    free(id);
+    /* over the limit (4096 bytes): read and answered */
+    size_t n = 6000;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    memcpy(big, "{\"op\":\"ping\",\"pad\":\"", 20);
+    memcpy(big + n - 2, "\"}", 2);
+    big[n] = '\0';
+    cJSON *r = th_call_raw(f->c, big, n);
+    assert_non_null(r);
+    assert_string_equal(th_str(cJSON_GetObjectItem(r, "error"), "code"),
+                        "message_too_large");
+    cJSON_Delete(r);
+    free(big);
+    /* two frames from a DEALER: bad_request */
+    void *s = zmq_socket(th_zctx(), ZMQ_DEALER);
+    int t = 5000, linger = 0;
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &t, sizeof t);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_connect(s, f->d.endpoint);
+    zmq_send(s, "{\"op\":\"ping\"}", 13, ZMQ_SNDMORE);
+    zmq_send(s, "{\"op\":\"ping\"}", 13, 0);
+    char buf[512];
+    int k = zmq_recv(s, buf, sizeof buf - 1, 0);
+    assert_true(k > 0);
+    buf[k] = '\0';
+    assert_non_null(strstr(buf, "bad_request"));
+    zmq_close(s);
+    /* still alive */
+    cJSON_Delete(th_ok(f->c, "{\"op\":\"ping\"}"));
+}
+
+static void
+test_feedback_idempotent_amend(void **state)
+{
+    fx_t *f = *state;
+    char *id = choose_model(f->c, "code", "a", "\"b\",\"c\"");
+    cJSON *r = th_ok(f->c,
+                     "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                     "\"kind\":\"outcome\",\"success\":true,\"cost_usd\":0.5,"
+                     "\"latency_ms\":40}",
+                     id);
+    assert_null(cJSON_GetObjectItem(r, "duplicate"));
+    cJSON_Delete(r);
+    for (int i = 0; i < 3; i++) {
+        r = th_ok(f->c,
+                  "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                  "\"kind\":\"outcome\",\"success\":false}",
+                  id);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")));
+        cJSON_Delete(r);
+    }
+    cJSON *s = stats(f->c);
+    const cJSON *a = th_arm(s, "code", "a");
+    assert_true(fabs(th_num(a, "alpha") - 2.0) < 1e-9);
+    assert_true(fabs(th_num(a, "beta") - 1.0) < 1e-9);
+    assert_true(th_num(a, "pulls") == 1);
+    assert_true(fabs(th_num(cJSON_GetObjectItem(s, "budget"), "spent_usd") -
+                     0.5) < 1e-9);
+    cJSON_Delete(s);
+    /* correction after the outcome: amended exactly once */
+    for (int i = 0; i < 3; i++) {
+        r = th_ok(f->c,
+                  "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                  "\"kind\":\"correction\"}",
+                  id);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")) ==
+                    (i > 0));
+        cJSON_Delete(r);
+    }
+    s = stats(f->c);
+    a = th_arm(s, "code", "a");
+    assert_true(fabs(th_num(a, "alpha") - 1.0) < 1e-9);
+    assert_true(fabs(th_num(a, "beta") - 2.0) < 1e-9);
+    cJSON_Delete(s);
+    free(id);
+
+    /* correction first: kept, applied with the outcome */
+    id = choose_model(f->c, "code", "b", "\"a\",\"c\"");
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"correction\"}",
+                       id));
+    s = stats(f->c);
+    a = th_arm(s, "code", "b");
+    assert_true(fabs(th_num(a, "alpha") - 1.0) < 1e-9);
+    assert_true(fabs(th_num(a, "beta") - 1.0) < 1e-9);
+    cJSON_Delete(s);
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"outcome\",\"reward\":0.8}",
+                       id));
+    s = stats(f->c);
+    a = th_arm(s, "code", "b");
+    assert_true(fabs(th_num(a, "alpha") - 1.0) < 1e-9);
+    assert_true(fabs(th_num(a, "beta") - 2.0) < 1e-9);
+    cJSON_Delete(s);
+    /* the export shows it */
+    r = th_ok(f->c, "{\"op\":\"export\",\"after\":\"%016x\"}", 0);
+    const cJSON *d;
+    int seen = 0;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(r, "decisions"))
+    {
+        if (strcmp(th_str(d, "decision_id"), id) != 0)
+            continue;
+        seen = 1;
+        assert_string_equal(th_str(d, "status"), "done");
+        assert_true(th_num(d, "outcome") == 0.8);
+        assert_true(th_num(d, "reward") == 0.0);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(d, "corrected")));
+        assert_string_equal(th_str(d, "model"), "b");
+        assert_string_equal(th_str(d, "bucket"), "code");
+    }
+    assert_true(seen);
+    cJSON_Delete(r);
+    free(id);
+}
+
+static void
+test_cooldown(void **state)
+{
+    fx_t *f = *state;
+    /* two consecutive provider errors on a: cooldown 10 s */
+    for (int i = 0; i < 2; i++) {
+        char *id = choose_model(f->c, "code", "a", "\"b\",\"c\"");
+        cJSON_Delete(th_ok(f->c,
+                           "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                           "\"kind\":\"provider_error\",\"error\":\"503\"}",
+                           id));
+        cJSON *r = th_ok(f->c,
+                         "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                         "\"kind\":\"provider_error\",\"error\":\"503\"}",
+                         id);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")));
+        cJSON_Delete(r);
+        free(id);
+    }
+    for (int i = 0; i < 40; i++) {
+        cJSON *r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"code\"}");
+        assert_string_not_equal(th_str(r, "model"), "a");
+        const cJSON *x;
+        cJSON_ArrayForEach(x, cJSON_GetObjectItem(r, "fallbacks"))
+            assert_string_not_equal(x->valuestring, "a");
+        cJSON_Delete(r);
+    }
+    th_expect_error(f->c, "no_model_available",
+                    "{\"op\":\"choose\",\"bucket\":\"code\",\"exclude\":"
+                    "[\"b\",\"c\"]}");
+    cJSON *s = stats(f->c);
+    assert_string_equal(th_str(th_arm(s, "code", "a"), "health"), "cooldown");
+    cJSON_Delete(s);
+    /* after 10 s: half-open, one probe at a time */
+    advance(f->c, 10.5);
+    char *probe = choose_model(f->c, "code", "a", "\"b\",\"c\"");
+    th_expect_error(f->c, "no_model_available",
+                    "{\"op\":\"choose\",\"bucket\":\"code\",\"exclude\":"
+                    "[\"b\",\"c\"]}");
+    /* the probe fails: cooldown doubles to 20 s */
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"provider_error\"}",
+                       probe));
+    free(probe);
+    advance(f->c, 10.5);
+    th_expect_error(f->c, "no_model_available",
+                    "{\"op\":\"choose\",\"bucket\":\"code\",\"exclude\":"
+                    "[\"b\",\"c\"]}");
+    advance(f->c, 10);
+    probe = choose_model(f->c, "code", "a", "\"b\",\"c\"");
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"outcome\",\"success\":true}",
+                       probe));
+    free(probe);
+    s = stats(f->c);
+    assert_string_equal(th_str(th_arm(s, "code", "a"), "health"), "ok");
+    cJSON_Delete(s);
+    /* closed: chosen freely again */
+    char *id = choose_model(f->c, "code", "a", "\"b\",\"c\"");
+    free(id);
+    id = choose_model(f->c, "code", "a", "\"b\",\"c\"");
+    free(id);
+}
+
+static void
+test_expiry(void **state)
+{
+    fx_t *f = *state;
+    char *id = choose_model(f->c, "capped", "a", "\"b\"");
+    char *id2 = choose_model(f->c, "capped", "a", "\"b\"");
+    cJSON *s = stats(f->c);
+    const cJSON *bb = cJSON_GetObjectItem(th_bucket(s, "capped"), "budget");
+    double reserved = th_num(bb, "reserved_usd");
+    assert_true(fabs(reserved - 2 * 0.002) < 1e-9); /* 1000*1e-6 + 500*2e-6 */
+    cJSON_Delete(s);
+    /* correction first on id2: counts as a failure when it expires */
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"correction\"}",
+                       id2));
+    advance(f->c, 61);
+    /* the sweep runs within a loop turn (200 ms poll) */
+    cJSON *r = NULL;
+    for (int i = 0; i < 50; i++) {
+        th_sleep_ms(50);
+        r = th_call(f->c,
+                    "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                    "\"kind\":\"outcome\",\"success\":true}",
+                    id);
+        if (!cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")))
+            break;
+        cJSON_Delete(r);
+        r = NULL;
+        /* the outcome was accepted: not expired yet; should not happen
+         * since the sweep runs before the batch commits */
+        fail_msg("outcome accepted after the ttl");
+    }
+    assert_non_null(r);
+    assert_string_equal(th_str(cJSON_GetObjectItem(r, "error"), "code"),
+                        "decision_expired");
+    cJSON_Delete(r);
+    s = stats(f->c);
+    bb = cJSON_GetObjectItem(th_bucket(s, "capped"), "budget");
+    assert_true(fabs(th_num(bb, "reserved_usd")) < 1e-12);
+    /* expiry.cost = expected (the default): booked as spent */
+    assert_true(fabs(th_num(bb, "spent_usd") - 0.004) < 1e-9);
+    const cJSON *a = th_arm(s, "capped", "a");
+    assert_true(fabs(th_num(a, "beta") - 2.0) < 1e-9); /* id2 */
+    assert_true(fabs(th_num(a, "alpha") - 1.0) < 1e-9);
+    cJSON_Delete(s);
+    r = th_ok(f->c, "{\"op\":\"export\"}");
+    const cJSON *d;
+    int n = 0;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(r, "decisions"))
+    {
+        assert_string_equal(th_str(d, "status"), "expired");
+        n++;
+    }
+    assert_int_equal(n, 2);
+    cJSON_Delete(r);
+    free(id);
+    free(id2);
+}
+
+static void
+test_budget(void **state)
+{
+    fx_t *f = *state;
+    char *id = choose_model(f->c, "capped", "b", "\"a\"");
+    cJSON *s = stats(f->c);
+    const cJSON *g = cJSON_GetObjectItem(s, "budget");
+    const cJSON *bb = cJSON_GetObjectItem(th_bucket(s, "capped"), "budget");
+    double exp_b = (1000 * 10 + 500 * 20) / 1e6; /* 0.02 */
+    assert_true(fabs(th_num(g, "reserved_usd") - exp_b) < 1e-9);
+    assert_true(fabs(th_num(bb, "reserved_usd") - exp_b) < 1e-9);
+    assert_true(th_num(bb, "limit_usd") == 1);
+    assert_true(th_num(g, "limit_usd") == 100);
+    assert_true(th_num(g, "window_end") > th_num(g, "window_start"));
+    assert_true(th_num(g, "target_usd") > 0);
+    cJSON_Delete(s);
+    /* cost from tokens and the price table */
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"outcome\",\"success\":true,"
+                       "\"tokens_in\":2000,\"tokens_out\":1000}",
+                       id));
+    s = stats(f->c);
+    g = cJSON_GetObjectItem(s, "budget");
+    bb = cJSON_GetObjectItem(th_bucket(s, "capped"), "budget");
+    assert_true(fabs(th_num(g, "reserved_usd")) < 1e-12);
+    assert_true(fabs(th_num(g, "spent_usd") - 0.04) < 1e-9);
+    assert_true(fabs(th_num(bb, "spent_usd") - 0.04) < 1e-9);
+    cJSON_Delete(s);
+    free(id);
+    /* spend the bucket's cap: choices still come, flagged over_budget */
+    id = choose_model(f->c, "capped", "a", "\"b\"");
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"outcome\",\"success\":true,"
+                       "\"cost_usd\":5}",
+                       id));
+    free(id);
+    cJSON *r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"capped\"}");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "over_budget")));
+    assert_string_equal(th_str(r, "model"), "a"); /* the cheapest */
+    cJSON_Delete(r);
+}
+
+static void
+test_latency_slo(void **state)
+{
+    fx_t *f = *state;
+    for (int i = 0; i < 3; i++) {
+        char *id = choose_model(f->c, "fast", "a", "\"c\"");
+        cJSON_Delete(th_ok(f->c,
+                           "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                           "\"kind\":\"outcome\",\"success\":true,"
+                           "\"latency_ms\":500}",
+                           id));
+        free(id);
+    }
+    for (int i = 0; i < 30; i++) {
+        cJSON *r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"fast\"}");
+        assert_string_equal(th_str(r, "model"), "c");
+        cJSON_Delete(r);
+    }
+    cJSON *s = stats(f->c);
+    const cJSON *a = th_arm(s, "fast", "a");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "slo_breach")));
+    assert_true(th_num(a, "latency_q_ms") == 500);
+    cJSON_Delete(s);
+    /* the samples age out of the 60 s window: a is admitted again */
+    advance(f->c, 61);
+    int seen = 0;
+    for (int i = 0; i < 200 && !seen; i++) {
+        cJSON *r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"fast\"}");
+        seen = strcmp(th_str(r, "model"), "a") == 0;
+        cJSON_Delete(r);
+    }
+    assert_true(seen);
+}
+
+static void
+test_reload(void **state)
+{
+    fx_t *f = *state;
+    for (int i = 0; i < 3; i++) {
+        char *id = choose_model(f->c, "code", "c", "\"a\",\"b\"");
+        cJSON_Delete(th_ok(f->c,
+                           "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                           "\"kind\":\"outcome\",\"success\":true}",
+                           id));
+        free(id);
+    }
+    /* a pending decision on c survives its arm's removal */
+    char *pending = choose_model(f->c, "code", "c", "\"a\",\"b\"");
+    /* an invalid configuration is refused; the old one stays */
+    th_write_config(&f->d, "{\"models\":{}, \"bogus\":1}");
+    th_signal(&f->d, SIGHUP);
+    th_sleep_ms(300);
+    cJSON *s = stats(f->c);
+    assert_non_null(th_arm(s, "code", "c"));
+    assert_null(th_bucket(s, "new"));
+    cJSON_Delete(s);
+
+    th_write_config(&f->d, config_changed);
+    th_signal(&f->d, SIGHUP);
+    cJSON *r = NULL;
+    for (int i = 0; i < 50; i++) {
+        th_sleep_ms(20);
+        s = stats(f->c);
+        if (th_bucket(s, "new"))
+            break;
+        cJSON_Delete(s);
+        s = NULL;
+    }
+    assert_non_null(s);
+    assert_null(th_arm(s, "code", "c"));
+    const cJSON *d = th_arm(s, "code", "d");
+    assert_non_null(d);
+    assert_true(th_num(d, "alpha") == 1 && th_num(d, "pulls") == 0);
+    cJSON_Delete(s);
+    for (int i = 0; i < 30; i++) {
+        r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"code\"}");
+        assert_string_not_equal(th_str(r, "model"), "c");
+        cJSON_Delete(r);
+    }
+    /* feedback for the removed arm is still recorded (in the store) */
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"outcome\",\"success\":true}",
+                       pending));
+    free(pending);
+    /* back to the first configuration: c returns with its evidence */
+    th_write_config(&f->d, config_main);
+    th_signal(&f->d, SIGHUP);
+    const cJSON *c = NULL;
+    for (int i = 0; i < 50 && !c; i++) {
+        th_sleep_ms(20);
+        s = stats(f->c);
+        c = th_arm(s, "code", "c");
+        if (!c)
+            cJSON_Delete(s);
+    }
+    assert_non_null(c);
+    assert_true(th_num(c, "alpha") == 5); /* 1 + 3 + the pending one */
+    assert_true(th_num(c, "pulls") == 4);
+    cJSON_Delete(s);
+}
+
+/* Compares the durable parts of two stats replies. */
+static void
+assert_same_state(const cJSON *s1, const cJSON *s2)
+{
+    static const char *const arm_keys[] = {"alpha",   "beta",          "pulls",
+                                           "rewards", "cost_mean_usd", NULL};
+    static const char *const bud_keys[] = {"spent_usd", "reserved_usd",
+                                           "requests",  "window_start",
+                                           "limit_usd", NULL};
+    const cJSON *b1;
+    cJSON_ArrayForEach(b1, cJSON_GetObjectItem(s1, "buckets"))
+    {
+        const char *bn = th_str(b1, "name");
+        const cJSON *a1;
+        cJSON_ArrayForEach(a1, cJSON_GetObjectItem(b1, "arms"))
+        {
+            const cJSON *a2 = th_arm(s2, bn, th_str(a1, "model"));
+            assert_non_null(a2);
+            for (const char *const *k = arm_keys; *k; k++)
+                if (th_num(a1, *k) != th_num(a2, *k))
+                    fail_msg("%s/%s %s: %.17g before, %.17g after", bn,
+                             th_str(a1, "model"), *k, th_num(a1, *k),
+                             th_num(a2, *k));
+        }
+        const cJSON *bb1 = cJSON_GetObjectItem(b1, "budget");
+        if (cJSON_IsObject(bb1)) {
+            const cJSON *bb2 = cJSON_GetObjectItem(th_bucket(s2, bn), "budget");
+            for (const char *const *k = bud_keys; *k; k++)
+                assert_true(th_num(bb1, *k) == th_num(bb2, *k));
+        }
+    }
+    const cJSON *g1 = cJSON_GetObjectItem(s1, "budget");
+    const cJSON *g2 = cJSON_GetObjectItem(s2, "budget");
+    for (const char *const *k = bud_keys; *k; k++)
+        if (th_num(g1, *k) != th_num(g2, *k))
+            fail_msg("budget %s: %.17g before, %.17g after", *k, th_num(g1, *k),
+                     th_num(g2, *k));
+    assert_true(th_num(cJSON_GetObjectItem(s1, "policy"), "mu") ==
+                th_num(cJSON_GetObjectItem(s2, "policy"), "mu"));
+    assert_true(th_num(s1, "decisions") == th_num(s2, "decisions"));
+    const cJSON *h1;
+    cJSON_ArrayForEach(h1, cJSON_GetObjectItem(s1, "health"))
+    {
+        const cJSON *h2;
+        int found = 0;
+        cJSON_ArrayForEach(h2, cJSON_GetObjectItem(s2, "health"))
+        {
+            if (strcmp(th_str(h1, "model"), th_str(h2, "model")) == 0) {
+                found = 1;
+                assert_string_equal(th_str(h1, "state"), th_str(h2, "state"));
+                assert_true(th_num(h1, "errors_total") ==
+                            th_num(h2, "errors_total"));
+            }
+        }
+        assert_true(found);
+    }
+}
+
+static void
+test_restart(void **state)
+{
+    fx_t *f = *state;
+    srand(3);
+    const char *buckets[] = {"code", "fast", "capped"};
+    for (int i = 0; i < 120; i++) {
+        cJSON *r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"%s\"}",
+                         buckets[i % 3]);
+        char id[17];
+        snprintf(id, sizeof id, "%s", th_str(r, "decision_id"));
+        cJSON_Delete(r);
+        int k = rand() % 5;
+        if (k == 0)
+            continue; /* stays pending */
+        if (k == 4)   /* then the outcome below resets the health */
+            cJSON_Delete(th_ok(f->c,
+                               "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                               "\"kind\":\"provider_error\"}",
+                               id));
+        cJSON_Delete(th_ok(f->c,
+                           "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                           "\"kind\":\"outcome\",\"reward\":%g,"
+                           "\"cost_usd\":%g,\"latency_ms\":%d}",
+                           id, (rand() % 11) / 10.0, (rand() % 100) / 1e4,
+                           rand() % 300));
+        if (k == 3)
+            cJSON_Delete(th_ok(f->c,
+                               "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                               "\"kind\":\"correction\"}",
+                               id));
+    }
+    cJSON *s1 = stats(f->c);
+    cJSON *e1 = th_ok(f->c, "{\"op\":\"export\"}");
+    th_client_destroy(&f->c);
+    assert_int_equal(th_stop(&f->d), 0);
+    th_start(&f->d);
+    f->c = th_client_new(f->d.endpoint);
+    cJSON *s2 = stats(f->c);
+    cJSON *e2 = th_ok(f->c, "{\"op\":\"export\"}");
+    assert_same_state(s1, s2);
+    assert_true(cJSON_Compare(cJSON_GetObjectItem(e1, "decisions"),
+                              cJSON_GetObjectItem(e2, "decisions"), 1));
+    cJSON_Delete(s1);
+    cJSON_Delete(s2);
+    cJSON_Delete(e1);
+    cJSON_Delete(e2);
+}
+
+static void
+test_dealer_pipeline(void **state)
+{
+    fx_t *f = *state;
+    void *s = zmq_socket(th_zctx(), ZMQ_DEALER);
+    int t = 5000, linger = 0;
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &t, sizeof t);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_connect(s, f->d.endpoint);
+    for (int i = 0; i < 200; i++) {
+        char buf[128];
+        int n =
+            snprintf(buf, sizeof buf,
+                     "{\"op\":\"choose\",\"bucket\":\"code\",\"id\":%d}", i);
+        assert_int_equal(zmq_send(s, buf, (size_t)n, 0), n);
+    }
+    for (int i = 0; i < 200; i++) {
+        char buf[1024];
+        int n = zmq_recv(s, buf, sizeof buf - 1, 0);
+        assert_true(n > 0);
+        cJSON *r = cJSON_ParseWithLength(buf, (size_t)n);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")));
+        assert_int_equal((int)th_num(r, "id"), i); /* in order */
+        cJSON_Delete(r);
+    }
+    zmq_close(s);
+}
+
+static int
+run(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void
+test_cli(void **state)
+{
+    fx_t *f = *state;
+    char *id = choose_model(f->c, "code", "a", "\"b\",\"c\"");
+    char cmd[1024], out[65536];
+    const char *cli = th_bin("bursar");
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s feedback %s --success "
+             "--cost 0.01",
+             cli, f->d.endpoint, id);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_string_equal(out, "ok\n");
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "duplicate"));
+    snprintf(cmd, sizeof cmd, "%s --controller %s feedback %s --correction",
+             cli, f->d.endpoint, id);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s feedback 00000000000fffff --failure 2>&1", cli,
+             f->d.endpoint);
+    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "unknown_decision"));
+    snprintf(cmd, sizeof cmd, "%s --controller %s stats", cli, f->d.endpoint);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "bucket code"));
+    assert_non_null(strstr(out, "95% interval"));
+    assert_non_null(strstr(out, "budget: spent $0.0100"));
+    snprintf(cmd, sizeof cmd, "%s --controller %s export --since 0", cli,
+             f->d.endpoint);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    cJSON *line = cJSON_Parse(out); /* one line */
+    assert_non_null(line);
+    assert_string_equal(th_str(line, "decision_id"), id);
+    assert_true(th_num(line, "cost_usd") == 0.01);
+    assert_true(th_num(line, "reward") == 0);
+    assert_true(th_num(line, "propensity") > 0);
+    cJSON_Delete(line);
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s export --since 2999-01-01T00:00:00Z", cli,
+             f->d.endpoint);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_string_equal(out, "");
+    snprintf(cmd, sizeof cmd, "%s --check-config %s", th_bin("bursard"),
+             f->d.config);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    free(id);
+}
+
+static void
+test_check_config_cli(void **state)
+{
+    fx_t *f = *state;
+    char path[400], cmd[1024], out[8192];
+    snprintf(path, sizeof path, "%s/bad.json", f->d.dir);
+    FILE *fp = fopen(path, "w");
+    fputs("{\"models\":{\"m\":{\"provider\":\"openai\",\"price_in_per_mtok\":"
+          "1,\"price_out_per_mtok\":1}},\"buckets\":{\"b\":{\"models\":[\"m\","
+          "\"x\"]}},\"budget\":{\"limit_usd\":-1},\"typo\":1}",
+          fp);
+    fclose(fp);
+    snprintf(cmd, sizeof cmd, "%s --check-config %s 2>&1", th_bin("bursard"),
+             path);
+    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "$.buckets.b.models[1]: unknown model"));
+    assert_non_null(strstr(out, "$.budget.limit_usd"));
+    assert_non_null(strstr(out, "$.typo: unknown key"));
+    /* refuses to start */
+    snprintf(cmd, sizeof cmd, "%s --config %s --state-dir %s/s2 2>&1",
+             th_bin("bursard"), path, f->d.dir);
+    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "not starting"));
+}
+
+static void
+test_unknown_bucket_create(void **state)
+{
+    (void)state;
+    th_daemon_t d;
+    th_setup(&d, "{" MODELS ",\"buckets\":{\"code\":{\"models\":[\"a\"]}},"
+                 "\"unknown_bucket\":{\"action\":\"create\",\"max_buckets\":3,"
+                 "\"template\":{\"models\":[\"a\",\"c\"]}}}");
+    th_start(&d);
+    th_client_t *c = th_client_new(d.endpoint);
+    cJSON_Delete(th_ok(c, "{\"op\":\"choose\",\"bucket\":\"x1\"}"));
+    cJSON_Delete(th_ok(c, "{\"op\":\"choose\",\"bucket\":\"x2\"}"));
+    cJSON_Delete(th_ok(c, "{\"op\":\"choose\",\"bucket\":\"x2\"}"));
+    th_expect_error(c, "bucket_limit", "{\"op\":\"choose\",\"bucket\":\"x3\"}");
+    th_client_destroy(&c);
+    assert_int_equal(th_stop(&d), 0);
+    th_start(&d);
+    c = th_client_new(d.endpoint);
+    cJSON *s = th_ok(c, "{\"op\":\"stats\"}");
+    assert_true(th_num(th_arm(s, "x2", "a"), "pulls") +
+                    th_num(th_arm(s, "x2", "c"), "pulls") ==
+                2);
+    assert_true(
+        cJSON_IsTrue(cJSON_GetObjectItem(th_bucket(s, "x1"), "dynamic")));
+    cJSON_Delete(s);
+    th_client_destroy(&c);
+    th_cleanup(&d);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ping_models, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_choose, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_error_codes, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_feedback_idempotent_amend,
+                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cooldown, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_expiry, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_budget, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_latency_slo, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reload, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_restart, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_dealer_pipeline, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cli, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_check_config_cli, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test(test_unknown_bucket_create),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

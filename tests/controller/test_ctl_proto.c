@@ -1,0 +1,276 @@
+/*
+ * test_ctl_proto.c - the wire codec: request parsing (every error code it
+ * can give, each message naming the field), reply writing, and the
+ * client-side round trip.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "proto.h"
+
+static proto_code_t
+parse(const char *s, proto_request_t *rq, proto_error_t *err)
+{
+    return proto_parse_request(s, strlen(s), rq, err);
+}
+
+static void
+expect_code(const char *s, proto_code_t code, const char *field)
+{
+    proto_request_t rq;
+    proto_error_t err;
+    proto_code_t got = parse(s, &rq, &err);
+    if (got != code)
+        fail_msg("%s: expected %s, got %s (%s)", s, proto_code_name(code),
+                 proto_code_name(got), err.message);
+    if (field && !strstr(err.message, field))
+        fail_msg("%s: message \"%s\" does not name %s", s, err.message, field);
+}
+
+static void
+test_ids(void **state)
+{
+    (void)state;
+    char s[PROTO_ID_LEN + 1];
+    proto_id_format(0x2a, s);
+    assert_string_equal(s, "000000000000002a");
+    uint64_t id = 0;
+    assert_int_equal(proto_id_parse(s, &id), 0);
+    assert_true(id == 0x2a);
+    proto_id_format(UINT64_MAX, s);
+    assert_int_equal(proto_id_parse(s, &id), 0);
+    assert_true(id == UINT64_MAX);
+    assert_int_equal(proto_id_parse("2a", &id), -1);
+    assert_int_equal(proto_id_parse("000000000000002g", &id), -1);
+    assert_int_equal(proto_id_parse("000000000000002a0", &id), -1);
+}
+
+static void
+test_parse_ok(void **state)
+{
+    (void)state;
+    proto_request_t rq;
+    proto_error_t err;
+    assert_int_equal(parse("{\"op\":\"choose\",\"bucket\":\"code\","
+                           "\"exclude\":[\"a\",\"b\"],\"id\":7}",
+                           &rq, &err),
+                     PROTO_OK);
+    assert_int_equal(rq.op, PROTO_OP_CHOOSE);
+    assert_string_equal(rq.bucket, "code");
+    assert_int_equal(rq.n_exclude, 2);
+    assert_string_equal(rq.exclude[1], "b");
+    assert_string_equal(rq.echo, "7");
+
+    assert_int_equal(parse("{\"op\":\"feedback\",\"decision_id\":"
+                           "\"000000000000002a\",\"kind\":\"outcome\","
+                           "\"success\":true,\"tokens_in\":10,"
+                           "\"tokens_out\":5,\"latency_ms\":120,"
+                           "\"future_field\":{}}",
+                           &rq, &err),
+                     PROTO_OK);
+    assert_int_equal(rq.kind, PROTO_KIND_OUTCOME);
+    assert_true(rq.decision == 42);
+    assert_true(rq.has_reward && rq.reward == 1.0 && rq.has_success);
+    assert_true(rq.has_tokens && rq.tokens_in == 10 && rq.tokens_out == 5);
+    assert_true(rq.has_latency && rq.latency_ms == 120);
+    assert_false(rq.has_cost);
+
+    assert_int_equal(parse("{\"op\":\"feedback\",\"decision_id\":"
+                           "\"000000000000002a\",\"kind\":\"outcome\","
+                           "\"reward\":0.25,\"cost_usd\":0.01}",
+                           &rq, &err),
+                     PROTO_OK);
+    assert_true(rq.reward == 0.25 && !rq.has_success);
+    assert_true(rq.has_cost && rq.cost_usd == 0.01);
+
+    assert_int_equal(parse("{\"op\":\"feedback\",\"decision_id\":"
+                           "\"000000000000002a\",\"kind\":"
+                           "\"provider_error\",\"error\":\"HTTP 503\"}",
+                           &rq, &err),
+                     PROTO_OK);
+    assert_string_equal(rq.error, "HTTP 503");
+    assert_int_equal(parse("{\"op\":\"export\",\"since\":1.5,\"after\":"
+                           "\"0000000000000001\",\"limit\":10}",
+                           &rq, &err),
+                     PROTO_OK);
+    assert_true(rq.since == 1.5 && rq.has_after && rq.after == 1 &&
+                rq.limit == 10);
+    assert_int_equal(parse("{\"op\":\"ping\"}", &rq, &err), PROTO_OK);
+    assert_int_equal(rq.op, PROTO_OP_PING);
+    assert_true(isinf(rq.since));
+}
+
+static void
+test_parse_errors(void **state)
+{
+    (void)state;
+    expect_code("{\"op\":", PROTO_E_BAD_JSON, "JSON");
+    expect_code("", PROTO_E_BAD_JSON, "JSON");
+    expect_code("[1,2]", PROTO_E_BAD_REQUEST, "object");
+    expect_code("{}", PROTO_E_MISSING_FIELD, "\"op\"");
+    expect_code("{\"op\":3}", PROTO_E_WRONG_TYPE, "\"op\"");
+    expect_code("{\"op\":\"fly\"}", PROTO_E_UNKNOWN_OP, "\"op\"");
+    expect_code("{\"op\":\"choose\"}", PROTO_E_MISSING_FIELD, "\"bucket\"");
+    expect_code("{\"op\":\"choose\",\"bucket\":5}", PROTO_E_WRONG_TYPE,
+                "\"bucket\"");
+    expect_code("{\"op\":\"choose\",\"bucket\":\"\"}", PROTO_E_INVALID_VALUE,
+                "\"bucket\"");
+    expect_code("{\"op\":\"choose\",\"bucket\":\"x\",\"exclude\":\"a\"}",
+                PROTO_E_WRONG_TYPE, "\"exclude\"");
+    expect_code("{\"op\":\"choose\",\"bucket\":\"x\",\"exclude\":[1]}",
+                PROTO_E_WRONG_TYPE, "exclude[0]");
+    expect_code("{\"op\":\"feedback\",\"kind\":\"outcome\"}",
+                PROTO_E_MISSING_FIELD, "\"decision_id\"");
+    expect_code("{\"op\":\"feedback\",\"decision_id\":12}", PROTO_E_WRONG_TYPE,
+                "\"decision_id\"");
+    expect_code("{\"op\":\"feedback\",\"decision_id\":\"12\"}",
+                PROTO_E_INVALID_VALUE, "\"decision_id\"");
+    const char *d = "\"decision_id\":\"0000000000000001\"";
+    char buf[512];
+    snprintf(buf, sizeof buf, "{\"op\":\"feedback\",%s}", d);
+    expect_code(buf, PROTO_E_MISSING_FIELD, "\"kind\"");
+    snprintf(buf, sizeof buf, "{\"op\":\"feedback\",%s,\"kind\":\"x\"}", d);
+    expect_code(buf, PROTO_E_INVALID_VALUE, "\"kind\"");
+    snprintf(buf, sizeof buf, "{\"op\":\"feedback\",%s,\"kind\":\"outcome\"}",
+             d);
+    expect_code(buf, PROTO_E_MISSING_FIELD, "\"success\"");
+    snprintf(buf, sizeof buf,
+             "{\"op\":\"feedback\",%s,\"kind\":\"outcome\",\"success\":1}", d);
+    expect_code(buf, PROTO_E_WRONG_TYPE, "\"success\"");
+    snprintf(buf, sizeof buf,
+             "{\"op\":\"feedback\",%s,\"kind\":\"outcome\",\"reward\":1.5}", d);
+    expect_code(buf, PROTO_E_INVALID_VALUE, "\"reward\"");
+    snprintf(buf, sizeof buf,
+             "{\"op\":\"feedback\",%s,\"kind\":\"outcome\",\"reward\":1,"
+             "\"success\":true}",
+             d);
+    expect_code(buf, PROTO_E_INVALID_VALUE, "\"success\"");
+    snprintf(buf, sizeof buf,
+             "{\"op\":\"feedback\",%s,\"kind\":\"outcome\",\"success\":true,"
+             "\"cost_usd\":-1}",
+             d);
+    expect_code(buf, PROTO_E_INVALID_VALUE, "\"cost_usd\"");
+    snprintf(buf, sizeof buf,
+             "{\"op\":\"feedback\",%s,\"kind\":\"outcome\",\"success\":true,"
+             "\"latency_ms\":\"fast\"}",
+             d);
+    expect_code(buf, PROTO_E_WRONG_TYPE, "\"latency_ms\"");
+    snprintf(buf, sizeof buf,
+             "{\"op\":\"feedback\",%s,\"kind\":\"provider_error\","
+             "\"error\":5}",
+             d);
+    expect_code(buf, PROTO_E_WRONG_TYPE, "\"error\"");
+    expect_code("{\"op\":\"export\",\"limit\":0}", PROTO_E_INVALID_VALUE,
+                "\"limit\"");
+    expect_code("{\"op\":\"export\",\"since\":\"x\"}", PROTO_E_WRONG_TYPE,
+                "\"since\"");
+    expect_code("{\"op\":\"ping\",\"id\":[1]}", PROTO_E_WRONG_TYPE, "\"id\"");
+    expect_code("{\"op\":\"clock\"}", PROTO_E_MISSING_FIELD, "advance_s");
+}
+
+static void
+test_replies(void **state)
+{
+    (void)state;
+    char *s = proto_write_error("\"q1\"", PROTO_E_UNKNOWN_BUCKET,
+                                "unknown bucket \"x\"");
+    cJSON *j = cJSON_Parse(s);
+    assert_non_null(j);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "ok")));
+    assert_string_equal(cJSON_GetObjectItem(j, "id")->valuestring, "q1");
+    cJSON *e = cJSON_GetObjectItem(j, "error");
+    assert_string_equal(cJSON_GetObjectItem(e, "code")->valuestring,
+                        "unknown_bucket");
+    assert_string_equal(cJSON_GetObjectItem(e, "message")->valuestring,
+                        "unknown bucket \"x\"");
+    cJSON_Delete(j);
+    free(s);
+
+    const char *fb[] = {"b", "c\"q"};
+    proto_choice_t ch = {.decision = 5,
+                         .model = "a",
+                         .propensity = 0.625,
+                         .n_fallbacks = 2,
+                         .fallbacks = fb,
+                         .expected_cost_usd = 0.002};
+    s = proto_write_choice(NULL, &ch);
+    proto_reply_t r;
+    assert_int_equal(proto_parse_reply(s, strlen(s), &r), 0);
+    assert_true(r.ok);
+    assert_true(r.decision == 5);
+    assert_string_equal(r.model, "a");
+    assert_true(r.propensity == 0.625);
+    assert_int_equal(r.n_fallbacks, 2);
+    assert_string_equal(r.fallbacks[1], "c\"q");
+    free(s);
+
+    s = proto_write_ok(NULL, 1);
+    assert_string_equal(s, "{\"ok\":true,\"duplicate\":true}");
+    assert_int_equal(proto_parse_reply(s, strlen(s), &r), 0);
+    assert_true(r.ok && r.duplicate);
+    free(s);
+    s = proto_write_error(NULL, PROTO_E_DECISION_EXPIRED, "late");
+    assert_int_equal(proto_parse_reply(s, strlen(s), &r), 0);
+    assert_false(r.ok);
+    assert_int_equal(r.error.code, PROTO_E_DECISION_EXPIRED);
+    free(s);
+}
+
+static void
+test_client_round_trip(void **state)
+{
+    (void)state;
+    const char *ex[] = {"gpt-4o"};
+    char *s = proto_format_choose("code", ex, 1);
+    proto_request_t rq;
+    proto_error_t err;
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_string_equal(rq.bucket, "code");
+    assert_string_equal(rq.exclude[0], "gpt-4o");
+    free(s);
+
+    proto_feedback_t f = {.decision = 99,
+                          .kind = PROTO_KIND_OUTCOME,
+                          .has_reward = 1,
+                          .reward = 0.5,
+                          .has_cost = 1,
+                          .cost_usd = 0.125,
+                          .has_latency = 1,
+                          .latency_ms = 33};
+    s = proto_format_feedback(&f);
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_true(rq.decision == 99 && rq.reward == 0.5 && rq.cost_usd == 0.125 &&
+                rq.latency_ms == 33);
+    free(s);
+    proto_feedback_t g = {
+        .decision = 1, .kind = PROTO_KIND_PROVIDER_ERROR, .error = "timeout"};
+    s = proto_format_feedback(&g);
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_int_equal(rq.kind, PROTO_KIND_PROVIDER_ERROR);
+    assert_string_equal(rq.error, "timeout");
+    free(s);
+    for (int c = 1; c < PROTO_E_COUNT; c++)
+        assert_int_equal(proto_code_parse(proto_code_name(c)), c);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_parse_ok),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_replies),
+        cmocka_unit_test(test_client_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
