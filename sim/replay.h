@@ -1,0 +1,120 @@
+/*
+ * replay.h - exact replay of full-information traffic through a policy.
+ *
+ * For each request in order the policy chooses (policy_choose), the chosen
+ * model's outcome and cost are looked up in the row, and the policy learns
+ * from them (policy_reward, policy_cost). Every routing decision is made by
+ * policies/; this module only feeds it and keeps score.
+ *
+ * Set-up of one run:
+ *   - one policy_bucket_t per dataset bucket, with an arm for every model
+ *     that has a cell other than MISSING in that bucket; prior Beta(1, 1);
+ *     cost prior = the model's mean cost over the whole data (a known price
+ *     table; cost_prior_bucket = 1: its mean cost in that bucket), worth
+ *     cost_prior_w = 1 reported cost;
+ *   - time: request number t = 0, 1, ... over all passes, used as seconds
+ *     (so half_life_s is in requests);
+ *   - budget: one pacer (pacer.h) with limit budget_per_request x total
+ *     requests over all passes and a window covering the whole run, so the
+ *     target is what is left over the requests still to come;
+ *   - order: each pass is a fresh random permutation of the rows (drawn
+ *     from the seed), unless the dataset is a time series (ds->ordered, a
+ *     scenario) or shuffle = 0. The same seed gives the same orders to every
+ *     policy (common random numbers).
+ *
+ * Per request: the allowed mask offers the arms whose cell is not MISSING
+ * and that are not cooling down. If the chosen model's cell is
+ * DATASET_ERROR (the provider is down), that is a provider error: no
+ * outcome reaches the posterior, the arm cools down for cooldown_s
+ * seconds (requests), and the request falls back along the policy's
+ * ranking (policy_choose's order) to the first arm that answers. A request
+ * that no arm can serve scores 0 at cost 0 and counts as failed.
+ *
+ * Ownership: results are allocated by replay_run and freed with
+ * replay_result_destroy. The dataset is only read.
+ */
+#ifndef BURSAR_REPLAY_H
+#define BURSAR_REPLAY_H
+
+#include <stddef.h>
+
+#include "dataset.h"
+#include "policy.h"
+#include "serr.h"
+
+typedef enum replay_budget_mode {
+    REPLAY_BUDGET_AWARE = 0, /* only ts-budget and static see the budget */
+    REPLAY_BUDGET_ALL        /* every policy sees target and remaining */
+} replay_budget_mode_t;
+
+typedef struct replay_config {
+    policy_params_t params;    /* kind, floor, epsilon, dual step, ...;
+                                  params.fixed_model is a dataset model id */
+    double budget_per_request; /* USD; <= 0: no budget */
+    replay_budget_mode_t budget_mode;
+    unsigned passes;       /* >= 1 */
+    unsigned long seed;    /* policy draws and shuffles */
+    double half_life_s;    /* forgetting in requests; <= 0: none */
+    int shuffle;           /* -1: auto (not for ordered data), 0, 1 */
+    int cost_prior_bucket; /* 1: per-bucket mean cost as the prior */
+    double cooldown_s;     /* after a provider error, requests */
+    size_t curve_points;   /* learning-curve checkpoints (0: none) */
+    int trace;             /* 1: keep the per-request trace */
+    void (*progress)(void *ctx, size_t done, size_t total); /* or NULL */
+    void *progress_ctx;
+} replay_config_t;
+
+/* Defaults: ts-budget with policy_params_default, no budget, 1 pass, seed 1,
+ * no forgetting, shuffle auto, global cost prior, cooldown 30, 100 curve
+ * points, no trace. */
+void replay_config_default(replay_config_t *c);
+
+typedef struct replay_result {
+    size_t requests; /* decisions over all passes */
+    size_t n_models, n_buckets;
+    double quality;          /* mean outcome per request */
+    double cost_usd;         /* total spend */
+    double cost_per_request; /* USD */
+    double spend_ratio;      /* cost_per_request / budget (0: no budget) */
+    double mu_final;         /* policy mu at the end (ts-budget) */
+    size_t *share;           /* requests served per model, n_models */
+    size_t *bucket_share;    /* per (bucket, model), b * n_models + m */
+    size_t unaffordable;     /* decisions flagged POLICY_F_UNAFFORDABLE */
+    size_t explored;         /* decisions flagged POLICY_F_EXPLORED */
+    size_t provider_errors;  /* chosen models that were down */
+    size_t failed;           /* requests nobody served */
+
+    /* learning curves at n_curve checkpoints: after curve_x[i] requests */
+    size_t n_curve;
+    double *curve_x;
+    double *curve_quality; /* running mean outcome */
+    double *curve_cost;    /* running mean cost per request, USD */
+    double *curve_mu;      /* policy mu */
+    double *curve_target;  /* paced target, USD (0: no budget) */
+
+    /* per-request trace (cfg.trace): served model (-1: failed), bucket,
+     * outcome, cost */
+    int *trace_model;
+    int *trace_bucket;
+    double *trace_outcome;
+    double *trace_cost;
+} replay_result_t;
+
+/* Runs one replay. Returns 0, SERR_EMPTY (no rows), SERR_ARG (bad
+ * configuration, e.g. a fixed model outside the dataset) or SERR_POLICY.
+ * *out is set on success. The dataset must be finished. */
+int replay_run(const dataset_t *ds, const replay_config_t *cfg,
+               replay_result_t **out, serr_t *e);
+void replay_result_destroy(replay_result_t **r);
+
+/* The hindsight best static policy at a per-request budget (<= 0: none):
+ * lp_solve_static over each bucket's true mean quality and cost (OK cells)
+ * with traffic shares = rows per bucket. Writes the expected quality and
+ * cost per request; p (n_buckets x n_models, may be NULL) receives the
+ * distribution per bucket. Returns 0, LP_INFEASIBLE (positive: the budget
+ * is below the cheapest choice; the cheapest choice is returned) or
+ * SERR_POLICY. */
+int replay_best_static(const dataset_t *ds, double budget, double *quality,
+                       double *cost, double *p);
+
+#endif

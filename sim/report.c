@@ -1,0 +1,401 @@
+/*
+ * report.c - tables and JSON (see report.h).
+ */
+#include "report.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "xmem.h"
+
+/* ------------------------------------------------------ aggregation */
+
+static void
+report_mean_sd(const double *x, size_t n, double *mean, double *sd)
+{
+    double m = 0.0, s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m += x[i];
+    m /= (double)n;
+    for (size_t i = 0; i < n; i++)
+        s += (x[i] - m) * (x[i] - m);
+    *mean = m;
+    *sd = n > 1 ? sqrt(s / (double)(n - 1)) : 0.0;
+}
+
+report_policy_t *
+report_add(report_t *rep, const char *name, policy_kind_t kind, int sees_budget,
+           replay_result_t *const *runs, size_t k)
+{
+    rep->pol = xmem_realloc(rep->pol, (rep->n_pol + 1) * sizeof *rep->pol);
+    report_policy_t *p = &rep->pol[rep->n_pol++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->kind = kind;
+    p->sees_budget = sees_budget;
+    p->runs = k;
+    size_t nm = rep->ds->n_models, nb = rep->ds->n_buckets;
+    double *q = xmem_alloc(k * sizeof(double));
+    double *c = xmem_alloc(k * sizeof(double));
+    p->share = xmem_calloc(nm, sizeof(double));
+    p->bucket_share = xmem_calloc(nb * nm, sizeof(double));
+    p->n_curve = runs[0]->n_curve;
+    p->curve_x = xmem_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_q = xmem_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_c = xmem_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_mu = xmem_calloc(p->n_curve + 1, sizeof(double));
+    p->requests = runs[0]->requests;
+    for (size_t i = 0; i < k; i++) {
+        const replay_result_t *r = runs[i];
+        q[i] = r->quality;
+        c[i] = r->cost_per_request;
+        if (r->spend_ratio > p->spend_max)
+            p->spend_max = r->spend_ratio;
+        p->mu_mean += r->mu_final / (double)k;
+        p->unaffordable += (double)r->unaffordable / (double)k;
+        p->explored += (double)r->explored / (double)k;
+        p->provider_errors += (double)r->provider_errors / (double)k;
+        p->failed += (double)r->failed / (double)k;
+        for (size_t m = 0; m < nm; m++)
+            p->share[m] +=
+                (double)r->share[m] / (double)r->requests / (double)k;
+        for (size_t b = 0; b < nb; b++) {
+            size_t nbr = 0;
+            for (size_t m = 0; m < nm; m++)
+                nbr += r->bucket_share[b * nm + m];
+            for (size_t m = 0; m < nm && nbr; m++)
+                p->bucket_share[b * nm + m] +=
+                    (double)r->bucket_share[b * nm + m] / (double)nbr /
+                    (double)k;
+        }
+        for (size_t j = 0; j < p->n_curve && j < r->n_curve; j++) {
+            p->curve_x[j] = r->curve_x[j];
+            p->curve_q[j] += r->curve_quality[j] / (double)k;
+            p->curve_c[j] += r->curve_cost[j] / (double)k;
+            p->curve_mu[j] += r->curve_mu[j] / (double)k;
+        }
+    }
+    report_mean_sd(q, k, &p->q_mean, &p->q_sd);
+    report_mean_sd(c, k, &p->c_mean, &p->c_sd);
+    free(q);
+    free(c);
+    return p;
+}
+
+void
+report_add_front(report_policy_t *p, double budget,
+                 replay_result_t *const *runs, size_t k)
+{
+    size_t n = p->n_front + 1;
+    p->front_budget = xmem_realloc(p->front_budget, n * sizeof(double));
+    p->front_q = xmem_realloc(p->front_q, n * sizeof(double));
+    p->front_q_sd = xmem_realloc(p->front_q_sd, n * sizeof(double));
+    p->front_c = xmem_realloc(p->front_c, n * sizeof(double));
+    p->front_spend = xmem_realloc(p->front_spend, n * sizeof(double));
+    double *q = xmem_alloc(k * sizeof(double));
+    double *c = xmem_alloc(k * sizeof(double));
+    double spend = 0.0, sd_c;
+    for (size_t i = 0; i < k; i++) {
+        q[i] = runs[i]->quality;
+        c[i] = runs[i]->cost_per_request;
+        if (runs[i]->spend_ratio > spend)
+            spend = runs[i]->spend_ratio;
+    }
+    size_t j = p->n_front;
+    p->front_budget[j] = budget;
+    report_mean_sd(q, k, &p->front_q[j], &p->front_q_sd[j]);
+    report_mean_sd(c, k, &p->front_c[j], &sd_c);
+    p->front_spend[j] = spend;
+    p->n_front = n;
+    free(q);
+    free(c);
+}
+
+void
+report_destroy_contents(report_t *rep)
+{
+    for (size_t i = 0; i < rep->n_pol; i++) {
+        report_policy_t *p = &rep->pol[i];
+        free(p->share);
+        free(p->bucket_share);
+        free(p->curve_x);
+        free(p->curve_q);
+        free(p->curve_c);
+        free(p->curve_mu);
+        free(p->front_budget);
+        free(p->front_q);
+        free(p->front_q_sd);
+        free(p->front_c);
+        free(p->front_spend);
+    }
+    free(rep->pol);
+    free(rep->sf_budget);
+    free(rep->sf_q);
+    free(rep->sf_c);
+    rep->pol = NULL;
+    rep->n_pol = 0;
+    rep->sf_budget = rep->sf_q = rep->sf_c = NULL;
+}
+
+/* ------------------------------------------------------------ table */
+
+/* The top shares of a policy as "model 41%, model 30%, ..." */
+static void
+report_top_shares(const report_t *rep, const double *share, char *buf,
+                  size_t len)
+{
+    size_t nm = rep->ds->n_models;
+    unsigned char *used = xmem_calloc(nm, 1);
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (int shown = 0; shown < 4; shown++) {
+        int best = -1;
+        for (size_t m = 0; m < nm; m++)
+            if (!used[m] && (best < 0 || share[m] > share[best]))
+                best = (int)m;
+        if (best < 0 || share[best] < 0.005)
+            break;
+        used[best] = 1;
+        int w = snprintf(buf + pos, len - pos, "%s%s %.0f%%", shown ? ", " : "",
+                         rep->ds->model[best], 100.0 * share[best]);
+        if (w < 0 || (size_t)w >= len - pos)
+            break;
+        pos += (size_t)w;
+    }
+    free(used);
+}
+
+void
+report_table(const report_t *rep, FILE *f)
+{
+    const dataset_t *ds = rep->ds;
+    fprintf(f, "bursar-sim: %s\n", rep->source);
+    fprintf(f,
+            "  %zu requests x %u pass%s, %zu buckets, %zu models, %u "
+            "seed%s from %lu\n",
+            ds->n_rows, rep->passes, rep->passes == 1 ? "" : "es",
+            ds->n_buckets, ds->n_models, rep->seeds, rep->seeds == 1 ? "" : "s",
+            rep->seed);
+    if (rep->budget > 0.0)
+        fprintf(f, "  budget %.6f USD per request", rep->budget);
+    else
+        fprintf(f, "  no budget");
+    if (rep->half_life_s > 0.0)
+        fprintf(f, ", half-life %g requests", rep->half_life_s);
+    if (rep->explore_floor > 0.0)
+        fprintf(f, ", exploration floor %g", rep->explore_floor);
+    fprintf(f, "\n\n");
+
+    fprintf(f, "%-22s %8s %7s %8s %12s %9s %9s\n", "policy", "quality", "sd",
+            "/static", "USD/request", "/budget", "max/bud");
+    for (size_t i = 0; i < rep->n_pol; i++) {
+        const report_policy_t *p = &rep->pol[i];
+        fprintf(f, "%-22s %8.4f %7.4f %8.3f %12.6f", p->name, p->q_mean,
+                p->q_sd, rep->static_q > 0 ? p->q_mean / rep->static_q : 0.0,
+                p->c_mean);
+        if (rep->budget > 0.0)
+            fprintf(f, " %9.3f %9.3f%s\n", p->c_mean / rep->budget,
+                    p->spend_max, p->sees_budget ? "" : "  (no budget)");
+        else
+            fprintf(f, " %9s %9s\n", "-", "-");
+    }
+    fprintf(f, "\n%-22s %8.4f %7s %8s %12.6f\n", "best static (LP)",
+            rep->static_q, "", "1.000", rep->static_c);
+    fprintf(f, "%-22s %8.4f %7s %8.3f %12.6f\n", "oracle (per prompt)",
+            rep->oracle_q, "",
+            rep->static_q > 0 ? rep->oracle_q / rep->static_q : 0.0,
+            rep->oracle_c);
+
+    fprintf(f, "\n%-38s %8s %12s %8s\n", "single model", "quality",
+            "USD/request", "rows");
+    for (size_t m = 0; m < ds->n_models; m++)
+        fprintf(f, "%-38s %8.4f %12.6f %8zu\n", ds->model[m],
+                ds->model_quality[m], ds->model_cost[m], ds->model_n[m]);
+
+    fprintf(f, "\nmodel share (all buckets)\n");
+    for (size_t i = 0; i < rep->n_pol; i++) {
+        char buf[512];
+        report_top_shares(rep, rep->pol[i].share, buf, sizeof buf);
+        fprintf(f, "  %-20s %s\n", rep->pol[i].name, buf);
+    }
+    for (size_t i = 0; i < rep->n_pol; i++) {
+        const report_policy_t *p = &rep->pol[i];
+        if (p->unaffordable > 0 || p->provider_errors > 0 || p->failed > 0)
+            fprintf(f,
+                    "  %-20s per run: %.0f unaffordable, %.0f provider "
+                    "errors, %.0f failed\n",
+                    p->name, p->unaffordable, p->provider_errors, p->failed);
+    }
+
+    int any_front = 0;
+    for (size_t i = 0; i < rep->n_pol; i++)
+        any_front |= rep->pol[i].n_front > 0;
+    if (any_front) {
+        fprintf(f, "\nfrontier (quality at USD/request, per budget)\n");
+        fprintf(f, "%12s %8s", "budget", "static");
+        for (size_t i = 0; i < rep->n_pol; i++)
+            if (rep->pol[i].n_front)
+                fprintf(f, " %22s", rep->pol[i].name);
+        fprintf(f, "\n");
+        const report_policy_t *first = NULL;
+        for (size_t i = 0; i < rep->n_pol && !first; i++)
+            if (rep->pol[i].n_front)
+                first = &rep->pol[i];
+        for (size_t j = 0; j < first->n_front; j++) {
+            double sq = 0.0;
+            replay_best_static(ds, first->front_budget[j], &sq, NULL, NULL);
+            fprintf(f, "%12.6f %8.4f", first->front_budget[j], sq);
+            for (size_t i = 0; i < rep->n_pol; i++) {
+                const report_policy_t *p = &rep->pol[i];
+                if (p->n_front > j)
+                    fprintf(f, "    %.4f at %.6f", p->front_q[j],
+                            p->front_c[j]);
+            }
+            fprintf(f, "\n");
+        }
+    }
+}
+
+/* ------------------------------------------------------------- JSON */
+
+static cJSON *
+report_share_obj(const dataset_t *ds, const double *share)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t m = 0; m < ds->n_models; m++)
+        cJSON_AddNumberToObject(o, ds->model[m], share[m]);
+    return o;
+}
+
+/* The fields of one policy, added to o. */
+static void
+report_policy_fields(const report_t *rep, const report_policy_t *p, cJSON *o)
+{
+    const dataset_t *ds = rep->ds;
+    cJSON_AddStringToObject(o, "policy", p->name);
+    cJSON_AddNumberToObject(o, "requests", (double)p->requests);
+    cJSON_AddNumberToObject(o, "runs", (double)p->runs);
+    cJSON_AddNumberToObject(o, "quality", p->q_mean);
+    cJSON_AddNumberToObject(o, "quality_sd", p->q_sd);
+    cJSON_AddNumberToObject(o, "cost_usd", p->c_mean * (double)p->requests);
+    cJSON_AddNumberToObject(o, "cost_per_request_usd", p->c_mean);
+    cJSON_AddNumberToObject(o, "cost_per_request_sd", p->c_sd);
+    cJSON_AddBoolToObject(o, "sees_budget", p->sees_budget);
+    if (rep->budget > 0.0) {
+        cJSON_AddNumberToObject(o, "spend_ratio", p->c_mean / rep->budget);
+        cJSON_AddNumberToObject(o, "spend_ratio_max", p->spend_max);
+    }
+    if (rep->static_q > 0.0)
+        cJSON_AddNumberToObject(o, "quality_vs_best_static",
+                                p->q_mean / rep->static_q);
+    cJSON_AddNumberToObject(o, "mu_final", p->mu_mean);
+    cJSON_AddNumberToObject(o, "unaffordable_per_run", p->unaffordable);
+    cJSON_AddNumberToObject(o, "explored_per_run", p->explored);
+    cJSON_AddNumberToObject(o, "provider_errors_per_run", p->provider_errors);
+    cJSON_AddNumberToObject(o, "failed_per_run", p->failed);
+    cJSON *ms = cJSON_AddObjectToObject(o, "model_share");
+    cJSON_AddItemToObject(ms, "overall", report_share_obj(ds, p->share));
+    cJSON *pb = cJSON_AddObjectToObject(ms, "per_bucket");
+    for (size_t b = 0; b < ds->n_buckets; b++)
+        cJSON_AddItemToObject(
+            pb, ds->bucket[b],
+            report_share_obj(ds, p->bucket_share + b * ds->n_models));
+    if (p->n_curve) {
+        cJSON *lc = cJSON_AddObjectToObject(o, "learning_curve");
+        cJSON_AddItemToObject(
+            lc, "requests",
+            cJSON_CreateDoubleArray(p->curve_x, (int)p->n_curve));
+        cJSON_AddItemToObject(
+            lc, "quality",
+            cJSON_CreateDoubleArray(p->curve_q, (int)p->n_curve));
+        cJSON_AddItemToObject(
+            lc, "cost_per_request_usd",
+            cJSON_CreateDoubleArray(p->curve_c, (int)p->n_curve));
+        cJSON_AddItemToObject(
+            lc, "mu", cJSON_CreateDoubleArray(p->curve_mu, (int)p->n_curve));
+    }
+    if (p->n_front) {
+        cJSON *fr = cJSON_AddArrayToObject(o, "frontier");
+        for (size_t j = 0; j < p->n_front; j++) {
+            cJSON *pt = cJSON_CreateObject();
+            cJSON_AddNumberToObject(pt, "budget_per_request_usd",
+                                    p->front_budget[j]);
+            cJSON_AddNumberToObject(pt, "quality", p->front_q[j]);
+            cJSON_AddNumberToObject(pt, "quality_sd", p->front_q_sd[j]);
+            cJSON_AddNumberToObject(pt, "cost_per_request_usd", p->front_c[j]);
+            cJSON_AddNumberToObject(pt, "spend_ratio_max", p->front_spend[j]);
+            cJSON_AddItemToArray(fr, pt);
+        }
+    }
+}
+
+int
+report_json(const report_t *rep, FILE *f)
+{
+    const dataset_t *ds = rep->ds;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "source", rep->source);
+    cJSON_AddNumberToObject(o, "rows", (double)ds->n_rows);
+    cJSON_AddNumberToObject(o, "passes", rep->passes);
+    cJSON_AddNumberToObject(o, "seeds", rep->seeds);
+    cJSON_AddNumberToObject(o, "seed", (double)rep->seed);
+    cJSON_AddNumberToObject(o, "budget_per_request_usd", rep->budget);
+    cJSON_AddNumberToObject(o, "half_life_s", rep->half_life_s);
+    cJSON_AddNumberToObject(o, "explore_floor", rep->explore_floor);
+    /* the first policy's figures at the top level, for scripts that run
+     * one policy; all of them under "policies" */
+    if (rep->n_pol)
+        report_policy_fields(rep, &rep->pol[0], o);
+    cJSON_AddNumberToObject(o, "best_static_quality", rep->static_q);
+    cJSON_AddNumberToObject(o, "best_static_cost_per_request_usd",
+                            rep->static_c);
+    cJSON_AddNumberToObject(o, "oracle_quality", rep->oracle_q);
+    cJSON_AddNumberToObject(o, "oracle_cost_per_request_usd", rep->oracle_c);
+    cJSON *models = cJSON_AddObjectToObject(o, "models");
+    for (size_t m = 0; m < ds->n_models; m++) {
+        cJSON *x = cJSON_AddObjectToObject(models, ds->model[m]);
+        cJSON_AddNumberToObject(x, "quality", ds->model_quality[m]);
+        cJSON_AddNumberToObject(x, "cost_per_request_usd", ds->model_cost[m]);
+        cJSON_AddNumberToObject(x, "rows", (double)ds->model_n[m]);
+        cJSON *pb = cJSON_AddObjectToObject(x, "per_bucket");
+        for (size_t b = 0; b < ds->n_buckets; b++) {
+            size_t k = b * ds->n_models + m;
+            if (!ds->bm_n[k])
+                continue;
+            cJSON *y = cJSON_AddObjectToObject(pb, ds->bucket[b]);
+            cJSON_AddNumberToObject(y, "quality", ds->bm_quality[k]);
+            cJSON_AddNumberToObject(y, "cost_per_request_usd", ds->bm_cost[k]);
+        }
+    }
+    cJSON *buckets = cJSON_AddObjectToObject(o, "buckets");
+    for (size_t b = 0; b < ds->n_buckets; b++)
+        cJSON_AddNumberToObject(buckets, ds->bucket[b],
+                                (double)ds->bucket_rows[b]);
+    cJSON *pols = cJSON_AddArrayToObject(o, "policies");
+    for (size_t i = 0; i < rep->n_pol; i++) {
+        cJSON *x = cJSON_CreateObject();
+        report_policy_fields(rep, &rep->pol[i], x);
+        cJSON_AddItemToArray(pols, x);
+    }
+    if (rep->n_sf) {
+        cJSON *sf = cJSON_AddArrayToObject(o, "best_static_frontier");
+        for (size_t j = 0; j < rep->n_sf; j++) {
+            cJSON *pt = cJSON_CreateObject();
+            cJSON_AddNumberToObject(pt, "budget_per_request_usd",
+                                    rep->sf_budget[j]);
+            cJSON_AddNumberToObject(pt, "quality", rep->sf_q[j]);
+            cJSON_AddNumberToObject(pt, "cost_per_request_usd", rep->sf_c[j]);
+            cJSON_AddItemToArray(sf, pt);
+        }
+    }
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!s)
+        return -1;
+    fprintf(f, "%s\n", s);
+    cJSON_free(s);
+    return 0;
+}

@@ -1,0 +1,424 @@
+/*
+ * scenario.c - synthetic scenarios (see scenario.h).
+ *
+ * Validation first, generation second: the whole file is checked and
+ * turned into plain arrays before a single row is drawn, so a bad field
+ * never leaves a half-built dataset behind.
+ */
+#include "scenario.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+#include "csv.h"
+#include "xmem.h"
+
+enum { EV_QUALITY, EV_DOWN, EV_UP, EV_PRICE };
+
+typedef struct scen_event {
+    size_t at;
+    int type;
+    int model;
+    int bucket;    /* -1: all */
+    double value;  /* success, cost, or factor */
+    int is_factor; /* price given as a factor */
+    size_t span;   /* ramp or down duration (0: none / forever) */
+} scen_event_t;
+
+typedef struct scen {
+    size_t nb, nm, requests;
+    unsigned long seed;
+    double *mix;            /* nb, cumulative */
+    double *p_from;         /* nm * nb, success ramp start */
+    double *p_to;           /* nm * nb, success ramp end */
+    double *t0, *t1;        /* nm * nb, ramp times */
+    double *cost;           /* nm * nb */
+    double *noise;          /* nm */
+    unsigned char *offered; /* nm * nb */
+    double *down_until;     /* nm, request index; -1: up */
+    scen_event_t *ev;
+    size_t n_ev;
+} scen_t;
+
+static void
+scen_free(scen_t *s)
+{
+    free(s->mix);
+    free(s->p_from);
+    free(s->p_to);
+    free(s->t0);
+    free(s->t1);
+    free(s->cost);
+    free(s->noise);
+    free(s->offered);
+    free(s->down_until);
+    free(s->ev);
+}
+
+static int
+scen_prob(const cJSON *v, double *out)
+{
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+        v->valuedouble < 0.0 || v->valuedouble > 1.0)
+        return -1;
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int
+scen_nonneg(const cJSON *v, double *out)
+{
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0.0)
+        return -1;
+    *out = v->valuedouble;
+    return 0;
+}
+
+/* Line of a pointer into buf (1-based). */
+static long
+scen_line_of(const char *buf, const char *at)
+{
+    long ln = 1;
+    for (const char *p = buf; p < at; p++)
+        if (*p == '\n')
+            ln++;
+    return ln;
+}
+
+static int
+scen_cmp_event(const void *a, const void *b)
+{
+    const scen_event_t *x = a, *y = b;
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+static int
+scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
+           serr_t *e)
+{
+    if (!cJSON_IsObject(root))
+        return serr_set(e, SERR_FORMAT, "%s: not a JSON object", name);
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(root, "requests");
+    if (!cJSON_IsNumber(req) || req->valuedouble < 1 ||
+        req->valuedouble > 1e9 || req->valuedouble != floor(req->valuedouble))
+        return serr_set(e, SERR_FORMAT, "%s: field 'requests': %s", name,
+                        req ? "not an integer in [1, 1e9]" : "missing");
+    s->requests = (size_t)req->valuedouble;
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(root, "seed");
+    s->seed = 1;
+    if (seed) {
+        if (!cJSON_IsNumber(seed) || seed->valuedouble < 0)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'seed': not an integer >= 0", name);
+        s->seed = (unsigned long)seed->valuedouble;
+    }
+
+    const cJSON *traffic = cJSON_GetObjectItemCaseSensitive(root, "traffic");
+    if (!cJSON_IsObject(traffic) || !traffic->child)
+        return serr_set(e, SERR_FORMAT, "%s: field 'traffic': %s", name,
+                        traffic ? "not a non-empty object" : "missing");
+    const cJSON *it;
+    double wsum = 0.0;
+    cJSON_ArrayForEach(it, traffic)
+    {
+        double w;
+        if (scen_nonneg(it, &w) < 0)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'traffic.%s': not a weight >= 0", name,
+                            it->string);
+        dataset_bucket_id(ds, it->string);
+        wsum += w;
+    }
+    if (!(wsum > 0.0))
+        return serr_set(e, SERR_FORMAT,
+                        "%s: field 'traffic': the weights sum to 0", name);
+    s->nb = ds->n_buckets;
+    s->mix = xmem_calloc(s->nb, sizeof(double));
+    double acc = 0.0;
+    cJSON_ArrayForEach(it, traffic)
+    {
+        acc += it->valuedouble / wsum;
+        s->mix[dataset_find_bucket(ds, it->string)] = acc;
+    }
+    s->mix[s->nb - 1] = 1.0;
+
+    const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
+    if (!cJSON_IsObject(models) || !models->child)
+        return serr_set(e, SERR_FORMAT, "%s: field 'models': %s", name,
+                        models ? "not a non-empty object" : "missing");
+    cJSON_ArrayForEach(it, models) dataset_model_id(ds, it->string);
+    s->nm = ds->n_models;
+    size_t nmb = s->nm * s->nb;
+    s->p_from = xmem_calloc(nmb, sizeof(double));
+    s->p_to = xmem_calloc(nmb, sizeof(double));
+    s->t0 = xmem_calloc(nmb, sizeof(double));
+    s->t1 = xmem_calloc(nmb, sizeof(double));
+    s->cost = xmem_calloc(nmb, sizeof(double));
+    s->offered = xmem_calloc(nmb, 1);
+    s->noise = xmem_calloc(s->nm, sizeof(double));
+    s->down_until = xmem_calloc(s->nm, sizeof(double));
+    cJSON_ArrayForEach(it, models)
+    {
+        int m = dataset_find_model(ds, it->string);
+        const char *mn = it->string;
+        s->down_until[m] = -1.0;
+        if (!cJSON_IsObject(it))
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'models.%s': not an object", name, mn);
+        const cJSON *succ = cJSON_GetObjectItemCaseSensitive(it, "success");
+        const cJSON *cost = cJSON_GetObjectItemCaseSensitive(it, "cost_usd");
+        const cJSON *noise = cJSON_GetObjectItemCaseSensitive(it, "cost_noise");
+        if (!succ)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'models.%s.success': missing", name, mn);
+        if (!cost)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'models.%s.cost_usd': missing", name,
+                            mn);
+        if (noise && scen_nonneg(noise, &s->noise[m]) < 0)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'models.%s.cost_noise': not a number "
+                            ">= 0",
+                            name, mn);
+        for (size_t b = 0; b < s->nb; b++) {
+            size_t k = (size_t)m * s->nb + b;
+            const char *bn = ds->bucket[b];
+            const cJSON *p = cJSON_IsObject(succ)
+                                 ? cJSON_GetObjectItemCaseSensitive(succ, bn)
+                                 : succ;
+            if (!p)
+                continue; /* not offered in this bucket */
+            if (scen_prob(p, &s->p_from[k]) < 0)
+                return serr_set(e, SERR_FORMAT,
+                                "%s: field 'models.%s.success%s%s': not a "
+                                "number in [0, 1]",
+                                name, mn, cJSON_IsObject(succ) ? "." : "",
+                                cJSON_IsObject(succ) ? bn : "");
+            s->p_to[k] = s->p_from[k];
+            const cJSON *c = cJSON_IsObject(cost)
+                                 ? cJSON_GetObjectItemCaseSensitive(cost, bn)
+                                 : cost;
+            if (!c || scen_nonneg(c, &s->cost[k]) < 0)
+                return serr_set(e, SERR_FORMAT,
+                                "%s: field 'models.%s.cost_usd%s%s': %s", name,
+                                mn, cJSON_IsObject(cost) ? "." : "",
+                                cJSON_IsObject(cost) ? bn : "",
+                                c ? "not a number >= 0" : "missing");
+            s->offered[k] = 1;
+        }
+        if (cJSON_IsObject(succ)) {
+            const cJSON *x;
+            cJSON_ArrayForEach(x, succ)
+            {
+                if (dataset_find_bucket(ds, x->string) < 0)
+                    return serr_set(e, SERR_FORMAT,
+                                    "%s: field 'models.%s.success.%s': "
+                                    "unknown bucket (not in 'traffic')",
+                                    name, mn, x->string);
+            }
+        }
+    }
+
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(root, "events");
+    if (events && !cJSON_IsArray(events))
+        return serr_set(e, SERR_FORMAT, "%s: field 'events': not an array",
+                        name);
+    size_t n_ev = events ? (size_t)cJSON_GetArraySize(events) : 0;
+    s->ev = xmem_calloc(n_ev, sizeof(scen_event_t));
+    size_t i = 0;
+    cJSON_ArrayForEach(it, events)
+    {
+        scen_event_t *ev = &s->ev[i];
+        const cJSON *at = cJSON_GetObjectItemCaseSensitive(it, "at");
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(it, "type");
+        const cJSON *mo = cJSON_GetObjectItemCaseSensitive(it, "model");
+        const cJSON *bu = cJSON_GetObjectItemCaseSensitive(it, "bucket");
+        if (!cJSON_IsObject(it))
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'events[%zu]': not an object", name, i);
+        if (!cJSON_IsNumber(at) || at->valuedouble < 0 ||
+            (at->valuedouble >= 1 && at->valuedouble != floor(at->valuedouble)))
+            return serr_set(
+                e, SERR_FORMAT, "%s: field 'events[%zu].at': %s", name, i,
+                at ? "not a request index or a fraction in (0, 1)" : "missing");
+        ev->at = at->valuedouble < 1
+                     ? (size_t)floor(at->valuedouble * (double)s->requests)
+                     : (size_t)at->valuedouble;
+        if (!cJSON_IsString(ty))
+            return serr_set(e, SERR_FORMAT, "%s: field 'events[%zu].type': %s",
+                            name, i, ty ? "not a string" : "missing");
+        if (strcmp(ty->valuestring, "quality") == 0)
+            ev->type = EV_QUALITY;
+        else if (strcmp(ty->valuestring, "down") == 0)
+            ev->type = EV_DOWN;
+        else if (strcmp(ty->valuestring, "up") == 0)
+            ev->type = EV_UP;
+        else if (strcmp(ty->valuestring, "price") == 0)
+            ev->type = EV_PRICE;
+        else
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'events[%zu].type': '%s' is not one "
+                            "of quality, down, up, price",
+                            name, i, ty->valuestring);
+        if (!cJSON_IsString(mo) ||
+            (ev->model = dataset_find_model(ds, mo->valuestring)) < 0)
+            return serr_set(e, SERR_FORMAT, "%s: field 'events[%zu].model': %s",
+                            name, i,
+                            mo ? "not a model of 'models'" : "missing");
+        ev->bucket = -1;
+        if (bu && (!cJSON_IsString(bu) ||
+                   (ev->bucket = dataset_find_bucket(ds, bu->valuestring)) < 0))
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'events[%zu].bucket': not a bucket of "
+                            "'traffic'",
+                            name, i);
+        const cJSON *span = cJSON_GetObjectItemCaseSensitive(
+            it, ev->type == EV_QUALITY ? "ramp" : "for");
+        if (span) {
+            double v;
+            if (scen_nonneg(span, &v) < 0)
+                return serr_set(e, SERR_FORMAT,
+                                "%s: field 'events[%zu].%s': not a number of "
+                                "requests >= 0",
+                                name, i, span->string);
+            ev->span = (size_t)v;
+        }
+        if (ev->type == EV_QUALITY) {
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(it, "success");
+            if (scen_prob(p, &ev->value) < 0)
+                return serr_set(e, SERR_FORMAT,
+                                "%s: field 'events[%zu].success': %s", name, i,
+                                p ? "not a number in [0, 1]" : "missing");
+        } else if (ev->type == EV_PRICE) {
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "cost_usd");
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(it, "factor");
+            if (c ? scen_nonneg(c, &ev->value) < 0
+                  : !f || scen_nonneg(f, &ev->value) < 0)
+                return serr_set(e, SERR_FORMAT,
+                                "%s: field 'events[%zu].%s': %s", name, i,
+                                c ? "cost_usd" : "factor",
+                                c || f ? "not a number >= 0"
+                                       : "missing (cost_usd or factor)");
+            ev->is_factor = c == NULL;
+        }
+        i++;
+    }
+    s->n_ev = n_ev;
+    qsort(s->ev, s->n_ev, sizeof *s->ev, scen_cmp_event);
+    return 0;
+}
+
+static double
+scen_p(const scen_t *s, size_t k, double t)
+{
+    if (t >= s->t1[k] || s->t1[k] <= s->t0[k])
+        return s->p_to[k];
+    return s->p_from[k] +
+           (s->p_to[k] - s->p_from[k]) * (t - s->t0[k]) / (s->t1[k] - s->t0[k]);
+}
+
+static void
+scen_apply(scen_t *s, const scen_event_t *ev)
+{
+    double t = (double)ev->at;
+    for (size_t b = 0; b < s->nb; b++) {
+        if (ev->bucket >= 0 && (size_t)ev->bucket != b)
+            continue;
+        size_t k = (size_t)ev->model * s->nb + b;
+        if (ev->type == EV_QUALITY) {
+            s->p_from[k] = scen_p(s, k, t);
+            s->p_to[k] = ev->value;
+            s->t0[k] = t;
+            s->t1[k] = t + (double)ev->span;
+        } else if (ev->type == EV_PRICE) {
+            s->cost[k] = ev->is_factor ? s->cost[k] * ev->value : ev->value;
+        }
+    }
+    if (ev->type == EV_DOWN)
+        s->down_until[ev->model] = ev->span ? t + (double)ev->span : INFINITY;
+    else if (ev->type == EV_UP)
+        s->down_until[ev->model] = -1.0;
+}
+
+static void
+scen_generate(dataset_t *ds, scen_t *s)
+{
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, s->seed);
+    size_t next = 0;
+    for (size_t i = 0; i < s->requests; i++) {
+        double t = (double)i;
+        while (next < s->n_ev && s->ev[next].at <= i)
+            scen_apply(s, &s->ev[next++]);
+        double u = gsl_rng_uniform(rng);
+        size_t b = 0;
+        while (b + 1 < s->nb && u >= s->mix[b])
+            b++;
+        dataset_add_row(ds, (int)b);
+        for (size_t m = 0; m < s->nm; m++) {
+            size_t k = m * s->nb + b;
+            /* draw everything even for cells not used, so that the stream
+             * of one model does not depend on another's state */
+            double uq = gsl_rng_uniform(rng);
+            double z = gsl_ran_ugaussian(rng);
+            if (!s->offered[k])
+                continue;
+            if (s->down_until[m] >= 0.0 && t < s->down_until[m]) {
+                dataset_set(ds, (int)m, DATASET_ERROR, 0.0, 0.0);
+                continue;
+            }
+            double sd = s->noise[m];
+            double c = s->cost[k] * exp(sd * z - 0.5 * sd * sd);
+            dataset_set(ds, (int)m, DATASET_OK, uq < scen_p(s, k, t) ? 1 : 0,
+                        c);
+        }
+    }
+    gsl_rng_free(rng);
+}
+
+int
+scenario_load_buffer(dataset_t *ds, const char *buf, size_t len,
+                     const char *name, unsigned long seed_override, serr_t *e)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        if (!at || at < buf || at > buf + len)
+            at = buf;
+        return serr_set(e, SERR_PARSE, "%s:%ld: not valid JSON", name,
+                        scen_line_of(buf, at));
+    }
+    scen_t s;
+    memset(&s, 0, sizeof s);
+    int rc = scen_parse(ds, &s, root, name, e);
+    if (rc == 0) {
+        if (seed_override)
+            s.seed = seed_override;
+        scen_generate(ds, &s);
+        ds->ordered = 1;
+    }
+    scen_free(&s);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int
+scenario_load(dataset_t *ds, const char *path, unsigned long seed_override,
+              serr_t *e)
+{
+    char *buf;
+    size_t len;
+    int rc = csv_slurp(path, &buf, &len, e);
+    if (rc)
+        return rc;
+    rc = scenario_load_buffer(ds, buf, len, path, seed_override, e);
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,36 @@
+/*
+ * serr.h - error codes and messages of the simulator.
+ *
+ * Functions that can fail return 0 or one of the negative SERR_* codes and,
+ * when given a non-NULL serr_t, leave a message in it that names the file,
+ * the line and the field where the input went wrong ("data.jsonl:12: field
+ * 'outcomes.gpt-4': not a number"). The message is owned by the caller's
+ * serr_t; nothing is allocated.
+ */
+#ifndef BURSAR_SERR_H
+#define BURSAR_SERR_H
+
+#define SERR_IO     (-1) /* a file could not be opened or read */
+#define SERR_PARSE  (-2) /* malformed input (CSV quoting, JSON syntax) */
+#define SERR_FORMAT (-3) /* well-formed input with a wrong or missing field */
+#define SERR_ARG    (-4) /* a bad command-line option or parameter */
+#define SERR_EMPTY  (-5) /* no usable data */
+#define SERR_POLICY (-6) /* the policy library refused a call */
+
+typedef struct serr {
+    int code;      /* last code set, 0 if none */
+    char msg[512]; /* human-readable message, NUL-terminated */
+} serr_t;
+
+/* Stores code and a printf-style message in e (if e is non-NULL) and
+ * returns code, so that a caller can write `return serr_set(e, ...)`. */
+int serr_set(serr_t *e, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* A short constant description of a code. */
+const char *serr_str(int code);
+
+#endif
