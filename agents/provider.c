@@ -508,7 +508,7 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
     if (!retriable || j->r.attempts >= self->o.max_attempts)
         return 1;
     double wait = backoff_s(self, j->r.attempts);
-    if (ra >= 0) {
+    if (ra > 0) { /* curl reports 0 when there is no header */
         if ((double)ra * 1000.0 > self->o.retry_after_max_ms) {
             size_t n = strlen(j->r.error);
             snprintf(j->r.error + n, sizeof(j->r.error) - n,
@@ -595,6 +595,10 @@ prov_pool_run(prov_pool_t *self, int timeout_ms)
         now = now_mono();
         if (now >= deadline)
             break;
+        /* Retries scheduled above may wake earlier than computed. */
+        for (job_t *j = self->jobs; j; j = j->next)
+            if (!j->running && j->not_before > 0 && j->not_before < next_wake)
+                next_wake = j->not_before;
         double wait = next_wake - now;
         if (wait < 0)
             wait = 0;

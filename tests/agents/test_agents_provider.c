@@ -159,7 +159,10 @@ test_retry_500(void **state)
     prov_opts_t o;
     fast_opts(&o);
     prov_result_t r;
+    double t0 = tu_now();
     call("s500", 1, &o, &r);
+    /* no Retry-After: the backoff (20 ms, doubling, jittered) rules */
+    assert_true(tu_now() - t0 < 0.5);
     assert_true(r.ok);
     assert_string_equal(r.output, "third time");
     assert_int_equal(r.attempts, 3);
