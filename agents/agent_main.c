@@ -405,9 +405,16 @@ main(int argc, char **argv)
             text = slurp(stdin);
         }
         size_t lineno = 0;
-        char *save = NULL;
-        for (char *line = strtok_r(text, "\n", &save); line;
-             line = strtok_r(NULL, "\n", &save)) {
+        char *next = text;
+        while (next && *next) {
+            char *line = next;
+            char *nl = strchr(line, '\n');
+            if (nl) {
+                *nl = '\0';
+                next = nl + 1;
+            } else {
+                next = NULL;
+            }
             lineno++;
             char *p = line;
             while (*p == ' ' || *p == '\t' || *p == '\r')

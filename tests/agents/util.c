@@ -253,6 +253,7 @@ struct tu_router {
     size_t n_models;
     char models[16][64];
     int next_id;
+    char base_url[256];
     int chooses;
     int duplicates;
     size_t n_fb;
@@ -331,7 +332,9 @@ router_answer(tu_router_t *r, const cJSON *req)
             cJSON *m = cJSON_AddObjectToObject(ms, r->models[i]);
             cJSON_AddStringToObject(m, "provider", "openai");
             cJSON_AddStringToObject(m, "model", r->models[i]);
-            cJSON_AddStringToObject(m, "base_url", "http://127.0.0.1:9/v1");
+            cJSON_AddStringToObject(m, "base_url",
+                                    r->base_url[0] ? r->base_url
+                                                   : "http://127.0.0.1:9/v1");
             cJSON_AddStringToObject(m, "api_key_env", "");
             cJSON_AddNumberToObject(m, "price_in_per_mtok", 1.0);
             cJSON_AddNumberToObject(m, "price_out_per_mtok", 2.0);
@@ -477,6 +480,14 @@ tu_router_chooses(tu_router_t *r)
     int n = r->chooses;
     pthread_mutex_unlock(&r->mu);
     return n;
+}
+
+void
+tu_router_base_url(tu_router_t *r, const char *url)
+{
+    pthread_mutex_lock(&r->mu);
+    snprintf(r->base_url, sizeof(r->base_url), "%s", url);
+    pthread_mutex_unlock(&r->mu);
 }
 
 int

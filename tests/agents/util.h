@@ -55,5 +55,7 @@ int tu_router_feedback(tu_router_t *r, const char *kind); /* applied */
 int tu_router_duplicates(tu_router_t *r);
 int tu_router_chooses(tu_router_t *r);
 int tu_router_port(tu_router_t *r);
+/* base_url the models op gives every model. */
+void tu_router_base_url(tu_router_t *r, const char *url);
 
 #endif
