@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "bursar.h"
+#include "report.h"
 #include "runner.h"
 
 static void
@@ -45,6 +46,8 @@ usage(FILE *f)
            "  --ctl-timeout-ms N       controller request timeout (1000)\n"
            "  --drain-ms N             time to replay the spool at the end\n"
            "                           (default 10000)\n"
+           "  --report                 a readable summary on stderr at the "
+           "end\n"
            "  --quiet                  no progress lines\n");
 }
 
@@ -93,7 +96,8 @@ sleep_ms(long ms)
 static void
 emit(void *ud, cJSON *res)
 {
-    (void)ud;
+    if (ud)
+        report_add(ud, res);
     char *s = cJSON_PrintUnformatted(res);
     fputs(s, stdout);
     fputc('\n', stdout);
@@ -189,7 +193,7 @@ main(int argc, char **argv)
     long concurrency = -1, escalations = -1, prov_timeout = -1;
     long attempts = -1, backoff = -1, ra_max = -1, ctl_timeout = -1;
     long drain_ms = 10000;
-    int quiet = 0;
+    int quiet = 0, want_report = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -225,6 +229,8 @@ main(int argc, char **argv)
             drain_ms = atol(v);
         else if (strcmp(a, "--quiet") == 0)
             quiet = 1;
+        else if (strcmp(a, "--report") == 0)
+            want_report = 1;
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
@@ -371,6 +377,8 @@ main(int argc, char **argv)
     ro.validators = cJSON_GetObjectItemCaseSensitive(cfg, "validators");
     ro.sim = sim;
     ro.emit = emit;
+    report_t *report = want_report ? report_new() : NULL;
+    ro.emit_ud = report;
 
     runner_t *run = NULL;
     if (runner_new(&run, client, models, n_models, &ro) != 0) {
@@ -469,6 +477,16 @@ main(int argc, char **argv)
                 bs.requests, bs.timeouts, bs.replay_dropped, bs.duplicates,
                 bs.local_feedback);
 
+    if (report) {
+        char *reply = NULL;
+        cJSON *stats = NULL;
+        if (bursar_request(client, "{\"op\":\"stats\"}", &reply) == BURSAR_OK)
+            stats = cJSON_Parse(reply);
+        free(reply);
+        report_print(report, stderr, stats, sim, models, n_models);
+        cJSON_Delete(stats);
+        report_destroy(&report);
+    }
     runner_destroy(&run);
     route_destroy(&route);
     bursar_models_free(&models);

@@ -34,6 +34,7 @@ typedef struct task {
     size_t n_tried;
     int n_steps;
     int escalations;
+    int escalating; /* the next choice is an escalation */
     bursar_decision_t d;
     bursar_decision_t last_remote;
     int has_remote;
@@ -348,7 +349,7 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
         task_finish(r, t);
         return;
     }
-    t->escalations++;
+    t->escalating = 1; /* counted once another model is chosen */
     add_tried(t, m->name);
     t->state = T_CHOOSE;
 }
@@ -460,8 +461,16 @@ task_advance(runner_t *r, task_t *t)
             return;
         }
         if (task_choose(r, t) != 0) {
+            /* No model left to escalate to: the last answer stands,
+             * invalid, and that is not an error of the run. */
+            if (t->escalating)
+                t->error[0] = '\0';
             task_finish(r, t);
             return;
+        }
+        if (t->escalating) {
+            t->escalations++;
+            t->escalating = 0;
         }
         const bursar_model_t *m = model_find(r, t->d.model);
         bursar_model_t unknown;

@@ -191,6 +191,45 @@ scenario_call(scenario_t *self, const char *model, const char *bucket,
     }
 }
 
+int
+scenario_expected(const scenario_t *self, const char *model, const char *bucket,
+                  size_t idx, double *p_success, double *tokens_in,
+                  double *tokens_out, double *cost_usd)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(self->models, model);
+    if (!m)
+        return -1;
+    double p = num(m, "success", 0.5);
+    p = num(cJSON_GetObjectItemCaseSensitive(m, "success_by_bucket"), bucket,
+            p);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(m, "changes"))
+    {
+        if ((double)idx >= num(it, "at", 1e300))
+            p = num(it, "success", p);
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(m, "outages"))
+    {
+        if ((double)idx >= num(it, "from", 1e300) &&
+            (double)idx < num(it, "to", -1))
+            p = 0;
+    }
+    *p_success = p;
+    *tokens_in = num(m, "tokens_in", 500);
+    *tokens_out = num(m, "tokens_out", 300);
+    *cost_usd = num(m, "cost_usd", -1);
+    return 0;
+}
+
+const char *
+scenario_model_name(const scenario_t *self, size_t i)
+{
+    const cJSON *m = self->models->child;
+    while (m && i--)
+        m = m->next;
+    return m ? m->string : NULL;
+}
+
 size_t
 scenario_task_count(const scenario_t *self)
 {

@@ -50,6 +50,16 @@ void scenario_destroy(scenario_t **self_p);
 void scenario_call(scenario_t *self, const char *model, const char *bucket,
                    size_t idx, scenario_draw_t *d);
 
+/* The true (expected) behaviour of model for bucket at task idx, without
+ * a draw: P(valid) (0 during an outage), mean tokens, and the fixed cost
+ * (< 0: tokens x price table). Returns 0, or -1 if the model is unknown. */
+int scenario_expected(const scenario_t *self, const char *model,
+                      const char *bucket, size_t idx, double *p_success,
+                      double *tokens_in, double *tokens_out, double *cost_usd);
+
+/* Model names (iteration: i from 0 until NULL). */
+const char *scenario_model_name(const scenario_t *self, size_t i);
+
 /* Generated tasks (0 if the scenario has none) and the bucket of task i
  * (drawn by the buckets' weights, deterministic per seed). */
 size_t scenario_task_count(const scenario_t *self);

@@ -196,7 +196,7 @@ test_simulate(void **state)
     int rc;
     double t0 = tu_now();
     cJSON *res = run(NULL, &rc, "--controller", ep, "--simulate", sc, "--spool",
-                     spool, "--quiet", NULL);
+                     spool, "--quiet", "--report", NULL);
     assert_int_equal(rc, 0);
     /* simulated latency is reported, not slept */
     assert_true(tu_now() - t0 < 5.0);
@@ -226,6 +226,13 @@ test_simulate(void **state)
         }
     }
     assert_int_equal(outage_steps, 10);
+    char errp[700];
+    snprintf(errp, sizeof(errp), "%s/err.txt", dir);
+    char *report = tu_read_file(errp);
+    print_message("%s", report);
+    assert_non_null(strstr(report, "Quality: 80.0% of tasks"));
+    assert_non_null(strstr(report, "strongest model"));
+    free(report);
     assert_int_equal(tu_router_feedback(r, "provider_error"), 10);
     assert_int_equal(tu_router_feedback(r, "outcome"), 50);
     cJSON_Delete(res);

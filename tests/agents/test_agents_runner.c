@@ -204,6 +204,17 @@ test_escalation_limit_and_exhaustion(void **state)
     assert_non_null(strstr(field(d, "error")->valuestring, "no_arm"));
     assert_int_equal(tu_router_feedback(r, "provider_error"), 1);
     tu_router_stop(&r);
+
+    /* invalid, and no other model to escalate to: no error, 0 escalations */
+    const char *one[] = {"wrong"};
+    r = run(one, 1, "{\"id\":\"e\",\"prompt\":\"p\",\"validate\":\"json\"}", 2,
+            1);
+    const cJSON *e = cJSON_GetArrayItem(results, 0);
+    assert_string_equal(field(e, "model")->valuestring, "wrong");
+    assert_false(cJSON_IsTrue(field(e, "valid")));
+    assert_int_equal(field(e, "escalations")->valueint, 0);
+    assert_true(cJSON_IsNull(field(e, "error")));
+    tu_router_stop(&r);
 }
 
 static void

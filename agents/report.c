@@ -1,0 +1,266 @@
+/*
+ * report.c - the run summary of bursar-agent --report (report.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "report.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define REPORT_SLICES 5
+#define REPORT_MODELS 32
+
+typedef struct rec {
+    char bucket[BURSAR_NAME_MAX];
+    char first[BURSAR_NAME_MAX]; /* the first decision's model */
+    size_t idx;                  /* task index, when known */
+    int valid;
+    int first_valid;
+    int escalations;
+    int provider_errors;
+    int local;
+    double cost;
+} rec_t;
+
+struct report {
+    size_t n, cap;
+    rec_t *recs;
+};
+
+report_t *
+report_new(void)
+{
+    report_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    return r;
+}
+
+void
+report_destroy(report_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free((*self_p)->recs);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+static const cJSON *
+f(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+void
+report_add(report_t *self, const cJSON *res)
+{
+    if (self->n == self->cap) {
+        self->cap = self->cap ? self->cap * 2 : 256;
+        self->recs = realloc(self->recs, self->cap * sizeof(rec_t));
+        if (!self->recs)
+            abort();
+    }
+    rec_t *r = &self->recs[self->n++];
+    memset(r, 0, sizeof(*r));
+    const cJSON *b = f(res, "bucket");
+    snprintf(r->bucket, sizeof(r->bucket), "%s",
+             cJSON_IsString(b) ? b->valuestring : "");
+    /* generated ids "sim-000123" carry the task index */
+    const cJSON *id = f(res, "id");
+    r->idx = self->n - 1;
+    if (cJSON_IsString(id) && strncmp(id->valuestring, "sim-", 4) == 0)
+        r->idx = (size_t)atol(id->valuestring + 4) - 1;
+    r->valid = cJSON_IsTrue(f(res, "valid"));
+    const cJSON *e = f(res, "escalations");
+    r->escalations = cJSON_IsNumber(e) ? e->valueint : 0;
+    const cJSON *c = f(res, "cost_usd");
+    r->cost = cJSON_IsNumber(c) ? c->valuedouble : 0;
+    const cJSON *s;
+    int first = 1;
+    cJSON_ArrayForEach(s, f(res, "steps"))
+    {
+        const cJSON *oc = f(s, "outcome");
+        const cJSON *m = f(s, "model");
+        if (first && cJSON_IsString(m)) {
+            snprintf(r->first, sizeof(r->first), "%s", m->valuestring);
+            r->first_valid =
+                cJSON_IsString(oc) && strcmp(oc->valuestring, "valid") == 0;
+            first = 0;
+        }
+        if (cJSON_IsString(oc) &&
+            strcmp(oc->valuestring, "provider_error") == 0)
+            r->provider_errors++;
+        if (cJSON_IsTrue(f(s, "local")))
+            r->local++;
+    }
+}
+
+/* The bucket's arms from the controller's stats, or every scenario model. */
+static size_t
+bucket_models(const cJSON *stats, const scenario_t *sim, const char *bucket,
+              const char **out, size_t cap)
+{
+    size_t n = 0;
+    const cJSON *b;
+    cJSON_ArrayForEach(b, f(stats, "buckets"))
+    {
+        const cJSON *name = f(b, "name");
+        if (!cJSON_IsString(name) || strcmp(name->valuestring, bucket) != 0)
+            continue;
+        const cJSON *a;
+        cJSON_ArrayForEach(a, f(b, "arms"))
+        {
+            const cJSON *m = f(a, "model");
+            if (cJSON_IsString(m) && n < cap)
+                out[n++] = m->valuestring;
+        }
+    }
+    if (n == 0 && sim)
+        for (const char *m; n < cap && (m = scenario_model_name(sim, n));)
+            out[n++] = m;
+    return n;
+}
+
+static double
+price_cost(const bursar_model_t *models, size_t n_models, const char *name,
+           double tin, double tout)
+{
+    for (size_t i = 0; i < n_models; i++)
+        if (strcmp(models[i].name, name) == 0)
+            return (tin * models[i].price_in_per_mtok +
+                    tout * models[i].price_out_per_mtok) /
+                   1e6;
+    return 0;
+}
+
+void
+report_print(const report_t *self, FILE *out, const cJSON *stats,
+             const scenario_t *sim, const bursar_model_t *models,
+             size_t n_models)
+{
+    size_t n = self->n;
+    if (n == 0) {
+        fprintf(out, "no tasks\n");
+        return;
+    }
+    /* Traffic share of each model's first decisions, by slice of the run
+     * (task order). */
+    const char *names[REPORT_MODELS];
+    size_t n_names = 0;
+    size_t count[REPORT_MODELS][REPORT_SLICES];
+    size_t total[REPORT_SLICES];
+    memset(count, 0, sizeof(count));
+    memset(total, 0, sizeof(total));
+    size_t valid = 0, first_valid = 0, esc = 0, perr = 0, local = 0;
+    double cost = 0;
+    for (size_t i = 0; i < n; i++) {
+        const rec_t *r = &self->recs[i];
+        valid += (size_t)r->valid;
+        first_valid += (size_t)r->first_valid;
+        esc += (size_t)r->escalations;
+        perr += (size_t)r->provider_errors;
+        local += (size_t)r->local;
+        cost += r->cost;
+        if (!r->first[0])
+            continue;
+        size_t k = 0;
+        while (k < n_names && strcmp(names[k], r->first) != 0)
+            k++;
+        if (k == n_names) {
+            if (n_names == REPORT_MODELS)
+                continue;
+            names[n_names++] = r->first;
+        }
+        size_t sl = i * REPORT_SLICES / n;
+        count[k][sl]++;
+        total[sl]++;
+    }
+    fprintf(out, "\nWhich model the controller chose, share of tasks in "
+                 "each fifth of the run:\n");
+    fprintf(out, "  %-22s", "model");
+    for (int s = 0; s < REPORT_SLICES; s++) {
+        char h[48];
+        snprintf(h, sizeof(h), "tasks %zu-%zu", s * n / REPORT_SLICES + 1,
+                 (s + 1) * n / REPORT_SLICES);
+        fprintf(out, " %15s", h);
+    }
+    fputc('\n', out);
+    for (size_t k = 0; k < n_names; k++) {
+        fprintf(out, "  %-22s", names[k]);
+        for (int s = 0; s < REPORT_SLICES; s++)
+            fprintf(out, " %14.0f%%",
+                    total[s] ? 100.0 * (double)count[k][s] / (double)total[s]
+                             : 0.0);
+        fputc('\n', out);
+    }
+    fprintf(out,
+            "\nQuality: %.1f%% of tasks ended with a valid answer "
+            "(%.1f%% on the first try; %zu escalations after a failed "
+            "validation).\n",
+            100.0 * (double)valid / (double)n,
+            100.0 * (double)first_valid / (double)n, esc);
+    fprintf(out, "Cost:    $%.4f in all, $%.6f per task.\n", cost,
+            cost / (double)n);
+    if (perr || local)
+        fprintf(out,
+                "Faults:  %zu provider errors (each followed by a "
+                "fallback), %zu local decisions while the controller "
+                "was away.\n",
+                perr, local);
+
+    if (sim) {
+        /* Always the strongest model of each bucket (highest true
+         * success rate over the run), in expectation. */
+        double q = 0, c = 0;
+        const char *strongest_any = NULL;
+        for (size_t i = 0; i < n; i++) {
+            const rec_t *r = &self->recs[i];
+            const char *ms[REPORT_MODELS];
+            size_t nm = bucket_models(stats, sim, r->bucket, ms, REPORT_MODELS);
+            const char *best = NULL;
+            double best_mean = -1;
+            for (size_t k = 0; k < nm; k++) {
+                double mean = 0, p, ti, to, fc;
+                for (size_t s = 0; s < 4; s++)
+                    if (scenario_expected(sim, ms[k], r->bucket, s * n / 4, &p,
+                                          &ti, &to, &fc) == 0)
+                        mean += p / 4;
+                if (mean > best_mean) {
+                    best_mean = mean;
+                    best = ms[k];
+                }
+            }
+            if (!best)
+                continue;
+            strongest_any = best;
+            double p, ti, to, fc;
+            scenario_expected(sim, best, r->bucket, r->idx, &p, &ti, &to, &fc);
+            q += p;
+            c += fc >= 0 ? fc : price_cost(models, n_models, best, ti, to);
+        }
+        if (strongest_any)
+            fprintf(out,
+                    "Always the strongest model of each bucket (e.g. %s), "
+                    "expected from the scenario's true rates:\n"
+                    "         %.1f%% valid, $%.4f in all: routing kept "
+                    "%.0f%% of that quality for %.0f%% of the cost.\n",
+                    strongest_any, 100.0 * q / (double)n, c,
+                    q > 0 ? 100.0 * (double)valid / q : 0.0,
+                    c > 0 ? 100.0 * cost / c : 0.0);
+    }
+    const cJSON *bud = f(stats, "budget");
+    const cJSON *lim = f(bud, "limit_usd");
+    const cJSON *sp = f(bud, "spent_usd");
+    const cJSON *rs = f(bud, "reserved_usd");
+    if (cJSON_IsNumber(lim) && cJSON_IsNumber(sp))
+        fprintf(out,
+                "Budget:  $%.4f spent of the $%.2f limit for this "
+                "window (%.2f%%), $%.4f reserved for decisions still "
+                "open.\n",
+                sp->valuedouble, lim->valuedouble,
+                lim->valuedouble > 0
+                    ? 100.0 * sp->valuedouble / lim->valuedouble
+                    : 0.0,
+                cJSON_IsNumber(rs) ? rs->valuedouble : 0.0);
+}
