@@ -195,12 +195,17 @@ bursar_cmd_stats(bursar_client_t *c, int argc, char **argv)
                 char iv[40];
                 snprintf(iv, sizeof iv, "[%.3f, %.3f]", lo, hi);
                 const char *h = bursar_str(a, "health");
-                printf("  %-20s %6.3f  %-15s %8.0f %5.1f%% %5.1f%% "
+                char prob[16];
+                double pr = bursar_num(a, "propensity");
+                if (isnan(pr))
+                    snprintf(prob, sizeof prob, "%6s", "-");
+                else
+                    snprintf(prob, sizeof prob, "%5.1f%%", 100 * pr);
+                printf("  %-20s %6.3f  %-15s %8.0f %5.1f%% %s "
                        "$%10.6f  %s%s\n",
                        bursar_str(a, "model"), bursar_num(a, "mean"), iv,
                        bursar_num(a, "pulls"), 100 * bursar_num(a, "share"),
-                       100 * bursar_num(a, "propensity"),
-                       bursar_num(a, "cost_mean_usd"), h,
+                       prob, bursar_num(a, "cost_mean_usd"), h,
                        cJSON_IsTrue(cJSON_GetObjectItem(a, "slo_breach"))
                            ? ", over latency objective"
                            : "");

@@ -1227,8 +1227,13 @@ ctl_json_reply(const proto_request_t *rq, cJSON *o)
     return s;
 }
 
+/* Propensities cost O(arms x grid) Beta CDFs per bucket when the cache is
+ * stale: a stats of every bucket computes them only up to this many arms
+ * in all (a stats of one bucket always does). */
+#define CTL_STATS_PROP_ARMS 2048
+
 static cJSON *
-ctl_bucket_json(ctl_t *c, ctl_bucket_t *b, double now)
+ctl_bucket_json(ctl_t *c, ctl_bucket_t *b, double now, int with_prop)
 {
     cJSON *bo = cJSON_CreateObject();
     cJSON_AddStringToObject(bo, "name", b->def.name);
@@ -1250,7 +1255,7 @@ ctl_bucket_json(ctl_t *c, ctl_bucket_t *b, double now)
     ctl_build_request(c, b, now, &req);
     for (size_t i = 0; i < b->pb->n_arms; i++)
         c->probs[i] = 0;
-    if (allowed)
+    if (allowed && with_prop)
         policy_propensities(&c->policy, b->pb, &req, c->probs);
     uint64_t total = 0;
     for (size_t i = 0; i < b->pb->n_arms; i++)
@@ -1273,7 +1278,10 @@ ctl_bucket_json(ctl_t *c, ctl_bucket_t *b, double now)
                                 total ? (double)a->pulls / (double)total : 0);
         cJSON_AddNumberToObject(ao, "cost_mean_usd", arm_cost_mean(a));
         cJSON_AddNumberToObject(ao, "cost_reports", a->cost_w);
-        cJSON_AddNumberToObject(ao, "propensity", c->probs[i]);
+        if (with_prop)
+            cJSON_AddNumberToObject(ao, "propensity", c->probs[i]);
+        else
+            cJSON_AddNullToObject(ao, "propensity");
         const char *hs = ctl_health_state(c, m, now);
         int slow = 0;
         unsigned ln;
@@ -1316,10 +1324,15 @@ ctl_op_stats(ctl_t *c, const proto_request_t *rq)
                              "unknown bucket \"%s\" in field \"bucket\"",
                              rq->bucket);
         }
-        cJSON_AddItemToArray(bs, ctl_bucket_json(c, b, now));
+        cJSON_AddItemToArray(bs, ctl_bucket_json(c, b, now, 1));
     } else {
+        size_t arms = 0;
         for (size_t i = 0; i < c->n_buckets; i++)
-            cJSON_AddItemToArray(bs, ctl_bucket_json(c, c->buckets[i], now));
+            arms += c->buckets[i]->pb->n_arms;
+        int with_prop = arms <= CTL_STATS_PROP_ARMS;
+        for (size_t i = 0; i < c->n_buckets; i++)
+            cJSON_AddItemToArray(
+                bs, ctl_bucket_json(c, c->buckets[i], now, with_prop));
     }
     cJSON *ho = cJSON_AddArrayToObject(o, "health");
     for (size_t m = 0; m < c->cfg->n_models; m++) {

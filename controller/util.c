@@ -58,9 +58,12 @@ util_strdup(const char *s)
 char *
 util_sprintf(const char *fmt, ...)
 {
+    if (!fmt)
+        fmt = "";
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char probe[1];
+    int n = vsnprintf(probe, sizeof probe, fmt, ap);
     va_end(ap);
     if (n < 0)
         n = 0;

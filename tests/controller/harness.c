@@ -211,10 +211,13 @@ th_call_raw(th_client_t *c, const void *buf, size_t len)
 static cJSON *
 th_vcall(th_client_t *c, const char *fmt, va_list ap)
 {
+    if (!fmt)
+        fmt = "";
     char *buf = NULL;
     va_list aq;
     va_copy(aq, ap);
-    int n = vsnprintf(NULL, 0, fmt, aq);
+    char probe[1];
+    int n = vsnprintf(probe, sizeof probe, fmt, aq);
     va_end(aq);
     buf = malloc((size_t)n + 1);
     vsnprintf(buf, (size_t)n + 1, fmt, ap);
