@@ -477,6 +477,8 @@ feedback_json(const char *id, const bursar_feedback_t *fb)
         else
             cJSON_AddNumberToObject(r, "reward", fb->reward);
     }
+    if (fb->kind == BURSAR_FB_OUTCOME && fb->model && *fb->model)
+        cJSON_AddStringToObject(r, "model", fb->model);
     if (fb->kind == BURSAR_FB_PROVIDER_ERROR)
         cJSON_AddStringToObject(r, "error", fb->error ? fb->error : "error");
     if (fb->kind != BURSAR_FB_CORRECTION) {

@@ -139,6 +139,8 @@ typedef struct bursar_feedback {
     long tokens_out;   /* < 0: not sent */
     double latency_ms; /* < 0: not sent */
     const char *error; /* PROVIDER_ERROR: a short description */
+    const char *model; /* OUTCOME: the fallback model that served, when
+                          not the decision's own; NULL: the decision's */
 } bursar_feedback_t;
 
 /* Sets kind, success = 1 and every optional field to "not sent". */

@@ -19,7 +19,9 @@
 #define RUNNER_MAX_TRIED 32 /* models tried per task */
 #define RUNNER_MAX_STEPS 32 /* steps per task, a guard against loops */
 
-typedef enum { T_QUEUED, T_CHOOSE, T_CALLING, T_DONE } tstate_t;
+/* T_CHOOSE: ask for a decision; T_NEXT: try the decision's next
+ * candidate (its model, then its fallbacks); T_CALLING: in the pool. */
+typedef enum { T_QUEUED, T_CHOOSE, T_NEXT, T_CALLING, T_DONE } tstate_t;
 
 typedef struct task {
     struct task *next;
@@ -36,6 +38,9 @@ typedef struct task {
     int escalations;
     int escalating; /* the next choice is an escalation */
     bursar_decision_t d;
+    size_t cand; /* next candidate of d: 0 = d.model, i = fallbacks[i-1] */
+    char cur[BURSAR_NAME_MAX]; /* the candidate being called */
+    int perr_sent;             /* provider_error reported for d */
     bursar_decision_t last_remote;
     int has_remote;
     cJSON *steps;
@@ -47,6 +52,7 @@ typedef struct task {
     char *output;
     int served; /* output/model/decision below are set */
     bursar_decision_t served_d;
+    char served_model[BURSAR_NAME_MAX]; /* may be a fallback of served_d */
     char error[320];
 } task_t;
 
@@ -203,7 +209,7 @@ task_finish(runner_t *r, task_t *t)
                           id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
     cJSON_AddStringToObject(res, "bucket", t->bucket);
     if (t->served) {
-        cJSON_AddStringToObject(res, "model", t->served_d.model);
+        cJSON_AddStringToObject(res, "model", t->served_model);
         if (t->served_d.id[0])
             cJSON_AddStringToObject(res, "decision_id", t->served_d.id);
         else
@@ -301,15 +307,23 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
         cJSON_AddStringToObject(s, "error", res->error);
         if (res->http_status)
             cJSON_AddNumberToObject(s, "http_status", (double)res->http_status);
-        bursar_feedback_init(&fb, BURSAR_FB_PROVIDER_ERROR);
-        fb.error = res->error;
-        fb.latency_ms = res->latency_ms;
-        int rc = bursar_feedback(r->client, &t->d, &fb);
-        cJSON_AddStringToObject(s, "feedback", fb_status(rc));
+        /* The protocol takes one provider_error per decision, about the
+         * decision's own model (its health); a fallback failing under the
+         * same decision is recorded in the result only. */
+        if (strcmp(m->name, t->d.model) == 0 && !t->perr_sent) {
+            bursar_feedback_init(&fb, BURSAR_FB_PROVIDER_ERROR);
+            fb.error = res->error;
+            fb.latency_ms = res->latency_ms;
+            int rc = bursar_feedback(r->client, &t->d, &fb);
+            t->perr_sent = 1;
+            cJSON_AddStringToObject(s, "feedback", fb_status(rc));
+        } else {
+            cJSON_AddStringToObject(s, "feedback", "not_reported");
+        }
         cJSON_AddItemToArray(t->steps, s);
         add_tried(t, m->name);
         copy_str(t->error, sizeof(t->error), res->error);
-        t->state = T_CHOOSE; /* fall back: not an escalation */
+        t->state = T_NEXT; /* fall back: not an escalation */
         return;
     }
     char why[256] = "";
@@ -333,6 +347,8 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
     fb.tokens_in = res->tokens_in;
     fb.tokens_out = res->tokens_out;
     fb.latency_ms = res->latency_ms;
+    /* A fallback that served: its arm gets the reward, cost and latency. */
+    fb.model = strcmp(m->name, t->d.model) != 0 ? m->name : NULL;
     int rc = bursar_feedback(r->client, &t->d, &fb);
     cJSON_AddStringToObject(s, "feedback", fb_status(rc));
     cJSON_AddItemToArray(t->steps, s);
@@ -343,6 +359,7 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
     res->output = NULL;
     t->served = 1;
     t->served_d = t->d;
+    copy_str(t->served_model, sizeof(t->served_model), m->name);
     t->valid = valid;
     t->error[0] = '\0';
     if (valid || t->escalations >= r->o.max_escalations) {
@@ -384,24 +401,40 @@ task_choose(runner_t *r, task_t *t)
         t->has_remote = 1;
         return 0;
     }
-    if (rc == BURSAR_LOCAL) {
-        r->st.local_decisions++;
-        return 0;
-    }
-    if (rc == BURSAR_EUNREACHABLE && t->has_remote) {
-        /* Controller away: the last decision's fallbacks, in order. */
-        for (size_t i = 0; i < t->last_remote.n_fallbacks; i++) {
-            const char *m = t->last_remote.fallbacks[i];
-            if (was_tried(t, m) || strcmp(m, t->last_remote.model) == 0)
+    if (rc == BURSAR_LOCAL || (rc == BURSAR_EUNREACHABLE && t->has_remote)) {
+        /* Controller away. The candidates: the client's fallback model (if
+         * it answered BURSAR_LOCAL), then the last controller decision's
+         * model and fallbacks, untried, in order. */
+        const bursar_decision_t *lr = &t->last_remote;
+        const char *cands[BURSAR_MAX_FALLBACKS + 2];
+        size_t n = 0;
+        if (rc == BURSAR_LOCAL)
+            cands[n++] = t->d.model;
+        if (t->has_remote) {
+            cands[n++] = lr->model;
+            for (size_t i = 0; i < lr->n_fallbacks; i++)
+                cands[n++] = lr->fallbacks[i];
+        }
+        bursar_decision_t d;
+        memset(&d, 0, sizeof(d));
+        copy_str(d.bucket, sizeof(d.bucket), t->bucket);
+        d.propensity = 1.0;
+        d.local = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (was_tried(t, cands[i]) || strcmp(cands[i], d.model) == 0)
                 continue;
-            memset(&t->d, 0, sizeof(t->d));
-            copy_str(t->d.model, sizeof(t->d.model), m);
-            copy_str(t->d.bucket, sizeof(t->d.bucket), t->bucket);
-            t->d.propensity = 1.0;
-            t->d.local = 1;
+            if (!d.model[0])
+                copy_str(d.model, sizeof(d.model), cands[i]);
+            else if (d.n_fallbacks < BURSAR_MAX_FALLBACKS)
+                copy_str(d.fallbacks[d.n_fallbacks++], BURSAR_NAME_MAX,
+                         cands[i]);
+        }
+        if (d.model[0]) {
+            t->d = d;
             r->st.local_decisions++;
             return 0;
         }
+        rc = BURSAR_EUNREACHABLE;
     }
     char msg[300];
     if (rc == BURSAR_EREMOTE || rc == BURSAR_EPROTO)
@@ -455,37 +488,60 @@ sim_call(runner_t *r, task_t *t, const bursar_model_t *m)
 static void
 task_advance(runner_t *r, task_t *t)
 {
-    while (t->state == T_CHOOSE) {
+    while (t->state == T_CHOOSE || t->state == T_NEXT) {
         if (++t->n_steps > RUNNER_MAX_STEPS) {
             task_fail(r, t, "too many steps");
             return;
         }
-        if (task_choose(r, t) != 0) {
-            /* No model left to escalate to: the last answer stands,
-             * invalid, and that is not an error of the run. */
-            if (t->escalating)
-                t->error[0] = '\0';
+        if (t->state == T_CHOOSE) {
+            if (task_choose(r, t) != 0) {
+                /* No model left to escalate to: the last answer stands,
+                 * invalid, and that is not an error of the run. */
+                if (t->escalating)
+                    t->error[0] = '\0';
+                task_finish(r, t);
+                return;
+            }
+            if (t->escalating) {
+                t->escalations++;
+                t->escalating = 0;
+            }
+            t->cand = 0;
+            t->perr_sent = 0;
+            t->state = T_NEXT;
+        }
+        /* The decision's next untried candidate. */
+        const char *c = NULL;
+        while (!c && t->cand <= t->d.n_fallbacks) {
+            const char *x =
+                t->cand == 0 ? t->d.model : t->d.fallbacks[t->cand - 1];
+            t->cand++;
+            if (!was_tried(t, x))
+                c = x;
+        }
+        if (!c) {
+            char msg[320];
+            snprintf(msg, sizeof(msg), "%.200s%sno fallback left", t->error,
+                     t->error[0] ? "; " : "");
+            copy_str(t->error, sizeof(t->error), msg);
             task_finish(r, t);
             return;
         }
-        if (t->escalating) {
-            t->escalations++;
-            t->escalating = 0;
-        }
-        const bursar_model_t *m = model_find(r, t->d.model);
+        copy_str(t->cur, sizeof(t->cur), c);
+        const bursar_model_t *m = model_find(r, t->cur);
         bursar_model_t unknown;
         if (!m && r->o.sim) {
             memset(&unknown, 0, sizeof(unknown));
-            copy_str(unknown.name, sizeof(unknown.name), t->d.model);
+            copy_str(unknown.name, sizeof(unknown.name), t->cur);
             m = &unknown; /* the scenario may know it; prices then 0 */
         }
         if (!m) {
             prov_result_t res;
             memset(&res, 0, sizeof(res));
             snprintf(res.error, sizeof(res.error),
-                     "no provider details for model %s", t->d.model);
+                     "no provider details for model %s", t->cur);
             memset(&unknown, 0, sizeof(unknown));
-            copy_str(unknown.name, sizeof(unknown.name), t->d.model);
+            copy_str(unknown.name, sizeof(unknown.name), t->cur);
             task_on_result(r, t, &unknown, &res, 0);
             continue;
         }

@@ -4,24 +4,27 @@
  *
  * Per task:
  *   1. bucket: the task's "bucket", else the routing rules (route.h).
- *   2. choose(bucket, exclude = models tried so far) from the controller.
- *      If the controller is unreachable the client answers with its local
- *      fallback model; when that one is excluded too, the next untried
- *      model of the last controller decision's fallbacks is used (a local
- *      decision as well).
- *   3. call the provider (or the scenario, in simulation).
- *      - provider failure (after the provider module's own retries):
- *        feedback provider_error for that decision, the model joins the
- *        tried list and the task goes back to 2: that is the fallback; it
- *        asks the controller again, so the next model is re-checked
- *        against the budget and the arms' health. Not an escalation.
- *      - an answer: validate it; feedback outcome (success = valid, with
- *        cost, tokens, latency). Valid: done. Invalid: if escalations are
- *        left, the model joins the tried list and the task goes back to 2
- *        (an escalation); else done, valid = false.
+ *   2. choose(bucket, exclude = models tried so far) from the controller:
+ *      a decision with a model and fallbacks (the next choices within the
+ *      budget). If the controller is unreachable the client answers with
+ *      its local fallback model; the last controller decision's model and
+ *      fallbacks follow it as candidates (a local decision).
+ *   3. call the decision's next untried candidate (its model first), at
+ *      the provider or, in simulation, the scenario.
+ *      - provider failure (after the provider module's own retries): the
+ *        decision's own model failing is reported as provider_error (it
+ *        feeds that model's health; the protocol takes one per decision);
+ *        the model joins the tried list and the next candidate is called
+ *        under the same decision (docs/protocol.md: "the decision stays
+ *        open"). Not an escalation. No candidate left: the task ends
+ *        with an error.
+ *      - an answer: validate it; report the outcome on the decision
+ *        (success = valid, cost, tokens, latency, and "model" when a
+ *        fallback served). Valid: done. Invalid: if escalations are left,
+ *        the model joins the tried list and the task goes back to 2 (an
+ *        escalation: a new decision); else done, valid = false. If no
+ *        model is left to escalate to, the invalid answer stands.
  *   4. one result line per task (runner_emit_fn), every step recorded.
- * A task ends with an error (and still a result) when no model is left.
- *
  * Ownership: the runner borrows the client, the models, the route, the
  * validators' specs and the scenario for its whole life. runner_add takes
  * the task object. Results are passed to the emit callback, which owns

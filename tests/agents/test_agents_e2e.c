@@ -411,15 +411,20 @@ test_retry_fallback_cascade_cost(void **state)
             const cJSON *d =
                 find_decision(all, f(s, "decision_id")->valuestring);
             assert_non_null(d);
-            assert_string_equal(f(d, "model")->valuestring,
-                                f(s, "model")->valuestring);
             if (strcmp(oc, "provider_error") == 0) {
                 provider_errors++;
                 assert_string_equal(f(s, "model")->valuestring, "down");
+                assert_string_equal(f(d, "model")->valuestring, "down");
                 assert_true(cJSON_IsString(f(d, "provider_error")));
             } else {
                 outcomes++;
                 assert_string_equal(f(d, "status")->valuestring, "done");
+                /* a fallback that served is named on the decision */
+                const cJSON *sv = f(d, "served_model");
+                assert_string_equal(cJSON_IsString(sv)
+                                        ? sv->valuestring
+                                        : f(d, "model")->valuestring,
+                                    f(s, "model")->valuestring);
                 assert_true(f(d, "outcome")->valuedouble ==
                             (strcmp(oc, "valid") == 0 ? 1.0 : 0.0));
                 assert_true(fabs(f(d, "cost_usd")->valuedouble -

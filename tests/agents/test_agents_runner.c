@@ -166,6 +166,9 @@ test_fallback_provider_error(void **state)
     assert_int_equal(field(s0, "http_status")->valueint, 500);
     assert_int_equal(tu_router_feedback(r, "provider_error"), 1);
     assert_int_equal(tu_router_feedback(r, "outcome"), 1);
+    /* the fallback served under the same decision */
+    assert_int_equal(tu_router_chooses(r), 1);
+    assert_string_equal(field(res, "decision_id")->valuestring, "d1");
     assert_int_equal(tu_mock_requests(port, "down", "500") - before, 2);
     tu_router_stop(&r);
 }
@@ -201,7 +204,7 @@ test_escalation_limit_and_exhaustion(void **state)
     assert_true(cJSON_IsNull(field(d, "model")));
     assert_false(cJSON_IsTrue(field(d, "valid")));
     assert_non_null(strstr(field(d, "error")->valuestring, "http 500"));
-    assert_non_null(strstr(field(d, "error")->valuestring, "no_arm"));
+    assert_non_null(strstr(field(d, "error")->valuestring, "no fallback"));
     assert_int_equal(tu_router_feedback(r, "provider_error"), 1);
     tu_router_stop(&r);
 
