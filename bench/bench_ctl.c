@@ -4,6 +4,8 @@
  *
  *   bench_ctl [ROUND_TRIPS] [PAIR_SECONDS] [STATE_PARENT_DIR]
  *
+ *   0. write + fdatasync of 4 KiB in STATE_PARENT_DIR: the floor under a
+ *      durable commit.
  *   1. round trip of a bare ZeroMQ ROUTER echo (in-process thread, TCP
  *      loopback), then of "choose" against bursard over TCP loopback with
  *      durable commits: p50 and p99 in microseconds.
@@ -18,6 +20,7 @@
  * STATE_PARENT_DIR (default /tmp), removed at the end.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -73,6 +76,38 @@ bench_free_port(void)
     int port = ntohs(a.sin_port);
     close(fd);
     return port;
+}
+
+/* ---- the disk ------------------------------------------------------ */
+
+/* What one synchronous commit costs at least on this filesystem: write
+ * 4 KiB and fdatasync, n times. */
+static void
+bench_fsync(int n)
+{
+    char path[700], page[4096];
+    snprintf(path, sizeof path, "%s/fsync.tmp", bench_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        perror(path);
+        return;
+    }
+    memset(page, 'x', sizeof page);
+    double *v = malloc(sizeof *v * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        double t0 = bench_now();
+        if (pwrite(fd, page, sizeof page, (off_t)(i % 64) * 4096) < 0 ||
+            fdatasync(fd) != 0)
+            perror("fdatasync");
+        v[i] = (bench_now() - t0) * 1e6;
+    }
+    close(fd);
+    unlink(path);
+    double p50 = bench_pct(v, (size_t)n, 0.50);
+    double p99 = bench_pct(v, (size_t)n, 0.99);
+    printf("%-34s p50 %8.1f us   p99 %8.1f us   (%d x 4 KiB in %s)\n",
+           "write+fdatasync (the disk)", p50, p99, n, bench_dir);
+    free(v);
 }
 
 /* ---- the echo server ---------------------------------------------- */
@@ -383,6 +418,9 @@ main(int argc, char **argv)
         return 1;
     }
     bench_ctx = zmq_ctx_new();
+
+    /* 0. the disk under the state directory */
+    bench_fsync(500);
 
     /* 1. echo vs choose */
     void *echo = zmq_socket(bench_ctx, ZMQ_ROUTER);

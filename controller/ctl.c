@@ -65,6 +65,7 @@ struct ctl {
     size_t n_dirty;
     double next_prune;
 
+    proto_request_t request; /* the request being handled */
     /* scratch, CFG_MAX_ARMS entries */
     unsigned char mask[CFG_MAX_ARMS];
     int order[CFG_MAX_ARMS];
@@ -1495,21 +1496,17 @@ ctl_op_clock(ctl_t *c, const proto_request_t *rq)
 char *
 ctl_handle(ctl_t *c, const char *buf, size_t len)
 {
-    proto_request_t *rq = util_malloc(sizeof *rq);
+    proto_request_t *rq = &c->request; /* one at a time: reused */
     proto_error_t err;
     char *reply;
     if (proto_parse_request(buf, len, rq, &err) != PROTO_OK) {
         reply = proto_write_error(rq->echo, err.code, err.message);
         if (!reply)
             abort();
-        free(rq);
         return reply;
     }
-    if (!c->txn) {
-        reply = ctl_error(rq, PROTO_E_INTERNAL, "no transaction");
-        free(rq);
-        return reply;
-    }
+    if (!c->txn)
+        return ctl_error(rq, PROTO_E_INTERNAL, "no transaction");
     switch (rq->op) {
     case PROTO_OP_CHOOSE:
         reply = ctl_op_choose(c, rq);
@@ -1537,7 +1534,6 @@ ctl_handle(ctl_t *c, const char *buf, size_t len)
     default:
         reply = ctl_error(rq, PROTO_E_UNKNOWN_OP, "unknown op");
     }
-    free(rq);
     return reply;
 }
 

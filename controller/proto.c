@@ -171,23 +171,43 @@ proto_sb_reserve(proto_sb_t *b, size_t more)
     b->cap = cap;
 }
 
+/* Formats into the free space directly; grows and formats again only when
+ * it did not fit (one vsnprintf in the common case). */
 static void
 proto_sb_printf(proto_sb_t *b, const char *fmt, ...)
 {
+    if (b->failed)
+        return;
+    proto_sb_reserve(b, 64);
+    if (b->failed)
+        return;
     va_list ap;
     va_start(ap, fmt);
-    char probe[1];
-    int n = vsnprintf(probe, sizeof probe, fmt, ap);
+    int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
-    proto_sb_reserve(b, (size_t)n);
+    if ((size_t)n >= b->cap - b->len) {
+        proto_sb_reserve(b, (size_t)n);
+        if (b->failed)
+            return;
+        va_start(ap, fmt);
+        vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+}
+
+/* Appends a literal. */
+static void
+proto_sb_puts(proto_sb_t *b, const char *str)
+{
+    size_t n = strlen(str);
+    proto_sb_reserve(b, n);
     if (b->failed)
         return;
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
+    memcpy(b->s + b->len, str, n + 1);
+    b->len += n;
 }
 
 static void
@@ -221,7 +241,7 @@ static void
 proto_sb_number(proto_sb_t *b, double v)
 {
     if (!isfinite(v))
-        proto_sb_printf(b, "null");
+        proto_sb_puts(b, "null");
     else
         proto_sb_printf(b, "%.10g", v);
 }
@@ -588,7 +608,7 @@ proto_write_error(const char *echo, proto_code_t code, const char *message)
     proto_sb_printf(
         &b, ",\"error\":{\"code\":\"%s\",\"message\":", proto_code_name(code));
     proto_sb_quote(&b, message ? message : "");
-    proto_sb_printf(&b, "}}");
+    proto_sb_puts(&b, "}}");
     return proto_sb_finish(&b);
 }
 
@@ -598,8 +618,8 @@ proto_write_ok(const char *echo, int duplicate)
     proto_sb_t b = {0};
     proto_sb_begin(&b, echo, 1);
     if (duplicate)
-        proto_sb_printf(&b, ",\"duplicate\":true");
-    proto_sb_printf(&b, "}");
+        proto_sb_puts(&b, ",\"duplicate\":true");
+    proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
 }
 
@@ -612,21 +632,21 @@ proto_write_choice(const char *echo, const proto_choice_t *c)
     proto_sb_begin(&b, echo, 1);
     proto_sb_printf(&b, ",\"decision_id\":\"%s\",\"model\":", id);
     proto_sb_quote(&b, c->model);
-    proto_sb_printf(&b, ",\"propensity\":");
+    proto_sb_puts(&b, ",\"propensity\":");
     proto_sb_number(&b, c->propensity);
-    proto_sb_printf(&b, ",\"fallbacks\":[");
+    proto_sb_puts(&b, ",\"fallbacks\":[");
     for (size_t i = 0; i < c->n_fallbacks; i++) {
         if (i)
-            proto_sb_printf(&b, ",");
+            proto_sb_puts(&b, ",");
         proto_sb_quote(&b, c->fallbacks[i]);
     }
-    proto_sb_printf(&b, "],\"expected_cost_usd\":");
+    proto_sb_puts(&b, "],\"expected_cost_usd\":");
     proto_sb_number(&b, c->expected_cost_usd);
     if (c->over_budget)
-        proto_sb_printf(&b, ",\"over_budget\":true");
+        proto_sb_puts(&b, ",\"over_budget\":true");
     if (c->explored)
-        proto_sb_printf(&b, ",\"explored\":true");
-    proto_sb_printf(&b, "}");
+        proto_sb_puts(&b, ",\"explored\":true");
+    proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
 }
 
@@ -638,18 +658,18 @@ proto_format_choose(const char *bucket, const char *const *exclude,
                     size_t n_exclude)
 {
     proto_sb_t b = {0};
-    proto_sb_printf(&b, "{\"op\":\"choose\",\"bucket\":");
+    proto_sb_puts(&b, "{\"op\":\"choose\",\"bucket\":");
     proto_sb_quote(&b, bucket);
     if (n_exclude) {
-        proto_sb_printf(&b, ",\"exclude\":[");
+        proto_sb_puts(&b, ",\"exclude\":[");
         for (size_t i = 0; i < n_exclude; i++) {
             if (i)
-                proto_sb_printf(&b, ",");
+                proto_sb_puts(&b, ",");
             proto_sb_quote(&b, exclude[i]);
         }
-        proto_sb_printf(&b, "]");
+        proto_sb_puts(&b, "]");
     }
-    proto_sb_printf(&b, "}");
+    proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
 }
 
@@ -665,36 +685,36 @@ proto_format_feedback(const proto_feedback_t *f)
                     id, proto_kind_name(f->kind));
     if (f->kind == PROTO_KIND_OUTCOME) {
         if (f->has_reward) {
-            proto_sb_printf(&b, ",\"reward\":");
+            proto_sb_puts(&b, ",\"reward\":");
             proto_sb_number(&b, f->reward);
         } else {
             proto_sb_printf(&b, ",\"success\":%s",
                             f->success ? "true" : "false");
         }
         if (f->has_cost) {
-            proto_sb_printf(&b, ",\"cost_usd\":");
+            proto_sb_puts(&b, ",\"cost_usd\":");
             proto_sb_number(&b, f->cost_usd);
         }
         if (f->has_tokens) {
-            proto_sb_printf(&b, ",\"tokens_in\":");
+            proto_sb_puts(&b, ",\"tokens_in\":");
             proto_sb_number(&b, f->tokens_in);
-            proto_sb_printf(&b, ",\"tokens_out\":");
+            proto_sb_puts(&b, ",\"tokens_out\":");
             proto_sb_number(&b, f->tokens_out);
         }
         if (f->model) {
-            proto_sb_printf(&b, ",\"model\":");
+            proto_sb_puts(&b, ",\"model\":");
             proto_sb_quote(&b, f->model);
         }
     }
     if (f->has_latency) {
-        proto_sb_printf(&b, ",\"latency_ms\":");
+        proto_sb_puts(&b, ",\"latency_ms\":");
         proto_sb_number(&b, f->latency_ms);
     }
     if (f->kind == PROTO_KIND_PROVIDER_ERROR && f->error) {
-        proto_sb_printf(&b, ",\"error\":");
+        proto_sb_puts(&b, ",\"error\":");
         proto_sb_quote(&b, f->error);
     }
-    proto_sb_printf(&b, "}");
+    proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
 }
 
