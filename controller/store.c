@@ -3,8 +3,12 @@
  */
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -12,11 +16,40 @@ struct store {
     MDB_env *env;
     MDB_dbi meta, decisions, pending, arms, bpacers, health, dynbuckets;
     int readonly;
+    int lock_fd; /* holds the writer lock on dir/bursard.lock */
 };
+
+/* One writer per state directory: a second bursard on the same directory
+ * would keep its own in-memory state and overwrite the first one's. The
+ * lock (fcntl, released by the kernel when the process dies, kill -9
+ * included) is on a file of its own. Returns the fd, or -1 (EAGAIN: held
+ * by another process). */
+static int
+store_lock(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bursard.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0)
+        return -1;
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        close(fd);
+        errno = (e == EACCES) ? EAGAIN : e;
+        return -1;
+    }
+    return fd;
+}
 
 const char *
 store_strerror(int rc)
 {
+    if (rc == STORE_LOCKED)
+        return "another bursard holds this state directory";
     return mdb_strerror(rc);
 }
 
@@ -27,7 +60,14 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
     *out = NULL;
     store_t *s = util_calloc(1, sizeof *s);
     s->readonly = readonly;
-    int rc = mdb_env_create(&s->env);
+    s->lock_fd = -1;
+    int rc;
+    if (!readonly && (s->lock_fd = store_lock(dir)) < 0) {
+        rc = errno == EAGAIN ? STORE_LOCKED : errno;
+        free(s);
+        return rc;
+    }
+    rc = mdb_env_create(&s->env);
     if (rc)
         goto err;
     if ((rc = mdb_env_set_maxdbs(s->env, 8)))
@@ -41,6 +81,8 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
         flags |= MDB_RDONLY;
     if ((rc = mdb_env_open(s->env, dir, flags, 0644)))
         goto err;
+    int dead = 0;
+    mdb_reader_check(s->env, &dead); /* slots of killed readers */
 
     MDB_txn *txn;
     if ((rc = mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn)))
@@ -87,6 +129,8 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
 err:
     if (s->env)
         mdb_env_close(s->env);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     free(s);
     return rc;
 }
@@ -97,6 +141,8 @@ store_destroy(store_t **sp)
     if (!sp || !*sp)
         return;
     mdb_env_close((*sp)->env);
+    if ((*sp)->lock_fd >= 0)
+        close((*sp)->lock_fd);
     free(*sp);
     *sp = NULL;
 }

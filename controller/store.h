@@ -41,6 +41,7 @@
 #include "pacer.h"
 
 #define STORE_NOTFOUND MDB_NOTFOUND
+#define STORE_LOCKED   (-29000) /* another process writes this store */
 #define STORE_VERSION  1
 #define STORE_NAME_MAX 64
 
@@ -119,8 +120,10 @@ typedef struct store_pacer {
 
 typedef struct store store_t;
 
-/* Opens (creating if needed) the store in dir. Returns 0 or an error code;
- * *out is NULL on failure. */
+/* Opens (creating if needed) the store in dir. A writer (readonly = 0)
+ * takes an exclusive lock on dir/bursard.lock first: STORE_LOCKED when
+ * another process holds it. Returns 0 or an error code; *out is NULL on
+ * failure. */
 int store_open(store_t **out, const char *dir, size_t map_size_mb,
                int nometasync, int readonly);
 void store_destroy(store_t **s);

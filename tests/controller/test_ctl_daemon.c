@@ -818,6 +818,19 @@ test_check_config_cli(void **state)
 }
 
 static void
+test_one_writer(void **state)
+{
+    fx_t *f = *state;
+    char cmd[1400], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s --config %s --state-dir %s --listen ipc://%s/sock2 2>&1",
+             th_bin("bursard"), f->d.config, f->d.state, f->d.dir);
+    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "another bursard holds this state"));
+    cJSON_Delete(th_ok(f->c, "{\"op\":\"ping\"}"));
+}
+
+static void
 test_unknown_bucket_create(void **state)
 {
     (void)state;
@@ -869,6 +882,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_cli, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_check_config_cli, fx_setup,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(test_one_writer, fx_setup, fx_teardown),
         cmocka_unit_test(test_unknown_bucket_create),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
