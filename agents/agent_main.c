@@ -44,6 +44,8 @@ usage(FILE *f)
            "  --backoff-ms N           first retry backoff (default 250)\n"
            "  --retry-after-max-ms N   longest Retry-After honoured (30000)\n"
            "  --ctl-timeout-ms N       controller request timeout (1000)\n"
+           "  --ctl-backoff-max-ms N   longest wait before probing an absent\n"
+           "                           controller again (5000)\n"
            "  --drain-ms N             time to replay the spool at the end\n"
            "                           (default 10000)\n"
            "  --report                 a readable summary on stderr at the "
@@ -192,6 +194,7 @@ main(int argc, char **argv)
     const char *tasks_path = NULL;
     long concurrency = -1, escalations = -1, prov_timeout = -1;
     long attempts = -1, backoff = -1, ra_max = -1, ctl_timeout = -1;
+    long ctl_backoff_max = -1;
     long drain_ms = 10000;
     int quiet = 0, want_report = 0;
 
@@ -225,6 +228,8 @@ main(int argc, char **argv)
             ra_max = atol(v);
         else if (OPT("--ctl-timeout-ms"))
             ctl_timeout = atol(v);
+        else if (OPT("--ctl-backoff-max-ms"))
+            ctl_backoff_max = atol(v);
         else if (OPT("--drain-ms"))
             drain_ms = atol(v);
         else if (strcmp(a, "--quiet") == 0)
@@ -293,6 +298,12 @@ main(int argc, char **argv)
                   ? ctl_timeout
                   : cfg_num(cfg, "controller_timeout_ms", bo.timeout_ms));
     bo.attempts = (int)cfg_num(cfg, "controller_attempts", bo.attempts);
+    bo.backoff_max_ms =
+        (int)(ctl_backoff_max > 0 ? ctl_backoff_max
+                                  : cfg_num(cfg, "controller_backoff_max_ms",
+                                            bo.backoff_max_ms));
+    if (bo.backoff_ms > bo.backoff_max_ms)
+        bo.backoff_ms = bo.backoff_max_ms;
     bursar_t *client = NULL;
     if (bursar_new(&client, &bo) != 0) {
         fprintf(stderr, "bursar-agent: cannot create the client for %s\n",

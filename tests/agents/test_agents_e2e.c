@@ -84,8 +84,9 @@ model_json(char *buf, size_t cap, const char *name, int anthropic, double pin,
              anthropic ? "" : "/v1", pin, pout);
 }
 
-/* A controller configuration: uniform exploration (explore_floor 1) so
- * that every arm is tried, no forgetting so that evidence can be counted. */
+/* A controller configuration: uniform exploration (explore_floor 0.5: two arms
+ * at most) so that every arm is tried, no forgetting so that evidence can be
+ * counted. */
 static void
 write_config(const char *path, int port, const char *state)
 {
@@ -110,7 +111,7 @@ write_config(const char *path, int port, const char *state)
              "\"steady\":{\"models\":[\"steady1\",\"steady2\"],%s}},"
              "\"unknown_bucket\":{\"action\":\"error\"},"
              "\"budget\":{\"limit_usd\":100,\"window_s\":86400},"
-             "\"explore_floor\":1,\"decision_ttl_s\":3600}",
+             "\"explore_floor\":0.5,\"decision_ttl_s\":3600}",
              port, state, m[0], m[1], m[2], m[3], m[4], m[5], bucket, bucket,
              bucket, bucket);
     tu_write_file(path, text);
@@ -200,7 +201,7 @@ run_agent(ctl_t *c, const char *name, const char *tasks, const char *extra,
     snprintf(err, sizeof(err), "%s/%s.err", dir, name);
     snprintf(spool, sizeof(spool), "%s/%s.spool", dir, name);
     tu_write_file(tpath, tasks);
-    char *argv[24];
+    char *argv[32];
     int n = 0;
     argv[n++] = agent;
     argv[n++] = "--controller";
@@ -213,8 +214,16 @@ run_agent(ctl_t *c, const char *name, const char *tasks, const char *extra,
     argv[n++] = "3000";
     argv[n++] = "--ctl-timeout-ms";
     argv[n++] = "300";
+    argv[n++] = "--ctl-backoff-max-ms";
+    argv[n++] = "400";
     argv[n++] = "--concurrency";
     argv[n++] = strcmp(name, "restart") == 0 ? "2" : "4";
+    if (strcmp(name, "restart") == 0) {
+        /* a local fallback as slow as the others, so that the run spans
+         * the restart */
+        argv[n++] = "--fallback-model";
+        argv[n++] = "steady1";
+    }
     if (extra) {
         argv[n++] = "--escalations";
         argv[n++] = (char *)extra;
@@ -463,7 +472,7 @@ test_restart_spool_exactly_once(void **state)
     NEED_BURSARD();
     ctl_t c;
     ctl_init(&c, "restart");
-    const int n = 80;
+    const int n = 120;
     char *tasks = calloc(1, (size_t)n * 128);
     for (int i = 0; i < n; i++) {
         char l[128];
@@ -475,7 +484,7 @@ test_restart_spool_exactly_once(void **state)
     pid_t ap;
     run_agent(&c, "restart", tasks, NULL, &ap);
     free(tasks);
-    /* 80 tasks x 60 ms, 2 at a time: about 2.4 s of provider time */
+    /* 120 tasks x 60 ms, 2 at a time: about 3.6 s of provider time */
     tu_sleep_ms(700);
     tu_kill(c.pid, SIGKILL);
     tu_sleep_ms(900);
@@ -485,7 +494,7 @@ test_restart_spool_exactly_once(void **state)
     cJSON *res = read_results("restart");
     assert_int_equal(cJSON_GetArraySize(res), n);
     cJSON *all = export_all(&c);
-    int seen[80] = {0};
+    int seen[120] = {0};
     int outcomes = 0, local = 0, spooled = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, res)
