@@ -9,8 +9,8 @@
  *                                     p_k >= 0.
  *
  * With one constraint besides the simplex, an optimal vertex mixes at most
- * two arms; lp_solve_bucket finds it on the upper concave hull of the points
- * (c_k, v_k) in O(n log n).
+ * two arms; lp_solve_bucket finds it by trying every pair of arms on either
+ * side of the target, O(n^2) for the few dozen arms a bucket has.
  *
  * Several buckets sharing one budget (the hindsight "best static" policy):
  * bucket b receives a share w_b of the traffic and
@@ -57,7 +57,7 @@ typedef struct lp_bucket {
  * If value_out / cost_out are non-NULL they receive the objective
  * sum_b w_b sum_k p_bk v_bk and the spend per request. Allocates O(total
  * arms) scratch memory; returns -1 if that fails. */
-int lp_solve_static(size_t nb, lp_bucket_t *b, double target,
-                    double *value_out, double *cost_out);
+int lp_solve_static(size_t nb, lp_bucket_t *b, double target, double *value_out,
+                    double *cost_out);
 
 #endif

@@ -59,7 +59,8 @@ double pacer_target(const pacer_t *p, double now);
 /* Bookkeeping. A decision reserves its expected cost; when its real cost
  * arrives, pacer_settle releases the reservation and books the cost. A
  * decision that expires without a cost releases its reservation with
- * cost 0 (or books an assumed cost: the caller decides). */
+ * cost 0 (or books an assumed cost: the caller decides). pacer_reserve
+ * also counts the request for the rate estimate. */
 void pacer_reserve(pacer_t *p, double expected_usd);
 void pacer_settle(pacer_t *p, double reserved_usd, double cost_usd);
 

@@ -68,22 +68,29 @@
  * at that moment (posteriors, mu, allowed set, floor).
  *   - argmax of sampled scores (ts, ts-budget): by numerical integration,
  *       P(k) = int f_k(u) prod_{j != k} F_j(u) du
- *     over the scores u = theta - mu c / target, on a grid of
- *     POLICY_PROP_GRID intervals spanning where the best score can lie, with
- *     each interval's mass of arm k taken exactly from its Beta CDF and the
- *     other arms' CDFs averaged at the interval's ends. Error: well under
- *     0.005 absolute (tests/test_policy.c checks it against a grid 16 times
- *     finer and against empirical frequencies).
+ *     over the scores u = theta - mu c / target, on a grid spanning where
+ *     the best score can lie (mean +- 9 sd of each arm) with
+ *     POLICY_PROP_CELLS_PER_SD cells per sd of the sharpest arm that can
+ *     win; each cell's mass of arm k is taken exactly from its Beta CDF and
+ *     the other arms' CDFs are averaged at the cell's ends. Error: under
+ *     0.005 absolute (tests/policies/test_policy.c checks it against a far
+ *     finer grid and against empirical selection frequencies).
  *   - the per-request LP (bucket cap): Monte Carlo over POLICY_PROP_MC
- *     draws of the whole decision; standard error <= 0.5/sqrt(N) = 0.0035.
+ *     draws of the whole decision, averaging the LP's mixing weights
+ *     (Rao-Blackwellised); standard error <= 0.5/sqrt(N) = 0.005.
  *   - uniform, eps-greedy, ucb1, fixed, cheapest, strongest, static: exact.
- * The integral costs O(m * grid) Beta CDF evaluations, so it is cached per
- * bucket and recomputed only when the state has moved: when the evidence
- * added since the cache exceeds POLICY_PROP_STALE_EVIDENCE of the bucket's
- * evidence (or 1 whole observation, whichever is larger), when mu moved by
- * more than POLICY_PROP_STALE_MU relative, when the allowed set or the
- * targets changed, or when forgetting decayed the evidence by more than
- * POLICY_PROP_STALE_EVIDENCE. Staleness adds at most about 0.005 more.
+ * The integral costs O(m * grid) Beta CDF evaluations (about 1 us each),
+ * too much for every request. So the Thompson policies draw from a
+ * *snapshot* of the bucket (posteriors, costs, mu, target), refreshed when
+ * the state has moved: after max(1, POLICY_SNAP_EVIDENCE x evidence) new
+ * observations, after POLICY_SNAP_DECISIONS decisions, when forgetting has
+ * decayed the evidence by POLICY_SNAP_EVIDENCE, or when mu or the target
+ * moved by POLICY_SNAP_MU / POLICY_SNAP_TARGET. The propensity is computed
+ * once per snapshot and mask, and it is exact (to the quadrature error) for
+ * the rule that really chose: staleness costs a little learning speed
+ * (Thompson sampling with batched or delayed updates: Chapelle and Li,
+ * 2011; Kalkanli and Ozgur, 2021), never accuracy of the logged
+ * propensity. Arms without the snapshot's mask get theirs computed anew.
  */
 #ifndef BURSAR_POLICY_H
 #define BURSAR_POLICY_H
@@ -96,15 +103,15 @@
 #include "arm.h"
 
 typedef enum policy_kind {
-    POLICY_TS = 0,    /* Thompson sampling, no budget */
-    POLICY_TS_BUDGET, /* budget-constrained Thompson sampling (above) */
-    POLICY_UNIFORM,   /* uniform over allowed arms */
+    POLICY_TS = 0,     /* Thompson sampling, no budget */
+    POLICY_TS_BUDGET,  /* budget-constrained Thompson sampling (above) */
+    POLICY_UNIFORM,    /* uniform over allowed arms */
     POLICY_EPS_GREEDY, /* best posterior mean, uniform with prob epsilon */
-    POLICY_UCB1,      /* Auer et al. 2002, on decayed evidence */
-    POLICY_FIXED,     /* always params.fixed_model */
-    POLICY_CHEAPEST,  /* lowest cost estimate */
-    POLICY_STRONGEST, /* highest prior cost (the frontier model) */
-    POLICY_STATIC     /* a fixed distribution per bucket (bucket->static_p) */
+    POLICY_UCB1,       /* Auer et al. 2002, on decayed evidence */
+    POLICY_FIXED,      /* always params.fixed_model */
+    POLICY_CHEAPEST,   /* lowest cost estimate */
+    POLICY_STRONGEST,  /* highest prior cost (the frontier model) */
+    POLICY_STATIC      /* a fixed distribution per bucket (bucket->static_p) */
 } policy_kind_t;
 
 typedef struct policy_params {
@@ -136,11 +143,15 @@ typedef struct policy {
 
 void policy_init(policy_t *p, const policy_params_t *params);
 
-#define POLICY_PROP_GRID           256
-#define POLICY_PROP_MC             20000
-#define POLICY_PROP_STALE_EVIDENCE 0.01
-#define POLICY_PROP_STALE_MU       0.02
-#define POLICY_DUAL_CLIP           10.0
+#define POLICY_PROP_GRID_MIN     64   /* integration cells, at least */
+#define POLICY_PROP_GRID_MAX     2048 /* and at most */
+#define POLICY_PROP_CELLS_PER_SD 6    /* cells per sd of the sharpest arm */
+#define POLICY_PROP_MC           10000
+#define POLICY_SNAP_EVIDENCE     0.01 /* refresh after 1% new evidence */
+#define POLICY_SNAP_DECISIONS    64   /* ... or this many decisions */
+#define POLICY_SNAP_MU           0.05 /* ... or mu moved 5% (+0.001) */
+#define POLICY_SNAP_TARGET       0.05 /* ... or the target moved 5% */
+#define POLICY_DUAL_CLIP         10.0
 
 typedef struct policy_bucket {
     size_t n_arms;
@@ -149,14 +160,19 @@ typedef struct policy_bucket {
     double half_life_s; /* forgetting; <= 0: none */
     double t_last;      /* time to which the evidence has been decayed */
     double *static_p;   /* POLICY_STATIC distribution, n_arms, owned */
-    /* propensity cache (private) */
-    double *prop;        /* n_arms */
-    unsigned char *prop_mask;
-    double prop_evidence;
-    double prop_mu;
-    double prop_target;
+
+    /* Private: the snapshot that Thompson draws use, and the propensity
+     * cache computed from it. */
+    double *snap_alpha, *snap_beta, *snap_cost; /* n_arms each */
+    double snap_mu, snap_target, snap_bucket_target;
+    double snap_evidence;    /* bucket evidence at the snapshot */
+    double snap_added;       /* evidence added since (not decayed) */
+    double snap_decay;       /* product of decay factors since */
+    uint64_t snap_decisions; /* decisions since */
+    int snap_valid;
+    double *prop;             /* n_arms: propensities under snapshot+mask */
+    unsigned char *prop_mask; /* n_arms: the mask they were computed for */
     int prop_valid;
-    double evidence_added; /* evidence added since the cache */
 } policy_bucket_t;
 
 /* Allocates a bucket of n arms (1 <= n). Arms are initialised by the
@@ -177,14 +193,15 @@ void policy_bucket_advance(policy_bucket_t *b, double now);
 void policy_bucket_touch(policy_bucket_t *b);
 
 typedef struct policy_request {
-    double now;              /* seconds */
-    double target_usd;       /* paced per-request target; <= 0 or inf: none */
+    double now;               /* seconds */
+    double target_usd;        /* paced per-request target; <= 0 or inf: none */
     double bucket_target_usd; /* the bucket's own paced target; <= 0: none */
-    double remaining_usd;    /* left in the window; +INFINITY: no budget */
+    double remaining_usd;     /* left in the window; +INFINITY: no budget */
     const unsigned char *allowed; /* n_arms mask (1 = allowed); NULL: all */
-    const double *features;  /* request features (reserved for contextual
-                                policies; ignored by these) */
+    const double *features;       /* request features (reserved for contextual
+                                     policies; ignored by these) */
     size_t n_features;
+    int no_propensity; /* 1: skip computing it (propensity = NAN) */
 } policy_request_t;
 
 /* Fills a request with no budget and no mask at time now. */
@@ -206,9 +223,9 @@ typedef struct policy_choice {
  * best first by this decision's scores (the chosen arm first), for
  * fallbacks; *n_order their count. Updates p->mu (ts-budget) and
  * b->arms[arm].pulls. Returns 0, or -1 when no arm is allowed. */
-int policy_choose(policy_t *p, policy_bucket_t *b,
-                  const policy_request_t *req, gsl_rng *rng,
-                  policy_choice_t *out, int *order, size_t *n_order);
+int policy_choose(policy_t *p, policy_bucket_t *b, const policy_request_t *req,
+                  gsl_rng *rng, policy_choice_t *out, int *order,
+                  size_t *n_order);
 
 /* The propensity of every arm under the current state (same method and
  * cache as policy_choose). probs has n_arms entries. */

@@ -1,0 +1,835 @@
+/*
+ * policy.c - routing decisions (see policy.h for the method and sources).
+ */
+#include "policy.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_randist.h>
+
+#include "lp.h"
+
+/* ------------------------------------------------------------------ */
+/* Memory                                                               */
+
+static void *
+xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        abort(); /* out of memory: nothing sensible to do in a policy */
+    return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Parameters and names                                                 */
+
+static const char *const kind_names[] = {
+    "ts",    "ts-budget", "uniform",   "eps-greedy", "ucb1",
+    "fixed", "cheapest",  "strongest", "static",
+};
+
+void
+policy_params_default(policy_params_t *pp)
+{
+    memset(pp, 0, sizeof *pp);
+    pp->kind = POLICY_TS_BUDGET;
+    pp->explore_floor = 0.0;
+    pp->epsilon = 0.1;
+    pp->dual_step = 0.01;
+    pp->mu0 = 0.0;
+    pp->fixed_model = -1;
+}
+
+int
+policy_kind_parse(const char *name, policy_kind_t *kind, const char **model_out)
+{
+    if (model_out)
+        *model_out = NULL;
+    if (!name)
+        return -1;
+    if (strncmp(name, "fixed:", 6) == 0 && name[6]) {
+        *kind = POLICY_FIXED;
+        if (model_out)
+            *model_out = name + 6;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof kind_names / sizeof *kind_names; i++) {
+        if (i != POLICY_FIXED && strcmp(name, kind_names[i]) == 0) {
+            *kind = (policy_kind_t)i;
+            return 0;
+        }
+    }
+    if (strcmp(name, "best-static") == 0) {
+        *kind = POLICY_STATIC;
+        return 0;
+    }
+    return -1;
+}
+
+const char *
+policy_kind_name(policy_kind_t kind)
+{
+    if ((size_t)kind < sizeof kind_names / sizeof *kind_names)
+        return kind_names[kind];
+    return "unknown";
+}
+
+void
+policy_init(policy_t *p, const policy_params_t *params)
+{
+    if (params)
+        p->params = *params;
+    else
+        policy_params_default(&p->params);
+    p->mu = p->params.mu0 > 0.0 ? p->params.mu0 : 0.0;
+    p->decisions = 0;
+}
+
+void
+policy_request_init(policy_request_t *r, double now)
+{
+    memset(r, 0, sizeof *r);
+    r->now = now;
+    r->target_usd = INFINITY;
+    r->bucket_target_usd = 0.0;
+    r->remaining_usd = INFINITY;
+}
+
+/* ------------------------------------------------------------------ */
+/* Buckets                                                              */
+
+policy_bucket_t *
+policy_bucket_new(size_t n_arms, double half_life_s, double now)
+{
+    if (n_arms < 1)
+        return NULL;
+    policy_bucket_t *b = xcalloc(1, sizeof *b);
+    b->n_arms = n_arms;
+    b->arms = xcalloc(n_arms, sizeof *b->arms);
+    b->model = xcalloc(n_arms, sizeof *b->model);
+    b->snap_alpha = xcalloc(n_arms, sizeof(double));
+    b->snap_beta = xcalloc(n_arms, sizeof(double));
+    b->snap_cost = xcalloc(n_arms, sizeof(double));
+    b->prop = xcalloc(n_arms, sizeof(double));
+    b->prop_mask = xcalloc(n_arms, 1);
+    for (size_t k = 0; k < n_arms; k++) {
+        arm_init(&b->arms[k], 1.0, 1.0, 0.0, 0.0);
+        b->model[k] = (int)k;
+    }
+    b->half_life_s = half_life_s;
+    b->t_last = now;
+    return b;
+}
+
+void
+policy_bucket_destroy(policy_bucket_t **bp)
+{
+    if (!bp || !*bp)
+        return;
+    policy_bucket_t *b = *bp;
+    free(b->arms);
+    free(b->model);
+    free(b->static_p);
+    free(b->snap_alpha);
+    free(b->snap_beta);
+    free(b->snap_cost);
+    free(b->prop);
+    free(b->prop_mask);
+    free(b);
+    *bp = NULL;
+}
+
+int
+policy_bucket_find(const policy_bucket_t *b, int model)
+{
+    for (size_t k = 0; k < b->n_arms; k++)
+        if (b->model[k] == model)
+            return (int)k;
+    return -1;
+}
+
+void
+policy_bucket_advance(policy_bucket_t *b, double now)
+{
+    if (!(now > b->t_last))
+        return;
+    if (b->half_life_s > 0.0) {
+        double f = exp2(-(now - b->t_last) / b->half_life_s);
+        for (size_t k = 0; k < b->n_arms; k++)
+            arm_decay(&b->arms[k], f);
+        b->snap_decay *= f;
+    }
+    b->t_last = now;
+}
+
+void
+policy_bucket_touch(policy_bucket_t *b)
+{
+    b->snap_valid = 0;
+    b->prop_valid = 0;
+}
+
+static double
+bucket_evidence(const policy_bucket_t *b)
+{
+    double e = 0.0;
+    for (size_t k = 0; k < b->n_arms; k++)
+        e += arm_evidence(&b->arms[k]);
+    return e;
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshot                                                             */
+
+static int
+finite_pos(double x)
+{
+    return x > 0.0 && isfinite(x);
+}
+
+/* The cost weight of the Thompson score: mu / target, or 0 without a
+ * finite budget. */
+static double
+snap_lambda(const policy_t *p, const policy_bucket_t *b)
+{
+    if (p->params.kind != POLICY_TS_BUDGET || !finite_pos(b->snap_target))
+        return 0.0;
+    return b->snap_mu / b->snap_target;
+}
+
+static int
+snap_stale(const policy_t *p, const policy_bucket_t *b,
+           const policy_request_t *req)
+{
+    if (!b->snap_valid)
+        return 1;
+    if (b->snap_added >= fmax(1.0, POLICY_SNAP_EVIDENCE * b->snap_evidence))
+        return 1;
+    if (b->snap_decisions >= POLICY_SNAP_DECISIONS)
+        return 1;
+    if (b->snap_decay < 1.0 - POLICY_SNAP_EVIDENCE)
+        return 1;
+    if (req->bucket_target_usd != b->snap_bucket_target)
+        return 1;
+    if (p->params.kind == POLICY_TS_BUDGET) {
+        double t0 = b->snap_target, t1 = req->target_usd;
+        if (finite_pos(t0) != finite_pos(t1))
+            return 1;
+        if (finite_pos(t0) && fabs(t1 - t0) > POLICY_SNAP_TARGET * t0)
+            return 1;
+        if (fabs(p->mu - b->snap_mu) > POLICY_SNAP_MU * b->snap_mu + 0.001)
+            return 1;
+    }
+    return 0;
+}
+
+static void
+snap_take(const policy_t *p, policy_bucket_t *b, const policy_request_t *req)
+{
+    for (size_t k = 0; k < b->n_arms; k++) {
+        b->snap_alpha[k] = b->arms[k].alpha;
+        b->snap_beta[k] = b->arms[k].beta;
+        b->snap_cost[k] = arm_cost_mean(&b->arms[k]);
+    }
+    b->snap_mu = p->mu;
+    b->snap_target = req->target_usd;
+    b->snap_bucket_target = req->bucket_target_usd;
+    b->snap_evidence = bucket_evidence(b);
+    b->snap_added = 0.0;
+    b->snap_decay = 1.0;
+    b->snap_decisions = 0;
+    b->snap_valid = 1;
+    b->prop_valid = 0;
+}
+
+static void
+snap_sync(const policy_t *p, policy_bucket_t *b, const policy_request_t *req)
+{
+    if (snap_stale(p, b, req))
+        snap_take(p, b, req);
+}
+
+/* ------------------------------------------------------------------ */
+/* Masks                                                                */
+
+static int
+is_ts(policy_kind_t k)
+{
+    return k == POLICY_TS || k == POLICY_TS_BUDGET;
+}
+
+/* Cost estimate the decision uses: the snapshot's for Thompson, live
+ * otherwise. */
+static double
+arm_cost_used(const policy_t *p, const policy_bucket_t *b, size_t k)
+{
+    if (is_ts(p->params.kind) && b->snap_valid)
+        return b->snap_cost[k];
+    return arm_cost_mean(&b->arms[k]);
+}
+
+/* Fills mask with the allowed and affordable arms. Returns their count;
+ * *n_allowed gets the count of allowed ones (affordable or not). */
+static size_t
+build_mask(const policy_t *p, const policy_bucket_t *b,
+           const policy_request_t *req, unsigned char *mask, size_t *n_allowed)
+{
+    size_t m = 0, na = 0;
+    for (size_t k = 0; k < b->n_arms; k++) {
+        mask[k] = 0;
+        if (req->allowed && !req->allowed[k])
+            continue;
+        na++;
+        if (!(arm_cost_used(p, b, k) <= req->remaining_usd))
+            continue;
+        mask[k] = 1;
+        m++;
+    }
+    *n_allowed = na;
+    return m;
+}
+
+/* ------------------------------------------------------------------ */
+/* Propensity of argmax(theta_k - lambda c_k) by integration            */
+
+typedef struct span {
+    double lo, hi; /* where the arm's score can lie */
+    double shift;  /* lambda * c: score = theta - shift */
+    double sd;
+} span_t;
+
+static double
+beta_cdf(double x, double a, double b)
+{
+    if (x <= 0.0)
+        return 0.0;
+    if (x >= 1.0)
+        return 1.0;
+    return gsl_cdf_beta_P(x, a, b);
+}
+
+/* Writes P(k wins) for the arms in mask into prob (0 elsewhere).
+ * cells: 0 = the adaptive default, else a fixed number (for tests). */
+static void
+ts_integrate(const double *alpha, const double *beta, const double *cost,
+             double lambda, size_t n, const unsigned char *mask, size_t cells,
+             double *prob)
+{
+    span_t sp[n];
+    double ulo = -INFINITY, uhi = -INFINITY, min_sd = INFINITY;
+    size_t m = 0;
+
+    for (size_t k = 0; k < n; k++) {
+        prob[k] = 0.0;
+        if (!mask[k])
+            continue;
+        double a = alpha[k], bb = beta[k], s = a + bb;
+        double mean = a / s, sd = sqrt(a * bb / (s * s * (s + 1.0)));
+        sp[k].shift = lambda * cost[k];
+        sp[k].sd = sd;
+        sp[k].lo = fmax(0.0, mean - 9.0 * sd) - sp[k].shift;
+        sp[k].hi = fmin(1.0, mean + 9.0 * sd) - sp[k].shift;
+        if (sp[k].lo > ulo)
+            ulo = sp[k].lo;
+        if (sp[k].hi > uhi)
+            uhi = sp[k].hi;
+        m++;
+    }
+    if (m == 0)
+        return;
+    /* Only arms whose score can exceed ulo can win. */
+    size_t idx[n], r = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (mask[k] && sp[k].hi > ulo) {
+            idx[r++] = k;
+            if (sp[k].sd < min_sd)
+                min_sd = sp[k].sd;
+        }
+    }
+    if (r == 1 || !(uhi > ulo)) {
+        /* One contender (or degenerate spans): it wins. */
+        size_t best = idx[0];
+        for (size_t i = 1; i < r; i++)
+            if (sp[idx[i]].hi > sp[best].hi)
+                best = idx[i];
+        prob[best] = 1.0;
+        return;
+    }
+    size_t g = cells;
+    if (g == 0) {
+        double want = ceil((uhi - ulo) / (min_sd / POLICY_PROP_CELLS_PER_SD));
+        g = want < POLICY_PROP_GRID_MIN   ? POLICY_PROP_GRID_MIN
+            : want > POLICY_PROP_GRID_MAX ? POLICY_PROP_GRID_MAX
+                                          : (size_t)want;
+    }
+    double h = (uhi - ulo) / (double)g;
+    /* F[i][t]: CDF of contender i's score at grid point t. */
+    double *F = xcalloc(r * (g + 1), sizeof(double));
+    for (size_t i = 0; i < r; i++) {
+        size_t k = idx[i];
+        double *Fi = F + i * (g + 1);
+        for (size_t t = 0; t <= g; t++) {
+            double u = ulo + h * (double)t;
+            if (u <= sp[k].lo)
+                Fi[t] = 0.0;
+            else if (u >= sp[k].hi)
+                Fi[t] = 1.0;
+            else
+                Fi[t] = beta_cdf(u + sp[k].shift, alpha[k], beta[k]);
+        }
+        /* Beyond mean +- 9 sd the CDF is 0 or 1 to within 1e-8 or so
+         * for the Beta shapes met here; taking it as such saves most
+         * evaluations. */
+    }
+    double pre[r + 1], avg[r];
+    double total = 0.0;
+    double acc[r];
+    for (size_t i = 0; i < r; i++)
+        acc[i] = 0.0;
+    for (size_t t = 0; t < g; t++) {
+        for (size_t i = 0; i < r; i++) {
+            const double *Fi = F + i * (g + 1);
+            avg[i] = 0.5 * (Fi[t] + Fi[t + 1]);
+        }
+        pre[0] = 1.0;
+        for (size_t i = 0; i < r; i++)
+            pre[i + 1] = pre[i] * avg[i];
+        double suf = 1.0;
+        for (size_t i = r; i-- > 0;) {
+            const double *Fi = F + i * (g + 1);
+            double mass = Fi[t + 1] - Fi[t];
+            if (mass > 0.0)
+                acc[i] += mass * pre[i] * suf;
+            suf *= avg[i];
+        }
+    }
+    for (size_t i = 0; i < r; i++)
+        total += acc[i];
+    for (size_t i = 0; i < r; i++)
+        prob[idx[i]] = total > 0.0 ? acc[i] / total : 1.0 / (double)r;
+    free(F);
+}
+
+/* ------------------------------------------------------------------ */
+/* Per-request LP (a bucket with its own cap)                           */
+
+/* Draws theta from the snapshot and solves the LP; p gets the mixing
+ * weights, v the values. Returns the lp_solve_bucket code. */
+static int
+lp_draw(const policy_t *p, const policy_bucket_t *b, const unsigned char *m,
+        gsl_rng *rng, double *v, double *pw)
+{
+    double lambda = snap_lambda(p, b);
+    for (size_t k = 0; k < b->n_arms; k++) {
+        v[k] = m[k] ? gsl_ran_beta(rng, b->snap_alpha[k], b->snap_beta[k]) -
+                          lambda * b->snap_cost[k]
+                    : 0.0;
+    }
+    return lp_solve_bucket(b->n_arms, v, b->snap_cost, m, b->snap_bucket_target,
+                           pw);
+}
+
+static void
+lp_propensity(const policy_t *p, const policy_bucket_t *b,
+              const unsigned char *m, double *prob)
+{
+    size_t n = b->n_arms;
+    double v[n], pw[n];
+    /* A private generator with a fixed seed: the estimate is a function of
+     * the state only, and the caller's stream is not disturbed. */
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!r)
+        abort();
+    gsl_rng_set(r, 20180101);
+    for (size_t k = 0; k < n; k++)
+        prob[k] = 0.0;
+    for (int i = 0; i < POLICY_PROP_MC; i++) {
+        lp_draw(p, b, m, r, v, pw);
+        for (size_t k = 0; k < n; k++)
+            prob[k] += pw[k];
+    }
+    for (size_t k = 0; k < n; k++)
+        prob[k] /= POLICY_PROP_MC;
+    gsl_rng_free(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* The deterministic baselines' choice                                  */
+
+static double
+ucb_score(const policy_bucket_t *b, size_t k, double total)
+{
+    const arm_t *a = &b->arms[k];
+    double nk = arm_evidence(a);
+    if (nk < 1e-9)
+        return INFINITY;
+    double mean = (a->alpha - a->alpha0) / nk;
+    return mean + sqrt(2.0 * log(fmax(total, 1.0)) / nk);
+}
+
+/* Score of arm k under a deterministic policy (highest wins). */
+static double
+det_score(const policy_t *p, const policy_bucket_t *b, size_t k, double total)
+{
+    switch (p->params.kind) {
+    case POLICY_UCB1:
+        return ucb_score(b, k, total);
+    case POLICY_CHEAPEST:
+        return -arm_cost_mean(&b->arms[k]);
+    case POLICY_STRONGEST:
+        return b->arms[k].cost_prior;
+    case POLICY_FIXED:
+        if (b->model[k] == p->params.fixed_model)
+            return INFINITY;
+        return arm_mean(&b->arms[k]);
+    default: /* eps-greedy's greedy part, and fallbacks' order */
+        return arm_mean(&b->arms[k]);
+    }
+}
+
+static size_t
+argmax_masked(const double *s, const unsigned char *m, size_t n)
+{
+    size_t best = n;
+    for (size_t k = 0; k < n; k++)
+        if (m[k] && (best == n || s[k] > s[best]))
+            best = k;
+    return best;
+}
+
+/* The policy's own distribution over the masked arms (no floor). */
+static void
+own_probs(policy_t *p, policy_bucket_t *b, const unsigned char *m, size_t cnt,
+          double *prob)
+{
+    size_t n = b->n_arms;
+    double s[n], total = 0.0;
+
+    for (size_t k = 0; k < n; k++)
+        prob[k] = 0.0;
+    switch (p->params.kind) {
+    case POLICY_TS:
+    case POLICY_TS_BUDGET:
+        if (b->snap_bucket_target > 0.0)
+            lp_propensity(p, b, m, prob);
+        else
+            ts_integrate(b->snap_alpha, b->snap_beta, b->snap_cost,
+                         snap_lambda(p, b), n, m, 0, prob);
+        return;
+    case POLICY_UNIFORM:
+        for (size_t k = 0; k < n; k++)
+            prob[k] = m[k] ? 1.0 / (double)cnt : 0.0;
+        return;
+    case POLICY_STATIC: {
+        double sum = 0.0;
+        for (size_t k = 0; k < n; k++)
+            sum += (m[k] && b->static_p) ? b->static_p[k] : 0.0;
+        for (size_t k = 0; k < n; k++) {
+            if (!m[k])
+                continue;
+            prob[k] = sum > 0.0 ? b->static_p[k] / sum : 1.0 / (double)cnt;
+        }
+        return;
+    }
+    default:
+        break;
+    }
+    for (size_t k = 0; k < n; k++)
+        total += arm_evidence(&b->arms[k]);
+    for (size_t k = 0; k < n; k++)
+        s[k] = det_score(p, b, k, total);
+    size_t best = argmax_masked(s, m, n);
+    if (p->params.kind == POLICY_EPS_GREEDY) {
+        double eps = fmin(1.0, fmax(0.0, p->params.epsilon));
+        for (size_t k = 0; k < n; k++)
+            prob[k] = m[k] ? eps / (double)cnt : 0.0;
+        prob[best] += 1.0 - eps;
+    } else {
+        prob[best] = 1.0;
+    }
+}
+
+static double
+floor_share(const policy_t *p, size_t cnt)
+{
+    double f = p->params.explore_floor;
+    if (!(f > 0.0))
+        return 0.0;
+    return fmin(1.0, f * (double)cnt);
+}
+
+/* Final propensities for mask m (with the floor), using the cache. */
+static void
+mask_probs(policy_t *p, policy_bucket_t *b, const unsigned char *m, size_t cnt,
+           double *prob)
+{
+    size_t n = b->n_arms;
+    int cacheable = is_ts(p->params.kind);
+
+    if (cacheable && b->prop_valid && memcmp(b->prop_mask, m, n) == 0) {
+        memcpy(prob, b->prop, n * sizeof *prob);
+        return;
+    }
+    own_probs(p, b, m, cnt, prob);
+    double e = floor_share(p, cnt);
+    for (size_t k = 0; k < n; k++)
+        if (m[k])
+            prob[k] = e / (double)cnt + (1.0 - e) * prob[k];
+    if (cacheable) {
+        memcpy(b->prop, prob, n * sizeof *prob);
+        memcpy(b->prop_mask, m, n);
+        b->prop_valid = 1;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Choosing                                                             */
+
+static size_t
+draw_index(const double *w, const unsigned char *m, size_t n, gsl_rng *rng)
+{
+    double u = gsl_rng_uniform(rng), acc = 0.0;
+    size_t last = n;
+    for (size_t k = 0; k < n; k++) {
+        if (!m[k])
+            continue;
+        last = k;
+        acc += w[k];
+        if (u < acc)
+            return k;
+    }
+    return last;
+}
+
+static size_t
+draw_uniform(const unsigned char *m, size_t n, size_t cnt, gsl_rng *rng)
+{
+    size_t j = (size_t)gsl_rng_uniform_int(rng, cnt);
+    for (size_t k = 0; k < n; k++)
+        if (m[k] && j-- == 0)
+            return k;
+    return n;
+}
+
+/* Ranks the masked arms by score, best first, with `first` in front. */
+static size_t
+rank_arms(const double *score, const unsigned char *m, size_t n, size_t first,
+          int *order)
+{
+    size_t c = 0;
+    order[c++] = (int)first;
+    for (size_t k = 0; k < n; k++) {
+        if (!m[k] || k == first)
+            continue;
+        size_t i = c++;
+        while (i > 1 && score[order[i - 1]] < score[k]) {
+            order[i] = order[i - 1];
+            i--;
+        }
+        order[i] = (int)k;
+    }
+    return c;
+}
+
+static void
+dual_update(policy_t *p, double cost, double target)
+{
+    if (p->params.kind != POLICY_TS_BUDGET || !(target < INFINITY))
+        return;
+    double ratio = target > 0.0 ? cost / target : POLICY_DUAL_CLIP;
+    if (ratio > POLICY_DUAL_CLIP)
+        ratio = POLICY_DUAL_CLIP;
+    p->mu += p->params.dual_step * (ratio - 1.0);
+    if (p->mu < 0.0)
+        p->mu = 0.0;
+}
+
+int
+policy_choose(policy_t *p, policy_bucket_t *b, const policy_request_t *req,
+              gsl_rng *rng, policy_choice_t *out, int *order, size_t *n_order)
+{
+    size_t n = b->n_arms, na, cnt, arm = n;
+    unsigned char m[n];
+    double score[n], prob[n];
+
+    policy_bucket_advance(b, req->now);
+    if (is_ts(p->params.kind))
+        snap_sync(p, b, req);
+    cnt = build_mask(p, b, req, m, &na);
+    out->flags = 0;
+    out->propensity = NAN;
+    if (n_order)
+        *n_order = 0;
+    if (na == 0) {
+        out->arm = -1;
+        out->model = -1;
+        out->expected_cost = 0.0;
+        out->flags = POLICY_F_NO_ARM;
+        return -1;
+    }
+    if (cnt == 0) {
+        /* Nothing affordable: the cheapest allowed arm, said so. */
+        for (size_t k = 0; k < n; k++) {
+            int ok = !req->allowed || req->allowed[k];
+            m[k] = (unsigned char)ok;
+            score[k] = -arm_cost_used(p, b, k);
+        }
+        arm = argmax_masked(score, m, n);
+        out->flags |= POLICY_F_UNAFFORDABLE;
+        out->propensity = 1.0;
+        if (order)
+            *n_order = rank_arms(score, m, n, arm, order);
+        goto chosen;
+    }
+
+    /* The policy's own choice, and scores to rank fallbacks by. */
+    switch (p->params.kind) {
+    case POLICY_TS:
+    case POLICY_TS_BUDGET:
+        if (b->snap_bucket_target > 0.0) {
+            lp_draw(p, b, m, rng, score, prob);
+            arm = draw_index(prob, m, n, rng);
+        } else {
+            double lambda = snap_lambda(p, b);
+            for (size_t k = 0; k < n; k++)
+                score[k] = m[k] ? gsl_ran_beta(rng, b->snap_alpha[k],
+                                               b->snap_beta[k]) -
+                                      lambda * b->snap_cost[k]
+                                : -INFINITY;
+            arm = argmax_masked(score, m, n);
+        }
+        break;
+    case POLICY_UNIFORM:
+    case POLICY_STATIC:
+        own_probs(p, b, m, cnt, prob);
+        arm = draw_index(prob, m, n, rng);
+        for (size_t k = 0; k < n; k++)
+            score[k] = arm_mean(&b->arms[k]);
+        break;
+    default: {
+        double total = 0.0;
+        for (size_t k = 0; k < n; k++)
+            total += arm_evidence(&b->arms[k]);
+        for (size_t k = 0; k < n; k++)
+            score[k] = det_score(p, b, k, total);
+        arm = argmax_masked(score, m, n);
+        if (p->params.kind == POLICY_EPS_GREEDY &&
+            gsl_rng_uniform(rng) < p->params.epsilon)
+            arm = draw_uniform(m, n, cnt, rng);
+        break;
+    }
+    }
+    /* The exploration floor: uniform with probability cnt * floor. */
+    double e = floor_share(p, cnt);
+    if (e > 0.0 && gsl_rng_uniform(rng) < e) {
+        arm = draw_uniform(m, n, cnt, rng);
+        out->flags |= POLICY_F_EXPLORED;
+    }
+    if (!req->no_propensity) {
+        mask_probs(p, b, m, cnt, prob);
+        out->propensity = prob[arm];
+    }
+    if (order)
+        *n_order = rank_arms(score, m, n, arm, order);
+
+chosen:
+    out->arm = (int)arm;
+    out->model = b->model[arm];
+    out->expected_cost = arm_cost_mean(&b->arms[arm]);
+    b->arms[arm].pulls++;
+    b->snap_decisions++;
+    p->decisions++;
+    dual_update(p, out->expected_cost, req->target_usd);
+    return 0;
+}
+
+void
+policy_propensities(policy_t *p, policy_bucket_t *b,
+                    const policy_request_t *req, double *probs)
+{
+    size_t n = b->n_arms, na, cnt;
+    unsigned char m[n];
+
+    policy_bucket_advance(b, req->now);
+    if (is_ts(p->params.kind))
+        snap_sync(p, b, req);
+    cnt = build_mask(p, b, req, m, &na);
+    for (size_t k = 0; k < n; k++)
+        probs[k] = 0.0;
+    if (na == 0)
+        return;
+    if (cnt == 0) {
+        double best = INFINITY;
+        size_t arm = n;
+        for (size_t k = 0; k < n; k++) {
+            double c = arm_cost_used(p, b, k);
+            if ((!req->allowed || req->allowed[k]) && c < best) {
+                best = c;
+                arm = k;
+            }
+        }
+        probs[arm] = 1.0;
+        return;
+    }
+    mask_probs(p, b, m, cnt, probs);
+}
+
+/* ------------------------------------------------------------------ */
+/* Feedback                                                             */
+
+static int
+arm_ok(const policy_bucket_t *b, int arm)
+{
+    return arm >= 0 && (size_t)arm < b->n_arms;
+}
+
+int
+policy_reward(policy_bucket_t *b, int arm, double reward, double now)
+{
+    if (!arm_ok(b, arm))
+        return -1;
+    policy_bucket_advance(b, now);
+    arm_reward(&b->arms[arm], reward);
+    b->snap_added += 1.0;
+    return 0;
+}
+
+int
+policy_amend(policy_bucket_t *b, int arm, double old_r, double new_r,
+             double now)
+{
+    if (!arm_ok(b, arm))
+        return -1;
+    policy_bucket_advance(b, now);
+    arm_amend(&b->arms[arm], old_r, new_r);
+    b->snap_added += fabs(new_r - old_r);
+    return 0;
+}
+
+int
+policy_cost(policy_bucket_t *b, int arm, double cost_usd, double now)
+{
+    if (!arm_ok(b, arm))
+        return -1;
+    policy_bucket_advance(b, now);
+    arm_cost(&b->arms[arm], cost_usd);
+    return 0;
+}
+
+/* Exposed for tests of the quadrature (declared in the test, not in the
+ * header: not part of the interface). */
+void policy_ts_integrate_(const double *alpha, const double *beta,
+                          const double *cost, double lambda, size_t n,
+                          const unsigned char *mask, size_t cells,
+                          double *prob);
+void
+policy_ts_integrate_(const double *alpha, const double *beta,
+                     const double *cost, double lambda, size_t n,
+                     const unsigned char *mask, size_t cells, double *prob)
+{
+    ts_integrate(alpha, beta, cost, lambda, n, mask, cells, prob);
+}
