@@ -241,12 +241,15 @@ report_print(const report_t *self, FILE *out, const cJSON *stats,
         }
         if (strongest_any)
             fprintf(out,
-                    "Always the strongest model of each bucket (e.g. %s), "
-                    "expected from the scenario's true rates:\n"
-                    "         %.1f%% valid, $%.4f in all: routing kept "
-                    "%.0f%% of that quality for %.0f%% of the cost.\n",
+                    "Compare: always the strongest model of each bucket "
+                    "(e.g. %s), expected from the scenario's\n"
+                    "         true rates: %.1f%% valid on the one try, for "
+                    "$%.4f. Routing: %.1f%% on the first try,\n"
+                    "         %.1f%% after escalations, for $%.4f (%.0f%% "
+                    "of that cost).\n",
                     strongest_any, 100.0 * q / (double)n, c,
-                    q > 0 ? 100.0 * (double)valid / q : 0.0,
+                    100.0 * (double)first_valid / (double)n,
+                    100.0 * (double)valid / (double)n, cost,
                     c > 0 ? 100.0 * cost / c : 0.0);
     }
     const cJSON *bud = f(stats, "budget");

@@ -231,7 +231,7 @@ test_simulate(void **state)
     char *report = tu_read_file(errp);
     print_message("%s", report);
     assert_non_null(strstr(report, "Quality: 80.0% of tasks"));
-    assert_non_null(strstr(report, "strongest model"));
+    assert_non_null(strstr(report, "always the strongest model"));
     free(report);
     assert_int_equal(tu_router_feedback(r, "provider_error"), 10);
     assert_int_equal(tu_router_feedback(r, "outcome"), 50);
