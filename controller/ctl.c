@@ -906,8 +906,7 @@ ctl_arm_offline(ctl_t *c, const char *bucket, const char *model,
         return;
     }
     if (op == CTL_ARM_REWARD) {
-        arm_reward(&rec.arm, x);
-        rec.arm.rewards++;
+        arm_reward(&rec.arm, x); /* counts rec.arm.rewards */
     } else if (op == CTL_ARM_AMEND) {
         arm_amend(&rec.arm, x, y);
     } else {
