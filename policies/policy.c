@@ -230,10 +230,17 @@ snap_stale(const policy_t *p, const policy_bucket_t *b,
 static void
 snap_take(const policy_t *p, policy_bucket_t *b, const policy_request_t *req)
 {
+    /* An idle bucket refreshes to the same state: keep its propensities. */
+    int same = b->snap_valid && b->snap_mu == p->mu &&
+               b->snap_target == req->target_usd &&
+               b->snap_bucket_target == req->bucket_target_usd;
     for (size_t k = 0; k < b->n_arms; k++) {
+        double c = arm_cost_mean(&b->arms[k]);
+        same = same && b->snap_alpha[k] == b->arms[k].alpha &&
+               b->snap_beta[k] == b->arms[k].beta && b->snap_cost[k] == c;
         b->snap_alpha[k] = b->arms[k].alpha;
         b->snap_beta[k] = b->arms[k].beta;
-        b->snap_cost[k] = arm_cost_mean(&b->arms[k]);
+        b->snap_cost[k] = c;
     }
     b->snap_mu = p->mu;
     b->snap_target = req->target_usd;
@@ -243,7 +250,8 @@ snap_take(const policy_t *p, policy_bucket_t *b, const policy_request_t *req)
     b->snap_decay = 1.0;
     b->snap_decisions = 0;
     b->snap_valid = 1;
-    b->prop_valid = 0;
+    if (!same)
+        b->prop_valid = 0;
 }
 
 static void
