@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -54,7 +55,7 @@ main(int argc, char **argv)
         dataset_add_row(ds, b);
         for (int m = 0; m < arms; m++) {
             double p = 0.4 + 0.5 * (double)m / arms + 0.03 * b;
-            double c = 0.0001 * (1 << (m % 8)) * (1.0 + 0.1 * (m / 8));
+            double c = 0.0001 * pow(1.5, m); /* dearer = better */
             dataset_set(ds, m, DATASET_OK, gsl_rng_uniform(rng) < p, c);
         }
     }

@@ -263,6 +263,15 @@ main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
         if (rc)
             return rc;
     }
+    if (o->plot) {
+        size_t n = strlen(o->plot);
+        if (n < 5 || (strcmp(o->plot + n - 4, ".svg") != 0 &&
+                      strcmp(o->plot + n - 4, ".png") != 0))
+            return serr_set(e, SERR_ARG,
+                            "--plot %s: the file must end in .svg (built in) "
+                            "or .png (gnuplot)",
+                            o->plot);
+    }
     if (!o->n_data && !o->scenario)
         return serr_set(e, SERR_ARG,
                         "no input: give --data PATH or --scenario FILE "

@@ -121,11 +121,13 @@ plot_frame(plot_panel_t *p, const char *title, const char *xlabel,
              ylabel);
 }
 
+/* The shared legend is a column right of the panels (colours are the
+ * same in every panel), one entry per call. */
 static void
 plot_legend(plot_panel_t *p, const char *color, const char *dash, int point,
             const char *label)
 {
-    double x = p->px + 10, y = p->py + 16 + 15.0 * (double)p->n_legend;
+    double x = p->px, y = p->py + 16 + 15.0 * (double)p->n_legend;
     if (point)
         svg_circle(p->s, x + 10, y - 4, 4, color, "#222");
     else
@@ -171,8 +173,25 @@ plot_svg(const report_t *rep, FILE *f)
 {
     const dataset_t *ds = rep->ds;
     svg_t s;
-    const double W = 1560, H = 480, pw = 400, ph = 360, top = 50;
+    const double pw = 400, ph = 360, top = 50;
+    /* the legend column: wide enough for the longest name */
+    size_t longest = 20;
+    for (size_t i = 0; i < rep->n_pol; i++)
+        if (strlen(rep->pol[i].name) > longest)
+            longest = strlen(rep->pol[i].name);
+    double legend_x = 80 + 3 * (pw + 110) - 60;
+    double W = legend_x + 40 + 6.5 * (double)longest;
+    double H = fmax(480, top + 30 + 15.0 * (double)(rep->n_pol + 6));
     svg_begin(&s, f, W, H);
+    plot_panel_t lg = {&s, legend_x, top, 0, 0, 0, 1, 0, 1, 0, 0};
+    for (size_t i = 0; i < rep->n_pol; i++)
+        plot_legend(&lg, plot_color(i), NULL, 0, rep->pol[i].name);
+    plot_legend(&lg, "black", "6,4", 0, "best static (LP, frontier)");
+    plot_legend(&lg, "#888", "2,3", 0, "oracle quality");
+    if (rep->budget > 0)
+        plot_legend(&lg, "#999", "3,3", 0, "budget per request");
+    plot_legend(&lg, "#bbb", NULL, 1, "single models");
+    plot_legend(&lg, "gold", NULL, 1, "oracle");
 
     /* panel 1: running quality */
     plot_panel_t a = {&s, 80, top, pw, ph, 0, 1, 0, 1, 0, 0};
@@ -214,10 +233,7 @@ plot_svg(const report_t *rep, FILE *f)
         const report_policy_t *p = &rep->pol[i];
         plot_series(&a, p->curve_x, p->curve_q, p->n_curve, plot_color(i), 2,
                     NULL);
-        plot_legend(&a, plot_color(i), NULL, 0, p->name);
     }
-    plot_legend(&a, "black", "6,4", 0, "best static (LP)");
-    plot_legend(&a, "#888", "2,3", 0, "oracle");
 
     /* panel 2: running cost */
     plot_panel_t b = {&s, 80 + pw + 110, top, pw, ph, 0, xmax, 0, 1, 0, 0};
@@ -227,15 +243,12 @@ plot_svg(const report_t *rep, FILE *f)
     plot_frame(&b, "Learning curve: spend", "requests",
                "running cost per request (USD)");
     if (rep->budget > 0)
-        plot_hline(&b, rep->budget, "black", "6,4");
+        plot_hline(&b, rep->budget, "#999", "3,3");
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
         plot_series(&b, p->curve_x, p->curve_c, p->n_curve, plot_color(i), 2,
                     NULL);
-        plot_legend(&b, plot_color(i), NULL, 0, p->name);
     }
-    if (rep->budget > 0)
-        plot_legend(&b, "black", "6,4", 0, "budget");
 
     /* panel 3: frontier */
     plot_panel_t c = {&s, 80 + 2 * (pw + 110), top, pw, ph, 1, 1, 0, 1, 1, 0};
@@ -276,7 +289,7 @@ plot_svg(const report_t *rep, FILE *f)
         plot_series(&c, rep->sf_c, rep->sf_q, rep->n_sf, "black", 1.5, "6,4");
     if (rep->budget > 0 && rep->budget >= c.x0 && rep->budget <= c.x1)
         svg_line(&s, plot_px(&c, rep->budget), c.py, plot_px(&c, rep->budget),
-                 c.py + c.ph, "#bbb", 1, "3,3");
+                 c.py + c.ph, "#999", 1, "3,3");
     for (size_t m = 0; m < ds->n_models; m++) {
         if (!ds->model_n[m] || !(ds->model_cost[m] > 0))
             continue;
@@ -308,10 +321,7 @@ plot_svg(const report_t *rep, FILE *f)
         if (p->c_mean > 0)
             svg_circle(&s, plot_px(&c, p->c_mean), plot_py(&c, p->q_mean), 5,
                        plot_color(i), "#222");
-        plot_legend(&c, plot_color(i), NULL, 1, p->name);
     }
-    plot_legend(&c, "black", "6,4", 0, "best static frontier");
-    plot_legend(&c, "#bbb", NULL, 1, "single models");
     svg_end(&s);
 }
 

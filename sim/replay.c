@@ -324,6 +324,11 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
     pacer_t pc;
     pacer_init(&pc, cfg->budget_per_request * (double)total, (double)total, 1.0,
                0.0);
+    /* the replay's clock runs at exactly one request per second, so the
+     * rate estimate needs no warm-up floor: without this the pacer's
+     * default floor (1% of the window, at most 60 s) reads the first
+     * requests as a slow rate and pays them many times the target */
+    pc.min_elapsed_s = 1.0;
 
     int shuffle = cfg->shuffle < 0 ? !ds->ordered : cfg->shuffle;
     size_t *perm = xmem_alloc(nr * sizeof(size_t));
@@ -370,6 +375,7 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
                 policy_request_t req;
                 policy_request_init(&req, now);
                 req.allowed = allowed;
+                req.no_propensity = 1; /* replay logs no propensities */
                 if (budget_on) {
                     req.target_usd = target;
                     req.remaining_usd = pacer_remaining(&pc);

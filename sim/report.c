@@ -189,11 +189,15 @@ report_table(const report_t *rep, FILE *f)
         fprintf(f, ", exploration floor %g", rep->explore_floor);
     fprintf(f, "\n\n");
 
-    fprintf(f, "%-22s %8s %7s %8s %12s %9s %9s\n", "policy", "quality", "sd",
+    int w = 22;
+    for (size_t i = 0; i < rep->n_pol; i++)
+        if ((int)strlen(rep->pol[i].name) > w)
+            w = (int)strlen(rep->pol[i].name);
+    fprintf(f, "%-*s %8s %7s %8s %12s %9s %9s\n", w, "policy", "quality", "sd",
             "/static", "USD/request", "/budget", "max/bud");
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
-        fprintf(f, "%-22s %8.4f %7.4f %8.3f %12.6f", p->name, p->q_mean,
+        fprintf(f, "%-*s %8.4f %7.4f %8.3f %12.6f", w, p->name, p->q_mean,
                 p->q_sd, rep->static_q > 0 ? p->q_mean / rep->static_q : 0.0,
                 p->c_mean);
         if (rep->budget > 0.0)
@@ -202,9 +206,9 @@ report_table(const report_t *rep, FILE *f)
         else
             fprintf(f, " %9s %9s\n", "-", "-");
     }
-    fprintf(f, "\n%-22s %8.4f %7s %8s %12.6f\n", "best static (LP)",
+    fprintf(f, "\n%-*s %8.4f %7s %8s %12.6f\n", w, "best static (LP)",
             rep->static_q, "", "1.000", rep->static_c);
-    fprintf(f, "%-22s %8.4f %7s %8.3f %12.6f\n", "oracle (per prompt)",
+    fprintf(f, "%-*s %8.4f %7s %8.3f %12.6f\n", w, "oracle (per prompt)",
             rep->oracle_q, "",
             rep->static_q > 0 ? rep->oracle_q / rep->static_q : 0.0,
             rep->oracle_c);
@@ -219,15 +223,15 @@ report_table(const report_t *rep, FILE *f)
     for (size_t i = 0; i < rep->n_pol; i++) {
         char buf[512];
         report_top_shares(rep, rep->pol[i].share, buf, sizeof buf);
-        fprintf(f, "  %-20s %s\n", rep->pol[i].name, buf);
+        fprintf(f, "  %-*s %s\n", w, rep->pol[i].name, buf);
     }
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
         if (p->unaffordable > 0 || p->provider_errors > 0 || p->failed > 0)
             fprintf(f,
-                    "  %-20s per run: %.0f unaffordable, %.0f provider "
+                    "  %-*s per run: %.0f unaffordable, %.0f provider "
                     "errors, %.0f failed\n",
-                    p->name, p->unaffordable, p->provider_errors, p->failed);
+                    w, p->name, p->unaffordable, p->provider_errors, p->failed);
     }
 
     int any_front = 0;
@@ -250,9 +254,12 @@ report_table(const report_t *rep, FILE *f)
             fprintf(f, "%12.6f %8.4f", first->front_budget[j], sq);
             for (size_t i = 0; i < rep->n_pol; i++) {
                 const report_policy_t *p = &rep->pol[i];
-                if (p->n_front > j)
-                    fprintf(f, "    %.4f at %.6f", p->front_q[j],
-                            p->front_c[j]);
+                if (p->n_front > j) {
+                    char cell[64];
+                    snprintf(cell, sizeof cell, "%.4f at %.6f", p->front_q[j],
+                             p->front_c[j]);
+                    fprintf(f, " %22s", cell);
+                }
             }
             fprintf(f, "\n");
         }

@@ -152,7 +152,10 @@ scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
     if (!cJSON_IsObject(models) || !models->child)
         return serr_set(e, SERR_FORMAT, "%s: field 'models': %s", name,
                         models ? "not a non-empty object" : "missing");
-    cJSON_ArrayForEach(it, models) dataset_model_id(ds, it->string);
+    cJSON_ArrayForEach(it, models)
+    {
+        dataset_model_id(ds, it->string);
+    }
     s->nm = ds->n_models;
     size_t nmb = s->nm * s->nb;
     s->p_from = xmem_calloc(nmb, sizeof(double));

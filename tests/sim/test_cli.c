@@ -1,0 +1,207 @@
+/*
+ * test_cli.c - the bursar-sim program end to end: bad input gives a clear
+ * error and an exit status (never a crash), --json gives the documented
+ * fields, --plot writes an SVG. Runs $BURSAR_BIN_DIR/bursar-sim.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "simtest.h"
+
+static char dir[] = "/tmp/bursar-sim-cli-XXXXXX";
+static char bin[1024];
+
+static void
+write_file(const char *name, const char *s)
+{
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(s, f);
+    fclose(f);
+}
+
+/* Runs bursar-sim with args (a shell fragment, run in dir); returns the
+ * exit status and the captured stdout (+ stderr when err is set). */
+static int
+run_sim(const char *args, int err, char **out)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s %s", dir, bin, args,
+             err ? "2>&1" : "2>/dev/null");
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += got;
+        if (cap - n < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[n] = '\0';
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    const char *bd = getenv("BURSAR_BIN_DIR");
+    snprintf(bin, sizeof bin, "%s/bursar-sim", bd ? bd : "bin");
+    if (access(bin, X_OK) != 0)
+        return -1;
+    if (!mkdtemp(dir))
+        return -1;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void
+expect_fail(const char *args, int status, const char *frag)
+{
+    char *out;
+    int st = run_sim(args, 1, &out);
+    if (st != status || !strstr(out, frag))
+        fail_msg("'%s': status %d, output '%s' (wanted %d and '%s')", args, st,
+                 out, status, frag);
+    free(out);
+}
+
+static void
+test_bad_input(void **state)
+{
+    (void)state;
+    write_file("bad.csv", "eval_name,m,m|total_cost\nx,1,0.1\ny,2,0.1\n");
+    write_file("bad.jsonl", "{\"bucket\": \"x\", \"outcomes\": {\"m\": 1}, "
+                            "\"cost_usd\": {\"m\": 1}}\n{oops}\n");
+    write_file("bad.json", "{\"requests\": 10, \"traffic\": {\"x\": 1}, "
+                           "\"models\": {\"m\": {\"success\": 3, "
+                           "\"cost_usd\": 1}}}");
+    write_file("ok.jsonl", "{\"bucket\": \"x\", \"outcomes\": {\"m\": 1}, "
+                           "\"cost_usd\": {\"m\": 1}}\n");
+    expect_fail("--data bad.csv", 1, "bad.csv:3: field 'm'");
+    expect_fail("--data bad.jsonl", 1, "bad.jsonl:2: not valid JSON");
+    expect_fail("--scenario bad.json", 1, "field 'models.m.success'");
+    expect_fail("--data missing.csv", 1, "missing.csv: cannot open");
+    expect_fail("--data notes.txt", 1, "notes.txt");
+    expect_fail("", 2, "no input");
+    expect_fail("--data ok.jsonl --policy nope", 2, "unknown policy 'nope'");
+    expect_fail("--data ok.jsonl --policy fixed:zz", 2, "'zz' is not in");
+    expect_fail("--data ok.jsonl --seeds 0", 2, "--seeds");
+    expect_fail("--data ok.jsonl --budget-per-request x", 2,
+                "--budget-per-request");
+    expect_fail("--data ok.jsonl --bogus", 2, "unknown option '--bogus'");
+    expect_fail("--data ok.jsonl --plot out.pdf", 2, "out.pdf");
+}
+
+static const char *scen =
+    "{\"requests\": 3000, \"traffic\": {\"a\": 1, \"b\": 2},"
+    " \"models\": {"
+    "  \"big\": {\"cost_usd\": 0.01, \"success\": 0.9},"
+    "  \"small\": {\"cost_usd\": 0.001, \"success\": {\"a\": 0.8, \"b\": "
+    "0.3}}}}";
+
+static void
+test_json(void **state)
+{
+    (void)state;
+    write_file("s.json", scen);
+    char *out;
+    int st = run_sim("--scenario s.json --policy ts-budget,cheapest "
+                     "--budget-per-request 0.004 --seeds 2 --json "
+                     "--plot fig.svg --frontier=3",
+                     0, &out);
+    assert_int_equal(st, 0);
+    cJSON *o = cJSON_Parse(out);
+    if (!o)
+        fail_msg("not JSON: %.300s", out);
+    const char *keys[] = {"requests",
+                          "quality",
+                          "cost_usd",
+                          "cost_per_request_usd",
+                          "model_share",
+                          "best_static_quality",
+                          "oracle_quality",
+                          "oracle_cost_per_request_usd",
+                          "models",
+                          "policies",
+                          "best_static_frontier"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(o, keys[i]))
+            fail_msg("no '%s' in the JSON", keys[i]);
+    assert_near(cJSON_GetObjectItem(o, "requests")->valuedouble, 3000, 0);
+    const cJSON *ms = cJSON_GetObjectItem(o, "model_share");
+    assert_non_null(cJSON_GetObjectItem(ms, "overall"));
+    assert_non_null(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(ms, "per_bucket"), "b"));
+    const cJSON *pols = cJSON_GetObjectItem(o, "policies");
+    assert_int_equal(cJSON_GetArraySize(pols), 2);
+    const cJSON *p0 = cJSON_GetArrayItem(pols, 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(p0, "frontier")),
+                     3);
+    assert_near(cJSON_GetObjectItem(p0, "runs")->valuedouble, 2, 0);
+    /* budget 0.004: best static mixes big and small; oracle ~0.99+ */
+    double sq = cJSON_GetObjectItem(o, "best_static_quality")->valuedouble;
+    assert_true(sq > 0.5 && sq < 0.9);
+    assert_true(cJSON_GetObjectItem(o, "oracle_quality")->valuedouble > 0.9);
+    const cJSON *big =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(o, "models"), "big");
+    assert_near(cJSON_GetObjectItem(big, "cost_per_request_usd")->valuedouble,
+                0.01, 1e-12);
+    cJSON_Delete(o);
+    free(out);
+
+    char p[1200];
+    snprintf(p, sizeof p, "%s/fig.svg", dir);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    char head[64] = "";
+    assert_non_null(fgets(head, sizeof head, f));
+    fclose(f);
+    assert_non_null(strstr(head, "<?xml"));
+
+    /* the table names the references */
+    st = run_sim("--scenario s.json --policy all --budget-per-request 0.004", 0,
+                 &out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "best static (LP)"));
+    assert_non_null(strstr(out, "oracle"));
+    assert_non_null(strstr(out, "ucb1"));
+    free(out);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_json),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
