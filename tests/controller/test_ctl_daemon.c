@@ -832,6 +832,47 @@ test_one_writer(void **state)
     cJSON_Delete(th_ok(f->c, "{\"op\":\"ping\"}"));
 }
 
+/* A full LMDB map: the commit fails, every request of the batch is
+ * answered store_error, nothing of it is recorded, and the daemon goes on
+ * serving what does not need to write. */
+static void
+test_store_full(void **state)
+{
+    (void)state;
+    th_daemon_t d;
+    th_setup(&d, "{" MODELS ",\"buckets\":{\"code\":{\"models\":[\"a\","
+                 "\"b\"]}},\"store\":{\"map_size_mb\":1}}");
+    th_start(&d);
+    th_client_t *c = th_client_new(d.endpoint);
+    int ok = 0, full = 0;
+    for (int i = 0; i < 20000 && !full; i++) {
+        cJSON *r = th_call(c, "{\"op\":\"choose\",\"bucket\":\"code\"}");
+        assert_non_null(r);
+        if (cJSON_IsTrue(cJSON_GetObjectItem(r, "ok"))) {
+            ok++;
+        } else {
+            assert_string_equal(th_str(cJSON_GetObjectItem(r, "error"), "code"),
+                                "store_error");
+            full = 1;
+        }
+        cJSON_Delete(r);
+    }
+    assert_true(full);
+    assert_true(ok > 100);
+    cJSON_Delete(th_ok(c, "{\"op\":\"ping\"}"));
+    /* memory was reloaded from the store: it holds exactly the
+     * acknowledged decisions */
+    cJSON *s = th_ok(c, "{\"op\":\"stats\"}");
+    assert_true(th_num(s, "decisions") == ok);
+    assert_true(th_num(th_arm(s, "code", "a"), "pulls") +
+                    th_num(th_arm(s, "code", "b"), "pulls") ==
+                ok);
+    cJSON_Delete(s);
+    th_client_destroy(&c);
+    assert_int_equal(th_stop(&d), 0);
+    th_cleanup(&d);
+}
+
 static void
 test_unknown_bucket_create(void **state)
 {
@@ -885,6 +926,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_check_config_cli, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_one_writer, fx_setup, fx_teardown),
+        cmocka_unit_test(test_store_full),
         cmocka_unit_test(test_unknown_bucket_create),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
