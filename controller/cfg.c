@@ -465,7 +465,7 @@ cfg_set_defaults(cfg_t *c)
     c->latency_window_s = 300;
     c->latency_quantile = 0.95;
     c->latency_min_samples = 5;
-    c->map_size_mb = 1024;
+    c->map_size_mb = 8192;
     c->nometasync = 0;
     c->batch_max = 512;
     c->retention_s = 30 * 86400.0;
