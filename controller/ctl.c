@@ -819,32 +819,30 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
         d.flags |= STORE_D_EXPLORED;
     if (ch.flags & POLICY_F_UNAFFORDABLE)
         d.flags |= STORE_D_OVER_BUDGET;
+    if (b->has_budget)
+        d.flags |= STORE_D_BUCKET_RES;
+    store_health_t *h = &c->health[ch.model];
+    int probe = h->cooling && now >= h->until; /* half-open: the probe */
+    if (probe)
+        d.flags |= STORE_D_PROBE;
     int rc = store_put_decision(c->store, c->txn, &d);
     if (!rc)
         rc = store_put_pending(c->store, c->txn, d.id, d.t);
     if (rc) {
+        /* the batch will not commit; memory is reloaded after it */
         ctl_store_rc(c, rc, "put decision");
         return ctl_error(rq, PROTO_E_STORE, "cannot record the decision: %s",
                          store_strerror(rc));
     }
     c->seq = d.id;
-
     pacer_reserve(&c->pacer, d.reserved_usd);
-    if (b->has_budget) {
+    if (b->has_budget)
         pacer_reserve(&b->pacer, d.reserved_usd);
-        d.flags |= STORE_D_BUCKET_RES;
-    }
-    store_health_t *h = &c->health[ch.model];
-    if (h->cooling && now >= h->until) {
-        /* half-open: this decision is the probe */
+    if (probe) {
         h->probe = d.id;
         h->probe_t = now;
         c->health_dirty[ch.model] = 1;
-        d.flags |= STORE_D_PROBE;
     }
-    if (d.flags & (STORE_D_BUCKET_RES | STORE_D_PROBE))
-        ctl_store_rc(c, store_put_decision(c->store, c->txn, &d),
-                     "put decision");
     ctl_mark_dirty(c, bi);
     c->meta_dirty = 1;
 
