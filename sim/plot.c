@@ -138,8 +138,8 @@ plot_legend(plot_panel_t *p, const char *color, const char *dash, int point,
 
 /* Draws a data series clipped to the panel's y range. */
 static void
-plot_series(plot_panel_t *p, const double *x, const double *y, size_t n,
-            const char *color, double width, const char *dash)
+plot_series_a(plot_panel_t *p, const double *x, const double *y, size_t n,
+              const char *color, double width, const char *dash, double opacity)
 {
     double *X = xmem_alloc((n ? n : 1) * sizeof(double));
     double *Y = xmem_alloc((n ? n : 1) * sizeof(double));
@@ -152,9 +152,16 @@ plot_series(plot_panel_t *p, const double *x, const double *y, size_t n,
         Y[k] = plot_py(p, yy);
         k++;
     }
-    svg_polyline(p->s, X, Y, k, color, width, dash);
+    svg_polyline_a(p->s, X, Y, k, color, width, dash, opacity);
     free(X);
     free(Y);
+}
+
+static void
+plot_series(plot_panel_t *p, const double *x, const double *y, size_t n,
+            const char *color, double width, const char *dash)
+{
+    plot_series_a(p, x, y, n, color, width, dash, 1.0);
 }
 
 static void
@@ -164,6 +171,21 @@ plot_hline(plot_panel_t *p, double y, const char *color, const char *dash)
         return;
     svg_line(p->s, p->px, plot_py(p, y), p->px + p->pw, plot_py(p, y), color,
              1.5, dash);
+}
+
+/* A moving average over the last w checkpoints, from running means:
+ * (sum_j - sum_{j-w}) / (x_j - x_{j-w}). out has n entries. */
+static void
+plot_moving(const double *x, const double *running, size_t n, size_t w,
+            double *out)
+{
+    for (size_t j = 0; j < n; j++) {
+        size_t i = j >= w ? j - w : 0;
+        double s1 = running[j] * x[j];
+        double s0 = j >= w ? running[i] * x[i] : 0.0;
+        double x0 = j >= w ? x[i] : 0.0;
+        out[j] = x[j] > x0 ? (s1 - s0) / (x[j] - x0) : running[j];
+    }
 }
 
 /* --------------------------------------------------------------- SVG */
@@ -198,19 +220,23 @@ plot_svg(const report_t *rep, FILE *f)
     double xmax = 1, qmin = 1, qmax = 0, cmax = 0;
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
+        size_t w = p->n_curve / 20 ? p->n_curve / 20 : 1;
+        double *mq = xmem_alloc((p->n_curve + 1) * sizeof(double));
+        double *mc = xmem_alloc((p->n_curve + 1) * sizeof(double));
+        plot_moving(p->curve_x, p->curve_q, p->n_curve, w, mq);
+        plot_moving(p->curve_x, p->curve_c, p->n_curve, w, mc);
         for (size_t j = 0; j < p->n_curve; j++) {
             if (p->curve_x[j] > xmax)
                 xmax = p->curve_x[j];
-            /* the first few points are noisy: let them leave the frame */
-            if (j >= p->n_curve / 20) {
-                if (p->curve_q[j] < qmin)
-                    qmin = p->curve_q[j];
-                if (p->curve_q[j] > qmax)
-                    qmax = p->curve_q[j];
-            }
-            if (j >= p->n_curve / 20 && p->curve_c[j] > cmax)
-                cmax = p->curve_c[j];
+            /* the first points are noisy: let them leave the frame */
+            if (j < p->n_curve / 20)
+                continue;
+            qmin = fmin(qmin, fmin(p->curve_q[j], mq[j]));
+            qmax = fmax(qmax, fmax(p->curve_q[j], mq[j]));
+            cmax = fmax(cmax, fmax(p->curve_c[j], mc[j]));
         }
+        free(mq);
+        free(mc);
     }
     if (rep->oracle_q > qmax)
         qmax = rep->oracle_q;
@@ -226,11 +252,17 @@ plot_svg(const report_t *rep, FILE *f)
     if (a.y1 <= a.y0)
         a.y1 = a.y0 + 0.1;
     plot_frame(&a, "Learning curve: quality", "requests",
-               "running mean quality");
+               "mean quality (bold: running, faint: last 5%)");
     plot_hline(&a, rep->static_q, "black", "6,4");
     plot_hline(&a, rep->oracle_q, "#888", "2,3");
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
+        double *mv = xmem_alloc((p->n_curve + 1) * sizeof(double));
+        plot_moving(p->curve_x, p->curve_q, p->n_curve,
+                    p->n_curve / 20 ? p->n_curve / 20 : 1, mv);
+        plot_series_a(&a, p->curve_x, mv, p->n_curve, plot_color(i), 1, NULL,
+                      0.45);
+        free(mv);
         plot_series(&a, p->curve_x, p->curve_q, p->n_curve, plot_color(i), 2,
                     NULL);
     }
@@ -241,11 +273,17 @@ plot_svg(const report_t *rep, FILE *f)
         cmax = rep->budget;
     b.y1 = cmax > 0 ? cmax * 1.15 : 1.0;
     plot_frame(&b, "Learning curve: spend", "requests",
-               "running cost per request (USD)");
+               "cost per request, USD (bold: running, faint: last 5%)");
     if (rep->budget > 0)
         plot_hline(&b, rep->budget, "#999", "3,3");
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
+        double *mv = xmem_alloc((p->n_curve + 1) * sizeof(double));
+        plot_moving(p->curve_x, p->curve_c, p->n_curve,
+                    p->n_curve / 20 ? p->n_curve / 20 : 1, mv);
+        plot_series_a(&b, p->curve_x, mv, p->n_curve, plot_color(i), 1, NULL,
+                      0.45);
+        free(mv);
         plot_series(&b, p->curve_x, p->curve_c, p->n_curve, plot_color(i), 2,
                     NULL);
     }
@@ -366,7 +404,8 @@ plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
         plot_gp_name(f, nm ? nm + 1 : ds->model[m]);
         fprintf(f, "\"\n");
     }
-    fprintf(f, "EOD\n$static << EOD\n");
+    fprintf(f, "EOD\n$oracle << EOD\n%.8g %.8g\nEOD\n$static << EOD\n",
+            rep->oracle_c, rep->oracle_q);
     for (size_t j = 0; j < rep->n_sf; j++)
         fprintf(f, "%.8g %.8g\n", rep->sf_c[j], rep->sf_q[j]);
     fprintf(f, "EOD\n");
@@ -381,7 +420,7 @@ plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
     }
     fprintf(f,
             "%.8g with lines dt 2 lc 'black' title 'best static', %.8g "
-            "with lines dt 3 lc 'gray' title 'oracle'\n",
+            "with lines dt 3 lw 1.5 lc 'black' title 'oracle'\n",
             rep->static_q, rep->oracle_q);
     fprintf(f, "set title 'Learning curve: spend'\nset ylabel 'running cost "
                "per request (USD)'\n");
@@ -396,6 +435,7 @@ plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
                 rep->budget);
     fprintf(f, "\n");
     fprintf(f, "set title 'Frontier: quality vs cost'\nset logscale x\n"
+               "set key right bottom\n"
                "set xlabel 'cost per request (USD)'\nset ylabel 'quality'\n");
     fprintf(f, "plot $models using 1:2 with points pt 7 lc 'gray' title "
                "'single models', $models using 1:2:3 with labels offset "
@@ -403,16 +443,15 @@ plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
     if (rep->n_sf)
         fprintf(f, ", $static using 1:2 with lines dt 2 lc 'black' title "
                    "'best static frontier'");
-    fprintf(f, ", '-' using 1:2 with points pt 5 ps 1.5 lc 'gold' title "
-               "'oracle'");
+    fprintf(f, ", $oracle using 1:2 with points pt 5 ps 2 lc 'goldenrod' "
+               "title 'oracle'");
     for (size_t i = 0; i < rep->n_pol; i++) {
         fprintf(f, ", $front%zu using 1:2 with linespoints lw 2 pt 7 title '",
                 i);
         plot_gp_name(f, rep->pol[i].name);
         fprintf(f, "'");
     }
-    fprintf(f, "\n%.8g %.8g\ne\nunset multiplot\n", rep->oracle_c,
-            rep->oracle_q);
+    fprintf(f, "\nunset multiplot\n");
 }
 
 int

@@ -46,6 +46,8 @@ replay_result_destroy(replay_result_t **pr)
     free(r->curve_quality);
     free(r->curve_cost);
     free(r->curve_mu);
+    free(r->curve_quality_window);
+    free(r->curve_cost_window);
     free(r->curve_target);
     free(r->trace_model);
     free(r->trace_bucket);
@@ -303,6 +305,8 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
     r->curve_quality = xmem_calloc(npts + 1, sizeof(double));
     r->curve_cost = xmem_calloc(npts + 1, sizeof(double));
     r->curve_mu = xmem_calloc(npts + 1, sizeof(double));
+    r->curve_quality_window = xmem_calloc(npts + 1, sizeof(double));
+    r->curve_cost_window = xmem_calloc(npts + 1, sizeof(double));
     r->curve_target = xmem_calloc(npts + 1, sizeof(double));
     if (cfg->trace) {
         r->trace_model = xmem_alloc(total * sizeof(int));
@@ -334,7 +338,7 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
     size_t *perm = xmem_alloc(nr * sizeof(size_t));
     unsigned char *allowed = xmem_alloc(nm ? nm : 1);
     int *order = xmem_alloc((nm ? nm : 1) * sizeof(int));
-    double qsum = 0.0, csum = 0.0;
+    double qsum = 0.0, csum = 0.0, q_prev = 0.0, c_prev = 0.0, n_prev = 0.0;
     size_t t = 0, next_pt = 0;
 
     for (unsigned pass = 0; pass < cfg->passes; pass++) {
@@ -417,6 +421,12 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
                 r->curve_quality[next_pt] = qsum / n;
                 r->curve_cost[next_pt] = csum / n;
                 r->curve_mu[next_pt] = pol.mu;
+                r->curve_quality_window[next_pt] =
+                    (qsum - q_prev) / (n - n_prev);
+                r->curve_cost_window[next_pt] = (csum - c_prev) / (n - n_prev);
+                q_prev = qsum;
+                c_prev = csum;
+                n_prev = n;
                 r->curve_target[next_pt] = target;
                 next_pt++;
             }

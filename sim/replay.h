@@ -87,10 +87,12 @@ typedef struct replay_result {
     /* learning curves at n_curve checkpoints: after curve_x[i] requests */
     size_t n_curve;
     double *curve_x;
-    double *curve_quality; /* running mean outcome */
-    double *curve_cost;    /* running mean cost per request, USD */
-    double *curve_mu;      /* policy mu */
-    double *curve_target;  /* paced target, USD (0: no budget) */
+    double *curve_quality;        /* running mean outcome */
+    double *curve_cost;           /* running mean cost per request, USD */
+    double *curve_quality_window; /* mean outcome since the previous point */
+    double *curve_cost_window;    /* mean cost since the previous point */
+    double *curve_mu;             /* policy mu */
+    double *curve_target;         /* paced target, USD (0: no budget) */
 
     /* per-request trace (cfg.trace): served model (-1: failed), bucket,
      * outcome, cost */

@@ -47,6 +47,8 @@ report_add(report_t *rep, const char *name, policy_kind_t kind, int sees_budget,
     p->curve_q = xmem_calloc(p->n_curve + 1, sizeof(double));
     p->curve_c = xmem_calloc(p->n_curve + 1, sizeof(double));
     p->curve_mu = xmem_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_qw = xmem_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_cw = xmem_calloc(p->n_curve + 1, sizeof(double));
     p->requests = runs[0]->requests;
     for (size_t i = 0; i < k; i++) {
         const replay_result_t *r = runs[i];
@@ -76,6 +78,8 @@ report_add(report_t *rep, const char *name, policy_kind_t kind, int sees_budget,
             p->curve_q[j] += r->curve_quality[j] / (double)k;
             p->curve_c[j] += r->curve_cost[j] / (double)k;
             p->curve_mu[j] += r->curve_mu[j] / (double)k;
+            p->curve_qw[j] += r->curve_quality_window[j] / (double)k;
+            p->curve_cw[j] += r->curve_cost_window[j] / (double)k;
         }
     }
     report_mean_sd(q, k, &p->q_mean, &p->q_sd);
@@ -125,6 +129,8 @@ report_destroy_contents(report_t *rep)
         free(p->curve_q);
         free(p->curve_c);
         free(p->curve_mu);
+        free(p->curve_qw);
+        free(p->curve_cw);
         free(p->front_budget);
         free(p->front_q);
         free(p->front_q_sd);
@@ -321,6 +327,12 @@ report_policy_fields(const report_t *rep, const report_policy_t *p, cJSON *o)
         cJSON_AddItemToObject(
             lc, "cost_per_request_usd",
             cJSON_CreateDoubleArray(p->curve_c, (int)p->n_curve));
+        cJSON_AddItemToObject(
+            lc, "quality_window",
+            cJSON_CreateDoubleArray(p->curve_qw, (int)p->n_curve));
+        cJSON_AddItemToObject(
+            lc, "cost_per_request_window_usd",
+            cJSON_CreateDoubleArray(p->curve_cw, (int)p->n_curve));
         cJSON_AddItemToObject(
             lc, "mu", cJSON_CreateDoubleArray(p->curve_mu, (int)p->n_curve));
     }

@@ -34,7 +34,8 @@ typedef struct report_policy {
     double unaffordable, explored, provider_errors, failed; /* per run */
     size_t n_curve;
     double *curve_x, *curve_q, *curve_c, *curve_mu; /* means over runs */
-    size_t n_front;                                 /* budget sweep */
+    double *curve_qw, *curve_cw; /* windowed (since the previous point) */
+    size_t n_front;              /* budget sweep */
     double *front_budget, *front_q, *front_q_sd, *front_c, *front_spend;
 } report_policy_t;
 

@@ -398,6 +398,17 @@ scenario_load_buffer(dataset_t *ds, const char *buf, size_t len,
         return serr_set(e, SERR_PARSE, "%s:%ld: not valid JSON", name,
                         scen_line_of(buf, at));
     }
+    const char *tail = end ? end : buf + len;
+    while (tail < buf + len &&
+           (*tail == ' ' || *tail == '\t' || *tail == '\r' || *tail == '\n'))
+        tail++;
+    if (tail < buf + len && *tail) {
+        cJSON_Delete(root);
+        return serr_set(e, SERR_PARSE,
+                        "%s:%ld: unexpected content after the scenario "
+                        "object (one JSON object per file)",
+                        name, scen_line_of(buf, tail));
+    }
     scen_t s;
     memset(&s, 0, sizeof s);
     int rc = scen_parse(ds, &s, root, name, e);

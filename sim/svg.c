@@ -46,12 +46,22 @@ void
 svg_polyline(svg_t *s, const double *x, const double *y, size_t n,
              const char *color, double width, const char *dash)
 {
+    svg_polyline_a(s, x, y, n, color, width, dash, 1.0);
+}
+
+void
+svg_polyline_a(svg_t *s, const double *x, const double *y, size_t n,
+               const char *color, double width, const char *dash,
+               double opacity)
+{
     if (n == 0)
         return;
     fprintf(s->f,
             "<polyline fill=\"none\" stroke=\"%s\" "
             "stroke-width=\"%.2f\" stroke-linejoin=\"round\"",
             color, width);
+    if (opacity < 1.0)
+        fprintf(s->f, " stroke-opacity=\"%.2f\"", opacity);
     svg_dash(s, dash);
     fprintf(s->f, " points=\"");
     for (size_t i = 0; i < n; i++)

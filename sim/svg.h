@@ -27,6 +27,10 @@ void svg_line(svg_t *s, double x1, double y1, double x2, double y2,
               const char *color, double width, const char *dash);
 void svg_polyline(svg_t *s, const double *x, const double *y, size_t n,
                   const char *color, double width, const char *dash);
+/* The same with a stroke opacity in [0, 1]. */
+void svg_polyline_a(svg_t *s, const double *x, const double *y, size_t n,
+                    const char *color, double width, const char *dash,
+                    double opacity);
 void svg_circle(svg_t *s, double x, double y, double r, const char *fill,
                 const char *stroke);
 void svg_rect(svg_t *s, double x, double y, double w, double h,

@@ -170,6 +170,8 @@ test_errors(void **state)
     expect_error("{\n\"requests\": 10,\n\"traffic\": {\"x\": 1,}\n}",
                  SERR_PARSE, "bad.json:3");
     expect_error("[]", SERR_FORMAT, "not a JSON object");
+    expect_error("{\"requests\": 10}\n{\"requests\": 10}\n", SERR_PARSE,
+                 "bad.json:2: unexpected content");
     expect_error("{\"traffic\": {\"x\": 1}, " MODELS "}", SERR_FORMAT,
                  "field 'requests': missing");
     expect_error("{\"requests\": 2.5, \"traffic\": {\"x\": 1}, " MODELS "}",
