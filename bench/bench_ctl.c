@@ -10,8 +10,8 @@
  *      loopback), then of "choose" against bursard over TCP loopback with
  *      durable commits: p50 and p99 in microseconds.
  *   2. 8 concurrent DEALER clients, each keeping 32 choose+feedback pairs
- *      in flight: pairs per second, with store.sync "full" and
- *      "nometasync".
+ *      in flight: pairs per second, over TCP loopback with store.sync
+ *      "full" and "nometasync", and over ipc:// with "full".
  *   3. resident memory of bursard with 1,000 buckets of 16 arms, after one
  *      decision in every bucket.
  *
@@ -292,11 +292,14 @@ bench_pairs_thread(void *arg)
 }
 
 static void
-bench_pairs(const char *sync, double seconds)
+bench_pairs(const char *sync, int ipc, double seconds)
 {
-    char ep[64], state[700];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", bench_free_port());
-    snprintf(state, sizeof state, "%s/state-pairs-%s", bench_dir, sync);
+    char ep[700], state[700];
+    if (ipc)
+        snprintf(ep, sizeof ep, "ipc://%s/pairs.sock", bench_dir);
+    else
+        snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", bench_free_port());
+    snprintf(state, sizeof state, "%s/state-pairs-%s-%d", bench_dir, sync, ipc);
     char *cfg = bench_config(sync);
     pid_t pid = bench_start(cfg, ep, state);
     free(cfg);
@@ -316,7 +319,9 @@ bench_pairs(const char *sync, double seconds)
     double el = bench_now() - t0;
     printf("%-34s %9.0f pairs/s   (8 clients x 32 in flight, %ld pairs "
            "in %.1f s, sync=%s)\n",
-           "choose+feedback, durable commit", total / el, total, el, sync);
+           ipc ? "choose+feedback, ipc, durable"
+               : "choose+feedback, tcp, durable",
+           total / el, total, el, sync);
     bench_stop(pid);
 }
 
@@ -450,8 +455,9 @@ main(int argc, char **argv)
     bench_stop(pid);
 
     /* 2. pairs */
-    bench_pairs("full", secs);
-    bench_pairs("nometasync", secs);
+    bench_pairs("full", 0, secs);
+    bench_pairs("nometasync", 0, secs);
+    bench_pairs("full", 1, secs);
 
     /* 3. memory */
     bench_rss();
