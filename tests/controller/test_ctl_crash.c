@@ -258,7 +258,13 @@ static void
 test_crash(void **state)
 {
     (void)state;
-    srand((unsigned)time(NULL));
+    /* The kill moments are random by design; the seed is printed so that a
+     * failing run can be replayed with BURSAR_CRASH_SEED. */
+    const char *seed_env = getenv("BURSAR_CRASH_SEED");
+    unsigned seed =
+        seed_env ? (unsigned)strtoul(seed_env, NULL, 10) : (unsigned)time(NULL);
+    fprintf(stderr, "crash: seed %u\n", seed);
+    srand(seed);
     th_daemon_t dm;
     th_setup(&dm, crash_config);
     client_t c = {0};
