@@ -21,6 +21,10 @@
 
 enum { EV_QUALITY, EV_DOWN, EV_UP, EV_PRICE };
 
+/* A cell costs about 50 bytes while the dataset is built (32 sparse + 17
+ * dense): 5e7 cells, 2.5 GB, is the most we try. */
+#define SCEN_MAX_CELLS 5e7
+
 typedef struct scen_event {
     size_t at;
     int type;
@@ -157,6 +161,11 @@ scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
         dataset_model_id(ds, it->string);
     }
     s->nm = ds->n_models;
+    if ((double)s->requests * (double)s->nm > SCEN_MAX_CELLS)
+        return serr_set(e, SERR_FORMAT,
+                        "%s: field 'requests': %zu requests x %zu models is "
+                        "more than %.0e outcomes to hold in memory",
+                        name, s->requests, s->nm, SCEN_MAX_CELLS);
     size_t nmb = s->nm * s->nb;
     s->p_from = xmem_calloc(nmb, sizeof(double));
     s->p_to = xmem_calloc(nmb, sizeof(double));
