@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "evaluate.h"
 #include "load.h"
 #include "plot.h"
 #include "policy.h"
@@ -25,6 +26,8 @@
 
 static const char *main_usage =
     "usage: bursar-sim [options] [--data] PATH...\n"
+    "       bursar-sim evaluate --log FILE --policy P [options]  (off-policy\n"
+    "       evaluation of a logged decision stream; evaluate --help)\n"
     "\n"
     "Replays full-information data (every model's outcome per request)\n"
     "through routing policies and reports quality and spend.\n"
@@ -498,6 +501,8 @@ main(int argc, char **argv)
 {
     serr_t e = {0, ""};
     main_opts_t o;
+    if (argc > 1 && strcmp(argv[1], "evaluate") == 0)
+        return evaluate_main(argc - 1, argv + 1);
     int rc = main_parse(argc, argv, &o, &e);
     if (rc == 1) {
         fputs(main_usage, stdout);

@@ -1,0 +1,133 @@
+#!/bin/sh
+# ope_check.sh - off-policy evaluation against known truth (issue 5).
+#
+# For each seed: start the real bursard (plain Thompson sampling with an
+# exploration floor of 0.1) on a fresh state directory, drive it with
+# `bursar-agent --simulate` on a synthetic scenario (outcomes drawn from
+# known success rates, fixed costs), export the decision log with
+# `bursar export`, and estimate with `bursar-sim evaluate` the value of
+# policies the log did not run: each single model, uniform, and a mixed
+# distribution. The truth of a static policy on this scenario is exact:
+# sum over buckets of traffic share x sum over models of pi(model) x
+# success rate (and the same with the cost). Prints one line per
+# (policy, seed), then the share of 95% intervals that hold the truth, per
+# estimator. Exit status 1 when the DR coverage is below 90%.
+#
+# usage: scripts/ope_check.sh [BUILD_DIR] [SEEDS] [TASKS]
+#        (defaults: build-ope, 6 seeds, 2000 tasks per seed)
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$here/build-ope}/bin
+seeds=${2:-6}
+tasks=${3:-2000}
+for p in bursard bursar bursar-agent bursar-sim; do
+    if [ ! -x "$bin/$p" ]; then
+        echo "ope_check: $bin/$p is not built" >&2
+        exit 1
+    fi
+done
+command -v jq >/dev/null || { echo "ope_check: jq is needed" >&2; exit 1; }
+work=$(mktemp -d /tmp/ope_check.XXXXXX)
+dpid=
+cleanup() {
+    [ -n "$dpid" ] && kill "$dpid" 2>/dev/null || true
+    [ -n "${BURSAR_KEEP_TEST_DIRS:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# The scenario: true success rates per (model, bucket) and costs. Traffic
+# is half code, half chat.
+rates='big code 0.90 0.0100
+big chat 0.85 0.0100
+mid code 0.70 0.0020
+mid chat 0.80 0.0020
+small code 0.40 0.0004
+small chat 0.70 0.0004'
+policies='fixed:big fixed:mid fixed:small uniform mix:big=0.2,mid=0.5,small=0.3'
+
+# truth POLICY: expected quality and cost per request on the scenario
+truth() {
+    echo "$rates" | awk -v pol="$1" '
+    BEGIN {
+        if (pol == "uniform") { w["big"] = w["mid"] = w["small"] = 1 / 3 }
+        else if (pol ~ /^fixed:/) { w[substr(pol, 7)] = 1 }
+        else {
+            n = split(substr(pol, 5), kv, ",")
+            for (i = 1; i <= n; i++) { split(kv[i], p, "="); w[p[1]] = p[2]; s += p[2] }
+            for (m in w) w[m] /= s
+        }
+    }
+    { q += 0.5 * w[$1] * $3; c += 0.5 * w[$1] * $4 }
+    END { printf "%.6f %.6f\n", q, c }'
+}
+
+printf '%-34s %4s %8s  %-17s %-17s %-17s %-17s %-17s\n' policy seed truth \
+    replay ips snips dm dr
+: > "$work/hits"
+s=1
+while [ "$s" -le "$seeds" ]; do
+    d=$work/seed$s
+    mkdir -p "$d"
+    sock=ipc://$d/ctl.sock
+    cat > "$d/bursar.json" <<CFG
+{"listen":["$sock"],
+ "models":{"big":{"provider":"openai","price_in_per_mtok":5,"price_out_per_mtok":15},
+           "mid":{"provider":"openai","price_in_per_mtok":1,"price_out_per_mtok":3},
+           "small":{"provider":"openai","price_in_per_mtok":0.2,"price_out_per_mtok":0.6}},
+ "buckets":{"code":{"models":["big","mid","small"]},
+            "chat":{"models":["big","mid","small"]}},
+ "explore_floor":0.1,
+ "policy":{"name":"ts","seed":$s}}
+CFG
+    cat > "$d/scenario.json" <<SCN
+{"seed": $((1000 + s)), "tasks": {"count": $tasks, "buckets": {"code": 1, "chat": 1}},
+ "models": {
+  "big":   {"success": 0.90, "success_by_bucket": {"chat": 0.85}, "cost_usd": 0.0100},
+  "mid":   {"success": 0.70, "success_by_bucket": {"chat": 0.80}, "cost_usd": 0.0020},
+  "small": {"success": 0.40, "success_by_bucket": {"chat": 0.70}, "cost_usd": 0.0004}}}
+SCN
+    "$bin/bursard" --config "$d/bursar.json" --state-dir "$d/state" --quiet \
+        2> "$d/bursard.log" &
+    dpid=$!
+    i=0
+    until "$bin/bursar" --controller "$sock" --timeout 200 ping >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ "$i" -lt 50 ] || { echo "ope_check: bursard did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+    "$bin/bursar-agent" --controller "$sock" --simulate "$d/scenario.json" \
+        --escalations 0 --spool "$d/spool" > "$d/results.jsonl" 2> "$d/agent.log"
+    "$bin/bursar" --controller "$sock" export > "$d/log.jsonl"
+    kill "$dpid"
+    wait "$dpid" 2>/dev/null || true
+    dpid=
+    args=
+    for p in $policies; do args="$args --policy $p"; done
+    # shellcheck disable=SC2086
+    "$bin/bursar-sim" evaluate --log "$d/log.jsonl" $args --seed "$s" --json \
+        > "$d/ope.json"
+    for p in $policies; do
+        set -- $(truth "$p")
+        tq=$1
+        jq -r --arg p "$p" --argjson t "$tq" '
+          .policies[] | select(.policy == $p) | .estimators as $e
+          | ["replay","ips","snips","dm","dr"]
+          | map($e[.] | [.estimate, .ci95[0], .ci95[1],
+                         (if .ci95[0] <= $t and $t <= .ci95[1] then 1 else 0 end)])
+          | map(@text "\(.[0]*1000|round/1000)[\(.[1]*1000|round/1000),\(.[2]*1000|round/1000)]\(if .[3] == 1 then "" else "*" end)"),
+            map(.[3])
+          | @tsv' "$d/ope.json" > "$d/row"
+        printf '%-34s %4d %8.4f  %s\n' "$p" "$s" "$tq" \
+            "$(sed -n 1p "$d/row" | awk -F'\t' '{for (i = 1; i <= NF; i++) printf "%-17s ", $i}')"
+        sed -n 2p "$d/row" >> "$work/hits"
+    done
+    s=$((s + 1))
+done
+echo "(* = the 95% interval misses the truth)"
+awk -F'\t' '{ n++; for (i = 1; i <= 5; i++) h[i] += $i }
+    END {
+        split("replay ips snips dm dr", nm, " ")
+        printf "coverage over %d (policy, seed) pairs:", n
+        for (i = 1; i <= 5; i++) printf " %s %d/%d (%.1f%%)", nm[i], h[i], n, 100 * h[i] / n
+        printf "\n"
+        exit (h[5] < 0.9 * n) }' "$work/hits"

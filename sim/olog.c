@@ -1,0 +1,347 @@
+/*
+ * olog.c - readers of logged bandit feedback (olog.h).
+ *
+ * Names are looked up by a linear scan, cached on the last hit: logs have
+ * a handful of buckets and at most a few dozen actions, and consecutive
+ * rows mostly repeat them, so a hash table would not pay for itself.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "olog.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "csv.h"
+#include "xmem.h"
+
+olog_t *
+olog_new(void)
+{
+    return xmem_calloc(1, sizeof(olog_t));
+}
+
+void
+olog_destroy(olog_t **lg)
+{
+    if (!lg || !*lg)
+        return;
+    olog_t *l = *lg;
+    for (size_t i = 0; i < l->n_buckets; i++)
+        free(l->bucket[i]);
+    for (size_t i = 0; i < l->n_actions; i++)
+        free(l->action[i]);
+    free(l->bucket);
+    free(l->action);
+    free(l->row_bucket);
+    free(l->row_action);
+    free(l->reward);
+    free(l->cost);
+    free(l->prop);
+    free(l->time);
+    free(l->line);
+    free(l);
+    *lg = NULL;
+}
+
+static int
+olog_find(char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int
+olog_intern(char ***names, size_t *n, const char *name)
+{
+    int i = olog_find(*names, *n, name);
+    if (i >= 0)
+        return i;
+    *names = xmem_realloc(*names, (*n + 1) * sizeof(char *));
+    (*names)[*n] = xmem_strdup(name);
+    return (int)(*n)++;
+}
+
+int
+olog_bucket_id(olog_t *lg, const char *name)
+{
+    return olog_intern(&lg->bucket, &lg->n_buckets, name);
+}
+
+int
+olog_action_id(olog_t *lg, const char *name)
+{
+    return olog_intern(&lg->action, &lg->n_actions, name);
+}
+
+int
+olog_find_bucket(const olog_t *lg, const char *name)
+{
+    return olog_find(lg->bucket, lg->n_buckets, name);
+}
+
+int
+olog_find_action(const olog_t *lg, const char *name)
+{
+    return olog_find(lg->action, lg->n_actions, name);
+}
+
+size_t
+olog_add(olog_t *lg, int bucket, int action, double reward, double cost,
+         double prop, double time, long line)
+{
+    if (lg->n_rows == lg->cap) {
+        size_t c = lg->cap ? 2 * lg->cap : 1024;
+        lg->row_bucket = xmem_realloc(lg->row_bucket, c * sizeof(int));
+        lg->row_action = xmem_realloc(lg->row_action, c * sizeof(int));
+        lg->reward = xmem_realloc(lg->reward, c * sizeof(double));
+        lg->cost = xmem_realloc(lg->cost, c * sizeof(double));
+        lg->prop = xmem_realloc(lg->prop, c * sizeof(double));
+        lg->time = xmem_realloc(lg->time, c * sizeof(double));
+        lg->line = xmem_realloc(lg->line, c * sizeof(long));
+        lg->cap = c;
+    }
+    size_t i = lg->n_rows++;
+    lg->row_bucket[i] = bucket;
+    lg->row_action[i] = action;
+    lg->reward[i] = reward;
+    lg->cost[i] = cost;
+    lg->prop[i] = prop;
+    lg->time[i] = time;
+    lg->line[i] = line;
+    return i;
+}
+
+/* ------------------------------------------------------------- JSONL */
+
+/* A number field in [lo, hi]: absent or null gives NaN (when allowed). */
+static int
+olog_json_num(const cJSON *o, const char *key, double lo, double hi,
+              int required, double *out, const char *name, long line, serr_t *e)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required)
+            return serr_set(e, SERR_FORMAT, "%s:%ld: field '%s': missing", name,
+                            line, key);
+        *out = NAN;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v))
+        return serr_set(e, SERR_FORMAT, "%s:%ld: field '%s': not a number",
+                        name, line, key);
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < lo || d > hi)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field '%s': %g is outside [%g, %g]", name,
+                        line, key, d, lo, hi);
+    *out = d;
+    return 0;
+}
+
+static int
+olog_json_str(const cJSON *o, const char *key, const char **out,
+              const char *name, long line, serr_t *e)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v))
+        return serr_set(e, SERR_FORMAT, "%s:%ld: field '%s': missing", name,
+                        line, key);
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field '%s': not a non-empty string", name,
+                        line, key);
+    *out = v->valuestring;
+    return 0;
+}
+
+static int
+olog_json_row(olog_t *lg, const cJSON *o, const char *name, long line,
+              serr_t *e)
+{
+    const char *bucket, *model;
+    double reward, cost, prop, t;
+    int rc = olog_json_str(o, "bucket", &bucket, name, line, e);
+    if (!rc)
+        rc = olog_json_str(o, "model", &model, name, line, e);
+    if (!rc)
+        rc = olog_json_num(o, "propensity", 0, 1, 0, &prop, name, line, e);
+    if (!rc) {
+        const char *rk =
+            cJSON_HasObjectItem(o, "reward") ? "reward" : "outcome";
+        rc = olog_json_num(o, rk, 0, 1, 0, &reward, name, line, e);
+    }
+    if (!rc)
+        rc = olog_json_num(o, "cost_usd", 0, INFINITY, 0, &cost, name, line, e);
+    if (!rc)
+        rc =
+            olog_json_num(o, "time", -INFINITY, INFINITY, 0, &t, name, line, e);
+    if (rc)
+        return rc;
+    olog_add(lg, olog_bucket_id(lg, bucket), olog_action_id(lg, model), reward,
+             cost, prop, t, line);
+    return 0;
+}
+
+int
+olog_load_jsonl_buffer(olog_t *lg, const char *buf, size_t len,
+                       const char *name, serr_t *e)
+{
+    long line = 0;
+    const char *p = buf, *end = buf + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *q = nl ? nl : end;
+        line++;
+        const char *s = p;
+        while (s < q && (*s == ' ' || *s == '\t' || *s == '\r'))
+            s++;
+        if (s < q) {
+            cJSON *o = cJSON_ParseWithLength(s, (size_t)(q - s));
+            int rc = 0;
+            if (!o)
+                rc = serr_set(e, SERR_PARSE, "%s:%ld: not valid JSON", name,
+                              line);
+            else if (!cJSON_IsObject(o))
+                rc = serr_set(e, SERR_FORMAT, "%s:%ld: not a JSON object", name,
+                              line);
+            else
+                rc = olog_json_row(lg, o, name, line, e);
+            cJSON_Delete(o);
+            if (rc)
+                return rc;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- OBD */
+
+static int
+olog_csv_num(const char *s, double lo, double hi, double *out, const char *name,
+             long line, const char *field, serr_t *e)
+{
+    char *endp;
+    if (!*s)
+        return serr_set(e, SERR_FORMAT, "%s:%ld: field '%s': empty", name, line,
+                        field);
+    double d = strtod(s, &endp);
+    if (*endp || !isfinite(d))
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field '%s': '%s' is not a "
+                        "number",
+                        name, line, field, s);
+    if (d < lo || d > hi)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field '%s': %g is outside [%g, %g]", name,
+                        line, field, d, lo, hi);
+    *out = d;
+    return 0;
+}
+
+int
+olog_load_obd_buffer(olog_t *lg, const char *buf, size_t len, const char *name,
+                     serr_t *e)
+{
+    csv_t *c = csv_new(buf, len, name);
+    int rc = csv_next(c, e);
+    if (rc <= 0) {
+        csv_destroy(&c);
+        return rc ? rc
+                  : serr_set(e, SERR_FORMAT, "%s: empty file (no header)",
+                             name);
+    }
+    long col_item = -1, col_pos = -1, col_click = -1, col_prop = -1;
+    for (size_t i = 0; i < csv_n_fields(c); i++) {
+        const char *h = csv_field(c, i);
+        if (strcmp(h, "item_id") == 0)
+            col_item = (long)i;
+        else if (strcmp(h, "position") == 0)
+            col_pos = (long)i;
+        else if (strcmp(h, "click") == 0)
+            col_click = (long)i;
+        else if (strcmp(h, "propensity_score") == 0)
+            col_prop = (long)i;
+    }
+    const char *need = col_item < 0    ? "item_id"
+                       : col_click < 0 ? "click"
+                       : col_prop < 0  ? "propensity_score"
+                                       : NULL;
+    if (need) {
+        csv_destroy(&c);
+        return serr_set(e, SERR_FORMAT, "%s:1: field '%s': no such column",
+                        name, need);
+    }
+    while ((rc = csv_next(c, e)) == 1) {
+        long line = csv_line(c);
+        if (csv_n_fields(c) == 1 && !csv_field(c, 0)[0])
+            continue; /* blank line */
+        const char *item = csv_field(c, (size_t)col_item);
+        double click, prop = NAN;
+        if (!*item) {
+            rc = serr_set(e, SERR_FORMAT, "%s:%ld: field 'item_id': empty",
+                          name, line);
+            break;
+        }
+        rc = olog_csv_num(csv_field(c, (size_t)col_click), 0, 1, &click, name,
+                          line, "click", e);
+        const char *ps = csv_field(c, (size_t)col_prop);
+        if (!rc && *ps) /* an empty propensity is missing, not an error */
+            rc = olog_csv_num(ps, 0, 1, &prop, name, line, "propensity_score",
+                              e);
+        char bucket[80] = "all";
+        if (!rc && col_pos >= 0) {
+            const char *pos = csv_field(c, (size_t)col_pos);
+            if (!*pos)
+                rc = serr_set(e, SERR_FORMAT, "%s:%ld: field 'position': empty",
+                              name, line);
+            else
+                snprintf(bucket, sizeof bucket, "pos%.60s", pos);
+        }
+        if (rc)
+            break;
+        olog_add(lg, olog_bucket_id(lg, bucket), olog_action_id(lg, item),
+                 click, NAN, prop, NAN, line);
+    }
+    csv_destroy(&c);
+    return rc < 0 ? rc : 0;
+}
+
+/* -------------------------------------------------------------- files */
+
+static int
+olog_ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int
+olog_load_path(olog_t *lg, const char *path, serr_t *e)
+{
+    int csv = olog_ends_with(path, ".csv");
+    if (!csv && !olog_ends_with(path, ".jsonl") &&
+        !olog_ends_with(path, ".ndjson"))
+        return serr_set(e, SERR_ARG,
+                        "%s: unknown log format (want .jsonl, .ndjson or "
+                        ".csv)",
+                        path);
+    char *buf;
+    size_t len;
+    int rc = csv_slurp(path, &buf, &len, e);
+    if (rc)
+        return rc;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    rc = csv ? olog_load_obd_buffer(lg, buf, len, base, e)
+             : olog_load_jsonl_buffer(lg, buf, len, base, e);
+    free(buf);
+    return rc;
+}

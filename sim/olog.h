@@ -1,0 +1,81 @@
+/*
+ * olog.h - logged bandit feedback: one row per decision, with only the
+ * chosen action's outcome, its cost and the propensity of that choice.
+ *
+ * Input of off-policy evaluation (ope.h). Two readers, chosen by extension:
+ *
+ *   .jsonl, .ndjson  the controller's decision log (`bursar export`,
+ *                    docs/protocol.md "export"): one object per line with
+ *                    `bucket` (string), `model` (string: the action),
+ *                    `propensity` (number in [0, 1], null or absent:
+ *                    missing), `reward` (number in [0, 1] or null: the
+ *                    reward in the posterior, 0 after a correction; absent:
+ *                    `outcome` is read instead), `cost_usd` (number >= 0 or
+ *                    null), `time` (number, optional). Other fields are
+ *                    ignored. A fallback that served (`served_model`) does
+ *                    not change the action: the row says what happened when
+ *                    `model` was chosen, fallback included. Blank lines are
+ *                    skipped.
+ *   .csv             the Open Bandit Dataset (Saito et al., 2021): columns
+ *                    `item_id` (the action), `position` (the bucket is
+ *                    "pos<position>"), `click` (the reward, 0 or 1) and
+ *                    `propensity_score`; no cost (cost NaN). A missing
+ *                    `position` column puts every row in bucket "all".
+ *
+ * Missing values are kept as NaN, not refused: a row without an outcome
+ * (pending or expired decision) or without a propensity is counted and
+ * left out by the estimators (ope.h), which say so in their warnings.
+ * Malformed values are errors naming the file, the line and the field:
+ *   "log.jsonl:12: field 'propensity': not a number"
+ * Returns 0, SERR_IO, SERR_PARSE or SERR_FORMAT.
+ *
+ * Ownership: the log owns its names and arrays; names live as long as the
+ * log. Rows keep their order (the log's time order).
+ */
+#ifndef BURSAR_OLOG_H
+#define BURSAR_OLOG_H
+
+#include <stddef.h>
+
+#include "serr.h"
+
+typedef struct olog {
+    size_t n_rows;
+    size_t n_buckets;
+    char **bucket; /* bucket names */
+    size_t n_actions;
+    char **action;   /* action (model, item) names */
+    int *row_bucket; /* per row */
+    int *row_action; /* per row */
+    double *reward;  /* per row, [0, 1]; NaN: no outcome */
+    double *cost;    /* per row, USD; NaN: none reported */
+    double *prop;    /* per row, (0, 1]; 0 or NaN: zero / missing */
+    double *time;    /* per row, seconds; NaN when absent */
+    long *line;      /* per row: the input line, for messages */
+    size_t cap;
+} olog_t;
+
+/* An empty log. Never NULL (aborts on out of memory). */
+olog_t *olog_new(void);
+void olog_destroy(olog_t **lg);
+
+/* Bucket / action id by name, added if new (olog_*_id) or -1 (find). */
+int olog_bucket_id(olog_t *lg, const char *name);
+int olog_action_id(olog_t *lg, const char *name);
+int olog_find_bucket(const olog_t *lg, const char *name);
+int olog_find_action(const olog_t *lg, const char *name);
+
+/* Appends a row; returns its index. */
+size_t olog_add(olog_t *lg, int bucket, int action, double reward, double cost,
+                double prop, double time, long line);
+
+/* Reads a file by extension (above) and appends its rows. */
+int olog_load_path(olog_t *lg, const char *path, serr_t *e);
+
+/* The readers over a buffer (name is used in messages only). */
+int olog_load_jsonl_buffer(olog_t *lg, const char *buf, size_t len,
+                           const char *name, serr_t *e);
+int olog_load_obd_buffer(olog_t *lg, const char *buf, size_t len,
+                         const char *name, serr_t *e);
+
+#endif
