@@ -160,6 +160,8 @@ ope_json_weights(const olog_t *lg, const cJSON *o, const char *where,
     const cJSON *it;
     cJSON_ArrayForEach(it, o)
     {
+        if (strcmp(it->string, "name") == 0)
+            continue;
         if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) ||
             it->valuedouble < 0)
             return serr_set(e, SERR_FORMAT, "%s: field '%s': not a number >= 0",
@@ -740,6 +742,11 @@ ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
                  t->name, out->n_accepted, u.n, p_min,
                  t->learning ? ": the policy learned from those rows only"
                              : "");
+    if (out->n_accepted < 30)
+        ope_warn(out,
+                 "%s: replay rests on %zu rows: its estimate and "
+                 "interval mean little",
+                 t->name, out->n_accepted);
     ope_bootstrap(&u, pi_used, nb, na, cfg, has_cost, out);
     if (t->learning)
         for (int k = 0; k < OPE_N; k++)

@@ -1,0 +1,567 @@
+/*
+ * test_ope.c - off-policy evaluation (sim/olog.h, sim/ope.h): every
+ * estimator against values worked out by hand on small logs written here,
+ * the replay of a learning policy step by step, bootstrap intervals, the
+ * warnings, the readers' errors (line and field), and `bursar-sim
+ * evaluate` as a program. No test reads ../shared/data.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+#include <gsl/gsl_rng.h>
+
+#include "olog.h"
+#include "ope.h"
+#include "simtest.h"
+
+static olog_t *
+load_jsonl(const char *text)
+{
+    olog_t *lg = olog_new();
+    serr_t e = {0, ""};
+    int rc = olog_load_jsonl_buffer(lg, text, strlen(text), "t.jsonl", &e);
+    if (rc)
+        fail_msg("load: %s", e.msg);
+    return lg;
+}
+
+static void
+evaluate(const olog_t *lg, const char *spec, const ope_config_t *cfg,
+         ope_result_t *r)
+{
+    ope_target_t t;
+    serr_t e = {0, ""};
+    if (ope_target_parse(lg, spec, &t, &e))
+        fail_msg("target %s: %s", spec, e.msg);
+    if (ope_evaluate(lg, &t, cfg, r, &e))
+        fail_msg("evaluate %s: %s", spec, e.msg);
+    ope_target_free(&t);
+}
+
+static int
+has_warning(const ope_result_t *r, const char *frag)
+{
+    for (size_t i = 0; i < r->n_warn; i++)
+        if (strstr(r->warn[i], frag))
+            return 1;
+    return 0;
+}
+
+/* Four rows in one bucket, two actions, propensities that vary:
+ *   A p=0.50 r=1 c=0.010 | B p=0.50 r=0 c=0.002
+ *   A p=0.25 r=0 c=0.010 | B p=0.75 r=1 c=0.002 */
+static const char *log4 =
+    "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":1,"
+    "\"cost_usd\":0.01}\n"
+    "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.5,\"reward\":0,"
+    "\"cost_usd\":0.002}\n"
+    "\n"
+    "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.25,\"reward\":0,"
+    "\"cost_usd\":0.01}\n"
+    "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.75,\"reward\":1,"
+    "\"cost_usd\":0.002}\n";
+
+static void
+test_fixed_by_hand(void **state)
+{
+    (void)state;
+    olog_t *lg = load_jsonl(log4);
+    assert_int_equal(lg->n_rows, 4);
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    cfg.boot = 0;
+    ope_result_t r;
+    evaluate(lg, "fixed:A", &cfg, &r);
+    /* w = 2, 0, 4, 0 */
+    assert_near(r.est[OPE_IPS].q, (2 * 1 + 4 * 0) / 4.0, 1e-12);
+    assert_near(r.est[OPE_IPS].c, (2 * 0.01 + 4 * 0.01) / 4.0, 1e-12);
+    assert_near(r.est[OPE_SNIPS].q, 2.0 / 6.0, 1e-12);
+    assert_near(r.est[OPE_SNIPS].c, 0.01, 1e-12);
+    /* q(x,A) = 0.5, q(x,B) = 0.5 */
+    assert_near(r.est[OPE_DM].q, 0.5, 1e-12);
+    assert_near(r.est[OPE_DM].c, 0.01, 1e-12);
+    /* 0.5 + (2 (1 - 0.5) + 4 (0 - 0.5)) / 4 */
+    assert_near(r.est[OPE_DR].q, 0.25, 1e-12);
+    assert_near(r.est[OPE_DR].c, 0.01, 1e-12);
+    assert_near(r.est[OPE_IPS].ess, 36.0 / 20.0, 1e-12);
+    assert_near(r.est[OPE_DM].ess, 4, 1e-12);
+    assert_near(r.p_min, 0.25, 1e-15);
+    assert_near(r.max_share, 4.0 / 6.0, 1e-12);
+    assert_true(has_warning(&r, "dominates"));
+    ope_result_free(&r);
+    olog_destroy(&lg);
+}
+
+static void
+test_uniform_by_hand(void **state)
+{
+    (void)state;
+    olog_t *lg = load_jsonl(log4);
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    cfg.boot = 0;
+    ope_result_t r;
+    evaluate(lg, "uniform", &cfg, &r);
+    /* pi = 1/2 each: w = 1, 1, 2, 2/3 */
+    double sw = 1 + 1 + 2 + 2.0 / 3, swr = 1 + 2.0 / 3;
+    assert_near(r.est[OPE_IPS].q, swr / 4, 1e-12);
+    assert_near(r.est[OPE_SNIPS].q, swr / sw, 1e-12);
+    assert_near(r.est[OPE_DM].q, 0.5, 1e-12);
+    assert_near(r.est[OPE_DR].q, 0.5 + (0.5 - 0.5 - 1 + (2.0 / 3) * 0.5) / 4,
+                1e-12);
+    assert_near(r.est[OPE_DM].c, 0.5 * 0.01 + 0.5 * 0.002, 1e-12);
+    assert_near(r.est[OPE_IPS].c, (0.01 + 0.002 + 0.02 + 0.002 * 2 / 3) / 4,
+                1e-12);
+    assert_near(r.est[OPE_IPS].ess, sw * sw / (1 + 1 + 4 + 4.0 / 9), 1e-12);
+    ope_result_free(&r);
+
+    /* a mixed distribution: 3/4 A, 1/4 B; w = 1.5, 0.5, 3, 1/3 */
+    evaluate(lg, "mix:A=3,B=1", &cfg, &r);
+    assert_near(r.est[OPE_IPS].q, (1.5 + 1.0 / 3) / 4, 1e-12);
+    assert_near(r.est[OPE_SNIPS].q, (1.5 + 1.0 / 3) / (1.5 + 0.5 + 3 + 1.0 / 3),
+                1e-12);
+    assert_near(r.est[OPE_DR].q,
+                0.5 + (1.5 * 0.5 - 0.5 * 0.5 - 3 * 0.5 + 0.5 / 3) / 4, 1e-12);
+    ope_result_free(&r);
+    olog_destroy(&lg);
+}
+
+/* Two buckets; the target's JSON distribution differs per bucket, and in
+ * bucket y action B was never logged: DM falls back to y's mean there. */
+static void
+test_buckets_json_dm(void **state)
+{
+    (void)state;
+    olog_t *lg = load_jsonl(
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.5,\"reward\":0}\n"
+        "{\"bucket\":\"y\",\"model\":\"A\",\"propensity\":1,\"reward\":1}\n"
+        "{\"bucket\":\"y\",\"model\":\"A\",\"propensity\":1,\"reward\":0}\n");
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    cfg.boot = 0;
+    ope_target_t t;
+    serr_t e = {0, ""};
+    /* x: all B; y: B weight given but B never logged in y, so policies/
+     * renormalises over y's actions: all A */
+    assert_int_equal(ope_target_json(lg,
+                                     "{\"x\": {\"B\": 1}, \"*\": {\"A\": 1, "
+                                     "\"B\": 1}}",
+                                     "p.json", &t, &e),
+                     0);
+    ope_result_t r;
+    assert_int_equal(ope_evaluate(lg, &t, &cfg, &r, &e), 0);
+    /* w = 0, 2, 1, 1; IPS = (0 + 0 + 1 + 0) / 4 */
+    assert_near(r.est[OPE_IPS].q, 0.25, 1e-12);
+    assert_near(r.est[OPE_SNIPS].q, 1.0 / 4.0, 1e-12);
+    /* DM: x has 2 rows at q(x,B) = 0, y 2 rows at q(y,A) = 0.5 */
+    assert_near(r.est[OPE_DM].q, (2 * 0 + 2 * 0.5) / 4, 1e-12);
+    assert_true(isnan(r.est[OPE_DM].c)); /* no costs in this log */
+    assert_near(r.unsupported, 0, 1e-12);
+    ope_result_free(&r);
+    ope_target_free(&t);
+
+    /* fixed:B in bucket y: policies/ falls back (warning) */
+    evaluate(lg, "fixed:B", &cfg, &r);
+    assert_true(has_warning(&r, "never logged in bucket 'y'"));
+    ope_result_free(&r);
+
+    assert_int_not_equal(ope_target_json(lg, "{\"zz\": 1}", "bad.json", &t, &e),
+                         0);
+    assert_non_null(strstr(e.msg, "field 'zz'"));
+    ope_target_free(&t);
+    assert_int_not_equal(ope_target_parse(lg, "mix:A=x", &t, &e), 0);
+    assert_int_not_equal(ope_target_parse(lg, "cheapest", &t, &e), 0);
+    assert_int_not_equal(ope_target_parse(lg, "fixed:Q", &t, &e), 0);
+    assert_non_null(strstr(e.msg, "'Q'"));
+    olog_destroy(&lg);
+}
+
+/* Uniform logging (p = 0.5 everywhere): Li et al.'s replay of a fixed
+ * policy keeps exactly the rows where the log chose its action. */
+static void
+test_replay_static(void **state)
+{
+    (void)state;
+    olog_t *lg = load_jsonl(
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.5,\"reward\":0}\n"
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":0}\n"
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.5,\"reward\":1}"
+        "\n");
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    cfg.boot = 0;
+    ope_result_t r;
+    evaluate(lg, "fixed:A", &cfg, &r);
+    assert_int_equal(r.n_accepted, 3);
+    assert_near(r.est[OPE_REPLAY].q, 2.0 / 3.0, 1e-12);
+    assert_near(r.est[OPE_REPLAY].ess, 3, 1e-12);
+    assert_true(has_warning(&r, "replay rests on 3 rows"));
+    ope_result_free(&r);
+    evaluate(lg, "fixed:B", &cfg, &r);
+    assert_near(r.est[OPE_REPLAY].q, 0.5, 1e-12);
+    ope_result_free(&r);
+    olog_destroy(&lg);
+}
+
+/* A learning policy (greedy on the posterior mean: eps-greedy with
+ * epsilon 0, deterministic), replayed row by row by hand:
+ *   row 1 (A, 1): means A .5, B .5 -> A, accepted; A = Beta(2,1)
+ *   row 2 (B, 1): A .667 -> A, rejected
+ *   row 3 (A, 0): A -> accepted; A = Beta(2,2)
+ *   row 4 (A, 0): tie .5/.5 -> A (first), accepted; A = Beta(2,3)
+ *   row 5 (B, 1): B .5 > A .4 -> B, accepted; B = Beta(2,1)
+ *   row 6 (B, 0): B .667 -> B, accepted
+ * accepted rewards 1, 0, 0, 1, 0 -> 0.4 over 5 rows. */
+static void
+test_replay_learning(void **state)
+{
+    (void)state;
+    olog_t *lg = load_jsonl(
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.5,\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":0}\n"
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":0}\n"
+        "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.5,\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.5,\"reward\":0}"
+        "\n");
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    cfg.params.epsilon = 0;
+    cfg.boot = 200;
+    ope_result_t r;
+    evaluate(lg, "eps-greedy", &cfg, &r);
+    assert_int_equal(r.n_accepted, 5);
+    assert_near(r.est[OPE_REPLAY].q, 0.4, 1e-12);
+    assert_true(r.est[OPE_REPLAY].valid);
+    for (int k = OPE_IPS; k < OPE_N; k++)
+        assert_false(r.est[k].valid);
+    assert_true(r.est[OPE_REPLAY].q_lo <= 0.4 && 0.4 <= r.est[OPE_REPLAY].q_hi);
+    ope_result_free(&r);
+
+    /* ts runs and accepts only matching rows */
+    evaluate(lg, "ts", &cfg, &r);
+    assert_true(r.n_accepted <= 6);
+    ope_result_free(&r);
+    olog_destroy(&lg);
+}
+
+/* A larger random log: every interval holds its estimate, intervals of a
+ * fixed seed are reproducible, and IPS is near the truth. Logging: A with
+ * 0.8, B with 0.2; rates A 0.3, B 0.7; truth of fixed:B is 0.7. With 2000
+ * rows the sd of IPS is about sqrt(0.7 * 5 / 2000) = 0.042: margin 4 sd. */
+static void
+test_bootstrap(void **state)
+{
+    (void)state;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, 42);
+    olog_t *lg = olog_new();
+    int bx = olog_bucket_id(lg, "x");
+    int a = olog_action_id(lg, "A"), b = olog_action_id(lg, "B");
+    for (long i = 0; i < 2000; i++) {
+        int pick_a = gsl_rng_uniform(rng) < 0.8;
+        double rate = pick_a ? 0.3 : 0.7;
+        olog_add(lg, bx, pick_a ? a : b, gsl_rng_uniform(rng) < rate,
+                 pick_a ? 0.001 : 0.01, pick_a ? 0.8 : 0.2, (double)i, i + 1);
+    }
+    gsl_rng_free(rng);
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    ope_result_t r, r2;
+    evaluate(lg, "fixed:B", &cfg, &r);
+    for (int k = 0; k < OPE_N; k++) {
+        const ope_est_t *es = &r.est[k];
+        if (!(es->q_lo <= es->q && es->q <= es->q_hi))
+            fail_msg("%s: %g outside [%g, %g]", ope_estimator_name[k], es->q,
+                     es->q_lo, es->q_hi);
+        assert_true(es->q_hi - es->q_lo > 0);
+        assert_true(es->c_lo <= es->c + 1e-15 && es->c <= es->c_hi + 1e-15);
+    }
+    assert_near(r.est[OPE_IPS].q, 0.7, 4 * 0.042);
+    assert_near(r.est[OPE_DR].q, 0.7, 4 * 0.042);
+    evaluate(lg, "fixed:B", &cfg, &r2);
+    assert_near(r.est[OPE_DR].q_lo, r2.est[OPE_DR].q_lo, 0);
+    assert_near(r.est[OPE_DR].q_hi, r2.est[OPE_DR].q_hi, 0);
+    assert_int_equal(r.n_warn, r2.n_warn);
+    ope_result_free(&r);
+    ope_result_free(&r2);
+    olog_destroy(&lg);
+}
+
+static void
+test_warnings(void **state)
+{
+    (void)state;
+    /* one row without outcome, one without propensity, one with 0, one
+     * tiny (1e-4): that row holds nearly all the weight */
+    olog_t *lg = load_jsonl(
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.5,\"reward\":0}\n"
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,"
+        "\"reward\":null}\n"
+        "{\"bucket\":\"x\",\"model\":\"A\",\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0,\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"B\",\"propensity\":0.0001,"
+        "\"reward\":1}\n"
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.6,\"reward\":1}\n");
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    cfg.boot = 50;
+    ope_result_t r;
+    evaluate(lg, "uniform", &cfg, &r);
+    assert_int_equal(r.n_used, 4);
+    assert_int_equal(r.n_no_reward, 1);
+    assert_int_equal(r.n_no_prop, 1);
+    assert_int_equal(r.n_zero_prop, 1);
+    assert_true(has_warning(&r, "1 rows without an outcome"));
+    assert_true(has_warning(&r, "1 rows without a propensity"));
+    assert_true(has_warning(&r, "1 rows with propensity 0"));
+    assert_true(has_warning(&r, "line 6 (propensity 0.0001)"));
+    assert_true(r.est[OPE_IPS].ess < 1.01);
+    assert_true(r.max_share > 0.99);
+    ope_result_free(&r);
+    olog_destroy(&lg);
+
+    /* nothing usable */
+    lg = load_jsonl(
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0,\"reward\":1}\n");
+    ope_target_t t;
+    serr_t e = {0, ""};
+    assert_int_equal(ope_target_parse(lg, "uniform", &t, &e), 0);
+    assert_int_equal(ope_evaluate(lg, &t, &cfg, &r, &e), SERR_EMPTY);
+    ope_result_free(&r);
+    ope_target_free(&t);
+    olog_destroy(&lg);
+}
+
+static void
+expect_jsonl_error(const char *text, const char *frag)
+{
+    olog_t *lg = olog_new();
+    serr_t e = {0, ""};
+    int rc = olog_load_jsonl_buffer(lg, text, strlen(text), "log.jsonl", &e);
+    if (rc == 0 || !strstr(e.msg, frag))
+        fail_msg("rc %d, message '%s', wanted '%s'", rc, e.msg, frag);
+    olog_destroy(&lg);
+}
+
+static void
+expect_obd_error(const char *text, const char *frag)
+{
+    olog_t *lg = olog_new();
+    serr_t e = {0, ""};
+    int rc = olog_load_obd_buffer(lg, text, strlen(text), "obd.csv", &e);
+    if (rc == 0 || !strstr(e.msg, frag))
+        fail_msg("rc %d, message '%s', wanted '%s'", rc, e.msg, frag);
+    olog_destroy(&lg);
+}
+
+static void
+test_reader_errors(void **state)
+{
+    (void)state;
+    const char *ok = "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,"
+                     "\"reward\":1}\n";
+    char buf[1024];
+    snprintf(buf, sizeof buf,
+             "%s{\"bucket\":\"x\",\"model\":\"A\","
+             "\"propensity\":\"high\",\"reward\":1}\n",
+             ok);
+    expect_jsonl_error(buf, "log.jsonl:2: field 'propensity': not a number");
+    snprintf(buf, sizeof buf,
+             "%s%s{\"bucket\":\"x\",\"model\":\"A\","
+             "\"propensity\":1.5}\n",
+             ok, ok);
+    expect_jsonl_error(buf, "log.jsonl:3: field 'propensity': 1.5 is outside");
+    snprintf(buf, sizeof buf, "%s{\"bucket\":\"x\",\"propensity\":0.5}\n", ok);
+    expect_jsonl_error(buf, "log.jsonl:2: field 'model': missing");
+    snprintf(buf, sizeof buf,
+             "%s{\"bucket\":\"x\",\"model\":\"A\","
+             "\"reward\":2}\n",
+             ok);
+    expect_jsonl_error(buf, "log.jsonl:2: field 'reward'");
+    snprintf(buf, sizeof buf, "%s{\"bucket\":3,\"model\":\"A\"}\n", ok);
+    expect_jsonl_error(buf, "log.jsonl:2: field 'bucket'");
+    snprintf(buf, sizeof buf,
+             "%s{\"bucket\":\"x\",\"model\":\"A\","
+             "\"cost_usd\":-1}\n",
+             ok);
+    expect_jsonl_error(buf, "log.jsonl:2: field 'cost_usd'");
+    snprintf(buf, sizeof buf, "%s\n{oops\n", ok);
+    expect_jsonl_error(buf, "log.jsonl:3: not valid JSON");
+    expect_jsonl_error("[1]\n", "log.jsonl:1: not a JSON object");
+
+    const char *hdr = ",timestamp,item_id,position,click,propensity_score\n";
+    snprintf(buf, sizeof buf, "%s0,t,3,1,0,0.02\n1,t,4,2,yes,0.02\n", hdr);
+    expect_obd_error(buf, "obd.csv:3: field 'click'");
+    snprintf(buf, sizeof buf, "%s0,t,3,1,0,2\n", hdr);
+    expect_obd_error(buf, "obd.csv:2: field 'propensity_score'");
+    snprintf(buf, sizeof buf, "%s0,t,,1,0,0.1\n", hdr);
+    expect_obd_error(buf, "obd.csv:2: field 'item_id'");
+    expect_obd_error(",item_id,click\n0,1,0\n", "field 'propensity_score'");
+}
+
+static void
+test_obd_reader(void **state)
+{
+    (void)state;
+    const char *csv = ",timestamp,item_id,position,click,propensity_score,x\n"
+                      "0,2019-11-24,3,1,0,0.02,a\n"
+                      "1,2019-11-24,4,2,1,0.05,\"b,c\"\n"
+                      "2,2019-11-24,3,2,0,,d\n"
+                      "3,2019-11-24,5,1,1,0.5,e\n";
+    olog_t *lg = olog_new();
+    serr_t e = {0, ""};
+    assert_int_equal(olog_load_obd_buffer(lg, csv, strlen(csv), "o.csv", &e),
+                     0);
+    assert_int_equal(lg->n_rows, 4);
+    assert_int_equal(lg->n_buckets, 2);
+    assert_string_equal(lg->bucket[0], "pos1");
+    assert_string_equal(lg->bucket[1], "pos2");
+    assert_int_equal(lg->n_actions, 3);
+    assert_string_equal(lg->action[lg->row_action[1]], "4");
+    assert_near(lg->reward[1], 1, 0);
+    assert_near(lg->prop[1], 0.05, 1e-15);
+    assert_true(isnan(lg->prop[2]));
+    assert_true(isnan(lg->cost[0]));
+    assert_int_equal(lg->line[3], 5);
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    cfg.boot = 0;
+    ope_result_t r;
+    /* uniform per position over the items seen there: pos1 {3, 5},
+     * pos2 {4, 3}; w = 0.5/0.02, 0.5/0.05, (row 3 no propensity), 0.5/0.5 */
+    evaluate(lg, "uniform", &cfg, &r);
+    assert_int_equal(r.n_no_prop, 1);
+    assert_near(r.est[OPE_IPS].q, (0 + 10 * 1 + 1 * 1) / 3.0, 1e-12);
+    assert_true(isnan(r.est[OPE_IPS].c));
+    ope_result_free(&r);
+    olog_destroy(&lg);
+}
+
+/* ---------------------------------------------------- the program */
+
+static char dir[] = "/tmp/bursar-ope-XXXXXX";
+
+static int
+run(const char *args, char **out)
+{
+    const char *bd = getenv("BURSAR_BIN_DIR");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd %s && %s/bursar-sim evaluate %s 2>&1", dir,
+             bd ? bd : "bin", args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 20, n = 0, got;
+    char *buf = malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0)
+        n += got;
+    buf[n] = '\0';
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void
+test_cli(void **state)
+{
+    (void)state;
+    const char *bd = getenv("BURSAR_BIN_DIR");
+    char bin[1024];
+    snprintf(bin, sizeof bin, "%s/bursar-sim", bd ? bd : "bin");
+    if (access(bin, X_OK) != 0)
+        skip();
+    assert_non_null(mkdtemp(dir));
+    char path[1200];
+    snprintf(path, sizeof path, "%s/log.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(log4, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/p.json", dir);
+    f = fopen(path, "w");
+    fputs("{\"name\": \"mostly-A\", \"A\": 3, \"B\": 1}", f);
+    fclose(f);
+
+    char *out;
+    int st = run("--log log.jsonl --policy fixed:A,uniform --policy-file "
+                 "p.json --json --plot ope.svg --boot 100",
+                 &out);
+    if (st != 0)
+        fail_msg("status %d: %s", st, out);
+    cJSON *o = cJSON_Parse(out);
+    assert_non_null(o);
+    cJSON *est = cJSON_GetObjectItem(o, "estimators");
+    const char *names[] = {"replay", "ips", "snips", "dm", "dr"};
+    for (int k = 0; k < 5; k++) {
+        cJSON *x = cJSON_GetObjectItem(est, names[k]);
+        assert_non_null(x);
+        assert_true(cJSON_IsNumber(cJSON_GetObjectItem(x, "estimate")));
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(x, "ci95")), 2);
+        assert_true(cJSON_IsNumber(cJSON_GetObjectItem(x, "ess")));
+        assert_true(
+            cJSON_IsNumber(cJSON_GetObjectItem(x, "cost_per_request_usd")));
+    }
+    assert_near(cJSON_GetObjectItem(cJSON_GetObjectItem(est, "ips"), "estimate")
+                    ->valuedouble,
+                0.5, 1e-12);
+    cJSON *pols = cJSON_GetObjectItem(o, "policies");
+    assert_int_equal(cJSON_GetArraySize(pols), 3);
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(pols, 2), "policy")->valuestring,
+        "mostly-A");
+    cJSON_Delete(o);
+    free(out);
+    snprintf(path, sizeof path, "%s/ope.svg", dir);
+    assert_int_equal(access(path, R_OK), 0);
+
+    st = run("--log log.jsonl --policy uniform", &out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "dr "));
+    free(out);
+    st = run("--log log.jsonl --policy nope", &out);
+    assert_int_equal(st, 2);
+    assert_non_null(strstr(out, "'nope'"));
+    free(out);
+    st = run("--log missing.jsonl --policy uniform", &out);
+    assert_int_equal(st, 1);
+    assert_non_null(strstr(out, "missing.jsonl"));
+    free(out);
+    st = run("--policy uniform", &out);
+    assert_int_equal(st, 2);
+    free(out);
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    assert_int_equal(system(path), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fixed_by_hand),
+        cmocka_unit_test(test_uniform_by_hand),
+        cmocka_unit_test(test_buckets_json_dm),
+        cmocka_unit_test(test_replay_static),
+        cmocka_unit_test(test_replay_learning),
+        cmocka_unit_test(test_bootstrap),
+        cmocka_unit_test(test_warnings),
+        cmocka_unit_test(test_reader_errors),
+        cmocka_unit_test(test_obd_reader),
+        cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
