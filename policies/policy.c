@@ -114,8 +114,7 @@ policy_bucket_new(size_t n_arms, double half_life_s, double now)
     b->snap_alpha = xcalloc(n_arms, sizeof(double));
     b->snap_beta = xcalloc(n_arms, sizeof(double));
     b->snap_cost = xcalloc(n_arms, sizeof(double));
-    b->prop = xcalloc(n_arms, sizeof(double));
-    b->prop_mask = xcalloc(n_arms, 1);
+    b->snap_lp_target = NAN;
     for (size_t k = 0; k < n_arms; k++) {
         arm_init(&b->arms[k], 1.0, 1.0, 0.0, 0.0);
         b->model[k] = (int)k;
@@ -139,6 +138,13 @@ policy_bucket_destroy(policy_bucket_t **bp)
     free(b->snap_cost);
     free(b->prop);
     free(b->prop_mask);
+    free(b->prop_version);
+    free(b->prop_lambda);
+    free(b->tab);
+    free(b->tab_lo);
+    free(b->tab_hi);
+    free(b->tab_a);
+    free(b->tab_b);
     free(b);
     *bp = NULL;
 }
@@ -170,7 +176,6 @@ void
 policy_bucket_touch(policy_bucket_t *b)
 {
     b->snap_valid = 0;
-    b->prop_valid = 0;
 }
 
 static double
@@ -191,49 +196,66 @@ finite_pos(double x)
     return x > 0.0 && isfinite(x);
 }
 
-/* The cost weight of the Thompson score: mu / target, or 0 without a
- * finite budget. */
-static double
-snap_lambda(const policy_t *p, const policy_bucket_t *b)
+static int
+is_ts(policy_kind_t k)
 {
-    if (p->params.kind != POLICY_TS_BUDGET || !finite_pos(b->snap_target))
+    return k == POLICY_TS || k == POLICY_TS_BUDGET;
+}
+
+/* The target of the per-request LP, or 0 when the bucket has no cap. */
+static double
+lp_target(const policy_request_t *req)
+{
+    double t = req->bucket_target_usd;
+    if (!(t > 0.0))
         return 0.0;
-    return b->snap_mu / b->snap_target;
+    if (req->target_usd >= 0.0 && req->target_usd < t)
+        t = req->target_usd;
+    return t;
+}
+
+/* x rounded to the nearest power of POLICY_PRICE_GRID (x > 0). */
+static double
+grid_round(double x)
+{
+    double step = log(POLICY_PRICE_GRID);
+    return exp(round(log(x) / step) * step);
+}
+
+/* The cost weight lambda = mu / target of the Thompson score, both on the
+ * price grid; 0 without a finite budget (or for plain ts). */
+static double
+score_lambda(const policy_t *p, const policy_request_t *req)
+{
+    if (p->params.kind != POLICY_TS_BUDGET || !finite_pos(req->target_usd) ||
+        !(p->mu > 0.0))
+        return 0.0;
+    return grid_round(p->mu) / grid_round(req->target_usd);
 }
 
 static int
-snap_stale(const policy_t *p, const policy_bucket_t *b,
-           const policy_request_t *req)
+snap_stale(const policy_bucket_t *b, const policy_request_t *req)
 {
     if (!b->snap_valid)
         return 1;
     if (b->snap_added >= fmax(1.0, POLICY_SNAP_EVIDENCE * b->snap_evidence))
         return 1;
-    if (b->snap_decisions >= POLICY_SNAP_DECISIONS)
-        return 1;
     if (b->snap_decay < 1.0 - POLICY_SNAP_EVIDENCE)
         return 1;
-    if (req->bucket_target_usd != b->snap_bucket_target)
+    double t0 = b->snap_lp_target, t1 = lp_target(req);
+    if ((t0 > 0.0) != (t1 > 0.0))
         return 1;
-    if (p->params.kind == POLICY_TS_BUDGET) {
-        double t0 = b->snap_target, t1 = req->target_usd;
-        if (finite_pos(t0) != finite_pos(t1))
-            return 1;
-        if (finite_pos(t0) && fabs(t1 - t0) > POLICY_SNAP_TARGET * t0)
-            return 1;
-        if (fabs(p->mu - b->snap_mu) > POLICY_SNAP_MU * b->snap_mu + 0.001)
-            return 1;
-    }
+    if (t1 > 0.0 && fabs(t1 - t0) > POLICY_SNAP_TARGET * t0)
+        return 1;
     return 0;
 }
 
 static void
-snap_take(const policy_t *p, policy_bucket_t *b, const policy_request_t *req)
+snap_take(policy_bucket_t *b, const policy_request_t *req)
 {
-    /* An idle bucket refreshes to the same state: keep its propensities. */
-    int same = b->snap_valid && b->snap_mu == p->mu &&
-               b->snap_target == req->target_usd &&
-               b->snap_bucket_target == req->bucket_target_usd;
+    /* An idle bucket refreshes to the same state: keep its version, so
+     * that its propensities stay cached. */
+    int same = b->snap_valid && b->snap_lp_target == lp_target(req);
     for (size_t k = 0; k < b->n_arms; k++) {
         double c = arm_cost_mean(&b->arms[k]);
         same = same && b->snap_alpha[k] == b->arms[k].alpha &&
@@ -242,33 +264,24 @@ snap_take(const policy_t *p, policy_bucket_t *b, const policy_request_t *req)
         b->snap_beta[k] = b->arms[k].beta;
         b->snap_cost[k] = c;
     }
-    b->snap_mu = p->mu;
-    b->snap_target = req->target_usd;
-    b->snap_bucket_target = req->bucket_target_usd;
+    b->snap_lp_target = lp_target(req);
     b->snap_evidence = bucket_evidence(b);
     b->snap_added = 0.0;
     b->snap_decay = 1.0;
-    b->snap_decisions = 0;
     b->snap_valid = 1;
     if (!same)
-        b->prop_valid = 0;
+        b->snap_version++;
 }
 
 static void
-snap_sync(const policy_t *p, policy_bucket_t *b, const policy_request_t *req)
+snap_sync(policy_bucket_t *b, const policy_request_t *req)
 {
-    if (snap_stale(p, b, req))
-        snap_take(p, b, req);
+    if (snap_stale(b, req))
+        snap_take(b, req);
 }
 
 /* ------------------------------------------------------------------ */
 /* Masks                                                                */
-
-static int
-is_ts(policy_kind_t k)
-{
-    return k == POLICY_TS || k == POLICY_TS_BUDGET;
-}
 
 /* Cost estimate the decision uses: the snapshot's for Thompson, live
  * otherwise. */
@@ -320,14 +333,49 @@ beta_cdf(double x, double a, double b)
     return gsl_cdf_beta_P(x, a, b);
 }
 
-/* Writes P(k wins) for the arms in mask into prob (0 elsewhere).
- * cells: 0 = the adaptive default, else a fixed number (for tests). */
+/* Where an arm's theta can lie: mean +- 9 sd, within [0, 1]. */
 static void
-ts_integrate(const double *alpha, const double *beta, const double *cost,
-             double lambda, size_t n, const unsigned char *mask, size_t cells,
-             double *prob)
+beta_span(double a, double b, double *lo, double *hi, double *sd)
 {
-    span_t sp[n];
+    double s = a + b, mean = a / s;
+    *sd = sqrt(a * b / (s * s * (s + 1.0)));
+    *lo = fmax(0.0, mean - 9.0 * *sd);
+    *hi = fmin(1.0, mean + 9.0 * *sd);
+}
+
+/* The CDFs the integral reads: exact, or from a bucket's tables. */
+typedef struct cdf_src {
+    const double *alpha, *beta;
+    const double *tab, *tab_lo, *tab_hi; /* NULL: exact */
+} cdf_src_t;
+
+static double
+cdf_eval(const cdf_src_t *s, size_t k, double x)
+{
+    if (!s->tab)
+        return beta_cdf(x, s->alpha[k], s->beta[k]);
+    const double *t = s->tab + k * (POLICY_PROP_TAB + 1);
+    double lo = s->tab_lo[k], hi = s->tab_hi[k];
+    if (x <= lo)
+        return t[0];
+    if (x >= hi)
+        return t[POLICY_PROP_TAB];
+    double pos = (x - lo) / (hi - lo) * POLICY_PROP_TAB;
+    size_t i = (size_t)pos;
+    if (i >= POLICY_PROP_TAB)
+        i = POLICY_PROP_TAB - 1;
+    double f = pos - (double)i;
+    return t[i] + f * (t[i + 1] - t[i]);
+}
+
+/* Writes P(k wins) for the arms in mask into prob (0 elsewhere). The
+ * score of arm k is theta_k - lambda cost_k. cells: 0 = the adaptive
+ * default, else a fixed number (for tests). */
+static void
+ts_integrate(const cdf_src_t *src, const double *cost, double lambda, size_t n,
+             const unsigned char *mask, size_t cells, double *prob)
+{
+    double lo[n], hi[n], shift[n], sd[n];
     double ulo = -INFINITY, uhi = -INFINITY, min_sd = INFINITY;
     size_t m = 0;
 
@@ -335,16 +383,14 @@ ts_integrate(const double *alpha, const double *beta, const double *cost,
         prob[k] = 0.0;
         if (!mask[k])
             continue;
-        double a = alpha[k], bb = beta[k], s = a + bb;
-        double mean = a / s, sd = sqrt(a * bb / (s * s * (s + 1.0)));
-        sp[k].shift = lambda * cost[k];
-        sp[k].sd = sd;
-        sp[k].lo = fmax(0.0, mean - 9.0 * sd) - sp[k].shift;
-        sp[k].hi = fmin(1.0, mean + 9.0 * sd) - sp[k].shift;
-        if (sp[k].lo > ulo)
-            ulo = sp[k].lo;
-        if (sp[k].hi > uhi)
-            uhi = sp[k].hi;
+        beta_span(src->alpha[k], src->beta[k], &lo[k], &hi[k], &sd[k]);
+        shift[k] = lambda * cost[k];
+        lo[k] -= shift[k];
+        hi[k] -= shift[k];
+        if (lo[k] > ulo)
+            ulo = lo[k];
+        if (hi[k] > uhi)
+            uhi = hi[k];
         m++;
     }
     if (m == 0)
@@ -352,17 +398,17 @@ ts_integrate(const double *alpha, const double *beta, const double *cost,
     /* Only arms whose score can exceed ulo can win. */
     size_t idx[n], r = 0;
     for (size_t k = 0; k < n; k++) {
-        if (mask[k] && sp[k].hi > ulo) {
+        if (mask[k] && hi[k] > ulo) {
             idx[r++] = k;
-            if (sp[k].sd < min_sd)
-                min_sd = sp[k].sd;
+            if (sd[k] < min_sd)
+                min_sd = sd[k];
         }
     }
     if (r == 1 || !(uhi > ulo)) {
         /* One contender (or degenerate spans): it wins. */
         size_t best = idx[0];
         for (size_t i = 1; i < r; i++)
-            if (sp[idx[i]].hi > sp[best].hi)
+            if (hi[idx[i]] > hi[best])
                 best = idx[i];
         prob[best] = 1.0;
         return;
@@ -375,75 +421,87 @@ ts_integrate(const double *alpha, const double *beta, const double *cost,
                                           : (size_t)want;
     }
     double h = (uhi - ulo) / (double)g;
-    /* F[i][t]: CDF of contender i's score at grid point t. */
-    double *F = xcalloc(r * (g + 1), sizeof(double));
+    /* Walk the cells once, keeping each contender's CDF at the cell's
+     * left end: O(r) memory, O(r g) CDF reads. */
+    double fl[r], fr[r], acc[r], avg[r], pre[r + 1];
     for (size_t i = 0; i < r; i++) {
         size_t k = idx[i];
-        double *Fi = F + i * (g + 1);
-        for (size_t t = 0; t <= g; t++) {
-            double u = ulo + h * (double)t;
-            if (u <= sp[k].lo)
-                Fi[t] = 0.0;
-            else if (u >= sp[k].hi)
-                Fi[t] = 1.0;
-            else
-                Fi[t] = beta_cdf(u + sp[k].shift, alpha[k], beta[k]);
-        }
-        /* Beyond mean +- 9 sd the CDF is 0 or 1 to within 1e-8 or so
-         * for the Beta shapes met here; taking it as such saves most
-         * evaluations. */
-    }
-    double pre[r + 1], avg[r];
-    double total = 0.0;
-    double acc[r];
-    for (size_t i = 0; i < r; i++)
+        fl[i] = ulo <= lo[k] ? 0.0 : cdf_eval(src, k, ulo + shift[k]);
         acc[i] = 0.0;
+    }
     for (size_t t = 0; t < g; t++) {
+        double u = ulo + h * (double)(t + 1);
         for (size_t i = 0; i < r; i++) {
-            const double *Fi = F + i * (g + 1);
-            avg[i] = 0.5 * (Fi[t] + Fi[t + 1]);
+            size_t k = idx[i];
+            fr[i] = u <= lo[k]   ? 0.0
+                    : u >= hi[k] ? 1.0
+                                 : cdf_eval(src, k, u + shift[k]);
+            avg[i] = 0.5 * (fl[i] + fr[i]);
         }
         pre[0] = 1.0;
         for (size_t i = 0; i < r; i++)
             pre[i + 1] = pre[i] * avg[i];
         double suf = 1.0;
         for (size_t i = r; i-- > 0;) {
-            const double *Fi = F + i * (g + 1);
-            double mass = Fi[t + 1] - Fi[t];
+            double mass = fr[i] - fl[i];
             if (mass > 0.0)
                 acc[i] += mass * pre[i] * suf;
             suf *= avg[i];
         }
+        memcpy(fl, fr, sizeof fl);
     }
+    double total = 0.0;
     for (size_t i = 0; i < r; i++)
         total += acc[i];
     for (size_t i = 0; i < r; i++)
         prob[idx[i]] = total > 0.0 ? acc[i] / total : 1.0 / (double)r;
-    free(F);
+}
+
+/* Brings the bucket's CDF tables up to its snapshot: only arms whose
+ * posterior changed are tabulated again. */
+static void
+tab_sync(policy_bucket_t *b)
+{
+    size_t n = b->n_arms;
+    if (!b->tab) {
+        b->tab = xcalloc(n * (POLICY_PROP_TAB + 1), sizeof(double));
+        b->tab_lo = xcalloc(n, sizeof(double));
+        b->tab_hi = xcalloc(n, sizeof(double));
+        b->tab_a = xcalloc(n, sizeof(double));
+        b->tab_b = xcalloc(n, sizeof(double));
+    }
+    for (size_t k = 0; k < n; k++) {
+        double a = b->snap_alpha[k], bb = b->snap_beta[k], sd;
+        if (b->tab_a[k] == a && b->tab_b[k] == bb)
+            continue;
+        double *t = b->tab + k * (POLICY_PROP_TAB + 1);
+        beta_span(a, bb, &b->tab_lo[k], &b->tab_hi[k], &sd);
+        double lo = b->tab_lo[k], w = b->tab_hi[k] - lo;
+        for (size_t i = 0; i <= POLICY_PROP_TAB; i++)
+            t[i] = beta_cdf(lo + w * (double)i / POLICY_PROP_TAB, a, bb);
+        b->tab_a[k] = a;
+        b->tab_b[k] = bb;
+    }
 }
 
 /* ------------------------------------------------------------------ */
 /* Per-request LP (a bucket with its own cap)                           */
 
-/* Draws theta from the snapshot and solves the LP; p gets the mixing
- * weights, v the values. Returns the lp_solve_bucket code. */
+/* Draws theta from the snapshot and solves the LP; pw gets the mixing
+ * weights, v the drawn values. Returns the lp_solve_bucket code. */
 static int
-lp_draw(const policy_t *p, const policy_bucket_t *b, const unsigned char *m,
-        gsl_rng *rng, double *v, double *pw)
+lp_draw(const policy_bucket_t *b, const unsigned char *m, gsl_rng *rng,
+        double *v, double *pw)
 {
-    double lambda = snap_lambda(p, b);
-    for (size_t k = 0; k < b->n_arms; k++) {
-        v[k] = m[k] ? gsl_ran_beta(rng, b->snap_alpha[k], b->snap_beta[k]) -
-                          lambda * b->snap_cost[k]
-                    : 0.0;
-    }
-    return lp_solve_bucket(b->n_arms, v, b->snap_cost, m, b->snap_bucket_target,
+    for (size_t k = 0; k < b->n_arms; k++)
+        v[k] =
+            m[k] ? gsl_ran_beta(rng, b->snap_alpha[k], b->snap_beta[k]) : 0.0;
+    return lp_solve_bucket(b->n_arms, v, b->snap_cost, m, b->snap_lp_target,
                            pw);
 }
 
 static void
-lp_propensity(const policy_t *p, const policy_bucket_t *b,
-              const unsigned char *m, double *prob)
+lp_propensity(const policy_bucket_t *b, const unsigned char *m, double *prob)
 {
     size_t n = b->n_arms;
     double v[n], pw[n];
@@ -456,7 +514,7 @@ lp_propensity(const policy_t *p, const policy_bucket_t *b,
     for (size_t k = 0; k < n; k++)
         prob[k] = 0.0;
     for (int i = 0; i < POLICY_PROP_MC; i++) {
-        lp_draw(p, b, m, r, v, pw);
+        lp_draw(b, m, r, v, pw);
         for (size_t k = 0; k < n; k++)
             prob[k] += pw[k];
     }
@@ -509,10 +567,11 @@ argmax_masked(const double *s, const unsigned char *m, size_t n)
     return best;
 }
 
-/* The policy's own distribution over the masked arms (no floor). */
+/* The policy's own distribution over the masked arms (no floor); lambda
+ * is the cost weight of the Thompson score. */
 static void
 own_probs(policy_t *p, policy_bucket_t *b, const unsigned char *m, size_t cnt,
-          double *prob)
+          double lambda, double *prob)
 {
     size_t n = b->n_arms;
     double s[n], total = 0.0;
@@ -522,11 +581,14 @@ own_probs(policy_t *p, policy_bucket_t *b, const unsigned char *m, size_t cnt,
     switch (p->params.kind) {
     case POLICY_TS:
     case POLICY_TS_BUDGET:
-        if (b->snap_bucket_target > 0.0)
-            lp_propensity(p, b, m, prob);
-        else
-            ts_integrate(b->snap_alpha, b->snap_beta, b->snap_cost,
-                         snap_lambda(p, b), n, m, 0, prob);
+        if (b->snap_lp_target > 0.0) {
+            lp_propensity(b, m, prob);
+        } else {
+            tab_sync(b);
+            cdf_src_t src = {b->snap_alpha, b->snap_beta, b->tab, b->tab_lo,
+                             b->tab_hi};
+            ts_integrate(&src, b->snap_cost, lambda, n, m, 0, prob);
+        }
         return;
     case POLICY_UNIFORM:
         for (size_t k = 0; k < n; k++)
@@ -570,28 +632,48 @@ floor_share(const policy_t *p, size_t cnt)
     return fmin(1.0, f * (double)cnt);
 }
 
-/* Final propensities for mask m (with the floor), using the cache. */
+/* Final propensities for mask m (with the floor). The Thompson ones
+ * depend on the snapshot, lambda and the mask only, and are cached. */
 static void
 mask_probs(policy_t *p, policy_bucket_t *b, const unsigned char *m, size_t cnt,
-           double *prob)
+           double lambda, double *prob)
 {
     size_t n = b->n_arms;
     int cacheable = is_ts(p->params.kind);
 
-    if (cacheable && b->prop_valid && memcmp(b->prop_mask, m, n) == 0) {
-        memcpy(prob, b->prop, n * sizeof *prob);
-        return;
+    if (b->snap_lp_target > 0.0)
+        lambda = 0.0; /* the LP does not use it */
+    if (cacheable && b->prop) {
+        for (size_t i = 0; i < POLICY_PROP_CACHE; i++) {
+            if (b->prop_version[i] == b->snap_version &&
+                b->prop_lambda[i] == lambda &&
+                memcmp(b->prop_mask + i * n, m, n) == 0) {
+                memcpy(prob, b->prop + i * n, n * sizeof *prob);
+                return;
+            }
+        }
     }
-    own_probs(p, b, m, cnt, prob);
+    own_probs(p, b, m, cnt, lambda, prob);
     double e = floor_share(p, cnt);
     for (size_t k = 0; k < n; k++)
         if (m[k])
             prob[k] = e / (double)cnt + (1.0 - e) * prob[k];
-    if (cacheable) {
-        memcpy(b->prop, prob, n * sizeof *prob);
-        memcpy(b->prop_mask, m, n);
-        b->prop_valid = 1;
+    if (!cacheable)
+        return;
+    if (!b->prop) {
+        b->prop = xcalloc(POLICY_PROP_CACHE * n, sizeof(double));
+        b->prop_mask = xcalloc(POLICY_PROP_CACHE * n, 1);
+        b->prop_version = xcalloc(POLICY_PROP_CACHE, sizeof(uint64_t));
+        b->prop_lambda = xcalloc(POLICY_PROP_CACHE, sizeof(double));
+        for (size_t i = 0; i < POLICY_PROP_CACHE; i++)
+            b->prop_version[i] = UINT64_MAX; /* empty */
     }
+    size_t i = b->prop_next;
+    b->prop_next = (i + 1) % POLICY_PROP_CACHE;
+    memcpy(b->prop + i * n, prob, n * sizeof *prob);
+    memcpy(b->prop_mask + i * n, m, n);
+    b->prop_version[i] = b->snap_version;
+    b->prop_lambda[i] = lambda;
 }
 
 /* ------------------------------------------------------------------ */
@@ -663,10 +745,11 @@ policy_choose(policy_t *p, policy_bucket_t *b, const policy_request_t *req,
     size_t n = b->n_arms, na, cnt, arm = n;
     unsigned char m[n];
     double score[n], prob[n];
+    double lambda = score_lambda(p, req);
 
     policy_bucket_advance(b, req->now);
     if (is_ts(p->params.kind))
-        snap_sync(p, b, req);
+        snap_sync(b, req);
     cnt = build_mask(p, b, req, m, &na);
     out->flags = 0;
     out->propensity = NAN;
@@ -698,11 +781,10 @@ policy_choose(policy_t *p, policy_bucket_t *b, const policy_request_t *req,
     switch (p->params.kind) {
     case POLICY_TS:
     case POLICY_TS_BUDGET:
-        if (b->snap_bucket_target > 0.0) {
-            lp_draw(p, b, m, rng, score, prob);
+        if (b->snap_lp_target > 0.0) {
+            lp_draw(b, m, rng, score, prob);
             arm = draw_index(prob, m, n, rng);
         } else {
-            double lambda = snap_lambda(p, b);
             for (size_t k = 0; k < n; k++)
                 score[k] = m[k] ? gsl_ran_beta(rng, b->snap_alpha[k],
                                                b->snap_beta[k]) -
@@ -713,7 +795,7 @@ policy_choose(policy_t *p, policy_bucket_t *b, const policy_request_t *req,
         break;
     case POLICY_UNIFORM:
     case POLICY_STATIC:
-        own_probs(p, b, m, cnt, prob);
+        own_probs(p, b, m, cnt, 0.0, prob);
         arm = draw_index(prob, m, n, rng);
         for (size_t k = 0; k < n; k++)
             score[k] = arm_mean(&b->arms[k]);
@@ -738,7 +820,7 @@ policy_choose(policy_t *p, policy_bucket_t *b, const policy_request_t *req,
         out->flags |= POLICY_F_EXPLORED;
     }
     if (!req->no_propensity) {
-        mask_probs(p, b, m, cnt, prob);
+        mask_probs(p, b, m, cnt, lambda, prob);
         out->propensity = prob[arm];
     }
     if (order)
@@ -749,7 +831,6 @@ chosen:
     out->model = b->model[arm];
     out->expected_cost = arm_cost_mean(&b->arms[arm]);
     b->arms[arm].pulls++;
-    b->snap_decisions++;
     p->decisions++;
     dual_update(p, out->expected_cost, req->target_usd);
     return 0;
@@ -764,7 +845,7 @@ policy_propensities(policy_t *p, policy_bucket_t *b,
 
     policy_bucket_advance(b, req->now);
     if (is_ts(p->params.kind))
-        snap_sync(p, b, req);
+        snap_sync(b, req);
     cnt = build_mask(p, b, req, m, &na);
     for (size_t k = 0; k < n; k++)
         probs[k] = 0.0;
@@ -783,7 +864,7 @@ policy_propensities(policy_t *p, policy_bucket_t *b,
         probs[arm] = 1.0;
         return;
     }
-    mask_probs(p, b, m, cnt, probs);
+    mask_probs(p, b, m, cnt, score_lambda(p, req), probs);
 }
 
 /* ------------------------------------------------------------------ */
@@ -829,7 +910,9 @@ policy_cost(policy_bucket_t *b, int arm, double cost_usd, double now)
 }
 
 /* Exposed for tests of the quadrature (declared in the test, not in the
- * header: not part of the interface). */
+ * header: not part of the interface). cells = 0: the adaptive grid over
+ * tabulated CDFs, as the policy computes it; cells > 0: that many cells
+ * over exact CDFs. */
 void policy_ts_integrate_(const double *alpha, const double *beta,
                           const double *cost, double lambda, size_t n,
                           const unsigned char *mask, size_t cells,
@@ -839,5 +922,16 @@ policy_ts_integrate_(const double *alpha, const double *beta,
                      const double *cost, double lambda, size_t n,
                      const unsigned char *mask, size_t cells, double *prob)
 {
-    ts_integrate(alpha, beta, cost, lambda, n, mask, cells, prob);
+    if (cells > 0) {
+        cdf_src_t src = {alpha, beta, NULL, NULL, NULL};
+        ts_integrate(&src, cost, lambda, n, mask, cells, prob);
+        return;
+    }
+    policy_bucket_t *b = policy_bucket_new(n, 0.0, 0.0);
+    memcpy(b->snap_alpha, alpha, n * sizeof *alpha);
+    memcpy(b->snap_beta, beta, n * sizeof *beta);
+    tab_sync(b);
+    cdf_src_t src = {alpha, beta, b->tab, b->tab_lo, b->tab_hi};
+    ts_integrate(&src, cost, lambda, n, mask, 0, prob);
+    policy_bucket_destroy(&b);
 }

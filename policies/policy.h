@@ -45,10 +45,12 @@
  * c/target is clipped to [0, POLICY_DUAL_CLIP] so that one very expensive
  * arm cannot throw mu far.
  *
- * A bucket with a cap of its own (req->bucket_target > 0) is served by the
- * exact per-request LP instead (lp_solve_bucket with values theta_k -
- * lambda c_k and target bucket_target; at most two arms mixed, then one
- * drawn): Ferreira, Simchi-Levi and Wang (2018).
+ * A bucket with a cap of its own (req->bucket_target_usd > 0) is served by
+ * the exact per-request LP instead (Ferreira, Simchi-Levi and Wang, 2018):
+ * lp_solve_bucket over the drawn theta_k with the target
+ * min(bucket target, global target); at most two arms are mixed, then one
+ * is drawn. The global price mu does not enter there: the bucket's own
+ * target is already the tighter of the two.
  *
  * POLICY_TS is the same with mu = 0: plain Thompson sampling.
  *
@@ -71,26 +73,36 @@
  *     over the scores u = theta - mu c / target, on a grid spanning where
  *     the best score can lie (mean +- 9 sd of each arm) with
  *     POLICY_PROP_CELLS_PER_SD cells per sd of the sharpest arm that can
- *     win; each cell's mass of arm k is taken exactly from its Beta CDF and
- *     the other arms' CDFs are averaged at the cell's ends. Error: under
- *     0.005 absolute (tests/policies/test_policy.c checks it against a far
- *     finer grid and against empirical selection frequencies).
+ *     win; each cell's mass of arm k comes from its Beta CDF and the other
+ *     arms' CDFs are averaged at the cell's ends. The CDFs are read from a
+ *     table of POLICY_PROP_TAB points per arm over mean +- 9 sd, linearly
+ *     interpolated (error about 1e-4), built once per posterior snapshot.
+ *     Total error: under 0.005 absolute (tests/policies/test_policy.c
+ *     checks it against exact CDFs on a far finer grid, and against
+ *     empirical selection frequencies).
  *   - the per-request LP (bucket cap): Monte Carlo over POLICY_PROP_MC
  *     draws of the whole decision, averaging the LP's mixing weights
  *     (Rao-Blackwellised); standard error <= 0.5/sqrt(N) = 0.005.
  *   - uniform, eps-greedy, ucb1, fixed, cheapest, strongest, static: exact.
- * The integral costs O(m * grid) Beta CDF evaluations (about 1 us each),
- * too much for every request. So the Thompson policies draw from a
- * *snapshot* of the bucket (posteriors, costs, mu, target), refreshed when
- * the state has moved: after max(1, POLICY_SNAP_EVIDENCE x evidence) new
- * observations, after POLICY_SNAP_DECISIONS decisions, when forgetting has
- * decayed the evidence by POLICY_SNAP_EVIDENCE, or when mu or the target
- * moved by POLICY_SNAP_MU / POLICY_SNAP_TARGET. The propensity is computed
- * once per snapshot and mask, and it is exact (to the quadrature error) for
- * the rule that really chose: staleness costs a little learning speed
- * (Thompson sampling with batched or delayed updates: Chapelle and Li,
- * 2011; Kalkanli and Ozgur, 2021), never accuracy of the logged
- * propensity. Arms without the snapshot's mask get theirs computed anew.
+ *
+ * Cost. Tabulating an arm's CDF takes POLICY_PROP_TAB incomplete-Beta
+ * evaluations (about 1 us each): too much for every request. So the
+ * Thompson policies draw from a *snapshot* of the bucket's posteriors and
+ * cost estimates, refreshed when they have moved: after
+ * max(1, POLICY_SNAP_EVIDENCE x evidence) new observations, or when
+ * forgetting has decayed the evidence by POLICY_SNAP_EVIDENCE (and, for
+ * the LP, when its target moved by POLICY_SNAP_TARGET). Only arms whose
+ * posterior changed are tabulated again. mu and the global target are
+ * read live at every decision, rounded to a geometric grid of step
+ * POLICY_PRICE_GRID (5%: finer than the dual update's own steps), so
+ * that the few grid values mu visits while it hovers around its
+ * equilibrium are computed once per snapshot and then served from a cache
+ * of POLICY_PROP_CACHE entries per bucket. Propensities are therefore exact (to
+ * the quadrature error) for the rule that really chose; the snapshot costs a
+ * little learning speed (Thompson sampling with batched or delayed updates:
+ * Chapelle and Li, 2011; Kalkanli and Ozgur, 2021), never accuracy of the
+ * logged propensity. A snapshot is refreshed O(log evidence / 0.01) times
+ * over a bucket's life.
  */
 #ifndef BURSAR_POLICY_H
 #define BURSAR_POLICY_H
@@ -144,13 +156,14 @@ typedef struct policy {
 void policy_init(policy_t *p, const policy_params_t *params);
 
 #define POLICY_PROP_GRID_MIN     64   /* integration cells, at least */
-#define POLICY_PROP_GRID_MAX     2048 /* and at most */
-#define POLICY_PROP_CELLS_PER_SD 6    /* cells per sd of the sharpest arm */
+#define POLICY_PROP_GRID_MAX     1024 /* and at most */
+#define POLICY_PROP_CELLS_PER_SD 4    /* cells per sd of the sharpest arm */
+#define POLICY_PROP_TAB          256  /* CDF table points per arm */
 #define POLICY_PROP_MC           10000
+#define POLICY_PROP_CACHE        32   /* cached (lambda, mask) per bucket */
+#define POLICY_PRICE_GRID        1.05 /* mu and target rounded to 5% steps */
 #define POLICY_SNAP_EVIDENCE     0.01 /* refresh after 1% new evidence */
-#define POLICY_SNAP_DECISIONS    64   /* ... or this many decisions */
-#define POLICY_SNAP_MU           0.05 /* ... or mu moved 5% (+0.001) */
-#define POLICY_SNAP_TARGET       0.05 /* ... or the target moved 5% */
+#define POLICY_SNAP_TARGET       0.05 /* LP: or its target moved 5% */
 #define POLICY_DUAL_CLIP         10.0
 
 typedef struct policy_bucket {
@@ -159,20 +172,28 @@ typedef struct policy_bucket {
     int *model;         /* global model id per arm, owned */
     double half_life_s; /* forgetting; <= 0: none */
     double t_last;      /* time to which the evidence has been decayed */
-    double *static_p;   /* POLICY_STATIC distribution, n_arms, owned */
+    double *static_p;   /* POLICY_STATIC distribution, n_arms; NULL or
+                           allocated by the caller with malloc, then owned
+                           (freed by policy_bucket_destroy) */
 
-    /* Private: the snapshot that Thompson draws use, and the propensity
-     * cache computed from it. */
+    /* Private: the snapshot that Thompson draws use, the CDF tables and
+     * the propensity cache computed from it. */
     double *snap_alpha, *snap_beta, *snap_cost; /* n_arms each */
-    double snap_mu, snap_target, snap_bucket_target;
-    double snap_evidence;    /* bucket evidence at the snapshot */
-    double snap_added;       /* evidence added since (not decayed) */
-    double snap_decay;       /* product of decay factors since */
-    uint64_t snap_decisions; /* decisions since */
+    double snap_lp_target; /* LP mode: the target the LP uses */
+    double snap_evidence;  /* bucket evidence at the snapshot */
+    double snap_added;     /* evidence added since (not decayed) */
+    double snap_decay;     /* product of decay factors since */
+    uint64_t snap_version; /* bumped when the snapshot changes */
     int snap_valid;
-    double *prop;             /* n_arms: propensities under snapshot+mask */
-    unsigned char *prop_mask; /* n_arms: the mask they were computed for */
-    int prop_valid;
+    double *tab; /* n_arms x (POLICY_PROP_TAB + 1), lazy */
+    double *tab_lo, *tab_hi, *tab_a, *tab_b; /* n_arms each, lazy */
+    /* cache of POLICY_PROP_CACHE entries (lazy): propensities, the mask,
+     * snapshot version and cost weight they were computed for */
+    double *prop;             /* POLICY_PROP_CACHE x n_arms */
+    unsigned char *prop_mask; /* POLICY_PROP_CACHE x n_arms */
+    uint64_t *prop_version;   /* POLICY_PROP_CACHE */
+    double *prop_lambda;      /* POLICY_PROP_CACHE */
+    size_t prop_next;         /* round-robin slot to fill next */
 } policy_bucket_t;
 
 /* Allocates a bucket of n arms (1 <= n). Arms are initialised by the
