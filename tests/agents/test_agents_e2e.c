@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bursar.h"
@@ -53,7 +54,11 @@ static const char *SCRIPT =
     " \"steady1\":{\"default\":{\"content\":\"s1\",\"latency_ms\":60,"
     "\"usage\":{\"in\":100,\"out\":10}}},"
     " \"steady2\":{\"default\":{\"content\":\"s2\",\"latency_ms\":60,"
-    "\"usage\":{\"in\":100,\"out\":10}}}"
+    "\"usage\":{\"in\":100,\"out\":10}}},"
+    " \"pricey\":{\"default\":{\"content\":\"p\",\"usage\":{\"in\":1000,"
+    "\"out\":100}}},"
+    " \"cheap\":{\"default\":{\"content\":\"c\",\"usage\":{\"in\":1000,"
+    "\"out\":100}}}"
     "}}";
 
 static int
@@ -90,30 +95,37 @@ model_json(char *buf, size_t cap, const char *name, int anthropic, double pin,
 static void
 write_config(const char *path, int port, const char *state)
 {
-    char m[6][400];
+    char m[8][400];
     model_json(m[0], sizeof(m[0]), "ra", 0, 2, 10);
     model_json(m[1], sizeof(m[1]), "down", 1, 1, 1);
     model_json(m[2], sizeof(m[2]), "wrong", 0, 1, 2);
     model_json(m[3], sizeof(m[3]), "right", 1, 3, 15);
     model_json(m[4], sizeof(m[4]), "steady1", 0, 1, 1);
     model_json(m[5], sizeof(m[5]), "steady2", 1, 1, 1);
+    /* 1000 in + 100 out: pricey $0.01 a request, cheap $0.0001 */
+    model_json(m[6], sizeof(m[6]), "pricey", 0, 5, 50);
+    model_json(m[7], sizeof(m[7]), "cheap", 1, 0.05, 0.5);
     const char *bucket =
         "\"prior\":{\"alpha\":1,\"beta\":1},\"half_life_s\":0,"
         "\"expected_tokens_in\":500,\"expected_tokens_out\":50";
-    char text[8192];
+    char text[16384];
     snprintf(text, sizeof(text),
              "{\"listen\":[\"tcp://127.0.0.1:%d\"],\"state_dir\":\"%s\","
-             "\"models\":{%s,%s,%s,%s,%s,%s},"
+             "\"models\":{%s,%s,%s,%s,%s,%s,%s,%s},"
              "\"buckets\":{"
              "\"ra\":{\"models\":[\"ra\"],%s},"
              "\"fb\":{\"models\":[\"down\",\"right\"],%s},"
              "\"cascade\":{\"models\":[\"wrong\",\"right\"],%s},"
-             "\"steady\":{\"models\":[\"steady1\",\"steady2\"],%s}},"
+             "\"steady\":{\"models\":[\"steady1\",\"steady2\"],%s},"
+             "\"capped\":{\"models\":[\"pricey\",\"cheap\"],"
+             "\"prior\":{\"alpha\":1,\"beta\":1},\"half_life_s\":0,"
+             "\"expected_tokens_in\":1000,\"expected_tokens_out\":100,"
+             "\"budget\":{\"limit_usd\":0.05,\"window_s\":86400}}},"
              "\"unknown_bucket\":{\"action\":\"error\"},"
              "\"budget\":{\"limit_usd\":100,\"window_s\":86400},"
              "\"explore_floor\":0.5,\"decision_ttl_s\":3600}",
-             port, state, m[0], m[1], m[2], m[3], m[4], m[5], bucket, bucket,
-             bucket, bucket);
+             port, state, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7],
+             bucket, bucket, bucket, bucket);
     tu_write_file(path, text);
 }
 
@@ -148,12 +160,19 @@ ctl_wait_ready(ctl_t *c)
     return ok;
 }
 
+/* Every bursard started, so that teardown stops those a failed test
+ * left running. */
+static pid_t ctl_pids[32];
+static size_t n_ctl_pids;
+
 static void
 ctl_start(ctl_t *c)
 {
     char *argv[] = {bursard,       "--config", c->config,
                     "--state-dir", c->state,   NULL};
-    c->pid = tu_spawn(argv, NULL, NULL, c->log);
+    c->pid = tu_spawn(argv, NULL, "/dev/null", c->log);
+    if (n_ctl_pids < sizeof(ctl_pids) / sizeof(ctl_pids[0]))
+        ctl_pids[n_ctl_pids++] = c->pid;
     assert_true(ctl_wait_ready(c));
 }
 
@@ -352,6 +371,11 @@ teardown(void **state)
     (void)state;
     if (mock_pid > 0)
         tu_kill(mock_pid, SIGTERM);
+    for (size_t i = 0; i < n_ctl_pids; i++) {
+        int st;
+        if (waitpid(ctl_pids[i], &st, WNOHANG) == 0) /* still our child */
+            tu_kill(ctl_pids[i], SIGKILL);
+    }
     if (dir[0] && !getenv("BURSAR_KEEP_TMP"))
         tu_rmrf(dir);
     return 0;
@@ -546,12 +570,59 @@ test_restart_spool_exactly_once(void **state)
     tu_kill(c.pid, SIGTERM);
 }
 
+static void
+test_budget_respected(void **state)
+{
+    (void)state;
+    NEED_BURSARD();
+    ctl_t c;
+    ctl_init(&c, "budget");
+    /* 60 requests: always pricey would cost $0.60 against a $0.05 cap. */
+    char tasks[8192] = "";
+    for (int i = 0; i < 60; i++) {
+        char l[96];
+        snprintf(l, sizeof(l),
+                 "{\"id\":%d,\"bucket\":\"capped\",\"prompt\":\"p\"}\n", i);
+        strcat(tasks, l);
+    }
+    cJSON *res = run_agent(&c, "budget", tasks, NULL, NULL);
+    assert_int_equal(cJSON_GetArraySize(res), 60);
+    double cost = 0;
+    int pricey = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, res)
+    {
+        assert_true(cJSON_IsTrue(f(r, "valid")));
+        cost += f(r, "cost_usd")->valuedouble;
+        pricey += strcmp(f(r, "model")->valuestring, "pricey") == 0;
+    }
+    cJSON *st = ctl_request(&c, "{\"op\":\"stats\"}");
+    double bucket_spent = -1;
+    const cJSON *b;
+    cJSON_ArrayForEach(b, f(st, "buckets"))
+    {
+        if (strcmp(f(b, "name")->valuestring, "capped") == 0)
+            bucket_spent = f(f(b, "budget"), "spent_usd")->valuedouble;
+    }
+    print_message("budget: 60 tasks, %d on pricey, cost %.4f, bucket spent "
+                  "%.4f of 0.05\n",
+                  pricey, cost, bucket_spent);
+    assert_true(fabs(bucket_spent - cost) < 1e-6);
+    /* the cap holds to within one pricey request, plus the cheap ones
+     * served once it is used up */
+    assert_true(cost <= 0.05 + 0.01 + 60 * 0.0001 + 1e-9);
+    cJSON_Delete(st);
+    cJSON_Delete(res);
+    tu_kill(c.pid, SIGTERM);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retry_fallback_cascade_cost),
         cmocka_unit_test(test_restart_spool_exactly_once),
+        cmocka_unit_test(test_budget_respected),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
