@@ -53,6 +53,7 @@ typedef struct olog {
     double *time;    /* per row, seconds; NaN when absent */
     long *line;      /* per row: the input line, for messages */
     size_t cap;
+    int fast_bucket; /* private: last bucket of the JSONL fast path */
 } olog_t;
 
 /* An empty log. Never NULL (aborts on out of memory). */

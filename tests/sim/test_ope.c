@@ -415,6 +415,46 @@ test_reader_errors(void **state)
     expect_obd_error(",item_id,click\n0,1,0\n", "field 'propensity_score'");
 }
 
+/* The JSONL reader's fast path and its cJSON fallback read the same
+ * values: an export line as bursard writes it, one with an escaped string
+ * and a nested value (fallback), repeated keys (the first wins, as in
+ * cJSON), `outcome` standing in when `reward` is absent, and nulls. */
+static void
+test_jsonl_paths(void **state)
+{
+    (void)state;
+    olog_t *lg = load_jsonl(
+        "{\"decision_id\":\"00000000000003e9\",\"time\":1764030000.25,"
+        "\"bucket\":\"code\",\"model\":\"gpt-4o\",\"propensity\":0.31,"
+        "\"status\":\"done\",\"outcome\":1,\"outcome_time\":1764030003.1,"
+        "\"corrected\":true,\"reward\":0,\"expected_cost_usd\":0.013,"
+        "\"cost_usd\":0.0121,\"cost_source\":\"reported\",\"latency_ms\":2310,"
+        "\"served_model\":null,\"provider_error\":null,\"explored\":false,"
+        "\"over_budget\":false}\n"
+        "{\"bucket\":\"co\\u0064e\",\"model\":\"gpt-4o\",\"x\":{\"y\":[1]},"
+        "\"propensity\":0.5,\"outcome\":1,\"cost_usd\":null}\n"
+        "  {\"bucket\":\"code\",\"model\":\"m2\",\"propensity\":0.25,"
+        "\"propensity\":0.75,\"outcome\":0.5}  \n"
+        "{\"bucket\":\"chat\",\"model\":\"m2\",\"propensity\":null,"
+        "\"reward\":null,\"outcome\":1}\n");
+    assert_int_equal(lg->n_rows, 4);
+    assert_int_equal(lg->n_buckets, 2);
+    assert_int_equal(lg->row_bucket[1], lg->row_bucket[0]); /* "code" */
+    assert_near(lg->time[0], 1764030000.25, 1e-6);
+    assert_near(lg->prop[0], 0.31, 1e-15);
+    assert_near(lg->reward[0], 0, 0); /* reward wins over outcome */
+    assert_near(lg->cost[0], 0.0121, 1e-15);
+    assert_near(lg->reward[1], 1, 0); /* outcome stands in */
+    assert_true(isnan(lg->cost[1]));
+    assert_true(isnan(lg->time[1]));
+    assert_near(lg->prop[2], 0.25, 1e-15); /* first of repeated keys */
+    assert_near(lg->reward[2], 0.5, 0);
+    assert_true(isnan(lg->prop[3]));
+    assert_true(isnan(lg->reward[3])); /* reward null: no outcome */
+    assert_int_equal(lg->line[3], 4);
+    olog_destroy(&lg);
+}
+
 static void
 test_obd_reader(void **state)
 {
@@ -560,6 +600,7 @@ main(void)
         cmocka_unit_test(test_bootstrap),
         cmocka_unit_test(test_warnings),
         cmocka_unit_test(test_reader_errors),
+        cmocka_unit_test(test_jsonl_paths),
         cmocka_unit_test(test_obd_reader),
         cmocka_unit_test(test_cli),
     };
