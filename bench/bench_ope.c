@@ -25,6 +25,17 @@
 #include "olog.h"
 #include "ope.h"
 
+/* A number as cJSON prints it (and so bursard's export): %1.15g when that
+ * reads back exactly, else %1.17g. */
+static const char *
+bench_num(char *buf, size_t n, double d)
+{
+    snprintf(buf, n, "%1.15g", d);
+    if (strtod(buf, NULL) != d)
+        snprintf(buf, n, "%1.17g", d);
+    return buf;
+}
+
 static double
 bench_now(void)
 {
@@ -52,24 +63,36 @@ main(int argc, char **argv)
     if (!buf)
         return 1;
     double t0 = 1764028800.0;
+    /* the logging policy: per bucket a skewed distribution over the
+     * models (rotated by bucket), so that propensities are those of the
+     * choices and IPS and SNIPS agree in expectation */
+    static const double share[] = {0.45, 0.25, 0.15, 0.1, 0.05};
     for (size_t i = 0; i < n; i++) {
         int b = (int)gsl_rng_uniform_int(rng, 4);
-        int m = (int)gsl_rng_uniform_int(rng, 5);
-        double p = 0.02 + 0.9 * gsl_rng_uniform(rng);
-        int ok = gsl_rng_uniform(rng) < 0.8;
-        double t = t0 + (double)i * 0.25;
+        double u = gsl_rng_uniform(rng), acc = 0;
+        int k = 0;
+        while (k < 4 && u >= acc + share[k])
+            acc += share[k++];
+        int m = (k + b) % 5;
+        int ok = gsl_rng_uniform(rng) < 0.5 + 0.08 * m;
+        double t = t0 + (double)i * 0.25 + 0.001 * gsl_rng_uniform(rng);
+        char ts[32], ps[32], ots[32], cs[32], es[32], ls[32];
         len += (size_t)snprintf(
             buf + len, cap - len,
-            "{\"decision_id\":\"%016zx\",\"time\":%.17g,\"bucket\":\"%s\","
-            "\"model\":\"%s\",\"propensity\":%.17g,\"status\":\"done\","
-            "\"outcome\":%d,\"outcome_time\":%.17g,\"corrected\":false,"
-            "\"reward\":%d,\"expected_cost_usd\":%.17g,\"cost_usd\":%.17g,"
-            "\"cost_source\":\"reported\",\"latency_ms\":%.17g,"
+            "{\"decision_id\":\"%016zx\",\"time\":%s,\"bucket\":\"%s\","
+            "\"model\":\"%s\",\"propensity\":%s,\"status\":\"done\","
+            "\"outcome\":%d,\"outcome_time\":%s,\"corrected\":false,"
+            "\"reward\":%d,\"expected_cost_usd\":%s,\"cost_usd\":%s,"
+            "\"cost_source\":\"reported\",\"latency_ms\":%s,"
             "\"served_model\":null,\"provider_error\":null,"
             "\"explored\":false,\"over_budget\":false}\n",
-            i + 1, t, buckets[b], models[m], p, ok, t + 2.5, ok, cost[m],
-            cost[m] * (0.8 + 0.4 * gsl_rng_uniform(rng)),
-            500 + 3000 * gsl_rng_uniform(rng));
+            i + 1, bench_num(ts, sizeof ts, t), buckets[b], models[m],
+            bench_num(ps, sizeof ps, share[k]), ok,
+            bench_num(ots, sizeof ots, t + 2.5), ok,
+            bench_num(es, sizeof es, cost[m]),
+            bench_num(cs, sizeof cs,
+                      cost[m] * (0.8 + 0.4 * gsl_rng_uniform(rng))),
+            bench_num(ls, sizeof ls, 500 + 3000 * gsl_rng_uniform(rng)));
     }
     gsl_rng_free(rng);
 

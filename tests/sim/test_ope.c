@@ -7,6 +7,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -455,6 +456,47 @@ test_jsonl_paths(void **state)
     olog_destroy(&lg);
 }
 
+/* The fast path's number reader gives strtod's double, bit for bit, for
+ * numbers printed as cJSON prints them (%1.15g, else %1.17g) over many
+ * magnitudes. */
+static void
+test_jsonl_numbers(void **state)
+{
+    (void)state;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, 7);
+    size_t n = 4000, cap = n * 160, len = 0;
+    char *buf = malloc(cap);
+    double *want = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double d = gsl_rng_uniform(rng) * pow(10, (int)(i % 40) - 20);
+        if (i % 3 == 0) /* short decimals: the exact fast path */
+            d = round(d * 1e6) / 1e6;
+        if (i % 7 == 0)
+            d = -d;
+        char num[40];
+        snprintf(num, sizeof num, "%1.15g", d);
+        if (strtod(num, NULL) != d)
+            snprintf(num, sizeof num, "%1.17g", d);
+        want[i] = strtod(num, NULL);
+        len += (size_t)snprintf(buf + len, cap - len,
+                                "{\"bucket\":\"x\",\"model\":\"A\","
+                                "\"time\":%s,\"propensity\":0.5}\n",
+                                num);
+    }
+    olog_t *lg = olog_new();
+    serr_t e = {0, ""};
+    assert_int_equal(olog_load_jsonl_buffer(lg, buf, len, "n.jsonl", &e), 0);
+    assert_int_equal(lg->n_rows, n);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&lg->time[i], &want[i], sizeof(double)) != 0)
+            fail_msg("row %zu: %.17g read as %.17g", i, want[i], lg->time[i]);
+    olog_destroy(&lg);
+    free(buf);
+    free(want);
+    gsl_rng_free(rng);
+}
+
 static void
 test_obd_reader(void **state)
 {
@@ -601,6 +643,7 @@ main(void)
         cmocka_unit_test(test_warnings),
         cmocka_unit_test(test_reader_errors),
         cmocka_unit_test(test_jsonl_paths),
+        cmocka_unit_test(test_jsonl_numbers),
         cmocka_unit_test(test_obd_reader),
         cmocka_unit_test(test_cli),
     };
