@@ -2,9 +2,11 @@
  * scenario.c - simulated providers (scenario.h).
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* M_PI */
 #include "scenario.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,13 @@ static double
 unif(scenario_t *s)
 {
     return (double)rand_r(&s->rng) / ((double)RAND_MAX + 1.0);
+}
+
+static double
+num(const cJSON *o, const char *k, double dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
 void
@@ -46,6 +55,116 @@ bad(scenario_t **s, char *err, size_t cap, const char *path, const char *m)
     return -1;
 }
 
+/* ------------------------------------------------ sim/ scenarios */
+
+/* "at": a task index, or a fraction of the run when strictly in (0, 1). */
+static double
+at_index(const cJSON *ev, double requests)
+{
+    double at = num(ev, "at", 0);
+    return (at > 0 && at < 1) ? floor(at * requests) : at;
+}
+
+/* Converts a scenario in sim/'s format (sim/scenario.h: "requests",
+ * "traffic", models with success/cost numbers or per-bucket objects,
+ * timed "events") into this module's format, so that bursar-agent
+ * --simulate runs the simulator's scenarios too. Returns a new tree. */
+static cJSON *
+from_sim(const cJSON *in)
+{
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(in, "seed");
+    cJSON_AddNumberToObject(out, "seed",
+                            cJSON_IsNumber(seed) ? seed->valuedouble : 1);
+    double requests = num(in, "requests", 0);
+    cJSON *t = cJSON_AddObjectToObject(out, "tasks");
+    cJSON_AddNumberToObject(t, "count", requests);
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(in, "traffic");
+    cJSON_AddItemToObject(t, "buckets",
+                          tr ? cJSON_Duplicate(tr, 1) : cJSON_CreateObject());
+    cJSON *ms = cJSON_AddObjectToObject(out, "models");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(in, "models"))
+    {
+        cJSON *o = cJSON_AddObjectToObject(ms, m->string);
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(m, "success");
+        if (cJSON_IsObject(sc)) {
+            /* a bucket left out: the model is not offered there */
+            cJSON_AddNumberToObject(o, "success", 0);
+            cJSON_AddItemToObject(o, "success_by_bucket",
+                                  cJSON_Duplicate(sc, 1));
+        } else if (sc) {
+            cJSON_AddItemToObject(o, "success", cJSON_Duplicate(sc, 1));
+        }
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "cost_usd");
+        if (cJSON_IsObject(c))
+            cJSON_AddItemToObject(o, "cost_by_bucket", cJSON_Duplicate(c, 1));
+        else if (c)
+            cJSON_AddItemToObject(o, "cost_usd", cJSON_Duplicate(c, 1));
+        const cJSON *cn = cJSON_GetObjectItemCaseSensitive(m, "cost_noise");
+        if (cn)
+            cJSON_AddItemToObject(o, "cost_noise", cJSON_Duplicate(cn, 1));
+        cJSON_AddArrayToObject(o, "changes");
+        cJSON_AddArrayToObject(o, "outages");
+        cJSON_AddArrayToObject(o, "cost_changes");
+    }
+    const cJSON *ev;
+    cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(in, "events"))
+    {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(ev, "type");
+        const cJSON *mn = cJSON_GetObjectItemCaseSensitive(ev, "model");
+        if (!cJSON_IsString(type) || !cJSON_IsString(mn))
+            continue;
+        cJSON *o = cJSON_GetObjectItemCaseSensitive(ms, mn->valuestring);
+        if (!o)
+            continue;
+        double at = at_index(ev, requests);
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(ev, "bucket");
+        cJSON *e = cJSON_CreateObject();
+        if (strcmp(type->valuestring, "quality") == 0) {
+            cJSON_AddNumberToObject(e, "at", at);
+            cJSON_AddNumberToObject(e, "success", num(ev, "success", 0));
+            cJSON_AddNumberToObject(e, "ramp", num(ev, "ramp", 0));
+            if (cJSON_IsString(b))
+                cJSON_AddStringToObject(e, "bucket", b->valuestring);
+            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "changes"),
+                                 e);
+        } else if (strcmp(type->valuestring, "down") == 0) {
+            cJSON_AddNumberToObject(e, "from", at);
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(ev, "for");
+            cJSON_AddNumberToObject(
+                e, "to", cJSON_IsNumber(f) ? at + f->valuedouble : 1e300);
+            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "outages"),
+                                 e);
+        } else if (strcmp(type->valuestring, "up") == 0) {
+            /* ends the open outages that began before it */
+            cJSON *x;
+            cJSON_ArrayForEach(x,
+                               cJSON_GetObjectItemCaseSensitive(o, "outages"))
+            {
+                if (num(x, "from", 0) <= at && num(x, "to", 0) > at)
+                    cJSON_SetNumberValue(
+                        cJSON_GetObjectItemCaseSensitive(x, "to"), at);
+            }
+            cJSON_Delete(e);
+        } else if (strcmp(type->valuestring, "price") == 0) {
+            cJSON_AddNumberToObject(e, "at", at);
+            const cJSON *cu = cJSON_GetObjectItemCaseSensitive(ev, "cost_usd");
+            if (cJSON_IsNumber(cu))
+                cJSON_AddNumberToObject(e, "cost_usd", cu->valuedouble);
+            else
+                cJSON_AddNumberToObject(e, "factor", num(ev, "factor", 1));
+            if (cJSON_IsString(b))
+                cJSON_AddStringToObject(e, "bucket", b->valuestring);
+            cJSON_AddItemToArray(
+                cJSON_GetObjectItemCaseSensitive(o, "cost_changes"), e);
+        } else {
+            cJSON_Delete(e);
+        }
+    }
+    return out;
+}
+
 int
 scenario_parse(const char *json, scenario_t **out, char *err, size_t cap)
 {
@@ -56,6 +175,12 @@ scenario_parse(const char *json, scenario_t **out, char *err, size_t cap)
     s->root = cJSON_Parse(json);
     if (!cJSON_IsObject(s->root))
         return bad(&s, err, cap, "$", "not a JSON object");
+    if (cJSON_GetObjectItemCaseSensitive(s->root, "requests") ||
+        cJSON_GetObjectItemCaseSensitive(s->root, "traffic")) {
+        cJSON *conv = from_sim(s->root);
+        cJSON_Delete(s->root);
+        s->root = conv;
+    }
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(s->root, "seed");
     s->rng = cJSON_IsNumber(seed) ? (unsigned)seed->valuedouble : 1u;
     s->models = cJSON_GetObjectItemCaseSensitive(s->root, "models");
@@ -142,11 +267,56 @@ scenario_load(const char *path, scenario_t **out, char *err, size_t cap)
     return rc;
 }
 
-static double
-num(const cJSON *o, const char *k, double dflt)
+/* The true behaviour of model m for bucket at task idx: success rate,
+ * outage, and the fixed cost (< 0: none, tokens x prices). */
+static void
+truth(const cJSON *m, const char *bucket, size_t idx, double *p_out,
+      int *outage, double *cost_out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+    double x = (double)idx;
+    double p = num(m, "success", 0.5);
+    p = num(cJSON_GetObjectItemCaseSensitive(m, "success_by_bucket"), bucket,
+            p);
+    /* Changes in order; a ramp moves linearly from the rate before the
+     * change to the new one over ramp tasks. */
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItemCaseSensitive(m, "changes"))
+    {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(ch, "bucket");
+        if (cJSON_IsString(b) && strcmp(b->valuestring, bucket) != 0)
+            continue;
+        double at = num(ch, "at", 1e300), ramp = num(ch, "ramp", 0);
+        double to = num(ch, "success", p);
+        if (x < at)
+            continue;
+        if (ramp > 0 && x < at + ramp)
+            p = p + (to - p) * (x - at) / ramp;
+        else
+            p = to;
+    }
+    *outage = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(m, "outages"))
+    {
+        if (x >= num(o, "from", 1e300) && x < num(o, "to", 1e300))
+            *outage = 1;
+    }
+    double c = num(m, "cost_usd", -1);
+    c = num(cJSON_GetObjectItemCaseSensitive(m, "cost_by_bucket"), bucket, c);
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItemCaseSensitive(m, "cost_changes"))
+    {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(ch, "bucket");
+        if (cJSON_IsString(b) && strcmp(b->valuestring, bucket) != 0)
+            continue;
+        if (x < num(ch, "at", 1e300))
+            continue;
+        if (cJSON_GetObjectItemCaseSensitive(ch, "cost_usd"))
+            c = num(ch, "cost_usd", c);
+        else if (c >= 0)
+            c *= num(ch, "factor", 1);
+    }
+    *p_out = p;
+    *cost_out = c;
 }
 
 void
@@ -159,29 +329,25 @@ scenario_call(scenario_t *self, const char *model, const char *bucket,
     if (!m)
         return;
     d->known = 1;
-    double p = num(m, "success", 0.5);
-    const cJSON *by = cJSON_GetObjectItemCaseSensitive(m, "success_by_bucket");
-    p = num(by, bucket, p);
-    const cJSON *ch;
-    cJSON_ArrayForEach(ch, cJSON_GetObjectItemCaseSensitive(m, "changes"))
-    {
-        if ((double)idx >= num(ch, "at", 1e300))
-            p = num(ch, "success", p);
-    }
-    const cJSON *o;
-    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(m, "outages"))
-    {
-        if ((double)idx >= num(o, "from", 1e300) &&
-            (double)idx < num(o, "to", -1))
-            d->outage = 1;
-    }
+    double p, cost;
+    truth(m, bucket, idx, &p, &d->outage, &cost);
     double lat = num(m, "latency_ms", 500);
     d->latency_ms = lat * (0.75 + 0.5 * unif(self));
     /* Tokens jittered +-25% around the means, so costs vary per call. */
     d->tokens_in = (long)(num(m, "tokens_in", 500) * (0.75 + 0.5 * unif(self)));
     d->tokens_out =
         (long)(num(m, "tokens_out", 300) * (0.75 + 0.5 * unif(self)));
-    d->cost_usd = num(m, "cost_usd", -1);
+    if (cost >= 0) {
+        /* Log-normal noise with mean cost (as sim/ draws it): cost x
+         * exp(s z - s^2 / 2), z standard normal (Box-Muller). */
+        double s = num(m, "cost_noise", 0);
+        if (s > 0) {
+            double u1 = unif(self), u2 = unif(self);
+            double z = sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+            cost *= exp(s * z - s * s / 2.0);
+        }
+    }
+    d->cost_usd = cost;
     d->success = unif(self) < p;
     if (d->outage) {
         d->success = 0;
@@ -199,25 +365,12 @@ scenario_expected(const scenario_t *self, const char *model, const char *bucket,
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(self->models, model);
     if (!m)
         return -1;
-    double p = num(m, "success", 0.5);
-    p = num(cJSON_GetObjectItemCaseSensitive(m, "success_by_bucket"), bucket,
-            p);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(m, "changes"))
-    {
-        if ((double)idx >= num(it, "at", 1e300))
-            p = num(it, "success", p);
-    }
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(m, "outages"))
-    {
-        if ((double)idx >= num(it, "from", 1e300) &&
-            (double)idx < num(it, "to", -1))
-            p = 0;
-    }
-    *p_success = p;
+    int outage;
+    truth(m, bucket, idx, p_success, &outage, cost_usd);
+    if (outage)
+        *p_success = 0;
     *tokens_in = num(m, "tokens_in", 500);
     *tokens_out = num(m, "tokens_out", 300);
-    *cost_usd = num(m, "cost_usd", -1);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +245,81 @@ test_scenario(void **state)
     assert_int_equal(scenario_parse("[]", &s, err, sizeof(err)), -1);
 }
 
+static void
+test_scenario_sim_format(void **state)
+{
+    (void)state;
+    scenario_t *s = NULL;
+    char err[256];
+    const char *json =
+        "{\"requests\":1000,\"seed\":3,\"traffic\":{\"code\":0.5,"
+        "\"chat\":0.5},\"models\":{"
+        "\"big\":{\"cost_usd\":0.01,\"success\":{\"code\":0.9,\"chat\":"
+        "0.8}},"
+        "\"coder\":{\"cost_usd\":{\"code\":0.002},\"success\":{\"code\":"
+        "0.8}},"
+        "\"mid\":{\"cost_usd\":0.004,\"success\":0.7}},"
+        "\"events\":[{\"at\":0.4,\"type\":\"price\",\"model\":\"mid\","
+        "\"factor\":0.5},"
+        "{\"at\":0.6,\"type\":\"down\",\"model\":\"big\",\"for\":100},"
+        "{\"at\":800,\"type\":\"down\",\"model\":\"mid\"},"
+        "{\"at\":850,\"type\":\"up\",\"model\":\"mid\"},"
+        "{\"at\":100,\"type\":\"quality\",\"model\":\"big\","
+        "\"bucket\":\"code\",\"success\":0.5,\"ramp\":200}]}";
+    assert_int_equal(scenario_parse(json, &s, err, sizeof(err)), 0);
+    assert_int_equal(scenario_task_count(s), 1000);
+    double p, ti, to, c;
+    /* not offered in chat: success 0 */
+    assert_int_equal(scenario_expected(s, "coder", "chat", 0, &p, &ti, &to, &c),
+                     0);
+    assert_true(p == 0);
+    scenario_expected(s, "coder", "code", 0, &p, &ti, &to, &c);
+    assert_true(p == 0.8 && c == 0.002);
+    /* price cut at 40% */
+    scenario_expected(s, "mid", "chat", 399, &p, &ti, &to, &c);
+    assert_true(c == 0.004);
+    scenario_expected(s, "mid", "chat", 400, &p, &ti, &to, &c);
+    assert_true(c == 0.002);
+    /* down at 60% for 100 */
+    scenario_expected(s, "big", "chat", 650, &p, &ti, &to, &c);
+    assert_true(p == 0);
+    scenario_expected(s, "big", "chat", 700, &p, &ti, &to, &c);
+    assert_true(p == 0.8);
+    /* down at 800, up at 850 */
+    scenario_expected(s, "mid", "chat", 820, &p, &ti, &to, &c);
+    assert_true(p == 0);
+    scenario_expected(s, "mid", "chat", 850, &p, &ti, &to, &c);
+    assert_true(p == 0.7);
+    /* ramp in code only: 0.9 -> 0.5 over tasks 100..300 */
+    scenario_expected(s, "big", "code", 200, &p, &ti, &to, &c);
+    assert_true(fabs(p - 0.7) < 1e-9);
+    scenario_expected(s, "big", "code", 300, &p, &ti, &to, &c);
+    assert_true(fabs(p - 0.5) < 1e-9);
+    scenario_expected(s, "big", "chat", 300, &p, &ti, &to, &c);
+    assert_true(p == 0.8);
+    scenario_draw_t d;
+    scenario_call(s, "big", "chat", 650, &d);
+    assert_true(d.outage);
+    scenario_destroy(&s);
+
+    /* the simulator's own scenario files read as they are */
+    const char *src = getenv("BURSAR_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/sim/scenarios/demo.json", src ? src : ".");
+    FILE *f = fopen(path, "r");
+    if (f) {
+        fclose(f);
+        assert_int_equal(scenario_load(path, &s, err, sizeof(err)), 0);
+        assert_true(scenario_task_count(s) > 0);
+        scenario_destroy(&s);
+    }
+    snprintf(path, sizeof(path), "%s/agents/scenarios/demo.json",
+             src ? src : ".");
+    assert_int_equal(scenario_load(path, &s, err, sizeof(err)), 0);
+    assert_int_equal(scenario_task_count(s), 1000);
+    scenario_destroy(&s);
+}
+
 int
 main(void)
 {
@@ -254,6 +330,7 @@ main(void)
         cmocka_unit_test(test_command),
         cmocka_unit_test(test_route),
         cmocka_unit_test(test_scenario),
+        cmocka_unit_test(test_scenario_sim_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
