@@ -183,13 +183,13 @@ report_print(const report_t *self, FILE *out, const cJSON *stats,
         char h[48];
         snprintf(h, sizeof(h), "tasks %zu-%zu", s * n / REPORT_SLICES + 1,
                  (s + 1) * n / REPORT_SLICES);
-        fprintf(out, " %15s", h);
+        fprintf(out, " %17s", h);
     }
     fputc('\n', out);
     for (size_t k = 0; k < n_names; k++) {
         fprintf(out, "  %-22s", names[k]);
         for (int s = 0; s < REPORT_SLICES; s++)
-            fprintf(out, " %14.0f%%",
+            fprintf(out, " %16.0f%%",
                     total[s] ? 100.0 * (double)count[k][s] / (double)total[s]
                              : 0.0);
         fputc('\n', out);
