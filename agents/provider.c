@@ -358,6 +358,26 @@ prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
 
 /* -------------------------------------------------------------- answers */
 
+/* Provider error texts may quote the key, masked or not (OpenAI's 401:
+ * "Incorrect API key provided: sk-abc...wxyz"): anything that looks like
+ * a key is replaced before the text goes into a result or a report. */
+static void
+scrub_keys(char *s)
+{
+    for (char *p = s; *p; p++) {
+        if (!(p[0] == 's' && p[1] == 'k' && (p[2] == '-' || p[2] == '_')))
+            continue;
+        char *e = p + 3;
+        while (*e && *e != ' ' && *e != '"' && *e != ',' && *e != '\'')
+            e++;
+        if (e - p >= 8) {
+            memcpy(p, "sk-***", 6);
+            memmove(p + 6, e, strlen(e) + 1);
+            p += 5;
+        }
+    }
+}
+
 static const char *
 error_message(const cJSON *root)
 {
@@ -503,6 +523,7 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
         }
         snprintf(j->r.error, sizeof(j->r.error), "http %ld: %.200s", status,
                  msg ? msg : "(no error message)");
+        scrub_keys(j->r.error);
         cJSON_Delete(root);
     }
     if (!retriable || j->r.attempts >= self->o.max_attempts)

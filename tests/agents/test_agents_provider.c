@@ -51,7 +51,9 @@ static const char *SCRIPT =
     " \"nousage\":{\"default\":{\"content\":\"twelve chars\","
     "\"no_usage\":true}},"
     " \"long_ra\":{\"default\":{\"status\":429,\"retry_after\":100}},"
-    " \"slow\":{\"default\":{\"content\":\"slow\",\"latency_ms\":200}}"
+    " \"slow\":{\"default\":{\"content\":\"slow\",\"latency_ms\":200}},"
+    " \"leaky\":{\"default\":{\"status\":401,\"error_message\":"
+    "\"Incorrect API key provided: sk-proj-abcd1234wxyz. You can find\"}}"
     "}}";
 
 static int port;
@@ -300,6 +302,21 @@ test_keys(void **state)
     tu_kill(m2, 15);
 }
 
+static void
+test_error_text_has_no_key(void **state)
+{
+    (void)state;
+    prov_opts_t o;
+    fast_opts(&o);
+    prov_result_t r;
+    call("leaky", 0, &o, &r);
+    assert_false(r.ok);
+    assert_int_equal(r.http_status, 401);
+    assert_null(strstr(r.error, "abcd1234"));
+    assert_non_null(strstr(r.error, "provided: sk-***"));
+    prov_result_clear(&r);
+}
+
 static int done_count;
 static void
 on_done(void *ud, const bursar_model_t *m, prov_result_t *r)
@@ -351,6 +368,7 @@ main(void)
         cmocka_unit_test(test_no_usage_estimated),
         cmocka_unit_test(test_retry_after_over_limit),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_error_text_has_no_key),
         cmocka_unit_test(test_pool_concurrency_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
