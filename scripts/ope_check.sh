@@ -58,12 +58,13 @@ truth() {
         }
     }
     { q += 0.5 * w[$1] * $3; c += 0.5 * w[$1] * $4 }
-    END { printf "%.6f %.6f\n", q, c }'
+    END { printf "%.12g %.12g\n", q, c }'
 }
 
 printf '%-34s %4s %8s  %-17s %-17s %-17s %-17s %-17s\n' policy seed truth \
     replay ips snips dm dr
 : > "$work/hits"
+: > "$work/cost_hits"
 s=1
 while [ "$s" -le "$seeds" ]; do
     d=$work/seed$s
@@ -109,25 +110,39 @@ SCN
     for p in $policies; do
         set -- $(truth "$p")
         tq=$1
-        jq -r --arg p "$p" --argjson t "$tq" '
+        tc=$2
+        jq -r --arg p "$p" --argjson t "$tq" --argjson tc "$tc" '
+          def r3: . * 1000 | round / 1000;
           .policies[] | select(.policy == $p) | .estimators as $e
-          | ["replay","ips","snips","dm","dr"]
-          | map($e[.] | [.estimate, .ci95[0], .ci95[1],
-                         (if .ci95[0] <= $t and $t <= .ci95[1] then 1 else 0 end)])
-          | map(@text "\(.[0]*1000|round/1000)[\(.[1]*1000|round/1000),\(.[2]*1000|round/1000)]\(if .[3] == 1 then "" else "*" end)"),
-            map(.[3])
-          | @tsv' "$d/ope.json" > "$d/row"
+          | ["replay", "ips", "snips", "dm", "dr"] as $k
+          | ($k | map($e[.] | [.estimate, .ci95[0], .ci95[1],
+                (if .ci95[0] <= $t and $t <= .ci95[1] then 1 else 0 end)]))
+            as $q
+          | ($q | map("\(.[0] | r3)[\(.[1] | r3),\(.[2] | r3)]\(if .[3] == 1 then "" else "*" end)") | @tsv),
+            ($q | map(.[3]) | @tsv),
+            ($k | map($e[.].cost_ci95 as $c
+                | if $c[0] <= $tc * (1 + 1e-9) and $tc * (1 - 1e-9) <= $c[1]
+                  then 1 else 0 end) | @tsv)' "$d/ope.json" > "$d/row"
         printf '%-34s %4d %8.4f  %s\n' "$p" "$s" "$tq" \
             "$(sed -n 1p "$d/row" | awk -F'\t' '{for (i = 1; i <= NF; i++) printf "%-17s ", $i}')"
         sed -n 2p "$d/row" >> "$work/hits"
+        sed -n 3p "$d/row" >> "$work/cost_hits"
     done
     s=$((s + 1))
 done
 echo "(* = the 95% interval misses the truth)"
+status=0
 awk -F'\t' '{ n++; for (i = 1; i <= 5; i++) h[i] += $i }
     END {
         split("replay ips snips dm dr", nm, " ")
-        printf "coverage over %d (policy, seed) pairs:", n
+        printf "quality coverage over %d (policy, seed) pairs:", n
         for (i = 1; i <= 5; i++) printf " %s %d/%d (%.1f%%)", nm[i], h[i], n, 100 * h[i] / n
         printf "\n"
-        exit (h[5] < 0.9 * n) }' "$work/hits"
+        exit (h[5] < 0.9 * n) }' "$work/hits" || status=1
+awk -F'\t' '{ n++; for (i = 1; i <= 5; i++) h[i] += $i }
+    END {
+        split("replay ips snips dm dr", nm, " ")
+        printf "cost coverage over %d (policy, seed) pairs:   ", n
+        for (i = 1; i <= 5; i++) printf " %s %d/%d (%.1f%%)", nm[i], h[i], n, 100 * h[i] / n
+        printf "\n" }' "$work/cost_hits"
+exit "$status"
