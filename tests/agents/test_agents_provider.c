@@ -164,7 +164,7 @@ test_retry_500(void **state)
     double t0 = tu_now();
     call("s500", 1, &o, &r);
     /* no Retry-After: the backoff (20 ms, doubling, jittered) rules */
-    assert_true(tu_now() - t0 < 0.5);
+    assert_true(tu_now() - t0 < 0.9);
     assert_true(r.ok);
     assert_string_equal(r.output, "third time");
     assert_int_equal(r.attempts, 3);
@@ -351,7 +351,7 @@ test_pool_concurrency_limit(void **state)
     assert_int_equal(done_count, 16);
     /* 16 calls of 200 ms, 4 at a time: about 0.8 s; serial would be 3.2 */
     assert_true(dt >= 0.75);
-    assert_true(dt < 2.0);
+    assert_true(dt < 2.5);
 }
 
 int
