@@ -103,7 +103,7 @@ SCN
     wait "$dpid" 2>/dev/null || true
     dpid=
     args=
-    for p in $policies; do args="$args --policy $p"; done
+    for p in $policies ts; do args="$args --policy $p"; done
     # shellcheck disable=SC2086
     "$bin/bursar-sim" evaluate --log "$d/log.jsonl" $args --seed "$s" --json \
         > "$d/ope.json"
@@ -128,6 +128,10 @@ SCN
         sed -n 2p "$d/row" >> "$work/hits"
         sed -n 3p "$d/row" >> "$work/cost_hits"
     done
+    jq -r --arg s "$s" '.policies[] | select(.policy == "ts")
+        | [$s, .replay_accepted, .estimators.replay.estimate,
+           .estimators.replay.ci95[0], .estimators.replay.ci95[1]] | @tsv' \
+        "$d/ope.json" >> "$work/ts"
     s=$((s + 1))
 done
 echo "(* = the 95% interval misses the truth)"
@@ -145,4 +149,38 @@ awk -F'\t' '{ n++; for (i = 1; i <= 5; i++) h[i] += $i }
         printf "cost coverage over %d (policy, seed) pairs:   ", n
         for (i = 1; i <= 5; i++) printf " %s %d/%d (%.1f%%)", nm[i], h[i], n, 100 * h[i] / n
         printf "\n" }' "$work/cost_hits"
+
+# A learning policy by replay: ts learns from the accepted rows only, so
+# its estimate is the value of ts over a horizon of H = accepted rows. The
+# truth: bursar-sim runs ts on the same scenario (its own format) for H
+# requests, averaged over 40 scenario draws x 5 policy seeds.
+# Informational: not part of the exit status.
+sim_truth() {
+    cat > "$work/sim.json" <<SIM
+{"requests": $1, "traffic": {"code": 1, "chat": 1},
+ "models": {"big": {"cost_usd": 0.01, "success": {"code": 0.9, "chat": 0.85}},
+            "mid": {"cost_usd": 0.002, "success": {"code": 0.7, "chat": 0.8}},
+            "small": {"cost_usd": 0.0004, "success": {"code": 0.4, "chat": 0.7}}}}
+SIM
+    ss=1
+    while [ "$ss" -le 40 ]; do
+        "$bin/bursar-sim" --scenario "$work/sim.json" --scenario-seed "$ss" \
+            --policy ts --seeds 5 --seed $((ss * 5)) --json | jq .quality
+        ss=$((ss + 1))
+    done | awk '{ q += $1; n++ } END { printf "%.4f\n", q / n }'
+}
+echo
+echo "learning policy ts by replay (truth: ts run by bursar-sim for H requests)"
+printf '%4s %5s %8s  %s\n' seed H truth "replay [95% interval]"
+hits=0
+n=0
+while IFS="$(printf '\t')" read -r s h est lo hi; do
+    t=$(sim_truth "$h")
+    in=$(awk -v t="$t" -v lo="$lo" -v hi="$hi" 'BEGIN { print (lo <= t && t <= hi) }')
+    printf '%4s %5s %8s  %.4f [%.4f, %.4f]%s\n' "$s" "$h" "$t" "$est" "$lo" "$hi" \
+        "$([ "$in" = 1 ] || echo ' *')"
+    hits=$((hits + in))
+    n=$((n + 1))
+done < "$work/ts"
+echo "ts replay coverage: $hits/$n"
 exit "$status"
