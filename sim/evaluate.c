@@ -491,10 +491,12 @@ evaluate_main(int argc, char **argv)
     int status = rc ? 2 : 0;
     for (size_t i = 0; !rc && i < n; i++) {
         rc = ope_evaluate(lg, &t[i], &o.cfg, &r[i], &e);
-        if (!rc)
+        if (!rc) {
             done++;
-        else
+        } else {
+            ope_result_free(&r[i]); /* the warnings made before failing */
             status = 1;
+        }
     }
     if (!rc) {
         if (o.json)
