@@ -906,7 +906,7 @@ ctl_arm_offline(ctl_t *c, const char *bucket, const char *model,
     if (op == CTL_ARM_REWARD) {
         arm_reward(&rec.arm, x); /* counts rec.arm.rewards */
     } else if (op == CTL_ARM_AMEND) {
-        arm_amend(&rec.arm, x, y);
+        arm_amend(&rec.arm, x, y, 1.0); /* not decayed: no bucket */
     } else {
         arm_cost(&rec.arm, x);
     }
@@ -937,7 +937,7 @@ ctl_apply_amend(ctl_t *c, const store_decision_t *d, const char *model,
     size_t bi;
     int a = ctl_decision_arm(c, d->bucket, model, &b, &bi);
     if (a >= 0) {
-        policy_amend(b->pb, a, old_r, new_r, now);
+        policy_amend(b->pb, a, old_r, new_r, d->t_outcome, now);
         ctl_mark_dirty(c, bi);
     } else {
         ctl_arm_offline(c, d->bucket, model, CTL_ARM_AMEND, old_r, new_r);

@@ -37,9 +37,9 @@ arm_reward(arm_t *a, double reward)
 }
 
 void
-arm_amend(arm_t *a, double old_r, double new_r)
+arm_amend(arm_t *a, double old_r, double new_r, double weight)
 {
-    double d = clamp01(new_r) - clamp01(old_r);
+    double d = (clamp01(new_r) - clamp01(old_r)) * clamp01(weight);
     a->alpha += d;
     a->beta -= d;
     if (a->alpha < a->alpha0)

@@ -45,10 +45,10 @@ void arm_init(arm_t *a, double alpha0, double beta0, double cost_prior,
 void arm_reward(arm_t *a, double reward);
 
 /* Replaces an earlier outcome old_r by new_r (a user correction turns a
- * success into a failure). The evidence moved is new_r - old_r, taken from
- * what is left of it after forgetting: alpha and beta never go below the
- * prior. */
-void arm_amend(arm_t *a, double old_r, double new_r);
+ * success into a failure). The evidence moved is weight * (new_r - old_r):
+ * weight is what forgetting has left of the original outcome (1 without
+ * forgetting). alpha and beta never go below the prior. */
+void arm_amend(arm_t *a, double old_r, double new_r, double weight);
 
 /* Adds a reported cost (USD, >= 0) to the running estimate. */
 void arm_cost(arm_t *a, double cost_usd);

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include <gsl/gsl_cdf.h>
+#include <gsl/gsl_math.h>
 #include <gsl/gsl_randist.h>
+#include <gsl/gsl_sort.h>
 
 #include "lp.h"
 
@@ -242,6 +244,11 @@ snap_stale(const policy_bucket_t *b, const policy_request_t *req)
         return 1;
     if (b->snap_decay < 1.0 - POLICY_SNAP_EVIDENCE)
         return 1;
+    for (size_t k = 0; k < b->n_arms; k++) {
+        double c0 = b->snap_cost[k], c1 = arm_cost_mean(&b->arms[k]);
+        if (fabs(c1 - c0) > POLICY_SNAP_COST * c0)
+            return 1; /* a price moved */
+    }
     double t0 = b->snap_lp_target, t1 = lp_target(req);
     if ((t0 > 0.0) != (t1 > 0.0))
         return 1;
@@ -323,6 +330,13 @@ typedef struct span {
     double sd;
 } span_t;
 
+/* Beta CDF. GSL's continued fraction returns NaN once a + b reaches a
+ * few million, where the Beta is normal to within its skewness
+ * 2 (b - a) sqrt(a + b + 1) / ((a + b + 2) sqrt(a b)), below 0.01 past
+ * a + b = 1e5 unless the mean is within 1e-3 of 0 or 1: the CDF error of
+ * the normal there is under skew / 6 * phi(0), about 1e-3. So past
+ * POLICY_BETA_NORMAL (or if GSL fails) the normal with the Beta's mean
+ * and sd serves. */
 static double
 beta_cdf(double x, double a, double b)
 {
@@ -330,7 +344,13 @@ beta_cdf(double x, double a, double b)
         return 0.0;
     if (x >= 1.0)
         return 1.0;
-    return gsl_cdf_beta_P(x, a, b);
+    if (a + b < POLICY_BETA_NORMAL) {
+        double v = gsl_cdf_beta_P(x, a, b);
+        if (isfinite(v))
+            return v;
+    }
+    double s = a + b, mean = a / s, sd = sqrt(a * b / (s * s * (s + 1.0)));
+    return gsl_cdf_ugaussian_P((x - mean) / sd);
 }
 
 /* Where an arm's theta can lie: mean +- 9 sd, within [0, 1]. */
@@ -376,7 +396,7 @@ ts_integrate(const cdf_src_t *src, const double *cost, double lambda, size_t n,
              const unsigned char *mask, size_t cells, double *prob)
 {
     double lo[n], hi[n], shift[n], sd[n];
-    double ulo = -INFINITY, uhi = -INFINITY, min_sd = INFINITY;
+    double ulo = -INFINITY, uhi = -INFINITY;
     size_t m = 0;
 
     for (size_t k = 0; k < n; k++) {
@@ -398,11 +418,8 @@ ts_integrate(const cdf_src_t *src, const double *cost, double lambda, size_t n,
     /* Only arms whose score can exceed ulo can win. */
     size_t idx[n], r = 0;
     for (size_t k = 0; k < n; k++) {
-        if (mask[k] && hi[k] > ulo) {
+        if (mask[k] && hi[k] > ulo)
             idx[r++] = k;
-            if (sd[k] < min_sd)
-                min_sd = sd[k];
-        }
     }
     if (r == 1 || !(uhi > ulo)) {
         /* One contender (or degenerate spans): it wins. */
@@ -413,24 +430,42 @@ ts_integrate(const cdf_src_t *src, const double *cost, double lambda, size_t n,
         prob[best] = 1.0;
         return;
     }
-    size_t g = cells;
-    if (g == 0) {
-        double want = ceil((uhi - ulo) / (min_sd / POLICY_PROP_CELLS_PER_SD));
-        g = want < POLICY_PROP_GRID_MIN   ? POLICY_PROP_GRID_MIN
-            : want > POLICY_PROP_GRID_MAX ? POLICY_PROP_GRID_MAX
-                                          : (size_t)want;
+    /* The cells: a uniform grid when asked (tests), else each contender's
+     * own span cut in POLICY_PROP_CELLS_PER_SPAN pieces, all merged: every
+     * arm is then resolved to a fraction of its own sd where its mass is,
+     * however wide or sharp the others are. O(r^2 x cells) CDF reads. */
+    size_t np = 0,
+           cap = cells ? cells + 1 : r * (POLICY_PROP_CELLS_PER_SPAN + 1) + 2;
+    double *pt = xcalloc(cap, sizeof(double));
+    if (cells) {
+        for (size_t t = 0; t <= cells; t++)
+            pt[np++] = ulo + (uhi - ulo) * (double)t / (double)cells;
+    } else {
+        pt[np++] = ulo;
+        pt[np++] = uhi;
+        for (size_t i = 0; i < r; i++) {
+            size_t k = idx[i];
+            for (size_t t = 0; t <= POLICY_PROP_CELLS_PER_SPAN; t++) {
+                double u = lo[k] + (hi[k] - lo[k]) * (double)t /
+                                       POLICY_PROP_CELLS_PER_SPAN;
+                if (u > ulo && u < uhi)
+                    pt[np++] = u;
+            }
+        }
+        gsl_sort(pt, 1, np);
     }
-    double h = (uhi - ulo) / (double)g;
     /* Walk the cells once, keeping each contender's CDF at the cell's
-     * left end: O(r) memory, O(r g) CDF reads. */
+     * left end: O(r) memory. */
     double fl[r], fr[r], acc[r], avg[r], pre[r + 1];
     for (size_t i = 0; i < r; i++) {
         size_t k = idx[i];
         fl[i] = ulo <= lo[k] ? 0.0 : cdf_eval(src, k, ulo + shift[k]);
         acc[i] = 0.0;
     }
-    for (size_t t = 0; t < g; t++) {
-        double u = ulo + h * (double)(t + 1);
+    for (size_t t = 1; t < np; t++) {
+        double u = pt[t];
+        if (!(u > pt[t - 1]))
+            continue;
         for (size_t i = 0; i < r; i++) {
             size_t k = idx[i];
             fr[i] = u <= lo[k]   ? 0.0
@@ -450,6 +485,7 @@ ts_integrate(const cdf_src_t *src, const double *cost, double lambda, size_t n,
         }
         memcpy(fl, fr, sizeof fl);
     }
+    free(pt);
     double total = 0.0;
     for (size_t i = 0; i < r; i++)
         total += acc[i];
@@ -504,7 +540,7 @@ static void
 lp_propensity(const policy_bucket_t *b, const unsigned char *m, double *prob)
 {
     size_t n = b->n_arms;
-    double v[n], pw[n];
+    double v[n], pw[n], sum[n], sq[n];
     /* A private generator with a fixed seed: the estimate is a function of
      * the state only, and the caller's stream is not disturbed. */
     gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
@@ -512,14 +548,31 @@ lp_propensity(const policy_bucket_t *b, const unsigned char *m, double *prob)
         abort();
     gsl_rng_set(r, 20180101);
     for (size_t k = 0; k < n; k++)
-        prob[k] = 0.0;
-    for (int i = 0; i < POLICY_PROP_MC; i++) {
-        lp_draw(b, m, r, v, pw);
-        for (size_t k = 0; k < n; k++)
-            prob[k] += pw[k];
+        sum[k] = sq[k] = 0.0;
+    /* Batches until every arm's standard error is under POLICY_PROP_MC_SE
+     * (the LP is often all but deterministic: then one batch does), at
+     * most POLICY_PROP_MC draws. */
+    int done = 0;
+    while (done < POLICY_PROP_MC) {
+        for (int i = 0; i < POLICY_PROP_MC_BATCH; i++) {
+            lp_draw(b, m, r, v, pw);
+            for (size_t k = 0; k < n; k++) {
+                sum[k] += pw[k];
+                sq[k] += pw[k] * pw[k];
+            }
+        }
+        done += POLICY_PROP_MC_BATCH;
+        double worst = 0.0;
+        for (size_t k = 0; k < n; k++) {
+            double mean = sum[k] / done;
+            double var = fmax(0.0, sq[k] / done - mean * mean);
+            worst = fmax(worst, var / done);
+        }
+        if (sqrt(worst) <= POLICY_PROP_MC_SE)
+            break;
     }
     for (size_t k = 0; k < n; k++)
-        prob[k] /= POLICY_PROP_MC;
+        prob[k] = sum[k] / done;
     gsl_rng_free(r);
 }
 
@@ -725,17 +778,24 @@ rank_arms(const double *score, const unsigned char *m, size_t n, size_t first,
     return c;
 }
 
+/* The dual step. Not taken when there is no finite positive target (no
+ * budget, or the window's budget is used up: affordability already forces
+ * the cheapest arm, and a price grown then would starve the next window)
+ * nor when nothing was affordable. */
 static void
-dual_update(policy_t *p, double cost, double target)
+dual_update(policy_t *p, double cost, double target, unsigned flags)
 {
-    if (p->params.kind != POLICY_TS_BUDGET || !(target < INFINITY))
+    if (p->params.kind != POLICY_TS_BUDGET || !finite_pos(target) ||
+        (flags & POLICY_F_UNAFFORDABLE))
         return;
-    double ratio = target > 0.0 ? cost / target : POLICY_DUAL_CLIP;
+    double ratio = cost / target;
     if (ratio > POLICY_DUAL_CLIP)
         ratio = POLICY_DUAL_CLIP;
     p->mu += p->params.dual_step * (ratio - 1.0);
     if (p->mu < 0.0)
         p->mu = 0.0;
+    if (p->mu > POLICY_MU_MAX)
+        p->mu = POLICY_MU_MAX;
 }
 
 int
@@ -832,7 +892,7 @@ chosen:
     out->expected_cost = arm_cost_mean(&b->arms[arm]);
     b->arms[arm].pulls++;
     p->decisions++;
-    dual_update(p, out->expected_cost, req->target_usd);
+    dual_update(p, out->expected_cost, req->target_usd, out->flags);
     return 0;
 }
 
@@ -889,13 +949,16 @@ policy_reward(policy_bucket_t *b, int arm, double reward, double now)
 
 int
 policy_amend(policy_bucket_t *b, int arm, double old_r, double new_r,
-             double now)
+             double t_outcome, double now)
 {
     if (!arm_ok(b, arm))
         return -1;
     policy_bucket_advance(b, now);
-    arm_amend(&b->arms[arm], old_r, new_r);
-    b->snap_added += fabs(new_r - old_r);
+    double w = 1.0;
+    if (b->half_life_s > 0.0 && b->t_last > t_outcome)
+        w = exp2(-(b->t_last - t_outcome) / b->half_life_s);
+    arm_amend(&b->arms[arm], old_r, new_r, w);
+    b->snap_added += w * fabs(new_r - old_r);
     return 0;
 }
 

@@ -43,7 +43,10 @@
  * pairs naturally with pacing: the target already tracks what is left, so
  * a past overspend lowers future targets and raises mu. The ratio
  * c/target is clipped to [0, POLICY_DUAL_CLIP] so that one very expensive
- * arm cannot throw mu far.
+ * arm cannot throw mu far, and mu to [0, POLICY_MU_MAX]. No step is taken
+ * while the window's budget is used up (target 0) or nothing is
+ * affordable: affordability already forces the cheapest arm then, and a
+ * price that grew meanwhile would starve the next window.
  *
  * A bucket with a cap of its own (req->bucket_target_usd > 0) is served by
  * the exact per-request LP instead (Ferreira, Simchi-Levi and Wang, 2018):
@@ -70,19 +73,27 @@
  * at that moment (posteriors, mu, allowed set, floor).
  *   - argmax of sampled scores (ts, ts-budget): by numerical integration,
  *       P(k) = int f_k(u) prod_{j != k} F_j(u) du
- *     over the scores u = theta - mu c / target, on a grid spanning where
- *     the best score can lie (mean +- 9 sd of each arm) with
- *     POLICY_PROP_CELLS_PER_SD cells per sd of the sharpest arm that can
- *     win; each cell's mass of arm k comes from its Beta CDF and the other
- *     arms' CDFs are averaged at the cell's ends. The CDFs are read from a
- *     table of POLICY_PROP_TAB points per arm over mean +- 9 sd, linearly
- *     interpolated (error about 1e-4), built once per posterior snapshot.
- *     Total error: under 0.005 absolute (tests/policies/test_policy.c
- *     checks it against exact CDFs on a far finer grid, and against
- *     empirical selection frequencies).
- *   - the per-request LP (bucket cap): Monte Carlo over POLICY_PROP_MC
- *     draws of the whole decision, averaging the LP's mixing weights
- *     (Rao-Blackwellised); standard error <= 0.5/sqrt(N) = 0.005.
+ *     over the scores u = theta - mu c / target. The cells: each arm
+ *     that can win has its span (mean +- 9 sd) cut into
+ *     POLICY_PROP_CELLS_PER_SPAN pieces (a quarter sd each), and all arms'
+ *     cuts are merged, so every arm is resolved finely where its mass is
+ *     however wide or sharp the others are; each cell's mass of arm k
+ *     comes from its CDF and the other arms' CDFs are averaged at the
+ *     cell's ends. The CDFs are read from a table of POLICY_PROP_TAB
+ *     points per arm over its span, linearly interpolated (error about
+ *     1e-4), built once per posterior snapshot; past a + b =
+ *     POLICY_BETA_NORMAL the Beta CDF is taken as normal (error about
+ *     1e-3; GSL's incomplete Beta fails near a + b = 3e6). Total error:
+ *     under 0.005 absolute (tests/policies/test_policy.c checks it against
+ *     exact CDFs on a fine uniform grid, and against Monte Carlo and
+ *     empirical selection frequencies, with evidence up to 1e7).
+ *   - the per-request LP (bucket cap): Monte Carlo over at most
+ *     POLICY_PROP_MC draws of the whole decision, averaging the LP's
+ *     mixing weights (Rao-Blackwellised), in batches until every arm's
+ *     estimated standard error is under POLICY_PROP_MC_SE = 0.0025 (0.01
+ *     is then 4 standard errors; 0.5/sqrt(40000) = 0.0025 bounds it
+ *     anyway). A batch costs 2000 x (arms draws + one LP), about a
+ *     millisecond, once per snapshot and mask.
  *   - uniform, eps-greedy, ucb1, fixed, cheapest, strongest, static: exact.
  *
  * Cost. Tabulating an arm's CDF takes POLICY_PROP_TAB incomplete-Beta
@@ -90,8 +101,9 @@
  * Thompson policies draw from a *snapshot* of the bucket's posteriors and
  * cost estimates, refreshed when they have moved: after
  * max(1, POLICY_SNAP_EVIDENCE x evidence) new observations, or when
- * forgetting has decayed the evidence by POLICY_SNAP_EVIDENCE (and, for
- * the LP, when its target moved by POLICY_SNAP_TARGET). Only arms whose
+ * forgetting has decayed the evidence by POLICY_SNAP_EVIDENCE, when an
+ * arm's cost estimate moved by POLICY_SNAP_COST (and, for the LP, when its
+ * target moved by POLICY_SNAP_TARGET). Only arms whose
  * posterior changed are tabulated again. mu and the global target are
  * read live at every decision, rounded to a geometric grid of step
  * POLICY_PRICE_GRID (5%: finer than the dual update's own steps), so
@@ -155,16 +167,19 @@ typedef struct policy {
 
 void policy_init(policy_t *p, const policy_params_t *params);
 
-#define POLICY_PROP_GRID_MIN     64   /* integration cells, at least */
-#define POLICY_PROP_GRID_MAX     1024 /* and at most */
-#define POLICY_PROP_CELLS_PER_SD 4    /* cells per sd of the sharpest arm */
-#define POLICY_PROP_TAB          256  /* CDF table points per arm */
-#define POLICY_PROP_MC           10000
-#define POLICY_PROP_CACHE        32   /* cached (lambda, mask) per bucket */
-#define POLICY_PRICE_GRID        1.05 /* mu and target rounded to 5% steps */
-#define POLICY_SNAP_EVIDENCE     0.01 /* refresh after 1% new evidence */
-#define POLICY_SNAP_TARGET       0.05 /* LP: or its target moved 5% */
-#define POLICY_DUAL_CLIP         10.0
+#define POLICY_PROP_TAB            256    /* CDF table points per arm */
+#define POLICY_PROP_MC             40000  /* LP propensity: draws at most */
+#define POLICY_PROP_MC_BATCH       2000   /* ... in batches of */
+#define POLICY_PROP_MC_SE          0.0025 /* ... until this standard error */
+#define POLICY_PROP_CELLS_PER_SPAN 72     /* cells per arm's +-9 sd span */
+#define POLICY_BETA_NORMAL         1e5  /* a + b past which the CDF is normal */
+#define POLICY_SNAP_COST           0.05 /* refresh when a cost moved 5% */
+#define POLICY_MU_MAX              100.0 /* upper bound of mu */
+#define POLICY_PROP_CACHE          32    /* cached (lambda, mask) per bucket */
+#define POLICY_PRICE_GRID          1.05  /* mu and target rounded to 5% steps */
+#define POLICY_SNAP_EVIDENCE       0.01  /* refresh after 1% new evidence */
+#define POLICY_SNAP_TARGET         0.05  /* LP: or its target moved 5% */
+#define POLICY_DUAL_CLIP           10.0
 
 typedef struct policy_bucket {
     size_t n_arms;
@@ -256,8 +271,11 @@ void policy_propensities(policy_t *p, policy_bucket_t *b,
 /* Feedback. arm is an index into b->arms; out-of-range is ignored and
  * returns -1. */
 int policy_reward(policy_bucket_t *b, int arm, double reward, double now);
+/* policy_amend: t_outcome is when the original outcome was applied; the
+ * evidence moved is what forgetting has left of it,
+ * 2^(-(now - t_outcome) / half_life) of a whole observation. */
 int policy_amend(policy_bucket_t *b, int arm, double old_r, double new_r,
-                 double now);
+                 double t_outcome, double now);
 int policy_cost(policy_bucket_t *b, int arm, double cost_usd, double now);
 
 #endif

@@ -40,7 +40,7 @@ test_amend(void **state)
     arm_t a;
     arm_init(&a, 1.0, 1.0, 0.0, 0.0);
     arm_reward(&a, 1.0);
-    arm_amend(&a, 1.0, 0.0); /* success turned into failure */
+    arm_amend(&a, 1.0, 0.0, 1.0); /* success turned into failure */
     assert_double_equal(a.alpha, 1.0, 1e-12);
     assert_double_equal(a.beta, 2.0, 1e-12);
     /* Never below the prior, even if forgetting took the evidence. */
@@ -48,7 +48,7 @@ test_amend(void **state)
     arm_init(&b, 1.0, 1.0, 0.0, 0.0);
     arm_reward(&b, 1.0);
     arm_decay(&b, 0.25);
-    arm_amend(&b, 1.0, 0.0);
+    arm_amend(&b, 1.0, 0.0, 1.0);
     assert_double_equal(b.alpha, 1.0, 1e-12);
     assert_double_equal(b.beta, 2.0, 1e-12);
 }
@@ -106,12 +106,47 @@ test_forgetting_closed_form(void **state)
     assert_null(b);
 }
 
+/* A correction two half-lives after its outcome moves a quarter of an
+ * observation: what forgetting left of it, no more. */
+static void
+test_amend_after_forgetting(void **state)
+{
+    (void)state;
+    const double h = 100.0;
+    policy_bucket_t *b = policy_bucket_new(1, h, 0.0);
+    arm_init(&b->arms[0], 1.0, 1.0, 0.0, 0.0);
+    for (int i = 0; i < 11; i++)
+        policy_reward(b, 0, 1.0, 0.0);
+    assert_int_equal(policy_amend(b, 0, 1.0, 0.0, 0.0, 200.0), 0);
+    /* 11 successes decayed to 2.75, one of them (0.25 left) now a
+     * failure: alpha = 1 + 2.5, beta = 1 + 0.25. */
+    assert_double_equal(b->arms[0].alpha, 3.5, 1e-9);
+    assert_double_equal(b->arms[0].beta, 1.25, 1e-9);
+    /* Without forgetting a whole observation moves. */
+    policy_bucket_t *c = policy_bucket_new(1, 0.0, 0.0);
+    policy_reward(c, 0, 1.0, 0.0);
+    policy_reward(c, 0, 1.0, 0.0);
+    policy_amend(c, 0, 1.0, 0.0, 0.0, 500.0);
+    assert_double_equal(c->arms[0].alpha, 2.0, 1e-12);
+    assert_double_equal(c->arms[0].beta, 2.0, 1e-12);
+    /* Half weight moves half. */
+    arm_t a;
+    arm_init(&a, 1.0, 1.0, 0.0, 0.0);
+    arm_reward(&a, 1.0);
+    arm_amend(&a, 1.0, 0.0, 0.5);
+    assert_double_equal(a.alpha, 1.5, 1e-12);
+    assert_double_equal(a.beta, 1.5, 1e-12);
+    policy_bucket_destroy(&b);
+    policy_bucket_destroy(&c);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reward_closed_form),
         cmocka_unit_test(test_amend),
+        cmocka_unit_test(test_amend_after_forgetting),
         cmocka_unit_test(test_cost_estimate),
         cmocka_unit_test(test_forgetting_closed_form),
     };
