@@ -96,8 +96,10 @@ typedef struct bursar_opts {
 /* Fills defaults (endpoint NULL). */
 void bursar_opts_init(bursar_opts_t *o);
 
-/* Creates a client; connects lazily (no I/O happens here except opening
- * the spool directory check). Returns 0, BURSAR_EINVAL or BURSAR_EZMQ. */
+/* Creates a client. Connects lazily, at the first request; the only I/O
+ * here is a stat(2) of the spool (a non-empty one is replayed after the
+ * first successful request). Copies every string of o. Returns 0,
+ * BURSAR_EINVAL (no endpoint) or BURSAR_EZMQ. */
 int bursar_new(bursar_t **out, const bursar_opts_t *o);
 
 /* Frees everything; safe on NULL; sets *self_p to NULL. Pending spool
