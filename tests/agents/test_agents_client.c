@@ -254,6 +254,48 @@ test_unreachable_spool_replay(void **state)
     tu_rmrf(dir);
 }
 
+/* Two clients (two processes in production) share one spool: each
+ * appends under flock; whichever reaches the controller first replays all
+ * of it, once. */
+static void
+test_shared_spool(void **state)
+{
+    (void)state;
+    char dir[512], spool[600], ep[128];
+    tu_tmpdir(dir, sizeof(dir));
+    snprintf(spool, sizeof(spool), "%s/shared.spool", dir);
+    tu_router_t *r = tu_router_start(0, MODELS, 3, ep, sizeof(ep));
+    int port = tu_router_port(r);
+    bursar_t *a = client(ep, spool), *b = client(ep, spool);
+    bursar_decision_t da, db;
+    assert_int_equal(bursar_choose(a, "x", NULL, 0, &da), BURSAR_OK);
+    assert_int_equal(bursar_choose(b, "x", NULL, 0, &db), BURSAR_OK);
+    tu_router_stop(&r);
+    bursar_feedback_t fb;
+    bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+    assert_int_equal(bursar_feedback(a, &da, &fb), BURSAR_SPOOLED);
+    assert_int_equal(bursar_feedback(b, &db, &fb), BURSAR_SPOOLED);
+    bursar_feedback_init(&fb, BURSAR_FB_CORRECTION);
+    assert_int_equal(bursar_feedback(a, &da, &fb), BURSAR_SPOOLED);
+    r = tu_router_start(port, MODELS, 3, ep, sizeof(ep));
+    tu_sleep_ms(250); /* past the offline period */
+    /* the same ids exist again in the restarted stand-in */
+    assert_int_equal(bursar_ping(b), BURSAR_OK);
+    bursar_stats_t st;
+    bursar_stats(b, &st);
+    assert_int_equal(st.replayed, 3);
+    assert_int_equal(tu_router_feedback(r, NULL), 3);
+    size_t n = 9;
+    tu_sleep_ms(250);
+    assert_int_equal(bursar_replay(a, &n), BURSAR_OK);
+    assert_int_equal(n, 0); /* b already sent a's lines */
+    assert_int_equal(tu_router_feedback(r, NULL), 3);
+    bursar_destroy(&a);
+    bursar_destroy(&b);
+    tu_router_stop(&r);
+    tu_rmrf(dir);
+}
+
 static void
 test_no_fallback_no_spool(void **state)
 {
@@ -287,6 +329,7 @@ main(void)
         cmocka_unit_test(test_choose_feedback),
         cmocka_unit_test(test_lost_reply_retried),
         cmocka_unit_test(test_unreachable_spool_replay),
+        cmocka_unit_test(test_shared_spool),
         cmocka_unit_test(test_no_fallback_no_spool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
