@@ -30,11 +30,12 @@ elif [[ -n ${1:-} ]]; then
     scenario=$1
 fi
 
-if [[ ! -x $build/bin/bursard || ! -x $build/bin/bursar-agent ]]; then
+if [[ ! -x $build/bin/bursard || ! -x $build/bin/bursar-agent ||
+    ! -x $build/bin/bursar ]]; then
     echo "Building bursar in $build (first run only) ..." >&2
     cmake -S "$here" -B "$build" >/dev/null
     cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" \
-        --target bursard bursar-agent >/dev/null
+        --target bursard bursar bursar-agent >/dev/null
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bursar-demo.XXXXXX")
@@ -51,6 +52,14 @@ trap cleanup EXIT
 "$build/bin/bursard" --state-dir "$tmp/state" --listen "$endpoint" \
     --quiet 2>"$tmp/bursard.log" &
 pid=$!
+sleep 0.3
+if ! kill -0 "$pid" 2>/dev/null; then
+    echo "bursard did not start:" >&2
+    cat "$tmp/bursard.log" >&2
+    echo "(another process on port $port? set BURSAR_DEMO_PORT)" >&2
+    pid=
+    exit 1
+fi
 
 cat <<TEXT
 bursar: budget-aware routing of LLM requests.
