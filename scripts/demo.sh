@@ -32,6 +32,7 @@ fi
 
 if [[ ! -x $build/bin/bursard || ! -x $build/bin/bursar-agent ||
     ! -x $build/bin/bursar ]]; then
+    "$here/scripts/deps.sh"
     echo "Building bursar in $build (first run only) ..." >&2
     cmake -S "$here" -B "$build" >/dev/null
     cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" \
