@@ -12,6 +12,7 @@ for p in "${pkgs[@]}"; do
 done
 command -v cmake >/dev/null || missing+=(cmake)
 command -v cc >/dev/null || missing+=(gcc)
+command -v make >/dev/null || missing+=(make)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 echo "Installing Debian packages: ${missing[*]}" >&2
