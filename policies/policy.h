@@ -167,7 +167,7 @@ typedef struct policy {
 
 void policy_init(policy_t *p, const policy_params_t *params);
 
-#define POLICY_PROP_TAB            256    /* CDF table points per arm */
+#define POLICY_PROP_TAB            128    /* CDF table points per arm */
 #define POLICY_PROP_MC             40000  /* LP propensity: draws at most */
 #define POLICY_PROP_MC_BATCH       2000   /* ... in batches of */
 #define POLICY_PROP_MC_SE          0.0025 /* ... until this standard error */
