@@ -80,8 +80,8 @@
  *     however wide or sharp the others are; each cell's mass of arm k
  *     comes from its CDF and the other arms' CDFs are averaged at the
  *     cell's ends. The CDFs are read from a table of POLICY_PROP_TAB
- *     points per arm over its span, linearly interpolated (error about
- *     1e-4), built once per posterior snapshot; past a + b =
+ *     points per arm over its span, linearly interpolated (error under
+ *     1e-3), built once per posterior snapshot; past a + b =
  *     POLICY_BETA_NORMAL the Beta CDF is taken as normal (error about
  *     1e-3; GSL's incomplete Beta fails near a + b = 3e6). Total error:
  *     under 0.005 absolute (tests/policies/test_policy.c checks it against
