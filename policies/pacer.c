@@ -19,6 +19,7 @@ pacer_init(pacer_t *p, double limit_usd, double window_s, double prior_rate,
      * burst of first requests does not give an absurd rate. */
     p->min_elapsed_s = fmin(60.0, 0.01 * p->window_s);
     p->window_start = pacer_window_of(p, now);
+    p->rate_start = now;
 }
 
 double
@@ -49,7 +50,7 @@ pacer_remaining(const pacer_t *p)
 double
 pacer_expected_remaining(const pacer_t *p, double now)
 {
-    double elapsed = now - p->window_start;
+    double elapsed = now - fmax(p->window_start, p->rate_start);
     double left = p->window_start + p->window_s - now;
     double rate;
 

@@ -10,7 +10,9 @@
  * where reserved is the expected cost of decisions whose real cost has not
  * been reported yet (it counts as spent), and the remaining requests are
  * the observed request rate times the time left. The rate is the count of
- * requests in the window over the time elapsed, with the elapsed time
+ * requests in the window over the time elapsed since the window began, or
+ * since the pacer was set up if that was later (a daemon started at noon
+ * has not seen the morning's traffic), with the elapsed time
  * floored at min_elapsed_s so that the first requests of a window do not
  * give a wild rate; before any request the rate is prior_rate.
  *
@@ -31,6 +33,8 @@ typedef struct pacer {
     double requests;      /* decisions made in the current window */
     double prior_rate;    /* requests per second assumed before any data */
     double min_elapsed_s; /* floor on elapsed time in the rate estimate */
+    double rate_start;    /* when the pacer began counting: the rate is
+                             over max(window_start, rate_start) .. now */
 } pacer_t;
 
 /* Sets up a pacer whose first window contains now. prior_rate > 0. */

@@ -63,12 +63,35 @@ test_target_formula(void **state)
     assert_double_equal(pacer_expected_remaining(&p, 1000.0), 1.0, 0.0);
 }
 
+/* Started mid-window: the rate counts from the start, not from the
+ * window's beginning, which the pacer never saw. */
+static void
+test_started_mid_window(void **state)
+{
+    (void)state;
+    pacer_t p;
+    pacer_init(&p, 50.0, 86400.0, 0.01, 43200.0);
+    assert_double_equal(p.window_start, 0.0, 0.0);
+    for (int i = 0; i < 200; i++)
+        pacer_reserve(&p, 0.0);
+    /* 200 requests in 100 s: 2/s over the 43100 s left. */
+    assert_double_equal(pacer_expected_remaining(&p, 43300.0), 2.0 * 43100.0,
+                        1e-6);
+    /* The next window counts from its own start. */
+    assert_int_equal(pacer_roll(&p, 86400.0 + 50.0), 1);
+    for (int i = 0; i < 100; i++)
+        pacer_reserve(&p, 0.0);
+    assert_double_equal(pacer_expected_remaining(&p, 86400.0 + 100.0),
+                        1.0 * (86400.0 - 100.0), 1e-6);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_window_alignment),
         cmocka_unit_test(test_target_formula),
+        cmocka_unit_test(test_started_mid_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
