@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "autil.h"
 #include "bursar.h"
 #include "report.h"
 #include "runner.h"
@@ -78,14 +79,6 @@ slurp_path(const char *path)
     char *s = slurp(f);
     fclose(f);
     return s;
-}
-
-static double
-now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void
@@ -316,10 +309,10 @@ main(int argc, char **argv)
     bursar_model_t *models = NULL;
     size_t n_models = 0;
     int mrc = BURSAR_EUNREACHABLE;
-    double until = now_mono() + 3.0;
+    double until = autil_now_mono() + 3.0;
     while ((mrc = bursar_models(client, &models, &n_models)) ==
                BURSAR_EUNREACHABLE &&
-           now_mono() < until)
+           autil_now_mono() < until)
         sleep_ms(200);
     if (mrc != BURSAR_OK) {
         if (models_path &&
@@ -457,18 +450,18 @@ main(int argc, char **argv)
         free(text);
     }
 
-    double last = now_mono();
+    double last = autil_now_mono();
     while (runner_run(run, 200) > 0) {
-        if (!quiet && now_mono() - last >= 1.0) {
+        if (!quiet && autil_now_mono() - last >= 1.0) {
             progress(run, client, 0);
-            last = now_mono();
+            last = autil_now_mono();
         }
     }
 
     /* Give spooled feedback its chance to reach the controller. */
     int rrc = bursar_replay(client, NULL);
-    double drain_until = now_mono() + drain_ms / 1000.0;
-    while (rrc == BURSAR_EUNREACHABLE && now_mono() < drain_until) {
+    double drain_until = autil_now_mono() + drain_ms / 1000.0;
+    while (rrc == BURSAR_EUNREACHABLE && autil_now_mono() < drain_until) {
         sleep_ms(200);
         rrc = bursar_replay(client, NULL);
     }

@@ -8,6 +8,7 @@
  * read as the answer to a later request.
  */
 #define _POSIX_C_SOURCE 200809L
+#include "autil.h"
 #include "bursar.h"
 
 #include <cjson/cJSON.h>
@@ -43,14 +44,6 @@ struct bursar {
 
 /* ---------------------------------------------------------------- utils */
 
-static double
-now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static char *
 xstrdup(const char *s)
 {
@@ -62,16 +55,6 @@ xstrdup(const char *s)
         abort();
     memcpy(d, s, n);
     return d;
-}
-
-static void
-copy_str(char *dst, size_t cap, const char *src)
-{
-    size_t n = strlen(src);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
 }
 
 const char *
@@ -224,9 +207,9 @@ rpc_once(bursar_t *self, const char *req, char **reply)
         return -1;
     }
     zmq_pollitem_t it = {self->sock, 0, ZMQ_POLLIN, 0};
-    double deadline = now_mono() + self->timeout_ms / 1000.0;
+    double deadline = autil_now_mono() + self->timeout_ms / 1000.0;
     for (;;) {
-        double left = deadline - now_mono();
+        double left = deadline - autil_now_mono();
         if (left <= 0)
             break;
         int rc = zmq_poll(&it, 1, (long)(left * 1000.0) + 1);
@@ -269,7 +252,7 @@ static int
 rpc(bursar_t *self, const char *req, cJSON **out, char **raw)
 {
     *out = NULL;
-    double now = now_mono();
+    double now = autil_now_mono();
     int tries = self->attempts;
     if (self->offline_until > 0) {
         if (now < self->offline_until)
@@ -295,7 +278,7 @@ rpc(bursar_t *self, const char *req, cJSON **out, char **raw)
         *out = j;
         return BURSAR_OK;
     }
-    self->offline_until = now_mono() + self->cur_backoff_ms / 1000.0;
+    self->offline_until = autil_now_mono() + self->cur_backoff_ms / 1000.0;
     self->cur_backoff_ms *= 2;
     if (self->cur_backoff_ms > self->backoff_max_ms)
         self->cur_backoff_ms = self->backoff_max_ms;
@@ -377,7 +360,7 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
     if (!self || !bucket || !d || (n_exclude && !exclude))
         return BURSAR_EINVAL;
     memset(d, 0, sizeof(*d));
-    copy_str(d->bucket, sizeof(d->bucket), bucket);
+    autil_copy_str(d->bucket, sizeof(d->bucket), bucket);
 
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "op", "choose");
@@ -397,7 +380,7 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
         if (!self->fallback_model ||
             excluded(self->fallback_model, exclude, n_exclude))
             return BURSAR_EUNREACHABLE;
-        copy_str(d->model, sizeof(d->model), self->fallback_model);
+        autil_copy_str(d->model, sizeof(d->model), self->fallback_model);
         d->propensity = 1.0;
         d->local = 1;
         self->st.local_choices++;
@@ -418,10 +401,10 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
         return BURSAR_EPROTO;
     }
     if (cJSON_IsString(id))
-        copy_str(d->id, sizeof(d->id), id->valuestring);
+        autil_copy_str(d->id, sizeof(d->id), id->valuestring);
     else
         snprintf(d->id, sizeof(d->id), "%.0f", id->valuedouble);
-    copy_str(d->model, sizeof(d->model), model->valuestring);
+    autil_copy_str(d->model, sizeof(d->model), model->valuestring);
     d->propensity = cJSON_IsNumber(prop) ? prop->valuedouble : 1.0;
     const cJSON *f;
     cJSON_ArrayForEach(f, fb)
@@ -429,8 +412,8 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
         if (d->n_fallbacks >= BURSAR_MAX_FALLBACKS)
             break;
         if (cJSON_IsString(f))
-            copy_str(d->fallbacks[d->n_fallbacks++], BURSAR_NAME_MAX,
-                     f->valuestring);
+            autil_copy_str(d->fallbacks[d->n_fallbacks++], BURSAR_NAME_MAX,
+                           f->valuestring);
     }
     cJSON_Delete(rep);
     return BURSAR_OK;
@@ -708,21 +691,21 @@ model_from_json(bursar_model_t *m, const char *name, const cJSON *o)
         v = cJSON_GetObjectItemCaseSensitive(o, "name");
         name = cJSON_IsString(v) ? v->valuestring : "";
     }
-    copy_str(m->name, sizeof(m->name), name);
+    autil_copy_str(m->name, sizeof(m->name), name);
     v = cJSON_GetObjectItemCaseSensitive(o, "provider");
     m->provider =
         (cJSON_IsString(v) && strcmp(v->valuestring, "anthropic") == 0)
             ? BURSAR_PROVIDER_ANTHROPIC
             : BURSAR_PROVIDER_OPENAI;
     v = cJSON_GetObjectItemCaseSensitive(o, "model");
-    copy_str(m->model, sizeof(m->model),
-             cJSON_IsString(v) ? v->valuestring : name);
+    autil_copy_str(m->model, sizeof(m->model),
+                   cJSON_IsString(v) ? v->valuestring : name);
     v = cJSON_GetObjectItemCaseSensitive(o, "base_url");
-    copy_str(m->base_url, sizeof(m->base_url),
-             cJSON_IsString(v) ? v->valuestring : "");
+    autil_copy_str(m->base_url, sizeof(m->base_url),
+                   cJSON_IsString(v) ? v->valuestring : "");
     v = cJSON_GetObjectItemCaseSensitive(o, "api_key_env");
-    copy_str(m->api_key_env, sizeof(m->api_key_env),
-             cJSON_IsString(v) ? v->valuestring : "");
+    autil_copy_str(m->api_key_env, sizeof(m->api_key_env),
+                   cJSON_IsString(v) ? v->valuestring : "");
     v = cJSON_GetObjectItemCaseSensitive(o, "price_in_per_mtok");
     m->price_in_per_mtok = cJSON_IsNumber(v) ? v->valuedouble : 0;
     v = cJSON_GetObjectItemCaseSensitive(o, "price_out_per_mtok");

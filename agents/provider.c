@@ -2,6 +2,7 @@
  * provider.c - provider calls over the curl multi interface (provider.h).
  */
 #define _POSIX_C_SOURCE 200809L
+#include "autil.h"
 #include "provider.h"
 
 #include <curl/curl.h>
@@ -37,24 +38,6 @@ struct prov_pool {
     size_t n_running;
     unsigned rng;
 };
-
-static double
-now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void
-copy_str(char *dst, size_t cap, const char *src)
-{
-    size_t n = strlen(src);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static int curl_init_rc;
@@ -308,7 +291,7 @@ prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
     j->done = done;
     j->ud = ud;
     j->chars_in = count_chars(messages);
-    j->started = now_mono();
+    j->started = autil_now_mono();
 
     const char *key = NULL;
     if (m->api_key_env[0]) {
@@ -316,7 +299,7 @@ prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
         if (!key || !*key) {
             /* Fails without a request; completes on the next run. */
             j->r.ok = 0;
-            copy_str(j->r.error_kind, sizeof(j->r.error_kind), "no_key");
+            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "no_key");
             snprintf(j->r.error, sizeof(j->r.error),
                      "environment variable %s is not set", m->api_key_env);
             j->not_before = -1; /* marks "already failed" */
@@ -496,18 +479,19 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
     if (cc != CURLE_OK) {
         retriable = 1;
         if (cc == CURLE_OPERATION_TIMEDOUT) {
-            copy_str(j->r.error_kind, sizeof(j->r.error_kind), "timeout");
+            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "timeout");
             snprintf(j->r.error, sizeof(j->r.error), "timeout after %ld ms",
                      self->o.timeout_ms);
         } else {
-            copy_str(j->r.error_kind, sizeof(j->r.error_kind), "transport");
+            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+                           "transport");
             snprintf(j->r.error, sizeof(j->r.error), "%s",
                      curl_easy_strerror(cc));
         }
     } else if (status >= 200 && status < 300) {
         if (parse_ok(j) == 0)
             return 1;
-        copy_str(j->r.error_kind, sizeof(j->r.error_kind), "malformed");
+        autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "malformed");
         snprintf(j->r.error, sizeof(j->r.error),
                  "malformed response body (http %ld)", status);
         return 1;
@@ -516,10 +500,11 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
         const char *msg = error_message(root);
         if (status == 429 || status >= 500) {
             retriable = 1;
-            copy_str(j->r.error_kind, sizeof(j->r.error_kind),
-                     status == 429 ? "rate_limited" : "server_error");
+            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+                           status == 429 ? "rate_limited" : "server_error");
         } else {
-            copy_str(j->r.error_kind, sizeof(j->r.error_kind), "http_error");
+            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+                           "http_error");
         }
         snprintf(j->r.error, sizeof(j->r.error), "http %ld: %.200s", status,
                  msg ? msg : "(no error message)");
@@ -539,7 +524,7 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
         /* Honour the server's wait; the jitter spreads the herd. */
         wait = (double)ra + wait * 0.1;
     }
-    j->not_before = now_mono() + wait;
+    j->not_before = autil_now_mono() + wait;
     return 0;
 }
 
@@ -557,10 +542,11 @@ job_unlink(prov_pool_t *self, job_t *j)
 size_t
 prov_pool_run(prov_pool_t *self, int timeout_ms)
 {
-    double deadline = now_mono() + (timeout_ms > 0 ? timeout_ms : 0) / 1e3;
+    double deadline =
+        autil_now_mono() + (timeout_ms > 0 ? timeout_ms : 0) / 1e3;
     job_t *done = NULL;
     for (;;) {
-        double now = now_mono();
+        double now = autil_now_mono();
         double next_wake = deadline;
         /* Complete calls that failed before any request (no key). */
         for (job_t *j = self->jobs, *nx; j; j = nx) {
@@ -584,7 +570,8 @@ prov_pool_run(prov_pool_t *self, int timeout_ms)
             if (self->n_running >= self->o.max_inflight)
                 continue;
             if (job_start(self, j) != 0) {
-                copy_str(j->r.error_kind, sizeof(j->r.error_kind), "transport");
+                autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+                               "transport");
                 snprintf(j->r.error, sizeof(j->r.error),
                          "curl could not start the request");
                 j->not_before = -1;
@@ -613,7 +600,7 @@ prov_pool_run(prov_pool_t *self, int timeout_ms)
         }
         if (done || self->n_jobs == 0)
             break;
-        now = now_mono();
+        now = autil_now_mono();
         if (now >= deadline)
             break;
         /* Retries scheduled above may wake earlier than computed. */
@@ -635,7 +622,7 @@ prov_pool_run(prov_pool_t *self, int timeout_ms)
     while (done) {
         job_t *j = done;
         done = j->next;
-        j->r.latency_ms = (now_mono() - j->started) * 1000.0;
+        j->r.latency_ms = (autil_now_mono() - j->started) * 1000.0;
         j->done(j->ud, &j->model, &j->r);
         j->running = 0;
         job_free(self, j);

@@ -7,6 +7,7 @@
  * calls run concurrently (curl multi, provider.h).
  */
 #define _POSIX_C_SOURCE 200809L
+#include "autil.h"
 #include "runner.h"
 
 #include <stdio.h>
@@ -67,24 +68,6 @@ struct runner {
     size_t queued;
     runner_stats_t st;
 };
-
-static double
-now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void
-copy_str(char *dst, size_t cap, const char *src)
-{
-    size_t n = strlen(src);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
 
 void
 runner_opts_init(runner_opts_t *o)
@@ -194,7 +177,7 @@ static void
 add_tried(task_t *t, const char *m)
 {
     if (!was_tried(t, m) && t->n_tried < RUNNER_MAX_TRIED)
-        copy_str(t->tried[t->n_tried++], BURSAR_NAME_MAX, m);
+        autil_copy_str(t->tried[t->n_tried++], BURSAR_NAME_MAX, m);
 }
 
 /* ------------------------------------------------------------- results */
@@ -227,7 +210,8 @@ task_finish(runner_t *r, task_t *t)
     cJSON_AddNumberToObject(res, "tokens_in", (double)t->tin);
     cJSON_AddNumberToObject(res, "tokens_out", (double)t->tout);
     cJSON_AddNumberToObject(res, "cost_usd", t->cost);
-    double lat = r->o.sim ? t->sim_latency : (now_mono() - t->t0) * 1000.0;
+    double lat =
+        r->o.sim ? t->sim_latency : (autil_now_mono() - t->t0) * 1000.0;
     cJSON_AddNumberToObject(res, "latency_ms", lat);
     if (t->error[0])
         cJSON_AddStringToObject(res, "error", t->error);
@@ -256,7 +240,7 @@ static void
 task_fail(runner_t *r, task_t *t, const char *msg)
 {
     if (!t->error[0])
-        copy_str(t->error, sizeof(t->error), msg);
+        autil_copy_str(t->error, sizeof(t->error), msg);
     task_finish(r, t);
 }
 
@@ -322,7 +306,7 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
         }
         cJSON_AddItemToArray(t->steps, s);
         add_tried(t, m->name);
-        copy_str(t->error, sizeof(t->error), res->error);
+        autil_copy_str(t->error, sizeof(t->error), res->error);
         t->state = T_NEXT; /* fall back: not an escalation */
         return;
     }
@@ -359,7 +343,7 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
     res->output = NULL;
     t->served = 1;
     t->served_d = t->d;
-    copy_str(t->served_model, sizeof(t->served_model), m->name);
+    autil_copy_str(t->served_model, sizeof(t->served_model), m->name);
     t->valid = valid;
     t->error[0] = '\0';
     if (valid || t->escalations >= r->o.max_escalations) {
@@ -417,17 +401,17 @@ task_choose(runner_t *r, task_t *t)
         }
         bursar_decision_t d;
         memset(&d, 0, sizeof(d));
-        copy_str(d.bucket, sizeof(d.bucket), t->bucket);
+        autil_copy_str(d.bucket, sizeof(d.bucket), t->bucket);
         d.propensity = 1.0;
         d.local = 1;
         for (size_t i = 0; i < n; i++) {
             if (was_tried(t, cands[i]) || strcmp(cands[i], d.model) == 0)
                 continue;
             if (!d.model[0])
-                copy_str(d.model, sizeof(d.model), cands[i]);
+                autil_copy_str(d.model, sizeof(d.model), cands[i]);
             else if (d.n_fallbacks < BURSAR_MAX_FALLBACKS)
-                copy_str(d.fallbacks[d.n_fallbacks++], BURSAR_NAME_MAX,
-                         cands[i]);
+                autil_copy_str(d.fallbacks[d.n_fallbacks++], BURSAR_NAME_MAX,
+                               cands[i]);
         }
         if (d.model[0]) {
             t->d = d;
@@ -446,9 +430,9 @@ task_choose(runner_t *r, task_t *t)
     if (t->error[0]) {
         char both[320];
         snprintf(both, sizeof(both), "%.150s; %.160s", t->error, msg);
-        copy_str(t->error, sizeof(t->error), both);
+        autil_copy_str(t->error, sizeof(t->error), both);
     } else {
-        copy_str(t->error, sizeof(t->error), msg);
+        autil_copy_str(t->error, sizeof(t->error), msg);
     }
     return -1;
 }
@@ -463,12 +447,12 @@ sim_call(runner_t *r, task_t *t, const bursar_model_t *m)
     res.attempts = 1;
     res.latency_ms = dr.latency_ms;
     if (!dr.known) {
-        copy_str(res.error_kind, sizeof(res.error_kind), "http_error");
+        autil_copy_str(res.error_kind, sizeof(res.error_kind), "http_error");
         snprintf(res.error, sizeof(res.error),
                  "model %s is not in the scenario", m->name);
     } else if (dr.outage) {
         res.http_status = 503;
-        copy_str(res.error_kind, sizeof(res.error_kind), "server_error");
+        autil_copy_str(res.error_kind, sizeof(res.error_kind), "server_error");
         snprintf(res.error, sizeof(res.error), "http 503: simulated outage");
     } else {
         res.ok = 1;
@@ -523,16 +507,16 @@ task_advance(runner_t *r, task_t *t)
             char msg[320];
             snprintf(msg, sizeof(msg), "%.200s%sno fallback left", t->error,
                      t->error[0] ? "; " : "");
-            copy_str(t->error, sizeof(t->error), msg);
+            autil_copy_str(t->error, sizeof(t->error), msg);
             task_finish(r, t);
             return;
         }
-        copy_str(t->cur, sizeof(t->cur), c);
+        autil_copy_str(t->cur, sizeof(t->cur), c);
         const bursar_model_t *m = model_find(r, t->cur);
         bursar_model_t unknown;
         if (!m && r->o.sim) {
             memset(&unknown, 0, sizeof(unknown));
-            copy_str(unknown.name, sizeof(unknown.name), t->cur);
+            autil_copy_str(unknown.name, sizeof(unknown.name), t->cur);
             m = &unknown; /* the scenario may know it; prices then 0 */
         }
         if (!m) {
@@ -541,7 +525,7 @@ task_advance(runner_t *r, task_t *t)
             snprintf(res.error, sizeof(res.error),
                      "no provider details for model %s", t->cur);
             memset(&unknown, 0, sizeof(unknown));
-            copy_str(unknown.name, sizeof(unknown.name), t->cur);
+            autil_copy_str(unknown.name, sizeof(unknown.name), t->cur);
             task_on_result(r, t, &unknown, &res, 0);
             continue;
         }
@@ -562,7 +546,7 @@ static void
 task_start(runner_t *r, task_t *t)
 {
     r->active++;
-    t->t0 = now_mono();
+    t->t0 = autil_now_mono();
     t->state = T_CHOOSE;
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(t->src, "messages");
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(t->src, "prompt");
@@ -575,7 +559,7 @@ task_start(runner_t *r, task_t *t)
         cJSON_AddStringToObject(m, "content", prompt->valuestring);
         cJSON_AddItemToArray(t->messages, m);
     } else {
-        copy_str(t->bucket, sizeof(t->bucket), "");
+        autil_copy_str(t->bucket, sizeof(t->bucket), "");
         task_fail(r, t,
                   "task: \"messages\" (a non-empty array) or "
                   "\"prompt\" (a string) is required");
@@ -608,7 +592,7 @@ task_start(runner_t *r, task_t *t)
                               cJSON_IsString(b) ? b->valuestring : NULL, text);
     else if (cJSON_IsString(b) && *b->valuestring)
         bucket = b->valuestring;
-    copy_str(t->bucket, sizeof(t->bucket), bucket);
+    autil_copy_str(t->bucket, sizeof(t->bucket), bucket);
     free(text);
 
     const cJSON *spec = cJSON_GetObjectItemCaseSensitive(t->src, "validate");

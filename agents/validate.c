@@ -2,6 +2,7 @@
  * validate.c - output validators (validate.h).
  */
 #define _POSIX_C_SOURCE 200809L
+#include "autil.h"
 #include "validate.h"
 
 #include <errno.h>
@@ -319,14 +320,6 @@ check_json(const validator_t *v, const char *text, char *why, size_t cap)
     return ok;
 }
 
-static double
-now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int
 check_command(const validator_t *v, const char *text, char *why, size_t cap)
 {
@@ -363,10 +356,10 @@ check_command(const validator_t *v, const char *text, char *why, size_t cap)
     }
     close(p[0]);
     fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK);
-    double deadline = now_mono() + v->timeout_ms / 1000.0;
+    double deadline = autil_now_mono() + v->timeout_ms / 1000.0;
     size_t len = strlen(text), off = 0;
     while (off < len) {
-        double left = deadline - now_mono();
+        double left = deadline - autil_now_mono();
         if (left <= 0)
             break;
         struct pollfd pf = {p[1], POLLOUT, 0};
@@ -389,7 +382,7 @@ check_command(const validator_t *v, const char *text, char *why, size_t cap)
         }
         if (r < 0 && errno != EINTR)
             break;
-        if (now_mono() >= deadline) {
+        if (autil_now_mono() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             break;

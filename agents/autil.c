@@ -1,0 +1,26 @@
+/*
+ * autil.c - small helpers shared by the agents/ modules.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "autil.h"
+
+#include <string.h>
+#include <time.h>
+
+double
+autil_now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void
+autil_copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
