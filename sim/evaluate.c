@@ -61,20 +61,6 @@ typedef struct evaluate_opts {
 } evaluate_opts_t;
 
 static int
-evaluate_num(const char *opt, const char *s, double lo, double hi, double *out,
-             serr_t *e)
-{
-    char *end;
-    errno = 0;
-    double v = s ? strtod(s, &end) : 0.0;
-    if (!s || !*s || *end || errno || !isfinite(v) || v < lo || v > hi)
-        return serr_set(e, SERR_ARG, "%s: '%s' is not a number in [%g, %g]",
-                        opt, s ? s : "", lo, hi);
-    *out = v;
-    return 0;
-}
-
-static int
 evaluate_parse(int argc, char **argv, evaluate_opts_t *o, serr_t *e)
 {
     memset(o, 0, sizeof *o);
@@ -122,24 +108,25 @@ evaluate_parse(int argc, char **argv, evaluate_opts_t *o, serr_t *e)
             o->policy_file[o->n_policy_file++] = val;
         } else if (FLAG("--explore-floor")) {
             NEEDVAL();
-            rc = evaluate_num(name, val, 0, 1, &o->cfg.explore_floor, e);
+            rc = serr_parse_num(name, val, 0, 1, &o->cfg.explore_floor, e);
         } else if (FLAG("--budget-per-request")) {
             NEEDVAL();
-            rc = evaluate_num(name, val, 0, 1e6, &o->cfg.budget_per_request, e);
+            rc = serr_parse_num(name, val, 0, 1e6, &o->cfg.budget_per_request,
+                                e);
         } else if (FLAG("--epsilon")) {
             NEEDVAL();
-            rc = evaluate_num(name, val, 0, 1, &o->cfg.params.epsilon, e);
+            rc = serr_parse_num(name, val, 0, 1, &o->cfg.params.epsilon, e);
         } else if (FLAG("--seed")) {
             NEEDVAL();
-            rc = evaluate_num(name, val, 0, 4e9, &d, e);
+            rc = serr_parse_num(name, val, 0, 4e9, &d, e);
             o->cfg.seed = (unsigned long)d;
         } else if (FLAG("--boot")) {
             NEEDVAL();
-            rc = evaluate_num(name, val, 0, 1e6, &d, e);
+            rc = serr_parse_num(name, val, 0, 1e6, &d, e);
             o->cfg.boot = (unsigned)d;
         } else if (FLAG("--dominate-share")) {
             NEEDVAL();
-            rc = evaluate_num(name, val, 0, 1, &o->cfg.dominate_share, e);
+            rc = serr_parse_num(name, val, 0, 1, &o->cfg.dominate_share, e);
         } else if (FLAG("--json")) {
             o->json = 1;
         } else if (FLAG("--plot")) {

@@ -101,20 +101,6 @@ typedef struct main_opts {
 /* ------------------------------------------------------------ options */
 
 static int
-main_num(const char *opt, const char *s, double lo, double hi, double *out,
-         serr_t *e)
-{
-    char *end;
-    errno = 0;
-    double v = s ? strtod(s, &end) : 0.0;
-    if (!s || !*s || *end || errno || !isfinite(v) || v < lo || v > hi)
-        return serr_set(e, SERR_ARG, "%s: '%s' is not a number in [%g, %g]",
-                        opt, s ? s : "", lo, hi);
-    *out = v;
-    return 0;
-}
-
-static int
 main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
 {
     memset(o, 0, sizeof *o);
@@ -179,33 +165,33 @@ main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
             o->scenario = val;
         } else if (FLAG("--scenario-seed")) {
             NEEDVAL();
-            rc = main_num(name, val, 1, 4e9, &d, e);
+            rc = serr_parse_num(name, val, 1, 4e9, &d, e);
             o->scenario_seed = (unsigned long)d;
         } else if (FLAG("--policy")) {
             NEEDVAL();
             snprintf(o->policies, sizeof o->policies, "%s", val);
         } else if (FLAG("--budget-per-request")) {
             NEEDVAL();
-            rc = main_num(name, val, 0, 1e6, &o->budget, e);
+            rc = serr_parse_num(name, val, 0, 1e6, &o->budget, e);
         } else if (FLAG("--budget-all")) {
             o->budget_all = 1;
         } else if (FLAG("--half-life")) {
             NEEDVAL();
-            rc = main_num(name, val, 0, 1e15, &o->half_life, e);
+            rc = serr_parse_num(name, val, 0, 1e15, &o->half_life, e);
         } else if (FLAG("--explore-floor")) {
             NEEDVAL();
-            rc = main_num(name, val, 0, 1, &o->floor, e);
+            rc = serr_parse_num(name, val, 0, 1, &o->floor, e);
         } else if (FLAG("--epsilon")) {
             NEEDVAL();
-            rc = main_num(name, val, 0, 1, &o->epsilon, e);
+            rc = serr_parse_num(name, val, 0, 1, &o->epsilon, e);
             o->have_epsilon = 1;
         } else if (FLAG("--dual-step")) {
             NEEDVAL();
-            rc = main_num(name, val, 0, 1e6, &o->dual_step, e);
+            rc = serr_parse_num(name, val, 0, 1e6, &o->dual_step, e);
             o->have_dual_step = 1;
         } else if (FLAG("--mu0")) {
             NEEDVAL();
-            rc = main_num(name, val, 0, 1e6, &o->mu0, e);
+            rc = serr_parse_num(name, val, 0, 1e6, &o->mu0, e);
             o->have_mu0 = 1;
         } else if (FLAG("--cost-prior")) {
             NEEDVAL();
@@ -219,18 +205,18 @@ main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
                              "--cost-prior: '%s' is not global or bucket", val);
         } else if (FLAG("--cooldown")) {
             NEEDVAL();
-            rc = main_num(name, val, 0, 1e15, &o->cooldown, e);
+            rc = serr_parse_num(name, val, 0, 1e15, &o->cooldown, e);
         } else if (FLAG("--seed")) {
             NEEDVAL();
-            rc = main_num(name, val, 0, 4e9, &d, e);
+            rc = serr_parse_num(name, val, 0, 4e9, &d, e);
             o->seed = (unsigned long)d;
         } else if (FLAG("--seeds")) {
             NEEDVAL();
-            rc = main_num(name, val, 1, 10000, &d, e);
+            rc = serr_parse_num(name, val, 1, 10000, &d, e);
             o->seeds = (unsigned)d;
         } else if (FLAG("--passes")) {
             NEEDVAL();
-            rc = main_num(name, val, 1, 100000, &d, e);
+            rc = serr_parse_num(name, val, 1, 100000, &d, e);
             o->passes = (unsigned)d;
         } else if (FLAG("--shuffle")) {
             o->shuffle = 1;
@@ -239,7 +225,7 @@ main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
         } else if (FLAG("--frontier")) {
             o->frontier = 8;
             if (val) {
-                rc = main_num(name, val, 2, 200, &d, e);
+                rc = serr_parse_num(name, val, 2, 200, &d, e);
                 o->frontier = (int)d;
             }
         } else if (FLAG("--json")) {
@@ -249,7 +235,7 @@ main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
             o->plot = val;
         } else if (FLAG("--curve-points")) {
             NEEDVAL();
-            rc = main_num(name, val, 0, 1e6, &d, e);
+            rc = serr_parse_num(name, val, 0, 1e6, &d, e);
             o->curve_points = (size_t)d;
         } else if (FLAG("--trace")) {
             NEEDVAL();

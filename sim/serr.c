@@ -1,8 +1,11 @@
 /* serr.c - error messages of the simulator (see serr.h). */
 #include "serr.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int
 serr_set(serr_t *e, int code, const char *fmt, ...)
@@ -38,4 +41,18 @@ serr_str(int code)
     default:
         return "unknown error";
     }
+}
+
+int
+serr_parse_num(const char *opt, const char *s, double lo, double hi,
+               double *out, serr_t *e)
+{
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0.0;
+    if (!s || !*s || *end || errno || !isfinite(v) || v < lo || v > hi)
+        return serr_set(e, SERR_ARG, "%s: '%s' is not a number in [%g, %g]",
+                        opt, s ? s : "", lo, hi);
+    *out = v;
+    return 0;
 }

@@ -30,6 +30,12 @@ int serr_set(serr_t *e, int code, const char *fmt, ...)
 #endif
     ;
 
+/* Parses the value s of command-line option opt as a finite number in
+ * [lo, hi] into *out. Returns 0, or SERR_ARG with a message naming the
+ * option and the value. */
+int serr_parse_num(const char *opt, const char *s, double lo, double hi,
+                   double *out, serr_t *e);
+
 /* A short constant description of a code. */
 const char *serr_str(int code);
 
