@@ -27,6 +27,10 @@
 #include "proto.h"
 #include "util.h"
 
+/* Handling time after which a batch is committed and answered even if
+ * more messages are waiting (they go into the next batch). */
+#define BURSARD_BATCH_S 0.010
+
 static volatile sig_atomic_t bursard_stop;
 static volatile sig_atomic_t bursard_hup;
 
@@ -298,7 +302,12 @@ main(int argc, char **argv)
 
         int brc = ctl_begin(ctl);
         size_t n = 0;
-        while (n < cap) {
+        double t0 = util_mono_time();
+        /* A batch also closes after BURSARD_BATCH_S of handling: requests
+         * that cost CPU (a bucket with its own cap solves an LP per draw of
+         * its propensity estimate) must not hold every reply of a long
+         * batch, nor leave it all uncommitted for seconds. */
+        while (n < cap && (n == 0 || util_mono_time() - t0 < BURSARD_BATCH_S)) {
             bursard_msg_t *m = &batch[n];
             memset(m, 0, sizeof *m);
             zmq_msg_init(&m->ident);

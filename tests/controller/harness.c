@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,12 +85,50 @@ th_ping(const char *endpoint, int timeout_ms)
     return ok;
 }
 
+/* Daemons started and not yet reaped: killed at exit, so that a failed
+ * assertion (cmocka jumps out of the test) leaves no bursard behind. A
+ * test process killed outright (ctest's timeout) takes them along through
+ * PR_SET_PDEATHSIG. */
+static pid_t th_live[16];
+
+static void
+th_kill_live(void)
+{
+    for (size_t i = 0; i < sizeof th_live / sizeof th_live[0]; i++) {
+        if (th_live[i] > 0) {
+            kill(th_live[i], SIGKILL);
+            waitpid(th_live[i], NULL, 0);
+            th_live[i] = 0;
+        }
+    }
+}
+
+static void
+th_track(pid_t pid, int add)
+{
+    static int registered;
+    if (!registered) {
+        atexit(th_kill_live);
+        registered = 1;
+    }
+    for (size_t i = 0; i < sizeof th_live / sizeof th_live[0]; i++) {
+        if (add ? th_live[i] == 0 : th_live[i] == pid) {
+            th_live[i] = add ? pid : 0;
+            return;
+        }
+    }
+}
+
 void
 th_start(th_daemon_t *d)
 {
+    pid_t parent = getpid();
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 2);
@@ -101,9 +140,11 @@ th_start(th_daemon_t *d)
         _exit(127);
     }
     d->pid = pid;
+    th_track(pid, 1);
     for (int i = 0; i < 200; i++) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
+            th_track(pid, 0);
             d->pid = 0;
             fail_msg("bursard exited at start (status %d); see %s", st, d->log);
         }
@@ -121,6 +162,7 @@ th_stop(th_daemon_t *d)
     kill(d->pid, SIGTERM);
     int st = 0;
     waitpid(d->pid, &st, 0);
+    th_track(d->pid, 0);
     d->pid = 0;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -133,6 +175,7 @@ th_kill9(th_daemon_t *d)
     kill(d->pid, SIGKILL);
     int st;
     waitpid(d->pid, &st, 0);
+    th_track(d->pid, 0);
     d->pid = 0;
 }
 
