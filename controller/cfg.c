@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "policy.h"
+#include "proto.h"
 #include "util.h"
 
 /* ------------------------------------------------------------------ */
@@ -143,24 +144,6 @@ cfg_path(char *buf, size_t n, const char *parent, const char *key)
     buf[o] = '\0';
 }
 
-static const char *
-cfg_type_name(const cJSON *j)
-{
-    if (cJSON_IsObject(j))
-        return "an object";
-    if (cJSON_IsArray(j))
-        return "an array";
-    if (cJSON_IsString(j))
-        return "a string";
-    if (cJSON_IsNumber(j))
-        return "a number";
-    if (cJSON_IsBool(j))
-        return "a boolean";
-    if (cJSON_IsNull(j))
-        return "null";
-    return "invalid";
-}
-
 /* Reports every member of obj whose name is not in allowed (NULL ended). */
 static void
 cfg_check_keys(cfg_ctx_t *cx, const cJSON *obj, const char *path,
@@ -199,7 +182,7 @@ cfg_number(cfg_ctx_t *cx, const cJSON *obj, const char *path, const char *key,
     char p[512];
     cfg_path(p, sizeof p, path, key);
     if (!cJSON_IsNumber(j)) {
-        CFG_ERR(cx, p, "must be a number, got %s", cfg_type_name(j));
+        CFG_ERR(cx, p, "must be a number, got %s", proto_type_name(j));
         return -1;
     }
     double v = j->valuedouble;
@@ -246,7 +229,7 @@ cfg_string(cfg_ctx_t *cx, const cJSON *obj, const char *path, const char *key,
         return NULL;
     }
     if (!cJSON_IsString(j)) {
-        CFG_ERR(cx, p, "must be a string, got %s", cfg_type_name(j));
+        CFG_ERR(cx, p, "must be a string, got %s", proto_type_name(j));
         return NULL;
     }
     return j->valuestring;
@@ -263,7 +246,7 @@ cfg_object(cfg_ctx_t *cx, const cJSON *obj, const char *path, const char *key)
     if (!cJSON_IsObject(j)) {
         char p[512];
         cfg_path(p, sizeof p, path, key);
-        CFG_ERR(cx, p, "must be an object, got %s", cfg_type_name(j));
+        CFG_ERR(cx, p, "must be an object, got %s", proto_type_name(j));
         return NULL;
     }
     return j;
@@ -330,7 +313,7 @@ cfg_parse_bucket(cfg_ctx_t *cx, cfg_t *c, const cJSON *j, const char *path,
         CFG_ERR(cx, p, "is required");
     } else if (!cJSON_IsArray(ms)) {
         CFG_ERR(cx, p, "must be an array of model names, got %s",
-                cfg_type_name(ms));
+                proto_type_name(ms));
     } else if (cJSON_GetArraySize(ms) == 0) {
         CFG_ERR(cx, p, "must name at least one model");
     } else {
@@ -342,7 +325,7 @@ cfg_parse_bucket(cfg_ctx_t *cx, cfg_t *c, const cJSON *j, const char *path,
             snprintf(pi, sizeof pi, "%s[%d]", p, i++);
             if (!cJSON_IsString(m)) {
                 CFG_ERR(cx, pi, "must be a model name, got %s",
-                        cfg_type_name(m));
+                        proto_type_name(m));
                 continue;
             }
             int id = cfg_model_find(c, m->valuestring);
@@ -498,7 +481,7 @@ cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
         {
             snprintf(p, sizeof p, "$.listen[%d]", i++);
             if (!cJSON_IsString(e)) {
-                CFG_ERR(cx, p, "must be a string, got %s", cfg_type_name(e));
+                CFG_ERR(cx, p, "must be a string, got %s", proto_type_name(e));
                 continue;
             }
             if (strncmp(e->valuestring, "tcp://", 6) != 0 &&
@@ -544,7 +527,11 @@ cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
             if (!cfg_name_ok(cx, p, m->string))
                 continue;
             if (!cJSON_IsObject(m)) {
-                CFG_ERR(cx, p, "must be an object, got %s", cfg_type_name(m));
+                CFG_ERR(cx, p, "must be an object, got %s", proto_type_name(m));
+                continue;
+            }
+            if (cfg_model_find(c, m->string) >= 0) {
+                CFG_ERR(cx, p, "defined twice");
                 continue;
             }
             cfg_model_t *cm = &c->models[c->n_models++];
@@ -569,7 +556,14 @@ cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
             if (!cfg_name_ok(cx, p, b->string))
                 continue;
             if (!cJSON_IsObject(b)) {
-                CFG_ERR(cx, p, "must be an object, got %s", cfg_type_name(b));
+                CFG_ERR(cx, p, "must be an object, got %s", proto_type_name(b));
+                continue;
+            }
+            int twice = 0;
+            for (size_t k = 0; k < c->n_buckets; k++)
+                twice |= strcmp(c->buckets[k].name, b->string) == 0;
+            if (twice) {
+                CFG_ERR(cx, p, "defined twice");
                 continue;
             }
             cfg_bucket_t *cb = &c->buckets[c->n_buckets++];
@@ -603,8 +597,13 @@ cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
                     "is required when action is \"create\"");
         v = (double)c->max_buckets;
         if (cfg_number(cx, ub, "$.unknown_bucket", "max_buckets",
-                       CFG_GT0 | CFG_INT, &v) > 0)
+                       CFG_GT0 | CFG_INT, &v) > 0) {
             c->max_buckets = (size_t)v;
+            if (c->max_buckets < c->n_buckets)
+                CFG_ERR(cx, "$.unknown_bucket.max_buckets",
+                        "is %zu, below the %zu configured buckets",
+                        c->max_buckets, c->n_buckets);
+        }
     }
     if (c->n_buckets > c->max_buckets)
         c->max_buckets = c->n_buckets;
@@ -661,6 +660,27 @@ cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
         v = 0;
         if (cfg_number(cx, po, "$.policy", "seed", CFG_GE0 | CFG_INT, &v) > 0)
             c->seed = (unsigned long)v;
+    }
+    {
+        policy_kind_t kind;
+        const char *fixed = NULL;
+        if (policy_kind_parse(c->policy_name, &kind, &fixed) == 0 &&
+            kind == POLICY_TS_BUDGET && !(c->dual_step > 0))
+            CFG_ERR(cx, "$.policy.dual_step",
+                    "must be > 0 with ts-budget (the budget multiplier "
+                    "would never move)");
+    }
+    /* A bucket's cap above the global one is never the binding cap. */
+    for (size_t k = 0; k < c->n_buckets; k++) {
+        const cfg_bucket_t *cb = &c->buckets[k];
+        if (cb->has_budget && c->budget.limit_usd > 0 &&
+            cb->budget.limit_usd > c->budget.limit_usd) {
+            char bp[512];
+            cfg_path(bp, sizeof bp, "$.buckets", cb->name);
+            CFG_ERR(cx, bp,
+                    "budget.limit_usd %g exceeds the global limit_usd %g",
+                    cb->budget.limit_usd, c->budget.limit_usd);
+        }
     }
 
     /* health */
@@ -775,7 +795,7 @@ cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
         return -1;
     }
     if (!cJSON_IsObject(root)) {
-        CFG_ERR(&cx, "$", "must be an object, got %s", cfg_type_name(root));
+        CFG_ERR(&cx, "$", "must be an object, got %s", proto_type_name(root));
         cJSON_Delete(root);
         return -1;
     }

@@ -260,8 +260,8 @@ proto_fail(proto_error_t *err, proto_code_t code, const char *fmt, ...)
     return code;
 }
 
-static const char *
-proto_type_name(const cJSON *j)
+const char *
+proto_type_name(const struct cJSON *j)
 {
     if (cJSON_IsObject(j))
         return "an object";

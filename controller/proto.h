@@ -134,6 +134,9 @@ size_t proto_json_quote(char *buf, size_t cap, const char *s);
 
 /* ---- server side: replies ------------------------------------------ */
 
+/* "an object", "a string", ... for error messages. */
+struct cJSON;
+const char *proto_type_name(const struct cJSON *j);
 char *proto_write_error(const char *echo, proto_code_t code,
                         const char *message);
 /* {"ok":true} or {"ok":true,"duplicate":true} */

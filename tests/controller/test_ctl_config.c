@@ -173,6 +173,63 @@ test_template(void **state)
     cfg_destroy(&c);
 }
 
+#define M2                                                                     \
+    "\"models\":{\"a\":{\"provider\":\"openai\",\"price_in_per_mtok\":1,"      \
+    "\"price_out_per_mtok\":2},\"b\":{\"provider\":\"openai\","                \
+    "\"price_in_per_mtok\":3,\"price_out_per_mtok\":4}}"
+
+/* Review findings: duplicate keys, dual_step 0 with ts-budget, a bucket cap
+ * above the global one, max_buckets below the configured buckets. */
+static void
+test_gaps(void **state)
+{
+    (void)state;
+    const char *const w1[] = {"$.models.a: defined twice",
+                              "$.buckets.x: defined twice", NULL};
+    expect_problems("{\"models\":{\"a\":{\"provider\":\"openai\","
+                    "\"price_in_per_mtok\":1,\"price_out_per_mtok\":2},"
+                    "\"a\":{\"provider\":\"openai\",\"price_in_per_mtok\":5,"
+                    "\"price_out_per_mtok\":6}},"
+                    "\"buckets\":{\"x\":{\"models\":[\"a\"]},"
+                    "\"x\":{\"models\":[\"a\"],\"prior\":{\"alpha\":9,"
+                    "\"beta\":1}}}}",
+                    w1);
+    const char *const w2[] = {"$.policy.dual_step: must be > 0", NULL};
+    expect_problems("{" M2 ",\"buckets\":{\"x\":{\"models\":[\"a\"]}},"
+                    "\"policy\":{\"name\":\"ts-budget\",\"dual_step\":0}}",
+                    w2);
+    const char *const w3[] = {"$.buckets.y: budget.limit_usd 80 exceeds the "
+                              "global limit_usd 50",
+                              NULL};
+    expect_problems("{" M2 ",\"budget\":{\"limit_usd\":50},\"buckets\":{"
+                    "\"x\":{\"models\":[\"a\"],\"budget\":{\"limit_usd\":"
+                    "50}},\"y\":{\"models\":[\"b\"],\"budget\":{"
+                    "\"limit_usd\":80}}}}",
+                    w3);
+    const char *const w4[] = {"$.unknown_bucket.max_buckets: is 1, below the "
+                              "2 configured buckets",
+                              NULL};
+    expect_problems("{" M2 ",\"buckets\":{\"x\":{\"models\":[\"a\"]},"
+                    "\"y\":{\"models\":[\"b\"]}},\"unknown_bucket\":{"
+                    "\"action\":\"error\",\"max_buckets\":1}}",
+                    w4);
+    /* the same without the faults is accepted */
+    const char *ok = "{" M2 ",\"budget\":{\"limit_usd\":50},\"buckets\":{"
+                     "\"x\":{\"models\":[\"a\"],\"budget\":{\"limit_usd\":"
+                     "50}},\"y\":{\"models\":[\"b\"]}},\"unknown_bucket\":{"
+                     "\"action\":\"error\",\"max_buckets\":2},\"policy\":{"
+                     "\"name\":\"ts-budget\","
+                     "\"dual_step\":0.5}}";
+    cfg_t *c = NULL;
+    cfg_problems_t pr = {0};
+    int rc = cfg_parse(ok, strlen(ok), &c, &pr);
+    for (size_t i = 0; i < pr.n; i++)
+        fprintf(stderr, "  problem: %s\n", pr.msg[i]);
+    cfg_problems_clear(&pr);
+    assert_int_equal(rc, 0);
+    cfg_destroy(&c);
+}
+
 int
 main(void)
 {
@@ -182,6 +239,7 @@ main(void)
         cmocka_unit_test(test_all_problems),
         cmocka_unit_test(test_structural),
         cmocka_unit_test(test_template),
+        cmocka_unit_test(test_gaps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
