@@ -18,6 +18,7 @@
  * 3 no answer.
  */
 #define _XOPEN_SOURCE 700
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +305,33 @@ bursar_cmd_export(bursar_client_t *c, int argc, char **argv)
     return 0;
 }
 
+/* Parses the value of option opt: a finite number in [0, max]. Feedback is
+ * durable and an outcome cannot be re-sent with another value, so "0,9" or
+ * "x" must be refused here rather than sent as 0. */
+static int
+bursar_number(const char *opt, const char *s, double max, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v)) {
+        fprintf(stderr, "bursar feedback: %s: \"%s\" is not a number\n", opt,
+                s);
+        return -1;
+    }
+    if (v < 0 || v > max) {
+        if (isinf(max))
+            fprintf(stderr, "bursar feedback: %s: %s must not be negative\n",
+                    opt, s);
+        else
+            fprintf(stderr, "bursar feedback: %s: %s is outside [0, %g]\n", opt,
+                    s, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static int
 bursar_cmd_feedback(bursar_client_t *c, int argc, char **argv)
 {
@@ -321,33 +349,54 @@ bursar_cmd_feedback(bursar_client_t *c, int argc, char **argv)
         return 2;
     }
     int kind = -1;
+    const char *kind_arg = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int k = -1;
+        if (strcmp(a, "--success") == 0 || strcmp(a, "--failure") == 0 ||
+            strcmp(a, "--reward") == 0)
+            k = PROTO_KIND_OUTCOME;
+        else if (strcmp(a, "--correction") == 0)
+            k = PROTO_KIND_CORRECTION;
+        else if (strcmp(a, "--provider-error") == 0)
+            k = PROTO_KIND_PROVIDER_ERROR;
+        if (k >= 0) {
+            /* one event per command: --success --failure, or --success
+             * --correction, would silently keep only the last */
+            if (kind_arg) {
+                fprintf(stderr, "bursar feedback: %s conflicts with %s\n", a,
+                        kind_arg);
+                return 2;
+            }
+            kind_arg = a;
+            kind = k;
+        }
         if (strcmp(a, "--success") == 0 || strcmp(a, "--failure") == 0) {
-            kind = PROTO_KIND_OUTCOME;
             f.has_success = 1;
             f.success = a[2] == 's';
         } else if (strcmp(a, "--reward") == 0 && i + 1 < argc) {
-            kind = PROTO_KIND_OUTCOME;
             f.has_reward = 1;
-            f.reward = atof(argv[++i]);
+            if (bursar_number(a, argv[++i], 1.0, &f.reward))
+                return 2;
         } else if (strcmp(a, "--correction") == 0) {
-            kind = PROTO_KIND_CORRECTION;
         } else if (strcmp(a, "--provider-error") == 0 && i + 1 < argc) {
-            kind = PROTO_KIND_PROVIDER_ERROR;
             f.error = argv[++i];
         } else if (strcmp(a, "--cost") == 0 && i + 1 < argc) {
             f.has_cost = 1;
-            f.cost_usd = atof(argv[++i]);
+            if (bursar_number(a, argv[++i], INFINITY, &f.cost_usd))
+                return 2;
         } else if (strcmp(a, "--tokens-in") == 0 && i + 1 < argc) {
             f.has_tokens = 1;
-            f.tokens_in = atof(argv[++i]);
+            if (bursar_number(a, argv[++i], INFINITY, &f.tokens_in))
+                return 2;
         } else if (strcmp(a, "--tokens-out") == 0 && i + 1 < argc) {
             f.has_tokens = 1;
-            f.tokens_out = atof(argv[++i]);
+            if (bursar_number(a, argv[++i], INFINITY, &f.tokens_out))
+                return 2;
         } else if (strcmp(a, "--latency-ms") == 0 && i + 1 < argc) {
             f.has_latency = 1;
-            f.latency_ms = atof(argv[++i]);
+            if (bursar_number(a, argv[++i], INFINITY, &f.latency_ms))
+                return 2;
         } else if (strcmp(a, "--model") == 0 && i + 1 < argc) {
             f.model = argv[++i];
         } else {

@@ -235,6 +235,26 @@ test_error_codes(void **state)
     buf[k] = '\0';
     assert_non_null(strstr(buf, "bad_request"));
     zmq_close(s);
+    /* a bucket name that is not UTF-8 is not echoed raw: the reply stays
+     * valid UTF-8 JSON */
+    s = zmq_socket(th_zctx(), ZMQ_REQ);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &t, sizeof t);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_connect(s, f->d.endpoint);
+    const char bad[] = "{\"op\":\"choose\",\"bucket\":\"q\xff\xfe\"}";
+    zmq_send(s, bad, sizeof bad - 1, 0);
+    k = zmq_recv(s, buf, sizeof buf - 1, 0);
+    assert_true(k > 0);
+    buf[k] = '\0';
+    for (int i = 0; i < k; i++)
+        if ((unsigned char)buf[i] >= 0x80)
+            fail_msg("raw byte 0x%02x in the reply: %s", (unsigned char)buf[i],
+                     buf);
+    assert_non_null(strstr(buf, "unknown_bucket"));
+    /* the name is quoted within the message, so its escapes are escaped */
+    if (!strstr(buf, "q\\\\ufffd\\\\ufffd"))
+        fail_msg("reply: %s", buf);
+    zmq_close(s);
     /* still alive */
     cJSON_Delete(th_ok(f->c, "{\"op\":\"ping\"}"));
 }
@@ -791,6 +811,37 @@ test_cli(void **state)
     snprintf(cmd, sizeof cmd, "%s --check-config %s", th_bin("bursard"),
              f->d.config);
     assert_int_equal(run(cmd, out, sizeof out), 0);
+    free(id);
+
+    /* malformed or out-of-range values and conflicting kinds are refused
+     * before anything is sent: the decision stays open for the real one */
+    id = choose_model(f->c, "code", "a", "\"b\",\"c\"");
+    static const char *const bad[] = {"--reward 0,9",
+                                      "--reward x",
+                                      "--reward 1.5",
+                                      "--reward -0.1",
+                                      "--reward nan",
+                                      "--reward ''",
+                                      "--success --cost -1",
+                                      "--success --cost 1e999",
+                                      "--success --tokens-in 2x",
+                                      "--success --latency-ms -5",
+                                      "--success --correction",
+                                      "--failure --reward 1",
+                                      "--correction --provider-error boom",
+                                      NULL};
+    for (const char *const *b = bad; *b; b++) {
+        snprintf(cmd, sizeof cmd, "%s --controller %s feedback %s %s 2>&1", cli,
+                 f->d.endpoint, id, *b);
+        if (run(cmd, out, sizeof out) != 2)
+            fail_msg("feedback %s was not refused: %s", *b, out);
+        assert_non_null(strstr(out, "bursar feedback:"));
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s feedback %s --reward 0.75 --cost 0.5", cli,
+             f->d.endpoint, id);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_string_equal(out, "ok\n"); /* not a duplicate */
     free(id);
 }
 

@@ -262,6 +262,25 @@ test_client_round_trip(void **state)
         assert_int_equal(proto_code_parse(proto_code_name(c)), c);
 }
 
+/* Bytes that are not UTF-8 are replaced, well-formed sequences kept. */
+static void
+test_quote_utf8(void **state)
+{
+    (void)state;
+    char buf[128];
+    proto_json_quote(buf, sizeof buf,
+                     "a\xff\xfe"
+                     "b");
+    assert_string_equal(buf, "\"a\\ufffd\\ufffdb\"");
+    proto_json_quote(buf, sizeof buf, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+    assert_string_equal(buf, "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+    /* overlong, surrogate, truncated, above U+10FFFF */
+    proto_json_quote(buf, sizeof buf,
+                     "\xc0\xaf|\xed\xa0\x80|\xe2\x82|\xf4\x90\x80\x80");
+    assert_string_equal(buf, "\"\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd|"
+                             "\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd\\ufffd\"");
+}
+
 int
 main(void)
 {
@@ -271,6 +290,7 @@ main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_replies),
         cmocka_unit_test(test_client_round_trip),
+        cmocka_unit_test(test_quote_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
