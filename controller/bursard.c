@@ -270,10 +270,7 @@ main(int argc, char **argv)
                 fprintf(stderr, "bursard: SIGHUP: the new configuration is "
                                 "invalid (above): keeping the old one\n");
             } else if (ctl_reconfigure(ctl, nc, err, sizeof err) != 0) {
-                fprintf(stderr,
-                        "bursard: SIGHUP: %s: keeping the old "
-                        "configuration\n",
-                        err);
+                fprintf(stderr, "bursard: SIGHUP: %s\n", err);
             } else {
                 if (!quiet)
                     fprintf(stderr,

@@ -846,17 +846,18 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     ctl_mark_dirty(c, bi);
     c->meta_dirty = 1;
 
-    /* Fallbacks: the next arms of this decision's ranking that the
-     * remaining budget still affords. */
+    /* Fallbacks: the rest of this decision's ranking. policy_choose ranks
+     * only the arms of its mask (allowed, and affordable by the same
+     * snapshot costs that made the choice; every allowed arm, cheapest
+     * first, when nothing was affordable), so they are not checked again
+     * here against live costs that could disagree with the mask. Nor is
+     * the chosen arm's reservation subtracted: a fallback replaces the
+     * chosen call, it is not made on top of it. */
     const char *fb[CFG_MAX_ARMS];
     size_t n_fb = 0;
-    double remaining = req.remaining_usd - d.reserved_usd;
-    for (size_t k = 0; k < n_order; k++) {
+    for (size_t k = 0; k < n_order && n_fb < CFG_MAX_ARMS; k++) {
         int a = c->order[k];
         if (a == ch.arm || a < 0 || (size_t)a >= b->pb->n_arms)
-            continue;
-        if (arm_cost_mean(&b->pb->arms[a]) > remaining &&
-            !(ch.flags & POLICY_F_UNAFFORDABLE))
             continue;
         fb[n_fb++] = ctl_model_name(c, b->pb->model[a]);
     }
@@ -1556,7 +1557,9 @@ ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len)
 {
     policy_params_t pp;
     if (ctl_policy_params(cfg, &pp) != 0) {
-        snprintf(err, err_len, "unknown policy \"%s\"", cfg->policy_name);
+        snprintf(err, err_len,
+                 "unknown policy \"%s\": the old configuration is kept",
+                 cfg->policy_name);
         cfg_destroy(&cfg);
         return -1;
     }
@@ -1570,20 +1573,39 @@ ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len)
     if (!rc)
         rc = ctl_commit(c);
     if (rc) {
-        snprintf(err, err_len, "cannot flush the store: %s",
+        snprintf(err, err_len,
+                 "cannot flush the store (%s): the old configuration is kept",
                  store_strerror(rc));
         cfg_destroy(&cfg);
         return -1;
     }
+    /* The old configuration is freed only once the state has been rebuilt
+     * under the new one: if that fails, it is reinstalled and the state
+     * rebuilt under it again (the flush above made the store complete). */
     double mu = c->policy.mu;
-    cfg_destroy(&c->cfg);
+    cfg_t *old = c->cfg;
     c->cfg = cfg;
     rc = ctl_load(c);
-    c->policy.mu = mu;
     if (rc) {
-        snprintf(err, err_len, "cannot reload the store: %s",
-                 store_strerror(rc));
+        c->cfg = old;
+        cfg_destroy(&cfg);
+        int rc2 = ctl_load(c);
+        c->policy.mu = mu;
+        if (rc2)
+            snprintf(err, err_len,
+                     "cannot reload the store under the new configuration "
+                     "(%s), nor under the old one (%s): the old configuration "
+                     "is in force but its state may be incomplete until a "
+                     "restart",
+                     store_strerror(rc), store_strerror(rc2));
+        else
+            snprintf(err, err_len,
+                     "cannot reload the store under the new configuration "
+                     "(%s): the old configuration is kept",
+                     store_strerror(rc));
         return -1;
     }
+    c->policy.mu = mu;
+    cfg_destroy(&old);
     return 0;
 }

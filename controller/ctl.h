@@ -67,8 +67,9 @@ int ctl_commit(ctl_t *c);
 
 /* Applies a new configuration (takes ownership). Between batches. The
  * store is flushed first; arms of new buckets/models start from their
- * prior, removed ones stay in the store. Returns 0 or -1 (err filled; the
- * old configuration stays). */
+ * prior, removed ones stay in the store. Returns 0 or -1 (err filled and
+ * saying what holds: the old configuration stays in force, its state
+ * rebuilt from the store; err says when even that rebuild failed). */
 int ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len);
 
 /* The controller's clock: wall time plus the test offset. */
