@@ -1375,12 +1375,16 @@ ctl_op_models(ctl_t *c, const proto_request_t *rq)
     return ctl_json_reply(rq, o);
 }
 
+/* Rows an export page may skip (before "since"), per row of its limit. */
+#define CTL_EXPORT_SCAN 4
+
 typedef struct ctl_export_ctx {
     const proto_request_t *rq;
     cJSON *arr;
     unsigned n;
     uint64_t last;
     int more;
+    size_t skipped;
 } ctl_export_ctx_t;
 
 /* One decision as an export record (docs/protocol.md, "export"). */
@@ -1441,8 +1445,17 @@ static int
 ctl_export_one(const store_decision_t *d, void *ctx)
 {
     ctl_export_ctx_t *x = ctx;
-    if (d->t < x->rq->since)
+    if (d->t < x->rq->since) {
+        /* Skipped rows are read inside the batch's write transaction too:
+         * a page examines at most CTL_EXPORT_SCAN times its limit, then
+         * ends (possibly empty) with next = the last row examined. */
+        if (++x->skipped >= CTL_EXPORT_SCAN * (size_t)x->rq->limit) {
+            x->more = 1;
+            x->last = d->id;
+            return 1;
+        }
         return 0;
+    }
     if (x->n >= x->rq->limit) {
         x->more = 1;
         return 1;
@@ -1458,7 +1471,8 @@ ctl_op_export(ctl_t *c, const proto_request_t *rq)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");
-    ctl_export_ctx_t x = {rq, cJSON_AddArrayToObject(o, "decisions"), 0, 0, 0};
+    ctl_export_ctx_t x = {rq, cJSON_AddArrayToObject(o, "decisions"), 0, 0, 0,
+                          0};
     int rc = store_scan_decisions(
         c->store, c->txn, rq->has_after ? rq->after : 0, ctl_export_one, &x);
     if (rc) {
