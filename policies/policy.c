@@ -240,8 +240,16 @@ snap_stale(const policy_bucket_t *b, const policy_request_t *req)
 {
     if (!b->snap_valid)
         return 1;
-    if (b->snap_added >= fmax(1.0, POLICY_SNAP_EVIDENCE * b->snap_evidence))
+    /* The LP's propensity costs a Monte Carlo run (up to tens of ms while
+     * the posteriors are wide), so a capped bucket refreshes less often. */
+    if (b->snap_lp_target > 0.0) {
+        if (b->snap_added >= fmax(POLICY_SNAP_LP_MIN,
+                                  POLICY_SNAP_LP_EVIDENCE * b->snap_evidence))
+            return 1;
+    } else if (b->snap_added >=
+               fmax(1.0, POLICY_SNAP_EVIDENCE * b->snap_evidence)) {
         return 1;
+    }
     if (b->snap_decay < 1.0 - POLICY_SNAP_EVIDENCE)
         return 1;
     for (size_t k = 0; k < b->n_arms; k++) {
