@@ -40,9 +40,8 @@ cmp_d(const void *a, const void *b)
 
 static const double quality[ARMS] = {0.55, 0.62, 0.70, 0.72, 0.66, 0.88,
                                      0.50, 0.58, 0.45, 0.68, 0.71};
-static const double cost[ARMS] = {0.0001, 0.0003, 0.002,  0.004,
-                                  0.0005, 0.005,  0.0004, 0.0003,
-                                  0.0001, 0.0003, 0.0004};
+static const double cost[ARMS] = {0.0001, 0.0003, 0.002,  0.004,  0.0005, 0.005,
+                                  0.0004, 0.0003, 0.0001, 0.0003, 0.0004};
 
 static double
 loop_draws(gsl_rng *r, long n, double *sink)
@@ -108,8 +107,8 @@ main(int argc, char **argv)
     qsort(tc, rounds, sizeof *tc, cmp_d);
     qsort(tp, rounds, sizeof *tp, cmp_d);
     double d = td[rounds / 2], c = tc[rounds / 2], p = tp[rounds / 2];
-    printf("arms: %d, decisions per round: %ld, rounds: %d (medians)\n",
-           ARMS, n, rounds);
+    printf("arms: %d, decisions per round: %ld, rounds: %d (medians)\n", ARMS,
+           n, rounds);
     printf("beta draws alone:       %8.1f ns/decision  %10.0f /s\n",
            1e9 * d / n, n / d);
     printf("ts-budget decide:       %8.1f ns/decision  %10.0f /s  "

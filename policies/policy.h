@@ -175,16 +175,17 @@ void policy_init(policy_t *p, const policy_params_t *params);
 #define POLICY_PROP_MC_BATCH       2000   /* ... in batches of */
 #define POLICY_PROP_MC_SE          0.0025 /* ... until this standard error */
 #define POLICY_PROP_CELLS_PER_SPAN 72     /* cells per arm's +-9 sd span */
-#define POLICY_BETA_NORMAL         1e5  /* a + b past which the CDF is normal */
-#define POLICY_SNAP_LP_EVIDENCE    0.05 /* capped bucket: after 5% new evidence \
-                                         */
-#define POLICY_SNAP_LP_MIN   5.0        /* ... and at least 5 observations */
-#define POLICY_SNAP_COST     0.05       /* refresh when a cost moved 5% */
-#define POLICY_MU_MAX        100.0      /* upper bound of mu */
-#define POLICY_PROP_CACHE    32         /* cached (lambda, mask) per bucket */
-#define POLICY_PRICE_GRID    1.05       /* mu and target rounded to 5% steps */
-#define POLICY_SNAP_EVIDENCE 0.01       /* refresh after 1% new evidence */
-#define POLICY_SNAP_TARGET   0.05       /* LP: or its target moved 5% */
+#define POLICY_BETA_NORMAL         1e5 /* a + b past which the CDF is normal */
+#define POLICY_SNAP_LP_EVIDENCE                                                \
+    0.05                           /* capped bucket: after 5% new evidence     \
+                                    */
+#define POLICY_SNAP_LP_MIN   5.0   /* ... and at least 5 observations */
+#define POLICY_SNAP_COST     0.05  /* refresh when a cost moved 5% */
+#define POLICY_MU_MAX        100.0 /* upper bound of mu */
+#define POLICY_PROP_CACHE    32    /* cached (lambda, mask) per bucket */
+#define POLICY_PRICE_GRID    1.05  /* mu and target rounded to 5% steps */
+#define POLICY_SNAP_EVIDENCE 0.01  /* refresh after 1% new evidence */
+#define POLICY_SNAP_TARGET   0.05  /* LP: or its target moved 5% */
 #define POLICY_DUAL_CLIP     10.0
 
 typedef struct policy_bucket {
