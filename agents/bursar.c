@@ -303,6 +303,20 @@ reply_check(bursar_t *self, const cJSON *j)
     return cJSON_IsFalse(ok) ? BURSAR_EREMOTE : BURSAR_EPROTO;
 }
 
+/* Whether an error reply is the controller's own trouble (a failed
+ * commit, a bug) rather than a verdict on the event: such feedback is kept
+ * in the spool and sent again later, never dropped. */
+static int
+reply_transient(const cJSON *j)
+{
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
+    if (!cJSON_IsString(code))
+        return 1; /* not even an error object: not a verdict */
+    return strcmp(code->valuestring, "store_error") == 0 ||
+           strcmp(code->valuestring, "internal_error") == 0;
+}
+
 static void maybe_replay(bursar_t *self);
 
 /* rpc + reply_check + replay of the spool once the controller answers. */
@@ -482,7 +496,7 @@ feedback_json(const char *id, const bursar_feedback_t *fb)
 static int
 append_line(const char *path, const char *line)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return BURSAR_EIO;
     int rc = BURSAR_OK;
@@ -491,12 +505,23 @@ append_line(const char *path, const char *line)
             close(fd);
             return BURSAR_EIO;
         }
+    /* A crash mid-append leaves a last line without its newline: start on
+     * a fresh line so that this event is not glued to the fragment (which
+     * replay then drops alone, as it was never acknowledged). */
+    size_t lead = 0;
+    struct stat st;
+    char last = '\n';
+    if (fstat(fd, &st) == 0 && st.st_size > 0 &&
+        pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n')
+        lead = 1;
     size_t n = strlen(line);
-    char *buf = malloc(n + 2);
+    char *buf = malloc(n + 3);
     if (!buf)
         abort();
-    memcpy(buf, line, n);
-    buf[n] = '\n';
+    buf[0] = '\n';
+    memcpy(buf + lead, line, n);
+    buf[lead + n] = '\n';
+    n += lead;
     size_t off = 0;
     while (off < n + 1) {
         ssize_t w = write(fd, buf + off, n + 1 - off);
@@ -554,8 +579,10 @@ bursar_feedback(bursar_t *self, const bursar_decision_t *d,
     if (rc == BURSAR_OK &&
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "duplicate")))
         self->st.duplicates++;
+    int transient =
+        (rc == BURSAR_EREMOTE || rc == BURSAR_EPROTO) && reply_transient(rep);
     cJSON_Delete(rep);
-    if (rc == BURSAR_EUNREACHABLE && self->spool_path) {
+    if ((rc == BURSAR_EUNREACHABLE || transient) && self->spool_path) {
         rc = append_line(self->spool_path, text);
         if (rc == BURSAR_OK) {
             self->spool_pending = 1;
@@ -643,7 +670,16 @@ bursar_replay(bursar_t *self, size_t *n_sent)
                 rc = BURSAR_EUNREACHABLE;
                 break;
             }
-            if (r == BURSAR_OK && reply_check(self, rep) == BURSAR_OK) {
+            int v = r == BURSAR_OK ? reply_check(self, rep) : r;
+            if (v != BURSAR_OK && (r != BURSAR_OK || reply_transient(rep))) {
+                /* The controller's trouble, not a verdict on the event:
+                 * keep the whole spool for a later replay (what was
+                 * already sent is answered "duplicate" then). */
+                cJSON_Delete(rep);
+                rc = v;
+                break;
+            }
+            if (v == BURSAR_OK) {
                 self->st.replayed++;
                 if (n_sent)
                     (*n_sent)++;

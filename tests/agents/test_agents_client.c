@@ -254,6 +254,44 @@ test_unreachable_spool_replay(void **state)
     tu_rmrf(dir);
 }
 
+/* A crash mid-append left a line without its newline: the next spooled
+ * event must not be glued to it (it would be refused as bad JSON and lost
+ * although the caller was told it was safe). */
+static void
+test_torn_spool_then_append(void **state)
+{
+    (void)state;
+    char dir[512], spool[600];
+    tu_tmpdir(dir, sizeof(dir));
+    snprintf(spool, sizeof(spool), "%s/agent.spool", dir);
+    char ep[128];
+    tu_router_t *r = tu_router_start(0, MODELS, 3, ep, sizeof(ep));
+    int port = tu_router_port(r);
+    bursar_t *b = client(ep, spool);
+    bursar_decision_t d;
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
+    tu_router_stop(&r);
+    tu_write_file(spool, "{\"op\":\"feedback\",\"decision_id\":\"d9\",\"kin");
+    bursar_feedback_t fb;
+    bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+    fb.success = 1;
+    assert_int_equal(bursar_feedback(b, &d, &fb), BURSAR_SPOOLED);
+    r = tu_router_start(port, MODELS, 3, ep, sizeof(ep));
+    assert_non_null(r);
+    tu_sleep_ms(300); /* past the client's offline period */
+    bursar_decision_t nd;
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &nd), BURSAR_OK);
+    bursar_stats_t st;
+    bursar_stats(b, &st);
+    assert_int_equal(tu_router_feedback(r, "outcome"), 1);
+    assert_int_equal(st.replayed, 1);
+    assert_int_equal(st.replay_dropped, 1); /* the fragment, alone */
+    assert_int_equal(file_size(spool), 0);
+    bursar_destroy(&b);
+    tu_router_stop(&r);
+    tu_rmrf(dir);
+}
+
 /* Two clients (two processes in production) share one spool: each
  * appends under flock; whichever reaches the controller first replays all
  * of it, once. */
@@ -329,6 +367,7 @@ main(void)
         cmocka_unit_test(test_choose_feedback),
         cmocka_unit_test(test_lost_reply_retried),
         cmocka_unit_test(test_unreachable_spool_replay),
+        cmocka_unit_test(test_torn_spool_then_append),
         cmocka_unit_test(test_shared_spool),
         cmocka_unit_test(test_no_fallback_no_spool),
     };
