@@ -540,10 +540,18 @@ olog_load_obd_buffer(olog_t *lg, const char *buf, size_t len, const char *name,
         return serr_set(e, SERR_FORMAT, "%s:1: field '%s': no such column",
                         name, need);
     }
+    size_t n_cols = csv_n_fields(c);
     while ((rc = csv_next(c, e)) == 1) {
         long line = csv_line(c);
         if (csv_n_fields(c) == 1 && !csv_field(c, 0)[0])
             continue; /* blank line */
+        if (csv_n_fields(c) != n_cols) {
+            rc = serr_set(e, SERR_FORMAT,
+                          "%s:%ld: %zu fields where the "
+                          "header has %zu",
+                          name, line, csv_n_fields(c), n_cols);
+            break;
+        }
         const char *item = csv_field(c, (size_t)col_item);
         double click, prop = NAN;
         if (!*item) {

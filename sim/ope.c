@@ -708,7 +708,18 @@ ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
         es->c = has_cost ? c[k] : NAN;
         es->q_lo = es->q_hi = es->c_lo = es->c_hi = NAN;
     }
-    double ess = s.sw2 > 0 ? s.sw * s.sw / s.sw2 : 0;
+    /* Kish's ESS on weights scaled by the largest, so that extreme
+     * weights (propensities near 0) cannot overflow the sum of squares. */
+    double ess = 0.0;
+    if (maxw > 0) {
+        double a = 0, b = 0;
+        for (size_t i = 0; i < u.n; i++) {
+            double x = u.w[i] / maxw;
+            a += x;
+            b += x * x;
+        }
+        ess = b > 0 ? a * a / b : 0.0;
+    }
     out->est[OPE_IPS].ess = out->est[OPE_SNIPS].ess = out->est[OPE_DR].ess =
         ess;
     out->est[OPE_DM].ess = (double)u.n;

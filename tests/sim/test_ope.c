@@ -521,6 +521,15 @@ test_obd_reader(void **state)
     assert_true(isnan(lg->prop[2]));
     assert_true(isnan(lg->cost[0]));
     assert_int_equal(lg->line[3], 5);
+    /* A row short of columns is an error naming its line, not a row with
+     * a missing propensity. */
+    const char *shortrow = "item_id,click,propensity_score\n1,0,0.5\n2,1\n";
+    olog_t *lg2 = olog_new();
+    assert_int_equal(
+        olog_load_obd_buffer(lg2, shortrow, strlen(shortrow), "s.csv", &e),
+        SERR_FORMAT);
+    assert_non_null(strstr(e.msg, "s.csv:3: 2 fields where the header has 3"));
+    olog_destroy(&lg2);
     ope_config_t cfg;
     ope_config_default(&cfg);
     cfg.boot = 0;
