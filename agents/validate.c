@@ -332,7 +332,28 @@ check_command(const validator_t *v, const char *text, char *why, size_t cap)
     memset(&ign, 0, sizeof(ign));
     ign.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &ign, &old);
+    /* The command reads model output, which a prompt can steer: it gets a
+     * small environment (no API keys) built here, before fork, since the
+     * child of a threaded process may only make async-signal-safe calls. */
+    static const char *const keep[] = {"PATH", "HOME", "LANG", "LC_ALL",
+                                       "TMPDIR"};
+    char *envp[sizeof keep / sizeof *keep + 1];
+    size_t ne = 0;
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
+        const char *val = getenv(keep[i]);
+        if (!val)
+            continue;
+        size_t n = strlen(keep[i]) + strlen(val) + 2;
+        envp[ne] = malloc(n);
+        if (!envp[ne])
+            abort();
+        snprintf(envp[ne++], n, "%s=%s", keep[i], val);
+    }
+    envp[ne] = NULL;
     pid_t pid = fork();
+    if (pid != 0)
+        for (size_t i = 0; i < ne; i++)
+            free(envp[i]);
     if (pid < 0) {
         close(p[0]);
         close(p[1]);
@@ -351,7 +372,7 @@ check_command(const validator_t *v, const char *text, char *why, size_t cap)
             close(dn);
         }
         signal(SIGPIPE, SIG_DFL);
-        execl("/bin/sh", "sh", "-c", v->cmd, (char *)NULL);
+        execle("/bin/sh", "sh", "-c", v->cmd, (char *)NULL, envp);
         _exit(127);
     }
     close(p[0]);

@@ -152,6 +152,13 @@ test_command(void **state)
     assert_true(ok(v, big));
     free(big);
     validator_destroy(&v);
+    /* the command does not see the agent's API keys, but has a PATH */
+    setenv("OPENAI_API_KEY", "sk-test-secret", 1);
+    v = mk("{\"type\":\"command\",\"cmd\":"
+           "\"test -z \\\"$OPENAI_API_KEY\\\" && test -n \\\"$PATH\\\"\"}");
+    assert_true(ok(v, "x"));
+    validator_destroy(&v);
+    unsetenv("OPENAI_API_KEY");
     v = mk("{\"type\":\"command\",\"cmd\":\"sleep 5\",\"timeout_ms\":200}");
     assert_false(validator_check(v, "x", why, sizeof(why)));
     assert_string_equal(why, "command timed out");
