@@ -39,7 +39,9 @@
  * or explicitly with bursar_replay. A replayed event that the controller
  * answers "duplicate" or with an error (unknown or expired decision) is
  * dropped and counted; when the whole spool has been acknowledged it is
- * truncated. Several processes may share one spool file.
+ * truncated. A store_error or internal_error reply (the controller could
+ * not commit) stops the replay and keeps the spool; live feedback refused
+ * that way is spooled too. Several processes may share one spool file.
  *
  * Feedback for a *local* decision (no controller id) cannot be attributed
  * on the controller: it is appended (fsync'ed) to a second file,
