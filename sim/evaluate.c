@@ -69,15 +69,8 @@ evaluate_parse(int argc, char **argv, evaluate_opts_t *o, serr_t *e)
         const char *a = argv[i];
         const char *val = NULL;
         char name[64];
-        const char *eq = strchr(a, '=');
-        size_t k =
-            eq && strncmp(a, "--", 2) == 0 ? (size_t)(eq - a) : strlen(a);
-        if (k >= sizeof name)
-            return serr_set(e, SERR_ARG, "unknown option '%s'", a);
-        memcpy(name, a, k);
-        name[k] = '\0';
-        if (eq && strncmp(a, "--", 2) == 0)
-            val = eq + 1;
+        if (serr_opt_split(a, name, sizeof name, &val, e))
+            return SERR_ARG;
 #define FLAG(n) (strcmp(name, n) == 0)
 #define NEEDVAL()                                                              \
     do {                                                                       \

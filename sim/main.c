@@ -128,14 +128,8 @@ main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
             continue;
         }
         in_data = 0;
-        const char *eq = strchr(a, '=');
-        size_t k = eq ? (size_t)(eq - a) : strlen(a);
-        if (k >= sizeof name)
-            return serr_set(e, SERR_ARG, "unknown option '%s'", a);
-        memcpy(name, a, k);
-        name[k] = '\0';
-        if (eq)
-            val = eq + 1;
+        if (serr_opt_split(a, name, sizeof name, &val, e))
+            return SERR_ARG;
 #define FLAG(n) (strcmp(name, n) == 0)
 #define NEEDVAL()                                                              \
     do {                                                                       \

@@ -10,6 +10,8 @@
 #ifndef BURSAR_SERR_H
 #define BURSAR_SERR_H
 
+#include <stddef.h>
+
 #define SERR_IO     (-1) /* a file could not be opened or read */
 #define SERR_PARSE  (-2) /* malformed input (CSV quoting, JSON syntax) */
 #define SERR_FORMAT (-3) /* well-formed input with a wrong or missing field */
@@ -35,6 +37,12 @@ int serr_set(serr_t *e, int code, const char *fmt, ...)
  * option and the value. */
 int serr_parse_num(const char *opt, const char *s, double lo, double hi,
                    double *out, serr_t *e);
+
+/* Splits a command-line argument "--name=value" into name (cap bytes) and
+ * *val (pointing into arg); any other argument is all name, *val = NULL.
+ * Returns 0, or SERR_ARG when the name does not fit. */
+int serr_opt_split(const char *arg, char *name, size_t cap, const char **val,
+                   serr_t *e);
 
 /* A short constant description of a code. */
 const char *serr_str(int code);
