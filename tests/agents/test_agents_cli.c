@@ -69,14 +69,7 @@ run(const char *in_text, int *rc, ...)
     argv[n] = NULL;
     pid_t pid = tu_spawn(argv, in, out, err);
     *rc = tu_wait(pid, 60000);
-    cJSON *arr = cJSON_CreateArray();
-    char *text = tu_read_file(out);
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l;
-         l = strtok_r(NULL, "\n", &save))
-        cJSON_AddItemToArray(arr, cJSON_Parse(l));
-    free(text);
-    return arr;
+    return tu_read_jsonl(out);
 }
 
 static const cJSON *

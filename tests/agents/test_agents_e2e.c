@@ -270,14 +270,7 @@ read_results(const char *name)
 {
     char out[700];
     snprintf(out, sizeof(out), "%s/%s.out", dir, name);
-    cJSON *arr = cJSON_CreateArray();
-    char *text = tu_read_file(out);
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l;
-         l = strtok_r(NULL, "\n", &save))
-        cJSON_AddItemToArray(arr, cJSON_Parse(l));
-    free(text);
-    return arr;
+    return tu_read_jsonl(out);
 }
 
 static const cJSON *

@@ -495,3 +495,16 @@ tu_router_port(tu_router_t *r)
 {
     return r->port;
 }
+
+cJSON *
+tu_read_jsonl(const char *path)
+{
+    cJSON *arr = cJSON_CreateArray();
+    char *text = tu_read_file(path);
+    char *save = NULL;
+    for (char *l = text ? strtok_r(text, "\n", &save) : NULL; l;
+         l = strtok_r(NULL, "\n", &save))
+        cJSON_AddItemToArray(arr, cJSON_Parse(l));
+    free(text);
+    return arr;
+}

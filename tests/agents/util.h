@@ -5,6 +5,7 @@
 #ifndef BURSAR_TEST_AGENTS_UTIL_H
 #define BURSAR_TEST_AGENTS_UTIL_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -19,6 +20,9 @@ void tu_tmpdir(char *buf, size_t cap);
 void tu_rmrf(const char *dir);
 void tu_write_file(const char *path, const char *text);
 char *tu_read_file(const char *path); /* malloc'ed or NULL */
+/* Reads a JSONL file into a new cJSON array, one item per line (a line
+ * that does not parse becomes a NULL item: cJSON skips it). */
+cJSON *tu_read_jsonl(const char *path);
 
 /* Starts argv[0] with argv; stdout to out_path (NULL: inherit), stderr to
  * err_path (NULL: inherit), stdin from in_path (NULL: /dev/null). */
