@@ -54,31 +54,12 @@ usage(FILE *f)
            "  --quiet                  no progress lines\n");
 }
 
-static char *
-slurp(FILE *f)
-{
-    size_t cap = 65536, n = 0, r;
-    char *s = malloc(cap);
-    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 >= cap)
-            s = realloc(s, cap *= 2);
-    }
-    if (!s)
-        abort();
-    s[n] = '\0';
-    return s;
-}
-
+/* The whole of path ("-": standard input), or NULL with errno set. */
 static char *
 slurp_path(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *s = slurp(f);
-    fclose(f);
-    return s;
+    char *s = NULL;
+    return bursar_read_file(path, &s, NULL) == 0 ? s : NULL;
 }
 
 static void
@@ -414,7 +395,7 @@ main(int argc, char **argv)
                 return 1;
             }
         } else {
-            text = slurp(stdin);
+            text = slurp_path("-");
         }
         size_t lineno = 0;
         char *next = text;

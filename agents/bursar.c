@@ -57,33 +57,6 @@ xstrdup(const char *s)
     return d;
 }
 
-const char *
-bursar_strerror(int rc)
-{
-    switch (rc) {
-    case BURSAR_OK:
-        return "ok";
-    case BURSAR_LOCAL:
-        return "answered locally (controller unreachable)";
-    case BURSAR_SPOOLED:
-        return "feedback spooled";
-    case BURSAR_EINVAL:
-        return "invalid argument";
-    case BURSAR_EUNREACHABLE:
-        return "controller unreachable";
-    case BURSAR_EREMOTE:
-        return "controller refused the request";
-    case BURSAR_EPROTO:
-        return "controller reply not understood";
-    case BURSAR_EIO:
-        return "spool I/O error";
-    case BURSAR_EZMQ:
-        return "ZeroMQ error";
-    default:
-        return "unknown error";
-    }
-}
-
 void
 bursar_opts_init(bursar_opts_t *o)
 {
@@ -374,7 +347,7 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
     if (!self || !bucket || !d || (n_exclude && !exclude))
         return BURSAR_EINVAL;
     memset(d, 0, sizeof(*d));
-    autil_copy_str(d->bucket, sizeof(d->bucket), bucket);
+    bursar_copy_str(d->bucket, sizeof(d->bucket), bucket);
 
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "op", "choose");
@@ -394,7 +367,7 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
         if (!self->fallback_model ||
             excluded(self->fallback_model, exclude, n_exclude))
             return BURSAR_EUNREACHABLE;
-        autil_copy_str(d->model, sizeof(d->model), self->fallback_model);
+        bursar_copy_str(d->model, sizeof(d->model), self->fallback_model);
         d->propensity = 1.0;
         d->local = 1;
         self->st.local_choices++;
@@ -415,10 +388,10 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
         return BURSAR_EPROTO;
     }
     if (cJSON_IsString(id))
-        autil_copy_str(d->id, sizeof(d->id), id->valuestring);
+        bursar_copy_str(d->id, sizeof(d->id), id->valuestring);
     else
         snprintf(d->id, sizeof(d->id), "%.0f", id->valuedouble);
-    autil_copy_str(d->model, sizeof(d->model), model->valuestring);
+    bursar_copy_str(d->model, sizeof(d->model), model->valuestring);
     d->propensity = cJSON_IsNumber(prop) ? prop->valuedouble : 1.0;
     const cJSON *f;
     cJSON_ArrayForEach(f, fb)
@@ -426,7 +399,7 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
         if (d->n_fallbacks >= BURSAR_MAX_FALLBACKS)
             break;
         if (cJSON_IsString(f))
-            autil_copy_str(d->fallbacks[d->n_fallbacks++], BURSAR_NAME_MAX,
+            bursar_copy_str(d->fallbacks[d->n_fallbacks++], BURSAR_NAME_MAX,
                            f->valuestring);
     }
     cJSON_Delete(rep);
@@ -727,20 +700,20 @@ model_from_json(bursar_model_t *m, const char *name, const cJSON *o)
         v = cJSON_GetObjectItemCaseSensitive(o, "name");
         name = cJSON_IsString(v) ? v->valuestring : "";
     }
-    autil_copy_str(m->name, sizeof(m->name), name);
+    bursar_copy_str(m->name, sizeof(m->name), name);
     v = cJSON_GetObjectItemCaseSensitive(o, "provider");
     m->provider =
         (cJSON_IsString(v) && strcmp(v->valuestring, "anthropic") == 0)
             ? BURSAR_PROVIDER_ANTHROPIC
             : BURSAR_PROVIDER_OPENAI;
     v = cJSON_GetObjectItemCaseSensitive(o, "model");
-    autil_copy_str(m->model, sizeof(m->model),
+    bursar_copy_str(m->model, sizeof(m->model),
                    cJSON_IsString(v) ? v->valuestring : name);
     v = cJSON_GetObjectItemCaseSensitive(o, "base_url");
-    autil_copy_str(m->base_url, sizeof(m->base_url),
+    bursar_copy_str(m->base_url, sizeof(m->base_url),
                    cJSON_IsString(v) ? v->valuestring : "");
     v = cJSON_GetObjectItemCaseSensitive(o, "api_key_env");
-    autil_copy_str(m->api_key_env, sizeof(m->api_key_env),
+    bursar_copy_str(m->api_key_env, sizeof(m->api_key_env),
                    cJSON_IsString(v) ? v->valuestring : "");
     v = cJSON_GetObjectItemCaseSensitive(o, "price_in_per_mtok");
     m->price_in_per_mtok = cJSON_IsNumber(v) ? v->valuedouble : 0;

@@ -60,28 +60,15 @@
 
 #include <stddef.h>
 
+#include "base.h"
+
 #define BURSAR_NAME_MAX      64  /* model and bucket names, incl. NUL */
 #define BURSAR_ID_MAX        128 /* decision ids, incl. NUL */
 #define BURSAR_MAX_FALLBACKS 16
 #define BURSAR_ERR_MAX       256
 
-/* Return codes. 0 and the positive values are expected outcomes, the
- * negative ones failures. */
-enum bursar_rc {
-    BURSAR_OK = 0,
-    BURSAR_LOCAL = 1,   /* choose answered locally: controller unreachable */
-    BURSAR_SPOOLED = 2, /* feedback spooled: controller unreachable */
-    BURSAR_EINVAL = -1, /* bad argument */
-    BURSAR_EUNREACHABLE = -2, /* controller unreachable, no fallback/spool */
-    BURSAR_EREMOTE = -3,      /* controller answered an error (see
-                                 bursar_last_error) */
-    BURSAR_EPROTO = -4,       /* controller reply not understood */
-    BURSAR_EIO = -5,          /* spool file could not be written */
-    BURSAR_EZMQ = -6          /* ZeroMQ setup failed */
-};
-
-/* Static string for a return code. */
-const char *bursar_strerror(int rc);
+/* Return codes (enum bursar_rc: BURSAR_OK, BURSAR_LOCAL, BURSAR_SPOOLED,
+ * BURSAR_E*) and bursar_strerror() are the project's, in base.h. */
 
 typedef struct bursar bursar_t;
 

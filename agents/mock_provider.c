@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
+
 #define MOCK_MAX_HEADER (64 * 1024)
 #define MOCK_MAX_BODY   (16 * 1024 * 1024)
 
@@ -578,21 +580,8 @@ conn_main(void *arg)
 static char *
 slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    size_t r;
-    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 >= cap)
-            s = realloc(s, cap *= 2);
-    }
-    fclose(f);
-    if (s)
-        s[n] = '\0';
-    return s;
+    char *s = NULL;
+    return bursar_read_file(path, &s, NULL) == 0 ? s : NULL;
 }
 
 int

@@ -299,7 +299,7 @@ prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
         if (!key || !*key) {
             /* Fails without a request; completes on the next run. */
             j->r.ok = 0;
-            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "no_key");
+            bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "no_key");
             snprintf(j->r.error, sizeof(j->r.error),
                      "environment variable %s is not set", m->api_key_env);
             j->not_before = -1; /* marks "already failed" */
@@ -479,11 +479,11 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
     if (cc != CURLE_OK) {
         retriable = 1;
         if (cc == CURLE_OPERATION_TIMEDOUT) {
-            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "timeout");
+            bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "timeout");
             snprintf(j->r.error, sizeof(j->r.error), "timeout after %ld ms",
                      self->o.timeout_ms);
         } else {
-            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+            bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
                            "transport");
             snprintf(j->r.error, sizeof(j->r.error), "%s",
                      curl_easy_strerror(cc));
@@ -491,7 +491,7 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
     } else if (status >= 200 && status < 300) {
         if (parse_ok(j) == 0)
             return 1;
-        autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "malformed");
+        bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "malformed");
         snprintf(j->r.error, sizeof(j->r.error),
                  "malformed response body (http %ld)", status);
         return 1;
@@ -500,10 +500,10 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
         const char *msg = error_message(root);
         if (status == 429 || status >= 500) {
             retriable = 1;
-            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+            bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
                            status == 429 ? "rate_limited" : "server_error");
         } else {
-            autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+            bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
                            "http_error");
         }
         snprintf(j->r.error, sizeof(j->r.error), "http %ld: %.200s", status,
@@ -570,7 +570,7 @@ prov_pool_run(prov_pool_t *self, int timeout_ms)
             if (self->n_running >= self->o.max_inflight)
                 continue;
             if (job_start(self, j) != 0) {
-                autil_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+                bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
                                "transport");
                 snprintf(j->r.error, sizeof(j->r.error),
                          "curl could not start the request");

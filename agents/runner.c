@@ -177,7 +177,7 @@ static void
 add_tried(task_t *t, const char *m)
 {
     if (!was_tried(t, m) && t->n_tried < RUNNER_MAX_TRIED)
-        autil_copy_str(t->tried[t->n_tried++], BURSAR_NAME_MAX, m);
+        bursar_copy_str(t->tried[t->n_tried++], BURSAR_NAME_MAX, m);
 }
 
 /* ------------------------------------------------------------- results */
@@ -240,7 +240,7 @@ static void
 task_fail(runner_t *r, task_t *t, const char *msg)
 {
     if (!t->error[0])
-        autil_copy_str(t->error, sizeof(t->error), msg);
+        bursar_copy_str(t->error, sizeof(t->error), msg);
     task_finish(r, t);
 }
 
@@ -306,7 +306,7 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
         }
         cJSON_AddItemToArray(t->steps, s);
         add_tried(t, m->name);
-        autil_copy_str(t->error, sizeof(t->error), res->error);
+        bursar_copy_str(t->error, sizeof(t->error), res->error);
         t->state = T_NEXT; /* fall back: not an escalation */
         return;
     }
@@ -343,7 +343,7 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
     res->output = NULL;
     t->served = 1;
     t->served_d = t->d;
-    autil_copy_str(t->served_model, sizeof(t->served_model), m->name);
+    bursar_copy_str(t->served_model, sizeof(t->served_model), m->name);
     t->valid = valid;
     t->error[0] = '\0';
     if (valid || t->escalations >= r->o.max_escalations) {
@@ -401,16 +401,16 @@ task_choose(runner_t *r, task_t *t)
         }
         bursar_decision_t d;
         memset(&d, 0, sizeof(d));
-        autil_copy_str(d.bucket, sizeof(d.bucket), t->bucket);
+        bursar_copy_str(d.bucket, sizeof(d.bucket), t->bucket);
         d.propensity = 1.0;
         d.local = 1;
         for (size_t i = 0; i < n; i++) {
             if (was_tried(t, cands[i]) || strcmp(cands[i], d.model) == 0)
                 continue;
             if (!d.model[0])
-                autil_copy_str(d.model, sizeof(d.model), cands[i]);
+                bursar_copy_str(d.model, sizeof(d.model), cands[i]);
             else if (d.n_fallbacks < BURSAR_MAX_FALLBACKS)
-                autil_copy_str(d.fallbacks[d.n_fallbacks++], BURSAR_NAME_MAX,
+                bursar_copy_str(d.fallbacks[d.n_fallbacks++], BURSAR_NAME_MAX,
                                cands[i]);
         }
         if (d.model[0]) {
@@ -430,9 +430,9 @@ task_choose(runner_t *r, task_t *t)
     if (t->error[0]) {
         char both[320];
         snprintf(both, sizeof(both), "%.150s; %.160s", t->error, msg);
-        autil_copy_str(t->error, sizeof(t->error), both);
+        bursar_copy_str(t->error, sizeof(t->error), both);
     } else {
-        autil_copy_str(t->error, sizeof(t->error), msg);
+        bursar_copy_str(t->error, sizeof(t->error), msg);
     }
     return -1;
 }
@@ -447,12 +447,12 @@ sim_call(runner_t *r, task_t *t, const bursar_model_t *m)
     res.attempts = 1;
     res.latency_ms = dr.latency_ms;
     if (!dr.known) {
-        autil_copy_str(res.error_kind, sizeof(res.error_kind), "http_error");
+        bursar_copy_str(res.error_kind, sizeof(res.error_kind), "http_error");
         snprintf(res.error, sizeof(res.error),
                  "model %s is not in the scenario", m->name);
     } else if (dr.outage) {
         res.http_status = 503;
-        autil_copy_str(res.error_kind, sizeof(res.error_kind), "server_error");
+        bursar_copy_str(res.error_kind, sizeof(res.error_kind), "server_error");
         snprintf(res.error, sizeof(res.error), "http 503: simulated outage");
     } else {
         res.ok = 1;
@@ -507,16 +507,16 @@ task_advance(runner_t *r, task_t *t)
             char msg[320];
             snprintf(msg, sizeof(msg), "%.200s%sno fallback left", t->error,
                      t->error[0] ? "; " : "");
-            autil_copy_str(t->error, sizeof(t->error), msg);
+            bursar_copy_str(t->error, sizeof(t->error), msg);
             task_finish(r, t);
             return;
         }
-        autil_copy_str(t->cur, sizeof(t->cur), c);
+        bursar_copy_str(t->cur, sizeof(t->cur), c);
         const bursar_model_t *m = model_find(r, t->cur);
         bursar_model_t unknown;
         if (!m && r->o.sim) {
             memset(&unknown, 0, sizeof(unknown));
-            autil_copy_str(unknown.name, sizeof(unknown.name), t->cur);
+            bursar_copy_str(unknown.name, sizeof(unknown.name), t->cur);
             m = &unknown; /* the scenario may know it; prices then 0 */
         }
         if (!m) {
@@ -525,7 +525,7 @@ task_advance(runner_t *r, task_t *t)
             snprintf(res.error, sizeof(res.error),
                      "no provider details for model %s", t->cur);
             memset(&unknown, 0, sizeof(unknown));
-            autil_copy_str(unknown.name, sizeof(unknown.name), t->cur);
+            bursar_copy_str(unknown.name, sizeof(unknown.name), t->cur);
             task_on_result(r, t, &unknown, &res, 0);
             continue;
         }
@@ -559,7 +559,7 @@ task_start(runner_t *r, task_t *t)
         cJSON_AddStringToObject(m, "content", prompt->valuestring);
         cJSON_AddItemToArray(t->messages, m);
     } else {
-        autil_copy_str(t->bucket, sizeof(t->bucket), "");
+        bursar_copy_str(t->bucket, sizeof(t->bucket), "");
         task_fail(r, t,
                   "task: \"messages\" (a non-empty array) or "
                   "\"prompt\" (a string) is required");
@@ -592,7 +592,7 @@ task_start(runner_t *r, task_t *t)
                               cJSON_IsString(b) ? b->valuestring : NULL, text);
     else if (cJSON_IsString(b) && *b->valuestring)
         bucket = b->valuestring;
-    autil_copy_str(t->bucket, sizeof(t->bucket), bucket);
+    bursar_copy_str(t->bucket, sizeof(t->bucket), bucket);
     free(text);
 
     const cJSON *spec = cJSON_GetObjectItemCaseSensitive(t->src, "validate");

@@ -6,10 +6,13 @@
 #include "scenario.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base.h"
 
 struct scenario {
     cJSON *root;
@@ -245,23 +248,11 @@ int
 scenario_load(const char *path, scenario_t **out, char *err, size_t cap)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, cap, "$: cannot read %s", path);
+    char *buf = NULL;
+    if (bursar_read_file(path, &buf, NULL) != 0) {
+        snprintf(err, cap, "$: cannot read %s: %s", path, strerror(errno));
         return -1;
     }
-    size_t n = 0, c = 4096;
-    char *buf = malloc(c);
-    size_t r;
-    while (buf && (r = fread(buf + n, 1, c - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 >= c)
-            buf = realloc(buf, c *= 2);
-    }
-    fclose(f);
-    if (!buf)
-        abort();
-    buf[n] = '\0';
     int rc = scenario_parse(buf, out, err, cap);
     free(buf);
     return rc;

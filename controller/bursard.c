@@ -205,13 +205,13 @@ main(int argc, char **argv)
         state_dir = getenv("BURSAR_STATE_DIR");
     if (!state_dir || !*state_dir)
         state_dir = cfg->state_dir ? cfg->state_dir : "./bursar-state";
-    char *state = util_strdup(state_dir);
+    char *state = bursar_strdup(state_dir);
     if (n_listen == 0)
         for (size_t i = 0; i < cfg->n_listen; i++)
             listen[n_listen++] = cfg->listen[i];
     char *eps[CFG_MAX_LISTEN];
     for (size_t i = 0; i < n_listen; i++)
-        eps[i] = util_strdup(listen[i]);
+        eps[i] = bursar_strdup(listen[i]);
 
     ctl_options_t opt = {state, test_clock};
     ctl_t *ctl = NULL;
@@ -261,7 +261,7 @@ main(int argc, char **argv)
     }
 
     size_t cap = ctl_cfg(ctl)->batch_max;
-    bursard_msg_t *batch = util_calloc(cap, sizeof *batch);
+    bursard_msg_t *batch = bursar_calloc(cap, sizeof *batch);
     while (!bursard_stop) {
         if (bursard_hup) {
             bursard_hup = 0;
@@ -280,7 +280,7 @@ main(int argc, char **argv)
                 if (ctl_cfg(ctl)->batch_max > cap) {
                     cap = ctl_cfg(ctl)->batch_max;
                     free(batch);
-                    batch = util_calloc(cap, sizeof *batch);
+                    batch = bursar_calloc(cap, sizeof *batch);
                 }
             }
         }

@@ -99,8 +99,8 @@ cfg_problem(cfg_problems_t *pr, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    char *line = util_sprintf("%s: %s", path, msg);
-    pr->msg = util_realloc(pr->msg, (pr->n + 1) * sizeof *pr->msg);
+    char *line = bursar_sprintf("%s: %s", path, msg);
+    pr->msg = bursar_realloc(pr->msg, (pr->n + 1) * sizeof *pr->msg);
     pr->msg[pr->n++] = line;
 }
 
@@ -406,15 +406,15 @@ cfg_parse_model(cfg_ctx_t *cx, const cJSON *j, const char *path, cfg_model_t *m)
         }
     }
     const char *s = cfg_string(cx, j, path, "model", 0);
-    m->model = util_strdup(s ? s : m->name);
+    m->model = bursar_strdup(s ? s : m->name);
     s = cfg_string(cx, j, path, "base_url", 0);
     if (!s)
         s = m->provider == CFG_PROVIDER_ANTHROPIC
                 ? "https://api.anthropic.com/v1"
                 : "https://api.openai.com/v1";
-    m->base_url = util_strdup(s);
+    m->base_url = bursar_strdup(s);
     s = cfg_string(cx, j, path, "api_key_env", 0);
-    m->api_key_env = util_strdup(s ? s : "");
+    m->api_key_env = bursar_strdup(s ? s : "");
     if (cfg_number(cx, j, path, "price_in_per_mtok", CFG_GE0,
                    &m->price_in_per_mtok) == 0) {
         cfg_path(p, sizeof p, path, "price_in_per_mtok");
@@ -471,7 +471,7 @@ cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
     /* listen */
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "listen");
     if (!ls) {
-        c->listen[c->n_listen++] = util_strdup("tcp://127.0.0.1:7878");
+        c->listen[c->n_listen++] = bursar_strdup("tcp://127.0.0.1:7878");
     } else if (!cJSON_IsArray(ls) || cJSON_GetArraySize(ls) == 0) {
         CFG_ERR(cx, "$.listen", "must be a non-empty array of endpoints");
     } else {
@@ -496,13 +496,13 @@ cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
                 CFG_ERR(cx, p, "more than %d endpoints", CFG_MAX_LISTEN);
                 break;
             }
-            c->listen[c->n_listen++] = util_strdup(e->valuestring);
+            c->listen[c->n_listen++] = bursar_strdup(e->valuestring);
         }
     }
 
     const char *sd = cfg_string(cx, root, "$", "state_dir", 0);
     if (sd)
-        c->state_dir = util_strdup(sd);
+        c->state_dir = bursar_strdup(sd);
 
     /* Scalars first: the buckets' floor check needs explore_floor. */
     cfg_number(cx, root, "$", "explore_floor", CFG_UNIT, &c->explore_floor);
@@ -519,7 +519,7 @@ cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
         CFG_ERR(cx, "$.models", "is required");
     if (ms) {
         size_t n = (size_t)cJSON_GetArraySize(ms);
-        c->models = util_calloc(n ? n : 1, sizeof *c->models);
+        c->models = bursar_calloc(n ? n : 1, sizeof *c->models);
         const cJSON *m;
         cJSON_ArrayForEach(m, ms)
         {
@@ -548,7 +548,7 @@ cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
         CFG_ERR(cx, "$.buckets", "is required");
     if (bs) {
         size_t n = (size_t)cJSON_GetArraySize(bs);
-        c->buckets = util_calloc(n ? n : 1, sizeof *c->buckets);
+        c->buckets = bursar_calloc(n ? n : 1, sizeof *c->buckets);
         const cJSON *b;
         cJSON_ArrayForEach(b, bs)
         {
@@ -799,7 +799,7 @@ cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
         cJSON_Delete(root);
         return -1;
     }
-    cfg_t *c = util_calloc(1, sizeof *c);
+    cfg_t *c = bursar_calloc(1, sizeof *c);
     cfg_set_defaults(c);
     cfg_parse_root(&cx, c, root);
     cJSON_Delete(root);
@@ -817,7 +817,7 @@ cfg_load_file(const char *path, cfg_t **out, cfg_problems_t *pr)
     *out = NULL;
     size_t len = 0;
     char *text = NULL;
-    if (util_read_file(path, &text, &len) != 0) {
+    if (bursar_read_file(path, &text, &len) != 0) {
         cfg_ctx_t cx = {pr, 0};
         CFG_ERR(&cx, "$", "cannot read %s: %s", path, strerror(errno));
         return -1;

@@ -121,7 +121,7 @@ ctl_ht_rebuild(ctl_t *c)
     while (cap < 2 * c->n_buckets + 2)
         cap *= 2;
     free(c->ht);
-    c->ht = util_calloc(cap, sizeof *c->ht);
+    c->ht = bursar_calloc(cap, sizeof *c->ht);
     c->ht_cap = cap;
     for (size_t i = 0; i < c->n_buckets; i++)
         ctl_ht_insert(c, i);
@@ -205,11 +205,11 @@ static ctl_bucket_t *
 ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def, int dynamic,
                  double now)
 {
-    ctl_bucket_t *b = util_calloc(1, sizeof *b);
+    ctl_bucket_t *b = bursar_calloc(1, sizeof *b);
     b->def = *def;
     b->dynamic = dynamic;
     b->pb = policy_bucket_new(def->n_models, def->half_life_s, now);
-    b->ext = util_calloc(def->n_models, sizeof *b->ext);
+    b->ext = bursar_calloc(def->n_models, sizeof *b->ext);
     double t_last = -INFINITY;
     for (size_t i = 0; i < def->n_models; i++) {
         int m = def->models[i];
@@ -269,8 +269,8 @@ ctl_add_bucket(ctl_t *c, ctl_bucket_t *b)
     if (c->n_buckets == c->cap_buckets) {
         c->cap_buckets = c->cap_buckets ? 2 * c->cap_buckets : 16;
         c->buckets =
-            util_realloc(c->buckets, c->cap_buckets * sizeof *c->buckets);
-        c->dirty = util_realloc(c->dirty, c->cap_buckets * sizeof *c->dirty);
+            bursar_realloc(c->buckets, c->cap_buckets * sizeof *c->buckets);
+        c->dirty = bursar_realloc(c->dirty, c->cap_buckets * sizeof *c->dirty);
     }
     c->buckets[c->n_buckets++] = b;
     if (2 * c->n_buckets + 2 > c->ht_cap)
@@ -369,8 +369,8 @@ ctl_load(ctl_t *c)
 
     free(c->health);
     free(c->health_dirty);
-    c->health = util_calloc(c->cfg->n_models, sizeof *c->health);
-    c->health_dirty = util_calloc(c->cfg->n_models, 1);
+    c->health = bursar_calloc(c->cfg->n_models, sizeof *c->health);
+    c->health_dirty = bursar_calloc(c->cfg->n_models, 1);
     for (size_t m = 0; m < c->cfg->n_models; m++) {
         if (store_get_health(c->store, txn, c->cfg->models[m].name,
                              &c->health[m]) != 0)
@@ -400,7 +400,7 @@ ctl_open(ctl_t **out, cfg_t *cfg, const ctl_options_t *opt, char *err,
         cfg_destroy(&cfg);
         return -1;
     }
-    ctl_t *c = util_calloc(1, sizeof *c);
+    ctl_t *c = bursar_calloc(1, sizeof *c);
     c->cfg = cfg;
     c->test_clock = opt->test_clock;
     int rc = store_open(&c->store, opt->state_dir, cfg->map_size_mb,

@@ -58,7 +58,7 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
            int readonly)
 {
     *out = NULL;
-    store_t *s = util_calloc(1, sizeof *s);
+    store_t *s = bursar_calloc(1, sizeof *s);
     s->readonly = readonly;
     s->lock_fd = -1;
     int rc;

@@ -11,16 +11,7 @@
 
 #include <stddef.h>
 
-void *util_malloc(size_t n);
-void *util_calloc(size_t n, size_t size);
-void *util_realloc(void *p, size_t n);
-char *util_strdup(const char *s);
-/* printf into a new string (caller frees). */
-char *util_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Reads a whole file into a new NUL-terminated buffer. Returns 0, or -1
- * with errno set. */
-int util_read_file(const char *path, char **out, size_t *len);
+#include "base.h"
 
 /* Wall-clock time, seconds since the Unix epoch. */
 double util_wall_time(void);

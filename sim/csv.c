@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xmem.h"
+#include "base.h"
 
 struct csv {
     const char *buf;
@@ -30,11 +30,11 @@ struct csv {
 csv_t *
 csv_new(const char *buf, size_t len, const char *name)
 {
-    csv_t *c = xmem_calloc(1, sizeof *c);
+    csv_t *c = bursar_calloc(1, sizeof *c);
     c->buf = buf;
     c->len = len;
     c->line = 1;
-    c->name = xmem_strdup(name ? name : "<csv>");
+    c->name = bursar_strdup(name ? name : "<csv>");
     if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
         c->pos = 3;
     return c;
@@ -57,7 +57,7 @@ csv_put(csv_t *c, char ch)
 {
     if (c->arena_len == c->arena_cap) {
         c->arena_cap = c->arena_cap ? 2 * c->arena_cap : 4096;
-        c->arena = xmem_realloc(c->arena, c->arena_cap);
+        c->arena = bursar_realloc(c->arena, c->arena_cap);
     }
     c->arena[c->arena_len++] = ch;
 }
@@ -67,7 +67,7 @@ csv_begin_field(csv_t *c)
 {
     if (c->n_fields == c->off_cap) {
         c->off_cap = c->off_cap ? 2 * c->off_cap : 64;
-        c->off = xmem_realloc(c->off, c->off_cap * sizeof *c->off);
+        c->off = bursar_realloc(c->off, c->off_cap * sizeof *c->off);
     }
     c->off[c->n_fields++] = c->arena_len;
 }
@@ -175,30 +175,8 @@ csv_slurp(const char *path, char **out, size_t *len, serr_t *e)
 {
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return serr_set(e, SERR_IO, "%s: cannot open: %s", path,
+    if (bursar_read_file(path, out, len) != 0)
+        return serr_set(e, SERR_IO, "%s: cannot read: %s", path,
                         strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = xmem_alloc(cap);
-    for (;;) {
-        if (cap - n < 2) {
-            cap *= 2;
-            buf = xmem_realloc(buf, cap);
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return serr_set(e, SERR_IO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
     return 0;
 }

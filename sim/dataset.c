@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xmem.h"
+#include "base.h"
 
 dataset_t *
 dataset_new(void)
 {
-    return xmem_calloc(1, sizeof(dataset_t));
+    return bursar_calloc(1, sizeof(dataset_t));
 }
 
 void
@@ -74,8 +74,8 @@ dataset_model_id(dataset_t *ds, const char *name)
     int id = dataset_find_model(ds, name);
     if (id >= 0)
         return id;
-    ds->model = xmem_realloc(ds->model, (ds->n_models + 1) * sizeof(char *));
-    ds->model[ds->n_models] = xmem_strdup(name);
+    ds->model = bursar_realloc(ds->model, (ds->n_models + 1) * sizeof(char *));
+    ds->model[ds->n_models] = bursar_strdup(name);
     return (int)ds->n_models++;
 }
 
@@ -85,8 +85,8 @@ dataset_bucket_id(dataset_t *ds, const char *name)
     int id = dataset_find_bucket(ds, name);
     if (id >= 0)
         return id;
-    ds->bucket = xmem_realloc(ds->bucket, (ds->n_buckets + 1) * sizeof(char *));
-    ds->bucket[ds->n_buckets] = xmem_strdup(name);
+    ds->bucket = bursar_realloc(ds->bucket, (ds->n_buckets + 1) * sizeof(char *));
+    ds->bucket[ds->n_buckets] = bursar_strdup(name);
     return (int)ds->n_buckets++;
 }
 
@@ -96,7 +96,7 @@ dataset_add_row(dataset_t *ds, int bucket)
     if (ds->n_rows == ds->rows_cap) {
         ds->rows_cap = ds->rows_cap ? 2 * ds->rows_cap : 1024;
         ds->row_bucket =
-            xmem_realloc(ds->row_bucket, ds->rows_cap * sizeof(int));
+            bursar_realloc(ds->row_bucket, ds->rows_cap * sizeof(int));
     }
     ds->row_bucket[ds->n_rows] = bucket;
     return ds->n_rows++;
@@ -109,7 +109,7 @@ dataset_set(dataset_t *ds, int model, unsigned char status, double outcome,
     if (ds->n_cells == ds->cells_cap) {
         ds->cells_cap = ds->cells_cap ? 2 * ds->cells_cap : 4096;
         ds->cells =
-            xmem_realloc(ds->cells, ds->cells_cap * sizeof(dataset_cell_t));
+            bursar_realloc(ds->cells, ds->cells_cap * sizeof(dataset_cell_t));
     }
     if (!(outcome >= 0.0))
         outcome = 0.0;
@@ -131,10 +131,10 @@ dataset_finish(dataset_t *ds)
     if (ds->finished)
         return;
     size_t nm = ds->n_models, nb = ds->n_buckets, nr = ds->n_rows;
-    ds->status = xmem_alloc(nr * nm + 1);
+    ds->status = bursar_malloc(nr * nm + 1);
     memset(ds->status, DATASET_MISSING, nr * nm);
-    ds->outcome = xmem_calloc(nr * nm, sizeof(double));
-    ds->cost = xmem_calloc(nr * nm, sizeof(double));
+    ds->outcome = bursar_calloc(nr * nm, sizeof(double));
+    ds->cost = bursar_calloc(nr * nm, sizeof(double));
     for (size_t i = 0; i < ds->n_cells; i++) {
         const dataset_cell_t *c = &ds->cells[i];
         size_t k = dataset_idx(ds, c->row, c->model);
@@ -146,13 +146,13 @@ dataset_finish(dataset_t *ds)
     ds->cells = NULL;
     ds->n_cells = ds->cells_cap = 0;
 
-    ds->bucket_rows = xmem_calloc(nb, sizeof(size_t));
-    ds->bm_n = xmem_calloc(nb * nm, sizeof(size_t));
-    ds->bm_quality = xmem_calloc(nb * nm, sizeof(double));
-    ds->bm_cost = xmem_calloc(nb * nm, sizeof(double));
-    ds->model_n = xmem_calloc(nm, sizeof(size_t));
-    ds->model_quality = xmem_calloc(nm, sizeof(double));
-    ds->model_cost = xmem_calloc(nm, sizeof(double));
+    ds->bucket_rows = bursar_calloc(nb, sizeof(size_t));
+    ds->bm_n = bursar_calloc(nb * nm, sizeof(size_t));
+    ds->bm_quality = bursar_calloc(nb * nm, sizeof(double));
+    ds->bm_cost = bursar_calloc(nb * nm, sizeof(double));
+    ds->model_n = bursar_calloc(nm, sizeof(size_t));
+    ds->model_quality = bursar_calloc(nm, sizeof(double));
+    ds->model_cost = bursar_calloc(nm, sizeof(double));
     for (size_t r = 0; r < nr; r++) {
         size_t b = (size_t)ds->row_bucket[r];
         ds->bucket_rows[b]++;

@@ -19,7 +19,7 @@
 #include "ope.h"
 #include "serr.h"
 #include "svg.h"
-#include "xmem.h"
+#include "base.h"
 
 #define EVALUATE_MAX 32
 

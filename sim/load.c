@@ -16,7 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "csv.h"
-#include "xmem.h"
+#include "base.h"
 
 /* ---------------------------------------------------------------- util */
 
@@ -77,9 +77,9 @@ load_csv_buffer(dataset_t *ds, const char *buf, size_t len, const char *name,
         goto out;
     }
     n_hdr = csv_n_fields(c);
-    hdr = xmem_calloc(n_hdr, sizeof(char *));
+    hdr = bursar_calloc(n_hdr, sizeof(char *));
     for (size_t i = 0; i < n_hdr; i++)
-        hdr[i] = xmem_strdup(csv_field(c, i));
+        hdr[i] = bursar_strdup(csv_field(c, i));
 
     long bucket_col = -1;
     for (size_t i = 0; i < n_hdr; i++)
@@ -92,7 +92,7 @@ load_csv_buffer(dataset_t *ds, const char *buf, size_t len, const char *name,
                       name);
         goto out;
     }
-    cols = xmem_calloc(n_hdr, sizeof *cols);
+    cols = bursar_calloc(n_hdr, sizeof *cols);
     for (size_t i = 0; i < n_hdr; i++) {
         if (!hdr[i][0] || strchr(hdr[i], '|'))
             continue;
@@ -368,9 +368,9 @@ load_path(dataset_t *ds, const char *path, serr_t *e)
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.' || !load_is_data_file(de->d_name))
             continue;
-        names = xmem_realloc(names, (n + 1) * sizeof(char *));
+        names = bursar_realloc(names, (n + 1) * sizeof(char *));
         size_t k = strlen(path) + strlen(de->d_name) + 2;
-        names[n] = xmem_alloc(k);
+        names[n] = bursar_malloc(k);
         snprintf(names[n], k, "%s/%s", path, de->d_name);
         n++;
     }

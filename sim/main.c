@@ -20,7 +20,7 @@
 #include "report.h"
 #include "scenario.h"
 #include "serr.h"
-#include "xmem.h"
+#include "base.h"
 
 #define MAIN_MAX_POLICIES 32
 
@@ -444,9 +444,9 @@ main_frontier(const main_opts_t *o, const dataset_t *ds, report_t *rep,
         return 0;
     lo *= 1.05;
     size_t nsf = 60;
-    rep->sf_budget = xmem_alloc(nsf * sizeof(double));
-    rep->sf_q = xmem_alloc(nsf * sizeof(double));
-    rep->sf_c = xmem_alloc(nsf * sizeof(double));
+    rep->sf_budget = bursar_malloc(nsf * sizeof(double));
+    rep->sf_q = bursar_malloc(nsf * sizeof(double));
+    rep->sf_c = bursar_malloc(nsf * sizeof(double));
     for (size_t j = 0; j < nsf; j++) {
         double b = lo * pow(hi / lo, (double)j / (double)(nsf - 1));
         rep->sf_budget[j] = b;
@@ -455,7 +455,7 @@ main_frontier(const main_opts_t *o, const dataset_t *ds, report_t *rep,
     rep->n_sf = nsf;
     if (!o->frontier)
         return 0;
-    replay_result_t **runs = xmem_calloc(o->seeds, sizeof *runs);
+    replay_result_t **runs = bursar_calloc(o->seeds, sizeof *runs);
     for (size_t i = 0; i < n_mp; i++) {
         if (!o->budget_all && mp[i].kind != POLICY_TS_BUDGET &&
             mp[i].kind != POLICY_STATIC)
@@ -538,7 +538,7 @@ main(int argc, char **argv)
     replay_best_static(ds, o.budget, &rep.static_q, &rep.static_c, NULL);
     dataset_oracle(ds, &rep.oracle_q, &rep.oracle_c);
 
-    replay_result_t **runs = xmem_calloc(o.seeds, sizeof *runs);
+    replay_result_t **runs = bursar_calloc(o.seeds, sizeof *runs);
     for (size_t i = 0; i < n_mp; i++) {
         int want_trace = o.trace && i == 0;
         rc = main_run_seeds(&o, ds, &mp[i], o.budget, want_trace, runs, &e);

@@ -18,12 +18,12 @@
 #include <cjson/cJSON.h>
 
 #include "csv.h"
-#include "xmem.h"
+#include "base.h"
 
 olog_t *
 olog_new(void)
 {
-    olog_t *lg = xmem_calloc(1, sizeof(olog_t));
+    olog_t *lg = bursar_calloc(1, sizeof(olog_t));
     lg->fast_bucket = -1;
     return lg;
 }
@@ -76,8 +76,8 @@ olog_intern(char ***names, size_t *n, const char *name)
     int i = olog_find(*names, *n, name);
     if (i >= 0)
         return i;
-    *names = xmem_realloc(*names, (*n + 1) * sizeof(char *));
-    (*names)[*n] = xmem_strdup(name);
+    *names = bursar_realloc(*names, (*n + 1) * sizeof(char *));
+    (*names)[*n] = bursar_strdup(name);
     return (int)(*n)++;
 }
 
@@ -111,13 +111,13 @@ olog_add(olog_t *lg, int bucket, int action, double reward, double cost,
 {
     if (lg->n_rows == lg->cap) {
         size_t c = lg->cap ? 2 * lg->cap : 1024;
-        lg->row_bucket = xmem_realloc(lg->row_bucket, c * sizeof(int));
-        lg->row_action = xmem_realloc(lg->row_action, c * sizeof(int));
-        lg->reward = xmem_realloc(lg->reward, c * sizeof(double));
-        lg->cost = xmem_realloc(lg->cost, c * sizeof(double));
-        lg->prop = xmem_realloc(lg->prop, c * sizeof(double));
-        lg->time = xmem_realloc(lg->time, c * sizeof(double));
-        lg->line = xmem_realloc(lg->line, c * sizeof(long));
+        lg->row_bucket = bursar_realloc(lg->row_bucket, c * sizeof(int));
+        lg->row_action = bursar_realloc(lg->row_action, c * sizeof(int));
+        lg->reward = bursar_realloc(lg->reward, c * sizeof(double));
+        lg->cost = bursar_realloc(lg->cost, c * sizeof(double));
+        lg->prop = bursar_realloc(lg->prop, c * sizeof(double));
+        lg->time = bursar_realloc(lg->time, c * sizeof(double));
+        lg->line = bursar_realloc(lg->line, c * sizeof(long));
         lg->cap = c;
     }
     size_t i = lg->n_rows++;
@@ -434,13 +434,13 @@ olog_fast_row(olog_t *lg, const char *p, const char *end, long line)
         lg->bucket[b][bucket.n])
         b = olog_find_n(lg->bucket, lg->n_buckets, bucket.s, bucket.n);
     if (b < 0) {
-        char *nm = xmem_strndup(bucket.s, bucket.n);
+        char *nm = bursar_strndup(bucket.s, bucket.n);
         b = olog_bucket_id(lg, nm);
         free(nm);
     }
     int a = olog_find_n(lg->action, lg->n_actions, model.s, model.n);
     if (a < 0) {
-        char *nm = xmem_strndup(model.s, model.n);
+        char *nm = bursar_strndup(model.s, model.n);
         a = olog_action_id(lg, nm);
         free(nm);
     }

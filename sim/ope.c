@@ -22,7 +22,7 @@
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
 
-#include "xmem.h"
+#include "base.h"
 
 const char *const ope_estimator_name[OPE_N] = {"replay", "ips", "snips", "dm",
                                                "dr"};
@@ -47,8 +47,8 @@ ope_warn(ope_result_t *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    r->warn = xmem_realloc(r->warn, (r->n_warn + 1) * sizeof(char *));
-    r->warn[r->n_warn++] = xmem_strdup(buf);
+    r->warn = bursar_realloc(r->warn, (r->n_warn + 1) * sizeof(char *));
+    r->warn[r->n_warn++] = bursar_strdup(buf);
 }
 
 void
@@ -87,7 +87,7 @@ static int
 ope_parse_mix(const olog_t *lg, const char *list, ope_target_t *t, serr_t *e)
 {
     size_t na = lg->n_actions;
-    double *row = xmem_calloc(na ? na : 1, sizeof(double));
+    double *row = bursar_calloc(na ? na : 1, sizeof(double));
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", list);
     int rc = 0;
@@ -118,7 +118,7 @@ ope_parse_mix(const olog_t *lg, const char *list, ope_target_t *t, serr_t *e)
     if (!rc && !(sum > 0))
         rc = serr_set(e, SERR_ARG, "--policy mix: the weights sum to 0");
     if (!rc) {
-        t->w = xmem_calloc(lg->n_buckets * na, sizeof(double));
+        t->w = bursar_calloc(lg->n_buckets * na, sizeof(double));
         for (size_t b = 0; b < lg->n_buckets; b++)
             memcpy(t->w + b * na, row, na * sizeof(double));
         t->kind = POLICY_STATIC;
@@ -188,13 +188,13 @@ ope_target_json(const olog_t *lg, const char *json, const char *name,
         return serr_set(e, SERR_FORMAT, "%s: not a JSON object", name);
     }
     size_t na = lg->n_actions, nb = lg->n_buckets;
-    t->w = xmem_calloc(nb * na + 1, sizeof(double));
+    t->w = bursar_calloc(nb * na + 1, sizeof(double));
     const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "name");
     if (cJSON_IsString(nm))
         snprintf(t->name, sizeof t->name, "%s", nm->valuestring);
     const cJSON *it;
     int per_bucket = -1, rc = 0;
-    double *def = xmem_calloc(na + 1, sizeof(double));
+    double *def = bursar_calloc(na + 1, sizeof(double));
     int have_def = 0;
     cJSON_ArrayForEach(it, o)
     {
@@ -252,7 +252,7 @@ static unsigned char *
 ope_present(const olog_t *lg)
 {
     size_t na = lg->n_actions;
-    unsigned char *p = xmem_calloc(lg->n_buckets * na + 1, 1);
+    unsigned char *p = bursar_calloc(lg->n_buckets * na + 1, 1);
     for (size_t i = 0; i < lg->n_rows; i++)
         p[(size_t)lg->row_bucket[i] * na + (size_t)lg->row_action[i]] = 1;
     return p;
@@ -287,8 +287,8 @@ static double *
 ope_action_cost(const olog_t *lg)
 {
     size_t na = lg->n_actions;
-    double *c = xmem_calloc(na + 1, sizeof(double));
-    size_t *k = xmem_calloc(na + 1, sizeof(size_t));
+    double *c = bursar_calloc(na + 1, sizeof(double));
+    size_t *k = bursar_calloc(na + 1, sizeof(size_t));
     for (size_t i = 0; i < lg->n_rows; i++)
         if (isfinite(lg->cost[i])) {
             c[lg->row_action[i]] += lg->cost[i];
@@ -314,10 +314,10 @@ ope_target_pi(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
               ope_result_t *r)
 {
     size_t na = lg->n_actions, nb = lg->n_buckets;
-    double *pi = xmem_calloc(nb * na + 1, sizeof(double));
+    double *pi = bursar_calloc(nb * na + 1, sizeof(double));
     unsigned char *present = ope_present(lg);
     double *acost = ope_action_cost(lg);
-    int *arm_of = xmem_alloc((na + 1) * sizeof(int));
+    int *arm_of = bursar_malloc((na + 1) * sizeof(int));
     policy_params_t pp;
     ope_params(t, cfg, &pp);
     policy_t pol;
@@ -328,7 +328,7 @@ ope_target_pi(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
             continue;
         if (t->kind == POLICY_STATIC) {
             double s = 0;
-            pb->static_p = xmem_calloc(pb->n_arms, sizeof(double));
+            pb->static_p = bursar_calloc(pb->n_arms, sizeof(double));
             for (size_t a = 0; a < na; a++)
                 if (arm_of[a] >= 0) {
                     pb->static_p[arm_of[a]] = t->w[b * na + a];
@@ -376,7 +376,7 @@ static void
 ope_sums_alloc(ope_sums_t *s, size_t cells)
 {
     memset(s, 0, sizeof *s);
-    s->n = xmem_calloc(6 * cells + 1, sizeof(double));
+    s->n = bursar_calloc(6 * cells + 1, sizeof(double));
     s->r = s->n + cells;
     s->c = s->r + cells;
     s->w = s->c + cells;
@@ -501,8 +501,8 @@ ope_bootstrap(const ope_rows_t *u, const double *pi, size_t nb, size_t na,
         return;
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(rng, cfg->seed * 7919u + 17u);
-    double *bq = xmem_alloc(OPE_N * B * sizeof(double));
-    double *bc = xmem_alloc(OPE_N * B * sizeof(double));
+    double *bq = bursar_malloc(OPE_N * B * sizeof(double));
+    double *bc = bursar_malloc(OPE_N * B * sizeof(double));
     ope_sums_t s;
     ope_sums_alloc(&s, cells);
     for (size_t j = 0; j < B; j++) {
@@ -541,8 +541,8 @@ ope_replay_learning(const olog_t *lg, const ope_target_t *t,
     size_t nb = lg->n_buckets, na = lg->n_actions;
     unsigned char *present = ope_present(lg);
     double *acost = ope_action_cost(lg);
-    int *arm_of = xmem_alloc((nb * na + 1) * sizeof(int));
-    policy_bucket_t **pbs = xmem_calloc(nb + 1, sizeof *pbs);
+    int *arm_of = bursar_malloc((nb * na + 1) * sizeof(int));
+    policy_bucket_t **pbs = bursar_calloc(nb + 1, sizeof *pbs);
     for (size_t b = 0; b < nb; b++)
         pbs[b] = ope_bucket(lg, present, b, acost, arm_of + b * na);
     policy_params_t pp;
@@ -600,12 +600,12 @@ ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
     out->n_rows = lg->n_rows;
     ope_rows_t u;
     memset(&u, 0, sizeof u);
-    u.cell = xmem_alloc((lg->n_rows + 1) * sizeof(size_t));
-    u.src = xmem_alloc((lg->n_rows + 1) * sizeof(size_t));
-    u.w = xmem_alloc((lg->n_rows + 1) * sizeof(double));
-    u.r = xmem_alloc((lg->n_rows + 1) * sizeof(double));
-    u.c = xmem_alloc((lg->n_rows + 1) * sizeof(double));
-    u.acc = xmem_calloc(lg->n_rows + 1, 1);
+    u.cell = bursar_malloc((lg->n_rows + 1) * sizeof(size_t));
+    u.src = bursar_malloc((lg->n_rows + 1) * sizeof(size_t));
+    u.w = bursar_malloc((lg->n_rows + 1) * sizeof(double));
+    u.r = bursar_malloc((lg->n_rows + 1) * sizeof(double));
+    u.c = bursar_malloc((lg->n_rows + 1) * sizeof(double));
+    u.acc = bursar_calloc(lg->n_rows + 1, 1);
     double p_min = INFINITY;
     for (size_t i = 0; i < lg->n_rows; i++) {
         double p = lg->prop[i];
@@ -699,7 +699,7 @@ ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
     }
     out->n_accepted = (size_t)s.z;
     double q[OPE_N], c[OPE_N];
-    double *pi_used = pi ? pi : xmem_calloc(cells + 1, sizeof(double));
+    double *pi_used = pi ? pi : bursar_calloc(cells + 1, sizeof(double));
     ope_from_sums(&s, pi_used, nb, na, q, c, &out->unsupported);
     for (int k = 0; k < OPE_N; k++) {
         ope_est_t *es = &out->est[k];

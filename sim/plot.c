@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "svg.h"
-#include "xmem.h"
+#include "base.h"
 
 static const char *plot_colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                     "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -141,8 +141,8 @@ static void
 plot_series_a(plot_panel_t *p, const double *x, const double *y, size_t n,
               const char *color, double width, const char *dash, double opacity)
 {
-    double *X = xmem_alloc((n ? n : 1) * sizeof(double));
-    double *Y = xmem_alloc((n ? n : 1) * sizeof(double));
+    double *X = bursar_malloc((n ? n : 1) * sizeof(double));
+    double *Y = bursar_malloc((n ? n : 1) * sizeof(double));
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!(x[i] > 0.0) && p->logx)
@@ -221,8 +221,8 @@ plot_svg(const report_t *rep, FILE *f)
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
         size_t w = p->n_curve / 20 ? p->n_curve / 20 : 1;
-        double *mq = xmem_alloc((p->n_curve + 1) * sizeof(double));
-        double *mc = xmem_alloc((p->n_curve + 1) * sizeof(double));
+        double *mq = bursar_malloc((p->n_curve + 1) * sizeof(double));
+        double *mc = bursar_malloc((p->n_curve + 1) * sizeof(double));
         plot_moving(p->curve_x, p->curve_q, p->n_curve, w, mq);
         plot_moving(p->curve_x, p->curve_c, p->n_curve, w, mc);
         for (size_t j = 0; j < p->n_curve; j++) {
@@ -257,7 +257,7 @@ plot_svg(const report_t *rep, FILE *f)
     plot_hline(&a, rep->oracle_q, "#888", "2,3");
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
-        double *mv = xmem_alloc((p->n_curve + 1) * sizeof(double));
+        double *mv = bursar_malloc((p->n_curve + 1) * sizeof(double));
         plot_moving(p->curve_x, p->curve_q, p->n_curve,
                     p->n_curve / 20 ? p->n_curve / 20 : 1, mv);
         plot_series_a(&a, p->curve_x, mv, p->n_curve, plot_color(i), 1, NULL,
@@ -278,7 +278,7 @@ plot_svg(const report_t *rep, FILE *f)
         plot_hline(&b, rep->budget, "#999", "3,3");
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
-        double *mv = xmem_alloc((p->n_curve + 1) * sizeof(double));
+        double *mv = bursar_malloc((p->n_curve + 1) * sizeof(double));
         plot_moving(p->curve_x, p->curve_c, p->n_curve,
                     p->n_curve / 20 ? p->n_curve / 20 : 1, mv);
         plot_series_a(&b, p->curve_x, mv, p->n_curve, plot_color(i), 1, NULL,

@@ -15,7 +15,7 @@
 
 #include "lp.h"
 #include "pacer.h"
-#include "xmem.h"
+#include "base.h"
 
 void
 replay_config_default(replay_config_t *c)
@@ -64,11 +64,11 @@ replay_best_static(const dataset_t *ds, double budget, double *quality,
                    double *cost, double *p)
 {
     size_t nb = ds->n_buckets, nm = ds->n_models;
-    lp_bucket_t *lb = xmem_calloc(nb ? nb : 1, sizeof *lb);
-    double *v = xmem_calloc(nb * nm, sizeof(double));
-    double *c = xmem_calloc(nb * nm, sizeof(double));
-    double *pp = xmem_calloc(nb * nm, sizeof(double));
-    int *map = xmem_calloc(nb * nm, sizeof(int));
+    lp_bucket_t *lb = bursar_calloc(nb ? nb : 1, sizeof *lb);
+    double *v = bursar_calloc(nb * nm, sizeof(double));
+    double *c = bursar_calloc(nb * nm, sizeof(double));
+    double *pp = bursar_calloc(nb * nm, sizeof(double));
+    int *map = bursar_calloc(nb * nm, sizeof(int));
     size_t nlb = 0;
     double total = (double)ds->n_rows;
     double max_cost = 0.0;
@@ -150,10 +150,10 @@ replay_setup(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
              serr_t *e)
 {
     size_t nb = ds->n_buckets, nm = ds->n_models;
-    s->bucket = xmem_calloc(nb, sizeof(policy_bucket_t *));
-    s->arm_of = xmem_calloc(nb, sizeof(int *));
-    s->cool_until = xmem_calloc(nb, sizeof(double *));
-    unsigned char *present = xmem_calloc(nb * nm, 1);
+    s->bucket = bursar_calloc(nb, sizeof(policy_bucket_t *));
+    s->arm_of = bursar_calloc(nb, sizeof(int *));
+    s->cool_until = bursar_calloc(nb, sizeof(double *));
+    unsigned char *present = bursar_calloc(nb * nm, 1);
     for (size_t r = 0; r < ds->n_rows; r++) {
         size_t b = (size_t)ds->row_bucket[r];
         for (size_t m = 0; m < nm; m++)
@@ -162,7 +162,7 @@ replay_setup(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
     }
     double *static_p = NULL;
     if (cfg->params.kind == POLICY_STATIC) {
-        static_p = xmem_calloc(nb * nm, sizeof(double));
+        static_p = bursar_calloc(nb * nm, sizeof(double));
         if (replay_best_static(ds, cfg->budget_per_request, NULL, NULL,
                                static_p) < 0) {
             free(present);
@@ -173,10 +173,10 @@ replay_setup(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
     }
     for (size_t b = 0; b < nb; b++) {
         size_t n = 0;
-        s->arm_of[b] = xmem_alloc(nm * sizeof(int));
+        s->arm_of[b] = bursar_malloc(nm * sizeof(int));
         for (size_t m = 0; m < nm; m++)
             s->arm_of[b][m] = present[b * nm + m] ? (int)n++ : -1;
-        s->cool_until[b] = xmem_calloc(n ? n : 1, sizeof(double));
+        s->cool_until[b] = bursar_calloc(n ? n : 1, sizeof(double));
         for (size_t k = 0; k < n; k++)
             s->cool_until[b][k] = -INFINITY;
         if (!n)
@@ -199,7 +199,7 @@ replay_setup(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
                 /* the bucket owns static_p (policy.h); it may come
                  * unallocated from policy_bucket_new */
                 if (!pb->static_p)
-                    pb->static_p = xmem_calloc(n, sizeof(double));
+                    pb->static_p = bursar_calloc(n, sizeof(double));
                 pb->static_p[k] = static_p[b * nm + m];
             }
         }
@@ -295,24 +295,24 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
         return rc;
     }
 
-    replay_result_t *r = xmem_calloc(1, sizeof *r);
+    replay_result_t *r = bursar_calloc(1, sizeof *r);
     r->n_models = nm;
     r->n_buckets = nb;
-    r->share = xmem_calloc(nm, sizeof(size_t));
-    r->bucket_share = xmem_calloc(nb * nm, sizeof(size_t));
+    r->share = bursar_calloc(nm, sizeof(size_t));
+    r->bucket_share = bursar_calloc(nb * nm, sizeof(size_t));
     size_t npts = cfg->curve_points < total ? cfg->curve_points : total;
-    r->curve_x = xmem_calloc(npts + 1, sizeof(double));
-    r->curve_quality = xmem_calloc(npts + 1, sizeof(double));
-    r->curve_cost = xmem_calloc(npts + 1, sizeof(double));
-    r->curve_mu = xmem_calloc(npts + 1, sizeof(double));
-    r->curve_quality_window = xmem_calloc(npts + 1, sizeof(double));
-    r->curve_cost_window = xmem_calloc(npts + 1, sizeof(double));
-    r->curve_target = xmem_calloc(npts + 1, sizeof(double));
+    r->curve_x = bursar_calloc(npts + 1, sizeof(double));
+    r->curve_quality = bursar_calloc(npts + 1, sizeof(double));
+    r->curve_cost = bursar_calloc(npts + 1, sizeof(double));
+    r->curve_mu = bursar_calloc(npts + 1, sizeof(double));
+    r->curve_quality_window = bursar_calloc(npts + 1, sizeof(double));
+    r->curve_cost_window = bursar_calloc(npts + 1, sizeof(double));
+    r->curve_target = bursar_calloc(npts + 1, sizeof(double));
     if (cfg->trace) {
-        r->trace_model = xmem_alloc(total * sizeof(int));
-        r->trace_bucket = xmem_alloc(total * sizeof(int));
-        r->trace_outcome = xmem_alloc(total * sizeof(double));
-        r->trace_cost = xmem_alloc(total * sizeof(double));
+        r->trace_model = bursar_malloc(total * sizeof(int));
+        r->trace_bucket = bursar_malloc(total * sizeof(int));
+        r->trace_outcome = bursar_malloc(total * sizeof(double));
+        r->trace_cost = bursar_malloc(total * sizeof(double));
     }
 
     policy_t pol;
@@ -335,9 +335,9 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
     pc.min_elapsed_s = 1.0;
 
     int shuffle = cfg->shuffle < 0 ? !ds->ordered : cfg->shuffle;
-    size_t *perm = xmem_alloc(nr * sizeof(size_t));
-    unsigned char *allowed = xmem_alloc(nm ? nm : 1);
-    int *order = xmem_alloc((nm ? nm : 1) * sizeof(int));
+    size_t *perm = bursar_malloc(nr * sizeof(size_t));
+    unsigned char *allowed = bursar_malloc(nm ? nm : 1);
+    int *order = bursar_malloc((nm ? nm : 1) * sizeof(int));
     double qsum = 0.0, csum = 0.0, q_prev = 0.0, c_prev = 0.0, n_prev = 0.0;
     size_t t = 0, next_pt = 0;
 

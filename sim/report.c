@@ -9,7 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "xmem.h"
+#include "base.h"
 
 /* ------------------------------------------------------ aggregation */
 
@@ -30,7 +30,7 @@ report_policy_t *
 report_add(report_t *rep, const char *name, policy_kind_t kind, int sees_budget,
            replay_result_t *const *runs, size_t k)
 {
-    rep->pol = xmem_realloc(rep->pol, (rep->n_pol + 1) * sizeof *rep->pol);
+    rep->pol = bursar_realloc(rep->pol, (rep->n_pol + 1) * sizeof *rep->pol);
     report_policy_t *p = &rep->pol[rep->n_pol++];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -38,17 +38,17 @@ report_add(report_t *rep, const char *name, policy_kind_t kind, int sees_budget,
     p->sees_budget = sees_budget;
     p->runs = k;
     size_t nm = rep->ds->n_models, nb = rep->ds->n_buckets;
-    double *q = xmem_alloc(k * sizeof(double));
-    double *c = xmem_alloc(k * sizeof(double));
-    p->share = xmem_calloc(nm, sizeof(double));
-    p->bucket_share = xmem_calloc(nb * nm, sizeof(double));
+    double *q = bursar_malloc(k * sizeof(double));
+    double *c = bursar_malloc(k * sizeof(double));
+    p->share = bursar_calloc(nm, sizeof(double));
+    p->bucket_share = bursar_calloc(nb * nm, sizeof(double));
     p->n_curve = runs[0]->n_curve;
-    p->curve_x = xmem_calloc(p->n_curve + 1, sizeof(double));
-    p->curve_q = xmem_calloc(p->n_curve + 1, sizeof(double));
-    p->curve_c = xmem_calloc(p->n_curve + 1, sizeof(double));
-    p->curve_mu = xmem_calloc(p->n_curve + 1, sizeof(double));
-    p->curve_qw = xmem_calloc(p->n_curve + 1, sizeof(double));
-    p->curve_cw = xmem_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_x = bursar_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_q = bursar_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_c = bursar_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_mu = bursar_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_qw = bursar_calloc(p->n_curve + 1, sizeof(double));
+    p->curve_cw = bursar_calloc(p->n_curve + 1, sizeof(double));
     p->requests = runs[0]->requests;
     for (size_t i = 0; i < k; i++) {
         const replay_result_t *r = runs[i];
@@ -94,13 +94,13 @@ report_add_front(report_policy_t *p, double budget,
                  replay_result_t *const *runs, size_t k)
 {
     size_t n = p->n_front + 1;
-    p->front_budget = xmem_realloc(p->front_budget, n * sizeof(double));
-    p->front_q = xmem_realloc(p->front_q, n * sizeof(double));
-    p->front_q_sd = xmem_realloc(p->front_q_sd, n * sizeof(double));
-    p->front_c = xmem_realloc(p->front_c, n * sizeof(double));
-    p->front_spend = xmem_realloc(p->front_spend, n * sizeof(double));
-    double *q = xmem_alloc(k * sizeof(double));
-    double *c = xmem_alloc(k * sizeof(double));
+    p->front_budget = bursar_realloc(p->front_budget, n * sizeof(double));
+    p->front_q = bursar_realloc(p->front_q, n * sizeof(double));
+    p->front_q_sd = bursar_realloc(p->front_q_sd, n * sizeof(double));
+    p->front_c = bursar_realloc(p->front_c, n * sizeof(double));
+    p->front_spend = bursar_realloc(p->front_spend, n * sizeof(double));
+    double *q = bursar_malloc(k * sizeof(double));
+    double *c = bursar_malloc(k * sizeof(double));
     double spend = 0.0, sd_c;
     for (size_t i = 0; i < k; i++) {
         q[i] = runs[i]->quality;
@@ -154,7 +154,7 @@ report_top_shares(const report_t *rep, const double *share, char *buf,
                   size_t len)
 {
     size_t nm = rep->ds->n_models;
-    unsigned char *used = xmem_calloc(nm, 1);
+    unsigned char *used = bursar_calloc(nm, 1);
     size_t pos = 0;
     buf[0] = '\0';
     for (int shown = 0; shown < 4; shown++) {

@@ -17,7 +17,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "csv.h"
-#include "xmem.h"
+#include "base.h"
 
 enum { EV_QUALITY, EV_DOWN, EV_UP, EV_PRICE };
 
@@ -143,7 +143,7 @@ scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
         return serr_set(e, SERR_FORMAT,
                         "%s: field 'traffic': the weights sum to 0", name);
     s->nb = ds->n_buckets;
-    s->mix = xmem_calloc(s->nb, sizeof(double));
+    s->mix = bursar_calloc(s->nb, sizeof(double));
     double acc = 0.0;
     cJSON_ArrayForEach(it, traffic)
     {
@@ -167,14 +167,14 @@ scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
                         "more than %.0e outcomes to hold in memory",
                         name, s->requests, s->nm, SCEN_MAX_CELLS);
     size_t nmb = s->nm * s->nb;
-    s->p_from = xmem_calloc(nmb, sizeof(double));
-    s->p_to = xmem_calloc(nmb, sizeof(double));
-    s->t0 = xmem_calloc(nmb, sizeof(double));
-    s->t1 = xmem_calloc(nmb, sizeof(double));
-    s->cost = xmem_calloc(nmb, sizeof(double));
-    s->offered = xmem_calloc(nmb, 1);
-    s->noise = xmem_calloc(s->nm, sizeof(double));
-    s->down_until = xmem_calloc(s->nm, sizeof(double));
+    s->p_from = bursar_calloc(nmb, sizeof(double));
+    s->p_to = bursar_calloc(nmb, sizeof(double));
+    s->t0 = bursar_calloc(nmb, sizeof(double));
+    s->t1 = bursar_calloc(nmb, sizeof(double));
+    s->cost = bursar_calloc(nmb, sizeof(double));
+    s->offered = bursar_calloc(nmb, 1);
+    s->noise = bursar_calloc(s->nm, sizeof(double));
+    s->down_until = bursar_calloc(s->nm, sizeof(double));
     cJSON_ArrayForEach(it, models)
     {
         int m = dataset_find_model(ds, it->string);
@@ -242,7 +242,7 @@ scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
         return serr_set(e, SERR_FORMAT, "%s: field 'events': not an array",
                         name);
     size_t n_ev = events ? (size_t)cJSON_GetArraySize(events) : 0;
-    s->ev = xmem_calloc(n_ev, sizeof(scen_event_t));
+    s->ev = bursar_calloc(n_ev, sizeof(scen_event_t));
     size_t i = 0;
     cJSON_ArrayForEach(it, events)
     {

@@ -21,28 +21,6 @@ serr_set(serr_t *e, int code, const char *fmt, ...)
     return code;
 }
 
-const char *
-serr_str(int code)
-{
-    switch (code) {
-    case 0:
-        return "ok";
-    case SERR_IO:
-        return "cannot read input";
-    case SERR_PARSE:
-        return "malformed input";
-    case SERR_FORMAT:
-        return "bad or missing field";
-    case SERR_ARG:
-        return "bad argument";
-    case SERR_EMPTY:
-        return "no usable data";
-    case SERR_POLICY:
-        return "policy error";
-    default:
-        return "unknown error";
-    }
-}
 
 int
 serr_parse_num(const char *opt, const char *s, double lo, double hi,

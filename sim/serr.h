@@ -12,12 +12,15 @@
 
 #include <stddef.h>
 
-#define SERR_IO     (-1) /* a file could not be opened or read */
-#define SERR_PARSE  (-2) /* malformed input (CSV quoting, JSON syntax) */
-#define SERR_FORMAT (-3) /* well-formed input with a wrong or missing field */
-#define SERR_ARG    (-4) /* a bad command-line option or parameter */
-#define SERR_EMPTY  (-5) /* no usable data */
-#define SERR_POLICY (-6) /* the policy library refused a call */
+#include "base.h"
+
+/* The project's codes (base.h), under the simulator's names. */
+#define SERR_IO     BURSAR_EIO     /* a file could not be opened or read */
+#define SERR_PARSE  BURSAR_EPARSE  /* malformed input (CSV, JSON syntax) */
+#define SERR_FORMAT BURSAR_EFORMAT /* wrong or missing field */
+#define SERR_ARG    BURSAR_EARG    /* a bad command-line option or parameter */
+#define SERR_EMPTY  BURSAR_EEMPTY  /* no usable data */
+#define SERR_POLICY BURSAR_EPOLICY /* the policy library refused a call */
 
 typedef struct serr {
     int code;      /* last code set, 0 if none */
@@ -44,7 +47,6 @@ int serr_parse_num(const char *opt, const char *s, double lo, double hi,
 int serr_opt_split(const char *arg, char *name, size_t cap, const char **val,
                    serr_t *e);
 
-/* A short constant description of a code. */
-const char *serr_str(int code);
+/* Messages of the codes: bursar_strerror (base.h). */
 
 #endif

@@ -1,0 +1,149 @@
+/*
+ * base.c - the project's conventions (see base.h).
+ */
+#include "base.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *
+bursar_strerror(int rc)
+{
+    switch (rc) {
+    case BURSAR_OK: return "success";
+    case BURSAR_LOCAL: return "answered locally (controller unreachable)";
+    case BURSAR_SPOOLED: return "spooled (controller unreachable)";
+    case BURSAR_EINVAL: return "invalid argument";
+    case BURSAR_EUNREACHABLE: return "controller unreachable";
+    case BURSAR_EREMOTE: return "controller answered an error";
+    case BURSAR_EPROTO: return "reply not understood";
+    case BURSAR_EIO: return "input/output error";
+    case BURSAR_EZMQ: return "ZeroMQ error";
+    case BURSAR_EPARSE: return "malformed input";
+    case BURSAR_EFORMAT: return "bad or missing field";
+    case BURSAR_EARG: return "bad option or parameter";
+    case BURSAR_EEMPTY: return "no usable data";
+    case BURSAR_EPOLICY: return "policy error";
+    case BURSAR_ESTORE: return "store error";
+    case BURSAR_EVERSION: return "state of another format version";
+    case BURSAR_ELOCKED: return "locked by another process";
+    case BURSAR_ECONFIG: return "invalid configuration";
+    case BURSAR_ETOOBIG: return "too large";
+    default: break;
+    }
+    if (rc > 0)
+        return strerror(rc);
+    return "unknown error";
+}
+
+static void
+bursar_oom(size_t n)
+{
+    fprintf(stderr, "bursar: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *
+bursar_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        bursar_oom(n);
+    return p;
+}
+
+void *
+bursar_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        bursar_oom(n * size);
+    return p;
+}
+
+void *
+bursar_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        bursar_oom(n);
+    return q;
+}
+
+char *
+bursar_strdup(const char *s)
+{
+    return bursar_strndup(s, strlen(s));
+}
+
+char *
+bursar_strndup(const char *s, size_t n)
+{
+    char *d = bursar_malloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *
+bursar_sprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    char *s = bursar_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+int
+bursar_copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    int cut = n >= cap;
+    if (cut)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return cut;
+}
+
+int
+bursar_read_file(const char *path, char **out, size_t *len)
+{
+    int is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f)
+        return BURSAR_EIO;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = bursar_malloc(cap);
+    for (;;) {
+        if (cap - n < 2)
+            buf = bursar_realloc(buf, cap *= 2);
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int bad = ferror(f);
+    if (!is_stdin)
+        fclose(f);
+    if (bad) {
+        free(buf);
+        errno = EIO;
+        return BURSAR_EIO;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+}

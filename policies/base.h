@@ -1,0 +1,83 @@
+/*
+ * base.h - the conventions every part of bursar shares.
+ *
+ * The one header below everything else (library bursar_base, no
+ * dependency but libc): the longest name, the project's error codes with
+ * their one strerror, the allocation wrappers and the whole-file reader.
+ * docs/hacking.md says how they are meant to be used.
+ *
+ * Errors. A function that can fail returns int: 0 for success, a
+ * BURSAR_E* code (negative, in the range of bursar_rc below) for a
+ * failure, and, where an outcome is expected rather than a failure (like
+ * LMDB's MDB_NOTFOUND), a small positive code documented with it.
+ * bursar_strerror() names every code; for a positive errno value it
+ * returns strerror()'s text, so a caller can pass either.
+ *
+ * Memory. Out of memory is fatal: the wrappers print one line naming the
+ * size and abort() rather than giving every caller an error path (a
+ * daemon restart restores its state from LMDB). Memory they return is
+ * released with free().
+ */
+#ifndef BURSAR_BASE_H
+#define BURSAR_BASE_H
+
+#include <stddef.h>
+
+/* Bucket and model names, including the NUL: the one limit used by the
+ * configuration, the wire codec, the store and the simulator. */
+#define BURSAR_NAME_MAX 64
+
+/* Return codes of the whole project. 0 and the positive values are
+ * expected outcomes, the negative ones failures. The first six are the
+ * client library's (bursar.h) and keep their values. */
+enum bursar_rc {
+    BURSAR_OK = 0,
+    BURSAR_LOCAL = 1,         /* choose answered locally: controller away */
+    BURSAR_SPOOLED = 2,       /* feedback spooled: controller away */
+    BURSAR_EINVAL = -1,       /* bad argument */
+    BURSAR_EUNREACHABLE = -2, /* controller unreachable, no fallback/spool */
+    BURSAR_EREMOTE = -3,      /* controller answered an error */
+    BURSAR_EPROTO = -4,       /* a reply or frame not understood */
+    BURSAR_EIO = -5,          /* a file could not be opened, read, written */
+    BURSAR_EZMQ = -6,         /* ZeroMQ setup failed */
+    BURSAR_EPARSE = -7,       /* malformed input (CSV quoting, JSON syntax) */
+    BURSAR_EFORMAT = -8,      /* well-formed input, wrong or missing field */
+    BURSAR_EARG = -9,         /* a bad command-line option or parameter */
+    BURSAR_EEMPTY = -10,      /* no usable data */
+    BURSAR_EPOLICY = -11,     /* the policy library refused a call */
+    BURSAR_ESTORE = -12,      /* the LMDB store failed */
+    BURSAR_EVERSION = -13,    /* state written by another format version */
+    BURSAR_ELOCKED = -14,     /* another process owns the resource */
+    BURSAR_ECONFIG = -15,     /* the configuration is invalid */
+    BURSAR_ETOOBIG = -16,     /* input larger than its limit */
+    BURSAR_E_LAST = -16
+};
+
+/* A short constant description of a code (BURSAR_*; a positive errno value
+ * gives strerror()'s text; anything else "unknown error"). Never NULL. */
+const char *bursar_strerror(int rc);
+
+void *bursar_malloc(size_t n);                   /* never NULL */
+void *bursar_calloc(size_t n, size_t size);      /* zeroed, never NULL */
+void *bursar_realloc(void *p, size_t n);         /* never NULL */
+char *bursar_strdup(const char *s);              /* copy of s */
+char *bursar_strndup(const char *s, size_t n);   /* n bytes + NUL */
+/* printf into a new string (caller frees). */
+char *bursar_sprintf(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* Copies src into dst of cap bytes (cap >= 1), truncating; always ends dst
+ * with a NUL. Returns 1 when src was truncated, else 0. */
+int bursar_copy_str(char *dst, size_t cap, const char *src);
+
+/* Reads the whole of path ("-" is standard input) into a new
+ * NUL-terminated buffer (*out, caller frees; *len bytes without the NUL;
+ * len may be NULL). Returns 0, or BURSAR_EIO with errno kept from the
+ * failing call (so strerror(errno) says why). Nothing is allocated on
+ * failure. */
+int bursar_read_file(const char *path, char **out, size_t *len);
+
+#endif
