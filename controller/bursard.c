@@ -154,6 +154,7 @@ main(int argc, char **argv)
     const char *listen[CFG_MAX_LISTEN];
     size_t n_listen = 0;
     int test_clock = 0, quiet = 0;
+    double clock_start = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -166,6 +167,9 @@ main(int argc, char **argv)
                 listen[n_listen++] = argv[++i];
         } else if (strcmp(a, "--test-clock") == 0) {
             test_clock = 1;
+        } else if (strncmp(a, "--test-clock=", 13) == 0) {
+            test_clock = 1;
+            clock_start = strtod(a + 13, NULL);
         } else if (strcmp(a, "--quiet") == 0) {
             quiet = 1;
         } else if (strcmp(a, "--check-config") == 0 && i + 1 < argc) {
@@ -213,7 +217,7 @@ main(int argc, char **argv)
     for (size_t i = 0; i < n_listen; i++)
         eps[i] = bursar_strdup(listen[i]);
 
-    ctl_options_t opt = {state, test_clock};
+    ctl_options_t opt = {state, test_clock, clock_start};
     ctl_t *ctl = NULL;
     char err[512];
     if (ctl_open(&ctl, cfg, &opt, err, sizeof err) != 0) {

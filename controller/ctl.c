@@ -45,6 +45,7 @@ struct ctl {
     MDB_txn *txn;   /* the batch's transaction, or NULL */
     int txn_failed; /* a write failed inside the batch */
     int test_clock;
+    double clock_start; /* fixed test clock origin, or 0 */
     double clock_offset;
 
     policy_t policy;
@@ -78,7 +79,8 @@ struct ctl {
 double
 ctl_now(const ctl_t *c)
 {
-    return util_wall_time() + c->clock_offset;
+    return (c->clock_start > 0 ? c->clock_start : util_wall_time()) +
+           c->clock_offset;
 }
 
 const cfg_t *
@@ -403,6 +405,7 @@ ctl_open(ctl_t **out, cfg_t *cfg, const ctl_options_t *opt, char *err,
     ctl_t *c = bursar_calloc(1, sizeof *c);
     c->cfg = cfg;
     c->test_clock = opt->test_clock;
+    c->clock_start = opt->test_clock ? opt->clock_start : 0;
     int rc = store_open(&c->store, opt->state_dir, cfg->map_size_mb,
                         cfg->nometasync, 0);
     if (rc) {

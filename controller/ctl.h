@@ -31,6 +31,9 @@ typedef struct ctl ctl_t;
 typedef struct ctl_options {
     const char *state_dir; /* required */
     int test_clock;        /* accept the "clock" op */
+    double clock_start;    /* test clock: time starts here (seconds since
+                              the epoch) and moves only by "clock" ops;
+                              0: wall time plus the clock ops' offset */
 } ctl_options_t;
 
 /* Opens the store and loads the state. Takes ownership of cfg (also on
