@@ -23,6 +23,7 @@
 #include <cjson/cJSON.h>
 #include <gsl/gsl_rng.h>
 
+#include "allow.h"
 #include "pacer.h"
 #include "policy.h"
 #include "proto.h"
@@ -33,7 +34,7 @@ typedef struct ctl_bucket {
     cfg_bucket_t def;    /* from the configuration or the template */
     int dynamic;         /* created from the template */
     policy_bucket_t *pb; /* arms; pb->model[i] = cfg model index */
-    store_arm_t *ext;    /* per arm: latency ring (arm copied at flush) */
+    latency_ring_t *lat; /* per arm: recent latencies */
     int has_budget;
     pacer_t pacer; /* the bucket's own cap, if has_budget */
     int dirty;     /* arms or pacer to write */
@@ -58,7 +59,8 @@ struct ctl {
     size_t ht_cap; /* power of two */
     int *ht;       /* bucket index + 1, 0 = empty */
 
-    store_health_t *health; /* per cfg model */
+    health_t *health; /* per cfg model: its circuit breaker */
+    allow_params_t allow; /* health and latency parameters (cfg) */
     unsigned char *health_dirty;
 
     int meta_dirty; /* seq, policy, pacer, clock */
@@ -183,7 +185,7 @@ ctl_bucket_free(ctl_bucket_t *b)
     if (!b)
         return;
     policy_bucket_destroy(&b->pb);
-    free(b->ext);
+    free(b->lat);
     free(b);
 }
 
@@ -196,6 +198,85 @@ ctl_free_buckets(ctl_t *c)
     c->n_dirty = 0;
     if (c->ht)
         memset(c->ht, 0, c->ht_cap * sizeof *c->ht);
+}
+
+/* ------------------------------------------------------------------ */
+/* Records: memory <-> store                                           */
+/*
+ * The store keeps its own record layouts (store.h, versioned); memory
+ * holds what policies/ works on. These copy between the two.
+ */
+
+static void
+ctl_ring_load(latency_ring_t *r, const store_arm_t *rec)
+{
+    memset(r, 0, sizeof *r);
+    r->n = rec->lat_n < LATENCY_RING ? rec->lat_n : LATENCY_RING;
+    r->head = rec->lat_head % LATENCY_RING;
+    for (unsigned k = 0; k < LATENCY_RING && k < STORE_LAT_RING; k++) {
+        r->t[k] = rec->lat_t[k];
+        r->ms[k] = rec->lat_ms[k];
+    }
+}
+
+static void
+ctl_arm_record(store_arm_t *rec, const ctl_bucket_t *b, size_t i)
+{
+    memset(rec, 0, sizeof *rec);
+    rec->version = STORE_VERSION;
+    rec->arm = b->pb->arms[i];
+    rec->t_last = b->pb->t_last;
+    const latency_ring_t *r = &b->lat[i];
+    rec->lat_n = r->n;
+    rec->lat_head = r->head;
+    for (unsigned k = 0; k < LATENCY_RING && k < STORE_LAT_RING; k++) {
+        rec->lat_t[k] = r->t[k];
+        rec->lat_ms[k] = r->ms[k];
+    }
+}
+
+static void
+ctl_health_load(health_t *h, const store_health_t *sh)
+{
+    h->failures = sh->failures;
+    h->level = sh->level;
+    h->cooling = sh->cooling;
+    h->until = sh->until;
+    h->probe = sh->probe;
+    h->probe_t = sh->probe_t;
+    h->errors_total = sh->errors_total;
+}
+
+static void
+ctl_health_record(store_health_t *sh, const health_t *h)
+{
+    memset(sh, 0, sizeof *sh);
+    sh->version = STORE_VERSION;
+    sh->failures = h->failures;
+    sh->level = h->level;
+    sh->cooling = h->cooling;
+    sh->until = h->until;
+    sh->probe = h->probe;
+    sh->probe_t = h->probe_t;
+    sh->errors_total = h->errors_total;
+}
+
+static const char *
+ctl_health_name(const ctl_t *c, int m, double now)
+{
+    return health_state_name(health_state(&c->health[m], &c->allow.health, now));
+}
+
+/* The parameters of the allowed set, from the configuration. */
+static void
+ctl_allow_params(const cfg_t *cfg, allow_params_t *ap)
+{
+    ap->health.failures = cfg->health_failures;
+    ap->health.cooldown_s = cfg->health_cooldown_s;
+    ap->health.max_cooldown_s = cfg->health_max_cooldown_s;
+    ap->latency.quantile = cfg->latency_quantile;
+    ap->latency.window_s = cfg->latency_window_s;
+    ap->latency.min_samples = cfg->latency_min_samples;
 }
 
 /* Builds a bucket from its definition and what the store holds. An arm
@@ -211,7 +292,7 @@ ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def, int dynamic,
     b->def = *def;
     b->dynamic = dynamic;
     b->pb = policy_bucket_new(def->n_models, def->half_life_s, now);
-    b->ext = bursar_calloc(def->n_models, sizeof *b->ext);
+    b->lat = bursar_calloc(def->n_models, sizeof *b->lat);
     double t_last = -INFINITY;
     for (size_t i = 0; i < def->n_models; i++) {
         int m = def->models[i];
@@ -229,7 +310,7 @@ ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def, int dynamic,
             a.beta0 = def->prior_beta;
             a.cost_prior = cost_prior;
             b->pb->arms[i] = a;
-            b->ext[i] = rec;
+            ctl_ring_load(&b->lat[i], &rec);
             if (rec.t_last > t_last)
                 t_last = rec.t_last;
         } else {
@@ -240,9 +321,7 @@ ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def, int dynamic,
                         def->name, cm->name, store_strerror(rc));
             arm_init(&b->pb->arms[i], def->prior_alpha, def->prior_beta,
                      cost_prior, 1.0);
-            memset(&b->ext[i], 0, sizeof b->ext[i]);
         }
-        b->ext[i].version = STORE_VERSION;
     }
     if (isfinite(t_last))
         b->pb->t_last = t_last;
@@ -369,15 +448,15 @@ ctl_load(ctl_t *c)
     ctl_dyn_ctx_t dc = {c, txn, now};
     rc = store_scan_dynbuckets(c->store, txn, ctl_load_dynbucket, &dc);
 
+    ctl_allow_params(c->cfg, &c->allow);
     free(c->health);
     free(c->health_dirty);
     c->health = bursar_calloc(c->cfg->n_models, sizeof *c->health);
     c->health_dirty = bursar_calloc(c->cfg->n_models, 1);
     for (size_t m = 0; m < c->cfg->n_models; m++) {
-        if (store_get_health(c->store, txn, c->cfg->models[m].name,
-                             &c->health[m]) != 0)
-            memset(&c->health[m], 0, sizeof c->health[m]);
-        c->health[m].version = STORE_VERSION;
+        store_health_t sh;
+        if (store_get_health(c->store, txn, c->cfg->models[m].name, &sh) == 0)
+            ctl_health_load(&c->health[m], &sh);
     }
     store_abort(txn);
     c->meta_dirty = 0;
@@ -469,10 +548,10 @@ ctl_flush(ctl_t *c)
     for (size_t k = 0; k < c->n_dirty && !rc; k++) {
         ctl_bucket_t *b = c->buckets[c->dirty[k]];
         for (size_t i = 0; i < b->pb->n_arms && !rc; i++) {
-            b->ext[i].arm = b->pb->arms[i];
-            b->ext[i].t_last = b->pb->t_last;
+            store_arm_t rec;
+            ctl_arm_record(&rec, b, i);
             rc = store_put_arm(c->store, c->txn, b->def.name,
-                               ctl_model_name(c, b->pb->model[i]), &b->ext[i]);
+                               ctl_model_name(c, b->pb->model[i]), &rec);
         }
         if (!rc && b->has_budget) {
             store_pacer_t sp = {.version = STORE_VERSION, .pacer = b->pacer};
@@ -480,9 +559,12 @@ ctl_flush(ctl_t *c)
         }
     }
     for (size_t m = 0; m < c->cfg->n_models && !rc; m++)
-        if (c->health_dirty[m])
+        if (c->health_dirty[m]) {
+            store_health_t sh;
+            ctl_health_record(&sh, &c->health[m]);
             rc = store_put_health(c->store, c->txn, c->cfg->models[m].name,
-                                  &c->health[m]);
+                                  &sh);
+        }
     if (!rc && c->meta_dirty) {
         store_policy_t sp = {.version = STORE_VERSION,
                              .mu = c->policy.mu,
@@ -536,195 +618,33 @@ ctl_commit(ctl_t *c)
 }
 
 /* ------------------------------------------------------------------ */
-/* Health: a circuit breaker per model                                 */
-/*
- * closed    -> failures consecutive provider errors -> open (cooldown)
- * open      -> until passes -> half-open: one probe decision at a time
- * half-open -> the probe's outcome arrives -> closed (level reset)
- *           -> the probe reports a provider error -> open again, with the
- *              cooldown doubled (cooldown_s * 2^level, capped)
- * A probe that neither succeeds nor fails within cooldown_s is given up
- * and another may be sent.
- */
-
-static const char *
-ctl_health_state(const ctl_t *c, int m, double now)
-{
-    const store_health_t *h = &c->health[m];
-    if (!h->cooling)
-        return "ok";
-    if (now < h->until)
-        return "cooldown";
-    if (h->probe && now - h->probe_t <= c->cfg->health_cooldown_s)
-        return "probing";
-    return "half_open";
-}
-
-static int
-ctl_health_allows(const ctl_t *c, int m, double now)
-{
-    const char *s = ctl_health_state(c, m, now);
-    return s[0] == 'o' || s[0] == 'h'; /* ok, half_open */
-}
-
-static double
-ctl_cooldown(const ctl_t *c, unsigned level)
-{
-    double d =
-        c->cfg->health_cooldown_s * ldexp(1.0, (int)(level > 30 ? 30 : level));
-    return d < c->cfg->health_max_cooldown_s ? d
-                                             : c->cfg->health_max_cooldown_s;
-}
-
-static void
-ctl_health_failure(ctl_t *c, int m, uint64_t decision, double now)
-{
-    store_health_t *h = &c->health[m];
-    h->errors_total++;
-    h->failures++;
-    if (h->cooling && h->probe == decision) {
-        h->level++;
-        h->until = now + ctl_cooldown(c, h->level);
-        h->probe = 0;
-    } else if (!h->cooling && h->failures >= c->cfg->health_failures) {
-        h->cooling = 1;
-        h->level = 0;
-        h->until = now + ctl_cooldown(c, 0);
-        h->probe = 0;
-    }
-    c->health_dirty[m] = 1;
-}
-
-static void
-ctl_health_success(ctl_t *c, int m, const store_decision_t *d)
-{
-    store_health_t *h = &c->health[m];
-    h->failures = 0;
-    if (h->cooling && (h->probe == d->id || d->t >= h->until)) {
-        h->cooling = 0;
-        h->level = 0;
-        h->probe = 0;
-    }
-    c->health_dirty[m] = 1;
-}
-
-/* ------------------------------------------------------------------ */
-/* Latency objective                                                   */
-/*
- * Each arm keeps its last STORE_LAT_RING reported latencies with their
- * times. The observed latency is the cfg latency.quantile (default p95,
- * nearest-rank) of the samples younger than latency.window_s; with fewer
- * than latency.min_samples such samples the arm is not judged. An arm
- * whose observed latency exceeds the bucket's latency_slo_ms is not
- * chosen; as its samples age out of the window it is admitted again and
- * measured afresh. When every allowed arm breaks the objective, the
- * objective is ignored for that request (serving slowly beats not serving).
- */
-
-static int
-ctl_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Returns the observed latency quantile, or NAN with too few samples.
- * *n_out receives the number of recent samples. */
-static double
-ctl_latency_q(const ctl_t *c, const store_arm_t *e, double now, unsigned *n_out)
-{
-    double v[STORE_LAT_RING];
-    unsigned n = 0;
-    for (unsigned i = 0; i < e->lat_n; i++)
-        if (now - e->lat_t[i] <= c->cfg->latency_window_s)
-            v[n++] = e->lat_ms[i];
-    if (n_out)
-        *n_out = n;
-    if (n == 0 || n < c->cfg->latency_min_samples)
-        return NAN;
-    qsort(v, n, sizeof v[0], ctl_cmp_double);
-    double r = ceil(c->cfg->latency_quantile * n);
-    size_t k = r < 1 ? 0 : (size_t)r - 1;
-    return v[k < n ? k : n - 1];
-}
-
-static void
-ctl_latency_add(store_arm_t *e, double now, double ms)
-{
-    e->lat_t[e->lat_head] = now;
-    e->lat_ms[e->lat_head] = ms;
-    e->lat_head = (e->lat_head + 1) % STORE_LAT_RING;
-    if (e->lat_n < STORE_LAT_RING)
-        e->lat_n++;
-}
-
-/* ------------------------------------------------------------------ */
 /* The request to policies/                                            */
 
-/* Fills c->mask for bucket b: exclusions, health, latency. Returns the
- * number of allowed arms; counts of each reason go to the out params. */
+/* Fills c->mask for bucket b at now (allow_mask: exclusions, health,
+ * latency); rq NULL: no exclusions. Returns the number of allowed arms. */
 static size_t
 ctl_build_mask(ctl_t *c, ctl_bucket_t *b, const proto_request_t *rq, double now,
-               size_t *n_excluded, size_t *n_cooling, size_t *n_slow)
+               allow_counts_t *counts)
 {
-    size_t n = b->pb->n_arms, allowed = 0;
-    unsigned char slow[CFG_MAX_ARMS];
-    size_t slow_allowed = 0;
-    *n_excluded = *n_cooling = *n_slow = 0;
-    for (size_t i = 0; i < n; i++) {
+    allow_arm_t arms[CFG_MAX_ARMS];
+    for (size_t i = 0; i < b->pb->n_arms; i++) {
         int m = b->pb->model[i];
-        c->mask[i] = 1;
-        slow[i] = 0;
-        if (rq) {
-            for (size_t k = 0; k < rq->n_exclude; k++)
-                if (strcmp(rq->exclude[k], ctl_model_name(c, m)) == 0)
-                    c->mask[i] = 0;
-            if (!c->mask[i]) {
-                (*n_excluded)++;
-                continue;
-            }
-        }
-        if (!ctl_health_allows(c, m, now)) {
-            c->mask[i] = 0;
-            (*n_cooling)++;
-            continue;
-        }
-        if (b->def.latency_slo_ms > 0) {
-            double q = ctl_latency_q(c, &b->ext[i], now, NULL);
-            if (!isnan(q) && q > b->def.latency_slo_ms) {
-                slow[i] = 1;
-                slow_allowed++;
-            }
-        }
-        allowed++;
+        arms[i].excluded = 0;
+        for (size_t k = 0; rq && k < rq->n_exclude; k++)
+            if (strcmp(rq->exclude[k], ctl_model_name(c, m)) == 0)
+                arms[i].excluded = 1;
+        arms[i].health = &c->health[m];
+        arms[i].lat = &b->lat[i];
     }
-    if (slow_allowed && slow_allowed < allowed) {
-        for (size_t i = 0; i < n; i++)
-            if (slow[i] && c->mask[i]) {
-                c->mask[i] = 0;
-                allowed--;
-                (*n_slow)++;
-            }
-    }
-    return allowed;
+    return allow_mask(b->pb->n_arms, arms, &c->allow, b->def.latency_slo_ms,
+                      now, c->mask, counts);
 }
 
 static void
 ctl_build_request(ctl_t *c, ctl_bucket_t *b, double now, policy_request_t *req)
 {
-    policy_request_init(req, now);
-    pacer_roll(&c->pacer, now);
-    double remaining = pacer_remaining(&c->pacer);
-    req->target_usd = pacer_target(&c->pacer, now);
-    if (b->has_budget) {
-        pacer_roll(&b->pacer, now);
-        req->bucket_target_usd = pacer_target(&b->pacer, now);
-        double r = pacer_remaining(&b->pacer);
-        if (r < remaining)
-            remaining = r;
-    }
-    req->remaining_usd = remaining;
-    req->allowed = c->mask;
+    allow_request(req, c->mask, &c->pacer, b->has_budget ? &b->pacer : NULL,
+                  now);
 }
 
 /* ------------------------------------------------------------------ */
@@ -790,14 +710,14 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     ctl_bucket_t *b = ctl_bucket_get(c, rq, now, &bi, &reply);
     if (!b)
         return reply;
-    size_t nx, nc, ns;
-    size_t allowed = ctl_build_mask(c, b, rq, now, &nx, &nc, &ns);
+    allow_counts_t ac;
+    size_t allowed = ctl_build_mask(c, b, rq, now, &ac);
     if (allowed == 0)
         return ctl_error(rq, PROTO_E_NO_MODEL,
                          "no model of bucket \"%s\" can be chosen: %zu "
                          "excluded by field \"exclude\", %zu cooling down "
                          "after provider errors",
-                         b->def.name, nx, nc);
+                         b->def.name, ac.excluded, ac.cooling);
     policy_request_t req;
     ctl_build_request(c, b, now, &req);
     policy_choice_t ch;
@@ -824,10 +744,12 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
         d.flags |= STORE_D_OVER_BUDGET;
     if (b->has_budget)
         d.flags |= STORE_D_BUCKET_RES;
-    store_health_t *h = &c->health[ch.model];
-    int probe = h->cooling && now >= h->until; /* half-open: the probe */
-    if (probe)
+    /* a half-open breaker: this decision is its probe (memory is reloaded
+     * if the batch does not commit) */
+    if (health_chosen(&c->health[ch.model], d.id, now)) {
         d.flags |= STORE_D_PROBE;
+        c->health_dirty[ch.model] = 1;
+    }
     int rc = store_put_decision(c->store, c->txn, &d);
     if (!rc)
         rc = store_put_pending(c->store, c->txn, d.id, d.t);
@@ -841,11 +763,6 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     pacer_reserve(&c->pacer, d.reserved_usd);
     if (b->has_budget)
         pacer_reserve(&b->pacer, d.reserved_usd);
-    if (probe) {
-        h->probe = d.id;
-        h->probe_t = now;
-        c->health_dirty[ch.model] = 1;
-    }
     ctl_mark_dirty(c, bi);
     c->meta_dirty = 1;
 
@@ -1028,13 +945,16 @@ ctl_op_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
         d->latency_ms = rq->latency_ms;
         d->flags |= STORE_D_LATENCY;
         if (a >= 0) {
-            ctl_latency_add(&b->ext[a], now, rq->latency_ms);
+            latency_add(&b->lat[a], now, rq->latency_ms);
             ctl_mark_dirty(c, bi);
         }
     }
     ctl_settle(c, d, cost, now);
     if (m >= 0)
-        ctl_health_success(c, m, d);
+    {
+        health_success(&c->health[m], d->id, d->t);
+        c->health_dirty[m] = 1;
+    }
     ctl_store_rc(c, store_del_pending(c->store, c->txn, d->id), "del pending");
     return NULL;
 }
@@ -1099,7 +1019,10 @@ ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
                  rq->error[0] ? rq->error : "provider error");
         int m = cfg_model_find(c->cfg, d.model);
         if (m >= 0)
-            ctl_health_failure(c, m, d.id, now);
+        {
+            health_failure(&c->health[m], &c->allow.health, d.id, now);
+            c->health_dirty[m] = 1;
+        }
         break;
     }
     }
@@ -1128,10 +1051,8 @@ ctl_expire(ctl_t *c, store_decision_t *d, double now)
         c->cfg->expiry_cost == CFG_EXPIRY_COST_EXPECTED ? d->reserved_usd : 0;
     ctl_settle(c, d, cost, now);
     int m = cfg_model_find(c->cfg, d->model);
-    if (m >= 0 && c->health[m].probe == d->id) {
-        c->health[m].probe = 0;
+    if (m >= 0 && health_expired(&c->health[m], d->id))
         c->health_dirty[m] = 1;
-    }
 }
 
 int
@@ -1251,8 +1172,7 @@ ctl_bucket_json(ctl_t *c, ctl_bucket_t *b, double now, int with_prop)
     } else {
         cJSON_AddNullToObject(bo, "budget");
     }
-    size_t nx, nc, ns;
-    size_t allowed = ctl_build_mask(c, b, NULL, now, &nx, &nc, &ns);
+    size_t allowed = ctl_build_mask(c, b, NULL, now, NULL);
     policy_request_t req;
     ctl_build_request(c, b, now, &req);
     for (size_t i = 0; i < b->pb->n_arms; i++)
@@ -1284,10 +1204,10 @@ ctl_bucket_json(ctl_t *c, ctl_bucket_t *b, double now, int with_prop)
             cJSON_AddNumberToObject(ao, "propensity", c->probs[i]);
         else
             cJSON_AddNullToObject(ao, "propensity");
-        const char *hs = ctl_health_state(c, m, now);
+        const char *hs = ctl_health_name(c, m, now);
         int slow = 0;
         unsigned ln;
-        double q = ctl_latency_q(c, &b->ext[i], now, &ln);
+        double q = latency_quantile(&b->lat[i], &c->allow.latency, now, &ln);
         if (b->def.latency_slo_ms > 0 && !isnan(q) && q > b->def.latency_slo_ms)
             slow = 1;
         cJSON_AddStringToObject(ao, "health", hs);
@@ -1338,10 +1258,10 @@ ctl_op_stats(ctl_t *c, const proto_request_t *rq)
     }
     cJSON *ho = cJSON_AddArrayToObject(o, "health");
     for (size_t m = 0; m < c->cfg->n_models; m++) {
-        const store_health_t *h = &c->health[m];
+        const health_t *h = &c->health[m];
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "model", c->cfg->models[m].name);
-        cJSON_AddStringToObject(e, "state", ctl_health_state(c, (int)m, now));
+        cJSON_AddStringToObject(e, "state", ctl_health_name(c, (int)m, now));
         cJSON_AddNumberToObject(e, "consecutive_failures", h->failures);
         cJSON_AddNumberToObject(e, "errors_total", (double)h->errors_total);
         if (h->cooling)
@@ -1372,7 +1292,7 @@ ctl_op_models(ctl_t *c, const proto_request_t *rq)
         cJSON_AddStringToObject(e, "api_key_env", m->api_key_env);
         cJSON_AddNumberToObject(e, "price_in_per_mtok", m->price_in_per_mtok);
         cJSON_AddNumberToObject(e, "price_out_per_mtok", m->price_out_per_mtok);
-        cJSON_AddStringToObject(e, "health", ctl_health_state(c, (int)i, now));
+        cJSON_AddStringToObject(e, "health", ctl_health_name(c, (int)i, now));
         cJSON_AddItemToArray(ms, e);
     }
     return ctl_json_reply(rq, o);
