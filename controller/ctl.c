@@ -59,7 +59,7 @@ struct ctl {
     size_t ht_cap; /* power of two */
     int *ht;       /* bucket index + 1, 0 = empty */
 
-    health_t *health; /* per cfg model: its circuit breaker */
+    health_t *health;     /* per cfg model: its circuit breaker */
     allow_params_t allow; /* health and latency parameters (cfg) */
     unsigned char *health_dirty;
 
@@ -264,7 +264,8 @@ ctl_health_record(store_health_t *sh, const health_t *h)
 static const char *
 ctl_health_name(const ctl_t *c, int m, double now)
 {
-    return health_state_name(health_state(&c->health[m], &c->allow.health, now));
+    return health_state_name(
+        health_state(&c->health[m], &c->allow.health, now));
 }
 
 /* The parameters of the allowed set, from the configuration. */
@@ -562,8 +563,8 @@ ctl_flush(ctl_t *c)
         if (c->health_dirty[m]) {
             store_health_t sh;
             ctl_health_record(&sh, &c->health[m]);
-            rc = store_put_health(c->store, c->txn, c->cfg->models[m].name,
-                                  &sh);
+            rc =
+                store_put_health(c->store, c->txn, c->cfg->models[m].name, &sh);
         }
     if (!rc && c->meta_dirty) {
         store_policy_t sp = {.version = STORE_VERSION,
@@ -950,8 +951,7 @@ ctl_op_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
         }
     }
     ctl_settle(c, d, cost, now);
-    if (m >= 0)
-    {
+    if (m >= 0) {
         health_success(&c->health[m], d->id, d->t);
         c->health_dirty[m] = 1;
     }
@@ -1018,8 +1018,7 @@ ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
         snprintf(d.error, sizeof d.error, "%.127s",
                  rq->error[0] ? rq->error : "provider error");
         int m = cfg_model_find(c->cfg, d.model);
-        if (m >= 0)
-        {
+        if (m >= 0) {
             health_failure(&c->health[m], &c->allow.health, d.id, now);
             c->health_dirty[m] = 1;
         }

@@ -5,6 +5,17 @@
 
 #include <math.h>
 
+void
+allow_params_default(allow_params_t *p)
+{
+    p->health.failures = 3;
+    p->health.cooldown_s = 30.0;
+    p->health.max_cooldown_s = 600.0;
+    p->latency.quantile = 0.95;
+    p->latency.window_s = 300.0;
+    p->latency.min_samples = 5;
+}
+
 size_t
 allow_mask(size_t n, const allow_arm_t *arms, const allow_params_t *p,
            double slo_ms, double now, unsigned char *mask,
@@ -50,8 +61,8 @@ allow_mask(size_t n, const allow_arm_t *arms, const allow_params_t *p,
 }
 
 void
-allow_request(policy_request_t *req, const unsigned char *mask,
-              pacer_t *global, pacer_t *bucket, double now)
+allow_request(policy_request_t *req, const unsigned char *mask, pacer_t *global,
+              pacer_t *bucket, double now)
 {
     policy_request_init(req, now);
     pacer_roll(global, now);

@@ -42,6 +42,12 @@ typedef struct allow_counts {
     size_t slow;     /* left out by the latency objective */
 } allow_counts_t;
 
+/* The defaults (bursard's configuration uses them too): 3 consecutive
+ * provider errors open a breaker for 30 s, doubled per failed probe up to
+ * 600 s; the latency objective judges the p95 of the samples of the last
+ * 300 s once there are 5. */
+void allow_params_default(allow_params_t *p);
+
 /* Fills mask (n entries, 1 = allowed) for the arms of one bucket at now;
  * slo_ms <= 0 means no latency objective. Returns the number allowed;
  * counts (may be NULL) receives why the others are not. */

@@ -39,10 +39,10 @@ typedef struct health {
 } health_t;
 
 typedef enum health_state {
-    HEALTH_OK = 0,    /* closed: serving */
-    HEALTH_COOLDOWN,  /* open: not allowed */
-    HEALTH_PROBING,   /* half-open, its probe in flight: not allowed */
-    HEALTH_HALF_OPEN  /* half-open: allowed, the next decision probes */
+    HEALTH_OK = 0,   /* closed: serving */
+    HEALTH_COOLDOWN, /* open: not allowed */
+    HEALTH_PROBING,  /* half-open, its probe in flight: not allowed */
+    HEALTH_HALF_OPEN /* half-open: allowed, the next decision probes */
 } health_state_t;
 
 health_state_t health_state(const health_t *h, const health_params_t *p,

@@ -27,8 +27,8 @@ latency_cmp(const void *a, const void *b)
 }
 
 double
-latency_quantile(const latency_ring_t *r, const latency_params_t *p,
-                 double now, unsigned *n_recent)
+latency_quantile(const latency_ring_t *r, const latency_params_t *p, double now,
+                 unsigned *n_recent)
 {
     double v[LATENCY_RING];
     unsigned n = 0;

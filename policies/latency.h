@@ -18,16 +18,16 @@
 #define LATENCY_RING 32
 
 typedef struct latency_params {
-    double quantile;       /* e.g. 0.95 */
-    double window_s;       /* samples younger than this count */
-    unsigned min_samples;  /* fewer recent samples: not judged */
+    double quantile;      /* e.g. 0.95 */
+    double window_s;      /* samples younger than this count */
+    unsigned min_samples; /* fewer recent samples: not judged */
 } latency_params_t;
 
 typedef struct latency_ring {
-    uint32_t n;                /* samples held, <= LATENCY_RING */
-    uint32_t head;             /* next slot */
-    double t[LATENCY_RING];    /* sample time, seconds */
-    double ms[LATENCY_RING];   /* latency, ms */
+    uint32_t n;              /* samples held, <= LATENCY_RING */
+    uint32_t head;           /* next slot */
+    double t[LATENCY_RING];  /* sample time, seconds */
+    double ms[LATENCY_RING]; /* latency, ms */
 } latency_ring_t;
 
 /* Adds a sample (the oldest is overwritten when the ring is full). */

@@ -367,12 +367,12 @@ main_config(const main_opts_t *o, const main_policy_t *mp, double budget,
     if (o->have_mu0)
         c->params.mu0 = o->mu0;
     c->budget_per_request = budget;
-    c->budget_mode = o->budget_all ? REPLAY_BUDGET_ALL : REPLAY_BUDGET_AWARE;
+    (void)o->budget_all; /* every policy sees the budget (replay.h) */
     c->passes = o->passes;
     c->half_life_s = o->half_life;
     c->shuffle = o->shuffle;
     c->cost_prior_bucket = o->cost_prior_bucket;
-    c->cooldown_s = o->cooldown;
+    c->allow.health.cooldown_s = o->cooldown;
     c->curve_points = o->curve_points;
 }
 

@@ -13,6 +13,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
+#include "engine.h"
 #include "lp.h"
 #include "pacer.h"
 #include "base.h"
@@ -23,13 +24,13 @@ replay_config_default(replay_config_t *c)
     memset(c, 0, sizeof *c);
     policy_params_default(&c->params);
     c->budget_per_request = 0.0;
-    c->budget_mode = REPLAY_BUDGET_AWARE;
     c->passes = 1;
     c->seed = 1;
     c->half_life_s = 0.0;
     c->shuffle = -1;
     c->cost_prior_bucket = 0;
-    c->cooldown_s = 30.0;
+    allow_params_default(&c->allow);
+    c->latency_slo_ms = 0.0;
     c->curve_points = 100;
     c->trace = 0;
 }
@@ -126,33 +127,34 @@ replay_best_static(const dataset_t *ds, double budget, double *quality,
 
 /* ------------------------------------------------------------ replay */
 
+/* The engine's buckets: one per dataset bucket that has a model, an arm
+ * for every model with a cell other than MISSING in it. */
 typedef struct replay_state {
-    policy_bucket_t **bucket; /* per dataset bucket, NULL if no arm */
-    int **arm_of;             /* per bucket: model -> arm index or -1 */
-    double **cool_until;      /* per bucket, per arm */
+    engine_t *engine;
+    int *ebucket;   /* dataset bucket -> engine bucket, or -1 */
+    int **arm_of;   /* per dataset bucket: model -> arm index or -1 */
+    int **model_of; /* per dataset bucket: arm -> model */
+    size_t max_arms;
 } replay_state_t;
 
 static void
 replay_state_free(replay_state_t *s, size_t nb)
 {
-    for (size_t b = 0; b < nb; b++) {
-        policy_bucket_destroy(&s->bucket[b]);
+    engine_destroy(&s->engine);
+    for (size_t b = 0; b < nb && s->arm_of; b++) {
         free(s->arm_of[b]);
-        free(s->cool_until[b]);
+        free(s->model_of[b]);
     }
-    free(s->bucket);
     free(s->arm_of);
-    free(s->cool_until);
+    free(s->model_of);
+    free(s->ebucket);
 }
 
-static int
-replay_setup(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
-             serr_t *e)
+/* Which models each bucket offers: present[b * nm + m]. */
+static unsigned char *
+replay_present(const dataset_t *ds)
 {
     size_t nb = ds->n_buckets, nm = ds->n_models;
-    s->bucket = bursar_calloc(nb, sizeof(policy_bucket_t *));
-    s->arm_of = bursar_calloc(nb, sizeof(int *));
-    s->cool_until = bursar_calloc(nb, sizeof(double *));
     unsigned char *present = bursar_calloc(nb * nm, 1);
     for (size_t r = 0; r < ds->n_rows; r++) {
         size_t b = (size_t)ds->row_bucket[r];
@@ -160,147 +162,181 @@ replay_setup(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
             if (ds->status[dataset_idx(ds, r, (int)m)] != DATASET_MISSING)
                 present[b * nm + m] = 1;
     }
+    return present;
+}
+
+/* The engine's bucket definitions (arms, priors, static shares). */
+static size_t
+replay_defs(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
+            const unsigned char *present, const double *static_p,
+            engine_bucket_def_t *defs, engine_arm_def_t *arms, double *sp)
+{
+    size_t nb = ds->n_buckets, nm = ds->n_models, ne = 0, na = 0;
+    for (size_t b = 0; b < nb; b++) {
+        size_t n = 0, first = na;
+        s->arm_of[b] = bursar_malloc(nm * sizeof(int));
+        s->model_of[b] = bursar_calloc(nm, sizeof(int));
+        for (size_t m = 0; m < nm; m++) {
+            s->arm_of[b][m] = -1;
+            if (!present[b * nm + m])
+                continue;
+            s->arm_of[b][m] = (int)n;
+            s->model_of[b][n] = (int)m;
+            engine_arm_def_t *a = &arms[na];
+            a->model = (int)m;
+            a->alpha0 = a->beta0 = 1.0;
+            a->cost_prior = cfg->cost_prior_bucket ? ds->bm_cost[b * nm + m]
+                                                   : ds->model_cost[m];
+            a->cost_prior_w = 1.0;
+            if (static_p)
+                sp[na] = static_p[b * nm + m];
+            na++;
+            n++;
+        }
+        s->ebucket[b] = -1;
+        if (!n)
+            continue;
+        if (n > s->max_arms)
+            s->max_arms = n;
+        engine_bucket_def_t *d = &defs[ne];
+        memset(d, 0, sizeof *d);
+        d->n_arms = n;
+        d->arms = arms + first;
+        d->half_life_s = cfg->half_life_s;
+        d->latency_slo_ms = cfg->latency_slo_ms;
+        d->static_p = static_p ? sp + first : NULL;
+        s->ebucket[b] = (int)ne++;
+    }
+    return ne;
+}
+
+static int
+replay_setup(const dataset_t *ds, const replay_config_t *cfg, size_t total,
+             replay_state_t *s, serr_t *e)
+{
+    size_t nb = ds->n_buckets, nm = ds->n_models;
+    s->ebucket = bursar_calloc(nb, sizeof(int));
+    s->arm_of = bursar_calloc(nb, sizeof(int *));
+    s->model_of = bursar_calloc(nb, sizeof(int *));
     double *static_p = NULL;
     if (cfg->params.kind == POLICY_STATIC) {
         static_p = bursar_calloc(nb * nm, sizeof(double));
         if (replay_best_static(ds, cfg->budget_per_request, NULL, NULL,
                                static_p) < 0) {
-            free(present);
             free(static_p);
             return serr_set(e, SERR_POLICY,
                             "best static: lp_solve_static failed");
         }
     }
-    for (size_t b = 0; b < nb; b++) {
-        size_t n = 0;
-        s->arm_of[b] = bursar_malloc(nm * sizeof(int));
-        for (size_t m = 0; m < nm; m++)
-            s->arm_of[b][m] = present[b * nm + m] ? (int)n++ : -1;
-        s->cool_until[b] = bursar_calloc(n ? n : 1, sizeof(double));
-        for (size_t k = 0; k < n; k++)
-            s->cool_until[b][k] = -INFINITY;
-        if (!n)
-            continue;
-        policy_bucket_t *pb = policy_bucket_new(n, cfg->half_life_s, 0.0);
-        if (!pb) {
-            free(present);
-            free(static_p);
-            return serr_set(e, SERR_POLICY, "policy_bucket_new(%zu) failed", n);
-        }
-        for (size_t m = 0; m < nm; m++) {
-            int k = s->arm_of[b][m];
-            if (k < 0)
-                continue;
-            double prior = cfg->cost_prior_bucket ? ds->bm_cost[b * nm + m]
-                                                  : ds->model_cost[m];
-            arm_init(&pb->arms[k], 1.0, 1.0, prior, 1.0);
-            pb->model[k] = (int)m;
-            if (static_p) {
-                /* the bucket owns static_p (policy.h); it may come
-                 * unallocated from policy_bucket_new */
-                if (!pb->static_p)
-                    pb->static_p = bursar_calloc(n, sizeof(double));
-                pb->static_p[k] = static_p[b * nm + m];
-            }
-        }
-        policy_bucket_touch(pb);
-        s->bucket[b] = pb;
-    }
+    unsigned char *present = replay_present(ds);
+    engine_bucket_def_t *defs = bursar_calloc(nb, sizeof *defs);
+    engine_arm_def_t *arms = bursar_calloc(nb * nm, sizeof *arms);
+    double *sp = bursar_calloc(nb * nm, sizeof(double));
+    engine_config_t ec;
+    memset(&ec, 0, sizeof ec);
+    ec.params = cfg->params;
+    ec.allow = cfg->allow;
+    ec.n_models = nm;
+    ec.n_buckets = replay_defs(ds, cfg, s, present, static_p, defs, arms, sp);
+    ec.buckets = defs;
+    /* one window over the whole run: the target is what is left over the
+     * requests still to come. The replay's clock runs at exactly one
+     * request per second, so the rate estimate needs no warm-up floor
+     * (the pacer's default floor would read the first requests as a slow
+     * rate and pay them many times the target). */
+    ec.budget_usd = cfg->budget_per_request > 0
+                        ? cfg->budget_per_request * (double)total
+                        : 0.0;
+    ec.window_s = (double)total;
+    ec.prior_rate = 1.0;
+    ec.min_elapsed_s = 1.0;
+    ec.t0 = 0.0;
+    ec.seed = cfg->seed;
+    ec.no_propensity = 1; /* replay logs no propensities */
+    s->engine = engine_new(&ec);
     free(present);
     free(static_p);
+    free(defs);
+    free(arms);
+    free(sp);
     return 0;
 }
 
-/* Serves a request: the chosen arm, and after a provider error the next
- * arm of the policy's ranking (its fallbacks). When the ranking is spent,
- * the policy is asked again without the arms that failed, as a caller
- * retrying with an exclusion would. Returns the model that answered, or
- * -1; *q and *cost receive its outcome and cost. */
+typedef struct replay_req {
+    size_t row;
+    int bi;    /* dataset bucket */
+    size_t eb; /* engine bucket */
+    double now;
+    unsigned char *exclude; /* per arm: MISSING in this row, or failed */
+    int *order;
+} replay_req_t;
+
+/* Serves one decision: its arm, and after a provider error the next arm
+ * of its ranking (the fallbacks), as bursar-agent does; the provider
+ * error is reported against the decision (its model's breaker), the
+ * outcome with the model that served. Returns the model that answered, or
+ * -1 when the ranking is spent; failed arms are added to rq->exclude. */
 static int
-replay_serve(const dataset_t *ds, const replay_config_t *cfg,
-             replay_state_t *st, int bi, size_t row, policy_t *pol,
-             policy_request_t *req, gsl_rng *rng, const policy_choice_t *ch,
-             int *order, size_t n_order, unsigned char *allowed,
-             replay_result_t *r, double *q, double *cost)
+replay_serve(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
+             engine_decision_t *d, size_t n_order, replay_result_t *r,
+             double *q, double *cost)
 {
-    policy_bucket_t *pb = st->bucket[bi];
-    double now = req->now;
-    int k = ch->arm;
-    size_t next = 0;
-    for (size_t attempt = 0; attempt <= pb->n_arms && k >= 0; attempt++) {
-        int m = pb->model[k];
-        size_t cell = dataset_idx(ds, row, m);
+    int bi = rq->bi;
+    for (size_t k = 0; k < n_order; k++) {
+        int a = rq->order[k];
+        if (a < 0 || rq->exclude[a])
+            continue;
+        int m = st->model_of[bi][a];
+        size_t cell = dataset_idx(ds, rq->row, m);
         if (ds->status[cell] == DATASET_OK) {
             *q = ds->outcome[cell];
             *cost = ds->cost[cell];
-            policy_reward(pb, k, *q, now);
-            policy_cost(pb, k, *cost, now);
+            engine_outcome(st->engine, d, a, *q, *cost, NAN, rq->now);
             return m;
         }
-        if (ds->status[cell] == DATASET_ERROR) {
-            r->provider_errors++;
-            st->cool_until[bi][k] = now + cfg->cooldown_s;
-        }
-        allowed[k] = 0;
-        k = -1;
-        while (next < n_order && k < 0) {
-            int cand = order[next++];
-            if (cand >= 0 && (size_t)cand < pb->n_arms && allowed[cand])
-                k = cand;
-        }
-        if (k < 0 && n_order == 0) {
-            policy_choice_t again;
-            size_t n2 = 0;
-            req->allowed = allowed;
-            if (policy_choose(pol, pb, req, rng, &again, NULL, &n2) == 0)
-                k = again.arm;
-        }
+        r->provider_errors++;
+        engine_provider_error(st->engine, d, rq->now);
+        rq->exclude[a] = 1;
     }
     return -1;
 }
 
+/* One request: decisions until a model answers or none is allowed (each
+ * retry excludes the arms that failed, as a caller would). */
 static int
-replay_budget_visible(const replay_config_t *cfg)
+replay_request(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
+               replay_result_t *r, double *q, double *cost)
 {
-    if (cfg->budget_per_request <= 0.0)
-        return 0;
-    if (cfg->budget_mode == REPLAY_BUDGET_ALL)
-        return 1;
-    return cfg->params.kind == POLICY_TS_BUDGET ||
-           cfg->params.kind == POLICY_STATIC;
+    size_t n = engine_bucket(st->engine, rq->eb)->n_arms;
+    for (size_t k = 0; k < n; k++)
+        rq->exclude[k] =
+            ds->status[dataset_idx(ds, rq->row, st->model_of[rq->bi][k])] ==
+            DATASET_MISSING;
+    for (size_t attempt = 0; attempt < n; attempt++) {
+        engine_decision_t d;
+        size_t n_order = 0;
+        if (engine_choose(st->engine, rq->eb, rq->exclude, rq->now, &d,
+                          rq->order, &n_order, NULL) != 0)
+            return -1;
+        if (d.choice.flags & POLICY_F_UNAFFORDABLE)
+            r->unaffordable++;
+        if (d.choice.flags & POLICY_F_EXPLORED)
+            r->explored++;
+        int m = replay_serve(ds, st, rq, &d, n_order, r, q, cost);
+        if (m >= 0)
+            return m;
+    }
+    return -1;
 }
 
-int
-replay_run(const dataset_t *ds, const replay_config_t *cfg,
-           replay_result_t **out, serr_t *e)
+static void
+replay_result_alloc(replay_result_t *r, const replay_config_t *cfg, size_t nb,
+                    size_t nm, size_t total, size_t npts)
 {
-    *out = NULL;
-    if (!ds->n_rows)
-        return serr_set(e, SERR_EMPTY, "no requests in the data");
-    if (cfg->passes < 1)
-        return serr_set(e, SERR_ARG, "passes must be >= 1");
-    if (cfg->params.kind == POLICY_FIXED &&
-        (cfg->params.fixed_model < 0 ||
-         (size_t)cfg->params.fixed_model >= ds->n_models))
-        return serr_set(e, SERR_ARG, "fixed: model id %d is not in the data",
-                        cfg->params.fixed_model);
-
-    size_t nb = ds->n_buckets, nm = ds->n_models, nr = ds->n_rows;
-    size_t total = nr * cfg->passes;
-    replay_state_t st;
-    memset(&st, 0, sizeof st);
-    int rc = replay_setup(ds, cfg, &st, e);
-    if (rc) {
-        replay_state_free(&st, nb);
-        return rc;
-    }
-
-    replay_result_t *r = bursar_calloc(1, sizeof *r);
     r->n_models = nm;
     r->n_buckets = nb;
     r->share = bursar_calloc(nm, sizeof(size_t));
     r->bucket_share = bursar_calloc(nb * nm, sizeof(size_t));
-    size_t npts = cfg->curve_points < total ? cfg->curve_points : total;
     r->curve_x = bursar_calloc(npts + 1, sizeof(double));
     r->curve_quality = bursar_calloc(npts + 1, sizeof(double));
     r->curve_cost = bursar_calloc(npts + 1, sizeof(double));
@@ -314,140 +350,133 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
         r->trace_outcome = bursar_malloc(total * sizeof(double));
         r->trace_cost = bursar_malloc(total * sizeof(double));
     }
+}
 
-    policy_t pol;
-    policy_init(&pol, &cfg->params);
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(rng, cfg->seed);
-    /* a separate stream for the orders, so that every policy sees the
+typedef struct replay_score {
+    double qsum, csum, q_prev, c_prev, n_prev;
+    size_t next_pt, npts, total;
+} replay_score_t;
+
+/* Books request t's result and the learning-curve checkpoint it closes. */
+static void
+replay_book(replay_result_t *r, const replay_config_t *cfg, replay_score_t *sc,
+            const engine_t *eng, size_t t, int bi, int served, double q,
+            double cost)
+{
+    size_t nm = r->n_models;
+    if (served < 0) {
+        r->failed++;
+    } else {
+        r->share[served]++;
+        r->bucket_share[(size_t)bi * nm + (size_t)served]++;
+    }
+    sc->qsum += q;
+    sc->csum += cost;
+    if (cfg->trace) {
+        r->trace_model[t] = served;
+        r->trace_bucket[t] = bi;
+        r->trace_outcome[t] = q;
+        r->trace_cost[t] = cost;
+    }
+    if (sc->npts && (t + 1) * sc->npts >= (sc->next_pt + 1) * sc->total) {
+        size_t k = sc->next_pt++;
+        double n = (double)(t + 1);
+        r->curve_x[k] = n;
+        r->curve_quality[k] = sc->qsum / n;
+        r->curve_cost[k] = sc->csum / n;
+        r->curve_mu[k] = engine_policy(eng)->mu;
+        r->curve_quality_window[k] = (sc->qsum - sc->q_prev) / (n - sc->n_prev);
+        r->curve_cost_window[k] = (sc->csum - sc->c_prev) / (n - sc->n_prev);
+        sc->q_prev = sc->qsum;
+        sc->c_prev = sc->csum;
+        sc->n_prev = n;
+        pacer_t pc = *engine_pacer(eng);
+        pacer_roll(&pc, (double)t);
+        double target = pacer_target(&pc, (double)t);
+        r->curve_target[k] = isfinite(target) ? target : 0.0;
+    }
+}
+
+static int
+replay_check(const dataset_t *ds, const replay_config_t *cfg, serr_t *e)
+{
+    if (!ds->n_rows)
+        return serr_set(e, SERR_EMPTY, "no requests in the data");
+    if (cfg->passes < 1)
+        return serr_set(e, SERR_ARG, "passes must be >= 1");
+    if (cfg->params.kind == POLICY_FIXED &&
+        (cfg->params.fixed_model < 0 ||
+         (size_t)cfg->params.fixed_model >= ds->n_models))
+        return serr_set(e, SERR_ARG, "fixed: model id %d is not in the data",
+                        cfg->params.fixed_model);
+    return 0;
+}
+
+int
+replay_run(const dataset_t *ds, const replay_config_t *cfg,
+           replay_result_t **out, serr_t *e)
+{
+    *out = NULL;
+    int rc = replay_check(ds, cfg, e);
+    if (rc)
+        return rc;
+    size_t nb = ds->n_buckets, nm = ds->n_models, nr = ds->n_rows;
+    size_t total = nr * cfg->passes;
+    replay_state_t st;
+    memset(&st, 0, sizeof st);
+    if ((rc = replay_setup(ds, cfg, total, &st, e))) {
+        replay_state_free(&st, nb);
+        return rc;
+    }
+    replay_result_t *r = bursar_calloc(1, sizeof *r);
+    replay_score_t sc = {0};
+    sc.total = total;
+    sc.npts = cfg->curve_points < total ? cfg->curve_points : total;
+    replay_result_alloc(r, cfg, nb, nm, total, sc.npts);
+
+    /* a stream of its own for the orders, so that every policy sees the
      * same orders for the same seed whatever it draws */
     gsl_rng *order_rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(order_rng, cfg->seed * 2654435761UL + 97UL);
-
-    int budget_on = replay_budget_visible(cfg);
-    pacer_t pc;
-    pacer_init(&pc, cfg->budget_per_request * (double)total, (double)total, 1.0,
-               0.0);
-    /* the replay's clock runs at exactly one request per second, so the
-     * rate estimate needs no warm-up floor: without this the pacer's
-     * default floor (1% of the window, at most 60 s) reads the first
-     * requests as a slow rate and pays them many times the target */
-    pc.min_elapsed_s = 1.0;
-
     int shuffle = cfg->shuffle < 0 ? !ds->ordered : cfg->shuffle;
     size_t *perm = bursar_malloc(nr * sizeof(size_t));
-    unsigned char *allowed = bursar_malloc(nm ? nm : 1);
-    int *order = bursar_malloc((nm ? nm : 1) * sizeof(int));
-    double qsum = 0.0, csum = 0.0, q_prev = 0.0, c_prev = 0.0, n_prev = 0.0;
-    size_t t = 0, next_pt = 0;
-
+    replay_req_t rq = {0};
+    rq.exclude = bursar_calloc(st.max_arms + 1, 1);
+    rq.order = bursar_calloc(st.max_arms + 1, sizeof(int));
+    size_t t = 0;
     for (unsigned pass = 0; pass < cfg->passes; pass++) {
         for (size_t i = 0; i < nr; i++)
             perm[i] = i;
         if (shuffle)
             gsl_ran_shuffle(order_rng, perm, nr, sizeof(size_t));
         for (size_t i = 0; i < nr; i++, t++) {
-            size_t row = perm[i];
-            int bi = ds->row_bucket[row];
-            policy_bucket_t *pb = st.bucket[bi];
-            double now = (double)t;
             double q = 0.0, cost = 0.0;
             int served = -1;
-            pacer_roll(&pc, now);
-            double target = budget_on ? pacer_target(&pc, now) : 0.0;
-            if (pb) {
-                size_t n_allowed = 0, n_free = 0;
-                memset(allowed, 0, pb->n_arms);
-                for (size_t k = 0; k < pb->n_arms; k++) {
-                    int m = pb->model[k];
-                    if (ds->status[dataset_idx(ds, row, m)] == DATASET_MISSING)
-                        continue;
-                    n_free++;
-                    if (now < st.cool_until[bi][k])
-                        continue;
-                    allowed[k] = 1;
-                    n_allowed++;
-                }
-                if (!n_allowed && n_free) {
-                    /* everything is cooling down: offer all again */
-                    for (size_t k = 0; k < pb->n_arms; k++)
-                        allowed[k] =
-                            ds->status[dataset_idx(ds, row, pb->model[k])] !=
-                            DATASET_MISSING;
-                    n_allowed = n_free;
-                }
-                policy_request_t req;
-                policy_request_init(&req, now);
-                req.allowed = allowed;
-                req.no_propensity = 1; /* replay logs no propensities */
-                if (budget_on) {
-                    req.target_usd = target;
-                    req.remaining_usd = pacer_remaining(&pc);
-                }
-                policy_choice_t ch;
-                size_t n_order = 0;
-                if (n_allowed &&
-                    policy_choose(&pol, pb, &req, rng, &ch, order, &n_order) ==
-                        0 &&
-                    ch.arm >= 0) {
-                    if (ch.flags & POLICY_F_UNAFFORDABLE)
-                        r->unaffordable++;
-                    if (ch.flags & POLICY_F_EXPLORED)
-                        r->explored++;
-                    pacer_reserve(&pc, ch.expected_cost);
-                    served = replay_serve(ds, cfg, &st, bi, row, &pol, &req,
-                                          rng, &ch, order, n_order, allowed, r,
-                                          &q, &cost);
-                    pacer_settle(&pc, ch.expected_cost, cost);
-                }
+            rq.row = perm[i];
+            rq.bi = ds->row_bucket[rq.row];
+            rq.now = (double)t;
+            if (st.ebucket[rq.bi] >= 0) {
+                rq.eb = (size_t)st.ebucket[rq.bi];
+                served = replay_request(ds, &st, &rq, r, &q, &cost);
             }
-            if (served < 0) {
-                r->failed++;
-            } else {
-                r->share[served]++;
-                r->bucket_share[(size_t)bi * nm + (size_t)served]++;
-            }
-            qsum += q;
-            csum += cost;
-            if (cfg->trace) {
-                r->trace_model[t] = served;
-                r->trace_bucket[t] = bi;
-                r->trace_outcome[t] = q;
-                r->trace_cost[t] = cost;
-            }
-            if (npts && (t + 1) * npts >= (next_pt + 1) * total) {
-                double n = (double)(t + 1);
-                r->curve_x[next_pt] = n;
-                r->curve_quality[next_pt] = qsum / n;
-                r->curve_cost[next_pt] = csum / n;
-                r->curve_mu[next_pt] = pol.mu;
-                r->curve_quality_window[next_pt] =
-                    (qsum - q_prev) / (n - n_prev);
-                r->curve_cost_window[next_pt] = (csum - c_prev) / (n - n_prev);
-                q_prev = qsum;
-                c_prev = csum;
-                n_prev = n;
-                r->curve_target[next_pt] = target;
-                next_pt++;
-            }
+            replay_book(r, cfg, &sc, st.engine, t, rq.bi, served, q, cost);
             if (cfg->progress && ((t + 1) % 4096 == 0 || t + 1 == total))
                 cfg->progress(cfg->progress_ctx, t + 1, total);
         }
     }
-    r->n_curve = next_pt;
+    r->n_curve = sc.next_pt;
     r->requests = total;
-    r->quality = qsum / (double)total;
-    r->cost_usd = csum;
-    r->cost_per_request = csum / (double)total;
+    r->quality = sc.qsum / (double)total;
+    r->cost_usd = sc.csum;
+    r->cost_per_request = sc.csum / (double)total;
     r->spend_ratio = cfg->budget_per_request > 0.0
                          ? r->cost_per_request / cfg->budget_per_request
                          : 0.0;
-    r->mu_final = pol.mu;
+    r->mu_final = engine_policy(st.engine)->mu;
 
     free(perm);
-    free(allowed);
-    free(order);
-    gsl_rng_free(rng);
+    free(rq.exclude);
+    free(rq.order);
     gsl_rng_free(order_rng);
     replay_state_free(&st, nb);
     *out = r;

@@ -22,13 +22,19 @@
  *     scenario) or shuffle = 0. The same seed gives the same orders to every
  *     policy (common random numbers).
  *
- * Per request: the allowed mask offers the arms whose cell is not MISSING
- * and that are not cooling down. If the chosen model's cell is
- * DATASET_ERROR (the provider is down), that is a provider error: no
- * outcome reaches the posterior, the arm cools down for cooldown_s
- * seconds (requests), and the request falls back along the policy's
- * ranking (policy_choose's order) to the first arm that answers. A request
- * that no arm can serve scores 0 at cost 0 and counts as failed.
+ * Per request, decisions go through the simulator's controller
+ * (engine.h), the same calls into policies/ as bursard makes: the arms
+ * whose cell is MISSING are excluded, as a request's "exclude" would;
+ * arm health, the latency objective and the budget (shown to every
+ * policy, as bursard shows it) come from policies/. If the chosen model's
+ * cell is DATASET_ERROR (the provider is down), that is a provider error
+ * reported against the decision (its model's circuit breaker: allow.c,
+ * health.h; no outcome reaches a posterior), and the request falls back
+ * along the decision's ranking to the first arm that answers, whose
+ * outcome is reported with it, as bursar-agent does. When the ranking is
+ * spent, the policy is asked again without the arms that failed. A
+ * request that no arm can serve (none allowed: bursard would answer
+ * no_model_available) scores 0 at cost 0 and counts as failed.
  *
  * Ownership: results are allocated by replay_run and freed with
  * replay_result_destroy. The dataset is only read.
@@ -38,35 +44,33 @@
 
 #include <stddef.h>
 
+#include "allow.h"
 #include "dataset.h"
 #include "policy.h"
 #include "serr.h"
-
-typedef enum replay_budget_mode {
-    REPLAY_BUDGET_AWARE = 0, /* only ts-budget and static see the budget */
-    REPLAY_BUDGET_ALL        /* every policy sees target and remaining */
-} replay_budget_mode_t;
 
 typedef struct replay_config {
     policy_params_t params;    /* kind, floor, epsilon, dual step, ...;
                                   params.fixed_model is a dataset model id */
     double budget_per_request; /* USD; <= 0: no budget */
-    replay_budget_mode_t budget_mode;
-    unsigned passes;       /* >= 1 */
-    unsigned long seed;    /* policy draws and shuffles */
-    double half_life_s;    /* forgetting in requests; <= 0: none */
-    int shuffle;           /* -1: auto (not for ordered data), 0, 1 */
-    int cost_prior_bucket; /* 1: per-bucket mean cost as the prior */
-    double cooldown_s;     /* after a provider error, requests */
-    size_t curve_points;   /* learning-curve checkpoints (0: none) */
-    int trace;             /* 1: keep the per-request trace */
+    unsigned passes;           /* >= 1 */
+    unsigned long seed;        /* policy draws and shuffles */
+    double half_life_s;        /* forgetting in requests; <= 0: none */
+    int shuffle;               /* -1: auto (not for ordered data), 0, 1 */
+    int cost_prior_bucket;     /* 1: per-bucket mean cost as the prior */
+    allow_params_t allow;      /* arm health and latency objective (allow.h);
+                                  times in requests */
+    double latency_slo_ms;     /* every bucket's objective; <= 0: none */
+    size_t curve_points;       /* learning-curve checkpoints (0: none) */
+    int trace;                 /* 1: keep the per-request trace */
     void (*progress)(void *ctx, size_t done, size_t total); /* or NULL */
     void *progress_ctx;
 } replay_config_t;
 
 /* Defaults: ts-budget with policy_params_default, no budget, 1 pass, seed 1,
- * no forgetting, shuffle auto, global cost prior, cooldown 30, 100 curve
- * points, no trace. */
+ * no forgetting, shuffle auto, global cost prior, allow_params_default
+ * (times read as requests), no latency objective, 100 curve points, no
+ * trace. */
 void replay_config_default(replay_config_t *c);
 
 typedef struct replay_result {

@@ -122,6 +122,12 @@ th_track(pid_t pid, int add)
 void
 th_start(th_daemon_t *d)
 {
+    th_start_args(d, "--test-clock");
+}
+
+void
+th_start_args(th_daemon_t *d, const char *clock_arg)
+{
     pid_t parent = getpid();
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -136,7 +142,7 @@ th_start(th_daemon_t *d)
         }
         const char *bin = th_bin("bursard");
         execl(bin, bin, "--config", d->config, "--state-dir", d->state,
-              "--listen", d->endpoint, "--test-clock", (char *)NULL);
+              "--listen", d->endpoint, clock_arg, (char *)NULL);
         _exit(127);
     }
     d->pid = pid;

@@ -30,6 +30,9 @@ void th_setup(th_daemon_t *d, const char *config_json);
 void th_write_config(th_daemon_t *d, const char *config_json);
 /* Starts bursard --test-clock and waits until it answers ping. */
 void th_start(th_daemon_t *d);
+/* The same with another clock argument, e.g. "--test-clock=1767225600"
+ * (a clock that starts there and moves only by the clock op). */
+void th_start_args(th_daemon_t *d, const char *clock_arg);
 /* SIGTERM and wait; returns the exit status (or -1). */
 int th_stop(th_daemon_t *d);
 /* SIGKILL and wait. */

@@ -223,7 +223,7 @@ test_fixed_and_errors(void **state)
     /* uniform picks a about a third of the time: every such request is a
      * provider error served by a fallback, never a failure */
     c.params.kind = POLICY_UNIFORM;
-    c.cooldown_s = 0;
+    c.allow.health.cooldown_s = 0;
     r = run(ds, &c);
     assert_int_equal(r->share[a], 0);
     assert_int_equal(r->failed, 0);
