@@ -35,6 +35,8 @@ dataset_destroy(dataset_t **pds)
     free(ds->status);
     free(ds->outcome);
     free(ds->cost);
+    free(ds->latency);
+    free(ds->bucket_slo_ms);
     free(ds->bucket_rows);
     free(ds->bm_n);
     free(ds->bm_quality);
@@ -85,7 +87,8 @@ dataset_bucket_id(dataset_t *ds, const char *name)
     int id = dataset_find_bucket(ds, name);
     if (id >= 0)
         return id;
-    ds->bucket = bursar_realloc(ds->bucket, (ds->n_buckets + 1) * sizeof(char *));
+    ds->bucket =
+        bursar_realloc(ds->bucket, (ds->n_buckets + 1) * sizeof(char *));
     ds->bucket[ds->n_buckets] = bursar_strdup(name);
     return (int)ds->n_buckets++;
 }
@@ -123,6 +126,14 @@ dataset_set(dataset_t *ds, int model, unsigned char status, double outcome,
     c->status = status;
     c->outcome = outcome;
     c->cost = cost;
+    c->latency_ms = NAN;
+}
+
+void
+dataset_set_latency(dataset_t *ds, double latency_ms)
+{
+    if (ds->n_cells && latency_ms >= 0.0)
+        ds->cells[ds->n_cells - 1].latency_ms = latency_ms;
 }
 
 void
@@ -135,12 +146,20 @@ dataset_finish(dataset_t *ds)
     memset(ds->status, DATASET_MISSING, nr * nm);
     ds->outcome = bursar_calloc(nr * nm, sizeof(double));
     ds->cost = bursar_calloc(nr * nm, sizeof(double));
+    for (size_t i = 0; i < ds->n_cells && !ds->latency; i++)
+        if (!isnan(ds->cells[i].latency_ms)) {
+            ds->latency = bursar_malloc((nr * nm + 1) * sizeof(double));
+            for (size_t k = 0; k < nr * nm; k++)
+                ds->latency[k] = NAN;
+        }
     for (size_t i = 0; i < ds->n_cells; i++) {
         const dataset_cell_t *c = &ds->cells[i];
         size_t k = dataset_idx(ds, c->row, c->model);
         ds->status[k] = c->status;
         ds->outcome[k] = c->status == DATASET_OK ? c->outcome : 0.0;
         ds->cost[k] = c->status == DATASET_OK ? c->cost : 0.0;
+        if (ds->latency && c->status == DATASET_OK)
+            ds->latency[k] = c->latency_ms;
     }
     free(ds->cells);
     ds->cells = NULL;

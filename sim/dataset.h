@@ -33,8 +33,9 @@ typedef struct dataset_cell {
     size_t row;
     int model;
     unsigned char status;
-    double outcome; /* [0, 1] */
-    double cost;    /* USD */
+    double outcome;    /* [0, 1] */
+    double cost;       /* USD */
+    double latency_ms; /* NAN: not known */
 } dataset_cell_t;
 
 typedef struct dataset {
@@ -50,6 +51,9 @@ typedef struct dataset {
     unsigned char *status;
     double *outcome; /* 0 where status != OK */
     double *cost;    /* 0 where status != OK */
+    double *latency; /* ms, NAN where not known; NULL when no cell has one */
+    double *bucket_slo_ms; /* latency objective per bucket (<= 0: none);
+                              NULL: none (set by scenarios) */
 
     /* after dataset_finish: statistics over the OK cells */
     size_t *bucket_rows;   /* rows per bucket, n_buckets */
@@ -86,6 +90,9 @@ size_t dataset_add_row(dataset_t *ds, int bucket);
  * a negative cost to 0. */
 void dataset_set(dataset_t *ds, int model, unsigned char status, double outcome,
                  double cost);
+
+/* Sets the latency (ms, >= 0) of the cell set last. */
+void dataset_set_latency(dataset_t *ds, double latency_ms);
 
 /* Lays the cells out densely and computes the statistics. Idempotent. */
 void dataset_finish(dataset_t *ds);

@@ -203,7 +203,9 @@ replay_defs(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
         d->n_arms = n;
         d->arms = arms + first;
         d->half_life_s = cfg->half_life_s;
-        d->latency_slo_ms = cfg->latency_slo_ms;
+        d->latency_slo_ms = ds->bucket_slo_ms && ds->bucket_slo_ms[b] > 0
+                                ? ds->bucket_slo_ms[b]
+                                : cfg->latency_slo_ms;
         d->static_p = static_p ? sp + first : NULL;
         s->ebucket[b] = (int)ne++;
     }
@@ -291,7 +293,8 @@ replay_serve(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
         if (ds->status[cell] == DATASET_OK) {
             *q = ds->outcome[cell];
             *cost = ds->cost[cell];
-            engine_outcome(st->engine, d, a, *q, *cost, NAN, rq->now);
+            engine_outcome(st->engine, d, a, *q, *cost,
+                           ds->latency ? ds->latency[cell] : NAN, rq->now);
             return m;
         }
         r->provider_errors++;

@@ -19,7 +19,7 @@
 #include "csv.h"
 #include "base.h"
 
-enum { EV_QUALITY, EV_DOWN, EV_UP, EV_PRICE };
+enum { EV_QUALITY, EV_DOWN, EV_UP, EV_PRICE, EV_LATENCY };
 
 /* A cell costs about 50 bytes while the dataset is built (32 sparse + 17
  * dense): 5e7 cells, 2.5 GB, is the most we try. */
@@ -30,8 +30,8 @@ typedef struct scen_event {
     int type;
     int model;
     int bucket;    /* -1: all */
-    double value;  /* success, cost, or factor */
-    int is_factor; /* price given as a factor */
+    double value;  /* success, cost, latency, or factor */
+    int is_factor; /* price or latency given as a factor */
     size_t span;   /* ramp or down duration (0: none / forever) */
 } scen_event_t;
 
@@ -46,6 +46,10 @@ typedef struct scen {
     double *noise;          /* nm */
     unsigned char *offered; /* nm * nb */
     double *down_until;     /* nm, request index; -1: up */
+    double *lat;            /* nm * nb, mean latency ms (0: none) */
+    double *lat_noise;      /* nm, sd of log latency */
+    double *slo;            /* nb, latency objective ms (0: none) */
+    int has_lat;            /* some model has a latency */
     scen_event_t *ev;
     size_t n_ev;
 } scen_t;
@@ -62,6 +66,9 @@ scen_free(scen_t *s)
     free(s->noise);
     free(s->offered);
     free(s->down_until);
+    free(s->lat);
+    free(s->lat_noise);
+    free(s->slo);
     free(s->ev);
 }
 
@@ -102,12 +109,24 @@ scen_cmp_event(const void *a, const void *b)
     return (x->at > y->at) - (x->at < y->at);
 }
 
+/* A number >= 0, or per bucket {"bucket": x}: the value for bucket bn
+ * into *out. Returns 1 when set, 0 when the bucket is left out, -1 when
+ * the value is not a number >= 0. */
 static int
-scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
-           serr_t *e)
+scen_per_bucket(const cJSON *v, const char *bn, double *out)
 {
-    if (!cJSON_IsObject(root))
-        return serr_set(e, SERR_FORMAT, "%s: not a JSON object", name);
+    const cJSON *x =
+        cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, bn) : v;
+    if (!x)
+        return 0;
+    return scen_nonneg(x, out) < 0 ? -1 : 1;
+}
+
+/* requests, seed, traffic. */
+static int
+scen_parse_head(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
+                serr_t *e)
+{
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(root, "requests");
     if (!cJSON_IsNumber(req) || req->valuedouble < 1 ||
         req->valuedouble > 1e9 || req->valuedouble != floor(req->valuedouble))
@@ -122,7 +141,6 @@ scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
                             "%s: field 'seed': not an integer >= 0", name);
         s->seed = (unsigned long)seed->valuedouble;
     }
-
     const cJSON *traffic = cJSON_GetObjectItemCaseSensitive(root, "traffic");
     if (!cJSON_IsObject(traffic) || !traffic->child)
         return serr_set(e, SERR_FORMAT, "%s: field 'traffic': %s", name,
@@ -151,11 +169,129 @@ scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
         s->mix[dataset_find_bucket(ds, it->string)] = acc;
     }
     s->mix[s->nb - 1] = 1.0;
+    return 0;
+}
 
+/* "latency_slo_ms": {"bucket": ms}: the objective per bucket. */
+static int
+scen_parse_slo(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
+               serr_t *e)
+{
+    s->slo = bursar_calloc(s->nb, sizeof(double));
+    const cJSON *slo = cJSON_GetObjectItemCaseSensitive(root, "latency_slo_ms");
+    if (!slo)
+        return 0;
+    if (!cJSON_IsObject(slo))
+        return serr_set(e, SERR_FORMAT,
+                        "%s: field 'latency_slo_ms': not an object of "
+                        "buckets",
+                        name);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, slo)
+    {
+        int b = dataset_find_bucket(ds, it->string);
+        if (b < 0 || scen_nonneg(it, &s->slo[b]) < 0)
+            return serr_set(e, SERR_FORMAT, "%s: field 'latency_slo_ms.%s': %s",
+                            name, it->string,
+                            b < 0 ? "unknown bucket (not in 'traffic')"
+                                  : "not a number of ms >= 0");
+    }
+    return 0;
+}
+
+/* One model's success, cost and latency per bucket. */
+static int
+scen_parse_cells(const dataset_t *ds, scen_t *s, int m, const cJSON *it,
+                 const char *name, serr_t *e)
+{
+    const char *mn = it->string;
+    const cJSON *succ = cJSON_GetObjectItemCaseSensitive(it, "success");
+    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(it, "cost_usd");
+    const cJSON *lat = cJSON_GetObjectItemCaseSensitive(it, "latency_ms");
+    const char *dot = cJSON_IsObject(succ) ? "." : "";
+    for (size_t b = 0; b < s->nb; b++) {
+        size_t k = (size_t)m * s->nb + b;
+        const char *bn = ds->bucket[b];
+        const cJSON *p = cJSON_IsObject(succ)
+                             ? cJSON_GetObjectItemCaseSensitive(succ, bn)
+                             : succ;
+        if (!p)
+            continue; /* not offered in this bucket */
+        if (scen_prob(p, &s->p_from[k]) < 0)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'models.%s.success%s%s': not a "
+                            "number in [0, 1]",
+                            name, mn, dot, *dot ? bn : "");
+        s->p_to[k] = s->p_from[k];
+        int rc = scen_per_bucket(cost, bn, &s->cost[k]);
+        if (rc <= 0)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'models.%s.cost_usd%s%s': %s", name, mn,
+                            cJSON_IsObject(cost) ? "." : "",
+                            cJSON_IsObject(cost) ? bn : "",
+                            rc ? "not a number >= 0" : "missing");
+        if (lat && scen_per_bucket(lat, bn, &s->lat[k]) < 0)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'models.%s.latency_ms%s%s': not a "
+                            "number of ms >= 0",
+                            name, mn, cJSON_IsObject(lat) ? "." : "",
+                            cJSON_IsObject(lat) ? bn : "");
+        s->has_lat |= s->lat[k] > 0;
+        s->offered[k] = 1;
+    }
+    return 0;
+}
+
+static int
+scen_parse_model(dataset_t *ds, scen_t *s, const cJSON *it, const char *name,
+                 serr_t *e)
+{
+    int m = dataset_find_model(ds, it->string);
+    const char *mn = it->string;
+    s->down_until[m] = -1.0;
+    if (!cJSON_IsObject(it))
+        return serr_set(e, SERR_FORMAT, "%s: field 'models.%s': not an object",
+                        name, mn);
+    static const char *const need[] = {"success", "cost_usd"};
+    for (size_t k = 0; k < 2; k++)
+        if (!cJSON_GetObjectItemCaseSensitive(it, need[k]))
+            return serr_set(e, SERR_FORMAT, "%s: field 'models.%s.%s': missing",
+                            name, mn, need[k]);
+    static const char *const noises[] = {"cost_noise", "latency_noise"};
+    double *dst[] = {&s->noise[m], &s->lat_noise[m]};
+    for (size_t k = 0; k < 2; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, noises[k]);
+        if (v && scen_nonneg(v, dst[k]) < 0)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'models.%s.%s': not a number >= 0", name,
+                            mn, noises[k]);
+    }
+    int rc = scen_parse_cells(ds, s, m, it, name, e);
+    if (rc)
+        return rc;
+    const cJSON *succ = cJSON_GetObjectItemCaseSensitive(it, "success");
+    const cJSON *x;
+    if (cJSON_IsObject(succ))
+        cJSON_ArrayForEach(x, succ)
+        {
+            if (dataset_find_bucket(ds, x->string) < 0)
+                return serr_set(e, SERR_FORMAT,
+                                "%s: field 'models.%s.success.%s': "
+                                "unknown bucket (not in 'traffic')",
+                                name, mn, x->string);
+        }
+    return 0;
+}
+
+static int
+scen_parse_models(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
+                  serr_t *e)
+{
     const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
     if (!cJSON_IsObject(models) || !models->child)
         return serr_set(e, SERR_FORMAT, "%s: field 'models': %s", name,
                         models ? "not a non-empty object" : "missing");
+    const cJSON *it;
     cJSON_ArrayForEach(it, models)
     {
         dataset_model_id(ds, it->string);
@@ -172,71 +308,127 @@ scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
     s->t0 = bursar_calloc(nmb, sizeof(double));
     s->t1 = bursar_calloc(nmb, sizeof(double));
     s->cost = bursar_calloc(nmb, sizeof(double));
+    s->lat = bursar_calloc(nmb, sizeof(double));
     s->offered = bursar_calloc(nmb, 1);
     s->noise = bursar_calloc(s->nm, sizeof(double));
+    s->lat_noise = bursar_calloc(s->nm, sizeof(double));
     s->down_until = bursar_calloc(s->nm, sizeof(double));
     cJSON_ArrayForEach(it, models)
     {
-        int m = dataset_find_model(ds, it->string);
-        const char *mn = it->string;
-        s->down_until[m] = -1.0;
-        if (!cJSON_IsObject(it))
-            return serr_set(e, SERR_FORMAT,
-                            "%s: field 'models.%s': not an object", name, mn);
-        const cJSON *succ = cJSON_GetObjectItemCaseSensitive(it, "success");
-        const cJSON *cost = cJSON_GetObjectItemCaseSensitive(it, "cost_usd");
-        const cJSON *noise = cJSON_GetObjectItemCaseSensitive(it, "cost_noise");
-        if (!succ)
-            return serr_set(e, SERR_FORMAT,
-                            "%s: field 'models.%s.success': missing", name, mn);
-        if (!cost)
-            return serr_set(e, SERR_FORMAT,
-                            "%s: field 'models.%s.cost_usd': missing", name,
-                            mn);
-        if (noise && scen_nonneg(noise, &s->noise[m]) < 0)
-            return serr_set(e, SERR_FORMAT,
-                            "%s: field 'models.%s.cost_noise': not a number "
-                            ">= 0",
-                            name, mn);
-        for (size_t b = 0; b < s->nb; b++) {
-            size_t k = (size_t)m * s->nb + b;
-            const char *bn = ds->bucket[b];
-            const cJSON *p = cJSON_IsObject(succ)
-                                 ? cJSON_GetObjectItemCaseSensitive(succ, bn)
-                                 : succ;
-            if (!p)
-                continue; /* not offered in this bucket */
-            if (scen_prob(p, &s->p_from[k]) < 0)
-                return serr_set(e, SERR_FORMAT,
-                                "%s: field 'models.%s.success%s%s': not a "
-                                "number in [0, 1]",
-                                name, mn, cJSON_IsObject(succ) ? "." : "",
-                                cJSON_IsObject(succ) ? bn : "");
-            s->p_to[k] = s->p_from[k];
-            const cJSON *c = cJSON_IsObject(cost)
-                                 ? cJSON_GetObjectItemCaseSensitive(cost, bn)
-                                 : cost;
-            if (!c || scen_nonneg(c, &s->cost[k]) < 0)
-                return serr_set(e, SERR_FORMAT,
-                                "%s: field 'models.%s.cost_usd%s%s': %s", name,
-                                mn, cJSON_IsObject(cost) ? "." : "",
-                                cJSON_IsObject(cost) ? bn : "",
-                                c ? "not a number >= 0" : "missing");
-            s->offered[k] = 1;
-        }
-        if (cJSON_IsObject(succ)) {
-            const cJSON *x;
-            cJSON_ArrayForEach(x, succ)
-            {
-                if (dataset_find_bucket(ds, x->string) < 0)
-                    return serr_set(e, SERR_FORMAT,
-                                    "%s: field 'models.%s.success.%s': "
-                                    "unknown bucket (not in 'traffic')",
-                                    name, mn, x->string);
-            }
-        }
+        int rc = scen_parse_model(ds, s, it, name, e);
+        if (rc)
+            return rc;
     }
+    return 0;
+}
 
+static int
+scen_event_type(const cJSON *ty, int *out)
+{
+    static const char *const names[] = {"quality", "down", "up", "price",
+                                        "latency"};
+    for (int k = 0; k < 5; k++)
+        if (strcmp(ty->valuestring, names[k]) == 0) {
+            *out = k; /* EV_QUALITY .. EV_LATENCY, in this order */
+            return 0;
+        }
+    return -1;
+}
+
+/* The value of a quality, price or latency event. */
+static int
+scen_event_value(scen_event_t *ev, const cJSON *it, size_t i, const char *name,
+                 serr_t *e)
+{
+    if (ev->type == EV_QUALITY) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(it, "success");
+        if (scen_prob(p, &ev->value) < 0)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'events[%zu].success': %s", name, i,
+                            p ? "not a number in [0, 1]" : "missing");
+        return 0;
+    }
+    if (ev->type != EV_PRICE && ev->type != EV_LATENCY)
+        return 0;
+    const char *key = ev->type == EV_PRICE ? "cost_usd" : "latency_ms";
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, key);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(it, "factor");
+    if (c ? scen_nonneg(c, &ev->value) < 0
+          : !f || scen_nonneg(f, &ev->value) < 0)
+        return serr_set(e, SERR_FORMAT, "%s: field 'events[%zu].%s': %s%s%s",
+                        name, i, c ? key : "factor",
+                        c || f ? "not a number >= 0" : "missing (",
+                        c || f ? "" : key, c || f ? "" : " or factor)");
+    ev->is_factor = c == NULL;
+    return 0;
+}
+
+static int
+scen_parse_event(dataset_t *ds, scen_t *s, const cJSON *it, size_t i,
+                 const char *name, serr_t *e)
+{
+    scen_event_t *ev = &s->ev[i];
+    if (!cJSON_IsObject(it))
+        return serr_set(e, SERR_FORMAT,
+                        "%s: field 'events[%zu]': not an object", name, i);
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(it, "at");
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(it, "type");
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(it, "model");
+    const cJSON *bu = cJSON_GetObjectItemCaseSensitive(it, "bucket");
+    if (!cJSON_IsNumber(at) || at->valuedouble < 0 ||
+        (at->valuedouble >= 1 && at->valuedouble != floor(at->valuedouble)))
+        return serr_set(
+            e, SERR_FORMAT, "%s: field 'events[%zu].at': %s", name, i,
+            at ? "not a request index or a fraction in (0, 1)" : "missing");
+    ev->at = at->valuedouble < 1
+                 ? (size_t)floor(at->valuedouble * (double)s->requests)
+                 : (size_t)at->valuedouble;
+    if (!cJSON_IsString(ty))
+        return serr_set(e, SERR_FORMAT, "%s: field 'events[%zu].type': %s",
+                        name, i, ty ? "not a string" : "missing");
+    if (scen_event_type(ty, &ev->type) < 0)
+        return serr_set(e, SERR_FORMAT,
+                        "%s: field 'events[%zu].type': '%s' is not one "
+                        "of quality, down, up, price, latency",
+                        name, i, ty->valuestring);
+    if (!cJSON_IsString(mo) ||
+        (ev->model = dataset_find_model(ds, mo->valuestring)) < 0)
+        return serr_set(e, SERR_FORMAT, "%s: field 'events[%zu].model': %s",
+                        name, i, mo ? "not a model of 'models'" : "missing");
+    ev->bucket = -1;
+    if (bu && (!cJSON_IsString(bu) ||
+               (ev->bucket = dataset_find_bucket(ds, bu->valuestring)) < 0))
+        return serr_set(e, SERR_FORMAT,
+                        "%s: field 'events[%zu].bucket': not a bucket of "
+                        "'traffic'",
+                        name, i);
+    const cJSON *span = cJSON_GetObjectItemCaseSensitive(
+        it, ev->type == EV_QUALITY ? "ramp" : "for");
+    if (span) {
+        double v;
+        if (scen_nonneg(span, &v) < 0)
+            return serr_set(e, SERR_FORMAT,
+                            "%s: field 'events[%zu].%s': not a number of "
+                            "requests >= 0",
+                            name, i, span->string);
+        ev->span = (size_t)v;
+    }
+    return scen_event_value(ev, it, i, name, e);
+}
+
+static int
+scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
+           serr_t *e)
+{
+    if (!cJSON_IsObject(root))
+        return serr_set(e, SERR_FORMAT, "%s: not a JSON object", name);
+    int rc = scen_parse_head(ds, s, root, name, e);
+    if (!rc)
+        rc = scen_parse_slo(ds, s, root, name, e);
+    if (!rc)
+        rc = scen_parse_models(ds, s, root, name, e);
+    if (rc)
+        return rc;
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(root, "events");
     if (events && !cJSON_IsArray(events))
         return serr_set(e, SERR_FORMAT, "%s: field 'events': not an array",
@@ -244,81 +436,11 @@ scen_parse(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
     size_t n_ev = events ? (size_t)cJSON_GetArraySize(events) : 0;
     s->ev = bursar_calloc(n_ev, sizeof(scen_event_t));
     size_t i = 0;
+    const cJSON *it;
     cJSON_ArrayForEach(it, events)
     {
-        scen_event_t *ev = &s->ev[i];
-        const cJSON *at = cJSON_GetObjectItemCaseSensitive(it, "at");
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(it, "type");
-        const cJSON *mo = cJSON_GetObjectItemCaseSensitive(it, "model");
-        const cJSON *bu = cJSON_GetObjectItemCaseSensitive(it, "bucket");
-        if (!cJSON_IsObject(it))
-            return serr_set(e, SERR_FORMAT,
-                            "%s: field 'events[%zu]': not an object", name, i);
-        if (!cJSON_IsNumber(at) || at->valuedouble < 0 ||
-            (at->valuedouble >= 1 && at->valuedouble != floor(at->valuedouble)))
-            return serr_set(
-                e, SERR_FORMAT, "%s: field 'events[%zu].at': %s", name, i,
-                at ? "not a request index or a fraction in (0, 1)" : "missing");
-        ev->at = at->valuedouble < 1
-                     ? (size_t)floor(at->valuedouble * (double)s->requests)
-                     : (size_t)at->valuedouble;
-        if (!cJSON_IsString(ty))
-            return serr_set(e, SERR_FORMAT, "%s: field 'events[%zu].type': %s",
-                            name, i, ty ? "not a string" : "missing");
-        if (strcmp(ty->valuestring, "quality") == 0)
-            ev->type = EV_QUALITY;
-        else if (strcmp(ty->valuestring, "down") == 0)
-            ev->type = EV_DOWN;
-        else if (strcmp(ty->valuestring, "up") == 0)
-            ev->type = EV_UP;
-        else if (strcmp(ty->valuestring, "price") == 0)
-            ev->type = EV_PRICE;
-        else
-            return serr_set(e, SERR_FORMAT,
-                            "%s: field 'events[%zu].type': '%s' is not one "
-                            "of quality, down, up, price",
-                            name, i, ty->valuestring);
-        if (!cJSON_IsString(mo) ||
-            (ev->model = dataset_find_model(ds, mo->valuestring)) < 0)
-            return serr_set(e, SERR_FORMAT, "%s: field 'events[%zu].model': %s",
-                            name, i,
-                            mo ? "not a model of 'models'" : "missing");
-        ev->bucket = -1;
-        if (bu && (!cJSON_IsString(bu) ||
-                   (ev->bucket = dataset_find_bucket(ds, bu->valuestring)) < 0))
-            return serr_set(e, SERR_FORMAT,
-                            "%s: field 'events[%zu].bucket': not a bucket of "
-                            "'traffic'",
-                            name, i);
-        const cJSON *span = cJSON_GetObjectItemCaseSensitive(
-            it, ev->type == EV_QUALITY ? "ramp" : "for");
-        if (span) {
-            double v;
-            if (scen_nonneg(span, &v) < 0)
-                return serr_set(e, SERR_FORMAT,
-                                "%s: field 'events[%zu].%s': not a number of "
-                                "requests >= 0",
-                                name, i, span->string);
-            ev->span = (size_t)v;
-        }
-        if (ev->type == EV_QUALITY) {
-            const cJSON *p = cJSON_GetObjectItemCaseSensitive(it, "success");
-            if (scen_prob(p, &ev->value) < 0)
-                return serr_set(e, SERR_FORMAT,
-                                "%s: field 'events[%zu].success': %s", name, i,
-                                p ? "not a number in [0, 1]" : "missing");
-        } else if (ev->type == EV_PRICE) {
-            const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "cost_usd");
-            const cJSON *f = cJSON_GetObjectItemCaseSensitive(it, "factor");
-            if (c ? scen_nonneg(c, &ev->value) < 0
-                  : !f || scen_nonneg(f, &ev->value) < 0)
-                return serr_set(e, SERR_FORMAT,
-                                "%s: field 'events[%zu].%s': %s", name, i,
-                                c ? "cost_usd" : "factor",
-                                c || f ? "not a number >= 0"
-                                       : "missing (cost_usd or factor)");
-            ev->is_factor = c == NULL;
-        }
+        if ((rc = scen_parse_event(ds, s, it, i, name, e)))
+            return rc;
         i++;
     }
     s->n_ev = n_ev;
@@ -350,6 +472,8 @@ scen_apply(scen_t *s, const scen_event_t *ev)
             s->t1[k] = t + (double)ev->span;
         } else if (ev->type == EV_PRICE) {
             s->cost[k] = ev->is_factor ? s->cost[k] * ev->value : ev->value;
+        } else if (ev->type == EV_LATENCY) {
+            s->lat[k] = ev->is_factor ? s->lat[k] * ev->value : ev->value;
         }
     }
     if (ev->type == EV_DOWN)
@@ -379,6 +503,9 @@ scen_generate(dataset_t *ds, scen_t *s)
              * of one model does not depend on another's state */
             double uq = gsl_rng_uniform(rng);
             double z = gsl_ran_ugaussian(rng);
+            /* a latency draw only where latencies are given, so that
+             * scenarios without them keep their streams */
+            double zl = s->has_lat ? gsl_ran_ugaussian(rng) : 0.0;
             if (!s->offered[k])
                 continue;
             if (s->down_until[m] >= 0.0 && t < s->down_until[m]) {
@@ -389,6 +516,11 @@ scen_generate(dataset_t *ds, scen_t *s)
             double c = s->cost[k] * exp(sd * z - 0.5 * sd * sd);
             dataset_set(ds, (int)m, DATASET_OK, uq < scen_p(s, k, t) ? 1 : 0,
                         c);
+            if (s->lat[k] > 0) {
+                double sl = s->lat_noise[m];
+                dataset_set_latency(ds,
+                                    s->lat[k] * exp(sl * zl - 0.5 * sl * sl));
+            }
         }
     }
     gsl_rng_free(rng);
@@ -426,6 +558,8 @@ scenario_load_buffer(dataset_t *ds, const char *buf, size_t len,
             s.seed = seed_override;
         scen_generate(ds, &s);
         ds->ordered = 1;
+        ds->bucket_slo_ms = s.slo; /* the dataset owns it now */
+        s.slo = NULL;
     }
     scen_free(&s);
     cJSON_Delete(root);

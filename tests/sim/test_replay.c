@@ -213,7 +213,9 @@ test_fixed_and_errors(void **state)
     replay_result_destroy(&r);
 
     /* a has no reported cost, so its prior is 0 and it looks cheapest:
-     * every try is an error, then a rests for 30 requests and c serves */
+     * every try is an error; after 3 its breaker opens for 30 requests,
+     * and each failed probe doubles that (30, 60, 120, ...: at most 3
+     * probes in 200 requests), while c serves */
     c.params.kind = POLICY_CHEAPEST;
     r = run(ds, &c);
     assert_int_equal(r->share[cm], 200);
@@ -238,6 +240,80 @@ test_fixed_and_errors(void **state)
     dataset_destroy(&ds);
 }
 
+/* The latency objective, simulated as bursard applies it: "slow" is the
+ * better model but breaks chat's 2000 ms objective, so once it has 5
+ * samples in the window it is left out until they age out (300
+ * requests); without the objective it takes most of the traffic. */
+static const char *const lat_scen =
+    "{\"requests\": 6000, \"seed\": 3, \"traffic\": {\"chat\": 1},"
+    " \"latency_slo_ms\": {\"chat\": %s},"
+    " \"models\": {"
+    "  \"fast\": {\"cost_usd\": 0.001, \"latency_ms\": 300,"
+    "            \"latency_noise\": 0.2, \"success\": {\"chat\": 0.6}},"
+    "  \"slow\": {\"cost_usd\": 0.001, \"latency_ms\": 5000,"
+    "            \"success\": {\"chat\": 0.9}}}}";
+
+static void
+test_latency_objective(void **state)
+{
+    (void)state;
+    char buf[1024];
+    replay_config_t c;
+    replay_config_default(&c);
+    c.params.kind = POLICY_TS;
+    snprintf(buf, sizeof buf, lat_scen, "0");
+    dataset_t *ds = make_scen(buf);
+    int slow = dataset_find_model(ds, "slow");
+    assert_non_null(ds->latency);
+    replay_result_t *r = run(ds, &c);
+    double free_share = (double)r->share[slow] / 6000.0;
+    replay_result_destroy(&r);
+    dataset_destroy(&ds);
+
+    snprintf(buf, sizeof buf, lat_scen, "2000");
+    ds = make_scen(buf);
+    r = run(ds, &c);
+    double slo_share = (double)r->share[slow] / 6000.0;
+    /* each 300-request window lets slow in until it has 5 fresh samples:
+     * at most 5 + a few in flight per window, about 2% of traffic */
+    printf("slow's share: %.3f without the objective, %.3f with it\n",
+           free_share, slo_share);
+    assert_true(free_share > 0.8);
+    assert_true(slo_share < 0.06);
+    assert_int_equal(r->failed, 0);
+    replay_result_destroy(&r);
+    dataset_destroy(&ds);
+}
+
+/* A bucket whose only model is down: bursard answers no_model_available
+ * while the breaker is open, and so does the replay (the request fails);
+ * it never offers a cooling arm again. */
+static void
+test_nothing_allowed(void **state)
+{
+    (void)state;
+    dataset_t *ds = make_scen(
+        "{\"requests\": 400, \"traffic\": {\"k\": 1},"
+        " \"models\": {\"only\": {\"cost_usd\": 0.001, \"success\": 1}},"
+        " \"events\": [{\"at\": 100, \"type\": \"down\", \"model\": \"only\","
+        "   \"for\": 100}]}");
+    replay_config_t c;
+    replay_config_default(&c);
+    c.params.kind = POLICY_TS;
+    c.allow.health.cooldown_s = 20;
+    replay_result_t *r = run(ds, &c);
+    /* 100 requests down: 3 errors open the breaker, then one probe per
+     * cooldown (20, 40, 80: probes at about 123, 163, 243 > 200), so the
+     * errors are few and every request of the outage fails; after it, a
+     * probe succeeds and the model serves again */
+    printf("failed %zu, provider errors %zu\n", r->failed, r->provider_errors);
+    assert_true(r->failed >= 100);
+    assert_true(r->provider_errors >= 3 && r->provider_errors <= 6);
+    assert_true(r->failed < 200);
+    replay_result_destroy(&r);
+    dataset_destroy(&ds);
+}
+
 int
 main(void)
 {
@@ -246,6 +322,8 @@ main(void)
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_best_static),
         cmocka_unit_test(test_fixed_and_errors),
+        cmocka_unit_test(test_latency_objective),
+        cmocka_unit_test(test_nothing_allowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
