@@ -1,0 +1,324 @@
+/*
+ * ctl_view.c - the controller's read-only ops and their JSON: stats,
+ * models, export; and the test clock.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "ctl_int.h"
+
+/* ------------------------------------------------------------------ */
+/* Read-only ops                                                       */
+
+static cJSON *
+ctl_pacer_json(const pacer_t *p, double now)
+{
+    cJSON *o = cJSON_CreateObject();
+    int has = p->limit_usd > 0;
+    cJSON_AddNumberToObject(o, "limit_usd", p->limit_usd);
+    cJSON_AddNumberToObject(o, "window_s", p->window_s);
+    cJSON_AddNumberToObject(o, "window_start", p->window_start);
+    cJSON_AddNumberToObject(o, "window_end", p->window_start + p->window_s);
+    cJSON_AddNumberToObject(o, "spent_usd", p->spent_usd);
+    cJSON_AddNumberToObject(o, "reserved_usd", p->reserved_usd);
+    cJSON_AddNumberToObject(o, "requests", p->requests);
+    if (has) {
+        cJSON_AddNumberToObject(o, "remaining_usd", pacer_remaining(p));
+        cJSON_AddNumberToObject(o, "target_usd", pacer_target(p, now));
+    } else {
+        cJSON_AddNullToObject(o, "remaining_usd");
+        cJSON_AddNullToObject(o, "target_usd");
+    }
+    return o;
+}
+
+static char *
+ctl_json_reply(const proto_request_t *rq, cJSON *o)
+{
+    if (rq->echo[0]) {
+        cJSON *e = cJSON_Parse(rq->echo);
+        if (e)
+            cJSON_AddItemToObject(o, "id", e);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s)
+        abort();
+    return s;
+}
+
+/* Propensities cost O(arms x grid) Beta CDFs per bucket when the cache is
+ * stale: a stats of every bucket computes them only up to this many arms
+ * in all (a stats of one bucket always does). */
+#define CTL_STATS_PROP_ARMS 2048
+
+static cJSON *
+ctl_bucket_json(ctl_t *c, ctl_bucket_t *b, double now, int with_prop)
+{
+    cJSON *bo = cJSON_CreateObject();
+    cJSON_AddStringToObject(bo, "name", b->def.name);
+    cJSON_AddBoolToObject(bo, "dynamic", b->dynamic);
+    cJSON_AddNumberToObject(bo, "half_life_s", b->def.half_life_s);
+    if (b->def.latency_slo_ms > 0)
+        cJSON_AddNumberToObject(bo, "latency_slo_ms", b->def.latency_slo_ms);
+    else
+        cJSON_AddNullToObject(bo, "latency_slo_ms");
+    if (b->has_budget) {
+        pacer_roll(&b->pacer, now);
+        cJSON_AddItemToObject(bo, "budget", ctl_pacer_json(&b->pacer, now));
+    } else {
+        cJSON_AddNullToObject(bo, "budget");
+    }
+    size_t allowed = ctl_build_mask(c, b, NULL, now, NULL);
+    policy_request_t req;
+    ctl_build_request(c, b, now, &req);
+    for (size_t i = 0; i < b->pb->n_arms; i++)
+        c->probs[i] = 0;
+    if (allowed && with_prop)
+        policy_propensities(&c->policy, b->pb, &req, c->probs);
+    uint64_t total = 0;
+    for (size_t i = 0; i < b->pb->n_arms; i++)
+        total += b->pb->arms[i].pulls;
+    cJSON_AddNumberToObject(bo, "pulls", (double)total);
+    cJSON *arms = cJSON_AddArrayToObject(bo, "arms");
+    for (size_t i = 0; i < b->pb->n_arms; i++) {
+        const arm_t *a = &b->pb->arms[i];
+        int m = b->pb->model[i];
+        cJSON *ao = cJSON_CreateObject();
+        cJSON_AddStringToObject(ao, "model", ctl_model_name(c, m));
+        cJSON_AddNumberToObject(ao, "alpha", a->alpha);
+        cJSON_AddNumberToObject(ao, "beta", a->beta);
+        cJSON_AddNumberToObject(ao, "alpha0", a->alpha0);
+        cJSON_AddNumberToObject(ao, "beta0", a->beta0);
+        cJSON_AddNumberToObject(ao, "mean", arm_mean(a));
+        cJSON_AddNumberToObject(ao, "pulls", (double)a->pulls);
+        cJSON_AddNumberToObject(ao, "rewards", (double)a->rewards);
+        cJSON_AddNumberToObject(ao, "share",
+                                total ? (double)a->pulls / (double)total : 0);
+        cJSON_AddNumberToObject(ao, "cost_mean_usd", arm_cost_mean(a));
+        cJSON_AddNumberToObject(ao, "cost_reports", a->cost_w);
+        if (with_prop)
+            cJSON_AddNumberToObject(ao, "propensity", c->probs[i]);
+        else
+            cJSON_AddNullToObject(ao, "propensity");
+        const char *hs = ctl_health_name(c, m, now);
+        int slow = 0;
+        unsigned ln;
+        double q = latency_quantile(&b->lat[i], &c->allow.latency, now, &ln);
+        if (b->def.latency_slo_ms > 0 && !isnan(q) && q > b->def.latency_slo_ms)
+            slow = 1;
+        cJSON_AddStringToObject(ao, "health", hs);
+        cJSON_AddBoolToObject(ao, "slo_breach", slow);
+        cJSON_AddBoolToObject(ao, "allowed", c->mask[i]);
+        if (isnan(q))
+            cJSON_AddNullToObject(ao, "latency_q_ms");
+        else
+            cJSON_AddNumberToObject(ao, "latency_q_ms", q);
+        cJSON_AddNumberToObject(ao, "latency_samples", ln);
+        cJSON_AddItemToArray(arms, ao);
+    }
+    return bo;
+}
+
+char *
+ctl_op_stats(ctl_t *c, const proto_request_t *rq)
+{
+    double now = ctl_now(c);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddTrueToObject(o, "ok");
+    cJSON_AddNumberToObject(o, "time", now);
+    cJSON *po = cJSON_AddObjectToObject(o, "policy");
+    cJSON_AddStringToObject(po, "name", c->cfg->policy_name);
+    cJSON_AddNumberToObject(po, "mu", c->policy.mu);
+    cJSON_AddNumberToObject(po, "explore_floor", c->cfg->explore_floor);
+    cJSON_AddNumberToObject(o, "decisions", (double)c->seq);
+    pacer_roll(&c->pacer, now);
+    cJSON_AddItemToObject(o, "budget", ctl_pacer_json(&c->pacer, now));
+    cJSON *bs = cJSON_AddArrayToObject(o, "buckets");
+    if (rq->bucket[0]) {
+        ctl_bucket_t *b = ctl_bucket_lookup(c, rq->bucket, NULL);
+        if (!b) {
+            cJSON_Delete(o);
+            return ctl_error(rq, PROTO_E_UNKNOWN_BUCKET,
+                             "unknown bucket \"%s\" in field \"bucket\"",
+                             rq->bucket);
+        }
+        cJSON_AddItemToArray(bs, ctl_bucket_json(c, b, now, 1));
+    } else {
+        size_t arms = 0;
+        for (size_t i = 0; i < c->n_buckets; i++)
+            arms += c->buckets[i]->pb->n_arms;
+        int with_prop = arms <= CTL_STATS_PROP_ARMS;
+        for (size_t i = 0; i < c->n_buckets; i++)
+            cJSON_AddItemToArray(
+                bs, ctl_bucket_json(c, c->buckets[i], now, with_prop));
+    }
+    cJSON *ho = cJSON_AddArrayToObject(o, "health");
+    for (size_t m = 0; m < c->cfg->n_models; m++) {
+        const health_t *h = &c->health[m];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "model", c->cfg->models[m].name);
+        cJSON_AddStringToObject(e, "state", ctl_health_name(c, (int)m, now));
+        cJSON_AddNumberToObject(e, "consecutive_failures", h->failures);
+        cJSON_AddNumberToObject(e, "errors_total", (double)h->errors_total);
+        if (h->cooling)
+            cJSON_AddNumberToObject(e, "cooldown_until", h->until);
+        else
+            cJSON_AddNullToObject(e, "cooldown_until");
+        cJSON_AddItemToArray(ho, e);
+    }
+    return ctl_json_reply(rq, o);
+}
+
+char *
+ctl_op_models(ctl_t *c, const proto_request_t *rq)
+{
+    double now = ctl_now(c);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddTrueToObject(o, "ok");
+    cJSON *ms = cJSON_AddArrayToObject(o, "models");
+    for (size_t i = 0; i < c->cfg->n_models; i++) {
+        const cfg_model_t *m = &c->cfg->models[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", m->name);
+        cJSON_AddStringToObject(
+            e, "provider",
+            m->provider == CFG_PROVIDER_ANTHROPIC ? "anthropic" : "openai");
+        cJSON_AddStringToObject(e, "model", m->model);
+        cJSON_AddStringToObject(e, "base_url", m->base_url);
+        cJSON_AddStringToObject(e, "api_key_env", m->api_key_env);
+        cJSON_AddNumberToObject(e, "price_in_per_mtok", m->price_in_per_mtok);
+        cJSON_AddNumberToObject(e, "price_out_per_mtok", m->price_out_per_mtok);
+        cJSON_AddStringToObject(e, "health", ctl_health_name(c, (int)i, now));
+        cJSON_AddItemToArray(ms, e);
+    }
+    return ctl_json_reply(rq, o);
+}
+
+/* Rows an export page may skip (before "since"), per row of its limit. */
+#define CTL_EXPORT_SCAN 4
+
+typedef struct ctl_export_ctx {
+    const proto_request_t *rq;
+    cJSON *arr;
+    unsigned n;
+    uint64_t last;
+    int more;
+    size_t skipped;
+} ctl_export_ctx_t;
+
+/* One decision as an export record (docs/protocol.md, "export"). */
+static cJSON *
+ctl_decision_json(const store_decision_t *d)
+{
+    char id[PROTO_ID_LEN + 1];
+    proto_id_format(d->id, id);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "decision_id", id);
+    cJSON_AddNumberToObject(o, "time", d->t);
+    cJSON_AddStringToObject(o, "bucket", d->bucket);
+    cJSON_AddStringToObject(o, "model", d->model);
+    cJSON_AddNumberToObject(o, "propensity", d->propensity);
+    cJSON_AddStringToObject(o, "status",
+                            (d->flags & STORE_D_OUTCOME)   ? "done"
+                            : (d->flags & STORE_D_EXPIRED) ? "expired"
+                                                           : "pending");
+    if (d->flags & STORE_D_OUTCOME) {
+        cJSON_AddNumberToObject(o, "outcome", d->reward_reported);
+        cJSON_AddNumberToObject(o, "outcome_time", d->t_outcome);
+    } else {
+        cJSON_AddNullToObject(o, "outcome");
+        cJSON_AddNullToObject(o, "outcome_time");
+    }
+    cJSON_AddBoolToObject(o, "corrected", !!(d->flags & STORE_D_CORRECTION));
+    if (d->flags & STORE_D_APPLIED)
+        cJSON_AddNumberToObject(o, "reward", d->reward_applied);
+    else
+        cJSON_AddNullToObject(o, "reward");
+    cJSON_AddNumberToObject(o, "expected_cost_usd", d->reserved_usd);
+    if (d->flags & STORE_D_SETTLED)
+        cJSON_AddNumberToObject(o, "cost_usd", d->cost_usd);
+    else
+        cJSON_AddNullToObject(o, "cost_usd");
+    cJSON_AddStringToObject(o, "cost_source",
+                            (d->flags & STORE_D_COST)      ? "reported"
+                            : (d->flags & STORE_D_SETTLED) ? "expected"
+                                                           : "none");
+    if (d->flags & STORE_D_LATENCY)
+        cJSON_AddNumberToObject(o, "latency_ms", d->latency_ms);
+    else
+        cJSON_AddNullToObject(o, "latency_ms");
+    if (d->served[0])
+        cJSON_AddStringToObject(o, "served_model", d->served);
+    else
+        cJSON_AddNullToObject(o, "served_model");
+    if (d->flags & STORE_D_PROVERR)
+        cJSON_AddStringToObject(o, "provider_error", d->error);
+    else
+        cJSON_AddNullToObject(o, "provider_error");
+    cJSON_AddBoolToObject(o, "explored", !!(d->flags & STORE_D_EXPLORED));
+    cJSON_AddBoolToObject(o, "over_budget", !!(d->flags & STORE_D_OVER_BUDGET));
+    return o;
+}
+
+static int
+ctl_export_one(const store_decision_t *d, void *ctx)
+{
+    ctl_export_ctx_t *x = ctx;
+    if (d->t < x->rq->since) {
+        /* Skipped rows are read inside the batch's write transaction too:
+         * a page examines at most CTL_EXPORT_SCAN times its limit, then
+         * ends (possibly empty) with next = the last row examined. */
+        if (++x->skipped >= CTL_EXPORT_SCAN * (size_t)x->rq->limit) {
+            x->more = 1;
+            x->last = d->id;
+            return 1;
+        }
+        return 0;
+    }
+    if (x->n >= x->rq->limit) {
+        x->more = 1;
+        return 1;
+    }
+    cJSON_AddItemToArray(x->arr, ctl_decision_json(d));
+    x->n++;
+    x->last = d->id;
+    return 0;
+}
+
+char *
+ctl_op_export(ctl_t *c, const proto_request_t *rq)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddTrueToObject(o, "ok");
+    ctl_export_ctx_t x = {rq, cJSON_AddArrayToObject(o, "decisions"), 0, 0, 0,
+                          0};
+    int rc = store_scan_decisions(
+        c->store, c->txn, rq->has_after ? rq->after : 0, ctl_export_one, &x);
+    if (rc) {
+        cJSON_Delete(o);
+        return ctl_error(rq, PROTO_E_STORE, "cannot read decisions: %s",
+                         store_strerror(rc));
+    }
+    if (x.more) {
+        char id[PROTO_ID_LEN + 1];
+        proto_id_format(x.last, id);
+        cJSON_AddStringToObject(o, "next", id);
+    } else {
+        cJSON_AddNullToObject(o, "next");
+    }
+    return ctl_json_reply(rq, o);
+}
+
+char *
+ctl_op_clock(ctl_t *c, const proto_request_t *rq)
+{
+    if (!c->test_clock)
+        return ctl_error(rq, PROTO_E_UNKNOWN_OP,
+                         "op \"clock\" is only served by bursard "
+                         "--test-clock");
+    c->clock_offset += rq->advance_s;
+    c->meta_dirty = 1;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddTrueToObject(o, "ok");
+    cJSON_AddNumberToObject(o, "now", ctl_now(c));
+    return ctl_json_reply(rq, o);
+}
