@@ -1,14 +1,20 @@
 /*
- * cfg.c - configuration parsing and validation.
+ * cfg.c - configuration parsing and validation, driven by one table.
  *
- * One pass over the JSON tree: every known key is checked for type and
- * range, every unknown key is reported, and cross-references (a bucket
- * naming a model) are checked after the models are known. Problems are
- * collected rather than returned at the first one.
+ * cfg_keys lists every key of the configuration: its JSON path, type,
+ * range, default, the field it fills and one line of meaning. The parser
+ * walks the JSON tree against it (types, ranges, required and unknown
+ * keys, defaults), cfg_print_reference prints it as the reference in
+ * docs/controller.md, and what a table cannot say (a bucket naming an
+ * unknown model, a bucket cap above the global one, dual_step 0 with
+ * ts-budget, ...) is checked by the small functions after the walk.
+ * Problems are collected rather than returned at the first one.
  */
 #include "cfg.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +26,10 @@
 #include "policy.h"
 #include "proto.h"
 #include "util.h"
+
+#define CFG_LISTEN_DEFAULT "tcp://127.0.0.1:7878"
+#define CFG_OPENAI_URL     "https://api.openai.com/v1"
+#define CFG_ANTHROPIC_URL  "https://api.anthropic.com/v1"
 
 /* ------------------------------------------------------------------ */
 /* The built-in default                                                */
@@ -89,6 +99,13 @@ cfg_default_json(void)
 /* ------------------------------------------------------------------ */
 /* Problems                                                            */
 
+static void cfg_problem(cfg_problems_t *pr, const char *path, const char *fmt,
+                        ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 static void
 cfg_problem(cfg_problems_t *pr, const char *path, const char *fmt, ...)
 {
@@ -116,11 +133,443 @@ cfg_problems_clear(cfg_problems_t *pr)
     pr->n = 0;
 }
 
-/* A parse context: the problem sink and a count of problems found. */
-typedef struct cfg_ctx {
+/* ------------------------------------------------------------------ */
+/* The table of keys                                                   */
+
+typedef struct cfg_ctx cfg_ctx_t;
+
+typedef enum cfg_type {
+    CFG_NUMBER,  /* double */
+    CFG_INTEGER, /* unsigned, unsigned long or size_t: a whole number */
+    CFG_BOOL,    /* int, 0 or 1 */
+    CFG_STRING,  /* char * (owned), or char[size] when .inline_str */
+    CFG_ENUM,    /* an int-sized enum: the index of the value in .names */
+    CFG_OBJECT,  /* holds the keys below its path (below .like if set) */
+    CFG_MAP,     /* name -> object holding the keys below PATH.* (.add) */
+    CFG_ARRAY    /* each element checked and stored by .item */
+} cfg_type_t;
+
+/* .flags */
+#define CFG_REQUIRED   1u /* absent (with its parent present): a problem */
+#define CFG_NO_DEFAULT 2u /* .def not applied: computed after the walk */
+
+/* .range: the bounds of a number, or of the count of an array or map. */
+#define CFG_HAS_MIN  1u
+#define CFG_MIN_OPEN 2u /* min itself excluded */
+#define CFG_HAS_MAX  4u
+#define CFG_MAX_OPEN 8u
+
+/* CFG_ARRAY: checks element e (at JSON path `path`) and stores it into the
+ * struct at base. */
+typedef void cfg_item_fn(cfg_ctx_t *cx, const cJSON *e, const char *path,
+                         void *base);
+/* CFG_MAP: a new zeroed element called name (the map has n members), or
+ * NULL if name is defined twice. */
+typedef void *cfg_add_fn(cfg_ctx_t *cx, const char *name, size_t n);
+
+typedef struct cfg_key {
+    const char *path; /* "budget.limit_usd"; "*" stands for a name */
+    cfg_type_t type;
+    unsigned flags; /* CFG_REQUIRED, CFG_NO_DEFAULT */
+    /* The field (CFG_FIELD) in its struct: cfg_model_t below "models.*",
+     * cfg_bucket_t below "buckets.*", cfg_t elsewhere. An object with
+     * .like: the struct that holds its keys; without: an int set to 1
+     * when the object is present (size 0: none). */
+    size_t off, size;
+    int inline_str;           /* CFG_STRING in a char array */
+    unsigned range;           /* CFG_HAS_MIN ... */
+    double min, max;          /* the bounds */
+    double def;               /* default: number, integer, bool, enum index */
+    const char *def_str;      /* default string; NULL: none */
+    const char *def_doc;      /* the default as documented, when computed */
+    const char *const *names; /* CFG_ENUM, NULL ended */
+    const char *like;         /* CFG_OBJECT: holds the keys below this path */
+    const char *noun;         /* an element of an array or map; a like */
+    cfg_item_fn *item;        /* CFG_ARRAY */
+    cfg_add_fn *add;          /* CFG_MAP */
+    const char *doc; /* meaning, one line; NULL: not in the reference */
+} cfg_key_t;
+
+/* .off and .size of field F of struct S, checked at compile time to be of
+ * type T: a row naming the wrong field does not build. */
+#define CFG_FIELD(S, F, T)                                                     \
+    .off = offsetof(S, F) + 0 * sizeof(_Generic(&((S *)0)->F, T * : 1)),       \
+    .size = sizeof(((S *)0)->F)
+#define CFG_C(F, T) CFG_FIELD(cfg_t, F, T)
+#define CFG_M(F, T) CFG_FIELD(cfg_model_t, F, T)
+#define CFG_B(F, T) CFG_FIELD(cfg_bucket_t, F, T)
+/* A char array field of cfg_t. */
+#define CFG_C_BUF(F)                                                           \
+    .off = offsetof(cfg_t, F) +                                                \
+           0 * sizeof(_Generic(&((cfg_t *)0)->F,                               \
+                               char(*)[sizeof(((cfg_t *)0)->F)] : 1)),         \
+    .size = sizeof(((cfg_t *)0)->F), .inline_str = 1
+
+#define CFG_GE(a)    .range = CFG_HAS_MIN, .min = (a)
+#define CFG_GT(a)    .range = CFG_HAS_MIN | CFG_MIN_OPEN, .min = (a)
+#define CFG_IN(a, b) .range = CFG_HAS_MIN | CFG_HAS_MAX, .min = (a), .max = (b)
+#define CFG_IN_OPEN_CLOSED(a, b)                                               \
+    .range = CFG_HAS_MIN | CFG_MIN_OPEN | CFG_HAS_MAX, .min = (a), .max = (b)
+
+static const char *const cfg_provider_names[] = {"openai", "anthropic", NULL};
+static const char *const cfg_unknown_names[] = {"error", "create", NULL};
+static const char *const cfg_outcome_names[] = {"none", "failure", NULL};
+static const char *const cfg_cost_names[] = {"expected", "zero", NULL};
+static const char *const cfg_sync_names[] = {"full", "nometasync", NULL};
+
+static cfg_item_fn cfg_listen_item, cfg_bucket_model_item;
+static cfg_add_fn cfg_add_model, cfg_add_bucket;
+
+/* The order of the rows is the order of the reference and of the walk:
+ * models are read before the buckets that name them. */
+static const cfg_key_t cfg_keys[] = {
+    {.path = "listen",
+     .type = CFG_ARRAY,
+     CFG_IN(1, CFG_MAX_LISTEN),
+     .noun = "endpoints",
+     .item = cfg_listen_item,
+     .def_doc = "`[\"" CFG_LISTEN_DEFAULT "\"]`",
+     .doc = "endpoints to bind (`tcp://`, `ipc://`)"},
+    {.path = "state_dir",
+     .type = CFG_STRING,
+     CFG_C(state_dir, char *),
+     .doc = "LMDB directory (see the precedence under Running)"},
+
+    {.path = "models",
+     .type = CFG_MAP,
+     .flags = CFG_REQUIRED,
+     CFG_GE(1),
+     .noun = "model",
+     .add = cfg_add_model,
+     .doc = "the models, by name"},
+    {.path = "models.*.provider",
+     .type = CFG_ENUM,
+     .flags = CFG_REQUIRED,
+     CFG_M(provider, cfg_provider_t),
+     .names = cfg_provider_names,
+     .doc = "`openai`: any OpenAI-compatible API; `anthropic`"},
+    {.path = "models.*.model",
+     .type = CFG_STRING,
+     .flags = CFG_NO_DEFAULT,
+     CFG_M(model, char *),
+     .def_doc = "the model's name",
+     .doc = "the provider's model id"},
+    {.path = "models.*.base_url",
+     .type = CFG_STRING,
+     .flags = CFG_NO_DEFAULT,
+     CFG_M(base_url, char *),
+     .def_doc = "`" CFG_OPENAI_URL "` or `" CFG_ANTHROPIC_URL "`, by provider",
+     .doc = "API base URL"},
+    {.path = "models.*.api_key_env",
+     .type = CFG_STRING,
+     CFG_M(api_key_env, char *),
+     .def_str = "",
+     .doc = "name of the environment variable holding the key (the key "
+            "itself never enters the configuration or the protocol)"},
+    {.path = "models.*.price_in_per_mtok",
+     .type = CFG_NUMBER,
+     .flags = CFG_REQUIRED,
+     CFG_M(price_in_per_mtok, double),
+     CFG_GE(0),
+     .doc = "USD per million input tokens"},
+    {.path = "models.*.price_out_per_mtok",
+     .type = CFG_NUMBER,
+     .flags = CFG_REQUIRED,
+     CFG_M(price_out_per_mtok, double),
+     CFG_GE(0),
+     .doc = "USD per million output tokens"},
+
+    {.path = "buckets",
+     .type = CFG_MAP,
+     .flags = CFG_REQUIRED,
+     .noun = "bucket",
+     .add = cfg_add_bucket,
+     .doc = "the intent buckets, by name"},
+    {.path = "buckets.*.models",
+     .type = CFG_ARRAY,
+     .flags = CFG_REQUIRED,
+     CFG_IN(1, CFG_MAX_ARMS),
+     .noun = "model names",
+     .item = cfg_bucket_model_item,
+     .doc = "the arms: names from `models`, each once"},
+    {.path = "buckets.*.prior", .type = CFG_OBJECT},
+    {.path = "buckets.*.prior.alpha",
+     .type = CFG_NUMBER,
+     CFG_B(prior_alpha, double),
+     CFG_GT(0),
+     .def = 1,
+     .doc = "Beta prior of every arm: alpha"},
+    {.path = "buckets.*.prior.beta",
+     .type = CFG_NUMBER,
+     CFG_B(prior_beta, double),
+     CFG_GT(0),
+     .def = 1,
+     .doc = "Beta prior of every arm: beta"},
+    {.path = "buckets.*.half_life_s",
+     .type = CFG_NUMBER,
+     CFG_B(half_life_s, double),
+     CFG_GE(0),
+     .def = 0,
+     .doc = "forgetting: evidence of this age counts half; 0 = none"},
+    {.path = "buckets.*.latency_slo_ms",
+     .type = CFG_NUMBER,
+     CFG_B(latency_slo_ms, double),
+     CFG_GE(0),
+     .def = 0,
+     .doc = "latency objective, milliseconds; 0 = none"},
+    {.path = "buckets.*.expected_tokens_in",
+     .type = CFG_NUMBER,
+     CFG_B(expected_tokens_in, double),
+     CFG_GE(0),
+     .def = 1000,
+     .doc = "input tokens of a request: an arm's cost prior is its price "
+            "for these tokens"},
+    {.path = "buckets.*.expected_tokens_out",
+     .type = CFG_NUMBER,
+     CFG_B(expected_tokens_out, double),
+     CFG_GE(0),
+     .def = 500,
+     .doc = "output tokens of a request, likewise"},
+    {.path = "buckets.*.budget",
+     .type = CFG_OBJECT,
+     CFG_B(has_budget, int),
+     .def_doc = "none",
+     .doc = "a cap of this bucket's own, served with the per-request LP of "
+            "policies/"},
+    {.path = "buckets.*.budget.limit_usd",
+     .type = CFG_NUMBER,
+     .flags = CFG_REQUIRED | CFG_NO_DEFAULT,
+     CFG_B(budget.limit_usd, double),
+     CFG_GE(0),
+     .doc = "the bucket's spend limit per window; at most the global "
+            "`budget.limit_usd`"},
+    {.path = "buckets.*.budget.window_s",
+     .type = CFG_NUMBER,
+     .flags = CFG_NO_DEFAULT,
+     CFG_B(budget.window_s, double),
+     CFG_GT(0),
+     .def_doc = "`budget.window_s`",
+     .doc = "the bucket's window length"},
+
+    {.path = "unknown_bucket", .type = CFG_OBJECT},
+    {.path = "unknown_bucket.action",
+     .type = CFG_ENUM,
+     .flags = CFG_REQUIRED,
+     CFG_C(unknown_action, cfg_unknown_bucket_t),
+     .names = cfg_unknown_names,
+     .def = CFG_UNKNOWN_ERROR,
+     .doc = "a `choose` for an unknown bucket: error `unknown_bucket`, or "
+            "create the bucket from `template`"},
+    {.path = "unknown_bucket.template",
+     .type = CFG_OBJECT,
+     CFG_C(bucket_template, cfg_bucket_t),
+     .like = "buckets.*",
+     .noun = "a bucket",
+     .def_doc = "required with `\"create\"`",
+     .doc = "the definition of created buckets"},
+    {.path = "unknown_bucket.max_buckets",
+     .type = CFG_INTEGER,
+     CFG_C(max_buckets, size_t),
+     CFG_GT(0),
+     .def = 1024,
+     .doc = "cap on all buckets (configured + created), not below the "
+            "configured ones; beyond it `bucket_limit`"},
+
+    {.path = "budget", .type = CFG_OBJECT},
+    {.path = "budget.limit_usd",
+     .type = CFG_NUMBER,
+     CFG_C(budget.limit_usd, double),
+     CFG_GE(0),
+     .def = 0,
+     .doc = "spend limit per window; 0 = no budget"},
+    {.path = "budget.window_s",
+     .type = CFG_NUMBER,
+     CFG_C(budget.window_s, double),
+     CFG_GT(0),
+     .def = 86400,
+     .doc = "window length; windows are aligned to multiples of it (Unix "
+            "time: a day starts 00:00 UTC)"},
+    {.path = "budget.prior_rate_per_s",
+     .type = CFG_NUMBER,
+     CFG_C(budget_prior_rate, double),
+     CFG_GT(0),
+     .def = 1,
+     .doc = "request rate the pacer assumes before it has data"},
+    {.path = "explore_floor",
+     .type = CFG_NUMBER,
+     CFG_C(explore_floor, double),
+     CFG_IN(0, 1),
+     .def = 0,
+     .doc = "minimum probability of every allowed arm; `explore_floor` "
+            "times the arms must not exceed 1 in any bucket"},
+    {.path = "decision_ttl_s",
+     .type = CFG_NUMBER,
+     CFG_C(decision_ttl_s, double),
+     CFG_GT(0),
+     .def = 3600,
+     .doc = "a decision without outcome after this is settled (expired)"},
+
+    {.path = "expiry", .type = CFG_OBJECT},
+    {.path = "expiry.outcome",
+     .type = CFG_ENUM,
+     CFG_C(expiry_outcome, cfg_expiry_outcome_t),
+     .names = cfg_outcome_names,
+     .def = CFG_EXPIRY_NONE,
+     .doc = "what an expired decision means for the posterior: nothing, or "
+            "reward 0"},
+    {.path = "expiry.cost",
+     .type = CFG_ENUM,
+     CFG_C(expiry_cost, cfg_expiry_cost_t),
+     .names = cfg_cost_names,
+     .def = CFG_EXPIRY_COST_EXPECTED,
+     .doc = "what an expired decision costs: the reserved estimate, or "
+            "nothing"},
+
+    {.path = "policy", .type = CFG_OBJECT},
+    {.path = "policy.name",
+     .type = CFG_STRING,
+     CFG_C_BUF(policy_name),
+     .def_str = "ts-budget",
+     .doc = "`ts`, `ts-budget`, `uniform`, `eps-greedy`, `ucb1`, "
+            "`cheapest`, `strongest`, `fixed:MODEL` (policies/policy.h)"},
+    {.path = "policy.dual_step",
+     .type = CFG_NUMBER,
+     CFG_C(dual_step, double),
+     CFG_GE(0),
+     .def = 0.01,
+     .doc = "step of the shadow-price update; > 0 with ts-budget"},
+    {.path = "policy.seed",
+     .type = CFG_INTEGER,
+     CFG_C(seed, unsigned long),
+     CFG_GE(0),
+     .def = 0,
+     .doc = "random seed; 0 = from the clock"},
+
+    {.path = "health", .type = CFG_OBJECT},
+    {.path = "health.failures",
+     .type = CFG_INTEGER,
+     CFG_C(health_failures, unsigned),
+     CFG_GT(0),
+     .def = 3,
+     .doc = "consecutive provider errors that open the breaker"},
+    {.path = "health.cooldown_s",
+     .type = CFG_NUMBER,
+     CFG_C(health_cooldown_s, double),
+     CFG_GT(0),
+     .def = 30,
+     .doc = "first cooldown; also how long a half-open probe may stay "
+            "unanswered"},
+    {.path = "health.max_cooldown_s",
+     .type = CFG_NUMBER,
+     CFG_C(health_max_cooldown_s, double),
+     CFG_GT(0),
+     .def = 600,
+     .doc = "cap of the doubling cooldown; at least `health.cooldown_s`"},
+
+    {.path = "latency", .type = CFG_OBJECT},
+    {.path = "latency.window_s",
+     .type = CFG_NUMBER,
+     CFG_C(latency_window_s, double),
+     CFG_GT(0),
+     .def = 300,
+     .doc = "latency samples younger than this count"},
+    {.path = "latency.quantile",
+     .type = CFG_NUMBER,
+     CFG_C(latency_quantile, double),
+     CFG_IN_OPEN_CLOSED(0, 1),
+     .def = 0.95,
+     .doc = "the quantile compared with a bucket's objective"},
+    {.path = "latency.min_samples",
+     .type = CFG_INTEGER,
+     CFG_C(latency_min_samples, unsigned),
+     CFG_GT(0),
+     .def = 5,
+     .doc = "fewer recent samples: the arm is not judged"},
+
+    {.path = "store", .type = CFG_OBJECT},
+    {.path = "store.map_size_mb",
+     .type = CFG_INTEGER,
+     CFG_C(map_size_mb, size_t),
+     CFG_GT(0),
+     .def = 8192,
+     .doc = "LMDB map size: the store's maximum size (address space "
+            "reserved, not disk: the file grows as it fills)"},
+    {.path = "store.sync",
+     .type = CFG_ENUM,
+     CFG_C(nometasync, int),
+     .names = cfg_sync_names,
+     .def = 0,
+     .doc = "durability, below"},
+    {.path = "store.batch_max",
+     .type = CFG_INTEGER,
+     CFG_C(batch_max, size_t),
+     CFG_GT(0),
+     .def = 512,
+     .doc = "messages per group commit"},
+    {.path = "store.retention_s",
+     .type = CFG_NUMBER,
+     CFG_C(retention_s, double),
+     CFG_GT(0),
+     .def = 30 * 86400.0,
+     .doc = "settled decisions older than this are pruned from the store; "
+            "at least `decision_ttl_s`"},
+
+    {.path = "limits", .type = CFG_OBJECT},
+    {.path = "limits.max_message_bytes",
+     .type = CFG_INTEGER,
+     CFG_C(max_message_bytes, size_t),
+     CFG_IN(256, 64.0 * 1024 * 1024),
+     .def = 65536,
+     .doc = "larger requests are answered `message_too_large`"},
+};
+
+#define CFG_N_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])
+
+/* Index of the row whose path is `path`. */
+static size_t
+cfg_key_index(const char *path)
+{
+    for (size_t i = 0; i < CFG_N_KEYS; i++)
+        if (strcmp(cfg_keys[i].path, path) == 0)
+            return i;
+    abort(); /* a path missing from the table is a bug of this file */
+}
+
+/* If the row's path is spath.NAME (spath "" is the root), NAME. */
+static const char *
+cfg_leaf(const cfg_key_t *k, const char *spath, size_t sl)
+{
+    const char *p = k->path;
+    if (sl > 0) {
+        if (strncmp(p, spath, sl) != 0 || p[sl] != '.')
+            return NULL;
+        p += sl + 1;
+    }
+    return strchr(p, '.') ? NULL : p;
+}
+
+/* Whether the row's path lies below prefix ("": any path without "*"). */
+static int
+cfg_below(const cfg_key_t *k, const char *prefix, size_t pl)
+{
+    if (pl == 0)
+        return strchr(k->path, '*') == NULL;
+    return strncmp(k->path, prefix, pl) == 0 && k->path[pl] == '.';
+}
+
+/* ------------------------------------------------------------------ */
+/* The walk                                                            */
+
+#define CFG_PATH_MAX 512
+
+/* A parse: the problem sink, a count of problems, the configuration being
+ * filled and which rows were present with a valid value. */
+struct cfg_ctx {
     cfg_problems_t *pr;
     size_t errors;
-} cfg_ctx_t;
+    cfg_t *c;
+    unsigned char given[CFG_N_KEYS];
+};
 
 #define CFG_ERR(cx, path, ...)                                                 \
     do {                                                                       \
@@ -128,136 +577,26 @@ typedef struct cfg_ctx {
         cfg_problem((cx)->pr, (path), __VA_ARGS__);                            \
     } while (0)
 
+/* Whether the key at `path` (a row of cfg_t) was present and valid. */
+static int
+cfg_given(const cfg_ctx_t *cx, const char *path)
+{
+    return cx->given[cfg_key_index(path)];
+}
+
 /* parent.key into buf (truncated to n - 1 bytes). */
 static void
 cfg_path(char *buf, size_t n, const char *parent, const char *key)
 {
-    size_t pl = strlen(parent), kl = strlen(key), o = 0;
-    if (n == 0)
-        return;
-    for (size_t i = 0; i < pl && o + 1 < n; i++)
-        buf[o++] = parent[i];
-    if (o + 1 < n)
-        buf[o++] = '.';
-    for (size_t i = 0; i < kl && o + 1 < n; i++)
-        buf[o++] = key[i];
-    buf[o] = '\0';
-}
-
-/* Reports every member of obj whose name is not in allowed (NULL ended). */
-static void
-cfg_check_keys(cfg_ctx_t *cx, const cJSON *obj, const char *path,
-               const char *const *allowed)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, obj)
-    {
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++)
-            if (strcmp(*a, it->string) == 0)
-                ok = 1;
-        if (!ok) {
-            char p[512];
-            cfg_path(p, sizeof p, path, it->string);
-            CFG_ERR(cx, p, "unknown key \"%s\"", it->string);
-        }
-    }
-}
-
-/* Range flags for cfg_number. */
-#define CFG_GE0  1 /* >= 0 */
-#define CFG_GT0  2 /* > 0 */
-#define CFG_UNIT 4 /* in [0, 1] */
-#define CFG_INT  8 /* integral */
-
-/* Reads obj.key as a number into *out (left untouched when absent).
- * Returns 1 if present and valid, 0 if absent, -1 if invalid. */
-static int
-cfg_number(cfg_ctx_t *cx, const cJSON *obj, const char *path, const char *key,
-           unsigned flags, double *out)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!j)
-        return 0;
-    char p[512];
-    cfg_path(p, sizeof p, path, key);
-    if (!cJSON_IsNumber(j)) {
-        CFG_ERR(cx, p, "must be a number, got %s", proto_type_name(j));
-        return -1;
-    }
-    double v = j->valuedouble;
-    if (!isfinite(v)) {
-        CFG_ERR(cx, p, "must be finite");
-        return -1;
-    }
-    if ((flags & CFG_GE0) && v < 0) {
-        CFG_ERR(cx, p, "must not be negative, got %g", v);
-        return -1;
-    }
-    if ((flags & CFG_GT0) && v <= 0) {
-        CFG_ERR(cx, p, "must be positive, got %g", v);
-        return -1;
-    }
-    if ((flags & CFG_UNIT) && (v < 0 || v > 1)) {
-        CFG_ERR(cx, p, "must be in [0, 1], got %g", v);
-        return -1;
-    }
-    if ((flags & CFG_INT) && (v != floor(v) || v > 1e15)) {
-        CFG_ERR(cx, p, "must be a whole number, got %g", v);
-        return -1;
-    }
-    if (v > CFG_MAX_EXPIRY_S * 1e3) {
-        CFG_ERR(cx, p, "is too large: %g", v);
-        return -1;
-    }
-    *out = v;
-    return 1;
-}
-
-/* Reads obj.key as a string; returns a borrowed pointer, or NULL (absent or
- * invalid; invalid is reported). */
-static const char *
-cfg_string(cfg_ctx_t *cx, const cJSON *obj, const char *path, const char *key,
-           int required)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    char p[512];
-    cfg_path(p, sizeof p, path, key);
-    if (!j) {
-        if (required)
-            CFG_ERR(cx, p, "is required");
-        return NULL;
-    }
-    if (!cJSON_IsString(j)) {
-        CFG_ERR(cx, p, "must be a string, got %s", proto_type_name(j));
-        return NULL;
-    }
-    return j->valuestring;
-}
-
-/* Returns obj.key if it is an object, NULL if absent or not an object (the
- * latter reported). */
-static const cJSON *
-cfg_object(cfg_ctx_t *cx, const cJSON *obj, const char *path, const char *key)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!j)
-        return NULL;
-    if (!cJSON_IsObject(j)) {
-        char p[512];
-        cfg_path(p, sizeof p, path, key);
-        CFG_ERR(cx, p, "must be an object, got %s", proto_type_name(j));
-        return NULL;
-    }
-    return j;
+    snprintf(buf, n, "%s.%s", parent, key);
 }
 
 static int
 cfg_name_ok(cfg_ctx_t *cx, const char *path, const char *name)
 {
     size_t n = strlen(name);
-    if (n == 0 || n >= CFG_NAME_MAX) {
-        CFG_ERR(cx, path, "name must have 1 to %d bytes", CFG_NAME_MAX - 1);
+    if (n == 0 || n >= BURSAR_NAME_MAX) {
+        CFG_ERR(cx, path, "name must have 1 to %d bytes", BURSAR_NAME_MAX - 1);
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
@@ -270,110 +609,462 @@ cfg_name_ok(cfg_ctx_t *cx, const char *path, const char *name)
     return 1;
 }
 
-/* ------------------------------------------------------------------ */
-/* Sections                                                            */
-
+/* The range of row k as text: "must not be negative" style when ref is 0
+ * (for messages), "≥ 0" style when 1 (for the reference). */
 static void
-cfg_parse_budget(cfg_ctx_t *cx, const cJSON *j, const char *path,
-                 cfg_budget_t *b, double *prior_rate)
+cfg_range_text(const cfg_key_t *k, int ref, char *buf, size_t n)
 {
-    static const char *const keys_rate[] = {"limit_usd", "window_s",
-                                            "prior_rate_per_s", NULL};
-    static const char *const keys[] = {"limit_usd", "window_s", NULL};
-    cfg_check_keys(cx, j, path, prior_rate ? keys_rate : keys);
-    cfg_number(cx, j, path, "limit_usd", CFG_GE0, &b->limit_usd);
-    cfg_number(cx, j, path, "window_s", CFG_GT0, &b->window_s);
-    if (prior_rate)
-        cfg_number(cx, j, path, "prior_rate_per_s", CFG_GT0, prior_rate);
+    unsigned r = k->range;
+    int lo_open = (r & CFG_MIN_OPEN) != 0, hi_open = (r & CFG_MAX_OPEN) != 0;
+    if ((r & CFG_HAS_MIN) && (r & CFG_HAS_MAX))
+        snprintf(buf, n, "%s%c%.15g, %.15g%c", ref ? "" : "must be in ",
+                 lo_open ? '(' : '[', k->min, k->max, hi_open ? ')' : ']');
+    else if ((r & CFG_HAS_MIN) && ref)
+        snprintf(buf, n, "%s %.15g", lo_open ? ">" : "≥", k->min);
+    else if ((r & CFG_HAS_MIN) && k->min == 0)
+        snprintf(buf, n, "must %s",
+                 lo_open ? "be positive" : "not be negative");
+    else if (r & CFG_HAS_MIN)
+        snprintf(buf, n, "must be %s %.15g", lo_open ? "above" : "at least",
+                 k->min);
+    else if (r & CFG_HAS_MAX)
+        snprintf(buf, n, "%s %.15g",
+                 ref ? (hi_open ? "<" : "≤")
+                     : (hi_open ? "must be below" : "must be at most"),
+                 k->max);
+    else
+        buf[0] = '\0';
 }
 
-/* Parses a bucket body (also the unknown-bucket template). */
-static void
-cfg_parse_bucket(cfg_ctx_t *cx, cfg_t *c, const cJSON *j, const char *path,
-                 cfg_bucket_t *b)
+static int
+cfg_in_range(const cfg_key_t *k, double v)
 {
-    static const char *const keys[] = {"models",
-                                       "prior",
-                                       "half_life_s",
-                                       "latency_slo_ms",
-                                       "budget",
-                                       "expected_tokens_in",
-                                       "expected_tokens_out",
-                                       NULL};
-    char p[512];
-    cfg_check_keys(cx, j, path, keys);
-    b->prior_alpha = 1;
-    b->prior_beta = 1;
-    b->expected_tokens_in = 1000;
-    b->expected_tokens_out = 500;
+    unsigned r = k->range;
+    if (r & CFG_HAS_MIN)
+        if ((r & CFG_MIN_OPEN) ? !(v > k->min) : !(v >= k->min))
+            return 0;
+    if (r & CFG_HAS_MAX)
+        if ((r & CFG_MAX_OPEN) ? !(v < k->max) : !(v <= k->max))
+            return 0;
+    return 1;
+}
 
-    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "models");
-    cfg_path(p, sizeof p, path, "models");
-    if (!ms) {
-        CFG_ERR(cx, p, "is required");
-    } else if (!cJSON_IsArray(ms)) {
-        CFG_ERR(cx, p, "must be an array of model names, got %s",
-                proto_type_name(ms));
-    } else if (cJSON_GetArraySize(ms) == 0) {
-        CFG_ERR(cx, p, "must name at least one model");
+/* Stores v into an unsigned, unsigned long or size_t field of `size`
+ * bytes. */
+static void
+cfg_store_uint(void *field, size_t size, double v)
+{
+    if (size == sizeof(unsigned)) {
+        unsigned u = (unsigned)v;
+        memcpy(field, &u, sizeof u);
     } else {
-        int i = 0;
-        const cJSON *m;
-        cJSON_ArrayForEach(m, ms)
-        {
-            char pi[560];
-            snprintf(pi, sizeof pi, "%s[%d]", p, i++);
-            if (!cJSON_IsString(m)) {
-                CFG_ERR(cx, pi, "must be a model name, got %s",
-                        proto_type_name(m));
-                continue;
+        unsigned long long u = (unsigned long long)v;
+        assert(size == sizeof u);
+        memcpy(field, &u, sizeof u);
+    }
+}
+
+/* Stores v into an int, a bool or an enum field. */
+static void
+cfg_store_int(void *field, int v)
+{
+    /* An enum is stored as the index of its name, through an int. */
+    _Static_assert(CFG_PROVIDER_ANTHROPIC == 1 && CFG_UNKNOWN_CREATE == 1 &&
+                       CFG_EXPIRY_FAILURE == 1 && CFG_EXPIRY_COST_ZERO == 1,
+                   "enum values are the indexes of their names");
+    _Static_assert(sizeof(cfg_provider_t) == sizeof(int) &&
+                       sizeof(cfg_unknown_bucket_t) == sizeof(int) &&
+                       sizeof(cfg_expiry_outcome_t) == sizeof(int) &&
+                       sizeof(cfg_expiry_cost_t) == sizeof(int),
+                   "enums are stored through an int");
+    memcpy(field, &v, sizeof v);
+}
+
+/* CFG_NUMBER, CFG_INTEGER. Returns 0 when stored, -1 (reported) if not. */
+static int
+cfg_set_number(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p,
+               void *field)
+{
+    int whole = k->type == CFG_INTEGER;
+    if (!cJSON_IsNumber(j)) {
+        CFG_ERR(cx, p, "must be %s, got %s", whole ? "an integer" : "a number",
+                proto_type_name(j));
+        return -1;
+    }
+    double v = j->valuedouble;
+    char range[64];
+    if (!isfinite(v)) {
+        CFG_ERR(cx, p, "must be finite");
+    } else if (!cfg_in_range(k, v)) {
+        cfg_range_text(k, 0, range, sizeof range);
+        CFG_ERR(cx, p, "%s, got %g", range, v);
+    } else if (whole && v != floor(v)) {
+        CFG_ERR(cx, p, "must be a whole number, got %g", v);
+    } else if (v > CFG_MAX_EXPIRY_S * 1e3 ||
+               (whole && k->size == sizeof(unsigned) && v > UINT_MAX)) {
+        CFG_ERR(cx, p, "is too large: %g", v);
+    } else {
+        if (whole)
+            cfg_store_uint(field, k->size, v);
+        else
+            memcpy(field, &v, sizeof v);
+        return 0;
+    }
+    return -1;
+}
+
+/* CFG_STRING. */
+static int
+cfg_set_string(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p,
+               void *field)
+{
+    if (!cJSON_IsString(j)) {
+        CFG_ERR(cx, p, "must be a string, got %s", proto_type_name(j));
+        return -1;
+    }
+    if (k->inline_str) {
+        if (strlen(j->valuestring) >= k->size) {
+            CFG_ERR(cx, p, "is too long (at most %zu bytes)", k->size - 1);
+            return -1;
+        }
+        bursar_copy_str(field, k->size, j->valuestring);
+    } else {
+        char *s;
+        memcpy(&s, field, sizeof s);
+        free(s); /* a default, or the value of a duplicate key */
+        s = bursar_strdup(j->valuestring);
+        memcpy(field, &s, sizeof s);
+    }
+    return 0;
+}
+
+/* `"a" or "b"` (quoted, with the separators of prose) into buf. */
+static void
+cfg_enum_list(const cfg_key_t *k, char *buf, size_t n)
+{
+    size_t o = 0, m = 0;
+    while (k->names[m])
+        m++;
+    buf[0] = '\0';
+    for (size_t i = 0; i < m && o < n; i++)
+        o += (size_t)snprintf(buf + o, n - o, "%s\"%s\"",
+                              i == 0 ? "" : (i + 1 < m ? ", " : " or "),
+                              k->names[i]);
+}
+
+/* CFG_ENUM. */
+static int
+cfg_set_enum(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p,
+             void *field)
+{
+    if (cJSON_IsString(j))
+        for (int i = 0; k->names[i]; i++)
+            if (strcmp(k->names[i], j->valuestring) == 0) {
+                cfg_store_int(field, i);
+                return 0;
             }
-            int id = cfg_model_find(c, m->valuestring);
-            if (id < 0) {
-                CFG_ERR(cx, pi, "unknown model \"%s\" (not in $.models)",
-                        m->valuestring);
-                continue;
-            }
-            int dup = 0;
-            for (size_t k = 0; k < b->n_models; k++)
-                if (b->models[k] == id)
-                    dup = 1;
-            if (dup) {
-                CFG_ERR(cx, pi, "model \"%s\" is listed twice", m->valuestring);
-                continue;
-            }
-            if (b->n_models >= CFG_MAX_ARMS) {
-                CFG_ERR(cx, pi, "more than %d models", CFG_MAX_ARMS);
-                break;
-            }
-            b->models[b->n_models++] = id;
+    char want[256];
+    cfg_enum_list(k, want, sizeof want);
+    if (cJSON_IsString(j))
+        CFG_ERR(cx, p, "must be %s, got \"%s\"", want, j->valuestring);
+    else
+        CFG_ERR(cx, p, "must be %s, got %s", want, proto_type_name(j));
+    return -1;
+}
+
+/* CFG_BOOL. */
+static int
+cfg_set_bool(cfg_ctx_t *cx, const cJSON *j, const char *p, void *field)
+{
+    if (!cJSON_IsBool(j)) {
+        CFG_ERR(cx, p, "must be true or false, got %s", proto_type_name(j));
+        return -1;
+    }
+    cfg_store_int(field, cJSON_IsTrue(j));
+    return 0;
+}
+
+/* Sets every field below prefix ("": cfg_t's own) of the struct at base to
+ * its default. */
+static void
+cfg_defaults(void *base, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    for (size_t i = 0; i < CFG_N_KEYS; i++) {
+        const cfg_key_t *k = &cfg_keys[i];
+        char *field = (char *)base + k->off;
+        if (!cfg_below(k, prefix, pl) || (k->flags & CFG_NO_DEFAULT))
+            continue;
+        if (k->type == CFG_NUMBER)
+            memcpy(field, &k->def, sizeof k->def);
+        else if (k->type == CFG_INTEGER)
+            cfg_store_uint(field, k->size, k->def);
+        else if (k->type == CFG_BOOL || k->type == CFG_ENUM)
+            cfg_store_int(field, (int)k->def);
+        else if (k->type == CFG_STRING && k->inline_str)
+            bursar_copy_str(field, k->size, k->def_str ? k->def_str : "");
+        else if (k->type == CFG_STRING && k->def_str) {
+            char *s = bursar_strdup(k->def_str);
+            memcpy(field, &s, sizeof s);
         }
     }
+}
 
-    const cJSON *prior = cfg_object(cx, j, path, "prior");
-    if (prior) {
-        static const char *const pk[] = {"alpha", "beta", NULL};
-        cfg_path(p, sizeof p, path, "prior");
-        cfg_check_keys(cx, prior, p, pk);
-        cfg_number(cx, prior, p, "alpha", CFG_GT0, &b->prior_alpha);
-        cfg_number(cx, prior, p, "beta", CFG_GT0, &b->prior_beta);
+static void cfg_walk(cfg_ctx_t *cx, const cJSON *obj, const char *jpath,
+                     const char *spath, void *base);
+
+/* CFG_OBJECT. */
+static int
+cfg_set_object(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p,
+               void *base)
+{
+    if (!cJSON_IsObject(j)) {
+        CFG_ERR(cx, p, "must be an object, got %s", proto_type_name(j));
+        return -1;
     }
-    cfg_number(cx, j, path, "half_life_s", CFG_GE0, &b->half_life_s);
-    cfg_number(cx, j, path, "latency_slo_ms", CFG_GE0, &b->latency_slo_ms);
-    cfg_number(cx, j, path, "expected_tokens_in", CFG_GE0,
-               &b->expected_tokens_in);
-    cfg_number(cx, j, path, "expected_tokens_out", CFG_GE0,
-               &b->expected_tokens_out);
-    const cJSON *bud = cfg_object(cx, j, path, "budget");
-    if (bud) {
-        cfg_path(p, sizeof p, path, "budget");
-        b->has_budget = 1;
-        b->budget.limit_usd = 0;
+    if (k->like) {
+        void *sub = (char *)base + k->off;
+        cfg_defaults(sub, k->like);
+        cfg_walk(cx, j, p, k->like, sub);
+        return 0;
+    }
+    if (k->size)
+        cfg_store_int((char *)base + k->off, 1);
+    cfg_walk(cx, j, p, k->path, base);
+    return 0;
+}
+
+/* CFG_MAP: one element per member, named by it. */
+static int
+cfg_set_map(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p)
+{
+    if (!cJSON_IsObject(j)) {
+        CFG_ERR(cx, p, "must be an object, got %s", proto_type_name(j));
+        return -1;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(j);
+    if ((k->range & CFG_HAS_MIN) && (double)n < k->min)
+        CFG_ERR(cx, p, "must define at least %.15g %s", k->min, k->noun);
+    char spath[128];
+    snprintf(spath, sizeof spath, "%s.*", k->path);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, j)
+    {
+        char mp[CFG_PATH_MAX];
+        cfg_path(mp, sizeof mp, p, m->string);
+        if (!cfg_name_ok(cx, mp, m->string))
+            continue;
+        if (!cJSON_IsObject(m)) {
+            CFG_ERR(cx, mp, "must be an object, got %s", proto_type_name(m));
+            continue;
+        }
+        void *elem = k->add(cx, m->string, n);
+        if (!elem) {
+            CFG_ERR(cx, mp, "defined twice");
+            continue;
+        }
+        cfg_defaults(elem, spath);
+        cfg_walk(cx, m, mp, spath, elem);
+    }
+    return 0;
+}
+
+/* CFG_ARRAY: the count in range, then each element to .item. */
+static int
+cfg_set_array(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p,
+              void *base)
+{
+    if (!cJSON_IsArray(j)) {
+        CFG_ERR(cx, p, "must be an array of %s, got %s", k->noun,
+                proto_type_name(j));
+        return -1;
+    }
+    int n = cJSON_GetArraySize(j);
+    if (!cfg_in_range(k, n)) {
+        CFG_ERR(cx, p, "must hold %.15g to %.15g %s, got %d", k->min, k->max,
+                k->noun, n);
+        return -1;
+    }
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, j)
+    {
+        char ep[CFG_PATH_MAX];
+        snprintf(ep, sizeof ep, "%s[%d]", p, i++);
+        k->item(cx, e, ep, base);
+    }
+    return 0;
+}
+
+/* Checks and stores value j of row k (at JSON path p) into the struct at
+ * base. Returns 0 if it was stored (or, for an object, entered). */
+static int
+cfg_value(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p,
+          void *base)
+{
+    char *field = (char *)base + k->off;
+    switch (k->type) {
+    case CFG_NUMBER:
+    case CFG_INTEGER:
+        return cfg_set_number(cx, k, j, p, field);
+    case CFG_BOOL:
+        return cfg_set_bool(cx, j, p, field);
+    case CFG_STRING:
+        return cfg_set_string(cx, k, j, p, field);
+    case CFG_ENUM:
+        return cfg_set_enum(cx, k, j, p, field);
+    case CFG_OBJECT:
+        return cfg_set_object(cx, k, j, p, base);
+    case CFG_MAP:
+        return cfg_set_map(cx, k, j, p);
+    case CFG_ARRAY:
+        return cfg_set_array(cx, k, j, p, base);
+    }
+    return -1;
+}
+
+/* The row spath.name, or NULL. */
+static const cfg_key_t *
+cfg_child(const char *spath, size_t sl, const char *name)
+{
+    for (size_t i = 0; i < CFG_N_KEYS; i++) {
+        const char *leaf = cfg_leaf(&cfg_keys[i], spath, sl);
+        if (leaf && strcmp(leaf, name) == 0)
+            return &cfg_keys[i];
+    }
+    return NULL;
+}
+
+/* Walks object obj (at JSON path jpath) against the rows below spath: each
+ * unknown member is a problem, each required row absent is one, each
+ * present row is checked and stored into the struct at base. Rows are
+ * read in table order, whatever the order of the members. */
+static void
+cfg_walk(cfg_ctx_t *cx, const cJSON *obj, const char *jpath, const char *spath,
+         void *base)
+{
+    size_t sl = strlen(spath);
+    char p[CFG_PATH_MAX];
+    const cJSON *m;
+    cJSON_ArrayForEach(m, obj)
+    {
+        if (!cfg_child(spath, sl, m->string)) {
+            cfg_path(p, sizeof p, jpath, m->string);
+            CFG_ERR(cx, p, "unknown key \"%s\"", m->string);
+        }
+    }
+    for (size_t i = 0; i < CFG_N_KEYS; i++) {
+        const char *leaf = cfg_leaf(&cfg_keys[i], spath, sl);
+        if (!leaf)
+            continue;
+        cfg_path(p, sizeof p, jpath, leaf);
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, leaf);
+        if (!j) {
+            if (cfg_keys[i].flags & CFG_REQUIRED)
+                CFG_ERR(cx, p, "is required");
+        } else if (cfg_value(cx, &cfg_keys[i], j, p, base) == 0) {
+            cx->given[i] = 1;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Elements, and the checks a table cannot express                     */
+
+static void
+cfg_listen_item(cfg_ctx_t *cx, const cJSON *e, const char *p, void *base)
+{
+    cfg_t *c = base;
+    if (!cJSON_IsString(e))
+        CFG_ERR(cx, p, "must be a string, got %s", proto_type_name(e));
+    else if (strncmp(e->valuestring, "tcp://", 6) != 0 &&
+             strncmp(e->valuestring, "ipc://", 6) != 0)
+        CFG_ERR(cx, p, "endpoint \"%s\" must start with tcp:// or ipc://",
+                e->valuestring);
+    else if (c->n_listen < CFG_MAX_LISTEN) /* the count is checked before */
+        c->listen[c->n_listen++] = bursar_strdup(e->valuestring);
+}
+
+static void
+cfg_bucket_model_item(cfg_ctx_t *cx, const cJSON *e, const char *p, void *base)
+{
+    cfg_bucket_t *b = base;
+    if (!cJSON_IsString(e)) {
+        CFG_ERR(cx, p, "must be a model name, got %s", proto_type_name(e));
+        return;
+    }
+    int id = cfg_model_find(cx->c, e->valuestring);
+    if (id < 0) {
+        CFG_ERR(cx, p, "unknown model \"%s\" (not in $.models)",
+                e->valuestring);
+        return;
+    }
+    for (size_t k = 0; k < b->n_models; k++)
+        if (b->models[k] == id) {
+            CFG_ERR(cx, p, "model \"%s\" is listed twice", e->valuestring);
+            return;
+        }
+    if (b->n_models < CFG_MAX_ARMS) /* the count is checked before */
+        b->models[b->n_models++] = id;
+}
+
+static void *
+cfg_add_model(cfg_ctx_t *cx, const char *name, size_t n)
+{
+    cfg_t *c = cx->c;
+    if (!c->models)
+        c->models = bursar_calloc(n, sizeof *c->models);
+    if (cfg_model_find(c, name) >= 0)
+        return NULL;
+    cfg_model_t *m = &c->models[c->n_models++];
+    bursar_copy_str(m->name, sizeof m->name, name);
+    return m;
+}
+
+static void *
+cfg_add_bucket(cfg_ctx_t *cx, const char *name, size_t n)
+{
+    cfg_t *c = cx->c;
+    if (!c->buckets)
+        c->buckets = bursar_calloc(n, sizeof *c->buckets);
+    if (cfg_bucket_find(c, name) >= 0)
+        return NULL;
+    cfg_bucket_t *b = &c->buckets[c->n_buckets++];
+    bursar_copy_str(b->name, sizeof b->name, name);
+    return b;
+}
+
+static void
+cfg_finish_listen(cfg_ctx_t *cx)
+{
+    cfg_t *c = cx->c;
+    if (!cfg_given(cx, "listen") && c->n_listen == 0)
+        c->listen[c->n_listen++] = bursar_strdup(CFG_LISTEN_DEFAULT);
+}
+
+/* A model's id defaults to its name, its base URL to its provider's. */
+static void
+cfg_finish_models(cfg_t *c)
+{
+    for (size_t i = 0; i < c->n_models; i++) {
+        cfg_model_t *m = &c->models[i];
+        if (!m->model)
+            m->model = bursar_strdup(m->name);
+        if (!m->base_url)
+            m->base_url = bursar_strdup(m->provider == CFG_PROVIDER_ANTHROPIC
+                                            ? CFG_ANTHROPIC_URL
+                                            : CFG_OPENAI_URL);
+    }
+}
+
+/* A bucket's own cap takes the global window unless it names one; the
+ * exploration floor must hold for every arm. */
+static void
+cfg_check_bucket(cfg_ctx_t *cx, cfg_bucket_t *b, const char *path)
+{
+    const cfg_t *c = cx->c;
+    if (b->has_budget && b->budget.window_s == 0) /* 0: absent or invalid */
         b->budget.window_s = c->budget.window_s;
-        if (!cJSON_GetObjectItemCaseSensitive(bud, "limit_usd"))
-            CFG_ERR(cx, p, "limit_usd is required");
-        cfg_parse_budget(cx, bud, p, &b->budget, NULL);
-    }
     if (b->n_models > 0 && c->explore_floor * (double)b->n_models > 1.0 + 1e-12)
         CFG_ERR(cx, path,
                 "explore_floor %g times %zu models exceeds 1 (the floor "
@@ -382,416 +1073,105 @@ cfg_parse_bucket(cfg_ctx_t *cx, cfg_t *c, const cJSON *j, const char *path,
 }
 
 static void
-cfg_parse_model(cfg_ctx_t *cx, const cJSON *j, const char *path, cfg_model_t *m)
+cfg_check_buckets(cfg_ctx_t *cx)
 {
-    static const char *const keys[] = {"provider",
-                                       "model",
-                                       "base_url",
-                                       "api_key_env",
-                                       "price_in_per_mtok",
-                                       "price_out_per_mtok",
-                                       NULL};
-    char p[512];
-    cfg_check_keys(cx, j, path, keys);
-    const char *prov = cfg_string(cx, j, path, "provider", 1);
-    if (prov) {
-        if (strcmp(prov, "openai") == 0)
-            m->provider = CFG_PROVIDER_OPENAI;
-        else if (strcmp(prov, "anthropic") == 0)
-            m->provider = CFG_PROVIDER_ANTHROPIC;
-        else {
-            cfg_path(p, sizeof p, path, "provider");
-            CFG_ERR(cx, p, "must be \"openai\" or \"anthropic\", got \"%s\"",
-                    prov);
-        }
+    cfg_t *c = cx->c;
+    for (size_t k = 0; k < c->n_buckets; k++) {
+        cfg_bucket_t *b = &c->buckets[k];
+        char p[CFG_PATH_MAX];
+        cfg_path(p, sizeof p, "$.buckets", b->name);
+        cfg_check_bucket(cx, b, p);
+        /* A bucket's cap above the global one is never the binding cap. */
+        if (b->has_budget && c->budget.limit_usd > 0 &&
+            b->budget.limit_usd > c->budget.limit_usd)
+            CFG_ERR(cx, p,
+                    "budget.limit_usd %g exceeds the global limit_usd %g",
+                    b->budget.limit_usd, c->budget.limit_usd);
     }
-    const char *s = cfg_string(cx, j, path, "model", 0);
-    m->model = bursar_strdup(s ? s : m->name);
-    s = cfg_string(cx, j, path, "base_url", 0);
-    if (!s)
-        s = m->provider == CFG_PROVIDER_ANTHROPIC
-                ? "https://api.anthropic.com/v1"
-                : "https://api.openai.com/v1";
-    m->base_url = bursar_strdup(s);
-    s = cfg_string(cx, j, path, "api_key_env", 0);
-    m->api_key_env = bursar_strdup(s ? s : "");
-    if (cfg_number(cx, j, path, "price_in_per_mtok", CFG_GE0,
-                   &m->price_in_per_mtok) == 0) {
-        cfg_path(p, sizeof p, path, "price_in_per_mtok");
-        CFG_ERR(cx, p, "is required");
-    }
-    if (cfg_number(cx, j, path, "price_out_per_mtok", CFG_GE0,
-                   &m->price_out_per_mtok) == 0) {
-        cfg_path(p, sizeof p, path, "price_out_per_mtok");
-        CFG_ERR(cx, p, "is required");
-    }
+    if (cfg_given(cx, "unknown_bucket.template"))
+        cfg_check_bucket(cx, &c->bucket_template, "$.unknown_bucket.template");
 }
 
 static void
-cfg_set_defaults(cfg_t *c)
+cfg_check_unknown_bucket(cfg_ctx_t *cx)
 {
-    c->unknown_action = CFG_UNKNOWN_ERROR;
-    c->max_buckets = 1024;
-    c->budget.limit_usd = 0;
-    c->budget.window_s = 86400;
-    c->budget_prior_rate = 1.0;
-    c->explore_floor = 0.0;
-    c->decision_ttl_s = 3600;
-    c->expiry_outcome = CFG_EXPIRY_NONE;
-    c->expiry_cost = CFG_EXPIRY_COST_EXPECTED;
-    snprintf(c->policy_name, sizeof c->policy_name, "ts-budget");
-    c->dual_step = 0.01;
-    c->seed = 0;
-    c->health_failures = 3;
-    c->health_cooldown_s = 30;
-    c->health_max_cooldown_s = 600;
-    c->latency_window_s = 300;
-    c->latency_quantile = 0.95;
-    c->latency_min_samples = 5;
-    c->map_size_mb = 8192;
-    c->nometasync = 0;
-    c->batch_max = 512;
-    c->retention_s = 30 * 86400.0;
-    c->max_message_bytes = 65536;
-}
-
-static void
-cfg_parse_root(cfg_ctx_t *cx, cfg_t *c, const cJSON *root)
-{
-    static const char *const keys[] = {
-        "listen",        "state_dir",      "models",
-        "buckets",       "unknown_bucket", "budget",
-        "explore_floor", "decision_ttl_s", "expiry",
-        "policy",        "health",         "latency",
-        "store",         "limits",         NULL};
-    char p[512];
-    double v;
-    cfg_check_keys(cx, root, "$", keys);
-
-    /* listen */
-    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "listen");
-    if (!ls) {
-        c->listen[c->n_listen++] = bursar_strdup("tcp://127.0.0.1:7878");
-    } else if (!cJSON_IsArray(ls) || cJSON_GetArraySize(ls) == 0) {
-        CFG_ERR(cx, "$.listen", "must be a non-empty array of endpoints");
-    } else {
-        int i = 0;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, ls)
-        {
-            snprintf(p, sizeof p, "$.listen[%d]", i++);
-            if (!cJSON_IsString(e)) {
-                CFG_ERR(cx, p, "must be a string, got %s", proto_type_name(e));
-                continue;
-            }
-            if (strncmp(e->valuestring, "tcp://", 6) != 0 &&
-                strncmp(e->valuestring, "ipc://", 6) != 0) {
-                CFG_ERR(cx, p,
-                        "endpoint \"%s\" must start with tcp:// or "
-                        "ipc://",
-                        e->valuestring);
-                continue;
-            }
-            if (c->n_listen >= CFG_MAX_LISTEN) {
-                CFG_ERR(cx, p, "more than %d endpoints", CFG_MAX_LISTEN);
-                break;
-            }
-            c->listen[c->n_listen++] = bursar_strdup(e->valuestring);
-        }
-    }
-
-    const char *sd = cfg_string(cx, root, "$", "state_dir", 0);
-    if (sd)
-        c->state_dir = bursar_strdup(sd);
-
-    /* Scalars first: the buckets' floor check needs explore_floor. */
-    cfg_number(cx, root, "$", "explore_floor", CFG_UNIT, &c->explore_floor);
-    cfg_number(cx, root, "$", "decision_ttl_s", CFG_GT0, &c->decision_ttl_s);
-
-    const cJSON *bud = cfg_object(cx, root, "$", "budget");
-    if (bud)
-        cfg_parse_budget(cx, bud, "$.budget", &c->budget,
-                         &c->budget_prior_rate);
-
-    /* models */
-    const cJSON *ms = cfg_object(cx, root, "$", "models");
-    if (!cJSON_GetObjectItemCaseSensitive(root, "models"))
-        CFG_ERR(cx, "$.models", "is required");
-    if (ms) {
-        size_t n = (size_t)cJSON_GetArraySize(ms);
-        c->models = bursar_calloc(n ? n : 1, sizeof *c->models);
-        const cJSON *m;
-        cJSON_ArrayForEach(m, ms)
-        {
-            cfg_path(p, sizeof p, "$.models", m->string);
-            if (!cfg_name_ok(cx, p, m->string))
-                continue;
-            if (!cJSON_IsObject(m)) {
-                CFG_ERR(cx, p, "must be an object, got %s", proto_type_name(m));
-                continue;
-            }
-            if (cfg_model_find(c, m->string) >= 0) {
-                CFG_ERR(cx, p, "defined twice");
-                continue;
-            }
-            cfg_model_t *cm = &c->models[c->n_models++];
-            snprintf(cm->name, sizeof cm->name, "%s", m->string);
-            cfg_parse_model(cx, m, p, cm);
-        }
-        if (n == 0)
-            CFG_ERR(cx, "$.models", "must define at least one model");
-    }
-
-    /* buckets */
-    const cJSON *bs = cfg_object(cx, root, "$", "buckets");
-    if (!cJSON_GetObjectItemCaseSensitive(root, "buckets"))
-        CFG_ERR(cx, "$.buckets", "is required");
-    if (bs) {
-        size_t n = (size_t)cJSON_GetArraySize(bs);
-        c->buckets = bursar_calloc(n ? n : 1, sizeof *c->buckets);
-        const cJSON *b;
-        cJSON_ArrayForEach(b, bs)
-        {
-            cfg_path(p, sizeof p, "$.buckets", b->string);
-            if (!cfg_name_ok(cx, p, b->string))
-                continue;
-            if (!cJSON_IsObject(b)) {
-                CFG_ERR(cx, p, "must be an object, got %s", proto_type_name(b));
-                continue;
-            }
-            int twice = 0;
-            for (size_t k = 0; k < c->n_buckets; k++)
-                twice |= strcmp(c->buckets[k].name, b->string) == 0;
-            if (twice) {
-                CFG_ERR(cx, p, "defined twice");
-                continue;
-            }
-            cfg_bucket_t *cb = &c->buckets[c->n_buckets++];
-            snprintf(cb->name, sizeof cb->name, "%s", b->string);
-            cfg_parse_bucket(cx, c, b, p, cb);
-        }
-    }
-
-    /* unknown_bucket */
-    const cJSON *ub = cfg_object(cx, root, "$", "unknown_bucket");
-    if (ub) {
-        static const char *const uk[] = {"action", "template", "max_buckets",
-                                         NULL};
-        cfg_check_keys(cx, ub, "$.unknown_bucket", uk);
-        const char *a = cfg_string(cx, ub, "$.unknown_bucket", "action", 1);
-        if (a) {
-            if (strcmp(a, "error") == 0)
-                c->unknown_action = CFG_UNKNOWN_ERROR;
-            else if (strcmp(a, "create") == 0)
-                c->unknown_action = CFG_UNKNOWN_CREATE;
-            else
-                CFG_ERR(cx, "$.unknown_bucket.action",
-                        "must be \"error\" or \"create\", got \"%s\"", a);
-        }
-        const cJSON *t = cfg_object(cx, ub, "$.unknown_bucket", "template");
-        if (t)
-            cfg_parse_bucket(cx, c, t, "$.unknown_bucket.template",
-                             &c->bucket_template);
-        else if (c->unknown_action == CFG_UNKNOWN_CREATE)
-            CFG_ERR(cx, "$.unknown_bucket.template",
-                    "is required when action is \"create\"");
-        v = (double)c->max_buckets;
-        if (cfg_number(cx, ub, "$.unknown_bucket", "max_buckets",
-                       CFG_GT0 | CFG_INT, &v) > 0) {
-            c->max_buckets = (size_t)v;
-            if (c->max_buckets < c->n_buckets)
-                CFG_ERR(cx, "$.unknown_bucket.max_buckets",
-                        "is %zu, below the %zu configured buckets",
-                        c->max_buckets, c->n_buckets);
-        }
-    }
+    cfg_t *c = cx->c;
+    if (c->unknown_action == CFG_UNKNOWN_CREATE &&
+        !cfg_given(cx, "unknown_bucket.template"))
+        CFG_ERR(cx, "$.unknown_bucket.template",
+                "is required when action is \"create\"");
+    if (cfg_given(cx, "unknown_bucket.max_buckets") &&
+        c->max_buckets < c->n_buckets)
+        CFG_ERR(cx, "$.unknown_bucket.max_buckets",
+                "is %zu, below the %zu configured buckets", c->max_buckets,
+                c->n_buckets);
     if (c->n_buckets > c->max_buckets)
         c->max_buckets = c->n_buckets;
+}
 
-    /* expiry */
-    const cJSON *ex = cfg_object(cx, root, "$", "expiry");
-    if (ex) {
-        static const char *const ek[] = {"outcome", "cost", NULL};
-        cfg_check_keys(cx, ex, "$.expiry", ek);
-        const char *o = cfg_string(cx, ex, "$.expiry", "outcome", 0);
-        if (o) {
-            if (strcmp(o, "none") == 0)
-                c->expiry_outcome = CFG_EXPIRY_NONE;
-            else if (strcmp(o, "failure") == 0)
-                c->expiry_outcome = CFG_EXPIRY_FAILURE;
-            else
-                CFG_ERR(cx, "$.expiry.outcome",
-                        "must be \"none\" or \"failure\", got \"%s\"", o);
-        }
-        const char *co = cfg_string(cx, ex, "$.expiry", "cost", 0);
-        if (co) {
-            if (strcmp(co, "expected") == 0)
-                c->expiry_cost = CFG_EXPIRY_COST_EXPECTED;
-            else if (strcmp(co, "zero") == 0)
-                c->expiry_cost = CFG_EXPIRY_COST_ZERO;
-            else
-                CFG_ERR(cx, "$.expiry.cost",
-                        "must be \"expected\" or \"zero\", got \"%s\"", co);
-        }
-    }
+static void
+cfg_check_policy(cfg_ctx_t *cx)
+{
+    const cfg_t *c = cx->c;
+    policy_kind_t kind;
+    const char *fixed = NULL;
+    if (policy_kind_parse(c->policy_name, &kind, &fixed) != 0)
+        CFG_ERR(cx, "$.policy.name",
+                "unknown policy \"%s\" (ts, ts-budget, uniform, eps-greedy, "
+                "ucb1, cheapest, strongest, fixed:MODEL)",
+                c->policy_name);
+    else if (fixed && cfg_model_find(c, fixed) < 0)
+        CFG_ERR(cx, "$.policy.name", "fixed: unknown model \"%s\"", fixed);
+    else if (kind == POLICY_TS_BUDGET && !(c->dual_step > 0))
+        CFG_ERR(cx, "$.policy.dual_step",
+                "must be > 0 with ts-budget (the budget multiplier would "
+                "never move)");
+}
 
-    /* policy */
-    const cJSON *po = cfg_object(cx, root, "$", "policy");
-    if (po) {
-        static const char *const pk[] = {"name", "dual_step", "seed", NULL};
-        cfg_check_keys(cx, po, "$.policy", pk);
-        const char *nm = cfg_string(cx, po, "$.policy", "name", 0);
-        if (nm) {
-            if (strlen(nm) >= CFG_NAME_MAX)
-                CFG_ERR(cx, "$.policy.name", "is too long");
-            else
-                snprintf(c->policy_name, sizeof c->policy_name, "%s", nm);
-        }
-        policy_kind_t kind;
-        const char *fixed = NULL;
-        if (policy_kind_parse(c->policy_name, &kind, &fixed) != 0)
-            CFG_ERR(cx, "$.policy.name",
-                    "unknown policy \"%s\" (ts, ts-budget, uniform, "
-                    "eps-greedy, ucb1, cheapest, strongest, fixed:MODEL)",
-                    c->policy_name);
-        else if (fixed && cfg_model_find(c, fixed) < 0)
-            CFG_ERR(cx, "$.policy.name", "fixed: unknown model \"%s\"", fixed);
-        cfg_number(cx, po, "$.policy", "dual_step", CFG_GE0, &c->dual_step);
-        v = 0;
-        if (cfg_number(cx, po, "$.policy", "seed", CFG_GE0 | CFG_INT, &v) > 0)
-            c->seed = (unsigned long)v;
-    }
-    {
-        policy_kind_t kind;
-        const char *fixed = NULL;
-        if (policy_kind_parse(c->policy_name, &kind, &fixed) == 0 &&
-            kind == POLICY_TS_BUDGET && !(c->dual_step > 0))
-            CFG_ERR(cx, "$.policy.dual_step",
-                    "must be > 0 with ts-budget (the budget multiplier "
-                    "would never move)");
-    }
-    /* A bucket's cap above the global one is never the binding cap. */
-    for (size_t k = 0; k < c->n_buckets; k++) {
-        const cfg_bucket_t *cb = &c->buckets[k];
-        if (cb->has_budget && c->budget.limit_usd > 0 &&
-            cb->budget.limit_usd > c->budget.limit_usd) {
-            char bp[512];
-            cfg_path(bp, sizeof bp, "$.buckets", cb->name);
-            CFG_ERR(cx, bp,
-                    "budget.limit_usd %g exceeds the global limit_usd %g",
-                    cb->budget.limit_usd, c->budget.limit_usd);
-        }
-    }
-
-    /* health */
-    const cJSON *he = cfg_object(cx, root, "$", "health");
-    if (he) {
-        static const char *const hk[] = {"failures", "cooldown_s",
-                                         "max_cooldown_s", NULL};
-        cfg_check_keys(cx, he, "$.health", hk);
-        v = c->health_failures;
-        if (cfg_number(cx, he, "$.health", "failures", CFG_GT0 | CFG_INT, &v) >
-            0)
-            c->health_failures = (unsigned)v;
-        cfg_number(cx, he, "$.health", "cooldown_s", CFG_GT0,
-                   &c->health_cooldown_s);
-        cfg_number(cx, he, "$.health", "max_cooldown_s", CFG_GT0,
-                   &c->health_max_cooldown_s);
-        if (c->health_max_cooldown_s < c->health_cooldown_s)
-            CFG_ERR(cx, "$.health.max_cooldown_s",
-                    "must be at least cooldown_s (%g)", c->health_cooldown_s);
-    }
-
-    /* latency */
-    const cJSON *la = cfg_object(cx, root, "$", "latency");
-    if (la) {
-        static const char *const lk[] = {"window_s", "quantile", "min_samples",
-                                         NULL};
-        cfg_check_keys(cx, la, "$.latency", lk);
-        cfg_number(cx, la, "$.latency", "window_s", CFG_GT0,
-                   &c->latency_window_s);
-        if (cfg_number(cx, la, "$.latency", "quantile", CFG_UNIT,
-                       &c->latency_quantile) > 0 &&
-            c->latency_quantile <= 0)
-            CFG_ERR(cx, "$.latency.quantile", "must be above 0");
-        v = c->latency_min_samples;
-        if (cfg_number(cx, la, "$.latency", "min_samples", CFG_GT0 | CFG_INT,
-                       &v) > 0)
-            c->latency_min_samples = (unsigned)v;
-    }
-
-    /* store */
-    const cJSON *st = cfg_object(cx, root, "$", "store");
-    if (st) {
-        static const char *const sk[] = {"map_size_mb", "sync", "batch_max",
-                                         "retention_s", NULL};
-        cfg_check_keys(cx, st, "$.store", sk);
-        v = (double)c->map_size_mb;
-        if (cfg_number(cx, st, "$.store", "map_size_mb", CFG_GT0 | CFG_INT,
-                       &v) > 0)
-            c->map_size_mb = (size_t)v;
-        const char *sy = cfg_string(cx, st, "$.store", "sync", 0);
-        if (sy) {
-            if (strcmp(sy, "full") == 0)
-                c->nometasync = 0;
-            else if (strcmp(sy, "nometasync") == 0)
-                c->nometasync = 1;
-            else
-                CFG_ERR(cx, "$.store.sync",
-                        "must be \"full\" or \"nometasync\", got \"%s\"", sy);
-        }
-        v = (double)c->batch_max;
-        if (cfg_number(cx, st, "$.store", "batch_max", CFG_GT0 | CFG_INT, &v) >
-            0)
-            c->batch_max = (size_t)v;
-        cfg_number(cx, st, "$.store", "retention_s", CFG_GT0, &c->retention_s);
-    }
+static void
+cfg_check_durations(cfg_ctx_t *cx)
+{
+    const cfg_t *c = cx->c;
+    if (c->health_max_cooldown_s < c->health_cooldown_s)
+        CFG_ERR(cx, "$.health.max_cooldown_s",
+                "must be at least cooldown_s (%g)", c->health_cooldown_s);
     if (c->retention_s < c->decision_ttl_s)
         CFG_ERR(cx, "$.store.retention_s",
                 "must be at least decision_ttl_s (%g)", c->decision_ttl_s);
+}
 
-    /* limits */
-    const cJSON *li = cfg_object(cx, root, "$", "limits");
-    if (li) {
-        static const char *const lk[] = {"max_message_bytes", NULL};
-        cfg_check_keys(cx, li, "$.limits", lk);
-        v = (double)c->max_message_bytes;
-        if (cfg_number(cx, li, "$.limits", "max_message_bytes",
-                       CFG_GT0 | CFG_INT, &v) > 0) {
-            if (v < 256 || v > 64.0 * 1024 * 1024)
-                CFG_ERR(cx, "$.limits.max_message_bytes",
-                        "must be in [256, 67108864], got %g", v);
-            else
-                c->max_message_bytes = (size_t)v;
+/* ------------------------------------------------------------------ */
+/* Parsing                                                             */
+
+static void
+cfg_syntax_error(cfg_ctx_t *cx, const char *json, size_t len)
+{
+    const char *at = cJSON_GetErrorPtr();
+    long off = at ? (long)(at - json) : -1;
+    if (off < 0 || (size_t)off > len) {
+        CFG_ERR(cx, "$", "invalid JSON");
+        return;
+    }
+    long line = 1, col = 1;
+    for (long i = 0; i < off; i++) {
+        if (json[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
         }
     }
+    CFG_ERR(cx, "$", "invalid JSON near line %ld column %ld", line, col);
 }
 
 int
 cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
 {
     *out = NULL;
-    cfg_ctx_t cx = {pr, 0};
+    cfg_ctx_t cx = {.pr = pr};
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        long off = at ? (long)(at - json) : -1;
-        if (off >= 0 && (size_t)off <= len) {
-            /* line and column of the error */
-            long line = 1, col = 1;
-            for (long i = 0; i < off; i++) {
-                if (json[i] == '\n') {
-                    line++;
-                    col = 1;
-                } else {
-                    col++;
-                }
-            }
-            CFG_ERR(&cx, "$", "invalid JSON near line %ld column %ld", line,
-                    col);
-        } else {
-            CFG_ERR(&cx, "$", "invalid JSON");
-        }
+        cfg_syntax_error(&cx, json, len);
         return -1;
     }
     if (!cJSON_IsObject(root)) {
@@ -799,15 +1179,21 @@ cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
         cJSON_Delete(root);
         return -1;
     }
-    cfg_t *c = bursar_calloc(1, sizeof *c);
-    cfg_set_defaults(c);
-    cfg_parse_root(&cx, c, root);
+    cx.c = bursar_calloc(1, sizeof *cx.c);
+    cfg_defaults(cx.c, "");
+    cfg_walk(&cx, root, "$", "", cx.c);
     cJSON_Delete(root);
+    cfg_finish_listen(&cx);
+    cfg_finish_models(cx.c);
+    cfg_check_buckets(&cx);
+    cfg_check_unknown_bucket(&cx);
+    cfg_check_policy(&cx);
+    cfg_check_durations(&cx);
     if (cx.errors) {
-        cfg_destroy(&c);
+        cfg_destroy(&cx.c);
         return -1;
     }
-    *out = c;
+    *out = cx.c;
     return 0;
 }
 
@@ -818,7 +1204,7 @@ cfg_load_file(const char *path, cfg_t **out, cfg_problems_t *pr)
     size_t len = 0;
     char *text = NULL;
     if (bursar_read_file(path, &text, &len) != 0) {
-        cfg_ctx_t cx = {pr, 0};
+        cfg_ctx_t cx = {.pr = pr};
         CFG_ERR(&cx, "$", "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
@@ -871,4 +1257,100 @@ cfg_model_cost(const cfg_model_t *m, double tokens_in, double tokens_out)
     return (tokens_in * m->price_in_per_mtok +
             tokens_out * m->price_out_per_mtok) /
            1e6;
+}
+
+/* ------------------------------------------------------------------ */
+/* The reference                                                       */
+
+static void
+cfg_type_text(const cfg_key_t *k, char *buf, size_t n)
+{
+    static const char *const simple[] = {[CFG_NUMBER] = "number",
+                                         [CFG_INTEGER] = "integer",
+                                         [CFG_BOOL] = "boolean",
+                                         [CFG_STRING] = "string"};
+    size_t o = 0;
+    switch (k->type) {
+    case CFG_ENUM:
+        buf[0] = '\0';
+        for (size_t i = 0; k->names[i] && o < n; i++)
+            o += (size_t)snprintf(buf + o, n - o, "%s`\"%s\"`",
+                                  i ? " \\| " : "", k->names[i]);
+        break;
+    case CFG_OBJECT:
+        if (k->like)
+            snprintf(buf, n, "%s: the keys of `%s`", k->noun, k->like);
+        else
+            snprintf(buf, n, "object");
+        break;
+    case CFG_MAP:
+        snprintf(buf, n, "object: name → %s", k->noun);
+        break;
+    case CFG_ARRAY:
+        snprintf(buf, n, "array of %s", k->noun);
+        break;
+    default:
+        snprintf(buf, n, "%s", simple[k->type]);
+    }
+}
+
+static void
+cfg_range_doc(const cfg_key_t *k, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (k->type == CFG_NUMBER || k->type == CFG_INTEGER)
+        cfg_range_text(k, 1, buf, n);
+    else if (k->type == CFG_STRING && k->inline_str)
+        snprintf(buf, n, "≤ %zu bytes", k->size - 1);
+    else if (k->type == CFG_ARRAY)
+        snprintf(buf, n, "%.15g to %.15g", k->min, k->max);
+    else if (k->type == CFG_MAP && (k->range & CFG_HAS_MIN))
+        snprintf(buf, n, "≥ %.15g %s; names of 1 to %d bytes", k->min, k->noun,
+                 BURSAR_NAME_MAX - 1);
+    else if (k->type == CFG_MAP)
+        snprintf(buf, n, "names of 1 to %d bytes", BURSAR_NAME_MAX - 1);
+}
+
+static void
+cfg_default_doc(const cfg_key_t *k, char *buf, size_t n)
+{
+    const char *dot = strrchr(k->path, '.');
+    int literal = !(k->flags & CFG_NO_DEFAULT) && !k->def_doc;
+    char lit[128] = "";
+    if (k->type == CFG_NUMBER || k->type == CFG_INTEGER)
+        snprintf(lit, sizeof lit, "%.15g", k->def);
+    else if (k->type == CFG_BOOL)
+        snprintf(lit, sizeof lit, "`%s`", k->def ? "true" : "false");
+    else if (k->type == CFG_ENUM)
+        snprintf(lit, sizeof lit, "`\"%s\"`", k->names[(int)k->def]);
+    else if (k->type == CFG_STRING && k->def_str)
+        snprintf(lit, sizeof lit, "`\"%s\"`", k->def_str);
+    else if (k->type == CFG_STRING)
+        snprintf(lit, sizeof lit, "none");
+    if ((k->flags & CFG_REQUIRED) && dot && !strchr(k->path, '*') && *lit)
+        snprintf(buf, n, "%s; required in `%.*s`", lit, (int)(dot - k->path),
+                 k->path);
+    else if (k->flags & CFG_REQUIRED)
+        snprintf(buf, n, "**required**");
+    else
+        snprintf(buf, n, "%s", literal ? lit : (k->def_doc ? k->def_doc : ""));
+}
+
+void
+cfg_print_reference(FILE *f)
+{
+    fputs("| key | type | range | default | meaning |\n"
+          "|---|---|---|---|---|\n",
+          f);
+    for (size_t i = 0; i < CFG_N_KEYS; i++) {
+        const cfg_key_t *k = &cfg_keys[i];
+        char type[256], range[128], def[256];
+        if (!k->doc)
+            continue;
+        cfg_type_text(k, type, sizeof type);
+        cfg_range_doc(k, range, sizeof range);
+        cfg_default_doc(k, def, sizeof def);
+        fprintf(f, "| `%s` | %s | %s | %s | %s |\n", k->path, type, range, def,
+                k->doc);
+    }
 }

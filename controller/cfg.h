@@ -1,26 +1,30 @@
 /*
  * cfg.h - the controller's configuration: parsing, validation, defaults.
  *
- * The configuration is one JSON object (docs/controller.md lists every key).
- * cfg_parse reads and validates it in one pass and reports *every* problem,
- * each prefixed by its JSON path ("$.buckets.code.models[2]: ..."), so that
- * an operator fixes a file in one round. Keys that are absent take their
- * documented defaults; unknown keys are problems (a typo must not silently
- * fall back to a default).
+ * The configuration is one JSON object. One table of keys in cfg.c (path,
+ * type, range, default, field, meaning) drives the parser and prints the
+ * reference (cfg_print_reference; docs/controller.md holds its output).
+ * cfg_parse reads and validates the object in one pass and reports *every*
+ * problem, each prefixed by its JSON path ("$.buckets.code.models[2]:
+ * ..."), so that an operator fixes a file in one round. Keys that are
+ * absent take their documented defaults; unknown keys are problems (a typo
+ * must not silently fall back to a default).
  *
  * Ownership: a cfg_t owns all of its memory; cfg_destroy frees it. A
  * cfg_problems_t collects messages; cfg_problems_clear frees them.
- * No I/O except cfg_load_file (reads one file).
+ * No I/O except cfg_load_file (reads one file) and cfg_print_reference.
  */
 #ifndef BURSAR_CFG_H
 #define BURSAR_CFG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
-#define CFG_NAME_MAX     64  /* bucket and model names: < 64 bytes */
+#include "base.h"
+
 #define CFG_MAX_ARMS     64  /* models per bucket */
 #define CFG_MAX_LISTEN   16  /* endpoints */
-#define CFG_MAX_EXPIRY_S 1e9 /* upper bound on durations, seconds */
+#define CFG_MAX_EXPIRY_S 1e9 /* numbers above 1e3 times this are refused */
 
 typedef enum cfg_provider {
     CFG_PROVIDER_OPENAI = 0, /* any OpenAI-compatible API */
@@ -28,7 +32,7 @@ typedef enum cfg_provider {
 } cfg_provider_t;
 
 typedef struct cfg_model {
-    char name[CFG_NAME_MAX]; /* key in "models" */
+    char name[BURSAR_NAME_MAX]; /* key in "models" */
     cfg_provider_t provider;
     char *model;               /* the provider's model id */
     char *base_url;            /* API base URL */
@@ -43,7 +47,7 @@ typedef struct cfg_budget {
 } cfg_budget_t;
 
 typedef struct cfg_bucket {
-    char name[CFG_NAME_MAX];
+    char name[BURSAR_NAME_MAX];
     size_t n_models;
     int models[CFG_MAX_ARMS]; /* indexes into cfg_t.models */
     double prior_alpha;       /* Beta prior (> 0) */
@@ -93,7 +97,7 @@ typedef struct cfg {
     cfg_expiry_outcome_t expiry_outcome;
     cfg_expiry_cost_t expiry_cost;
 
-    char policy_name[CFG_NAME_MAX]; /* policy_kind_parse name */
+    char policy_name[BURSAR_NAME_MAX]; /* policy_kind_parse name */
     double dual_step;
     unsigned long seed; /* 0: seeded from the clock */
 
@@ -132,6 +136,12 @@ int cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr);
 int cfg_load_file(const char *path, cfg_t **out, cfg_problems_t *pr);
 
 void cfg_destroy(cfg_t **c);
+
+/* Prints the configuration reference, a markdown table (key, type, range,
+ * default, meaning) of every key, to f. docs/controller.md holds exactly
+ * this text between the lines <!-- config-reference:begin --> and
+ * <!-- config-reference:end --> (a test compares them). */
+void cfg_print_reference(FILE *f);
 
 /* Index of a model or bucket by name, or -1. O(n). */
 int cfg_model_find(const cfg_t *c, const char *name);

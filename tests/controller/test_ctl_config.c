@@ -1,8 +1,11 @@
 /*
  * test_ctl_config.c - configuration validation: the default is valid,
  * defaults fill absent keys, and every kind of problem is reported with
- * its JSON path, all of them in one pass.
+ * its JSON path, all of them in one pass; the reference in
+ * docs/controller.md is the table's own output.
  */
+#define _POSIX_C_SOURCE 200809L /* open_memstream */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -230,6 +233,154 @@ test_gaps(void **state)
     cfg_destroy(&c);
 }
 
+/* Every default of the table, on a configuration that sets none. */
+static void
+test_table_defaults(void **state)
+{
+    (void)state;
+    const char *j = "{" M2 ",\"buckets\":{\"x\":{\"models\":[\"a\",\"b\"],"
+                    "\"budget\":{\"limit_usd\":1}}}}";
+    cfg_t *c = NULL;
+    assert_int_equal(cfg_parse(j, strlen(j), &c, NULL), 0);
+    assert_null(c->state_dir);
+    assert_string_equal(c->models[0].api_key_env, "");
+    assert_int_equal(c->models[1].provider, CFG_PROVIDER_OPENAI);
+    const cfg_bucket_t *b = &c->buckets[0];
+    assert_true(b->prior_alpha == 1 && b->prior_beta == 1);
+    assert_true(b->half_life_s == 0 && b->latency_slo_ms == 0);
+    assert_true(b->expected_tokens_in == 1000);
+    assert_true(b->expected_tokens_out == 500);
+    assert_int_equal(b->has_budget, 1);
+    assert_true(b->budget.window_s == 86400); /* the global window */
+    assert_int_equal(c->max_buckets, 1024);
+    assert_true(c->budget.limit_usd == 0 && c->budget.window_s == 86400);
+    assert_true(c->budget_prior_rate == 1 && c->explore_floor == 0);
+    assert_int_equal(c->expiry_outcome, CFG_EXPIRY_NONE);
+    assert_int_equal(c->expiry_cost, CFG_EXPIRY_COST_EXPECTED);
+    assert_string_equal(c->policy_name, "ts-budget");
+    assert_true(c->dual_step == 0.01);
+    assert_int_equal(c->seed, 0);
+    assert_int_equal(c->health_failures, 3);
+    assert_true(c->health_cooldown_s == 30 && c->health_max_cooldown_s == 600);
+    assert_true(c->latency_window_s == 300 && c->latency_quantile == 0.95);
+    assert_int_equal(c->latency_min_samples, 5);
+    assert_int_equal(c->map_size_mb, 8192);
+    assert_int_equal(c->nometasync, 0);
+    assert_int_equal(c->batch_max, 512);
+    assert_true(c->retention_s == 30 * 86400.0);
+    assert_int_equal(c->max_message_bytes, 65536);
+    cfg_destroy(&c);
+}
+
+/* A value of the wrong JSON type names the path and the expected type,
+ * at any depth (the unknown-bucket template included). */
+static void
+test_table_types(void **state)
+{
+    (void)state;
+    const char *const want[] = {
+        "$.budget.limit_usd: must be a number, got a string",
+        "$.store.batch_max: must be an integer, got a string",
+        "$.expiry.cost: must be \"expected\" or \"zero\", got a number",
+        "$.state_dir: must be a string, got a boolean",
+        "$.health: must be an object, got a number",
+        "$.buckets.x.prior: must be an object, got an array",
+        "$.unknown_bucket.template.half_life_s: must be a number, got null",
+        "$.unknown_bucket.template.prior.gamma: unknown key \"gamma\"",
+        "$.buckets.x.budget.limit_usd: is required",
+        "$.listen: must be an array of endpoints, got a string",
+        NULL};
+    expect_problems("{" M2 ",\"budget\":{\"limit_usd\":\"50\"},"
+                    "\"store\":{\"batch_max\":\"many\"},"
+                    "\"expiry\":{\"cost\":0},\"state_dir\":true,"
+                    "\"health\":3,\"listen\":\"tcp://a:1\","
+                    "\"buckets\":{\"x\":{\"models\":[\"a\"],\"prior\":[],"
+                    "\"budget\":{\"window_s\":60}}},"
+                    "\"unknown_bucket\":{\"action\":\"create\",\"template\":"
+                    "{\"models\":[\"b\"],\"half_life_s\":null,"
+                    "\"prior\":{\"gamma\":1}}}}",
+                    want);
+}
+
+/* A value out of its range names the range. */
+static void
+test_table_ranges(void **state)
+{
+    (void)state;
+    const char *const want[] = {
+        "$.limits.max_message_bytes: must be in [256, 67108864], got 100",
+        "$.latency.quantile: must be in (0, 1], got 0",
+        "$.explore_floor: must be in [0, 1], got 1.5",
+        "$.policy.dual_step: must not be negative, got -0.5",
+        "$.latency.min_samples: must be positive, got 0",
+        "$.health.failures: is too large: 4.29497e+09",
+        "$.buckets.x.models: must hold 1 to 64 model names, got 0",
+        "$.policy.name: is too long (at most 63 bytes)",
+        NULL};
+    expect_problems(
+        "{" M2 ",\"limits\":{\"max_message_bytes\":100},"
+        "\"latency\":{\"quantile\":0,\"min_samples\":0},"
+        "\"explore_floor\":1.5,\"health\":{\"failures\":4294967296},"
+        "\"policy\":{\"dual_step\":-0.5,\"name\":\"" /* 64 bytes */
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"},"
+        "\"buckets\":{\"x\":{\"models\":[]}}}",
+        want);
+    /* the bounds themselves, where they are included */
+    const char *ok = "{" M2 ",\"limits\":{\"max_message_bytes\":256},"
+                     "\"latency\":{\"quantile\":1},\"explore_floor\":0.5,"
+                     "\"buckets\":{\"x\":{\"models\":[\"a\",\"b\"]}}}";
+    cfg_t *c = NULL;
+    assert_int_equal(cfg_parse(ok, strlen(ok), &c, NULL), 0);
+    assert_int_equal(c->max_message_bytes, 256);
+    cfg_destroy(&c);
+}
+
+#define REF_BEGIN "<!-- config-reference:begin -->\n"
+#define REF_END   "<!-- config-reference:end -->"
+
+/* docs/controller.md's reference is exactly cfg_print_reference's output
+ * (blank lines next to the markers aside): the docs cannot drift. */
+static void
+test_reference_in_docs(void **state)
+{
+    (void)state;
+    const char *src = getenv("BURSAR_SOURCE_DIR");
+    if (!src)
+        fail_msg("BURSAR_SOURCE_DIR is not set (ctest sets it)");
+    char *path = bursar_sprintf("%s/docs/controller.md", src);
+    char *doc = NULL;
+    if (bursar_read_file(path, &doc, NULL) != 0)
+        fail_msg("cannot read %s", path);
+    char *b = strstr(doc, REF_BEGIN), *e = b ? strstr(b, REF_END) : NULL;
+    if (!b || !e)
+        fail_msg("%s: no " REF_BEGIN "... " REF_END " section", path);
+    b += strlen(REF_BEGIN);
+    while (*b == '\n')
+        b++;
+    while (e > b + 1 && e[-1] == '\n' && e[-2] == '\n')
+        e--;
+    char *gen = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&gen, &len);
+    assert_non_null(f);
+    cfg_print_reference(f);
+    fclose(f);
+    if (len != (size_t)(e - b) || memcmp(gen, b, len) != 0) {
+        FILE *o = fopen("config-reference.md", "w");
+        if (o) {
+            fputs(gen, o);
+            fclose(o);
+        }
+        fail_msg("%s: the configuration reference differs from "
+                 "cfg_print_reference(); paste config-reference.md (written "
+                 "in the test's directory) between the markers",
+                 path);
+    }
+    free(gen);
+    free(doc);
+    free(path);
+}
+
 int
 main(void)
 {
@@ -240,6 +391,10 @@ main(void)
         cmocka_unit_test(test_structural),
         cmocka_unit_test(test_template),
         cmocka_unit_test(test_gaps),
+        cmocka_unit_test(test_table_defaults),
+        cmocka_unit_test(test_table_types),
+        cmocka_unit_test(test_table_ranges),
+        cmocka_unit_test(test_reference_in_docs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
