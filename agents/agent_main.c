@@ -18,7 +18,7 @@
 
 #include "autil.h"
 #include "bursar.h"
-#include "report.h"
+#include "runreport.h"
 #include "runner.h"
 
 static void
@@ -73,7 +73,7 @@ static void
 emit(void *ud, cJSON *res)
 {
     if (ud)
-        report_add(ud, res);
+        runreport_add(ud, res);
     char *s = cJSON_PrintUnformatted(res);
     fputs(s, stdout);
     fputc('\n', stdout);
@@ -253,10 +253,10 @@ main(int argc, char **argv)
     if (!fallback)
         fallback = cfg_str(cfg, "fallback_model");
 
-    scenario_t *sim = NULL;
+    simprov_t *sim = NULL;
     if (sim_path) {
         char err[256];
-        if (scenario_load(sim_path, &sim, err, sizeof(err)) != 0) {
+        if (simprov_load(sim_path, &sim, err, sizeof(err)) != 0) {
             fprintf(stderr, "bursar-agent: scenario %s: %s\n", sim_path, err);
             cJSON_Delete(cfg);
             return 1;
@@ -362,7 +362,7 @@ main(int argc, char **argv)
     ro.validators = cJSON_GetObjectItemCaseSensitive(cfg, "validators");
     ro.sim = sim;
     ro.emit = emit;
-    report_t *report = want_report ? report_new() : NULL;
+    runreport_t *report = want_report ? runreport_new() : NULL;
     ro.emit_ud = report;
 
     runner_t *run = NULL;
@@ -374,11 +374,11 @@ main(int argc, char **argv)
     /* Tasks: the file, the scenario's generated tasks, or stdin. Read
      * whole before starting, so no provider call waits on input. */
     size_t idx = 0;
-    if (!tasks_path && sim && scenario_task_count(sim) > 0) {
-        for (size_t i = 0; i < scenario_task_count(sim); i++) {
+    if (!tasks_path && sim && simprov_task_count(sim) > 0) {
+        for (size_t i = 0; i < simprov_task_count(sim); i++) {
             cJSON *t = cJSON_CreateObject();
             char id[32], prompt[96];
-            const char *b = scenario_task_bucket(sim, i);
+            const char *b = simprov_task_bucket(sim, i);
             snprintf(id, sizeof(id), "sim-%06zu", i + 1);
             snprintf(prompt, sizeof(prompt), "simulated %s task %zu", b, i + 1);
             cJSON_AddStringToObject(t, "id", id);
@@ -468,15 +468,15 @@ main(int argc, char **argv)
         if (bursar_request(client, "{\"op\":\"stats\"}", &reply) == BURSAR_OK)
             stats = cJSON_Parse(reply);
         free(reply);
-        report_print(report, stderr, stats, sim, models, n_models);
+        runreport_print(report, stderr, stats, sim, models, n_models);
         cJSON_Delete(stats);
-        report_destroy(&report);
+        runreport_destroy(&report);
     }
     runner_destroy(&run);
     route_destroy(&route);
     bursar_models_free(&models);
     bursar_destroy(&client);
-    scenario_destroy(&sim);
+    simprov_destroy(&sim);
     cJSON_Delete(cfg);
     return 0;
 }

@@ -1,8 +1,8 @@
 /*
  * autil.h - small helpers shared by the agents/ modules.
  */
-#ifndef BURSAR_AUTIL_H
-#define BURSAR_AUTIL_H
+#ifndef BURSAR_AGENTS_AUTIL_H
+#define BURSAR_AGENTS_AUTIL_H
 
 #include <stddef.h>
 
@@ -10,6 +10,5 @@
 
 /* Seconds on the monotonic clock (for timeouts and latencies). */
 double autil_now_mono(void);
-
 
 #endif

@@ -6,12 +6,13 @@
  * (linger 0) and a new one is made for the next attempt. It needs nothing of
  * the server beyond plain REQ/ROUTER framing, and a stale reply can never be
  * read as the answer to a later request.
+ *
+ * Every request is written and every reply read by the wire codec
+ * (proto.h), the code the controller links: this file holds no JSON of its
+ * own.
  */
-#define _POSIX_C_SOURCE 200809L
-#include "autil.h"
 #include "bursar.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -22,6 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+/* last_error holds "code: message" */
+#define BURSAR_LAST_ERROR_MAX (PROTO_MESSAGE_MAX + 64)
 
 struct bursar {
     void *ctx;
@@ -39,22 +43,25 @@ struct bursar {
     int spool_pending; /* the spool may hold lines */
     int in_replay;
     bursar_stats_t st;
-    char last_error[BURSAR_ERR_MAX];
+    char last_error[BURSAR_LAST_ERROR_MAX];
 };
 
 /* ---------------------------------------------------------------- utils */
 
+/* A copy of s, or NULL for NULL. */
 static char *
-xstrdup(const char *s)
+opt_dup(const char *s)
 {
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (!d)
-        abort();
-    memcpy(d, s, n);
-    return d;
+    return s ? bursar_strdup(s) : NULL;
+}
+
+/* Seconds on the monotonic clock (timeouts and back-off). */
+static double
+mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 void
@@ -75,15 +82,13 @@ bursar_new(bursar_t **out, const bursar_opts_t *o)
     *out = NULL;
     if (!o || !o->endpoint || !*o->endpoint)
         return BURSAR_EINVAL;
-    bursar_t *self = calloc(1, sizeof(*self));
-    if (!self)
-        abort();
+    bursar_t *self = bursar_calloc(1, sizeof(*self));
     self->ctx = zmq_ctx_new();
     if (!self->ctx) {
         free(self);
         return BURSAR_EZMQ;
     }
-    self->endpoint = xstrdup(o->endpoint);
+    self->endpoint = opt_dup(o->endpoint);
     self->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 1000;
     self->attempts = o->attempts > 0 ? o->attempts : 1;
     self->backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 500;
@@ -91,14 +96,10 @@ bursar_new(bursar_t **out, const bursar_opts_t *o)
                                ? o->backoff_max_ms
                                : self->backoff_ms;
     self->cur_backoff_ms = self->backoff_ms;
-    self->fallback_model = xstrdup(o->fallback_model);
+    self->fallback_model = opt_dup(o->fallback_model);
     if (o->spool_path && *o->spool_path) {
-        self->spool_path = xstrdup(o->spool_path);
-        size_t n = strlen(o->spool_path) + sizeof(".local");
-        self->local_path = malloc(n);
-        if (!self->local_path)
-            abort();
-        snprintf(self->local_path, n, "%s.local", o->spool_path);
+        self->spool_path = opt_dup(o->spool_path);
+        self->local_path = bursar_sprintf("%s.local", o->spool_path);
         struct stat sb;
         if (stat(self->spool_path, &sb) == 0 && sb.st_size > 0)
             self->spool_pending = 1;
@@ -169,9 +170,10 @@ sock_open(bursar_t *self)
 }
 
 /* One attempt: send req, wait up to timeout_ms. Returns 0 and *reply
- * (malloc'ed, NUL-terminated), or -1 on timeout / transport error. */
+ * (malloc'ed, NUL-terminated, *len bytes), or -1 on timeout / transport
+ * error. */
 static int
-rpc_once(bursar_t *self, const char *req, char **reply)
+rpc_once(bursar_t *self, const char *req, char **reply, size_t *len)
 {
     if (sock_open(self) != 0)
         return -1;
@@ -180,9 +182,9 @@ rpc_once(bursar_t *self, const char *req, char **reply)
         return -1;
     }
     zmq_pollitem_t it = {self->sock, 0, ZMQ_POLLIN, 0};
-    double deadline = autil_now_mono() + self->timeout_ms / 1000.0;
+    double deadline = mono_now() + self->timeout_ms / 1000.0;
     for (;;) {
-        double left = deadline - autil_now_mono();
+        double left = deadline - mono_now();
         if (left <= 0)
             break;
         int rc = zmq_poll(&it, 1, (long)(left * 1000.0) + 1);
@@ -197,9 +199,7 @@ rpc_once(bursar_t *self, const char *req, char **reply)
             break;
         }
         size_t n = zmq_msg_size(&m);
-        char *s = malloc(n + 1);
-        if (!s)
-            abort();
+        char *s = bursar_malloc(n + 1);
         memcpy(s, zmq_msg_data(&m), n);
         s[n] = '\0';
         /* A reply is one frame; drain any extra frames defensively. */
@@ -212,6 +212,7 @@ rpc_once(bursar_t *self, const char *req, char **reply)
             zmq_msg_close(&m);
         }
         *reply = s;
+        *len = n;
         return 0;
     }
     self->st.timeouts++;
@@ -219,13 +220,14 @@ rpc_once(bursar_t *self, const char *req, char **reply)
     return -1;
 }
 
-/* Sends req with retries. Returns BURSAR_OK and the parsed reply,
- * BURSAR_EUNREACHABLE, or BURSAR_EPROTO (reply not a JSON object). */
+/* Sends req with retries. Returns BURSAR_OK and the reply text (*reply,
+ * malloc'ed, *len bytes), or BURSAR_EUNREACHABLE (every attempt timed out,
+ * or still inside the offline period). */
 static int
-rpc(bursar_t *self, const char *req, cJSON **out, char **raw)
+rpc(bursar_t *self, const char *req, char **reply, size_t *len)
 {
-    *out = NULL;
-    double now = autil_now_mono();
+    *reply = NULL;
+    double now = mono_now();
     int tries = self->attempts;
     if (self->offline_until > 0) {
         if (now < self->offline_until)
@@ -233,74 +235,81 @@ rpc(bursar_t *self, const char *req, cJSON **out, char **raw)
         tries = 1; /* a probe */
     }
     for (int i = 0; i < tries; i++) {
-        char *reply = NULL;
-        if (rpc_once(self, req, &reply) != 0)
+        if (rpc_once(self, req, reply, len) != 0)
             continue;
         self->offline_until = 0;
         self->cur_backoff_ms = self->backoff_ms;
         self->st.requests++;
-        cJSON *j = cJSON_Parse(reply);
-        if (raw)
-            *raw = reply;
-        else
-            free(reply);
-        if (!cJSON_IsObject(j)) {
-            cJSON_Delete(j);
-            return BURSAR_EPROTO;
-        }
-        *out = j;
         return BURSAR_OK;
     }
-    self->offline_until = autil_now_mono() + self->cur_backoff_ms / 1000.0;
+    self->offline_until = mono_now() + self->cur_backoff_ms / 1000.0;
     self->cur_backoff_ms *= 2;
     if (self->cur_backoff_ms > self->backoff_max_ms)
         self->cur_backoff_ms = self->backoff_max_ms;
     return BURSAR_EUNREACHABLE;
 }
 
-/* Checks "ok"; on an error reply fills last_error and returns EREMOTE. */
+/* The codec's verdict on a reply as a return code: BURSAR_OK, BURSAR_EPROTO
+ * (malformed: last_error names the field) or BURSAR_EREMOTE (an error
+ * reply: last_error is "code: message"). */
 static int
-reply_check(bursar_t *self, const cJSON *j)
+reply_verdict(bursar_t *self, proto_code_t parsed, const proto_reply_t *r,
+              const proto_error_t *err)
 {
-    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(j, "ok");
-    if (cJSON_IsTrue(ok)) {
-        self->last_error[0] = '\0';
-        return BURSAR_OK;
+    if (parsed != PROTO_OK) {
+        snprintf(self->last_error, sizeof(self->last_error), "%s",
+                 err->message);
+        return BURSAR_EPROTO;
     }
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-    const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
-    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
-    snprintf(self->last_error, sizeof(self->last_error), "%s: %s",
-             cJSON_IsString(code) ? code->valuestring : "error",
-             cJSON_IsString(msg) ? msg->valuestring : "(no message)");
-    return cJSON_IsFalse(ok) ? BURSAR_EREMOTE : BURSAR_EPROTO;
+    if (!r->ok) {
+        snprintf(self->last_error, sizeof(self->last_error), "%s: %s",
+                 proto_code_name(r->error.code), r->error.message);
+        return BURSAR_EREMOTE;
+    }
+    self->last_error[0] = '\0';
+    return BURSAR_OK;
 }
 
-/* Whether an error reply is the controller's own trouble (a failed
- * commit, a bug) rather than a verdict on the event: such feedback is kept
- * in the spool and sent again later, never dropped. */
+/* Whether a failed exchange is the controller's own trouble (a failed
+ * commit, a bug, a reply not understood) rather than a verdict on the
+ * event: such feedback is kept in the spool and sent again later, never
+ * dropped. */
 static int
-reply_transient(const cJSON *j)
+reply_transient(int rc, const proto_reply_t *r)
 {
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-    const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
-    if (!cJSON_IsString(code))
-        return 1; /* not even an error object: not a verdict */
-    return strcmp(code->valuestring, "store_error") == 0 ||
-           strcmp(code->valuestring, "internal_error") == 0;
+    if (rc == BURSAR_EPROTO)
+        return 1;
+    return rc == BURSAR_EREMOTE && (r->error.code == PROTO_E_STORE ||
+                                    r->error.code == PROTO_E_INTERNAL);
+}
+
+/* rpc, then the codec's parse of the reply to op; no replay. */
+static int
+exchange(bursar_t *self, const char *req, proto_op_t op, proto_reply_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    char *text = NULL;
+    size_t len = 0;
+    int rc = rpc(self, req, &text, &len);
+    if (rc != BURSAR_OK)
+        return rc;
+    proto_error_t err;
+    proto_code_t parsed = proto_parse_reply(text, len, op, r, &err);
+    free(text);
+    return reply_verdict(self, parsed, r, &err);
 }
 
 static void maybe_replay(bursar_t *self);
 
-/* rpc + reply_check + replay of the spool once the controller answers. */
+/* exchange + replay of the spool once the controller answers. The request
+ * text is the caller's (freed here). */
 static int
-call(bursar_t *self, const char *req, cJSON **out)
+call(bursar_t *self, char *req, proto_op_t op, proto_reply_t *r)
 {
-    int rc = rpc(self, req, out, NULL);
-    if (rc != BURSAR_OK)
-        return rc;
-    rc = reply_check(self, *out);
-    maybe_replay(self);
+    int rc = exchange(self, req, op, r);
+    free(req);
+    if (rc != BURSAR_EUNREACHABLE)
+        maybe_replay(self);
     return rc;
 }
 
@@ -309,13 +318,8 @@ bursar_request(bursar_t *self, const char *json, char **reply)
 {
     if (!self || !json || !reply)
         return BURSAR_EINVAL;
-    *reply = NULL;
-    cJSON *j = NULL;
-    int rc = rpc(self, json, &j, reply);
-    cJSON_Delete(j);
-    if (rc == BURSAR_EPROTO)
-        rc = BURSAR_OK; /* the raw text is what the caller asked for */
-    return rc;
+    size_t len;
+    return rpc(self, json, reply, &len);
 }
 
 int
@@ -323,10 +327,8 @@ bursar_ping(bursar_t *self)
 {
     if (!self)
         return BURSAR_EINVAL;
-    cJSON *j = NULL;
-    int rc = call(self, "{\"op\":\"ping\"}", &j);
-    cJSON_Delete(j);
-    return rc;
+    proto_reply_t r;
+    return call(self, proto_format_simple(PROTO_OP_PING), PROTO_OP_PING, &r);
 }
 
 /* --------------------------------------------------------------- choose */
@@ -346,64 +348,30 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
 {
     if (!self || !bucket || !d || (n_exclude && !exclude))
         return BURSAR_EINVAL;
+    for (size_t i = 0; i < n_exclude; i++)
+        if (!exclude[i])
+            return BURSAR_EINVAL;
     memset(d, 0, sizeof(*d));
     bursar_copy_str(d->bucket, sizeof(d->bucket), bucket);
 
-    cJSON *req = cJSON_CreateObject();
-    cJSON_AddStringToObject(req, "op", "choose");
-    cJSON_AddStringToObject(req, "bucket", bucket);
-    if (n_exclude) {
-        cJSON *ex = cJSON_AddArrayToObject(req, "exclude");
-        for (size_t i = 0; i < n_exclude; i++)
-            cJSON_AddItemToArray(ex, cJSON_CreateString(exclude[i]));
-    }
-    char *text = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    cJSON *rep = NULL;
-    int rc = call(self, text, &rep);
-    free(text);
-
-    if (rc == BURSAR_EUNREACHABLE) {
-        if (!self->fallback_model ||
-            excluded(self->fallback_model, exclude, n_exclude))
-            return BURSAR_EUNREACHABLE;
+    proto_reply_t r;
+    int rc = call(self, proto_format_choose(bucket, exclude, n_exclude),
+                  PROTO_OP_CHOOSE, &r);
+    if (rc == BURSAR_OK) {
+        proto_id_format(r.decision, d->id);
+        bursar_copy_str(d->model, sizeof(d->model), r.model);
+        d->propensity = r.propensity;
+        d->n_fallbacks = r.n_fallbacks;
+        memcpy(d->fallbacks, r.fallbacks, sizeof(d->fallbacks));
+    } else if (rc == BURSAR_EUNREACHABLE && self->fallback_model &&
+               !excluded(self->fallback_model, exclude, n_exclude)) {
         bursar_copy_str(d->model, sizeof(d->model), self->fallback_model);
         d->propensity = 1.0;
         d->local = 1;
         self->st.local_choices++;
-        return BURSAR_LOCAL;
+        rc = BURSAR_LOCAL;
     }
-    if (rc != BURSAR_OK) {
-        cJSON_Delete(rep);
-        return rc;
-    }
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(rep, "decision_id");
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(rep, "model");
-    const cJSON *prop = cJSON_GetObjectItemCaseSensitive(rep, "propensity");
-    const cJSON *fb = cJSON_GetObjectItemCaseSensitive(rep, "fallbacks");
-    if (!cJSON_IsString(model) || !(cJSON_IsString(id) || cJSON_IsNumber(id))) {
-        snprintf(self->last_error, sizeof(self->last_error),
-                 "choose reply lacks decision_id or model");
-        cJSON_Delete(rep);
-        return BURSAR_EPROTO;
-    }
-    if (cJSON_IsString(id))
-        bursar_copy_str(d->id, sizeof(d->id), id->valuestring);
-    else
-        snprintf(d->id, sizeof(d->id), "%.0f", id->valuedouble);
-    bursar_copy_str(d->model, sizeof(d->model), model->valuestring);
-    d->propensity = cJSON_IsNumber(prop) ? prop->valuedouble : 1.0;
-    const cJSON *f;
-    cJSON_ArrayForEach(f, fb)
-    {
-        if (d->n_fallbacks >= BURSAR_MAX_FALLBACKS)
-            break;
-        if (cJSON_IsString(f))
-            bursar_copy_str(d->fallbacks[d->n_fallbacks++], BURSAR_NAME_MAX,
-                           f->valuestring);
-    }
-    cJSON_Delete(rep);
-    return BURSAR_OK;
+    return rc;
 }
 
 /* -------------------------------------------------------------- feedback */
@@ -420,48 +388,29 @@ bursar_feedback_init(bursar_feedback_t *fb, bursar_fb_kind_t kind)
     fb->latency_ms = -1;
 }
 
-static const char *
-kind_name(bursar_fb_kind_t k)
+/* The codec's form of a feedback event ("not sent" fields left out). */
+static void
+feedback_to_proto(const bursar_feedback_t *fb, uint64_t decision,
+                  proto_feedback_t *f)
 {
-    switch (k) {
-    case BURSAR_FB_OUTCOME:
-        return "outcome";
-    case BURSAR_FB_CORRECTION:
-        return "correction";
-    case BURSAR_FB_PROVIDER_ERROR:
-        return "provider_error";
-    }
-    return "outcome";
-}
-
-static cJSON *
-feedback_json(const char *id, const bursar_feedback_t *fb)
-{
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "op", "feedback");
-    cJSON_AddStringToObject(r, "decision_id", id);
-    cJSON_AddStringToObject(r, "kind", kind_name(fb->kind));
-    if (fb->kind == BURSAR_FB_OUTCOME) {
-        if (fb->success >= 0)
-            cJSON_AddBoolToObject(r, "success", fb->success != 0);
-        else
-            cJSON_AddNumberToObject(r, "reward", fb->reward);
-    }
-    if (fb->kind == BURSAR_FB_OUTCOME && fb->model && *fb->model)
-        cJSON_AddStringToObject(r, "model", fb->model);
-    if (fb->kind == BURSAR_FB_PROVIDER_ERROR)
-        cJSON_AddStringToObject(r, "error", fb->error ? fb->error : "error");
-    if (fb->kind != BURSAR_FB_CORRECTION) {
-        if (fb->cost_usd >= 0)
-            cJSON_AddNumberToObject(r, "cost_usd", fb->cost_usd);
-        if (fb->tokens_in >= 0)
-            cJSON_AddNumberToObject(r, "tokens_in", (double)fb->tokens_in);
-        if (fb->tokens_out >= 0)
-            cJSON_AddNumberToObject(r, "tokens_out", (double)fb->tokens_out);
-        if (fb->latency_ms >= 0)
-            cJSON_AddNumberToObject(r, "latency_ms", fb->latency_ms);
-    }
-    return r;
+    memset(f, 0, sizeof(*f));
+    f->decision = decision;
+    f->kind = fb->kind == BURSAR_FB_CORRECTION       ? PROTO_KIND_CORRECTION
+              : fb->kind == BURSAR_FB_PROVIDER_ERROR ? PROTO_KIND_PROVIDER_ERROR
+                                                     : PROTO_KIND_OUTCOME;
+    f->has_success = fb->success >= 0;
+    f->success = fb->success > 0;
+    f->has_reward = fb->success < 0;
+    f->reward = fb->reward;
+    f->has_cost = fb->cost_usd >= 0;
+    f->cost_usd = fb->cost_usd;
+    f->has_tokens = fb->tokens_in >= 0 || fb->tokens_out >= 0;
+    f->tokens_in = fb->tokens_in >= 0 ? (double)fb->tokens_in : 0;
+    f->tokens_out = fb->tokens_out >= 0 ? (double)fb->tokens_out : 0;
+    f->has_latency = fb->latency_ms >= 0;
+    f->latency_ms = fb->latency_ms;
+    f->model = fb->model && *fb->model ? fb->model : NULL;
+    f->error = fb->error;
 }
 
 /* Appends one line to path under an exclusive flock, with one write(2),
@@ -488,9 +437,7 @@ append_line(const char *path, const char *line)
         pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n')
         lead = 1;
     size_t n = strlen(line);
-    char *buf = malloc(n + 3);
-    if (!buf)
-        abort();
+    char *buf = bursar_malloc(n + 3);
     buf[0] = '\n';
     memcpy(buf + lead, line, n);
     buf[lead + n] = '\n';
@@ -514,6 +461,26 @@ append_line(const char *path, const char *line)
     return rc;
 }
 
+/* Feedback on a decision the client made alone: the audit file. */
+static int
+feedback_local(bursar_t *self, const bursar_decision_t *d,
+               const bursar_feedback_t *fb)
+{
+    if (!self->local_path)
+        return BURSAR_EUNREACHABLE;
+    proto_feedback_t f;
+    feedback_to_proto(fb, 0, &f);
+    char *line =
+        proto_format_local(d->model, d->bucket, (double)time(NULL), &f);
+    int rc = append_line(self->local_path, line);
+    free(line);
+    if (rc != BURSAR_OK)
+        return rc;
+    self->st.spooled++;
+    self->st.local_feedback++;
+    return BURSAR_SPOOLED;
+}
+
 int
 bursar_feedback(bursar_t *self, const bursar_decision_t *d,
                 const bursar_feedback_t *fb)
@@ -523,39 +490,21 @@ bursar_feedback(bursar_t *self, const bursar_decision_t *d,
     if (fb->kind == BURSAR_FB_OUTCOME && fb->success < 0 &&
         !(fb->reward >= 0 && fb->reward <= 1))
         return BURSAR_EINVAL;
+    if (d->local || !d->id[0])
+        return feedback_local(self, d, fb);
+    uint64_t id;
+    if (proto_id_parse(d->id, &id) != 0)
+        return BURSAR_EINVAL;
 
-    if (d->local || !d->id[0]) {
-        if (!self->local_path)
-            return BURSAR_EUNREACHABLE;
-        cJSON *line = cJSON_CreateObject();
-        cJSON_AddBoolToObject(line, "local", 1);
-        cJSON_AddStringToObject(line, "model", d->model);
-        cJSON_AddStringToObject(line, "bucket", d->bucket);
-        cJSON_AddNumberToObject(line, "time", (double)time(NULL));
-        cJSON_AddItemToObject(line, "event", feedback_json("", fb));
-        char *text = cJSON_PrintUnformatted(line);
-        cJSON_Delete(line);
-        int rc = append_line(self->local_path, text);
-        free(text);
-        if (rc != BURSAR_OK)
-            return rc;
-        self->st.spooled++;
-        self->st.local_feedback++;
-        return BURSAR_SPOOLED;
-    }
-
-    cJSON *req = feedback_json(d->id, fb);
-    char *text = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    cJSON *rep = NULL;
-    int rc = call(self, text, &rep);
-    if (rc == BURSAR_OK &&
-        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "duplicate")))
+    proto_feedback_t f;
+    feedback_to_proto(fb, id, &f);
+    char *text = proto_format_feedback(&f);
+    proto_reply_t r;
+    int rc = exchange(self, text, PROTO_OP_FEEDBACK, &r);
+    if (rc == BURSAR_OK && r.duplicate)
         self->st.duplicates++;
-    int transient =
-        (rc == BURSAR_EREMOTE || rc == BURSAR_EPROTO) && reply_transient(rep);
-    cJSON_Delete(rep);
-    if ((rc == BURSAR_EUNREACHABLE || transient) && self->spool_path) {
+    if ((rc == BURSAR_EUNREACHABLE || reply_transient(rc, &r)) &&
+        self->spool_path) {
         rc = append_line(self->spool_path, text);
         if (rc == BURSAR_OK) {
             self->spool_pending = 1;
@@ -564,44 +513,42 @@ bursar_feedback(bursar_t *self, const bursar_decision_t *d,
         }
     }
     free(text);
+    if (rc != BURSAR_EUNREACHABLE && rc != BURSAR_SPOOLED)
+        maybe_replay(self);
     return rc;
 }
 
 /* ---------------------------------------------------------------- replay */
 
+/* Sends the spool's complete lines (buf, NUL-terminated) in order. Returns
+ * BURSAR_OK when every line got a verdict, else the code that stopped the
+ * replay (the controller away or in trouble: keep the spool). */
 static int
-read_all(int fd, char **out, size_t *len)
+replay_lines(bursar_t *self, char *buf, size_t *n_sent)
 {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        abort();
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        free(buf);
-        return -1;
-    }
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            if (!buf)
-                abort();
+    for (char *line = buf; *line;) {
+        char *nl = strchr(line, '\n');
+        if (!nl)
+            break; /* a torn last line (crash mid-write): never acked */
+        *nl = '\0';
+        if (*line) {
+            proto_reply_t r;
+            int rc = exchange(self, line, PROTO_OP_FEEDBACK, &r);
+            if (rc == BURSAR_EUNREACHABLE || reply_transient(rc, &r))
+                return rc; /* resent later: answered "duplicate" then */
+            if (rc == BURSAR_OK) {
+                self->st.replayed++;
+                if (n_sent)
+                    (*n_sent)++;
+                if (r.duplicate)
+                    self->st.duplicates++;
+            } else {
+                self->st.replay_dropped++; /* refused: unknown, expired */
+            }
         }
-        ssize_t r = read(fd, buf + n, cap - n - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(buf);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
+        line = nl + 1;
     }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
+    return BURSAR_OK;
 }
 
 int
@@ -623,50 +570,15 @@ bursar_replay(bursar_t *self, size_t *n_sent)
             close(fd);
             return BURSAR_EIO;
         }
+    /* Read under the lock (flock holds for the file, whatever descriptor
+     * reads it). */
     char *buf = NULL;
-    size_t len = 0;
-    int rc = BURSAR_OK;
-    if (read_all(fd, &buf, &len) != 0) {
-        rc = BURSAR_EIO;
-        goto out;
+    int rc = bursar_read_file(self->spool_path, &buf, NULL);
+    if (rc == BURSAR_OK) {
+        self->in_replay = 1;
+        rc = replay_lines(self, buf, n_sent);
+        self->in_replay = 0;
     }
-    self->in_replay = 1;
-    for (char *line = buf; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (!nl)
-            break; /* a torn last line (crash mid-write): never acked */
-        *nl = '\0';
-        if (*line) {
-            cJSON *rep = NULL;
-            int r = rpc(self, line, &rep, NULL);
-            if (r == BURSAR_EUNREACHABLE) {
-                rc = BURSAR_EUNREACHABLE;
-                break;
-            }
-            int v = r == BURSAR_OK ? reply_check(self, rep) : r;
-            if (v != BURSAR_OK && (r != BURSAR_OK || reply_transient(rep))) {
-                /* The controller's trouble, not a verdict on the event:
-                 * keep the whole spool for a later replay (what was
-                 * already sent is answered "duplicate" then). */
-                cJSON_Delete(rep);
-                rc = v;
-                break;
-            }
-            if (v == BURSAR_OK) {
-                self->st.replayed++;
-                if (n_sent)
-                    (*n_sent)++;
-                if (cJSON_IsTrue(
-                        cJSON_GetObjectItemCaseSensitive(rep, "duplicate")))
-                    self->st.duplicates++;
-            } else {
-                self->st.replay_dropped++;
-            }
-            cJSON_Delete(rep);
-        }
-        line = nl + 1;
-    }
-    self->in_replay = 0;
     if (rc == BURSAR_OK) {
         /* Everything acknowledged: a crash before this truncation only
          * means a resend, which the controller answers "duplicate". */
@@ -675,7 +587,6 @@ bursar_replay(bursar_t *self, size_t *n_sent)
         else
             self->spool_pending = 0;
     }
-out:
     free(buf);
     flock(fd, LOCK_UN);
     close(fd);
@@ -691,36 +602,6 @@ maybe_replay(bursar_t *self)
 
 /* ---------------------------------------------------------------- models */
 
-static void
-model_from_json(bursar_model_t *m, const char *name, const cJSON *o)
-{
-    memset(m, 0, sizeof(*m));
-    const cJSON *v;
-    if (!name) {
-        v = cJSON_GetObjectItemCaseSensitive(o, "name");
-        name = cJSON_IsString(v) ? v->valuestring : "";
-    }
-    bursar_copy_str(m->name, sizeof(m->name), name);
-    v = cJSON_GetObjectItemCaseSensitive(o, "provider");
-    m->provider =
-        (cJSON_IsString(v) && strcmp(v->valuestring, "anthropic") == 0)
-            ? BURSAR_PROVIDER_ANTHROPIC
-            : BURSAR_PROVIDER_OPENAI;
-    v = cJSON_GetObjectItemCaseSensitive(o, "model");
-    bursar_copy_str(m->model, sizeof(m->model),
-                   cJSON_IsString(v) ? v->valuestring : name);
-    v = cJSON_GetObjectItemCaseSensitive(o, "base_url");
-    bursar_copy_str(m->base_url, sizeof(m->base_url),
-                   cJSON_IsString(v) ? v->valuestring : "");
-    v = cJSON_GetObjectItemCaseSensitive(o, "api_key_env");
-    bursar_copy_str(m->api_key_env, sizeof(m->api_key_env),
-                   cJSON_IsString(v) ? v->valuestring : "");
-    v = cJSON_GetObjectItemCaseSensitive(o, "price_in_per_mtok");
-    m->price_in_per_mtok = cJSON_IsNumber(v) ? v->valuedouble : 0;
-    v = cJSON_GetObjectItemCaseSensitive(o, "price_out_per_mtok");
-    m->price_out_per_mtok = cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
 int
 bursar_models(bursar_t *self, bursar_model_t **out, size_t *n)
 {
@@ -728,35 +609,20 @@ bursar_models(bursar_t *self, bursar_model_t **out, size_t *n)
         return BURSAR_EINVAL;
     *out = NULL;
     *n = 0;
-    cJSON *rep = NULL;
-    int rc = call(self, "{\"op\":\"models\"}", &rep);
-    if (rc != BURSAR_OK) {
-        cJSON_Delete(rep);
+    char *req = proto_format_simple(PROTO_OP_MODELS);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = rpc(self, req, &text, &len);
+    free(req);
+    if (rc != BURSAR_OK)
         return rc;
-    }
-    /* "models" is an object keyed by name, or an array of objects with a
-     * "name" field: both are read. */
-    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(rep, "models");
-    if (!cJSON_IsObject(ms) && !cJSON_IsArray(ms)) {
-        cJSON_Delete(rep);
-        return BURSAR_EPROTO;
-    }
-    size_t cnt = (size_t)cJSON_GetArraySize(ms);
-    bursar_model_t *arr = calloc(cnt ? cnt : 1, sizeof(*arr));
-    if (!arr)
-        abort();
-    size_t i = 0;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, ms)
-    {
-        if (!cJSON_IsObject(m))
-            continue;
-        model_from_json(&arr[i++], cJSON_IsObject(ms) ? m->string : NULL, m);
-    }
-    cJSON_Delete(rep);
-    *out = arr;
-    *n = i;
-    return BURSAR_OK;
+    proto_reply_t r;
+    proto_error_t err;
+    proto_code_t parsed = proto_parse_models(text, len, &r, out, n, &err);
+    free(text);
+    rc = reply_verdict(self, parsed, &r, &err);
+    maybe_replay(self);
+    return rc;
 }
 
 void

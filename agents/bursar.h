@@ -18,14 +18,16 @@
  *     bursar_feedback(b, &d, &fb);
  *     bursar_destroy(&b);
  *
- * Wire: one ZeroMQ REQ socket, one JSON object per frame (docs/protocol.md;
- * the client side is written here with cJSON and shares no code with the
- * controller). A request that gets no reply within timeout_ms is retried on
- * a fresh socket ("lazy pirate"): the old socket is closed with linger 0, so
- * a late reply can never be taken for the answer to another request.
- * Retrying feedback is safe: the controller applies each kind of feedback at
- * most once per decision. Retrying choose may leave an orphan decision on the
- * controller, which expires after its decision_ttl_s.
+ * Wire: one ZeroMQ REQ socket, one JSON object per frame (docs/protocol.md),
+ * every request and reply through the wire codec proto.h, the very code
+ * the controller links. A reply that is malformed or lacks a field the
+ * operation needs is BURSAR_EPROTO, bursar_last_error naming the field
+ * (`reply field "propensity" missing`): never a default. A request that gets no
+ * reply within timeout_ms is retried on a fresh socket ("lazy pirate"): the old
+ * socket is closed with linger 0, so a late reply can never be taken for the
+ * answer to another request. Retrying feedback is safe: the controller applies
+ * each kind of feedback at most once per decision. Retrying choose may leave an
+ * orphan decision on the controller, which expires after its decision_ttl_s.
  *
  * When the controller cannot be reached (every attempt timed out):
  *  - bursar_choose answers with opts.fallback_model and marks the decision
@@ -54,18 +56,21 @@
  * A bursar_decision_t is a plain value (fixed-size arrays, nothing to free).
  * bursar_models returns an array owned by the caller (bursar_models_free).
  * A bursar_t is not thread-safe: use one per thread.
+ *
+ * Link with library bursar (this client, the codec bursar_proto and
+ * bursar_base; ZeroMQ, cJSON, libm; no libcurl, no threads). Every global
+ * symbol it defines starts with bursar_ or proto_.
  */
-#ifndef BURSAR_H
-#define BURSAR_H
+#ifndef BURSAR_AGENTS_BURSAR_H
+#define BURSAR_AGENTS_BURSAR_H
 
 #include <stddef.h>
 
-#include "base.h"
+#include "base.h"  /* BURSAR_NAME_MAX, enum bursar_rc, bursar_strerror */
+#include "proto.h" /* the wire codec: limits, bursar_model_t */
 
-#define BURSAR_NAME_MAX      64  /* model and bucket names, incl. NUL */
-#define BURSAR_ID_MAX        128 /* decision ids, incl. NUL */
-#define BURSAR_MAX_FALLBACKS 16
-#define BURSAR_ERR_MAX       256
+#define BURSAR_ID_MAX        (PROTO_ID_LEN + 1) /* decision ids, incl. NUL */
+#define BURSAR_MAX_FALLBACKS PROTO_MAX_FALLBACK /* the codec's limit */
 
 /* Return codes (enum bursar_rc: BURSAR_OK, BURSAR_LOCAL, BURSAR_SPOOLED,
  * BURSAR_E*) and bursar_strerror() are the project's, in base.h. */
@@ -96,7 +101,8 @@ int bursar_new(bursar_t **out, const bursar_opts_t *o);
 void bursar_destroy(bursar_t **self_p);
 
 typedef struct bursar_decision {
-    char id[BURSAR_ID_MAX];       /* controller's decision id; "" if local */
+    char id[BURSAR_ID_MAX];       /* 16 hex digits (the controller's id);
+                                     "" if local */
     char model[BURSAR_NAME_MAX];  /* the model to call */
     char bucket[BURSAR_NAME_MAX]; /* the bucket asked for */
     double propensity;            /* P(model chosen); 1 when local */
@@ -110,7 +116,8 @@ typedef struct bursar_decision {
  * unreachable, d->model = fallback_model), BURSAR_EREMOTE (the controller
  * refused: e.g. unknown bucket, no arm left; see bursar_last_error),
  * BURSAR_EUNREACHABLE (no fallback configured, or the fallback model is
- * excluded), BURSAR_EPROTO, BURSAR_EINVAL. */
+ * excluded), BURSAR_EPROTO (a malformed reply: see bursar_last_error),
+ * BURSAR_EINVAL. */
 int bursar_choose(bursar_t *self, const char *bucket,
                   const char *const *exclude, size_t n_exclude,
                   bursar_decision_t *d);
@@ -141,7 +148,9 @@ void bursar_feedback_init(bursar_feedback_t *fb, bursar_fb_kind_t kind);
  * when the controller says it was a duplicate), BURSAR_SPOOLED (written
  * durably to the spool: unreachable controller, or a local decision),
  * BURSAR_EREMOTE (refused, e.g. unknown decision: not retried),
- * BURSAR_EUNREACHABLE (no spool), BURSAR_EIO, BURSAR_EINVAL. */
+ * BURSAR_EUNREACHABLE (no spool), BURSAR_EPROTO (a malformed reply: the
+ * event is spooled when there is a spool), BURSAR_EIO, BURSAR_EINVAL (also
+ * a decision id that is not 16 hex digits). */
 int bursar_feedback(bursar_t *self, const bursar_decision_t *d,
                     const bursar_feedback_t *fb);
 
@@ -154,20 +163,13 @@ int bursar_replay(bursar_t *self, size_t *n_sent);
 /* {"op":"ping"}: BURSAR_OK or a failure code. Does not fall back. */
 int bursar_ping(bursar_t *self);
 
-typedef enum bursar_provider {
-    BURSAR_PROVIDER_OPENAI = 0, /* any OpenAI-compatible API */
-    BURSAR_PROVIDER_ANTHROPIC
-} bursar_provider_t;
-
-typedef struct bursar_model {
-    char name[BURSAR_NAME_MAX]; /* routing name (the controller's key) */
-    bursar_provider_t provider;
-    char model[128];                   /* the provider's model id */
-    char base_url[256];                /* e.g. "https://api.openai.com/v1" */
-    char api_key_env[BURSAR_NAME_MAX]; /* env var holding the key */
-    double price_in_per_mtok;          /* USD per million input tokens */
-    double price_out_per_mtok;         /* USD per million output tokens */
-} bursar_model_t;
+/* A configured model, as the models reply gives it (the codec's
+ * proto_model_t: name, provider, model, base_url, api_key_env,
+ * price_in_per_mtok, price_out_per_mtok, health). */
+typedef proto_provider_t bursar_provider_t;
+#define BURSAR_PROVIDER_OPENAI    PROTO_PROVIDER_OPENAI
+#define BURSAR_PROVIDER_ANTHROPIC PROTO_PROVIDER_ANTHROPIC
+typedef proto_model_t bursar_model_t;
 
 /* {"op":"models"}: the configured models. On BURSAR_OK *out is a new array
  * of *n models owned by the caller (free with bursar_models_free). */
@@ -191,8 +193,9 @@ typedef struct bursar_stats {
 
 void bursar_stats(const bursar_t *self, bursar_stats_t *st);
 
-/* The controller's last error ("code: message"), or "" . Owned by self,
- * valid until the next call. */
+/* Why the last call failed: the controller's error ("code: message") or
+ * a malformed reply ("reply field \"propensity\" missing"); "" after a
+ * success. Owned by self, valid until the next call. */
 const char *bursar_last_error(const bursar_t *self);
 
 #endif

@@ -479,12 +479,13 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
     if (cc != CURLE_OK) {
         retriable = 1;
         if (cc == CURLE_OPERATION_TIMEDOUT) {
-            bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "timeout");
+            bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+                            "timeout");
             snprintf(j->r.error, sizeof(j->r.error), "timeout after %ld ms",
                      self->o.timeout_ms);
         } else {
             bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
-                           "transport");
+                            "transport");
             snprintf(j->r.error, sizeof(j->r.error), "%s",
                      curl_easy_strerror(cc));
         }
@@ -501,10 +502,10 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
         if (status == 429 || status >= 500) {
             retriable = 1;
             bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
-                           status == 429 ? "rate_limited" : "server_error");
+                            status == 429 ? "rate_limited" : "server_error");
         } else {
             bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
-                           "http_error");
+                            "http_error");
         }
         snprintf(j->r.error, sizeof(j->r.error), "http %ld: %.200s", status,
                  msg ? msg : "(no error message)");
@@ -571,7 +572,7 @@ prov_pool_run(prov_pool_t *self, int timeout_ms)
                 continue;
             if (job_start(self, j) != 0) {
                 bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
-                               "transport");
+                                "transport");
                 snprintf(j->r.error, sizeof(j->r.error),
                          "curl could not start the request");
                 j->not_before = -1;

@@ -33,8 +33,8 @@
  * prov_result_t passed to a callback is owned by the pool and valid only
  * during the callback; take r->output (set it to NULL) to keep it.
  */
-#ifndef BURSAR_PROVIDER_H
-#define BURSAR_PROVIDER_H
+#ifndef BURSAR_AGENTS_PROVIDER_H
+#define BURSAR_AGENTS_PROVIDER_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

@@ -16,8 +16,8 @@
  * Ownership: route_parse returns a new route_t (route_destroy); the string
  * route_bucket returns belongs to the route or to the caller's argument.
  */
-#ifndef BURSAR_ROUTE_H
-#define BURSAR_ROUTE_H
+#ifndef BURSAR_AGENTS_ROUTE_H
+#define BURSAR_AGENTS_ROUTE_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

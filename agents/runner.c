@@ -411,7 +411,7 @@ task_choose(runner_t *r, task_t *t)
                 bursar_copy_str(d.model, sizeof(d.model), cands[i]);
             else if (d.n_fallbacks < BURSAR_MAX_FALLBACKS)
                 bursar_copy_str(d.fallbacks[d.n_fallbacks++], BURSAR_NAME_MAX,
-                               cands[i]);
+                                cands[i]);
         }
         if (d.model[0]) {
             t->d = d;
@@ -440,8 +440,8 @@ task_choose(runner_t *r, task_t *t)
 static void
 sim_call(runner_t *r, task_t *t, const bursar_model_t *m)
 {
-    scenario_draw_t dr;
-    scenario_call(r->o.sim, m->name, t->bucket, t->idx, &dr);
+    simprov_draw_t dr;
+    simprov_call(r->o.sim, m->name, t->bucket, t->idx, &dr);
     prov_result_t res;
     memset(&res, 0, sizeof(res));
     res.attempts = 1;

@@ -30,8 +30,8 @@
  * the task object. Results are passed to the emit callback, which owns
  * them (cJSON_Delete).
  */
-#ifndef BURSAR_RUNNER_H
-#define BURSAR_RUNNER_H
+#ifndef BURSAR_AGENTS_RUNNER_H
+#define BURSAR_AGENTS_RUNNER_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
@@ -39,7 +39,7 @@
 #include "bursar.h"
 #include "provider.h"
 #include "route.h"
-#include "scenario.h"
+#include "simprov.h"
 
 typedef void (*runner_emit_fn)(void *ud, cJSON *result);
 
@@ -50,7 +50,7 @@ typedef struct runner_opts {
     const route_t *route;    /* NULL: bucket "default" unless the task
                                 names one */
     const cJSON *validators; /* {"bucket": spec, "*": spec} or NULL */
-    scenario_t *sim;         /* non-NULL: simulated providers */
+    simprov_t *sim;          /* non-NULL: simulated providers */
     runner_emit_fn emit;
     void *emit_ud;
 } runner_opts_t;

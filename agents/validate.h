@@ -26,8 +26,8 @@
  * it ignores SIGPIPE during the call (not thread-safe against other
  * threads changing SIGPIPE's disposition).
  */
-#ifndef BURSAR_VALIDATE_H
-#define BURSAR_VALIDATE_H
+#ifndef BURSAR_AGENTS_VALIDATE_H
+#define BURSAR_AGENTS_VALIDATE_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

@@ -35,6 +35,8 @@
 
 #include <zmq.h>
 
+#include "proto.h"
+
 static void *bench_ctx;
 static char bench_bin[1024];
 static char bench_dir[512];
@@ -131,7 +133,9 @@ bench_echo_thread(void *arg)
     }
 }
 
-static const char bench_choose[] = "{\"op\":\"choose\",\"bucket\":\"code\"}";
+/* Requests are written and replies read by the wire codec (proto.h). */
+static char *bench_choose; /* {"op":"choose","bucket":"code"} */
+static char *bench_ping;   /* {"op":"ping"} */
 
 static void
 bench_rtt(const char *label, const char *ep, const char *msg, int n)
@@ -188,7 +192,7 @@ bench_start(const char *config_json, const char *ep, const char *state)
     zmq_connect(s, ep);
     char buf[256];
     for (int i = 0; i < 300; i++) {
-        zmq_send(s, "{\"op\":\"ping\"}", 13, 0);
+        zmq_send(s, bench_ping, strlen(bench_ping), 0);
         if (zmq_recv(s, buf, sizeof buf, 0) > 0)
             break;
         zmq_close(s);
@@ -239,12 +243,24 @@ bench_config(const char *sync)
 
 /* ---- pairs ---------------------------------------------------------- */
 
+/* Requests in flight per client, at most (window 32). */
+#define BENCH_RING 64
+
 typedef struct bench_worker {
     const char *ep;
     double deadline;
     long pairs;
     int window;
 } bench_worker_t;
+
+/* Sends a choose; ops[] remembers what each reply in flight answers
+ * (replies to one DEALER come back in the order of its requests). */
+static void
+bench_send_choose(void *s, proto_op_t *ops, size_t *tail)
+{
+    zmq_send(s, bench_choose, strlen(bench_choose), 0);
+    ops[(*tail)++ % BENCH_RING] = PROTO_OP_CHOOSE;
+}
 
 static void *
 bench_pairs_thread(void *arg)
@@ -255,38 +271,50 @@ bench_pairs_thread(void *arg)
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     zmq_connect(s, w->ep);
     int in_flight = 0, stopping = 0;
-    char buf[4096], fb[256];
+    proto_op_t ops[BENCH_RING];
+    size_t head = 0, tail = 0;
+    char buf[4096];
+    proto_reply_t *r = malloc(sizeof *r);
+    proto_error_t err;
     for (int i = 0; i < w->window; i++, in_flight++)
-        zmq_send(s, bench_choose, sizeof bench_choose - 1, 0);
+        bench_send_choose(s, ops, &tail);
     while (in_flight > 0) {
-        int n = zmq_recv(s, buf, sizeof buf - 1, 0);
+        int n = zmq_recv(s, buf, sizeof buf, 0);
         if (n < 0)
             break;
         in_flight--;
-        buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = '\0';
-        const char *id = strstr(buf, "\"decision_id\":\"");
-        if (id) {
+        proto_op_t op = ops[head++ % BENCH_RING];
+        size_t len = n < (int)sizeof buf ? (size_t)n : sizeof buf;
+        int ok = proto_parse_reply(buf, len, op, r, &err) == PROTO_OK && r->ok;
+        if (op == PROTO_OP_CHOOSE && ok) {
             /* a choose reply: send its feedback */
-            int k = snprintf(fb, sizeof fb,
-                             "{\"op\":\"feedback\",\"decision_id\":\"%.16s\","
-                             "\"kind\":\"outcome\",\"success\":true,"
-                             "\"tokens_in\":900,\"tokens_out\":300,"
-                             "\"latency_ms\":850}",
-                             id + 15);
-            zmq_send(s, fb, (size_t)k, 0);
+            proto_feedback_t f = {.decision = r->decision,
+                                  .kind = PROTO_KIND_OUTCOME,
+                                  .has_success = 1,
+                                  .success = 1,
+                                  .has_tokens = 1,
+                                  .tokens_in = 900,
+                                  .tokens_out = 300,
+                                  .has_latency = 1,
+                                  .latency_ms = 850};
+            char *q = proto_format_feedback(&f);
+            zmq_send(s, q, strlen(q), 0);
+            free(q);
+            ops[tail++ % BENCH_RING] = PROTO_OP_FEEDBACK;
             in_flight++;
-        } else {
-            /* a feedback reply: one pair done */
-            if (strstr(buf, "\"ok\":true"))
-                w->pairs++;
-            if (!stopping && bench_now() >= w->deadline)
-                stopping = 1;
-            if (!stopping) {
-                zmq_send(s, bench_choose, sizeof bench_choose - 1, 0);
-                in_flight++;
-            }
+            continue;
+        }
+        /* a feedback reply: one pair done */
+        if (op == PROTO_OP_FEEDBACK && ok)
+            w->pairs++;
+        if (!stopping && bench_now() >= w->deadline)
+            stopping = 1;
+        if (!stopping) {
+            bench_send_choose(s, ops, &tail);
+            in_flight++;
         }
     }
+    free(r);
     zmq_close(s);
     return NULL;
 }
@@ -383,9 +411,11 @@ bench_rss(void)
     zmq_connect(s, ep);
     char buf[4096];
     for (int b = 0; b < NB; b++) {
-        int k = snprintf(buf, sizeof buf,
-                         "{\"op\":\"choose\",\"bucket\":\"b%04d\"}", b);
-        zmq_send(s, buf, (size_t)k, 0);
+        char name[16];
+        snprintf(name, sizeof name, "b%04d", b);
+        char *q = proto_format_choose(name, NULL, 0);
+        zmq_send(s, q, strlen(q), 0);
+        free(q);
     }
     for (int b = 0; b < NB; b++)
         zmq_recv(s, buf, sizeof buf, 0);
@@ -423,6 +453,8 @@ main(int argc, char **argv)
         return 1;
     }
     bench_ctx = zmq_ctx_new();
+    bench_choose = proto_format_choose("code", NULL, 0);
+    bench_ping = proto_format_simple(PROTO_OP_PING);
 
     /* 0. the disk under the state directory */
     bench_fsync(500);
@@ -444,7 +476,7 @@ main(int argc, char **argv)
     pid_t pid = bench_start(cfg, ep, state);
     free(cfg);
     bench_rtt("choose, tcp, sync=full", ep, bench_choose, n);
-    bench_rtt("ping (no write), tcp", ep, "{\"op\":\"ping\"}", n);
+    bench_rtt("ping (no write), tcp", ep, bench_ping, n);
     bench_stop(pid);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", bench_free_port());
     snprintf(state, sizeof state, "%s/state-rtt2", bench_dir);
@@ -466,6 +498,8 @@ main(int argc, char **argv)
     pthread_join(et, NULL);
     zmq_close(echo);
     zmq_ctx_term(bench_ctx);
+    free(bench_choose);
+    free(bench_ping);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", bench_dir);
     if (system(cmd) != 0)

@@ -4,7 +4,7 @@
 find_package(Threads REQUIRED)
 add_executable(bench_ctl ${CMAKE_CURRENT_LIST_DIR}/bench_ctl.c)
 target_compile_definitions(bench_ctl PRIVATE _POSIX_C_SOURCE=200809L)
-target_link_libraries(bench_ctl PRIVATE PkgConfig::ZMQ PkgConfig::CJSON
+target_link_libraries(bench_ctl PRIVATE bursar_proto PkgConfig::ZMQ PkgConfig::CJSON
   Threads::Threads ${MATH_LIB})
 if(TARGET bursard)
   add_dependencies(bench_ctl bursard)

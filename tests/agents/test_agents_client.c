@@ -2,7 +2,8 @@
  * test_agents_client.c - the client library (agents/bursar.h) against a
  * ZeroMQ ROUTER answering per protocol inside the test: choose, feedback,
  * errors, retry on a fresh socket after a lost reply, local fallback and
- * the spool (written durably, replayed once, duplicates harmless).
+ * the spool (written durably, replayed once, duplicates harmless), and
+ * malformed replies (an error naming the field, never a default).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "bursar.h"
+#include "proto.h"
 #include "util.h"
 
 static const char *const MODELS[] = {"alpha", "beta", "gamma"};
@@ -58,7 +60,7 @@ test_choose_feedback(void **state)
     bursar_decision_t d;
     assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
     assert_string_equal(d.model, "alpha");
-    assert_string_equal(d.id, "d1");
+    assert_string_equal(d.id, "0000000000000001");
     assert_false(d.local);
     assert_int_equal(d.n_fallbacks, 2);
     assert_string_equal(d.fallbacks[0], "beta");
@@ -72,7 +74,7 @@ test_choose_feedback(void **state)
 
     const char *all[] = {"alpha", "beta", "gamma"};
     assert_int_equal(bursar_choose(b, "code", all, 3, &d2), BURSAR_EREMOTE);
-    assert_non_null(strstr(bursar_last_error(b), "no_arm"));
+    assert_non_null(strstr(bursar_last_error(b), "no_model_available"));
 
     bursar_feedback_t fb;
     bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
@@ -104,7 +106,7 @@ test_choose_feedback(void **state)
 
     /* unknown decision: refused, not spooled */
     bursar_decision_t bad = d;
-    snprintf(bad.id, sizeof(bad.id), "x9");
+    snprintf(bad.id, sizeof(bad.id), "ffffffffffffffff");
     fb.reward = 0.5;
     assert_int_equal(bursar_feedback(b, &bad, &fb), BURSAR_EREMOTE);
     assert_non_null(strstr(bursar_last_error(b), "unknown_decision"));
@@ -198,7 +200,7 @@ test_unreachable_spool_replay(void **state)
     assert_int_equal(bursar_feedback(b, &ld, &fb), BURSAR_SPOOLED);
     assert_true(file_size(spool) > 0);
     char *text = tu_read_file(spool);
-    assert_non_null(strstr(text, "\"decision_id\":\"d1\""));
+    assert_non_null(strstr(text, "\"decision_id\":\"0000000000000001\""));
     assert_non_null(strstr(text, "\"kind\":\"correction\""));
     free(text);
     text = tu_read_file(local);
@@ -213,7 +215,7 @@ test_unreachable_spool_replay(void **state)
 
     /* A second client (another process, or a restart) sharing the spool
      * replays it once the controller is back on the same port. Its own
-     * decision id d1 is known again since the stand-in numbers from 1. */
+     * decision id 1 is known again since the stand-in numbers from 1. */
     r = tu_router_start(port, MODELS, 3, ep, sizeof(ep));
     assert_non_null(r);
     bursar_decision_t nd;
@@ -236,17 +238,26 @@ test_unreachable_spool_replay(void **state)
     bursar_destroy(&b);
 
     /* A spool left by a dead process is replayed by the next client. */
-    tu_write_file(spool, "{\"op\":\"feedback\",\"decision_id\":\"d2\","
-                         "\"kind\":\"outcome\",\"success\":true}\n"
-                         "{\"op\":\"feedback\",\"decision_id\":\"zz\","
-                         "\"kind\":\"outcome\",\"success\":true}\n"
-                         "{\"op\":\"feedback\",\"decision_id\":\"d2\","
-                         "\"kin"); /* torn last line: never acknowledged */
+    proto_feedback_t pf = {.decision = 2,
+                           .kind = PROTO_KIND_OUTCOME,
+                           .has_success = 1,
+                           .success = 1};
+    char *line = proto_format_feedback(&pf);
+    /* a good line, a malformed id (refused: dropped), a torn last line
+     * (never acknowledged) */
+    char *lines = bursar_sprintf("%s\n"
+                                 "{\"op\":\"feedback\",\"decision_id\":\"zz\","
+                                 "\"kind\":\"outcome\",\"success\":true}\n"
+                                 "%.40s",
+                                 line, line);
+    tu_write_file(spool, lines);
+    free(line);
+    free(lines);
     b = client(ep, spool);
     assert_int_equal(bursar_ping(b), BURSAR_OK);
     bursar_stats(b, &st);
     assert_int_equal(st.replayed, 1);
-    assert_int_equal(st.replay_dropped, 1); /* unknown decision */
+    assert_int_equal(st.replay_dropped, 1); /* malformed decision id */
     assert_int_equal(file_size(spool), 0);
     assert_int_equal(tu_router_feedback(r, "outcome"), 2);
     bursar_destroy(&b);
@@ -271,7 +282,9 @@ test_torn_spool_then_append(void **state)
     bursar_decision_t d;
     assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
     tu_router_stop(&r);
-    tu_write_file(spool, "{\"op\":\"feedback\",\"decision_id\":\"d9\",\"kin");
+    tu_write_file(spool,
+                  "{\"op\":\"feedback\",\"decision_id\":\"0000000000000009\","
+                  "\"kin");
     bursar_feedback_t fb;
     bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
     fb.success = 1;
@@ -334,6 +347,85 @@ test_shared_spool(void **state)
     tu_rmrf(dir);
 }
 
+/* A reply that is malformed or lacks a field is BURSAR_EPROTO naming the
+ * field: never a default (a missing propensity is not 1, a numeric id is
+ * not an id). The fallback limit is the codec's, the daemon's. */
+static void
+test_malformed_replies(void **state)
+{
+    (void)state;
+    char ep[128];
+    tu_router_t *r = tu_router_start(0, MODELS, 3, ep, sizeof(ep));
+    assert_non_null(r);
+    bursar_t *b = client(ep, NULL);
+    bursar_decision_t d;
+    static const struct {
+        const char *reply, *error;
+    } cases[] = {
+        {"{\"ok\":true,\"decision_id\":\"00000000000004d2\",\"model\":\"a\","
+         "\"fallbacks\":[],\"expected_cost_usd\":0}",
+         "reply field \"propensity\" missing"},
+        {"{\"ok\":true,\"decision_id\":1234,\"model\":\"a\","
+         "\"propensity\":0.5,\"fallbacks\":[],\"expected_cost_usd\":0}",
+         "reply field \"decision_id\" must be a string"},
+        {"{\"ok\":true,\"decision_id\":\"00000000000004d2\","
+         "\"propensity\":0.5,\"fallbacks\":[],\"expected_cost_usd\":0}",
+         "reply field \"model\" missing"},
+        {"{\"ok\":true,\"decision_id\":\"00000000000004d2\",\"model\":\"a\","
+         "\"propensity\":0.5,\"expected_cost_usd\":0}",
+         "reply field \"fallbacks\" missing"},
+        {"not json", "reply is not valid JSON"},
+        {"{\"ok\":false}", "reply field \"error\" missing"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tu_router_reply_raw(r, cases[i].reply);
+        assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_EPROTO);
+        if (!strstr(bursar_last_error(b), cases[i].error))
+            fail_msg("%s: last error \"%s\"", cases[i].reply,
+                     bursar_last_error(b));
+    }
+    tu_router_reply_raw(r, "{\"ok\":true,\"models\":[{\"name\":\"a\"}]}");
+    bursar_model_t *ms = NULL;
+    size_t n = 9;
+    assert_int_equal(bursar_models(b, &ms, &n), BURSAR_EPROTO);
+    assert_null(ms);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(bursar_last_error(b),
+                           "reply field \"models[0].provider\" missing"));
+
+    /* BURSAR_MAX_FALLBACKS is the codec's PROTO_MAX_FALLBACK: all kept */
+    assert_int_equal(BURSAR_MAX_FALLBACKS, PROTO_MAX_FALLBACK);
+    const char *names[PROTO_MAX_FALLBACK];
+    char store[PROTO_MAX_FALLBACK][8];
+    for (int i = 0; i < PROTO_MAX_FALLBACK; i++) {
+        snprintf(store[i], sizeof(store[i]), "m%d", i);
+        names[i] = store[i];
+    }
+    proto_choice_t ch = {.decision = 7,
+                         .model = "a",
+                         .propensity = 0.25,
+                         .n_fallbacks = PROTO_MAX_FALLBACK,
+                         .fallbacks = names,
+                         .expected_cost_usd = 0.5};
+    char *s = proto_write_choice(NULL, &ch);
+    tu_router_reply_raw(r, s);
+    free(s);
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
+    assert_string_equal(d.id, "0000000000000007");
+    assert_int_equal(d.n_fallbacks, PROTO_MAX_FALLBACK);
+    assert_string_equal(d.fallbacks[PROTO_MAX_FALLBACK - 1], "m63");
+    assert_true(d.propensity == 0.25);
+    assert_string_equal(bursar_last_error(b), "");
+
+    /* a decision id that is not 16 hex digits is refused locally */
+    bursar_feedback_t fb;
+    bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+    snprintf(d.id, sizeof(d.id), "d1");
+    assert_int_equal(bursar_feedback(b, &d, &fb), BURSAR_EINVAL);
+    bursar_destroy(&b);
+    tu_router_stop(&r);
+}
+
 static void
 test_no_fallback_no_spool(void **state)
 {
@@ -350,7 +442,7 @@ test_no_fallback_no_spool(void **state)
     bursar_decision_t d;
     assert_int_equal(bursar_choose(b, "code", NULL, 0, &d),
                      BURSAR_EUNREACHABLE);
-    snprintf(d.id, sizeof(d.id), "d1");
+    snprintf(d.id, sizeof(d.id), "0000000000000001");
     d.local = 0;
     bursar_feedback_t fb;
     bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
@@ -369,6 +461,7 @@ main(void)
         cmocka_unit_test(test_unreachable_spool_replay),
         cmocka_unit_test(test_torn_spool_then_append),
         cmocka_unit_test(test_shared_spool),
+        cmocka_unit_test(test_malformed_replies),
         cmocka_unit_test(test_no_fallback_no_spool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

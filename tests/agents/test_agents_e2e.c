@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "bursar.h"
+#include "proto.h"
 #include "util.h"
 
 static char bursard[600];
@@ -190,8 +191,9 @@ ctl_init(ctl_t *c, const char *name)
     ctl_start(c);
 }
 
+/* Sends req (written by the wire codec; freed here), returns the reply. */
 static cJSON *
-ctl_request(ctl_t *c, const char *req)
+ctl_request(ctl_t *c, char *req)
 {
     bursar_opts_t o;
     bursar_opts_init(&o);
@@ -201,6 +203,7 @@ ctl_request(ctl_t *c, const char *req)
     bursar_new(&b, &o);
     char *reply = NULL;
     int rc = bursar_request(b, req, &reply);
+    free(req);
     bursar_destroy(&b);
     assert_int_equal(rc, BURSAR_OK);
     cJSON *j = cJSON_Parse(reply);
@@ -284,9 +287,11 @@ static cJSON *
 export_all(ctl_t *c)
 {
     cJSON *all = cJSON_CreateArray();
-    char req[256] = "{\"op\":\"export\",\"limit\":10000}";
+    int has_after = 0;
+    uint64_t after = 0;
     for (;;) {
-        cJSON *j = ctl_request(c, req);
+        cJSON *j = ctl_request(c, proto_format_export(-INFINITY, has_after,
+                                                      after, PROTO_EXPORT_MAX));
         const cJSON *d;
         cJSON_ArrayForEach(d, f(j, "decisions"))
             cJSON_AddItemToArray(all, cJSON_Duplicate(d, 1));
@@ -295,9 +300,8 @@ export_all(ctl_t *c)
             cJSON_Delete(j);
             break;
         }
-        snprintf(req, sizeof(req),
-                 "{\"op\":\"export\",\"limit\":10000,\"after\":\"%s\"}",
-                 next->valuestring);
+        has_after = 1;
+        assert_int_equal(proto_id_parse(next->valuestring, &after), 0);
         cJSON_Delete(j);
     }
     return all;
@@ -320,7 +324,7 @@ find_decision(const cJSON *all, const char *id)
 static double
 bucket_evidence(ctl_t *c, const char *bucket)
 {
-    cJSON *j = ctl_request(c, "{\"op\":\"stats\"}");
+    cJSON *j = ctl_request(c, proto_format_simple(PROTO_OP_STATS));
     double ev = -1;
     const cJSON *b;
     cJSON_ArrayForEach(b, f(j, "buckets"))
@@ -466,7 +470,7 @@ test_retry_fallback_cascade_cost(void **state)
                 bucket_evidence(&c, "cascade");
     assert_true(fabs(ev - outcomes) < 1e-6);
     /* the spend is the cost from the usage blocks */
-    cJSON *st = ctl_request(&c, "{\"op\":\"stats\"}");
+    cJSON *st = ctl_request(&c, proto_format_simple(PROTO_OP_STATS));
     double spent = f(f(st, "budget"), "spent_usd")->valuedouble;
     print_message("mixed: %d tasks, %d provider errors, %d escalations, "
                   "%d outcomes, cost %.6f, controller spent %.6f\n",
@@ -606,7 +610,7 @@ test_budget_respected(void **state)
         cost += f(r, "cost_usd")->valuedouble;
         pricey += strcmp(f(r, "model")->valuestring, "pricey") == 0;
     }
-    cJSON *st = ctl_request(&c, "{\"op\":\"stats\"}");
+    cJSON *st = ctl_request(&c, proto_format_simple(PROTO_OP_STATS));
     double bucket_spent = -1;
     const cJSON *b;
     cJSON_ArrayForEach(b, f(st, "buckets"))

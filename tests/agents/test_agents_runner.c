@@ -121,7 +121,8 @@ test_cascade(void **state)
     const cJSON *res = cJSON_GetArrayItem(results, 0);
     assert_string_equal(field(res, "id")->valuestring, "t1");
     assert_string_equal(field(res, "model")->valuestring, "right");
-    assert_string_equal(field(res, "decision_id")->valuestring, "d2");
+    assert_string_equal(field(res, "decision_id")->valuestring,
+                        "0000000000000002");
     assert_true(cJSON_IsTrue(field(res, "valid")));
     assert_int_equal(field(res, "escalations")->valueint, 1);
     assert_true(cJSON_IsNull(field(res, "error")));
@@ -168,7 +169,8 @@ test_fallback_provider_error(void **state)
     assert_int_equal(tu_router_feedback(r, "outcome"), 1);
     /* the fallback served under the same decision */
     assert_int_equal(tu_router_chooses(r), 1);
-    assert_string_equal(field(res, "decision_id")->valuestring, "d1");
+    assert_string_equal(field(res, "decision_id")->valuestring,
+                        "0000000000000001");
     assert_int_equal(tu_mock_requests(port, "down", "500") - before, 2);
     tu_router_stop(&r);
 }

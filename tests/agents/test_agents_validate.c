@@ -1,6 +1,6 @@
 /*
  * test_agents_validate.c - validators (agents/validate.h), intent bucket
- * rules (agents/route.h) and the scenario reader (agents/scenario.h).
+ * rules (agents/route.h) and the scenario reader (agents/simprov.h).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "route.h"
-#include "scenario.h"
+#include "simprov.h"
 #include "validate.h"
 
 static validator_t *
@@ -205,7 +205,7 @@ static void
 test_scenario(void **state)
 {
     (void)state;
-    scenario_t *s = NULL;
+    simprov_t *s = NULL;
     char err[256];
     const char *json =
         "{\"seed\":3,\"tasks\":{\"count\":1000,\"buckets\":{\"a\":3,\"b\":1}},"
@@ -214,49 +214,49 @@ test_scenario(void **state)
         "100,\"outages\":[{\"from\":10,\"to\":20}],"
         "\"changes\":[{\"at\":500,\"success\":0.2}]},"
         "\"fixed\":{\"success\":1,\"cost_usd\":0.5}}}";
-    assert_int_equal(scenario_parse(json, &s, err, sizeof(err)), 0);
-    assert_int_equal(scenario_task_count(s), 1000);
+    assert_int_equal(simprov_parse(json, &s, err, sizeof(err)), 0);
+    assert_int_equal(simprov_task_count(s), 1000);
     int na = 0;
     for (size_t i = 0; i < 1000; i++)
-        na += strcmp(scenario_task_bucket(s, i), "a") == 0;
+        na += strcmp(simprov_task_bucket(s, i), "a") == 0;
     assert_true(na > 680 && na < 820); /* 750 expected */
     int succ_a = 0, succ_b = 0, succ_late = 0;
-    scenario_draw_t d;
+    simprov_draw_t d;
     for (int i = 0; i < 1000; i++) {
-        scenario_call(s, "good", "a", 100, &d);
+        simprov_call(s, "good", "a", 100, &d);
         assert_true(d.known && !d.outage);
         assert_true(d.latency_ms >= 75 && d.latency_ms <= 125);
         succ_a += d.success;
-        scenario_call(s, "good", "b", 100, &d);
+        simprov_call(s, "good", "b", 100, &d);
         succ_b += d.success;
-        scenario_call(s, "good", "a", 600, &d);
+        simprov_call(s, "good", "a", 600, &d);
         succ_late += d.success;
     }
     assert_true(succ_a > 850 && succ_a < 950);
     assert_true(succ_b > 50 && succ_b < 150);
     assert_true(succ_late > 150 && succ_late < 250);
-    scenario_call(s, "good", "a", 15, &d);
+    simprov_call(s, "good", "a", 15, &d);
     assert_true(d.outage && !d.success);
-    scenario_call(s, "good", "a", 20, &d);
+    simprov_call(s, "good", "a", 20, &d);
     assert_false(d.outage);
-    scenario_call(s, "fixed", "a", 0, &d);
+    simprov_call(s, "fixed", "a", 0, &d);
     assert_true(d.success && d.cost_usd == 0.5);
-    scenario_call(s, "nobody", "a", 0, &d);
+    simprov_call(s, "nobody", "a", 0, &d);
     assert_false(d.known);
-    scenario_destroy(&s);
+    simprov_destroy(&s);
     assert_null(s);
-    assert_int_equal(scenario_parse("{\"models\":{\"m\":{\"success\":2}}}", &s,
-                                    err, sizeof(err)),
+    assert_int_equal(simprov_parse("{\"models\":{\"m\":{\"success\":2}}}", &s,
+                                   err, sizeof(err)),
                      -1);
     assert_non_null(strstr(err, "$.models.m"));
-    assert_int_equal(scenario_parse("[]", &s, err, sizeof(err)), -1);
+    assert_int_equal(simprov_parse("[]", &s, err, sizeof(err)), -1);
 }
 
 static void
 test_scenario_sim_format(void **state)
 {
     (void)state;
-    scenario_t *s = NULL;
+    simprov_t *s = NULL;
     char err[256];
     const char *json =
         "{\"requests\":1000,\"seed\":3,\"traffic\":{\"code\":0.5,"
@@ -273,41 +273,41 @@ test_scenario_sim_format(void **state)
         "{\"at\":850,\"type\":\"up\",\"model\":\"mid\"},"
         "{\"at\":100,\"type\":\"quality\",\"model\":\"big\","
         "\"bucket\":\"code\",\"success\":0.5,\"ramp\":200}]}";
-    assert_int_equal(scenario_parse(json, &s, err, sizeof(err)), 0);
-    assert_int_equal(scenario_task_count(s), 1000);
+    assert_int_equal(simprov_parse(json, &s, err, sizeof(err)), 0);
+    assert_int_equal(simprov_task_count(s), 1000);
     double p, ti, to, c;
     /* not offered in chat: success 0 */
-    assert_int_equal(scenario_expected(s, "coder", "chat", 0, &p, &ti, &to, &c),
+    assert_int_equal(simprov_expected(s, "coder", "chat", 0, &p, &ti, &to, &c),
                      0);
     assert_true(p == 0);
-    scenario_expected(s, "coder", "code", 0, &p, &ti, &to, &c);
+    simprov_expected(s, "coder", "code", 0, &p, &ti, &to, &c);
     assert_true(p == 0.8 && c == 0.002);
     /* price cut at 40% */
-    scenario_expected(s, "mid", "chat", 399, &p, &ti, &to, &c);
+    simprov_expected(s, "mid", "chat", 399, &p, &ti, &to, &c);
     assert_true(c == 0.004);
-    scenario_expected(s, "mid", "chat", 400, &p, &ti, &to, &c);
+    simprov_expected(s, "mid", "chat", 400, &p, &ti, &to, &c);
     assert_true(c == 0.002);
     /* down at 60% for 100 */
-    scenario_expected(s, "big", "chat", 650, &p, &ti, &to, &c);
+    simprov_expected(s, "big", "chat", 650, &p, &ti, &to, &c);
     assert_true(p == 0);
-    scenario_expected(s, "big", "chat", 700, &p, &ti, &to, &c);
+    simprov_expected(s, "big", "chat", 700, &p, &ti, &to, &c);
     assert_true(p == 0.8);
     /* down at 800, up at 850 */
-    scenario_expected(s, "mid", "chat", 820, &p, &ti, &to, &c);
+    simprov_expected(s, "mid", "chat", 820, &p, &ti, &to, &c);
     assert_true(p == 0);
-    scenario_expected(s, "mid", "chat", 850, &p, &ti, &to, &c);
+    simprov_expected(s, "mid", "chat", 850, &p, &ti, &to, &c);
     assert_true(p == 0.7);
     /* ramp in code only: 0.9 -> 0.5 over tasks 100..300 */
-    scenario_expected(s, "big", "code", 200, &p, &ti, &to, &c);
+    simprov_expected(s, "big", "code", 200, &p, &ti, &to, &c);
     assert_true(fabs(p - 0.7) < 1e-9);
-    scenario_expected(s, "big", "code", 300, &p, &ti, &to, &c);
+    simprov_expected(s, "big", "code", 300, &p, &ti, &to, &c);
     assert_true(fabs(p - 0.5) < 1e-9);
-    scenario_expected(s, "big", "chat", 300, &p, &ti, &to, &c);
+    simprov_expected(s, "big", "chat", 300, &p, &ti, &to, &c);
     assert_true(p == 0.8);
-    scenario_draw_t d;
-    scenario_call(s, "big", "chat", 650, &d);
+    simprov_draw_t d;
+    simprov_call(s, "big", "chat", 650, &d);
     assert_true(d.outage);
-    scenario_destroy(&s);
+    simprov_destroy(&s);
 
     /* the simulator's own scenario files read as they are */
     const char *src = getenv("BURSAR_SOURCE_DIR");
@@ -316,15 +316,15 @@ test_scenario_sim_format(void **state)
     FILE *f = fopen(path, "r");
     if (f) {
         fclose(f);
-        assert_int_equal(scenario_load(path, &s, err, sizeof(err)), 0);
-        assert_true(scenario_task_count(s) > 0);
-        scenario_destroy(&s);
+        assert_int_equal(simprov_load(path, &s, err, sizeof(err)), 0);
+        assert_true(simprov_task_count(s) > 0);
+        simprov_destroy(&s);
     }
     snprintf(path, sizeof(path), "%s/agents/scenarios/demo.json",
              src ? src : ".");
-    assert_int_equal(scenario_load(path, &s, err, sizeof(err)), 0);
-    assert_int_equal(scenario_task_count(s), 1000);
-    scenario_destroy(&s);
+    assert_int_equal(simprov_load(path, &s, err, sizeof(err)), 0);
+    assert_int_equal(simprov_task_count(s), 1000);
+    simprov_destroy(&s);
 }
 
 int

@@ -4,6 +4,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
 
+#include "proto.h"
+
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -259,93 +261,106 @@ struct tu_router {
     size_t n_fb;
     char fb[TU_MAX_FB][96]; /* "id/kind" applied */
     char fb_kind[TU_MAX_FB][32];
+    char *raw; /* the next reply, verbatim (tu_router_reply_raw) */
 };
 
-static cJSON *
-router_answer(tu_router_t *r, const cJSON *req)
+/* The stand-in's store: every decision id it could have issued is known
+ * (it survives its own restarts, like bursard's LMDB); larger ids are
+ * unknown decisions. */
+#define TU_KNOWN_IDS 0xffffffffu
+
+static char *
+router_choose(tu_router_t *r, const proto_request_t *rq)
 {
-    cJSON *rep = cJSON_CreateObject();
-    const cJSON *op = cJSON_GetObjectItemCaseSensitive(req, "op");
-    const char *o = cJSON_IsString(op) ? op->valuestring : "";
-    if (strcmp(o, "ping") == 0) {
-        cJSON_AddBoolToObject(rep, "ok", 1);
-    } else if (strcmp(o, "choose") == 0) {
-        const cJSON *ex = cJSON_GetObjectItemCaseSensitive(req, "exclude");
-        const char *pick[16];
-        size_t n = 0;
-        for (size_t i = 0; i < r->n_models; i++) {
-            int skip = 0;
-            const cJSON *e;
-            cJSON_ArrayForEach(
-                e, ex) if (cJSON_IsString(e) &&
-                           strcmp(e->valuestring, r->models[i]) == 0) skip = 1;
-            if (!skip)
-                pick[n++] = r->models[i];
-        }
-        if (n == 0) {
-            cJSON_AddBoolToObject(rep, "ok", 0);
-            cJSON *e = cJSON_AddObjectToObject(rep, "error");
-            cJSON_AddStringToObject(e, "code", "no_arm");
-            cJSON_AddStringToObject(e, "message", "every model is excluded");
-        } else {
-            char id[32];
-            snprintf(id, sizeof(id), "d%d", ++r->next_id);
-            r->chooses++;
-            cJSON_AddBoolToObject(rep, "ok", 1);
-            cJSON_AddStringToObject(rep, "decision_id", id);
-            cJSON_AddStringToObject(rep, "model", pick[0]);
-            cJSON_AddNumberToObject(rep, "propensity", 0.9);
-            cJSON *fb = cJSON_AddArrayToObject(rep, "fallbacks");
-            for (size_t i = 1; i < n; i++)
-                cJSON_AddItemToArray(fb, cJSON_CreateString(pick[i]));
-        }
-    } else if (strcmp(o, "feedback") == 0) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "decision_id");
-        const cJSON *k = cJSON_GetObjectItemCaseSensitive(req, "kind");
-        if (!cJSON_IsString(id) || !cJSON_IsString(k) ||
-            id->valuestring[0] != 'd') {
-            cJSON_AddBoolToObject(rep, "ok", 0);
-            cJSON *e = cJSON_AddObjectToObject(rep, "error");
-            cJSON_AddStringToObject(e, "code", "unknown_decision");
-            cJSON_AddStringToObject(e, "message", "decision_id: unknown");
-        } else {
-            char key[96];
-            snprintf(key, sizeof(key), "%s/%s", id->valuestring,
-                     k->valuestring);
-            int dup = 0;
-            for (size_t i = 0; i < r->n_fb; i++)
-                if (strcmp(r->fb[i], key) == 0)
-                    dup = 1;
-            cJSON_AddBoolToObject(rep, "ok", 1);
-            if (dup) {
-                r->duplicates++;
-                cJSON_AddBoolToObject(rep, "duplicate", 1);
-            } else if (r->n_fb < TU_MAX_FB) {
-                snprintf(r->fb[r->n_fb], 96, "%s", key);
-                snprintf(r->fb_kind[r->n_fb++], 32, "%s", k->valuestring);
-            }
-        }
-    } else if (strcmp(o, "models") == 0) {
-        cJSON_AddBoolToObject(rep, "ok", 1);
-        cJSON *ms = cJSON_AddObjectToObject(rep, "models");
-        for (size_t i = 0; i < r->n_models; i++) {
-            cJSON *m = cJSON_AddObjectToObject(ms, r->models[i]);
-            cJSON_AddStringToObject(m, "provider", "openai");
-            cJSON_AddStringToObject(m, "model", r->models[i]);
-            cJSON_AddStringToObject(m, "base_url",
-                                    r->base_url[0] ? r->base_url
-                                                   : "http://127.0.0.1:9/v1");
-            cJSON_AddStringToObject(m, "api_key_env", "");
-            cJSON_AddNumberToObject(m, "price_in_per_mtok", 1.0);
-            cJSON_AddNumberToObject(m, "price_out_per_mtok", 2.0);
-        }
-    } else {
-        cJSON_AddBoolToObject(rep, "ok", 0);
-        cJSON *e = cJSON_AddObjectToObject(rep, "error");
-        cJSON_AddStringToObject(e, "code", "unknown_op");
-        cJSON_AddStringToObject(e, "message", "op: unknown");
+    const char *pick[16];
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_models; i++) {
+        int skip = 0;
+        for (size_t k = 0; k < rq->n_exclude; k++)
+            skip |= strcmp(rq->exclude[k], r->models[i]) == 0;
+        if (!skip)
+            pick[n++] = r->models[i];
     }
-    return rep;
+    if (n == 0)
+        return proto_write_error(rq->echo, PROTO_E_NO_MODEL,
+                                 "every model is excluded");
+    r->chooses++;
+    proto_choice_t c = {.decision = (uint64_t)++r->next_id,
+                        .model = pick[0],
+                        .propensity = 0.9,
+                        .n_fallbacks = n - 1,
+                        .fallbacks = pick + 1,
+                        .expected_cost_usd = 0.001};
+    return proto_write_choice(rq->echo, &c);
+}
+
+static char *
+router_feedback(tu_router_t *r, const proto_request_t *rq)
+{
+    if (rq->decision == 0 || rq->decision > TU_KNOWN_IDS)
+        return proto_write_error(rq->echo, PROTO_E_UNKNOWN_DECISION,
+                                 "unknown decision in field \"decision_id\"");
+    const char *kind = proto_kind_name(rq->kind);
+    char key[96];
+    snprintf(key, sizeof(key), "%llu/%s", (unsigned long long)rq->decision,
+             kind);
+    int dup = 0;
+    for (size_t i = 0; i < r->n_fb; i++)
+        if (strcmp(r->fb[i], key) == 0)
+            dup = 1;
+    if (dup) {
+        r->duplicates++;
+    } else if (r->n_fb < TU_MAX_FB) {
+        snprintf(r->fb[r->n_fb], 96, "%s", key);
+        snprintf(r->fb_kind[r->n_fb++], 32, "%s", kind);
+    }
+    return proto_write_ok(rq->echo, dup);
+}
+
+static char *
+router_models(tu_router_t *r, const proto_request_t *rq)
+{
+    proto_model_t ms[16];
+    memset(ms, 0, sizeof(ms));
+    for (size_t i = 0; i < r->n_models; i++) {
+        snprintf(ms[i].name, sizeof(ms[i].name), "%s", r->models[i]);
+        ms[i].provider = PROTO_PROVIDER_OPENAI;
+        snprintf(ms[i].model, sizeof(ms[i].model), "%s", r->models[i]);
+        snprintf(ms[i].base_url, sizeof(ms[i].base_url), "%s",
+                 r->base_url[0] ? r->base_url : "http://127.0.0.1:9/v1");
+        ms[i].price_in_per_mtok = 1.0;
+        ms[i].price_out_per_mtok = 2.0;
+    }
+    return proto_write_models(rq->echo, ms, r->n_models);
+}
+
+/* The reply to one request frame: parsed and written by the wire codec,
+ * as bursard does; or the raw text set by tu_router_reply_raw. */
+static char *
+router_answer(tu_router_t *r, const char *body, size_t len)
+{
+    if (r->raw) {
+        char *out = r->raw;
+        r->raw = NULL;
+        return out;
+    }
+    proto_request_t rq;
+    proto_error_t err;
+    if (proto_parse_request(body, len, &rq, &err) != PROTO_OK)
+        return proto_write_error(rq.echo, err.code, err.message);
+    switch (rq.op) {
+    case PROTO_OP_PING:
+        return proto_write_ok(rq.echo, 0);
+    case PROTO_OP_CHOOSE:
+        return router_choose(r, &rq);
+    case PROTO_OP_FEEDBACK:
+        return router_feedback(r, &rq);
+    case PROTO_OP_MODELS:
+        return router_models(r, &rq);
+    default:
+        return proto_write_error(rq.echo, PROTO_E_UNKNOWN_OP,
+                                 "op not served by the stand-in");
+    }
 }
 
 static void *
@@ -371,18 +386,10 @@ router_main(void *arg)
             r->drop--;
         pthread_mutex_unlock(&r->mu);
         if (!drop) {
-            size_t len = zmq_msg_size(&parts[n - 1]);
-            char *body = malloc(len + 1);
-            memcpy(body, zmq_msg_data(&parts[n - 1]), len);
-            body[len] = '\0';
-            cJSON *req = cJSON_Parse(body);
-            free(body);
             pthread_mutex_lock(&r->mu);
-            cJSON *rep = router_answer(r, req);
+            char *out = router_answer(r, zmq_msg_data(&parts[n - 1]),
+                                      zmq_msg_size(&parts[n - 1]));
             pthread_mutex_unlock(&r->mu);
-            cJSON_Delete(req);
-            char *out = cJSON_PrintUnformatted(rep);
-            cJSON_Delete(rep);
             for (int i = 0; i < n - 1; i++)
                 zmq_send(r->sock, zmq_msg_data(&parts[i]),
                          zmq_msg_size(&parts[i]), ZMQ_SNDMORE);
@@ -440,6 +447,7 @@ tu_router_stop(tu_router_t **rp)
     zmq_close(r->sock);
     zmq_ctx_term(r->ctx);
     pthread_mutex_destroy(&r->mu);
+    free(r->raw);
     free(r);
     *rp = NULL;
 }
@@ -480,6 +488,15 @@ tu_router_chooses(tu_router_t *r)
     int n = r->chooses;
     pthread_mutex_unlock(&r->mu);
     return n;
+}
+
+void
+tu_router_reply_raw(tu_router_t *r, const char *reply)
+{
+    pthread_mutex_lock(&r->mu);
+    free(r->raw);
+    r->raw = bursar_strdup(reply);
+    pthread_mutex_unlock(&r->mu);
 }
 
 void

@@ -1,6 +1,9 @@
 /*
  * util.h - helpers shared by the agents/ tests: child processes, the mock
- * provider, temp dirs, a ROUTER stand-in for unit-level client tests.
+ * provider, temp dirs, a ROUTER stand-in for unit-level client tests (it
+ * parses requests and writes replies with the wire codec, proto.h; its
+ * decision ids are 16 hex digits numbered from 1, and every id up to
+ * 0xffffffff is "known").
  */
 #ifndef BURSAR_TEST_AGENTS_UTIL_H
 #define BURSAR_TEST_AGENTS_UTIL_H
@@ -59,6 +62,9 @@ int tu_router_feedback(tu_router_t *r, const char *kind); /* applied */
 int tu_router_duplicates(tu_router_t *r);
 int tu_router_chooses(tu_router_t *r);
 int tu_router_port(tu_router_t *r);
+/* The next request is answered with reply, verbatim (a malformed reply
+ * for a test; every other reply is written by the wire codec). */
+void tu_router_reply_raw(tu_router_t *r, const char *reply);
 /* base_url the models op gives every model. */
 void tu_router_base_url(tu_router_t *r, const char *url);
 

@@ -1,7 +1,8 @@
 /*
  * test_ctl_proto.c - the wire codec: request parsing (every error code it
- * can give, each message naming the field), reply writing, and the
- * client-side round trip.
+ * can give, each message naming the field), reply writing, the
+ * client-side round trip, and reply parsing (every field a reply needs
+ * checked, the message naming it).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -204,24 +205,200 @@ test_replies(void **state)
                          .expected_cost_usd = 0.002};
     s = proto_write_choice(NULL, &ch);
     proto_reply_t r;
-    assert_int_equal(proto_parse_reply(s, strlen(s), &r), 0);
+    proto_error_t err;
+    assert_int_equal(proto_parse_reply(s, strlen(s), PROTO_OP_CHOOSE, &r, &err),
+                     PROTO_OK);
     assert_true(r.ok);
     assert_true(r.decision == 5);
     assert_string_equal(r.model, "a");
     assert_true(r.propensity == 0.625);
     assert_int_equal(r.n_fallbacks, 2);
     assert_string_equal(r.fallbacks[1], "c\"q");
+    assert_true(r.expected_cost_usd == 0.002);
+    assert_false(r.over_budget || r.explored);
+    free(s);
+    ch.over_budget = ch.explored = 1;
+    ch.expected_cost_usd = NAN; /* written null, read NAN */
+    s = proto_write_choice("7", &ch);
+    assert_int_equal(proto_parse_reply(s, strlen(s), PROTO_OP_CHOOSE, &r, &err),
+                     PROTO_OK);
+    assert_true(r.over_budget && r.explored && isnan(r.expected_cost_usd));
     free(s);
 
     s = proto_write_ok(NULL, 1);
     assert_string_equal(s, "{\"ok\":true,\"duplicate\":true}");
-    assert_int_equal(proto_parse_reply(s, strlen(s), &r), 0);
+    assert_int_equal(
+        proto_parse_reply(s, strlen(s), PROTO_OP_FEEDBACK, &r, &err), PROTO_OK);
     assert_true(r.ok && r.duplicate);
     free(s);
     s = proto_write_error(NULL, PROTO_E_DECISION_EXPIRED, "late");
-    assert_int_equal(proto_parse_reply(s, strlen(s), &r), 0);
+    assert_int_equal(proto_parse_reply(s, strlen(s), PROTO_OP_CHOOSE, &r, &err),
+                     PROTO_OK);
     assert_false(r.ok);
     assert_int_equal(r.error.code, PROTO_E_DECISION_EXPIRED);
+    assert_string_equal(r.error.message, "late");
+    free(s);
+}
+
+/* A reply the codec does not accept: the code and the field it names. */
+static void
+expect_reply(const char *s, proto_op_t op, proto_code_t code, const char *field)
+{
+    proto_reply_t r;
+    proto_error_t err;
+    proto_code_t rc = proto_parse_reply(s, strlen(s), op, &r, &err);
+    if (rc != code || !strstr(err.message, field))
+        fail_msg("%s: got %s \"%s\", want %s naming %s", s, proto_code_name(rc),
+                 err.message, proto_code_name(code), field);
+}
+
+/* Every field a choose reply needs is checked: never a default. */
+static void
+test_reply_errors(void **state)
+{
+    (void)state;
+    const proto_op_t C = PROTO_OP_CHOOSE;
+    const char *id = "\"decision_id\":\"00000000000004d2\"";
+    char buf[512];
+    expect_reply("{\"ok\":", C, PROTO_E_BAD_JSON, "JSON");
+    expect_reply("[1]", C, PROTO_E_BAD_REQUEST, "object");
+    expect_reply("{}", C, PROTO_E_MISSING_FIELD, "reply field \"ok\" missing");
+    expect_reply("{\"ok\":1}", C, PROTO_E_WRONG_TYPE, "\"ok\"");
+    expect_reply("{\"ok\":false}", C, PROTO_E_MISSING_FIELD,
+                 "reply field \"error\" missing");
+    expect_reply("{\"ok\":false,\"error\":{\"message\":\"m\"}}", C,
+                 PROTO_E_MISSING_FIELD, "\"error.code\"");
+    /* the drift of the old hand-written client: numeric id, no
+     * propensity */
+    expect_reply("{\"ok\":true,\"decision_id\":1234,\"model\":\"a\","
+                 "\"propensity\":1,\"fallbacks\":[],"
+                 "\"expected_cost_usd\":0}",
+                 C, PROTO_E_WRONG_TYPE, "\"decision_id\"");
+    expect_reply("{\"ok\":true,\"decision_id\":\"12\",\"model\":\"a\"}", C,
+                 PROTO_E_INVALID_VALUE, "\"decision_id\"");
+    snprintf(buf, sizeof buf, "{\"ok\":true,%s,\"model\":\"a\"}", id);
+    expect_reply(buf, C, PROTO_E_MISSING_FIELD,
+                 "reply field \"propensity\" missing");
+    snprintf(buf, sizeof buf, "{\"ok\":true,%s,\"propensity\":0.5}", id);
+    expect_reply(buf, C, PROTO_E_MISSING_FIELD, "\"model\"");
+    snprintf(buf, sizeof buf,
+             "{\"ok\":true,%s,\"model\":\"a\",\"propensity\":0}", id);
+    expect_reply(buf, C, PROTO_E_INVALID_VALUE, "\"propensity\"");
+    snprintf(buf, sizeof buf,
+             "{\"ok\":true,%s,\"model\":\"a\",\"propensity\":0.5}", id);
+    expect_reply(buf, C, PROTO_E_MISSING_FIELD, "\"fallbacks\"");
+    snprintf(buf, sizeof buf,
+             "{\"ok\":true,%s,\"model\":\"a\",\"propensity\":0.5,"
+             "\"fallbacks\":[\"b\",2]}",
+             id);
+    expect_reply(buf, C, PROTO_E_WRONG_TYPE, "\"fallbacks[1]\"");
+    snprintf(buf, sizeof buf,
+             "{\"ok\":true,%s,\"model\":\"a\",\"propensity\":0.5,"
+             "\"fallbacks\":[]}",
+             id);
+    expect_reply(buf, C, PROTO_E_MISSING_FIELD, "\"expected_cost_usd\"");
+    snprintf(buf, sizeof buf,
+             "{\"ok\":true,%s,\"model\":\"a\",\"propensity\":0.5,"
+             "\"fallbacks\":[],\"expected_cost_usd\":0,\"explored\":1}",
+             id);
+    expect_reply(buf, C, PROTO_E_WRONG_TYPE, "\"explored\"");
+    /* other ops need "ok" only */
+    expect_reply("{\"ok\":true}", PROTO_OP_PING, PROTO_OK, "");
+
+    /* The fallback limit is the daemon's: PROTO_MAX_FALLBACK names are
+     * read, one more is an error (not a silent cut). */
+    const char *names[PROTO_MAX_FALLBACK + 1];
+    char store[PROTO_MAX_FALLBACK + 1][8];
+    for (int i = 0; i <= PROTO_MAX_FALLBACK; i++) {
+        snprintf(store[i], sizeof store[i], "m%d", i);
+        names[i] = store[i];
+    }
+    proto_choice_t ch = {.decision = 1,
+                         .model = "a",
+                         .propensity = 0.5,
+                         .n_fallbacks = PROTO_MAX_FALLBACK,
+                         .fallbacks = names};
+    char *s = proto_write_choice(NULL, &ch);
+    proto_reply_t r;
+    proto_error_t err;
+    assert_int_equal(proto_parse_reply(s, strlen(s), C, &r, &err), PROTO_OK);
+    assert_int_equal(r.n_fallbacks, PROTO_MAX_FALLBACK);
+    assert_string_equal(r.fallbacks[PROTO_MAX_FALLBACK - 1],
+                        store[PROTO_MAX_FALLBACK - 1]);
+    free(s);
+    ch.n_fallbacks = PROTO_MAX_FALLBACK + 1;
+    s = proto_write_choice(NULL, &ch);
+    expect_reply(s, C, PROTO_E_INVALID_VALUE, "\"fallbacks\"");
+    free(s);
+
+    /* an error code of a newer daemon reads as internal_error */
+    proto_parse_reply("{\"ok\":false,\"error\":{\"code\":\"new_code\","
+                      "\"message\":\"m\"}}",
+                      strlen("{\"ok\":false,\"error\":{\"code\":\"new_code\","
+                             "\"message\":\"m\"}}"),
+                      C, &r, &err);
+    assert_false(r.ok);
+    assert_int_equal(r.error.code, PROTO_E_INTERNAL);
+    assert_string_equal(r.error.message, "new_code: m");
+}
+
+/* The models reply: written and read by the codec, every field checked. */
+static void
+test_models(void **state)
+{
+    (void)state;
+    proto_model_t in[2] = {
+        {.name = "a",
+         .provider = PROTO_PROVIDER_ANTHROPIC,
+         .model = "claude-x",
+         .base_url = "https://api.anthropic.com",
+         .api_key_env = "K",
+         .price_in_per_mtok = 3,
+         .price_out_per_mtok = 15,
+         .health = "ok"},
+        {.name = "b", .model = "gpt-x", .price_out_per_mtok = 0.5},
+    };
+    char *s = proto_write_models("\"q\"", in, 2);
+    proto_reply_t r;
+    proto_error_t err;
+    proto_model_t *out = NULL;
+    size_t n = 0;
+    assert_int_equal(proto_parse_models(s, strlen(s), &r, &out, &n, &err),
+                     PROTO_OK);
+    free(s);
+    assert_true(r.ok);
+    assert_int_equal(n, 2);
+    assert_memory_equal(&out[0], &in[0], sizeof in[0]);
+    assert_string_equal(out[1].name, "b");
+    assert_int_equal(out[1].provider, PROTO_PROVIDER_OPENAI);
+    assert_true(out[1].price_out_per_mtok == 0.5);
+    assert_string_equal(out[1].health, "");
+    free(out);
+
+    const char *bad[][2] = {
+        {"{\"ok\":true}", "reply field \"models\" missing"},
+        {"{\"ok\":true,\"models\":{}}", "\"models\" must be an array"},
+        {"{\"ok\":true,\"models\":[1]}", "\"models[0]\""},
+        {"{\"ok\":true,\"models\":[{\"name\":\"a\",\"provider\":\"x\"}]}",
+         "\"models[0].provider\""},
+        {"{\"ok\":true,\"models\":[{\"name\":\"a\",\"provider\":\"openai\","
+         "\"model\":\"m\",\"base_url\":\"\",\"api_key_env\":\"\","
+         "\"price_in_per_mtok\":1}]}",
+         "reply field \"models[0].price_out_per_mtok\" missing"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        out = (proto_model_t *)&r; /* must be reset */
+        proto_code_t rc = proto_parse_models(bad[i][0], strlen(bad[i][0]), &r,
+                                             &out, &n, &err);
+        if (rc == PROTO_OK || !strstr(err.message, bad[i][1]))
+            fail_msg("%s: got \"%s\"", bad[i][0], err.message);
+        assert_null(out);
+    }
+    s = proto_write_error(NULL, PROTO_E_INTERNAL, "x");
+    assert_int_equal(proto_parse_models(s, strlen(s), &r, &out, &n, &err),
+                     PROTO_OK);
+    assert_false(r.ok);
+    assert_null(out);
     free(s);
 }
 
@@ -260,6 +437,38 @@ test_client_round_trip(void **state)
     free(s);
     for (int c = 1; c < PROTO_E_COUNT; c++)
         assert_int_equal(proto_code_parse(proto_code_name(c)), c);
+
+    /* the other client formats parse back on the server side */
+    s = proto_format_export(1700000000.5, 1, 0x4d2, 50);
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_int_equal(rq.op, PROTO_OP_EXPORT);
+    assert_true(rq.since == 1700000000.5 && rq.has_after && rq.after == 0x4d2 &&
+                rq.limit == 50);
+    free(s);
+    s = proto_format_export(-INFINITY, 0, 0, 10);
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_true(isinf(rq.since) && !rq.has_after && rq.limit == 10);
+    free(s);
+    s = proto_format_clock(2.5);
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_true(rq.op == PROTO_OP_CLOCK && rq.advance_s == 2.5);
+    free(s);
+    s = proto_format_simple(PROTO_OP_MODELS);
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_int_equal(rq.op, PROTO_OP_MODELS);
+    free(s);
+
+    /* a local event: the feedback fields without op and decision_id */
+    proto_feedback_t h = {.kind = PROTO_KIND_OUTCOME,
+                          .has_success = 1,
+                          .success = 1,
+                          .has_latency = 1,
+                          .latency_ms = 5};
+    s = proto_format_local("m", "b", 100, &h);
+    assert_string_equal(s, "{\"local\":true,\"model\":\"m\",\"bucket\":\"b\","
+                           "\"time\":100,\"event\":{\"kind\":\"outcome\","
+                           "\"success\":true,\"latency_ms\":5}}");
+    free(s);
 }
 
 /* Bytes that are not UTF-8 are replaced, well-formed sequences kept. */
@@ -289,6 +498,8 @@ main(void)
         cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_replies),
+        cmocka_unit_test(test_reply_errors),
+        cmocka_unit_test(test_models),
         cmocka_unit_test(test_client_round_trip),
         cmocka_unit_test(test_quote_utf8),
     };

@@ -2,34 +2,41 @@
  * proto.h - the bursar wire codec (docs/protocol.md is the contract).
  *
  * Every request and every reply is one ZeroMQ frame holding one JSON
- * object. This module turns request frames into proto_request_t (server
- * side), writes replies, and the reverse for clients: it formats requests
- * and parses replies. It depends on cJSON only, so that the controller and
- * the agent library link the same code.
+ * object. This module is the one codec of the project: the server side
+ * turns request frames into proto_request_t and writes replies; the client
+ * side formats requests and parses replies. The controller (bursard, the
+ * bursar CLI), the client library (bursar.h), the test stand-ins and the
+ * benchmarks all link it (library bursar_proto, agents/proto.cmake). It
+ * depends on cJSON and base.h only.
  *
  * Ownership: parse functions fill caller-owned structs with fixed-size
- * fields (no allocation to free). Writers return a new NUL-terminated
- * string the caller frees with free(); they return NULL only when a
- * malloc fails.
+ * fields (no allocation to free), except proto_parse_models (a new array,
+ * free()). Writers and formatters return a new NUL-terminated string the
+ * caller frees with free(); never NULL (out of memory aborts, base.h).
  *
- * Unknown fields in a request are ignored (a newer client may send more);
- * an optional "id" (string or number, at most PROTO_ECHO_MAX bytes once
- * serialised) is echoed in the reply so that pipelining DEALER clients can
- * match replies.
+ * Unknown fields in a request or a reply are ignored (a newer peer may
+ * send more); an optional "id" (string or number, at most PROTO_ECHO_MAX
+ * bytes once serialised) is echoed in the reply so that pipelining DEALER
+ * clients can match replies.
  */
-#ifndef BURSAR_PROTO_H
-#define BURSAR_PROTO_H
+#ifndef BURSAR_AGENTS_PROTO_H
+#define BURSAR_AGENTS_PROTO_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_NAME_MAX     64 /* bucket and model names, incl. NUL */
-#define PROTO_ID_LEN       16 /* decision ids: 16 lowercase hex digits */
-#define PROTO_MAX_EXCLUDE  64 /* names in "exclude" */
-#define PROTO_MAX_FALLBACK 64
+#include "base.h"
+
+#define PROTO_NAME_MAX     BURSAR_NAME_MAX /* bucket, model names, incl. NUL */
+#define PROTO_ID_LEN       16  /* decision ids: 16 lowercase hex digits */
+#define PROTO_MAX_EXCLUDE  64  /* names in "exclude" */
+#define PROTO_MAX_FALLBACK 64  /* names in "fallbacks": the one limit */
 #define PROTO_ECHO_MAX     128 /* serialised "id" echo */
 #define PROTO_ERROR_MAX    256 /* provider_error text kept, incl. NUL */
 #define PROTO_MESSAGE_MAX  256 /* error message, incl. NUL */
+#define PROTO_MODEL_ID_MAX 128 /* a provider's model id, incl. NUL */
+#define PROTO_URL_MAX      512 /* a model's base_url, incl. NUL */
+#define PROTO_HEALTH_MAX   16  /* a model's health state, incl. NUL */
 
 typedef enum proto_op {
     PROTO_OP_CHOOSE = 0,
@@ -155,7 +162,7 @@ typedef struct proto_choice {
 
 char *proto_write_choice(const char *echo, const proto_choice_t *c);
 
-/* ---- client side: requests and replies ----------------------------- */
+/* ---- client side: requests -------------------------------------- */
 
 /* {"op":"choose","bucket":B[,"exclude":[...]]} */
 char *proto_format_choose(const char *bucket, const char *const *exclude,
@@ -178,27 +185,100 @@ typedef struct proto_feedback {
     const char *error; /* provider_error text, or NULL */
 } proto_feedback_t;
 
+/* {"op":"feedback","decision_id":...}: outcome fields for an outcome,
+ * latency for an outcome or a provider error, "error" for a provider
+ * error; what the kind does not take is not written. */
 char *proto_format_feedback(const proto_feedback_t *f);
 
-/* {"op":OP} for ping, stats, models. */
+/* A feedback event of a decision the client made alone (controller away,
+ * no decision id): one line of the client's audit file SPOOL.local,
+ * {"local":true,"model":M,"bucket":B,"time":T,"event":{feedback fields
+ * as proto_format_feedback writes them, without "op" and "decision_id"}}.
+ * time: Unix seconds. */
+char *proto_format_local(const char *model, const char *bucket, double time,
+                         const proto_feedback_t *f);
+
+/* {"op":OP} for ping, stats (every bucket), models. */
 char *proto_format_simple(proto_op_t op);
+
+/* {"op":"export"[,"since":S][,"after":ID],"limit":L}; since is skipped
+ * when not finite, after when has_after is 0. */
+char *proto_format_export(double since, int has_after, uint64_t after,
+                          unsigned limit);
+
+/* {"op":"clock","advance_s":S} (bursard --test-clock only). */
+char *proto_format_clock(double advance_s);
+
+/* ---- client side: replies ----------------------------------------- */
 
 typedef struct proto_reply {
     int ok;
-    int duplicate;
-    proto_error_t error; /* when !ok; code PROTO_E_INTERNAL for unknown */
+    int duplicate;       /* feedback: the event had been applied already */
+    proto_error_t error; /* when !ok; a code this codec does not know reads
+                            as PROTO_E_INTERNAL (the message keeps it) */
     /* choose replies */
     uint64_t decision;
     char model[PROTO_NAME_MAX];
-    double propensity;
+    double propensity; /* (0, 1] */
     size_t n_fallbacks;
     char fallbacks[PROTO_MAX_FALLBACK][PROTO_NAME_MAX];
+    double expected_cost_usd; /* >= 0; NAN when the daemon wrote null */
+    int over_budget;          /* no arm was affordable */
+    int explored;             /* chosen by the exploration floor */
 } proto_reply_t;
 
-/* Parses a reply. Returns 0, or -1 if it is not a reply object. */
-int proto_parse_reply(const char *buf, size_t len, proto_reply_t *r);
+/* Parses the reply to a request of op. An error reply ({"ok":false,...})
+ * is a reply like any other: PROTO_OK with r->ok = 0 and r->error. For a
+ * successful reply, what op's reply must hold is checked: choose needs
+ * decision_id (16 hex digits), model, propensity in (0, 1], fallbacks (at
+ * most PROTO_MAX_FALLBACK names) and expected_cost_usd (a number >= 0 or
+ * null); over_budget and explored are optional booleans. Other ops need
+ * "ok" only (use proto_parse_models for models).
+ * Returns PROTO_OK, or with err->message naming the field (for example
+ * `reply field "propensity" missing`): PROTO_E_BAD_JSON (not JSON),
+ * PROTO_E_BAD_REQUEST (not an object), PROTO_E_MISSING_FIELD,
+ * PROTO_E_WRONG_TYPE, PROTO_E_INVALID_VALUE. Never a default for a field
+ * that is missing. */
+proto_code_t proto_parse_reply(const char *buf, size_t len, proto_op_t op,
+                               proto_reply_t *r, proto_error_t *err);
+
+typedef enum proto_provider {
+    PROTO_PROVIDER_OPENAI = 0, /* any OpenAI-compatible API */
+    PROTO_PROVIDER_ANTHROPIC
+} proto_provider_t;
+
+/* One model of the models reply (the public client header calls it
+ * bursar_model_t). */
+typedef struct proto_model {
+    char name[PROTO_NAME_MAX]; /* routing name (the controller's key) */
+    proto_provider_t provider;
+    char model[PROTO_MODEL_ID_MAX];   /* the provider's model id */
+    char base_url[PROTO_URL_MAX];     /* e.g. "https://api.openai.com/v1" */
+    char api_key_env[PROTO_NAME_MAX]; /* env var holding the key */
+    double price_in_per_mtok;         /* USD per million input tokens */
+    double price_out_per_mtok;        /* USD per million output tokens */
+    char health[PROTO_HEALTH_MAX];    /* "ok", "cooldown", ...; "" absent */
+} proto_model_t;
+
+/* Parses the reply to {"op":"models"}: {"ok":true,"models":[{"name",
+ * "provider" ("openai" or "anthropic"), "model", "base_url",
+ * "api_key_env", "price_in_per_mtok", "price_out_per_mtok"[, "health"]},
+ * ...]}, every field but health required. On PROTO_OK with r->ok, *out is
+ * a new array of *n models (free(); NULL when *n is 0); with !r->ok (an
+ * error reply) *out is NULL and r->error says why. Errors as
+ * proto_parse_reply, the message naming the field ("models[2].provider").
+ */
+proto_code_t proto_parse_models(const char *buf, size_t len, proto_reply_t *r,
+                                proto_model_t **out, size_t *n,
+                                proto_error_t *err);
+
+/* {"ok":true,"models":[...]} as proto_parse_models reads it (the health
+ * field only when not empty). */
+char *proto_write_models(const char *echo, const proto_model_t *models,
+                         size_t n);
 
 const char *proto_op_name(proto_op_t op);
 const char *proto_kind_name(proto_kind_t kind);
+const char *proto_provider_name(proto_provider_t p);
 
 #endif

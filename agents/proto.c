@@ -70,6 +70,12 @@ proto_kind_name(proto_kind_t kind)
     return proto_kind_names[kind];
 }
 
+const char *
+proto_provider_name(proto_provider_t p)
+{
+    return p == PROTO_PROVIDER_ANTHROPIC ? "anthropic" : "openai";
+}
+
 /* ------------------------------------------------------------------ */
 /* Ids and quoting                                                     */
 
@@ -200,23 +206,18 @@ proto_json_quote(char *buf, size_t cap, const char *s)
 typedef struct proto_sb {
     char *s;
     size_t len, cap;
-    int failed;
 } proto_sb_t;
 
+/* Room for more bytes and the NUL (out of memory aborts, base.h). */
 static void
 proto_sb_reserve(proto_sb_t *b, size_t more)
 {
-    if (b->failed || b->len + more + 1 <= b->cap)
+    if (b->len + more + 1 <= b->cap)
         return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + more + 1)
         cap *= 2;
-    char *s = realloc(b->s, cap);
-    if (!s) {
-        b->failed = 1;
-        return;
-    }
-    b->s = s;
+    b->s = bursar_realloc(b->s, cap);
     b->cap = cap;
 }
 
@@ -225,11 +226,7 @@ proto_sb_reserve(proto_sb_t *b, size_t more)
 static void
 proto_sb_printf(proto_sb_t *b, const char *fmt, ...)
 {
-    if (b->failed)
-        return;
     proto_sb_reserve(b, 64);
-    if (b->failed)
-        return;
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
@@ -238,8 +235,6 @@ proto_sb_printf(proto_sb_t *b, const char *fmt, ...)
         return;
     if ((size_t)n >= b->cap - b->len) {
         proto_sb_reserve(b, (size_t)n);
-        if (b->failed)
-            return;
         va_start(ap, fmt);
         vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
@@ -253,8 +248,6 @@ proto_sb_puts(proto_sb_t *b, const char *str)
 {
     size_t n = strlen(str);
     proto_sb_reserve(b, n);
-    if (b->failed)
-        return;
     memcpy(b->s + b->len, str, n + 1);
     b->len += n;
 }
@@ -264,8 +257,6 @@ proto_sb_quote(proto_sb_t *b, const char *s)
 {
     size_t need = proto_json_quote(NULL, 0, s);
     proto_sb_reserve(b, need);
-    if (b->failed)
-        return;
     proto_json_quote(b->s + b->len, b->cap - b->len, s);
     b->len += need;
 }
@@ -273,13 +264,7 @@ proto_sb_quote(proto_sb_t *b, const char *s)
 static char *
 proto_sb_finish(proto_sb_t *b)
 {
-    if (b->failed) {
-        free(b->s);
-        return NULL;
-    }
     proto_sb_reserve(b, 0);
-    if (b->failed)
-        return NULL;
     b->s[b->len] = '\0';
     return b->s;
 }
@@ -412,6 +397,52 @@ proto_parse_choose(const cJSON *root, proto_request_t *req, proto_error_t *err)
     return PROTO_OK;
 }
 
+/* The fields of an outcome: success or reward, cost, tokens, latency,
+ * the model that served. */
+static proto_code_t
+proto_parse_outcome(const cJSON *root, proto_request_t *req, proto_error_t *err)
+{
+    proto_code_t rc;
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "success");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "reward");
+    if (s && r)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "give either \"success\" or \"reward\", not "
+                          "both");
+    if (!s && !r)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "an outcome needs field \"success\" or "
+                          "\"reward\"");
+    if (s) {
+        if (!cJSON_IsBool(s))
+            return proto_fail(err, PROTO_E_WRONG_TYPE,
+                              "field \"success\" must be a boolean, got "
+                              "%s",
+                              proto_type_name(s));
+        req->has_success = 1;
+        req->has_reward = 1;
+        req->reward = cJSON_IsTrue(s) ? 1.0 : 0.0;
+    } else if ((rc = proto_get_number(root, "reward", 1.0, &req->has_reward,
+                                      &req->reward, err))) {
+        return rc;
+    }
+    if ((rc = proto_get_number(root, "cost_usd", 1e9, &req->has_cost,
+                               &req->cost_usd, err)))
+        return rc;
+    if ((rc = proto_get_number(root, "tokens_in", 1e12, &req->has_tokens,
+                               &req->tokens_in, err)))
+        return rc;
+    if ((rc = proto_get_number(root, "tokens_out", 1e12, &req->has_tokens,
+                               &req->tokens_out, err)))
+        return rc;
+    if ((rc = proto_get_number(root, "latency_ms", 1e10, &req->has_latency,
+                               &req->latency_ms, err)))
+        return rc;
+    if ((rc = proto_get_name(root, "model", 0, req->model, err)))
+        return rc;
+    return PROTO_OK;
+}
+
 static proto_code_t
 proto_parse_feedback(const cJSON *root, proto_request_t *req,
                      proto_error_t *err)
@@ -449,43 +480,7 @@ proto_parse_feedback(const cJSON *root, proto_request_t *req,
 
     proto_code_t rc;
     if (req->kind == PROTO_KIND_OUTCOME) {
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "success");
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "reward");
-        if (s && r)
-            return proto_fail(err, PROTO_E_INVALID_VALUE,
-                              "give either \"success\" or \"reward\", not "
-                              "both");
-        if (!s && !r)
-            return proto_fail(err, PROTO_E_MISSING_FIELD,
-                              "an outcome needs field \"success\" or "
-                              "\"reward\"");
-        if (s) {
-            if (!cJSON_IsBool(s))
-                return proto_fail(err, PROTO_E_WRONG_TYPE,
-                                  "field \"success\" must be a boolean, got "
-                                  "%s",
-                                  proto_type_name(s));
-            req->has_success = 1;
-            req->has_reward = 1;
-            req->reward = cJSON_IsTrue(s) ? 1.0 : 0.0;
-        } else if ((rc = proto_get_number(root, "reward", 1.0, &req->has_reward,
-                                          &req->reward, err))) {
-            return rc;
-        }
-        if ((rc = proto_get_number(root, "cost_usd", 1e9, &req->has_cost,
-                                   &req->cost_usd, err)))
-            return rc;
-        if ((rc = proto_get_number(root, "tokens_in", 1e12, &req->has_tokens,
-                                   &req->tokens_in, err)))
-            return rc;
-        if ((rc = proto_get_number(root, "tokens_out", 1e12, &req->has_tokens,
-                                   &req->tokens_out, err)))
-            return rc;
-        if ((rc = proto_get_number(root, "latency_ms", 1e10, &req->has_latency,
-                                   &req->latency_ms, err)))
-            return rc;
-        if ((rc = proto_get_name(root, "model", 0, req->model, err)))
-            return rc;
+        return proto_parse_outcome(root, req, err);
     } else if (req->kind == PROTO_KIND_PROVIDER_ERROR) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
         if (e && !cJSON_IsString(e) && !cJSON_IsNull(e))
@@ -546,6 +541,47 @@ proto_parse_export(const cJSON *root, proto_request_t *req, proto_error_t *err)
     return PROTO_OK;
 }
 
+/* The fields of op o (the value of "op"). */
+static proto_code_t
+proto_parse_op(const cJSON *root, const char *o, proto_request_t *req,
+               proto_error_t *err)
+{
+    proto_code_t rc = PROTO_OK;
+    if (strcmp(o, "choose") == 0) {
+        req->op = PROTO_OP_CHOOSE;
+        rc = proto_parse_choose(root, req, err);
+    } else if (strcmp(o, "feedback") == 0) {
+        req->op = PROTO_OP_FEEDBACK;
+        rc = proto_parse_feedback(root, req, err);
+    } else if (strcmp(o, "stats") == 0) {
+        req->op = PROTO_OP_STATS;
+        rc = proto_get_name(root, "bucket", 0, req->bucket, err);
+    } else if (strcmp(o, "models") == 0) {
+        req->op = PROTO_OP_MODELS;
+    } else if (strcmp(o, "ping") == 0) {
+        req->op = PROTO_OP_PING;
+    } else if (strcmp(o, "export") == 0) {
+        req->op = PROTO_OP_EXPORT;
+        rc = proto_parse_export(root, req, err);
+    } else if (strcmp(o, "clock") == 0) {
+        req->op = PROTO_OP_CLOCK;
+        int has = 0;
+        rc = proto_get_number(root, "advance_s", 1e9, &has, &req->advance_s,
+                              err);
+        if (!rc && !has)
+            rc = proto_fail(err, PROTO_E_MISSING_FIELD,
+                            "field \"advance_s\" is required");
+    } else {
+        char q[96];
+        proto_json_quote(q, sizeof q, o);
+        rc = proto_fail(err, PROTO_E_UNKNOWN_OP,
+                        "unknown op %s in field \"op\" (choose, feedback, "
+                        "stats, models, ping, export)",
+                        q);
+    }
+    return rc;
+}
+
 proto_code_t
 proto_parse_request(const char *buf, size_t len, proto_request_t *req,
                     proto_error_t *err)
@@ -600,39 +636,7 @@ proto_parse_request(const char *buf, size_t len, proto_request_t *req,
                         proto_type_name(op));
         goto out;
     }
-    const char *o = op->valuestring;
-    if (strcmp(o, "choose") == 0) {
-        req->op = PROTO_OP_CHOOSE;
-        rc = proto_parse_choose(root, req, err);
-    } else if (strcmp(o, "feedback") == 0) {
-        req->op = PROTO_OP_FEEDBACK;
-        rc = proto_parse_feedback(root, req, err);
-    } else if (strcmp(o, "stats") == 0) {
-        req->op = PROTO_OP_STATS;
-        rc = proto_get_name(root, "bucket", 0, req->bucket, err);
-    } else if (strcmp(o, "models") == 0) {
-        req->op = PROTO_OP_MODELS;
-    } else if (strcmp(o, "ping") == 0) {
-        req->op = PROTO_OP_PING;
-    } else if (strcmp(o, "export") == 0) {
-        req->op = PROTO_OP_EXPORT;
-        rc = proto_parse_export(root, req, err);
-    } else if (strcmp(o, "clock") == 0) {
-        req->op = PROTO_OP_CLOCK;
-        int has = 0;
-        rc = proto_get_number(root, "advance_s", 1e9, &has, &req->advance_s,
-                              err);
-        if (!rc && !has)
-            rc = proto_fail(err, PROTO_E_MISSING_FIELD,
-                            "field \"advance_s\" is required");
-    } else {
-        char q[96];
-        proto_json_quote(q, sizeof q, o);
-        rc = proto_fail(err, PROTO_E_UNKNOWN_OP,
-                        "unknown op %s in field \"op\" (choose, feedback, "
-                        "stats, models, ping, export)",
-                        q);
-    }
+    rc = proto_parse_op(root, op->valuestring, req, err);
 out:
     cJSON_Delete(root);
     return rc;
@@ -722,6 +726,43 @@ proto_format_choose(const char *bucket, const char *const *exclude,
     return proto_sb_finish(&b);
 }
 
+/* The fields of a feedback event after "kind" (no closing brace). */
+static void
+proto_sb_feedback_fields(proto_sb_t *b, const proto_feedback_t *f)
+{
+    if (f->kind == PROTO_KIND_OUTCOME) {
+        if (f->has_reward) {
+            proto_sb_puts(b, ",\"reward\":");
+            proto_sb_number(b, f->reward);
+        } else {
+            proto_sb_printf(b, ",\"success\":%s",
+                            f->success ? "true" : "false");
+        }
+        if (f->has_cost) {
+            proto_sb_puts(b, ",\"cost_usd\":");
+            proto_sb_number(b, f->cost_usd);
+        }
+        if (f->has_tokens) {
+            proto_sb_puts(b, ",\"tokens_in\":");
+            proto_sb_number(b, f->tokens_in);
+            proto_sb_puts(b, ",\"tokens_out\":");
+            proto_sb_number(b, f->tokens_out);
+        }
+        if (f->model) {
+            proto_sb_puts(b, ",\"model\":");
+            proto_sb_quote(b, f->model);
+        }
+    }
+    if (f->has_latency && f->kind != PROTO_KIND_CORRECTION) {
+        proto_sb_puts(b, ",\"latency_ms\":");
+        proto_sb_number(b, f->latency_ms);
+    }
+    if (f->kind == PROTO_KIND_PROVIDER_ERROR && f->error) {
+        proto_sb_puts(b, ",\"error\":");
+        proto_sb_quote(b, f->error);
+    }
+}
+
 char *
 proto_format_feedback(const proto_feedback_t *f)
 {
@@ -732,38 +773,26 @@ proto_format_feedback(const proto_feedback_t *f)
                     "{\"op\":\"feedback\",\"decision_id\":\"%s\",\"kind\":"
                     "\"%s\"",
                     id, proto_kind_name(f->kind));
-    if (f->kind == PROTO_KIND_OUTCOME) {
-        if (f->has_reward) {
-            proto_sb_puts(&b, ",\"reward\":");
-            proto_sb_number(&b, f->reward);
-        } else {
-            proto_sb_printf(&b, ",\"success\":%s",
-                            f->success ? "true" : "false");
-        }
-        if (f->has_cost) {
-            proto_sb_puts(&b, ",\"cost_usd\":");
-            proto_sb_number(&b, f->cost_usd);
-        }
-        if (f->has_tokens) {
-            proto_sb_puts(&b, ",\"tokens_in\":");
-            proto_sb_number(&b, f->tokens_in);
-            proto_sb_puts(&b, ",\"tokens_out\":");
-            proto_sb_number(&b, f->tokens_out);
-        }
-        if (f->model) {
-            proto_sb_puts(&b, ",\"model\":");
-            proto_sb_quote(&b, f->model);
-        }
-    }
-    if (f->has_latency) {
-        proto_sb_puts(&b, ",\"latency_ms\":");
-        proto_sb_number(&b, f->latency_ms);
-    }
-    if (f->kind == PROTO_KIND_PROVIDER_ERROR && f->error) {
-        proto_sb_puts(&b, ",\"error\":");
-        proto_sb_quote(&b, f->error);
-    }
+    proto_sb_feedback_fields(&b, f);
     proto_sb_puts(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_format_local(const char *model, const char *bucket, double time,
+                   const proto_feedback_t *f)
+{
+    proto_sb_t b = {0};
+    proto_sb_puts(&b, "{\"local\":true,\"model\":");
+    proto_sb_quote(&b, model);
+    proto_sb_puts(&b, ",\"bucket\":");
+    proto_sb_quote(&b, bucket);
+    proto_sb_puts(&b, ",\"time\":");
+    proto_sb_number(&b, time);
+    proto_sb_printf(&b, ",\"event\":{\"kind\":\"%s\"",
+                    proto_kind_name(f->kind));
+    proto_sb_feedback_fields(&b, f);
+    proto_sb_puts(&b, "}}");
     return proto_sb_finish(&b);
 }
 
@@ -775,52 +804,364 @@ proto_format_simple(proto_op_t op)
     return proto_sb_finish(&b);
 }
 
-int
-proto_parse_reply(const char *buf, size_t len, proto_reply_t *r)
+char *
+proto_format_export(double since, int has_after, uint64_t after, unsigned limit)
+{
+    proto_sb_t b = {0};
+    proto_sb_puts(&b, "{\"op\":\"export\"");
+    if (isfinite(since)) {
+        proto_sb_puts(&b, ",\"since\":");
+        proto_sb_printf(&b, "%.17g", since);
+    }
+    if (has_after) {
+        char id[PROTO_ID_LEN + 1];
+        proto_id_format(after, id);
+        proto_sb_printf(&b, ",\"after\":\"%s\"", id);
+    }
+    proto_sb_printf(&b, ",\"limit\":%u}", limit);
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_format_clock(double advance_s)
+{
+    proto_sb_t b = {0};
+    proto_sb_puts(&b, "{\"op\":\"clock\",\"advance_s\":");
+    proto_sb_printf(&b, "%.17g", advance_s);
+    proto_sb_puts(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Client side: replies                                                */
+
+/* A reply field named in messages: pre is "" or a path like "models[2].".
+ * Every reader below fails with `reply field "NAME" ...`. */
+
+static const cJSON *
+proto_rd_need(const cJSON *o, const char *pre, const char *key,
+              proto_error_t *err)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!j)
+        proto_fail(err, PROTO_E_MISSING_FIELD, "reply field \"%s%s\" missing",
+                   pre, key);
+    return j;
+}
+
+/* A string of min_len .. cap-1 bytes into out. */
+static proto_code_t
+proto_rd_str(const cJSON *o, const char *pre, const char *key, size_t min_len,
+             char *out, size_t cap, proto_error_t *err)
+{
+    const cJSON *j = proto_rd_need(o, pre, key, err);
+    if (!j)
+        return err->code;
+    if (!cJSON_IsString(j))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "reply field \"%s%s\" must be a string, got %s", pre,
+                          key, proto_type_name(j));
+    size_t n = strlen(j->valuestring);
+    if (n < min_len || n >= cap)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "reply field \"%s%s\" must have %zu to %zu bytes, "
+                          "got %zu",
+                          pre, key, min_len, cap - 1, n);
+    memcpy(out, j->valuestring, n + 1);
+    return PROTO_OK;
+}
+
+/* A finite number >= 0 (null reads as NAN when nullable). */
+static proto_code_t
+proto_rd_num(const cJSON *o, const char *pre, const char *key, int nullable,
+             double *out, proto_error_t *err)
+{
+    const cJSON *j = proto_rd_need(o, pre, key, err);
+    if (!j)
+        return err->code;
+    if (nullable && cJSON_IsNull(j)) {
+        *out = NAN;
+        return PROTO_OK;
+    }
+    if (!cJSON_IsNumber(j))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "reply field \"%s%s\" must be a number, got %s", pre,
+                          key, proto_type_name(j));
+    if (!isfinite(j->valuedouble) || j->valuedouble < 0)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "reply field \"%s%s\" must be >= 0, got %g", pre, key,
+                          j->valuedouble);
+    *out = j->valuedouble;
+    return PROTO_OK;
+}
+
+/* An optional boolean: absent is 0. */
+static proto_code_t
+proto_rd_flag(const cJSON *o, const char *key, int *out, proto_error_t *err)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = 0;
+    if (!j)
+        return PROTO_OK;
+    if (!cJSON_IsBool(j))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "reply field \"%s\" must be a boolean, got %s", key,
+                          proto_type_name(j));
+    *out = cJSON_IsTrue(j);
+    return PROTO_OK;
+}
+
+/* {"ok":false,"error":{"code":C,"message":M}} into r->error. */
+static proto_code_t
+proto_rd_error(const cJSON *root, proto_reply_t *r, proto_error_t *err)
+{
+    const cJSON *e = proto_rd_need(root, "", "error", err);
+    if (!e)
+        return err->code;
+    if (!cJSON_IsObject(e))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "reply field \"error\" must be an object, got %s",
+                          proto_type_name(e));
+    char code[64];
+    proto_code_t rc;
+    if ((rc = proto_rd_str(e, "error.", "code", 1, code, sizeof code, err)) ||
+        (rc = proto_rd_str(e, "error.", "message", 0, r->error.message,
+                           sizeof r->error.message, err)))
+        return rc;
+    int c = proto_code_parse(code);
+    if (c > 0) {
+        r->error.code = (proto_code_t)c;
+    } else {
+        /* A code of a newer daemon: never read as a verdict on the
+         * request (a spooled event is kept), the message keeps it. */
+        char m[PROTO_MESSAGE_MAX];
+        snprintf(m, sizeof m, "%s", r->error.message);
+        r->error.code = PROTO_E_INTERNAL;
+        snprintf(r->error.message, sizeof r->error.message, "%.63s: %.180s",
+                 code, m);
+    }
+    return PROTO_OK;
+}
+
+/* Parses the frame and the envelope common to every reply ("ok", and
+ * "error" when not ok). *root is the tree (cJSON_Delete) on PROTO_OK. */
+static proto_code_t
+proto_rd_root(const char *buf, size_t len, proto_reply_t *r, cJSON **root,
+              proto_error_t *err)
 {
     memset(r, 0, sizeof *r);
-    cJSON *root = cJSON_ParseWithLength(buf, len);
-    if (!root)
-        return -1;
-    int rc = -1;
-    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(root, "ok");
-    if (!cJSON_IsObject(root) || !cJSON_IsBool(ok))
-        goto out;
-    r->ok = cJSON_IsTrue(ok);
-    r->duplicate =
-        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "duplicate"));
-    if (!r->ok) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
-        int code = cJSON_IsString(c) ? proto_code_parse(c->valuestring) : -1;
-        r->error.code = code > 0 ? (proto_code_t)code : PROTO_E_INTERNAL;
-        if (cJSON_IsString(m))
-            snprintf(r->error.message, sizeof r->error.message, "%s",
-                     m->valuestring);
-        rc = 0;
-        goto out;
+    r->expected_cost_usd = NAN;
+    err->code = PROTO_OK;
+    err->message[0] = '\0';
+    *root = cJSON_ParseWithLength(buf, len);
+    if (!*root)
+        return proto_fail(err, PROTO_E_BAD_JSON, "reply is not valid JSON");
+    proto_code_t rc = PROTO_OK;
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(*root, "ok");
+    if (!cJSON_IsObject(*root))
+        rc = proto_fail(err, PROTO_E_BAD_REQUEST,
+                        "reply must be a JSON object, got %s",
+                        proto_type_name(*root));
+    else if (!ok)
+        rc = proto_fail(err, PROTO_E_MISSING_FIELD,
+                        "reply field \"ok\" missing");
+    else if (!cJSON_IsBool(ok))
+        rc = proto_fail(err, PROTO_E_WRONG_TYPE,
+                        "reply field \"ok\" must be a boolean, got %s",
+                        proto_type_name(ok));
+    else if (!(r->ok = cJSON_IsTrue(ok)))
+        rc = proto_rd_error(*root, r, err);
+    else
+        rc = proto_rd_flag(*root, "duplicate", &r->duplicate, err);
+    if (rc) {
+        cJSON_Delete(*root);
+        *root = NULL;
     }
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "decision_id");
-    if (cJSON_IsString(d))
-        proto_id_parse(d->valuestring, &r->decision);
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (cJSON_IsString(m))
-        snprintf(r->model, sizeof r->model, "%s", m->valuestring);
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "propensity");
-    if (cJSON_IsNumber(p))
-        r->propensity = p->valuedouble;
-    const cJSON *fb = cJSON_GetObjectItemCaseSensitive(root, "fallbacks");
+    return rc;
+}
+
+static proto_code_t
+proto_rd_fallbacks(const cJSON *root, proto_reply_t *r, proto_error_t *err)
+{
+    const cJSON *fb = proto_rd_need(root, "", "fallbacks", err);
+    if (!fb)
+        return err->code;
+    if (!cJSON_IsArray(fb))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "reply field \"fallbacks\" must be an array, got %s",
+                          proto_type_name(fb));
+    if (cJSON_GetArraySize(fb) > PROTO_MAX_FALLBACK)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "reply field \"fallbacks\" holds more than %d names",
+                          PROTO_MAX_FALLBACK);
     const cJSON *f;
     cJSON_ArrayForEach(f, fb)
     {
-        if (r->n_fallbacks >= PROTO_MAX_FALLBACK || !cJSON_IsString(f))
-            break;
-        snprintf(r->fallbacks[r->n_fallbacks++], PROTO_NAME_MAX, "%s",
-                 f->valuestring);
+        char key[32];
+        snprintf(key, sizeof key, "fallbacks[%zu]", r->n_fallbacks);
+        size_t n = cJSON_IsString(f) ? strlen(f->valuestring) : 0;
+        if (!cJSON_IsString(f))
+            return proto_fail(err, PROTO_E_WRONG_TYPE,
+                              "reply field \"%s\" must be a string, got %s",
+                              key, proto_type_name(f));
+        if (n == 0 || n >= PROTO_NAME_MAX)
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "reply field \"%s\" must have 1 to %d bytes", key,
+                              PROTO_NAME_MAX - 1);
+        memcpy(r->fallbacks[r->n_fallbacks++], f->valuestring, n + 1);
     }
-    rc = 0;
-out:
+    return PROTO_OK;
+}
+
+static proto_code_t
+proto_rd_choice(const cJSON *root, proto_reply_t *r, proto_error_t *err)
+{
+    char id[PROTO_ID_LEN + 1];
+    proto_code_t rc =
+        proto_rd_str(root, "", "decision_id", 0, id, sizeof id, err);
+    if (rc == PROTO_E_INVALID_VALUE ||
+        (!rc && proto_id_parse(id, &r->decision)))
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "reply field \"decision_id\" must be %d hex digits",
+                          PROTO_ID_LEN);
+    if (rc ||
+        (rc = proto_rd_str(root, "", "model", 1, r->model, sizeof r->model,
+                           err)) ||
+        (rc = proto_rd_num(root, "", "propensity", 0, &r->propensity, err)))
+        return rc;
+    if (!(r->propensity > 0 && r->propensity <= 1))
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "reply field \"propensity\" must be in (0, 1], got "
+                          "%g",
+                          r->propensity);
+    if ((rc = proto_rd_fallbacks(root, r, err)) ||
+        (rc = proto_rd_num(root, "", "expected_cost_usd", 1,
+                           &r->expected_cost_usd, err)) ||
+        (rc = proto_rd_flag(root, "over_budget", &r->over_budget, err)) ||
+        (rc = proto_rd_flag(root, "explored", &r->explored, err)))
+        return rc;
+    return PROTO_OK;
+}
+
+proto_code_t
+proto_parse_reply(const char *buf, size_t len, proto_op_t op, proto_reply_t *r,
+                  proto_error_t *err)
+{
+    cJSON *root;
+    proto_code_t rc = proto_rd_root(buf, len, r, &root, err);
+    if (rc)
+        return rc;
+    if (r->ok && op == PROTO_OP_CHOOSE)
+        rc = proto_rd_choice(root, r, err);
     cJSON_Delete(root);
     return rc;
+}
+
+/* One object of the models array; pre names it ("models[2]."). */
+static proto_code_t
+proto_rd_model(const cJSON *o, const char *pre, proto_model_t *m,
+               proto_error_t *err)
+{
+    char prov[16];
+    proto_code_t rc;
+    if ((rc = proto_rd_str(o, pre, "name", 1, m->name, sizeof m->name, err)) ||
+        (rc = proto_rd_str(o, pre, "provider", 1, prov, sizeof prov, err)))
+        return rc;
+    if (strcmp(prov, "openai") == 0)
+        m->provider = PROTO_PROVIDER_OPENAI;
+    else if (strcmp(prov, "anthropic") == 0)
+        m->provider = PROTO_PROVIDER_ANTHROPIC;
+    else
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "reply field \"%sprovider\" must be \"openai\" or "
+                          "\"anthropic\"",
+                          pre);
+    if ((rc = proto_rd_str(o, pre, "model", 1, m->model, sizeof m->model,
+                           err)) ||
+        (rc = proto_rd_str(o, pre, "base_url", 0, m->base_url,
+                           sizeof m->base_url, err)) ||
+        (rc = proto_rd_str(o, pre, "api_key_env", 0, m->api_key_env,
+                           sizeof m->api_key_env, err)) ||
+        (rc = proto_rd_num(o, pre, "price_in_per_mtok", 0,
+                           &m->price_in_per_mtok, err)) ||
+        (rc = proto_rd_num(o, pre, "price_out_per_mtok", 0,
+                           &m->price_out_per_mtok, err)))
+        return rc;
+    if (cJSON_GetObjectItemCaseSensitive(o, "health"))
+        return proto_rd_str(o, pre, "health", 0, m->health, sizeof m->health,
+                            err);
+    return PROTO_OK;
+}
+
+proto_code_t
+proto_parse_models(const char *buf, size_t len, proto_reply_t *r,
+                   proto_model_t **out, size_t *n, proto_error_t *err)
+{
+    *out = NULL;
+    *n = 0;
+    cJSON *root;
+    proto_code_t rc = proto_rd_root(buf, len, r, &root, err);
+    if (rc || !r->ok) {
+        cJSON_Delete(root);
+        return rc;
+    }
+    const cJSON *ms = proto_rd_need(root, "", "models", err);
+    if (ms && !cJSON_IsArray(ms))
+        proto_fail(err, PROTO_E_WRONG_TYPE,
+                   "reply field \"models\" must be an array, got %s",
+                   proto_type_name(ms));
+    rc = err->code;
+    size_t cnt = rc ? 0 : (size_t)cJSON_GetArraySize(ms);
+    proto_model_t *arr = cnt ? bursar_calloc(cnt, sizeof *arr) : NULL;
+    size_t i = 0;
+    for (const cJSON *m = cnt ? ms->child : NULL; m && !rc; m = m->next, i++) {
+        char pre[32];
+        snprintf(pre, sizeof pre, "models[%zu].", i);
+        if (!cJSON_IsObject(m))
+            rc = proto_fail(err, PROTO_E_WRONG_TYPE,
+                            "reply field \"models[%zu]\" must be an object, "
+                            "got %s",
+                            i, proto_type_name(m));
+        else
+            rc = proto_rd_model(m, pre, &arr[i], err);
+    }
+    cJSON_Delete(root);
+    if (rc) {
+        free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n = cnt;
+    return PROTO_OK;
+}
+
+char *
+proto_write_models(const char *echo, const proto_model_t *models, size_t n)
+{
+    proto_sb_t b = {0};
+    proto_sb_begin(&b, echo, 1);
+    proto_sb_puts(&b, ",\"models\":[");
+    for (size_t i = 0; i < n; i++) {
+        const proto_model_t *m = &models[i];
+        proto_sb_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+        proto_sb_quote(&b, m->name);
+        proto_sb_printf(&b, ",\"provider\":\"%s\",\"model\":",
+                        proto_provider_name(m->provider));
+        proto_sb_quote(&b, m->model);
+        proto_sb_puts(&b, ",\"base_url\":");
+        proto_sb_quote(&b, m->base_url);
+        proto_sb_puts(&b, ",\"api_key_env\":");
+        proto_sb_quote(&b, m->api_key_env);
+        proto_sb_puts(&b, ",\"price_in_per_mtok\":");
+        proto_sb_number(&b, m->price_in_per_mtok);
+        proto_sb_puts(&b, ",\"price_out_per_mtok\":");
+        proto_sb_number(&b, m->price_out_per_mtok);
+        if (m->health[0]) {
+            proto_sb_puts(&b, ",\"health\":");
+            proto_sb_quote(&b, m->health);
+        }
+        proto_sb_puts(&b, "}");
+    }
+    proto_sb_puts(&b, "]}");
+    return proto_sb_finish(&b);
 }

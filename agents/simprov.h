@@ -1,5 +1,5 @@
 /*
- * scenario.h - simulated providers for `bursar-agent --simulate`.
+ * simprov.h - simulated providers for `bursar-agent --simulate`.
  *
  * A scenario replaces the provider calls by draws from each model's true
  * behaviour, so that the controller, the client library, validation
@@ -21,17 +21,17 @@
  * its own seeded generator (rand_r), so a scenario replays identically
  * for the same sequence of calls.
  *
- * Ownership: scenario_load returns a new scenario (scenario_destroy).
+ * Ownership: simprov_load returns a new scenario (simprov_destroy).
  * Strings returned point into the scenario.
  */
-#ifndef BURSAR_SCENARIO_H
-#define BURSAR_SCENARIO_H
+#ifndef BURSAR_AGENTS_SIMPROV_H
+#define BURSAR_AGENTS_SIMPROV_H
 
 #include <stddef.h>
 
-typedef struct scenario scenario_t;
+typedef struct simprov simprov_t;
 
-typedef struct scenario_draw {
+typedef struct simprov_draw {
     int known;   /* 0: the model is not in the scenario */
     int outage;  /* 1: the call fails (provider error) */
     int success; /* 1: the answer is valid */
@@ -39,30 +39,30 @@ typedef struct scenario_draw {
     long tokens_in;
     long tokens_out;
     double cost_usd; /* < 0: use the price table */
-} scenario_draw_t;
+} simprov_draw_t;
 
 /* Returns 0, or -1 with a message (naming the JSON path) in err. */
-int scenario_load(const char *path, scenario_t **out, char *err, size_t cap);
-int scenario_parse(const char *json, scenario_t **out, char *err, size_t cap);
-void scenario_destroy(scenario_t **self_p);
+int simprov_load(const char *path, simprov_t **out, char *err, size_t cap);
+int simprov_parse(const char *json, simprov_t **out, char *err, size_t cap);
+void simprov_destroy(simprov_t **self_p);
 
 /* Draws one call of model for a task of bucket at task index idx. */
-void scenario_call(scenario_t *self, const char *model, const char *bucket,
-                   size_t idx, scenario_draw_t *d);
+void simprov_call(simprov_t *self, const char *model, const char *bucket,
+                  size_t idx, simprov_draw_t *d);
 
 /* The true (expected) behaviour of model for bucket at task idx, without
  * a draw: P(valid) (0 during an outage), mean tokens, and the fixed cost
  * (< 0: tokens x price table). Returns 0, or -1 if the model is unknown. */
-int scenario_expected(const scenario_t *self, const char *model,
-                      const char *bucket, size_t idx, double *p_success,
-                      double *tokens_in, double *tokens_out, double *cost_usd);
+int simprov_expected(const simprov_t *self, const char *model,
+                     const char *bucket, size_t idx, double *p_success,
+                     double *tokens_in, double *tokens_out, double *cost_usd);
 
 /* Model names (iteration: i from 0 until NULL). */
-const char *scenario_model_name(const scenario_t *self, size_t i);
+const char *simprov_model_name(const simprov_t *self, size_t i);
 
 /* Generated tasks (0 if the scenario has none) and the bucket of task i
  * (drawn by the buckets' weights, deterministic per seed). */
-size_t scenario_task_count(const scenario_t *self);
-const char *scenario_task_bucket(scenario_t *self, size_t i);
+size_t simprov_task_count(const simprov_t *self);
+const char *simprov_task_bucket(simprov_t *self, size_t i);
 
 #endif

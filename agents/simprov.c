@@ -1,9 +1,9 @@
 /*
- * scenario.c - simulated providers (scenario.h).
+ * simprov.c - simulated providers (simprov.h).
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE /* M_PI */
-#include "scenario.h"
+#include "simprov.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -14,7 +14,7 @@
 
 #include "base.h"
 
-struct scenario {
+struct simprov {
     cJSON *root;
     const cJSON *models;
     unsigned rng;
@@ -25,7 +25,7 @@ struct scenario {
 };
 
 static double
-unif(scenario_t *s)
+unif(simprov_t *s)
 {
     return (double)rand_r(&s->rng) / ((double)RAND_MAX + 1.0);
 }
@@ -38,11 +38,11 @@ num(const cJSON *o, const char *k, double dflt)
 }
 
 void
-scenario_destroy(scenario_t **self_p)
+simprov_destroy(simprov_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    scenario_t *s = *self_p;
+    simprov_t *s = *self_p;
     cJSON_Delete(s->root);
     free(s->bucket_names);
     free(s->bucket_cum);
@@ -51,10 +51,10 @@ scenario_destroy(scenario_t **self_p)
 }
 
 static int
-bad(scenario_t **s, char *err, size_t cap, const char *path, const char *m)
+bad(simprov_t **s, char *err, size_t cap, const char *path, const char *m)
 {
     snprintf(err, cap, "%s: %s", path, m);
-    scenario_destroy(s);
+    simprov_destroy(s);
     return -1;
 }
 
@@ -169,10 +169,10 @@ from_sim(const cJSON *in)
 }
 
 int
-scenario_parse(const char *json, scenario_t **out, char *err, size_t cap)
+simprov_parse(const char *json, simprov_t **out, char *err, size_t cap)
 {
     *out = NULL;
-    scenario_t *s = calloc(1, sizeof(*s));
+    simprov_t *s = calloc(1, sizeof(*s));
     if (!s)
         abort();
     s->root = cJSON_Parse(json);
@@ -245,7 +245,7 @@ scenario_parse(const char *json, scenario_t **out, char *err, size_t cap)
 }
 
 int
-scenario_load(const char *path, scenario_t **out, char *err, size_t cap)
+simprov_load(const char *path, simprov_t **out, char *err, size_t cap)
 {
     *out = NULL;
     char *buf = NULL;
@@ -253,7 +253,7 @@ scenario_load(const char *path, scenario_t **out, char *err, size_t cap)
         snprintf(err, cap, "$: cannot read %s: %s", path, strerror(errno));
         return -1;
     }
-    int rc = scenario_parse(buf, out, err, cap);
+    int rc = simprov_parse(buf, out, err, cap);
     free(buf);
     return rc;
 }
@@ -311,8 +311,8 @@ truth(const cJSON *m, const char *bucket, size_t idx, double *p_out,
 }
 
 void
-scenario_call(scenario_t *self, const char *model, const char *bucket,
-              size_t idx, scenario_draw_t *d)
+simprov_call(simprov_t *self, const char *model, const char *bucket, size_t idx,
+             simprov_draw_t *d)
 {
     memset(d, 0, sizeof(*d));
     d->cost_usd = -1;
@@ -349,9 +349,9 @@ scenario_call(scenario_t *self, const char *model, const char *bucket,
 }
 
 int
-scenario_expected(const scenario_t *self, const char *model, const char *bucket,
-                  size_t idx, double *p_success, double *tokens_in,
-                  double *tokens_out, double *cost_usd)
+simprov_expected(const simprov_t *self, const char *model, const char *bucket,
+                 size_t idx, double *p_success, double *tokens_in,
+                 double *tokens_out, double *cost_usd)
 {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(self->models, model);
     if (!m)
@@ -366,7 +366,7 @@ scenario_expected(const scenario_t *self, const char *model, const char *bucket,
 }
 
 const char *
-scenario_model_name(const scenario_t *self, size_t i)
+simprov_model_name(const simprov_t *self, size_t i)
 {
     const cJSON *m = self->models->child;
     while (m && i--)
@@ -375,13 +375,13 @@ scenario_model_name(const scenario_t *self, size_t i)
 }
 
 size_t
-scenario_task_count(const scenario_t *self)
+simprov_task_count(const simprov_t *self)
 {
     return self->n_tasks;
 }
 
 const char *
-scenario_task_bucket(scenario_t *self, size_t i)
+simprov_task_bucket(simprov_t *self, size_t i)
 {
     (void)i;
     if (self->n_buckets == 0)

@@ -1,8 +1,8 @@
 /*
- * report.c - the run summary of bursar-agent --report (report.h).
+ * runreport.c - the run summary of bursar-agent --report (runreport.h).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "report.h"
+#include "runreport.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,22 +22,22 @@ typedef struct rec {
     double cost;
 } rec_t;
 
-struct report {
+struct runreport {
     size_t n, cap;
     rec_t *recs;
 };
 
-report_t *
-report_new(void)
+runreport_t *
+runreport_new(void)
 {
-    report_t *r = calloc(1, sizeof(*r));
+    runreport_t *r = calloc(1, sizeof(*r));
     if (!r)
         abort();
     return r;
 }
 
 void
-report_destroy(report_t **self_p)
+runreport_destroy(runreport_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
@@ -53,7 +53,7 @@ f(const cJSON *o, const char *k)
 }
 
 void
-report_add(report_t *self, const cJSON *res)
+runreport_add(runreport_t *self, const cJSON *res)
 {
     if (self->n == self->cap) {
         self->cap = self->cap ? self->cap * 2 : 256;
@@ -98,7 +98,7 @@ report_add(report_t *self, const cJSON *res)
 
 /* The bucket's arms from the controller's stats, or every scenario model. */
 static size_t
-bucket_models(const cJSON *stats, const scenario_t *sim, const char *bucket,
+bucket_models(const cJSON *stats, const simprov_t *sim, const char *bucket,
               const char **out, size_t cap)
 {
     size_t n = 0;
@@ -117,7 +117,7 @@ bucket_models(const cJSON *stats, const scenario_t *sim, const char *bucket,
         }
     }
     if (n == 0 && sim)
-        for (const char *m; n < cap && (m = scenario_model_name(sim, n));)
+        for (const char *m; n < cap && (m = simprov_model_name(sim, n));)
             out[n++] = m;
     return n;
 }
@@ -135,9 +135,9 @@ price_cost(const bursar_model_t *models, size_t n_models, const char *name,
 }
 
 void
-report_print(const report_t *self, FILE *out, const cJSON *stats,
-             const scenario_t *sim, const bursar_model_t *models,
-             size_t n_models)
+runreport_print(const runreport_t *self, FILE *out, const cJSON *stats,
+                const simprov_t *sim, const bursar_model_t *models,
+                size_t n_models)
 {
     size_t n = self->n;
     if (n == 0) {
@@ -223,8 +223,8 @@ report_print(const report_t *self, FILE *out, const cJSON *stats,
             for (size_t k = 0; k < nm; k++) {
                 double mean = 0, p, ti, to, fc;
                 for (size_t s = 0; s < 4; s++)
-                    if (scenario_expected(sim, ms[k], r->bucket, s * n / 4, &p,
-                                          &ti, &to, &fc) == 0)
+                    if (simprov_expected(sim, ms[k], r->bucket, s * n / 4, &p,
+                                         &ti, &to, &fc) == 0)
                         mean += p / 4;
                 if (mean > best_mean) {
                     best_mean = mean;
@@ -235,7 +235,7 @@ report_print(const report_t *self, FILE *out, const cJSON *stats,
                 continue;
             strongest_any = best;
             double p, ti, to, fc;
-            scenario_expected(sim, best, r->bucket, r->idx, &p, &ti, &to, &fc);
+            simprov_expected(sim, best, r->bucket, r->idx, &p, &ti, &to, &fc);
             q += p;
             c += fc >= 0 ? fc : price_cost(models, n_models, best, ti, to);
         }
