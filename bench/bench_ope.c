@@ -13,6 +13,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,29 +45,31 @@ bench_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int
-main(int argc, char **argv)
+static const char *bench_usage = "usage: bench_ope [ROWS >= 1]\n";
+
+/* The log: n decisions as `bursar export` prints them (buf, caller frees;
+ * *len bytes). The logging policy: per bucket a skewed distribution over
+ * the models (rotated by bucket), so that propensities are those of the
+ * choices and IPS and SNIPS agree in expectation. */
+static char *
+bench_log(size_t n, size_t *len)
 {
-    size_t n = argc > 1 ? (size_t)atol(argv[1]) : 1000000;
-    if (n < 1) {
-        fprintf(stderr, "usage: bench_ope [ROWS >= 1]\n");
-        return 2;
-    }
     static const char *buckets[] = {"code", "extraction", "summarize", "chat"};
     static const char *models[] = {"gpt-4o", "gpt-4o-mini", "claude-sonnet",
                                    "claude-haiku", "llama-70b"};
     static const double cost[] = {0.0125, 0.00075, 0.018, 0.0014, 0.0009};
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(rng, 1);
-    size_t cap = n * 480 + 1, len = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return 1;
-    double t0 = 1764028800.0;
-    /* the logging policy: per bucket a skewed distribution over the
-     * models (rotated by bucket), so that propensities are those of the
-     * choices and IPS and SNIPS agree in expectation */
     static const double share[] = {0.45, 0.25, 0.15, 0.1, 0.05};
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    size_t cap = n * 480 + 1;
+    char *buf = malloc(cap);
+    if (!rng || !buf) {
+        gsl_rng_free(rng);
+        free(buf);
+        return NULL;
+    }
+    gsl_rng_set(rng, 1);
+    double t0 = 1764028800.0;
+    *len = 0;
     for (size_t i = 0; i < n; i++) {
         int b = (int)gsl_rng_uniform_int(rng, 4);
         double u = gsl_rng_uniform(rng), acc = 0;
@@ -77,8 +80,8 @@ main(int argc, char **argv)
         int ok = gsl_rng_uniform(rng) < 0.5 + 0.08 * m;
         double t = t0 + (double)i * 0.25 + 0.001 * gsl_rng_uniform(rng);
         char ts[32], ps[32], ots[32], cs[32], es[32], ls[32];
-        len += (size_t)snprintf(
-            buf + len, cap - len,
+        *len += (size_t)snprintf(
+            buf + *len, cap - *len,
             "{\"decision_id\":\"%016zx\",\"time\":%s,\"bucket\":\"%s\","
             "\"model\":\"%s\",\"propensity\":%s,\"status\":\"done\","
             "\"outcome\":%d,\"outcome_time\":%s,\"corrected\":false,"
@@ -95,58 +98,102 @@ main(int argc, char **argv)
             bench_num(ls, sizeof ls, 500 + 3000 * gsl_rng_uniform(rng)));
     }
     gsl_rng_free(rng);
+    return buf;
+}
 
+/* Seconds for cJSON alone over the lines of buf, or -1 if one fails. */
+static double
+bench_cjson(const char *buf, size_t len, size_t n)
+{
+    double a = bench_now();
+    size_t lines = 0;
+    for (const char *p = buf, *end = buf + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        cJSON *o = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        lines += o != NULL;
+        cJSON_Delete(o);
+        p = nl + 1;
+    }
+    double b = bench_now();
+    return lines == n ? b - a : -1;
+}
+
+/* One round: parsing into a log and the estimators (uniform target, no
+ * bootstrap), timed into *t_parse and *t_est; the IPS and SNIPS
+ * estimates into est[OPE_N]. */
+static int
+bench_round(const char *buf, size_t len, double *t_parse, double *t_est,
+            double *est, serr_t *e)
+{
+    olog_t *lg = olog_new();
+    ope_config_t cfg;
+    ope_target_t t;
+    ope_result_t r;
+    ope_config_default(&cfg);
+    cfg.boot = 0;
+    double a = bench_now();
+    int rc = olog_load_jsonl_buffer(lg, buf, len, "bench.jsonl", e);
+    *t_parse = bench_now() - a;
+    if (!rc)
+        rc = ope_target_parse(lg, "uniform", &t, e);
+    if (!rc) {
+        a = bench_now();
+        rc = ope_evaluate(lg, &t, &cfg, &r, e);
+        *t_est = bench_now() - a;
+        for (int k = 0; !rc && k < OPE_N; k++)
+            est[k] = r.est[k].q;
+        if (!rc)
+            ope_result_free(&r);
+        ope_target_free(&t);
+    }
+    olog_destroy(&lg);
+    return rc;
+}
+
+/* -h, --help, else the number of rows (default 1000000) or 0 if bad. */
+static size_t
+bench_args(int argc, char **argv, int *help)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    *help = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c != 'h')
+            return 0;
+        *help = 1;
+    }
+    return optind < argc ? (size_t)atol(argv[optind]) : 1000000;
+}
+
+int
+main(int argc, char **argv)
+{
+    int help;
+    size_t n = bench_args(argc, argv, &help), len;
+    if (help || n < 1) {
+        fputs(bench_usage, help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
+    char *buf = bench_log(n, &len);
+    if (!buf)
+        return 1;
     double best_parse = INFINITY, best_cjson = INFINITY, best_est = INFINITY;
-    double ips = 0, snips = 0;
+    double est[OPE_N];
     for (int rep = 0; rep < 3; rep++) {
-        /* cJSON alone, line by line */
-        double a = bench_now();
-        size_t lines = 0;
-        for (const char *p = buf, *end = buf + len; p < end;) {
-            const char *nl = memchr(p, '\n', (size_t)(end - p));
-            cJSON *o = cJSON_ParseWithLength(p, (size_t)(nl - p));
-            lines += o != NULL;
-            cJSON_Delete(o);
-            p = nl + 1;
-        }
-        double b = bench_now();
-        if (lines != n) {
+        double tc = bench_cjson(buf, len, n), tp, te;
+        serr_t e = {0, ""};
+        if (tc < 0) {
             fprintf(stderr, "bench_ope: cJSON failed\n");
             return 1;
         }
-        best_cjson = fmin(best_cjson, b - a);
-
-        olog_t *lg = olog_new();
-        serr_t e = {0, ""};
-        a = bench_now();
-        if (olog_load_jsonl_buffer(lg, buf, len, "bench.jsonl", &e)) {
+        if (bench_round(buf, len, &tp, &te, est, &e)) {
             fprintf(stderr, "bench_ope: %s\n", e.msg);
             return 1;
         }
-        b = bench_now();
-        best_parse = fmin(best_parse, b - a);
-
-        ope_config_t cfg;
-        ope_config_default(&cfg);
-        cfg.boot = 0;
-        ope_target_t t;
-        ope_result_t r;
-        if (ope_target_parse(lg, "uniform", &t, &e)) {
-            fprintf(stderr, "bench_ope: %s\n", e.msg);
-            return 1;
-        }
-        a = bench_now();
-        if (ope_evaluate(lg, &t, &cfg, &r, &e)) {
-            fprintf(stderr, "bench_ope: %s\n", e.msg);
-            return 1;
-        }
-        b = bench_now();
-        best_est = fmin(best_est, b - a);
-        ips = r.est[OPE_IPS].q;
-        snips = r.est[OPE_SNIPS].q;
-        ope_result_free(&r);
-        ope_target_free(&t);
-        olog_destroy(&lg);
+        best_cjson = fmin(best_cjson, tc);
+        best_parse = fmin(best_parse, tp);
+        best_est = fmin(best_est, te);
     }
     double dn = (double)n;
     printf("log                      %zu rows, %.1f MB, %.0f bytes/row\n", n,
@@ -158,7 +205,7 @@ main(int argc, char **argv)
     printf("estimators (no CI)       %10.0f rows/s  (%.3f us/row)\n",
            dn / best_est, 1e6 * best_est / dn);
     printf("IPS+SNIPS incl. parsing  %10.0f rows/s  (ips %.4f, snips %.4f)\n",
-           dn / (best_parse + best_est), ips, snips);
+           dn / (best_parse + best_est), est[OPE_IPS], est[OPE_SNIPS]);
     free(buf);
     return 0;
 }

@@ -11,8 +11,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <stdio.h>
+#include <getopt.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -30,17 +31,15 @@ bench_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int
-main(int argc, char **argv)
+static const char *bench_usage =
+    "usage: bench_sim [REQUESTS >= 1] [ARMS 1..64]\n";
+
+/* n requests over 3 buckets, every arm's outcome and cost known: arm m
+ * succeeds with probability 0.4 + 0.5 m / arms (+ 0.03 per bucket) and
+ * costs 0.0001 x 1.5^m, so dearer is better. */
+static dataset_t *
+bench_dataset(size_t n, int arms, gsl_rng *rng)
 {
-    size_t n = argc > 1 ? (size_t)atol(argv[1]) : 1000000;
-    int arms = argc > 2 ? atoi(argv[2]) : 11;
-    if (n < 1 || arms < 1 || arms > 64) {
-        fprintf(stderr, "usage: bench_sim [REQUESTS >= 1] [ARMS 1..64]\n");
-        return 2;
-    }
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(rng, 1);
     dataset_t *ds = dataset_new();
     const char *buckets[] = {"code", "extraction", "summarize"};
     for (int b = 0; b < 3; b++)
@@ -60,6 +59,30 @@ main(int argc, char **argv)
         }
     }
     dataset_finish(ds);
+    return ds;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        fputs(bench_usage, c == 'h' ? stdout : stderr);
+        return c == 'h' ? 0 : 2;
+    }
+    size_t n = optind < argc ? (size_t)atol(argv[optind]) : 1000000;
+    int arms = optind + 1 < argc ? atoi(argv[optind + 1]) : 11;
+    if (n < 1 || arms < 1 || arms > 64) {
+        fputs(bench_usage, stderr);
+        return 2;
+    }
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!rng)
+        return 1;
+    gsl_rng_set(rng, 1);
+    dataset_t *ds = bench_dataset(n, arms, rng);
 
     replay_config_t cfg;
     replay_config_default(&cfg);

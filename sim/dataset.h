@@ -54,6 +54,8 @@ typedef struct dataset {
     double *latency; /* ms, NAN where not known; NULL when no cell has one */
     double *bucket_slo_ms; /* latency objective per bucket (<= 0: none);
                               NULL: none (set by scenarios) */
+    size_t n_bucket_slo;   /* entries of bucket_slo_ms: the buckets known
+                              when it was set (later ones have none) */
 
     /* after dataset_finish: statistics over the OK cells */
     size_t *bucket_rows;   /* rows per bucket, n_buckets */

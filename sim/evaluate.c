@@ -7,6 +7,7 @@
 #include "evaluate.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,83 +61,119 @@ typedef struct evaluate_opts {
     ope_config_t cfg;
 } evaluate_opts_t;
 
+/* getopt_long values of the long options (past every character). */
+enum evaluate_opt {
+    EO_LOG = 256,
+    EO_POLICY,
+    EO_POLICY_FILE,
+    EO_FLOOR,
+    EO_BUDGET,
+    EO_EPSILON,
+    EO_SEED,
+    EO_BOOT,
+    EO_DOMINATE,
+    EO_JSON,
+    EO_PLOT,
+};
+
+static const struct option evaluate_options[] = {
+    {"log", required_argument, NULL, EO_LOG},
+    {"policy", required_argument, NULL, EO_POLICY},
+    {"policy-file", required_argument, NULL, EO_POLICY_FILE},
+    {"explore-floor", required_argument, NULL, EO_FLOOR},
+    {"budget-per-request", required_argument, NULL, EO_BUDGET},
+    {"epsilon", required_argument, NULL, EO_EPSILON},
+    {"seed", required_argument, NULL, EO_SEED},
+    {"boot", required_argument, NULL, EO_BOOT},
+    {"dominate-share", required_argument, NULL, EO_DOMINATE},
+    {"json", no_argument, NULL, EO_JSON},
+    {"plot", required_argument, NULL, EO_PLOT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+/* Appends val to list (at most cap entries). */
+static int
+evaluate_push(const char **list, size_t *n, size_t cap, const char *val,
+              const char *what, serr_t *e)
+{
+    if (*n >= cap)
+        return serr_set(e, SERR_ARG, "too many %s", what);
+    list[(*n)++] = val;
+    return 0;
+}
+
+/* One getopt_long answer c with its value val. */
+static int
+evaluate_option(evaluate_opts_t *o, int c, const char *val, serr_t *e)
+{
+    char name[BURSAR_NAME_MAX];
+    serr_opt_name(evaluate_options, c, name, sizeof name);
+    double d;
+    int rc = 0;
+    switch (c) {
+    case 1: /* no positional arguments */
+        return serr_set(e, SERR_ARG, "unknown option '%s' (see --help)", val);
+    case EO_LOG:
+        return evaluate_push(o->log, &o->n_log,
+                             sizeof o->log / sizeof o->log[0], val,
+                             "--log files", e);
+    case EO_POLICY:
+        return evaluate_push(o->policy, &o->n_policy, EVALUATE_MAX, val,
+                             "--policy", e);
+    case EO_POLICY_FILE:
+        return evaluate_push(o->policy_file, &o->n_policy_file, EVALUATE_MAX,
+                             val, "--policy-file", e);
+    case EO_FLOOR:
+        return serr_parse_num(name, val, 0, 1, &o->cfg.explore_floor, e);
+    case EO_BUDGET:
+        return serr_parse_num(name, val, 0, 1e6, &o->cfg.budget_per_request, e);
+    case EO_EPSILON:
+        return serr_parse_num(name, val, 0, 1, &o->cfg.params.epsilon, e);
+    case EO_SEED:
+        if (!(rc = serr_parse_num(name, val, 0, 4e9, &d, e)))
+            o->cfg.seed = (unsigned long)d;
+        return rc;
+    case EO_BOOT:
+        if (!(rc = serr_parse_num(name, val, 0, 1e6, &d, e)))
+            o->cfg.boot = (unsigned)d;
+        return rc;
+    case EO_DOMINATE:
+        return serr_parse_num(name, val, 0, 1, &o->cfg.dominate_share, e);
+    case EO_JSON:
+        o->json = 1;
+        return 0;
+    case EO_PLOT:
+        if (strlen(val) < 5 || strcmp(val + strlen(val) - 4, ".svg") != 0)
+            return serr_set(e, SERR_ARG, "--plot %s: the file must end in .svg",
+                            val);
+        o->plot = val;
+        return 0;
+    }
+    return serr_set(e, SERR_ARG, "option %d not handled", c);
+}
+
+/* Returns 0, 1 (print the usage) or SERR_ARG with a message. */
 static int
 evaluate_parse(int argc, char **argv, evaluate_opts_t *o, serr_t *e)
 {
     memset(o, 0, sizeof *o);
     ope_config_default(&o->cfg);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
-        char name[64];
-        if (serr_opt_split(a, name, sizeof name, &val, e))
-            return SERR_ARG;
-#define FLAG(n) (strcmp(name, n) == 0)
-#define NEEDVAL()                                                              \
-    do {                                                                       \
-        if (!val) {                                                            \
-            if (i + 1 >= argc)                                                 \
-                return serr_set(e, SERR_ARG, "%s needs a value", name);        \
-            val = argv[++i];                                                   \
-        }                                                                      \
-    } while (0)
-        double d;
-        int rc = 0;
-        if (FLAG("-h") || FLAG("--help")) {
+    optind = 0; /* a fresh scan (glibc, musl) */
+    opterr = 0;
+    int c, rc = 0;
+    /* "-": an argument that is not an option comes as 1, to be refused */
+    while (!rc &&
+           (c = getopt_long(argc, argv, "-:h", evaluate_options, NULL)) != -1) {
+        if (c == 'h')
             return 1;
-        } else if (FLAG("--log")) {
-            NEEDVAL();
-            if (o->n_log >= 64)
-                return serr_set(e, SERR_ARG, "too many --log files");
-            o->log[o->n_log++] = val;
-        } else if (FLAG("--policy")) {
-            NEEDVAL();
-            if (o->n_policy >= EVALUATE_MAX)
-                return serr_set(e, SERR_ARG, "too many --policy");
-            o->policy[o->n_policy++] = val;
-        } else if (FLAG("--policy-file")) {
-            NEEDVAL();
-            if (o->n_policy_file >= EVALUATE_MAX)
-                return serr_set(e, SERR_ARG, "too many --policy-file");
-            o->policy_file[o->n_policy_file++] = val;
-        } else if (FLAG("--explore-floor")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1, &o->cfg.explore_floor, e);
-        } else if (FLAG("--budget-per-request")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1e6, &o->cfg.budget_per_request,
-                                e);
-        } else if (FLAG("--epsilon")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1, &o->cfg.params.epsilon, e);
-        } else if (FLAG("--seed")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 4e9, &d, e);
-            o->cfg.seed = (unsigned long)d;
-        } else if (FLAG("--boot")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1e6, &d, e);
-            o->cfg.boot = (unsigned)d;
-        } else if (FLAG("--dominate-share")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1, &o->cfg.dominate_share, e);
-        } else if (FLAG("--json")) {
-            o->json = 1;
-        } else if (FLAG("--plot")) {
-            NEEDVAL();
-            size_t n = strlen(val);
-            if (n < 5 || strcmp(val + n - 4, ".svg") != 0)
-                return serr_set(e, SERR_ARG,
-                                "--plot %s: the file must end in .svg", val);
-            o->plot = val;
-        } else {
-            return serr_set(e, SERR_ARG, "unknown option '%s' (see --help)", a);
-        }
-#undef FLAG
-#undef NEEDVAL
-        if (rc)
-            return rc;
+        if (c == '?' || c == ':')
+            return serr_opt_error(c, argv, evaluate_options, e);
+        rc = evaluate_option(o, c, optarg, e);
     }
+    if (!rc && optind < argc) /* after "--" */
+        rc = evaluate_option(o, 1, argv[optind], e);
+    if (rc)
+        return rc;
     if (!o->n_log)
         return serr_set(e, SERR_ARG, "no input: give --log FILE");
     if (!o->n_policy && !o->n_policy_file)

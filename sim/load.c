@@ -61,217 +61,233 @@ typedef struct load_col {
     size_t cost;  /* column of M|total_cost */
 } load_col_t;
 
+/* What the header of a RouterBench CSV says. */
+typedef struct load_csv {
+    char **hdr; /* the header's names (owned) */
+    size_t n_hdr;
+    long bucket_col;  /* eval_name or bucket */
+    load_col_t *cols; /* the models (owned) */
+    size_t n_cols;
+} load_csv_t;
+
+static void
+load_csv_free(load_csv_t *h)
+{
+    for (size_t i = 0; i < h->n_hdr; i++)
+        free(h->hdr[i]);
+    free(h->hdr);
+    free(h->cols);
+}
+
+/* The bucket column and the models (M beside M|total_cost) of the header
+ * record that c holds; the models are added to ds. */
+static int
+load_csv_header(dataset_t *ds, const csv_t *c, load_csv_t *h, const char *name,
+                serr_t *e)
+{
+    h->n_hdr = csv_n_fields(c);
+    h->hdr = bursar_calloc(h->n_hdr, sizeof(char *));
+    for (size_t i = 0; i < h->n_hdr; i++)
+        h->hdr[i] = bursar_strdup(csv_field(c, i));
+    h->bucket_col = -1;
+    for (size_t i = 0; i < h->n_hdr; i++)
+        if (strcmp(h->hdr[i], "eval_name") == 0 ||
+            strcmp(h->hdr[i], "bucket") == 0)
+            h->bucket_col = (long)i;
+    if (h->bucket_col < 0)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:1: no bucket column (expected 'eval_name' or "
+                        "'bucket' in the header)",
+                        name);
+    h->cols = bursar_calloc(h->n_hdr, sizeof *h->cols);
+    for (size_t i = 0; i < h->n_hdr; i++) {
+        const char *m = h->hdr[i];
+        if (!m[0] || strchr(m, '|'))
+            continue;
+        size_t k = strlen(m);
+        for (size_t j = 0; j < h->n_hdr; j++) {
+            if (strncmp(h->hdr[j], m, k) == 0 &&
+                strcmp(h->hdr[j] + k, "|total_cost") == 0) {
+                load_col_t *col = &h->cols[h->n_cols++];
+                col->model = dataset_model_id(ds, m);
+                col->score = i;
+                col->cost = j;
+                break;
+            }
+        }
+    }
+    if (h->n_cols == 0)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:1: no model columns (a model M needs columns 'M' "
+                        "and 'M|total_cost')",
+                        name);
+    return 0;
+}
+
+/* One model's score and cost on the current row; an empty score is no
+ * outcome (MISSING). */
+static int
+load_csv_cell(dataset_t *ds, const csv_t *c, const load_csv_t *h,
+              const load_col_t *col, const char *name, long line, serr_t *e)
+{
+    const char *s = csv_field(c, col->score);
+    const char *cs = csv_field(c, col->cost);
+    double q, cost;
+    if (!s[0])
+        return 0; /* no outcome: MISSING */
+    if (load_number(s, &q) < 0 || q < 0.0 || q > 1.0)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field '%s': '%.40s' is not a score in "
+                        "[0, 1]",
+                        name, line, h->hdr[col->score], s);
+    if (!cs[0])
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field '%s': empty while the score is "
+                        "present",
+                        name, line, h->hdr[col->cost]);
+    if (load_number(cs, &cost) < 0 || cost < 0.0)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field '%s': '%.40s' is not a cost in "
+                        "USD (>= 0)",
+                        name, line, h->hdr[col->cost], cs);
+    dataset_set(ds, col->model, DATASET_OK, q, cost);
+    return 0;
+}
+
+/* The record that c holds, as a row of ds (blank lines skipped). */
+static int
+load_csv_row(dataset_t *ds, const csv_t *c, const load_csv_t *h,
+             const char *name, serr_t *e)
+{
+    size_t nf = csv_n_fields(c);
+    long line = csv_line(c);
+    if (nf == 1 && csv_field(c, 0)[0] == '\0')
+        return 0; /* blank line */
+    if (nf != h->n_hdr)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: %zu fields where the header has %zu", name,
+                        line, nf, h->n_hdr);
+    const char *bucket = csv_field(c, (size_t)h->bucket_col);
+    if (!bucket[0])
+        return serr_set(e, SERR_FORMAT, "%s:%ld: field '%s': empty bucket",
+                        name, line, h->hdr[h->bucket_col]);
+    dataset_add_row(ds, dataset_bucket_id(ds, bucket));
+    for (size_t i = 0; i < h->n_cols; i++) {
+        int rc = load_csv_cell(ds, c, h, &h->cols[i], name, line, e);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int
 load_csv_buffer(dataset_t *ds, const char *buf, size_t len, const char *name,
                 serr_t *e)
 {
     csv_t *c = csv_new(buf, len, name);
-    load_col_t *cols = NULL;
-    char **hdr = NULL;
-    size_t n_hdr = 0, n_cols = 0;
+    load_csv_t h;
+    memset(&h, 0, sizeof h);
     int rc = csv_next(c, e);
-    if (rc <= 0) {
-        if (rc == 0)
-            rc =
-                serr_set(e, SERR_EMPTY, "%s: empty file (no header row)", name);
-        goto out;
-    }
-    n_hdr = csv_n_fields(c);
-    hdr = bursar_calloc(n_hdr, sizeof(char *));
-    for (size_t i = 0; i < n_hdr; i++)
-        hdr[i] = bursar_strdup(csv_field(c, i));
-
-    long bucket_col = -1;
-    for (size_t i = 0; i < n_hdr; i++)
-        if (strcmp(hdr[i], "eval_name") == 0 || strcmp(hdr[i], "bucket") == 0)
-            bucket_col = (long)i;
-    if (bucket_col < 0) {
-        rc = serr_set(e, SERR_FORMAT,
-                      "%s:1: no bucket column (expected 'eval_name' or "
-                      "'bucket' in the header)",
-                      name);
-        goto out;
-    }
-    cols = bursar_calloc(n_hdr, sizeof *cols);
-    for (size_t i = 0; i < n_hdr; i++) {
-        if (!hdr[i][0] || strchr(hdr[i], '|'))
-            continue;
-        size_t k = strlen(hdr[i]);
-        for (size_t j = 0; j < n_hdr; j++) {
-            if (strncmp(hdr[j], hdr[i], k) == 0 &&
-                strcmp(hdr[j] + k, "|total_cost") == 0) {
-                cols[n_cols].model = dataset_model_id(ds, hdr[i]);
-                cols[n_cols].score = i;
-                cols[n_cols].cost = j;
-                n_cols++;
-                break;
-            }
-        }
-    }
-    if (n_cols == 0) {
-        rc = serr_set(e, SERR_FORMAT,
-                      "%s:1: no model columns (a model M needs columns 'M' "
-                      "and 'M|total_cost')",
-                      name);
-        goto out;
-    }
-    while ((rc = csv_next(c, e)) == 1) {
-        size_t nf = csv_n_fields(c);
-        long line = csv_line(c);
-        if (nf == 1 && csv_field(c, 0)[0] == '\0')
-            continue; /* blank line */
-        if (nf != n_hdr) {
-            rc = serr_set(e, SERR_FORMAT,
-                          "%s:%ld: %zu fields where the header has %zu", name,
-                          line, nf, n_hdr);
-            goto out;
-        }
-        const char *bucket = csv_field(c, (size_t)bucket_col);
-        if (!bucket[0]) {
-            rc = serr_set(e, SERR_FORMAT, "%s:%ld: field '%s': empty bucket",
-                          name, line, hdr[bucket_col]);
-            goto out;
-        }
-        dataset_add_row(ds, dataset_bucket_id(ds, bucket));
-        for (size_t i = 0; i < n_cols; i++) {
-            const char *s = csv_field(c, cols[i].score);
-            const char *cs = csv_field(c, cols[i].cost);
-            double q, cost;
-            if (!s[0])
-                continue; /* no outcome: MISSING */
-            if (load_number(s, &q) < 0 || q < 0.0 || q > 1.0) {
-                rc = serr_set(e, SERR_FORMAT,
-                              "%s:%ld: field '%s': '%.40s' is not a score in "
-                              "[0, 1]",
-                              name, line, hdr[cols[i].score], s);
-                goto out;
-            }
-            if (!cs[0]) {
-                rc = serr_set(e, SERR_FORMAT,
-                              "%s:%ld: field '%s': empty while the score is "
-                              "present",
-                              name, line, hdr[cols[i].cost]);
-                goto out;
-            }
-            if (load_number(cs, &cost) < 0 || cost < 0.0) {
-                rc = serr_set(e, SERR_FORMAT,
-                              "%s:%ld: field '%s': '%.40s' is not a cost in "
-                              "USD (>= 0)",
-                              name, line, hdr[cols[i].cost], cs);
-                goto out;
-            }
-            dataset_set(ds, cols[i].model, DATASET_OK, q, cost);
-        }
-    }
-out:
-    for (size_t i = 0; i < n_hdr; i++)
-        free(hdr[i]);
-    free(hdr);
-    free(cols);
+    if (rc == 0)
+        rc = serr_set(e, SERR_EMPTY, "%s: empty file (no header row)", name);
+    else if (rc > 0)
+        rc = load_csv_header(ds, c, &h, name, e);
+    while (rc == 0 && (rc = csv_next(c, e)) == 1)
+        rc = load_csv_row(ds, c, &h, name, e);
+    load_csv_free(&h);
     csv_destroy(&c);
     return rc < 0 ? rc : 0;
 }
 
 /* --------------------------------------------------------------- JSONL */
 
+/* One model's outcome m, with its cost and latency when it has a number. */
 static int
-load_jsonl_line(dataset_t *ds, const char *line, size_t n, const char *name,
-                long ln, serr_t *e)
+load_jsonl_outcome(const cJSON *m, const cJSON *costs, const cJSON *lat,
+                   const char *name, long ln, serr_t *e)
 {
-    cJSON *o = cJSON_ParseWithLength(line, n);
-    int rc = 0;
-    if (!o) {
-        const char *at = cJSON_GetErrorPtr();
-        long col =
-            at && at >= line && at <= line + n ? (long)(at - line) + 1 : 0;
-        return serr_set(e, SERR_PARSE, "%s:%ld: not valid JSON (column %ld)",
-                        name, ln, col);
+    const char *mn = m->string;
+    if (cJSON_IsNull(m))
+        return 0;
+    if (cJSON_IsString(m) && strcmp(m->valuestring, "error") == 0)
+        return 0;
+    if (!cJSON_IsNumber(m) || !isfinite(m->valuedouble) ||
+        m->valuedouble < 0.0 || m->valuedouble > 1.0)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field 'outcomes.%s': not a number in "
+                        "[0, 1], null or \"error\"",
+                        name, ln, mn);
+    const cJSON *c = costs ? cJSON_GetObjectItemCaseSensitive(costs, mn) : NULL;
+    if (!c)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field 'cost_usd.%s': missing (the outcome "
+                        "is present)",
+                        name, ln, mn);
+    if (!cJSON_IsNumber(c) || !isfinite(c->valuedouble) || c->valuedouble < 0.0)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field 'cost_usd.%s': not a number >= 0", name,
+                        ln, mn);
+    if (lat && cJSON_IsObject(lat)) {
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(lat, mn);
+        if (l && !cJSON_IsNumber(l) && !cJSON_IsNull(l))
+            return serr_set(e, SERR_FORMAT,
+                            "%s:%ld: field 'latency_ms.%s': not a number", name,
+                            ln, mn);
     }
-    if (!cJSON_IsObject(o)) {
-        rc = serr_set(e, SERR_FORMAT, "%s:%ld: not a JSON object", name, ln);
-        goto out;
-    }
+    return 0;
+}
+
+/* Checks a whole line (an object) before anything is added: bucket,
+ * outcomes, cost_usd, latency_ms, id, then every outcome. */
+static int
+load_jsonl_check(const cJSON *o, const char *name, long ln, serr_t *e)
+{
+    if (!cJSON_IsObject(o))
+        return serr_set(e, SERR_FORMAT, "%s:%ld: not a JSON object", name, ln);
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "bucket");
-    if (!cJSON_IsString(b) || !b->valuestring[0]) {
-        rc = serr_set(e, SERR_FORMAT, "%s:%ld: field 'bucket': %s", name, ln,
-                      b ? "not a non-empty string" : "missing");
-        goto out;
-    }
+    if (!cJSON_IsString(b) || !b->valuestring[0])
+        return serr_set(e, SERR_FORMAT, "%s:%ld: field 'bucket': %s", name, ln,
+                        b ? "not a non-empty string" : "missing");
     const cJSON *outc = cJSON_GetObjectItemCaseSensitive(o, "outcomes");
-    if (!cJSON_IsObject(outc)) {
-        rc = serr_set(e, SERR_FORMAT, "%s:%ld: field 'outcomes': %s", name, ln,
-                      outc ? "not an object" : "missing");
-        goto out;
-    }
+    if (!cJSON_IsObject(outc))
+        return serr_set(e, SERR_FORMAT, "%s:%ld: field 'outcomes': %s", name,
+                        ln, outc ? "not an object" : "missing");
     const cJSON *costs = cJSON_GetObjectItemCaseSensitive(o, "cost_usd");
-    if (costs && !cJSON_IsObject(costs)) {
-        rc = serr_set(e, SERR_FORMAT,
-                      "%s:%ld: field 'cost_usd': not an "
-                      "object",
-                      name, ln);
-        goto out;
-    }
+    if (costs && !cJSON_IsObject(costs))
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field 'cost_usd': not an "
+                        "object",
+                        name, ln);
     const cJSON *lat = cJSON_GetObjectItemCaseSensitive(o, "latency_ms");
-    if (lat && !cJSON_IsObject(lat) && !cJSON_IsNull(lat)) {
-        rc = serr_set(e, SERR_FORMAT,
-                      "%s:%ld: field 'latency_ms': not an "
-                      "object",
-                      name, ln);
-        goto out;
-    }
+    if (lat && !cJSON_IsObject(lat) && !cJSON_IsNull(lat))
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field 'latency_ms': not an "
+                        "object",
+                        name, ln);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
-    if (id && !cJSON_IsString(id) && !cJSON_IsNumber(id)) {
-        rc = serr_set(e, SERR_FORMAT,
-                      "%s:%ld: field 'id': not a string or "
-                      "number",
-                      name, ln);
-        goto out;
-    }
-    /* validate everything before adding the row */
+    if (id && !cJSON_IsString(id) && !cJSON_IsNumber(id))
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field 'id': not a string or "
+                        "number",
+                        name, ln);
     const cJSON *m;
-    size_t n_ok = 0;
     cJSON_ArrayForEach(m, outc)
     {
-        const char *mn = m->string;
-        if (cJSON_IsNull(m))
-            continue;
-        if (cJSON_IsString(m) && strcmp(m->valuestring, "error") == 0)
-            continue;
-        if (!cJSON_IsNumber(m) || !isfinite(m->valuedouble) ||
-            m->valuedouble < 0.0 || m->valuedouble > 1.0) {
-            rc = serr_set(e, SERR_FORMAT,
-                          "%s:%ld: field 'outcomes.%s': not a number in "
-                          "[0, 1], null or \"error\"",
-                          name, ln, mn);
-            goto out;
-        }
-        const cJSON *c =
-            costs ? cJSON_GetObjectItemCaseSensitive(costs, mn) : NULL;
-        if (!c) {
-            rc = serr_set(e, SERR_FORMAT,
-                          "%s:%ld: field 'cost_usd.%s': missing (the outcome "
-                          "is present)",
-                          name, ln, mn);
-            goto out;
-        }
-        if (!cJSON_IsNumber(c) || !isfinite(c->valuedouble) ||
-            c->valuedouble < 0.0) {
-            rc = serr_set(e, SERR_FORMAT,
-                          "%s:%ld: field 'cost_usd.%s': not a number >= 0",
-                          name, ln, mn);
-            goto out;
-        }
-        if (lat && cJSON_IsObject(lat)) {
-            const cJSON *l = cJSON_GetObjectItemCaseSensitive(lat, mn);
-            if (l && !cJSON_IsNumber(l) && !cJSON_IsNull(l)) {
-                rc = serr_set(e, SERR_FORMAT,
-                              "%s:%ld: field 'latency_ms.%s': not a number",
-                              name, ln, mn);
-                goto out;
-            }
-        }
-        n_ok++;
+        int rc = load_jsonl_outcome(m, costs, lat, name, ln, e);
+        if (rc)
+            return rc;
     }
+    return 0;
+}
+
+/* A validated line as a row of ds. */
+static void
+load_jsonl_add(dataset_t *ds, const cJSON *o)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "bucket");
+    const cJSON *outc = cJSON_GetObjectItemCaseSensitive(o, "outcomes");
+    const cJSON *costs = cJSON_GetObjectItemCaseSensitive(o, "cost_usd");
+    const cJSON *m;
     dataset_add_row(ds, dataset_bucket_id(ds, b->valuestring));
     cJSON_ArrayForEach(m, outc)
     {
@@ -285,8 +301,23 @@ load_jsonl_line(dataset_t *ds, const char *line, size_t n, const char *name,
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(costs, m->string);
         dataset_set(ds, mid, DATASET_OK, m->valuedouble, c->valuedouble);
     }
-    (void)n_ok;
-out:
+}
+
+static int
+load_jsonl_line(dataset_t *ds, const char *line, size_t n, const char *name,
+                long ln, serr_t *e)
+{
+    cJSON *o = cJSON_ParseWithLength(line, n);
+    if (!o) {
+        const char *at = cJSON_GetErrorPtr();
+        long col =
+            at && at >= line && at <= line + n ? (long)(at - line) + 1 : 0;
+        return serr_set(e, SERR_PARSE, "%s:%ld: not valid JSON (column %ld)",
+                        name, ln, col);
+    }
+    int rc = load_jsonl_check(o, name, ln, e);
+    if (!rc)
+        load_jsonl_add(ds, o);
     cJSON_Delete(o);
     return rc;
 }

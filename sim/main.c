@@ -5,11 +5,14 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <gsl/gsl_errno.h>
 
 #include "dataset.h"
 #include "evaluate.h"
@@ -23,6 +26,10 @@
 #include "base.h"
 
 #define MAIN_MAX_POLICIES 32
+
+#ifndef BURSAR_VERSION /* the CMake project's version (sim/CMakeLists.txt) */
+#define BURSAR_VERSION "unknown"
+#endif
 
 static const char *main_usage =
     "usage: bursar-sim [options] [--data] PATH...\n"
@@ -67,8 +74,9 @@ static const char *main_usage =
     "  --curve-points N        learning-curve checkpoints (default 200)\n"
     "  --trace FILE            per-request trace (CSV) of the first policy\n"
     "                          and seed\n"
-    "  --progress              progress on stderr (default: when a tty)\n"
-    "  -h, --help\n";
+    "  --progress / --no-progress  progress on stderr (default: when a tty)\n"
+    "  -h, --help\n"
+    "  --version\n";
 
 typedef struct main_opts {
     const char *data[64];
@@ -100,8 +108,86 @@ typedef struct main_opts {
 
 /* ------------------------------------------------------------ options */
 
-static int
-main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
+enum {
+    MAIN_HELP = 1,    /* main_parse: print the usage and exit 0 */
+    MAIN_VERSION = 2, /* main_parse: print the version and exit 0 */
+};
+
+/* getopt_long values of the long options (past every character). */
+enum main_opt {
+    MO_DATA = 256,
+    MO_SCENARIO,
+    MO_SCENARIO_SEED,
+    MO_POLICY,
+    MO_BUDGET,
+    MO_BUDGET_ALL,
+    MO_HALF_LIFE,
+    MO_FLOOR,
+    MO_EPSILON,
+    MO_DUAL_STEP,
+    MO_MU0,
+    MO_COST_PRIOR,
+    MO_COOLDOWN,
+    MO_SEED,
+    MO_SEEDS,
+    MO_PASSES,
+    MO_SHUFFLE,
+    MO_NO_SHUFFLE,
+    MO_FRONTIER,
+    MO_JSON,
+    MO_PLOT,
+    MO_CURVE_POINTS,
+    MO_TRACE,
+    MO_PROGRESS,
+    MO_NO_PROGRESS,
+    MO_VERSION,
+};
+
+/* --data takes its paths as the arguments that follow it (any argument
+ * that is not an option is a path), or one as --data=PATH. */
+static const struct option main_options[] = {
+    {"data", optional_argument, NULL, MO_DATA},
+    {"scenario", required_argument, NULL, MO_SCENARIO},
+    {"scenario-seed", required_argument, NULL, MO_SCENARIO_SEED},
+    {"policy", required_argument, NULL, MO_POLICY},
+    {"budget-per-request", required_argument, NULL, MO_BUDGET},
+    {"budget-all", no_argument, NULL, MO_BUDGET_ALL},
+    {"half-life", required_argument, NULL, MO_HALF_LIFE},
+    {"explore-floor", required_argument, NULL, MO_FLOOR},
+    {"epsilon", required_argument, NULL, MO_EPSILON},
+    {"dual-step", required_argument, NULL, MO_DUAL_STEP},
+    {"mu0", required_argument, NULL, MO_MU0},
+    {"cost-prior", required_argument, NULL, MO_COST_PRIOR},
+    {"cooldown", required_argument, NULL, MO_COOLDOWN},
+    {"seed", required_argument, NULL, MO_SEED},
+    {"seeds", required_argument, NULL, MO_SEEDS},
+    {"passes", required_argument, NULL, MO_PASSES},
+    {"shuffle", no_argument, NULL, MO_SHUFFLE},
+    {"no-shuffle", no_argument, NULL, MO_NO_SHUFFLE},
+    {"frontier", optional_argument, NULL, MO_FRONTIER},
+    {"json", no_argument, NULL, MO_JSON},
+    {"plot", required_argument, NULL, MO_PLOT},
+    {"curve-points", required_argument, NULL, MO_CURVE_POINTS},
+    {"trace", required_argument, NULL, MO_TRACE},
+    {"progress", no_argument, NULL, MO_PROGRESS},
+    {"no-progress", no_argument, NULL, MO_NO_PROGRESS},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, MO_VERSION},
+    {NULL, 0, NULL, 0}};
+
+/* The numeric options and the range each accepts. */
+static const struct main_range {
+    int opt;
+    double lo, hi;
+} main_ranges[] = {
+    {MO_SCENARIO_SEED, 1, 4e9}, {MO_BUDGET, 0, 1e6},    {MO_HALF_LIFE, 0, 1e15},
+    {MO_FLOOR, 0, 1},           {MO_EPSILON, 0, 1},     {MO_DUAL_STEP, 0, 1e6},
+    {MO_MU0, 0, 1e6},           {MO_COOLDOWN, 0, 1e15}, {MO_SEED, 0, 4e9},
+    {MO_SEEDS, 1, 10000},       {MO_PASSES, 1, 100000}, {MO_FRONTIER, 2, 200},
+    {MO_CURVE_POINTS, 0, 1e6}};
+
+static void
+main_defaults(main_opts_t *o)
 {
     memset(o, 0, sizeof *o);
     snprintf(o->policies, sizeof o->policies, "ts-budget");
@@ -113,139 +199,139 @@ main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
     o->shuffle = -1;
     o->curve_points = 200;
     o->progress = isatty(2);
-    int in_data = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
-        char name[64];
-        if (strncmp(a, "--", 2) != 0 || strcmp(a, "--") == 0) {
-            if (strcmp(a, "-h") == 0)
-                return 1;
-            if (o->n_data >= 64)
-                return serr_set(e, SERR_ARG, "too many data paths");
-            o->data[o->n_data++] = a;
-            (void)in_data;
-            continue;
-        }
-        in_data = 0;
-        if (serr_opt_split(a, name, sizeof name, &val, e))
-            return SERR_ARG;
-#define FLAG(n) (strcmp(name, n) == 0)
-#define NEEDVAL()                                                              \
-    do {                                                                       \
-        if (!val) {                                                            \
-            if (i + 1 >= argc)                                                 \
-                return serr_set(e, SERR_ARG, "%s needs a value", name);        \
-            val = argv[++i];                                                   \
-        }                                                                      \
-    } while (0)
-        double d;
-        int rc = 0;
-        if (FLAG("--help")) {
-            return 1;
-        } else if (FLAG("--data")) {
-            if (val) {
-                o->data[o->n_data++] = val;
-            } else {
-                /* takes every following argument up to the next option */
-                while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
-                    if (o->n_data >= 64)
-                        return serr_set(e, SERR_ARG, "too many data paths");
-                    o->data[o->n_data++] = argv[++i];
-                }
-            }
-        } else if (FLAG("--scenario")) {
-            NEEDVAL();
-            o->scenario = val;
-        } else if (FLAG("--scenario-seed")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 1, 4e9, &d, e);
-            o->scenario_seed = (unsigned long)d;
-        } else if (FLAG("--policy")) {
-            NEEDVAL();
-            snprintf(o->policies, sizeof o->policies, "%s", val);
-        } else if (FLAG("--budget-per-request")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1e6, &o->budget, e);
-        } else if (FLAG("--budget-all")) {
-            o->budget_all = 1;
-        } else if (FLAG("--half-life")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1e15, &o->half_life, e);
-        } else if (FLAG("--explore-floor")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1, &o->floor, e);
-        } else if (FLAG("--epsilon")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1, &o->epsilon, e);
-            o->have_epsilon = 1;
-        } else if (FLAG("--dual-step")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1e6, &o->dual_step, e);
-            o->have_dual_step = 1;
-        } else if (FLAG("--mu0")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1e6, &o->mu0, e);
-            o->have_mu0 = 1;
-        } else if (FLAG("--cost-prior")) {
-            NEEDVAL();
-            if (strcmp(val, "global") == 0)
-                o->cost_prior_bucket = 0;
-            else if (strcmp(val, "bucket") == 0)
-                o->cost_prior_bucket = 1;
-            else
-                rc =
-                    serr_set(e, SERR_ARG,
-                             "--cost-prior: '%s' is not global or bucket", val);
-        } else if (FLAG("--cooldown")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1e15, &o->cooldown, e);
-        } else if (FLAG("--seed")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 4e9, &d, e);
-            o->seed = (unsigned long)d;
-        } else if (FLAG("--seeds")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 1, 10000, &d, e);
-            o->seeds = (unsigned)d;
-        } else if (FLAG("--passes")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 1, 100000, &d, e);
-            o->passes = (unsigned)d;
-        } else if (FLAG("--shuffle")) {
-            o->shuffle = 1;
-        } else if (FLAG("--no-shuffle")) {
-            o->shuffle = 0;
-        } else if (FLAG("--frontier")) {
-            o->frontier = 8;
-            if (val) {
-                rc = serr_parse_num(name, val, 2, 200, &d, e);
-                o->frontier = (int)d;
-            }
-        } else if (FLAG("--json")) {
-            o->json = 1;
-        } else if (FLAG("--plot")) {
-            NEEDVAL();
-            o->plot = val;
-        } else if (FLAG("--curve-points")) {
-            NEEDVAL();
-            rc = serr_parse_num(name, val, 0, 1e6, &d, e);
-            o->curve_points = (size_t)d;
-        } else if (FLAG("--trace")) {
-            NEEDVAL();
-            o->trace = val;
-        } else if (FLAG("--progress")) {
-            o->progress = 1;
-        } else if (FLAG("--no-progress")) {
-            o->progress = 0;
-        } else {
-            return serr_set(e, SERR_ARG, "unknown option '%s' (see --help)", a);
-        }
-#undef FLAG
-#undef NEEDVAL
-        if (rc)
-            return rc;
+}
+
+static int
+main_add_data(main_opts_t *o, const char *path, serr_t *e)
+{
+    if (o->n_data >= sizeof o->data / sizeof o->data[0])
+        return serr_set(e, SERR_ARG, "too many data paths");
+    o->data[o->n_data++] = path;
+    return 0;
+}
+
+/* Stores the value d of the numeric option c. */
+static void
+main_set_num(main_opts_t *o, int c, double d)
+{
+    switch (c) {
+    case MO_SCENARIO_SEED:
+        o->scenario_seed = (unsigned long)d;
+        break;
+    case MO_BUDGET:
+        o->budget = d;
+        break;
+    case MO_HALF_LIFE:
+        o->half_life = d;
+        break;
+    case MO_FLOOR:
+        o->floor = d;
+        break;
+    case MO_EPSILON:
+        o->epsilon = d;
+        o->have_epsilon = 1;
+        break;
+    case MO_DUAL_STEP:
+        o->dual_step = d;
+        o->have_dual_step = 1;
+        break;
+    case MO_MU0:
+        o->mu0 = d;
+        o->have_mu0 = 1;
+        break;
+    case MO_COOLDOWN:
+        o->cooldown = d;
+        break;
+    case MO_SEED:
+        o->seed = (unsigned long)d;
+        break;
+    case MO_SEEDS:
+        o->seeds = (unsigned)d;
+        break;
+    case MO_PASSES:
+        o->passes = (unsigned)d;
+        break;
+    case MO_FRONTIER:
+        o->frontier = (int)d;
+        break;
+    case MO_CURVE_POINTS:
+        o->curve_points = (size_t)d;
+        break;
     }
+}
+
+/* A numeric option: its value checked against its range (main_ranges). */
+static int
+main_num(main_opts_t *o, int c, const char *val, serr_t *e)
+{
+    char name[BURSAR_NAME_MAX];
+    serr_opt_name(main_options, c, name, sizeof name);
+    for (size_t i = 0; i < sizeof main_ranges / sizeof main_ranges[0]; i++) {
+        const struct main_range *r = &main_ranges[i];
+        double d;
+        if (r->opt != c)
+            continue;
+        int rc = serr_parse_num(name, val, r->lo, r->hi, &d, e);
+        if (!rc)
+            main_set_num(o, c, d);
+        return rc;
+    }
+    return serr_set(e, SERR_ARG, "%s: not a numeric option", name);
+}
+
+/* One getopt_long answer c with its value val (NULL if none). */
+static int
+main_option(main_opts_t *o, int c, const char *val, serr_t *e)
+{
+    switch (c) {
+    case 1: /* an argument that is not an option: a data path */
+        return main_add_data(o, val, e);
+    case MO_DATA:
+        return val ? main_add_data(o, val, e) : 0;
+    case MO_SCENARIO:
+        o->scenario = val;
+        return 0;
+    case MO_POLICY:
+        snprintf(o->policies, sizeof o->policies, "%s", val);
+        return 0;
+    case MO_BUDGET_ALL:
+        o->budget_all = 1;
+        return 0;
+    case MO_COST_PRIOR:
+        if (strcmp(val, "global") != 0 && strcmp(val, "bucket") != 0)
+            return serr_set(e, SERR_ARG,
+                            "--cost-prior: '%s' is not global or bucket", val);
+        o->cost_prior_bucket = strcmp(val, "bucket") == 0;
+        return 0;
+    case MO_SHUFFLE:
+    case MO_NO_SHUFFLE:
+        o->shuffle = c == MO_SHUFFLE;
+        return 0;
+    case MO_FRONTIER:
+        o->frontier = 8;
+        return val ? main_num(o, c, val, e) : 0;
+    case MO_JSON:
+        o->json = 1;
+        return 0;
+    case MO_PLOT:
+        o->plot = val;
+        return 0;
+    case MO_TRACE:
+        o->trace = val;
+        return 0;
+    case MO_PROGRESS:
+    case MO_NO_PROGRESS:
+        o->progress = c == MO_PROGRESS;
+        return 0;
+    default:
+        return main_num(o, c, val, e);
+    }
+}
+
+/* What needs the whole command line. */
+static int
+main_validate(const main_opts_t *o, serr_t *e)
+{
     if (o->plot) {
         size_t n = strlen(o->plot);
         if (n < 5 || (strcmp(o->plot + n - 4, ".svg") != 0 &&
@@ -260,6 +346,30 @@ main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
                         "no input: give --data PATH or --scenario FILE "
                         "(see --help)");
     return 0;
+}
+
+/* Returns 0, MAIN_HELP, MAIN_VERSION or SERR_ARG with a message. */
+static int
+main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
+{
+    main_defaults(o);
+    optind = 0; /* a fresh scan (glibc, musl) */
+    opterr = 0;
+    int c, rc = 0;
+    /* "-": the arguments that are not options come in order, as 1 */
+    while (!rc &&
+           (c = getopt_long(argc, argv, "-:h", main_options, NULL)) != -1) {
+        if (c == 'h')
+            return MAIN_HELP;
+        if (c == MO_VERSION)
+            return MAIN_VERSION;
+        if (c == '?' || c == ':')
+            return serr_opt_error(c, argv, main_options, e);
+        rc = main_option(o, c, optarg, e);
+    }
+    while (!rc && optind < argc) /* after "--": data paths */
+        rc = main_add_data(o, argv[optind++], e);
+    return rc ? rc : main_validate(o, e);
 }
 
 /* ------------------------------------------------------------ policies */
@@ -476,96 +586,136 @@ main_frontier(const main_opts_t *o, const dataset_t *ds, report_t *rep,
     return 0;
 }
 
+/* Reads the inputs into a new dataset (*out, finished); source receives
+ * their names for the report. */
+static int
+main_load(const main_opts_t *o, dataset_t **out, char *source, size_t cap,
+          serr_t *e)
+{
+    dataset_t *ds = dataset_new();
+    size_t pos = 0;
+    int rc = 0;
+    if (o->scenario) {
+        rc = scenario_load(ds, o->scenario, o->scenario_seed, e);
+        pos += (size_t)snprintf(source, cap, "scenario %s", o->scenario);
+    }
+    for (size_t i = 0; !rc && i < o->n_data; i++) {
+        rc = load_path(ds, o->data[i], e);
+        if (pos < cap)
+            pos += (size_t)snprintf(source + pos, cap - pos, "%s%s",
+                                    pos ? " " : "", o->data[i]);
+    }
+    if (!rc && !ds->n_rows)
+        rc = serr_set(e, SERR_EMPTY, "no requests in the input");
+    if (rc) {
+        dataset_destroy(&ds);
+        return rc;
+    }
+    dataset_finish(ds);
+    *out = ds;
+    return 0;
+}
+
+/* The report's header and references: best static policy, oracle. */
+static void
+main_report_init(report_t *rep, const main_opts_t *o, const dataset_t *ds,
+                 const char *source)
+{
+    memset(rep, 0, sizeof *rep);
+    rep->ds = ds;
+    rep->source = source;
+    rep->passes = o->passes;
+    rep->seeds = o->seeds;
+    rep->seed = o->seed;
+    rep->budget = o->budget;
+    rep->half_life_s = o->half_life;
+    rep->explore_floor = o->floor;
+    replay_best_static(ds, o->budget, &rep->static_q, &rep->static_c, NULL);
+    dataset_oracle(ds, &rep->oracle_q, &rep->oracle_c);
+}
+
+/* Every policy over every seed at the run's budget, into rep; the trace
+ * of the first policy's first seed when asked. */
+static int
+main_run_policies(const main_opts_t *o, const dataset_t *ds,
+                  const main_policy_t *mp, size_t n_mp, report_t *rep,
+                  serr_t *e)
+{
+    int rc = 0;
+    replay_result_t **runs = bursar_calloc(o->seeds, sizeof *runs);
+    for (size_t i = 0; i < n_mp; i++) {
+        int want_trace = o->trace && i == 0;
+        rc = main_run_seeds(o, ds, &mp[i], o->budget, want_trace, runs, e);
+        if (rc)
+            break;
+        if (want_trace)
+            rc = main_write_trace(o->trace, ds, runs[0], e);
+        report_add(rep, mp[i].name, mp[i].kind, main_sees_budget(o, mp[i].kind),
+                   runs, o->seeds);
+        for (unsigned s = 0; s < o->seeds; s++)
+            replay_result_destroy(&runs[s]);
+        if (rc)
+            break;
+    }
+    free(runs);
+    return rc;
+}
+
+/* The table or the JSON object on stdout, then the plot. */
+static int
+main_output(const main_opts_t *o, const report_t *rep, serr_t *e)
+{
+    int rc = 0;
+    if (o->json)
+        rc = report_json(rep, stdout)
+                 ? serr_set(e, SERR_IO, "JSON output failed")
+                 : 0;
+    else
+        report_table(rep, stdout);
+    if (!rc && o->plot)
+        rc = plot_write(rep, o->plot, e);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
-    serr_t e = {0, ""};
-    main_opts_t o;
+    /* GSL's default handler aborts; every GSL result used is checked */
+    gsl_set_error_handler_off();
     if (argc > 1 && strcmp(argv[1], "evaluate") == 0)
         return evaluate_main(argc - 1, argv + 1);
+    serr_t e = {0, ""};
+    main_opts_t o;
     int rc = main_parse(argc, argv, &o, &e);
-    if (rc == 1) {
-        fputs(main_usage, stdout);
+    if (rc == MAIN_HELP || rc == MAIN_VERSION) {
+        fputs(rc == MAIN_HELP ? main_usage : "bursar-sim " BURSAR_VERSION "\n",
+              stdout);
         return 0;
     }
     if (rc) {
         fprintf(stderr, "bursar-sim: %s\n", e.msg);
         return 2;
     }
-
-    dataset_t *ds = dataset_new();
+    dataset_t *ds = NULL;
     char source[1024] = "";
-    size_t pos = 0;
-    if (o.scenario) {
-        rc = scenario_load(ds, o.scenario, o.scenario_seed, &e);
-        pos +=
-            (size_t)snprintf(source, sizeof source, "scenario %s", o.scenario);
-    }
-    for (size_t i = 0; !rc && i < o.n_data; i++) {
-        rc = load_path(ds, o.data[i], &e);
-        if (pos < sizeof source)
-            pos += (size_t)snprintf(source + pos, sizeof source - pos, "%s%s",
-                                    pos ? " " : "", o.data[i]);
-    }
-    if (!rc && !ds->n_rows)
-        rc = serr_set(&e, SERR_EMPTY, "no requests in the input");
-    if (rc) {
+    if ((rc = main_load(&o, &ds, source, sizeof source, &e)) != 0) {
         fprintf(stderr, "bursar-sim: %s\n", e.msg);
-        dataset_destroy(&ds);
         return 1;
     }
-    dataset_finish(ds);
-
     main_policy_t mp[MAIN_MAX_POLICIES];
     size_t n_mp = 0;
-    rc = main_policies(o.policies, ds, mp, &n_mp, &e);
-    if (rc) {
+    if ((rc = main_policies(o.policies, ds, mp, &n_mp, &e)) != 0) {
         fprintf(stderr, "bursar-sim: %s\n", e.msg);
         dataset_destroy(&ds);
         return 2;
     }
-
     report_t rep;
-    memset(&rep, 0, sizeof rep);
-    rep.ds = ds;
-    rep.source = source;
-    rep.passes = o.passes;
-    rep.seeds = o.seeds;
-    rep.seed = o.seed;
-    rep.budget = o.budget;
-    rep.half_life_s = o.half_life;
-    rep.explore_floor = o.floor;
-    replay_best_static(ds, o.budget, &rep.static_q, &rep.static_c, NULL);
-    dataset_oracle(ds, &rep.oracle_q, &rep.oracle_c);
-
-    replay_result_t **runs = bursar_calloc(o.seeds, sizeof *runs);
-    for (size_t i = 0; i < n_mp; i++) {
-        int want_trace = o.trace && i == 0;
-        rc = main_run_seeds(&o, ds, &mp[i], o.budget, want_trace, runs, &e);
-        if (rc)
-            break;
-        if (want_trace)
-            rc = main_write_trace(o.trace, ds, runs[0], &e);
-        report_add(&rep, mp[i].name, mp[i].kind,
-                   main_sees_budget(&o, mp[i].kind), runs, o.seeds);
-        for (unsigned s = 0; s < o.seeds; s++)
-            replay_result_destroy(&runs[s]);
-        if (rc)
-            break;
-    }
-    free(runs);
+    main_report_init(&rep, &o, ds, source);
+    rc = main_run_policies(&o, ds, mp, n_mp, &rep, &e);
     if (!rc)
         rc = main_frontier(&o, ds, &rep, mp, n_mp, &e);
-    if (!rc) {
-        if (o.json)
-            rc = report_json(&rep, stdout)
-                     ? serr_set(&e, SERR_IO, "JSON output failed")
-                     : 0;
-        else
-            report_table(&rep, stdout);
-    }
-    if (!rc && o.plot)
-        rc = plot_write(&rep, o.plot, &e);
+    if (!rc)
+        rc = main_output(&o, &rep, &e);
     if (rc)
         fprintf(stderr, "bursar-sim: %s\n", e.msg);
     report_destroy_contents(&rep);

@@ -324,129 +324,180 @@ olog_fast_num(const char *p, const char *q, double *out)
     return 0;
 }
 
+/* What the scanner has read of one line. */
+typedef struct olog_fast {
+    olog_span_t bucket, model, outcome; /* outcome: its text, read last */
+    double num[OLOG_F_N];               /* NaN: absent or null */
+    unsigned char seen[OLOG_F_N];       /* the first of repeated keys wins */
+    int have_reward_key, seen_bucket, seen_model;
+} olog_fast_t;
+
+/* The field a key names: *slot in olog_fast_nums (-2 for a repeat, -1 for
+ * none), or bucket or model (*is_name: 1 bucket, 2 model, 0 neither). */
+static void
+olog_fast_key(olog_fast_t *st, olog_span_t key, int *slot, int *is_name)
+{
+    *slot = -1;
+    for (int k = 0; k < OLOG_F_N; k++)
+        if (key.n == olog_fast_nums[k].klen &&
+            memcmp(key.s, olog_fast_nums[k].key, key.n) == 0)
+            *slot = k;
+    *is_name = key.n == 6 && memcmp(key.s, "bucket", 6) == 0  ? 1
+               : key.n == 5 && memcmp(key.s, "model", 5) == 0 ? 2
+                                                              : 0;
+    if (*slot == OLOG_F_REWARD)
+        st->have_reward_key = 1;
+    if (*slot >= 0 && st->seen[*slot])
+        *slot = -2; /* a repeat: skip it */
+    if ((*is_name == 1 && st->seen_bucket) || (*is_name == 2 && st->seen_model))
+        *is_name = 0;
+}
+
+/* A string value at p: bucket or model; a string where a number is wanted
+ * goes to cJSON. Returns the position after it, or NULL. */
+static const char *
+olog_fast_string(olog_fast_t *st, const char *p, const char *end, int slot,
+                 int is_name)
+{
+    olog_span_t v;
+    if (!(p = olog_fast_str(p, end, &v)) || slot >= 0)
+        return NULL;
+    if (is_name) {
+        if (!v.n)
+            return NULL;
+        *(is_name == 1 ? &st->bucket : &st->model) = v;
+        *(is_name == 1 ? &st->seen_bucket : &st->seen_model) = 1;
+    }
+    return p;
+}
+
+/* null, true or false at p: null is a missing number (NaN); the cJSON path
+ * names a literal where a name or a number is wanted. */
+static const char *
+olog_fast_literal(olog_fast_t *st, const char *p, const char *end, int slot,
+                  int is_name)
+{
+    char c = *p;
+    const char *lit = c == 'n' ? "null" : c == 't' ? "true" : "false";
+    size_t ln = strlen(lit);
+    if ((size_t)(end - p) < ln || memcmp(p, lit, ln) != 0 || is_name ||
+        (slot >= 0 && c != 'n'))
+        return NULL;
+    if (slot >= 0)
+        st->seen[slot] = 1; /* null: NaN */
+    return p + ln;
+}
+
+/* A number at p, checked against its field's range. */
+static const char *
+olog_fast_number(olog_fast_t *st, const char *p, const char *end, int slot,
+                 int is_name)
+{
+    const char *q = p;
+    while (q < end && (*q == '-' || *q == '+' || *q == '.' || *q == 'e' ||
+                       *q == 'E' || (*q >= '0' && *q <= '9')))
+        q++;
+    if (is_name)
+        return NULL;
+    if (slot == OLOG_F_OUTCOME) {
+        /* read only when there is no reward key (at the end) */
+        st->outcome = (olog_span_t){p, (size_t)(q - p)};
+        st->seen[slot] = 1;
+    } else if (slot >= 0) {
+        double d;
+        if (olog_fast_num(p, q, &d) != 0 || !isfinite(d) ||
+            d < olog_fast_nums[slot].lo || d > olog_fast_nums[slot].hi)
+            return NULL;
+        st->num[slot] = d;
+        st->seen[slot] = 1;
+    }
+    return q;
+}
+
+/* The members of the object after its '{': returns the position of its
+ * closing '}', or NULL when the line must go through cJSON. */
+static const char *
+olog_fast_members(olog_fast_t *st, const char *p, const char *end)
+{
+    for (;;) {
+        olog_span_t key;
+        int slot, is_name;
+        if (p >= end || *p != '"' || !(p = olog_fast_str(p, end, &key)))
+            return NULL;
+        p = olog_ws(p, end);
+        if (p >= end || *p != ':')
+            return NULL;
+        p = olog_ws(p + 1, end);
+        if (p >= end)
+            return NULL;
+        olog_fast_key(st, key, &slot, &is_name);
+        if (*p == '"')
+            p = olog_fast_string(st, p, end, slot, is_name);
+        else if (*p == 'n' || *p == 't' || *p == 'f')
+            p = olog_fast_literal(st, p, end, slot, is_name);
+        else if (*p == '-' || (*p >= '0' && *p <= '9'))
+            p = olog_fast_number(st, p, end, slot, is_name);
+        else
+            return NULL; /* nested value: cJSON */
+        if (!p)
+            return NULL;
+        p = olog_ws(p, end);
+        if (p < end && *p == ',') {
+            p = olog_ws(p + 1, end);
+            continue;
+        }
+        return p < end && *p == '}' ? p : NULL;
+    }
+}
+
+/* The id of the name s (span), interned if new; hint is tried first. */
+static int
+olog_fast_id(olog_t *lg, int bucket, olog_span_t s, int hint)
+{
+    char **names = bucket ? lg->bucket : lg->action;
+    size_t n = bucket ? lg->n_buckets : lg->n_actions;
+    int id = hint;
+    if (id < 0 || (size_t)id >= n || strncmp(names[id], s.s, s.n) != 0 ||
+        names[id][s.n])
+        id = olog_find_n(names, n, s.s, s.n);
+    if (id < 0) {
+        char *nm = bursar_strndup(s.s, s.n);
+        id = bucket ? olog_bucket_id(lg, nm) : olog_action_id(lg, nm);
+        free(nm);
+    }
+    return id;
+}
+
 static int
 olog_fast_row(olog_t *lg, const char *p, const char *end, long line)
 {
-    olog_span_t bucket = {NULL, 0}, model = {NULL, 0}, outcome = {NULL, 0};
-    double num[OLOG_F_N];
-    unsigned char seen[OLOG_F_N] = {0}, have_reward_key = 0;
-    int seen_bucket = 0, seen_model = 0;
+    olog_fast_t st;
+    memset(&st, 0, sizeof st);
     for (int k = 0; k < OLOG_F_N; k++)
-        num[k] = NAN;
+        st.num[k] = NAN;
     p = olog_ws(p, end);
     if (p >= end || *p != '{')
         return 0;
     p = olog_ws(p + 1, end);
     if (p < end && *p == '}')
         return 0; /* empty object: let cJSON's path name what is missing */
-    for (;;) {
-        olog_span_t key;
-        if (p >= end || *p != '"' || !(p = olog_fast_str(p, end, &key)))
-            return 0;
-        p = olog_ws(p, end);
-        if (p >= end || *p != ':')
-            return 0;
-        p = olog_ws(p + 1, end);
-        if (p >= end)
-            return 0;
-        int slot = -1;
-        for (int k = 0; k < OLOG_F_N; k++)
-            if (key.n == olog_fast_nums[k].klen &&
-                memcmp(key.s, olog_fast_nums[k].key, key.n) == 0)
-                slot = k;
-        int is_bucket = key.n == 6 && memcmp(key.s, "bucket", 6) == 0;
-        int is_model = key.n == 5 && memcmp(key.s, "model", 5) == 0;
-        if (slot == OLOG_F_REWARD)
-            have_reward_key = 1;
-        if (slot >= 0 && seen[slot])
-            slot = -2; /* a repeat: skip it */
-        if ((is_bucket && seen_bucket) || (is_model && seen_model))
-            is_bucket = is_model = 0;
-        char c = *p;
-        if (c == '"') {
-            olog_span_t v;
-            if (!(p = olog_fast_str(p, end, &v)) || slot >= 0)
-                return 0;
-            if (is_bucket || is_model) {
-                if (!v.n)
-                    return 0;
-                *(is_bucket ? &bucket : &model) = v;
-                *(is_bucket ? &seen_bucket : &seen_model) = 1;
-            }
-        } else if (c == 'n' || c == 't' || c == 'f') {
-            const char *lit = c == 'n' ? "null" : c == 't' ? "true" : "false";
-            size_t ln = strlen(lit);
-            if ((size_t)(end - p) < ln || memcmp(p, lit, ln) != 0 ||
-                ((is_bucket || is_model) && c == 'n') ||
-                (slot >= 0 && c != 'n'))
-                return 0; /* null bucket or model: cJSON path says so */
-            if (is_bucket || is_model)
-                return 0;
-            if (slot >= 0)
-                seen[slot] = 1; /* null: NaN */
-            p += ln;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            const char *q = p;
-            while (q < end &&
-                   (*q == '-' || *q == '+' || *q == '.' || *q == 'e' ||
-                    *q == 'E' || (*q >= '0' && *q <= '9')))
-                q++;
-            if (is_bucket || is_model)
-                return 0;
-            if (slot == OLOG_F_OUTCOME) {
-                /* read only when there is no reward key (at the end) */
-                outcome = (olog_span_t){p, (size_t)(q - p)};
-                seen[slot] = 1;
-            } else if (slot >= 0) {
-                double d;
-                if (olog_fast_num(p, q, &d) != 0 || !isfinite(d) ||
-                    d < olog_fast_nums[slot].lo || d > olog_fast_nums[slot].hi)
-                    return 0;
-                num[slot] = d;
-                seen[slot] = 1;
-            }
-            p = q;
-        } else {
-            return 0; /* nested value: cJSON */
-        }
-        p = olog_ws(p, end);
-        if (p < end && *p == ',') {
-            p = olog_ws(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}')
-            break;
+    p = olog_fast_members(&st, p, end);
+    if (!p || olog_ws(p + 1, end) != end || !st.seen_bucket || !st.seen_model)
         return 0;
-    }
-    if (olog_ws(p + 1, end) != end || !seen_bucket || !seen_model)
-        return 0;
-    if (!have_reward_key && outcome.s) {
+    if (!st.have_reward_key && st.outcome.s) {
         char *e;
-        double d = strtod(outcome.s, &e);
-        if (e != outcome.s + outcome.n || !isfinite(d) || d < 0 || d > 1)
+        double d = strtod(st.outcome.s, &e);
+        if (e != st.outcome.s + st.outcome.n || !isfinite(d) || d < 0 || d > 1)
             return 0;
-        num[OLOG_F_OUTCOME] = d;
+        st.num[OLOG_F_OUTCOME] = d;
     }
-    double reward = have_reward_key ? num[OLOG_F_REWARD] : num[OLOG_F_OUTCOME];
-    int b = lg->fast_bucket;
-    if (b < 0 || (size_t)b >= lg->n_buckets ||
-        strncmp(lg->bucket[b], bucket.s, bucket.n) != 0 ||
-        lg->bucket[b][bucket.n])
-        b = olog_find_n(lg->bucket, lg->n_buckets, bucket.s, bucket.n);
-    if (b < 0) {
-        char *nm = bursar_strndup(bucket.s, bucket.n);
-        b = olog_bucket_id(lg, nm);
-        free(nm);
-    }
-    int a = olog_find_n(lg->action, lg->n_actions, model.s, model.n);
-    if (a < 0) {
-        char *nm = bursar_strndup(model.s, model.n);
-        a = olog_action_id(lg, nm);
-        free(nm);
-    }
+    double reward =
+        st.have_reward_key ? st.num[OLOG_F_REWARD] : st.num[OLOG_F_OUTCOME];
+    int b = olog_fast_id(lg, 1, st.bucket, lg->fast_bucket);
+    int a = olog_fast_id(lg, 0, st.model, -1);
     lg->fast_bucket = b;
-    olog_add(lg, b, a, reward, num[OLOG_F_COST], num[OLOG_F_PROP],
-             num[OLOG_F_TIME], line);
+    olog_add(lg, b, a, reward, st.num[OLOG_F_COST], st.num[OLOG_F_PROP],
+             st.num[OLOG_F_TIME], line);
     return 1;
 }
 

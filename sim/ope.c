@@ -492,6 +492,20 @@ ope_interval(double *v, size_t n, double *lo, double *hi)
     *hi = gsl_stats_quantile_from_sorted_data(v, 1, k, 0.975);
 }
 
+/* A Mersenne Twister seeded with seed. gsl_rng_alloc fails only for want
+ * of memory (GSL's error handler is off), which aborts as in base.h. */
+static gsl_rng *
+ope_rng_new(unsigned long seed)
+{
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!r) {
+        fputs("bursar: out of memory allocating a gsl_rng\n", stderr);
+        abort();
+    }
+    gsl_rng_set(r, seed);
+    return r;
+}
+
 static void
 ope_bootstrap(const ope_rows_t *u, const double *pi, size_t nb, size_t na,
               const ope_config_t *cfg, int has_cost, ope_result_t *out)
@@ -499,8 +513,7 @@ ope_bootstrap(const ope_rows_t *u, const double *pi, size_t nb, size_t na,
     size_t B = cfg->boot, cells = nb * na;
     if (!B)
         return;
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(rng, cfg->seed * 7919u + 17u);
+    gsl_rng *rng = ope_rng_new(cfg->seed * 7919u + 17u);
     double *bq = bursar_malloc(OPE_N * B * sizeof(double));
     double *bc = bursar_malloc(OPE_N * B * sizeof(double));
     ope_sums_t s;
@@ -590,22 +603,19 @@ ope_replay_learning(const olog_t *lg, const ope_target_t *t,
     return rc;
 }
 
-int
-ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
-             ope_result_t *out, serr_t *e)
+/* The rows behind the estimates (outcome present, propensity > 0) into u,
+ * the others counted in out; returns the smallest propensity used. */
+static double
+ope_rows_collect(const olog_t *lg, ope_rows_t *u, ope_result_t *out)
 {
-    memset(out, 0, sizeof *out);
-    double *pi = NULL;
-    size_t nb = lg->n_buckets, na = lg->n_actions, cells = nb * na;
-    out->n_rows = lg->n_rows;
-    ope_rows_t u;
-    memset(&u, 0, sizeof u);
-    u.cell = bursar_malloc((lg->n_rows + 1) * sizeof(size_t));
-    u.src = bursar_malloc((lg->n_rows + 1) * sizeof(size_t));
-    u.w = bursar_malloc((lg->n_rows + 1) * sizeof(double));
-    u.r = bursar_malloc((lg->n_rows + 1) * sizeof(double));
-    u.c = bursar_malloc((lg->n_rows + 1) * sizeof(double));
-    u.acc = bursar_calloc(lg->n_rows + 1, 1);
+    size_t na = lg->n_actions, cap = lg->n_rows + 1;
+    memset(u, 0, sizeof *u);
+    u->cell = bursar_malloc(cap * sizeof(size_t));
+    u->src = bursar_malloc(cap * sizeof(size_t));
+    u->w = bursar_malloc(cap * sizeof(double));
+    u->r = bursar_malloc(cap * sizeof(double));
+    u->c = bursar_malloc(cap * sizeof(double));
+    u->acc = bursar_calloc(cap, 1);
     double p_min = INFINITY;
     for (size_t i = 0; i < lg->n_rows; i++) {
         double p = lg->prop[i];
@@ -621,19 +631,34 @@ ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
             out->n_zero_prop++;
             continue;
         }
-        size_t k = u.n++;
-        u.src[k] = i;
-        u.cell[k] = (size_t)lg->row_bucket[i] * na + (size_t)lg->row_action[i];
-        u.r[k] = lg->reward[i];
-        u.c[k] = isfinite(lg->cost[i]) ? lg->cost[i] : 0.0;
+        size_t k = u->n++;
+        u->src[k] = i;
+        u->cell[k] = (size_t)lg->row_bucket[i] * na + (size_t)lg->row_action[i];
+        u->r[k] = lg->reward[i];
+        u->c[k] = isfinite(lg->cost[i]) ? lg->cost[i] : 0.0;
         if (!isfinite(lg->cost[i]))
             out->n_no_cost++;
         if (p < p_min)
             p_min = p;
     }
-    out->n_used = u.n;
-    out->p_min = p_min;
-    int has_cost = out->n_no_cost < u.n;
+    return p_min;
+}
+
+static void
+ope_rows_free(ope_rows_t *u)
+{
+    free(u->cell);
+    free(u->src);
+    free(u->w);
+    free(u->r);
+    free(u->c);
+    free(u->acc);
+}
+
+/* The warnings about rows left out or counted at 0 USD. */
+static void
+ope_warn_rows(ope_result_t *out, int has_cost)
+{
     if (out->n_no_reward)
         ope_warn(out,
                  "%zu rows without an outcome (pending or expired) "
@@ -652,55 +677,88 @@ ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
     if (has_cost && out->n_no_cost)
         ope_warn(out, "%zu rows without a cost counted at 0 USD",
                  out->n_no_cost);
-    int rc = 0;
-    if (!u.n) {
-        rc = serr_set(e, SERR_EMPTY,
-                      "no row with both an outcome and a propensity > 0");
-        goto done;
-    }
+}
 
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(rng, cfg->seed);
-    if (t->learning) {
-        rc = ope_replay_learning(lg, t, cfg, &u, rng, p_min, e);
-        for (size_t i = 0; i < u.n; i++)
-            u.w[i] = 0;
-    } else {
-        pi = ope_target_pi(lg, t, cfg, out);
-        for (size_t i = 0; i < u.n; i++) {
-            size_t k = u.cell[i];
-            u.w[i] = pi[k] / lg->prop[u.src[i]];
-            /* the target's draw for this row, then the rejection step */
-            double x = gsl_rng_uniform(rng), acc = 0;
-            size_t b0 = k - k % na, a = 0;
-            for (a = 0; a < na; a++) {
-                acc += pi[b0 + a];
-                if (x < acc)
-                    break;
-            }
-            u.acc[i] = b0 + a == k &&
-                       gsl_rng_uniform(rng) < p_min / lg->prop[u.src[i]];
+/* A static target's weights w_i = pi / p_i, and the replay's accept step
+ * for each row: the target's draw, then the rejection step (ope.h). */
+static void
+ope_weigh_static(const olog_t *lg, const double *pi, ope_rows_t *u,
+                 gsl_rng *rng, double p_min)
+{
+    size_t na = lg->n_actions;
+    for (size_t i = 0; i < u->n; i++) {
+        size_t k = u->cell[i];
+        u->w[i] = pi[k] / lg->prop[u->src[i]];
+        double x = gsl_rng_uniform(rng), acc = 0;
+        size_t b0 = k - k % na, a = 0;
+        for (a = 0; a < na; a++) {
+            acc += pi[b0 + a];
+            if (x < acc)
+                break;
         }
+        u->acc[i] =
+            b0 + a == k && gsl_rng_uniform(rng) < p_min / lg->prop[u->src[i]];
+    }
+}
+
+/* Weights and accepted rows of the target: *pi receives a static target's
+ * distribution (NULL for a learning one, whose weights are 0). */
+static int
+ope_weigh(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
+          ope_rows_t *u, double p_min, double **pi, ope_result_t *out,
+          serr_t *e)
+{
+    int rc = 0;
+    gsl_rng *rng = ope_rng_new(cfg->seed);
+    if (t->learning) {
+        rc = ope_replay_learning(lg, t, cfg, u, rng, p_min, e);
+        for (size_t i = 0; i < u->n; i++)
+            u->w[i] = 0;
+    } else {
+        *pi = ope_target_pi(lg, t, cfg, out);
+        ope_weigh_static(lg, *pi, u, rng, p_min);
     }
     gsl_rng_free(rng);
-    if (rc)
-        goto done;
+    return rc;
+}
 
+/* Kish's ESS on weights scaled by the largest, maxw, so that extreme
+ * weights (propensities near 0) cannot overflow the sum of squares. */
+static double
+ope_ess(const ope_rows_t *u, double maxw)
+{
+    if (!(maxw > 0))
+        return 0.0;
+    double a = 0, b = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        double x = u->w[i] / maxw;
+        a += x;
+        b += x * x;
+    }
+    return b > 0 ? a * a / b : 0.0;
+}
+
+/* The point estimates and ESS from all rows; *maxi receives the row of the
+ * largest weight. */
+static void
+ope_point(const olog_t *lg, const ope_target_t *t, const ope_rows_t *u,
+          const double *pi, int has_cost, ope_result_t *out, size_t *maxi)
+{
+    size_t nb = lg->n_buckets, na = lg->n_actions;
     ope_sums_t s;
-    ope_sums_alloc(&s, cells);
+    ope_sums_alloc(&s, nb * na);
     double maxw = 0;
-    size_t maxi = 0;
-    for (size_t i = 0; i < u.n; i++) {
-        ope_sums_add(&s, &u, i, 1.0);
-        if (u.w[i] > maxw) {
-            maxw = u.w[i];
-            maxi = i;
+    *maxi = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        ope_sums_add(&s, u, i, 1.0);
+        if (u->w[i] > maxw) {
+            maxw = u->w[i];
+            *maxi = i;
         }
     }
     out->n_accepted = (size_t)s.z;
     double q[OPE_N], c[OPE_N];
-    double *pi_used = pi ? pi : bursar_calloc(cells + 1, sizeof(double));
-    ope_from_sums(&s, pi_used, nb, na, q, c, &out->unsupported);
+    ope_from_sums(&s, pi, nb, na, q, c, &out->unsupported);
     for (int k = 0; k < OPE_N; k++) {
         ope_est_t *es = &out->est[k];
         es->valid = !t->learning || k == OPE_REPLAY;
@@ -708,49 +766,54 @@ ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
         es->c = has_cost ? c[k] : NAN;
         es->q_lo = es->q_hi = es->c_lo = es->c_hi = NAN;
     }
-    /* Kish's ESS on weights scaled by the largest, so that extreme
-     * weights (propensities near 0) cannot overflow the sum of squares. */
-    double ess = 0.0;
-    if (maxw > 0) {
-        double a = 0, b = 0;
-        for (size_t i = 0; i < u.n; i++) {
-            double x = u.w[i] / maxw;
-            a += x;
-            b += x * x;
-        }
-        ess = b > 0 ? a * a / b : 0.0;
-    }
+    double ess = ope_ess(u, maxw);
     out->est[OPE_IPS].ess = out->est[OPE_SNIPS].ess = out->est[OPE_DR].ess =
         ess;
-    out->est[OPE_DM].ess = (double)u.n;
+    out->est[OPE_DM].ess = (double)u->n;
     out->est[OPE_REPLAY].ess = s.z;
-    if (!t->learning) {
-        out->max_share = s.sw > 0 ? maxw / s.sw : 0;
-        out->max_share_line = lg->line[u.src[maxi]];
-        if (out->max_share > cfg->dominate_share)
-            ope_warn(out,
-                     "%s: one row dominates: line %ld (propensity %.3g) "
-                     "holds %.1f%% of the total weight; IPS, SNIPS and DR rest "
-                     "on a few rows",
-                     t->name, out->max_share_line, lg->prop[u.src[maxi]],
-                     100 * out->max_share);
-        if (ess < 0.1 * (double)u.n)
-            ope_warn(out,
-                     "%s: effective sample size %.1f is %.1f%% of the "
-                     "%zu rows (smallest propensity %.3g)",
-                     t->name, ess, 100 * ess / (double)u.n, u.n, p_min);
-        if (out->unsupported > 1e-12)
-            ope_warn(out,
-                     "%s: %.1f%% of the target's choices fall on "
-                     "(bucket, action) pairs the log never holds: IPS, SNIPS "
-                     "and DR count nothing there, DM uses the bucket's mean",
-                     t->name, 100 * out->unsupported);
-    }
-    if (out->n_accepted < u.n)
+    out->max_share = !t->learning && s.sw > 0 ? maxw / s.sw : 0;
+    free(s.n);
+}
+
+/* The warnings about the weights of a static target: one row dominating,
+ * a small ESS, mass where the log has nothing. */
+static void
+ope_warn_weights(const olog_t *lg, const ope_target_t *t, const ope_rows_t *u,
+                 size_t maxi, double p_min, const ope_config_t *cfg,
+                 ope_result_t *out)
+{
+    double ess = out->est[OPE_IPS].ess;
+    out->max_share_line = lg->line[u->src[maxi]];
+    if (out->max_share > cfg->dominate_share)
+        ope_warn(out,
+                 "%s: one row dominates: line %ld (propensity %.3g) "
+                 "holds %.1f%% of the total weight; IPS, SNIPS and DR rest "
+                 "on a few rows",
+                 t->name, out->max_share_line, lg->prop[u->src[maxi]],
+                 100 * out->max_share);
+    if (ess < 0.1 * (double)u->n)
+        ope_warn(out,
+                 "%s: effective sample size %.1f is %.1f%% of the "
+                 "%zu rows (smallest propensity %.3g)",
+                 t->name, ess, 100 * ess / (double)u->n, u->n, p_min);
+    if (out->unsupported > 1e-12)
+        ope_warn(out,
+                 "%s: %.1f%% of the target's choices fall on "
+                 "(bucket, action) pairs the log never holds: IPS, SNIPS "
+                 "and DR count nothing there, DM uses the bucket's mean",
+                 t->name, 100 * out->unsupported);
+}
+
+/* The warnings about the replay's accepted rows. */
+static void
+ope_warn_replay(const ope_target_t *t, size_t n, double p_min,
+                ope_result_t *out)
+{
+    if (out->n_accepted < n)
         ope_warn(out,
                  "%s: replay accepted %zu of %zu rows (matching choice, "
                  "kept with probability p_min/p, p_min = %.3g)%s",
-                 t->name, out->n_accepted, u.n, p_min,
+                 t->name, out->n_accepted, n, p_min,
                  t->learning ? ": the policy learned from those rows only"
                              : "");
     if (out->n_accepted < 30)
@@ -758,22 +821,46 @@ ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
                  "%s: replay rests on %zu rows: its estimate and "
                  "interval mean little",
                  t->name, out->n_accepted);
-    ope_bootstrap(&u, pi_used, nb, na, cfg, has_cost, out);
+}
+
+int
+ope_evaluate(const olog_t *lg, const ope_target_t *t, const ope_config_t *cfg,
+             ope_result_t *out, serr_t *e)
+{
+    memset(out, 0, sizeof *out);
+    size_t nb = lg->n_buckets, na = lg->n_actions, maxi;
+    out->n_rows = lg->n_rows;
+    ope_rows_t u;
+    double p_min = ope_rows_collect(lg, &u, out), *pi = NULL;
+    out->n_used = u.n;
+    out->p_min = p_min;
+    int has_cost = out->n_no_cost < u.n, rc = 0;
+    ope_warn_rows(out, has_cost);
+    if (!u.n)
+        rc = serr_set(e, SERR_EMPTY,
+                      "no row with both an outcome and a propensity > 0");
+    if (!rc)
+        rc = ope_weigh(lg, t, cfg, &u, p_min, &pi, out, e);
+    if (rc) {
+        free(pi);
+        ope_rows_free(&u);
+        return rc;
+    }
+    /* a learning target has no distribution: its DM and DR are not
+     * reported, and a zero one keeps their sums defined */
+    if (!pi)
+        pi = bursar_calloc(nb * na + 1, sizeof(double));
+    ope_point(lg, t, &u, pi, has_cost, out, &maxi);
+    if (!t->learning)
+        ope_warn_weights(lg, t, &u, maxi, p_min, cfg, out);
+    ope_warn_replay(t, u.n, p_min, out);
+    ope_bootstrap(&u, pi, nb, na, cfg, has_cost, out);
     if (t->learning)
         for (int k = 0; k < OPE_N; k++)
             if (k != OPE_REPLAY)
                 out->est[k].q_lo = out->est[k].q_hi = out->est[k].c_lo =
                     out->est[k].c_hi = NAN;
-    if (pi_used != pi)
-        free(pi_used);
-    free(s.n);
-done:
     free(pi);
-    free(u.cell);
-    free(u.src);
-    free(u.w);
-    free(u.r);
-    free(u.c);
-    free(u.acc);
+    ope_rows_free(&u);
     return rc;
 }

@@ -190,22 +190,43 @@ plot_moving(const double *x, const double *running, size_t n, size_t w,
 
 /* --------------------------------------------------------------- SVG */
 
-void
-plot_svg(const report_t *rep, FILE *f)
+/* Panel geometry, pixels: three panels of PLOT_PW x PLOT_PH, PLOT_GAP
+ * apart, from PLOT_LEFT and PLOT_TOP. */
+#define PLOT_PW   400.0
+#define PLOT_PH   360.0
+#define PLOT_TOP  50.0
+#define PLOT_LEFT 80.0
+#define PLOT_GAP  110.0
+
+/* Panel k (0, 1 or 2) of the row, data range [0, 1] x [0, 1]. */
+static plot_panel_t
+plot_panel_at(svg_t *s, int k)
 {
-    const dataset_t *ds = rep->ds;
-    svg_t s;
-    const double pw = 400, ph = 360, top = 50;
+    plot_panel_t p = {.s = s,
+                      .px = PLOT_LEFT + k * (PLOT_PW + PLOT_GAP),
+                      .py = PLOT_TOP,
+                      .pw = PLOT_PW,
+                      .ph = PLOT_PH,
+                      .x1 = 1,
+                      .y1 = 1};
+    return p;
+}
+
+/* The legend column right of the panels; sets the document's size. */
+static void
+plot_svg_legend(const report_t *rep, svg_t *s, FILE *f)
+{
     /* the legend column: wide enough for the longest name */
     size_t longest = 20;
     for (size_t i = 0; i < rep->n_pol; i++)
         if (strlen(rep->pol[i].name) > longest)
             longest = strlen(rep->pol[i].name);
-    double legend_x = 80 + 3 * (pw + 110) - 60;
+    double legend_x = PLOT_LEFT + 3 * (PLOT_PW + PLOT_GAP) - 60;
     double W = legend_x + 40 + 6.5 * (double)longest;
-    double H = fmax(480, top + 30 + 15.0 * (double)(rep->n_pol + 6));
-    svg_begin(&s, f, W, H);
-    plot_panel_t lg = {&s, legend_x, top, 0, 0, 0, 1, 0, 1, 0, 0};
+    double H = fmax(480, PLOT_TOP + 30 + 15.0 * (double)(rep->n_pol + 6));
+    svg_begin(s, f, W, H);
+    plot_panel_t lg = {
+        .s = s, .px = legend_x, .py = PLOT_TOP, .x1 = 1, .y1 = 1};
     for (size_t i = 0; i < rep->n_pol; i++)
         plot_legend(&lg, plot_color(i), NULL, 0, rep->pol[i].name);
     plot_legend(&lg, "black", "6,4", 0, "best static (LP, frontier)");
@@ -214,10 +235,15 @@ plot_svg(const report_t *rep, FILE *f)
         plot_legend(&lg, "#999", "3,3", 0, "budget per request");
     plot_legend(&lg, "#bbb", NULL, 1, "single models");
     plot_legend(&lg, "gold", NULL, 1, "oracle");
+}
 
-    /* panel 1: running quality */
-    plot_panel_t a = {&s, 80, top, pw, ph, 0, 1, 0, 1, 0, 0};
-    double xmax = 1, qmin = 1, qmax = 0, cmax = 0;
+/* The ranges of the learning curves: the last request, the quality range
+ * and the largest cost (running means and moving averages). */
+static void
+plot_curve_ranges(const report_t *rep, double *xmax, double *qmin, double *qmax,
+                  double *cmax)
+{
+    *xmax = 1, *qmin = 1, *qmax = 0, *cmax = 0;
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
         size_t w = p->n_curve / 20 ? p->n_curve / 20 : 1;
@@ -226,18 +252,45 @@ plot_svg(const report_t *rep, FILE *f)
         plot_moving(p->curve_x, p->curve_q, p->n_curve, w, mq);
         plot_moving(p->curve_x, p->curve_c, p->n_curve, w, mc);
         for (size_t j = 0; j < p->n_curve; j++) {
-            if (p->curve_x[j] > xmax)
-                xmax = p->curve_x[j];
+            if (p->curve_x[j] > *xmax)
+                *xmax = p->curve_x[j];
             /* the first points are noisy: let them leave the frame */
             if (j < p->n_curve / 20)
                 continue;
-            qmin = fmin(qmin, fmin(p->curve_q[j], mq[j]));
-            qmax = fmax(qmax, fmax(p->curve_q[j], mq[j]));
-            cmax = fmax(cmax, fmax(p->curve_c[j], mc[j]));
+            *qmin = fmin(*qmin, fmin(p->curve_q[j], mq[j]));
+            *qmax = fmax(*qmax, fmax(p->curve_q[j], mq[j]));
+            *cmax = fmax(*cmax, fmax(p->curve_c[j], mc[j]));
         }
         free(mq);
         free(mc);
     }
+}
+
+/* Each policy's learning curve of quality (cost = 0) or cost: the running
+ * mean bold, the moving average over the last 5% faint. */
+static void
+plot_curves(plot_panel_t *p, const report_t *rep, int cost)
+{
+    for (size_t i = 0; i < rep->n_pol; i++) {
+        const report_policy_t *pol = &rep->pol[i];
+        const double *y = cost ? pol->curve_c : pol->curve_q;
+        double *mv = bursar_malloc((pol->n_curve + 1) * sizeof(double));
+        plot_moving(pol->curve_x, y, pol->n_curve,
+                    pol->n_curve / 20 ? pol->n_curve / 20 : 1, mv);
+        plot_series_a(p, pol->curve_x, mv, pol->n_curve, plot_color(i), 1, NULL,
+                      0.45);
+        free(mv);
+        plot_series(p, pol->curve_x, y, pol->n_curve, plot_color(i), 2, NULL);
+    }
+}
+
+/* Panels 1 and 2: running quality and running cost per request. */
+static void
+plot_svg_learning(const report_t *rep, svg_t *s)
+{
+    double xmax, qmin, qmax, cmax;
+    plot_curve_ranges(rep, &xmax, &qmin, &qmax, &cmax);
+    plot_panel_t a = plot_panel_at(s, 0);
     if (rep->oracle_q > qmax)
         qmax = rep->oracle_q;
     if (rep->static_q > qmax)
@@ -255,20 +308,10 @@ plot_svg(const report_t *rep, FILE *f)
                "mean quality (bold: running, faint: last 5%)");
     plot_hline(&a, rep->static_q, "black", "6,4");
     plot_hline(&a, rep->oracle_q, "#888", "2,3");
-    for (size_t i = 0; i < rep->n_pol; i++) {
-        const report_policy_t *p = &rep->pol[i];
-        double *mv = bursar_malloc((p->n_curve + 1) * sizeof(double));
-        plot_moving(p->curve_x, p->curve_q, p->n_curve,
-                    p->n_curve / 20 ? p->n_curve / 20 : 1, mv);
-        plot_series_a(&a, p->curve_x, mv, p->n_curve, plot_color(i), 1, NULL,
-                      0.45);
-        free(mv);
-        plot_series(&a, p->curve_x, p->curve_q, p->n_curve, plot_color(i), 2,
-                    NULL);
-    }
+    plot_curves(&a, rep, 0);
 
-    /* panel 2: running cost */
-    plot_panel_t b = {&s, 80 + pw + 110, top, pw, ph, 0, xmax, 0, 1, 0, 0};
+    plot_panel_t b = plot_panel_at(s, 1);
+    b.x1 = xmax;
     if (rep->budget > cmax)
         cmax = rep->budget;
     b.y1 = cmax > 0 ? cmax * 1.15 : 1.0;
@@ -276,75 +319,91 @@ plot_svg(const report_t *rep, FILE *f)
                "cost per request, USD (bold: running, faint: last 5%)");
     if (rep->budget > 0)
         plot_hline(&b, rep->budget, "#999", "3,3");
-    for (size_t i = 0; i < rep->n_pol; i++) {
-        const report_policy_t *p = &rep->pol[i];
-        double *mv = bursar_malloc((p->n_curve + 1) * sizeof(double));
-        plot_moving(p->curve_x, p->curve_c, p->n_curve,
-                    p->n_curve / 20 ? p->n_curve / 20 : 1, mv);
-        plot_series_a(&b, p->curve_x, mv, p->n_curve, plot_color(i), 1, NULL,
-                      0.45);
-        free(mv);
-        plot_series(&b, p->curve_x, p->curve_c, p->n_curve, plot_color(i), 2,
-                    NULL);
-    }
+    plot_curves(&b, rep, 1);
+}
 
-    /* panel 3: frontier */
-    plot_panel_t c = {&s, 80 + 2 * (pw + 110), top, pw, ph, 1, 1, 0, 1, 1, 0};
+/* Widens [*lo, *hi] (positive costs) and [*ylo, *yhi] to hold (cx, qy). */
+static void
+plot_see(double cx, double qy, double *lo, double *hi, double *ylo, double *yhi)
+{
+    if (cx > 0 && cx < *lo)
+        *lo = cx;
+    if (cx > *hi)
+        *hi = cx;
+    if (qy < *ylo)
+        *ylo = qy;
+    if (qy > *yhi)
+        *yhi = qy;
+}
+
+/* The frontier panel's ranges: every model, the oracle, every policy. */
+static void
+plot_frontier_range(const report_t *rep, plot_panel_t *c)
+{
+    const dataset_t *ds = rep->ds;
     double lo = INFINITY, hi = 0, ylo = 1, yhi = 0;
-#define PLOT_SEE(cx, qy)                                                       \
-    do {                                                                       \
-        if ((cx) > 0 && (cx) < lo)                                             \
-            lo = (cx);                                                         \
-        if ((cx) > hi)                                                         \
-            hi = (cx);                                                         \
-        if ((qy) < ylo)                                                        \
-            ylo = (qy);                                                        \
-        if ((qy) > yhi)                                                        \
-            yhi = (qy);                                                        \
-    } while (0)
     for (size_t m = 0; m < ds->n_models; m++)
         if (ds->model_n[m])
-            PLOT_SEE(ds->model_cost[m], ds->model_quality[m]);
-    PLOT_SEE(rep->oracle_c, rep->oracle_q);
+            plot_see(ds->model_cost[m], ds->model_quality[m], &lo, &hi, &ylo,
+                     &yhi);
+    plot_see(rep->oracle_c, rep->oracle_q, &lo, &hi, &ylo, &yhi);
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
-        PLOT_SEE(p->c_mean, p->q_mean);
+        plot_see(p->c_mean, p->q_mean, &lo, &hi, &ylo, &yhi);
         for (size_t j = 0; j < p->n_front; j++)
-            PLOT_SEE(p->front_c[j], p->front_q[j]);
+            plot_see(p->front_c[j], p->front_q[j], &lo, &hi, &ylo, &yhi);
     }
-#undef PLOT_SEE
     if (!(lo < hi))
         lo = hi > 0 ? hi / 10 : 1e-4, hi = hi > 0 ? hi : 1e-3;
-    c.x0 = lo / 1.6;
-    c.x1 = hi * 1.6;
-    c.y0 = fmax(0.0, ylo - 0.05);
-    c.y1 = fmin(1.0, yhi + 0.05);
-    if (c.y1 <= c.y0)
-        c.y1 = c.y0 + 0.1;
+    c->x0 = lo / 1.6;
+    c->x1 = hi * 1.6;
+    c->y0 = fmax(0.0, ylo - 0.05);
+    c->y1 = fmin(1.0, yhi + 0.05);
+    if (c->y1 <= c->y0)
+        c->y1 = c->y0 + 0.1;
+}
+
+/* The points of the frontier panel: single models and the oracle. */
+static void
+plot_frontier_points(const report_t *rep, plot_panel_t *c)
+{
+    const dataset_t *ds = rep->ds;
+    svg_t *s = c->s;
+    for (size_t m = 0; m < ds->n_models; m++) {
+        if (!ds->model_n[m] || !(ds->model_cost[m] > 0))
+            continue;
+        double x = plot_px(c, ds->model_cost[m]);
+        double y = plot_py(c, ds->model_quality[m]);
+        svg_circle(s, x, y, 3.5, "#bbb", "#555");
+        const char *nm = strrchr(ds->model[m], '/');
+        svg_text(s, x + 5, y - 4, 9, "start", "#666", 0,
+                 nm ? nm + 1 : ds->model[m]);
+    }
+    if (rep->oracle_c > 0) {
+        svg_circle(s, plot_px(c, rep->oracle_c), plot_py(c, rep->oracle_q), 5,
+                   "gold", "#222");
+        svg_text(s, plot_px(c, rep->oracle_c) + 7,
+                 plot_py(c, rep->oracle_q) + 4, 10, "start", "#222", 0,
+                 "oracle");
+    }
+}
+
+/* Panel 3: quality against cost per request. */
+static void
+plot_svg_frontier(const report_t *rep, svg_t *s)
+{
+    plot_panel_t c = plot_panel_at(s, 2);
+    c.logx = 1;
+    c.x0 = 1;
+    plot_frontier_range(rep, &c);
     plot_frame(&c, "Frontier: quality vs cost", "cost per request (USD, log)",
                "quality");
     if (rep->n_sf)
         plot_series(&c, rep->sf_c, rep->sf_q, rep->n_sf, "black", 1.5, "6,4");
     if (rep->budget > 0 && rep->budget >= c.x0 && rep->budget <= c.x1)
-        svg_line(&s, plot_px(&c, rep->budget), c.py, plot_px(&c, rep->budget),
+        svg_line(s, plot_px(&c, rep->budget), c.py, plot_px(&c, rep->budget),
                  c.py + c.ph, "#999", 1, "3,3");
-    for (size_t m = 0; m < ds->n_models; m++) {
-        if (!ds->model_n[m] || !(ds->model_cost[m] > 0))
-            continue;
-        double x = plot_px(&c, ds->model_cost[m]);
-        double y = plot_py(&c, ds->model_quality[m]);
-        svg_circle(&s, x, y, 3.5, "#bbb", "#555");
-        const char *nm = strrchr(ds->model[m], '/');
-        svg_text(&s, x + 5, y - 4, 9, "start", "#666", 0,
-                 nm ? nm + 1 : ds->model[m]);
-    }
-    if (rep->oracle_c > 0) {
-        svg_circle(&s, plot_px(&c, rep->oracle_c), plot_py(&c, rep->oracle_q),
-                   5, "gold", "#222");
-        svg_text(&s, plot_px(&c, rep->oracle_c) + 7,
-                 plot_py(&c, rep->oracle_q) + 4, 10, "start", "#222", 0,
-                 "oracle");
-    }
+    plot_frontier_points(rep, &c);
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
         if (p->n_front) {
@@ -352,14 +411,23 @@ plot_svg(const report_t *rep, FILE *f)
                         2, NULL);
             for (size_t j = 0; j < p->n_front; j++)
                 if (p->front_c[j] > 0)
-                    svg_circle(&s, plot_px(&c, p->front_c[j]),
+                    svg_circle(s, plot_px(&c, p->front_c[j]),
                                plot_py(&c, p->front_q[j]), 2.5, plot_color(i),
                                NULL);
         }
         if (p->c_mean > 0)
-            svg_circle(&s, plot_px(&c, p->c_mean), plot_py(&c, p->q_mean), 5,
+            svg_circle(s, plot_px(&c, p->c_mean), plot_py(&c, p->q_mean), 5,
                        plot_color(i), "#222");
     }
+}
+
+void
+plot_svg(const report_t *rep, FILE *f)
+{
+    svg_t s;
+    plot_svg_legend(rep, &s, f);
+    plot_svg_learning(rep, &s);
+    plot_svg_frontier(rep, &s);
     svg_end(&s);
 }
 

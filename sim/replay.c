@@ -203,7 +203,7 @@ replay_defs(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
         d->n_arms = n;
         d->arms = arms + first;
         d->half_life_s = cfg->half_life_s;
-        d->latency_slo_ms = ds->bucket_slo_ms && ds->bucket_slo_ms[b] > 0
+        d->latency_slo_ms = b < ds->n_bucket_slo && ds->bucket_slo_ms[b] > 0
                                 ? ds->bucket_slo_ms[b]
                                 : cfg->latency_slo_ms;
         d->static_p = static_p ? sp + first : NULL;
@@ -440,6 +440,8 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
     /* a stream of its own for the orders, so that every policy sees the
      * same orders for the same seed whatever it draws */
     gsl_rng *order_rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!order_rng)
+        abort(); /* out of memory, as bursar_malloc */
     gsl_rng_set(order_rng, cfg->seed * 2654435761UL + 97UL);
     int shuffle = cfg->shuffle < 0 ? !ds->ordered : cfg->shuffle;
     size_t *perm = bursar_malloc(nr * sizeof(size_t));

@@ -174,8 +174,9 @@ report_top_shares(const report_t *rep, const double *share, char *buf,
     free(used);
 }
 
-void
-report_table(const report_t *rep, FILE *f)
+/* The source, the size of the run and its parameters. */
+static void
+report_table_head(const report_t *rep, FILE *f)
 {
     const dataset_t *ds = rep->ds;
     fprintf(f, "bursar-sim: %s\n", rep->source);
@@ -194,11 +195,13 @@ report_table(const report_t *rep, FILE *f)
     if (rep->explore_floor > 0.0)
         fprintf(f, ", exploration floor %g", rep->explore_floor);
     fprintf(f, "\n\n");
+}
 
-    int w = 22;
-    for (size_t i = 0; i < rep->n_pol; i++)
-        if ((int)strlen(rep->pol[i].name) > w)
-            w = (int)strlen(rep->pol[i].name);
+/* One line per policy, then the references (best static, oracle); w is
+ * the width of the name column. */
+static void
+report_table_policies(const report_t *rep, int w, FILE *f)
+{
     fprintf(f, "%-*s %8s %7s %8s %12s %9s %9s\n", w, "policy", "quality", "sd",
             "/static", "USD/request", "/budget", "max/bud");
     for (size_t i = 0; i < rep->n_pol; i++) {
@@ -218,7 +221,14 @@ report_table(const report_t *rep, FILE *f)
             rep->oracle_q, "",
             rep->static_q > 0 ? rep->oracle_q / rep->static_q : 0.0,
             rep->oracle_c);
+}
 
+/* Every single model, then each policy's share of traffic per model and
+ * what went wrong in its runs. */
+static void
+report_table_models(const report_t *rep, int w, FILE *f)
+{
+    const dataset_t *ds = rep->ds;
     fprintf(f, "\n%-38s %8s %12s %8s\n", "single model", "quality",
             "USD/request", "rows");
     for (size_t m = 0; m < ds->n_models; m++)
@@ -239,37 +249,53 @@ report_table(const report_t *rep, FILE *f)
                     "errors, %.0f failed\n",
                     w, p->name, p->unaffordable, p->provider_errors, p->failed);
     }
+}
 
-    int any_front = 0;
+/* The budget sweep, when there is one: per budget the best static quality
+ * and each swept policy's quality and cost. */
+static void
+report_table_frontier(const report_t *rep, FILE *f)
+{
+    const report_policy_t *first = NULL;
+    for (size_t i = 0; i < rep->n_pol && !first; i++)
+        if (rep->pol[i].n_front)
+            first = &rep->pol[i];
+    if (!first)
+        return;
+    fprintf(f, "\nfrontier (quality at USD/request, per budget)\n");
+    fprintf(f, "%12s %8s", "budget", "static");
     for (size_t i = 0; i < rep->n_pol; i++)
-        any_front |= rep->pol[i].n_front > 0;
-    if (any_front) {
-        fprintf(f, "\nfrontier (quality at USD/request, per budget)\n");
-        fprintf(f, "%12s %8s", "budget", "static");
-        for (size_t i = 0; i < rep->n_pol; i++)
-            if (rep->pol[i].n_front)
-                fprintf(f, " %22s", rep->pol[i].name);
-        fprintf(f, "\n");
-        const report_policy_t *first = NULL;
-        for (size_t i = 0; i < rep->n_pol && !first; i++)
-            if (rep->pol[i].n_front)
-                first = &rep->pol[i];
-        for (size_t j = 0; j < first->n_front; j++) {
-            double sq = 0.0;
-            replay_best_static(ds, first->front_budget[j], &sq, NULL, NULL);
-            fprintf(f, "%12.6f %8.4f", first->front_budget[j], sq);
-            for (size_t i = 0; i < rep->n_pol; i++) {
-                const report_policy_t *p = &rep->pol[i];
-                if (p->n_front > j) {
-                    char cell[64];
-                    snprintf(cell, sizeof cell, "%.4f at %.6f", p->front_q[j],
-                             p->front_c[j]);
-                    fprintf(f, " %22s", cell);
-                }
+        if (rep->pol[i].n_front)
+            fprintf(f, " %22s", rep->pol[i].name);
+    fprintf(f, "\n");
+    for (size_t j = 0; j < first->n_front; j++) {
+        double sq = 0.0;
+        replay_best_static(rep->ds, first->front_budget[j], &sq, NULL, NULL);
+        fprintf(f, "%12.6f %8.4f", first->front_budget[j], sq);
+        for (size_t i = 0; i < rep->n_pol; i++) {
+            const report_policy_t *p = &rep->pol[i];
+            if (p->n_front > j) {
+                char cell[64];
+                snprintf(cell, sizeof cell, "%.4f at %.6f", p->front_q[j],
+                         p->front_c[j]);
+                fprintf(f, " %22s", cell);
             }
-            fprintf(f, "\n");
         }
+        fprintf(f, "\n");
     }
+}
+
+void
+report_table(const report_t *rep, FILE *f)
+{
+    int w = 22;
+    for (size_t i = 0; i < rep->n_pol; i++)
+        if ((int)strlen(rep->pol[i].name) > w)
+            w = (int)strlen(rep->pol[i].name);
+    report_table_head(rep, f);
+    report_table_policies(rep, w, f);
+    report_table_models(rep, w, f);
+    report_table_frontier(rep, f);
 }
 
 /* ------------------------------------------------------------- JSON */

@@ -486,6 +486,8 @@ static void
 scen_generate(dataset_t *ds, scen_t *s)
 {
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!rng)
+        abort(); /* out of memory, as bursar_malloc */
     gsl_rng_set(rng, s->seed);
     size_t next = 0;
     for (size_t i = 0; i < s->requests; i++) {
@@ -558,7 +560,9 @@ scenario_load_buffer(dataset_t *ds, const char *buf, size_t len,
             s.seed = seed_override;
         scen_generate(ds, &s);
         ds->ordered = 1;
+        free(ds->bucket_slo_ms);
         ds->bucket_slo_ms = s.slo; /* the dataset owns it now */
+        ds->n_bucket_slo = s.nb;
         s.slo = NULL;
     }
     scen_free(&s);

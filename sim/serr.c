@@ -2,6 +2,7 @@
 #include "serr.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,7 +22,6 @@ serr_set(serr_t *e, int code, const char *fmt, ...)
     return code;
 }
 
-
 int
 serr_parse_num(const char *opt, const char *s, double lo, double hi,
                double *out, serr_t *e)
@@ -36,16 +36,31 @@ serr_parse_num(const char *opt, const char *s, double lo, double hi,
     return 0;
 }
 
-int
-serr_opt_split(const char *arg, char *name, size_t cap, const char **val,
-               serr_t *e)
+const char *
+serr_opt_name(const struct option *opts, int c, char *buf, size_t cap)
 {
-    const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
-    size_t k = eq ? (size_t)(eq - arg) : strlen(arg);
-    if (k >= cap)
-        return serr_set(e, SERR_ARG, "unknown option '%s'", arg);
-    memcpy(name, arg, k);
-    name[k] = '\0';
-    *val = eq ? eq + 1 : NULL;
-    return 0;
+    buf[0] = '\0';
+    for (; opts->name; opts++)
+        if (opts->val == c && !opts->flag) {
+            snprintf(buf, cap, "--%s", opts->name);
+            break;
+        }
+    return buf;
+}
+
+int
+serr_opt_error(int c, char *const *argv, const struct option *opts, serr_t *e)
+{
+    char name[BURSAR_NAME_MAX];
+    serr_opt_name(opts, optopt, name, sizeof name);
+    if (c == ':')
+        return serr_set(e, SERR_ARG, "%s needs a value", name);
+    if (optopt && name[0]) /* a known option given "=value" */
+        return serr_set(e, SERR_ARG, "%s takes no value", name);
+    if (optopt) /* an unknown short option; optind may still be on it */
+        return serr_set(e, SERR_ARG, "unknown option '-%c' (see --help)",
+                        optopt);
+    /* an unknown or ambiguous long option: getopt_long has passed it */
+    return serr_set(e, SERR_ARG, "unknown option '%s' (see --help)",
+                    argv[optind - 1]);
 }

@@ -41,10 +41,19 @@ int serr_set(serr_t *e, int code, const char *fmt, ...)
 int serr_parse_num(const char *opt, const char *s, double lo, double hi,
                    double *out, serr_t *e);
 
-/* Splits a command-line argument "--name=value" into name (cap bytes) and
- * *val (pointing into arg); any other argument is all name, *val = NULL.
- * Returns 0, or SERR_ARG when the name does not fit. */
-int serr_opt_split(const char *arg, char *name, size_t cap, const char **val,
+/* Command lines are read with getopt_long (opterr = 0, an optstring that
+ * starts with ":" or "-:", so that it reports instead of printing). */
+struct option;
+
+/* "--NAME" of the option of opts whose getopt_long value is c, in buf (cap
+ * bytes); "" when no option has that value. Returns buf. */
+const char *serr_opt_name(const struct option *opts, int c, char *buf,
+                          size_t cap);
+
+/* The message of getopt_long's answer c, '?' or ':', for argv: "unknown
+ * option '--bogus' (see --help)", "--seed needs a value" or "--json takes
+ * no value". Returns SERR_ARG. */
+int serr_opt_error(int c, char *const *argv, const struct option *opts,
                    serr_t *e);
 
 /* Messages of the codes: bursar_strerror (base.h). */
