@@ -205,7 +205,9 @@ typedef struct cfg_key {
                                char(*)[sizeof(((cfg_t *)0)->F)] : 1)),         \
     .size = sizeof(((cfg_t *)0)->F), .inline_str = 1
 
-#define CFG_GE(a)    .range = CFG_HAS_MIN, .min = (a)
+#define CFG_GE(a) .range = CFG_HAS_MIN, .min = (a)
+/* A string of at most n bytes (what the wire codec carries: proto.h). */
+#define CFG_LEN(n)   .range = CFG_HAS_MAX, .max = (n)
 #define CFG_GT(a)    .range = CFG_HAS_MIN | CFG_MIN_OPEN, .min = (a)
 #define CFG_IN(a, b) .range = CFG_HAS_MIN | CFG_HAS_MAX, .min = (a), .max = (b)
 #define CFG_IN_OPEN_CLOSED(a, b)                                               \
@@ -252,17 +254,20 @@ static const cfg_key_t cfg_keys[] = {
      .type = CFG_STRING,
      .flags = CFG_NO_DEFAULT,
      CFG_M(model, char *),
+     CFG_LEN(PROTO_MODEL_ID_MAX - 1),
      .def_doc = "the model's name",
      .doc = "the provider's model id"},
     {.path = "models.*.base_url",
      .type = CFG_STRING,
      .flags = CFG_NO_DEFAULT,
      CFG_M(base_url, char *),
+     CFG_LEN(PROTO_URL_MAX - 1),
      .def_doc = "`" CFG_OPENAI_URL "` or `" CFG_ANTHROPIC_URL "`, by provider",
      .doc = "API base URL"},
     {.path = "models.*.api_key_env",
      .type = CFG_STRING,
      CFG_M(api_key_env, char *),
+     CFG_LEN(PROTO_NAME_MAX - 1),
      .def_str = "",
      .doc = "name of the environment variable holding the key (the key "
             "itself never enters the configuration or the protocol)"},
@@ -729,6 +734,10 @@ cfg_set_string(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p,
         }
         bursar_copy_str(field, k->size, j->valuestring);
     } else {
+        if ((k->range & CFG_HAS_MAX) && strlen(j->valuestring) > k->max) {
+            CFG_ERR(cx, p, "is too long (at most %.0f bytes)", k->max);
+            return -1;
+        }
         char *s;
         memcpy(&s, field, sizeof s);
         free(s); /* a default, or the value of a duplicate key */

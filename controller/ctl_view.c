@@ -172,25 +172,27 @@ char *
 ctl_op_models(ctl_t *c, const proto_request_t *rq)
 {
     double now = ctl_now(c);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddTrueToObject(o, "ok");
-    cJSON *ms = cJSON_AddArrayToObject(o, "models");
-    for (size_t i = 0; i < c->cfg->n_models; i++) {
+    size_t n = c->cfg->n_models;
+    proto_model_t *ms = bursar_calloc(n, sizeof *ms);
+    for (size_t i = 0; i < n; i++) {
         const cfg_model_t *m = &c->cfg->models[i];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", m->name);
-        cJSON_AddStringToObject(
-            e, "provider",
-            m->provider == CFG_PROVIDER_ANTHROPIC ? "anthropic" : "openai");
-        cJSON_AddStringToObject(e, "model", m->model);
-        cJSON_AddStringToObject(e, "base_url", m->base_url);
-        cJSON_AddStringToObject(e, "api_key_env", m->api_key_env);
-        cJSON_AddNumberToObject(e, "price_in_per_mtok", m->price_in_per_mtok);
-        cJSON_AddNumberToObject(e, "price_out_per_mtok", m->price_out_per_mtok);
-        cJSON_AddStringToObject(e, "health", ctl_health_name(c, (int)i, now));
-        cJSON_AddItemToArray(ms, e);
+        proto_model_t *e = &ms[i];
+        /* cfg refuses what does not fit (CFG_LEN): nothing is cut here */
+        bursar_copy_str(e->name, sizeof e->name, m->name);
+        e->provider = m->provider == CFG_PROVIDER_ANTHROPIC
+                          ? PROTO_PROVIDER_ANTHROPIC
+                          : PROTO_PROVIDER_OPENAI;
+        bursar_copy_str(e->model, sizeof e->model, m->model);
+        bursar_copy_str(e->base_url, sizeof e->base_url, m->base_url);
+        bursar_copy_str(e->api_key_env, sizeof e->api_key_env, m->api_key_env);
+        e->price_in_per_mtok = m->price_in_per_mtok;
+        e->price_out_per_mtok = m->price_out_per_mtok;
+        bursar_copy_str(e->health, sizeof e->health,
+                        ctl_health_name(c, (int)i, now));
     }
-    return ctl_json_reply(rq, o);
+    char *reply = proto_write_models(rq->echo, ms, n);
+    free(ms);
+    return reply;
 }
 
 /* Rows an export page may skip (before "since"), per row of its limit. */

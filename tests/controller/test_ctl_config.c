@@ -335,6 +335,29 @@ test_table_ranges(void **state)
     cfg_destroy(&c);
 }
 
+/* A model's strings travel in the models reply (proto_model_t): longer
+ * than the codec carries is refused here, never cut on the wire. */
+static void
+test_model_string_lengths(void **state)
+{
+    (void)state;
+    char url[600], key[80], j[1024];
+    memset(url, 'u', sizeof url - 1);
+    url[sizeof url - 1] = '\0';
+    memset(key, 'K', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    snprintf(j, sizeof j,
+             "{\"models\":{\"a\":{\"provider\":\"openai\","
+             "\"price_in_per_mtok\":1,\"price_out_per_mtok\":2,"
+             "\"base_url\":\"%s\",\"api_key_env\":\"%s\"}},"
+             "\"buckets\":{\"x\":{\"models\":[\"a\"]}}}",
+             url, key);
+    static const char *const want[] = {
+        "$.models.a.base_url: is too long (at most 511 bytes)",
+        "$.models.a.api_key_env: is too long (at most 63 bytes)", NULL};
+    expect_problems(j, want);
+}
+
 #define REF_BEGIN "<!-- config-reference:begin -->\n"
 #define REF_END   "<!-- config-reference:end -->"
 
@@ -395,6 +418,7 @@ main(void)
         cmocka_unit_test(test_table_types),
         cmocka_unit_test(test_table_ranges),
         cmocka_unit_test(test_reference_in_docs),
+        cmocka_unit_test(test_model_string_lengths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
