@@ -50,8 +50,6 @@ static const char *main_usage =
     "                          best-static, fixed:MODEL, all, models\n"
     "                          (default ts-budget)\n"
     "  --budget-per-request U  USD per request (default: none)\n"
-    "  --budget-all            pass the budget to every policy, not only\n"
-    "                          ts-budget and best-static\n"
     "  --half-life S           forgetting half-life in requests (default off)\n"
     "  --explore-floor F       minimum probability per arm (default 0)\n"
     "  --epsilon E             eps-greedy exploration (default 0.1)\n"
@@ -85,7 +83,6 @@ typedef struct main_opts {
     unsigned long scenario_seed;
     char policies[1024];
     double budget;
-    int budget_all;
     double half_life;
     double floor;
     double epsilon;
@@ -120,7 +117,6 @@ enum main_opt {
     MO_SCENARIO_SEED,
     MO_POLICY,
     MO_BUDGET,
-    MO_BUDGET_ALL,
     MO_HALF_LIFE,
     MO_FLOOR,
     MO_EPSILON,
@@ -151,7 +147,6 @@ static const struct option main_options[] = {
     {"scenario-seed", required_argument, NULL, MO_SCENARIO_SEED},
     {"policy", required_argument, NULL, MO_POLICY},
     {"budget-per-request", required_argument, NULL, MO_BUDGET},
-    {"budget-all", no_argument, NULL, MO_BUDGET_ALL},
     {"half-life", required_argument, NULL, MO_HALF_LIFE},
     {"explore-floor", required_argument, NULL, MO_FLOOR},
     {"epsilon", required_argument, NULL, MO_EPSILON},
@@ -293,9 +288,6 @@ main_option(main_opts_t *o, int c, const char *val, serr_t *e)
         return 0;
     case MO_POLICY:
         snprintf(o->policies, sizeof o->policies, "%s", val);
-        return 0;
-    case MO_BUDGET_ALL:
-        o->budget_all = 1;
         return 0;
     case MO_COST_PRIOR:
         if (strcmp(val, "global") != 0 && strcmp(val, "bucket") != 0)
@@ -477,7 +469,6 @@ main_config(const main_opts_t *o, const main_policy_t *mp, double budget,
     if (o->have_mu0)
         c->params.mu0 = o->mu0;
     c->budget_per_request = budget;
-    (void)o->budget_all; /* every policy sees the budget (replay.h) */
     c->passes = o->passes;
     c->half_life_s = o->half_life;
     c->shuffle = o->shuffle;
@@ -532,11 +523,13 @@ main_write_trace(const char *path, const dataset_t *ds,
     return 0;
 }
 
+/* 1 for the policies that pace their spending to the budget (every
+ * policy sees it, as in bursard, but the others only stop when it runs
+ * out). */
 static int
-main_sees_budget(const main_opts_t *o, policy_kind_t k)
+main_paces(const main_opts_t *o, policy_kind_t k)
 {
-    return o->budget > 0 &&
-           (o->budget_all || k == POLICY_TS_BUDGET || k == POLICY_STATIC);
+    return o->budget > 0 && (k == POLICY_TS_BUDGET || k == POLICY_STATIC);
 }
 
 static int
@@ -567,8 +560,7 @@ main_frontier(const main_opts_t *o, const dataset_t *ds, report_t *rep,
         return 0;
     replay_result_t **runs = bursar_calloc(o->seeds, sizeof *runs);
     for (size_t i = 0; i < n_mp; i++) {
-        if (!o->budget_all && mp[i].kind != POLICY_TS_BUDGET &&
-            mp[i].kind != POLICY_STATIC)
+        if (mp[i].kind != POLICY_TS_BUDGET && mp[i].kind != POLICY_STATIC)
             continue;
         for (int j = 0; j < o->frontier; j++) {
             double b = lo * pow(hi / lo, (double)j / (double)(o->frontier - 1));
@@ -650,8 +642,8 @@ main_run_policies(const main_opts_t *o, const dataset_t *ds,
             break;
         if (want_trace)
             rc = main_write_trace(o->trace, ds, runs[0], e);
-        report_add(rep, mp[i].name, mp[i].kind, main_sees_budget(o, mp[i].kind),
-                   runs, o->seeds);
+        report_add(rep, mp[i].name, mp[i].kind, main_paces(o, mp[i].kind), runs,
+                   o->seeds);
         for (unsigned s = 0; s < o->seeds; s++)
             replay_result_destroy(&runs[s]);
         if (rc)

@@ -27,7 +27,7 @@ report_mean_sd(const double *x, size_t n, double *mean, double *sd)
 }
 
 report_policy_t *
-report_add(report_t *rep, const char *name, policy_kind_t kind, int sees_budget,
+report_add(report_t *rep, const char *name, policy_kind_t kind, int paces,
            replay_result_t *const *runs, size_t k)
 {
     rep->pol = bursar_realloc(rep->pol, (rep->n_pol + 1) * sizeof *rep->pol);
@@ -35,7 +35,7 @@ report_add(report_t *rep, const char *name, policy_kind_t kind, int sees_budget,
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     p->kind = kind;
-    p->sees_budget = sees_budget;
+    p->paces = paces;
     p->runs = k;
     size_t nm = rep->ds->n_models, nb = rep->ds->n_buckets;
     double *q = bursar_malloc(k * sizeof(double));
@@ -211,7 +211,7 @@ report_table_policies(const report_t *rep, int w, FILE *f)
                 p->c_mean);
         if (rep->budget > 0.0)
             fprintf(f, " %9.3f %9.3f%s\n", p->c_mean / rep->budget,
-                    p->spend_max, p->sees_budget ? "" : "  (no budget)");
+                    p->spend_max, p->paces ? "" : "  (budget-blind)");
         else
             fprintf(f, " %9s %9s\n", "-", "-");
     }
@@ -322,7 +322,7 @@ report_policy_fields(const report_t *rep, const report_policy_t *p, cJSON *o)
     cJSON_AddNumberToObject(o, "cost_usd", p->c_mean * (double)p->requests);
     cJSON_AddNumberToObject(o, "cost_per_request_usd", p->c_mean);
     cJSON_AddNumberToObject(o, "cost_per_request_sd", p->c_sd);
-    cJSON_AddBoolToObject(o, "sees_budget", p->sees_budget);
+    cJSON_AddBoolToObject(o, "paces_budget", p->paces);
     if (rep->budget > 0.0) {
         cJSON_AddNumberToObject(o, "spend_ratio", p->c_mean / rep->budget);
         cJSON_AddNumberToObject(o, "spend_ratio_max", p->spend_max);

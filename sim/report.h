@@ -22,7 +22,9 @@
 typedef struct report_policy {
     char name[96]; /* as given: ts-budget, fixed:gpt-4, ... */
     policy_kind_t kind;
-    int sees_budget;      /* the run passed the budget to the policy */
+    int paces;            /* the policy paces its spend to the budget
+                             (ts-budget, best-static); the others see it
+                             too but stop only when it runs out */
     size_t runs;          /* seeds averaged */
     size_t requests;      /* decisions per run */
     double q_mean, q_sd;  /* quality over seeds (sd: sample, 0 if 1 run) */
@@ -58,8 +60,7 @@ typedef struct report {
 
 /* Adds a policy entry and fills it from k runs (k >= 1). Returns it. */
 report_policy_t *report_add(report_t *rep, const char *name, policy_kind_t kind,
-                            int sees_budget, replay_result_t *const *runs,
-                            size_t k);
+                            int paces, replay_result_t *const *runs, size_t k);
 
 /* Appends a frontier point (budget, runs at that budget) to a policy. */
 void report_add_front(report_policy_t *p, double budget,
