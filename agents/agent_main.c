@@ -7,10 +7,18 @@
  * the controller, calls the providers (or a simulated scenario), validates,
  * reports, and writes one result per task as JSONL on standard output.
  * Progress and a summary go to standard error. docs/agents.md has it all.
+ *
+ * main runs the steps in order, each a function below that returns -1 to
+ * go on or the exit status (0 done, 1 a setup failure, 2 a usage error):
+ * the options, the configuration, the client and the models, the runner,
+ * the tasks, the run, the summary.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +28,13 @@
 #include "bursar.h"
 #include "runreport.h"
 #include "runner.h"
+
+#ifndef BURSAR_VERSION /* the CMake project's version (agents/CMakeLists.txt)  \
+                        */
+#define BURSAR_VERSION "unknown"
+#endif
+
+#define AGENT_GO_ON (-1) /* a step's answer: no exit yet */
 
 static void
 usage(FILE *f)
@@ -51,16 +66,379 @@ usage(FILE *f)
            "                           (default 10000)\n"
            "  --report                 a readable summary on stderr at the "
            "end\n"
-           "  --quiet                  no progress lines\n");
+           "  --quiet                  no progress lines\n"
+           "  -h, --help               this text\n"
+           "  --version                the version\n");
 }
 
-/* The whole of path ("-": standard input), or NULL with errno set. */
-static char *
-slurp_path(const char *path)
+/* ------------------------------------------------------------ options */
+
+typedef struct agent_opts {
+    const char *endpoint;    /* --controller, else the configuration's */
+    const char *config_path; /* --config */
+    const char *sim_path;    /* --simulate */
+    const char *spool;       /* --spool, else configuration, else default */
+    const char *fallback;    /* --fallback-model, else configuration */
+    const char *models_path; /* --models */
+    const char *tasks_path;  /* NULL: the scenario's tasks, or stdin */
+    /* numbers: -1 when not given (the configuration's or the default) */
+    long concurrency, escalations;
+    long prov_timeout, attempts, backoff, ra_max; /* provider calls, ms */
+    long ctl_timeout, ctl_backoff_max;            /* controller, ms */
+    long drain_ms;                                /* default 10000 */
+    int quiet, want_report;
+} agent_opts_t;
+
+/* getopt_long values of the long options (past every character). */
+enum agent_opt {
+    AO_CONTROLLER = 256,
+    AO_CONFIG,
+    AO_SIMULATE,
+    AO_SPOOL,
+    AO_FALLBACK,
+    AO_MODELS,
+    AO_CONCURRENCY,
+    AO_ESCALATIONS,
+    AO_PROV_TIMEOUT,
+    AO_ATTEMPTS,
+    AO_BACKOFF,
+    AO_RA_MAX,
+    AO_CTL_TIMEOUT,
+    AO_CTL_BACKOFF_MAX,
+    AO_DRAIN,
+    AO_REPORT,
+    AO_QUIET,
+    AO_VERSION,
+};
+
+static const struct option agent_options[] = {
+    {"controller", required_argument, NULL, AO_CONTROLLER},
+    {"config", required_argument, NULL, AO_CONFIG},
+    {"simulate", required_argument, NULL, AO_SIMULATE},
+    {"spool", required_argument, NULL, AO_SPOOL},
+    {"fallback-model", required_argument, NULL, AO_FALLBACK},
+    {"models", required_argument, NULL, AO_MODELS},
+    {"concurrency", required_argument, NULL, AO_CONCURRENCY},
+    {"escalations", required_argument, NULL, AO_ESCALATIONS},
+    {"provider-timeout-ms", required_argument, NULL, AO_PROV_TIMEOUT},
+    {"attempts", required_argument, NULL, AO_ATTEMPTS},
+    {"backoff-ms", required_argument, NULL, AO_BACKOFF},
+    {"retry-after-max-ms", required_argument, NULL, AO_RA_MAX},
+    {"ctl-timeout-ms", required_argument, NULL, AO_CTL_TIMEOUT},
+    {"ctl-backoff-max-ms", required_argument, NULL, AO_CTL_BACKOFF_MAX},
+    {"drain-ms", required_argument, NULL, AO_DRAIN},
+    {"report", no_argument, NULL, AO_REPORT},
+    {"quiet", no_argument, NULL, AO_QUIET},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, AO_VERSION},
+    {NULL, 0, NULL, 0}};
+
+static void
+agent_defaults(agent_opts_t *o)
 {
-    char *s = NULL;
-    return bursar_read_file(path, &s, NULL) == 0 ? s : NULL;
+    memset(o, 0, sizeof *o);
+    o->concurrency = o->escalations = -1;
+    o->prov_timeout = o->attempts = o->backoff = o->ra_max = -1;
+    o->ctl_timeout = o->ctl_backoff_max = -1;
+    o->drain_ms = 10000;
 }
+
+/* The field of a string option, or NULL. */
+static const char **
+agent_str_opt(agent_opts_t *o, int c)
+{
+    switch (c) {
+    case AO_CONTROLLER:
+        return &o->endpoint;
+    case AO_CONFIG:
+        return &o->config_path;
+    case AO_SIMULATE:
+        return &o->sim_path;
+    case AO_SPOOL:
+        return &o->spool;
+    case AO_FALLBACK:
+        return &o->fallback;
+    case AO_MODELS:
+        return &o->models_path;
+    }
+    return NULL;
+}
+
+/* The field of a numeric option, or NULL. */
+static long *
+agent_num_opt(agent_opts_t *o, int c)
+{
+    switch (c) {
+    case AO_CONCURRENCY:
+        return &o->concurrency;
+    case AO_ESCALATIONS:
+        return &o->escalations;
+    case AO_PROV_TIMEOUT:
+        return &o->prov_timeout;
+    case AO_ATTEMPTS:
+        return &o->attempts;
+    case AO_BACKOFF:
+        return &o->backoff;
+    case AO_RA_MAX:
+        return &o->ra_max;
+    case AO_CTL_TIMEOUT:
+        return &o->ctl_timeout;
+    case AO_CTL_BACKOFF_MAX:
+        return &o->ctl_backoff_max;
+    case AO_DRAIN:
+        return &o->drain_ms;
+    }
+    return NULL;
+}
+
+/* The long name of the option whose value is c, or NULL. */
+static const char *
+agent_opt_name(int c)
+{
+    for (const struct option *p = agent_options; p->name; p++)
+        if (p->val == c)
+            return p->name;
+    return NULL;
+}
+
+/* A usage error: the message, then the usage. Returns the exit status. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int
+agent_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("bursar-agent: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage(stderr);
+    return 2;
+}
+
+/* getopt_long's answer c for a bad option. */
+static int
+agent_bad_option(int c, char **argv)
+{
+    if (c == ':') /* a value missing */
+        return agent_usage_error("option %s needs a value", argv[optind - 1]);
+    if (optopt && agent_opt_name(optopt)) /* "--quiet=x" */
+        return agent_usage_error("option --%s takes no value",
+                                 agent_opt_name(optopt));
+    if (optopt) /* an unknown short option */
+        return agent_usage_error("unknown option -%c", optopt);
+    /* an unknown or ambiguous long option: getopt_long has passed it */
+    return agent_usage_error("unknown option %s", argv[optind - 1]);
+}
+
+/* One option. Returns AGENT_GO_ON or the exit status. */
+static int
+agent_option(agent_opts_t *o, int c, char **argv)
+{
+    const char **s = agent_str_opt(o, c);
+    long *l = agent_num_opt(o, c);
+    if (s) {
+        *s = optarg;
+    } else if (l) {
+        char *end;
+        errno = 0;
+        *l = strtol(optarg, &end, 10);
+        if (errno || end == optarg || *end)
+            return agent_usage_error("--%s: '%s' is not a whole number",
+                                     agent_opt_name(c), optarg);
+    } else if (c == AO_QUIET) {
+        o->quiet = 1;
+    } else if (c == AO_REPORT) {
+        o->want_report = 1;
+    } else if (c == 'h') {
+        usage(stdout);
+        return 0;
+    } else if (c == AO_VERSION) {
+        printf("bursar-agent %s\n", BURSAR_VERSION);
+        return 0;
+    } else {
+        return agent_bad_option(c, argv);
+    }
+    return AGENT_GO_ON;
+}
+
+/* Options anywhere, then at most one TASKS file. */
+static int
+agent_parse(int argc, char **argv, agent_opts_t *o)
+{
+    agent_defaults(o);
+    opterr = 0;
+    int c, rc = AGENT_GO_ON;
+    while (rc == AGENT_GO_ON &&
+           (c = getopt_long(argc, argv, ":h", agent_options, NULL)) != -1)
+        rc = agent_option(o, c, argv);
+    if (rc != AGENT_GO_ON)
+        return rc;
+    if (optind < argc)
+        o->tasks_path = argv[optind++];
+    if (optind < argc)
+        return agent_usage_error("one TASKS file only, not also %s",
+                                 argv[optind]);
+    return AGENT_GO_ON;
+}
+
+/* ------------------------------------------------------ configuration */
+
+/* The keys of the agent configuration (docs/agents.md) and the JSON type
+ * of each. The members of "provider" are checked here too; "routing" is
+ * route_parse's, "validators" holds specs validator_parse reads per task.
+ * Anything else is an error naming its path: a misspelt key must not
+ * silently leave a default in place. */
+static const struct agent_key {
+    const char *path;
+    int type;    /* cJSON_String, cJSON_Number or cJSON_Object */
+    int members; /* an object whose members are in this table */
+} agent_keys[] = {
+    {"controller", cJSON_String, 0},
+    {"spool", cJSON_String, 0},
+    {"fallback_model", cJSON_String, 0},
+    {"concurrency", cJSON_Number, 0},
+    {"max_escalations", cJSON_Number, 0},
+    {"controller_timeout_ms", cJSON_Number, 0},
+    {"controller_attempts", cJSON_Number, 0},
+    {"controller_backoff_max_ms", cJSON_Number, 0},
+    {"provider", cJSON_Object, 1},
+    {"provider.timeout_ms", cJSON_Number, 0},
+    {"provider.connect_timeout_ms", cJSON_Number, 0},
+    {"provider.max_attempts", cJSON_Number, 0},
+    {"provider.backoff_ms", cJSON_Number, 0},
+    {"provider.backoff_max_ms", cJSON_Number, 0},
+    {"provider.retry_after_max_ms", cJSON_Number, 0},
+    {"provider.max_tokens", cJSON_Number, 0},
+    {"routing", cJSON_Object, 0},
+    {"validators", cJSON_Object, 0},
+};
+
+/* Checks the members of o (at prefix, "" for the top) against agent_keys.
+ * Returns 0, or -1 with "PATH: what is wrong" in err. */
+static int
+agent_check_keys(const cJSON *o, const char *prefix, char *err, size_t cap)
+{
+    const size_t nk = sizeof agent_keys / sizeof agent_keys[0];
+    const cJSON *m;
+    cJSON_ArrayForEach(m, o)
+    {
+        char path[160];
+        snprintf(path, sizeof path, "%s%s%.100s", prefix, *prefix ? "." : "",
+                 m->string);
+        size_t i = 0;
+        while (i < nk && strcmp(agent_keys[i].path, path) != 0)
+            i++;
+        if (i == nk) {
+            snprintf(err, cap, "%s: unknown key", path);
+            return -1;
+        }
+        const struct agent_key *k = &agent_keys[i];
+        if ((m->type & 0xFF) != k->type) {
+            snprintf(err, cap, "%s: must be %s, got %s", path,
+                     k->type == cJSON_String   ? "a string"
+                     : k->type == cJSON_Number ? "a number"
+                                               : "an object",
+                     proto_type_name(m));
+            return -1;
+        }
+        if (k->members && agent_check_keys(m, path, err, cap) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A key of the configuration (checked: the type is right) or NULL. */
+static const char *
+agent_cfg_str(const cJSON *c, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static long
+agent_cfg_num(const cJSON *c, const char *k, long dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, k);
+    return cJSON_IsNumber(v) ? (long)v->valuedouble : dflt;
+}
+
+/* What the run needs, from the options and the configuration. */
+typedef struct agent {
+    agent_opts_t o;
+    cJSON *cfg;     /* --config, or NULL */
+    simprov_t *sim; /* --simulate, or NULL */
+    route_t *route;
+    bursar_opts_t bo;
+    bursar_t *client;
+    bursar_model_t *models; /* provider details */
+    size_t n_models;
+    runreport_t *report; /* --report, or NULL */
+    runner_t *run;
+} agent_t;
+
+/* Reads --config, checked against agent_keys. */
+static int
+agent_read_config(agent_t *a)
+{
+    const char *path = a->o.config_path;
+    if (!path)
+        return AGENT_GO_ON;
+    char *s = NULL;
+    if (bursar_read_file(path, &s, NULL) == 0)
+        a->cfg = cJSON_Parse(s);
+    free(s);
+    if (!cJSON_IsObject(a->cfg)) {
+        fprintf(stderr, "bursar-agent: %s: cannot read a JSON object\n", path);
+        return 1;
+    }
+    char err[256];
+    if (agent_check_keys(a->cfg, "", err, sizeof err) != 0) {
+        fprintf(stderr, "bursar-agent: %s: %s\n", path, err);
+        return 1;
+    }
+    return AGENT_GO_ON;
+}
+
+/* The configuration, what it fills in of the options, the routing rules
+ * and the scenario. */
+static int
+agent_configure(agent_t *a)
+{
+    agent_opts_t *o = &a->o;
+    int rc = agent_read_config(a);
+    if (rc != AGENT_GO_ON)
+        return rc;
+    if (!o->endpoint)
+        o->endpoint = agent_cfg_str(a->cfg, "controller");
+    if (!o->endpoint) {
+        fprintf(stderr, "bursar-agent: --controller ENDPOINT is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (!o->spool)
+        o->spool = agent_cfg_str(a->cfg, "spool");
+    if (!o->spool)
+        o->spool = "bursar-agent.spool";
+    if (!o->fallback)
+        o->fallback = agent_cfg_str(a->cfg, "fallback_model");
+    char err[256];
+    if (o->sim_path &&
+        simprov_load(o->sim_path, &a->sim, err, sizeof err) != 0) {
+        fprintf(stderr, "bursar-agent: scenario %s: %s\n", o->sim_path, err);
+        return 1;
+    }
+    if (route_parse(cJSON_GetObjectItemCaseSensitive(a->cfg, "routing"),
+                    &a->route, err, sizeof err) != 0) {
+        fprintf(stderr, "bursar-agent: %s: %s\n", o->config_path, err);
+        return 1;
+    }
+    return AGENT_GO_ON;
+}
+
+/* ---------------------------------------------- the client and models */
 
 static void
 sleep_ms(long ms)
@@ -68,6 +446,114 @@ sleep_ms(long ms)
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
+
+/* The client, with the fallback model when one is known. */
+static int
+agent_client(agent_t *a)
+{
+    bursar_destroy(&a->client);
+    if (bursar_new(&a->client, &a->bo) != 0) {
+        fprintf(stderr, "bursar-agent: cannot create the client for %s\n",
+                a->o.endpoint);
+        return 1;
+    }
+    return AGENT_GO_ON;
+}
+
+static void
+agent_client_opts(agent_t *a)
+{
+    const agent_opts_t *o = &a->o;
+    bursar_opts_t *bo = &a->bo;
+    bursar_opts_init(bo);
+    bo->endpoint = o->endpoint;
+    bo->spool_path = o->spool;
+    bo->timeout_ms = (int)(o->ctl_timeout > 0
+                               ? o->ctl_timeout
+                               : agent_cfg_num(a->cfg, "controller_timeout_ms",
+                                               bo->timeout_ms));
+    bo->attempts =
+        (int)agent_cfg_num(a->cfg, "controller_attempts", bo->attempts);
+    bo->backoff_max_ms =
+        (int)(o->ctl_backoff_max > 0
+                  ? o->ctl_backoff_max
+                  : agent_cfg_num(a->cfg, "controller_backoff_max_ms",
+                                  bo->backoff_max_ms));
+    if (bo->backoff_ms > bo->backoff_max_ms)
+        bo->backoff_ms = bo->backoff_max_ms;
+}
+
+/* Provider details from --models FILE: a models table (proto.h). */
+static int
+agent_models_file(agent_t *a)
+{
+    const char *path = a->o.models_path;
+    char *s = NULL;
+    size_t len = 0;
+    if (bursar_read_file(path, &s, &len) != 0) {
+        fprintf(stderr, "bursar-agent: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    proto_error_t err;
+    proto_code_t rc =
+        proto_parse_models(s, len, NULL, &a->models, &a->n_models, &err);
+    free(s);
+    if (rc != PROTO_OK) {
+        fprintf(stderr, "bursar-agent: %s: %s\n", path, err.message);
+        return 1;
+    }
+    return AGENT_GO_ON;
+}
+
+/* Provider details: from the controller (waiting a little for it), else
+ * from --models; in simulation the scenario may do without. */
+static int
+agent_models(agent_t *a)
+{
+    int mrc;
+    double until = autil_now_mono() + 3.0;
+    while ((mrc = bursar_models(a->client, &a->models, &a->n_models)) ==
+               BURSAR_EUNREACHABLE &&
+           autil_now_mono() < until)
+        sleep_ms(200);
+    if (mrc == BURSAR_OK)
+        return AGENT_GO_ON;
+    if (a->o.models_path) {
+        int rc = agent_models_file(a);
+        if (rc == AGENT_GO_ON)
+            fprintf(stderr,
+                    "bursar-agent: controller: %s; provider details "
+                    "from %s\n",
+                    bursar_strerror(mrc), a->o.models_path);
+        return rc;
+    }
+    if (a->sim)
+        return AGENT_GO_ON;
+    fprintf(stderr, "bursar-agent: cannot get the models from %s: %s %s\n",
+            a->o.endpoint, bursar_strerror(mrc), bursar_last_error(a->client));
+    return 1;
+}
+
+/* The client, the models, then the client again with the fallback model
+ * (by default the controller's first model) so that it is known to it. */
+static int
+agent_connect(agent_t *a)
+{
+    agent_client_opts(a);
+    int rc = agent_client(a);
+    if (rc == AGENT_GO_ON)
+        rc = agent_models(a);
+    if (rc != AGENT_GO_ON)
+        return rc;
+    if (!a->o.fallback && a->n_models > 0)
+        a->o.fallback = a->models[0].name;
+    if (!a->o.fallback)
+        return AGENT_GO_ON;
+    a->bo.fallback_model = a->o.fallback;
+    return agent_client(a);
+}
+
+/* --------------------------------------------------------- the runner */
 
 static void
 emit(void *ud, cJSON *res)
@@ -82,67 +568,131 @@ emit(void *ud, cJSON *res)
     cJSON_Delete(res);
 }
 
-static const char *
-cfg_str(const cJSON *c, const char *k)
+/* Provider calls: the configuration's "provider", then the options. */
+static void
+agent_provider_opts(const agent_t *a, prov_opts_t *p)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
+    const agent_opts_t *o = &a->o;
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(a->cfg, "provider");
+    p->timeout_ms = agent_cfg_num(pc, "timeout_ms", p->timeout_ms);
+    p->connect_timeout_ms =
+        agent_cfg_num(pc, "connect_timeout_ms", p->connect_timeout_ms);
+    p->max_attempts = (int)agent_cfg_num(pc, "max_attempts", p->max_attempts);
+    p->backoff_ms = (int)agent_cfg_num(pc, "backoff_ms", p->backoff_ms);
+    p->backoff_max_ms =
+        (int)agent_cfg_num(pc, "backoff_max_ms", p->backoff_max_ms);
+    p->retry_after_max_ms =
+        (int)agent_cfg_num(pc, "retry_after_max_ms", p->retry_after_max_ms);
+    p->max_tokens = (int)agent_cfg_num(pc, "max_tokens", p->max_tokens);
+    if (o->prov_timeout > 0)
+        p->timeout_ms = o->prov_timeout;
+    if (o->attempts > 0)
+        p->max_attempts = (int)o->attempts;
+    if (o->backoff >= 0)
+        p->backoff_ms = (int)o->backoff;
+    if (o->ra_max >= 0)
+        p->retry_after_max_ms = (int)o->ra_max;
 }
 
-static long
-cfg_num(const cJSON *c, const char *k, long dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, k);
-    return cJSON_IsNumber(v) ? (long)v->valuedouble : dflt;
-}
-
-/* Reads {"models":{name:{..}}} or {"models":[..]} or a bare object. */
 static int
-models_from_file(const char *path, bursar_model_t **out, size_t *n)
+agent_runner(agent_t *a)
 {
-    char *s = slurp_path(path);
-    cJSON *j = s ? cJSON_Parse(s) : NULL;
-    free(s);
-    if (!j)
-        return -1;
-    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "models");
-    if (!ms)
-        ms = j;
-    size_t cnt = (size_t)cJSON_GetArraySize(ms);
-    bursar_model_t *arr = calloc(cnt ? cnt : 1, sizeof(*arr));
-    if (!arr)
-        abort();
-    size_t i = 0;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, ms)
-    {
-        if (!cJSON_IsObject(m))
-            continue;
-        bursar_model_t *x = &arr[i++];
-        const char *name = cJSON_IsObject(ms) ? m->string : cfg_str(m, "name");
-        snprintf(x->name, sizeof(x->name), "%s", name ? name : "");
-        const char *p = cfg_str(m, "provider");
-        x->provider = p && strcmp(p, "anthropic") == 0
-                          ? BURSAR_PROVIDER_ANTHROPIC
-                          : BURSAR_PROVIDER_OPENAI;
-        const char *v = cfg_str(m, "model");
-        snprintf(x->model, sizeof(x->model), "%s", v ? v : x->name);
-        v = cfg_str(m, "base_url");
-        snprintf(x->base_url, sizeof(x->base_url), "%s", v ? v : "");
-        v = cfg_str(m, "api_key_env");
-        snprintf(x->api_key_env, sizeof(x->api_key_env), "%s", v ? v : "");
-        const cJSON *pi =
-            cJSON_GetObjectItemCaseSensitive(m, "price_in_per_mtok");
-        const cJSON *po =
-            cJSON_GetObjectItemCaseSensitive(m, "price_out_per_mtok");
-        x->price_in_per_mtok = cJSON_IsNumber(pi) ? pi->valuedouble : 0;
-        x->price_out_per_mtok = cJSON_IsNumber(po) ? po->valuedouble : 0;
+    const agent_opts_t *o = &a->o;
+    runner_opts_t ro;
+    runner_opts_init(&ro);
+    agent_provider_opts(a, &ro.prov);
+    ro.concurrency = (size_t)agent_cfg_num(a->cfg, "concurrency", 8);
+    if (o->concurrency > 0)
+        ro.concurrency = (size_t)o->concurrency;
+    ro.max_escalations = (int)agent_cfg_num(a->cfg, "max_escalations", 2);
+    if (o->escalations >= 0)
+        ro.max_escalations = (int)o->escalations;
+    ro.route = a->route;
+    ro.validators = cJSON_GetObjectItemCaseSensitive(a->cfg, "validators");
+    ro.sim = a->sim;
+    ro.emit = emit;
+    a->report = o->want_report ? runreport_new() : NULL;
+    ro.emit_ud = a->report;
+    if (runner_new(&a->run, a->client, a->models, a->n_models, &ro) != 0) {
+        fprintf(stderr, "bursar-agent: cannot initialise libcurl\n");
+        return 1;
     }
-    cJSON_Delete(j);
-    *out = arr;
-    *n = i;
-    return 0;
+    return AGENT_GO_ON;
 }
+
+/* ---------------------------------------------------------- the tasks */
+
+/* The scenario's generated tasks. */
+static void
+agent_sim_tasks(agent_t *a)
+{
+    for (size_t i = 0; i < simprov_task_count(a->sim); i++) {
+        cJSON *t = cJSON_CreateObject();
+        char id[32], prompt[96];
+        const char *b = simprov_task_bucket(a->sim, i);
+        snprintf(id, sizeof(id), "sim-%06zu", i + 1);
+        snprintf(prompt, sizeof(prompt), "simulated %s task %zu", b, i + 1);
+        cJSON_AddStringToObject(t, "id", id);
+        cJSON_AddStringToObject(t, "bucket", b);
+        cJSON_AddStringToObject(t, "prompt", prompt);
+        runner_add(a->run, t, i);
+    }
+}
+
+/* One line of the tasks: a task, nothing (blank), or a result with the
+ * error. */
+static void
+agent_task_line(agent_t *a, const char *line, size_t lineno, size_t *idx)
+{
+    while (*line == ' ' || *line == '\t' || *line == '\r')
+        line++;
+    if (!*line)
+        return;
+    cJSON *t = cJSON_Parse(line);
+    if (cJSON_IsObject(t)) {
+        runner_add(a->run, t, (*idx)++);
+        return;
+    }
+    cJSON_Delete(t);
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddNullToObject(res, "id");
+    char m[96];
+    snprintf(m, sizeof(m), "line %zu: not a JSON object", lineno);
+    cJSON_AddStringToObject(res, "error", m);
+    cJSON_AddBoolToObject(res, "valid", 0);
+    emit(NULL, res);
+}
+
+/* Tasks: the file, the scenario's generated tasks, or stdin. Read whole
+ * before starting, so no provider call waits on input. */
+static int
+agent_tasks(agent_t *a)
+{
+    const char *path = a->o.tasks_path;
+    if (!path && a->sim && simprov_task_count(a->sim) > 0) {
+        agent_sim_tasks(a);
+        return AGENT_GO_ON;
+    }
+    char *text = NULL;
+    int from_file = path && strcmp(path, "-") != 0;
+    if (bursar_read_file(from_file ? path : "-", &text, NULL) != 0 &&
+        from_file) {
+        fprintf(stderr, "bursar-agent: cannot read %s\n", path);
+        return 1;
+    }
+    size_t lineno = 0, idx = 0;
+    for (char *line = text, *next; line && *line; line = next) {
+        char *nl = strchr(line, '\n');
+        next = nl ? nl + 1 : NULL;
+        if (nl)
+            *nl = '\0';
+        agent_task_line(a, line, ++lineno, &idx);
+    }
+    free(text);
+    return AGENT_GO_ON;
+}
+
+/* ----------------------------------------------- the run, the summary */
 
 static void
 progress(const runner_t *r, const bursar_t *b, int final)
@@ -160,323 +710,93 @@ progress(const runner_t *r, const bursar_t *b, int final)
             bs.spooled - bs.local_feedback, bs.replayed, st.cost_usd);
 }
 
-int
-main(int argc, char **argv)
+/* Every task to its result, then spooled feedback its chance to reach
+ * the controller (for up to --drain-ms). Returns the last replay's code. */
+static int
+agent_run(agent_t *a)
 {
-    const char *endpoint = NULL, *config_path = NULL, *sim_path = NULL;
-    const char *spool = NULL, *fallback = NULL, *models_path = NULL;
-    const char *tasks_path = NULL;
-    long concurrency = -1, escalations = -1, prov_timeout = -1;
-    long attempts = -1, backoff = -1, ra_max = -1, ctl_timeout = -1;
-    long ctl_backoff_max = -1;
-    long drain_ms = 10000;
-    int quiet = 0, want_report = 0;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define OPT(name) (strcmp(a, name) == 0 && v && (++i, 1))
-        if (OPT("--controller"))
-            endpoint = v;
-        else if (OPT("--config"))
-            config_path = v;
-        else if (OPT("--simulate"))
-            sim_path = v;
-        else if (OPT("--spool"))
-            spool = v;
-        else if (OPT("--fallback-model"))
-            fallback = v;
-        else if (OPT("--models"))
-            models_path = v;
-        else if (OPT("--concurrency"))
-            concurrency = atol(v);
-        else if (OPT("--escalations"))
-            escalations = atol(v);
-        else if (OPT("--provider-timeout-ms"))
-            prov_timeout = atol(v);
-        else if (OPT("--attempts"))
-            attempts = atol(v);
-        else if (OPT("--backoff-ms"))
-            backoff = atol(v);
-        else if (OPT("--retry-after-max-ms"))
-            ra_max = atol(v);
-        else if (OPT("--ctl-timeout-ms"))
-            ctl_timeout = atol(v);
-        else if (OPT("--ctl-backoff-max-ms"))
-            ctl_backoff_max = atol(v);
-        else if (OPT("--drain-ms"))
-            drain_ms = atol(v);
-        else if (strcmp(a, "--quiet") == 0)
-            quiet = 1;
-        else if (strcmp(a, "--report") == 0)
-            want_report = 1;
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "bursar-agent: unknown option %s\n", a);
-            usage(stderr);
-            return 2;
-        } else if (!tasks_path)
-            tasks_path = a;
-        else {
-            usage(stderr);
-            return 2;
-        }
-#undef OPT
-    }
-    signal(SIGPIPE, SIG_IGN);
-
-    cJSON *cfg = NULL;
-    if (config_path) {
-        char *s = slurp_path(config_path);
-        cfg = s ? cJSON_Parse(s) : NULL;
-        free(s);
-        if (!cJSON_IsObject(cfg)) {
-            fprintf(stderr, "bursar-agent: %s: cannot read a JSON object\n",
-                    config_path);
-            return 1;
-        }
-    }
-    if (!endpoint)
-        endpoint = cfg_str(cfg, "controller");
-    if (!endpoint) {
-        fprintf(stderr, "bursar-agent: --controller ENDPOINT is required\n");
-        usage(stderr);
-        cJSON_Delete(cfg);
-        return 2;
-    }
-    if (!spool)
-        spool = cfg_str(cfg, "spool");
-    if (!spool)
-        spool = "bursar-agent.spool";
-    if (!fallback)
-        fallback = cfg_str(cfg, "fallback_model");
-
-    simprov_t *sim = NULL;
-    if (sim_path) {
-        char err[256];
-        if (simprov_load(sim_path, &sim, err, sizeof(err)) != 0) {
-            fprintf(stderr, "bursar-agent: scenario %s: %s\n", sim_path, err);
-            cJSON_Delete(cfg);
-            return 1;
-        }
-    }
-
-    bursar_opts_t bo;
-    bursar_opts_init(&bo);
-    bo.endpoint = endpoint;
-    bo.spool_path = spool;
-    bo.timeout_ms =
-        (int)(ctl_timeout > 0
-                  ? ctl_timeout
-                  : cfg_num(cfg, "controller_timeout_ms", bo.timeout_ms));
-    bo.attempts = (int)cfg_num(cfg, "controller_attempts", bo.attempts);
-    bo.backoff_max_ms =
-        (int)(ctl_backoff_max > 0 ? ctl_backoff_max
-                                  : cfg_num(cfg, "controller_backoff_max_ms",
-                                            bo.backoff_max_ms));
-    if (bo.backoff_ms > bo.backoff_max_ms)
-        bo.backoff_ms = bo.backoff_max_ms;
-    bursar_t *client = NULL;
-    if (bursar_new(&client, &bo) != 0) {
-        fprintf(stderr, "bursar-agent: cannot create the client for %s\n",
-                endpoint);
-        return 1;
-    }
-
-    /* Provider details: from the controller (waiting a little for it),
-     * else from --models. */
-    bursar_model_t *models = NULL;
-    size_t n_models = 0;
-    int mrc = BURSAR_EUNREACHABLE;
-    double until = autil_now_mono() + 3.0;
-    while ((mrc = bursar_models(client, &models, &n_models)) ==
-               BURSAR_EUNREACHABLE &&
-           autil_now_mono() < until)
-        sleep_ms(200);
-    if (mrc != BURSAR_OK) {
-        if (models_path &&
-            models_from_file(models_path, &models, &n_models) == 0) {
-            fprintf(stderr,
-                    "bursar-agent: controller: %s; provider details "
-                    "from %s\n",
-                    bursar_strerror(mrc), models_path);
-        } else if (!sim) {
-            fprintf(stderr,
-                    "bursar-agent: cannot get the models from %s: %s %s\n",
-                    endpoint, bursar_strerror(mrc), bursar_last_error(client));
-            bursar_destroy(&client);
-            cJSON_Delete(cfg);
-            return 1;
-        }
-    }
-    /* The fallback model, by default the controller's first model. Rebuild
-     * the client so the fallback is known to it. */
-    if (!fallback && n_models > 0)
-        fallback = models[0].name;
-    if (fallback) {
-        bursar_destroy(&client);
-        bo.fallback_model = fallback;
-        if (bursar_new(&client, &bo) != 0)
-            return 1;
-    }
-
-    char err[256];
-    route_t *route = NULL;
-    if (route_parse(cJSON_GetObjectItemCaseSensitive(cfg, "routing"), &route,
-                    err, sizeof(err)) != 0) {
-        fprintf(stderr, "bursar-agent: %s: %s\n", config_path, err);
-        return 1;
-    }
-
-    runner_opts_t ro;
-    runner_opts_init(&ro);
-    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(cfg, "provider");
-    ro.prov.timeout_ms = cfg_num(pc, "timeout_ms", ro.prov.timeout_ms);
-    ro.prov.connect_timeout_ms =
-        cfg_num(pc, "connect_timeout_ms", ro.prov.connect_timeout_ms);
-    ro.prov.max_attempts =
-        (int)cfg_num(pc, "max_attempts", ro.prov.max_attempts);
-    ro.prov.backoff_ms = (int)cfg_num(pc, "backoff_ms", ro.prov.backoff_ms);
-    ro.prov.backoff_max_ms =
-        (int)cfg_num(pc, "backoff_max_ms", ro.prov.backoff_max_ms);
-    ro.prov.retry_after_max_ms =
-        (int)cfg_num(pc, "retry_after_max_ms", ro.prov.retry_after_max_ms);
-    ro.prov.max_tokens = (int)cfg_num(pc, "max_tokens", ro.prov.max_tokens);
-    if (prov_timeout > 0)
-        ro.prov.timeout_ms = prov_timeout;
-    if (attempts > 0)
-        ro.prov.max_attempts = (int)attempts;
-    if (backoff >= 0)
-        ro.prov.backoff_ms = (int)backoff;
-    if (ra_max >= 0)
-        ro.prov.retry_after_max_ms = (int)ra_max;
-    ro.concurrency = (size_t)cfg_num(cfg, "concurrency", 8);
-    if (concurrency > 0)
-        ro.concurrency = (size_t)concurrency;
-    ro.max_escalations = (int)cfg_num(cfg, "max_escalations", 2);
-    if (escalations >= 0)
-        ro.max_escalations = (int)escalations;
-    ro.route = route;
-    ro.validators = cJSON_GetObjectItemCaseSensitive(cfg, "validators");
-    ro.sim = sim;
-    ro.emit = emit;
-    runreport_t *report = want_report ? runreport_new() : NULL;
-    ro.emit_ud = report;
-
-    runner_t *run = NULL;
-    if (runner_new(&run, client, models, n_models, &ro) != 0) {
-        fprintf(stderr, "bursar-agent: cannot initialise libcurl\n");
-        return 1;
-    }
-
-    /* Tasks: the file, the scenario's generated tasks, or stdin. Read
-     * whole before starting, so no provider call waits on input. */
-    size_t idx = 0;
-    if (!tasks_path && sim && simprov_task_count(sim) > 0) {
-        for (size_t i = 0; i < simprov_task_count(sim); i++) {
-            cJSON *t = cJSON_CreateObject();
-            char id[32], prompt[96];
-            const char *b = simprov_task_bucket(sim, i);
-            snprintf(id, sizeof(id), "sim-%06zu", i + 1);
-            snprintf(prompt, sizeof(prompt), "simulated %s task %zu", b, i + 1);
-            cJSON_AddStringToObject(t, "id", id);
-            cJSON_AddStringToObject(t, "bucket", b);
-            cJSON_AddStringToObject(t, "prompt", prompt);
-            runner_add(run, t, idx++);
-        }
-    } else {
-        char *text = NULL;
-        if (tasks_path && strcmp(tasks_path, "-") != 0) {
-            text = slurp_path(tasks_path);
-            if (!text) {
-                fprintf(stderr, "bursar-agent: cannot read %s\n", tasks_path);
-                return 1;
-            }
-        } else {
-            text = slurp_path("-");
-        }
-        size_t lineno = 0;
-        char *next = text;
-        while (next && *next) {
-            char *line = next;
-            char *nl = strchr(line, '\n');
-            if (nl) {
-                *nl = '\0';
-                next = nl + 1;
-            } else {
-                next = NULL;
-            }
-            lineno++;
-            char *p = line;
-            while (*p == ' ' || *p == '\t' || *p == '\r')
-                p++;
-            if (!*p)
-                continue;
-            cJSON *t = cJSON_Parse(p);
-            if (!cJSON_IsObject(t)) {
-                cJSON_Delete(t);
-                cJSON *res = cJSON_CreateObject();
-                cJSON_AddNullToObject(res, "id");
-                char m[96];
-                snprintf(m, sizeof(m), "line %zu: not a JSON object", lineno);
-                cJSON_AddStringToObject(res, "error", m);
-                cJSON_AddBoolToObject(res, "valid", 0);
-                emit(NULL, res);
-                continue;
-            }
-            runner_add(run, t, idx++);
-        }
-        free(text);
-    }
-
     double last = autil_now_mono();
-    while (runner_run(run, 200) > 0) {
-        if (!quiet && autil_now_mono() - last >= 1.0) {
-            progress(run, client, 0);
+    while (runner_run(a->run, 200) > 0) {
+        if (!a->o.quiet && autil_now_mono() - last >= 1.0) {
+            progress(a->run, a->client, 0);
             last = autil_now_mono();
         }
     }
-
-    /* Give spooled feedback its chance to reach the controller. */
-    int rrc = bursar_replay(client, NULL);
-    double drain_until = autil_now_mono() + drain_ms / 1000.0;
+    int rrc = bursar_replay(a->client, NULL);
+    double drain_until = autil_now_mono() + a->o.drain_ms / 1000.0;
     while (rrc == BURSAR_EUNREACHABLE && autil_now_mono() < drain_until) {
         sleep_ms(200);
-        rrc = bursar_replay(client, NULL);
+        rrc = bursar_replay(a->client, NULL);
     }
-    if (!quiet || rrc != BURSAR_OK)
-        progress(run, client, 1);
+    return rrc;
+}
+
+/* --report: the run beside the controller's stats. */
+static void
+agent_report(agent_t *a)
+{
+    char *req = proto_format_simple(PROTO_OP_STATS);
+    char *reply = NULL;
+    cJSON *stats = NULL;
+    if (bursar_request(a->client, req, &reply) == BURSAR_OK)
+        stats = cJSON_Parse(reply);
+    free(reply);
+    free(req);
+    runreport_print(a->report, stderr, stats, a->sim, a->models, a->n_models);
+    cJSON_Delete(stats);
+}
+
+/* rrc: how the spool's replay ended (agent_run). */
+static void
+agent_summary(agent_t *a, int rrc)
+{
+    if (!a->o.quiet || rrc != BURSAR_OK)
+        progress(a->run, a->client, 1);
     if (rrc != BURSAR_OK)
         fprintf(stderr,
                 "bursar-agent: the spool %s still holds feedback (%s); it "
                 "is replayed by the next run\n",
-                spool, bursar_strerror(rrc));
+                a->o.spool, bursar_strerror(rrc));
     bursar_stats_t bs;
-    bursar_stats(client, &bs);
-    if (!quiet)
+    bursar_stats(a->client, &bs);
+    if (!a->o.quiet)
         fprintf(stderr,
                 "bursar-agent: controller requests %zu, timeouts %zu, "
                 "replay dropped %zu, duplicates %zu, local feedback %zu\n",
                 bs.requests, bs.timeouts, bs.replay_dropped, bs.duplicates,
                 bs.local_feedback);
+    if (a->report)
+        agent_report(a);
+}
 
-    if (report) {
-        char *reply = NULL;
-        cJSON *stats = NULL;
-        if (bursar_request(client, "{\"op\":\"stats\"}", &reply) == BURSAR_OK)
-            stats = cJSON_Parse(reply);
-        free(reply);
-        runreport_print(report, stderr, stats, sim, models, n_models);
-        cJSON_Delete(stats);
-        runreport_destroy(&report);
+static void
+agent_free(agent_t *a)
+{
+    runreport_destroy(&a->report);
+    runner_destroy(&a->run);
+    route_destroy(&a->route);
+    bursar_models_free(&a->models);
+    bursar_destroy(&a->client);
+    simprov_destroy(&a->sim);
+    cJSON_Delete(a->cfg);
+}
+
+int
+main(int argc, char **argv)
+{
+    agent_t a;
+    memset(&a, 0, sizeof a);
+    int rc = agent_parse(argc, argv, &a.o);
+    if (rc != AGENT_GO_ON)
+        return rc;
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = agent_configure(&a)) == AGENT_GO_ON &&
+        (rc = agent_connect(&a)) == AGENT_GO_ON &&
+        (rc = agent_runner(&a)) == AGENT_GO_ON &&
+        (rc = agent_tasks(&a)) == AGENT_GO_ON) {
+        agent_summary(&a, agent_run(&a));
+        rc = 0;
     }
-    runner_destroy(&run);
-    route_destroy(&route);
-    bursar_models_free(&models);
-    bursar_destroy(&client);
-    simprov_destroy(&sim);
-    cJSON_Delete(cfg);
-    return 0;
+    agent_free(&a);
+    return rc;
 }

@@ -5,7 +5,7 @@
  * each provider writes them) over HTTP/1.1 with Content-Length, keep-alive,
  * on 127.0.0.1 only.
  *
- *   bursar-mock-provider [--port N] [--script FILE]
+ *   bursar-mock-provider [--port N] [--script FILE] [--help] [--version]
  *
  * Prints the port it listens on (useful with --port 0, the default) as one
  * line on stdout, then serves until killed. One thread per connection.
@@ -33,6 +33,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -359,9 +360,7 @@ read_request(int fd, char *buf, size_t *have, req_t *rq)
     rq->content_length = (size_t)strtoul(cl, NULL, 10);
     if (rq->content_length > MOCK_MAX_BODY)
         return -1;
-    rq->body = malloc(rq->content_length + 1);
-    if (!rq->body)
-        abort();
+    rq->body = bursar_malloc(rq->content_length + 1);
     size_t extra = *have - head_len;
     size_t take = extra < rq->content_length ? extra : rq->content_length;
     memcpy(rq->body, buf + head_len, take);
@@ -425,55 +424,75 @@ prompt_chars(const cJSON *body)
     return n;
 }
 
-/* Serves one API request. Returns -1 to close the connection. */
-static int
-serve_api(int fd, const req_t *rq, fmt_t fmt, int keep)
+/* The request's own faults (400, 401) as an error body with *status, or
+ * NULL when the script is to answer it. */
+static char *
+mock_reject(const req_t *rq, fmt_t fmt, const cJSON *body, const char *model,
+            int *status)
 {
-    cJSON *body = cJSON_Parse(rq->body);
-    const cJSON *mj = cJSON_GetObjectItemCaseSensitive(body, "model");
-    const char *model = cJSON_IsString(mj) ? mj->valuestring : "";
-    char *out = NULL;
-    int status = 200, rc = 0;
-    long retry_after = -1;
-
+    char want[512] = "";
     pthread_mutex_lock(&mock_lock);
     const cJSON *rk =
         cJSON_GetObjectItemCaseSensitive(mock_script, "require_key");
-    char want[512] = "";
     if (cJSON_IsString(rk))
         snprintf(want, sizeof(want), "%s", rk->valuestring);
     pthread_mutex_unlock(&mock_lock);
 
+    *status = 400;
     if (!cJSON_IsObject(body) || !*model ||
-        !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(body, "messages"))) {
-        status = 400;
-        out = error_body(fmt, status,
-                         "request body must be JSON with model and messages");
-    } else if (fmt == FMT_ANTHROPIC && !rq->version[0]) {
-        status = 400;
-        out = error_body(fmt, status, "anthropic-version header is required");
-    } else if (fmt == FMT_ANTHROPIC &&
-               !cJSON_IsNumber(
-                   cJSON_GetObjectItemCaseSensitive(body, "max_tokens"))) {
-        status = 400;
-        out = error_body(fmt, status, "max_tokens: Field required");
-    } else if (want[0] &&
-               (fmt == FMT_ANTHROPIC ? strcmp(rq->api_key, want) != 0
-                                     : (strncmp(rq->auth, "Bearer ", 7) != 0 ||
-                                        strcmp(rq->auth + 7, want) != 0))) {
-        status = 401;
-        out = error_body(fmt, status,
-                         fmt == FMT_ANTHROPIC ? "invalid x-api-key"
-                                              : "Incorrect API key provided");
+        !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(body, "messages")))
+        return error_body(fmt, 400,
+                          "request body must be JSON with model and messages");
+    if (fmt == FMT_ANTHROPIC && !rq->version[0])
+        return error_body(fmt, 400, "anthropic-version header is required");
+    if (fmt == FMT_ANTHROPIC &&
+        !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(body, "max_tokens")))
+        return error_body(fmt, 400, "max_tokens: Field required");
+    if (want[0] &&
+        (fmt == FMT_ANTHROPIC ? strcmp(rq->api_key, want) != 0
+                              : (strncmp(rq->auth, "Bearer ", 7) != 0 ||
+                                 strcmp(rq->auth + 7, want) != 0))) {
+        *status = 401;
+        return error_body(fmt, 401,
+                          fmt == FMT_ANTHROPIC ? "invalid x-api-key"
+                                               : "Incorrect API key provided");
     }
-    if (out) {
-        stats_count(model[0] ? model : "(none)", status);
-        rc = send_response(fd, status, out, -1, keep);
-        free(out);
-        cJSON_Delete(body);
-        return rc;
-    }
+    return NULL;
+}
 
+/* The body of a scripted response resp with its status (not 200, or a
+ * malformed one): the error body each provider writes. */
+static char *
+mock_error_answer(const cJSON *resp, fmt_t fmt, int status)
+{
+    const cJSON *em = cJSON_GetObjectItemCaseSensitive(resp, "error_message");
+    const char *msg = cJSON_IsString(em) ? em->valuestring
+                      : status == 429    ? "Rate limit reached"
+                      : status >= 500    ? "The server had an error"
+                                         : "Bad request";
+    return error_body(fmt, status, msg);
+}
+
+/* The body of a scripted 200: the content (or the echo), the usage. */
+static char *
+mock_ok_answer(const cJSON *resp, const cJSON *body, const char *model,
+               fmt_t fmt, long seq)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(resp, "content");
+    const char *content = flag(resp, "echo")  ? last_user_content(body)
+                          : cJSON_IsString(c) ? c->valuestring
+                                              : "mock answer";
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(resp, "usage");
+    long tin = num_or(u, "in", prompt_chars(body) / 4 + 1);
+    long tout = num_or(u, "out", approx_tokens(content));
+    return ok_body(fmt, model, content, tin, tout, flag(resp, "no_usage"), seq);
+}
+
+/* Answers with the script's next response for model. Returns -1 to close
+ * the connection. */
+static int
+mock_answer(int fd, const cJSON *body, const char *model, fmt_t fmt, int keep)
+{
     long seq;
     cJSON *resp = script_next(model, &seq);
     mock_sleep_ms(num_or(resp, "latency_ms", 0));
@@ -483,40 +502,41 @@ serve_api(int fd, const req_t *rq, fmt_t fmt, int keep)
         struct pollfd p = {fd, POLLIN, 0};
         poll(&p, 1, (int)num_or(resp, "hang_ms", 60000));
         cJSON_Delete(resp);
-        cJSON_Delete(body);
         return -1;
     }
-    status = (int)num_or(resp, "status", 200);
-    retry_after = num_or(resp, "retry_after", -1);
+    int status = (int)num_or(resp, "status", 200), rc;
+    long retry_after = num_or(resp, "retry_after", -1);
     if (flag(resp, "malformed")) {
         stats_count(model, status);
         const char *bad = "{\"id\":\"chatcmpl-mock\",\"choices\":[{\"mess";
         rc = send_response(fd, status, bad, retry_after, keep);
-    } else if (status != 200) {
-        const cJSON *em =
-            cJSON_GetObjectItemCaseSensitive(resp, "error_message");
-        const char *msg = cJSON_IsString(em) ? em->valuestring
-                          : status == 429    ? "Rate limit reached"
-                          : status >= 500    ? "The server had an error"
-                                             : "Bad request";
-        out = error_body(fmt, status, msg);
+    } else {
+        char *out = status != 200 ? mock_error_answer(resp, fmt, status)
+                                  : mock_ok_answer(resp, body, model, fmt, seq);
         stats_count(model, status);
         rc = send_response(fd, status, out, retry_after, keep);
-    } else {
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(resp, "content");
-        const char *content = flag(resp, "echo")  ? last_user_content(body)
-                              : cJSON_IsString(c) ? c->valuestring
-                                                  : "mock answer";
-        const cJSON *u = cJSON_GetObjectItemCaseSensitive(resp, "usage");
-        long tin = num_or(u, "in", prompt_chars(body) / 4 + 1);
-        long tout = num_or(u, "out", approx_tokens(content));
-        out = ok_body(fmt, model, content, tin, tout, flag(resp, "no_usage"),
-                      seq);
-        stats_count(model, 200);
-        rc = send_response(fd, 200, out, retry_after, keep);
+        free(out);
     }
-    free(out);
     cJSON_Delete(resp);
+    return rc;
+}
+
+/* Serves one API request. Returns -1 to close the connection. */
+static int
+serve_api(int fd, const req_t *rq, fmt_t fmt, int keep)
+{
+    cJSON *body = cJSON_Parse(rq->body);
+    const cJSON *mj = cJSON_GetObjectItemCaseSensitive(body, "model");
+    const char *model = cJSON_IsString(mj) ? mj->valuestring : "";
+    int status, rc;
+    char *out = mock_reject(rq, fmt, body, model, &status);
+    if (out) {
+        stats_count(model[0] ? model : "(none)", status);
+        rc = send_response(fd, status, out, -1, keep);
+        free(out);
+    } else {
+        rc = mock_answer(fd, body, model, fmt, keep);
+    }
     cJSON_Delete(body);
     return rc;
 }
@@ -525,9 +545,7 @@ static void *
 conn_main(void *arg)
 {
     int fd = (int)(long)arg;
-    char *buf = malloc(MOCK_MAX_HEADER + 1);
-    if (!buf)
-        abort();
+    char *buf = bursar_malloc(MOCK_MAX_HEADER + 1);
     size_t have = 0;
     req_t rq;
     while (read_request(fd, buf, &have, &rq) == 0) {
@@ -577,33 +595,83 @@ conn_main(void *arg)
     return NULL;
 }
 
-static char *
-slurp(const char *path)
+/* ---------------------------------------------------------------- main */
+
+#ifndef BURSAR_VERSION /* the CMake project's version (agents/CMakeLists.txt)  \
+                        */
+#define BURSAR_VERSION "unknown"
+#endif
+
+static const char *mock_usage =
+    "usage: bursar-mock-provider [--port N] [--script FILE]\n"
+    "  --port N         TCP port on 127.0.0.1 (default 0: any free port;\n"
+    "                   the port is printed on stdout)\n"
+    "  --script FILE    the responses (docs/agents.md)\n"
+    "  -h, --help       this text\n"
+    "  --version        the version\n";
+
+enum { MOCK_PORT = 256, MOCK_SCRIPT, MOCK_VERSION };
+
+static const struct option mock_options[] = {
+    {"port", required_argument, NULL, MOCK_PORT},
+    {"script", required_argument, NULL, MOCK_SCRIPT},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, MOCK_VERSION},
+    {NULL, 0, NULL, 0}};
+
+/* A usage error naming what (argv's word). Returns the exit status. */
+static int
+mock_usage_error(const char *what, const char *arg)
 {
-    char *s = NULL;
-    return bursar_read_file(path, &s, NULL) == 0 ? s : NULL;
+    fprintf(stderr, "bursar-mock-provider: %s %s\n%s", what, arg, mock_usage);
+    return 2;
 }
 
-int
-main(int argc, char **argv)
+/* The options. Returns -1 to go on, or the exit status. */
+static int
+mock_parse(int argc, char **argv, int *port, const char **script)
 {
-    int port = 0;
-    const char *script_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-            port = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--script") == 0 && i + 1 < argc)
-            script_path = argv[++i];
-        else {
-            fprintf(stderr,
-                    "usage: bursar-mock-provider [--port N] [--script F]\n");
-            return 2;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", mock_options, NULL)) != -1) {
+        char *end;
+        long v;
+        switch (c) {
+        case MOCK_PORT:
+            v = strtol(optarg, &end, 10);
+            if (end == optarg || *end || v < 0 || v > 65535)
+                return mock_usage_error("--port: not a port:", optarg);
+            *port = (int)v;
+            break;
+        case MOCK_SCRIPT:
+            *script = optarg;
+            break;
+        case 'h':
+            fputs(mock_usage, stdout);
+            return 0;
+        case MOCK_VERSION:
+            printf("bursar-mock-provider %s\n", BURSAR_VERSION);
+            return 0;
+        case ':':
+            return mock_usage_error("a value is missing for", argv[optind - 1]);
+        default:
+            return mock_usage_error("unknown option or a value not taken:",
+                                    argv[optind - 1]);
         }
     }
-    signal(SIGPIPE, SIG_IGN);
+    if (optind < argc)
+        return mock_usage_error("unexpected argument", argv[optind]);
+    return -1;
+}
+
+/* The script (--script FILE, else empty) and the counters. */
+static int
+mock_load(const char *script_path)
+{
     if (script_path) {
-        char *s = slurp(script_path);
-        mock_script = s ? cJSON_Parse(s) : NULL;
+        char *s = NULL;
+        if (bursar_read_file(script_path, &s, NULL) == 0)
+            mock_script = cJSON_Parse(s);
         free(s);
         if (!cJSON_IsObject(mock_script)) {
             fprintf(stderr, "bursar-mock-provider: cannot read script %s\n",
@@ -616,7 +684,14 @@ main(int argc, char **argv)
     mock_stats = cJSON_CreateObject();
     cJSON_AddNumberToObject(mock_stats, "total", 0);
     cJSON_AddObjectToObject(mock_stats, "models");
+    return -1;
+}
 
+/* A listening socket on 127.0.0.1:port; the port it got is printed.
+ * Returns the socket, or -1. */
+static int
+mock_listen(int port)
+{
     int ls = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -628,12 +703,29 @@ main(int argc, char **argv)
     if (bind(ls, (struct sockaddr *)&a, sizeof(a)) != 0 ||
         listen(ls, 128) != 0) {
         perror("bursar-mock-provider: bind");
-        return 1;
+        return -1;
     }
     socklen_t al = sizeof(a);
     getsockname(ls, (struct sockaddr *)&a, &al);
     printf("%d\n", ntohs(a.sin_port));
     fflush(stdout);
+    return ls;
+}
+
+int
+main(int argc, char **argv)
+{
+    int port = 0;
+    const char *script_path = NULL;
+    int rc = mock_parse(argc, argv, &port, &script_path);
+    if (rc >= 0)
+        return rc;
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = mock_load(script_path)) >= 0)
+        return rc;
+    int ls = mock_listen(port), one = 1;
+    if (ls < 0)
+        return 1;
     for (;;) {
         int fd = accept(ls, NULL, NULL);
         if (fd < 0) {

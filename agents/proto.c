@@ -76,6 +76,14 @@ proto_provider_name(proto_provider_t p)
     return p == PROTO_PROVIDER_ANTHROPIC ? "anthropic" : "openai";
 }
 
+double
+proto_price_cost(double price_in_per_mtok, double price_out_per_mtok,
+                 double tokens_in, double tokens_out)
+{
+    return (tokens_in * price_in_per_mtok + tokens_out * price_out_per_mtok) /
+           1e6;
+}
+
 /* ------------------------------------------------------------------ */
 /* Ids and quoting                                                     */
 
@@ -835,48 +843,66 @@ proto_format_clock(double advance_s)
 /* ------------------------------------------------------------------ */
 /* Client side: replies                                                */
 
-/* A reply field named in messages: pre is "" or a path like "models[2].".
- * Every reader below fails with `reply field "NAME" ...`. */
+/* Where a field is, for messages: NOUN "PRE KEY", noun "reply field" in a
+ * reply, "field" in a models table read from a file (proto_parse_models
+ * without a reply); pre "" or a path like "models[2]." or "models.m.".
+ * Every reader below fails with `NOUN "PRE KEY" ...`. */
+typedef struct proto_at {
+    const char *noun;
+    const char *pre;
+} proto_at_t;
+
+static const proto_at_t proto_at_reply = {"reply field", ""};
 
 static const cJSON *
-proto_rd_need(const cJSON *o, const char *pre, const char *key,
+proto_rd_need(const cJSON *o, const proto_at_t *at, const char *key,
               proto_error_t *err)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j)
-        proto_fail(err, PROTO_E_MISSING_FIELD, "reply field \"%s%s\" missing",
-                   pre, key);
+        proto_fail(err, PROTO_E_MISSING_FIELD, "%s \"%s%s\" missing", at->noun,
+                   at->pre, key);
     return j;
 }
 
 /* A string of min_len .. cap-1 bytes into out. */
 static proto_code_t
-proto_rd_str(const cJSON *o, const char *pre, const char *key, size_t min_len,
-             char *out, size_t cap, proto_error_t *err)
+proto_rd_str(const cJSON *o, const proto_at_t *at, const char *key,
+             size_t min_len, char *out, size_t cap, proto_error_t *err)
 {
-    const cJSON *j = proto_rd_need(o, pre, key, err);
+    const cJSON *j = proto_rd_need(o, at, key, err);
     if (!j)
         return err->code;
     if (!cJSON_IsString(j))
         return proto_fail(err, PROTO_E_WRONG_TYPE,
-                          "reply field \"%s%s\" must be a string, got %s", pre,
-                          key, proto_type_name(j));
+                          "%s \"%s%s\" must be a string, got %s", at->noun,
+                          at->pre, key, proto_type_name(j));
     size_t n = strlen(j->valuestring);
     if (n < min_len || n >= cap)
         return proto_fail(err, PROTO_E_INVALID_VALUE,
-                          "reply field \"%s%s\" must have %zu to %zu bytes, "
-                          "got %zu",
-                          pre, key, min_len, cap - 1, n);
+                          "%s \"%s%s\" must have %zu to %zu bytes, got %zu",
+                          at->noun, at->pre, key, min_len, cap - 1, n);
     memcpy(out, j->valuestring, n + 1);
     return PROTO_OK;
 }
 
+/* As proto_rd_str; when optional, an absent key leaves out as it is. */
+static proto_code_t
+proto_rd_str_opt(const cJSON *o, const proto_at_t *at, const char *key,
+                 int optional, size_t min_len, char *out, size_t cap,
+                 proto_error_t *err)
+{
+    if (optional && !cJSON_GetObjectItemCaseSensitive(o, key))
+        return PROTO_OK;
+    return proto_rd_str(o, at, key, min_len, out, cap, err);
+}
+
 /* A finite number >= 0 (null reads as NAN when nullable). */
 static proto_code_t
-proto_rd_num(const cJSON *o, const char *pre, const char *key, int nullable,
-             double *out, proto_error_t *err)
+proto_rd_num(const cJSON *o, const proto_at_t *at, const char *key,
+             int nullable, double *out, proto_error_t *err)
 {
-    const cJSON *j = proto_rd_need(o, pre, key, err);
+    const cJSON *j = proto_rd_need(o, at, key, err);
     if (!j)
         return err->code;
     if (nullable && cJSON_IsNull(j)) {
@@ -885,12 +911,12 @@ proto_rd_num(const cJSON *o, const char *pre, const char *key, int nullable,
     }
     if (!cJSON_IsNumber(j))
         return proto_fail(err, PROTO_E_WRONG_TYPE,
-                          "reply field \"%s%s\" must be a number, got %s", pre,
-                          key, proto_type_name(j));
+                          "%s \"%s%s\" must be a number, got %s", at->noun,
+                          at->pre, key, proto_type_name(j));
     if (!isfinite(j->valuedouble) || j->valuedouble < 0)
         return proto_fail(err, PROTO_E_INVALID_VALUE,
-                          "reply field \"%s%s\" must be >= 0, got %g", pre, key,
-                          j->valuedouble);
+                          "%s \"%s%s\" must be >= 0, got %g", at->noun, at->pre,
+                          key, j->valuedouble);
     *out = j->valuedouble;
     return PROTO_OK;
 }
@@ -915,7 +941,8 @@ proto_rd_flag(const cJSON *o, const char *key, int *out, proto_error_t *err)
 static proto_code_t
 proto_rd_error(const cJSON *root, proto_reply_t *r, proto_error_t *err)
 {
-    const cJSON *e = proto_rd_need(root, "", "error", err);
+    static const proto_at_t at = {"reply field", "error."};
+    const cJSON *e = proto_rd_need(root, &proto_at_reply, "error", err);
     if (!e)
         return err->code;
     if (!cJSON_IsObject(e))
@@ -924,8 +951,8 @@ proto_rd_error(const cJSON *root, proto_reply_t *r, proto_error_t *err)
                           proto_type_name(e));
     char code[64];
     proto_code_t rc;
-    if ((rc = proto_rd_str(e, "error.", "code", 1, code, sizeof code, err)) ||
-        (rc = proto_rd_str(e, "error.", "message", 0, r->error.message,
+    if ((rc = proto_rd_str(e, &at, "code", 1, code, sizeof code, err)) ||
+        (rc = proto_rd_str(e, &at, "message", 0, r->error.message,
                            sizeof r->error.message, err)))
         return rc;
     int c = proto_code_parse(code);
@@ -983,7 +1010,7 @@ proto_rd_root(const char *buf, size_t len, proto_reply_t *r, cJSON **root,
 static proto_code_t
 proto_rd_fallbacks(const cJSON *root, proto_reply_t *r, proto_error_t *err)
 {
-    const cJSON *fb = proto_rd_need(root, "", "fallbacks", err);
+    const cJSON *fb = proto_rd_need(root, &proto_at_reply, "fallbacks", err);
     if (!fb)
         return err->code;
     if (!cJSON_IsArray(fb))
@@ -1016,18 +1043,19 @@ proto_rd_fallbacks(const cJSON *root, proto_reply_t *r, proto_error_t *err)
 static proto_code_t
 proto_rd_choice(const cJSON *root, proto_reply_t *r, proto_error_t *err)
 {
+    const proto_at_t *at = &proto_at_reply;
     char id[PROTO_ID_LEN + 1];
     proto_code_t rc =
-        proto_rd_str(root, "", "decision_id", 0, id, sizeof id, err);
+        proto_rd_str(root, at, "decision_id", 0, id, sizeof id, err);
     if (rc == PROTO_E_INVALID_VALUE ||
         (!rc && proto_id_parse(id, &r->decision)))
         return proto_fail(err, PROTO_E_INVALID_VALUE,
                           "reply field \"decision_id\" must be %d hex digits",
                           PROTO_ID_LEN);
     if (rc ||
-        (rc = proto_rd_str(root, "", "model", 1, r->model, sizeof r->model,
+        (rc = proto_rd_str(root, at, "model", 1, r->model, sizeof r->model,
                            err)) ||
-        (rc = proto_rd_num(root, "", "propensity", 0, &r->propensity, err)))
+        (rc = proto_rd_num(root, at, "propensity", 0, &r->propensity, err)))
         return rc;
     if (!(r->propensity > 0 && r->propensity <= 1))
         return proto_fail(err, PROTO_E_INVALID_VALUE,
@@ -1035,7 +1063,7 @@ proto_rd_choice(const cJSON *root, proto_reply_t *r, proto_error_t *err)
                           "%g",
                           r->propensity);
     if ((rc = proto_rd_fallbacks(root, r, err)) ||
-        (rc = proto_rd_num(root, "", "expected_cost_usd", 1,
+        (rc = proto_rd_num(root, at, "expected_cost_usd", 1,
                            &r->expected_cost_usd, err)) ||
         (rc = proto_rd_flag(root, "over_budget", &r->over_budget, err)) ||
         (rc = proto_rd_flag(root, "explored", &r->explored, err)))
@@ -1057,15 +1085,79 @@ proto_parse_reply(const char *buf, size_t len, proto_op_t op, proto_reply_t *r,
     return rc;
 }
 
-/* One object of the models array; pre names it ("models[2]."). */
+/* ---- the models table: a reply, or a file --------------------------- */
+
+/* A model's keys. A models table from a file may hold nothing else (it is
+ * written by hand: a misspelt key must not go unnoticed); a reply may
+ * (a newer daemon may send more). */
+static const char *const proto_model_keys[] = {"name",
+                                               "provider",
+                                               "model",
+                                               "base_url",
+                                               "api_key_env",
+                                               "price_in_per_mtok",
+                                               "price_out_per_mtok",
+                                               "health"};
+
 static proto_code_t
-proto_rd_model(const cJSON *o, const char *pre, proto_model_t *m,
+proto_rd_model_keys(const cJSON *o, const proto_at_t *at, proto_error_t *err)
+{
+    const size_t nk = sizeof proto_model_keys / sizeof proto_model_keys[0];
+    const cJSON *k;
+    cJSON_ArrayForEach(k, o)
+    {
+        size_t i = 0;
+        while (i < nk && strcmp(k->string, proto_model_keys[i]) != 0)
+            i++;
+        if (i == nk)
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "%s \"%s%.64s\" is not a model field (name, "
+                              "provider, model, base_url, api_key_env, "
+                              "price_in_per_mtok, price_out_per_mtok)",
+                              at->noun, at->pre, k->string);
+    }
+    return PROTO_OK;
+}
+
+/* The model's name: its key in the object form (a "name" field, if any,
+ * must say the same), else its "name" field. */
+static proto_code_t
+proto_rd_model_name(const cJSON *o, const proto_at_t *at, proto_model_t *m,
+                    proto_error_t *err)
+{
+    if (!o->string) /* an element of an array */
+        return proto_rd_str(o, at, "name", 1, m->name, sizeof m->name, err);
+    size_t n = strlen(o->string);
+    if (n == 0 || n >= sizeof m->name)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "%s \"models\": the model name \"%.64s\" must have "
+                          "1 to %zu bytes",
+                          at->noun, o->string, sizeof m->name - 1);
+    memcpy(m->name, o->string, n + 1);
+    char named[PROTO_NAME_MAX];
+    proto_code_t rc =
+        proto_rd_str_opt(o, at, "name", 1, 1, named, sizeof named, err);
+    if (!rc && cJSON_GetObjectItemCaseSensitive(o, "name") &&
+        strcmp(named, m->name) != 0)
+        rc = proto_fail(err, PROTO_E_INVALID_VALUE,
+                        "%s \"%sname\" must be the model's key \"%s\"",
+                        at->noun, at->pre, m->name);
+    return rc;
+}
+
+/* One model; at names it ("models[2]." in a reply). In a models table
+ * from a file (file), model, base_url and api_key_env are optional with
+ * bursard's defaults (docs/controller.md): the name, the provider's
+ * public URL, "". */
+static proto_code_t
+proto_rd_model(const cJSON *o, const proto_at_t *at, int file, proto_model_t *m,
                proto_error_t *err)
 {
     char prov[16];
     proto_code_t rc;
-    if ((rc = proto_rd_str(o, pre, "name", 1, m->name, sizeof m->name, err)) ||
-        (rc = proto_rd_str(o, pre, "provider", 1, prov, sizeof prov, err)))
+    if ((file && (rc = proto_rd_model_keys(o, at, err))) ||
+        (rc = proto_rd_model_name(o, at, m, err)) ||
+        (rc = proto_rd_str(o, at, "provider", 1, prov, sizeof prov, err)))
         return rc;
     if (strcmp(prov, "openai") == 0)
         m->provider = PROTO_PROVIDER_OPENAI;
@@ -1073,23 +1165,92 @@ proto_rd_model(const cJSON *o, const char *pre, proto_model_t *m,
         m->provider = PROTO_PROVIDER_ANTHROPIC;
     else
         return proto_fail(err, PROTO_E_INVALID_VALUE,
-                          "reply field \"%sprovider\" must be \"openai\" or "
+                          "%s \"%sprovider\" must be \"openai\" or "
                           "\"anthropic\"",
-                          pre);
-    if ((rc = proto_rd_str(o, pre, "model", 1, m->model, sizeof m->model,
+                          at->noun, at->pre);
+    if (file) {
+        bursar_copy_str(m->model, sizeof m->model, m->name);
+        bursar_copy_str(m->base_url, sizeof m->base_url,
+                        m->provider == PROTO_PROVIDER_ANTHROPIC
+                            ? PROTO_ANTHROPIC_URL
+                            : PROTO_OPENAI_URL);
+    }
+    if ((rc = proto_rd_str_opt(o, at, "model", file, 1, m->model,
+                               sizeof m->model, err)) ||
+        (rc = proto_rd_str_opt(o, at, "base_url", file, 0, m->base_url,
+                               sizeof m->base_url, err)) ||
+        (rc = proto_rd_str_opt(o, at, "api_key_env", file, 0, m->api_key_env,
+                               sizeof m->api_key_env, err)) ||
+        (rc = proto_rd_num(o, at, "price_in_per_mtok", 0, &m->price_in_per_mtok,
                            err)) ||
-        (rc = proto_rd_str(o, pre, "base_url", 0, m->base_url,
-                           sizeof m->base_url, err)) ||
-        (rc = proto_rd_str(o, pre, "api_key_env", 0, m->api_key_env,
-                           sizeof m->api_key_env, err)) ||
-        (rc = proto_rd_num(o, pre, "price_in_per_mtok", 0,
-                           &m->price_in_per_mtok, err)) ||
-        (rc = proto_rd_num(o, pre, "price_out_per_mtok", 0,
+        (rc = proto_rd_num(o, at, "price_out_per_mtok", 0,
                            &m->price_out_per_mtok, err)))
         return rc;
-    if (cJSON_GetObjectItemCaseSensitive(o, "health"))
-        return proto_rd_str(o, pre, "health", 0, m->health, sizeof m->health,
+    return proto_rd_str_opt(o, at, "health", 1, 0, m->health, sizeof m->health,
                             err);
+}
+
+/* A models table from a file: a JSON object, no reply envelope. */
+static proto_code_t
+proto_rd_table(const char *buf, size_t len, cJSON **root, proto_error_t *err)
+{
+    err->code = PROTO_OK;
+    err->message[0] = '\0';
+    *root = cJSON_ParseWithLength(buf, len);
+    if (!*root)
+        return proto_fail(err, PROTO_E_BAD_JSON, "not valid JSON");
+    if (cJSON_IsObject(*root))
+        return PROTO_OK;
+    proto_fail(err, PROTO_E_BAD_REQUEST,
+               "a models table must be a JSON object, got %s",
+               proto_type_name(*root));
+    cJSON_Delete(*root);
+    *root = NULL;
+    return err->code;
+}
+
+/* "models": an array in a reply; an array or an object keyed by name in a
+ * table from a file (file). On PROTO_OK *out holds *n models. */
+static proto_code_t
+proto_rd_models(const cJSON *root, int file, proto_model_t **out, size_t *n,
+                proto_error_t *err)
+{
+    const proto_at_t top = {file ? "field" : "reply field", ""};
+    const cJSON *ms = proto_rd_need(root, &top, "models", err);
+    if (!ms)
+        return err->code;
+    if (!cJSON_IsArray(ms) && !(file && cJSON_IsObject(ms)))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "%s \"models\" must be an array%s, got %s", top.noun,
+                          file ? " or an object" : "", proto_type_name(ms));
+    size_t cnt = (size_t)cJSON_GetArraySize(ms), i = 0;
+    proto_model_t *arr = cnt ? bursar_calloc(cnt, sizeof *arr) : NULL;
+    proto_code_t rc = PROTO_OK;
+    for (const cJSON *m = ms->child; m && !rc; m = m->next, i++) {
+        char pre[96];
+        if (m->string)
+            snprintf(pre, sizeof pre, "models.%.64s.", m->string);
+        else
+            snprintf(pre, sizeof pre, "models[%zu].", i);
+        const proto_at_t at = {top.noun, pre};
+        if (!cJSON_IsObject(m))
+            rc = proto_fail(err, PROTO_E_WRONG_TYPE,
+                            "%s \"%.*s\" must be an object, got %s", top.noun,
+                            (int)strlen(pre) - 1, pre, proto_type_name(m));
+        else
+            rc = proto_rd_model(m, &at, file, &arr[i], err);
+        for (size_t k = 0; !rc && k < i; k++)
+            if (strcmp(arr[k].name, arr[i].name) == 0)
+                rc = proto_fail(err, PROTO_E_INVALID_VALUE,
+                                "%s \"%sname\": \"%s\" is named twice",
+                                top.noun, pre, arr[i].name);
+    }
+    if (rc) {
+        free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n = cnt;
     return PROTO_OK;
 }
 
@@ -1100,39 +1261,12 @@ proto_parse_models(const char *buf, size_t len, proto_reply_t *r,
     *out = NULL;
     *n = 0;
     cJSON *root;
-    proto_code_t rc = proto_rd_root(buf, len, r, &root, err);
-    if (rc || !r->ok) {
-        cJSON_Delete(root);
-        return rc;
-    }
-    const cJSON *ms = proto_rd_need(root, "", "models", err);
-    if (ms && !cJSON_IsArray(ms))
-        proto_fail(err, PROTO_E_WRONG_TYPE,
-                   "reply field \"models\" must be an array, got %s",
-                   proto_type_name(ms));
-    rc = err->code;
-    size_t cnt = rc ? 0 : (size_t)cJSON_GetArraySize(ms);
-    proto_model_t *arr = cnt ? bursar_calloc(cnt, sizeof *arr) : NULL;
-    size_t i = 0;
-    for (const cJSON *m = cnt ? ms->child : NULL; m && !rc; m = m->next, i++) {
-        char pre[32];
-        snprintf(pre, sizeof pre, "models[%zu].", i);
-        if (!cJSON_IsObject(m))
-            rc = proto_fail(err, PROTO_E_WRONG_TYPE,
-                            "reply field \"models[%zu]\" must be an object, "
-                            "got %s",
-                            i, proto_type_name(m));
-        else
-            rc = proto_rd_model(m, pre, &arr[i], err);
-    }
+    proto_code_t rc = r ? proto_rd_root(buf, len, r, &root, err)
+                        : proto_rd_table(buf, len, &root, err);
+    if (!rc && (!r || r->ok))
+        rc = proto_rd_models(root, !r, out, n, err);
     cJSON_Delete(root);
-    if (rc) {
-        free(arr);
-        return rc;
-    }
-    *out = arr;
-    *n = cnt;
-    return PROTO_OK;
+    return rc;
 }
 
 char *

@@ -15,9 +15,10 @@
  * caller frees with free(); never NULL (out of memory aborts, base.h).
  *
  * Unknown fields in a request or a reply are ignored (a newer peer may
- * send more); an optional "id" (string or number, at most PROTO_ECHO_MAX
- * bytes once serialised) is echoed in the reply so that pipelining DEALER
- * clients can match replies.
+ * send more; a models table read from a file is the exception, see
+ * proto_parse_models); an optional "id" (string or number, at most
+ * PROTO_ECHO_MAX bytes once serialised) is echoed in the reply so that
+ * pipelining DEALER clients can match replies.
  */
 #ifndef BURSAR_AGENTS_PROTO_H
 #define BURSAR_AGENTS_PROTO_H
@@ -37,6 +38,11 @@
 #define PROTO_MODEL_ID_MAX 128 /* a provider's model id, incl. NUL */
 #define PROTO_URL_MAX      512 /* a model's base_url, incl. NUL */
 #define PROTO_HEALTH_MAX   16  /* a model's health state, incl. NUL */
+
+/* A provider's public API, the base_url a models table from a file
+ * defaults to (proto_parse_models). */
+#define PROTO_OPENAI_URL    "https://api.openai.com/v1"
+#define PROTO_ANTHROPIC_URL "https://api.anthropic.com/v1"
 
 typedef enum proto_op {
     PROTO_OP_CHOOSE = 0,
@@ -263,11 +269,22 @@ typedef struct proto_model {
 /* Parses the reply to {"op":"models"}: {"ok":true,"models":[{"name",
  * "provider" ("openai" or "anthropic"), "model", "base_url",
  * "api_key_env", "price_in_per_mtok", "price_out_per_mtok"[, "health"]},
- * ...]}, every field but health required. On PROTO_OK with r->ok, *out is
- * a new array of *n models (free(); NULL when *n is 0); with !r->ok (an
- * error reply) *out is NULL and r->error says why. Errors as
- * proto_parse_reply, the message naming the field ("models[2].provider").
- */
+ * ...]}, every field but health required, no name twice. On PROTO_OK with
+ * r->ok, *out is a new array of *n models (free(); NULL when *n is 0);
+ * with !r->ok (an error reply) *out is NULL and r->error says why. Errors
+ * as proto_parse_reply, the message naming the field
+ * ("reply field \"models[2].provider\" missing").
+ *
+ * With r NULL, buf is a models table written by hand (bursar-agent
+ * --models FILE, docs/agents.md): a JSON object without the reply's "ok"
+ * whose "models" is that array or an object keyed by name
+ * ({"models":{"m":{"provider":...}}}, the shape of bursard's
+ * configuration; a "name" inside must repeat the key). There provider and
+ * the two prices are required, model defaults to the name, base_url to
+ * the provider's (PROTO_OPENAI_URL, PROTO_ANTHROPIC_URL), api_key_env to
+ * ""; a key a model does not have is an error; other top-level keys are
+ * ignored. Messages name the field without "reply"
+ * ("field \"models.m.price_in_per_mtok\" missing"). */
 proto_code_t proto_parse_models(const char *buf, size_t len, proto_reply_t *r,
                                 proto_model_t **out, size_t *n,
                                 proto_error_t *err);
@@ -276,6 +293,13 @@ proto_code_t proto_parse_models(const char *buf, size_t len, proto_reply_t *r,
  * field only when not empty). */
 char *proto_write_models(const char *echo, const proto_model_t *models,
                          size_t n);
+
+/* The cost in USD of tokens_in and tokens_out at prices in USD per
+ * million tokens: (tokens_in x price_in + tokens_out x price_out) / 1e6.
+ * The one place the project prices tokens (the controller's cost prior,
+ * the worker's cost of a call, the run report). */
+double proto_price_cost(double price_in_per_mtok, double price_out_per_mtok,
+                        double tokens_in, double tokens_out);
 
 const char *proto_op_name(proto_op_t op);
 const char *proto_kind_name(proto_kind_t kind);

@@ -65,9 +65,9 @@ prov_opts_init(prov_opts_t *o)
 double
 prov_cost(const bursar_model_t *m, long tokens_in, long tokens_out)
 {
-    return ((double)(tokens_in > 0 ? tokens_in : 0) * m->price_in_per_mtok +
-            (double)(tokens_out > 0 ? tokens_out : 0) * m->price_out_per_mtok) /
-           1e6;
+    return proto_price_cost(m->price_in_per_mtok, m->price_out_per_mtok,
+                            (double)(tokens_in > 0 ? tokens_in : 0),
+                            (double)(tokens_out > 0 ? tokens_out : 0));
 }
 
 void
@@ -86,9 +86,7 @@ prov_pool_new(prov_pool_t **out, const prov_opts_t *o)
     pthread_once(&curl_once, curl_init_once);
     if (curl_init_rc != 0)
         return -1;
-    prov_pool_t *self = calloc(1, sizeof(*self));
-    if (!self)
-        abort();
+    prov_pool_t *self = bursar_calloc(1, sizeof(*self));
     if (o)
         self->o = *o;
     else
@@ -153,9 +151,7 @@ join_url(const char *base, const char *suffix)
     while (bl > 0 && base[bl - 1] == '/')
         bl--;
     size_t n = bl + strlen(suffix) + 1;
-    char *u = malloc(n);
-    if (!u)
-        abort();
+    char *u = bursar_malloc(n);
     memcpy(u, base, bl);
     strcpy(u + bl, suffix);
     return u;
@@ -205,9 +201,7 @@ body_anthropic(const bursar_model_t *m, const cJSON *messages, int max_tokens)
         if (cJSON_IsString(role) && strcmp(role->valuestring, "system") == 0 &&
             cJSON_IsString(content)) {
             size_t n = strlen(content->valuestring);
-            sys = realloc(sys, sys_len + n + 2);
-            if (!sys)
-                abort();
+            sys = bursar_realloc(sys, sys_len + n + 2);
             if (sys_len)
                 sys[sys_len++] = '\n';
             memcpy(sys + sys_len, content->valuestring, n + 1);
@@ -237,9 +231,7 @@ on_data(char *p, size_t size, size_t nmemb, void *ud)
         size_t cap = j->resp_cap ? j->resp_cap : 4096;
         while (cap < j->resp_len + n + 1)
             cap *= 2;
-        j->resp = realloc(j->resp, cap);
-        if (!j->resp)
-            abort();
+        j->resp = bursar_realloc(j->resp, cap);
         j->resp_cap = cap;
     }
     memcpy(j->resp + j->resp_len, p, n);
@@ -284,9 +276,7 @@ prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
 {
     if (!self || !m || !cJSON_IsArray(messages) || !done)
         return -1;
-    job_t *j = calloc(1, sizeof(*j));
-    if (!j)
-        abort();
+    job_t *j = bursar_calloc(1, sizeof(*j));
     j->model = *m;
     j->done = done;
     j->ud = ud;
@@ -402,9 +392,7 @@ parse_ok(job_t *j)
             if (!cJSON_IsString(t))
                 continue;
             size_t n = strlen(t->valuestring);
-            text = realloc(text, len + n + 1);
-            if (!text)
-                abort();
+            text = bursar_realloc(text, len + n + 1);
             memcpy(text + len, t->valuestring, n + 1);
             len += n;
         }
@@ -422,9 +410,9 @@ parse_ok(job_t *j)
         const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
         const cJSON *ct = cJSON_GetObjectItemCaseSensitive(msg, "content");
         if (cJSON_IsString(ct)) {
-            text = strdup(ct->valuestring);
+            text = bursar_strdup(ct->valuestring);
         } else if (cJSON_IsNull(ct) && msg) {
-            text = strdup(""); /* e.g. a tool call: no text */
+            text = bursar_strdup(""); /* e.g. a tool call: no text */
         }
         const cJSON *a =
             cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
@@ -540,6 +528,94 @@ job_unlink(prov_pool_t *self, job_t *j)
         }
 }
 
+/* Moves the calls that failed before any request (no key) to *done. */
+static void
+pool_take_failed(prov_pool_t *self, job_t **done)
+{
+    for (job_t *j = self->jobs, *nx; j; j = nx) {
+        nx = j->next;
+        if (j->not_before < 0) {
+            job_unlink(self, j);
+            j->next = *done;
+            *done = j;
+        }
+    }
+}
+
+/* Starts what may start (at most max_inflight running). Returns the
+ * earliest wake-up of a call waiting for its backoff, or next_wake. */
+static double
+pool_start_ready(prov_pool_t *self, double now, double next_wake)
+{
+    /* Oldest first would need a tail: the list is short and order among
+     * ready calls does not matter. */
+    for (job_t *j = self->jobs; j; j = j->next) {
+        if (j->running)
+            continue;
+        if (j->not_before > now) {
+            if (j->not_before < next_wake)
+                next_wake = j->not_before;
+            continue;
+        }
+        if (self->n_running >= self->o.max_inflight)
+            continue;
+        if (job_start(self, j) != 0) {
+            bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
+                            "transport");
+            snprintf(j->r.error, sizeof(j->r.error),
+                     "curl could not start the request");
+            j->not_before = -1;
+        }
+    }
+    return next_wake;
+}
+
+/* Lets curl move; completed calls (job_finish: no retry left) go to
+ * *done. */
+static void
+pool_perform(prov_pool_t *self, job_t **done)
+{
+    int still = 0;
+    curl_multi_perform(self->multi, &still);
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(self->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        job_t *j = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+        CURLcode cc = msg->data.result;
+        curl_multi_remove_handle(self->multi, j->easy);
+        j->running = 0;
+        self->n_running--;
+        if (job_finish(self, j, cc)) {
+            job_unlink(self, j);
+            j->next = *done;
+            *done = j;
+        }
+    }
+}
+
+/* Waits until next_wake at the latest (a retry scheduled by job_finish
+ * may wake earlier), on curl's sockets when calls are running. */
+static void
+pool_wait(prov_pool_t *self, double now, double next_wake)
+{
+    for (job_t *j = self->jobs; j; j = j->next)
+        if (!j->running && j->not_before > 0 && j->not_before < next_wake)
+            next_wake = j->not_before;
+    double wait = next_wake - now;
+    if (wait < 0)
+        wait = 0;
+    int ms = (int)(wait * 1000.0) + 1;
+    if (self->n_running > 0) {
+        curl_multi_poll(self->multi, NULL, 0, ms, NULL);
+    } else {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 size_t
 prov_pool_run(prov_pool_t *self, int timeout_ms)
 {
@@ -547,77 +623,17 @@ prov_pool_run(prov_pool_t *self, int timeout_ms)
         autil_now_mono() + (timeout_ms > 0 ? timeout_ms : 0) / 1e3;
     job_t *done = NULL;
     for (;;) {
-        double now = autil_now_mono();
-        double next_wake = deadline;
-        /* Complete calls that failed before any request (no key). */
-        for (job_t *j = self->jobs, *nx; j; j = nx) {
-            nx = j->next;
-            if (j->not_before < 0) {
-                job_unlink(self, j);
-                j->next = done;
-                done = j;
-            }
-        }
-        /* Start what may start, oldest first would need a tail: the list
-         * is short and order among ready calls does not matter. */
-        for (job_t *j = self->jobs; j; j = j->next) {
-            if (j->running)
-                continue;
-            if (j->not_before > now) {
-                if (j->not_before < next_wake)
-                    next_wake = j->not_before;
-                continue;
-            }
-            if (self->n_running >= self->o.max_inflight)
-                continue;
-            if (job_start(self, j) != 0) {
-                bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
-                                "transport");
-                snprintf(j->r.error, sizeof(j->r.error),
-                         "curl could not start the request");
-                j->not_before = -1;
-            }
-        }
+        pool_take_failed(self, &done);
+        double next_wake = pool_start_ready(self, autil_now_mono(), deadline);
         if (done)
             break;
-        int still = 0;
-        curl_multi_perform(self->multi, &still);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(self->multi, &left))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            job_t *j = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-            CURLcode cc = msg->data.result;
-            curl_multi_remove_handle(self->multi, j->easy);
-            j->running = 0;
-            self->n_running--;
-            if (job_finish(self, j, cc)) {
-                job_unlink(self, j);
-                j->next = done;
-                done = j;
-            }
-        }
+        pool_perform(self, &done);
         if (done || self->n_jobs == 0)
             break;
-        now = autil_now_mono();
+        double now = autil_now_mono();
         if (now >= deadline)
             break;
-        /* Retries scheduled above may wake earlier than computed. */
-        for (job_t *j = self->jobs; j; j = j->next)
-            if (!j->running && j->not_before > 0 && j->not_before < next_wake)
-                next_wake = j->not_before;
-        double wait = next_wake - now;
-        if (wait < 0)
-            wait = 0;
-        int ms = (int)(wait * 1000.0) + 1;
-        if (self->n_running > 0)
-            curl_multi_poll(self->multi, NULL, 0, ms, NULL);
-        else {
-            struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+        pool_wait(self, now, next_wake);
     }
     /* Callbacks last: they may submit new calls. */
     while (done) {

@@ -97,7 +97,8 @@ int prov_call(const prov_opts_t *o, const bursar_model_t *m,
 
 void prov_result_clear(prov_result_t *r);
 
-/* Price-table cost, USD. */
+/* Price-table cost, USD, of m for the tokens (negative counts read as 0):
+ * proto_price_cost with m's prices. */
 double prov_cost(const bursar_model_t *m, long tokens_in, long tokens_out);
 
 #endif

@@ -7,9 +7,12 @@
 
 #include <ctype.h>
 #include <regex.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base.h"
 
 typedef struct rule {
     char *bucket;
@@ -26,15 +29,6 @@ struct route {
     size_t n_rules;
     rule_t *rules;
 };
-
-static char *
-xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        abort();
-    return d;
-}
 
 void
 route_destroy(route_t **self_p)
@@ -57,83 +51,129 @@ route_destroy(route_t **self_p)
     *self_p = NULL;
 }
 
+/* Fills err (cap bytes) and returns -1. */
+static int
+route_fail(char *err, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* The keys of a part of the routing spec; another is an error naming its
+ * path (a misspelt "keyword" would make a rule match every prompt). */
+static int
+route_keys(const cJSON *o, const char *path, const char *const *keys, char *err,
+           size_t cap)
+{
+    const cJSON *k;
+    cJSON_ArrayForEach(k, o)
+    {
+        size_t i = 0;
+        while (keys[i] && strcmp(keys[i], k->string) != 0)
+            i++;
+        if (!keys[i])
+            return route_fail(err, cap, "%s.%.64s: unknown key", path,
+                              k->string);
+    }
+    return 0;
+}
+
+/* The length bounds and icase of a rule, if given, of the right type. */
+static int
+route_rule_types(const cJSON *it, const char *path, char *err, size_t cap)
+{
+    static const char *const nums[] = {"min_length", "max_length"};
+    for (size_t i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, nums[i]);
+        if (v && !cJSON_IsNumber(v))
+            return route_fail(err, cap, "%s.%s: must be a number", path,
+                              nums[i]);
+    }
+    const cJSON *ic = cJSON_GetObjectItemCaseSensitive(it, "icase");
+    if (ic && !cJSON_IsBool(ic))
+        return route_fail(err, cap, "%s.icase: must be true or false", path);
+    return 0;
+}
+
+/* Rule i of the spec into ru. Returns 0, or -1 with the message. */
+static int
+route_rule(const cJSON *it, size_t i, rule_t *ru, char *err, size_t cap)
+{
+    static const char *const keys[] = {"bucket", "keywords",   "regex",
+                                       "icase",  "min_length", "max_length",
+                                       NULL};
+    char path[48];
+    snprintf(path, sizeof path, "routing.rules[%zu]", i);
+    ru->min_len = ru->max_len = -1;
+    if (!cJSON_IsObject(it))
+        return route_fail(err, cap, "%s: must be an object", path);
+    if (route_keys(it, path, keys, err, cap) ||
+        route_rule_types(it, path, err, cap))
+        return -1;
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(it, "bucket");
+    if (!cJSON_IsString(b))
+        return route_fail(err, cap, "%s.bucket: a string is required", path);
+    ru->bucket = bursar_strdup(b->valuestring);
+    const cJSON *kw = cJSON_GetObjectItemCaseSensitive(it, "keywords");
+    if (kw && !cJSON_IsArray(kw))
+        return route_fail(err, cap, "%s.keywords: must be an array", path);
+    if (kw) {
+        size_t nk = (size_t)cJSON_GetArraySize(kw);
+        ru->keywords = bursar_calloc(nk ? nk : 1, sizeof(char *));
+        const cJSON *k;
+        cJSON_ArrayForEach(k, kw)
+        {
+            if (!cJSON_IsString(k))
+                return route_fail(err, cap, "%s.keywords: strings only", path);
+            ru->keywords[ru->n_keywords++] = bursar_strdup(k->valuestring);
+        }
+    }
+    const cJSON *re = cJSON_GetObjectItemCaseSensitive(it, "regex");
+    if (re) {
+        int fl = REG_EXTENDED | REG_NOSUB;
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "icase")))
+            fl |= REG_ICASE;
+        if (!cJSON_IsString(re) || regcomp(&ru->re, re->valuestring, fl))
+            return route_fail(
+                err, cap, "%s.regex: not a valid POSIX extended regex", path);
+        ru->has_re = 1;
+    }
+    const cJSON *mn = cJSON_GetObjectItemCaseSensitive(it, "min_length");
+    const cJSON *mx = cJSON_GetObjectItemCaseSensitive(it, "max_length");
+    if (mn)
+        ru->min_len = (long)mn->valuedouble;
+    if (mx)
+        ru->max_len = (long)mx->valuedouble;
+    return 0;
+}
+
 int
 route_parse(const cJSON *spec, route_t **out, char *err, size_t cap)
 {
+    static const char *const keys[] = {"default", "rules", NULL};
     *out = NULL;
-    route_t *r = calloc(1, sizeof(*r));
-    if (!r)
-        abort();
+    route_t *r = bursar_calloc(1, sizeof(*r));
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(spec, "default");
-    r->dflt = xstrdup(cJSON_IsString(d) ? d->valuestring : "default");
     const cJSON *rules = cJSON_GetObjectItemCaseSensitive(spec, "rules");
-    if (rules && !cJSON_IsArray(rules)) {
-        snprintf(err, cap, "routing.rules: must be an array");
+    r->dflt = bursar_strdup(cJSON_IsString(d) ? d->valuestring : "default");
+    size_t n = (size_t)cJSON_GetArraySize(rules);
+    r->rules = bursar_calloc(n ? n : 1, sizeof(*r->rules));
+    int rc = route_keys(spec, "routing", keys, err, cap);
+    if (!rc && d && !cJSON_IsString(d))
+        rc = route_fail(err, cap, "routing.default: must be a string");
+    if (!rc && rules && !cJSON_IsArray(rules))
+        rc = route_fail(err, cap, "routing.rules: must be an array");
+    const cJSON *it = rules ? rules->child : NULL;
+    for (; !rc && it; it = it->next) {
+        rule_t *ru = &r->rules[r->n_rules++]; /* freed with r from here */
+        rc = route_rule(it, r->n_rules - 1, ru, err, cap);
+    }
+    if (rc) {
         route_destroy(&r);
         return -1;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(rules);
-    r->rules = calloc(n ? n : 1, sizeof(*r->rules));
-    if (!r->rules)
-        abort();
-    const cJSON *it;
-    size_t i = 0;
-    cJSON_ArrayForEach(it, rules)
-    {
-        rule_t *ru = &r->rules[i];
-        ru->min_len = ru->max_len = -1;
-        r->n_rules = ++i;
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(it, "bucket");
-        if (!cJSON_IsString(b)) {
-            snprintf(err, cap,
-                     "routing.rules[%zu].bucket: a string is "
-                     "required",
-                     i - 1);
-            route_destroy(&r);
-            return -1;
-        }
-        ru->bucket = xstrdup(b->valuestring);
-        const cJSON *kw = cJSON_GetObjectItemCaseSensitive(it, "keywords");
-        if (kw) {
-            size_t nk = (size_t)cJSON_GetArraySize(kw);
-            ru->keywords = calloc(nk ? nk : 1, sizeof(char *));
-            if (!ru->keywords)
-                abort();
-            const cJSON *k;
-            cJSON_ArrayForEach(k, kw)
-            {
-                if (!cJSON_IsString(k)) {
-                    snprintf(err, cap,
-                             "routing.rules[%zu].keywords: "
-                             "strings only",
-                             i - 1);
-                    route_destroy(&r);
-                    return -1;
-                }
-                ru->keywords[ru->n_keywords++] = xstrdup(k->valuestring);
-            }
-        }
-        const cJSON *re = cJSON_GetObjectItemCaseSensitive(it, "regex");
-        if (re) {
-            int fl = REG_EXTENDED | REG_NOSUB;
-            if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "icase")))
-                fl |= REG_ICASE;
-            if (!cJSON_IsString(re) || regcomp(&ru->re, re->valuestring, fl)) {
-                snprintf(err, cap,
-                         "routing.rules[%zu].regex: not a valid "
-                         "POSIX extended regex",
-                         i - 1);
-                route_destroy(&r);
-                return -1;
-            }
-            ru->has_re = 1;
-        }
-        const cJSON *mn = cJSON_GetObjectItemCaseSensitive(it, "min_length");
-        const cJSON *mx = cJSON_GetObjectItemCaseSensitive(it, "max_length");
-        if (cJSON_IsNumber(mn))
-            ru->min_len = (long)mn->valuedouble;
-        if (cJSON_IsNumber(mx))
-            ru->max_len = (long)mx->valuedouble;
     }
     *out = r;
     return 0;

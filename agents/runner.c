@@ -83,9 +83,7 @@ runner_new(runner_t **out, bursar_t *client, const bursar_model_t *models,
            size_t n_models, const runner_opts_t *o)
 {
     *out = NULL;
-    runner_t *r = calloc(1, sizeof(*r));
-    if (!r)
-        abort();
+    runner_t *r = bursar_calloc(1, sizeof(*r));
     r->client = client;
     r->models = models;
     r->n_models = n_models;
@@ -138,9 +136,7 @@ runner_stats(const runner_t *self, runner_stats_t *st)
 void
 runner_add(runner_t *self, cJSON *task, size_t idx)
 {
-    task_t *t = calloc(1, sizeof(*t));
-    if (!t)
-        abort();
+    task_t *t = bursar_calloc(1, sizeof(*t));
     t->runner = self;
     t->src = task;
     t->idx = idx;
@@ -461,8 +457,8 @@ sim_call(runner_t *r, task_t *t, const bursar_model_t *m)
         res.cost_usd = dr.cost_usd >= 0
                            ? dr.cost_usd
                            : prov_cost(m, dr.tokens_in, dr.tokens_out);
-        res.output = strdup(dr.success ? "simulated answer (valid)"
-                                       : "simulated answer (invalid)");
+        res.output = bursar_strdup(dr.success ? "simulated answer (valid)"
+                                              : "simulated answer (invalid)");
     }
     task_on_result(r, t, m, &res, dr.success);
     prov_result_clear(&res);
@@ -574,9 +570,7 @@ task_start(runner_t *r, task_t *t)
         if (cJSON_IsString(c))
             len += strlen(c->valuestring) + 1;
     }
-    char *text = calloc(len + 1, 1);
-    if (!text)
-        abort();
+    char *text = bursar_calloc(len + 1, 1);
     cJSON_ArrayForEach(m, t->messages)
     {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");

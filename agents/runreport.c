@@ -30,10 +30,7 @@ struct runreport {
 runreport_t *
 runreport_new(void)
 {
-    runreport_t *r = calloc(1, sizeof(*r));
-    if (!r)
-        abort();
-    return r;
+    return bursar_calloc(1, sizeof(runreport_t));
 }
 
 void
@@ -57,9 +54,7 @@ runreport_add(runreport_t *self, const cJSON *res)
 {
     if (self->n == self->cap) {
         self->cap = self->cap ? self->cap * 2 : 256;
-        self->recs = realloc(self->recs, self->cap * sizeof(rec_t));
-        if (!self->recs)
-            abort();
+        self->recs = bursar_realloc(self->recs, self->cap * sizeof(rec_t));
     }
     rec_t *r = &self->recs[self->n++];
     memset(r, 0, sizeof(*r));
@@ -128,54 +123,54 @@ price_cost(const bursar_model_t *models, size_t n_models, const char *name,
 {
     for (size_t i = 0; i < n_models; i++)
         if (strcmp(models[i].name, name) == 0)
-            return (tin * models[i].price_in_per_mtok +
-                    tout * models[i].price_out_per_mtok) /
-                   1e6;
+            return proto_price_cost(models[i].price_in_per_mtok,
+                                    models[i].price_out_per_mtok, tin, tout);
     return 0;
 }
 
-void
-runreport_print(const runreport_t *self, FILE *out, const cJSON *stats,
-                const simprov_t *sim, const bursar_model_t *models,
-                size_t n_models)
-{
-    size_t n = self->n;
-    if (n == 0) {
-        fprintf(out, "no tasks\n");
-        return;
-    }
-    /* Traffic share of each model's first decisions, by slice of the run
-     * (task order). */
+/* The run in figures: totals, and the traffic share of each model's first
+ * decisions by slice of the run (task order). */
+typedef struct tally {
     const char *names[REPORT_MODELS];
-    size_t n_names = 0;
+    size_t n_names;
     size_t count[REPORT_MODELS][REPORT_SLICES];
     size_t total[REPORT_SLICES];
-    memset(count, 0, sizeof(count));
-    memset(total, 0, sizeof(total));
-    size_t valid = 0, first_valid = 0, esc = 0, perr = 0, local = 0;
-    double cost = 0;
+    size_t valid, first_valid, esc, perr, local;
+    double cost;
+} tally_t;
+
+static void
+tally_run(const runreport_t *self, tally_t *t)
+{
+    size_t n = self->n;
+    memset(t, 0, sizeof(*t));
     for (size_t i = 0; i < n; i++) {
         const rec_t *r = &self->recs[i];
-        valid += (size_t)r->valid;
-        first_valid += (size_t)r->first_valid;
-        esc += (size_t)r->escalations;
-        perr += (size_t)r->provider_errors;
-        local += (size_t)r->local;
-        cost += r->cost;
+        t->valid += (size_t)r->valid;
+        t->first_valid += (size_t)r->first_valid;
+        t->esc += (size_t)r->escalations;
+        t->perr += (size_t)r->provider_errors;
+        t->local += (size_t)r->local;
+        t->cost += r->cost;
         if (!r->first[0])
             continue;
         size_t k = 0;
-        while (k < n_names && strcmp(names[k], r->first) != 0)
+        while (k < t->n_names && strcmp(t->names[k], r->first) != 0)
             k++;
-        if (k == n_names) {
-            if (n_names == REPORT_MODELS)
+        if (k == t->n_names) {
+            if (t->n_names == REPORT_MODELS)
                 continue;
-            names[n_names++] = r->first;
+            t->names[t->n_names++] = r->first;
         }
         size_t sl = i * REPORT_SLICES / n;
-        count[k][sl]++;
-        total[sl]++;
+        t->count[k][sl]++;
+        t->total[sl]++;
     }
+}
+
+static void
+print_shares(const tally_t *t, size_t n, FILE *out)
+{
     fprintf(out, "\nWhich model the controller chose, share of tasks in "
                  "each fifth of the run:\n");
     fprintf(out, "  %-22s", "model");
@@ -186,72 +181,99 @@ runreport_print(const runreport_t *self, FILE *out, const cJSON *stats,
         fprintf(out, " %17s", h);
     }
     fputc('\n', out);
-    for (size_t k = 0; k < n_names; k++) {
-        fprintf(out, "  %-22s", names[k]);
+    for (size_t k = 0; k < t->n_names; k++) {
+        fprintf(out, "  %-22s", t->names[k]);
         for (int s = 0; s < REPORT_SLICES; s++)
             fprintf(out, " %16.0f%%",
-                    total[s] ? 100.0 * (double)count[k][s] / (double)total[s]
-                             : 0.0);
+                    t->total[s]
+                        ? 100.0 * (double)t->count[k][s] / (double)t->total[s]
+                        : 0.0);
         fputc('\n', out);
     }
+}
+
+static void
+print_totals(const tally_t *t, size_t n, FILE *out)
+{
     fprintf(out,
             "\nQuality: %.1f%% of tasks ended with a valid answer "
             "(%.1f%% on the first try; %zu escalations after a failed "
             "validation).\n",
-            100.0 * (double)valid / (double)n,
-            100.0 * (double)first_valid / (double)n, esc);
-    fprintf(out, "Cost:    $%.4f in all, $%.6f per task.\n", cost,
-            cost / (double)n);
-    if (perr || local)
+            100.0 * (double)t->valid / (double)n,
+            100.0 * (double)t->first_valid / (double)n, t->esc);
+    fprintf(out, "Cost:    $%.4f in all, $%.6f per task.\n", t->cost,
+            t->cost / (double)n);
+    if (t->perr || t->local)
         fprintf(out,
                 "Faults:  %zu provider errors (each followed by a "
                 "fallback), %zu local decisions while the controller "
                 "was away.\n",
-                perr, local);
+                t->perr, t->local);
+}
 
-    if (sim) {
-        /* Always the strongest model of each bucket (highest true
-         * success rate over the run), in expectation. */
-        double q = 0, c = 0;
-        const char *strongest_any = NULL;
-        for (size_t i = 0; i < n; i++) {
-            const rec_t *r = &self->recs[i];
-            const char *ms[REPORT_MODELS];
-            size_t nm = bucket_models(stats, sim, r->bucket, ms, REPORT_MODELS);
-            const char *best = NULL;
-            double best_mean = -1;
-            for (size_t k = 0; k < nm; k++) {
-                double mean = 0, p, ti, to, fc;
-                for (size_t s = 0; s < 4; s++)
-                    if (simprov_expected(sim, ms[k], r->bucket, s * n / 4, &p,
-                                         &ti, &to, &fc) == 0)
-                        mean += p / 4;
-                if (mean > best_mean) {
-                    best_mean = mean;
-                    best = ms[k];
-                }
-            }
-            if (!best)
-                continue;
-            strongest_any = best;
-            double p, ti, to, fc;
-            simprov_expected(sim, best, r->bucket, r->idx, &p, &ti, &to, &fc);
-            q += p;
-            c += fc >= 0 ? fc : price_cost(models, n_models, best, ti, to);
+/* The strongest model of bucket: the highest true success rate over the
+ * run (the mean of four points), or NULL. */
+static const char *
+strongest(const cJSON *stats, const simprov_t *sim, const char *bucket,
+          size_t n)
+{
+    const char *ms[REPORT_MODELS];
+    size_t nm = bucket_models(stats, sim, bucket, ms, REPORT_MODELS);
+    const char *best = NULL;
+    double best_mean = -1;
+    for (size_t k = 0; k < nm; k++) {
+        double mean = 0, p, ti, to, fc;
+        for (size_t s = 0; s < 4; s++)
+            if (simprov_expected(sim, ms[k], bucket, s * n / 4, &p, &ti, &to,
+                                 &fc) == 0)
+                mean += p / 4;
+        if (mean > best_mean) {
+            best_mean = mean;
+            best = ms[k];
         }
-        if (strongest_any)
-            fprintf(out,
-                    "Compare: always the strongest model of each bucket "
-                    "(e.g. %s), expected from the scenario's\n"
-                    "         true rates: %.1f%% valid on the one try, for "
-                    "$%.4f. Routing: %.1f%% on the first try,\n"
-                    "         %.1f%% after escalations, for $%.4f (%.0f%% "
-                    "of that cost).\n",
-                    strongest_any, 100.0 * q / (double)n, c,
-                    100.0 * (double)first_valid / (double)n,
-                    100.0 * (double)valid / (double)n, cost,
-                    c > 0 ? 100.0 * cost / c : 0.0);
     }
+    return best;
+}
+
+/* In simulation: always the strongest model of each bucket, in
+ * expectation, beside what routing did. */
+static void
+print_compare(const runreport_t *self, const tally_t *t, FILE *out,
+              const cJSON *stats, const simprov_t *sim,
+              const bursar_model_t *models, size_t n_models)
+{
+    size_t n = self->n;
+    double q = 0, c = 0;
+    const char *strongest_any = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const rec_t *r = &self->recs[i];
+        const char *best = strongest(stats, sim, r->bucket, n);
+        if (!best)
+            continue;
+        strongest_any = best;
+        double p, ti, to, fc;
+        simprov_expected(sim, best, r->bucket, r->idx, &p, &ti, &to, &fc);
+        q += p;
+        c += fc >= 0 ? fc : price_cost(models, n_models, best, ti, to);
+    }
+    if (strongest_any)
+        fprintf(out,
+                "Compare: always the strongest model of each bucket "
+                "(e.g. %s), expected from the scenario's\n"
+                "         true rates: %.1f%% valid on the one try, for "
+                "$%.4f. Routing: %.1f%% on the first try,\n"
+                "         %.1f%% after escalations, for $%.4f (%.0f%% "
+                "of that cost).\n",
+                strongest_any, 100.0 * q / (double)n, c,
+                100.0 * (double)t->first_valid / (double)n,
+                100.0 * (double)t->valid / (double)n, t->cost,
+                c > 0 ? 100.0 * t->cost / c : 0.0);
+}
+
+/* The budget from the controller's stats reply, if it has one. */
+static void
+print_budget(const cJSON *stats, FILE *out)
+{
     const cJSON *bud = f(stats, "budget");
     const cJSON *lim = f(bud, "limit_usd");
     const cJSON *sp = f(bud, "spent_usd");
@@ -266,4 +288,22 @@ runreport_print(const runreport_t *self, FILE *out, const cJSON *stats,
                     ? 100.0 * sp->valuedouble / lim->valuedouble
                     : 0.0,
                 cJSON_IsNumber(rs) ? rs->valuedouble : 0.0);
+}
+
+void
+runreport_print(const runreport_t *self, FILE *out, const cJSON *stats,
+                const simprov_t *sim, const bursar_model_t *models,
+                size_t n_models)
+{
+    if (self->n == 0) {
+        fprintf(out, "no tasks\n");
+        return;
+    }
+    tally_t t;
+    tally_run(self, &t);
+    print_shares(&t, self->n, out);
+    print_totals(&t, self->n, out);
+    if (sim)
+        print_compare(self, &t, out, stats, sim, models, n_models);
+    print_budget(stats, out);
 }

@@ -68,24 +68,11 @@ at_index(const cJSON *ev, double requests)
     return (at > 0 && at < 1) ? floor(at * requests) : at;
 }
 
-/* Converts a scenario in sim/'s format (sim/scenario.h: "requests",
- * "traffic", models with success/cost numbers or per-bucket objects,
- * timed "events") into this module's format, so that bursar-agent
- * --simulate runs the simulator's scenarios too. Returns a new tree. */
-static cJSON *
-from_sim(const cJSON *in)
+/* The models of a sim/ scenario: success and cost as numbers or
+ * per-bucket objects, cost_noise; empty lists for the events to fill. */
+static void
+from_sim_models(const cJSON *in, cJSON *ms)
 {
-    cJSON *out = cJSON_CreateObject();
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(in, "seed");
-    cJSON_AddNumberToObject(out, "seed",
-                            cJSON_IsNumber(seed) ? seed->valuedouble : 1);
-    double requests = num(in, "requests", 0);
-    cJSON *t = cJSON_AddObjectToObject(out, "tasks");
-    cJSON_AddNumberToObject(t, "count", requests);
-    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(in, "traffic");
-    cJSON_AddItemToObject(t, "buckets",
-                          tr ? cJSON_Duplicate(tr, 1) : cJSON_CreateObject());
-    cJSON *ms = cJSON_AddObjectToObject(out, "models");
     const cJSON *m;
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(in, "models"))
     {
@@ -111,6 +98,79 @@ from_sim(const cJSON *in)
         cJSON_AddArrayToObject(o, "outages");
         cJSON_AddArrayToObject(o, "cost_changes");
     }
+}
+
+/* "up" at task at: ends the model's open outages that began before it. */
+static void
+from_sim_up(cJSON *o, double at)
+{
+    cJSON *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(o, "outages"))
+    {
+        if (num(x, "from", 0) <= at && num(x, "to", 0) > at)
+            cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "to"), at);
+    }
+}
+
+/* One event of a sim/ scenario into the model o it names: quality (a
+ * change), down (an outage), up, price (a cost change). Others are
+ * skipped. */
+static void
+from_sim_event(const cJSON *ev, const char *type, cJSON *o, double at)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(ev, "bucket");
+    const char *list = NULL;
+    cJSON *e = cJSON_CreateObject();
+    if (strcmp(type, "quality") == 0) {
+        list = "changes";
+        cJSON_AddNumberToObject(e, "at", at);
+        cJSON_AddNumberToObject(e, "success", num(ev, "success", 0));
+        cJSON_AddNumberToObject(e, "ramp", num(ev, "ramp", 0));
+    } else if (strcmp(type, "down") == 0) {
+        list = "outages";
+        cJSON_AddNumberToObject(e, "from", at);
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(ev, "for");
+        cJSON_AddNumberToObject(
+            e, "to", cJSON_IsNumber(f) ? at + f->valuedouble : 1e300);
+    } else if (strcmp(type, "price") == 0) {
+        list = "cost_changes";
+        cJSON_AddNumberToObject(e, "at", at);
+        const cJSON *cu = cJSON_GetObjectItemCaseSensitive(ev, "cost_usd");
+        if (cJSON_IsNumber(cu))
+            cJSON_AddNumberToObject(e, "cost_usd", cu->valuedouble);
+        else
+            cJSON_AddNumberToObject(e, "factor", num(ev, "factor", 1));
+    } else if (strcmp(type, "up") == 0) {
+        from_sim_up(o, at);
+    }
+    if (!list) {
+        cJSON_Delete(e);
+        return;
+    }
+    if (strcmp(type, "down") != 0 && cJSON_IsString(b))
+        cJSON_AddStringToObject(e, "bucket", b->valuestring);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, list), e);
+}
+
+/* Converts a scenario in sim/'s format (sim/scenario.h: "requests",
+ * "traffic", models with success/cost numbers or per-bucket objects,
+ * timed "events") into this module's format, so that bursar-agent
+ * --simulate runs the simulator's scenarios too. Returns a new tree. */
+static cJSON *
+from_sim(const cJSON *in)
+{
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(in, "seed");
+    cJSON_AddNumberToObject(out, "seed",
+                            cJSON_IsNumber(seed) ? seed->valuedouble : 1);
+    double requests = num(in, "requests", 0);
+    cJSON *t = cJSON_AddObjectToObject(out, "tasks");
+    cJSON_AddNumberToObject(t, "count", requests);
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(in, "traffic");
+    cJSON_AddItemToObject(t, "buckets",
+                          tr ? cJSON_Duplicate(tr, 1) : cJSON_CreateObject());
+    cJSON *ms = cJSON_AddObjectToObject(out, "models");
+    from_sim_models(in, ms);
     const cJSON *ev;
     cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(in, "events"))
     {
@@ -119,51 +179,8 @@ from_sim(const cJSON *in)
         if (!cJSON_IsString(type) || !cJSON_IsString(mn))
             continue;
         cJSON *o = cJSON_GetObjectItemCaseSensitive(ms, mn->valuestring);
-        if (!o)
-            continue;
-        double at = at_index(ev, requests);
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(ev, "bucket");
-        cJSON *e = cJSON_CreateObject();
-        if (strcmp(type->valuestring, "quality") == 0) {
-            cJSON_AddNumberToObject(e, "at", at);
-            cJSON_AddNumberToObject(e, "success", num(ev, "success", 0));
-            cJSON_AddNumberToObject(e, "ramp", num(ev, "ramp", 0));
-            if (cJSON_IsString(b))
-                cJSON_AddStringToObject(e, "bucket", b->valuestring);
-            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "changes"),
-                                 e);
-        } else if (strcmp(type->valuestring, "down") == 0) {
-            cJSON_AddNumberToObject(e, "from", at);
-            const cJSON *f = cJSON_GetObjectItemCaseSensitive(ev, "for");
-            cJSON_AddNumberToObject(
-                e, "to", cJSON_IsNumber(f) ? at + f->valuedouble : 1e300);
-            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "outages"),
-                                 e);
-        } else if (strcmp(type->valuestring, "up") == 0) {
-            /* ends the open outages that began before it */
-            cJSON *x;
-            cJSON_ArrayForEach(x,
-                               cJSON_GetObjectItemCaseSensitive(o, "outages"))
-            {
-                if (num(x, "from", 0) <= at && num(x, "to", 0) > at)
-                    cJSON_SetNumberValue(
-                        cJSON_GetObjectItemCaseSensitive(x, "to"), at);
-            }
-            cJSON_Delete(e);
-        } else if (strcmp(type->valuestring, "price") == 0) {
-            cJSON_AddNumberToObject(e, "at", at);
-            const cJSON *cu = cJSON_GetObjectItemCaseSensitive(ev, "cost_usd");
-            if (cJSON_IsNumber(cu))
-                cJSON_AddNumberToObject(e, "cost_usd", cu->valuedouble);
-            else
-                cJSON_AddNumberToObject(e, "factor", num(ev, "factor", 1));
-            if (cJSON_IsString(b))
-                cJSON_AddStringToObject(e, "bucket", b->valuestring);
-            cJSON_AddItemToArray(
-                cJSON_GetObjectItemCaseSensitive(o, "cost_changes"), e);
-        } else {
-            cJSON_Delete(e);
-        }
+        if (o)
+            from_sim_event(ev, type->valuestring, o, at_index(ev, requests));
     }
     return out;
 }
@@ -172,9 +189,7 @@ int
 simprov_parse(const char *json, simprov_t **out, char *err, size_t cap)
 {
     *out = NULL;
-    simprov_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        abort();
+    simprov_t *s = bursar_calloc(1, sizeof(*s));
     s->root = cJSON_Parse(json);
     if (!cJSON_IsObject(s->root))
         return bad(&s, err, cap, "$", "not a JSON object");
@@ -219,10 +234,8 @@ simprov_parse(const char *json, simprov_t **out, char *err, size_t cap)
                        "an object of bucket weights is required");
         s->n_tasks = (size_t)c->valuedouble;
         size_t n = (size_t)cJSON_GetArraySize(b);
-        s->bucket_names = calloc(n, sizeof(char *));
-        s->bucket_cum = calloc(n, sizeof(double));
-        if (!s->bucket_names || !s->bucket_cum)
-            abort();
+        s->bucket_names = bursar_calloc(n, sizeof(char *));
+        s->bucket_cum = bursar_calloc(n, sizeof(double));
         double sum = 0;
         const cJSON *w;
         cJSON_ArrayForEach(w, b)

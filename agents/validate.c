@@ -67,142 +67,166 @@ type_known(const char *t)
     return 0;
 }
 
+/* "keys" (or "required") of a json validator: {"name":"type"}, or
+ * ["name", ...] meaning any type. */
+static int
+parse_keys(validator_t *v, const cJSON *k, char *err, size_t cap)
+{
+    v->kind = V_JSON_KEYS;
+    v->keys = cJSON_CreateObject();
+    const cJSON *it;
+    if (cJSON_IsArray(k)) {
+        cJSON_ArrayForEach(it, k)
+        {
+            if (!cJSON_IsString(it))
+                return fail(err, cap,
+                            "validate.required: names must be "
+                            "strings");
+            cJSON_AddStringToObject(v->keys, it->valuestring, "any");
+        }
+        return 0;
+    }
+    if (!cJSON_IsObject(k))
+        return fail(err, cap, "validate.keys: must be an object or array");
+    cJSON_ArrayForEach(it, k)
+    {
+        if (!cJSON_IsString(it) || !type_known(it->valuestring)) {
+            char m[160];
+            snprintf(m, sizeof(m),
+                     "validate.keys.%.60s: type must be one of "
+                     "string number integer boolean array "
+                     "object null any",
+                     it->string);
+            return fail(err, cap, m);
+        }
+        cJSON_AddStringToObject(v->keys, it->string, it->valuestring);
+    }
+    return 0;
+}
+
+/* "json" and "json_keys" (which needs keys). */
+static int
+parse_json(validator_t *v, const cJSON *spec, const char *type, char *err,
+           size_t cap)
+{
+    v->kind = V_JSON;
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(spec, "keys");
+    if (!k)
+        k = cJSON_GetObjectItemCaseSensitive(spec, "required");
+    if (k)
+        return parse_keys(v, k, err, cap);
+    if (strcmp(type, "json_keys") == 0)
+        return fail(err, cap, "validate: json_keys needs \"keys\"");
+    return 0;
+}
+
+static int
+parse_regex(validator_t *v, const cJSON *spec, char *err, size_t cap)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(spec, "pattern");
+    if (!cJSON_IsString(p))
+        return fail(err, cap, "validate.pattern: a string is required");
+    int flags = REG_EXTENDED | REG_NOSUB;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "icase")))
+        flags |= REG_ICASE;
+    int rc = regcomp(&v->re, p->valuestring, flags);
+    if (rc != 0) {
+        char m[200], e[120];
+        regerror(rc, &v->re, e, sizeof(e));
+        snprintf(m, sizeof(m), "validate.pattern: %s", e);
+        return fail(err, cap, m);
+    }
+    v->kind = V_REGEX; /* only now: validator_destroy frees the regex */
+    return 0;
+}
+
+static int
+parse_max_length(validator_t *v, const cJSON *spec, char *err, size_t cap)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(spec, "max");
+    if (!cJSON_IsNumber(m) || m->valuedouble < 0)
+        return fail(err, cap, "validate.max: a number >= 0 is required");
+    v->kind = V_MAX_LENGTH;
+    v->max = (size_t)m->valuedouble;
+    return 0;
+}
+
+static int
+parse_command(validator_t *v, const cJSON *spec, char *err, size_t cap)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(spec, "cmd");
+    if (!cJSON_IsString(c) || !*c->valuestring)
+        return fail(err, cap, "validate.cmd: a command is required");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "timeout_ms");
+    v->kind = V_COMMAND;
+    v->cmd = bursar_strdup(c->valuestring);
+    v->timeout_ms = cJSON_IsNumber(t) ? (long)t->valuedouble : 10000;
+    return 0;
+}
+
+/* [spec, ...]: every part must pass. */
+static int
+parse_all(validator_t *v, const cJSON *spec, char *err, size_t cap)
+{
+    v->kind = V_ALL;
+    size_t n = (size_t)cJSON_GetArraySize(spec);
+    v->parts = bursar_calloc(n ? n : 1, sizeof(*v->parts));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, spec)
+    {
+        if (validator_parse(it, &v->parts[v->n_parts], err, cap) != 0)
+            return -1;
+        v->n_parts++;
+    }
+    return 0;
+}
+
+/* A name or an object with "type" into v. */
+static int
+parse_typed(validator_t *v, const cJSON *spec, char *err, size_t cap)
+{
+    const char *type = NULL;
+    if (cJSON_IsString(spec)) {
+        type = spec->valuestring;
+    } else if (cJSON_IsObject(spec)) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "type");
+        if (!cJSON_IsString(t))
+            return fail(err, cap, "validate: \"type\" must be a string");
+        type = t->valuestring;
+    } else {
+        return fail(err, cap, "validate: must be a name, object or array");
+    }
+    if (strcmp(type, "none") == 0)
+        return 0;
+    if (strcmp(type, "json") == 0 || strcmp(type, "json_keys") == 0)
+        return parse_json(v, spec, type, err, cap);
+    if (strcmp(type, "regex") == 0)
+        return parse_regex(v, spec, err, cap);
+    if (strcmp(type, "max_length") == 0)
+        return parse_max_length(v, spec, err, cap);
+    if (strcmp(type, "command") == 0)
+        return parse_command(v, spec, err, cap);
+    char m[160];
+    snprintf(m, sizeof(m),
+             "validate: unknown validator \"%.60s\" (none json json_keys "
+             "regex max_length command)",
+             type);
+    return fail(err, cap, m);
+}
+
 int
 validator_parse(const cJSON *spec, validator_t **out, char *err, size_t cap)
 {
     *out = NULL;
-    validator_t *v = calloc(1, sizeof(*v));
-    if (!v)
-        abort();
-    if (!spec || cJSON_IsNull(spec)) {
-        v->kind = V_NONE;
-        *out = v;
-        return 0;
-    }
-    if (cJSON_IsArray(spec)) {
-        v->kind = V_ALL;
-        size_t n = (size_t)cJSON_GetArraySize(spec);
-        v->parts = calloc(n ? n : 1, sizeof(*v->parts));
-        if (!v->parts)
-            abort();
-        const cJSON *it;
-        cJSON_ArrayForEach(it, spec)
-        {
-            if (validator_parse(it, &v->parts[v->n_parts], err, cap) != 0) {
-                validator_destroy(&v);
-                return -1;
-            }
-            v->n_parts++;
-        }
-        *out = v;
-        return 0;
-    }
-    const char *type = NULL;
-    if (cJSON_IsString(spec))
-        type = spec->valuestring;
-    else if (cJSON_IsObject(spec)) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "type");
-        if (!cJSON_IsString(t)) {
-            free(v);
-            return fail(err, cap, "validate: \"type\" must be a string");
-        }
-        type = t->valuestring;
-    } else {
-        free(v);
-        return fail(err, cap, "validate: must be a name, object or array");
-    }
-
-    if (strcmp(type, "none") == 0) {
-        v->kind = V_NONE;
-    } else if (strcmp(type, "json") == 0 || strcmp(type, "json_keys") == 0) {
-        v->kind = V_JSON;
-        const cJSON *k = cJSON_GetObjectItemCaseSensitive(spec, "keys");
-        if (!k)
-            k = cJSON_GetObjectItemCaseSensitive(spec, "required");
-        if (k) {
-            v->kind = V_JSON_KEYS;
-            v->keys = cJSON_CreateObject();
-            const cJSON *it;
-            if (cJSON_IsArray(k)) {
-                cJSON_ArrayForEach(it, k)
-                {
-                    if (!cJSON_IsString(it)) {
-                        validator_destroy(&v);
-                        return fail(err, cap,
-                                    "validate.required: names must be "
-                                    "strings");
-                    }
-                    cJSON_AddStringToObject(v->keys, it->valuestring, "any");
-                }
-            } else if (cJSON_IsObject(k)) {
-                cJSON_ArrayForEach(it, k)
-                {
-                    if (!cJSON_IsString(it) || !type_known(it->valuestring)) {
-                        char m[160];
-                        snprintf(m, sizeof(m),
-                                 "validate.keys.%.60s: type must be one of "
-                                 "string number integer boolean array "
-                                 "object null any",
-                                 it->string);
-                        validator_destroy(&v);
-                        return fail(err, cap, m);
-                    }
-                    cJSON_AddStringToObject(v->keys, it->string,
-                                            it->valuestring);
-                }
-            } else {
-                validator_destroy(&v);
-                return fail(err, cap,
-                            "validate.keys: must be an object or array");
-            }
-        } else if (strcmp(type, "json_keys") == 0) {
-            free(v);
-            return fail(err, cap, "validate: json_keys needs \"keys\"");
-        }
-    } else if (strcmp(type, "regex") == 0) {
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(spec, "pattern");
-        if (!cJSON_IsString(p)) {
-            free(v);
-            return fail(err, cap, "validate.pattern: a string is required");
-        }
-        int flags = REG_EXTENDED | REG_NOSUB;
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "icase")))
-            flags |= REG_ICASE;
-        int rc = regcomp(&v->re, p->valuestring, flags);
-        if (rc != 0) {
-            char m[200], e[120];
-            regerror(rc, &v->re, e, sizeof(e));
-            snprintf(m, sizeof(m), "validate.pattern: %s", e);
-            free(v);
-            return fail(err, cap, m);
-        }
-        v->kind = V_REGEX;
-    } else if (strcmp(type, "max_length") == 0) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(spec, "max");
-        if (!cJSON_IsNumber(m) || m->valuedouble < 0) {
-            free(v);
-            return fail(err, cap, "validate.max: a number >= 0 is required");
-        }
-        v->kind = V_MAX_LENGTH;
-        v->max = (size_t)m->valuedouble;
-    } else if (strcmp(type, "command") == 0) {
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(spec, "cmd");
-        if (!cJSON_IsString(c) || !*c->valuestring) {
-            free(v);
-            return fail(err, cap, "validate.cmd: a command is required");
-        }
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "timeout_ms");
-        v->kind = V_COMMAND;
-        v->cmd = strdup(c->valuestring);
-        v->timeout_ms = cJSON_IsNumber(t) ? (long)t->valuedouble : 10000;
-    } else {
-        char m[160];
-        snprintf(m, sizeof(m),
-                 "validate: unknown validator \"%.60s\" (none json json_keys "
-                 "regex max_length command)",
-                 type);
-        free(v);
-        return fail(err, cap, m);
+    validator_t *v = bursar_calloc(1, sizeof(*v)); /* V_NONE */
+    int rc = 0;
+    if (cJSON_IsArray(spec))
+        rc = parse_all(v, spec, err, cap);
+    else if (spec && !cJSON_IsNull(spec))
+        rc = parse_typed(v, spec, err, cap);
+    if (rc != 0) {
+        validator_destroy(&v);
+        return -1;
     }
     *out = v;
     return 0;
@@ -253,12 +277,7 @@ unfence(const char *text)
             n -= off + 3;
         }
     }
-    char *d = malloc(n + 1);
-    if (!d)
-        abort();
-    memcpy(d, s, n);
-    d[n] = '\0';
-    return d;
+    return bursar_strndup(s, n);
 }
 
 static int
@@ -320,47 +339,34 @@ check_json(const validator_t *v, const char *text, char *why, size_t cap)
     return ok;
 }
 
-static int
-check_command(const validator_t *v, const char *text, char *why, size_t cap)
+/* The command reads model output, which a prompt can steer: it gets a
+ * small environment (no API keys), built before fork, since the child of
+ * a threaded process may only make async-signal-safe calls. envp holds
+ * CMD_ENV + 1 entries; returns how many were set (free each). */
+#define CMD_ENV 5
+static size_t
+cmd_env(char *envp[CMD_ENV + 1])
 {
-    int p[2];
-    if (pipe(p) != 0) {
-        why_set(why, cap, "command: pipe failed");
-        return 0;
-    }
-    struct sigaction ign, old;
-    memset(&ign, 0, sizeof(ign));
-    ign.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &ign, &old);
-    /* The command reads model output, which a prompt can steer: it gets a
-     * small environment (no API keys) built here, before fork, since the
-     * child of a threaded process may only make async-signal-safe calls. */
-    static const char *const keep[] = {"PATH", "HOME", "LANG", "LC_ALL",
-                                       "TMPDIR"};
-    char *envp[sizeof keep / sizeof *keep + 1];
+    static const char *const keep[CMD_ENV] = {"PATH", "HOME", "LANG", "LC_ALL",
+                                              "TMPDIR"};
     size_t ne = 0;
-    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
+    for (size_t i = 0; i < CMD_ENV; i++) {
         const char *val = getenv(keep[i]);
-        if (!val)
-            continue;
-        size_t n = strlen(keep[i]) + strlen(val) + 2;
-        envp[ne] = malloc(n);
-        if (!envp[ne])
-            abort();
-        snprintf(envp[ne++], n, "%s=%s", keep[i], val);
+        if (val)
+            envp[ne++] = bursar_sprintf("%s=%s", keep[i], val);
     }
     envp[ne] = NULL;
+    return ne;
+}
+
+/* Starts /bin/sh -c cmd with stdin from p[0], stdout and stderr to
+ * /dev/null. Returns the pid, or -1. */
+static pid_t
+cmd_spawn(const validator_t *v, int p[2])
+{
+    char *envp[CMD_ENV + 1];
+    size_t ne = cmd_env(envp);
     pid_t pid = fork();
-    if (pid != 0)
-        for (size_t i = 0; i < ne; i++)
-            free(envp[i]);
-    if (pid < 0) {
-        close(p[0]);
-        close(p[1]);
-        sigaction(SIGPIPE, &old, NULL);
-        why_set(why, cap, "command: fork failed");
-        return 0;
-    }
     if (pid == 0) {
         dup2(p[0], 0);
         close(p[0]);
@@ -375,42 +381,79 @@ check_command(const validator_t *v, const char *text, char *why, size_t cap)
         execle("/bin/sh", "sh", "-c", v->cmd, (char *)NULL, envp);
         _exit(127);
     }
-    close(p[0]);
-    fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK);
-    double deadline = autil_now_mono() + v->timeout_ms / 1000.0;
+    for (size_t i = 0; i < ne; i++)
+        free(envp[i]);
+    return pid;
+}
+
+/* Writes text to the non-blocking fd until the deadline. */
+static void
+cmd_feed(int fd, const char *text, double deadline)
+{
     size_t len = strlen(text), off = 0;
     while (off < len) {
         double left = deadline - autil_now_mono();
         if (left <= 0)
             break;
-        struct pollfd pf = {p[1], POLLOUT, 0};
+        struct pollfd pf = {fd, POLLOUT, 0};
         if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0)
             continue;
-        ssize_t w = write(p[1], text + off, len - off);
+        ssize_t w = write(fd, text + off, len - off);
         if (w < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
         if (w < 0)
             break; /* EPIPE: the command stopped reading; its status rules */
         off += (size_t)w;
     }
-    close(p[1]);
-    int status = 0, done = 0;
+}
+
+/* Waits for pid until the deadline (then kills it). Returns 1 when it
+ * exited in time, with its *status. */
+static int
+cmd_wait(pid_t pid, double deadline, int *status)
+{
     for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) {
-            done = 1;
-            break;
-        }
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 1;
         if (r < 0 && errno != EINTR)
-            break;
+            return 0;
         if (autil_now_mono() >= deadline) {
             kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            break;
+            waitpid(pid, status, 0);
+            return 0;
         }
         struct timespec ts = {0, 2000000L};
         nanosleep(&ts, NULL);
     }
+}
+
+static int
+check_command(const validator_t *v, const char *text, char *why, size_t cap)
+{
+    int p[2];
+    if (pipe(p) != 0) {
+        why_set(why, cap, "command: pipe failed");
+        return 0;
+    }
+    struct sigaction ign, old;
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, &old);
+    pid_t pid = cmd_spawn(v, p);
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        sigaction(SIGPIPE, &old, NULL);
+        why_set(why, cap, "command: fork failed");
+        return 0;
+    }
+    close(p[0]);
+    fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK);
+    double deadline = autil_now_mono() + v->timeout_ms / 1000.0;
+    cmd_feed(p[1], text, deadline);
+    close(p[1]);
+    int status = 0, done = cmd_wait(pid, deadline, &status);
     sigaction(SIGPIPE, &old, NULL);
     if (!done) {
         why_set(why, cap, "command timed out");

@@ -21,16 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autil.h"
 #include "bursar.h"
 #include "provider.h"
-
-static double
-now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int done_ok;
 
@@ -58,12 +51,12 @@ calls_per_s(int port, const char *model, size_t inflight, int calls)
     snprintf(m.base_url, sizeof(m.base_url), "http://127.0.0.1:%d/v1", port);
     cJSON *msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hello\"}]");
     done_ok = 0;
-    double t0 = now_s();
+    double t0 = autil_now_mono();
     for (int i = 0; i < calls; i++)
         prov_pool_submit(p, &m, msgs, on_done, NULL);
     while (prov_pool_run(p, 1000) > 0)
         ;
-    double dt = now_s() - t0;
+    double dt = autil_now_mono() - t0;
     cJSON_Delete(msgs);
     prov_pool_destroy(&p);
     if (done_ok != calls)
@@ -79,25 +72,25 @@ cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int
-main(int argc, char **argv)
+/* Starts bursar-mock-provider (beside argv0) in dir with a script of a
+ * fast and a slow model. Returns its port (0: it did not start), *pid. */
+static int
+start_mock(const char *argv0, const char *dir, pid_t *pid)
 {
-    int calls = argc > 1 ? atoi(argv[1]) : 2000;
-    char self[4096], mock[4200], dir[] = "/tmp/bench-agent-XXXXXX";
-    snprintf(self, sizeof(self), "%s", argv[0]);
+    char self[4096], mock[4200], script[256], portf[256];
+    snprintf(self, sizeof(self), "%s", argv0);
     snprintf(mock, sizeof(mock), "%s/bursar-mock-provider", dirname(self));
-    if (!mkdtemp(dir))
-        return 1;
-    char script[256], portf[256];
     snprintf(script, sizeof(script), "%s/script.json", dir);
     snprintf(portf, sizeof(portf), "%s/port", dir);
     FILE *f = fopen(script, "w");
+    if (!f)
+        return 0;
     fputs("{\"models\":{\"fast\":{\"default\":{\"content\":\"ok\"}},"
           "\"slow\":{\"default\":{\"content\":\"ok\",\"latency_ms\":50}}}}",
           f);
     fclose(f);
-    pid_t pid = fork();
-    if (pid == 0) {
+    *pid = fork();
+    if (*pid == 0) {
         int fd = open(portf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
         execl(mock, mock, "--script", script, (char *)NULL);
@@ -105,19 +98,66 @@ main(int argc, char **argv)
     }
     int port = 0;
     for (int i = 0; i < 200 && !port; i++) {
-        f = fopen(portf, "r");
-        if (f) {
-            if (fscanf(f, "%d", &port) != 1)
-                port = 0;
-            fclose(f);
-        }
+        char *text = NULL;
+        if (bursar_read_file(portf, &text, NULL) == 0)
+            port = atoi(text);
+        free(text);
         if (!port) {
             struct timespec ts = {0, 10000000L};
             nanosleep(&ts, NULL);
         }
     }
-    if (!port) {
+    if (!port)
         fprintf(stderr, "bench_agent: cannot start %s\n", mock);
+    return port;
+}
+
+/* Durable spool appends: feedback for local decisions (one line, write +
+ * fsync, under flock), n of them. */
+static void
+bench_spool(const char *dir, int n)
+{
+    char spool[256];
+    snprintf(spool, sizeof(spool), "%s/spool", dir);
+    bursar_opts_t o;
+    bursar_opts_init(&o);
+    o.endpoint = "tcp://127.0.0.1:9";
+    o.spool_path = spool;
+    bursar_t *b;
+    if (bursar_new(&b, &o) != 0)
+        return;
+    bursar_decision_t d;
+    memset(&d, 0, sizeof(d));
+    d.local = 1;
+    snprintf(d.model, sizeof(d.model), "m");
+    bursar_feedback_t fb;
+    bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+    fb.cost_usd = 0.001;
+    double *lat = bursar_calloc((size_t)n, sizeof(double));
+    for (int i = 0; i < n; i++) {
+        double t0 = autil_now_mono();
+        bursar_feedback(b, &d, &fb);
+        lat[i] = (autil_now_mono() - t0) * 1e6;
+    }
+    qsort(lat, (size_t)n, sizeof(double), cmp);
+    printf("spool append (write + fsync): p50 %.0f us, p99 %.0f us\n",
+           lat[n / 2], lat[n * 99 / 100]);
+    free(lat);
+    bursar_destroy(&b);
+}
+
+int
+main(int argc, char **argv)
+{
+    int calls = argc > 1 ? atoi(argv[1]) : 2000;
+    char dir[] = "/tmp/bench-agent-XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    pid_t pid = -1;
+    int port = start_mock(argv[0], dir, &pid);
+    if (!port) {
+        if (pid > 0)
+            kill(pid, SIGTERM);
         return 1;
     }
     size_t lim[] = {1, 8, 32};
@@ -131,36 +171,7 @@ main(int argc, char **argv)
                (double)lim[i] * 20.0);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
-
-    /* Durable spool appends: feedback for local decisions (one line,
-     * write + fsync, under flock). */
-    char spool[256];
-    snprintf(spool, sizeof(spool), "%s/spool", dir);
-    bursar_opts_t o;
-    bursar_opts_init(&o);
-    o.endpoint = "tcp://127.0.0.1:9";
-    o.spool_path = spool;
-    bursar_t *b;
-    bursar_new(&b, &o);
-    bursar_decision_t d;
-    memset(&d, 0, sizeof(d));
-    d.local = 1;
-    snprintf(d.model, sizeof(d.model), "m");
-    bursar_feedback_t fb;
-    bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
-    fb.cost_usd = 0.001;
-    int n = 500;
-    double *lat = malloc(sizeof(double) * (size_t)n);
-    for (int i = 0; i < n; i++) {
-        double t0 = now_s();
-        bursar_feedback(b, &d, &fb);
-        lat[i] = (now_s() - t0) * 1e6;
-    }
-    qsort(lat, (size_t)n, sizeof(double), cmp);
-    printf("spool append (write + fsync): p50 %.0f us, p99 %.0f us\n",
-           lat[n / 2], lat[n * 99 / 100]);
-    free(lat);
-    bursar_destroy(&b);
+    bench_spool(dir, 500);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)

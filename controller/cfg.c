@@ -28,8 +28,9 @@
 #include "util.h"
 
 #define CFG_LISTEN_DEFAULT "tcp://127.0.0.1:7878"
-#define CFG_OPENAI_URL     "https://api.openai.com/v1"
-#define CFG_ANTHROPIC_URL  "https://api.anthropic.com/v1"
+/* The providers' public URLs: the codec's (proto.h), one definition. */
+#define CFG_OPENAI_URL    PROTO_OPENAI_URL
+#define CFG_ANTHROPIC_URL PROTO_ANTHROPIC_URL
 
 /* ------------------------------------------------------------------ */
 /* The built-in default                                                */
@@ -593,7 +594,8 @@ cfg_given(const cfg_ctx_t *cx, const char *path)
 static void
 cfg_path(char *buf, size_t n, const char *parent, const char *key)
 {
-    snprintf(buf, n, "%s.%s", parent, key);
+    if (snprintf(buf, n, "%s.%s", parent, key) >= (int)n)
+        buf[n - 1] = '\0'; /* cut past CFG_PATH_MAX: messages only */
 }
 
 static int
@@ -899,7 +901,8 @@ cfg_set_array(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p,
     cJSON_ArrayForEach(e, j)
     {
         char ep[CFG_PATH_MAX];
-        snprintf(ep, sizeof ep, "%s[%d]", p, i++);
+        if (snprintf(ep, sizeof ep, "%s[%d]", p, i++) >= (int)sizeof ep)
+            ep[sizeof ep - 1] = '\0'; /* cut: messages only */
         k->item(cx, e, ep, base);
     }
     return 0;
@@ -1263,9 +1266,8 @@ cfg_bucket_find(const cfg_t *c, const char *name)
 double
 cfg_model_cost(const cfg_model_t *m, double tokens_in, double tokens_out)
 {
-    return (tokens_in * m->price_in_per_mtok +
-            tokens_out * m->price_out_per_mtok) /
-           1e6;
+    return proto_price_cost(m->price_in_per_mtok, m->price_out_per_mtok,
+                            tokens_in, tokens_out);
 }
 
 /* ------------------------------------------------------------------ */

@@ -78,6 +78,21 @@ f(const cJSON *o, const char *k)
     return cJSON_GetObjectItemCaseSensitive(o, k);
 }
 
+/* Whether the last run's stdout (which "out") or stderr ("err") holds s. */
+static int
+output_has(const char *which, const char *s)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/%s.%s", dir, which,
+             strcmp(which, "out") == 0 ? "jsonl" : "txt");
+    char *text = tu_read_file(path);
+    int has = text && strstr(text, s);
+    if (!has)
+        print_message("%s: no \"%s\" in:\n%s\n", which, s, text ? text : "");
+    free(text);
+    return has;
+}
+
 static void
 test_jsonl_stdin(void **state)
 {
@@ -269,6 +284,35 @@ test_controller_away(void **state)
     assert_int_equal(stat(local, &sb), 0);
     assert_true(sb.st_size > 0);
     cJSON_Delete(res);
+
+    /* the shape of bursard's configuration: an object keyed by name */
+    snprintf(text, sizeof(text),
+             "{\"models\":{\"beta\":{\"provider\":\"anthropic\","
+             "\"base_url\":\"http://127.0.0.1:%d\",\"price_in_per_mtok\":1,"
+             "\"price_out_per_mtok\":1}},\"buckets\":{}}",
+             mock_port);
+    tu_write_file(models, text);
+    res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--controller",
+              "tcp://127.0.0.1:9", "--models", models, "--spool", spool,
+              "--ctl-timeout-ms", "100", "--drain-ms", "0", "--quiet", NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(cJSON_GetArraySize(res), 1);
+    x = cJSON_GetArrayItem(res, 0);
+    assert_string_equal(f(x, "model")->valuestring, "beta");
+    assert_true(cJSON_IsTrue(f(x, "valid")));
+    cJSON_Delete(res);
+
+    /* a bad table is an error naming the field, not a silent default */
+    tu_write_file(models, "{\"models\":{\"beta\":{\"provider\":"
+                          "\"anthropic\",\"price_in_per_mtok\":1}}}");
+    res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--controller",
+              "tcp://127.0.0.1:9", "--models", models, "--spool", spool,
+              "--ctl-timeout-ms", "100", "--drain-ms", "0", "--quiet", NULL);
+    assert_int_equal(rc, 1);
+    cJSON_Delete(res);
+    assert_true(output_has(
+        "err",
+        "models.json: field \"models.beta.price_out_per_mtok\" missing"));
 }
 
 static void
@@ -285,6 +329,70 @@ test_usage_errors(void **state)
     res = run(NULL, &rc, "--help", NULL);
     assert_int_equal(rc, 0);
     cJSON_Delete(res);
+    assert_true(output_has("out", "usage: bursar-agent"));
+    assert_true(output_has("out", "--version"));
+    res = run(NULL, &rc, "-h", NULL);
+    assert_int_equal(rc, 0);
+    cJSON_Delete(res);
+    res = run(NULL, &rc, "--version", NULL);
+    assert_int_equal(rc, 0);
+    cJSON_Delete(res);
+    /* the CMake project's version, not the fallback "unknown" */
+    char outp[700];
+    snprintf(outp, sizeof(outp), "%s/out.jsonl", dir);
+    char *ver = tu_read_file(outp);
+    int major, minor, patch;
+    assert_non_null(ver);
+    assert_int_equal(
+        sscanf(ver, "bursar-agent %d.%d.%d\n", &major, &minor, &patch), 3);
+    free(ver);
+    /* every bad option is named, with status 2 */
+    static const char *const bad[][3] = {
+        {"--controller", NULL, "option --controller needs a value"},
+        {"--concurrency", "8x", "--concurrency: '8x' is not a whole number"},
+        {"--quiet=1", NULL, "option --quiet takes no value"},
+        {"-x", NULL, "unknown option -x"},
+        {"a.jsonl", "b.jsonl", "one TASKS file only, not also b.jsonl"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        res = run(NULL, &rc, "--spool", "x.spool", bad[i][0], bad[i][1], NULL);
+        assert_int_equal(rc, 2);
+        cJSON_Delete(res);
+        assert_true(output_has("err", bad[i][2]));
+    }
+}
+
+/* The configuration: a misspelt key or a value of the wrong type is an
+ * error naming its JSON path (status 1), never a silent default. */
+static void
+test_config_strict(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"concurency\":16}",
+         "concurency: unknown key"},
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"provider\":"
+         "{\"timeout\":5}}",
+         "provider.timeout: unknown key"},
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"concurrency\":\"16\"}",
+         "concurrency: must be a number, got a string"},
+        {"{\"controller\":9}", "controller: must be a string, got a number"},
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"provider\":[]}",
+         "provider: must be an object, got an array"},
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"routing\":{\"rules\":"
+         "[{\"bucket\":\"code\",\"keyword\":[\"def \"]}]}}",
+         "routing.rules[0].keyword: unknown key"},
+    };
+    char cfg[700];
+    snprintf(cfg, sizeof(cfg), "%s/strict.json", dir);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tu_write_file(cfg, bad[i][0]);
+        int rc;
+        cJSON *res = run(NULL, &rc, "--config", cfg, "--quiet", NULL);
+        assert_int_equal(rc, 1);
+        cJSON_Delete(res);
+        assert_true(output_has("err", bad[i][1]));
+    }
 }
 
 int
@@ -296,6 +404,7 @@ main(void)
         cmocka_unit_test(test_simulate),
         cmocka_unit_test(test_controller_away),
         cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_config_strict),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -452,6 +453,103 @@ test_no_fallback_no_spool(void **state)
     bursar_destroy(&b);
 }
 
+/* A models table from a file (bursar-agent --models; proto_parse_models
+ * without a reply): an array or an object keyed by name, bursard's
+ * defaults for model, base_url and api_key_env, strict otherwise. */
+static void
+test_models_table(void **state)
+{
+    (void)state;
+    const char *obj =
+        "{\"models\":{\"m\":{\"provider\":\"anthropic\",\"price_in_per_mtok\":"
+        "1,\"price_out_per_mtok\":2},\"n\":{\"name\":\"n\",\"provider\":"
+        "\"openai\",\"model\":\"gpt-x\",\"base_url\":\"http://h/v1\","
+        "\"api_key_env\":\"K\",\"price_in_per_mtok\":0,"
+        "\"price_out_per_mtok\":0.5}},\"buckets\":{}}";
+    proto_model_t *ms = NULL;
+    size_t n = 0;
+    proto_error_t err;
+    assert_int_equal(proto_parse_models(obj, strlen(obj), NULL, &ms, &n, &err),
+                     PROTO_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(ms[0].name, "m");
+    assert_int_equal(ms[0].provider, PROTO_PROVIDER_ANTHROPIC);
+    assert_string_equal(ms[0].model, "m");
+    assert_string_equal(ms[0].base_url, PROTO_ANTHROPIC_URL);
+    assert_string_equal(ms[0].api_key_env, "");
+    assert_true(ms[0].price_in_per_mtok == 1 && ms[0].price_out_per_mtok == 2);
+    assert_string_equal(ms[1].model, "gpt-x");
+    assert_string_equal(ms[1].base_url, "http://h/v1");
+    assert_string_equal(ms[1].api_key_env, "K");
+    free(ms);
+
+    /* the array form; a saved models reply reads as a table too */
+    const char *arr = "{\"ok\":true,\"models\":[{\"name\":\"a\",\"provider\":"
+                      "\"openai\",\"price_in_per_mtok\":1,"
+                      "\"price_out_per_mtok\":1,\"health\":\"ok\"}]}";
+    assert_int_equal(proto_parse_models(arr, strlen(arr), NULL, &ms, &n, &err),
+                     PROTO_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ms[0].name, "a");
+    assert_string_equal(ms[0].base_url, PROTO_OPENAI_URL);
+    free(ms);
+
+    static const char *const bad[][2] = {
+        {"{\"models\":", "not valid JSON"},
+        {"[]", "a models table must be a JSON object, got an array"},
+        {"{}", "field \"models\" missing"},
+        {"{\"models\":\"x\"}",
+         "field \"models\" must be an array or an object, got a string"},
+        {"{\"models\":{\"m\":1}}",
+         "field \"models.m\" must be an object, got a number"},
+        {"{\"models\":{\"m\":{\"provider\":\"openai\",\"bse_url\":\"u\"}}}",
+         "field \"models.m.bse_url\" is not a model field"},
+        {"{\"models\":{\"m\":{\"provider\":\"openai\","
+         "\"price_in_per_mtok\":1}}}",
+         "field \"models.m.price_out_per_mtok\" missing"},
+        {"{\"models\":{\"m\":{\"provider\":\"openia\"}}}",
+         "field \"models.m.provider\" must be \"openai\" or \"anthropic\""},
+        {"{\"models\":{\"m\":{\"price_in_per_mtok\":1}}}",
+         "field \"models.m.provider\" missing"},
+        {"{\"models\":{\"m\":{\"name\":\"x\",\"provider\":\"openai\"}}}",
+         "field \"models.m.name\" must be the model's key \"m\""},
+        {"{\"models\":{\"m\":{\"provider\":\"openai\",\"model\":\"\"}}}",
+         "field \"models.m.model\" must have 1 to 127 bytes, got 0"},
+        {"{\"models\":{\"m\":{\"provider\":\"openai\",\"price_in_per_mtok\":"
+         "-1}}}",
+         "field \"models.m.price_in_per_mtok\" must be >= 0, got -1"},
+        {"{\"models\":[{\"provider\":\"openai\"}]}",
+         "field \"models[0].name\" missing"},
+        {"{\"models\":[{\"name\":\"a\",\"provider\":\"openai\","
+         "\"price_in_per_mtok\":1,\"price_out_per_mtok\":1},{\"name\":\"a\","
+         "\"provider\":\"openai\",\"price_in_per_mtok\":1,"
+         "\"price_out_per_mtok\":1}]}",
+         "field \"models[1].name\": \"a\" is named twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ms = (proto_model_t *)&err; /* must be reset */
+        n = 9;
+        proto_code_t rc = proto_parse_models(bad[i][0], strlen(bad[i][0]), NULL,
+                                             &ms, &n, &err);
+        if (rc == PROTO_OK ||
+            strncmp(err.message, bad[i][1], strlen(bad[i][1])) != 0)
+            fail_msg("%s: got \"%s\"", bad[i][0], err.message);
+        assert_null(ms);
+        assert_int_equal(n, 0);
+    }
+}
+
+/* The one price computation: USD per million tokens. */
+static void
+test_price_cost(void **state)
+{
+    (void)state;
+    /* 1000 x 3 + 500 x 15 = 10500 micro-dollars */
+    assert_true(fabs(proto_price_cost(3, 15, 1000, 500) - 0.0105) < 1e-15);
+    assert_true(proto_price_cost(3, 15, 0, 0) == 0);
+    assert_true(proto_price_cost(2, 4, 1e6, 1e6) == 6);
+}
+
 int
 main(void)
 {
@@ -463,6 +561,8 @@ main(void)
         cmocka_unit_test(test_shared_spool),
         cmocka_unit_test(test_malformed_replies),
         cmocka_unit_test(test_no_fallback_no_spool),
+        cmocka_unit_test(test_models_table),
+        cmocka_unit_test(test_price_cost),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

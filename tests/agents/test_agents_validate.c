@@ -201,6 +201,39 @@ test_route(void **state)
     cJSON_Delete(spec);
 }
 
+/* A misspelt key or a value of the wrong type is an error naming its path:
+ * a rule whose "keyword" went unread would match every prompt. */
+static void
+test_route_strict(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {
+        {"{\"rules\":[{\"bucket\":\"c\",\"keyword\":[\"a\"]}]}",
+         "routing.rules[0].keyword: unknown key"},
+        {"{\"defualt\":\"chat\"}", "routing.defualt: unknown key"},
+        {"{\"default\":1}", "routing.default: must be a string"},
+        {"{\"rules\":{}}", "routing.rules: must be an array"},
+        {"{\"rules\":[{\"bucket\":\"a\"},{\"bucket\":\"b\","
+         "\"min_length\":\"9\"}]}",
+         "routing.rules[1].min_length: must be a number"},
+        {"{\"rules\":[{\"bucket\":\"a\",\"regex\":\"x\",\"icase\":1}]}",
+         "routing.rules[0].icase: must be true or false"},
+        {"{\"rules\":[{\"bucket\":\"a\",\"keywords\":\"x\"}]}",
+         "routing.rules[0].keywords: must be an array"},
+        {"{\"rules\":[7]}", "routing.rules[0]: must be an object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cJSON *spec = cJSON_Parse(bad[i][0]);
+        route_t *r = NULL;
+        char err[256] = "";
+        assert_int_equal(route_parse(spec, &r, err, sizeof(err)), -1);
+        assert_null(r);
+        if (strcmp(err, bad[i][1]) != 0)
+            fail_msg("%s: got \"%s\"", bad[i][0], err);
+        cJSON_Delete(spec);
+    }
+}
+
 static void
 test_scenario(void **state)
 {
@@ -336,6 +369,7 @@ main(void)
         cmocka_unit_test(test_regex_and_length),
         cmocka_unit_test(test_command),
         cmocka_unit_test(test_route),
+        cmocka_unit_test(test_route_strict),
         cmocka_unit_test(test_scenario),
         cmocka_unit_test(test_scenario_sim_format),
     };
