@@ -58,6 +58,58 @@ ctl_bucket_get(ctl_t *c, const proto_request_t *rq, double now, size_t *idx,
     return b;
 }
 
+/* The record of a decision (its id is the next in sequence). */
+static void
+ctl_decision_fill(ctl_t *c, const ctl_bucket_t *b, const policy_choice_t *ch,
+                  double now, store_decision_t *d)
+{
+    memset(d, 0, sizeof *d);
+    d->version = STORE_VERSION;
+    d->id = c->seq + 1;
+    d->t = now;
+    d->propensity = ch->propensity;
+    d->reserved_usd = ch->expected_cost > 0 ? ch->expected_cost : 0;
+    snprintf(d->bucket, sizeof d->bucket, "%s", b->def.name);
+    snprintf(d->model, sizeof d->model, "%s", ctl_model_name(c, ch->model));
+    if (ch->flags & POLICY_F_EXPLORED)
+        d->flags |= STORE_D_EXPLORED;
+    if (ch->flags & POLICY_F_UNAFFORDABLE)
+        d->flags |= STORE_D_OVER_BUDGET;
+    if (b->has_budget)
+        d->flags |= STORE_D_BUCKET_RES;
+}
+
+/* The reply: the decision and, as fallbacks, the rest of its ranking.
+ * policy_choose ranks only the arms of its mask (allowed, and affordable
+ * by the same snapshot costs that made the choice; every allowed arm,
+ * cheapest first, when nothing was affordable), so they are not checked
+ * again here against live costs that could disagree with the mask. Nor is
+ * the chosen arm's reservation subtracted: a fallback replaces the chosen
+ * call, it is not made on top of it. */
+static char *
+ctl_choice_reply(const ctl_t *c, const ctl_bucket_t *b,
+                 const proto_request_t *rq, const store_decision_t *d, int arm,
+                 size_t n_order)
+{
+    const char *fb[CFG_MAX_ARMS];
+    size_t n_fb = 0;
+    for (size_t k = 0; k < n_order && n_fb < CFG_MAX_ARMS; k++) {
+        int a = c->order[k];
+        if (a == arm || a < 0 || (size_t)a >= b->pb->n_arms)
+            continue;
+        fb[n_fb++] = ctl_model_name(c, b->pb->model[a]);
+    }
+    proto_choice_t pc = {.decision = d->id,
+                         .model = d->model,
+                         .propensity = d->propensity,
+                         .n_fallbacks = n_fb,
+                         .fallbacks = fb,
+                         .expected_cost_usd = d->reserved_usd,
+                         .over_budget = !!(d->flags & STORE_D_OVER_BUDGET),
+                         .explored = !!(d->flags & STORE_D_EXPLORED)};
+    return proto_write_choice(rq->echo, &pc);
+}
+
 char *
 ctl_op_choose(ctl_t *c, const proto_request_t *rq)
 {
@@ -68,8 +120,7 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     if (!b)
         return reply;
     allow_counts_t ac;
-    size_t allowed = ctl_build_mask(c, b, rq, now, &ac);
-    if (allowed == 0)
+    if (ctl_build_mask(c, b, rq, now, &ac) == 0)
         return ctl_error(rq, PROTO_E_NO_MODEL,
                          "no model of bucket \"%s\" can be chosen: %zu "
                          "excluded by field \"exclude\", %zu cooling down "
@@ -85,22 +136,8 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
         return ctl_error(rq, PROTO_E_NO_MODEL,
                          "no model of bucket \"%s\" can be chosen",
                          b->def.name);
-
     store_decision_t d;
-    memset(&d, 0, sizeof d);
-    d.version = STORE_VERSION;
-    d.id = c->seq + 1;
-    d.t = now;
-    d.propensity = ch.propensity;
-    d.reserved_usd = ch.expected_cost > 0 ? ch.expected_cost : 0;
-    snprintf(d.bucket, sizeof d.bucket, "%s", b->def.name);
-    snprintf(d.model, sizeof d.model, "%s", ctl_model_name(c, ch.model));
-    if (ch.flags & POLICY_F_EXPLORED)
-        d.flags |= STORE_D_EXPLORED;
-    if (ch.flags & POLICY_F_UNAFFORDABLE)
-        d.flags |= STORE_D_OVER_BUDGET;
-    if (b->has_budget)
-        d.flags |= STORE_D_BUCKET_RES;
+    ctl_decision_fill(c, b, &ch, now, &d);
     /* a half-open breaker: this decision is its probe (memory is reloaded
      * if the batch does not commit) */
     if (health_chosen(&c->health[ch.model], d.id, now)) {
@@ -122,34 +159,7 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
         pacer_reserve(&b->pacer, d.reserved_usd);
     ctl_mark_dirty(c, bi);
     c->meta_dirty = 1;
-
-    /* Fallbacks: the rest of this decision's ranking. policy_choose ranks
-     * only the arms of its mask (allowed, and affordable by the same
-     * snapshot costs that made the choice; every allowed arm, cheapest
-     * first, when nothing was affordable), so they are not checked again
-     * here against live costs that could disagree with the mask. Nor is
-     * the chosen arm's reservation subtracted: a fallback replaces the
-     * chosen call, it is not made on top of it. */
-    const char *fb[CFG_MAX_ARMS];
-    size_t n_fb = 0;
-    for (size_t k = 0; k < n_order && n_fb < CFG_MAX_ARMS; k++) {
-        int a = c->order[k];
-        if (a == ch.arm || a < 0 || (size_t)a >= b->pb->n_arms)
-            continue;
-        fb[n_fb++] = ctl_model_name(c, b->pb->model[a]);
-    }
-    proto_choice_t pc = {.decision = d.id,
-                         .model = d.model,
-                         .propensity = d.propensity,
-                         .n_fallbacks = n_fb,
-                         .fallbacks = fb,
-                         .expected_cost_usd = d.reserved_usd,
-                         .over_budget = !!(d.flags & STORE_D_OVER_BUDGET),
-                         .explored = !!(d.flags & STORE_D_EXPLORED)};
-    reply = proto_write_choice(rq->echo, &pc);
-    if (!reply)
-        abort();
-    return reply;
+    return ctl_choice_reply(c, b, rq, &d, ch.arm, n_order);
 }
 
 /* The arm of a decision: bucket in memory and arm index, or -1 when the
