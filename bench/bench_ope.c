@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <gsl/gsl_errno.h>
 #include <gsl/gsl_rng.h>
 
 #include "olog.h"
@@ -169,6 +170,7 @@ bench_args(int argc, char **argv, int *help)
 int
 main(int argc, char **argv)
 {
+    gsl_set_error_handler_off(); /* GSL errors are results, not aborts */
     int help;
     size_t n = bench_args(argc, argv, &help), len;
     if (help || n < 1) {

@@ -2,6 +2,7 @@
  * bursar - the operator's command line for a running bursard.
  *
  *   bursar [--controller ENDPOINT] [--timeout MS] COMMAND ...
+ *   bursar --help | --version
  *
  *   stats [--bucket B] [--json]   posterior table per bucket + budget line
  *   export [--since T]            decision log as JSONL (T: Unix seconds or
@@ -19,6 +20,8 @@
  */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,9 +30,14 @@
 
 #include <cjson/cJSON.h>
 #include <gsl/gsl_cdf.h>
+#include <gsl/gsl_errno.h>
 #include <zmq.h>
 
 #include "proto.h"
+
+#ifndef BURSAR_VERSION
+#define BURSAR_VERSION "unknown"
+#endif
 
 typedef struct bursar_client {
     void *ctx;
@@ -145,20 +153,136 @@ bursar_budget_line(const char *label, const cJSON *b)
            bursar_num(b, "target_usd"));
 }
 
+/* The p-quantile of Beta(a, b). GSL's inverse (gsl_cdf_beta_Pinv) does
+ * not converge on lopsided arms (alpha 353, beta 5 at p = 0.025 gives
+ * NaN, and under GSL's default handler an abort); then bisection on the
+ * CDF, which is monotone, to 1e-12; where the CDF fails too (a + b in the
+ * millions) the normal with the Beta's mean and sd, whose skewness is
+ * tiny there (policies/policy.c, beta_cdf). NaN only when a or b is not a
+ * finite positive number. */
+static double
+bursar_beta_quantile(double p, double a, double b)
+{
+    if (!(a > 0 && b > 0 && isfinite(a) && isfinite(b)))
+        return NAN;
+    double x = gsl_cdf_beta_Pinv(p, a, b);
+    if (isfinite(x) && x >= 0 && x <= 1 &&
+        fabs(gsl_cdf_beta_P(x, a, b) - p) < 1e-6)
+        return x;
+    double lo = 0, hi = 1;
+    int ok = 1;
+    for (int i = 0; i < 200 && ok && hi - lo > 1e-12; i++) {
+        double mid = 0.5 * (lo + hi), v = gsl_cdf_beta_P(mid, a, b);
+        ok = isfinite(v);
+        if (v < p)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (ok)
+        return 0.5 * (lo + hi);
+    double n = a + b, mean = a / n, sd = sqrt(a * b / (n * n * (n + 1.0)));
+    return fmin(1.0, fmax(0.0, mean + sd * gsl_cdf_ugaussian_Pinv(p)));
+}
+
+/* The central 95% interval of an arm's posterior, or "-". */
+static void
+bursar_interval(const cJSON *arm, char *buf, size_t cap)
+{
+    double a = bursar_num(arm, "alpha"), b = bursar_num(arm, "beta");
+    double lo = bursar_beta_quantile(0.025, a, b);
+    double hi = bursar_beta_quantile(0.975, a, b);
+    if (isnan(lo) || isnan(hi))
+        snprintf(buf, cap, "-");
+    else
+        snprintf(buf, cap, "[%.3f, %.3f]", lo, hi);
+}
+
+static void
+bursar_print_arm(const cJSON *a)
+{
+    char iv[40], prob[16];
+    bursar_interval(a, iv, sizeof iv);
+    double pr = bursar_num(a, "propensity");
+    if (isnan(pr))
+        snprintf(prob, sizeof prob, "%6s", "-");
+    else
+        snprintf(prob, sizeof prob, "%5.1f%%", 100 * pr);
+    printf("  %-20s %6.3f  %-15s %8.0f %5.1f%% %s $%10.6f  %s%s\n",
+           bursar_str(a, "model"), bursar_num(a, "mean"), iv,
+           bursar_num(a, "pulls"), 100 * bursar_num(a, "share"), prob,
+           bursar_num(a, "cost_mean_usd"), bursar_str(a, "health"),
+           cJSON_IsTrue(cJSON_GetObjectItem(a, "slo_breach"))
+               ? ", over latency objective"
+               : "");
+}
+
+static void
+bursar_print_stats(const cJSON *r)
+{
+    const cJSON *b;
+    cJSON_ArrayForEach(b, cJSON_GetObjectItem(r, "buckets"))
+    {
+        double slo = bursar_num(b, "latency_slo_ms");
+        printf("bucket %s: %.0f pulls", bursar_str(b, "name"),
+               bursar_num(b, "pulls"));
+        if (!isnan(slo))
+            printf(", latency objective %.0f ms", slo);
+        printf("\n  %-20s %6s  %-15s %8s %6s %6s %11s  %s\n", "model", "mean",
+               "95% interval", "pulls", "share", "prob", "cost/req", "health");
+        const cJSON *a;
+        cJSON_ArrayForEach(a, cJSON_GetObjectItem(b, "arms"))
+        {
+            bursar_print_arm(a);
+        }
+        const cJSON *bb = cJSON_GetObjectItem(b, "budget");
+        if (cJSON_IsObject(bb))
+            bursar_budget_line("  bucket budget", bb);
+    }
+    const cJSON *po = cJSON_GetObjectItem(r, "policy");
+    printf("policy %s, mu %.4f, %.0f decisions\n", bursar_str(po, "name"),
+           bursar_num(po, "mu"), bursar_num(r, "decisions"));
+    bursar_budget_line("budget", cJSON_GetObjectItem(r, "budget"));
+}
+
+/* Reports an option getopt_long refused in command cmd; returns 2. */
+static int
+bursar_bad_option(const char *cmd, char **argv)
+{
+    fprintf(stderr, "bursar %s: unknown option or missing value: %s\n", cmd,
+            argv[optind - 1]);
+    return 2;
+}
+
+/* Starts getopt_long afresh over a command's arguments (argv[0] is the
+ * command). */
+static void
+bursar_getopt_reset(void)
+{
+    optind = 0; /* glibc: a full reset */
+    opterr = 0;
+}
+
 static int
 bursar_cmd_stats(bursar_client_t *c, int argc, char **argv)
 {
+    static const struct option lo[] = {{"bucket", required_argument, NULL, 'b'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {NULL, 0, NULL, 0}};
     const char *bucket = NULL;
-    int json = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--bucket") == 0 && i + 1 < argc)
-            bucket = argv[++i];
-        else if (strcmp(argv[i], "--json") == 0)
+    int json = 0, o;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o == 'b')
+            bucket = optarg;
+        else if (o == 'j')
             json = 1;
-        else {
-            fprintf(stderr, "bursar stats: unknown argument %s\n", argv[i]);
-            return 2;
-        }
+        else
+            return bursar_bad_option("stats", argv);
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bursar stats: unexpected argument %s\n", argv[optind]);
+        return 2;
     }
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "op", "stats");
@@ -172,53 +296,11 @@ bursar_cmd_stats(bursar_client_t *c, int argc, char **argv)
         return 3;
     int rc = bursar_check(r);
     if (!rc && json) {
-        char *s = cJSON_Print(r);
-        puts(s);
-        free(s);
+        char *str = cJSON_Print(r);
+        puts(str);
+        free(str);
     } else if (!rc) {
-        const cJSON *b;
-        cJSON_ArrayForEach(b, cJSON_GetObjectItem(r, "buckets"))
-        {
-            double slo = bursar_num(b, "latency_slo_ms");
-            printf("bucket %s: %.0f pulls", bursar_str(b, "name"),
-                   bursar_num(b, "pulls"));
-            if (!isnan(slo))
-                printf(", latency objective %.0f ms", slo);
-            printf("\n  %-20s %6s  %-15s %8s %6s %6s %11s  %s\n", "model",
-                   "mean", "95% interval", "pulls", "share", "prob", "cost/req",
-                   "health");
-            const cJSON *a;
-            cJSON_ArrayForEach(a, cJSON_GetObjectItem(b, "arms"))
-            {
-                double al = bursar_num(a, "alpha"), be = bursar_num(a, "beta");
-                double lo = gsl_cdf_beta_Pinv(0.025, al, be);
-                double hi = gsl_cdf_beta_Pinv(0.975, al, be);
-                char iv[40];
-                snprintf(iv, sizeof iv, "[%.3f, %.3f]", lo, hi);
-                const char *h = bursar_str(a, "health");
-                char prob[16];
-                double pr = bursar_num(a, "propensity");
-                if (isnan(pr))
-                    snprintf(prob, sizeof prob, "%6s", "-");
-                else
-                    snprintf(prob, sizeof prob, "%5.1f%%", 100 * pr);
-                printf("  %-20s %6.3f  %-15s %8.0f %5.1f%% %s "
-                       "$%10.6f  %s%s\n",
-                       bursar_str(a, "model"), bursar_num(a, "mean"), iv,
-                       bursar_num(a, "pulls"), 100 * bursar_num(a, "share"),
-                       prob, bursar_num(a, "cost_mean_usd"), h,
-                       cJSON_IsTrue(cJSON_GetObjectItem(a, "slo_breach"))
-                           ? ", over latency objective"
-                           : "");
-            }
-            const cJSON *bb = cJSON_GetObjectItem(b, "budget");
-            if (cJSON_IsObject(bb))
-                bursar_budget_line("  bucket budget", bb);
-        }
-        const cJSON *po = cJSON_GetObjectItem(r, "policy");
-        printf("policy %s, mu %.4f, %.0f decisions\n", bursar_str(po, "name"),
-               bursar_num(po, "mu"), bursar_num(r, "decisions"));
-        bursar_budget_line("budget", cJSON_GetObjectItem(r, "budget"));
+        bursar_print_stats(r);
     }
     cJSON_Delete(r);
     return rc;
@@ -256,17 +338,23 @@ bursar_parse_time(const char *s, double *t)
 static int
 bursar_cmd_export(bursar_client_t *c, int argc, char **argv)
 {
+    static const struct option lo[] = {{"since", required_argument, NULL, 's'},
+                                       {NULL, 0, NULL, 0}};
     double since = -INFINITY;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
-            if (bursar_parse_time(argv[++i], &since) != 0) {
-                fprintf(stderr, "bursar export: bad time %s\n", argv[i]);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "bursar export: unknown argument %s\n", argv[i]);
+    int o;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o != 's')
+            return bursar_bad_option("export", argv);
+        if (bursar_parse_time(optarg, &since) != 0) {
+            fprintf(stderr, "bursar export: bad time %s\n", optarg);
             return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bursar export: unexpected argument %s\n",
+                argv[optind]);
+        return 2;
     }
     char after[PROTO_ID_LEN + 1] = "";
     for (;;) {
@@ -332,90 +420,150 @@ bursar_number(const char *opt, const char *s, double max, double *out)
     return 0;
 }
 
+enum {
+    FB_SUCCESS = 256,
+    FB_FAILURE,
+    FB_REWARD,
+    FB_CORRECTION,
+    FB_PROVIDER_ERROR,
+    FB_COST,
+    FB_TOKENS_IN,
+    FB_TOKENS_OUT,
+    FB_LATENCY,
+    FB_MODEL
+};
+
+/* The event kind an option names, or -1 for the other options. */
 static int
-bursar_cmd_feedback(bursar_client_t *c, int argc, char **argv)
+bursar_fb_kind(int o)
 {
-    if (argc < 1) {
-        fprintf(stderr, "bursar feedback: missing decision id\n");
+    switch (o) {
+    case FB_SUCCESS:
+    case FB_FAILURE:
+    case FB_REWARD:
+        return PROTO_KIND_OUTCOME;
+    case FB_CORRECTION:
+        return PROTO_KIND_CORRECTION;
+    case FB_PROVIDER_ERROR:
+        return PROTO_KIND_PROVIDER_ERROR;
+    default:
+        return -1;
+    }
+}
+
+/* Applies one feedback option to f. Returns 0, or 2 (said why). */
+static int
+bursar_fb_option(proto_feedback_t *f, int o, const char *name, char *arg)
+{
+    switch (o) {
+    case FB_SUCCESS:
+    case FB_FAILURE:
+        f->has_success = 1;
+        f->success = o == FB_SUCCESS;
+        return 0;
+    case FB_REWARD:
+        f->has_reward = 1;
+        return bursar_number(name, arg, 1.0, &f->reward) ? 2 : 0;
+    case FB_CORRECTION:
+        return 0;
+    case FB_PROVIDER_ERROR:
+        f->error = arg;
+        return 0;
+    case FB_COST:
+        f->has_cost = 1;
+        return bursar_number(name, arg, INFINITY, &f->cost_usd) ? 2 : 0;
+    case FB_TOKENS_IN:
+        f->has_tokens = 1;
+        return bursar_number(name, arg, INFINITY, &f->tokens_in) ? 2 : 0;
+    case FB_TOKENS_OUT:
+        f->has_tokens = 1;
+        return bursar_number(name, arg, INFINITY, &f->tokens_out) ? 2 : 0;
+    case FB_LATENCY:
+        f->has_latency = 1;
+        return bursar_number(name, arg, INFINITY, &f->latency_ms) ? 2 : 0;
+    case FB_MODEL:
+        f->model = arg;
+        return 0;
+    default:
         return 2;
     }
-    proto_feedback_t f;
-    memset(&f, 0, sizeof f);
-    if (proto_id_parse(argv[0], &f.decision) != 0) {
-        fprintf(stderr,
-                "bursar feedback: %s is not a decision id (%d hex "
-                "digits)\n",
-                argv[0], PROTO_ID_LEN);
-        return 2;
-    }
-    int kind = -1;
-    const char *kind_arg = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int k = -1;
-        if (strcmp(a, "--success") == 0 || strcmp(a, "--failure") == 0 ||
-            strcmp(a, "--reward") == 0)
-            k = PROTO_KIND_OUTCOME;
-        else if (strcmp(a, "--correction") == 0)
-            k = PROTO_KIND_CORRECTION;
-        else if (strcmp(a, "--provider-error") == 0)
-            k = PROTO_KIND_PROVIDER_ERROR;
-        if (k >= 0) {
-            /* one event per command: --success --failure, or --success
-             * --correction, would silently keep only the last */
-            if (kind_arg) {
-                fprintf(stderr, "bursar feedback: %s conflicts with %s\n", a,
-                        kind_arg);
-                return 2;
-            }
-            kind_arg = a;
-            kind = k;
-        }
-        if (strcmp(a, "--success") == 0 || strcmp(a, "--failure") == 0) {
-            f.has_success = 1;
-            f.success = a[2] == 's';
-        } else if (strcmp(a, "--reward") == 0 && i + 1 < argc) {
-            f.has_reward = 1;
-            if (bursar_number(a, argv[++i], 1.0, &f.reward))
-                return 2;
-        } else if (strcmp(a, "--correction") == 0) {
-        } else if (strcmp(a, "--provider-error") == 0 && i + 1 < argc) {
-            f.error = argv[++i];
-        } else if (strcmp(a, "--cost") == 0 && i + 1 < argc) {
-            f.has_cost = 1;
-            if (bursar_number(a, argv[++i], INFINITY, &f.cost_usd))
-                return 2;
-        } else if (strcmp(a, "--tokens-in") == 0 && i + 1 < argc) {
-            f.has_tokens = 1;
-            if (bursar_number(a, argv[++i], INFINITY, &f.tokens_in))
-                return 2;
-        } else if (strcmp(a, "--tokens-out") == 0 && i + 1 < argc) {
-            f.has_tokens = 1;
-            if (bursar_number(a, argv[++i], INFINITY, &f.tokens_out))
-                return 2;
-        } else if (strcmp(a, "--latency-ms") == 0 && i + 1 < argc) {
-            f.has_latency = 1;
-            if (bursar_number(a, argv[++i], INFINITY, &f.latency_ms))
-                return 2;
-        } else if (strcmp(a, "--model") == 0 && i + 1 < argc) {
-            f.model = argv[++i];
-        } else {
-            fprintf(stderr, "bursar feedback: unknown argument %s\n", a);
+}
+
+static const struct option bursar_fb_opts[] = {
+    {"success", no_argument, NULL, FB_SUCCESS},
+    {"failure", no_argument, NULL, FB_FAILURE},
+    {"reward", required_argument, NULL, FB_REWARD},
+    {"correction", no_argument, NULL, FB_CORRECTION},
+    {"provider-error", required_argument, NULL, FB_PROVIDER_ERROR},
+    {"cost", required_argument, NULL, FB_COST},
+    {"tokens-in", required_argument, NULL, FB_TOKENS_IN},
+    {"tokens-out", required_argument, NULL, FB_TOKENS_OUT},
+    {"latency-ms", required_argument, NULL, FB_LATENCY},
+    {"model", required_argument, NULL, FB_MODEL},
+    {NULL, 0, NULL, 0}};
+
+/* Parses feedback's options into f; returns 0 or 2 (said why). */
+static int
+bursar_fb_parse(int argc, char **argv, proto_feedback_t *f)
+{
+    char kind_arg[40] = "";
+    int o, li;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", bursar_fb_opts, &li)) != -1) {
+        if (o == '?')
+            return bursar_bad_option("feedback", argv);
+        char name[40];
+        snprintf(name, sizeof name, "--%s", bursar_fb_opts[li].name);
+        int k = bursar_fb_kind(o);
+        /* one event per command: --success --failure, or --success
+         * --correction, would silently keep only the last */
+        if (k >= 0 && kind_arg[0]) {
+            fprintf(stderr, "bursar feedback: %s conflicts with %s\n", name,
+                    kind_arg);
             return 2;
         }
+        if (k >= 0) {
+            snprintf(kind_arg, sizeof kind_arg, "%s", name);
+            f->kind = (proto_kind_t)k;
+        }
+        if (bursar_fb_option(f, o, name, optarg))
+            return 2;
     }
-    if (kind < 0) {
+    if (!kind_arg[0]) {
         fprintf(stderr, "bursar feedback: give one of --success, --failure, "
                         "--reward R, --correction, --provider-error MSG\n");
         return 2;
     }
-    f.kind = (proto_kind_t)kind;
+    return 0;
+}
+
+static int
+bursar_cmd_feedback(bursar_client_t *c, int argc, char **argv)
+{
+    proto_feedback_t f;
+    memset(&f, 0, sizeof f);
+    int rc = bursar_fb_parse(argc, argv, &f);
+    if (rc)
+        return rc;
+    if (optind != argc - 1) {
+        fprintf(stderr, "bursar feedback: %s\n",
+                optind >= argc ? "missing decision id"
+                               : "one decision id, then options");
+        return 2;
+    }
+    if (proto_id_parse(argv[optind], &f.decision) != 0) {
+        fprintf(stderr,
+                "bursar feedback: %s is not a decision id (%d hex "
+                "digits)\n",
+                argv[optind], PROTO_ID_LEN);
+        return 2;
+    }
     char *q = proto_format_feedback(&f);
     cJSON *r = bursar_call(c, q);
     free(q);
     if (!r)
         return 3;
-    int rc = bursar_check(r);
+    rc = bursar_check(r);
     if (!rc)
         printf("ok%s\n", cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate"))
                              ? " (duplicate: already recorded)"
@@ -440,6 +588,35 @@ bursar_cmd_raw(bursar_client_t *c, const char *req)
     return rc;
 }
 
+static int
+bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"exclude", required_argument, NULL, 'x'}, {NULL, 0, NULL, 0}};
+    const char *ex[PROTO_MAX_EXCLUDE];
+    size_t nx = 0;
+    int o;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o != 'x')
+            return bursar_bad_option("choose", argv);
+        if (nx == PROTO_MAX_EXCLUDE) {
+            fprintf(stderr, "bursar choose: more than %d --exclude\n",
+                    PROTO_MAX_EXCLUDE);
+            return 2;
+        }
+        ex[nx++] = optarg;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "bursar choose: give one bucket\n");
+        return 2;
+    }
+    char *q = proto_format_choose(argv[optind], ex, nx);
+    int rc = bursar_cmd_raw(c, q);
+    free(q);
+    return rc;
+}
+
 static void
 bursar_usage(FILE *f)
 {
@@ -451,66 +628,105 @@ bursar_usage(FILE *f)
                "               [--tokens-in N --tokens-out N] [--latency-ms "
                "MS] [--model M]\n"
                "  choose BUCKET [--exclude MODEL]...\n"
-               "  models | ping\n");
+               "  models | ping\n"
+               "       bursar --help | --version\n"
+               "ENDPOINT: $BURSAR_CONTROLLER, else tcp://127.0.0.1:7878.\n"
+               "Exit status: 0 ok, 1 the controller answered an error, "
+               "2 usage, 3 no answer.\n");
+}
+
+/* The global options, up to the command. Returns -1 to go on, else the
+ * exit status. */
+static int
+bursar_parse_global(int argc, char **argv, bursar_client_t *c)
+{
+    static const struct option lo[] = {
+        {"controller", required_argument, NULL, 'c'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    int o;
+    opterr = 0;
+    /* "+": stop at the command; its options are its own */
+    while ((o = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
+        char *end = NULL;
+        long v;
+        switch (o) {
+        case 'c':
+            c->endpoint = optarg;
+            break;
+        case 't':
+            v = strtol(optarg, &end, 10);
+            if (end == optarg || *end || v <= 0 || v > INT_MAX) {
+                fprintf(stderr,
+                        "bursar: --timeout %s: not a number of "
+                        "milliseconds\n",
+                        optarg);
+                return 2;
+            }
+            c->timeout_ms = (int)v;
+            break;
+        case 'h':
+            bursar_usage(stdout);
+            return 0;
+        case 'V':
+            printf("bursar %s\n", BURSAR_VERSION);
+            return 0;
+        default:
+            fprintf(stderr, "bursar: unknown option or missing value: %s\n",
+                    argv[optind - 1]);
+            bursar_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        bursar_usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* Runs the command argv[0] with its arguments. */
+static int
+bursar_run(bursar_client_t *c, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    if (strcmp(cmd, "stats") == 0)
+        return bursar_cmd_stats(c, argc, argv);
+    if (strcmp(cmd, "export") == 0)
+        return bursar_cmd_export(c, argc, argv);
+    if (strcmp(cmd, "feedback") == 0)
+        return bursar_cmd_feedback(c, argc, argv);
+    if (strcmp(cmd, "choose") == 0)
+        return bursar_cmd_choose(c, argc, argv);
+    if (argc == 1 && strcmp(cmd, "models") == 0)
+        return bursar_cmd_raw(c, "{\"op\":\"models\"}");
+    if (argc == 1 && strcmp(cmd, "ping") == 0)
+        return bursar_cmd_raw(c, "{\"op\":\"ping\"}");
+    bursar_usage(stderr);
+    return 2;
 }
 
 int
 main(int argc, char **argv)
 {
+    /* GSL's default handler aborts the process on any error (a Beta
+     * quantile that does not converge); results are checked instead. */
+    gsl_set_error_handler_off();
     bursar_client_t c = {0};
     c.endpoint = getenv("BURSAR_CONTROLLER");
     if (!c.endpoint || !*c.endpoint)
         c.endpoint = "tcp://127.0.0.1:7878";
     c.timeout_ms = 5000;
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "--controller") == 0 && i + 1 < argc)
-            c.endpoint = argv[++i];
-        else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
-            c.timeout_ms = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            bursar_usage(stdout);
-            return 0;
-        } else {
-            bursar_usage(stderr);
-            return 2;
-        }
-    }
-    if (i >= argc) {
-        bursar_usage(stderr);
-        return 2;
-    }
-    const char *cmd = argv[i++];
-    int rest = argc - i;
-    char **rv = argv + i;
+    int rc = bursar_parse_global(argc, argv, &c);
+    if (rc >= 0)
+        return rc;
     if (bursar_connect(&c) != 0) {
         bursar_close(&c);
         return 3;
     }
-    int rc;
-    if (strcmp(cmd, "stats") == 0) {
-        rc = bursar_cmd_stats(&c, rest, rv);
-    } else if (strcmp(cmd, "export") == 0) {
-        rc = bursar_cmd_export(&c, rest, rv);
-    } else if (strcmp(cmd, "feedback") == 0) {
-        rc = bursar_cmd_feedback(&c, rest, rv);
-    } else if (strcmp(cmd, "choose") == 0 && rest >= 1) {
-        const char *ex[PROTO_MAX_EXCLUDE];
-        size_t nx = 0;
-        for (int k = 1; k + 1 < rest && nx < PROTO_MAX_EXCLUDE; k += 2)
-            if (strcmp(rv[k], "--exclude") == 0)
-                ex[nx++] = rv[k + 1];
-        char *q = proto_format_choose(rv[0], ex, nx);
-        rc = bursar_cmd_raw(&c, q);
-        free(q);
-    } else if (strcmp(cmd, "models") == 0) {
-        rc = bursar_cmd_raw(&c, "{\"op\":\"models\"}");
-    } else if (strcmp(cmd, "ping") == 0) {
-        rc = bursar_cmd_raw(&c, "{\"op\":\"ping\"}");
-    } else {
-        bursar_usage(stderr);
-        rc = 2;
-    }
+    rc = bursar_run(&c, argc - optind, argv + optind);
     bursar_close(&c);
     return rc;
 }

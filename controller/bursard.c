@@ -14,18 +14,26 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <gsl/gsl_errno.h>
 #include <zmq.h>
 
 #include "cfg.h"
 #include "ctl.h"
 #include "proto.h"
+#include "store.h"
 #include "util.h"
+
+#ifndef BURSAR_VERSION
+#define BURSAR_VERSION "unknown"
+#endif
 
 /* Handling time after which a batch is committed and answered even if
  * more messages are waiting (they go into the next batch). */
@@ -43,18 +51,31 @@ bursard_on_signal(int sig)
         bursard_stop = 1;
 }
 
+/* What the command line asked for. */
+typedef struct bursard_opts {
+    const char *config;    /* --config, or NULL: the built-in one */
+    const char *state_dir; /* --state-dir, or NULL */
+    const char *listen[CFG_MAX_LISTEN];
+    size_t n_listen;
+    int test_clock, quiet;
+    double clock_start; /* --test-clock=START, else 0 */
+} bursard_opts_t;
+
 static void
 bursard_usage(FILE *f)
 {
     fprintf(f,
             "usage: bursard [--config FILE] [--state-dir DIR] "
             "[--listen ENDPOINT]...\n"
-            "               [--test-clock] [--quiet]\n"
+            "               [--test-clock[=START]] [--quiet]\n"
             "       bursard --check-config FILE\n"
-            "       bursard --print-default-config\n"
+            "       bursard --print-default-config | --config-reference\n"
+            "       bursard --help | --version\n"
             "\n"
             "State directory: --state-dir, else $BURSAR_STATE_DIR, else the\n"
             "configuration's state_dir, else ./bursar-state.\n"
+            "--test-clock accepts the \"clock\" op (tests only); with START\n"
+            "(Unix seconds) time starts there and moves only by clock ops.\n"
             "Signals: SIGTERM/SIGINT stop; SIGHUP reloads --config.\n");
 }
 
@@ -80,6 +101,172 @@ bursard_load_config(const char *path)
         bursard_print_problems(path ? path : "(built-in)", &pr);
     cfg_problems_clear(&pr);
     return cfg;
+}
+
+/* bursard --check-config FILE: the exit status. */
+static int
+bursard_check_config(const char *path)
+{
+    cfg_t *c = NULL;
+    cfg_problems_t pr = {0};
+    int rc = cfg_load_file(path, &c, &pr);
+    if (rc) {
+        bursard_print_problems(path, &pr);
+        fprintf(stderr, "%s: %zu problem%s\n", path, pr.n,
+                pr.n == 1 ? "" : "s");
+    } else {
+        printf("%s: ok (%zu models, %zu buckets)\n", path, c->n_models,
+               c->n_buckets);
+    }
+    cfg_problems_clear(&pr);
+    cfg_destroy(&c);
+    return rc ? 1 : 0;
+}
+
+enum {
+    OPT_CONFIG = 256,
+    OPT_STATE_DIR,
+    OPT_LISTEN,
+    OPT_TEST_CLOCK,
+    OPT_QUIET,
+    OPT_CHECK_CONFIG,
+    OPT_PRINT_DEFAULT,
+    OPT_CONFIG_REFERENCE,
+    OPT_VERSION
+};
+
+/* Parses --test-clock=START (Unix seconds, finite, >= 0). */
+static int
+bursard_clock_arg(const char *s, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v) || v < 0) {
+        fprintf(stderr, "bursard: --test-clock=%s: not a time in seconds\n", s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Handles one option (getopt_long's answer). Returns -1 to go on, or the
+ * exit status of a command that ends here (--help, --check-config...). */
+static int
+bursard_option(int c, const char *arg, bursard_opts_t *o)
+{
+    switch (c) {
+    case OPT_CONFIG:
+        o->config = arg;
+        return -1;
+    case OPT_STATE_DIR:
+        o->state_dir = arg;
+        return -1;
+    case OPT_LISTEN:
+        if (o->n_listen == CFG_MAX_LISTEN) {
+            fprintf(stderr, "bursard: more than %d --listen endpoints\n",
+                    CFG_MAX_LISTEN);
+            return 2;
+        }
+        o->listen[o->n_listen++] = arg;
+        return -1;
+    case OPT_TEST_CLOCK:
+        o->test_clock = 1;
+        return arg && bursard_clock_arg(arg, &o->clock_start) ? 2 : -1;
+    case OPT_QUIET:
+        o->quiet = 1;
+        return -1;
+    case OPT_CHECK_CONFIG:
+        return bursard_check_config(arg);
+    case OPT_PRINT_DEFAULT:
+        fputs(cfg_default_json(), stdout);
+        return 0;
+    case OPT_CONFIG_REFERENCE:
+        cfg_print_reference(stdout);
+        return 0;
+    case OPT_VERSION:
+        printf("bursard %s\n", BURSAR_VERSION);
+        return 0;
+    case 'h':
+        bursard_usage(stdout);
+        return 0;
+    default:
+        bursard_usage(stderr);
+        return 2;
+    }
+}
+
+/* Returns -1 when the daemon should start, else the exit status. */
+static int
+bursard_parse_args(int argc, char **argv, bursard_opts_t *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"test-clock", optional_argument, NULL, OPT_TEST_CLOCK},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
+        {"print-default-config", no_argument, NULL, OPT_PRINT_DEFAULT},
+        {"config-reference", no_argument, NULL, OPT_CONFIG_REFERENCE},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    memset(o, 0, sizeof *o);
+    int c, st;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (c == '?' || c == ':') {
+            fprintf(stderr, "bursard: %s: unknown option or missing value\n",
+                    argv[optind - 1]);
+            c = '?';
+        }
+        if ((st = bursard_option(c, optarg, o)) >= 0)
+            return st;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bursard: unexpected argument %s\n", argv[optind]);
+        bursard_usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* Refuses a state directory of another format before anything opens it
+ * for writing; says so when it is migrated. Returns 0 to go on. */
+static int
+bursard_check_state(const char *dir, int quiet)
+{
+    store_check_t chk;
+    int rc = store_check(dir, &chk);
+    if (rc) {
+        fprintf(stderr, "bursard: cannot read the state directory %s: %s\n",
+                dir, store_strerror(rc));
+        return -1;
+    }
+    if (chk.state == STORE_REFUSE && chk.format != STORE_FORMAT) {
+        fprintf(stderr,
+                "bursard: state directory %s has format %u (%s); this "
+                "bursard reads format %u (and migrates format 0): start the "
+                "bursard that wrote it, or move the directory aside to start "
+                "from empty state; nothing was changed\n",
+                dir, chk.format, chk.why, STORE_FORMAT);
+        return -1;
+    }
+    if (chk.state == STORE_REFUSE) {
+        fprintf(stderr,
+                "bursard: state directory %s has format %u but %s: this "
+                "bursard cannot read it; move it aside to start from empty "
+                "state (nothing was changed)\n",
+                dir, chk.format, chk.why);
+        return -1;
+    }
+    if (chk.state == STORE_MIGRATE && !quiet)
+        fprintf(stderr,
+                "bursard: state directory %s: migrating to format %u "
+                "(%s)\n",
+                dir, STORE_FORMAT, chk.why);
+    return 0;
 }
 
 /* One message of a batch. */
@@ -147,84 +334,244 @@ bursard_send(void *sock, bursard_msg_t *m)
     zmq_send(sock, m->reply, strlen(m->reply), ZMQ_DONTWAIT);
 }
 
-int
-main(int argc, char **argv)
+/* Reads and drops the rest of a message when no transaction could begin;
+ * the reply says so. */
+static void
+bursard_drain(void *sock, bursard_msg_t *m, int more)
 {
-    const char *config = NULL, *state_dir = NULL;
-    const char *listen[CFG_MAX_LISTEN];
-    size_t n_listen = 0;
-    int test_clock = 0, quiet = 0;
-    double clock_start = 0;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--config") == 0 && i + 1 < argc) {
-            config = argv[++i];
-        } else if (strcmp(a, "--state-dir") == 0 && i + 1 < argc) {
-            state_dir = argv[++i];
-        } else if (strcmp(a, "--listen") == 0 && i + 1 < argc) {
-            if (n_listen < CFG_MAX_LISTEN)
-                listen[n_listen++] = argv[++i];
-        } else if (strcmp(a, "--test-clock") == 0) {
-            test_clock = 1;
-        } else if (strncmp(a, "--test-clock=", 13) == 0) {
-            test_clock = 1;
-            clock_start = strtod(a + 13, NULL);
-        } else if (strcmp(a, "--quiet") == 0) {
-            quiet = 1;
-        } else if (strcmp(a, "--check-config") == 0 && i + 1 < argc) {
-            cfg_t *c = NULL;
-            cfg_problems_t pr = {0};
-            int rc = cfg_load_file(argv[i + 1], &c, &pr);
-            if (rc) {
-                bursard_print_problems(argv[i + 1], &pr);
-                fprintf(stderr, "%s: %zu problem%s\n", argv[i + 1], pr.n,
-                        pr.n == 1 ? "" : "s");
-            } else {
-                printf("%s: ok (%zu models, %zu buckets)\n", argv[i + 1],
-                       c->n_models, c->n_buckets);
-            }
-            cfg_problems_clear(&pr);
-            cfg_destroy(&c);
-            return rc ? 1 : 0;
-        } else if (strcmp(a, "--print-default-config") == 0) {
-            fputs(cfg_default_json(), stdout);
-            return 0;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            bursard_usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "bursard: unknown argument %s\n", a);
-            bursard_usage(stderr);
-            return 2;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sock, 0) < 0) {
+            zmq_msg_close(&part);
+            break;
         }
+        more = zmq_msg_more(&part);
+        if (zmq_msg_size(&part) == 0)
+            m->delimiter = 1;
+        zmq_msg_close(&part);
     }
+    m->reply = proto_write_error(NULL, PROTO_E_STORE,
+                                 "the store cannot begin a transaction");
+}
 
-    cfg_t *cfg = bursard_load_config(config);
+/* The running daemon. */
+typedef struct bursard {
+    bursard_opts_t o;
+    ctl_t *ctl;
+    char *state; /* the state directory */
+    char *eps[CFG_MAX_LISTEN];
+    size_t n_eps;
+    void *zctx, *sock;
+    bursard_msg_t *batch;
+    size_t cap; /* of batch */
+} bursard_t;
+
+/* Loads the configuration, settles the state directory and the
+ * endpoints, checks the store's format and opens the controller. Returns
+ * 0 or 1 (said why on stderr). */
+static int
+bursard_open(bursard_t *d)
+{
+    cfg_t *cfg = bursard_load_config(d->o.config);
     if (!cfg) {
         fprintf(stderr, "bursard: invalid configuration: not starting\n");
         return 1;
     }
-    if (!state_dir)
-        state_dir = getenv("BURSAR_STATE_DIR");
-    if (!state_dir || !*state_dir)
-        state_dir = cfg->state_dir ? cfg->state_dir : "./bursar-state";
-    char *state = bursar_strdup(state_dir);
-    if (n_listen == 0)
-        for (size_t i = 0; i < cfg->n_listen; i++)
-            listen[n_listen++] = cfg->listen[i];
-    char *eps[CFG_MAX_LISTEN];
-    for (size_t i = 0; i < n_listen; i++)
-        eps[i] = bursar_strdup(listen[i]);
-
-    ctl_options_t opt = {state, test_clock, clock_start};
-    ctl_t *ctl = NULL;
+    const char *dir = d->o.state_dir;
+    if (!dir)
+        dir = getenv("BURSAR_STATE_DIR");
+    if (!dir || !*dir)
+        dir = cfg->state_dir ? cfg->state_dir : "./bursar-state";
+    d->state = bursar_strdup(dir);
+    for (size_t i = 0; i < d->o.n_listen; i++)
+        d->eps[d->n_eps++] = bursar_strdup(d->o.listen[i]);
+    for (size_t i = 0; d->o.n_listen == 0 && i < cfg->n_listen; i++)
+        d->eps[d->n_eps++] = bursar_strdup(cfg->listen[i]);
+    if (bursard_check_state(d->state, d->o.quiet) != 0) {
+        cfg_destroy(&cfg);
+        return 1;
+    }
+    ctl_options_t opt = {d->state, d->o.test_clock, d->o.clock_start};
     char err[512];
-    if (ctl_open(&ctl, cfg, &opt, err, sizeof err) != 0) {
+    if (ctl_open(&d->ctl, cfg, &opt, err, sizeof err) != 0) {
         fprintf(stderr, "bursard: %s\n", err);
         return 1;
     }
+    return 0;
+}
 
+/* The ROUTER socket on every endpoint. Returns 0 or 1. */
+static int
+bursard_bind(bursard_t *d)
+{
+    d->zctx = zmq_ctx_new();
+    d->sock = zmq_socket(d->zctx, ZMQ_ROUTER);
+    /* Frames above the hard limit make libzmq drop the connection (the
+     * client sees nothing); between max_message_bytes and the hard limit
+     * the request is read and answered message_too_large. */
+    size_t soft = ctl_cfg(d->ctl)->max_message_bytes;
+    int64_t hard = (int64_t)(soft * 16 > (1u << 20) ? soft * 16 : (1u << 20));
+    int hwm = 100000, linger = 1000;
+    zmq_setsockopt(d->sock, ZMQ_MAXMSGSIZE, &hard, sizeof hard);
+    zmq_setsockopt(d->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(d->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(d->sock, ZMQ_LINGER, &linger, sizeof linger);
+    for (size_t i = 0; i < d->n_eps; i++) {
+        if (zmq_bind(d->sock, d->eps[i]) != 0) {
+            fprintf(stderr, "bursard: cannot listen on %s: %s\n", d->eps[i],
+                    zmq_strerror(zmq_errno()));
+            return 1;
+        }
+    }
+    if (d->o.quiet)
+        return 0;
+    fprintf(stderr, "bursard: listening on");
+    for (size_t i = 0; i < d->n_eps; i++)
+        fprintf(stderr, " %s", d->eps[i]);
+    fprintf(stderr, "; state in %s; %zu buckets, %zu models%s\n", d->state,
+            ctl_cfg(d->ctl)->n_buckets, ctl_cfg(d->ctl)->n_models,
+            d->o.test_clock ? "; test clock" : "");
+    return 0;
+}
+
+/* SIGHUP: reloads --config between batches; an invalid one keeps the old
+ * configuration. */
+static void
+bursard_reload(bursard_t *d)
+{
+    char err[512];
+    cfg_t *nc = bursard_load_config(d->o.config);
+    if (!nc) {
+        fprintf(stderr, "bursard: SIGHUP: the new configuration is "
+                        "invalid (above): keeping the old one\n");
+        return;
+    }
+    if (ctl_reconfigure(d->ctl, nc, err, sizeof err) != 0) {
+        fprintf(stderr, "bursard: SIGHUP: %s\n", err);
+        return;
+    }
+    if (!d->o.quiet)
+        fprintf(stderr,
+                "bursard: SIGHUP: configuration reloaded (%zu "
+                "buckets)\n",
+                ctl_cfg(d->ctl)->n_buckets);
+    if (ctl_cfg(d->ctl)->batch_max > d->cap) {
+        d->cap = ctl_cfg(d->ctl)->batch_max;
+        free(d->batch);
+        d->batch = bursar_calloc(d->cap, sizeof *d->batch);
+    }
+}
+
+/* Reads the waiting messages of one batch and handles them (brc: the
+ * status of ctl_begin; without a transaction each is answered
+ * store_error). Returns how many were read. */
+static size_t
+bursard_receive(bursard_t *d, int brc)
+{
+    size_t n = 0;
+    double t0 = util_mono_time();
+    /* A batch also closes after BURSARD_BATCH_S of handling: requests
+     * that cost CPU (a bucket with its own cap solves an LP per draw of
+     * its propensity estimate) must not hold every reply of a long
+     * batch, nor leave it all uncommitted for seconds. */
+    while (n < d->cap && (n == 0 || util_mono_time() - t0 < BURSARD_BATCH_S)) {
+        bursard_msg_t *m = &d->batch[n];
+        memset(m, 0, sizeof *m);
+        zmq_msg_init(&m->ident);
+        if (zmq_msg_recv(&m->ident, d->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m->ident);
+            break;
+        }
+        int more = zmq_msg_more(&m->ident);
+        if (brc)
+            bursard_drain(d->sock, m, more);
+        else
+            bursard_read_body(d->sock, d->ctl, m, more);
+        n++;
+    }
+    return n;
+}
+
+/* Commits the batch (replies become store errors when the commit fails:
+ * nothing of them is durable), then sends every reply. */
+static void
+bursard_finish(bursard_t *d, size_t n, int brc)
+{
+    if (brc) {
+        fprintf(stderr, "bursard: cannot begin a transaction (%d)\n", brc);
+    } else {
+        ctl_sweep(d->ctl);
+        int crc = ctl_commit(d->ctl);
+        for (size_t i = 0; crc && i < n; i++) {
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "the commit failed (%d): nothing of this request was "
+                     "recorded; retry",
+                     crc);
+            free(d->batch[i].reply);
+            d->batch[i].reply = proto_write_error(NULL, PROTO_E_STORE, msg);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (d->batch[i].reply)
+            bursard_send(d->sock, &d->batch[i]);
+        else
+            zmq_msg_close(&d->batch[i].ident);
+        free(d->batch[i].reply);
+    }
+}
+
+/* Poll, batch, commit, answer until SIGTERM/SIGINT. Returns the exit
+ * status. */
+static int
+bursard_loop(bursard_t *d)
+{
+    d->cap = ctl_cfg(d->ctl)->batch_max;
+    d->batch = bursar_calloc(d->cap, sizeof *d->batch);
+    while (!bursard_stop) {
+        if (bursard_hup) {
+            bursard_hup = 0;
+            bursard_reload(d);
+        }
+        zmq_pollitem_t item = {d->sock, 0, ZMQ_POLLIN, 0};
+        int pr = zmq_poll(&item, 1, 200);
+        if (pr < 0 && zmq_errno() == EINTR)
+            continue;
+        if (pr < 0) {
+            fprintf(stderr, "bursard: zmq_poll: %s\n",
+                    zmq_strerror(zmq_errno()));
+            return 1;
+        }
+        if (pr == 0 && !ctl_sweep_due(d->ctl))
+            continue;
+        int brc = ctl_begin(d->ctl);
+        size_t n = bursard_receive(d, brc);
+        bursard_finish(d, n, brc);
+    }
+    if (!d->o.quiet)
+        fprintf(stderr, "bursard: stopping after %llu decisions\n",
+                ctl_decisions(d->ctl));
+    return 0;
+}
+
+static void
+bursard_close(bursard_t *d)
+{
+    free(d->batch);
+    if (d->sock)
+        zmq_close(d->sock);
+    if (d->zctx)
+        zmq_ctx_term(d->zctx);
+    ctl_destroy(&d->ctl);
+    free(d->state);
+    for (size_t i = 0; i < d->n_eps; i++)
+        free(d->eps[i]);
+}
+
+static void
+bursard_signals(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = bursard_on_signal;
@@ -233,147 +580,26 @@ main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
 
-    void *zctx = zmq_ctx_new();
-    void *sock = zmq_socket(zctx, ZMQ_ROUTER);
-    /* Frames above the hard limit make libzmq drop the connection (the
-     * client sees nothing); between max_message_bytes and the hard limit
-     * the request is read and answered message_too_large. */
-    size_t soft = ctl_cfg(ctl)->max_message_bytes;
-    int64_t hard = (int64_t)(soft * 16 > (1u << 20) ? soft * 16 : (1u << 20));
-    int hwm = 100000, linger = 1000;
-    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &hard, sizeof hard);
-    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    int status = 0;
-    for (size_t i = 0; i < n_listen; i++) {
-        if (zmq_bind(sock, eps[i]) != 0) {
-            fprintf(stderr, "bursard: cannot listen on %s: %s\n", eps[i],
-                    zmq_strerror(zmq_errno()));
-            status = 1;
-            goto out;
-        }
+int
+main(int argc, char **argv)
+{
+    /* GSL's default handler aborts the process on any error (a Beta
+     * quantile that does not converge); every caller checks results. */
+    gsl_set_error_handler_off();
+    bursard_t d;
+    memset(&d, 0, sizeof d);
+    int status = bursard_parse_args(argc, argv, &d.o);
+    if (status >= 0)
+        return status;
+    status = bursard_open(&d);
+    if (!status) {
+        bursard_signals();
+        status = bursard_bind(&d);
     }
-    if (!quiet) {
-        fprintf(stderr, "bursard: listening on");
-        for (size_t i = 0; i < n_listen; i++)
-            fprintf(stderr, " %s", eps[i]);
-        fprintf(stderr, "; state in %s; %zu buckets, %zu models%s\n", state,
-                ctl_cfg(ctl)->n_buckets, ctl_cfg(ctl)->n_models,
-                test_clock ? "; test clock" : "");
-    }
-
-    size_t cap = ctl_cfg(ctl)->batch_max;
-    bursard_msg_t *batch = bursar_calloc(cap, sizeof *batch);
-    while (!bursard_stop) {
-        if (bursard_hup) {
-            bursard_hup = 0;
-            cfg_t *nc = bursard_load_config(config);
-            if (!nc) {
-                fprintf(stderr, "bursard: SIGHUP: the new configuration is "
-                                "invalid (above): keeping the old one\n");
-            } else if (ctl_reconfigure(ctl, nc, err, sizeof err) != 0) {
-                fprintf(stderr, "bursard: SIGHUP: %s\n", err);
-            } else {
-                if (!quiet)
-                    fprintf(stderr,
-                            "bursard: SIGHUP: configuration "
-                            "reloaded (%zu buckets)\n",
-                            ctl_cfg(ctl)->n_buckets);
-                if (ctl_cfg(ctl)->batch_max > cap) {
-                    cap = ctl_cfg(ctl)->batch_max;
-                    free(batch);
-                    batch = bursar_calloc(cap, sizeof *batch);
-                }
-            }
-        }
-        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-        int pr = zmq_poll(&item, 1, 200);
-        if (pr < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            fprintf(stderr, "bursard: zmq_poll: %s\n",
-                    zmq_strerror(zmq_errno()));
-            status = 1;
-            break;
-        }
-        if (pr == 0 && !ctl_sweep_due(ctl))
-            continue;
-
-        int brc = ctl_begin(ctl);
-        size_t n = 0;
-        double t0 = util_mono_time();
-        /* A batch also closes after BURSARD_BATCH_S of handling: requests
-         * that cost CPU (a bucket with its own cap solves an LP per draw of
-         * its propensity estimate) must not hold every reply of a long
-         * batch, nor leave it all uncommitted for seconds. */
-        while (n < cap && (n == 0 || util_mono_time() - t0 < BURSARD_BATCH_S)) {
-            bursard_msg_t *m = &batch[n];
-            memset(m, 0, sizeof *m);
-            zmq_msg_init(&m->ident);
-            if (zmq_msg_recv(&m->ident, sock, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&m->ident);
-                break;
-            }
-            int more = zmq_msg_more(&m->ident);
-            if (brc) {
-                /* No transaction: drain and answer store_error. */
-                bursard_read_body(sock, ctl, m, 0);
-                while (more) {
-                    zmq_msg_t part;
-                    zmq_msg_init(&part);
-                    zmq_msg_recv(&part, sock, 0);
-                    more = zmq_msg_more(&part);
-                    if (zmq_msg_size(&part) == 0)
-                        m->delimiter = 1;
-                    zmq_msg_close(&part);
-                }
-                free(m->reply);
-                m->reply = proto_write_error(NULL, PROTO_E_STORE,
-                                             "the store cannot begin a "
-                                             "transaction");
-            } else {
-                bursard_read_body(sock, ctl, m, more);
-            }
-            n++;
-        }
-        if (!brc) {
-            ctl_sweep(ctl);
-            int crc = ctl_commit(ctl);
-            if (crc) {
-                char msg[200];
-                snprintf(msg, sizeof msg,
-                         "the commit failed (%d): nothing of this request "
-                         "was recorded; retry",
-                         crc);
-                for (size_t i = 0; i < n; i++) {
-                    free(batch[i].reply);
-                    batch[i].reply =
-                        proto_write_error(NULL, PROTO_E_STORE, msg);
-                }
-            }
-        } else {
-            fprintf(stderr, "bursard: cannot begin a transaction (%d)\n", brc);
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (batch[i].reply)
-                bursard_send(sock, &batch[i]);
-            else
-                zmq_msg_close(&batch[i].ident);
-            free(batch[i].reply);
-        }
-    }
-    free(batch);
-    if (!quiet)
-        fprintf(stderr, "bursard: stopping after %llu decisions\n",
-                ctl_decisions(ctl));
-out:
-    zmq_close(sock);
-    zmq_ctx_term(zctx);
-    ctl_destroy(&ctl);
-    free(state);
-    for (size_t i = 0; i < n_listen; i++)
-        free(eps[i]);
+    if (!status)
+        status = bursard_loop(&d);
+    bursard_close(&d);
     return status;
 }

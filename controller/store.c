@@ -8,13 +8,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
 
+/* The named databases, in the order of store_db_names. */
+enum {
+    S_META,
+    S_DECISIONS,
+    S_PENDING,
+    S_ARMS,
+    S_BPACERS,
+    S_HEALTH,
+    S_DYN,
+    S_NDB
+};
+
+static const char *const store_db_names[S_NDB] = {
+    "meta", "decisions", "pending", "arms", "bpacers", "health", "dynbuckets"};
+
 struct store {
     MDB_env *env;
-    MDB_dbi meta, decisions, pending, arms, bpacers, health, dynbuckets;
+    MDB_dbi db[S_NDB];
+    int have[S_NDB]; /* 0: absent (store_check of an old environment) */
     int readonly;
     int lock_fd; /* holds the writer lock on dir/bursard.lock */
 };
@@ -50,7 +67,333 @@ store_strerror(int rc)
 {
     if (rc == STORE_LOCKED)
         return "another bursard holds this state directory";
+    if (rc == STORE_EVERSION)
+        return "the state directory has another store format, or a record "
+               "of a size no format has";
+    if (rc < 0 && rc >= BURSAR_E_LAST)
+        return bursar_strerror(rc);
     return mdb_strerror(rc);
+}
+
+/* ------------------------------------------------------------------ */
+/* Format: check, stamp, migrate                                       */
+
+/* Opens the named databases; with create = 0 an absent one is left out
+ * (have[i] = 0) rather than an error. */
+static int
+store_open_dbs(store_t *s, MDB_txn *txn, int create)
+{
+    for (int i = 0; i < S_NDB; i++) {
+        int rc = mdb_dbi_open(txn, store_db_names[i], create ? MDB_CREATE : 0,
+                              &s->db[i]);
+        if (rc == MDB_NOTFOUND && !create)
+            continue;
+        if (rc)
+            return rc;
+        s->have[i] = 1;
+    }
+    return 0;
+}
+
+/* Formats the key of a record for a message: bucket\0model as
+ * bucket/model, an id (decisions, pending) as a number. */
+static void
+store_key_text(int db, const MDB_val *k, char *buf, size_t cap)
+{
+    if ((db == S_DECISIONS || db == S_PENDING) && k->mv_size == 8) {
+        unsigned long long id = 0;
+        for (int i = 0; i < 8; i++)
+            id = (id << 8) | ((const unsigned char *)k->mv_data)[i];
+        snprintf(buf, cap, "id %llu", id);
+        return;
+    }
+    size_t n = k->mv_size < cap - 1 ? k->mv_size : cap - 1;
+    memcpy(buf, k->mv_data, n);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = '/';
+}
+
+/* Checks one record against its format-1 size (and, when old_size is not
+ * 0, the early size that store_open widens). Returns 1 when it refuses. */
+static int
+store_check_rec(store_check_t *chk, int db, const MDB_val *k, const MDB_val *v,
+                size_t size, size_t old_size, int versioned)
+{
+    char key[2 * STORE_NAME_MAX + 2];
+    store_key_text(db, k, key, sizeof key);
+    if (old_size && v->mv_size == old_size) {
+        chk->widen++;
+    } else if (v->mv_size != size) {
+        snprintf(chk->why, sizeof chk->why,
+                 "%s record \"%s\" is %zu bytes where format %u has %zu",
+                 store_db_names[db], key, v->mv_size, STORE_FORMAT, size);
+        return 1;
+    }
+    if (versioned && ((const uint8_t *)v->mv_data)[0] != STORE_VERSION) {
+        snprintf(chk->why, sizeof chk->why,
+                 "%s record \"%s\" has record version %u where format %u "
+                 "has %d",
+                 store_db_names[db], key, ((const uint8_t *)v->mv_data)[0],
+                 STORE_FORMAT, STORE_VERSION);
+        return 1;
+    }
+    return 0;
+}
+
+/* The size of a meta value by key (0: any); old: the early size. */
+static size_t
+store_meta_size(const MDB_val *k, size_t *old, int *versioned)
+{
+    static const struct {
+        const char *key;
+        size_t size, old;
+        int versioned;
+    } t[] = {{"format", sizeof(uint32_t), 0, 0},
+             {"seq", sizeof(uint64_t), 0, 0},
+             {"clock", sizeof(double), 0, 0},
+             {"policy", sizeof(store_policy_t), 0, 1},
+             {"pacer", sizeof(store_pacer_t), STORE_PACER_V1A_SIZE, 1}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        if (k->mv_size == strlen(t[i].key) &&
+            memcmp(k->mv_data, t[i].key, k->mv_size) == 0) {
+            *old = t[i].old;
+            *versioned = t[i].versioned;
+            return t[i].size;
+        }
+    }
+    *old = 0;
+    *versioned = 0;
+    return 0;
+}
+
+/* Walks one database (every record, or with ends only the first and the
+ * last) and checks each record's size. Returns 0 or an LMDB code; a
+ * refusal is in chk->state. */
+static int
+store_check_db(store_t *s, MDB_txn *txn, int db, store_check_t *chk,
+               size_t size, size_t old_size, int versioned, int ends)
+{
+    if (!s->have[db])
+        return 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->db[db], &c);
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    for (int n = 0; rc == 0; n++) {
+        size_t sz = size, old = old_size;
+        int ver = versioned;
+        if (db == S_META && !(sz = store_meta_size(&k, &old, &ver))) {
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* not ours */
+            continue;
+        }
+        if (store_check_rec(chk, db, &k, &v, sz, old, ver)) {
+            chk->state = STORE_REFUSE;
+            break;
+        }
+        rc = mdb_cursor_get(c, &k, &v, ends && n == 0 ? MDB_LAST : MDB_NEXT);
+        if (ends && n == 1)
+            rc = MDB_NOTFOUND;
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Every record of format 1 but the decisions, whose layout never changed
+ * and which may be millions: the first and the last of those. */
+static int
+store_check_records(store_t *s, MDB_txn *txn, store_check_t *chk)
+{
+    static const struct {
+        int db;
+        size_t size, old;
+        int versioned, ends;
+    } t[] = {{S_META, 0, 0, 0, 0},
+             {S_ARMS, sizeof(store_arm_t), 0, 1, 0},
+             {S_BPACERS, sizeof(store_pacer_t), STORE_PACER_V1A_SIZE, 1, 0},
+             {S_HEALTH, sizeof(store_health_t), 0, 1, 0},
+             {S_DECISIONS, sizeof(store_decision_t), 0, 1, 1},
+             {S_PENDING, sizeof(double), 0, 0, 1}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int rc = store_check_db(s, txn, t[i].db, chk, t[i].size, t[i].old,
+                                t[i].versioned, t[i].ends);
+        if (rc || chk->state == STORE_REFUSE)
+            return rc;
+    }
+    return 0;
+}
+
+/* 1 when no named database holds a record. */
+static int
+store_is_empty(store_t *s, MDB_txn *txn)
+{
+    for (int i = 0; i < S_NDB; i++) {
+        MDB_stat st;
+        if (s->have[i] && mdb_stat(txn, s->db[i], &st) == 0 && st.ms_entries)
+            return 0;
+    }
+    return 1;
+}
+
+/* Decides what the environment holds (store_check_t). Reads only. */
+static int
+store_classify(store_t *s, MDB_txn *txn, store_check_t *chk)
+{
+    memset(chk, 0, sizeof *chk);
+    MDB_val k = {6, (void *)"format"}, v;
+    int rc =
+        s->have[S_META] ? mdb_get(txn, s->db[S_META], &k, &v) : MDB_NOTFOUND;
+    if (rc == MDB_NOTFOUND) {
+        if (store_is_empty(s, txn)) {
+            chk->state = STORE_NEW;
+            return 0;
+        }
+        snprintf(chk->why, sizeof chk->why,
+                 "no format key: written before format versions");
+    } else if (rc) {
+        return rc;
+    } else if (v.mv_size != sizeof chk->format) {
+        chk->state = STORE_REFUSE;
+        chk->format = UINT32_MAX;
+        snprintf(chk->why, sizeof chk->why,
+                 "its format key is %zu bytes, not 4: not a bursar state",
+                 v.mv_size);
+        return 0;
+    } else {
+        memcpy(&chk->format, v.mv_data, sizeof chk->format);
+        if (chk->format != STORE_FORMAT) {
+            chk->state = STORE_REFUSE;
+            snprintf(chk->why, sizeof chk->why, "%s",
+                     chk->format > STORE_FORMAT
+                         ? "written by a newer bursard"
+                         : "written by an older bursard");
+            return 0;
+        }
+    }
+    if ((rc = store_check_records(s, txn, chk)) || chk->state == STORE_REFUSE)
+        return rc;
+    if (chk->format == 0 || chk->widen) {
+        chk->state = STORE_MIGRATE;
+        if (chk->widen)
+            snprintf(chk->why + strlen(chk->why),
+                     sizeof chk->why - strlen(chk->why),
+                     "%s%zu pacer records from before rate_start (72 bytes)",
+                     chk->format == 0 ? "; " : "", chk->widen);
+    } else {
+        chk->state = STORE_CURRENT;
+    }
+    return 0;
+}
+
+/* Widens a pacer record of STORE_PACER_V1A_SIZE in the cursor's place:
+ * the fields it had, then rate_start = window_start (the rate counted
+ * from the window's start before rate_start existed). */
+static int
+store_widen_one(MDB_cursor *c, const MDB_val *k, const MDB_val *v)
+{
+    store_pacer_t p;
+    memset(&p, 0, sizeof p);
+    memcpy(&p, v->mv_data, STORE_PACER_V1A_SIZE);
+    p.pacer.rate_start = p.pacer.window_start;
+    /* the key is copied out of the page that the put rewrites */
+    char kb[512];
+    if (k->mv_size > sizeof kb)
+        return MDB_BAD_VALSIZE;
+    memcpy(kb, k->mv_data, k->mv_size);
+    MDB_val nk = {k->mv_size, kb}, nv = {sizeof p, &p};
+    return mdb_cursor_put(c, &nk, &nv, MDB_CURRENT);
+}
+
+static int
+store_widen_pacers(store_t *s, MDB_txn *txn)
+{
+    int dbs[2] = {S_META, S_BPACERS};
+    for (int i = 0; i < 2; i++) {
+        MDB_cursor *c;
+        int rc = mdb_cursor_open(txn, s->db[dbs[i]], &c);
+        if (rc)
+            return rc;
+        MDB_val k, v;
+        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        while (rc == 0) {
+            int pacer = dbs[i] == S_BPACERS ||
+                        (k.mv_size == 5 && memcmp(k.mv_data, "pacer", 5) == 0);
+            if (pacer && v.mv_size == STORE_PACER_V1A_SIZE &&
+                (rc = store_widen_one(c, &k, &v)))
+                break;
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(c);
+        if (rc != MDB_NOTFOUND)
+            return rc;
+    }
+    return 0;
+}
+
+/* Acts on what store_classify found, in the open's transaction. */
+static int
+store_settle_format(store_t *s, MDB_txn *txn)
+{
+    store_check_t chk;
+    int rc = store_classify(s, txn, &chk);
+    if (rc)
+        return rc;
+    if (chk.state == STORE_REFUSE ||
+        (s->readonly && chk.state == STORE_MIGRATE))
+        return STORE_EVERSION;
+    if (s->readonly || chk.state == STORE_CURRENT)
+        return 0;
+    if (chk.widen && (rc = store_widen_pacers(s, txn)))
+        return rc;
+    uint32_t fmt = STORE_FORMAT;
+    MDB_val k = {6, (void *)"format"}, v = {sizeof fmt, &fmt};
+    return mdb_put(txn, s->db[S_META], &k, &v, 0);
+}
+
+static int
+store_env_new(store_t *s, const char *dir, size_t map_size_mb, unsigned flags)
+{
+    int rc = mdb_env_create(&s->env);
+    if (rc)
+        return rc;
+    if ((rc = mdb_env_set_maxdbs(s->env, S_NDB + 1)))
+        return rc;
+    if (map_size_mb &&
+        (rc = mdb_env_set_mapsize(s->env, map_size_mb * 1024 * 1024)))
+        return rc;
+    return mdb_env_open(s->env, dir, flags | MDB_NOTLS, 0644);
+}
+
+int
+store_check(const char *dir, store_check_t *chk)
+{
+    memset(chk, 0, sizeof *chk);
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return 0; /* STORE_NEW */
+    store_t s;
+    memset(&s, 0, sizeof s);
+    chk->state = STORE_REFUSE;
+    MDB_txn *txn = NULL;
+    int rc = store_env_new(&s, dir, 0, MDB_RDONLY);
+    if (!rc)
+        rc = mdb_txn_begin(s.env, NULL, MDB_RDONLY, &txn);
+    if (!rc)
+        rc = store_open_dbs(&s, txn, 0);
+    if (!rc)
+        rc = store_classify(&s, txn, chk);
+    if (txn)
+        mdb_txn_abort(txn);
+    if (s.env)
+        mdb_env_close(s.env);
+    if (rc)
+        chk->state = STORE_REFUSE;
+    return rc;
 }
 
 int
@@ -67,19 +410,9 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
         free(s);
         return rc;
     }
-    rc = mdb_env_create(&s->env);
-    if (rc)
-        goto err;
-    if ((rc = mdb_env_set_maxdbs(s->env, 8)))
-        goto err;
-    if ((rc = mdb_env_set_mapsize(s->env, map_size_mb * 1024 * 1024)))
-        goto err;
-    unsigned flags = MDB_NOTLS;
-    if (nometasync)
-        flags |= MDB_NOMETASYNC;
-    if (readonly)
-        flags |= MDB_RDONLY;
-    if ((rc = mdb_env_open(s->env, dir, flags, 0644)))
+    unsigned flags =
+        (nometasync ? MDB_NOMETASYNC : 0) | (readonly ? MDB_RDONLY : 0);
+    if ((rc = store_env_new(s, dir, map_size_mb, flags)))
         goto err;
     int dead = 0;
     mdb_reader_check(s->env, &dead); /* slots of killed readers */
@@ -87,38 +420,11 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
     MDB_txn *txn;
     if ((rc = mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn)))
         goto err;
-    unsigned cf = readonly ? 0 : MDB_CREATE;
-    struct {
-        const char *name;
-        MDB_dbi *dbi;
-    } dbs[] = {{"meta", &s->meta},
-               {"decisions", &s->decisions},
-               {"pending", &s->pending},
-               {"arms", &s->arms},
-               {"bpacers", &s->bpacers},
-               {"health", &s->health},
-               {"dynbuckets", &s->dynbuckets}};
-    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-        if ((rc = mdb_dbi_open(txn, dbs[i].name, cf, dbs[i].dbi))) {
-            mdb_txn_abort(txn);
-            goto err;
-        }
-    }
-    uint32_t fmt = STORE_VERSION, got;
-    MDB_val k = {6, (void *)"format"}, v;
-    rc = mdb_get(txn, s->meta, &k, &v);
-    if (rc == MDB_NOTFOUND && !readonly) {
-        v.mv_size = sizeof fmt;
-        v.mv_data = &fmt;
-        rc = mdb_put(txn, s->meta, &k, &v, 0);
-    } else if (rc == 0) {
-        memcpy(&got, v.mv_data, v.mv_size < sizeof got ? v.mv_size : 4);
-        if (v.mv_size != sizeof got || got != STORE_VERSION)
-            rc = MDB_INCOMPATIBLE;
-    } else if (rc == MDB_NOTFOUND) {
-        rc = 0;
-    }
-    if (rc) {
+    if (!(rc = store_open_dbs(s, txn, !readonly)))
+        for (int i = 0; i < S_NDB; i++)
+            if (!s->have[i])
+                rc = MDB_NOTFOUND; /* a reader needs a written store */
+    if (rc || (rc = store_settle_format(s, txn))) {
         mdb_txn_abort(txn);
         goto err;
     }
@@ -225,7 +531,7 @@ store_put_decision(store_t *s, MDB_txn *txn, const store_decision_t *d)
 {
     unsigned char k[8];
     store_id_key(d->id, k);
-    return store_put(txn, s->decisions, k, 8, d, sizeof *d);
+    return store_put(txn, s->db[S_DECISIONS], k, 8, d, sizeof *d);
 }
 
 int
@@ -233,7 +539,7 @@ store_get_decision(store_t *s, MDB_txn *txn, uint64_t id, store_decision_t *d)
 {
     unsigned char k[8];
     store_id_key(id, k);
-    int rc = store_get(txn, s->decisions, k, 8, d, sizeof *d);
+    int rc = store_get(txn, s->db[S_DECISIONS], k, 8, d, sizeof *d);
     return store_check_version(rc, d->version);
 }
 
@@ -243,7 +549,7 @@ store_del_decision(store_t *s, MDB_txn *txn, uint64_t id)
     unsigned char k[8];
     store_id_key(id, k);
     MDB_val key = {8, k};
-    return mdb_del(txn, s->decisions, &key, NULL);
+    return mdb_del(txn, s->db[S_DECISIONS], &key, NULL);
 }
 
 int
@@ -251,7 +557,7 @@ store_put_pending(store_t *s, MDB_txn *txn, uint64_t id, double t)
 {
     unsigned char k[8];
     store_id_key(id, k);
-    return store_put(txn, s->pending, k, 8, &t, sizeof t);
+    return store_put(txn, s->db[S_PENDING], k, 8, &t, sizeof t);
 }
 
 int
@@ -260,7 +566,7 @@ store_del_pending(store_t *s, MDB_txn *txn, uint64_t id)
     unsigned char k[8];
     store_id_key(id, k);
     MDB_val key = {8, k};
-    int rc = mdb_del(txn, s->pending, &key, NULL);
+    int rc = mdb_del(txn, s->db[S_PENDING], &key, NULL);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -280,7 +586,7 @@ int
 store_oldest_pending(store_t *s, MDB_txn *txn, uint64_t *id, double *t)
 {
     MDB_val k, v;
-    int rc = store_first(txn, s->pending, &k, &v);
+    int rc = store_first(txn, s->db[S_PENDING], &k, &v);
     if (rc)
         return rc;
     if (k.mv_size != 8 || v.mv_size != sizeof(double))
@@ -294,7 +600,7 @@ int
 store_oldest_decision(store_t *s, MDB_txn *txn, store_decision_t *d)
 {
     MDB_val k, v;
-    int rc = store_first(txn, s->decisions, &k, &v);
+    int rc = store_first(txn, s->db[S_DECISIONS], &k, &v);
     if (rc)
         return rc;
     if (v.mv_size != sizeof *d)
@@ -308,7 +614,7 @@ store_scan_decisions(store_t *s, MDB_txn *txn, uint64_t after,
                      store_decision_fn fn, void *ctx)
 {
     MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, s->decisions, &c);
+    int rc = mdb_cursor_open(txn, s->db[S_DECISIONS], &c);
     if (rc)
         return rc;
     unsigned char kb[8];
@@ -358,7 +664,7 @@ store_put_arm(store_t *s, MDB_txn *txn, const char *bucket, const char *model,
     size_t kl = store_arm_key(k, sizeof k, bucket, model);
     if (!kl)
         return MDB_BAD_VALSIZE;
-    return store_put(txn, s->arms, k, kl, a, sizeof *a);
+    return store_put(txn, s->db[S_ARMS], k, kl, a, sizeof *a);
 }
 
 int
@@ -369,7 +675,7 @@ store_get_arm(store_t *s, MDB_txn *txn, const char *bucket, const char *model,
     size_t kl = store_arm_key(k, sizeof k, bucket, model);
     if (!kl)
         return MDB_BAD_VALSIZE;
-    int rc = store_get(txn, s->arms, k, kl, a, sizeof *a);
+    int rc = store_get(txn, s->db[S_ARMS], k, kl, a, sizeof *a);
     return store_check_version(rc, a->version);
 }
 
@@ -377,13 +683,14 @@ int
 store_put_health(store_t *s, MDB_txn *txn, const char *model,
                  const store_health_t *h)
 {
-    return store_put(txn, s->health, model, strlen(model), h, sizeof *h);
+    return store_put(txn, s->db[S_HEALTH], model, strlen(model), h, sizeof *h);
 }
 
 int
 store_get_health(store_t *s, MDB_txn *txn, const char *model, store_health_t *h)
 {
-    int rc = store_get(txn, s->health, model, strlen(model), h, sizeof *h);
+    int rc =
+        store_get(txn, s->db[S_HEALTH], model, strlen(model), h, sizeof *h);
     return store_check_version(rc, h->version);
 }
 
@@ -391,21 +698,23 @@ int
 store_put_bucket_pacer(store_t *s, MDB_txn *txn, const char *bucket,
                        const store_pacer_t *p)
 {
-    return store_put(txn, s->bpacers, bucket, strlen(bucket), p, sizeof *p);
+    return store_put(txn, s->db[S_BPACERS], bucket, strlen(bucket), p,
+                     sizeof *p);
 }
 
 int
 store_get_bucket_pacer(store_t *s, MDB_txn *txn, const char *bucket,
                        store_pacer_t *p)
 {
-    int rc = store_get(txn, s->bpacers, bucket, strlen(bucket), p, sizeof *p);
+    int rc =
+        store_get(txn, s->db[S_BPACERS], bucket, strlen(bucket), p, sizeof *p);
     return store_check_version(rc, p->version);
 }
 
 int
 store_put_dynbucket(store_t *s, MDB_txn *txn, const char *bucket)
 {
-    return store_put(txn, s->dynbuckets, bucket, strlen(bucket), "", 0);
+    return store_put(txn, s->db[S_DYN], bucket, strlen(bucket), "", 0);
 }
 
 int
@@ -413,7 +722,7 @@ store_scan_dynbuckets(store_t *s, MDB_txn *txn,
                       void (*fn)(const char *name, void *ctx), void *ctx)
 {
     MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, s->dynbuckets, &c);
+    int rc = mdb_cursor_open(txn, s->db[S_DYN], &c);
     if (rc)
         return rc;
     MDB_val k, v;
@@ -435,11 +744,11 @@ int
 store_put_meta(store_t *s, MDB_txn *txn, const char *key, const void *val,
                size_t len)
 {
-    return store_put(txn, s->meta, key, strlen(key), val, len);
+    return store_put(txn, s->db[S_META], key, strlen(key), val, len);
 }
 
 int
 store_get_meta(store_t *s, MDB_txn *txn, const char *key, void *val, size_t len)
 {
-    return store_get(txn, s->meta, key, strlen(key), val, len);
+    return store_get(txn, s->db[S_META], key, strlen(key), val, len);
 }

@@ -3,9 +3,9 @@
  *
  * One LMDB environment in the state directory with these databases:
  *
- *   meta       "format" -> u32, "seq" -> last decision id (u64),
- *              "policy" -> store_policy_t, "pacer" -> store_pacer_t,
- *              "clock" -> test-clock offset (double)
+ *   meta       "format" -> u32 STORE_FORMAT, "seq" -> last decision id
+ *              (u64), "policy" -> store_policy_t, "pacer" ->
+ *              store_pacer_t, "clock" -> test-clock offset (double)
  *   decisions  id (u64, big-endian, so that keys sort by id = by time)
  *              -> store_decision_t
  *   pending    id -> choose time (double): decisions without an outcome,
@@ -15,10 +15,32 @@
  *   health     model -> store_health_t
  *   dynbuckets bucket -> (empty): buckets created from the template
  *
- * Records are plain structs written as they are (arm_t and pacer_t are
- * POD, policies/arm.h and pacer.h) with a version byte first: a record of
- * another version is refused at open rather than misread. The store is
- * single-writer (the daemon's loop); other processes may open it read-only.
+ * Format. Records are plain structs written as they are (arm_t and
+ * pacer_t are POD, policies/arm.h and pacer.h), each beginning with a
+ * version byte (STORE_VERSION). The layout of every one of them is the
+ * format, and STORE_FORMAT numbers it: the sizes below are asserted at
+ * compile time, so a change to any stored struct (arm_t or pacer_t
+ * included) breaks the build until STORE_FORMAT is bumped, the asserts
+ * updated and a migration written in store.c. The format is that of an
+ * LP64 machine (x86-64, arm64); an LMDB file does not move between
+ * architectures anyway.
+ *
+ * At open the format key decides (store_check says which case holds):
+ *   - no environment, or one with no record: new, stamped STORE_FORMAT;
+ *   - STORE_FORMAT: read, after checking the size of every record but the
+ *     decisions (the first and the last of those);
+ *   - no format key but records (format 0): every record is checked as
+ *     format 1 (same layout), then the key is stamped;
+ *   - pacer records of 72 bytes (format 1 as written before pacer_t had
+ *     rate_start): widened in place, rate_start = window_start, which is
+ *     what that code assumed;
+ *   - any other format, or a record of a size no format had: refused
+ *     (BURSAR_EVERSION), and the environment is not written.
+ * Reads check the size of every value: a record of the wrong size is an
+ * error (MDB_BAD_VALSIZE), never a partial copy.
+ *
+ * The store is single-writer (the daemon's loop); other processes may
+ * open it read-only.
  *
  * Durability: every commit is synchronous (no MDB_NOSYNC). With
  * nometasync = 1 the meta page is not flushed at commit (MDB_NOMETASYNC):
@@ -26,8 +48,9 @@
  * process crash) may then lose the last transactions, never integrity.
  * docs/controller.md discusses the trade-off.
  *
- * Errors: functions return 0, STORE_NOTFOUND, or an LMDB error code (use
- * store_strerror).
+ * Errors: functions return 0, STORE_NOTFOUND, one of the project's codes
+ * (STORE_LOCKED = BURSAR_ELOCKED, STORE_EVERSION = BURSAR_EVERSION) or an
+ * LMDB error code; store_strerror names each.
  */
 #ifndef BURSAR_STORE_H
 #define BURSAR_STORE_H
@@ -38,12 +61,20 @@
 #include <lmdb.h>
 
 #include "arm.h"
+#include "base.h"
 #include "pacer.h"
 
 #define STORE_NOTFOUND MDB_NOTFOUND
-#define STORE_LOCKED   (-29000) /* another process writes this store */
-#define STORE_VERSION  1
+#define STORE_LOCKED   BURSAR_ELOCKED  /* another process writes this store */
+#define STORE_EVERSION BURSAR_EVERSION /* another format: refused */
+#define STORE_FORMAT   1u              /* the "format" key of this layout */
+#define STORE_VERSION  1               /* the version byte of every record */
+/* Names in records: part of the format, so a literal rather than
+ * BURSAR_NAME_MAX (which may not exceed it). */
 #define STORE_NAME_MAX 64
+
+_Static_assert(BURSAR_NAME_MAX <= STORE_NAME_MAX,
+               "a configured name must fit a stored record");
 
 /* Decision flags. */
 #define STORE_D_OUTCOME     0x001u /* outcome applied */
@@ -118,12 +149,48 @@ typedef struct store_pacer {
     pacer_t pacer;
 } store_pacer_t;
 
+/* Format 1, the sizes of an LP64 machine. A failure here means a stored
+ * struct changed: bump STORE_FORMAT, migrate (store.c), then update. */
+_Static_assert(sizeof(arm_t) == 80, "arm_t is stored: format change");
+_Static_assert(sizeof(pacer_t) == 72, "pacer_t is stored: format change");
+_Static_assert(sizeof(store_decision_t) == 416, "format change");
+_Static_assert(sizeof(store_arm_t) == 616, "format change");
+_Static_assert(sizeof(store_health_t) == 48, "format change");
+_Static_assert(sizeof(store_policy_t) == 24, "format change");
+_Static_assert(sizeof(store_pacer_t) == 80, "format change");
+/* store_pacer_t before pacer_t had rate_start (widened at open). */
+#define STORE_PACER_V1A_SIZE 72
+
 typedef struct store store_t;
+
+/* What a state directory holds, as store_check finds it. */
+typedef enum store_state {
+    STORE_NEW = 0, /* no environment or no record: stamped at open */
+    STORE_CURRENT, /* format STORE_FORMAT, every record readable */
+    STORE_MIGRATE, /* format 0 or early pacer records: fixed at open */
+    STORE_REFUSE   /* another format or an unreadable record */
+} store_state_t;
+
+typedef struct store_check {
+    store_state_t state;
+    uint32_t format; /* the format key; 0 when there is none */
+    size_t widen;    /* pacer records of STORE_PACER_V1A_SIZE */
+    char why[320];   /* MIGRATE, REFUSE: what was found, one phrase */
+} store_check_t;
+
+/* Reads the format of the state directory dir without writing to it (a
+ * read-only LMDB transaction; no writer lock): fills *chk. A directory
+ * without data.mdb is STORE_NEW. Returns 0, or an LMDB or errno code when
+ * the environment cannot be read (chk->state is then STORE_REFUSE). */
+int store_check(const char *dir, store_check_t *chk);
 
 /* Opens (creating if needed) the store in dir. A writer (readonly = 0)
  * takes an exclusive lock on dir/bursard.lock first: STORE_LOCKED when
- * another process holds it. Returns 0 or an error code; *out is NULL on
- * failure. */
+ * another process holds it. Then, in one transaction, as store_check
+ * would decide: a new environment is stamped, format 0 and early pacer
+ * records are migrated, anything store_check refuses is STORE_EVERSION
+ * (nothing written). A reader accepts STORE_CURRENT and STORE_NEW only.
+ * Returns 0 or an error code; *out is NULL on failure. */
 int store_open(store_t **out, const char *dir, size_t map_size_mb,
                int nometasync, int readonly);
 void store_destroy(store_t **s);

@@ -1,19 +1,42 @@
 #!/usr/bin/env bash
-# scripts/deps.sh - installs the Debian packages bursar builds with, when
-# any is missing. Debian 12 (bookworm) or later; needs root or sudo.
+# scripts/deps.sh - installs what bursar's build, tests and scripts use,
+# when any of it is missing. Debian 12 (bookworm) or later; needs root or
+# sudo.
+#
+# Libraries are checked by package (dpkg-query), programs by `command -v`.
+# The programs: the build (cmake, make, a C compiler, pkg-config); the
+# tests (nm for the symbol test; timeout and awk, from Debian's essential
+# set, by the store and symbol tests); the scripts (jq for ope_check.sh and
+# ope_obd.sh, git for funclen.sh). The sanitizer build (test.sh
+# --sanitize) needs nothing more: gcc's libasan and libubsan come with it.
 set -euo pipefail
 
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
       libcurl4-openssl-dev libcmocka-dev)
+# command package
+cmds=(
+    "cmake cmake"
+    "make make"
+    "cc gcc"
+    "pkg-config pkg-config"
+    "nm binutils"
+    "jq jq"
+    "git git"
+    "timeout coreutils"
+    "awk mawk"
+)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
         missing+=("$p")
 done
-command -v cmake >/dev/null || missing+=(cmake)
-command -v cc >/dev/null || missing+=(gcc)
-command -v make >/dev/null || missing+=(make)
+for c in "${cmds[@]}"; do
+    read -r cmd pkg <<<"$c"
+    command -v "$cmd" >/dev/null || missing+=("$pkg")
+done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
+# one package may provide two missing commands
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 
 echo "Installing Debian packages: ${missing[*]}" >&2
 sudo=
@@ -29,3 +52,10 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+for c in "${cmds[@]}"; do
+    read -r cmd pkg <<<"$c"
+    command -v "$cmd" >/dev/null || {
+        echo "error: $cmd is still missing after installing $pkg" >&2
+        exit 1
+    }
+done

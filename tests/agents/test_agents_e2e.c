@@ -10,7 +10,8 @@
  *    gets a result, the spool is replayed, and every outcome is counted
  *    exactly once (posterior evidence = outcomes with a decision id).
  *
- * Skipped with a message when bursard is not built.
+ * bursard is started by the one harness (tests/harness.h); a missing
+ * bursard or bursar-agent fails the test, naming where it was expected.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -34,9 +35,9 @@
 
 #include "bursar.h"
 #include "proto.h"
+#include "harness.h"
 #include "util.h"
 
-static char bursard[600];
 static char agent[600];
 static char dir[512];
 static int mock_port;
@@ -130,65 +131,25 @@ write_config(const char *path, int port, const char *state)
     tu_write_file(path, text);
 }
 
+/* A bursard of the test: started, stopped and killed by the harness
+ * (tests/harness.h), its files in dir. */
 typedef struct ctl {
-    pid_t pid;
+    th_daemon_t d;
     int port;
-    char endpoint[64];
-    char config[600];
-    char state[600];
-    char log[600];
 } ctl_t;
-
-static int
-ctl_wait_ready(ctl_t *c)
-{
-    bursar_opts_t o;
-    bursar_opts_init(&o);
-    o.endpoint = c->endpoint;
-    o.timeout_ms = 200;
-    o.attempts = 1;
-    o.backoff_ms = 50;
-    o.backoff_max_ms = 50;
-    bursar_t *b;
-    bursar_new(&b, &o);
-    int ok = 0;
-    for (int i = 0; i < 100 && !ok; i++) {
-        ok = bursar_ping(b) == BURSAR_OK;
-        if (!ok)
-            tu_sleep_ms(60);
-    }
-    bursar_destroy(&b);
-    return ok;
-}
-
-/* Every bursard started, so that teardown stops those a failed test
- * left running. */
-static pid_t ctl_pids[32];
-static size_t n_ctl_pids;
-
-static void
-ctl_start(ctl_t *c)
-{
-    char *argv[] = {bursard,       "--config", c->config,
-                    "--state-dir", c->state,   NULL};
-    c->pid = tu_spawn(argv, NULL, "/dev/null", c->log);
-    if (n_ctl_pids < sizeof(ctl_pids) / sizeof(ctl_pids[0]))
-        ctl_pids[n_ctl_pids++] = c->pid;
-    assert_true(ctl_wait_ready(c));
-}
 
 static void
 ctl_init(ctl_t *c, const char *name)
 {
     memset(c, 0, sizeof(*c));
     c->port = free_port();
-    snprintf(c->endpoint, sizeof(c->endpoint), "tcp://127.0.0.1:%d", c->port);
-    snprintf(c->config, sizeof(c->config), "%s/%s.json", dir, name);
-    snprintf(c->state, sizeof(c->state), "%s/%s-state", dir, name);
-    snprintf(c->log, sizeof(c->log), "%s/%s.log", dir, name);
-    mkdir(c->state, 0700);
-    write_config(c->config, c->port, c->state);
-    ctl_start(c);
+    char endpoint[64];
+    snprintf(endpoint, sizeof(endpoint), "tcp://127.0.0.1:%d", c->port);
+    th_setup_in(&c->d, dir, name, endpoint);
+    c->d.wall_clock = 1;
+    mkdir(c->d.state, 0700);
+    write_config(c->d.config, c->port, c->d.state);
+    th_start(&c->d);
 }
 
 /* Sends req (written by the wire codec; freed here), returns the reply. */
@@ -197,7 +158,7 @@ ctl_request(ctl_t *c, char *req)
 {
     bursar_opts_t o;
     bursar_opts_init(&o);
-    o.endpoint = c->endpoint;
+    o.endpoint = c->d.endpoint;
     o.timeout_ms = 2000;
     bursar_t *b;
     bursar_new(&b, &o);
@@ -227,7 +188,7 @@ run_agent(ctl_t *c, const char *name, const char *tasks, const char *extra,
     int n = 0;
     argv[n++] = agent;
     argv[n++] = "--controller";
-    argv[n++] = c->endpoint;
+    argv[n++] = c->d.endpoint;
     argv[n++] = "--spool";
     argv[n++] = spool;
     argv[n++] = "--backoff-ms";
@@ -347,15 +308,10 @@ static int
 setup(void **state)
 {
     (void)state;
-    tu_bin("bursard", bursard, sizeof(bursard));
-    if (!tu_exists(bursard)) {
-        const char *src = getenv("BURSAR_SOURCE_DIR");
-        snprintf(bursard, sizeof(bursard), "%s/build-ctl/bin/bursard",
-                 src ? src : ".");
-    }
-    if (!tu_exists(bursard))
-        return 0;
-    tu_bin("bursar-agent", agent, sizeof(agent));
+    /* a missing program fails here (a skip would count as passed) */
+    th_need("bursard");
+    snprintf(agent, sizeof(agent), "%s", th_need("bursar-agent"));
+    th_need("bursar-mock-provider");
     setenv("BURSAR_E2E_KEY", "e2e-key", 1);
     tu_tmpdir(dir, sizeof(dir));
     mock_pid = tu_mock_start(SCRIPT, &mock_port);
@@ -368,30 +324,16 @@ teardown(void **state)
     (void)state;
     if (mock_pid > 0)
         tu_kill(mock_pid, SIGTERM);
-    for (size_t i = 0; i < n_ctl_pids; i++) {
-        int st;
-        if (waitpid(ctl_pids[i], &st, WNOHANG) == 0) /* still our child */
-            tu_kill(ctl_pids[i], SIGKILL);
-    }
+    th_kill_all(); /* daemons a failed test left running */
     if (dir[0] && !getenv("BURSAR_KEEP_TMP"))
         tu_rmrf(dir);
     return 0;
 }
 
-#define NEED_BURSARD()                                                         \
-    do {                                                                       \
-        if (!tu_exists(bursard)) {                                             \
-            print_message("bursard is not built (looked for it in "            \
-                          "$BURSAR_BIN_DIR and build-ctl/bin): skipped\n");    \
-            skip();                                                            \
-        }                                                                      \
-    } while (0)
-
 static void
 test_retry_fallback_cascade_cost(void **state)
 {
     (void)state;
-    NEED_BURSARD();
     ctl_t c;
     ctl_init(&c, "mixed");
     char tasks[8192] = "";
@@ -483,14 +425,13 @@ test_retry_fallback_cascade_cost(void **state)
     assert_int_equal(tu_mock_requests(mock_port, "ra", "500"), 1);
     cJSON_Delete(all);
     cJSON_Delete(res);
-    tu_kill(c.pid, SIGTERM);
+    th_stop(&c.d);
 }
 
 static void
 test_restart_spool_exactly_once(void **state)
 {
     (void)state;
-    NEED_BURSARD();
     ctl_t c;
     ctl_init(&c, "restart");
     const int n = 400;
@@ -521,9 +462,9 @@ test_restart_spool_exactly_once(void **state)
             break;
         tu_sleep_ms(10);
     }
-    tu_kill(c.pid, SIGKILL);
+    th_kill9(&c.d);
     tu_sleep_ms(900);
-    ctl_start(&c);
+    th_start(&c.d);
     assert_int_equal(tu_wait(ap, 120000), 0);
 
     cJSON *res = read_results("restart");
@@ -581,14 +522,13 @@ test_restart_spool_exactly_once(void **state)
     assert_true(stat(spool, &sb) != 0 || sb.st_size == 0);
     cJSON_Delete(all);
     cJSON_Delete(res);
-    tu_kill(c.pid, SIGTERM);
+    th_stop(&c.d);
 }
 
 static void
 test_budget_respected(void **state)
 {
     (void)state;
-    NEED_BURSARD();
     ctl_t c;
     ctl_init(&c, "budget");
     /* 60 requests: always pricey would cost $0.60 against a $0.05 cap. */
@@ -627,7 +567,7 @@ test_budget_respected(void **state)
     assert_true(cost <= 0.05 + 0.01 + 60 * 0.0001 + 1e-9);
     cJSON_Delete(st);
     cJSON_Delete(res);
-    tu_kill(c.pid, SIGTERM);
+    th_stop(&c.d);
 }
 
 int

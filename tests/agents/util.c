@@ -29,12 +29,6 @@ tu_bin(const char *name, char *buf, size_t cap)
     return buf;
 }
 
-int
-tu_exists(const char *path)
-{
-    return access(path, X_OK) == 0;
-}
-
 void
 tu_tmpdir(char *buf, size_t cap)
 {
@@ -111,6 +105,8 @@ tu_spawn(char *const argv[], const char *in_path, const char *out_path,
             }
         }
         execv(argv[0], argv);
+        /* a missing program: the test sees 127 and this line says why */
+        fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
     return pid;
@@ -171,6 +167,14 @@ tu_mock_start(const char *script_json, int *port)
     snprintf(out, sizeof(out), "%s/port", dir);
     tu_write_file(script, script_json);
     tu_bin("bursar-mock-provider", bin, sizeof(bin));
+    *port = 0;
+    if (access(bin, X_OK) != 0) { /* the caller's setup fails on port 0 */
+        fprintf(stderr, "bursar-mock-provider is missing: expected an "
+                        "executable at %s\n",
+                bin);
+        tu_rmrf(dir);
+        return -1;
+    }
     char *argv[] = {bin, "--script", script, NULL};
     pid_t pid = tu_spawn(argv, NULL, out, NULL);
     *port = 0;

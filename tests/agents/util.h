@@ -16,7 +16,6 @@
 
 /* $BURSAR_BIN_DIR/name (static buffer per call site: copy it). */
 const char *tu_bin(const char *name, char *buf, size_t cap);
-int tu_exists(const char *path);
 
 /* A temp directory (mkdtemp) and removal of it (rm -rf). */
 void tu_tmpdir(char *buf, size_t cap);

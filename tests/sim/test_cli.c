@@ -66,10 +66,14 @@ setup(void **state)
     (void)state;
     const char *bd = getenv("BURSAR_BIN_DIR");
     snprintf(bin, sizeof bin, "%s/bursar-sim", bd ? bd : "bin");
+    /* a missing program fails the test (a skip would count as passed) */
     if (access(bin, X_OK) != 0)
-        return -1;
+        fail_msg("bursar-sim is missing: expected an executable at %s "
+                 "(build it, or set BURSAR_BIN_DIR to the bin/ directory of "
+                 "a build)",
+                 bin);
     if (!mkdtemp(dir))
-        return -1;
+        fail_msg("mkdtemp %s failed", dir);
     return 0;
 }
 

@@ -575,7 +575,7 @@ test_cli(void **state)
     char bin[1024];
     snprintf(bin, sizeof bin, "%s/bursar-sim", bd ? bd : "bin");
     if (access(bin, X_OK) != 0)
-        skip();
+        fail_msg("%s is missing: build bursar-sim first", bin);
     assert_non_null(mkdtemp(dir));
     char path[1200];
     snprintf(path, sizeof path, "%s/log.jsonl", dir);

@@ -1,5 +1,5 @@
 /*
- * harness.c - integration-test helpers (see harness.h).
+ * harness.c - starts the real bursard for integration tests (harness.h).
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,11 +46,41 @@ th_bin(const char *name)
     return b;
 }
 
+const char *
+th_need(const char *name)
+{
+    const char *path = th_bin(name);
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || access(path, X_OK) != 0)
+        fail_msg("%s is missing: expected an executable at %s (build it, "
+                 "or set BURSAR_BIN_DIR to the bin/ directory of a build)",
+                 name, path);
+    return path;
+}
+
+int
+th_run(const char *cmd, char *out, size_t cap)
+{
+    fflush(NULL);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = 0, got;
+    while (n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0)
+        n += got;
+    out[n] = '\0';
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0)
+        ; /* the rest, so that the command does not die of SIGPIPE */
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 void
 th_write_config(th_daemon_t *d, const char *json)
 {
     FILE *f = fopen(d->config, "w");
-    assert_non_null(f);
+    if (!f)
+        fail_msg("cannot write %s: %s", d->config, strerror(errno));
     fputs(json, f);
     fclose(f);
 }
@@ -58,13 +89,28 @@ void
 th_setup(th_daemon_t *d, const char *json)
 {
     memset(d, 0, sizeof *d);
-    snprintf(d->dir, sizeof d->dir, "/tmp/bursar-test-XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(d->dir, sizeof d->dir, "%s/bursar-test-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(d->dir));
+    d->own_dir = 1;
     snprintf(d->state, sizeof d->state, "%s/state", d->dir);
     snprintf(d->config, sizeof d->config, "%s/config.json", d->dir);
     snprintf(d->endpoint, sizeof d->endpoint, "ipc://%s/sock", d->dir);
     snprintf(d->log, sizeof d->log, "%s/bursard.log", d->dir);
     th_write_config(d, json);
+}
+
+void
+th_setup_in(th_daemon_t *d, const char *dir, const char *name,
+            const char *endpoint)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "%s", dir);
+    snprintf(d->state, sizeof d->state, "%s/%s-state", dir, name);
+    snprintf(d->config, sizeof d->config, "%s/%s.json", dir, name);
+    snprintf(d->endpoint, sizeof d->endpoint, "%s", endpoint);
+    snprintf(d->log, sizeof d->log, "%s/%s.log", dir, name);
 }
 
 static int
@@ -89,7 +135,7 @@ th_ping(const char *endpoint, int timeout_ms)
  * assertion (cmocka jumps out of the test) leaves no bursard behind. A
  * test process killed outright (ctest's timeout) takes them along through
  * PR_SET_PDEATHSIG. */
-static pid_t th_live[16];
+static pid_t th_live[64];
 
 static void
 th_kill_live(void)
@@ -120,15 +166,23 @@ th_track(pid_t pid, int add)
 }
 
 void
+th_kill_all(void)
+{
+    th_kill_live();
+}
+
+void
 th_start(th_daemon_t *d)
 {
-    th_start_args(d, "--test-clock");
+    th_start_args(d, d->wall_clock ? NULL : "--test-clock");
 }
 
 void
 th_start_args(th_daemon_t *d, const char *clock_arg)
 {
+    const char *bin = th_need("bursard");
     pid_t parent = getpid();
+    fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -140,7 +194,6 @@ th_start_args(th_daemon_t *d, const char *clock_arg)
             dup2(fd, 2);
             close(fd);
         }
-        const char *bin = th_bin("bursard");
         execl(bin, bin, "--config", d->config, "--state-dir", d->state,
               "--listen", d->endpoint, clock_arg, (char *)NULL);
         _exit(127);
@@ -197,7 +250,7 @@ th_cleanup(th_daemon_t *d)
 {
     if (d->pid)
         th_stop(d);
-    if (d->dir[0] && !getenv("BURSAR_KEEP_TEST_DIRS")) {
+    if (d->own_dir && d->dir[0] && !getenv("BURSAR_KEEP_TEST_DIRS")) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
         if (system(cmd) != 0)
