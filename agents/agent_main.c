@@ -24,10 +24,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "autil.h"
-#include "bursar.h"
-#include "runreport.h"
-#include "runner.h"
+#include "agents/autil.h"
+#include "agents/bursar.h"
+#include "agents/runreport.h"
+#include "agents/runner.h"
 
 #ifndef BURSAR_VERSION /* the CMake project's version (agents/CMakeLists.txt)  \
                         */

@@ -2,7 +2,7 @@
  * autil.c - small helpers shared by the agents/ modules.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "autil.h"
+#include "agents/autil.h"
 
 #include <string.h>
 #include <time.h>

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 /* Seconds on the monotonic clock (for timeouts and latencies). */
 double autil_now_mono(void);

@@ -11,7 +11,7 @@
  * (proto.h), the code the controller links: this file holds no JSON of its
  * own.
  */
-#include "bursar.h"
+#include "agents/bursar.h"
 
 #include <errno.h>
 #include <fcntl.h>

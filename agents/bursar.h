@@ -66,8 +66,8 @@
 
 #include <stddef.h>
 
-#include "base.h"  /* BURSAR_NAME_MAX, enum bursar_rc, bursar_strerror */
-#include "proto.h" /* the wire codec: limits, bursar_model_t */
+#include "policies/base.h" /* BURSAR_NAME_MAX, enum bursar_rc, bursar_strerror */
+#include "agents/proto.h"  /* the wire codec: limits, bursar_model_t */
 
 #define BURSAR_ID_MAX        (PROTO_ID_LEN + 1) /* decision ids, incl. NUL */
 #define BURSAR_MAX_FALLBACKS PROTO_MAX_FALLBACK /* the codec's limit */

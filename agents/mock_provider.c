@@ -47,7 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 #define MOCK_MAX_HEADER (64 * 1024)
 #define MOCK_MAX_BODY   (16 * 1024 * 1024)

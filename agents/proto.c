@@ -6,7 +6,7 @@
  * feedback, errors) are written with snprintf into one buffer: no tree is
  * built for them.
  */
-#include "proto.h"
+#include "agents/proto.h"
 
 #include <math.h>
 #include <stdarg.h>

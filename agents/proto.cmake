@@ -4,7 +4,7 @@
 # that it builds with agents/ skipped), the test stand-ins, the benchmarks.
 if(NOT TARGET bursar_proto)
   add_library(bursar_proto STATIC ${CMAKE_CURRENT_LIST_DIR}/proto.c)
-  target_include_directories(bursar_proto PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+  target_include_directories(bursar_proto PUBLIC ${PROJECT_SOURCE_DIR})
   target_link_libraries(bursar_proto
     PUBLIC bursar_base PkgConfig::CJSON ${MATH_LIB})
 endif()

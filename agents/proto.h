@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 #define PROTO_NAME_MAX     BURSAR_NAME_MAX /* bucket, model names, incl. NUL */
 #define PROTO_ID_LEN       16  /* decision ids: 16 lowercase hex digits */

@@ -2,8 +2,8 @@
  * provider.c - provider calls over the curl multi interface (provider.h).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "autil.h"
-#include "provider.h"
+#include "agents/autil.h"
+#include "agents/provider.h"
 
 #include <curl/curl.h>
 #include <pthread.h>

@@ -39,7 +39,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-#include "bursar.h"
+#include "agents/bursar.h"
 
 typedef struct prov_opts {
     long timeout_ms;         /* per attempt, whole transfer; default 60000 */

@@ -3,7 +3,7 @@
  * task: rules are few and prompts short next to a provider round trip.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "route.h"
+#include "agents/route.h"
 
 #include <ctype.h>
 #include <regex.h>
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 typedef struct rule {
     char *bucket;

@@ -7,15 +7,15 @@
  * calls run concurrently (curl multi, provider.h).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "autil.h"
-#include "runner.h"
+#include "agents/autil.h"
+#include "agents/runner.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "validate.h"
+#include "agents/validate.h"
 
 #define RUNNER_MAX_TRIED 32 /* models tried per task */
 #define RUNNER_MAX_STEPS 32 /* steps per task, a guard against loops */

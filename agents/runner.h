@@ -36,10 +36,10 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-#include "bursar.h"
-#include "provider.h"
-#include "route.h"
-#include "simprov.h"
+#include "agents/bursar.h"
+#include "agents/provider.h"
+#include "agents/route.h"
+#include "agents/simprov.h"
 
 typedef void (*runner_emit_fn)(void *ud, cJSON *result);
 

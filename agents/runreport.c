@@ -2,7 +2,7 @@
  * runreport.c - the run summary of bursar-agent --report (runreport.h).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "runreport.h"
+#include "agents/runreport.h"
 
 #include <stdlib.h>
 #include <string.h>

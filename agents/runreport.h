@@ -13,8 +13,8 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 
-#include "bursar.h"
-#include "simprov.h"
+#include "agents/bursar.h"
+#include "agents/simprov.h"
 
 typedef struct runreport runreport_t;
 

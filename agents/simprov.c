@@ -3,7 +3,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE /* M_PI */
-#include "simprov.h"
+#include "agents/simprov.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 struct simprov {
     cJSON *root;

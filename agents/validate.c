@@ -2,8 +2,8 @@
  * validate.c - output validators (validate.h).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "autil.h"
-#include "validate.h"
+#include "agents/autil.h"
+#include "agents/validate.h"
 
 #include <errno.h>
 #include <fcntl.h>

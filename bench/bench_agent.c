@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "autil.h"
-#include "bursar.h"
-#include "provider.h"
+#include "agents/autil.h"
+#include "agents/bursar.h"
+#include "agents/provider.h"
 
 static int done_ok;
 

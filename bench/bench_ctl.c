@@ -35,7 +35,7 @@
 
 #include <zmq.h>
 
-#include "proto.h"
+#include "agents/proto.h"
 
 static void *bench_ctx;
 static char bench_bin[1024];

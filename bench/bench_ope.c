@@ -24,8 +24,8 @@
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_rng.h>
 
-#include "olog.h"
-#include "ope.h"
+#include "sim/olog.h"
+#include "sim/ope.h"
 
 /* A number as cJSON prints it (and so bursard's export): %1.15g when that
  * reads back exactly, else %1.17g. */

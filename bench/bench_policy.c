@@ -20,7 +20,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "policy.h"
+#include "policies/policy.h"
 
 #define ARMS 11
 

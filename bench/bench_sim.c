@@ -21,8 +21,8 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "dataset.h"
-#include "replay.h"
+#include "sim/dataset.h"
+#include "sim/replay.h"
 
 static double
 bench_now(void)

@@ -33,7 +33,7 @@
 #include <gsl/gsl_errno.h>
 #include <zmq.h>
 
-#include "proto.h"
+#include "agents/proto.h"
 
 #ifndef BURSAR_VERSION
 #define BURSAR_VERSION "unknown"

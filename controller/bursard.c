@@ -25,11 +25,11 @@
 #include <gsl/gsl_errno.h>
 #include <zmq.h>
 
-#include "cfg.h"
-#include "ctl.h"
-#include "proto.h"
-#include "store.h"
-#include "util.h"
+#include "controller/cfg.h"
+#include "controller/ctl.h"
+#include "agents/proto.h"
+#include "controller/store.h"
+#include "controller/util.h"
 
 #ifndef BURSAR_VERSION
 #define BURSAR_VERSION "unknown"

@@ -10,7 +10,7 @@
  * ts-budget, ...) is checked by the small functions after the walk.
  * Problems are collected rather than returned at the first one.
  */
-#include "cfg.h"
+#include "controller/cfg.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -23,9 +23,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "policy.h"
-#include "proto.h"
-#include "util.h"
+#include "policies/policy.h"
+#include "agents/proto.h"
+#include "controller/util.h"
 
 #define CFG_LISTEN_DEFAULT "tcp://127.0.0.1:7878"
 /* The providers' public URLs: the codec's (proto.h), one definition. */

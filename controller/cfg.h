@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 #define CFG_MAX_ARMS     64  /* models per bucket */
 #define CFG_MAX_LISTEN   16  /* endpoints */

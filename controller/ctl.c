@@ -9,7 +9,7 @@
  * (a bucket's arms are written once however many decisions it served).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "ctl_int.h"
+#include "controller/ctl_int.h"
 
 /* ------------------------------------------------------------------ */
 /* Clock and small helpers                                             */

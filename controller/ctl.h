@@ -24,7 +24,7 @@
 
 #include <stddef.h>
 
-#include "cfg.h"
+#include "controller/cfg.h"
 
 typedef struct ctl ctl_t;
 

@@ -13,7 +13,7 @@
 #ifndef BURSAR_CONTROLLER_CTL_INT_H
 #define BURSAR_CONTROLLER_CTL_INT_H
 
-#include "ctl.h"
+#include "controller/ctl.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -22,12 +22,12 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include <gsl/gsl_rng.h>
-#include "allow.h"
-#include "pacer.h"
-#include "policy.h"
-#include "proto.h"
-#include "store.h"
-#include "util.h"
+#include "policies/allow.h"
+#include "policies/pacer.h"
+#include "policies/policy.h"
+#include "agents/proto.h"
+#include "controller/store.h"
+#include "controller/util.h"
 
 typedef struct ctl_bucket {
     cfg_bucket_t def;    /* from the configuration or the template */

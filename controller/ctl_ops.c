@@ -3,7 +3,7 @@
  * (outcome, correction, provider error), expiry and retention.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "ctl_int.h"
+#include "controller/ctl_int.h"
 
 /* ------------------------------------------------------------------ */
 /* Ops                                                                 */

@@ -3,7 +3,7 @@
  * models, export; and the test clock.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "ctl_int.h"
+#include "controller/ctl_int.h"
 
 /* ------------------------------------------------------------------ */
 /* Read-only ops                                                       */

@@ -1,7 +1,7 @@
 /*
  * store.c - LMDB persistence of decisions, posteriors, ledger and health.
  */
-#include "store.h"
+#include "controller/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "controller/util.h"
 
 /* The named databases, in the order of store_db_names. */
 enum {

@@ -60,9 +60,9 @@
 
 #include <lmdb.h>
 
-#include "arm.h"
-#include "base.h"
-#include "pacer.h"
+#include "policies/arm.h"
+#include "policies/base.h"
+#include "policies/pacer.h"
 
 #define STORE_NOTFOUND MDB_NOTFOUND
 #define STORE_LOCKED   BURSAR_ELOCKED  /* another process writes this store */

@@ -2,7 +2,7 @@
  * util.c - allocation wrappers and small helpers.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "util.h"
+#include "controller/util.h"
 
 #include <errno.h>
 #include <stdarg.h>

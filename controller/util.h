@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 /* Wall-clock time, seconds since the Unix epoch. */
 double util_wall_time(void);

@@ -1,7 +1,7 @@
 /*
  * allow.c - the allowed set and the request's budget (see allow.h).
  */
-#include "allow.h"
+#include "policies/allow.h"
 
 #include <math.h>
 

@@ -20,10 +20,10 @@
 
 #include <stddef.h>
 
-#include "health.h"
-#include "latency.h"
-#include "pacer.h"
-#include "policy.h"
+#include "policies/health.h"
+#include "policies/latency.h"
+#include "policies/pacer.h"
+#include "policies/policy.h"
 
 typedef struct allow_params {
     health_params_t health;

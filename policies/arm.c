@@ -1,7 +1,7 @@
 /*
  * arm.c - Beta posterior and cost estimate of one arm.
  */
-#include "arm.h"
+#include "policies/arm.h"
 
 static double
 clamp01(double x)

@@ -1,7 +1,7 @@
 /*
  * base.c - the project's conventions (see base.h).
  */
-#include "base.h"
+#include "policies/base.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,26 +13,46 @@ const char *
 bursar_strerror(int rc)
 {
     switch (rc) {
-    case BURSAR_OK: return "success";
-    case BURSAR_LOCAL: return "answered locally (controller unreachable)";
-    case BURSAR_SPOOLED: return "spooled (controller unreachable)";
-    case BURSAR_EINVAL: return "invalid argument";
-    case BURSAR_EUNREACHABLE: return "controller unreachable";
-    case BURSAR_EREMOTE: return "controller answered an error";
-    case BURSAR_EPROTO: return "reply not understood";
-    case BURSAR_EIO: return "input/output error";
-    case BURSAR_EZMQ: return "ZeroMQ error";
-    case BURSAR_EPARSE: return "malformed input";
-    case BURSAR_EFORMAT: return "bad or missing field";
-    case BURSAR_EARG: return "bad option or parameter";
-    case BURSAR_EEMPTY: return "no usable data";
-    case BURSAR_EPOLICY: return "policy error";
-    case BURSAR_ESTORE: return "store error";
-    case BURSAR_EVERSION: return "state of another format version";
-    case BURSAR_ELOCKED: return "locked by another process";
-    case BURSAR_ECONFIG: return "invalid configuration";
-    case BURSAR_ETOOBIG: return "too large";
-    default: break;
+    case BURSAR_OK:
+        return "success";
+    case BURSAR_LOCAL:
+        return "answered locally (controller unreachable)";
+    case BURSAR_SPOOLED:
+        return "spooled (controller unreachable)";
+    case BURSAR_EINVAL:
+        return "invalid argument";
+    case BURSAR_EUNREACHABLE:
+        return "controller unreachable";
+    case BURSAR_EREMOTE:
+        return "controller answered an error";
+    case BURSAR_EPROTO:
+        return "reply not understood";
+    case BURSAR_EIO:
+        return "input/output error";
+    case BURSAR_EZMQ:
+        return "ZeroMQ error";
+    case BURSAR_EPARSE:
+        return "malformed input";
+    case BURSAR_EFORMAT:
+        return "bad or missing field";
+    case BURSAR_EARG:
+        return "bad option or parameter";
+    case BURSAR_EEMPTY:
+        return "no usable data";
+    case BURSAR_EPOLICY:
+        return "policy error";
+    case BURSAR_ESTORE:
+        return "store error";
+    case BURSAR_EVERSION:
+        return "state of another format version";
+    case BURSAR_ELOCKED:
+        return "locked by another process";
+    case BURSAR_ECONFIG:
+        return "invalid configuration";
+    case BURSAR_ETOOBIG:
+        return "too large";
+    default:
+        break;
     }
     if (rc > 0)
         return strerror(rc);

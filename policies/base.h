@@ -57,11 +57,11 @@ enum bursar_rc {
  * gives strerror()'s text; anything else "unknown error"). Never NULL. */
 const char *bursar_strerror(int rc);
 
-void *bursar_malloc(size_t n);                   /* never NULL */
-void *bursar_calloc(size_t n, size_t size);      /* zeroed, never NULL */
-void *bursar_realloc(void *p, size_t n);         /* never NULL */
-char *bursar_strdup(const char *s);              /* copy of s */
-char *bursar_strndup(const char *s, size_t n);   /* n bytes + NUL */
+void *bursar_malloc(size_t n);                 /* never NULL */
+void *bursar_calloc(size_t n, size_t size);    /* zeroed, never NULL */
+void *bursar_realloc(void *p, size_t n);       /* never NULL */
+char *bursar_strdup(const char *s);            /* copy of s */
+char *bursar_strndup(const char *s, size_t n); /* n bytes + NUL */
 /* printf into a new string (caller frees). */
 char *bursar_sprintf(const char *fmt, ...)
 #if defined(__GNUC__)

@@ -5,7 +5,7 @@
  * of the circuit-breaker pattern (Nygard, "Release It!", 2007): a model
  * that is down for hours is probed O(log hours) times, one request each.
  */
-#include "health.h"
+#include "policies/health.h"
 
 #include <math.h>
 #include <stddef.h>

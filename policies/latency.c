@@ -4,7 +4,7 @@
  * O(LATENCY_RING log LATENCY_RING) per quantile: 32 samples sort in well
  * under a microsecond, cheaper than keeping a sorted structure current.
  */
-#include "latency.h"
+#include "policies/latency.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /*
  * lp.c - the budget linear programs (see lp.h).
  */
-#include "lp.h"
+#include "policies/lp.h"
 
 #include <stdlib.h>
 

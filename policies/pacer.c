@@ -1,7 +1,7 @@
 /*
  * pacer.c - spreading a budget over its window (see pacer.h).
  */
-#include "pacer.h"
+#include "policies/pacer.h"
 
 #include <math.h>
 

@@ -1,7 +1,7 @@
 /*
  * policy.c - routing decisions (see policy.h for the method and sources).
  */
-#include "policy.h"
+#include "policies/policy.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_sort.h>
 
-#include "lp.h"
+#include "policies/lp.h"
 
 /* ------------------------------------------------------------------ */
 /* Memory                                                               */

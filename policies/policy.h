@@ -127,7 +127,7 @@
 
 #include <gsl/gsl_rng.h>
 
-#include "arm.h"
+#include "policies/arm.h"
 
 typedef enum policy_kind {
     POLICY_TS = 0,     /* Thompson sampling, no budget */

@@ -5,14 +5,14 @@
  * growing arena and indexed by offsets, so a record costs no allocation
  * once the arena has grown to the longest record.
  */
-#include "csv.h"
+#include "sim/csv.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 struct csv {
     const char *buf;

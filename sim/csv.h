@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 
-#include "serr.h"
+#include "sim/serr.h"
 
 typedef struct csv csv_t;
 

@@ -5,13 +5,13 @@
  * laid out densely once the set of models is known. Name lookups are
  * linear: a dataset has tens of models and buckets, not thousands.
  */
-#include "dataset.h"
+#include "sim/dataset.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 dataset_t *
 dataset_new(void)

@@ -4,7 +4,7 @@
  * Every line that decides is a call into policies/; this file keeps the
  * books exactly as controller/ctl.c does, in the same order.
  */
-#include "engine.h"
+#include "sim/engine.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 
 #include <gsl/gsl_rng.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 typedef struct engine_bucket {
     policy_bucket_t *pb;

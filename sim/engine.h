@@ -31,9 +31,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "allow.h"
-#include "pacer.h"
-#include "policy.h"
+#include "policies/allow.h"
+#include "policies/pacer.h"
+#include "policies/policy.h"
 
 typedef struct engine_arm_def {
     int model;     /* model id, 0 .. n_models - 1 */

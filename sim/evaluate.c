@@ -4,7 +4,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "evaluate.h"
+#include "sim/evaluate.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -15,12 +15,12 @@
 
 #include <cjson/cJSON.h>
 
-#include "csv.h"
-#include "olog.h"
-#include "ope.h"
-#include "serr.h"
-#include "svg.h"
-#include "base.h"
+#include "sim/csv.h"
+#include "sim/olog.h"
+#include "sim/ope.h"
+#include "sim/serr.h"
+#include "sim/svg.h"
+#include "policies/base.h"
 
 #define EVALUATE_MAX 32
 

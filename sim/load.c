@@ -3,7 +3,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "load.h"
+#include "sim/load.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,8 +15,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "csv.h"
-#include "base.h"
+#include "sim/csv.h"
+#include "policies/base.h"
 
 /* ---------------------------------------------------------------- util */
 

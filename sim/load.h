@@ -37,8 +37,8 @@
 #ifndef BURSAR_LOAD_H
 #define BURSAR_LOAD_H
 
-#include "dataset.h"
-#include "serr.h"
+#include "sim/dataset.h"
+#include "sim/serr.h"
 
 int load_path(dataset_t *ds, const char *path, serr_t *e);
 

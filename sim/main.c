@@ -14,16 +14,16 @@
 
 #include <gsl/gsl_errno.h>
 
-#include "dataset.h"
-#include "evaluate.h"
-#include "load.h"
-#include "plot.h"
-#include "policy.h"
-#include "replay.h"
-#include "report.h"
-#include "scenario.h"
-#include "serr.h"
-#include "base.h"
+#include "sim/dataset.h"
+#include "sim/evaluate.h"
+#include "sim/load.h"
+#include "sim/plot.h"
+#include "policies/policy.h"
+#include "sim/replay.h"
+#include "sim/report.h"
+#include "sim/scenario.h"
+#include "sim/serr.h"
+#include "policies/base.h"
 
 #define MAIN_MAX_POLICIES 32
 

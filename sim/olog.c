@@ -7,7 +7,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "olog.h"
+#include "sim/olog.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -17,8 +17,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "csv.h"
-#include "base.h"
+#include "sim/csv.h"
+#include "policies/base.h"
 
 olog_t *
 olog_new(void)

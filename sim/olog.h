@@ -37,7 +37,7 @@
 
 #include <stddef.h>
 
-#include "serr.h"
+#include "sim/serr.h"
 
 typedef struct olog {
     size_t n_rows;

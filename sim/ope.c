@@ -9,7 +9,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "ope.h"
+#include "sim/ope.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -22,7 +22,7 @@
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 const char *const ope_estimator_name[OPE_N] = {"replay", "ips", "snips", "dm",
                                                "dr"};

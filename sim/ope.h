@@ -62,9 +62,9 @@
 
 #include <stddef.h>
 
-#include "olog.h"
-#include "policy.h"
-#include "serr.h"
+#include "sim/olog.h"
+#include "policies/policy.h"
+#include "sim/serr.h"
 
 enum { OPE_REPLAY = 0, OPE_IPS, OPE_SNIPS, OPE_DM, OPE_DR, OPE_N };
 

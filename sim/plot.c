@@ -6,15 +6,15 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "plot.h"
+#include "sim/plot.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "svg.h"
-#include "base.h"
+#include "sim/svg.h"
+#include "policies/base.h"
 
 static const char *plot_colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                     "#9467bd", "#8c564b", "#e377c2", "#17becf",

@@ -18,8 +18,8 @@
 #ifndef BURSAR_PLOT_H
 #define BURSAR_PLOT_H
 
-#include "report.h"
-#include "serr.h"
+#include "sim/report.h"
+#include "sim/serr.h"
 
 int plot_write(const report_t *rep, const char *path, serr_t *e);
 

@@ -4,7 +4,7 @@
  * Everything that decides lives in policies/: this file builds the
  * requests, looks the outcomes up and keeps score.
  */
-#include "replay.h"
+#include "sim/replay.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -13,10 +13,10 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "engine.h"
-#include "lp.h"
-#include "pacer.h"
-#include "base.h"
+#include "sim/engine.h"
+#include "policies/lp.h"
+#include "policies/pacer.h"
+#include "policies/base.h"
 
 void
 replay_config_default(replay_config_t *c)

@@ -44,10 +44,10 @@
 
 #include <stddef.h>
 
-#include "allow.h"
-#include "dataset.h"
-#include "policy.h"
-#include "serr.h"
+#include "policies/allow.h"
+#include "sim/dataset.h"
+#include "policies/policy.h"
+#include "sim/serr.h"
 
 typedef struct replay_config {
     policy_params_t params;    /* kind, floor, epsilon, dual step, ...;

@@ -1,7 +1,7 @@
 /*
  * report.c - tables and JSON (see report.h).
  */
-#include "report.h"
+#include "sim/report.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 /* ------------------------------------------------------ aggregation */
 

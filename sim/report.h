@@ -15,9 +15,9 @@
 
 #include <stdio.h>
 
-#include "dataset.h"
-#include "policy.h"
-#include "replay.h"
+#include "sim/dataset.h"
+#include "policies/policy.h"
+#include "sim/replay.h"
 
 typedef struct report_policy {
     char name[96]; /* as given: ts-budget, fixed:gpt-4, ... */

@@ -5,7 +5,7 @@
  * turned into plain arrays before a single row is drawn, so a bad field
  * never leaves a half-built dataset behind.
  */
-#include "scenario.h"
+#include "sim/scenario.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -16,8 +16,8 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "csv.h"
-#include "base.h"
+#include "sim/csv.h"
+#include "policies/base.h"
 
 enum { EV_QUALITY, EV_DOWN, EV_UP, EV_PRICE, EV_LATENCY };
 

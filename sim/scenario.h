@@ -45,8 +45,8 @@
 #ifndef BURSAR_SCENARIO_H
 #define BURSAR_SCENARIO_H
 
-#include "dataset.h"
-#include "serr.h"
+#include "sim/dataset.h"
+#include "sim/serr.h"
 
 /* Generates the scenario's rows into ds (which should be empty) and sets
  * ds->ordered. seed_override != 0 replaces the scenario's seed. */

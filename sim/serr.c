@@ -1,5 +1,5 @@
 /* serr.c - error messages of the simulator (see serr.h). */
-#include "serr.h"
+#include "sim/serr.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "base.h"
+#include "policies/base.h"
 
 /* The project's codes (base.h), under the simulator's names. */
 #define SERR_IO     BURSAR_EIO     /* a file could not be opened or read */

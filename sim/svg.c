@@ -1,5 +1,5 @@
 /* svg.c - a small SVG writer (see svg.h). */
-#include "svg.h"
+#include "sim/svg.h"
 
 void
 svg_begin(svg_t *s, FILE *f, double w, double h)

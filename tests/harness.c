@@ -3,7 +3,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
-#include "harness.h"
+#include "tests/harness.h"
 
 #include <errno.h>
 #include <fcntl.h>

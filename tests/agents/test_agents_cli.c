@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "util.h"
+#include "tests/agents/util.h"
 
 static char agent[600];
 static char dir[512];

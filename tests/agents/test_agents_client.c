@@ -18,9 +18,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "bursar.h"
-#include "proto.h"
-#include "util.h"
+#include "agents/bursar.h"
+#include "agents/proto.h"
+#include "tests/agents/util.h"
 
 static const char *const MODELS[] = {"alpha", "beta", "gamma"};
 

@@ -33,10 +33,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "bursar.h"
-#include "proto.h"
-#include "harness.h"
-#include "util.h"
+#include "agents/bursar.h"
+#include "agents/proto.h"
+#include "tests/harness.h"
+#include "tests/agents/util.h"
 
 static char agent[600];
 static char dir[512];

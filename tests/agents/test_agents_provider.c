@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "provider.h"
-#include "util.h"
+#include "agents/provider.h"
+#include "tests/agents/util.h"
 
 static cJSON *
 msgs(void)

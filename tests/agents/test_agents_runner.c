@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runner.h"
-#include "util.h"
+#include "agents/runner.h"
+#include "tests/agents/util.h"
 
 static const char *SCRIPT =
     "{\"models\":{"

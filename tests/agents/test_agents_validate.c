@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route.h"
-#include "simprov.h"
-#include "validate.h"
+#include "agents/route.h"
+#include "agents/simprov.h"
+#include "agents/validate.h"
 
 static validator_t *
 mk(const char *spec_json)

@@ -2,9 +2,9 @@
  * util.c - helpers for the agents/ tests (util.h).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "util.h"
+#include "tests/agents/util.h"
 
-#include "proto.h"
+#include "agents/proto.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -169,8 +169,9 @@ tu_mock_start(const char *script_json, int *port)
     tu_bin("bursar-mock-provider", bin, sizeof(bin));
     *port = 0;
     if (access(bin, X_OK) != 0) { /* the caller's setup fails on port 0 */
-        fprintf(stderr, "bursar-mock-provider is missing: expected an "
-                        "executable at %s\n",
+        fprintf(stderr,
+                "bursar-mock-provider is missing: expected an "
+                "executable at %s\n",
                 bin);
         tu_rmrf(dir);
         return -1;

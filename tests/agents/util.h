@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "bursar.h"
+#include "agents/bursar.h"
 
 /* $BURSAR_BIN_DIR/name (static buffer per call site: copy it). */
 const char *tu_bin(const char *name, char *buf, size_t cap);

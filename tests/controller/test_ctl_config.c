@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "cfg.h"
+#include "controller/cfg.h"
 
 static void
 test_default_valid(void **state)

@@ -36,7 +36,7 @@
 #include <cmocka.h>
 #include <zmq.h>
 
-#include "harness.h"
+#include "tests/harness.h"
 
 #define CRASH_CYCLES 25
 #define WINDOW       48

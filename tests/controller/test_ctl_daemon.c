@@ -25,7 +25,7 @@
 #include <cmocka.h>
 #include <zmq.h>
 
-#include "harness.h"
+#include "tests/harness.h"
 
 #define MODELS                                                                 \
     "\"models\":{"                                                             \

@@ -16,7 +16,7 @@
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 
-#include "proto.h"
+#include "agents/proto.h"
 
 static proto_code_t
 parse(const char *s, proto_request_t *rq, proto_error_t *err)

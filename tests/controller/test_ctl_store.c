@@ -32,7 +32,7 @@
 #include <cmocka.h>
 #include <lmdb.h>
 
-#include "harness.h"
+#include "tests/harness.h"
 
 /* ---- the previous release's records (controller/store.h at fc9fd88) -- */
 

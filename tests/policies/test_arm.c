@@ -7,10 +7,10 @@
 
 #include <math.h>
 
-#include "near.h"
+#include "tests/policies/near.h"
 
-#include "arm.h"
-#include "policy.h"
+#include "policies/arm.h"
+#include "policies/policy.h"
 
 static void
 test_reward_closed_form(void **state)

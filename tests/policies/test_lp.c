@@ -9,9 +9,9 @@
 
 #include <gsl/gsl_rng.h>
 
-#include "near.h"
+#include "tests/policies/near.h"
 
-#include "lp.h"
+#include "policies/lp.h"
 
 #define MAXN 8
 

@@ -7,9 +7,9 @@
 
 #include <math.h>
 
-#include "near.h"
+#include "tests/policies/near.h"
 
-#include "pacer.h"
+#include "policies/pacer.h"
 
 static void
 test_window_alignment(void **state)

@@ -12,11 +12,11 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "near.h"
+#include "tests/policies/near.h"
 
-#include "lp.h"
-#include "pacer.h"
-#include "policy.h"
+#include "policies/lp.h"
+#include "policies/pacer.h"
+#include "policies/policy.h"
 
 void policy_ts_integrate_(const double *alpha, const double *beta,
                           const double *cost, double lambda, size_t n,

@@ -18,7 +18,7 @@
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 
-#include "simtest.h"
+#include "tests/sim/simtest.h"
 
 static char dir[] = "/tmp/bursar-sim-cli-XXXXXX";
 static char bin[1024];

@@ -7,10 +7,10 @@
 
 #include <cmocka.h>
 
-#include "csv.h"
-#include "dataset.h"
-#include "load.h"
-#include "simtest.h"
+#include "sim/csv.h"
+#include "sim/dataset.h"
+#include "sim/load.h"
+#include "tests/sim/simtest.h"
 
 static csv_t *
 open_str(const char *s)

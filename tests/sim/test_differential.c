@@ -39,9 +39,9 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "cfg.h"
-#include "engine.h"
-#include "harness.h"
+#include "controller/cfg.h"
+#include "sim/engine.h"
+#include "tests/harness.h"
 
 #define DIFF_START  1767225600.0 /* 2026-01-01T00:00:00Z */
 #define DIFF_STEPS  600

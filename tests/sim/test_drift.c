@@ -25,9 +25,9 @@
 
 #include <cmocka.h>
 
-#include "dataset.h"
-#include "replay.h"
-#include "scenario.h"
+#include "sim/dataset.h"
+#include "sim/replay.h"
+#include "sim/scenario.h"
 
 #define DRIFT_AT     10000
 #define DRIFT_BOUND  3000

@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "dataset.h"
-#include "load.h"
-#include "simtest.h"
+#include "sim/dataset.h"
+#include "sim/load.h"
+#include "tests/sim/simtest.h"
 
 static void
 test_valid(void **state)

@@ -22,9 +22,9 @@
 #include <cmocka.h>
 #include <gsl/gsl_rng.h>
 
-#include "olog.h"
-#include "ope.h"
-#include "simtest.h"
+#include "sim/olog.h"
+#include "sim/ope.h"
+#include "tests/sim/simtest.h"
 
 static olog_t *
 load_jsonl(const char *text)

@@ -9,11 +9,11 @@
 
 #include <cmocka.h>
 
-#include "dataset.h"
-#include "load.h"
-#include "replay.h"
-#include "scenario.h"
-#include "simtest.h"
+#include "sim/dataset.h"
+#include "sim/load.h"
+#include "sim/replay.h"
+#include "sim/scenario.h"
+#include "tests/sim/simtest.h"
 
 /* Three models in two buckets; a costs 10x b, c is cheap and weak. */
 static const char *scen3 =

@@ -7,9 +7,9 @@
 
 #include <cmocka.h>
 
-#include "dataset.h"
-#include "scenario.h"
-#include "simtest.h"
+#include "sim/dataset.h"
+#include "sim/scenario.h"
+#include "tests/sim/simtest.h"
 
 static const char *scen =
     "{\n"
