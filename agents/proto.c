@@ -105,7 +105,7 @@ proto_id_parse(const char *s, uint64_t *id)
     size_t i;
     for (i = 0; s[i]; i++) {
         if (i >= PROTO_ID_LEN)
-            return -1;
+            return BURSAR_EINVAL;
         char ch = s[i];
         unsigned d;
         if (ch >= '0' && ch <= '9')
@@ -115,11 +115,11 @@ proto_id_parse(const char *s, uint64_t *id)
         else if (ch >= 'A' && ch <= 'F')
             d = (unsigned)(ch - 'A' + 10);
         else
-            return -1;
+            return BURSAR_EINVAL;
         v = (v << 4) | d;
     }
     if (i != PROTO_ID_LEN)
-        return -1;
+        return BURSAR_EINVAL;
     *id = v;
     return 0;
 }

@@ -137,7 +137,7 @@ proto_code_t proto_parse_request(const char *buf, size_t len,
 
 /* Decision ids: 16 lowercase hex digits of a 64-bit sequence number. */
 void proto_id_format(uint64_t id, char out[PROTO_ID_LEN + 1]);
-/* Returns 0 and sets *id, or -1 when s is not 16 hex digits. */
+/* Returns 0 and sets *id, or BURSAR_EINVAL when s is not 16 hex digits. */
 int proto_id_parse(const char *s, uint64_t *id);
 
 /* Appends s to a JSON string literal (with quotes) into buf (cap bytes,

@@ -59,7 +59,7 @@ route_fail(char *err, size_t cap, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, cap, fmt, ap);
     va_end(ap);
-    return -1;
+    return BURSAR_EFORMAT;
 }
 
 /* The keys of a part of the routing spec; another is an error naming its
@@ -112,7 +112,7 @@ route_rule(const cJSON *it, size_t i, rule_t *ru, char *err, size_t cap)
         return route_fail(err, cap, "%s: must be an object", path);
     if (route_keys(it, path, keys, err, cap) ||
         route_rule_types(it, path, err, cap))
-        return -1;
+        return BURSAR_EFORMAT;
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(it, "bucket");
     if (!cJSON_IsString(b))
         return route_fail(err, cap, "%s.bucket: a string is required", path);
@@ -173,7 +173,7 @@ route_parse(const cJSON *spec, route_t **out, char *err, size_t cap)
     }
     if (rc) {
         route_destroy(&r);
-        return -1;
+        return BURSAR_EFORMAT;
     }
     *out = r;
     return 0;

@@ -22,10 +22,12 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "policies/base.h"
+
 typedef struct route route_t;
 
-/* spec NULL: no rules, default bucket "default". Returns 0, or -1 with a
- * message naming the rule in err. */
+/* spec NULL: no rules, default bucket "default". Returns 0, or BURSAR_EFORMAT
+ * with a message naming the rule in err. */
 int route_parse(const cJSON *spec, route_t **out, char *err, size_t cap);
 void route_destroy(route_t **self_p);
 

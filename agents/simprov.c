@@ -55,7 +55,7 @@ bad(simprov_t **s, char *err, size_t cap, const char *path, const char *m)
 {
     snprintf(err, cap, "%s: %s", path, m);
     simprov_destroy(s);
-    return -1;
+    return BURSAR_EFORMAT;
 }
 
 /* ------------------------------------------------ sim/ scenarios */
@@ -264,7 +264,7 @@ simprov_load(const char *path, simprov_t **out, char *err, size_t cap)
     char *buf = NULL;
     if (bursar_read_file(path, &buf, NULL) != 0) {
         snprintf(err, cap, "$: cannot read %s: %s", path, strerror(errno));
-        return -1;
+        return BURSAR_EFORMAT;
     }
     int rc = simprov_parse(buf, out, err, cap);
     free(buf);
@@ -368,7 +368,7 @@ simprov_expected(const simprov_t *self, const char *model, const char *bucket,
 {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(self->models, model);
     if (!m)
-        return -1;
+        return BURSAR_EINVAL;
     int outage;
     truth(m, bucket, idx, p_success, &outage, cost_usd);
     if (outage)

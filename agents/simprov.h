@@ -29,6 +29,8 @@
 
 #include <stddef.h>
 
+#include "policies/base.h"
+
 typedef struct simprov simprov_t;
 
 typedef struct simprov_draw {
@@ -41,7 +43,8 @@ typedef struct simprov_draw {
     double cost_usd; /* < 0: use the price table */
 } simprov_draw_t;
 
-/* Returns 0, or -1 with a message (naming the JSON path) in err. */
+/* Returns 0, or BURSAR_EFORMAT with a message (naming the JSON path) in
+ * err. */
 int simprov_load(const char *path, simprov_t **out, char *err, size_t cap);
 int simprov_parse(const char *json, simprov_t **out, char *err, size_t cap);
 void simprov_destroy(simprov_t **self_p);
@@ -52,7 +55,8 @@ void simprov_call(simprov_t *self, const char *model, const char *bucket,
 
 /* The true (expected) behaviour of model for bucket at task idx, without
  * a draw: P(valid) (0 during an outage), mean tokens, and the fixed cost
- * (< 0: tokens x price table). Returns 0, or -1 if the model is unknown. */
+ * (< 0: tokens x price table). Returns 0, or BURSAR_EINVAL if the model is
+ * unknown. */
 int simprov_expected(const simprov_t *self, const char *model,
                      const char *bucket, size_t idx, double *p_success,
                      double *tokens_in, double *tokens_out, double *cost_usd);

@@ -52,7 +52,7 @@ fail(char *err, size_t cap, const char *msg)
 {
     if (err && cap)
         snprintf(err, cap, "%s", msg);
-    return -1;
+    return BURSAR_EFORMAT;
 }
 
 static int
@@ -175,7 +175,7 @@ parse_all(validator_t *v, const cJSON *spec, char *err, size_t cap)
     cJSON_ArrayForEach(it, spec)
     {
         if (validator_parse(it, &v->parts[v->n_parts], err, cap) != 0)
-            return -1;
+            return BURSAR_EFORMAT;
         v->n_parts++;
     }
     return 0;
@@ -226,7 +226,7 @@ validator_parse(const cJSON *spec, validator_t **out, char *err, size_t cap)
         rc = parse_typed(v, spec, err, cap);
     if (rc != 0) {
         validator_destroy(&v);
-        return -1;
+        return BURSAR_EFORMAT;
     }
     *out = v;
     return 0;

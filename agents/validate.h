@@ -32,10 +32,12 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "policies/base.h"
+
 typedef struct validator validator_t;
 
-/* spec NULL means "none". Returns 0 and *out, or -1 with a message in
- * err (cap bytes) naming what is wrong. */
+/* spec NULL means "none". Returns 0 and *out, or BURSAR_EFORMAT with a message
+ * in err (cap bytes) naming what is wrong. */
 int validator_parse(const cJSON *spec, validator_t **out, char *err,
                     size_t cap);
 

@@ -1184,12 +1184,12 @@ cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root) {
         cfg_syntax_error(&cx, json, len);
-        return -1;
+        return BURSAR_ECONFIG;
     }
     if (!cJSON_IsObject(root)) {
         CFG_ERR(&cx, "$", "must be an object, got %s", proto_type_name(root));
         cJSON_Delete(root);
-        return -1;
+        return BURSAR_ECONFIG;
     }
     cx.c = bursar_calloc(1, sizeof *cx.c);
     cfg_defaults(cx.c, "");
@@ -1203,7 +1203,7 @@ cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
     cfg_check_durations(&cx);
     if (cx.errors) {
         cfg_destroy(&cx.c);
-        return -1;
+        return BURSAR_ECONFIG;
     }
     *out = cx.c;
     return 0;
@@ -1218,7 +1218,7 @@ cfg_load_file(const char *path, cfg_t **out, cfg_problems_t *pr)
     if (bursar_read_file(path, &text, &len) != 0) {
         cfg_ctx_t cx = {.pr = pr};
         CFG_ERR(&cx, "$", "cannot read %s: %s", path, strerror(errno));
-        return -1;
+        return BURSAR_EIO;
     }
     int rc = cfg_parse(text, len, out, pr);
     free(text);

@@ -127,12 +127,13 @@ void cfg_problems_clear(cfg_problems_t *pr);
 const char *cfg_default_json(void);
 
 /* Parses and validates JSON text. On success returns 0 and *out owns a new
- * cfg_t. On failure returns -1, *out is NULL and pr (if non-NULL) holds
+ * cfg_t. On failure returns BURSAR_ECONFIG, *out is NULL and pr (if
+ * non-NULL) holds
  * every problem found. pr is appended to, not cleared. */
 int cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr);
 
 /* Reads a file and calls cfg_parse. A file that cannot be read is one
- * problem ("$: cannot read FILE: reason"). */
+ * problem ("$: cannot read FILE: reason") and BURSAR_EIO. */
 int cfg_load_file(const char *path, cfg_t **out, cfg_problems_t *pr);
 
 void cfg_destroy(cfg_t **c);

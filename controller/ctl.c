@@ -410,13 +410,13 @@ ctl_open(ctl_t **out, cfg_t *cfg, const ctl_options_t *opt, char *err,
     if (ctl_policy_params(cfg, &pp) != 0) {
         snprintf(err, err_len, "unknown policy \"%s\"", cfg->policy_name);
         cfg_destroy(&cfg);
-        return -1;
+        return BURSAR_ECONFIG;
     }
     if (util_mkdirs(opt->state_dir) != 0) {
         snprintf(err, err_len, "cannot create state directory %s",
                  opt->state_dir);
         cfg_destroy(&cfg);
-        return -1;
+        return BURSAR_ECONFIG;
     }
     ctl_t *c = bursar_calloc(1, sizeof *c);
     c->cfg = cfg;
@@ -443,7 +443,7 @@ ctl_open(ctl_t **out, cfg_t *cfg, const ctl_options_t *opt, char *err,
     return 0;
 fail:
     ctl_destroy(&c);
-    return -1;
+    return BURSAR_ESTORE;
 }
 
 void
@@ -654,7 +654,7 @@ ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len)
                  "unknown policy \"%s\": the old configuration is kept",
                  cfg->policy_name);
         cfg_destroy(&cfg);
-        return -1;
+        return BURSAR_ECONFIG;
     }
     /* Write everything that lives only in memory, then rebuild from the
      * store under the new configuration. */
@@ -670,7 +670,7 @@ ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len)
                  "cannot flush the store (%s): the old configuration is kept",
                  store_strerror(rc));
         cfg_destroy(&cfg);
-        return -1;
+        return BURSAR_ECONFIG;
     }
     /* The old configuration is freed only once the state has been rebuilt
      * under the new one: if that fails, it is reinstalled and the state
@@ -696,7 +696,7 @@ ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len)
                      "cannot reload the store under the new configuration "
                      "(%s): the old configuration is kept",
                      store_strerror(rc));
-        return -1;
+        return BURSAR_ECONFIG;
     }
     c->policy.mu = mu;
     cfg_destroy(&old);

@@ -37,7 +37,9 @@ typedef struct ctl_options {
 } ctl_options_t;
 
 /* Opens the store and loads the state. Takes ownership of cfg (also on
- * failure). Returns 0, or -1 with a reason in err. */
+ * failure). Returns 0, or BURSAR_ECONFIG (the configuration cannot run)
+ * or BURSAR_ESTORE (the store cannot be opened or read) with a reason in
+ * err. */
 int ctl_open(ctl_t **out, cfg_t *cfg, const ctl_options_t *opt, char *err,
              size_t err_len);
 void ctl_destroy(ctl_t **c);
@@ -70,7 +72,8 @@ int ctl_commit(ctl_t *c);
 
 /* Applies a new configuration (takes ownership). Between batches. The
  * store is flushed first; arms of new buckets/models start from their
- * prior, removed ones stay in the store. Returns 0 or -1 (err filled and
+ * prior, removed ones stay in the store. Returns 0 or BURSAR_ECONFIG (err
+ * filled and
  * saying what holds: the old configuration stays in force, its state
  * rebuilt from the store; err says when even that rebuild failed). */
 int ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len);

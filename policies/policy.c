@@ -52,7 +52,7 @@ policy_kind_parse(const char *name, policy_kind_t *kind, const char **model_out)
     if (model_out)
         *model_out = NULL;
     if (!name)
-        return -1;
+        return BURSAR_EINVAL;
     if (strncmp(name, "fixed:", 6) == 0 && name[6]) {
         *kind = POLICY_FIXED;
         if (model_out)
@@ -69,7 +69,7 @@ policy_kind_parse(const char *name, policy_kind_t *kind, const char **model_out)
         *kind = POLICY_STATIC;
         return 0;
     }
-    return -1;
+    return BURSAR_EINVAL;
 }
 
 const char *
@@ -828,7 +828,7 @@ policy_choose(policy_t *p, policy_bucket_t *b, const policy_request_t *req,
         out->model = -1;
         out->expected_cost = 0.0;
         out->flags = POLICY_F_NO_ARM;
-        return -1;
+        return BURSAR_EPOLICY;
     }
     if (cnt == 0) {
         /* Nothing affordable: the cheapest allowed arm, said so. */
@@ -948,7 +948,7 @@ int
 policy_reward(policy_bucket_t *b, int arm, double reward, double now)
 {
     if (!arm_ok(b, arm))
-        return -1;
+        return BURSAR_EINVAL;
     policy_bucket_advance(b, now);
     arm_reward(&b->arms[arm], reward);
     b->snap_added += 1.0;
@@ -960,7 +960,7 @@ policy_amend(policy_bucket_t *b, int arm, double old_r, double new_r,
              double t_outcome, double now)
 {
     if (!arm_ok(b, arm))
-        return -1;
+        return BURSAR_EINVAL;
     policy_bucket_advance(b, now);
     double w = 1.0;
     if (b->half_life_s > 0.0 && b->t_last > t_outcome)
@@ -974,7 +974,7 @@ int
 policy_cost(policy_bucket_t *b, int arm, double cost_usd, double now)
 {
     if (!arm_ok(b, arm))
-        return -1;
+        return BURSAR_EINVAL;
     policy_bucket_advance(b, now);
     arm_cost(&b->arms[arm], cost_usd);
     return 0;

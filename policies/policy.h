@@ -128,6 +128,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "policies/arm.h"
+#include "policies/base.h"
 
 typedef enum policy_kind {
     POLICY_TS = 0,     /* Thompson sampling, no budget */
@@ -156,8 +157,8 @@ void policy_params_default(policy_params_t *pp);
 
 /* Parses a policy name: ts, ts-budget, uniform, eps-greedy, ucb1,
  * cheapest, strongest, static, fixed:MODEL (the model part is returned in
- * *model_out, pointing into name; NULL for the others). Returns 0, or -1
- * for an unknown name. */
+ * *model_out, pointing into name; NULL for the others). Returns 0, or
+ * BURSAR_EINVAL for an unknown name. */
 int policy_kind_parse(const char *name, policy_kind_t *kind,
                       const char **model_out);
 const char *policy_kind_name(policy_kind_t kind);
@@ -265,7 +266,7 @@ typedef struct policy_choice {
 /* Chooses an arm. If order is non-NULL it receives the allowed arms ranked
  * best first by this decision's scores (the chosen arm first), for
  * fallbacks; *n_order their count. Updates p->mu (ts-budget) and
- * b->arms[arm].pulls. Returns 0, or -1 when no arm is allowed. */
+ * b->arms[arm].pulls. Returns 0, or BURSAR_EPOLICY when no arm is allowed. */
 int policy_choose(policy_t *p, policy_bucket_t *b, const policy_request_t *req,
                   gsl_rng *rng, policy_choice_t *out, int *order,
                   size_t *n_order);
@@ -276,7 +277,7 @@ void policy_propensities(policy_t *p, policy_bucket_t *b,
                          const policy_request_t *req, double *probs);
 
 /* Feedback. arm is an index into b->arms; out-of-range is ignored and
- * returns -1. */
+ * returns BURSAR_EINVAL. */
 int policy_reward(policy_bucket_t *b, int arm, double reward, double now);
 /* policy_amend: t_outcome is when the original outcome was applied; the
  * evidence moved is what forgetting has left of it,

@@ -196,7 +196,7 @@ test_route(void **state)
     assert_string_equal(route_bucket(r, NULL, "x"), "default");
     route_destroy(&r);
     spec = cJSON_Parse("{\"rules\":[{\"keywords\":[\"a\"]}]}");
-    assert_int_equal(route_parse(spec, &r, err, sizeof(err)), -1);
+    assert_int_equal(route_parse(spec, &r, err, sizeof(err)), BURSAR_EFORMAT);
     assert_non_null(strstr(err, "routing.rules[0].bucket"));
     cJSON_Delete(spec);
 }
@@ -226,7 +226,8 @@ test_route_strict(void **state)
         cJSON *spec = cJSON_Parse(bad[i][0]);
         route_t *r = NULL;
         char err[256] = "";
-        assert_int_equal(route_parse(spec, &r, err, sizeof(err)), -1);
+        assert_int_equal(route_parse(spec, &r, err, sizeof(err)),
+                         BURSAR_EFORMAT);
         assert_null(r);
         if (strcmp(err, bad[i][1]) != 0)
             fail_msg("%s: got \"%s\"", bad[i][0], err);
@@ -280,9 +281,9 @@ test_scenario(void **state)
     assert_null(s);
     assert_int_equal(simprov_parse("{\"models\":{\"m\":{\"success\":2}}}", &s,
                                    err, sizeof(err)),
-                     -1);
+                     BURSAR_EFORMAT);
     assert_non_null(strstr(err, "$.models.m"));
-    assert_int_equal(simprov_parse("[]", &s, err, sizeof(err)), -1);
+    assert_int_equal(simprov_parse("[]", &s, err, sizeof(err)), BURSAR_EFORMAT);
 }
 
 static void

@@ -63,7 +63,7 @@ expect_problems(const char *j, const char *const *want)
 {
     cfg_t *c = NULL;
     cfg_problems_t pr = {0};
-    assert_int_equal(cfg_parse(j, strlen(j), &c, &pr), -1);
+    assert_int_equal(cfg_parse(j, strlen(j), &c, &pr), BURSAR_ECONFIG);
     assert_null(c);
     for (const char *const *w = want; *w; w++) {
         int found = 0;
@@ -151,7 +151,8 @@ test_structural(void **state)
     const char *const w5[] = {"$: cannot read", NULL};
     cfg_t *c = NULL;
     cfg_problems_t pr = {0};
-    assert_int_equal(cfg_load_file("/nonexistent/bursar.json", &c, &pr), -1);
+    assert_int_equal(cfg_load_file("/nonexistent/bursar.json", &c, &pr),
+                     BURSAR_EIO);
     assert_non_null(strstr(pr.msg[0], w5[0]));
     cfg_problems_clear(&pr);
 }

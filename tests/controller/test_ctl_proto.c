@@ -50,9 +50,9 @@ test_ids(void **state)
     proto_id_format(UINT64_MAX, s);
     assert_int_equal(proto_id_parse(s, &id), 0);
     assert_true(id == UINT64_MAX);
-    assert_int_equal(proto_id_parse("2a", &id), -1);
-    assert_int_equal(proto_id_parse("000000000000002g", &id), -1);
-    assert_int_equal(proto_id_parse("000000000000002a0", &id), -1);
+    assert_int_equal(proto_id_parse("2a", &id), BURSAR_EINVAL);
+    assert_int_equal(proto_id_parse("000000000000002g", &id), BURSAR_EINVAL);
+    assert_int_equal(proto_id_parse("000000000000002a0", &id), BURSAR_EINVAL);
 }
 
 static void

@@ -100,7 +100,7 @@ test_forgetting_closed_form(void **state)
     policy_reward(c, 0, 1.0, 0.0);
     policy_bucket_advance(c, 1e9);
     assert_double_equal(c->arms[0].alpha, 2.0, 1e-12);
-    assert_int_equal(policy_reward(c, 1, 1.0, 0.0), -1);
+    assert_int_equal(policy_reward(c, 1, 1.0, 0.0), BURSAR_EINVAL);
     policy_bucket_destroy(&b);
     policy_bucket_destroy(&c);
     assert_null(b);

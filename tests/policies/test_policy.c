@@ -391,7 +391,8 @@ test_unaffordable_and_order(void **state)
     /* Nothing allowed at all. */
     unsigned char none[4] = {0};
     req.allowed = none;
-    assert_int_equal(policy_choose(&p, b, &req, r, &ch, order, &no), -1);
+    assert_int_equal(policy_choose(&p, b, &req, r, &ch, order, &no),
+                     BURSAR_EPOLICY);
     assert_int_equal(ch.arm, -1);
     assert_true(ch.flags & POLICY_F_NO_ARM);
     gsl_rng_free(r);
@@ -474,8 +475,9 @@ test_baselines(void **state)
     assert_string_equal(model, "gpt-4");
     assert_int_equal(policy_kind_parse("ts-budget", &kind, &model), 0);
     assert_int_equal(kind, POLICY_TS_BUDGET);
-    assert_int_equal(policy_kind_parse("nonsense", &kind, &model), -1);
-    assert_int_equal(policy_kind_parse("fixed:", &kind, &model), -1);
+    assert_int_equal(policy_kind_parse("nonsense", &kind, &model),
+                     BURSAR_EINVAL);
+    assert_int_equal(policy_kind_parse("fixed:", &kind, &model), BURSAR_EINVAL);
 
     gsl_rng_free(r);
     policy_bucket_destroy(&b);
