@@ -524,14 +524,19 @@ bursar_feedback(bursar_t *self, const bursar_decision_t *d,
  * BURSAR_OK when every line got a verdict, else the code that stopped the
  * replay (the controller away or in trouble: keep the spool). */
 static int
-replay_lines(bursar_t *self, char *buf, size_t *n_sent)
+replay_lines(bursar_t *self, char *buf, size_t len, size_t *n_sent)
 {
-    for (char *line = buf; *line;) {
-        char *nl = strchr(line, '\n');
+    char *end = buf + len;
+    for (char *line = buf; line < end;) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
         if (!nl)
             break; /* a torn last line (crash mid-write): never acked */
         *nl = '\0';
-        if (*line) {
+        if (memchr(line, '\0', (size_t)(nl - line))) {
+            /* a torn append that the file system left zero-filled: the
+             * events after it are whole and still sent */
+            self->st.replay_dropped++;
+        } else if (*line) {
             proto_reply_t r;
             int rc = exchange(self, line, PROTO_OP_FEEDBACK, &r);
             if (rc == BURSAR_EUNREACHABLE || reply_transient(rc, &r))
@@ -573,10 +578,11 @@ bursar_replay(bursar_t *self, size_t *n_sent)
     /* Read under the lock (flock holds for the file, whatever descriptor
      * reads it). */
     char *buf = NULL;
-    int rc = bursar_read_file(self->spool_path, &buf, NULL);
+    size_t len = 0;
+    int rc = bursar_read_file(self->spool_path, &buf, &len);
     if (rc == BURSAR_OK) {
         self->in_replay = 1;
-        rc = replay_lines(self, buf, n_sent);
+        rc = replay_lines(self, buf, len, n_sent);
         self->in_replay = 0;
     }
     if (rc == BURSAR_OK) {

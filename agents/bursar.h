@@ -187,7 +187,8 @@ typedef struct bursar_stats {
     size_t spooled;        /* feedback events written to the spool */
     size_t local_feedback; /* of which for local decisions (never sent) */
     size_t replayed;       /* spooled events acknowledged on replay */
-    size_t replay_dropped; /* replayed events refused (unknown/expired) */
+    size_t replay_dropped; /* replayed events refused (unknown/expired),
+                              or torn (zero-filled) spool lines */
     size_t duplicates;     /* acknowledgements marked duplicate */
 } bursar_stats_t;
 

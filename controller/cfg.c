@@ -208,7 +208,9 @@ typedef struct cfg_key {
 
 #define CFG_GE(a) .range = CFG_HAS_MIN, .min = (a)
 /* A string of at most n bytes (what the wire codec carries: proto.h). */
-#define CFG_LEN(n)   .range = CFG_HAS_MAX, .max = (n)
+#define CFG_LEN(n) .range = CFG_HAS_MAX, .max = (n)
+/* ... and at least one byte */
+#define CFG_LEN1(n)  .range = CFG_HAS_MIN | CFG_HAS_MAX, .min = 1, .max = (n)
 #define CFG_GT(a)    .range = CFG_HAS_MIN | CFG_MIN_OPEN, .min = (a)
 #define CFG_IN(a, b) .range = CFG_HAS_MIN | CFG_HAS_MAX, .min = (a), .max = (b)
 #define CFG_IN_OPEN_CLOSED(a, b)                                               \
@@ -255,7 +257,7 @@ static const cfg_key_t cfg_keys[] = {
      .type = CFG_STRING,
      .flags = CFG_NO_DEFAULT,
      CFG_M(model, char *),
-     CFG_LEN(PROTO_MODEL_ID_MAX - 1),
+     CFG_LEN1(PROTO_MODEL_ID_MAX - 1), /* the codec carries no empty id */
      .def_doc = "the model's name",
      .doc = "the provider's model id"},
     {.path = "models.*.base_url",
@@ -736,8 +738,13 @@ cfg_set_string(cfg_ctx_t *cx, const cfg_key_t *k, const cJSON *j, const char *p,
         }
         bursar_copy_str(field, k->size, j->valuestring);
     } else {
-        if ((k->range & CFG_HAS_MAX) && strlen(j->valuestring) > k->max) {
+        size_t n = strlen(j->valuestring);
+        if ((k->range & CFG_HAS_MAX) && n > k->max) {
             CFG_ERR(cx, p, "is too long (at most %.0f bytes)", k->max);
+            return -1;
+        }
+        if ((k->range & CFG_HAS_MIN) && n < k->min) {
+            CFG_ERR(cx, p, "is empty");
             return -1;
         }
         char *s;

@@ -31,6 +31,10 @@ struct engine {
     engine_bucket_t *b;
     health_t *health; /* per model */
     uint64_t seq;     /* last decision id */
+    double ttl;       /* decision_ttl_s, or <= 0 */
+    int expiry_failure, expiry_cost_zero;
+    engine_decision_t **pending; /* decisions that may expire, by id */
+    size_t n_pending, cap_pending, pending_head;
     int no_propensity;
     unsigned char *mask; /* scratch, max arms */
     allow_arm_t *arms;   /* scratch */
@@ -80,6 +84,9 @@ engine_new(const engine_config_t *cfg)
     e->n_models = cfg->n_models;
     e->n_buckets = cfg->n_buckets;
     e->no_propensity = cfg->no_propensity;
+    e->ttl = cfg->decision_ttl_s;
+    e->expiry_failure = cfg->expiry_failure;
+    e->expiry_cost_zero = cfg->expiry_cost_zero;
     e->health = bursar_calloc(cfg->n_models, sizeof *e->health);
     e->b = bursar_calloc(cfg->n_buckets, sizeof *e->b);
     size_t max_arms = 1;
@@ -107,9 +114,71 @@ engine_destroy(engine_t **ep)
     free(e->health);
     free(e->mask);
     free(e->arms);
+    free(e->pending);
     gsl_rng_free(e->rng);
     free(e);
     *ep = NULL;
+}
+
+static void engine_settle(engine_t *e, engine_decision_t *d, double cost,
+                          double now);
+
+/* ctl_expire: one decision without an outcome past its ttl. */
+static void
+engine_expire(engine_t *e, engine_decision_t *d, double now)
+{
+    d->flags |= ENGINE_D_EXPIRED;
+    if (e->expiry_failure || (d->flags & ENGINE_D_CORRECTION)) {
+        /* a correction without an outcome: an answer was given and was
+         * wrong */
+        d->reward_applied = 0.0;
+        d->flags |= ENGINE_D_APPLIED;
+        policy_reward(e->b[d->bucket].pb, d->arm, 0.0, now);
+    }
+    engine_settle(e, d, e->expiry_cost_zero ? 0.0 : d->reserved_usd, now);
+    health_expired(&e->health[d->model], d->id);
+}
+
+void
+engine_sweep(engine_t *e, double now)
+{
+    while (e->pending_head < e->n_pending) {
+        engine_decision_t *d = e->pending[e->pending_head];
+        if (!(d->flags & (ENGINE_D_OUTCOME | ENGINE_D_EXPIRED))) {
+            if (d->t + e->ttl > now)
+                break; /* ids grow with time: the rest are younger */
+            engine_expire(e, d, now);
+        }
+        e->pending_head++;
+    }
+    if (e->pending_head > 1024 && e->pending_head * 2 > e->n_pending) {
+        e->n_pending -= e->pending_head;
+        memmove(e->pending, e->pending + e->pending_head,
+                e->n_pending * sizeof *e->pending);
+        e->pending_head = 0;
+    }
+}
+
+static void
+engine_track(engine_t *e, engine_decision_t *d)
+{
+    if (e->ttl <= 0)
+        return;
+    if (e->n_pending == e->cap_pending) {
+        e->cap_pending = e->cap_pending ? 2 * e->cap_pending : 256;
+        e->pending =
+            bursar_realloc(e->pending, e->cap_pending * sizeof *e->pending);
+    }
+    e->pending[e->n_pending++] = d;
+}
+
+/* Sweeps, then says whether feedback on d is refused (it has expired). */
+static int
+engine_expired(engine_t *e, engine_decision_t *d, double now)
+{
+    if (e->ttl > 0)
+        engine_sweep(e, now);
+    return !!(d->flags & ENGINE_D_EXPIRED);
 }
 
 int
@@ -117,6 +186,8 @@ engine_choose(engine_t *e, size_t bucket, const unsigned char *exclude,
               double now, engine_decision_t *d, int *order, size_t *n_order,
               allow_counts_t *counts)
 {
+    if (e->ttl > 0)
+        engine_sweep(e, now);
     engine_bucket_t *eb = &e->b[bucket];
     size_t n = eb->pb->n_arms;
     for (size_t k = 0; k < n; k++) {
@@ -150,6 +221,7 @@ engine_choose(engine_t *e, size_t bucket, const unsigned char *exclude,
     pacer_reserve(&e->pacer, d->reserved_usd);
     if (eb->has_budget)
         pacer_reserve(&eb->pacer, d->reserved_usd);
+    engine_track(e, d);
     return 0;
 }
 
@@ -169,12 +241,14 @@ engine_settle(engine_t *e, engine_decision_t *d, double cost, double now)
     d->flags |= ENGINE_D_SETTLED;
 }
 
-void
+int
 engine_outcome(engine_t *e, engine_decision_t *d, int served, double reward,
                double cost, double latency_ms, double now)
 {
+    if (engine_expired(e, d, now))
+        return ENGINE_EXPIRED;
     if (d->flags & ENGINE_D_OUTCOME)
-        return;
+        return 0;
     engine_bucket_t *eb = &e->b[d->bucket];
     int a = served >= 0 ? served : d->arm;
     d->reward_applied = (d->flags & ENGINE_D_CORRECTION) ? 0.0 : reward;
@@ -189,28 +263,35 @@ engine_outcome(engine_t *e, engine_decision_t *d, int served, double reward,
         latency_add(&eb->lat[a], now, latency_ms);
     engine_settle(e, d, has_cost ? cost : d->reserved_usd, now);
     health_success(&e->health[eb->pb->model[a]], d->id, d->t);
+    return 0;
 }
 
-void
+int
 engine_correction(engine_t *e, engine_decision_t *d, double now)
 {
+    if (engine_expired(e, d, now))
+        return ENGINE_EXPIRED;
     if (d->flags & ENGINE_D_CORRECTION)
-        return;
+        return 0;
     d->flags |= ENGINE_D_CORRECTION;
     if ((d->flags & ENGINE_D_APPLIED) && d->reward_applied != 0.0) {
         policy_amend(e->b[d->bucket].pb, d->served, d->reward_applied, 0.0,
                      d->t_outcome, now);
         d->reward_applied = 0.0;
     }
+    return 0;
 }
 
-void
+int
 engine_provider_error(engine_t *e, engine_decision_t *d, double now)
 {
+    if (engine_expired(e, d, now))
+        return ENGINE_EXPIRED;
     if (d->flags & ENGINE_D_PROVERR)
-        return;
+        return 0;
     d->flags |= ENGINE_D_PROVERR;
     health_failure(&e->health[d->model], &e->allow.health, d->id, now);
+    return 0;
 }
 
 const policy_t *

@@ -17,13 +17,23 @@
  *               against the cost (else the expected cost), health_success
  *   correction  policy_amend of an applied reward to 0
  *   provider_error  health_failure (never the posterior)
+ *   expiry      with decision_ttl_s > 0, before every event the decisions
+ *               older than the ttl without an outcome expire, as bursard's
+ *               sweep after every batch does: reward 0 under
+ *               expiry_failure or after a correction, the reservation
+ *               settled at the expected cost (0 with expiry_cost_zero), a
+ *               probe given up (health_expired); feedback on an expired
+ *               decision changes nothing (bursard: decision_expired)
  *
  * so that bursar-sim measures what production runs; tests/sim/
  * test_differential.c replays one event sequence through an engine and
  * through the real bursard and requires the same decision every time.
  *
  * Ownership: engine_new copies the configuration; decisions are the
- * caller's (engine_decision_t, plain numbers).
+ * caller's (engine_decision_t, plain numbers). With decision_ttl_s > 0 the
+ * engine keeps a pointer to every decision until it has its outcome or
+ * expires: the caller keeps them alive (and in place) until then, or until
+ * engine_destroy.
  */
 #ifndef BURSAR_SIM_ENGINE_H
 #define BURSAR_SIM_ENGINE_H
@@ -59,13 +69,17 @@ typedef struct engine_config {
     size_t n_models;
     size_t n_buckets;
     const engine_bucket_def_t *buckets;
-    double budget_usd;    /* global budget per window; <= 0: none */
-    double window_s;      /* its window, seconds */
-    double prior_rate;    /* requests per second assumed before data */
-    double min_elapsed_s; /* pacer floor on elapsed time; < 0: default */
-    double t0;            /* the engine's start time */
-    unsigned long seed;   /* the policy's random generator */
-    int no_propensity;    /* 1: skip propensities (faster replays) */
+    double budget_usd;     /* global budget per window; <= 0: none */
+    double window_s;       /* its window, seconds */
+    double prior_rate;     /* requests per second assumed before data */
+    double min_elapsed_s;  /* pacer floor on elapsed time; < 0: default */
+    double t0;             /* the engine's start time */
+    unsigned long seed;    /* the policy's random generator */
+    double decision_ttl_s; /* > 0: decisions expire (bursard's
+                              decision_ttl_s); <= 0: never */
+    int expiry_failure;    /* an expired decision counts as reward 0 */
+    int expiry_cost_zero;  /* ... and books 0 instead of its expected cost */
+    int no_propensity;     /* 1: skip propensities (faster replays) */
 } engine_config_t;
 
 typedef struct engine engine_t;
@@ -79,6 +93,11 @@ void engine_destroy(engine_t **e);
 #define ENGINE_D_APPLIED    8u /* a reward is in the posterior */
 #define ENGINE_D_SETTLED    16u
 #define ENGINE_D_PROVERR    32u
+#define ENGINE_D_EXPIRED    64u /* expired without an outcome */
+
+/* Returned by the feedback calls for a decision that has expired (nothing
+ * is applied; bursard answers decision_expired). */
+#define ENGINE_EXPIRED 1
 
 typedef struct engine_decision {
     uint64_t id; /* 1, 2, ... as bursard numbers them */
@@ -105,11 +124,17 @@ int engine_choose(engine_t *e, size_t bucket, const unsigned char *exclude,
 
 /* The outcome of d served by arm `served` (-1: d's arm): reward in [0,1];
  * cost < 0 or NAN: not reported (the reservation is booked); latency_ms
- * NAN: not reported. Once per decision (later calls are ignored). */
-void engine_outcome(engine_t *e, engine_decision_t *d, int served,
-                    double reward, double cost, double latency_ms, double now);
-void engine_correction(engine_t *e, engine_decision_t *d, double now);
-void engine_provider_error(engine_t *e, engine_decision_t *d, double now);
+ * NAN: not reported. Once per decision (later calls are ignored).
+ * The feedback calls return 0, or ENGINE_EXPIRED. */
+int engine_outcome(engine_t *e, engine_decision_t *d, int served, double reward,
+                   double cost, double latency_ms, double now);
+int engine_correction(engine_t *e, engine_decision_t *d, double now);
+int engine_provider_error(engine_t *e, engine_decision_t *d, double now);
+
+/* Expires what is due at now (the feedback calls and engine_choose do it
+ * first themselves; a clock step alone calls this, as bursard sweeps
+ * after its clock op). */
+void engine_sweep(engine_t *e, double now);
 
 /* Read access for reports. */
 const policy_t *engine_policy(const engine_t *e);

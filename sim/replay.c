@@ -304,8 +304,9 @@ replay_serve(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
     return -1;
 }
 
-/* One request: decisions until a model answers or none is allowed (each
- * retry excludes the arms that failed, as a caller would). */
+/* One request: one decision, served by its arm or one of its fallbacks,
+ * as bursar-agent serves it (it gives up when the ranking is spent: "no
+ * fallback left"). */
 static int
 replay_request(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
                replay_result_t *r, double *q, double *cost)
@@ -315,21 +316,16 @@ replay_request(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
         rq->exclude[k] =
             ds->status[dataset_idx(ds, rq->row, st->model_of[rq->bi][k])] ==
             DATASET_MISSING;
-    for (size_t attempt = 0; attempt < n; attempt++) {
-        engine_decision_t d;
-        size_t n_order = 0;
-        if (engine_choose(st->engine, rq->eb, rq->exclude, rq->now, &d,
-                          rq->order, &n_order, NULL) != 0)
-            return -1;
-        if (d.choice.flags & POLICY_F_UNAFFORDABLE)
-            r->unaffordable++;
-        if (d.choice.flags & POLICY_F_EXPLORED)
-            r->explored++;
-        int m = replay_serve(ds, st, rq, &d, n_order, r, q, cost);
-        if (m >= 0)
-            return m;
-    }
-    return -1;
+    engine_decision_t d;
+    size_t n_order = 0;
+    if (engine_choose(st->engine, rq->eb, rq->exclude, rq->now, &d, rq->order,
+                      &n_order, NULL) != 0)
+        return -1;
+    if (d.choice.flags & POLICY_F_UNAFFORDABLE)
+        r->unaffordable++;
+    if (d.choice.flags & POLICY_F_EXPLORED)
+        r->explored++;
+    return replay_serve(ds, st, rq, &d, n_order, r, q, cost);
 }
 
 static void

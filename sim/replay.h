@@ -31,10 +31,10 @@
  * reported against the decision (its model's circuit breaker: allow.c,
  * health.h; no outcome reaches a posterior), and the request falls back
  * along the decision's ranking to the first arm that answers, whose
- * outcome is reported with it, as bursar-agent does. When the ranking is
- * spent, the policy is asked again without the arms that failed. A
- * request that no arm can serve (none allowed: bursard would answer
- * no_model_available) scores 0 at cost 0 and counts as failed.
+ * outcome is reported with it, as bursar-agent does. A request that no
+ * arm can serve (none allowed: bursard would answer no_model_available;
+ * or every arm of the ranking down: the agent has no fallback left)
+ * scores 0 at cost 0 and counts as failed.
  *
  * Ownership: results are allocated by replay_run and freed with
  * replay_result_destroy. The dataset is only read.

@@ -357,6 +357,13 @@ test_model_string_lengths(void **state)
         "$.models.a.base_url: is too long (at most 511 bytes)",
         "$.models.a.api_key_env: is too long (at most 63 bytes)", NULL};
     expect_problems(j, want);
+    static const char *const want_empty[] = {"$.models.a.model: is empty",
+                                             NULL};
+    expect_problems("{\"models\":{\"a\":{\"provider\":\"openai\","
+                    "\"model\":\"\",\"price_in_per_mtok\":1,"
+                    "\"price_out_per_mtok\":2}},"
+                    "\"buckets\":{\"x\":{\"models\":[\"a\"]}}}",
+                    want_empty);
 }
 
 #define REF_BEGIN "<!-- config-reference:begin -->\n"

@@ -15,12 +15,16 @@
  * from the same state), and both must refuse the same requests
  * (no_model_available).
  *
- * The configuration exercises every part of the decision: Thompson
- * sampling under a global budget (the shadow price), a bucket with a cap
- * of its own (the per-request LP, whose propensity is a Monte Carlo run
- * on the same random stream), forgetting, the exploration floor, the
- * latency objective (one slow model), the circuit breaker with backoff
- * and half-open probes (one model down for a stretch), exclusions.
+ * The configuration and the sequence exercise every part of the
+ * decision, and the test requires that each was reached: Thompson sampling
+ * under a global budget that runs out (unaffordable choices), a bucket
+ * with a cap of its own (the per-request LP, whose propensity is a Monte
+ * Carlo run on the same random stream), forgetting, the exploration floor,
+ * the latency objective (one slow model), the circuit breaker with backoff
+ * and half-open probes (one model down for a stretch), exclusions down to
+ * nothing (no_model_available), outcomes served by a fallback ("model"),
+ * costs given as tokens, corrections; and in a second run decisions that
+ * expire (as failures at no cost) with feedback refused on both sides.
  *
  * It can fail: test_differential_detects gives the engine a breaker that
  * opens one provider error later than bursard's and requires the
@@ -48,6 +52,7 @@
 #define DIFF_SEED   20261201UL
 #define DIFF_MAXDEC (DIFF_STEPS + 1)
 
+/* printf format: the decision ttl, then the expiry object */
 static const char diff_config[] =
     "{\"models\": {"
     "  \"big\":   {\"provider\":\"openai\",\"model\":\"big\","
@@ -71,14 +76,14 @@ static const char diff_config[] =
     "           \"prior\":{\"alpha\":2,\"beta\":1},"
     "           \"budget\":{\"limit_usd\":0.4,\"window_s\":86400},"
     "           \"expected_tokens_in\":1500,\"expected_tokens_out\":300}},"
-    " \"budget\": {\"limit_usd\":3,\"window_s\":86400,"
+    " \"budget\": {\"limit_usd\":0.8,\"window_s\":86400,"
     "             \"prior_rate_per_s\":0.02},"
     " \"explore_floor\": 0.02,"
-    " \"decision_ttl_s\": 100000,"
+    " \"decision_ttl_s\": %s,"
     " \"health\": {\"failures\":2,\"cooldown_s\":20,\"max_cooldown_s\":160},"
     " \"latency\": {\"window_s\":600,\"quantile\":0.9,\"min_samples\":3},"
     " \"policy\": {\"name\":\"ts-budget\",\"dual_step\":0.05,"
-    "             \"seed\":4242}}";
+    "             \"seed\":4242}%s}";
 
 /* ------------------------------------------------------------------ */
 /* The engine, set up from the parsed configuration as ctl.c sets up    */
@@ -143,6 +148,9 @@ diff_sim_open(diff_sim_t *s, const char *config_path, int sabotage)
     ec.min_elapsed_s = -1; /* the pacer's own default, as bursard */
     ec.t0 = DIFF_START;
     ec.seed = c->seed;
+    ec.decision_ttl_s = c->decision_ttl_s;
+    ec.expiry_failure = c->expiry_outcome == CFG_EXPIRY_FAILURE;
+    ec.expiry_cost_zero = c->expiry_cost == CFG_EXPIRY_COST_ZERO;
     s->engine = engine_new(&ec);
 }
 
@@ -173,8 +181,11 @@ typedef struct diff_run {
     engine_decision_t dec[DIFF_MAXDEC]; /* the engine's, by step */
     char ids[DIFF_MAXDEC][24];          /* bursard's decision ids */
     int open[DIFF_MAXDEC];              /* has a decision to report */
+    int fallback[DIFF_MAXDEC];          /* its first fallback arm, or -1 */
     double now;
     size_t compared, refused, diverged;
+    /* how often each part of the decision was exercised */
+    size_t slow, unaffordable, by_fallback, by_tokens, expired, errors;
     char first_divergence[512];
 } diff_run_t;
 
@@ -223,8 +234,14 @@ diff_choose(diff_run_t *r, size_t step, size_t b, int exclude_arm)
     int order[CFG_MAX_ARMS];
     size_t n_order = 0;
     engine_decision_t *d = &r->dec[step];
+    allow_counts_t ac = {0, 0, 0};
     int rc =
-        engine_choose(r->sim.engine, b, ex, r->now, d, order, &n_order, NULL);
+        engine_choose(r->sim.engine, b, ex, r->now, d, order, &n_order, &ac);
+    r->slow += ac.slow;
+    r->fallback[step] = -1;
+    for (size_t i = 0; rc == 0 && i < n_order && r->fallback[step] < 0; i++)
+        if (order[i] != d->arm)
+            r->fallback[step] = order[i];
     int ok = cJSON_IsTrue(cJSON_GetObjectItem(rep, "ok"));
     if (!ok) {
         const char *code = th_str(cJSON_GetObjectItem(rep, "error"), "code");
@@ -265,6 +282,10 @@ diff_choose(diff_run_t *r, size_t step, size_t b, int exclude_arm)
     if ((size_t)cJSON_GetArraySize(fb) != k)
         diff_diverge(r, "step %zu: %d fallbacks vs engine %zu", step,
                      cJSON_GetArraySize(fb), k);
+    if (cJSON_IsTrue(cJSON_GetObjectItem(rep, "over_budget")) !=
+        !!(d->choice.flags & POLICY_F_UNAFFORDABLE))
+        diff_diverge(r, "step %zu: over_budget differs", step);
+    r->unaffordable += !!(d->choice.flags & POLICY_F_UNAFFORDABLE);
     snprintf(r->ids[step], sizeof r->ids[step], "%s",
              th_str(rep, "decision_id"));
     r->open[step] = 1;
@@ -277,57 +298,115 @@ diff_clock(diff_run_t *r, double dt)
 {
     cJSON_Delete(th_ok(r->cl, "{\"op\":\"clock\",\"advance_s\":%.17g}", dt));
     r->now += dt;
+    engine_sweep(r->sim.engine, r->now); /* bursard sweeps after the op */
 }
 
-/* Reports what happened to decision `step` (both sides). */
+/* Sends one feedback request and compares bursard's answer with the
+ * engine's: both apply it, or both refuse an expired decision. */
+static void diff_feedback(diff_run_t *r, size_t step, int engine_rc,
+                          const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+diff_feedback(diff_run_t *r, size_t step, int engine_rc, const char *fmt, ...)
+{
+    char body[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    cJSON *rep =
+        th_call(r->cl, "{\"op\":\"feedback\",\"decision_id\":\"%s\",%s}",
+                r->ids[step], body);
+    assert_non_null(rep);
+    int ok = cJSON_IsTrue(cJSON_GetObjectItem(rep, "ok"));
+    const char *code =
+        ok ? "ok" : th_str(cJSON_GetObjectItem(rep, "error"), "code");
+    int expired = !ok && strcmp(code, "decision_expired") == 0;
+    if ((engine_rc == ENGINE_EXPIRED) != expired || (!ok && !expired))
+        diff_diverge(r, "step %zu: feedback %s: bursard %s, engine %s", step,
+                     body, code,
+                     engine_rc == ENGINE_EXPIRED ? "expired" : "applied");
+    r->expired += expired;
+    cJSON_Delete(rep);
+}
+
+/* The outcome of decision `step`: served by its model, or (15%) by its
+ * first fallback ("model"); the cost as USD (55%), as tokens priced by
+ * the configuration (20%), or not at all (the expected cost is booked). */
+static void
+diff_outcome(diff_run_t *r, gsl_rng *w, size_t step)
+{
+    engine_decision_t *d = &r->dec[step];
+    const cfg_bucket_t *cb = &r->sim.cfg->buckets[d->bucket];
+    int arm = d->arm;
+    char served[96] = "";
+    if (r->fallback[step] >= 0 && gsl_rng_uniform(w) < 0.15) {
+        arm = r->fallback[step];
+        snprintf(served, sizeof served, ",\"model\":\"%s\"",
+                 diff_model_name(r, cb->models[arm]));
+        r->by_fallback++;
+    }
+    int m = cb->models[arm];
+    int success = gsl_rng_uniform(w) < diff_quality(m, d->bucket);
+    double lat = floor(m == 3 ? 2500 + 500 * gsl_rng_uniform(w)
+                              : 300 + 900 * gsl_rng_uniform(w));
+    double u = gsl_rng_uniform(w);
+    if (u < 0.55) {
+        double cost =
+            floor(d->reserved_usd * (0.5 + gsl_rng_uniform(w)) * 1e6) / 1e6;
+        int rc =
+            engine_outcome(r->sim.engine, d, arm, success, cost, lat, r->now);
+        diff_feedback(r, step, rc,
+                      "\"kind\":\"outcome\",\"success\":%s,\"cost_usd\":%.17g,"
+                      "\"latency_ms\":%.17g%s",
+                      success ? "true" : "false", cost, lat, served);
+    } else if (u < 0.75) {
+        double tin = floor(500 + 2000 * gsl_rng_uniform(w));
+        double tout = floor(100 + 900 * gsl_rng_uniform(w));
+        double cost = cfg_model_cost(&r->sim.cfg->models[m], tin, tout);
+        int rc =
+            engine_outcome(r->sim.engine, d, arm, success, cost, lat, r->now);
+        diff_feedback(r, step, rc,
+                      "\"kind\":\"outcome\",\"success\":%s,\"tokens_in\":%.0f,"
+                      "\"tokens_out\":%.0f,\"latency_ms\":%.17g%s",
+                      success ? "true" : "false", tin, tout, lat, served);
+        r->by_tokens++;
+    } else {
+        int rc =
+            engine_outcome(r->sim.engine, d, arm, success, NAN, NAN, r->now);
+        diff_feedback(r, step, rc, "\"kind\":\"outcome\",\"reward\":%d%s",
+                      success, served);
+    }
+    if (success && gsl_rng_uniform(w) < 0.1)
+        diff_feedback(r, step, engine_correction(r->sim.engine, d, r->now),
+                      "\"kind\":\"correction\"");
+}
+
+/* Reports what happened to decision `step` (both sides): "mid" is down
+ * between steps 150 and 260. */
 static void
 diff_report(diff_run_t *r, gsl_rng *w, size_t step, size_t now_step)
 {
     engine_decision_t *d = &r->dec[step];
-    const char *id = r->ids[step];
-    int down = d->model == 1 && now_step >= 150 && now_step < 260;
-    if (down) {
-        cJSON_Delete(th_ok(r->cl,
-                           "{\"op\":\"feedback\",\"decision_id\":\"%s\","
-                           "\"kind\":\"provider_error\",\"error\":\"503\"}",
-                           id));
-        engine_provider_error(r->sim.engine, d, r->now);
+    if (d->model == 1 && now_step >= 150 && now_step < 260) {
+        diff_feedback(r, step, engine_provider_error(r->sim.engine, d, r->now),
+                      "\"kind\":\"provider_error\",\"error\":\"503\"");
+        r->errors++;
         return;
     }
-    int success = gsl_rng_uniform(w) < diff_quality(d->model, d->bucket);
-    double lat = d->model == 3 ? 2500 + 500 * gsl_rng_uniform(w)
-                               : 300 + 900 * gsl_rng_uniform(w);
-    lat = floor(lat);
-    if (gsl_rng_uniform(w) < 0.7) {
-        double cost =
-            floor(d->reserved_usd * (0.5 + gsl_rng_uniform(w)) * 1e6) / 1e6;
-        cJSON_Delete(th_ok(r->cl,
-                           "{\"op\":\"feedback\",\"decision_id\":\"%s\","
-                           "\"kind\":\"outcome\",\"success\":%s,"
-                           "\"cost_usd\":%.17g,\"latency_ms\":%.17g}",
-                           id, success ? "true" : "false", cost, lat));
-        engine_outcome(r->sim.engine, d, -1, success, cost, lat, r->now);
-    } else {
-        cJSON_Delete(th_ok(r->cl,
-                           "{\"op\":\"feedback\",\"decision_id\":\"%s\","
-                           "\"kind\":\"outcome\",\"reward\":%s}",
-                           id, success ? "1" : "0"));
-        engine_outcome(r->sim.engine, d, -1, success, NAN, NAN, r->now);
-    }
-    if (success && gsl_rng_uniform(w) < 0.1) {
-        cJSON_Delete(th_ok(r->cl,
-                           "{\"op\":\"feedback\",\"decision_id\":\"%s\","
-                           "\"kind\":\"correction\"}",
-                           id));
-        engine_correction(r->sim.engine, d, r->now);
-    }
+    diff_outcome(r, w, step);
 }
 
+/* One run of DIFF_STEPS chooses: ttl and expiry go into the
+ * configuration; sabotage gives the engine a different breaker. */
 static void
-diff_run(diff_run_t *r, int sabotage)
+diff_run(diff_run_t *r, const char *ttl, const char *expiry, int sabotage)
 {
     th_daemon_t dm;
-    th_setup(&dm, diff_config);
+    char config[sizeof diff_config + 256];
+    snprintf(config, sizeof config, diff_config, ttl, expiry);
+    th_setup(&dm, config);
     char arg[64];
     snprintf(arg, sizeof arg, "--test-clock=%.0f", DIFF_START);
     th_start_args(&dm, arg);
@@ -347,10 +426,12 @@ diff_run(diff_run_t *r, int sabotage)
         diff_choose(r, step, b, ex);
         if (r->open[step])
             pending[n_pending++] = step;
-        /* outcomes arrive late and out of order: up to 8 in flight */
+        /* outcomes arrive late and out of order, up to 8 in flight; one
+         * in ten never (left to expire) */
         while (n_pending && (n_pending == 8 || gsl_rng_uniform(w) < 0.5)) {
             size_t k = gsl_rng_uniform_int(w, n_pending);
-            diff_report(r, w, pending[k], step);
+            if (gsl_rng_uniform(w) < 0.9)
+                diff_report(r, w, pending[k], step);
             pending[k] = pending[--n_pending];
         }
         u = gsl_rng_uniform(w);
@@ -366,21 +447,50 @@ diff_run(diff_run_t *r, int sabotage)
 }
 
 static void
+diff_print(const char *what, const diff_run_t *r)
+{
+    printf("%s: %zu decisions compared, %zu refused by both, %zu "
+           "divergences%s%s\n"
+           "  exercised: %zu slow-arm exclusions, %zu unaffordable, %zu "
+           "outcomes by a fallback, %zu costs as tokens, %zu provider "
+           "errors, %zu feedbacks refused as expired\n",
+           what, r->compared, r->refused, r->diverged, r->diverged ? ": " : "",
+           r->first_divergence, r->slow, r->unaffordable, r->by_fallback,
+           r->by_tokens, r->errors, r->expired);
+}
+
+/* Decisions never expire within the run. */
+static void
 test_differential_same_decisions(void **state)
 {
     (void)state;
     static diff_run_t r;
     memset(&r, 0, sizeof r);
-    diff_run(&r, 0);
-    printf("differential: %zu decisions compared, %zu refused by both, "
-           "%zu divergences%s%s\n",
-           r.compared, r.refused, r.diverged, r.diverged ? ": " : "",
-           r.first_divergence);
+    diff_run(&r, "100000", "", 0);
+    diff_print("differential", &r);
     assert_int_equal(r.diverged, 0);
     /* the sequence must reach what it is meant to exercise */
     assert_true(r.compared > DIFF_STEPS / 2);
     assert_true(r.refused > 0); /* no_model_available on both sides */
-    assert_true(r.refused + r.compared == DIFF_STEPS);
+    assert_int_equal(r.refused + r.compared, DIFF_STEPS);
+    assert_true(r.slow > 0 && r.unaffordable > 0 && r.by_fallback > 0 &&
+                r.by_tokens > 0 && r.errors > 0);
+}
+
+/* Decisions expire after 25 s (a clock step is 1 to 10 s, sometimes 400):
+ * expiry as a failure at no cost, feedback refused on both sides. */
+static void
+test_differential_expiry(void **state)
+{
+    (void)state;
+    static diff_run_t r;
+    memset(&r, 0, sizeof r);
+    diff_run(&r, "25",
+             ",\"expiry\":{\"outcome\":\"failure\",\"cost\":\"zero\"}", 0);
+    diff_print("with expiry", &r);
+    assert_int_equal(r.diverged, 0);
+    assert_true(r.expired > 0);
+    assert_int_equal(r.refused + r.compared, DIFF_STEPS);
 }
 
 /* The check has power: an engine whose breaker opens one error later
@@ -391,7 +501,7 @@ test_differential_detects(void **state)
     (void)state;
     static diff_run_t r;
     memset(&r, 0, sizeof r);
-    diff_run(&r, 1);
+    diff_run(&r, "100000", "", 1);
     printf("sabotaged engine: %zu divergences, first: %s\n", r.diverged,
            r.first_divergence);
     assert_true(r.diverged > 0);
@@ -402,6 +512,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_differential_same_decisions),
+        cmocka_unit_test(test_differential_expiry),
         cmocka_unit_test(test_differential_detects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
