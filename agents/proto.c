@@ -813,6 +813,18 @@ proto_format_simple(proto_op_t op)
 }
 
 char *
+proto_format_stats(const char *bucket)
+{
+    if (!bucket)
+        return proto_format_simple(PROTO_OP_STATS);
+    proto_sb_t b = {0};
+    proto_sb_puts(&b, "{\"op\":\"stats\",\"bucket\":");
+    proto_sb_quote(&b, bucket);
+    proto_sb_puts(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
 proto_format_export(double since, int has_after, uint64_t after, unsigned limit)
 {
     proto_sb_t b = {0};

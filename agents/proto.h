@@ -207,6 +207,9 @@ char *proto_format_local(const char *model, const char *bucket, double time,
 /* {"op":OP} for ping, stats (every bucket), models. */
 char *proto_format_simple(proto_op_t op);
 
+/* {"op":"stats"[,"bucket":B]}: every bucket when bucket is NULL. */
+char *proto_format_stats(const char *bucket);
+
 /* {"op":"export"[,"since":S][,"after":ID],"limit":L}; since is skipped
  * when not finite, after when has_after is 0. */
 char *proto_format_export(double since, int has_after, uint64_t after,

@@ -284,12 +284,7 @@ bursar_cmd_stats(bursar_client_t *c, int argc, char **argv)
         fprintf(stderr, "bursar stats: unexpected argument %s\n", argv[optind]);
         return 2;
     }
-    cJSON *q = cJSON_CreateObject();
-    cJSON_AddStringToObject(q, "op", "stats");
-    if (bucket)
-        cJSON_AddStringToObject(q, "bucket", bucket);
-    char *qs = cJSON_PrintUnformatted(q);
-    cJSON_Delete(q);
+    char *qs = proto_format_stats(bucket);
     cJSON *r = bursar_call(c, qs);
     free(qs);
     if (!r)
@@ -356,17 +351,10 @@ bursar_cmd_export(bursar_client_t *c, int argc, char **argv)
                 argv[optind]);
         return 2;
     }
-    char after[PROTO_ID_LEN + 1] = "";
+    uint64_t after = 0;
+    int has_after = 0;
     for (;;) {
-        cJSON *q = cJSON_CreateObject();
-        cJSON_AddStringToObject(q, "op", "export");
-        if (isfinite(since))
-            cJSON_AddNumberToObject(q, "since", since);
-        if (after[0])
-            cJSON_AddStringToObject(q, "after", after);
-        cJSON_AddNumberToObject(q, "limit", 2000);
-        char *qs = cJSON_PrintUnformatted(q);
-        cJSON_Delete(q);
+        char *qs = proto_format_export(since, has_after, after, 2000);
         cJSON *r = bursar_call(c, qs);
         free(qs);
         if (!r)
@@ -383,9 +371,12 @@ bursar_cmd_export(bursar_client_t *c, int argc, char **argv)
             free(s);
         }
         const cJSON *next = cJSON_GetObjectItem(r, "next");
-        int more = cJSON_IsString(next);
-        if (more)
-            snprintf(after, sizeof after, "%s", next->valuestring);
+        int more = cJSON_IsString(next) &&
+                   proto_id_parse(next->valuestring, &after) == 0;
+        if (cJSON_IsString(next) && !more)
+            fprintf(stderr, "bursar export: reply field \"next\" is not a "
+                            "decision id: stopping\n");
+        has_after = 1;
         cJSON_Delete(r);
         if (!more)
             break;
@@ -588,6 +579,16 @@ bursar_cmd_raw(bursar_client_t *c, const char *req)
     return rc;
 }
 
+/* An op without fields (models, ping): the reply printed. */
+static int
+bursar_cmd_op(bursar_client_t *c, proto_op_t op)
+{
+    char *q = proto_format_simple(op);
+    int rc = bursar_cmd_raw(c, q);
+    free(q);
+    return rc;
+}
+
 static int
 bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
 {
@@ -701,9 +702,9 @@ bursar_run(bursar_client_t *c, int argc, char **argv)
     if (strcmp(cmd, "choose") == 0)
         return bursar_cmd_choose(c, argc, argv);
     if (argc == 1 && strcmp(cmd, "models") == 0)
-        return bursar_cmd_raw(c, "{\"op\":\"models\"}");
+        return bursar_cmd_op(c, PROTO_OP_MODELS);
     if (argc == 1 && strcmp(cmd, "ping") == 0)
-        return bursar_cmd_raw(c, "{\"op\":\"ping\"}");
+        return bursar_cmd_op(c, PROTO_OP_PING);
     bursar_usage(stderr);
     return 2;
 }
