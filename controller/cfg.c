@@ -458,20 +458,20 @@ static const cfg_key_t cfg_keys[] = {
      .type = CFG_INTEGER,
      CFG_C(health_failures, unsigned),
      CFG_GT(0),
-     .def = 3,
+     .def = ALLOW_DEF_FAILURES,
      .doc = "consecutive provider errors that open the breaker"},
     {.path = "health.cooldown_s",
      .type = CFG_NUMBER,
      CFG_C(health_cooldown_s, double),
      CFG_GT(0),
-     .def = 30,
+     .def = ALLOW_DEF_COOLDOWN_S,
      .doc = "first cooldown; also how long a half-open probe may stay "
             "unanswered"},
     {.path = "health.max_cooldown_s",
      .type = CFG_NUMBER,
      CFG_C(health_max_cooldown_s, double),
      CFG_GT(0),
-     .def = 600,
+     .def = ALLOW_DEF_MAX_COOLDOWN_S,
      .doc = "cap of the doubling cooldown; at least `health.cooldown_s`"},
 
     {.path = "latency", .type = CFG_OBJECT},
@@ -479,19 +479,19 @@ static const cfg_key_t cfg_keys[] = {
      .type = CFG_NUMBER,
      CFG_C(latency_window_s, double),
      CFG_GT(0),
-     .def = 300,
+     .def = ALLOW_DEF_WINDOW_S,
      .doc = "latency samples younger than this count"},
     {.path = "latency.quantile",
      .type = CFG_NUMBER,
      CFG_C(latency_quantile, double),
      CFG_IN_OPEN_CLOSED(0, 1),
-     .def = 0.95,
+     .def = ALLOW_DEF_QUANTILE,
      .doc = "the quantile compared with a bucket's objective"},
     {.path = "latency.min_samples",
      .type = CFG_INTEGER,
      CFG_C(latency_min_samples, unsigned),
      CFG_GT(0),
-     .def = 5,
+     .def = ALLOW_DEF_MIN_SAMPLES,
      .doc = "fewer recent samples: the arm is not judged"},
 
     {.path = "store", .type = CFG_OBJECT},
@@ -1250,6 +1250,34 @@ cfg_destroy(cfg_t **cp)
     free(c->buckets);
     free(c);
     *cp = NULL;
+}
+
+int
+cfg_policy_params(const cfg_t *c, policy_params_t *pp)
+{
+    policy_params_default(pp);
+    const char *fixed = NULL;
+    if (policy_kind_parse(c->policy_name, &pp->kind, &fixed) != 0)
+        return BURSAR_ECONFIG;
+    if (fixed) {
+        pp->fixed_model = cfg_model_find(c, fixed);
+        if (pp->fixed_model < 0)
+            return BURSAR_ECONFIG;
+    }
+    pp->explore_floor = c->explore_floor;
+    pp->dual_step = c->dual_step;
+    return 0;
+}
+
+void
+cfg_allow_params(const cfg_t *c, allow_params_t *ap)
+{
+    ap->health.failures = c->health_failures;
+    ap->health.cooldown_s = c->health_cooldown_s;
+    ap->health.max_cooldown_s = c->health_max_cooldown_s;
+    ap->latency.quantile = c->latency_quantile;
+    ap->latency.window_s = c->latency_window_s;
+    ap->latency.min_samples = c->latency_min_samples;
 }
 
 int

@@ -20,7 +20,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "policies/allow.h"
 #include "policies/base.h"
+#include "policies/policy.h"
 
 #define CFG_MAX_ARMS     64  /* models per bucket */
 #define CFG_MAX_LISTEN   16  /* endpoints */
@@ -143,6 +145,13 @@ void cfg_destroy(cfg_t **c);
  * this text between the lines <!-- config-reference:begin --> and
  * <!-- config-reference:end --> (a test compares them). */
 void cfg_print_reference(FILE *f);
+
+/* The policy's parameters (kind, fixed model, floor, dual step) from the
+ * configuration. Returns 0, or BURSAR_ECONFIG for an unknown policy or
+ * fixed model. The controller and the simulator's tests both use it. */
+int cfg_policy_params(const cfg_t *c, policy_params_t *pp);
+/* The allowed set's parameters (health, latency) from the configuration. */
+void cfg_allow_params(const cfg_t *c, allow_params_t *ap);
 
 /* Index of a model or bucket by name, or -1. O(n). */
 int cfg_model_find(const cfg_t *c, const char *name);

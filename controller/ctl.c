@@ -204,18 +204,6 @@ ctl_health_name(const ctl_t *c, int m, double now)
         health_state(&c->health[m], &c->allow.health, now));
 }
 
-/* The parameters of the allowed set, from the configuration. */
-static void
-ctl_allow_params(const cfg_t *cfg, allow_params_t *ap)
-{
-    ap->health.failures = cfg->health_failures;
-    ap->health.cooldown_s = cfg->health_cooldown_s;
-    ap->health.max_cooldown_s = cfg->health_max_cooldown_s;
-    ap->latency.quantile = cfg->latency_quantile;
-    ap->latency.window_s = cfg->latency_window_s;
-    ap->latency.min_samples = cfg->latency_min_samples;
-}
-
 /* Builds a bucket from its definition and what the store holds. An arm
  * found in the store keeps its evidence; if its prior changed in the
  * configuration the evidence is moved onto the new prior (alpha - alpha0
@@ -318,23 +306,6 @@ ctl_load_dynbucket(const char *name, void *ctx)
     ctl_add_bucket(c, ctl_bucket_build(c, d->txn, &def, 1, d->now));
 }
 
-static int
-ctl_policy_params(const cfg_t *cfg, policy_params_t *pp)
-{
-    policy_params_default(pp);
-    const char *fixed = NULL;
-    if (policy_kind_parse(cfg->policy_name, &pp->kind, &fixed) != 0)
-        return -1;
-    if (fixed) {
-        pp->fixed_model = cfg_model_find(cfg, fixed);
-        if (pp->fixed_model < 0)
-            return -1;
-    }
-    pp->explore_floor = cfg->explore_floor;
-    pp->dual_step = cfg->dual_step;
-    return 0;
-}
-
 /* (Re)loads all in-memory state from the store under c->cfg. */
 static int
 ctl_load(ctl_t *c)
@@ -354,7 +325,7 @@ ctl_load(ctl_t *c)
     store_get_meta(c->store, txn, "seq", &c->seq, sizeof c->seq);
 
     policy_params_t pp;
-    ctl_policy_params(c->cfg, &pp);
+    cfg_policy_params(c->cfg, &pp);
     policy_init(&c->policy, &pp);
     store_policy_t sp;
     if (store_get_meta(c->store, txn, "policy", &sp, sizeof sp) == 0 &&
@@ -385,7 +356,7 @@ ctl_load(ctl_t *c)
     ctl_dyn_ctx_t dc = {c, txn, now};
     rc = store_scan_dynbuckets(c->store, txn, ctl_load_dynbucket, &dc);
 
-    ctl_allow_params(c->cfg, &c->allow);
+    cfg_allow_params(c->cfg, &c->allow);
     free(c->health);
     free(c->health_dirty);
     c->health = bursar_calloc(c->cfg->n_models, sizeof *c->health);
@@ -407,7 +378,7 @@ ctl_open(ctl_t **out, cfg_t *cfg, const ctl_options_t *opt, char *err,
 {
     *out = NULL;
     policy_params_t pp;
-    if (ctl_policy_params(cfg, &pp) != 0) {
+    if (cfg_policy_params(cfg, &pp) != 0) {
         snprintf(err, err_len, "unknown policy \"%s\"", cfg->policy_name);
         cfg_destroy(&cfg);
         return BURSAR_ECONFIG;
@@ -649,7 +620,7 @@ int
 ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len)
 {
     policy_params_t pp;
-    if (ctl_policy_params(cfg, &pp) != 0) {
+    if (cfg_policy_params(cfg, &pp) != 0) {
         snprintf(err, err_len,
                  "unknown policy \"%s\": the old configuration is kept",
                  cfg->policy_name);

@@ -8,12 +8,12 @@
 void
 allow_params_default(allow_params_t *p)
 {
-    p->health.failures = 3;
-    p->health.cooldown_s = 30.0;
-    p->health.max_cooldown_s = 600.0;
-    p->latency.quantile = 0.95;
-    p->latency.window_s = 300.0;
-    p->latency.min_samples = 5;
+    p->health.failures = ALLOW_DEF_FAILURES;
+    p->health.cooldown_s = ALLOW_DEF_COOLDOWN_S;
+    p->health.max_cooldown_s = ALLOW_DEF_MAX_COOLDOWN_S;
+    p->latency.quantile = ALLOW_DEF_QUANTILE;
+    p->latency.window_s = ALLOW_DEF_WINDOW_S;
+    p->latency.min_samples = ALLOW_DEF_MIN_SAMPLES;
 }
 
 size_t

@@ -47,6 +47,12 @@ typedef struct allow_counts {
  * 600 s; the latency objective judges the p95 of the samples of the last
  * 300 s once there are 5. */
 void allow_params_default(allow_params_t *p);
+#define ALLOW_DEF_FAILURES       3
+#define ALLOW_DEF_COOLDOWN_S     30.0
+#define ALLOW_DEF_MAX_COOLDOWN_S 600.0
+#define ALLOW_DEF_QUANTILE       0.95
+#define ALLOW_DEF_WINDOW_S       300.0
+#define ALLOW_DEF_MIN_SAMPLES    5
 
 /* Fills mask (n entries, 1 = allowed) for the arms of one bucket at now;
  * slo_ms <= 0 means no latency objective. Returns the number allowed;

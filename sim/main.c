@@ -187,7 +187,7 @@ main_defaults(main_opts_t *o)
     memset(o, 0, sizeof *o);
     snprintf(o->policies, sizeof o->policies, "ts-budget");
     o->epsilon = 0.1;
-    o->cooldown = 30;
+    o->cooldown = ALLOW_DEF_COOLDOWN_S;
     o->seed = 1;
     o->seeds = 1;
     o->passes = 1;

@@ -132,7 +132,6 @@ replay_best_static(const dataset_t *ds, double budget, double *quality,
 typedef struct replay_state {
     engine_t *engine;
     int *ebucket;   /* dataset bucket -> engine bucket, or -1 */
-    int **arm_of;   /* per dataset bucket: model -> arm index or -1 */
     int **model_of; /* per dataset bucket: arm -> model */
     size_t max_arms;
 } replay_state_t;
@@ -141,11 +140,8 @@ static void
 replay_state_free(replay_state_t *s, size_t nb)
 {
     engine_destroy(&s->engine);
-    for (size_t b = 0; b < nb && s->arm_of; b++) {
-        free(s->arm_of[b]);
+    for (size_t b = 0; b < nb && s->model_of; b++)
         free(s->model_of[b]);
-    }
-    free(s->arm_of);
     free(s->model_of);
     free(s->ebucket);
 }
@@ -174,13 +170,10 @@ replay_defs(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *s,
     size_t nb = ds->n_buckets, nm = ds->n_models, ne = 0, na = 0;
     for (size_t b = 0; b < nb; b++) {
         size_t n = 0, first = na;
-        s->arm_of[b] = bursar_malloc(nm * sizeof(int));
         s->model_of[b] = bursar_calloc(nm, sizeof(int));
         for (size_t m = 0; m < nm; m++) {
-            s->arm_of[b][m] = -1;
             if (!present[b * nm + m])
                 continue;
-            s->arm_of[b][m] = (int)n;
             s->model_of[b][n] = (int)m;
             engine_arm_def_t *a = &arms[na];
             a->model = (int)m;
@@ -218,7 +211,6 @@ replay_setup(const dataset_t *ds, const replay_config_t *cfg, size_t total,
 {
     size_t nb = ds->n_buckets, nm = ds->n_models;
     s->ebucket = bursar_calloc(nb, sizeof(int));
-    s->arm_of = bursar_calloc(nb, sizeof(int *));
     s->model_of = bursar_calloc(nb, sizeof(int *));
     double *static_p = NULL;
     if (cfg->params.kind == POLICY_STATIC) {

@@ -106,17 +106,10 @@ diff_sim_open(diff_sim_t *s, const char *config_path, int sabotage)
     assert_true(c->n_buckets <= 8);
     engine_config_t ec;
     memset(&ec, 0, sizeof ec);
-    policy_params_default(&ec.params);
-    assert_int_equal(policy_kind_parse(c->policy_name, &ec.params.kind, NULL),
-                     0);
-    ec.params.explore_floor = c->explore_floor;
-    ec.params.dual_step = c->dual_step;
-    ec.allow.health.failures = c->health_failures + (sabotage ? 1 : 0);
-    ec.allow.health.cooldown_s = c->health_cooldown_s;
-    ec.allow.health.max_cooldown_s = c->health_max_cooldown_s;
-    ec.allow.latency.quantile = c->latency_quantile;
-    ec.allow.latency.window_s = c->latency_window_s;
-    ec.allow.latency.min_samples = c->latency_min_samples;
+    assert_int_equal(cfg_policy_params(c, &ec.params), 0);
+    cfg_allow_params(c, &ec.allow);
+    if (sabotage)
+        ec.allow.health.failures++;
     ec.n_models = c->n_models;
     ec.n_buckets = c->n_buckets;
     for (size_t b = 0; b < c->n_buckets; b++) {
