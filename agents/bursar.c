@@ -40,6 +40,9 @@ struct bursar {
     char *fallback_model;
     char *spool_path;
     char *local_path;  /* spool_path + ".local" */
+    int curve;         /* 1: the keys below are set */
+    char secret_key[BURSAR_KEY_Z85 + 1], public_key[BURSAR_KEY_Z85 + 1];
+    char server_key[BURSAR_KEY_Z85 + 1];
     int spool_pending; /* the spool may hold lines */
     int in_replay;
     bursar_stats_t st;
@@ -74,15 +77,58 @@ bursar_opts_init(bursar_opts_t *o)
     o->backoff_max_ms = 5000;
 }
 
+/* Reads the CURVE keys of o into self. Returns 0 or BURSAR_EINVAL. */
+static int
+client_keys(bursar_t *self, const bursar_opts_t *o, char *err, size_t err_len)
+{
+    int has_s = o->secret_key && *o->secret_key;
+    int has_p = o->server_key && *o->server_key;
+    if (!has_s && !has_p)
+        return 0;
+    if (has_s != has_p) {
+        snprintf(err, err_len,
+                 "CURVE needs both this client's secret key and the "
+                 "server's public key; only the %s was given",
+                 has_s ? "secret key" : "server key");
+        return BURSAR_EINVAL;
+    }
+    if (bursar_key_load(o->secret_key, 1, self->secret_key, err, err_len) ||
+        bursar_key_load(o->server_key, 0, self->server_key, err, err_len))
+        return BURSAR_EINVAL;
+    if (bursar_key_public(self->secret_key, self->public_key) != 0) {
+        snprintf(err, err_len, "the secret key is not a CURVE key");
+        return BURSAR_EINVAL;
+    }
+    self->curve = 1;
+    return 0;
+}
+
 int
 bursar_new(bursar_t **out, const bursar_opts_t *o)
 {
+    char err[64];
+    return bursar_new_err(out, o, err, sizeof err);
+}
+
+int
+bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
+               size_t err_len)
+{
+    if (err_len)
+        err[0] = '\0';
     if (!out)
         return BURSAR_EINVAL;
     *out = NULL;
-    if (!o || !o->endpoint || !*o->endpoint)
+    if (!o || !o->endpoint || !*o->endpoint) {
+        snprintf(err, err_len, "no endpoint");
         return BURSAR_EINVAL;
+    }
     bursar_t *self = bursar_calloc(1, sizeof(*self));
+    int krc = client_keys(self, o, err, err_len);
+    if (krc) {
+        free(self);
+        return krc;
+    }
     self->ctx = zmq_ctx_new();
     if (!self->ctx) {
         free(self);
@@ -162,6 +208,16 @@ sock_open(bursar_t *self)
     /* Fail fast when nobody listens yet instead of queueing forever. */
     int ivl = 100;
     zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
+    if (self->curve &&
+        (zmq_setsockopt(self->sock, ZMQ_CURVE_SERVERKEY, self->server_key,
+                        BURSAR_KEY_Z85) != 0 ||
+         zmq_setsockopt(self->sock, ZMQ_CURVE_PUBLICKEY, self->public_key,
+                        BURSAR_KEY_Z85) != 0 ||
+         zmq_setsockopt(self->sock, ZMQ_CURVE_SECRETKEY, self->secret_key,
+                        BURSAR_KEY_Z85) != 0)) {
+        sock_close(self);
+        return -1;
+    }
     if (zmq_connect(self->sock, self->endpoint) != 0) {
         sock_close(self);
         return -1;

@@ -68,6 +68,7 @@
 
 #include "policies/base.h" /* BURSAR_NAME_MAX, enum bursar_rc, bursar_strerror */
 #include "agents/proto.h"  /* the wire codec: limits, bursar_model_t */
+#include "agents/keys.h"   /* CURVE key specs */
 
 #define BURSAR_ID_MAX        (PROTO_ID_LEN + 1) /* decision ids, incl. NUL */
 #define BURSAR_MAX_FALLBACKS PROTO_MAX_FALLBACK /* the codec's limit */
@@ -85,6 +86,10 @@ typedef struct bursar_opts {
     int backoff_max_ms;         /* cap; default 5000 */
     const char *fallback_model; /* local answer; NULL: EUNREACHABLE */
     const char *spool_path;     /* NULL: no spool, feedback EUNREACHABLE */
+    /* CURVE (docs/security.md): both or neither. Each is a key spec
+     * (keys.h): the 40 Z85 characters or the path of a key file. */
+    const char *secret_key; /* this client's secret key (bursar keygen) */
+    const char *server_key; /* bursard's public key */
 } bursar_opts_t;
 
 /* Fills defaults (endpoint NULL). */
@@ -92,9 +97,13 @@ void bursar_opts_init(bursar_opts_t *o);
 
 /* Creates a client. Connects lazily, at the first request; the only I/O
  * here is a stat(2) of the spool (a non-empty one is replayed after the
- * first successful request). Copies every string of o. Returns 0,
- * BURSAR_EINVAL (no endpoint) or BURSAR_EZMQ. */
+ * first successful request) and the reading of key files. Copies every
+ * string of o. Returns 0, BURSAR_EINVAL (no endpoint; one CURVE key
+ * without the other) or BURSAR_EZMQ. bursar_new_err also says why in err
+ * (a key file that cannot be read, naming it). */
 int bursar_new(bursar_t **out, const bursar_opts_t *o);
+int bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
+                   size_t err_len);
 
 /* Frees everything; safe on NULL; sets *self_p to NULL. Pending spool
  * lines stay on disk for the next client. */
