@@ -414,7 +414,7 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
     int rc = call(self, proto_format_choose(bucket, exclude, n_exclude),
                   PROTO_OP_CHOOSE, &r);
     if (rc == BURSAR_OK) {
-        proto_id_format(r.decision, d->id);
+        bursar_copy_str(d->id, sizeof(d->id), r.decision);
         bursar_copy_str(d->model, sizeof(d->model), r.model);
         d->propensity = r.propensity;
         d->n_fallbacks = r.n_fallbacks;
@@ -446,7 +446,7 @@ bursar_feedback_init(bursar_feedback_t *fb, bursar_fb_kind_t kind)
 
 /* The codec's form of a feedback event ("not sent" fields left out). */
 static void
-feedback_to_proto(const bursar_feedback_t *fb, uint64_t decision,
+feedback_to_proto(const bursar_feedback_t *fb, const char *decision,
                   proto_feedback_t *f)
 {
     memset(f, 0, sizeof(*f));
@@ -548,12 +548,11 @@ bursar_feedback(bursar_t *self, const bursar_decision_t *d,
         return BURSAR_EINVAL;
     if (d->local || !d->id[0])
         return feedback_local(self, d, fb);
-    uint64_t id;
-    if (proto_id_parse(d->id, &id) != 0)
+    if (!proto_token_valid(d->id))
         return BURSAR_EINVAL;
 
     proto_feedback_t f;
-    feedback_to_proto(fb, id, &f);
+    feedback_to_proto(fb, d->id, &f);
     char *text = proto_format_feedback(&f);
     proto_reply_t r;
     int rc = exchange(self, text, PROTO_OP_FEEDBACK, &r);

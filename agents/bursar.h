@@ -70,7 +70,7 @@
 #include "agents/proto.h"  /* the wire codec: limits, bursar_model_t */
 #include "agents/keys.h"   /* CURVE key specs */
 
-#define BURSAR_ID_MAX        (PROTO_ID_LEN + 1) /* decision ids, incl. NUL */
+#define BURSAR_ID_MAX        (PROTO_TOKEN_MAX + 1) /* decision ids, incl. NUL */
 #define BURSAR_MAX_FALLBACKS PROTO_MAX_FALLBACK /* the codec's limit */
 
 /* Return codes (enum bursar_rc: BURSAR_OK, BURSAR_LOCAL, BURSAR_SPOOLED,
@@ -110,8 +110,8 @@ int bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
 void bursar_destroy(bursar_t **self_p);
 
 typedef struct bursar_decision {
-    char id[BURSAR_ID_MAX];       /* 16 hex digits (the controller's id);
-                                     "" if local */
+    char id[BURSAR_ID_MAX];       /* the controller's decision token (an
+                                     opaque string); "" if local */
     char model[BURSAR_NAME_MAX];  /* the model to call */
     char bucket[BURSAR_NAME_MAX]; /* the bucket asked for */
     double propensity;            /* P(model chosen); 1 when local */
@@ -159,7 +159,7 @@ void bursar_feedback_init(bursar_feedback_t *fb, bursar_fb_kind_t kind);
  * BURSAR_EREMOTE (refused, e.g. unknown decision: not retried),
  * BURSAR_EUNREACHABLE (no spool), BURSAR_EPROTO (a malformed reply: the
  * event is spooled when there is a spool), BURSAR_EIO, BURSAR_EINVAL (also
- * a decision id that is not 16 hex digits). */
+ * a decision id that is not a token: proto_token_valid). */
 int bursar_feedback(bursar_t *self, const bursar_decision_t *d,
                     const bursar_feedback_t *fb);
 

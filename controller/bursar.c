@@ -13,8 +13,14 @@
  *               [--latency-ms MS] [--model M]
  *   choose BUCKET [--exclude MODEL]...
  *   models | ping
+ *   keygen PREFIX                 a CURVE key pair: PREFIX.key (secret,
+ *                                 0600) and PREFIX.pub (no controller)
  *
  * ENDPOINT defaults to $BURSAR_CONTROLLER, else tcp://127.0.0.1:7878.
+ * CURVE (docs/security.md): --key SPEC (this client's secret key, else
+ * $BURSAR_KEY) and --server-key SPEC (bursard's public key, else
+ * $BURSAR_SERVER_KEY); a SPEC is the key's 40 Z85 characters or a key
+ * file.
  * Exit status: 0 ok, 1 the controller answered an error, 2 usage,
  * 3 no answer.
  */
@@ -33,6 +39,7 @@
 #include <gsl/gsl_errno.h>
 #include <zmq.h>
 
+#include "agents/keys.h"
 #include "agents/proto.h"
 
 #ifndef BURSAR_VERSION
@@ -44,20 +51,52 @@ typedef struct bursar_client {
     void *sock;
     const char *endpoint;
     int timeout_ms;
+    const char *key, *server_key; /* CURVE key specs, or NULL */
 } bursar_client_t;
+
+/* CURVE on the socket when keys were given. Returns 0 or -1 (said why). */
+static int
+bursar_curve(bursar_client_t *c)
+{
+    if (!c->key && !c->server_key)
+        return 0;
+    char sec[BURSAR_KEY_Z85 + 1], pub[BURSAR_KEY_Z85 + 1];
+    char srv[BURSAR_KEY_Z85 + 1], err[600];
+    if (!c->key || !c->server_key) {
+        fprintf(stderr, "bursar: CURVE needs --key and --server-key (or "
+                        "$BURSAR_KEY and $BURSAR_SERVER_KEY): only one was "
+                        "given\n");
+        return -1;
+    }
+    if (bursar_key_load(c->key, 1, sec, err, sizeof err) != 0 ||
+        bursar_key_load(c->server_key, 0, srv, err, sizeof err) != 0 ||
+        bursar_key_public(sec, pub) != 0) {
+        fprintf(stderr, "bursar: %s\n", err);
+        return -1;
+    }
+    zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, srv, BURSAR_KEY_Z85);
+    zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, pub, BURSAR_KEY_Z85);
+    zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, sec, BURSAR_KEY_Z85);
+    return 0;
+}
 
 static int
 bursar_connect(bursar_client_t *c)
 {
     c->ctx = zmq_ctx_new();
     c->sock = zmq_socket(c->ctx, ZMQ_REQ);
+    if (bursar_curve(c) != 0)
+        return -1;
     int linger = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &c->timeout_ms, sizeof c->timeout_ms);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof c->timeout_ms);
     if (zmq_connect(c->sock, c->endpoint) != 0) {
-        fprintf(stderr, "bursar: cannot connect to %s: %s\n", c->endpoint,
-                zmq_strerror(zmq_errno()));
+        fprintf(stderr, "bursar: cannot connect to %s: %s%s\n", c->endpoint,
+                zmq_strerror(zmq_errno()),
+                strstr(c->endpoint, "://") ? ""
+                                           : " (an endpoint is tcp://HOST:PORT "
+                                             "or ipc://PATH)");
         return -1;
     }
     return 0;
@@ -84,8 +123,11 @@ bursar_call(bursar_client_t *c, const char *req)
     zmq_msg_t m;
     zmq_msg_init(&m);
     if (zmq_msg_recv(&m, c->sock, 0) < 0) {
-        fprintf(stderr, "bursar: no answer from %s within %d ms\n", c->endpoint,
-                c->timeout_ms);
+        fprintf(stderr, "bursar: no answer from %s within %d ms%s\n",
+                c->endpoint, c->timeout_ms,
+                c->key ? " (with CURVE: is this client's key in the "
+                         "allow-list, and --server-key bursard's?)"
+                       : "");
         zmq_msg_close(&m);
         return NULL;
     }
@@ -542,13 +584,14 @@ bursar_cmd_feedback(bursar_client_t *c, int argc, char **argv)
                                : "one decision id, then options");
         return 2;
     }
-    if (proto_id_parse(argv[optind], &f.decision) != 0) {
+    if (!proto_token_valid(argv[optind])) {
         fprintf(stderr,
-                "bursar feedback: %s is not a decision id (%d hex "
-                "digits)\n",
-                argv[optind], PROTO_ID_LEN);
+                "bursar feedback: %s is not a decision id (a token of 1 to %d "
+                "characters of A-Z a-z 0-9 _ -)\n",
+                argv[optind], PROTO_TOKEN_MAX);
         return 2;
     }
+    f.decision = argv[optind];
     char *q = proto_format_feedback(&f);
     cJSON *r = bursar_call(c, q);
     free(q);
@@ -630,8 +673,11 @@ bursar_usage(FILE *f)
                "MS] [--model M]\n"
                "  choose BUCKET [--exclude MODEL]...\n"
                "  models | ping\n"
+               "  keygen PREFIX   (writes PREFIX.key, PREFIX.pub)\n"
                "       bursar --help | --version\n"
                "ENDPOINT: $BURSAR_CONTROLLER, else tcp://127.0.0.1:7878.\n"
+               "CURVE: [--key SPEC] [--server-key SPEC] (else $BURSAR_KEY,\n"
+               "$BURSAR_SERVER_KEY): Z85 text or key files.\n"
                "Exit status: 0 ok, 1 the controller answered an error, "
                "2 usage, 3 no answer.\n");
 }
@@ -644,6 +690,8 @@ bursar_parse_global(int argc, char **argv, bursar_client_t *c)
     static const struct option lo[] = {
         {"controller", required_argument, NULL, 'c'},
         {"timeout", required_argument, NULL, 't'},
+        {"key", required_argument, NULL, 'k'},
+        {"server-key", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
@@ -656,6 +704,12 @@ bursar_parse_global(int argc, char **argv, bursar_client_t *c)
         switch (o) {
         case 'c':
             c->endpoint = optarg;
+            break;
+        case 'k':
+            c->key = optarg;
+            break;
+        case 's':
+            c->server_key = optarg;
             break;
         case 't':
             v = strtol(optarg, &end, 10);
@@ -686,6 +740,22 @@ bursar_parse_global(int argc, char **argv, bursar_client_t *c)
         return 2;
     }
     return -1;
+}
+
+/* bursar keygen PREFIX: no controller involved. */
+static int
+bursar_keygen(const char *prefix)
+{
+    char pub[BURSAR_KEY_Z85 + 1], err[600];
+    if (bursar_key_write_pair(prefix, pub, err, sizeof err) != 0) {
+        fprintf(stderr, "bursar keygen: %s\n", err);
+        return 1;
+    }
+    printf("%s.key: secret key (mode 0600; give it to this client only)\n"
+           "%s.pub: public key %s\n"
+           "for the allow-list: %s NAME ROLE\n",
+           prefix, prefix, pub, pub);
+    return 0;
 }
 
 /* Runs the command argv[0] with its arguments. */
@@ -720,9 +790,17 @@ main(int argc, char **argv)
     if (!c.endpoint || !*c.endpoint)
         c.endpoint = "tcp://127.0.0.1:7878";
     c.timeout_ms = 5000;
+    c.key = getenv("BURSAR_KEY");
+    c.server_key = getenv("BURSAR_SERVER_KEY");
+    if (c.key && !*c.key)
+        c.key = NULL;
+    if (c.server_key && !*c.server_key)
+        c.server_key = NULL;
     int rc = bursar_parse_global(argc, argv, &c);
     if (rc >= 0)
         return rc;
+    if (argc - optind == 2 && strcmp(argv[optind], "keygen") == 0)
+        return bursar_keygen(argv[optind + 1]);
     if (bursar_connect(&c) != 0) {
         bursar_close(&c);
         return 3;

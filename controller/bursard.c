@@ -25,8 +25,10 @@
 #include <gsl/gsl_errno.h>
 #include <zmq.h>
 
+#include "controller/auth.h"
 #include "controller/cfg.h"
 #include "controller/ctl.h"
+#include "agents/keys.h"
 #include "agents/proto.h"
 #include "controller/store.h"
 #include "controller/util.h"
@@ -273,14 +275,67 @@ bursard_check_state(const char *dir, int quiet)
 typedef struct bursard_msg {
     zmq_msg_t ident;
     int delimiter; /* REQ envelope: an empty frame before the body */
+    int sent;      /* answered before the commit (an early choose) */
     char *reply;
 } bursard_msg_t;
+
+static void bursard_send(void *sock, bursard_msg_t *m);
+
+/* The client of a request frame: with CURVE, the allow-list's entry of
+ * the ZAP handler's User-Id (a client removed from the list since it
+ * connected has none: *reply says so); without, unauthenticated. */
+static int
+bursard_peer(const auth_list_t *auth, int curve, zmq_msg_t *f, ctl_peer_t *p,
+             char **reply)
+{
+    p->name = NULL;
+    p->roles = AUTH_ALL;
+    if (!curve)
+        return 0;
+    const char *uid = zmq_msg_gets(f, "User-Id");
+    const auth_client_t *cl = uid ? auth_find_name(auth, uid) : NULL;
+    if (!cl) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "client \"%.40s\" is not in the allow-list (any more)",
+                 uid ? uid : "");
+        *reply = proto_write_error(NULL, PROTO_E_FORBIDDEN, msg);
+        return -1;
+    }
+    p->name = cl->name;
+    p->roles = cl->roles;
+    return 0;
+}
 
 /* Receives the rest of a message after the identity frame; fills *reply
  * when the message is answered without the controller (bad envelope, too
  * large). Otherwise hands the body to ctl_handle. */
+/* The messages of the batch before m (a batch is an array; m is its
+ * last). */
+typedef struct bursard_batch {
+    bursard_msg_t *msgs;
+    size_t n; /* before m */
+} bursard_batch_t;
+
+/* 1 when a reply to m's peer waits for the commit in this batch: m's
+ * reply must wait too, or a pipelining peer would see replies out of
+ * order. */
+static int
+bursard_held(const bursard_batch_t *b, bursard_msg_t *m)
+{
+    size_t len = zmq_msg_size(&m->ident);
+    for (size_t i = 0; i < b->n; i++) {
+        bursard_msg_t *o = &b->msgs[i];
+        if (!o->sent && zmq_msg_size(&o->ident) == len &&
+            memcmp(zmq_msg_data(&o->ident), zmq_msg_data(&m->ident), len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static void
-bursard_read_body(void *sock, ctl_t *ctl, bursard_msg_t *m, int more)
+bursard_read_body(void *sock, ctl_t *ctl, const auth_list_t *auth, int curve,
+                  const bursard_batch_t *d_batch, bursard_msg_t *m, int more)
 {
     zmq_msg_t f[3];
     int nf = 0, extra = 0;
@@ -313,10 +368,21 @@ bursard_read_body(void *sock, ctl_t *ctl, bursard_msg_t *m, int more)
                                      "JSON object (after the REQ envelope)");
     } else {
         size_t len = zmq_msg_size(&f[body]);
+        ctl_peer_t peer;
+        int early = 0;
         if (len > ctl_cfg(ctl)->max_message_bytes)
             m->reply = ctl_reply_too_large(ctl, len);
-        else
-            m->reply = ctl_handle(ctl, zmq_msg_data(&f[body]), len);
+        else if (bursard_peer(auth, curve, &f[body], &peer, &m->reply) == 0)
+            m->reply =
+                ctl_handle(ctl, zmq_msg_data(&f[body]), len, &peer, &early);
+        if (early && bursard_held(d_batch, m)) /* keep the peer's order */
+            early = 0;
+        if (early) { /* a choose: its token carries the decision */
+            bursard_send(sock, m);
+            free(m->reply);
+            m->reply = NULL;
+            m->sent = 1;
+        }
     }
     for (int i = 0; i < nf; i++)
         zmq_msg_close(&f[i]);
@@ -363,9 +429,144 @@ typedef struct bursard {
     char *eps[CFG_MAX_LISTEN];
     size_t n_eps;
     void *zctx, *sock;
+    void *zap;        /* the ZAP handler's socket (CURVE only) */
+    int curve;        /* 1: clients authenticate with CURVE */
+    auth_list_t auth; /* the allow-list */
     bursard_msg_t *batch;
     size_t cap; /* of batch */
 } bursard_t;
+
+/* 1 for an endpoint that only this machine can reach. */
+static int
+bursard_local_endpoint(const char *ep)
+{
+    static const char *const local[] = {"ipc://", "inproc://",
+                                        "tcp://127.", "tcp://localhost:",
+                                        "tcp://[::1]:"};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        if (strncmp(ep, local[i], strlen(local[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* Refuses an endpoint others can reach without CURVE, unless the
+ * configuration says insecure (then says so at every start). */
+static int
+bursard_check_endpoints(bursard_t *d)
+{
+    const cfg_t *cfg = ctl_cfg(d->ctl);
+    for (size_t i = 0; i < d->n_eps; i++) {
+        if (cfg->curve_secret || bursard_local_endpoint(d->eps[i]))
+            continue;
+        if (!cfg->insecure) {
+            fprintf(stderr,
+                    "bursard: %s is not a loopback or ipc endpoint and CURVE "
+                    "is not configured: anyone who reaches it could steer "
+                    "routing and spend. Configure \"curve\" "
+                    "(docs/security.md), or set \"insecure\": true to "
+                    "serve it unauthenticated; not starting\n",
+                    d->eps[i]);
+            return 1;
+        }
+        fprintf(stderr,
+                "bursard: WARNING: INSECURE: %s is served without "
+                "authentication (\"insecure\": true): anyone who reaches it "
+                "can choose, report outcomes and read stats\n",
+                d->eps[i]);
+    }
+    return 0;
+}
+
+/* Loads the allow-list (at start, and on SIGHUP). Returns 0 or -1. */
+static int
+bursard_load_auth(bursard_t *d)
+{
+    char err[512];
+    auth_list_t nl;
+    if (auth_load(ctl_cfg(d->ctl)->curve_clients, &nl, err, sizeof err)) {
+        fprintf(stderr, "bursard: %s\n", err);
+        return -1;
+    }
+    auth_free(&d->auth);
+    d->auth = nl;
+    if (!d->o.quiet)
+        fprintf(stderr, "bursard: %zu clients in the allow-list %s\n",
+                nl.n, ctl_cfg(d->ctl)->curve_clients);
+    return 0;
+}
+
+/* CURVE server on the ROUTER socket, and the ZAP handler (RFC 27) that
+ * admits the allow-list's keys. Returns 0 or 1. */
+static int
+bursard_curve(bursard_t *d)
+{
+    const cfg_t *cfg = ctl_cfg(d->ctl);
+    if (!cfg->curve_secret)
+        return 0;
+    char sec[BURSAR_KEY_Z85 + 1], err[600];
+    if (bursar_key_load(cfg->curve_secret, 1, sec, err, sizeof err) != 0) {
+        fprintf(stderr, "bursard: curve.secret_key_file: %s\n", err);
+        return 1;
+    }
+    if (bursard_load_auth(d) != 0)
+        return 1;
+    d->zap = zmq_socket(d->zctx, ZMQ_REP);
+    int one = 1;
+    if (zmq_bind(d->zap, "inproc://zeromq.zap.01") != 0 ||
+        zmq_setsockopt(d->sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+        zmq_setsockopt(d->sock, ZMQ_CURVE_SECRETKEY, sec, BURSAR_KEY_Z85) !=
+            0 ||
+        zmq_setsockopt(d->sock, ZMQ_ZAP_DOMAIN, "bursar", 6) != 0) {
+        fprintf(stderr, "bursard: cannot set up CURVE: %s\n",
+                zmq_strerror(zmq_errno()));
+        return 1;
+    }
+    memset(sec, 0, sizeof sec);
+    d->curve = 1;
+    return 0;
+}
+
+/* Answers one ZAP request: 200 with the client's name as User-Id when its
+ * key is in the allow-list, else 400 (the connection gets nothing). */
+static void
+bursard_zap(bursard_t *d)
+{
+    zmq_msg_t f[7];
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, d->zap, 0) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        more = zmq_msg_more(&part);
+        if (n < 7)
+            f[n++] = part;
+        else
+            zmq_msg_close(&part);
+    }
+    /* version, request id, domain, address, identity, mechanism, key */
+    const auth_client_t *cl = NULL;
+    if (n == 7 && zmq_msg_size(&f[5]) == 5 &&
+        memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0 &&
+        zmq_msg_size(&f[6]) == 32)
+        cl = auth_find_key(&d->auth, zmq_msg_data(&f[6]));
+    zmq_send(d->zap, "1.0", 3, ZMQ_SNDMORE);
+    if (n >= 2)
+        zmq_send(d->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]),
+                 ZMQ_SNDMORE);
+    else
+        zmq_send(d->zap, "", 0, ZMQ_SNDMORE);
+    zmq_send(d->zap, cl ? "200" : "400", 3, ZMQ_SNDMORE);
+    const char *text = cl ? "OK" : "key not in the allow-list";
+    zmq_send(d->zap, text, strlen(text), ZMQ_SNDMORE);
+    zmq_send(d->zap, cl ? cl->name : "", cl ? strlen(cl->name) : 0,
+             ZMQ_SNDMORE);
+    zmq_send(d->zap, "", 0, 0);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
+}
 
 /* Loads the configuration, settles the state directory and the
  * endpoints, checks the store's format and opens the controller. Returns
@@ -417,6 +618,8 @@ bursard_bind(bursard_t *d)
     zmq_setsockopt(d->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(d->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(d->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (bursard_check_endpoints(d) != 0 || bursard_curve(d) != 0)
+        return 1;
     for (size_t i = 0; i < d->n_eps; i++) {
         if (zmq_bind(d->sock, d->eps[i]) != 0) {
             fprintf(stderr, "bursard: cannot listen on %s: %s\n", d->eps[i],
@@ -429,8 +632,9 @@ bursard_bind(bursard_t *d)
     fprintf(stderr, "bursard: listening on");
     for (size_t i = 0; i < d->n_eps; i++)
         fprintf(stderr, " %s", d->eps[i]);
-    fprintf(stderr, "; state in %s; %zu buckets, %zu models%s\n", d->state,
+    fprintf(stderr, "; state in %s; %zu buckets, %zu models%s%s\n", d->state,
             ctl_cfg(d->ctl)->n_buckets, ctl_cfg(d->ctl)->n_models,
+            d->curve ? "; CURVE" : "; no authentication",
             d->o.test_clock ? "; test clock" : "");
     return 0;
 }
@@ -456,6 +660,12 @@ bursard_reload(bursard_t *d)
                 "bursard: SIGHUP: configuration reloaded (%zu "
                 "buckets)\n",
                 ctl_cfg(d->ctl)->n_buckets);
+    if (d->curve && !ctl_cfg(d->ctl)->curve_clients)
+        fprintf(stderr, "bursard: SIGHUP: the new configuration has no "
+                        "\"curve\": CURVE stays on until a restart\n");
+    else if (d->curve && bursard_load_auth(d) != 0)
+        fprintf(stderr, "bursard: SIGHUP: the allow-list is invalid "
+                        "(above): keeping the old one\n");
     if (ctl_cfg(d->ctl)->batch_max > d->cap) {
         d->cap = ctl_cfg(d->ctl)->batch_max;
         free(d->batch);
@@ -487,7 +697,8 @@ bursard_receive(bursard_t *d, int brc)
         if (brc)
             bursard_drain(d->sock, m, more);
         else
-            bursard_read_body(d->sock, d->ctl, m, more);
+            bursard_read_body(d->sock, d->ctl, &d->auth, d->curve,
+                              &(bursard_batch_t){d->batch, n}, m, more);
         n++;
     }
     return n;
@@ -504,6 +715,8 @@ bursard_finish(bursard_t *d, size_t n, int brc)
         ctl_sweep(d->ctl);
         int crc = ctl_commit(d->ctl);
         for (size_t i = 0; crc && i < n; i++) {
+            if (d->batch[i].sent)
+                continue;
             char msg[200];
             snprintf(msg, sizeof msg,
                      "the commit failed (%d): nothing of this request was "
@@ -516,7 +729,7 @@ bursard_finish(bursard_t *d, size_t n, int brc)
     for (size_t i = 0; i < n; i++) {
         if (d->batch[i].reply)
             bursard_send(d->sock, &d->batch[i]);
-        else
+        else if (!d->batch[i].sent)
             zmq_msg_close(&d->batch[i].ident);
         free(d->batch[i].reply);
     }
@@ -534,14 +747,20 @@ bursard_loop(bursard_t *d)
             bursard_hup = 0;
             bursard_reload(d);
         }
-        zmq_pollitem_t item = {d->sock, 0, ZMQ_POLLIN, 0};
-        int pr = zmq_poll(&item, 1, 200);
+        zmq_pollitem_t items[2] = {{d->sock, 0, ZMQ_POLLIN, 0},
+                                   {d->zap, 0, ZMQ_POLLIN, 0}};
+        int pr = zmq_poll(items, d->zap ? 2 : 1, 200);
         if (pr < 0 && zmq_errno() == EINTR)
             continue;
         if (pr < 0) {
             fprintf(stderr, "bursard: zmq_poll: %s\n",
                     zmq_strerror(zmq_errno()));
             return 1;
+        }
+        if (d->zap && (items[1].revents & ZMQ_POLLIN)) {
+            bursard_zap(d);
+            if (!(items[0].revents & ZMQ_POLLIN))
+                continue;
         }
         if (pr == 0 && !ctl_sweep_due(d->ctl))
             continue;
@@ -561,6 +780,9 @@ bursard_close(bursard_t *d)
     free(d->batch);
     if (d->sock)
         zmq_close(d->sock);
+    if (d->zap)
+        zmq_close(d->zap);
+    auth_free(&d->auth);
     if (d->zctx)
         zmq_ctx_term(d->zctx);
     ctl_destroy(&d->ctl);

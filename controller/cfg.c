@@ -473,6 +473,14 @@ static const cfg_key_t cfg_keys[] = {
      CFG_GT(0),
      .def = ALLOW_DEF_MAX_COOLDOWN_S,
      .doc = "cap of the doubling cooldown; at least `health.cooldown_s`"},
+    {.path = "health.min_clients",
+     .type = CFG_INTEGER,
+     CFG_C(health_min_clients, unsigned),
+     CFG_IN(1, 1000),
+     .def = 2,
+     .doc = "provider errors from this many distinct clients cool a model "
+            "down for every client; fewer cool it down only for the "
+            "clients that reported them"},
 
     {.path = "latency", .type = CFG_OBJECT},
     {.path = "latency.window_s",
@@ -529,6 +537,74 @@ static const cfg_key_t cfg_keys[] = {
      CFG_IN(256, 64.0 * 1024 * 1024),
      .def = 65536,
      .doc = "larger requests are answered `message_too_large`"},
+    {.path = "limits.max_tokens_in",
+     .type = CFG_NUMBER,
+     CFG_C(max_tokens_in, double),
+     CFG_GT(0),
+     .def = 2e6,
+     .doc = "an outcome reporting more input tokens is refused "
+            "`invalid_value`; with the prices, also the ceiling of a "
+            "reported cost"},
+    {.path = "limits.max_tokens_out",
+     .type = CFG_NUMBER,
+     CFG_C(max_tokens_out, double),
+     CFG_GT(0),
+     .def = 1e6,
+     .doc = "the same for output tokens"},
+    {.path = "limits.max_latency_ms",
+     .type = CFG_NUMBER,
+     CFG_C(max_latency_ms, double),
+     CFG_GT(0),
+     .def = 3.6e6,
+     .doc = "an outcome reporting a longer latency is refused"},
+    {.path = "limits.max_cost_usd",
+     .type = CFG_NUMBER,
+     CFG_C(max_cost_usd, double),
+     CFG_GT(0),
+     .def = 100,
+     .doc = "ceiling of a reported cost for a model without prices"},
+    {.path = "limits.client_rate_per_s",
+     .type = CFG_NUMBER,
+     CFG_C(client_rate_per_s, double),
+     CFG_GE(0),
+     .def = 20000,
+     .doc = "requests per second one client may send (a token bucket); "
+            "above it `rate_limited`; 0: no limit"},
+    {.path = "limits.client_burst",
+     .type = CFG_NUMBER,
+     CFG_C(client_burst, double),
+     CFG_GE(1),
+     .def = 20000,
+     .doc = "the bucket's depth: requests one client may send at once"},
+    {.path = "limits.client_inflight",
+     .type = CFG_INTEGER,
+     CFG_C(client_inflight, size_t),
+     CFG_GE(0),
+     .def = 100000,
+     .doc = "decisions without an outcome one client may hold; above it "
+            "`choose` is `rate_limited`; 0: no limit"},
+
+    {.path = "insecure",
+     .type = CFG_BOOL,
+     CFG_C(insecure, int),
+     .def = 0,
+     .doc = "serve endpoints that are not loopback or ipc without CURVE "
+            "(logged at every start)"},
+    {.path = "curve", .type = CFG_OBJECT},
+    {.path = "curve.secret_key_file",
+     .type = CFG_STRING,
+     CFG_C(curve_secret, char *),
+     .flags = CFG_REQUIRED,
+     CFG_LEN1(4096),
+     .doc = "bursard's secret key (`bursar keygen`; mode 0600): clients "
+            "authenticate with CURVE"},
+    {.path = "curve.clients_file",
+     .type = CFG_STRING,
+     CFG_C(curve_clients, char *),
+     .flags = CFG_REQUIRED,
+     CFG_LEN1(4096),
+     .doc = "the allow-list: one client per line, `PUBLIC-KEY NAME "
+            "ROLE[,ROLE]`; reloaded on SIGHUP"},
 };
 
 #define CFG_N_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -1241,6 +1317,8 @@ cfg_destroy(cfg_t **cp)
     for (size_t i = 0; i < c->n_listen; i++)
         free(c->listen[i]);
     free(c->state_dir);
+    free(c->curve_secret);
+    free(c->curve_clients);
     for (size_t i = 0; i < c->n_models; i++) {
         free(c->models[i].model);
         free(c->models[i].base_url);

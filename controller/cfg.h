@@ -116,6 +116,20 @@ typedef struct cfg {
     size_t batch_max;         /* messages per group commit */
     double retention_s;       /* settled decisions older are pruned */
     size_t max_message_bytes; /* larger requests: message_too_large */
+
+    /* security (docs/security.md) */
+    int insecure;         /* 1: serve a non-loopback endpoint without CURVE */
+    char *curve_secret;   /* curve.secret_key_file, or NULL: no CURVE */
+    char *curve_clients;  /* curve.clients_file (the allow-list) */
+    double max_tokens_in; /* ceilings of one outcome's report */
+    double max_tokens_out;
+    double max_latency_ms;
+    double max_cost_usd;      /* ceiling of a model without prices */
+    double client_rate_per_s; /* requests per second per client; 0: none */
+    double client_burst;      /* requests above the rate, at once */
+    size_t client_inflight;   /* unsettled decisions per client; 0: none */
+    unsigned health_min_clients; /* distinct clients whose provider errors
+                                    cool a model down for everyone */
 } cfg_t;
 
 typedef struct cfg_problems {

@@ -11,6 +11,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "controller/ctl_int.h"
 
+#include <sys/stat.h>
+
+#include <sodium.h>
+
 /* ------------------------------------------------------------------ */
 /* Clock and small helpers                                             */
 
@@ -30,7 +34,7 @@ ctl_cfg(const ctl_t *c)
 unsigned long long
 ctl_decisions(const ctl_t *c)
 {
-    return (unsigned long long)c->seq;
+    return c->n_decisions;
 }
 
 static uint64_t
@@ -321,8 +325,11 @@ ctl_load(ctl_t *c)
         store_get_meta(c->store, txn, "clock", &c->clock_offset,
                        sizeof c->clock_offset);
     now = ctl_now(c);
-    c->seq = 0;
-    store_get_meta(c->store, txn, "seq", &c->seq, sizeof c->seq);
+    /* the stored "seq" is the high-water mark: every id answered so far
+     * is at most it, committed or not */
+    c->hwm = 0;
+    store_get_meta(c->store, txn, "seq", &c->hwm, sizeof c->hwm);
+    c->seq = c->hwm;
 
     policy_params_t pp;
     cfg_policy_params(c->cfg, &pp);
@@ -366,6 +373,7 @@ ctl_load(ctl_t *c)
         if (store_get_health(c->store, txn, c->cfg->models[m].name, &sh) == 0)
             ctl_health_load(&c->health[m], &sh);
     }
+    ctl_clients_load(c, txn);
     store_abort(txn);
     c->meta_dirty = 0;
     c->next_prune = 0;
@@ -389,8 +397,14 @@ ctl_open(ctl_t **out, cfg_t *cfg, const ctl_options_t *opt, char *err,
         cfg_destroy(&cfg);
         return BURSAR_ECONFIG;
     }
+    chmod(opt->state_dir, 0700); /* its files are 0600: store.c, token.c */
     ctl_t *c = bursar_calloc(1, sizeof *c);
     c->cfg = cfg;
+    if (token_key_load(opt->state_dir, c->token_key, err, err_len) != 0) {
+        free(c);
+        cfg_destroy(&cfg);
+        return BURSAR_ESTORE;
+    }
     c->test_clock = opt->test_clock;
     c->clock_start = opt->test_clock ? opt->clock_start : 0;
     int rc = store_open(&c->store, opt->state_dir, cfg->map_size_mb,
@@ -431,6 +445,8 @@ ctl_destroy(ctl_t **cp)
     free(c->ht);
     free(c->health);
     free(c->health_dirty);
+    ctl_clients_free(c);
+    sodium_memzero(c->token_key, sizeof c->token_key);
     store_destroy(&c->store);
     if (c->rng)
         gsl_rng_free(c->rng);
@@ -478,7 +494,7 @@ ctl_flush(ctl_t *c)
                              .mu = c->policy.mu,
                              .decisions = c->policy.decisions};
         store_pacer_t spc = {.version = STORE_VERSION, .pacer = c->pacer};
-        rc = store_put_meta(c->store, c->txn, "seq", &c->seq, sizeof c->seq);
+        rc = store_put_meta(c->store, c->txn, "seq", &c->hwm, sizeof c->hwm);
         if (!rc)
             rc = store_put_meta(c->store, c->txn, "policy", &sp, sizeof sp);
         if (!rc)
@@ -513,6 +529,7 @@ ctl_commit(ctl_t *c)
     }
     c->txn = NULL;
     ctl_clear_dirty(c);
+    c->commit_failed = rc != 0;
     if (rc) {
         fprintf(stderr,
                 "bursard: commit failed (%s): reloading state from the "
@@ -544,8 +561,9 @@ ctl_build_mask(ctl_t *c, ctl_bucket_t *b, const proto_request_t *rq, double now,
         arms[i].health = &c->health[m];
         arms[i].lat = &b->lat[i];
     }
-    return allow_mask(b->pb->n_arms, arms, &c->allow, b->def.latency_slo_ms,
-                      now, c->mask, counts);
+    size_t n = allow_mask(b->pb->n_arms, arms, &c->allow, b->def.latency_slo_ms,
+                          now, c->mask, counts);
+    return ctl_client_mask(c, b, now, n, counts);
 }
 
 void
@@ -555,12 +573,18 @@ ctl_build_request(ctl_t *c, ctl_bucket_t *b, double now, policy_request_t *req)
                   now);
 }
 
+static char *ctl_dispatch(ctl_t *c, const proto_request_t *rq);
+
 char *
-ctl_handle(ctl_t *c, const char *buf, size_t len)
+ctl_handle(ctl_t *c, const char *buf, size_t len, const ctl_peer_t *peer,
+           int *early)
 {
     proto_request_t *rq = &c->request; /* one at a time: reused */
     proto_error_t err;
     char *reply;
+    c->early = 0;
+    if (early)
+        *early = 0;
     if (proto_parse_request(buf, len, rq, &err) != PROTO_OK) {
         reply = proto_write_error(rq->echo, err.code, err.message);
         if (!reply)
@@ -569,6 +593,18 @@ ctl_handle(ctl_t *c, const char *buf, size_t len)
     }
     if (!c->txn)
         return ctl_error(rq, PROTO_E_INTERNAL, "no transaction");
+    if ((reply = ctl_client_admit(c, rq, peer)))
+        return reply;
+    reply = ctl_dispatch(c, rq);
+    if (early)
+        *early = c->early;
+    return reply;
+}
+
+static char *
+ctl_dispatch(ctl_t *c, const proto_request_t *rq)
+{
+    char *reply;
     switch (rq->op) {
     case PROTO_OP_CHOOSE:
         reply = ctl_op_choose(c, rq);

@@ -50,9 +50,21 @@ const cfg_t *ctl_cfg(const ctl_t *c);
 /* Begins a batch's write transaction. Returns 0 or a store error code. */
 int ctl_begin(ctl_t *c);
 
-/* Handles one request frame; returns the reply (caller frees). Must be
- * inside ctl_begin/ctl_commit. Never NULL. */
-char *ctl_handle(ctl_t *c, const char *buf, size_t len);
+/* Who sent a request: the client's name in the allow-list (auth.h) and
+ * its roles (AUTH_*). NULL, or name "", is an unauthenticated client on
+ * an endpoint without CURVE: every role, and no rate limit. */
+typedef struct ctl_peer {
+    const char *name;
+    unsigned roles;
+} ctl_peer_t;
+
+/* Handles one request frame from peer; returns the reply (caller frees).
+ * Must be inside ctl_begin/ctl_commit. Never NULL. *early (may be NULL)
+ * is set to 1 when the reply may be sent before the batch commits: a
+ * choose whose decision travels in its token (feedback rebuilds the
+ * record if the commit is lost). Every other reply waits for the commit. */
+char *ctl_handle(ctl_t *c, const char *buf, size_t len, const ctl_peer_t *peer,
+                 int *early);
 
 /* The reply for a request that was too large to read. */
 char *ctl_reply_too_large(const ctl_t *c, size_t len);

@@ -28,6 +28,8 @@
 #include "agents/proto.h"
 #include "controller/store.h"
 #include "controller/util.h"
+#include "controller/auth.h"
+#include "controller/token.h"
 
 typedef struct ctl_bucket {
     cfg_bucket_t def;    /* from the configuration or the template */
@@ -38,6 +40,28 @@ typedef struct ctl_bucket {
     pacer_t pacer; /* the bucket's own cap, if has_budget */
     int dirty;     /* arms or pacer to write */
 } ctl_bucket_t;
+
+/* A client, known by its name (auth.h; "" = unauthenticated). */
+typedef struct ctl_client {
+    char name[AUTH_NAME_MAX];
+    int idx;               /* in clients */
+    double tokens, t_last; /* its request-rate bucket (monotonic time) */
+    size_t inflight;       /* its pending decisions */
+    health_t *health;      /* per cfg model: its own breakers, NULL until
+                              its first provider error */
+} ctl_client_t;
+
+/* A recent provider error: which client, when (per model, a ring). */
+#define CTL_FAIL_RING 16
+typedef struct ctl_fail {
+    int client; /* index in clients, -1: empty */
+    double t;
+} ctl_fail_t;
+
+/* Ids are issued up to hwm, which is durable before any of them is
+ * answered: after a crash ids restart above it, so no token names two
+ * decisions. It moves up by CTL_HWM_STEP. */
+#define CTL_HWM_STEP 65536
 
 struct ctl {
     cfg_t *cfg;
@@ -51,6 +75,19 @@ struct ctl {
     policy_t policy;
     pacer_t pacer;
     uint64_t seq; /* last decision id */
+    uint64_t hwm; /* durable ("seq" in meta): ids issued are <= hwm */
+    unsigned long long n_decisions; /* since start */
+    uint8_t token_key[TOKEN_KEY_BYTES];
+    int early; /* the reply being built may be sent before the commit */
+    int commit_failed; /* the last commit failed: no early replies until
+                          one succeeds (bounds what a full store loses) */
+    ctl_client_t *peer; /* the client of the request being handled */
+    unsigned peer_roles;
+
+    ctl_client_t **clients; /* every client seen (n_clients, stable) */
+    size_t n_clients, cap_clients;
+    int *client_ht; /* client index + 1, cap_clients * 2 slots */
+    ctl_fail_t *fails; /* CTL_FAIL_RING per cfg model */
     gsl_rng *rng;
 
     size_t n_buckets, cap_buckets;
@@ -89,6 +126,42 @@ void ctl_build_request(ctl_t *c, ctl_bucket_t *b, double now,
                        policy_request_t *req);
 char *ctl_error(const proto_request_t *rq, proto_code_t code, const char *fmt,
                 ...) __attribute__((format(printf, 3, 4)));
+ctl_client_t *ctl_client_get(ctl_t *c, const char *name);
+/* A client's pending decision settled or expired (name from its token or
+ * dext record). */
+void ctl_client_settled(ctl_t *c, const char *name);
+
+/* The flags a token carries: those set at choose. */
+#define CTL_TOKEN_FLAGS                                                        \
+    (STORE_D_EXPLORED | STORE_D_OVER_BUDGET | STORE_D_BUCKET_RES |             \
+     STORE_D_PROBE)
+/* The token of decision d (out: TOKEN_CHARS + 1 bytes); the same every
+ * time for the same record. */
+void ctl_token_make(const ctl_t *c, const store_decision_t *d,
+                    uint64_t offered, const char *client, char *out);
+
+/* ctl_client.c */
+/* Recounts decisions in flight from the store; resets clients' breakers
+ * and the record of provider errors (at every load). */
+void ctl_clients_load(ctl_t *c, MDB_txn *txn);
+void ctl_clients_free(ctl_t *c);
+/* Sets c->peer; returns NULL when peer may send rq now, else the error
+ * reply (forbidden, rate_limited). */
+char *ctl_client_admit(ctl_t *c, const proto_request_t *rq,
+                       const ctl_peer_t *peer);
+/* rate_limited when the peer holds client_inflight decisions, else NULL. */
+char *ctl_client_inflight(ctl_t *c, const proto_request_t *rq);
+/* The client's own breaker of model m, or NULL. */
+health_t *ctl_client_health(ctl_t *c, const ctl_client_t *cl, int m);
+/* Clears from c->mask the arms the peer's own breakers hold back. Returns
+ * the arms still allowed. */
+size_t ctl_client_mask(ctl_t *c, const ctl_bucket_t *b, double now,
+                       size_t allowed, allow_counts_t *counts);
+/* A provider error from client `from` on model m: its own breaker; the
+ * shared one when health.min_clients distinct clients reported errors
+ * within health.cooldown_s (or min_clients is 1). */
+void ctl_client_failure(ctl_t *c, const ctl_client_t *from, int m,
+                        uint64_t id, double now);
 
 /* ctl_ops.c and ctl_view.c: one op each (rq parsed, inside a batch) */
 char *ctl_op_choose(ctl_t *c, const proto_request_t *rq);

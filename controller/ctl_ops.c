@@ -89,7 +89,7 @@ ctl_decision_fill(ctl_t *c, const ctl_bucket_t *b, const policy_choice_t *ch,
 static char *
 ctl_choice_reply(const ctl_t *c, const ctl_bucket_t *b,
                  const proto_request_t *rq, const store_decision_t *d, int arm,
-                 size_t n_order)
+                 size_t n_order, const char *token)
 {
     const char *fb[CFG_MAX_ARMS];
     size_t n_fb = 0;
@@ -99,7 +99,7 @@ ctl_choice_reply(const ctl_t *c, const ctl_bucket_t *b,
             continue;
         fb[n_fb++] = ctl_model_name(c, b->pb->model[a]);
     }
-    proto_choice_t pc = {.decision = d->id,
+    proto_choice_t pc = {.decision = token,
                          .model = d->model,
                          .propensity = d->propensity,
                          .n_fallbacks = n_fb,
@@ -110,11 +110,58 @@ ctl_choice_reply(const ctl_t *c, const ctl_bucket_t *b,
     return proto_write_choice(rq->echo, &pc);
 }
 
+/* The arms the reply offers: the chosen one and its fallbacks. */
+static uint64_t
+ctl_offered(const ctl_t *c, const ctl_bucket_t *b, int arm, size_t n_order)
+{
+    uint64_t set = 1ull << arm;
+    for (size_t k = 0; k < n_order; k++)
+        if (c->order[k] >= 0 && (size_t)c->order[k] < b->pb->n_arms)
+            set |= 1ull << c->order[k];
+    return set;
+}
+
+void
+ctl_token_make(const ctl_t *c, const store_decision_t *d, uint64_t offered,
+               const char *client, char *out)
+{
+    token_t tk = {.id = d->id,
+                  .t = d->t,
+                  .propensity = d->propensity,
+                  .reserved = d->reserved_usd,
+                  .offered = offered,
+                  .flags = d->flags & CTL_TOKEN_FLAGS};
+    snprintf(tk.bucket, sizeof tk.bucket, "%s", d->bucket);
+    snprintf(tk.model, sizeof tk.model, "%s", d->model);
+    snprintf(tk.client, sizeof tk.client, "%s", client);
+    token_encode(c->token_key, &tk, out);
+}
+
+/* Writes the decision's records (decision, pending, dext) and its token. */
+static int
+ctl_decision_put(ctl_t *c, const store_decision_t *d, uint64_t offered,
+                 const char *client, char *token)
+{
+    store_dext_t x = {.version = STORE_VERSION, .offered = offered};
+    snprintf(x.client, sizeof x.client, "%s", client);
+    int rc = store_put_decision(c->store, c->txn, d);
+    if (!rc)
+        rc = store_put_pending(c->store, c->txn, d->id, d->t);
+    if (!rc)
+        rc = store_put_dext(c->store, c->txn, d->id, &x);
+    if (rc || !token)
+        return rc;
+    ctl_token_make(c, d, offered, client, token);
+    return 0;
+}
+
 char *
 ctl_op_choose(ctl_t *c, const proto_request_t *rq)
 {
     double now = ctl_now(c);
-    char *reply = NULL;
+    char *reply = ctl_client_inflight(c, rq);
+    if (reply)
+        return reply;
     size_t bi = 0;
     ctl_bucket_t *b = ctl_bucket_get(c, rq, now, &bi, &reply);
     if (!b)
@@ -144,9 +191,12 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
         d.flags |= STORE_D_PROBE;
         c->health_dirty[ch.model] = 1;
     }
-    int rc = store_put_decision(c->store, c->txn, &d);
-    if (!rc)
-        rc = store_put_pending(c->store, c->txn, d.id, d.t);
+    health_t *own = ctl_client_health(c, c->peer, ch.model);
+    if (own)
+        health_chosen(own, d.id, now);
+    char token[TOKEN_CHARS + 1];
+    int rc = ctl_decision_put(c, &d, ctl_offered(c, b, ch.arm, n_order),
+                              c->peer->name, token);
     if (rc) {
         /* the batch will not commit; memory is reloaded after it */
         ctl_store_rc(c, rc, "put decision");
@@ -154,12 +204,20 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
                          store_strerror(rc));
     }
     c->seq = d.id;
+    c->n_decisions++;
+    c->peer->inflight++;
+    /* The reply may leave before the commit when its id is below the
+     * durable high-water mark; else the mark moves up and the reply waits
+     * for the commit that makes it durable. */
+    c->early = d.id <= c->hwm && !c->commit_failed;
+    if (d.id > c->hwm)
+        c->hwm = d.id + CTL_HWM_STEP;
     pacer_reserve(&c->pacer, d.reserved_usd);
     if (b->has_budget)
         pacer_reserve(&b->pacer, d.reserved_usd);
     ctl_mark_dirty(c, bi);
     c->meta_dirty = 1;
-    return ctl_choice_reply(c, b, rq, &d, ch.arm, n_order);
+    return ctl_choice_reply(c, b, rq, &d, ch.arm, n_order, token);
 }
 
 /* The arm of a decision: bucket in memory and arm index, or -1 when the
@@ -238,15 +296,16 @@ ctl_settle(ctl_t *c, store_decision_t *d, double cost, double now)
 {
     if (d->flags & STORE_D_SETTLED)
         return;
+    double held = (d->flags & STORE_D_REBUILT) ? 0.0 : d->reserved_usd;
     pacer_roll(&c->pacer, now);
-    pacer_settle(&c->pacer, d->reserved_usd, cost);
+    pacer_settle(&c->pacer, held, cost);
     c->meta_dirty = 1;
     if (d->flags & STORE_D_BUCKET_RES) {
         size_t bi;
         ctl_bucket_t *b = ctl_bucket_lookup(c, d->bucket, &bi);
         if (b && b->has_budget) {
             pacer_roll(&b->pacer, now);
-            pacer_settle(&b->pacer, d->reserved_usd, cost);
+            pacer_settle(&b->pacer, held, cost);
             ctl_mark_dirty(c, bi);
         }
     }
@@ -260,11 +319,72 @@ ctl_served(const store_decision_t *d)
     return d->served[0] ? d->served : d->model;
 }
 
-static void ctl_expire(ctl_t *c, store_decision_t *d, double now);
+static void ctl_expire(ctl_t *c, store_decision_t *d, const char *client,
+                       double now);
+static int ctl_decision_arm(ctl_t *c, const char *bucket, const char *model,
+                            ctl_bucket_t **bp, size_t *bi);
+
+/* The ceiling of a reported cost for model m: its price at the token
+ * ceilings, or limits.max_cost_usd for a model without prices. */
+static double
+ctl_cost_ceiling(const ctl_t *c, int m)
+{
+    double p = m >= 0 ? cfg_model_cost(&c->cfg->models[m], c->cfg->max_tokens_in,
+                                       c->cfg->max_tokens_out)
+                      : 0;
+    return p > 0 ? p : c->cfg->max_cost_usd;
+}
+
+/* Checks an outcome's figures against the ceilings and its model against
+ * the models the decision offered, before anything is applied. Returns
+ * NULL or the error reply (invalid_value, unknown_model). */
+static char *
+ctl_check_outcome(ctl_t *c, const proto_request_t *rq, const token_t *tk)
+{
+    const cfg_t *g = c->cfg;
+    if (rq->has_tokens && rq->tokens_in > g->max_tokens_in)
+        return ctl_error(rq, PROTO_E_INVALID_VALUE,
+                         "field \"tokens_in\": %g is above "
+                         "limits.max_tokens_in (%g)",
+                         rq->tokens_in, g->max_tokens_in);
+    if (rq->has_tokens && rq->tokens_out > g->max_tokens_out)
+        return ctl_error(rq, PROTO_E_INVALID_VALUE,
+                         "field \"tokens_out\": %g is above "
+                         "limits.max_tokens_out (%g)",
+                         rq->tokens_out, g->max_tokens_out);
+    if (rq->has_latency && rq->latency_ms > g->max_latency_ms)
+        return ctl_error(rq, PROTO_E_INVALID_VALUE,
+                         "field \"latency_ms\": %g is above "
+                         "limits.max_latency_ms (%g)",
+                         rq->latency_ms, g->max_latency_ms);
+    const char *served = rq->model[0] ? rq->model : tk->model;
+    int m = cfg_model_find(g, served);
+    if (rq->model[0] && strcmp(rq->model, tk->model) != 0) {
+        const ctl_bucket_t *b = ctl_bucket_lookup(c, tk->bucket, NULL);
+        int a = b && m >= 0 ? policy_bucket_find(b->pb, m) : -1;
+        if (a < 0)
+            return ctl_error(rq, PROTO_E_UNKNOWN_MODEL,
+                             "field \"model\": \"%s\" is not a model of "
+                             "bucket \"%s\"",
+                             rq->model, tk->bucket);
+        if (!((tk->offered >> a) & 1))
+            return ctl_error(rq, PROTO_E_INVALID_VALUE,
+                             "field \"model\": \"%s\" was not offered by "
+                             "this decision (neither its model nor one of its "
+                             "fallbacks)",
+                             rq->model);
+    }
+    if (rq->has_cost && rq->cost_usd > ctl_cost_ceiling(c, m))
+        return ctl_error(rq, PROTO_E_INVALID_VALUE,
+                         "field \"cost_usd\": %g is above what \"%s\" can "
+                         "cost (%g USD at limits.max_tokens_in/out)",
+                         rq->cost_usd, served, ctl_cost_ceiling(c, m));
+    return NULL;
+}
 
 static char *
 ctl_op_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
-               double now)
+               const token_t *tk, double now)
 {
     if (d->flags & STORE_D_OUTCOME)
         return NULL; /* duplicate */
@@ -320,8 +440,88 @@ ctl_op_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
     if (m >= 0) {
         health_success(&c->health[m], d->id, d->t);
         c->health_dirty[m] = 1;
+        health_t *own = ctl_client_health(c, ctl_client_get(c, tk->client), m);
+        if (own)
+            health_success(own, d->id, d->t);
     }
     ctl_store_rc(c, store_del_pending(c->store, c->txn, d->id), "del pending");
+    ctl_client_settled(c, tk->client);
+    return NULL;
+}
+
+/* The record of a decision whose token verified but whose record is gone:
+ * lost with an uncommitted batch (a crash, a failed commit) after its
+ * choose was answered. Retention is at least the TTL, so a decision still
+ * within its TTL was never pruned. Its reservation was lost with the
+ * batch: the record says so (STORE_D_REBUILT) and settling books the cost
+ * without releasing anything. */
+static int
+ctl_decision_rebuild(ctl_t *c, const token_t *tk, store_decision_t *d)
+{
+    memset(d, 0, sizeof *d);
+    d->version = STORE_VERSION;
+    d->id = tk->id;
+    d->t = tk->t;
+    d->propensity = tk->propensity;
+    d->reserved_usd = tk->reserved;
+    d->flags = (tk->flags & CTL_TOKEN_FLAGS) | STORE_D_REBUILT;
+    snprintf(d->bucket, sizeof d->bucket, "%s", tk->bucket);
+    snprintf(d->model, sizeof d->model, "%s", tk->model);
+    int rc = ctl_decision_put(c, d, tk->offered, tk->client, NULL);
+    if (rc)
+        return rc;
+    ctl_client_get(c, tk->client)->inflight++;
+    /* the counts the lost batch had made (not the shadow price's step:
+     * it depended on state that is gone) */
+    ctl_bucket_t *b;
+    size_t bi;
+    int a = ctl_decision_arm(c, d->bucket, d->model, &b, &bi);
+    if (a >= 0) {
+        b->pb->arms[a].pulls++;
+        ctl_mark_dirty(c, bi);
+    }
+    c->policy.decisions++;
+    c->meta_dirty = 1;
+    return 0;
+}
+
+/* Verifies the token, its owner and (outcomes) the figures, and finds or
+ * rebuilds the record. Returns NULL with *d filled, or the error reply. */
+static char *
+ctl_feedback_decision(ctl_t *c, const proto_request_t *rq, token_t *tk,
+                      store_decision_t *d, double now)
+{
+    if (token_decode(c->token_key, rq->decision, tk) != 0)
+        return ctl_error(rq, PROTO_E_UNKNOWN_DECISION,
+                         "field \"decision_id\": not a decision of this "
+                         "controller (malformed, altered, or made with "
+                         "another key)");
+    char id[PROTO_ID_LEN + 1];
+    proto_id_format(tk->id, id);
+    if (strcmp(tk->client, c->peer->name) != 0 &&
+        !(c->peer_roles & AUTH_FEEDBACK))
+        return ctl_error(rq, PROTO_E_FORBIDDEN,
+                         "field \"decision_id\": decision %s was issued to "
+                         "another client; client \"%s\" may give feedback "
+                         "only on its own decisions (role feedback: any)",
+                         id, c->peer->name);
+    char *err = NULL;
+    if (rq->kind == PROTO_KIND_OUTCOME &&
+        (err = ctl_check_outcome(c, rq, tk)))
+        return err;
+    int rc = store_get_decision(c->store, c->txn, tk->id, d);
+    if (rc == STORE_NOTFOUND && tk->t + c->cfg->decision_ttl_s <= now)
+        return ctl_error(rq, PROTO_E_DECISION_EXPIRED,
+                         "field \"decision_id\": decision %s is older than "
+                         "decision_ttl_s (%g s) and its record is gone",
+                         id, c->cfg->decision_ttl_s);
+    if (rc == STORE_NOTFOUND)
+        rc = ctl_decision_rebuild(c, tk, d);
+    if (rc) {
+        ctl_store_rc(c, rc, "get decision");
+        return ctl_error(rq, PROTO_E_STORE, "cannot read decision %s: %s", id,
+                         store_strerror(rc));
+    }
     return NULL;
 }
 
@@ -329,29 +529,23 @@ char *
 ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
 {
     double now = ctl_now(c);
-    char id[PROTO_ID_LEN + 1];
-    proto_id_format(rq->decision, id);
+    token_t tk;
     store_decision_t d;
-    int rc = store_get_decision(c->store, c->txn, rq->decision, &d);
-    if (rc == STORE_NOTFOUND)
-        return ctl_error(rq, PROTO_E_UNKNOWN_DECISION,
-                         "field \"decision_id\": no decision %s (never made, "
-                         "or pruned after retention)",
-                         id);
-    if (rc) {
-        ctl_store_rc(c, rc, "get decision");
-        return ctl_error(rq, PROTO_E_STORE, "cannot read decision %s: %s", id,
-                         store_strerror(rc));
-    }
+    char *err = ctl_feedback_decision(c, rq, &tk, &d, now);
+    if (err)
+        return err;
+    char id[PROTO_ID_LEN + 1];
+    proto_id_format(tk.id, id);
     if (!(d.flags & (STORE_D_OUTCOME | STORE_D_EXPIRED)) &&
         d.t + c->cfg->decision_ttl_s <= now) {
         /* past its ttl but not swept yet: expire it now, so that the
          * answer does not depend on when the sweep ran */
-        ctl_expire(c, &d, now);
+        ctl_expire(c, &d, tk.client, now);
         ctl_store_rc(c, store_put_decision(c->store, c->txn, &d),
                      "put decision");
         ctl_store_rc(c, store_del_pending(c->store, c->txn, d.id),
                      "del pending");
+        ctl_client_settled(c, tk.client);
     }
     if (d.flags & STORE_D_EXPIRED)
         return ctl_error(rq, PROTO_E_DECISION_EXPIRED,
@@ -359,12 +553,11 @@ ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
                          "an outcome after %g s",
                          id, c->cfg->decision_ttl_s);
     int dup = 0;
-    char *err = NULL;
     switch (rq->kind) {
     case PROTO_KIND_OUTCOME:
         dup = !!(d.flags & STORE_D_OUTCOME);
         if (!dup)
-            err = ctl_op_outcome(c, rq, &d, now);
+            err = ctl_op_outcome(c, rq, &d, &tk, now);
         break;
     case PROTO_KIND_CORRECTION:
         dup = !!(d.flags & STORE_D_CORRECTION);
@@ -384,10 +577,8 @@ ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
         snprintf(d.error, sizeof d.error, "%.127s",
                  rq->error[0] ? rq->error : "provider error");
         int m = cfg_model_find(c->cfg, d.model);
-        if (m >= 0) {
-            health_failure(&c->health[m], &c->allow.health, d.id, now);
-            c->health_dirty[m] = 1;
-        }
+        if (m >= 0)
+            ctl_client_failure(c, c->peer, m, d.id, now);
         break;
     }
     }
@@ -399,9 +590,9 @@ ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
     return proto_write_ok(rq->echo, 0);
 }
 
-/* Expires one pending decision. */
+/* Expires one pending decision of client. */
 static void
-ctl_expire(ctl_t *c, store_decision_t *d, double now)
+ctl_expire(ctl_t *c, store_decision_t *d, const char *client, double now)
 {
     d->flags |= STORE_D_EXPIRED;
     if (c->cfg->expiry_outcome == CFG_EXPIRY_FAILURE ||
@@ -418,6 +609,9 @@ ctl_expire(ctl_t *c, store_decision_t *d, double now)
     int m = cfg_model_find(c->cfg, d->model);
     if (m >= 0 && health_expired(&c->health[m], d->id))
         c->health_dirty[m] = 1;
+    health_t *own = ctl_client_health(c, ctl_client_get(c, client), m);
+    if (own)
+        health_expired(own, d->id);
 }
 
 int
@@ -449,13 +643,18 @@ ctl_sweep(ctl_t *c)
         if (t + c->cfg->decision_ttl_s > now)
             break;
         store_decision_t d;
+        store_dext_t x;
+        if (store_get_dext(c->store, c->txn, id, &x) != 0)
+            memset(&x, 0, sizeof x);
+        x.client[sizeof x.client - 1] = '\0';
         int rc = store_get_decision(c->store, c->txn, id, &d);
         if (rc == 0 && !(d.flags & (STORE_D_OUTCOME | STORE_D_EXPIRED))) {
-            ctl_expire(c, &d, now);
+            ctl_expire(c, &d, x.client, now);
             ctl_store_rc(c, store_put_decision(c->store, c->txn, &d),
                          "put decision");
         }
         ctl_store_rc(c, store_del_pending(c->store, c->txn, id), "del pending");
+        ctl_client_settled(c, x.client);
         n++;
     }
     /* Retention: at most 1000 settled decisions per second of loop. */
@@ -470,6 +669,8 @@ ctl_sweep(ctl_t *c)
                 break;
             ctl_store_rc(c, store_del_decision(c->store, c->txn, d.id),
                          "del decision");
+            ctl_store_rc(c, store_del_dext(c->store, c->txn, d.id),
+                         "del dext");
         }
     }
     return n;

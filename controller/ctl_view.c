@@ -129,7 +129,7 @@ ctl_op_stats(ctl_t *c, const proto_request_t *rq)
     cJSON_AddStringToObject(po, "name", c->cfg->policy_name);
     cJSON_AddNumberToObject(po, "mu", c->policy.mu);
     cJSON_AddNumberToObject(po, "explore_floor", c->cfg->explore_floor);
-    cJSON_AddNumberToObject(o, "decisions", (double)c->seq);
+    cJSON_AddNumberToObject(o, "decisions", (double)c->policy.decisions);
     pacer_roll(&c->pacer, now);
     cJSON_AddItemToObject(o, "budget", ctl_pacer_json(&c->pacer, now));
     cJSON *bs = cJSON_AddArrayToObject(o, "buckets");
@@ -183,8 +183,8 @@ ctl_op_models(ctl_t *c, const proto_request_t *rq)
                           ? PROTO_PROVIDER_ANTHROPIC
                           : PROTO_PROVIDER_OPENAI;
         bursar_copy_str(e->model, sizeof e->model, m->model);
-        bursar_copy_str(e->base_url, sizeof e->base_url, m->base_url);
-        bursar_copy_str(e->api_key_env, sizeof e->api_key_env, m->api_key_env);
+        /* No base_url nor api_key_env: where a worker sends its keys is
+         * the worker's own configuration (docs/agents.md). */
         e->price_in_per_mtok = m->price_in_per_mtok;
         e->price_out_per_mtok = m->price_out_per_mtok;
         bursar_copy_str(e->health, sizeof e->health,
@@ -205,16 +205,40 @@ typedef struct ctl_export_ctx {
     uint64_t last;
     int more;
     size_t skipped;
+    const ctl_t *c;
+    MDB_txn *txn;
 } ctl_export_ctx_t;
+
+/* The token, client and offered models of d (from its dext record). */
+static void
+ctl_decision_origin(const ctl_t *c, MDB_txn *txn, const store_decision_t *d,
+                    cJSON *o)
+{
+    store_dext_t x;
+    if (store_get_dext(c->store, txn, d->id, &x) != 0)
+        memset(&x, 0, sizeof x);
+    x.client[sizeof x.client - 1] = '\0';
+    char token[TOKEN_CHARS + 1];
+    ctl_token_make(c, d, x.offered, x.client, token);
+    cJSON_AddStringToObject(o, "decision_id", token);
+    cJSON_AddStringToObject(o, "client", x.client);
+    cJSON *off = cJSON_AddArrayToObject(o, "offered");
+    const ctl_bucket_t *b = ctl_bucket_lookup(c, d->bucket, NULL);
+    for (size_t i = 0; b && i < b->pb->n_arms && i < 64; i++)
+        if ((x.offered >> i) & 1)
+            cJSON_AddItemToArray(
+                off, cJSON_CreateString(ctl_model_name(c, b->pb->model[i])));
+}
 
 /* One decision as an export record (docs/protocol.md, "export"). */
 static cJSON *
-ctl_decision_json(const store_decision_t *d)
+ctl_decision_json(const ctl_export_ctx_t *x, const store_decision_t *d)
 {
     char id[PROTO_ID_LEN + 1];
     proto_id_format(d->id, id);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "decision_id", id);
+    ctl_decision_origin(x->c, x->txn, d, o);
+    cJSON_AddStringToObject(o, "seq", id);
     cJSON_AddNumberToObject(o, "time", d->t);
     cJSON_AddStringToObject(o, "bucket", d->bucket);
     cJSON_AddStringToObject(o, "model", d->model);
@@ -258,6 +282,7 @@ ctl_decision_json(const store_decision_t *d)
         cJSON_AddNullToObject(o, "provider_error");
     cJSON_AddBoolToObject(o, "explored", !!(d->flags & STORE_D_EXPLORED));
     cJSON_AddBoolToObject(o, "over_budget", !!(d->flags & STORE_D_OVER_BUDGET));
+    cJSON_AddBoolToObject(o, "rebuilt", !!(d->flags & STORE_D_REBUILT));
     return o;
 }
 
@@ -280,7 +305,7 @@ ctl_export_one(const store_decision_t *d, void *ctx)
         x->more = 1;
         return 1;
     }
-    cJSON_AddItemToArray(x->arr, ctl_decision_json(d));
+    cJSON_AddItemToArray(x->arr, ctl_decision_json(x, d));
     x->n++;
     x->last = d->id;
     return 0;
@@ -292,9 +317,17 @@ ctl_op_export(ctl_t *c, const proto_request_t *rq)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");
     ctl_export_ctx_t x = {rq, cJSON_AddArrayToObject(o, "decisions"), 0, 0, 0,
-                          0};
-    int rc = store_scan_decisions(
-        c->store, c->txn, rq->has_after ? rq->after : 0, ctl_export_one, &x);
+                          0, c, NULL};
+    /* A read-only transaction of its own: export sees what is committed
+     * and holds no page of the batch's write transaction. */
+    MDB_txn *rtxn = NULL;
+    int rc = store_begin(c->store, 1, &rtxn);
+    if (!rc) {
+        x.txn = rtxn;
+        rc = store_scan_decisions(c->store, rtxn, rq->has_after ? rq->after : 0,
+                                  ctl_export_one, &x);
+        store_abort(rtxn);
+    }
     if (rc) {
         cJSON_Delete(o);
         return ctl_error(rq, PROTO_E_STORE, "cannot read decisions: %s",

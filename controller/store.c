@@ -22,11 +22,13 @@ enum {
     S_BPACERS,
     S_HEALTH,
     S_DYN,
+    S_DEXT,
     S_NDB
 };
 
 static const char *const store_db_names[S_NDB] = {
-    "meta", "decisions", "pending", "arms", "bpacers", "health", "dynbuckets"};
+    "meta",   "decisions", "pending",   "arms",
+    "bpacers", "health",   "dynbuckets", "dext"};
 
 struct store {
     MDB_env *env;
@@ -46,7 +48,7 @@ store_lock(const char *dir)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/bursard.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
     struct flock fl;
@@ -100,7 +102,8 @@ store_open_dbs(store_t *s, MDB_txn *txn, int create)
 static void
 store_key_text(int db, const MDB_val *k, char *buf, size_t cap)
 {
-    if ((db == S_DECISIONS || db == S_PENDING) && k->mv_size == 8) {
+    if ((db == S_DECISIONS || db == S_PENDING || db == S_DEXT) &&
+        k->mv_size == 8) {
         unsigned long long id = 0;
         for (int i = 0; i < 8; i++)
             id = (id << 8) | ((const unsigned char *)k->mv_data)[i];
@@ -216,6 +219,7 @@ store_check_records(store_t *s, MDB_txn *txn, store_check_t *chk)
              {S_BPACERS, sizeof(store_pacer_t), STORE_PACER_V1A_SIZE, 1, 0},
              {S_HEALTH, sizeof(store_health_t), 0, 1, 0},
              {S_DECISIONS, sizeof(store_decision_t), 0, 1, 1},
+             {S_DEXT, sizeof(store_dext_t), 0, 1, 1},
              {S_PENDING, sizeof(double), 0, 0, 1}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         int rc = store_check_db(s, txn, t[i].db, chk, t[i].size, t[i].old,
@@ -364,7 +368,7 @@ store_env_new(store_t *s, const char *dir, size_t map_size_mb, unsigned flags)
     if (map_size_mb &&
         (rc = mdb_env_set_mapsize(s->env, map_size_mb * 1024 * 1024)))
         return rc;
-    return mdb_env_open(s->env, dir, flags | MDB_NOTLS, 0644);
+    return mdb_env_open(s->env, dir, flags | MDB_NOTLS, 0600);
 }
 
 int
@@ -422,7 +426,7 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
         goto err;
     if (!(rc = store_open_dbs(s, txn, !readonly)))
         for (int i = 0; i < S_NDB; i++)
-            if (!s->have[i])
+            if (!s->have[i] && i != S_DEXT)
                 rc = MDB_NOTFOUND; /* a reader needs a written store */
     if (rc || (rc = store_settle_format(s, txn))) {
         mdb_txn_abort(txn);
@@ -550,6 +554,60 @@ store_del_decision(store_t *s, MDB_txn *txn, uint64_t id)
     store_id_key(id, k);
     MDB_val key = {8, k};
     return mdb_del(txn, s->db[S_DECISIONS], &key, NULL);
+}
+
+int
+store_put_dext(store_t *s, MDB_txn *txn, uint64_t id, const store_dext_t *x)
+{
+    unsigned char k[8];
+    store_id_key(id, k);
+    return store_put(txn, s->db[S_DEXT], k, 8, x, sizeof *x);
+}
+
+int
+store_get_dext(store_t *s, MDB_txn *txn, uint64_t id, store_dext_t *x)
+{
+    if (!s->have[S_DEXT])
+        return STORE_NOTFOUND;
+    unsigned char k[8];
+    store_id_key(id, k);
+    int rc = store_get(txn, s->db[S_DEXT], k, 8, x, sizeof *x);
+    return store_check_version(rc, x->version);
+}
+
+int
+store_del_dext(store_t *s, MDB_txn *txn, uint64_t id)
+{
+    unsigned char k[8];
+    store_id_key(id, k);
+    MDB_val key = {8, k};
+    int rc = mdb_del(txn, s->db[S_DEXT], &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+store_scan_pending(store_t *s, MDB_txn *txn,
+                   int (*fn)(uint64_t id, double t, void *ctx), void *ctx)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->db[S_PENDING], &c);
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        double t;
+        if (k.mv_size != 8 || v.mv_size != sizeof t) {
+            rc = MDB_BAD_VALSIZE;
+            break;
+        }
+        memcpy(&t, v.mv_data, sizeof t);
+        if (fn(store_key_id(k.mv_data), t, ctx))
+            break;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int

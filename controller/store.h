@@ -14,6 +14,9 @@
  *   bpacers    bucket -> store_pacer_t (per-bucket budget caps)
  *   health     model -> store_health_t
  *   dynbuckets bucket -> (empty): buckets created from the template
+ *   dext       id -> store_dext_t: the client and offered set of a
+ *              decision (added in place: format 1 stores without it
+ *              read as having none)
  *
  * Format. Records are plain structs written as they are (arm_t and
  * pacer_t are POD, policies/arm.h and pacer.h), each beginning with a
@@ -89,6 +92,9 @@ _Static_assert(BURSAR_NAME_MAX <= STORE_NAME_MAX,
 #define STORE_D_LATENCY     0x200u /* latency reported */
 #define STORE_D_APPLIED     0x400u /* a reward is in the posterior */
 #define STORE_D_SETTLED     0x800u /* reservation released */
+#define STORE_D_REBUILT     0x1000u /* rebuilt from its token: the record was
+                                      lost to a crash, and its reservation
+                                      with it (none to release) */
 
 typedef struct store_decision {
     uint8_t version;
@@ -110,6 +116,16 @@ typedef struct store_decision {
     char served[STORE_NAME_MAX]; /* model that served the outcome */
     char error[128];             /* provider error text */
 } store_decision_t;
+
+/* What a decision's token adds to its record (db dext, same key; written
+ * with the decision, pruned with it). An additive database: a store
+ * without it is read as having no such records. */
+typedef struct store_dext {
+    uint8_t version;
+    uint8_t pad[7];
+    uint64_t offered; /* bit i: arm i of the bucket was offered */
+    char client[32];  /* the client it was issued to; "" unauthenticated */
+} store_dext_t;
 
 #define STORE_LAT_RING 32
 
@@ -155,6 +171,7 @@ _Static_assert(sizeof(arm_t) == 80, "arm_t is stored: format change");
 _Static_assert(sizeof(pacer_t) == 72, "pacer_t is stored: format change");
 _Static_assert(sizeof(store_decision_t) == 416, "format change");
 _Static_assert(sizeof(store_arm_t) == 616, "format change");
+_Static_assert(sizeof(store_dext_t) == 48, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");
 _Static_assert(sizeof(store_pacer_t) == 80, "format change");
@@ -205,7 +222,16 @@ int store_get_decision(store_t *s, MDB_txn *txn, uint64_t id,
                        store_decision_t *d);
 int store_del_decision(store_t *s, MDB_txn *txn, uint64_t id);
 
+int store_put_dext(store_t *s, MDB_txn *txn, uint64_t id,
+                   const store_dext_t *x);
+int store_get_dext(store_t *s, MDB_txn *txn, uint64_t id, store_dext_t *x);
+int store_del_dext(store_t *s, MDB_txn *txn, uint64_t id);
+
 int store_put_pending(store_t *s, MDB_txn *txn, uint64_t id, double t);
+/* Calls fn for every pending decision, oldest first, until it returns
+ * non-zero. */
+int store_scan_pending(store_t *s, MDB_txn *txn,
+                       int (*fn)(uint64_t id, double t, void *ctx), void *ctx);
 int store_del_pending(store_t *s, MDB_txn *txn, uint64_t id);
 /* The oldest pending decision. */
 int store_oldest_pending(store_t *s, MDB_txn *txn, uint64_t *id, double *t);

@@ -35,14 +35,14 @@ util_mkdirs(const char *path)
     for (char *s = p + 1; *s; s++) {
         if (*s == '/') {
             *s = '\0';
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            if (mkdir(p, 0700) != 0 && errno != EEXIST) {
                 free(p);
                 return -1;
             }
             *s = '/';
         }
     }
-    int rc = mkdir(p, 0755);
+    int rc = mkdir(p, 0700);
     free(p);
     return (rc == 0 || errno == EEXIST) ? 0 : -1;
 }

@@ -12,7 +12,7 @@
 set -euo pipefail
 
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
-      libcurl4-openssl-dev libcmocka-dev)
+      libcurl4-openssl-dev libcmocka-dev libsodium-dev)
 # command package
 cmds=(
     "cmake cmake"

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 #include <zmq.h>
 
+#include "agents/proto.h"
 #include "tests/harness.h"
 
 #define MODELS                                                                 \
@@ -44,7 +45,7 @@
     "\"explore_floor\":0.05,\"decision_ttl_s\":60,"                            \
     "\"health\":{\"failures\":2,\"cooldown_s\":10,\"max_cooldown_s\":100},"    \
     "\"latency\":{\"window_s\":60,\"min_samples\":3},"                         \
-    "\"limits\":{\"max_message_bytes\":4096},"                                 \
+    "\"limits\":{\"max_message_bytes\":4096,\"max_tokens_in\":1e7},"           \
     "\"policy\":{\"name\":\"ts-budget\",\"seed\":7}"
 
 static const char *const config_main =
@@ -135,8 +136,10 @@ test_ping_models(void **state)
     assert_string_equal(th_str(m, "name"), "a");
     assert_string_equal(th_str(m, "provider"), "openai");
     assert_string_equal(th_str(m, "model"), "a-1");
-    assert_string_equal(th_str(m, "base_url"), "http://localhost:9/v1");
-    assert_string_equal(th_str(m, "api_key_env"), "A_KEY");
+    /* where a model is called and with which key is the agent's own
+     * configuration's business, never the controller's */
+    assert_null(cJSON_GetObjectItem(m, "base_url"));
+    assert_null(cJSON_GetObjectItem(m, "api_key_env"));
     assert_true(th_num(m, "price_in_per_mtok") == 1);
     assert_true(th_num(m, "price_out_per_mtok") == 2);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r, "models")), 4);
@@ -149,7 +152,7 @@ test_choose(void **state)
     fx_t *f = *state;
     cJSON *r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"code\"}");
     const char *id = th_str(r, "decision_id");
-    assert_int_equal(strlen(id), 16);
+    assert_true(proto_token_valid(id) && strlen(id) > 40);
     const char *m = th_str(r, "model");
     assert_true(strcmp(m, "a") == 0 || strcmp(m, "b") == 0 ||
                 strcmp(m, "c") == 0);
@@ -190,7 +193,7 @@ test_error_codes(void **state)
     th_expect_error(f->c, "missing_field", "{\"op\":\"choose\"}");
     th_expect_error(f->c, "wrong_type", "{\"op\":\"choose\",\"bucket\":1}");
     th_expect_error(f->c, "invalid_value",
-                    "{\"op\":\"feedback\",\"decision_id\":\"xyz\","
+                    "{\"op\":\"feedback\",\"decision_id\":\"x/z\","
                     "\"kind\":\"outcome\",\"success\":true}");
     th_expect_error(f->c, "unknown_op", "{\"op\":\"launch\"}");
     th_expect_error(f->c, "unknown_bucket",
@@ -686,7 +689,7 @@ test_restart(void **state)
     for (int i = 0; i < 120; i++) {
         cJSON *r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"%s\"}",
                          buckets[i % 3]);
-        char id[17];
+        char id[400];
         snprintf(id, sizeof id, "%s", th_str(r, "decision_id"));
         cJSON_Delete(r);
         int k = rand() % 5;
@@ -848,10 +851,10 @@ test_cli(void **state)
 /* Sends n requests over one DEALER socket before reading any reply (the
  * daemon commits them in batches), then reads the n replies in order.
  * Request i is fmt with arg[i] (or i when arg is NULL). With ids, the
- * decision_id of reply i goes to ids[i] (17 bytes each). */
+ * decision_id of reply i goes to ids[i] (400 bytes each). */
 static void
-pipeline(const char *endpoint, int n, const char *fmt, char (*arg)[17],
-         char (*ids)[17])
+pipeline(const char *endpoint, int n, const char *fmt, char (*arg)[400],
+         char (*ids)[400])
 {
     void *s = zmq_socket(th_zctx(), ZMQ_DEALER);
     int t = 30000, linger = 0, hwm = 0;
@@ -873,7 +876,7 @@ pipeline(const char *endpoint, int n, const char *fmt, char (*arg)[17],
         if (!cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")))
             fail_msg("request %d: %.*s", i, len, buf);
         if (ids)
-            snprintf(ids[i], 17, "%s", th_str(r, "decision_id"));
+            snprintf(ids[i], 400, "%s", th_str(r, "decision_id"));
         cJSON_Delete(r);
     }
     zmq_close(s);
@@ -885,7 +888,7 @@ static void
 drive_arm(const char *endpoint, const char *bucket, int succ, int fail)
 {
     int n = succ + fail;
-    char(*ids)[17] = calloc((size_t)n, sizeof *ids);
+    char(*ids)[400] = calloc((size_t)n, sizeof *ids);
     char fmt[128];
     snprintf(fmt, sizeof fmt,
              "{\"op\":\"choose\",\"bucket\":\"%s\",\"id\":%%d}", bucket);
@@ -1069,13 +1072,19 @@ test_store_full(void **state)
     assert_true(full);
     assert_true(ok > 100);
     cJSON_Delete(th_ok(c, "{\"op\":\"ping\"}"));
-    /* memory was reloaded from the store: it holds exactly the
-     * acknowledged decisions */
+    /* memory was reloaded from the store: it holds the acknowledged
+     * decisions but those answered before a commit that failed (their
+     * tokens carry them). After a failed commit the next choose waits for
+     * its commit, so each failed commit loses at most one batch: here one
+     * request of this REQ client, and the store fails only a few commits
+     * before it refuses a write outright */
     cJSON *s = th_ok(c, "{\"op\":\"stats\"}");
-    assert_true(th_num(s, "decisions") == ok);
+    double made = th_num(s, "decisions");
+    if (!(made <= ok && made >= ok - 16))
+        fail_msg("%g decisions recorded, %d acknowledged", made, ok);
     assert_true(th_num(th_arm(s, "code", "a"), "pulls") +
                     th_num(th_arm(s, "code", "b"), "pulls") ==
-                ok);
+                made);
     cJSON_Delete(s);
     th_client_destroy(&c);
     assert_int_equal(th_stop(&d), 0);

@@ -79,7 +79,7 @@ test_parse_ok(void **state)
                            &rq, &err),
                      PROTO_OK);
     assert_int_equal(rq.kind, PROTO_KIND_OUTCOME);
-    assert_true(rq.decision == 42);
+    assert_string_equal(rq.decision, "000000000000002a");
     assert_true(rq.has_reward && rq.reward == 1.0 && rq.has_success);
     assert_true(rq.has_tokens && rq.tokens_in == 10 && rq.tokens_out == 5);
     assert_true(rq.has_latency && rq.latency_ms == 120);
@@ -133,7 +133,7 @@ test_parse_errors(void **state)
                 PROTO_E_MISSING_FIELD, "\"decision_id\"");
     expect_code("{\"op\":\"feedback\",\"decision_id\":12}", PROTO_E_WRONG_TYPE,
                 "\"decision_id\"");
-    expect_code("{\"op\":\"feedback\",\"decision_id\":\"12\"}",
+    expect_code("{\"op\":\"feedback\",\"decision_id\":\"12/3\"}",
                 PROTO_E_INVALID_VALUE, "\"decision_id\"");
     const char *d = "\"decision_id\":\"0000000000000001\"";
     char buf[512];
@@ -197,7 +197,7 @@ test_replies(void **state)
     free(s);
 
     const char *fb[] = {"b", "c\"q"};
-    proto_choice_t ch = {.decision = 5,
+    proto_choice_t ch = {.decision = "tok-5_A",
                          .model = "a",
                          .propensity = 0.625,
                          .n_fallbacks = 2,
@@ -209,7 +209,7 @@ test_replies(void **state)
     assert_int_equal(proto_parse_reply(s, strlen(s), PROTO_OP_CHOOSE, &r, &err),
                      PROTO_OK);
     assert_true(r.ok);
-    assert_true(r.decision == 5);
+    assert_string_equal(r.decision, "tok-5_A");
     assert_string_equal(r.model, "a");
     assert_true(r.propensity == 0.625);
     assert_int_equal(r.n_fallbacks, 2);
@@ -313,7 +313,7 @@ test_reply_errors(void **state)
         snprintf(store[i], sizeof store[i], "m%d", i);
         names[i] = store[i];
     }
-    proto_choice_t ch = {.decision = 1,
+    proto_choice_t ch = {.decision = "t1",
                          .model = "a",
                          .propensity = 0.5,
                          .n_fallbacks = PROTO_MAX_FALLBACK,
@@ -415,7 +415,7 @@ test_client_round_trip(void **state)
     assert_string_equal(rq.exclude[0], "gpt-4o");
     free(s);
 
-    proto_feedback_t f = {.decision = 99,
+    proto_feedback_t f = {.decision = "t99",
                           .kind = PROTO_KIND_OUTCOME,
                           .has_reward = 1,
                           .reward = 0.5,
@@ -425,11 +425,12 @@ test_client_round_trip(void **state)
                           .latency_ms = 33};
     s = proto_format_feedback(&f);
     assert_int_equal(parse(s, &rq, &err), PROTO_OK);
-    assert_true(rq.decision == 99 && rq.reward == 0.5 && rq.cost_usd == 0.125 &&
+    assert_string_equal(rq.decision, "t99");
+    assert_true(rq.reward == 0.5 && rq.cost_usd == 0.125 &&
                 rq.latency_ms == 33);
     free(s);
     proto_feedback_t g = {
-        .decision = 1, .kind = PROTO_KIND_PROVIDER_ERROR, .error = "timeout"};
+        .decision = "t1", .kind = PROTO_KIND_PROVIDER_ERROR, .error = "timeout"};
     s = proto_format_feedback(&g);
     assert_int_equal(parse(s, &rq, &err), PROTO_OK);
     assert_int_equal(rq.kind, PROTO_KIND_PROVIDER_ERROR);

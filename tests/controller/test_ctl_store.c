@@ -258,11 +258,22 @@ expect_state_read(th_daemon_t *d)
     const cJSON *bb = cJSON_GetObjectItem(th_bucket(s, "code"), "budget");
     assert_true(th_num(bb, "spent_usd") == SPENT);
     cJSON_Delete(s);
-    /* the open decision is there: its outcome lands on its arm */
+    /* the open decision is there, and export gives its token (a
+     * release before tokens gave out sequence ids): its outcome lands on
+     * its arm */
+    cJSON *e = th_ok(c, "{\"op\":\"export\"}");
+    char seq[17], token[400] = "";
+    snprintf(seq, sizeof seq, "%016x", N_DECIDED);
+    const cJSON *rec;
+    cJSON_ArrayForEach(rec, cJSON_GetObjectItem(e, "decisions"))
+    if (strcmp(th_str(rec, "seq"), seq) == 0)
+        snprintf(token, sizeof token, "%s", th_str(rec, "decision_id"));
+    cJSON_Delete(e);
+    assert_true(token[0]);
     cJSON_Delete(th_ok(c,
                        "{\"op\":\"feedback\",\"decision_id\":"
-                       "\"%016x\",\"kind\":\"outcome\",\"success\":true}",
-                       N_DECIDED));
+                       "\"%s\",\"kind\":\"outcome\",\"success\":true}",
+                       token));
     s = th_ok(c, "{\"op\":\"stats\"}");
     assert_true(th_num(th_arm(s, "code", "a"), "alpha") == 42);
     cJSON_Delete(s);

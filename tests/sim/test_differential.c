@@ -172,7 +172,7 @@ typedef struct diff_run {
     th_client_t *cl;
     diff_sim_t sim;
     engine_decision_t dec[DIFF_MAXDEC]; /* the engine's, by step */
-    char ids[DIFF_MAXDEC][24];          /* bursard's decision ids */
+    char ids[DIFF_MAXDEC][400];         /* bursard's decision ids */
     int open[DIFF_MAXDEC];              /* has a decision to report */
     int fallback[DIFF_MAXDEC];          /* its first fallback arm, or -1 */
     double now;
