@@ -26,6 +26,7 @@
 
 #include "agents/autil.h"
 #include "agents/bursar.h"
+#include "agents/provider.h"
 #include "agents/runreport.h"
 #include "agents/runner.h"
 
@@ -40,35 +41,41 @@ static void
 usage(FILE *f)
 {
     fprintf(
-        f, "usage: bursar-agent --controller ENDPOINT [options] [TASKS.jsonl]\n"
-           "  tasks: one JSON object per line: {\"id\":..,\"bucket\":..,\n"
-           "         \"messages\":[..]} or \"prompt\":\"..\", optional "
-           "\"validate\"\n"
-           "options:\n"
-           "  --config FILE            agent configuration (docs/agents.md)\n"
-           "  --simulate SCENARIO      simulated providers (no API calls)\n"
-           "  --spool PATH             feedback spool (default "
-           "bursar-agent.spool)\n"
-           "  --fallback-model NAME    model when the controller is away\n"
-           "  --models FILE            provider details if the controller is\n"
-           "                           away at start ({\"models\":{..}})\n"
-           "  --concurrency N          tasks in flight (default 8)\n"
-           "  --escalations N          after validation failures (default "
-           "2)\n"
-           "  --provider-timeout-ms N  per HTTP attempt (default 60000)\n"
-           "  --attempts N             HTTP attempts per call (default 3)\n"
-           "  --backoff-ms N           first retry backoff (default 250)\n"
-           "  --retry-after-max-ms N   longest Retry-After honoured (30000)\n"
-           "  --ctl-timeout-ms N       controller request timeout (1000)\n"
-           "  --ctl-backoff-max-ms N   longest wait before probing an absent\n"
-           "                           controller again (5000)\n"
-           "  --drain-ms N             time to replay the spool at the end\n"
-           "                           (default 10000)\n"
-           "  --report                 a readable summary on stderr at the "
-           "end\n"
-           "  --quiet                  no progress lines\n"
-           "  -h, --help               this text\n"
-           "  --version                the version\n");
+        f,
+        "usage: bursar-agent --controller ENDPOINT [options] [TASKS.jsonl]\n"
+        "  tasks: one JSON object per line: {\"id\":..,\"bucket\":..,\n"
+        "         \"messages\":[..]} or \"prompt\":\"..\", optional "
+        "\"validate\"\n"
+        "options:\n"
+        "  --config FILE            agent configuration (docs/agents.md)\n"
+        "  --simulate SCENARIO      simulated providers (no API calls)\n"
+        "  --spool PATH             feedback spool (default "
+        "bursar-agent.spool)\n"
+        "  --fallback-model NAME    model when the controller is away\n"
+        "  --models FILE            the models' endpoints and key variables\n"
+        "                           ({\"models\":{..}}; replaces the\n"
+        "                           configuration's \"models\")\n"
+        "  --key SPEC               this agent's CURVE secret key (40 Z85\n"
+        "                           characters or a key file; BURSAR_KEY)\n"
+        "  --server-key SPEC        the controller's CURVE public key\n"
+        "                           (BURSAR_SERVER_KEY)\n"
+        "  --concurrency N          tasks in flight (default 8)\n"
+        "  --escalations N          after validation failures (default "
+        "2)\n"
+        "  --provider-timeout-ms N  per HTTP attempt (default 60000)\n"
+        "  --attempts N             HTTP attempts per call (default 3)\n"
+        "  --backoff-ms N           first retry backoff (default 250)\n"
+        "  --retry-after-max-ms N   longest Retry-After honoured (30000)\n"
+        "  --ctl-timeout-ms N       controller request timeout (1000)\n"
+        "  --ctl-backoff-max-ms N   longest wait before probing an absent\n"
+        "                           controller again (5000)\n"
+        "  --drain-ms N             time to replay the spool at the end\n"
+        "                           (default 10000)\n"
+        "  --report                 a readable summary on stderr at the "
+        "end\n"
+        "  --quiet                  no progress lines\n"
+        "  -h, --help               this text\n"
+        "  --version                the version\n");
 }
 
 /* ------------------------------------------------------------ options */
@@ -80,6 +87,8 @@ typedef struct agent_opts {
     const char *spool;       /* --spool, else configuration, else default */
     const char *fallback;    /* --fallback-model, else configuration */
     const char *models_path; /* --models */
+    const char *key;         /* --key, else $BURSAR_KEY, else curve */
+    const char *server_key;  /* --server-key, else $BURSAR_SERVER_KEY */
     const char *tasks_path;  /* NULL: the scenario's tasks, or stdin */
     /* numbers: -1 when not given (the configuration's or the default) */
     long concurrency, escalations;
@@ -97,6 +106,8 @@ enum agent_opt {
     AO_SPOOL,
     AO_FALLBACK,
     AO_MODELS,
+    AO_KEY,
+    AO_SERVER_KEY,
     AO_CONCURRENCY,
     AO_ESCALATIONS,
     AO_PROV_TIMEOUT,
@@ -118,6 +129,8 @@ static const struct option agent_options[] = {
     {"spool", required_argument, NULL, AO_SPOOL},
     {"fallback-model", required_argument, NULL, AO_FALLBACK},
     {"models", required_argument, NULL, AO_MODELS},
+    {"key", required_argument, NULL, AO_KEY},
+    {"server-key", required_argument, NULL, AO_SERVER_KEY},
     {"concurrency", required_argument, NULL, AO_CONCURRENCY},
     {"escalations", required_argument, NULL, AO_ESCALATIONS},
     {"provider-timeout-ms", required_argument, NULL, AO_PROV_TIMEOUT},
@@ -160,6 +173,10 @@ agent_str_opt(agent_opts_t *o, int c)
         return &o->fallback;
     case AO_MODELS:
         return &o->models_path;
+    case AO_KEY:
+        return &o->key;
+    case AO_SERVER_KEY:
+        return &o->server_key;
     }
     return NULL;
 }
@@ -287,13 +304,14 @@ agent_parse(int argc, char **argv, agent_opts_t *o)
 /* ------------------------------------------------------ configuration */
 
 /* The keys of the agent configuration (docs/agents.md) and the JSON type
- * of each. The members of "provider" are checked here too; "routing" is
- * route_parse's, "validators" holds specs validator_parse reads per task.
- * Anything else is an error naming its path: a misspelt key must not
- * silently leave a default in place. */
+ * of each. The members of "provider" and "curve" are checked here too;
+ * "routing" is route_parse's, "validators" holds specs validator_parse
+ * reads per task, "models" is the codec's (an object or an array, as in
+ * a --models file). Anything else is an error naming its path: a
+ * misspelt key must not silently leave a default in place. */
 static const struct agent_key {
     const char *path;
-    int type;    /* cJSON_String, cJSON_Number or cJSON_Object */
+    int type;    /* cJSON_String, cJSON_Number, cJSON_Object; 0: any */
     int members; /* an object whose members are in this table */
 } agent_keys[] = {
     {"controller", cJSON_String, 0},
@@ -314,6 +332,10 @@ static const struct agent_key {
     {"provider.max_tokens", cJSON_Number, 0},
     {"routing", cJSON_Object, 0},
     {"validators", cJSON_Object, 0},
+    {"models", 0, 0},
+    {"curve", cJSON_Object, 1},
+    {"curve.secret_key", cJSON_String, 0},
+    {"curve.server_key", cJSON_String, 0},
 };
 
 /* Checks the members of o (at prefix, "" for the top) against agent_keys.
@@ -336,7 +358,7 @@ agent_check_keys(const cJSON *o, const char *prefix, char *err, size_t cap)
             return -1;
         }
         const struct agent_key *k = &agent_keys[i];
-        if ((m->type & 0xFF) != k->type) {
+        if (k->type && (m->type & 0xFF) != k->type) {
             snprintf(err, cap, "%s: must be %s, got %s", path,
                      k->type == cJSON_String   ? "a string"
                      : k->type == cJSON_Number ? "a number"
@@ -373,8 +395,11 @@ typedef struct agent {
     route_t *route;
     bursar_opts_t bo;
     bursar_t *client;
-    bursar_model_t *models; /* provider details */
+    bursar_model_t *models; /* the run's models (agent_models) */
     size_t n_models;
+    bursar_model_t *own; /* the agent's own table, or NULL */
+    size_t n_own;
+    const char *own_src; /* where it came from: --models or --config */
     runreport_t *report; /* --report, or NULL */
     runner_t *run;
 } agent_t;
@@ -402,8 +427,73 @@ agent_read_config(agent_t *a)
     return AGENT_GO_ON;
 }
 
-/* The configuration, what it fills in of the options, the routing rules
- * and the scenario. */
+/* ------------------------------------------------ the agent's own models */
+
+/* The agent's own models table: text ({"models":...}) from src, read by
+ * the codec, every base_url checked (prov_url_check); obj: "models" is an
+ * object keyed by name (else an array), for the path in a message. */
+static int
+agent_own_table(agent_t *a, const char *src, const char *text, size_t len,
+                int obj)
+{
+    proto_error_t err;
+    if (proto_parse_models(text, len, NULL, &a->own, &a->n_own, &err) !=
+        PROTO_OK) {
+        fprintf(stderr, "bursar-agent: %s: %s\n", src, err.message);
+        return 1;
+    }
+    for (size_t i = 0; i < a->n_own; i++) {
+        char why[160];
+        if (prov_url_check(a->own[i].base_url, NULL, why, sizeof why) == 0)
+            continue;
+        if (obj)
+            fprintf(stderr, "bursar-agent: %s: models.%s.base_url: %s\n", src,
+                    a->own[i].name, why);
+        else
+            fprintf(stderr, "bursar-agent: %s: models[%zu].base_url: %s\n", src,
+                    i, why);
+        return 1;
+    }
+    a->own_src = src;
+    return AGENT_GO_ON;
+}
+
+/* Where each model's calls go and which variable holds its key: --models
+ * FILE, else the configuration's "models"; never the controller's word. */
+static int
+agent_own_models(agent_t *a)
+{
+    const char *path = a->o.models_path;
+    if (path) {
+        char *s = NULL;
+        size_t len = 0;
+        if (bursar_read_file(path, &s, &len) != 0) {
+            fprintf(stderr, "bursar-agent: %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+        cJSON *root = cJSON_ParseWithLength(s, len);
+        int obj =
+            cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "models"));
+        cJSON_Delete(root);
+        int rc = agent_own_table(a, path, s, len, obj);
+        free(s);
+        return rc;
+    }
+    cJSON *ms = cJSON_GetObjectItemCaseSensitive(a->cfg, "models");
+    if (!ms)
+        return AGENT_GO_ON;
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddItemReferenceToObject(w, "models", ms);
+    char *s = cJSON_PrintUnformatted(w);
+    cJSON_Delete(w);
+    int rc =
+        agent_own_table(a, a->o.config_path, s, strlen(s), cJSON_IsObject(ms));
+    free(s);
+    return rc;
+}
+
+/* The configuration, what it fills in of the options, the routing rules,
+ * the scenario and the agent's own models table. */
 static int
 agent_configure(agent_t *a)
 {
@@ -435,7 +525,7 @@ agent_configure(agent_t *a)
         fprintf(stderr, "bursar-agent: %s: %s\n", o->config_path, err);
         return 1;
     }
-    return AGENT_GO_ON;
+    return agent_own_models(a);
 }
 
 /* ---------------------------------------------- the client and models */
@@ -452,12 +542,28 @@ static int
 agent_client(agent_t *a)
 {
     bursar_destroy(&a->client);
-    if (bursar_new(&a->client, &a->bo) != 0) {
-        fprintf(stderr, "bursar-agent: cannot create the client for %s\n",
-                a->o.endpoint);
+    char err[256];
+    if (bursar_new_err(&a->client, &a->bo, err, sizeof err) != 0) {
+        fprintf(stderr, "bursar-agent: cannot create the client for %s: %s\n",
+                a->o.endpoint, err[0] ? err : "(no reason given)");
         return 1;
     }
     return AGENT_GO_ON;
+}
+
+/* A CURVE key spec: the option, else the environment variable (when not
+ * empty), else the configuration's "curve" member, else NULL. */
+static const char *
+agent_key_spec(const agent_t *a, const char *opt, const char *env,
+               const char *member)
+{
+    const char *e = getenv(env);
+    if (opt)
+        return opt;
+    if (e && *e)
+        return e;
+    return agent_cfg_str(cJSON_GetObjectItemCaseSensitive(a->cfg, "curve"),
+                         member);
 }
 
 static void
@@ -481,51 +587,82 @@ agent_client_opts(agent_t *a)
                                   bo->backoff_max_ms));
     if (bo->backoff_ms > bo->backoff_max_ms)
         bo->backoff_ms = bo->backoff_max_ms;
+    bo->secret_key = agent_key_spec(a, o->key, "BURSAR_KEY", "secret_key");
+    bo->server_key =
+        agent_key_spec(a, o->server_key, "BURSAR_SERVER_KEY", "server_key");
 }
 
-/* Provider details from --models FILE: a models table (proto.h). */
-static int
-agent_models_file(agent_t *a)
+/* The agent's own entry for name, or NULL. */
+static const bursar_model_t *
+agent_own_find(const agent_t *a, const char *name)
 {
-    const char *path = a->o.models_path;
-    char *s = NULL;
-    size_t len = 0;
-    if (bursar_read_file(path, &s, &len) != 0) {
-        fprintf(stderr, "bursar-agent: %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    proto_error_t err;
-    proto_code_t rc =
-        proto_parse_models(s, len, NULL, &a->models, &a->n_models, &err);
-    free(s);
-    if (rc != PROTO_OK) {
-        fprintf(stderr, "bursar-agent: %s: %s\n", path, err.message);
-        return 1;
-    }
-    return AGENT_GO_ON;
+    for (size_t i = 0; i < a->n_own; i++)
+        if (strcmp(a->own[i].name, name) == 0)
+            return &a->own[i];
+    return NULL;
 }
 
-/* Provider details: from the controller (waiting a little for it), else
- * from --models; in simulation the scenario may do without. */
+/* The run's models: the controller's, in its order, each with the
+ * agent's own provider, model id, base_url and api_key_env when its table
+ * describes the model (else the provider's public API and conventional
+ * key variable) and the controller's prices and health (its budget is
+ * kept in them); then the table's models the controller does not list. */
+static void
+agent_merge(agent_t *a, const bursar_model_t *ctl, size_t n_ctl)
+{
+    a->models = bursar_calloc(n_ctl + a->n_own + 1, sizeof *a->models);
+    size_t n = 0;
+    for (size_t i = 0; i < n_ctl; i++) {
+        bursar_model_t *m = &a->models[n++];
+        const bursar_model_t *own = agent_own_find(a, ctl[i].name);
+        *m = own ? *own : ctl[i];
+        if (own) {
+            m->price_in_per_mtok = ctl[i].price_in_per_mtok;
+            m->price_out_per_mtok = ctl[i].price_out_per_mtok;
+            bursar_copy_str(m->health, sizeof m->health, ctl[i].health);
+            continue;
+        }
+        prov_default_endpoint(m);
+        if (!a->o.quiet && !a->sim)
+            fprintf(stderr,
+                    "bursar-agent: model %s is not in the agent's models "
+                    "table: calling %s with $%s\n",
+                    m->name, m->base_url, m->api_key_env);
+    }
+    for (size_t i = 0; i < a->n_own; i++) {
+        int listed = 0;
+        for (size_t k = 0; k < n_ctl && !listed; k++)
+            listed = strcmp(ctl[k].name, a->own[i].name) == 0;
+        if (!listed)
+            a->models[n++] = a->own[i];
+    }
+    a->n_models = n;
+}
+
+/* The models: the controller's list (waiting a little for it) merged
+ * with the agent's own table; the table alone when the controller is
+ * away; in simulation the scenario may do without. */
 static int
 agent_models(agent_t *a)
 {
     int mrc;
+    bursar_model_t *ctl = NULL;
+    size_t n_ctl = 0;
     double until = autil_now_mono() + 3.0;
-    while ((mrc = bursar_models(a->client, &a->models, &a->n_models)) ==
+    while ((mrc = bursar_models(a->client, &ctl, &n_ctl)) ==
                BURSAR_EUNREACHABLE &&
            autil_now_mono() < until)
         sleep_ms(200);
-    if (mrc == BURSAR_OK)
+    if (mrc == BURSAR_OK) {
+        agent_merge(a, ctl, n_ctl);
+        bursar_models_free(&ctl);
         return AGENT_GO_ON;
-    if (a->o.models_path) {
-        int rc = agent_models_file(a);
-        if (rc == AGENT_GO_ON)
-            fprintf(stderr,
-                    "bursar-agent: controller: %s; provider details "
-                    "from %s\n",
-                    bursar_strerror(mrc), a->o.models_path);
-        return rc;
+    }
+    if (a->own) {
+        fprintf(stderr, "bursar-agent: controller: %s; models from %s\n",
+                bursar_strerror(mrc), a->own_src);
+        agent_merge(a, NULL, 0);
+        return AGENT_GO_ON;
     }
     if (a->sim)
         return AGENT_GO_ON;
@@ -776,6 +913,7 @@ agent_free(agent_t *a)
     runner_destroy(&a->run);
     route_destroy(&a->route);
     bursar_models_free(&a->models);
+    bursar_models_free(&a->own);
     bursar_destroy(&a->client);
     simprov_destroy(&a->sim);
     cJSON_Delete(a->cfg);

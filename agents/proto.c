@@ -33,6 +33,8 @@ static const char *const proto_code_names[PROTO_E_COUNT] = {
     "no_model_available",
     "store_error",
     "internal_error",
+    "forbidden",
+    "rate_limited",
 };
 
 const char *
@@ -96,6 +98,20 @@ proto_id_format(uint64_t id, char out[PROTO_ID_LEN + 1])
         id >>= 4;
     }
     out[PROTO_ID_LEN] = '\0';
+}
+
+int
+proto_token_valid(const char *s)
+{
+    size_t i;
+    for (i = 0; s[i]; i++) {
+        char c = s[i];
+        if (i >= PROTO_TOKEN_MAX ||
+            !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+    }
+    return i > 0;
 }
 
 int
@@ -463,10 +479,12 @@ proto_parse_feedback(const cJSON *root, proto_request_t *req,
         return proto_fail(err, PROTO_E_WRONG_TYPE,
                           "field \"decision_id\" must be a string, got %s",
                           proto_type_name(id));
-    if (proto_id_parse(id->valuestring, &req->decision) != 0)
+    if (!proto_token_valid(id->valuestring))
         return proto_fail(err, PROTO_E_INVALID_VALUE,
-                          "field \"decision_id\" must be %d hex digits",
-                          PROTO_ID_LEN);
+                          "field \"decision_id\" must be a decision token "
+                          "(1 to %d characters of A-Z a-z 0-9 _ -)",
+                          PROTO_TOKEN_MAX);
+    memcpy(req->decision, id->valuestring, strlen(id->valuestring) + 1);
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "kind");
     if (!k)
         return proto_fail(err, PROTO_E_MISSING_FIELD,
@@ -687,11 +705,9 @@ proto_write_ok(const char *echo, int duplicate)
 char *
 proto_write_choice(const char *echo, const proto_choice_t *c)
 {
-    char id[PROTO_ID_LEN + 1];
-    proto_id_format(c->decision, id);
     proto_sb_t b = {0};
     proto_sb_begin(&b, echo, 1);
-    proto_sb_printf(&b, ",\"decision_id\":\"%s\",\"model\":", id);
+    proto_sb_printf(&b, ",\"decision_id\":\"%s\",\"model\":", c->decision);
     proto_sb_quote(&b, c->model);
     proto_sb_puts(&b, ",\"propensity\":");
     proto_sb_number(&b, c->propensity);
@@ -774,13 +790,10 @@ proto_sb_feedback_fields(proto_sb_t *b, const proto_feedback_t *f)
 char *
 proto_format_feedback(const proto_feedback_t *f)
 {
-    char id[PROTO_ID_LEN + 1];
-    proto_id_format(f->decision, id);
     proto_sb_t b = {0};
-    proto_sb_printf(&b,
-                    "{\"op\":\"feedback\",\"decision_id\":\"%s\",\"kind\":"
-                    "\"%s\"",
-                    id, proto_kind_name(f->kind));
+    proto_sb_puts(&b, "{\"op\":\"feedback\",\"decision_id\":");
+    proto_sb_quote(&b, f->decision);
+    proto_sb_printf(&b, ",\"kind\":\"%s\"", proto_kind_name(f->kind));
     proto_sb_feedback_fields(&b, f);
     proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
@@ -1056,14 +1069,13 @@ static proto_code_t
 proto_rd_choice(const cJSON *root, proto_reply_t *r, proto_error_t *err)
 {
     const proto_at_t *at = &proto_at_reply;
-    char id[PROTO_ID_LEN + 1];
-    proto_code_t rc =
-        proto_rd_str(root, at, "decision_id", 0, id, sizeof id, err);
-    if (rc == PROTO_E_INVALID_VALUE ||
-        (!rc && proto_id_parse(id, &r->decision)))
+    proto_code_t rc = proto_rd_str(root, at, "decision_id", 0, r->decision,
+                                   sizeof r->decision, err);
+    if (rc == PROTO_E_INVALID_VALUE || (!rc && !proto_token_valid(r->decision)))
         return proto_fail(err, PROTO_E_INVALID_VALUE,
-                          "reply field \"decision_id\" must be %d hex digits",
-                          PROTO_ID_LEN);
+                          "reply field \"decision_id\" must be a decision "
+                          "token (1 to %d characters of A-Z a-z 0-9 _ -)",
+                          PROTO_TOKEN_MAX);
     if (rc ||
         (rc = proto_rd_str(root, at, "model", 1, r->model, sizeof r->model,
                            err)) ||
@@ -1160,7 +1172,8 @@ proto_rd_model_name(const cJSON *o, const proto_at_t *at, proto_model_t *m,
 /* One model; at names it ("models[2]." in a reply). In a models table
  * from a file (file), model, base_url and api_key_env are optional with
  * bursard's defaults (docs/controller.md): the name, the provider's
- * public URL, "". */
+ * public URL, "". A reply's base_url and api_key_env are never read: where
+ * a worker's keys go is the worker's own configuration (proto.h). */
 static proto_code_t
 proto_rd_model(const cJSON *o, const proto_at_t *at, int file, proto_model_t *m,
                proto_error_t *err)
@@ -1189,10 +1202,11 @@ proto_rd_model(const cJSON *o, const proto_at_t *at, int file, proto_model_t *m,
     }
     if ((rc = proto_rd_str_opt(o, at, "model", file, 1, m->model,
                                sizeof m->model, err)) ||
-        (rc = proto_rd_str_opt(o, at, "base_url", file, 0, m->base_url,
-                               sizeof m->base_url, err)) ||
-        (rc = proto_rd_str_opt(o, at, "api_key_env", file, 0, m->api_key_env,
-                               sizeof m->api_key_env, err)) ||
+        (file && (rc = proto_rd_str_opt(o, at, "base_url", 1, 0, m->base_url,
+                                        sizeof m->base_url, err))) ||
+        (file &&
+         (rc = proto_rd_str_opt(o, at, "api_key_env", 1, 0, m->api_key_env,
+                                sizeof m->api_key_env, err))) ||
         (rc = proto_rd_num(o, at, "price_in_per_mtok", 0, &m->price_in_per_mtok,
                            err)) ||
         (rc = proto_rd_num(o, at, "price_out_per_mtok", 0,
@@ -1294,10 +1308,7 @@ proto_write_models(const char *echo, const proto_model_t *models, size_t n)
         proto_sb_printf(&b, ",\"provider\":\"%s\",\"model\":",
                         proto_provider_name(m->provider));
         proto_sb_quote(&b, m->model);
-        proto_sb_puts(&b, ",\"base_url\":");
-        proto_sb_quote(&b, m->base_url);
-        proto_sb_puts(&b, ",\"api_key_env\":");
-        proto_sb_quote(&b, m->api_key_env);
+        /* never base_url nor api_key_env: the worker's own (proto.h) */
         proto_sb_puts(&b, ",\"price_in_per_mtok\":");
         proto_sb_number(&b, m->price_in_per_mtok);
         proto_sb_puts(&b, ",\"price_out_per_mtok\":");

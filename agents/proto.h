@@ -29,7 +29,9 @@
 #include "policies/base.h"
 
 #define PROTO_NAME_MAX     BURSAR_NAME_MAX /* bucket, model names, incl. NUL */
-#define PROTO_ID_LEN       16  /* decision ids: 16 lowercase hex digits */
+#define PROTO_ID_LEN       16  /* sequence ids (export): 16 hex digits */
+#define PROTO_TOKEN_MAX    320 /* decision_id: a token of at most this many
+                                  characters of [A-Za-z0-9_-] */
 #define PROTO_MAX_EXCLUDE  64  /* names in "exclude" */
 #define PROTO_MAX_FALLBACK 64  /* names in "fallbacks": the one limit */
 #define PROTO_ECHO_MAX     128 /* serialised "id" echo */
@@ -40,7 +42,9 @@
 #define PROTO_HEALTH_MAX   16  /* a model's health state, incl. NUL */
 
 /* A provider's public API, the base_url a models table from a file
- * defaults to (proto_parse_models). */
+ * defaults to (proto_parse_models), and the one endpoint bursar-agent
+ * calls for a model its own configuration does not describe
+ * (docs/agents.md). */
 #define PROTO_OPENAI_URL    "https://api.openai.com/v1"
 #define PROTO_ANTHROPIC_URL "https://api.anthropic.com/v1"
 
@@ -79,6 +83,9 @@ typedef enum proto_code {
     PROTO_E_NO_MODEL,         /* no_model_available: all excluded */
     PROTO_E_STORE,            /* store_error: the commit failed */
     PROTO_E_INTERNAL,         /* internal_error */
+    PROTO_E_FORBIDDEN,        /* forbidden: beyond the client's role */
+    PROTO_E_RATE_LIMITED,     /* rate_limited: the client's request rate or
+                                 decisions in flight are above its cap */
     PROTO_E_COUNT
 } proto_code_t;
 
@@ -101,7 +108,7 @@ typedef struct proto_request {
     char exclude[PROTO_MAX_EXCLUDE][PROTO_NAME_MAX];
 
     /* feedback */
-    uint64_t decision; /* parsed decision_id */
+    char decision[PROTO_TOKEN_MAX + 1]; /* decision_id: an opaque token */
     proto_kind_t kind;
     int has_reward;  /* outcome: reward (success maps to 1 or 0) */
     double reward;   /* [0, 1] */
@@ -135,7 +142,12 @@ typedef struct proto_request {
 proto_code_t proto_parse_request(const char *buf, size_t len,
                                  proto_request_t *req, proto_error_t *err);
 
-/* Decision ids: 16 lowercase hex digits of a 64-bit sequence number. */
+/* 1 if s is a well-formed decision token: 1 to PROTO_TOKEN_MAX characters
+ * of [A-Za-z0-9_-] (whether the controller made it is another question). */
+int proto_token_valid(const char *s);
+
+/* Sequence ids (a decision's number in export and its cursor): 16
+ * lowercase hex digits of a 64-bit number. */
 void proto_id_format(uint64_t id, char out[PROTO_ID_LEN + 1]);
 /* Returns 0 and sets *id, or BURSAR_EINVAL when s is not 16 hex digits. */
 int proto_id_parse(const char *s, uint64_t *id);
@@ -156,7 +168,7 @@ char *proto_write_error(const char *echo, proto_code_t code,
 char *proto_write_ok(const char *echo, int duplicate);
 
 typedef struct proto_choice {
-    uint64_t decision;
+    const char *decision; /* the token */
     const char *model;
     double propensity;
     size_t n_fallbacks;
@@ -175,7 +187,7 @@ char *proto_format_choose(const char *bucket, const char *const *exclude,
                           size_t n_exclude);
 
 typedef struct proto_feedback {
-    uint64_t decision;
+    const char *decision; /* the token */
     proto_kind_t kind;
     int has_reward; /* outcome: reward in [0, 1] ... */
     double reward;
@@ -226,7 +238,7 @@ typedef struct proto_reply {
     proto_error_t error; /* when !ok; a code this codec does not know reads
                             as PROTO_E_INTERNAL (the message keeps it) */
     /* choose replies */
-    uint64_t decision;
+    char decision[PROTO_TOKEN_MAX + 1]; /* the token */
     char model[PROTO_NAME_MAX];
     double propensity; /* (0, 1] */
     size_t n_fallbacks;
@@ -239,9 +251,9 @@ typedef struct proto_reply {
 /* Parses the reply to a request of op. An error reply ({"ok":false,...})
  * is a reply like any other: PROTO_OK with r->ok = 0 and r->error. For a
  * successful reply, what op's reply must hold is checked: choose needs
- * decision_id (16 hex digits), model, propensity in (0, 1], fallbacks (at
- * most PROTO_MAX_FALLBACK names) and expected_cost_usd (a number >= 0 or
- * null); over_budget and explored are optional booleans. Other ops need
+ * decision_id (a token: proto_token_valid), model, propensity in (0, 1],
+ * fallbacks (at most PROTO_MAX_FALLBACK names) and expected_cost_usd (a number
+ * >= 0 or null); over_budget and explored are optional booleans. Other ops need
  * "ok" only (use proto_parse_models for models).
  * Returns PROTO_OK, or with err->message naming the field (for example
  * `reply field "propensity" missing`): PROTO_E_BAD_JSON (not JSON),
@@ -256,27 +268,36 @@ typedef enum proto_provider {
     PROTO_PROVIDER_ANTHROPIC
 } proto_provider_t;
 
-/* One model of the models reply (the public client header calls it
- * bursar_model_t). */
+/* One model: of the models reply (the public client header calls it
+ * bursar_model_t), or of a worker's own models table.
+ *
+ * base_url and api_key_env say where the model's calls go and which
+ * environment variable holds the key sent there. They are the worker's
+ * own configuration (a models table from a file, below): the models
+ * reply never carries them (proto_write_models does not write them,
+ * proto_parse_models leaves them "" in a reply even if a peer sends
+ * them), so that whoever answers as the controller cannot direct a
+ * worker's keys (docs/agents.md). */
 typedef struct proto_model {
-    char name[PROTO_NAME_MAX]; /* routing name (the controller's key) */
-    proto_provider_t provider;
+    char name[PROTO_NAME_MAX];        /* routing name (the controller's key) */
+    proto_provider_t provider;        /* the wire format */
     char model[PROTO_MODEL_ID_MAX];   /* the provider's model id */
-    char base_url[PROTO_URL_MAX];     /* e.g. "https://api.openai.com/v1" */
-    char api_key_env[PROTO_NAME_MAX]; /* env var holding the key */
+    char base_url[PROTO_URL_MAX];     /* a table only; "" in a reply */
+    char api_key_env[PROTO_NAME_MAX]; /* a table only; "" in a reply */
     double price_in_per_mtok;         /* USD per million input tokens */
     double price_out_per_mtok;        /* USD per million output tokens */
     char health[PROTO_HEALTH_MAX];    /* "ok", "cooldown", ...; "" absent */
 } proto_model_t;
 
 /* Parses the reply to {"op":"models"}: {"ok":true,"models":[{"name",
- * "provider" ("openai" or "anthropic"), "model", "base_url",
- * "api_key_env", "price_in_per_mtok", "price_out_per_mtok"[, "health"]},
- * ...]}, every field but health required, no name twice. On PROTO_OK with
- * r->ok, *out is a new array of *n models (free(); NULL when *n is 0);
- * with !r->ok (an error reply) *out is NULL and r->error says why. Errors
- * as proto_parse_reply, the message naming the field
- * ("reply field \"models[2].provider\" missing").
+ * "provider" ("openai" or "anthropic"), "model", "price_in_per_mtok",
+ * "price_out_per_mtok"[, "health"]}, ...]}, every field but health
+ * required, no name twice; "base_url" and "api_key_env" (which older
+ * daemons sent) are ignored like any unknown field: base_url and
+ * api_key_env are "". On PROTO_OK with r->ok, *out is a new array of *n
+ * models (free(); NULL when *n is 0); with !r->ok (an error reply) *out
+ * is NULL and r->error says why. Errors as proto_parse_reply, the message
+ * naming the field ("reply field \"models[2].provider\" missing").
  *
  * With r NULL, buf is a models table written by hand (bursar-agent
  * --models FILE, docs/agents.md): a JSON object without the reply's "ok"
@@ -287,13 +308,15 @@ typedef struct proto_model {
  * the provider's (PROTO_OPENAI_URL, PROTO_ANTHROPIC_URL), api_key_env to
  * ""; a key a model does not have is an error; other top-level keys are
  * ignored. Messages name the field without "reply"
- * ("field \"models.m.price_in_per_mtok\" missing"). */
+ * ("field \"models.m.price_in_per_mtok\" missing"). The codec does not
+ * judge a base_url: bursar-agent does (prov_url_check, provider.h). */
 proto_code_t proto_parse_models(const char *buf, size_t len, proto_reply_t *r,
                                 proto_model_t **out, size_t *n,
                                 proto_error_t *err);
 
-/* {"ok":true,"models":[...]} as proto_parse_models reads it (the health
- * field only when not empty). */
+/* {"ok":true,"models":[...]} as proto_parse_models reads it: name,
+ * provider, model, the prices, health (only when not empty); never
+ * base_url nor api_key_env. */
 char *proto_write_models(const char *echo, const proto_model_t *models,
                          size_t n);
 

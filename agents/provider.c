@@ -5,17 +5,22 @@
 #include "agents/autil.h"
 #include "agents/provider.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 typedef struct job {
     struct job *next;
     bursar_model_t model;
     char *url;
+    int plain_http; /* url is http to a loopback address */
     char *body;
     struct curl_slist *headers;
     CURL *easy;
@@ -68,6 +73,79 @@ prov_cost(const bursar_model_t *m, long tokens_in, long tokens_out)
     return proto_price_cost(m->price_in_per_mtok, m->price_out_per_mtok,
                             (double)(tokens_in > 0 ? tokens_in : 0),
                             (double)(tokens_out > 0 ? tokens_out : 0));
+}
+
+/* ----------------------------------------------------- where keys go */
+
+/* 127.0.0.0/8, ::1 (and ::ffff:127.x.y.z), localhost: host as curl's URL
+ * parser gives it (an IPv6 address in brackets). */
+static int
+host_is_loopback(const char *host)
+{
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    unsigned char a4[4];
+    if (inet_pton(AF_INET, host, a4) == 1)
+        return a4[0] == 127;
+    char h[64];
+    size_t n = strlen(host);
+    if (n < 3 || host[0] != '[' || host[n - 1] != ']' || n - 2 >= sizeof h)
+        return 0;
+    memcpy(h, host + 1, n - 2);
+    h[n - 2] = '\0';
+    char *zone = strchr(h, '%');
+    if (zone)
+        *zone = '\0';
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, h, &a6) != 1)
+        return 0;
+    return IN6_IS_ADDR_LOOPBACK(&a6) ||
+           (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
+int
+prov_url_check(const char *url, int *plain_http, char *why, size_t cap)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    int rc = BURSAR_EINVAL, http = 0;
+    CURLUcode uc =
+        u ? curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME)
+          : CURLUE_OUT_OF_MEMORY;
+    if (uc == CURLUE_OK)
+        uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    if (uc == CURLUE_OK) {
+        http = strcasecmp(scheme, "http") == 0;
+        if (!http && strcasecmp(scheme, "https") != 0)
+            snprintf(why, cap,
+                     "the scheme must be https (or http to a loopback "
+                     "address), got %.32s",
+                     scheme);
+        else if ((uc = curl_url_get(u, CURLUPART_HOST, &host, 0)) == CURLUE_OK)
+            rc = 0;
+    }
+    if (uc != CURLUE_OK)
+        snprintf(why, cap, "not an absolute URL (%s)", curl_url_strerror(uc));
+    else if (rc == 0 && http && !host_is_loopback(host)) {
+        snprintf(why, cap, "http is allowed only to a loopback address");
+        rc = BURSAR_EINVAL;
+    }
+    if (plain_http)
+        *plain_http = rc == 0 && http;
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+void
+prov_default_endpoint(bursar_model_t *m)
+{
+    int a = m->provider == BURSAR_PROVIDER_ANTHROPIC;
+    bursar_copy_str(m->base_url, sizeof m->base_url,
+                    a ? PROTO_ANTHROPIC_URL : PROTO_OPENAI_URL);
+    bursar_copy_str(m->api_key_env, sizeof m->api_key_env,
+                    a ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY");
 }
 
 void
@@ -240,6 +318,27 @@ on_data(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* The key goes where the URL says and nowhere else: one protocol (the
+ * URL's, checked by prov_url_check), no redirect followed, and plain
+ * http to loopback never through a proxy. */
+static void
+job_restrict(job_t *j)
+{
+    const char *proto = j->plain_http ? "http" : "https";
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: the _STR options */
+    curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, proto);
+    curl_easy_setopt(j->easy, CURLOPT_REDIR_PROTOCOLS_STR, proto);
+#else
+    long bits = j->plain_http ? CURLPROTO_HTTP : CURLPROTO_HTTPS;
+    curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS, bits);
+    curl_easy_setopt(j->easy, CURLOPT_REDIR_PROTOCOLS, bits);
+#endif
+    (void)proto;
+    curl_easy_setopt(j->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    if (j->plain_http)
+        curl_easy_setopt(j->easy, CURLOPT_NOPROXY, "*");
+}
+
 static int
 job_start(prov_pool_t *self, job_t *j)
 {
@@ -258,6 +357,7 @@ job_start(prov_pool_t *self, job_t *j)
                          self->o.connect_timeout_ms);
         curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(j->easy, CURLOPT_USERAGENT, "bursar-agent/0.1");
+        job_restrict(j);
     }
     j->resp_len = 0;
     if (j->resp)
@@ -268,6 +368,64 @@ job_start(prov_pool_t *self, job_t *j)
     j->r.attempts++;
     self->n_running++;
     return 0;
+}
+
+/* Fails job j before any request (completed on the next run). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void
+job_fail_early(job_t *j, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    j->r.ok = 0;
+    bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind), kind);
+    vsnprintf(j->r.error, sizeof(j->r.error), fmt, ap);
+    j->not_before = -1; /* marks "already failed" */
+    va_end(ap);
+}
+
+/* The request's URL and body by the model's wire format. */
+static void
+job_request(prov_pool_t *self, job_t *j, const cJSON *messages)
+{
+    const bursar_model_t *m = &j->model;
+    if (m->provider == BURSAR_PROVIDER_ANTHROPIC) {
+        /* {base_url}/v1/messages; a base URL that already ends in /v1
+         * (as many configurations write it) is not doubled. */
+        size_t bl = strlen(m->base_url);
+        while (bl > 0 && m->base_url[bl - 1] == '/')
+            bl--;
+        int has_v1 = bl >= 3 && strncmp(m->base_url + bl - 3, "/v1", 3) == 0;
+        j->url = join_url(m->base_url, has_v1 ? "/messages" : "/v1/messages");
+        j->body = body_anthropic(m, messages, self->o.max_tokens);
+    } else {
+        j->url = join_url(m->base_url, "/chat/completions");
+        j->body = body_openai(m, messages, self->o.max_tokens);
+    }
+}
+
+/* The headers, the key among them when there is one (key NULL: none). */
+static void
+job_headers(job_t *j, const char *key)
+{
+    char hdr[1024];
+    j->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (j->model.provider == BURSAR_PROVIDER_ANTHROPIC) {
+        j->headers =
+            curl_slist_append(j->headers, "anthropic-version: 2023-06-01");
+        if (key && *key) {
+            snprintf(hdr, sizeof(hdr), "x-api-key: %s", key);
+            j->headers = curl_slist_append(j->headers, hdr);
+        }
+    } else if (key && *key) {
+        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", key);
+        j->headers = curl_slist_append(j->headers, hdr);
+    }
+    /* Expect: 100-continue would add a round trip for large bodies. */
+    j->headers = curl_slist_append(j->headers, "Expect:");
+    memset(hdr, 0, sizeof(hdr)); /* do not leave the key on the stack */
 }
 
 int
@@ -282,47 +440,20 @@ prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
     j->ud = ud;
     j->chars_in = count_chars(messages);
     j->started = autil_now_mono();
+    job_request(self, j, messages);
 
+    /* Defence in depth: the program checked the base URL already. */
+    char why[160];
     const char *key = NULL;
-    if (m->api_key_env[0]) {
+    if (prov_url_check(j->url, &j->plain_http, why, sizeof why) != 0) {
+        job_fail_early(j, "refused_url", "base_url refused: %s", why);
+    } else if (m->api_key_env[0]) {
         key = getenv(m->api_key_env);
-        if (!key || !*key) {
-            /* Fails without a request; completes on the next run. */
-            j->r.ok = 0;
-            bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "no_key");
-            snprintf(j->r.error, sizeof(j->r.error),
-                     "environment variable %s is not set", m->api_key_env);
-            j->not_before = -1; /* marks "already failed" */
-        }
+        if (!key || !*key)
+            job_fail_early(j, "no_key", "environment variable %s is not set",
+                           m->api_key_env);
     }
-    char hdr[1024];
-    j->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    if (m->provider == BURSAR_PROVIDER_ANTHROPIC) {
-        /* {base_url}/v1/messages; a base URL that already ends in /v1
-         * (as many configurations write it) is not doubled. */
-        size_t bl = strlen(m->base_url);
-        while (bl > 0 && m->base_url[bl - 1] == '/')
-            bl--;
-        int has_v1 = bl >= 3 && strncmp(m->base_url + bl - 3, "/v1", 3) == 0;
-        j->url = join_url(m->base_url, has_v1 ? "/messages" : "/v1/messages");
-        j->body = body_anthropic(m, messages, self->o.max_tokens);
-        j->headers =
-            curl_slist_append(j->headers, "anthropic-version: 2023-06-01");
-        if (key && *key) {
-            snprintf(hdr, sizeof(hdr), "x-api-key: %s", key);
-            j->headers = curl_slist_append(j->headers, hdr);
-        }
-    } else {
-        j->url = join_url(m->base_url, "/chat/completions");
-        j->body = body_openai(m, messages, self->o.max_tokens);
-        if (key && *key) {
-            snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", key);
-            j->headers = curl_slist_append(j->headers, hdr);
-        }
-    }
-    /* Expect: 100-continue would add a round trip for large bodies. */
-    j->headers = curl_slist_append(j->headers, "Expect:");
-    memset(hdr, 0, sizeof(hdr)); /* do not leave the key on the stack */
+    job_headers(j, j->not_before < 0 ? NULL : key);
     j->next = self->jobs;
     self->jobs = j;
     self->n_jobs++;
@@ -528,7 +659,8 @@ job_unlink(prov_pool_t *self, job_t *j)
         }
 }
 
-/* Moves the calls that failed before any request (no key) to *done. */
+/* Moves the calls that failed before any request (no key, a refused URL)
+ * to *done. */
 static void
 pool_take_failed(prov_pool_t *self, job_t **done)
 {

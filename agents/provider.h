@@ -13,7 +13,18 @@
  *    usage.input_tokens / usage.output_tokens.
  * The key is read from the environment variable the model names
  * (api_key_env; empty: no key is sent, for local servers). It is put in a
- * request header and nowhere else: never logged, never in an error text.
+ * request header and nowhere else: never in a URL, never logged, never in
+ * an error text.
+ *
+ * Where keys may go (prov_url_check): https to any host, http only to a
+ * loopback address (127.0.0.0/8, ::1, localhost; the mock provider, a
+ * local server). The program checks each base_url when it reads its
+ * configuration; prov_pool_submit checks the request's URL again and
+ * fails the call without sending anything when it is refused. Each
+ * transfer is restricted to that one protocol (CURLOPT_PROTOCOLS_STR),
+ * redirects are never followed (CURLOPT_FOLLOWLOCATION 0: a key must not
+ * travel to wherever a Location header points), and plain http to
+ * loopback bypasses any proxy.
  *
  * Retries: 429, 5xx, timeouts and connection failures are retried up to
  * max_attempts with exponential backoff and full jitter (AWS architecture
@@ -66,7 +77,8 @@ typedef struct prov_result {
     int attempts;        /* HTTP attempts made */
     long http_status;    /* last status; 0: no HTTP answer */
     char error_kind[32]; /* !ok: rate_limited, server_error, timeout,
-                            transport, http_error, malformed, no_key */
+                            transport, http_error, malformed, no_key,
+                            refused_url (nothing sent) */
     char error[256];     /* !ok: a readable description */
 } prov_result_t;
 
@@ -96,6 +108,19 @@ int prov_call(const prov_opts_t *o, const bursar_model_t *m,
               const cJSON *messages, prov_result_t *r);
 
 void prov_result_clear(prov_result_t *r);
+
+/* Whether calls may go to url: https to any host, http only when the
+ * host is a loopback address (127.0.0.0/8, ::1, localhost), as curl's
+ * URL parser reads it. Returns 0 (*plain_http, if not NULL: 1 for http),
+ * or BURSAR_EINVAL with why (no path; e.g. "http is allowed only to a
+ * loopback address"). */
+int prov_url_check(const char *url, int *plain_http, char *why, size_t cap);
+
+/* The endpoint of a model the worker's own configuration does not
+ * describe: its provider's public API (PROTO_OPENAI_URL,
+ * PROTO_ANTHROPIC_URL) and the conventional key variable (OPENAI_API_KEY,
+ * ANTHROPIC_API_KEY), into m->base_url and m->api_key_env. */
+void prov_default_endpoint(bursar_model_t *m);
 
 /* Price-table cost, USD, of m for the tokens (negative counts read as 0):
  * proto_price_cost with m's prices. */

@@ -266,14 +266,16 @@ static const cfg_key_t cfg_keys[] = {
      CFG_M(base_url, char *),
      CFG_LEN(PROTO_URL_MAX - 1),
      .def_doc = "`" CFG_OPENAI_URL "` or `" CFG_ANTHROPIC_URL "`, by provider",
-     .doc = "API base URL"},
+     .doc = "API base URL, for `bursar-agent --models` reading this file; "
+            "bursard never sends it (docs/security.md)"},
     {.path = "models.*.api_key_env",
      .type = CFG_STRING,
      CFG_M(api_key_env, char *),
      CFG_LEN(PROTO_NAME_MAX - 1),
      .def_str = "",
-     .doc = "name of the environment variable holding the key (the key "
-            "itself never enters the configuration or the protocol)"},
+     .doc = "name of the environment variable holding the key, for "
+            "`bursar-agent --models`; bursard never sends it, and the key "
+            "itself never enters a configuration or the protocol"},
     {.path = "models.*.price_in_per_mtok",
      .type = CFG_NUMBER,
      .flags = CFG_REQUIRED,

@@ -85,7 +85,17 @@ TEXT
 else
     echo "This run calls the real providers with the tasks in $tasks."
     echo
-    args=("$tasks")
+    # Where each model's calls and keys go is the agent's own business
+    # (docs/agents.md): a model it does not describe goes to its
+    # provider's public API with OPENAI_API_KEY or ANTHROPIC_API_KEY, so
+    # only llama-70b, served by Together, needs an entry.
+    cat >"$tmp/models.json" <<'JSON'
+{"models":{"llama-70b":{"provider":"openai",
+  "model":"meta-llama/Llama-3.3-70B-Instruct-Turbo",
+  "base_url":"https://api.together.xyz/v1","api_key_env":"TOGETHER_API_KEY",
+  "price_in_per_mtok":0.88,"price_out_per_mtok":0.88}}}
+JSON
+    args=(--models "$tmp/models.json" "$tasks")
 fi
 
 out=${BURSAR_DEMO_OUT:-$tmp/results.jsonl}

@@ -113,10 +113,39 @@ th_setup_in(th_daemon_t *d, const char *dir, const char *name,
     snprintf(d->log, sizeof d->log, "%s/%s.log", dir, name);
 }
 
+/* CURVE keys for the harness's clients (th_curve), or none. */
+static struct {
+    int on;
+    char sec[41], pub[41], srv[41];
+} th_keys;
+
+void
+th_curve(const char *secret_z85, const char *server_public_z85)
+{
+    th_keys.on = secret_z85 != NULL;
+    if (!th_keys.on)
+        return;
+    snprintf(th_keys.sec, sizeof th_keys.sec, "%s", secret_z85);
+    snprintf(th_keys.srv, sizeof th_keys.srv, "%s", server_public_z85);
+    if (zmq_curve_public(th_keys.pub, th_keys.sec) != 0)
+        fail_msg("th_curve: not a secret key");
+}
+
+static void
+th_apply_keys(void *s)
+{
+    if (!th_keys.on)
+        return;
+    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, th_keys.srv, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, th_keys.pub, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, th_keys.sec, 40);
+}
+
 static int
 th_ping(const char *endpoint, int timeout_ms)
 {
     void *s = zmq_socket(th_zctx(), ZMQ_REQ);
+    th_apply_keys(s);
     int linger = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
@@ -267,6 +296,7 @@ static void
 th_client_open(th_client_t *c)
 {
     c->sock = zmq_socket(th_zctx(), ZMQ_REQ);
+    th_apply_keys(c->sock);
     int linger = 0, t = 5000;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &t, sizeof t);

@@ -72,6 +72,10 @@ int th_run(const char *cmd, char *out, size_t cap);
 
 typedef struct th_client th_client_t;
 
+/* CURVE for the clients made from now on, th_start's ping included: this
+ * client's secret key and the daemon's public key (Z85); NULL: none. */
+void th_curve(const char *secret_z85, const char *server_public_z85);
+
 /* A REQ client with a 5 s timeout. */
 th_client_t *th_client_new(const char *endpoint);
 void th_client_destroy(th_client_t **c);

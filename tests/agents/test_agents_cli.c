@@ -1,8 +1,12 @@
 /*
  * test_agents_cli.c - the bursar-agent program, with the mock provider and
- * a ROUTER stand-in for the controller: JSONL in and out, provider details
- * from the models op, bad lines, --config (routing rules, validators),
- * --simulate on a scenario, and the controller away from the start.
+ * a ROUTER stand-in for the controller: JSONL in and out, models from the
+ * models op with endpoints from the agent's own table (--models, the
+ * configuration's "models"), bad lines, --config (routing rules,
+ * validators), --simulate on a scenario, the controller away from the
+ * start; where keys go (a base_url that is neither https nor loopback
+ * refused, a models reply's base_url and api_key_env ignored); CURVE keys
+ * for the controller connection.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -11,11 +15,19 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
 
 #include "tests/agents/util.h"
 
@@ -93,24 +105,39 @@ output_has(const char *which, const char *s)
     return has;
 }
 
+/* A --models file describing alpha and beta at the mock (array form). */
+static void
+write_models(char *path, size_t cap)
+{
+    char text[700];
+    snprintf(path, cap, "%s/own.json", dir);
+    snprintf(text, sizeof(text),
+             "{\"models\":[{\"name\":\"alpha\",\"provider\":\"openai\","
+             "\"base_url\":\"http://127.0.0.1:%d/v1\",\"price_in_per_mtok\":5,"
+             "\"price_out_per_mtok\":5},{\"name\":\"beta\",\"provider\":"
+             "\"openai\",\"base_url\":\"http://localhost:%d/v1\","
+             "\"price_in_per_mtok\":5,\"price_out_per_mtok\":5}]}",
+             mock_port, mock_port);
+    tu_write_file(path, text);
+}
+
 static void
 test_jsonl_stdin(void **state)
 {
     (void)state;
     const char *const models[] = {"alpha", "beta"};
-    char ep[128], url[128], spool[700];
+    char ep[128], own[700], spool[700];
     tu_router_t *r = tu_router_start(0, models, 2, ep, sizeof(ep));
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", mock_port);
-    tu_router_base_url(r, url);
+    write_models(own, sizeof(own));
     snprintf(spool, sizeof(spool), "%s/a.spool", dir);
     int rc;
-    cJSON *res =
-        run("{\"id\":1,\"prompt\":\"hello\",\"validate\":\"json\"}\n"
-            "\n"
-            "this is not json\n"
-            "{\"id\":2,\"prompt\":\"x\",\"validate\":{\"type\":"
-            "\"regex\",\"pattern\":\"^beta\"}}\n",
-            &rc, "--controller", ep, "--spool", spool, "--quiet", NULL);
+    cJSON *res = run("{\"id\":1,\"prompt\":\"hello\",\"validate\":\"json\"}\n"
+                     "\n"
+                     "this is not json\n"
+                     "{\"id\":2,\"prompt\":\"x\",\"validate\":{\"type\":"
+                     "\"regex\",\"pattern\":\"^beta\"}}\n",
+                     &rc, "--controller", ep, "--models", own, "--spool", spool,
+                     "--quiet", NULL);
     assert_int_equal(rc, 0);
     assert_int_equal(cJSON_GetArraySize(res), 3);
     int got = 0;
@@ -126,8 +153,12 @@ test_jsonl_stdin(void **state)
             assert_true(cJSON_IsTrue(f(x, "valid")));
             assert_string_equal(f(x, "output")->valuestring, "[1]");
             assert_true(f(x, "tokens_in")->valueint > 0);
-            /* the stand-in's price table: 1 and 2 USD per million */
-            assert_true(f(x, "cost_usd")->valuedouble > 0);
+            /* the controller's prices (1 and 2 USD per million), not
+             * the agent's table's (5 and 5) */
+            double want = (f(x, "tokens_in")->valuedouble +
+                           2 * f(x, "tokens_out")->valuedouble) /
+                          1e6;
+            assert_true(fabs(f(x, "cost_usd")->valuedouble - want) < 1e-12);
             got |= 2;
         } else {
             /* alpha fails the regex, beta passes: one escalation */
@@ -148,19 +179,23 @@ test_config_routing_validators(void **state)
 {
     (void)state;
     const char *const models[] = {"alpha", "beta"};
-    char ep[128], url[128], cfg[700], tasks[700], text[1024];
+    char ep[128], cfg[700], tasks[700], text[1400];
     tu_router_t *r = tu_router_start(0, models, 2, ep, sizeof(ep));
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", mock_port);
-    tu_router_base_url(r, url);
     snprintf(cfg, sizeof(cfg), "%s/agent.json", dir);
+    /* the agent's own models in its configuration (object form) */
     snprintf(text, sizeof(text),
              "{\"controller\":\"%s\",\"spool\":\"%s/c.spool\","
+             "\"models\":{\"alpha\":{\"provider\":\"openai\",\"base_url\":"
+             "\"http://127.0.0.1:%d/v1\",\"price_in_per_mtok\":1,"
+             "\"price_out_per_mtok\":1},\"beta\":{\"provider\":\"anthropic\","
+             "\"base_url\":\"http://[::1]:%d\",\"price_in_per_mtok\":1,"
+             "\"price_out_per_mtok\":1}},"
              "\"max_escalations\":0,"
              "\"routing\":{\"default\":\"chat\",\"rules\":[{\"bucket\":"
              "\"code\",\"keywords\":[\"#include\"]}]},"
              "\"validators\":{\"code\":{\"type\":\"regex\",\"pattern\":"
              "\"^beta\"},\"*\":\"none\"}}",
-             ep, dir);
+             ep, dir, mock_port, mock_port);
     tu_write_file(cfg, text);
     snprintf(tasks, sizeof(tasks), "%s/tasks.jsonl", dir);
     tu_write_file(tasks, "{\"id\":\"c\",\"prompt\":\"#include <x.h>\"}\n"
@@ -395,6 +430,229 @@ test_config_strict(void **state)
     }
 }
 
+/* Where keys may go: a base_url that is neither https nor http to a
+ * loopback address is a configuration error naming its JSON path (status
+ * 1, as every configuration error), in the configuration's "models" and
+ * in a --models file, before anything is sent. */
+static void
+test_base_url_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"models\":{\"gpt-4o\":"
+         "{\"provider\":\"openai\",\"base_url\":\"http://example.com/v1\","
+         "\"api_key_env\":\"OPENAI_API_KEY\",\"price_in_per_mtok\":1,"
+         "\"price_out_per_mtok\":1}}}",
+         "strict.json: models.gpt-4o.base_url: http is allowed only to a "
+         "loopback address"},
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"models\":[{\"name\":\"m\","
+         "\"provider\":\"openai\",\"base_url\":\"http://10.0.0.1:8080/v1\","
+         "\"price_in_per_mtok\":1,\"price_out_per_mtok\":1}]}",
+         "strict.json: models[0].base_url: http is allowed only to a "
+         "loopback address"},
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"models\":{\"m\":"
+         "{\"provider\":\"anthropic\",\"base_url\":\"ftp://127.0.0.1/v1\","
+         "\"price_in_per_mtok\":1,\"price_out_per_mtok\":1}}}",
+         "strict.json: models.m.base_url: the scheme must be https"},
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"models\":{\"m\":"
+         "{\"provider\":\"openai\",\"base_url\":\"api.openai.com/v1\","
+         "\"price_in_per_mtok\":1,\"price_out_per_mtok\":1}}}",
+         "strict.json: models.m.base_url: not an absolute URL"},
+        {"{\"controller\":\"tcp://127.0.0.1:9\",\"models\":7}",
+         "strict.json: field \"models\" must be an array or an object"},
+    };
+    char cfg[700];
+    snprintf(cfg, sizeof(cfg), "%s/strict.json", dir);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tu_write_file(cfg, bad[i][0]);
+        int rc;
+        cJSON *res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--config", cfg,
+                         "--quiet", NULL);
+        assert_int_equal(rc, 1);
+        assert_int_equal(cJSON_GetArraySize(res), 0);
+        cJSON_Delete(res);
+        assert_true(output_has("err", bad[i][1]));
+    }
+    /* the same table as a --models file, which replaces the
+     * configuration's */
+    char models[700];
+    snprintf(models, sizeof(models), "%s/models.json", dir);
+    tu_write_file(models, bad[0][0]);
+    tu_write_file(cfg, "{\"controller\":\"tcp://127.0.0.1:9\"}");
+    int rc;
+    cJSON *res =
+        run(NULL, &rc, "--config", cfg, "--models", models, "--quiet", NULL);
+    assert_int_equal(rc, 1);
+    cJSON_Delete(res);
+    assert_true(output_has("err", "models.json: models.gpt-4o.base_url: http "
+                                  "is allowed only to a loopback address"));
+}
+
+/* A listening socket on 127.0.0.1 that never accepts: a connection made
+ * to it waits in its queue. Returns the socket, its port in *port. */
+static int
+listener(int *port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s, 16), 0);
+    socklen_t l = sizeof(a);
+    getsockname(s, (struct sockaddr *)&a, &l);
+    *port = ntohs(a.sin_port);
+    fcntl(s, F_SETFL, O_NONBLOCK);
+    return s;
+}
+
+/* Whether anything connected to listener s. */
+static int
+connected(int s)
+{
+    int c = accept(s, NULL, NULL);
+    if (c >= 0)
+        close(c);
+    return c >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* A models reply that names a base_url and an api_key_env (an older or a
+ * hostile controller) is not obeyed: a model of the agent's own table
+ * goes where the table says with the table's key; a model the table does
+ * not describe goes only to its provider's public API with the
+ * conventional variable (unset here: it fails without sending anything);
+ * the reply's listener sees no connection at all. */
+static void
+test_models_reply_not_trusted(void **state)
+{
+    (void)state;
+    int own_port, trap_port;
+    pid_t own = tu_mock_start("{\"require_key\":\"own-key\",\"models\":{"
+                              "\"alpha\":{\"default\":{\"content\":\"a\"}}}}",
+                              &own_port);
+    assert_true(own_port > 0);
+    int trap = listener(&trap_port);
+    const char *const models[] = {"alpha", "beta"};
+    char ep[128], url[128], cfg[700], text[1024];
+    tu_router_t *r = tu_router_start(0, models, 2, ep, sizeof(ep));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", trap_port);
+    tu_router_endpoint(r, url, "BURSAR_TEST_SECRET");
+    setenv("BURSAR_TEST_SECRET", "stolen", 1);
+    setenv("BURSAR_TEST_OWN_KEY", "own-key", 1);
+    unsetenv("OPENAI_API_KEY"); /* beta must not reach api.openai.com */
+    snprintf(cfg, sizeof(cfg), "%s/trust.json", dir);
+    snprintf(text, sizeof(text),
+             "{\"controller\":\"%s\",\"spool\":\"%s/t.spool\","
+             "\"models\":{\"alpha\":{\"provider\":\"openai\",\"base_url\":"
+             "\"http://127.0.0.1:%d/v1\",\"api_key_env\":"
+             "\"BURSAR_TEST_OWN_KEY\",\"price_in_per_mtok\":1,"
+             "\"price_out_per_mtok\":1}}}",
+             ep, dir, own_port);
+    tu_write_file(cfg, text);
+    int rc;
+    /* t1: alpha answers; t2: alpha fails the regex, escalates to beta */
+    cJSON *res = run("{\"id\":\"t1\",\"prompt\":\"x\"}\n"
+                     "{\"id\":\"t2\",\"prompt\":\"y\",\"validate\":{\"type\":"
+                     "\"regex\",\"pattern\":\"^b\"}}\n",
+                     &rc, "--config", cfg, NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(cJSON_GetArraySize(res), 2);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, res)
+    {
+        assert_string_equal(
+            f(cJSON_GetArrayItem(f(x, "steps"), 0), "model")->valuestring,
+            "alpha");
+        if (strcmp(f(x, "id")->valuestring, "t1") == 0) {
+            assert_true(cJSON_IsTrue(f(x, "valid")));
+            continue;
+        }
+        const cJSON *s1 = cJSON_GetArrayItem(f(x, "steps"), 1);
+        assert_string_equal(f(s1, "model")->valuestring, "beta");
+        assert_string_equal(f(s1, "outcome")->valuestring, "provider_error");
+        assert_non_null(
+            strstr(f(s1, "error")->valuestring, "OPENAI_API_KEY is not set"));
+    }
+    assert_true(output_has("err", "model beta is not in the agent's models "
+                                  "table: calling https://api.openai.com/v1 "
+                                  "with $OPENAI_API_KEY"));
+    assert_int_equal(tu_mock_requests(own_port, "alpha", "200"), 2);
+    assert_false(connected(trap));
+    cJSON_Delete(res);
+    close(trap);
+    tu_router_stop(&r);
+    tu_kill(own, 15);
+    unsetenv("BURSAR_TEST_SECRET");
+    unsetenv("BURSAR_TEST_OWN_KEY");
+}
+
+/* CURVE to the controller: --key and --server-key (or BURSAR_KEY and
+ * BURSAR_SERVER_KEY, or the configuration's "curve"), against a CURVE
+ * ROUTER; a refused key is named, status 1. */
+static void
+test_curve_keys(void **state)
+{
+    (void)state;
+    char spub[41], ssec[41], cpub[41], csec[41];
+    assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
+    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    tu_router_curve(ssec);
+    const char *const models[] = {"alpha"};
+    char ep[128], own[700], cfg[700], text[512];
+    tu_router_t *r = tu_router_start(0, models, 1, ep, sizeof(ep));
+    tu_router_curve(NULL);
+    write_models(own, sizeof(own));
+    int rc;
+    cJSON *res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--controller", ep,
+                     "--models", own, "--key", csec, "--server-key", spub,
+                     "--quiet", NULL);
+    assert_int_equal(rc, 0);
+    const cJSON *x = cJSON_GetArrayItem(res, 0);
+    assert_false(cJSON_IsTrue(f(x, "local")));
+    assert_true(cJSON_IsTrue(f(x, "valid")));
+    cJSON_Delete(res);
+    /* the environment, then the configuration's "curve" */
+    setenv("BURSAR_KEY", csec, 1);
+    setenv("BURSAR_SERVER_KEY", spub, 1);
+    res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--controller", ep,
+              "--models", own, "--quiet", NULL);
+    assert_int_equal(rc, 0);
+    assert_false(cJSON_IsTrue(f(cJSON_GetArrayItem(res, 0), "local")));
+    cJSON_Delete(res);
+    unsetenv("BURSAR_KEY");
+    unsetenv("BURSAR_SERVER_KEY");
+    snprintf(cfg, sizeof(cfg), "%s/curve.json", dir);
+    snprintf(text, sizeof(text),
+             "{\"controller\":\"%s\",\"curve\":{\"secret_key\":\"%s\","
+             "\"server_key\":\"%s\"}}",
+             ep, csec, spub);
+    tu_write_file(cfg, text);
+    res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--config", cfg, "--models",
+              own, "--quiet", NULL);
+    assert_int_equal(rc, 0);
+    assert_false(cJSON_IsTrue(f(cJSON_GetArrayItem(res, 0), "local")));
+    cJSON_Delete(res);
+    tu_router_stop(&r);
+
+    /* refused keys: named, status 1 */
+    res = run(NULL, &rc, "--controller", ep, "--key", csec, "--quiet", NULL);
+    assert_int_equal(rc, 1);
+    cJSON_Delete(res);
+    assert_true(output_has("err", "only the secret key was given"));
+    res = run(NULL, &rc, "--controller", ep, "--key", "/nonexistent/a.key",
+              "--server-key", spub, "--quiet", NULL);
+    assert_int_equal(rc, 1);
+    cJSON_Delete(res);
+    assert_true(output_has("err", "/nonexistent/a.key"));
+    tu_write_file(cfg, "{\"controller\":\"tcp://127.0.0.1:9\",\"curve\":"
+                       "{\"secret\":\"x\"}}");
+    res = run(NULL, &rc, "--config", cfg, "--quiet", NULL);
+    assert_int_equal(rc, 1);
+    cJSON_Delete(res);
+    assert_true(output_has("err", "curve.secret: unknown key"));
+}
+
 int
 main(void)
 {
@@ -405,6 +663,9 @@ main(void)
         cmocka_unit_test(test_controller_away),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_config_strict),
+        cmocka_unit_test(test_base_url_refused),
+        cmocka_unit_test(test_models_reply_not_trusted),
+        cmocka_unit_test(test_curve_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

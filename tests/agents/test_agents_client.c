@@ -121,6 +121,16 @@ test_choose_feedback(void **state)
     assert_true(ms[1].price_out_per_mtok == 2.0);
     bursar_models_free(&ms);
     assert_null(ms);
+    /* a reply naming where keys go (an older or hostile controller): the
+     * codec does not read it */
+    tu_router_endpoint(r, "http://127.0.0.1:9/v1", "SOME_SECRET");
+    assert_int_equal(bursar_models(b, &ms, &n), BURSAR_OK);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(ms[i].base_url, "");
+        assert_string_equal(ms[i].api_key_env, "");
+    }
+    bursar_models_free(&ms);
 
     bursar_destroy(&b);
     assert_null(b);
@@ -239,7 +249,7 @@ test_unreachable_spool_replay(void **state)
     bursar_destroy(&b);
 
     /* A spool left by a dead process is replayed by the next client. */
-    proto_feedback_t pf = {.decision = 2,
+    proto_feedback_t pf = {.decision = "0000000000000002",
                            .kind = PROTO_KIND_OUTCOME,
                            .has_success = 1,
                            .success = 1};
@@ -317,7 +327,7 @@ test_zero_filled_spool(void **state)
     tu_tmpdir(dir, sizeof(dir));
     snprintf(spool, sizeof(spool), "%s/agent.spool", dir);
     tu_router_t *r = tu_router_start(0, MODELS, 3, ep, sizeof(ep));
-    proto_feedback_t pf = {.decision = 2,
+    proto_feedback_t pf = {.decision = "0000000000000002",
                            .kind = PROTO_KIND_OUTCOME,
                            .has_success = 1,
                            .success = 1};
@@ -439,7 +449,7 @@ test_malformed_replies(void **state)
         snprintf(store[i], sizeof(store[i]), "m%d", i);
         names[i] = store[i];
     }
-    proto_choice_t ch = {.decision = 7,
+    proto_choice_t ch = {.decision = "0000000000000007",
                          .model = "a",
                          .propensity = 0.25,
                          .n_fallbacks = PROTO_MAX_FALLBACK,
@@ -455,10 +465,10 @@ test_malformed_replies(void **state)
     assert_true(d.propensity == 0.25);
     assert_string_equal(bursar_last_error(b), "");
 
-    /* a decision id that is not 16 hex digits is refused locally */
+    /* a decision id that is not a decision token is refused locally */
     bursar_feedback_t fb;
     bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
-    snprintf(d.id, sizeof(d.id), "d1");
+    snprintf(d.id, sizeof(d.id), "d 1");
     assert_int_equal(bursar_feedback(b, &d, &fb), BURSAR_EINVAL);
     bursar_destroy(&b);
     tu_router_stop(&r);

@@ -199,6 +199,10 @@ run_agent(ctl_t *c, const char *name, const char *tasks, const char *extra,
     argv[n++] = "300";
     argv[n++] = "--ctl-backoff-max-ms";
     argv[n++] = "400";
+    /* the endpoints and key variables: the agent's own (its --models
+     * reads bursard's configuration as a models table) */
+    argv[n++] = "--models";
+    argv[n++] = c->d.config;
     argv[n++] = "--concurrency";
     argv[n++] = strcmp(name, "restart") == 0 ? "8" : "4";
     if (strcmp(name, "restart") == 0) {

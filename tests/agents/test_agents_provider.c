@@ -1,7 +1,9 @@
 /*
  * test_agents_provider.c - provider calls (agents/provider.h) against the
  * mock provider: usage and cost, Retry-After, 5xx retries, timeouts,
- * malformed bodies, keys, concurrency limit.
+ * malformed bodies, keys, concurrency limit; where keys may go (https, or
+ * http to loopback only; checked again at request time; no redirect
+ * followed).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -10,10 +12,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "agents/provider.h"
 #include "tests/agents/util.h"
@@ -354,6 +363,154 @@ test_pool_concurrency_limit(void **state)
     assert_true(dt < 2.5);
 }
 
+/* prov_url_check: https anywhere, http to loopback only. */
+static void
+test_url_check(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "https://api.openai.com/v1", "https://10.0.0.1:8443/v1",
+        "HTTPS://api.anthropic.com", "http://127.0.0.1:8080/v1",
+        "http://127.1.2.3/v1",       "http://localhost:11434/v1",
+        "http://LOCALHOST/v1",       "http://[::1]:8000/v1",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char why[160] = "";
+        int plain = -1;
+        if (prov_url_check(ok[i], &plain, why, sizeof why) != 0)
+            fail_msg("%s refused: %s", ok[i], why);
+        assert_int_equal(plain, strncmp(ok[i], "http:", 5) == 0);
+    }
+    static const char *const bad[][2] = {
+        {"http://example.com/v1", "http is allowed only to a loopback"},
+        {"http://10.0.0.1/v1", "http is allowed only to a loopback"},
+        {"http://128.0.0.1/v1", "http is allowed only to a loopback"},
+        {"http://localhost.example.com/v1", "http is allowed only to a"},
+        {"http://127.0.0.1.nip.io/v1", "http is allowed only to a"},
+        {"http://[::2]/v1", "http is allowed only to a loopback"},
+        {"ftp://127.0.0.1/v1", "the scheme must be https"},
+        {"file:///etc/passwd", "the scheme must be https"},
+        {"gopher://127.0.0.1/", "the scheme must be https"},
+        {"api.openai.com/v1", "not an absolute URL"},
+        {"", "not an absolute URL"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char why[160] = "";
+        if (prov_url_check(bad[i][0], NULL, why, sizeof why) != BURSAR_EINVAL ||
+            !strstr(why, bad[i][1]))
+            fail_msg("%s: got \"%s\"", bad[i][0], why);
+    }
+}
+
+/* A model whose URL is refused fails at once (refused_url), without a
+ * request and before its key is read. */
+static void
+test_url_refused_at_request(void **state)
+{
+    (void)state;
+    prov_opts_t o;
+    fast_opts(&o);
+    bursar_model_t m;
+    tu_model(&m, "ok", 0, port, 1, 1);
+    snprintf(m.base_url, sizeof m.base_url, "http://192.0.2.1:%d/v1", port);
+    snprintf(m.api_key_env, sizeof m.api_key_env, "BURSAR_TEST_UNSET_KEY");
+    prov_result_t r;
+    cJSON *ms = msgs();
+    int before = tu_mock_requests(port, "ok", NULL);
+    assert_int_equal(prov_call(&o, &m, ms, &r), 0);
+    cJSON_Delete(ms);
+    assert_false(r.ok);
+    assert_string_equal(r.error_kind, "refused_url");
+    assert_non_null(strstr(r.error, "http is allowed only to a loopback"));
+    assert_int_equal(r.attempts, 0);
+    assert_int_equal(tu_mock_requests(port, "ok", NULL), before);
+    prov_result_clear(&r);
+}
+
+/* A provider that answers with a redirect: a one-shot HTTP server whose
+ * reply is 307 to another listener, which must see no connection. */
+struct redirector {
+    int ls;     /* the redirecting server */
+    int trap;   /* where it points */
+    int t_port; /* the trap's port */
+};
+
+static int
+loopback_listener(int *out_port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(s, (struct sockaddr *)&a, sizeof(a));
+    listen(s, 16);
+    socklen_t l = sizeof(a);
+    getsockname(s, (struct sockaddr *)&a, &l);
+    *out_port = ntohs(a.sin_port);
+    return s;
+}
+
+static void *
+redirect_once(void *arg)
+{
+    struct redirector *rd = arg;
+    int c = accept(rd->ls, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[8192];
+    size_t n = 0;
+    ssize_t k;
+    /* the headers and (small) body: read until the peer pauses */
+    while (n < sizeof buf - 1 &&
+           (k = recv(c, buf + n, sizeof buf - 1 - n, n ? MSG_DONTWAIT : 0)) > 0)
+        n += (size_t)k;
+    char resp[256];
+    int len = snprintf(resp, sizeof resp,
+                       "HTTP/1.1 307 Temporary Redirect\r\n"
+                       "Location: http://127.0.0.1:%d/v1/chat/completions\r\n"
+                       "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                       rd->t_port);
+    if (send(c, resp, (size_t)len, 0) < 0)
+        perror("redirect_once");
+    close(c);
+    return NULL;
+}
+
+static void
+test_redirect_not_followed(void **state)
+{
+    (void)state;
+    struct redirector rd;
+    int r_port;
+    rd.ls = loopback_listener(&r_port);
+    rd.trap = loopback_listener(&rd.t_port);
+    pthread_t th;
+    pthread_create(&th, NULL, redirect_once, &rd);
+    setenv("BURSAR_TEST_KEY", "k-secret", 1);
+    prov_opts_t o;
+    fast_opts(&o);
+    o.max_attempts = 1;
+    bursar_model_t m;
+    tu_model(&m, "ok", 0, r_port, 1, 1);
+    snprintf(m.api_key_env, sizeof m.api_key_env, "BURSAR_TEST_KEY");
+    prov_result_t r;
+    cJSON *ms = msgs();
+    assert_int_equal(prov_call(&o, &m, ms, &r), 0);
+    cJSON_Delete(ms);
+    pthread_join(th, NULL);
+    assert_false(r.ok);
+    assert_int_equal(r.http_status, 307);
+    assert_string_equal(r.error_kind, "http_error");
+    prov_result_clear(&r);
+    fcntl(rd.trap, F_SETFL, O_NONBLOCK);
+    int c = accept(rd.trap, NULL, NULL);
+    assert_true(c < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    close(rd.trap);
+    close(rd.ls);
+    unsetenv("BURSAR_TEST_KEY");
+}
+
 int
 main(void)
 {
@@ -370,6 +527,9 @@ main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_error_text_has_no_key),
         cmocka_unit_test(test_pool_concurrency_limit),
+        cmocka_unit_test(test_url_check),
+        cmocka_unit_test(test_url_refused_at_request),
+        cmocka_unit_test(test_redirect_not_followed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -361,6 +361,87 @@ test_scenario_sim_format(void **state)
     simprov_destroy(&s);
 }
 
+/* Fuzzing findings (tests/fuzz/corpus/validate/regress-*): numbers beyond
+ * the integer types were converted to them (undefined behaviour), and a
+ * 40-byte pattern made regcomp allocate gigabytes. */
+static void
+test_fuzz_regressions(void **state)
+{
+    (void)state;
+    assert_true(
+        parse_fails("{\"type\":\"max_length\",\"max\":1e999}", "validate.max"));
+    assert_true(
+        parse_fails("{\"type\":\"max_length\",\"max\":1e16}", "[0, 1e15]"));
+    assert_true(parse_fails("{\"type\":\"command\",\"cmd\":\"true\","
+                            "\"timeout_ms\":1e300}",
+                            "validate.timeout_ms"));
+    assert_true(parse_fails("{\"type\":\"command\",\"cmd\":\"true\","
+                            "\"timeout_ms\":\"10\"}",
+                            "validate.timeout_ms"));
+    validator_t *v = mk("{\"type\":\"max_length\",\"max\":1e15}");
+    assert_int_equal(ok(v, "short"), 1);
+    validator_destroy(&v);
+
+    /* "integer" is a number without a fraction, however large */
+    v = mk("{\"type\":\"json\",\"keys\":{\"a\":\"integer\"}}");
+    assert_int_equal(ok(v, "{\"a\":1e300}"), 1);
+    assert_int_equal(ok(v, "{\"a\":-9223372036854775809}"), 1);
+    assert_int_equal(ok(v, "{\"a\":1e999}"), 0); /* cJSON: infinity */
+    assert_int_equal(ok(v, "{\"a\":2.5}"), 0);
+    validator_destroy(&v);
+
+    /* stacked repetitions double regcomp's tree each: refused before it */
+    char pat[128] =
+        "{\"type\":\"regex\",\"pattern\":\"[0-\xfc\xff\xff\xff\xff]";
+    size_t n = strlen(pat);
+    for (int i = 0; i < 42; i++)
+        pat[n++] = '+';
+    snprintf(pat + n, sizeof pat - n, "\"}");
+    assert_true(parse_fails(pat, "too large once its repetitions"));
+    assert_true(parse_fails("{\"type\":\"regex\",\"pattern\":"
+                            "\"((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)\"}",
+                            "too large"));
+    assert_true(parse_fails("{\"type\":\"regex\",\"pattern\":"
+                            "\"((a{100}){100})\"}",
+                            "too large"));
+    assert_true(parse_fails("{\"type\":\"regex\",\"pattern\":"
+                            "\"a{1000}b{1000}\"}",
+                            "too large"));
+    char deep[256] = "{\"type\":\"regex\",\"pattern\":\"";
+    n = strlen(deep);
+    for (int i = 0; i < 40; i++)
+        deep[n++] = '(';
+    deep[n++] = 'a';
+    for (int i = 0; i < 40; i++)
+        deep[n++] = ')';
+    snprintf(deep + n, sizeof deep - n, "\"}");
+    assert_true(parse_fails(deep, "nested deeper than 32"));
+    char *lng = malloc(VALIDATE_REGEX_LEN + 64);
+    n = (size_t)snprintf(lng, 64, "{\"type\":\"regex\",\"pattern\":\"");
+    memset(lng + n, 'a', VALIDATE_REGEX_LEN + 1);
+    snprintf(lng + n + VALIDATE_REGEX_LEN + 1, 8, "\"}");
+    assert_true(parse_fails(lng, "longer than 1024 bytes"));
+    free(lng);
+    assert_true(parse_fails("{\"type\":\"regex\",\"pattern\":\"(a*)*\\\\1b\"}",
+                            "back-reference \\1"));
+    /* what validators ask for in practice still compiles */
+    const char *fine[] = {"^[0-9]{1,10}$",          "^[A-Z]{3}-[0-9]{4}$",
+                          "(ab|cd)+x?[[:alpha:]]*", "^.{0,1000}$",
+                          "[]a]+\\\\.[^]x]*",       "a{2}{3}",
+                          "^(\\\\([0-9]+\\\\))?$"};
+    for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
+        char spec[128];
+        snprintf(spec, sizeof spec, "{\"type\":\"regex\",\"pattern\":\"%s\"}",
+                 fine[i]);
+        v = mk(spec);
+        validator_destroy(&v);
+    }
+    v = mk("{\"type\":\"regex\",\"pattern\":\"^(ab)+$\"}");
+    assert_int_equal(ok(v, "ababab"), 1);
+    assert_int_equal(ok(v, "aba"), 0);
+    validator_destroy(&v);
+}
+
 int
 main(void)
 {
@@ -373,6 +454,7 @@ main(void)
         cmocka_unit_test(test_route_strict),
         cmocka_unit_test(test_scenario),
         cmocka_unit_test(test_scenario_sim_format),
+        cmocka_unit_test(test_fuzz_regressions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -249,6 +249,8 @@ tu_model(bursar_model_t *m, const char *name, int anthropic, int port,
 
 #define TU_MAX_FB 4096
 
+static char tu_curve_secret[41]; /* tu_router_curve: for the next start */
+
 struct tu_router {
     pthread_t th;
     void *ctx;
@@ -261,6 +263,7 @@ struct tu_router {
     char models[16][64];
     int next_id;
     char base_url[256];
+    char key_env[64];
     int chooses;
     int duplicates;
     size_t n_fb;
@@ -290,7 +293,9 @@ router_choose(tu_router_t *r, const proto_request_t *rq)
         return proto_write_error(rq->echo, PROTO_E_NO_MODEL,
                                  "every model is excluded");
     r->chooses++;
-    proto_choice_t c = {.decision = (uint64_t)++r->next_id,
+    char id[PROTO_ID_LEN + 1]; /* a token: 16 hex digits of a number */
+    proto_id_format((uint64_t)++r->next_id, id);
+    proto_choice_t c = {.decision = id,
                         .model = pick[0],
                         .propensity = 0.9,
                         .n_fallbacks = n - 1,
@@ -302,13 +307,13 @@ router_choose(tu_router_t *r, const proto_request_t *rq)
 static char *
 router_feedback(tu_router_t *r, const proto_request_t *rq)
 {
-    if (rq->decision == 0 || rq->decision > TU_KNOWN_IDS)
+    uint64_t dn = 0;
+    if (proto_id_parse(rq->decision, &dn) != 0 || dn == 0 || dn > TU_KNOWN_IDS)
         return proto_write_error(rq->echo, PROTO_E_UNKNOWN_DECISION,
                                  "unknown decision in field \"decision_id\"");
     const char *kind = proto_kind_name(rq->kind);
     char key[96];
-    snprintf(key, sizeof(key), "%llu/%s", (unsigned long long)rq->decision,
-             kind);
+    snprintf(key, sizeof(key), "%llu/%s", (unsigned long long)dn, kind);
     int dup = 0;
     for (size_t i = 0; i < r->n_fb; i++)
         if (strcmp(r->fb[i], key) == 0)
@@ -331,12 +336,24 @@ router_models(tu_router_t *r, const proto_request_t *rq)
         snprintf(ms[i].name, sizeof(ms[i].name), "%s", r->models[i]);
         ms[i].provider = PROTO_PROVIDER_OPENAI;
         snprintf(ms[i].model, sizeof(ms[i].model), "%s", r->models[i]);
-        snprintf(ms[i].base_url, sizeof(ms[i].base_url), "%s",
-                 r->base_url[0] ? r->base_url : "http://127.0.0.1:9/v1");
         ms[i].price_in_per_mtok = 1.0;
         ms[i].price_out_per_mtok = 2.0;
     }
-    return proto_write_models(rq->echo, ms, r->n_models);
+    char *reply = proto_write_models(rq->echo, ms, r->n_models);
+    if (!r->base_url[0])
+        return reply;
+    /* what an older or hostile controller adds (tu_router_endpoint) */
+    cJSON *j = cJSON_Parse(reply);
+    free(reply);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(j, "models"))
+    {
+        cJSON_AddStringToObject((cJSON *)m, "base_url", r->base_url);
+        cJSON_AddStringToObject((cJSON *)m, "api_key_env", r->key_env);
+    }
+    reply = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return reply;
 }
 
 /* The reply to one request frame: parsed and written by the wire codec,
@@ -417,8 +434,12 @@ tu_router_start(int port, const char *const *models, size_t n_models,
         snprintf(r->models[r->n_models++], 64, "%s", models[i]);
     r->ctx = zmq_ctx_new();
     r->sock = zmq_socket(r->ctx, ZMQ_ROUTER);
-    int zero = 0;
+    int zero = 0, one = 1;
     zmq_setsockopt(r->sock, ZMQ_LINGER, &zero, sizeof(zero));
+    if (tu_curve_secret[0]) { /* before bind: the handshake needs it */
+        zmq_setsockopt(r->sock, ZMQ_CURVE_SERVER, &one, sizeof(one));
+        zmq_setsockopt(r->sock, ZMQ_CURVE_SECRETKEY, tu_curve_secret, 41);
+    }
     char ep[64];
     if (port)
         snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", port);
@@ -505,11 +526,19 @@ tu_router_reply_raw(tu_router_t *r, const char *reply)
 }
 
 void
-tu_router_base_url(tu_router_t *r, const char *url)
+tu_router_endpoint(tu_router_t *r, const char *url, const char *key_env)
 {
     pthread_mutex_lock(&r->mu);
     snprintf(r->base_url, sizeof(r->base_url), "%s", url);
+    snprintf(r->key_env, sizeof(r->key_env), "%s", key_env);
     pthread_mutex_unlock(&r->mu);
+}
+
+void
+tu_router_curve(const char *server_secret_z85)
+{
+    snprintf(tu_curve_secret, sizeof(tu_curve_secret), "%s",
+             server_secret_z85 ? server_secret_z85 : "");
 }
 
 int

@@ -64,7 +64,12 @@ int tu_router_port(tu_router_t *r);
 /* The next request is answered with reply, verbatim (a malformed reply
  * for a test; every other reply is written by the wire codec). */
 void tu_router_reply_raw(tu_router_t *r, const char *reply);
-/* base_url the models op gives every model. */
-void tu_router_base_url(tu_router_t *r, const char *url);
+/* Makes the models reply name base_url url and api_key_env key_env for
+ * every model, as older (or hostile) controllers did: fields the codec
+ * no longer writes, added to its reply; bursar-agent must ignore them. */
+void tu_router_endpoint(tu_router_t *r, const char *url, const char *key_env);
+/* A CURVE server (its secret key, Z85) for the next tu_router_start;
+ * NULL: none. Any client key is accepted (no ZAP handler). */
+void tu_router_curve(const char *server_secret_z85);
 
 #endif

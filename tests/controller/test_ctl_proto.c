@@ -274,7 +274,7 @@ test_reply_errors(void **state)
                  "\"propensity\":1,\"fallbacks\":[],"
                  "\"expected_cost_usd\":0}",
                  C, PROTO_E_WRONG_TYPE, "\"decision_id\"");
-    expect_reply("{\"ok\":true,\"decision_id\":\"12\",\"model\":\"a\"}", C,
+    expect_reply("{\"ok\":true,\"decision_id\":\"1/2\",\"model\":\"a\"}", C,
                  PROTO_E_INVALID_VALUE, "\"decision_id\"");
     snprintf(buf, sizeof buf, "{\"ok\":true,%s,\"model\":\"a\"}", id);
     expect_reply(buf, C, PROTO_E_MISSING_FIELD,
@@ -351,12 +351,14 @@ test_models(void **state)
         {.name = "a",
          .provider = PROTO_PROVIDER_ANTHROPIC,
          .model = "claude-x",
-         .base_url = "https://api.anthropic.com",
-         .api_key_env = "K",
          .price_in_per_mtok = 3,
          .price_out_per_mtok = 15,
          .health = "ok"},
-        {.name = "b", .model = "gpt-x", .price_out_per_mtok = 0.5},
+        {.name = "b",
+         .model = "gpt-x",
+         .base_url = "https://evil.example",
+         .api_key_env = "HOME",
+         .price_out_per_mtok = 0.5},
     };
     char *s = proto_write_models("\"q\"", in, 2);
     proto_reply_t r;
@@ -365,6 +367,7 @@ test_models(void **state)
     size_t n = 0;
     assert_int_equal(proto_parse_models(s, strlen(s), &r, &out, &n, &err),
                      PROTO_OK);
+    assert_null(strstr(s, "evil")); /* not written */
     free(s);
     assert_true(r.ok);
     assert_int_equal(n, 2);
@@ -373,6 +376,9 @@ test_models(void **state)
     assert_int_equal(out[1].provider, PROTO_PROVIDER_OPENAI);
     assert_true(out[1].price_out_per_mtok == 0.5);
     assert_string_equal(out[1].health, "");
+    /* where calls go is the agent's own business: never on the wire */
+    assert_string_equal(out[1].base_url, "");
+    assert_string_equal(out[1].api_key_env, "");
     free(out);
 
     const char *bad[][2] = {
