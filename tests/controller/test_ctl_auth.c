@@ -7,6 +7,7 @@
  * state) so that one test's pending decisions and rate use do not reach
  * the next.
  */
+#define _DEFAULT_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <setjmp.h>
@@ -16,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -47,6 +50,8 @@ load_key(const char *path, char out[41])
         fail_msg("%s", err);
 }
 
+static void write_clients(const char *extra);
+
 static int
 group_setup(void **state)
 {
@@ -62,14 +67,7 @@ group_setup(void **state)
         snprintf(path, sizeof path, "%s.key", prefix);
         load_key(path, sec[k]);
     }
-    char path[600];
-    snprintf(path, sizeof path, "%s/clients", keydir);
-    FILE *f = fopen(path, "w");
-    fprintf(f, "# test allow-list\n%s agent1 agent\n%s agent2 agent\n"
-               "%s fbk feedback\n%s ops operator\n%s flood agent\n",
-            pub[K_AGENT1], pub[K_AGENT2], pub[K_FEEDBACK], pub[K_OPS],
-            pub[K_FLOOD]);
-    fclose(f);
+    write_clients("");
     return 0;
 }
 
@@ -427,6 +425,103 @@ test_insecure_endpoint_refused(void **state)
     assert_non_null(strstr(out, "600 "));
 }
 
+/* Writes the allow-list: the group's clients, then extra lines. */
+static void
+write_clients(const char *extra)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/clients", keydir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# test allow-list\n%s agent1 agent\n%s agent2 agent\n"
+               "%s fbk feedback\n%s ops operator\n%s flood agent\n%s",
+            pub[K_AGENT1], pub[K_AGENT2], pub[K_FEEDBACK], pub[K_OPS],
+            pub[K_FLOOD], extra);
+    fclose(f);
+}
+
+/* Sends SIGHUP and waits (up to 20 s) until the log shows the reload
+ * done: n lines containing what. */
+static void
+hup(fx_t *f, const char *what, int n)
+{
+    th_signal(&f->d, SIGHUP);
+    for (int i = 0; i < 400; i++) {
+        char cmd[1200], out[64];
+        snprintf(cmd, sizeof cmd, "grep -c '%s' %s", what, f->d.log);
+        th_run(cmd, out, sizeof out);
+        if (atoi(out) >= n)
+            return;
+        usleep(50 * 1000);
+    }
+    fail_msg("no \"%s\" in %s after SIGHUP", what, f->d.log);
+}
+
+/* SIGHUP reloads the allow-list: an added key is served, a removed one
+ * loses service (on its open connection too), and an invalid list keeps
+ * the old one. */
+static void
+test_allow_list_reload(void **state)
+{
+    fx_t *f = *state;
+    cJSON_Delete(th_ok(cl(f, K_FLOOD), "{\"op\":\"ping\"}"));
+    char extra[200];
+    snprintf(extra, sizeof extra, "%s stranger operator\n", pub[K_STRANGER]);
+    write_clients(extra);
+    hup(f, "clients in the allow-list", 2);
+    cJSON_Delete(th_ok(cl(f, K_STRANGER), "{\"op\":\"stats\"}"));
+    /* flood removed (its line rewritten to a key nobody holds) */
+    char path[600];
+    snprintf(path, sizeof path, "%s/clients", keydir);
+    FILE *fp = fopen(path, "w");
+    fprintf(fp, "%s agent1 agent\n%s ops operator\n", pub[K_AGENT1],
+            pub[K_OPS]);
+    fclose(fp);
+    hup(f, "clients in the allow-list", 3);
+    th_expect_error(cl(f, K_FLOOD), "forbidden", "{\"op\":\"ping\"}");
+    /* a malformed list: the old one stays */
+    write_clients("not-a-key someone agent\n");
+    hup(f, "keeping the old one", 1);
+    cJSON_Delete(th_ok(cl(f, K_OPS), "{\"op\":\"ping\"}"));
+    th_expect_error(cl(f, K_FLOOD), "forbidden", "{\"op\":\"ping\"}");
+    char cmd[1200], out[8192];
+    snprintf(cmd, sizeof cmd, "cat %s", f->d.log);
+    th_run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "clients:7: \"not-a-key\" is not a public key"));
+    write_clients("");
+}
+
+/* A bad allow-list or key file stops bursard at start, naming the file
+ * and line. */
+static void
+test_startup_errors(void **state)
+{
+    fx_t *f = *state;
+    char cmd[2400], out[4096], extra[200];
+    th_stop(&f->d);
+    snprintf(extra, sizeof extra, "%s again agent\n", pub[K_AGENT1]);
+    write_clients(extra);
+    snprintf(cmd, sizeof cmd, "%s --config %s --state-dir %s --listen %s 2>&1",
+             th_need("bursard"), f->d.config, f->d.state, f->d.endpoint);
+    assert_int_equal(th_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "clients:7: the key of \"again\" is listed "
+                                "twice (also agent1)"));
+    write_clients("x y z w\n");
+    assert_int_equal(th_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "clients:7: expected 3 fields"));
+    snprintf(extra, sizeof extra, "%s ag3 admin\n", pub[K_STRANGER]);
+    write_clients(extra);
+    assert_int_equal(th_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "unknown role \"admin\""));
+    write_clients("");
+    /* a secret key readable by others */
+    char key[600];
+    snprintf(key, sizeof key, "%s/server.key", keydir);
+    chmod(key, 0644);
+    assert_int_equal(th_run(cmd, out, sizeof out), 1);
+    chmod(key, 0600);
+    assert_non_null(strstr(out, "must not be readable by others"));
+}
+
 int
 main(void)
 {
@@ -441,6 +536,9 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_insecure_endpoint_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_allow_list_reload, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_startup_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
