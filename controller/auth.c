@@ -69,6 +69,23 @@ auth_fields(char *line, char *f[4])
     return n;
 }
 
+/* The client with this key among the first l->n, in any order. */
+static const auth_client_t *
+auth_scan_key(const auth_list_t *l, const uint8_t key[32])
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (memcmp(l->c[i].key, key, 32) == 0)
+            return &l->c[i];
+    return NULL;
+}
+
+static int
+auth_cmp_key(const void *a, const void *b)
+{
+    return memcmp(((const auth_client_t *)a)->key,
+                  ((const auth_client_t *)b)->key, 32);
+}
+
 /* Parses one non-comment line into c; -1 with what in msg. */
 static int
 auth_line(char *line, const auth_list_t *l, auth_client_t *c, char *msg,
@@ -100,9 +117,9 @@ auth_line(char *line, const auth_list_t *l, auth_client_t *c, char *msg,
                  "unknown role \"%s\" (agent, feedback, operator)", bad);
         return -1;
     }
-    if (auth_find_key(l, c->key)) {
+    if (auth_scan_key(l, c->key)) {
         snprintf(msg, msg_len, "the key of \"%s\" is listed twice (also %s)",
-                 c->name, auth_find_key(l, c->key)->name);
+                 c->name, auth_scan_key(l, c->key)->name);
         return -1;
     }
     if (auth_find_name(l, c->name)) {
@@ -147,6 +164,8 @@ auth_parse(const char *text, size_t len, const char *file, auth_list_t *out,
         }
         out->n++;
     }
+    if (out->n)
+        qsort(out->c, out->n, sizeof *out->c, auth_cmp_key);
     return 0;
 }
 
@@ -177,10 +196,9 @@ auth_free(auth_list_t *l)
 const auth_client_t *
 auth_find_key(const auth_list_t *l, const uint8_t key[32])
 {
-    for (size_t i = 0; i < l->n; i++)
-        if (memcmp(l->c[i].key, key, 32) == 0)
-            return &l->c[i];
-    return NULL;
+    auth_client_t k;
+    memcpy(k.key, key, 32);
+    return l->n ? bsearch(&k, l->c, l->n, sizeof *l->c, auth_cmp_key) : NULL;
 }
 
 const auth_client_t *

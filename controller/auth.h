@@ -54,7 +54,8 @@ int auth_parse(const char *text, size_t len, const char *file,
 int auth_load(const char *path, auth_list_t *out, char *err, size_t err_len);
 void auth_free(auth_list_t *l);
 
-/* The client with this public key, or NULL. */
+/* The client with this public key, or NULL. O(log n): the list is kept
+ * sorted by key. */
 const auth_client_t *auth_find_key(const auth_list_t *l, const uint8_t key[32]);
 /* The client of this name, or NULL. */
 const auth_client_t *auth_find_name(const auth_list_t *l, const char *name);

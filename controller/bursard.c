@@ -7,10 +7,14 @@
  *   all in one LMDB write transaction; expire old decisions; commit; only
  *   then send the replies.
  *
- * A reply is therefore never sent for state that is not durable, and the
- * cost of the commit (two fsyncs, or one with store.sync = nometasync) is
- * shared by every message of the batch. docs/controller.md has the
- * operator's side.
+ * One exception: a choose whose token carries its decision (ctl.h,
+ * "early") is answered as soon as it is handled; feedback rebuilds its
+ * record if the batch is lost. Every other reply is sent only for state
+ * that is durable, and the cost of the commit (two fsyncs, or one with
+ * store.sync = nometasync) is shared by every message of the batch. With
+ * CURVE, a ZAP handler (RFC 27) on the same loop admits the allow-list's
+ * keys. docs/controller.md and docs/security.md have the operator's
+ * side.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -282,8 +286,10 @@ typedef struct bursard_msg {
 static void bursard_send(void *sock, bursard_msg_t *m);
 
 /* The client of a request frame: with CURVE, the allow-list's entry of
- * the ZAP handler's User-Id (a client removed from the list since it
- * connected has none: *reply says so); without, unauthenticated. */
+ * the key the ZAP handler gave as User-Id (Z85), looked up at every
+ * message: a key removed from the list since it connected has none, and
+ * *reply says so (a name given to a new key does not carry over to the
+ * old key's connection); without CURVE, unauthenticated. */
 static int
 bursard_peer(const auth_list_t *auth, int curve, zmq_msg_t *f, ctl_peer_t *p,
              char **reply)
@@ -293,11 +299,15 @@ bursard_peer(const auth_list_t *auth, int curve, zmq_msg_t *f, ctl_peer_t *p,
     if (!curve)
         return 0;
     const char *uid = zmq_msg_gets(f, "User-Id");
-    const auth_client_t *cl = uid ? auth_find_name(auth, uid) : NULL;
+    uint8_t key[32];
+    const auth_client_t *cl = uid && bursar_key_valid(uid) &&
+                                      zmq_z85_decode(key, uid)
+                                  ? auth_find_key(auth, key)
+                                  : NULL;
     if (!cl) {
         char msg[160];
         snprintf(msg, sizeof msg,
-                 "client \"%.40s\" is not in the allow-list (any more)",
+                 "the key %.40s is not in the allow-list (any more)",
                  uid ? uid : "");
         *reply = proto_write_error(NULL, PROTO_E_FORBIDDEN, msg);
         return -1;
@@ -526,32 +536,48 @@ bursard_curve(bursard_t *d)
     return 0;
 }
 
-/* Answers one ZAP request: 200 with the client's name as User-Id when its
- * key is in the allow-list, else 400 (the connection gets nothing). */
+/* 1 if frame f holds exactly the bytes s. */
+static int
+bursard_frame_is(zmq_msg_t *f, const char *s)
+{
+    return zmq_msg_size(f) == strlen(s) &&
+           memcmp(zmq_msg_data(f), s, strlen(s)) == 0;
+}
+
+/* Answers one ZAP request: 200 with the client's public key (Z85) as
+ * User-Id when it is in the allow-list, else 400 (the connection gets
+ * nothing). A request that is not well formed is refused. */
 static void
 bursard_zap(bursard_t *d)
 {
     zmq_msg_t f[7];
-    int n = 0, more = 1;
+    int n = 0, more = 1, extra = 0;
     while (more) {
         zmq_msg_t part;
         zmq_msg_init(&part);
         if (zmq_msg_recv(&part, d->zap, 0) < 0) {
             zmq_msg_close(&part);
+            if (zmq_errno() == EINTR)
+                continue; /* the rest of the request is still there */
             break;
         }
         more = zmq_msg_more(&part);
         if (n < 7)
             f[n++] = part;
-        else
+        else {
             zmq_msg_close(&part);
+            extra = 1;
+        }
     }
     /* version, request id, domain, address, identity, mechanism, key */
     const auth_client_t *cl = NULL;
-    if (n == 7 && zmq_msg_size(&f[5]) == 5 &&
-        memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0 &&
+    if (n == 7 && !extra && bursard_frame_is(&f[0], "1.0") &&
+        bursard_frame_is(&f[2], "bursar") && bursard_frame_is(&f[5], "CURVE") &&
         zmq_msg_size(&f[6]) == 32)
         cl = auth_find_key(&d->auth, zmq_msg_data(&f[6]));
+    char uid[BURSAR_KEY_Z85 + 1] = "";
+    if (cl)
+        zmq_z85_encode(uid, cl->key, 32);
     zmq_send(d->zap, "1.0", 3, ZMQ_SNDMORE);
     if (n >= 2)
         zmq_send(d->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]),
@@ -561,8 +587,7 @@ bursard_zap(bursard_t *d)
     zmq_send(d->zap, cl ? "200" : "400", 3, ZMQ_SNDMORE);
     const char *text = cl ? "OK" : "key not in the allow-list";
     zmq_send(d->zap, text, strlen(text), ZMQ_SNDMORE);
-    zmq_send(d->zap, cl ? cl->name : "", cl ? strlen(cl->name) : 0,
-             ZMQ_SNDMORE);
+    zmq_send(d->zap, uid, strlen(uid), ZMQ_SNDMORE);
     zmq_send(d->zap, "", 0, 0);
     for (int i = 0; i < n; i++)
         zmq_msg_close(&f[i]);
@@ -639,6 +664,22 @@ bursard_bind(bursard_t *d)
     return 0;
 }
 
+/* SIGHUP, CURVE on: rereads the allow-list named by the configuration in
+ * force (the old one when the new configuration was refused). */
+static void
+bursard_reload_auth(bursard_t *d)
+{
+    if (!d->curve)
+        return;
+    if (!ctl_cfg(d->ctl)->curve_clients)
+        fprintf(stderr, "bursard: SIGHUP: the new configuration has no "
+                        "\"curve\": CURVE stays on, with the allow-list "
+                        "as it was, until a restart\n");
+    else if (bursard_load_auth(d) != 0)
+        fprintf(stderr, "bursard: SIGHUP: the allow-list is invalid "
+                        "(above): keeping the old one\n");
+}
+
 /* SIGHUP: reloads --config between batches; an invalid one keeps the old
  * configuration. */
 static void
@@ -649,10 +690,12 @@ bursard_reload(bursard_t *d)
     if (!nc) {
         fprintf(stderr, "bursard: SIGHUP: the new configuration is "
                         "invalid (above): keeping the old one\n");
+        bursard_reload_auth(d); /* a revoked key must not wait for it */
         return;
     }
     if (ctl_reconfigure(d->ctl, nc, err, sizeof err) != 0) {
         fprintf(stderr, "bursard: SIGHUP: %s\n", err);
+        bursard_reload_auth(d);
         return;
     }
     if (!d->o.quiet)
@@ -660,12 +703,7 @@ bursard_reload(bursard_t *d)
                 "bursard: SIGHUP: configuration reloaded (%zu "
                 "buckets)\n",
                 ctl_cfg(d->ctl)->n_buckets);
-    if (d->curve && !ctl_cfg(d->ctl)->curve_clients)
-        fprintf(stderr, "bursard: SIGHUP: the new configuration has no "
-                        "\"curve\": CURVE stays on until a restart\n");
-    else if (d->curve && bursard_load_auth(d) != 0)
-        fprintf(stderr, "bursard: SIGHUP: the allow-list is invalid "
-                        "(above): keeping the old one\n");
+    bursard_reload_auth(d);
     if (ctl_cfg(d->ctl)->batch_max > d->cap) {
         d->cap = ctl_cfg(d->ctl)->batch_max;
         free(d->batch);

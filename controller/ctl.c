@@ -329,7 +329,9 @@ ctl_load(ctl_t *c)
      * is at most it, committed or not */
     c->hwm = 0;
     store_get_meta(c->store, txn, "seq", &c->hwm, sizeof c->hwm);
-    c->seq = c->hwm;
+    c->seq = c->hwm_durable = c->hwm;
+    c->pruned = 0;
+    store_get_meta(c->store, txn, "pruned", &c->pruned, sizeof c->pruned);
 
     policy_params_t pp;
     cfg_policy_params(c->cfg, &pp);
@@ -496,6 +498,9 @@ ctl_flush(ctl_t *c)
         store_pacer_t spc = {.version = STORE_VERSION, .pacer = c->pacer};
         rc = store_put_meta(c->store, c->txn, "seq", &c->hwm, sizeof c->hwm);
         if (!rc)
+            rc = store_put_meta(c->store, c->txn, "pruned", &c->pruned,
+                                sizeof c->pruned);
+        if (!rc)
             rc = store_put_meta(c->store, c->txn, "policy", &sp, sizeof sp);
         if (!rc)
             rc = store_put_meta(c->store, c->txn, "pacer", &spc, sizeof spc);
@@ -530,6 +535,8 @@ ctl_commit(ctl_t *c)
     c->txn = NULL;
     ctl_clear_dirty(c);
     c->commit_failed = rc != 0;
+    if (!rc)
+        c->hwm_durable = c->hwm;
     if (rc) {
         fprintf(stderr,
                 "bursard: commit failed (%s): reloading state from the "

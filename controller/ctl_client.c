@@ -89,16 +89,24 @@ ctl_count_pending(uint64_t id, double t, void *ctx)
 void
 ctl_clients_load(ctl_t *c, MDB_txn *txn)
 {
+    /* the clients' breakers and the record of errors are memory only;
+     * they survive a reload unless the models changed (indexes move) */
+    int reset = c->clients_models != c->cfg->n_models || !c->fails;
     for (size_t k = 0; k < c->n_clients; k++) {
-        free(c->clients[k]->health);
-        c->clients[k]->health = NULL;
+        if (reset) {
+            free(c->clients[k]->health);
+            c->clients[k]->health = NULL;
+        }
         c->clients[k]->inflight = 0;
     }
-    free(c->fails);
-    c->fails = bursar_calloc(c->cfg->n_models * CTL_FAIL_RING + 1,
-                             sizeof *c->fails);
-    for (size_t i = 0; i < c->cfg->n_models * CTL_FAIL_RING; i++)
-        c->fails[i].client = -1;
+    if (reset) {
+        free(c->fails);
+        c->fails = bursar_calloc(c->cfg->n_models * CTL_FAIL_RING + 1,
+                                 sizeof *c->fails);
+        for (size_t i = 0; i < c->cfg->n_models * CTL_FAIL_RING; i++)
+            c->fails[i].client = -1;
+        c->clients_models = c->cfg->n_models;
+    }
     void *a[2] = {c, txn};
     store_scan_pending(c->store, txn, ctl_count_pending, a);
 }
@@ -238,17 +246,22 @@ ctl_client_failure(ctl_t *c, const ctl_client_t *from, int m, uint64_t id,
     if (!cl->health)
         cl->health = bursar_calloc(c->cfg->n_models, sizeof *cl->health);
     health_failure(&cl->health[m], &c->allow.health, id, now);
+    /* one slot per client (its latest error), else an empty one, else
+     * the oldest: one client's errors cannot push out others' */
     ctl_fail_t *f = &c->fails[(size_t)m * CTL_FAIL_RING];
-    size_t slot = 0;
-    for (size_t i = 1; i < CTL_FAIL_RING; i++)
-        if (f[i].client < 0 || f[i].t < f[slot].t)
+    size_t slot = CTL_FAIL_RING;
+    for (size_t i = 0; i < CTL_FAIL_RING && slot == CTL_FAIL_RING; i++)
+        if (f[i].client == cl->idx)
             slot = i;
-    if (f[slot].client >= 0) /* an empty slot wins, else the oldest */
-        for (size_t i = 0; i < CTL_FAIL_RING; i++)
-            if (f[i].client < 0) {
+    for (size_t i = 0; i < CTL_FAIL_RING && slot == CTL_FAIL_RING; i++)
+        if (f[i].client < 0)
+            slot = i;
+    if (slot == CTL_FAIL_RING) {
+        slot = 0;
+        for (size_t i = 1; i < CTL_FAIL_RING; i++)
+            if (f[i].t < f[slot].t)
                 slot = i;
-                break;
-            }
+    }
     f[slot].client = cl->idx;
     f[slot].t = now;
     /* corroborated: errors from k clients within the first cooldown */

@@ -58,9 +58,12 @@ typedef struct ctl_fail {
     double t;
 } ctl_fail_t;
 
-/* Ids are issued up to hwm, which is durable before any of them is
- * answered: after a crash ids restart above it, so no token names two
- * decisions. It moves up by CTL_HWM_STEP. */
+/* The high-water mark of ids ("seq" in meta): a choose is answered
+ * before its commit only when its id is at most the mark as last
+ * committed (hwm_durable); after a crash or a failed commit ids restart
+ * above that, so no token names two decisions. The mark moves up by
+ * CTL_HWM_STEP with the decision that passes it, whose reply (and every
+ * reply after it until the commit) waits for the commit. */
 #define CTL_HWM_STEP 65536
 
 struct ctl {
@@ -75,7 +78,11 @@ struct ctl {
     policy_t policy;
     pacer_t pacer;
     uint64_t seq; /* last decision id */
-    uint64_t hwm; /* durable ("seq" in meta): ids issued are <= hwm */
+    uint64_t hwm;         /* the mark as the batch will commit it */
+    uint64_t hwm_durable; /* the mark as committed */
+    uint64_t pruned;      /* the largest id pruned ("pruned" in meta): a
+                             token at or below it is never rebuilt */
+    size_t clients_models; /* n_models the clients' breakers were made for */
     unsigned long long n_decisions; /* since start */
     uint8_t token_key[TOKEN_KEY_BYTES];
     int early; /* the reply being built may be sent before the commit */

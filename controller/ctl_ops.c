@@ -209,7 +209,7 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     /* The reply may leave before the commit when its id is below the
      * durable high-water mark; else the mark moves up and the reply waits
      * for the commit that makes it durable. */
-    c->early = d.id <= c->hwm && !c->commit_failed;
+    c->early = d.id <= c->hwm_durable && !c->commit_failed;
     if (d.id > c->hwm)
         c->hwm = d.id + CTL_HWM_STEP;
     pacer_reserve(&c->pacer, d.reserved_usd);
@@ -510,10 +510,23 @@ ctl_feedback_decision(ctl_t *c, const proto_request_t *rq, token_t *tk,
         (err = ctl_check_outcome(c, rq, tk)))
         return err;
     int rc = store_get_decision(c->store, c->txn, tk->id, d);
-    if (rc == STORE_NOTFOUND && tk->t + c->cfg->decision_ttl_s <= now)
+    if (rc == 0 && (d->t != tk->t || strcmp(d->bucket, tk->bucket) != 0 ||
+                    strcmp(d->model, tk->model) != 0))
+        /* cannot happen while ids are unique (the high-water mark); a
+         * store replaced under a kept token.key would do it */
+        return ctl_error(rq, PROTO_E_UNKNOWN_DECISION,
+                         "field \"decision_id\": decision %s in the store is "
+                         "not the one this token names",
+                         id);
+    /* A missing record is rebuilt only when it can have been lost to a
+     * crash: never pruned (retention prunes ids in order) and within its
+     * TTL. */
+    if (rc == STORE_NOTFOUND &&
+        (tk->id <= c->pruned || tk->t + c->cfg->decision_ttl_s <= now))
         return ctl_error(rq, PROTO_E_DECISION_EXPIRED,
                          "field \"decision_id\": decision %s is older than "
-                         "decision_ttl_s (%g s) and its record is gone",
+                         "decision_ttl_s (%g s) or was pruned: its record is "
+                         "gone",
                          id, c->cfg->decision_ttl_s);
     if (rc == STORE_NOTFOUND)
         rc = ctl_decision_rebuild(c, tk, d);
@@ -577,8 +590,8 @@ ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
         snprintf(d.error, sizeof d.error, "%.127s",
                  rq->error[0] ? rq->error : "provider error");
         int m = cfg_model_find(c->cfg, d.model);
-        if (m >= 0)
-            ctl_client_failure(c, c->peer, m, d.id, now);
+        if (m >= 0) /* the decision's client's, whoever reports it */
+            ctl_client_failure(c, ctl_client_get(c, tk.client), m, d.id, now);
         break;
     }
     }
@@ -671,6 +684,9 @@ ctl_sweep(ctl_t *c)
                          "del decision");
             ctl_store_rc(c, store_del_dext(c->store, c->txn, d.id),
                          "del dext");
+            if (d.id > c->pruned)
+                c->pruned = d.id;
+            c->meta_dirty = 1;
         }
     }
     return n;

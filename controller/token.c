@@ -167,6 +167,13 @@ token_key_load(const char *dir, uint8_t key[TOKEN_KEY_BYTES], char *err,
                  fsync(fd) == 0;
         if (fd >= 0 && close(fd) != 0)
             ok = 0;
+        /* the directory entry too: a crash must not lose the key (and
+         * every token answered with it) */
+        int dfd = ok ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (ok && (dfd < 0 || fsync(dfd) != 0))
+            ok = 0;
+        if (dfd >= 0)
+            close(dfd);
         if (!ok) {
             snprintf(err, err_len, "cannot write %s: %s", path,
                      strerror(errno));
@@ -175,6 +182,8 @@ token_key_load(const char *dir, uint8_t key[TOKEN_KEY_BYTES], char *err,
         }
         return 0;
     }
+    if (fd >= 0)
+        fchmod(fd, 0600); /* a key from before modes were set */
     if (fd < 0) {
         snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
         return -1;

@@ -469,6 +469,17 @@ test_allow_list_reload(void **state)
     write_clients(extra);
     hup(f, "clients in the allow-list", 2);
     cJSON_Delete(th_ok(cl(f, K_STRANGER), "{\"op\":\"stats\"}"));
+    /* the name flood given to another key: flood's open connection is
+     * known by its key, not its name, and loses service */
+    snprintf(extra, sizeof extra, "%s flood agent\n", pub[K_STRANGER]);
+    char path0[600];
+    snprintf(path0, sizeof path0, "%s/clients", keydir);
+    FILE *fr = fopen(path0, "w");
+    fprintf(fr, "%s agent1 agent\n%s ops operator\n%s", pub[K_AGENT1],
+            pub[K_OPS], extra);
+    fclose(fr);
+    hup(f, "clients in the allow-list", 3);
+    th_expect_error(cl(f, K_FLOOD), "forbidden", "{\"op\":\"ping\"}");
     /* flood removed (its line rewritten to a key nobody holds) */
     char path[600];
     snprintf(path, sizeof path, "%s/clients", keydir);
@@ -476,7 +487,7 @@ test_allow_list_reload(void **state)
     fprintf(fp, "%s agent1 agent\n%s ops operator\n", pub[K_AGENT1],
             pub[K_OPS]);
     fclose(fp);
-    hup(f, "clients in the allow-list", 3);
+    hup(f, "clients in the allow-list", 4);
     th_expect_error(cl(f, K_FLOOD), "forbidden", "{\"op\":\"ping\"}");
     /* a malformed list: the old one stays */
     write_clients("not-a-key someone agent\n");
