@@ -534,7 +534,9 @@ ctl_commit(ctl_t *c)
     }
     c->txn = NULL;
     ctl_clear_dirty(c);
-    c->commit_failed = rc != 0;
+    if (rc) /* no early answers for a while: a full store is refused, not
+               silently lost batch after batch */
+        c->early_after = util_mono_time() + CTL_EARLY_HOLDOFF_S;
     if (!rc)
         c->hwm_durable = c->hwm;
     if (rc) {

@@ -65,6 +65,9 @@ typedef struct ctl_fail {
  * CTL_HWM_STEP with the decision that passes it, whose reply (and every
  * reply after it until the commit) waits for the commit. */
 #define CTL_HWM_STEP 65536
+/* After a failed commit, chooses wait for their commits this long: a full
+ * store loses at most one transaction of early answers per holdoff. */
+#define CTL_EARLY_HOLDOFF_S 1.0
 
 struct ctl {
     cfg_t *cfg;
@@ -86,8 +89,8 @@ struct ctl {
     unsigned long long n_decisions; /* since start */
     uint8_t token_key[TOKEN_KEY_BYTES];
     int early; /* the reply being built may be sent before the commit */
-    int commit_failed; /* the last commit failed: no early replies until
-                          one succeeds (bounds what a full store loses) */
+    double early_after; /* monotonic: no early replies before (a commit
+                           failed); 0: none failed */
     ctl_client_t *peer; /* the client of the request being handled */
     unsigned peer_roles;
 

@@ -209,7 +209,8 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     /* The reply may leave before the commit when its id is below the
      * durable high-water mark; else the mark moves up and the reply waits
      * for the commit that makes it durable. */
-    c->early = d.id <= c->hwm_durable && !c->commit_failed;
+    c->early = d.id <= c->hwm_durable &&
+               (c->early_after == 0 || util_mono_time() >= c->early_after);
     if (d.id > c->hwm)
         c->hwm = d.id + CTL_HWM_STEP;
     pacer_reserve(&c->pacer, d.reserved_usd);
