@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <regex.h>
 #include <signal.h>
@@ -120,12 +121,188 @@ parse_json(validator_t *v, const cJSON *spec, const char *type, char *err,
     return 0;
 }
 
+/* --------------------------------------------------- regex size check
+ *
+ * glibc's regcomp builds a tree in which a bounded repetition is copied:
+ * x+ becomes x x*, x{m,n} n copies of x. Repetitions of repetitions
+ * multiply, so a 40-byte pattern such as `[0-\xfc]` followed by 42 '+'
+ * asks for 2^42 nodes and regcomp allocates gigabytes before it fails
+ * (found by tests/fuzz/fuzz_validate.c). Before compiling, the pattern's
+ * size after that expansion is estimated (one unit per atom, operator and
+ * group, a repetition multiplying its operand) and a pattern above
+ * VALIDATE_REGEX_WEIGHT is refused, as is one longer than
+ * VALIDATE_REGEX_LEN bytes or nested deeper than VALIDATE_REGEX_DEPTH.
+ * Measured with glibc 2.36: the worst patterns of weight 2000 found
+ * ((a?){1990}a{5}) compile and run over 4 KiB in 0.3 s and 33 MB. Back-
+ * references (\1..\9, a glibc extension to ERE) are refused: regexec
+ * backtracks on them, and (a*)*\1b does not end within minutes on 4 KiB.
+ * The weight does not see the cost of nested repetitions that can match
+ * the empty string, in regcomp's epsilon closures: a 243-byte pattern of
+ * stacked operators (x**???...) ran for minutes (fuzz_validate), and so
+ * does ((x?)*)? 300 times over. Two operators in a row (undefined in
+ * POSIX) and repetitions nested deeper than VALIDATE_REGEX_NEST are
+ * refused; (x*)* 600 times over compiles in 0.6 s. */
+
+typedef struct rx_frame {
+    double sum;   /* the group's items before the last one */
+    double last;  /* the last item (0: none yet) */
+    int rep;      /* repetitions nested in the items before the last */
+    int last_rep; /* ... in the last item */
+    int last_op;  /* 1: the last item ends with a repetition operator */
+} rx_frame_t;
+
+/* The last item of f is done: it joins the items before it. */
+static void
+rx_push(rx_frame_t *f, double w, int rep)
+{
+    f->sum += f->last;
+    f->rep = f->rep > f->last_rep ? f->rep : f->last_rep;
+    f->last = w;
+    f->last_rep = rep;
+    f->last_op = 0;
+}
+
+/* The end of the bracket expression at p (just after '['), or NULL if it
+ * does not end (regcomp then says so). */
+static const char *
+rx_bracket(const char *p)
+{
+    if (*p == '^')
+        p++;
+    if (*p == ']')
+        p++; /* a leading ']' is a member */
+    for (; *p && *p != ']'; p++)
+        if (p[0] == '[' && (p[1] == ':' || p[1] == '=' || p[1] == '.')) {
+            const char *q = p + 2;
+            while (*q && !(q[0] == p[1] && q[1] == ']'))
+                q++;
+            if (!*q)
+                return NULL;
+            p = q + 1;
+        }
+    return *p ? p + 1 : NULL;
+}
+
+/* The copies a repetition at p makes of its operand, and its length in
+ * *n; 0 when p is not a repetition (a '{' that is no interval: regcomp
+ * decides). */
+static double
+rx_repeat(const char *p, size_t *n)
+{
+    *n = 1;
+    if (*p == '*' || *p == '?')
+        return 1;
+    if (*p == '+')
+        return 2;
+    if (*p != '{')
+        return 0;
+    char *e;
+    unsigned long m = strtoul(p + 1, &e, 10), hi = m;
+    if (e == p + 1 || (*e != ',' && *e != '}'))
+        return 0;
+    if (*e == ',') {
+        const char *f = e + 1;
+        hi = *f == '}' ? m + 1 : strtoul(f, &e, 10);
+        if (*f != '}' && e == f)
+            return 0;
+        if (*f == '}')
+            e = (char *)f;
+    }
+    if (*e != '}')
+        return 0;
+    *n = (size_t)(e + 1 - p);
+    return hi > m ? (double)hi : (double)(m ? m : 1);
+}
+
+/* The size so far: every open group's items (regcomp has built them). */
+static double
+rx_total(const rx_frame_t *st, int d)
+{
+    double t = 0;
+    for (int i = 0; i <= d; i++)
+        t += st[i].sum + st[i].last;
+    return t;
+}
+
+/* 0, or BURSAR_EFORMAT with the reason in err. */
+static int
+rx_check(const char *pat, char *err, size_t cap)
+{
+    char m[200];
+    if (strlen(pat) > VALIDATE_REGEX_LEN) {
+        snprintf(m, sizeof(m), "validate.pattern: longer than %d bytes",
+                 VALIDATE_REGEX_LEN);
+        return fail(err, cap, m);
+    }
+    rx_frame_t st[VALIDATE_REGEX_DEPTH + 1];
+    memset(st, 0, sizeof st);
+    int d = 0;
+    double worst = 0;
+    const char *why = NULL;
+    for (const char *p = pat; *p && !why && worst <= VALIDATE_REGEX_WEIGHT;) {
+        rx_frame_t *f = &st[d];
+        double atom = 1, k;
+        int atom_rep = 0;
+        size_t n = 1;
+        if (*p == '(' && d == VALIDATE_REGEX_DEPTH) {
+            why = "groups nested too deep";
+        } else if (*p == '(') {
+            memset(&st[++d], 0, sizeof st[0]);
+        } else if (*p == ')' && d > 0) {
+            atom = f->sum + f->last + 1;
+            atom_rep = f->rep > f->last_rep ? f->rep : f->last_rep;
+            rx_push(&st[--d], atom, atom_rep);
+        } else if (*p == '|') {
+            rx_push(f, 0, 0);
+            f->sum += 1;
+        } else if ((k = rx_repeat(p, &n)) > 0 && f->last > 0) {
+            if (f->last_op)
+                why = "two repetition operators in a row";
+            else if (f->last_rep >= VALIDATE_REGEX_NEST)
+                why = "repetitions nested too deep";
+            f->last = f->last * k + 1;
+            f->last_rep++;
+            f->last_op = 1;
+        } else if (*p == '\\' && p[1] >= '1' && p[1] <= '9') {
+            why = "a back-reference (not POSIX extended syntax; matching "
+                  "with one can take exponential time)";
+        } else {
+            if (*p == '[') {
+                const char *q = rx_bracket(p + 1);
+                n = q ? (size_t)(q - p) : strlen(p);
+            } else if (*p == '\\' && p[1]) {
+                n = 2;
+            }
+            rx_push(f, atom, 0);
+        }
+        p += n;
+        worst = fmax(worst, rx_total(st, d));
+    }
+    if (why) {
+        snprintf(m, sizeof(m),
+                 "validate.pattern: %s (at most %d nested groups, %d "
+                 "nested repetitions)",
+                 why, VALIDATE_REGEX_DEPTH, VALIDATE_REGEX_NEST);
+        return fail(err, cap, m);
+    }
+    if (worst > VALIDATE_REGEX_WEIGHT) {
+        snprintf(m, sizeof(m),
+                 "validate.pattern: too large once its repetitions are "
+                 "expanded (more than %d parts)",
+                 VALIDATE_REGEX_WEIGHT);
+        return fail(err, cap, m);
+    }
+    return 0;
+}
+
 static int
 parse_regex(validator_t *v, const cJSON *spec, char *err, size_t cap)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(spec, "pattern");
     if (!cJSON_IsString(p))
         return fail(err, cap, "validate.pattern: a string is required");
+    if (rx_check(p->valuestring, err, cap) != 0)
+        return BURSAR_EFORMAT;
     int flags = REG_EXTENDED | REG_NOSUB;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "icase")))
         flags |= REG_ICASE;
@@ -144,8 +321,11 @@ static int
 parse_max_length(validator_t *v, const cJSON *spec, char *err, size_t cap)
 {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(spec, "max");
-    if (!cJSON_IsNumber(m) || m->valuedouble < 0)
-        return fail(err, cap, "validate.max: a number >= 0 is required");
+    if (!cJSON_IsNumber(m) || !(m->valuedouble >= 0) ||
+        m->valuedouble > VALIDATE_LENGTH_MAX)
+        return fail(err, cap,
+                    "validate.max: a number of bytes in [0, 1e15] is "
+                    "required");
     v->kind = V_MAX_LENGTH;
     v->max = (size_t)m->valuedouble;
     return 0;
@@ -158,9 +338,14 @@ parse_command(validator_t *v, const cJSON *spec, char *err, size_t cap)
     if (!cJSON_IsString(c) || !*c->valuestring)
         return fail(err, cap, "validate.cmd: a command is required");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "timeout_ms");
+    if (t && (!cJSON_IsNumber(t) || !(t->valuedouble >= 0) ||
+              t->valuedouble > VALIDATE_TIMEOUT_MAX_MS))
+        return fail(err, cap,
+                    "validate.timeout_ms: a number of ms in [0, 86400000] "
+                    "(one day) is required");
     v->kind = V_COMMAND;
     v->cmd = bursar_strdup(c->valuestring);
-    v->timeout_ms = cJSON_IsNumber(t) ? (long)t->valuedouble : 10000;
+    v->timeout_ms = t ? (long)t->valuedouble : 10000;
     return 0;
 }
 
@@ -289,9 +474,10 @@ type_ok(const cJSON *v, const char *t)
         return cJSON_IsString(v);
     if (strcmp(t, "number") == 0)
         return cJSON_IsNumber(v);
-    if (strcmp(t, "integer") == 0)
-        return cJSON_IsNumber(v) &&
-               v->valuedouble == (double)(long long)v->valuedouble;
+    if (strcmp(t, "integer") == 0) /* no fraction; no conversion to an
+                                      integer type, which 1e300 overflows */
+        return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+               v->valuedouble == floor(v->valuedouble);
     if (strcmp(t, "boolean") == 0)
         return cJSON_IsBool(v);
     if (strcmp(t, "array") == 0)

@@ -12,11 +12,17 @@
  *                                          "required":["a","b"] means any
  *   {"type":"regex","pattern":"^[0-9]+$","icase":false}
  *                                          POSIX extended regex (regcomp)
- *                                          must match somewhere
- *   {"type":"max_length","max":200}        at most max bytes
+ *                                          must match somewhere; at most
+ *                                          VALIDATE_REGEX_LEN bytes, and
+ *                                          not too large once repetitions
+ *                                          are expanded (below); no
+ *                                          back-references (\1)
+ *   {"type":"max_length","max":200}        at most max bytes (max in
+ *                                          [0, VALIDATE_LENGTH_MAX])
  *   {"type":"command","cmd":"sh text","timeout_ms":10000}
  *                                          /bin/sh -c cmd gets the output
- *                                          on stdin; exit status 0 = valid
+ *                                          on stdin; exit status 0 = valid;
+ *                                          timeout_ms in [0, one day]
  *   [spec, spec, ...]                      all must pass, in order
  * JSON validators accept an answer wrapped in a Markdown code fence
  * (```json ... ```), as models often write it.
@@ -33,6 +39,20 @@
 #include <stddef.h>
 
 #include "policies/base.h"
+
+/* Limits of a spec, refused with a message when exceeded. A regex's size
+ * is estimated as regcomp expands it: an atom, operator or group counts
+ * 1, and a repetition multiplies its operand (x+ twice, x{m,n} n times),
+ * so that stacked repetitions ((x+)+)+... cannot make regcomp allocate
+ * gigabytes. Two repetition operators in a row (x*?) and repetitions
+ * nested deeper than VALIDATE_REGEX_NEST (((x?)*)?) are refused too:
+ * regcomp's time grows steeply with them. */
+#define VALIDATE_REGEX_LEN      1024   /* bytes of a pattern */
+#define VALIDATE_REGEX_WEIGHT   2000   /* parts once expanded */
+#define VALIDATE_REGEX_DEPTH    32     /* nested groups */
+#define VALIDATE_REGEX_NEST     2      /* nested repetitions: (x*)+ */
+#define VALIDATE_LENGTH_MAX     1e15   /* bytes, max_length's "max" */
+#define VALIDATE_TIMEOUT_MAX_MS 8.64e7 /* ms, a command's timeout (a day) */
 
 typedef struct validator validator_t;
 

@@ -186,8 +186,11 @@ olog_json_row(olog_t *lg, const cJSON *o, const char *name, long line,
     if (!rc)
         rc = olog_json_num(o, "propensity", 0, 1, 0, &prop, name, line, e);
     if (!rc) {
-        const char *rk =
-            cJSON_HasObjectItem(o, "reward") ? "reward" : "outcome";
+        /* case-sensitive, as every other key (cJSON_HasObjectItem is not:
+         * "REWARD" would hide "outcome") */
+        const char *rk = cJSON_GetObjectItemCaseSensitive(o, "reward")
+                             ? "reward"
+                             : "outcome";
         rc = olog_json_num(o, rk, 0, 1, 0, &reward, name, line, e);
     }
     if (!rc)
@@ -214,7 +217,10 @@ olog_json_row(olog_t *lg, const cJSON *o, const char *name, long line,
  * reader would refuse (a wrong type, a value out of range), returns 0 and
  * the line goes through cJSON, so the results and the error messages are
  * those of the cJSON path. Like cJSON_GetObjectItem, the first of
- * repeated keys wins. */
+ * repeated keys wins. Every number, read or skipped, is checked as cJSON
+ * checks it (olog_fast_num), so that the fast path never accepts a line
+ * that cJSON refuses. tests/fuzz/fuzz_olog.c reads every input both ways
+ * (olog_t.fast_off) and requires the same rows, numbers and messages. */
 
 typedef struct olog_span {
     const char *s;
@@ -270,65 +276,118 @@ static const olog_fast_num_t olog_fast_nums[OLOG_F_N] = {
     {"cost_usd", 8, 0, INFINITY},
     {"time", 4, -INFINITY, INFINITY}};
 
-/* The number in p[0..q), already checked to hold only [-+.eE0-9]. Short
- * decimals (what cJSON prints with %1.15g: up to 15 significant digits)
- * take Clinger's exact fast path (1990, "How to read floating point
- * numbers accurately"): a mantissa below 2^53 and a power of ten up to
- * 10^22 are both exact doubles, so one multiplication or division rounds
- * correctly and gives strtod's result. Anything longer goes to strtod, which
- * was the largest cost of the fast path (perf on bench_ope). Returns 0, or
- * -1 for a malformed number. */
+/* 1 if s < q holds a digit (a function: s is never evaluated twice). */
+static int
+olog_digit(const char *s, const char *q)
+{
+    return s < q && *s >= '0' && *s <= '9';
+}
+
+/* 1 if p[0..q) is a number by JSON's grammar (RFC 8259, section 6). */
+static int
+olog_json_grammar(const char *p, const char *q)
+{
+    const char *s = p;
+    if (s < q && *s == '-')
+        s++;
+    if (!olog_digit(s, q))
+        return 0;
+    if (*s == '0')
+        s++;
+    else
+        while (olog_digit(s, q))
+            s++;
+    if (s < q && *s == '.') {
+        s++;
+        if (!olog_digit(s, q))
+            return 0;
+        while (olog_digit(s, q))
+            s++;
+    }
+    if (s < q && (*s == 'e' || *s == 'E')) {
+        s++;
+        if (s < q && (*s == '+' || *s == '-'))
+            s++;
+        if (!olog_digit(s, q))
+            return 0;
+        while (olog_digit(s, q))
+            s++;
+    }
+    return s == q;
+}
+
+/* The longest number the fast path reads; a longer one (no writer of the
+ * log prints one) goes to cJSON, whose limit depends on its release
+ * (1.7.15 as released read 63 characters, later ones any length). */
+#define OLOG_NUM_MAX 63
+
+/* The number in p[0..q), the longest run of [-+.eE0-9] at p, as cJSON
+ * reads it (strtod over the run; what strtod leaves of the run is then
+ * the next character, which no object accepts): 0 and its value in *out
+ * (out may be NULL: checked only), or -1 when cJSON refuses it or the run
+ * is longer than OLOG_NUM_MAX (the line goes to cJSON). Short decimals (what
+ * cJSON prints with %1.15g: up to 15 significant digits) take Clinger's exact
+ * fast path (1990, "How to read floating point numbers accurately"): a mantissa
+ * below 2^53 and a power of ten up to 10^22 are both exact doubles, so one
+ * division rounds correctly and gives strtod's result. Anything else goes to
+ * strtod, which was the largest cost of the fast path (perf on bench_ope), on a
+ * NUL-terminated copy: the line is not NUL-terminated, and a number may
+ * end the buffer. */
 static int
 olog_fast_num(const char *p, const char *q, double *out)
 {
     static const double pow10[] = {
         1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
         1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t n = (size_t)(q - p);
+    if (n > OLOG_NUM_MAX)
+        return -1;
+    int json = olog_json_grammar(p, q);
+    if (json && !out)
+        return 0; /* a JSON number: strtod takes all of it */
     const char *s = p;
     int neg = 0, digits = 0, e10 = 0;
     uint64_t m = 0;
-    if (s < q && *s == '-') {
+    if (*s == '-') {
         neg = 1;
         s++;
     }
-    const char *d0 = s;
     while (s < q && *s >= '0' && *s <= '9') {
         m = m * 10 + (uint64_t)(*s - '0');
         digits += m != 0;
         s++;
     }
-    if (s == d0)
-        return -1;
     if (s < q && *s == '.') {
-        const char *f0 = ++s;
+        s++;
         while (s < q && *s >= '0' && *s <= '9') {
             m = m * 10 + (uint64_t)(*s - '0');
             digits += m != 0;
             e10--;
             s++;
         }
-        if (s == f0)
-            return -1;
     }
-    if (s == q && digits <= 15 && e10 >= -22) {
+    if (json && s == q && digits <= 15 && e10 >= -22) {
         double d = (double)m;
         d = e10 < 0 ? d / pow10[-e10] : d;
         *out = neg ? -d : d;
         return 0;
     }
-    char *e;
-    double d = strtod(p, &e);
-    if (e != q)
+    char tmp[OLOG_NUM_MAX + 1], *e;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    double d = strtod(tmp, &e);
+    if (e != tmp + n)
         return -1;
-    *out = d;
+    if (out)
+        *out = d;
     return 0;
 }
 
 /* What the scanner has read of one line. */
 typedef struct olog_fast {
-    olog_span_t bucket, model, outcome; /* outcome: its text, read last */
-    double num[OLOG_F_N];               /* NaN: absent or null */
-    unsigned char seen[OLOG_F_N];       /* the first of repeated keys wins */
+    olog_span_t bucket, model;
+    double num[OLOG_F_N]; /* NaN: absent or null; outcome not yet checked */
+    unsigned char seen[OLOG_F_N]; /* the first of repeated keys wins */
     int have_reward_key, seen_bucket, seen_model;
 } olog_fast_t;
 
@@ -399,18 +458,18 @@ olog_fast_number(olog_fast_t *st, const char *p, const char *end, int slot,
         q++;
     if (is_name)
         return NULL;
-    if (slot == OLOG_F_OUTCOME) {
-        /* read only when there is no reward key (at the end) */
-        st->outcome = (olog_span_t){p, (size_t)(q - p)};
-        st->seen[slot] = 1;
-    } else if (slot >= 0) {
-        double d;
-        if (olog_fast_num(p, q, &d) != 0 || !isfinite(d) ||
-            d < olog_fast_nums[slot].lo || d > olog_fast_nums[slot].hi)
-            return NULL;
-        st->num[slot] = d;
-        st->seen[slot] = 1;
-    }
+    if (slot < 0)
+        return olog_fast_num(p, q, NULL) == 0 ? q : NULL;
+    double d;
+    if (olog_fast_num(p, q, &d) != 0)
+        return NULL;
+    /* outcome: checked only when there is no reward key (at the end) */
+    if (slot != OLOG_F_OUTCOME &&
+        (!isfinite(d) || d < olog_fast_nums[slot].lo ||
+         d > olog_fast_nums[slot].hi))
+        return NULL;
+    st->num[slot] = d;
+    st->seen[slot] = 1;
     return q;
 }
 
@@ -484,13 +543,9 @@ olog_fast_row(olog_t *lg, const char *p, const char *end, long line)
     p = olog_fast_members(&st, p, end);
     if (!p || olog_ws(p + 1, end) != end || !st.seen_bucket || !st.seen_model)
         return 0;
-    if (!st.have_reward_key && st.outcome.s) {
-        char *e;
-        double d = strtod(st.outcome.s, &e);
-        if (e != st.outcome.s + st.outcome.n || !isfinite(d) || d < 0 || d > 1)
-            return 0;
-        st.num[OLOG_F_OUTCOME] = d;
-    }
+    double oc = st.num[OLOG_F_OUTCOME];
+    if (!st.have_reward_key && !isnan(oc) && !(oc >= 0 && oc <= 1))
+        return 0;
     double reward =
         st.have_reward_key ? st.num[OLOG_F_REWARD] : st.num[OLOG_F_OUTCOME];
     int b = olog_fast_id(lg, 1, st.bucket, lg->fast_bucket);
@@ -514,12 +569,19 @@ olog_load_jsonl_buffer(olog_t *lg, const char *buf, size_t len,
         const char *s = p;
         while (s < q && (*s == ' ' || *s == '\t' || *s == '\r'))
             s++;
-        if (s < q && !olog_fast_row(lg, s, q, line)) {
-            cJSON *o = cJSON_ParseWithLength(s, (size_t)(q - s));
+        if (s < q && (lg->fast_off || !olog_fast_row(lg, s, q, line))) {
+            const char *tail = NULL;
+            cJSON *o = cJSON_ParseWithLengthOpts(s, (size_t)(q - s), &tail, 0);
+            while (o && tail && tail < q && (unsigned char)*tail <= ' ')
+                tail++; /* cJSON's white space */
             int rc = 0;
             if (!o)
                 rc = serr_set(e, SERR_PARSE, "%s:%ld: not valid JSON", name,
                               line);
+            else if (tail && tail < q)
+                rc = serr_set(e, SERR_PARSE,
+                              "%s:%ld: not valid JSON (text after the object)",
+                              name, line);
             else if (!cJSON_IsObject(o))
                 rc = serr_set(e, SERR_FORMAT, "%s:%ld: not a JSON object", name,
                               line);

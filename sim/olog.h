@@ -15,7 +15,10 @@
  *                    ignored. A fallback that served (`served_model`) does
  *                    not change the action: the row says what happened when
  *                    `model` was chosen, fallback included. Blank lines are
- *                    skipped.
+ *                    skipped; text after the object on its line is an
+ *                    error. Keys are case-sensitive; numbers are read as
+ *                    cJSON reads them (the reader's fast path gives the
+ *                    same rows and messages: tests/fuzz/fuzz_olog.c).
  *   .csv             the Open Bandit Dataset (Saito et al., 2021): columns
  *                    `item_id` (the action), `position` (the bucket is
  *                    "pos<position>"), `click` (the reward, 0 or 1) and
@@ -54,6 +57,8 @@ typedef struct olog {
     long *line;      /* per row: the input line, for messages */
     size_t cap;
     int fast_bucket; /* private: last bucket of the JSONL fast path */
+    int fast_off;    /* 1: every JSONL line through cJSON (the fast path's
+                        differential fuzz target, tests/fuzz/fuzz_olog.c) */
 } olog_t;
 
 /* An empty log. Never NULL (aborts on out of memory). */

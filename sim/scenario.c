@@ -25,6 +25,13 @@ enum { EV_QUALITY, EV_DOWN, EV_UP, EV_PRICE, EV_LATENCY };
  * dense): 5e7 cells, 2.5 GB, is the most we try. */
 #define SCEN_MAX_CELLS 5e7
 
+/* The largest request index ("at", "ramp", "for"; "requests" is at most
+ * this too) and seed (gsl's mt19937 reads 32 bits of it) a scenario may
+ * give. Larger numbers are refused before they are converted: a double
+ * beyond the integer type's range is undefined behaviour in C. */
+#define SCEN_MAX_INDEX 1e9
+#define SCEN_MAX_SEED  4294967295.0
+
 typedef struct scen_event {
     size_t at;
     int type;
@@ -136,9 +143,11 @@ scen_parse_head(dataset_t *ds, scen_t *s, const cJSON *root, const char *name,
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(root, "seed");
     s->seed = 1;
     if (seed) {
-        if (!cJSON_IsNumber(seed) || seed->valuedouble < 0)
+        if (!cJSON_IsNumber(seed) || !(seed->valuedouble >= 0) ||
+            seed->valuedouble > SCEN_MAX_SEED)
             return serr_set(e, SERR_FORMAT,
-                            "%s: field 'seed': not an integer >= 0", name);
+                            "%s: field 'seed': not an integer in [0, %.0f]",
+                            name, SCEN_MAX_SEED);
         s->seed = (unsigned long)seed->valuedouble;
     }
     const cJSON *traffic = cJSON_GetObjectItemCaseSensitive(root, "traffic");
@@ -375,11 +384,14 @@ scen_parse_event(dataset_t *ds, scen_t *s, const cJSON *it, size_t i,
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(it, "type");
     const cJSON *mo = cJSON_GetObjectItemCaseSensitive(it, "model");
     const cJSON *bu = cJSON_GetObjectItemCaseSensitive(it, "bucket");
-    if (!cJSON_IsNumber(at) || at->valuedouble < 0 ||
+    if (!cJSON_IsNumber(at) || !(at->valuedouble >= 0) ||
+        at->valuedouble > SCEN_MAX_INDEX ||
         (at->valuedouble >= 1 && at->valuedouble != floor(at->valuedouble)))
-        return serr_set(
-            e, SERR_FORMAT, "%s: field 'events[%zu].at': %s", name, i,
-            at ? "not a request index or a fraction in (0, 1)" : "missing");
+        return serr_set(e, SERR_FORMAT, "%s: field 'events[%zu].at': %s", name,
+                        i,
+                        at ? "not a request index in [0, 1e9] or a fraction "
+                             "in (0, 1)"
+                           : "missing");
     ev->at = at->valuedouble < 1
                  ? (size_t)floor(at->valuedouble * (double)s->requests)
                  : (size_t)at->valuedouble;
@@ -406,10 +418,10 @@ scen_parse_event(dataset_t *ds, scen_t *s, const cJSON *it, size_t i,
         it, ev->type == EV_QUALITY ? "ramp" : "for");
     if (span) {
         double v;
-        if (scen_nonneg(span, &v) < 0)
+        if (scen_nonneg(span, &v) < 0 || v > SCEN_MAX_INDEX)
             return serr_set(e, SERR_FORMAT,
                             "%s: field 'events[%zu].%s': not a number of "
-                            "requests >= 0",
+                            "requests in [0, 1e9]",
                             name, i, span->string);
         ev->span = (size_t)v;
     }

@@ -639,6 +639,96 @@ test_cli(void **state)
     assert_int_equal(system(path), 0);
 }
 
+/* Reads text (an exact-size heap copy: no NUL after it) with the fast
+ * path on and off; both must give rc (READ_SAME: whatever cJSON says) and
+ * the same rows. Returns the fast path's log, or NULL with the message in
+ * e when the code is not 0. */
+#define READ_SAME 1
+static olog_t *
+read_both(const char *text, int rc, serr_t *e)
+{
+    size_t n = strlen(text);
+    char *buf = malloc(n ? n : 1);
+    memcpy(buf, text, n);
+    olog_t *lg[2];
+    serr_t es[2] = {{0, ""}, {0, ""}};
+    int got[2];
+    for (int off = 0; off < 2; off++) {
+        lg[off] = olog_new();
+        lg[off]->fast_off = off;
+        got[off] =
+            olog_load_jsonl_buffer(lg[off], buf, n, "log.jsonl", &es[off]);
+        if (got[off] != (rc == READ_SAME ? got[0] : rc))
+            fail_msg("%s: fast_off %d: rc %d, wanted %d (%s)", text, off,
+                     got[off], rc == READ_SAME ? got[0] : rc, es[off].msg);
+    }
+    rc = got[0];
+    free(buf);
+    assert_string_equal(es[0].msg, es[1].msg);
+    assert_int_equal(lg[0]->n_rows, lg[1]->n_rows);
+    for (size_t i = 0; i < lg[0]->n_rows; i++) {
+        assert_memory_equal(&lg[0]->reward[i], &lg[1]->reward[i],
+                            sizeof(double));
+        assert_memory_equal(&lg[0]->prop[i], &lg[1]->prop[i], sizeof(double));
+    }
+    olog_destroy(&lg[1]);
+    if (rc) {
+        *e = es[0];
+        olog_destroy(&lg[0]);
+        return NULL;
+    }
+    return lg[0];
+}
+
+/* Fuzzing findings (tests/fuzz/corpus/olog/regress-*; the differential
+ * target fuzz_olog reads every input both ways). */
+static void
+test_jsonl_fuzz_regressions(void **state)
+{
+    (void)state;
+    serr_t e;
+    /* a number ending the buffer went to strtod, which read past it */
+    read_both("{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":1e-1",
+              SERR_PARSE, &e);
+    assert_non_null(strstr(e.msg, "log.jsonl:1: not valid JSON"));
+    /* "REWARD" is not "reward": outcome is read (cJSON_HasObjectItem
+     * ignored case on the cJSON path only) */
+    olog_t *lg = read_both("{\"bucket\":\"x\",\"model\":\"A\",\"REWARD\":null,"
+                           "\"outcome\":1}\n",
+                           0, &e);
+    assert_near(lg->reward[0], 1, 0);
+    olog_destroy(&lg);
+    /* numbers cJSON refuses, in a field the reader skips: refused on both
+     * paths (the fast path skipped them unchecked; "0..5" was taken by a
+     * first fix, found by the differential target) */
+    const char *bad[] = {"1e", "0..5", "1.", "-", "1e+", "1-2", "0.5e1.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char line[200];
+        snprintf(line, sizeof line,
+                 "{\"bucket\":\"x\",\"model\":\"A\",\"\":%s}\n", bad[i]);
+        if (i == 2) /* "1." is a number to strtod, hence to cJSON */
+            lg = read_both(line, 0, &e);
+        else
+            lg = read_both(line, SERR_PARSE, &e);
+        olog_destroy(&lg);
+    }
+    /* longer than the fast path reads (OLOG_NUM_MAX): cJSON decides */
+    lg = read_both("{\"bucket\":\"x\",\"model\":\"A\",\"\":"
+                   "1111111111111111111111111111111111111111111111111111111111"
+                   "111111}\n",
+                   READ_SAME, &e);
+    olog_destroy(&lg); /* safe on NULL */
+    /* what cJSON takes that JSON does not: the same on both paths */
+    lg = read_both("{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":007e-3,"
+                   "\"reward\":1.}\n",
+                   0, &e);
+    assert_near(lg->prop[0], 0.007, 1e-18);
+    olog_destroy(&lg);
+    /* text after the object is refused (cJSON stopped at the object) */
+    read_both("{\"bucket\":\"x\",\"model\":\"A\"} x\n", SERR_PARSE, &e);
+    assert_non_null(strstr(e.msg, "text after the object"));
+}
+
 int
 main(void)
 {
@@ -653,6 +743,7 @@ main(void)
         cmocka_unit_test(test_reader_errors),
         cmocka_unit_test(test_jsonl_paths),
         cmocka_unit_test(test_jsonl_numbers),
+        cmocka_unit_test(test_jsonl_fuzz_regressions),
         cmocka_unit_test(test_obd_reader),
         cmocka_unit_test(test_cli),
     };

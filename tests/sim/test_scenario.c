@@ -221,6 +221,43 @@ test_errors(void **state)
                  SERR_FORMAT, "field 'events[0].bucket'");
 }
 
+/* Fuzzing findings (tests/fuzz/corpus/scenario/regress-*): numbers beyond
+ * the integer types were converted to size_t or unsigned long (undefined
+ * behaviour); they are refused, naming the field. Under the sanitizers
+ * (scripts/test.sh --sanitize) a conversion would fail here too. */
+static void
+test_fuzz_regressions(void **state)
+{
+    (void)state;
+#define FZ_HEAD                                                                \
+    "{\"requests\":5,\"traffic\":{\"\":2},\"models\":{\"\":{\"cost_usd\":{},"  \
+    "\"success\":{}}}"
+    expect_error(FZ_HEAD ",\"events\":[{\"at\":1e100}]}", SERR_FORMAT,
+                 "field 'events[0].at': not a request index in [0, 1e9]");
+    expect_error(FZ_HEAD ",\"seed\":1e100}", SERR_FORMAT,
+                 "field 'seed': not an integer in [0, 4294967295]");
+    expect_error(FZ_HEAD ",\"seed\":-1}", SERR_FORMAT, "field 'seed'");
+    expect_error(FZ_HEAD ",\"events\":[{\"at\":1,\"type\":\"down\",\"model\":"
+                         "\"\",\"for\":1e100}]}",
+                 SERR_FORMAT,
+                 "field 'events[0].for': not a number of requests "
+                 "in [0, 1e9]");
+    expect_error(FZ_HEAD ",\"events\":[{\"at\":1,\"type\":\"quality\","
+                         "\"model\":\"\",\"success\":1,\"ramp\":1e10}]}",
+                 SERR_FORMAT, "field 'events[0].ramp'");
+#undef FZ_HEAD
+    /* the limits themselves are accepted */
+    const char *ok = HEAD MODELS
+        ", \"seed\": 4294967295, \"events\": [{\"at\": 1e9, \"type\": "
+        "\"down\", \"model\": \"m\", \"for\": 1e9}]}";
+    dataset_t *ds = dataset_new();
+    serr_t e = {0, ""};
+    assert_int_equal(scenario_load_buffer(ds, ok, strlen(ok), "ok.json", 0, &e),
+                     0);
+    assert_int_equal(ds->n_rows, 10);
+    dataset_destroy(&ds);
+}
+
 int
 main(void)
 {
@@ -228,6 +265,7 @@ main(void)
         cmocka_unit_test(test_generate),
         cmocka_unit_test(test_ramp),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_fuzz_regressions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
