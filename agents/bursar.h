@@ -173,8 +173,10 @@ int bursar_replay(bursar_t *self, size_t *n_sent);
 int bursar_ping(bursar_t *self);
 
 /* A configured model, as the models reply gives it (the codec's
- * proto_model_t: name, provider, model, base_url, api_key_env,
- * price_in_per_mtok, price_out_per_mtok, health). */
+ * proto_model_t: name, provider, model, price_in_per_mtok,
+ * price_out_per_mtok, health). Its base_url and api_key_env are always
+ * empty here: where a model is called, and with which key, comes from the
+ * agent's own configuration, never from the controller (docs/security.md). */
 typedef proto_provider_t bursar_provider_t;
 #define BURSAR_PROVIDER_OPENAI    PROTO_PROVIDER_OPENAI
 #define BURSAR_PROVIDER_ANTHROPIC PROTO_PROVIDER_ANTHROPIC

@@ -38,7 +38,7 @@ auth_parse_roles(char *s, char *bad, size_t bad_len)
         roles |= auth_role_names[i].bit;
     }
     if (!roles)
-        snprintf(bad, bad_len, "(none)");
+        snprintf(bad, bad_len, "%s", "");
     return roles;
 }
 
@@ -113,8 +113,11 @@ auth_line(char *line, const auth_list_t *l, auth_client_t *c, char *msg,
     snprintf(c->name, sizeof c->name, "%s", f[1]);
     char bad[48];
     if (!(c->roles = auth_parse_roles(f[2], bad, sizeof bad))) {
-        snprintf(msg, msg_len,
-                 "unknown role \"%s\" (agent, feedback, operator)", bad);
+        if (bad[0])
+            snprintf(msg, msg_len,
+                     "unknown role \"%s\" (agent, feedback, operator)", bad);
+        else
+            snprintf(msg, msg_len, "no role given (agent, feedback, operator)");
         return -1;
     }
     if (auth_scan_key(l, c->key)) {

@@ -37,7 +37,7 @@ ctl_decisions(const ctl_t *c)
     return c->n_decisions;
 }
 
-static uint64_t
+uint64_t
 ctl_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */

@@ -12,17 +12,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "controller/ctl_int.h"
 
-static uint64_t
-ctl_client_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static void
 ctl_client_rehash(ctl_t *c)
 {
@@ -30,7 +19,7 @@ ctl_client_rehash(ctl_t *c)
     free(c->client_ht);
     c->client_ht = bursar_calloc(cap, sizeof *c->client_ht);
     for (size_t k = 0; k < c->n_clients; k++) {
-        size_t i = ctl_client_hash(c->clients[k]->name) & m;
+        size_t i = ctl_hash(c->clients[k]->name) & m;
         while (c->client_ht[i])
             i = (i + 1) & m;
         c->client_ht[i] = (int)k + 1;
@@ -42,7 +31,7 @@ ctl_client_get(ctl_t *c, const char *name)
 {
     if (c->cap_clients) {
         size_t m = 2 * c->cap_clients - 1;
-        for (size_t i = ctl_client_hash(name) & m; c->client_ht[i];
+        for (size_t i = ctl_hash(name) & m; c->client_ht[i];
              i = (i + 1) & m) {
             ctl_client_t *cl = c->clients[c->client_ht[i] - 1];
             if (strcmp(cl->name, name) == 0)

@@ -122,6 +122,8 @@ struct ctl {
 };
 
 /* ctl.c */
+/* FNV-1a of a name (the bucket and client tables). */
+uint64_t ctl_hash(const char *s);
 ctl_bucket_t *ctl_bucket_lookup(const ctl_t *c, const char *name, size_t *idx);
 const char *ctl_model_name(const ctl_t *c, int model);
 void ctl_mark_dirty(ctl_t *c, size_t idx);

@@ -452,8 +452,9 @@ ctl_op_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
 
 /* The record of a decision whose token verified but whose record is gone:
  * lost with an uncommitted batch (a crash, a failed commit) after its
- * choose was answered. Retention is at least the TTL, so a decision still
- * within its TTL was never pruned. Its reservation was lost with the
+ * choose was answered. The caller rebuilds only a token within its TTL and
+ * above the pruned watermark: never a record that retention removed. Its
+ * reservation was lost with the
  * batch: the record says so (STORE_D_REBUILT) and settling books the cost
  * without releasing anything. */
 static int

@@ -33,7 +33,9 @@
  *   }
  *
  * "at" is a request index (an integer >= 0), or a fraction of the requests
- * when it lies strictly between 0 and 1. A model that is down yields
+ * when it lies strictly between 0 and 1. "at", "for" and "ramp" are at
+ * most 1e9 and "seed" at most 4294967295: larger numbers are refused,
+ * naming the field. A model that is down yields
  * DATASET_ERROR cells (a provider error, not a quality outcome). Costs are
  * drawn log-normal with mean cost_usd: cost * exp(s z - s^2 / 2), z
  * standard normal, s = cost_noise.
