@@ -39,8 +39,8 @@ struct bursar {
     double offline_until; /* monotonic seconds; 0: online */
     char *fallback_model;
     char *spool_path;
-    char *local_path;  /* spool_path + ".local" */
-    int curve;         /* 1: the keys below are set */
+    char *local_path; /* spool_path + ".local" */
+    int curve;        /* 1: the keys below are set */
     char secret_key[BURSAR_KEY_Z85 + 1], public_key[BURSAR_KEY_Z85 + 1];
     char server_key[BURSAR_KEY_Z85 + 1];
     int spool_pending; /* the spool may hold lines */

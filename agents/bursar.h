@@ -71,7 +71,7 @@
 #include "agents/keys.h"   /* CURVE key specs */
 
 #define BURSAR_ID_MAX        (PROTO_TOKEN_MAX + 1) /* decision ids, incl. NUL */
-#define BURSAR_MAX_FALLBACKS PROTO_MAX_FALLBACK /* the codec's limit */
+#define BURSAR_MAX_FALLBACKS PROTO_MAX_FALLBACK    /* the codec's limit */
 
 /* Return codes (enum bursar_rc: BURSAR_OK, BURSAR_LOCAL, BURSAR_SPOOLED,
  * BURSAR_E*) and bursar_strerror() are the project's, in base.h. */

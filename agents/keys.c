@@ -32,8 +32,8 @@ key_line(char *text, char **line)
         while (*l == ' ' || *l == '\t')
             l++;
         size_t n = strlen(l);
-        while (n > 0 && (l[n - 1] == ' ' || l[n - 1] == '\t' ||
-                         l[n - 1] == '\r'))
+        while (n > 0 &&
+               (l[n - 1] == ' ' || l[n - 1] == '\t' || l[n - 1] == '\r'))
             l[--n] = '\0';
         if (n == 0 || l[0] == '#')
             continue;

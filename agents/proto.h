@@ -28,10 +28,11 @@
 
 #include "policies/base.h"
 
+/* decision_id: a token of at most PROTO_TOKEN_MAX characters of
+ * [A-Za-z0-9_-] */
+#define PROTO_TOKEN_MAX    320
 #define PROTO_NAME_MAX     BURSAR_NAME_MAX /* bucket, model names, incl. NUL */
 #define PROTO_ID_LEN       16  /* sequence ids (export): 16 hex digits */
-#define PROTO_TOKEN_MAX    320 /* decision_id: a token of at most this many
-                                  characters of [A-Za-z0-9_-] */
 #define PROTO_MAX_EXCLUDE  64  /* names in "exclude" */
 #define PROTO_MAX_FALLBACK 64  /* names in "fallbacks": the one limit */
 #define PROTO_ECHO_MAX     128 /* serialised "id" echo */

@@ -48,8 +48,8 @@ typedef struct auth_list {
 /* Parses the text of an allow-list (len bytes; file names it in
  * messages). Returns 0 and fills *out (free with auth_free), or -1 with
  * err = "FILE:LINE: what is wrong" (out left empty). */
-int auth_parse(const char *text, size_t len, const char *file,
-               auth_list_t *out, char *err, size_t err_len);
+int auth_parse(const char *text, size_t len, const char *file, auth_list_t *out,
+               char *err, size_t err_len);
 /* Reads and parses the file at path. */
 int auth_load(const char *path, auth_list_t *out, char *err, size_t err_len);
 void auth_free(auth_list_t *l);

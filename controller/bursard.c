@@ -305,10 +305,10 @@ bursard_peer(const auth_list_t *auth, int curve, zmq_msg_t *f, ctl_peer_t *p,
         return 0;
     const char *uid = zmq_msg_gets(f, "User-Id");
     uint8_t key[32];
-    const auth_client_t *cl = uid && bursar_key_valid(uid) &&
-                                      zmq_z85_decode(key, uid)
-                                  ? auth_find_key(auth, key)
-                                  : NULL;
+    const auth_client_t *cl =
+        uid && bursar_key_valid(uid) && zmq_z85_decode(key, uid)
+            ? auth_find_key(auth, key)
+            : NULL;
     if (!cl) {
         char msg[160];
         snprintf(msg, sizeof msg,
@@ -329,7 +329,8 @@ bursard_peer(const auth_list_t *auth, int curve, zmq_msg_t *f, ctl_peer_t *p,
  * last). */
 typedef struct bursard_batch {
     bursard_msg_t *msgs;
-    size_t n; /* before m */
+    size_t n;    /* before m */
+    size_t held; /* of those, replies waiting for the commit */
 } bursard_batch_t;
 
 /* 1 when a reply to m's peer waits for the commit in this batch: m's
@@ -338,6 +339,8 @@ typedef struct bursard_batch {
 static int
 bursard_held(const bursard_batch_t *b, bursard_msg_t *m)
 {
+    if (!b->held) /* the common case: no scan */
+        return 0;
     size_t len = zmq_msg_size(&m->ident);
     for (size_t i = 0; i < b->n; i++) {
         bursard_msg_t *o = &b->msgs[i];
@@ -348,27 +351,41 @@ bursard_held(const bursard_batch_t *b, bursard_msg_t *m)
     return 0;
 }
 
-static void
-bursard_read_body(void *sock, ctl_t *ctl, const auth_list_t *auth, int curve,
-                  const bursard_batch_t *d_batch, bursard_msg_t *m, int more)
+/* Receives the rest of a multipart message into f (at most cap frames,
+ * *n of them; the caller closes them). Returns 1 when there were more
+ * frames than cap (those are dropped). */
+static int
+bursard_recv_frames(void *sock, zmq_msg_t *f, int cap, int *n, int more)
 {
-    zmq_msg_t f[3];
-    int nf = 0, extra = 0;
+    int extra = 0;
+    *n = 0;
     while (more) {
         zmq_msg_t part;
         zmq_msg_init(&part);
         if (zmq_msg_recv(&part, sock, 0) < 0) {
             zmq_msg_close(&part);
+            if (zmq_errno() == EINTR)
+                continue; /* the rest of the message is still there */
             break;
         }
         more = zmq_msg_more(&part);
-        if (nf < 3)
-            f[nf++] = part;
-        else {
+        if (*n < cap) {
+            f[(*n)++] = part;
+        } else {
             zmq_msg_close(&part);
             extra = 1;
         }
     }
+    return extra;
+}
+
+static void
+bursard_read_body(void *sock, ctl_t *ctl, const auth_list_t *auth, int curve,
+                  const bursard_batch_t *d_batch, bursard_msg_t *m, int more)
+{
+    zmq_msg_t f[3];
+    int nf;
+    int extra = bursard_recv_frames(sock, f, 3, &nf, more);
     int body = -1;
     if (nf >= 1 && zmq_msg_size(&f[0]) == 0) {
         m->delimiter = 1;
@@ -458,9 +475,8 @@ typedef struct bursard {
 static int
 bursard_local_endpoint(const char *ep)
 {
-    static const char *const local[] = {"ipc://", "inproc://",
-                                        "tcp://127.", "tcp://localhost:",
-                                        "tcp://[::1]:"};
+    static const char *const local[] = {"ipc://", "inproc://", "tcp://127.",
+                                        "tcp://localhost:", "tcp://[::1]:"};
     for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
         if (strncmp(ep, local[i], strlen(local[i])) == 0)
             return 1;
@@ -508,8 +524,8 @@ bursard_load_auth(bursard_t *d)
     auth_free(&d->auth);
     d->auth = nl;
     if (!d->o.quiet)
-        fprintf(stderr, "bursard: %zu clients in the allow-list %s\n",
-                nl.n, ctl_cfg(d->ctl)->curve_clients);
+        fprintf(stderr, "bursard: %zu clients in the allow-list %s\n", nl.n,
+                ctl_cfg(d->ctl)->curve_clients);
     return 0;
 }
 
@@ -559,24 +575,8 @@ static void
 bursard_zap(bursard_t *d)
 {
     zmq_msg_t f[7];
-    int n = 0, more = 1, extra = 0;
-    while (more) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, d->zap, 0) < 0) {
-            zmq_msg_close(&part);
-            if (zmq_errno() == EINTR)
-                continue; /* the rest of the request is still there */
-            break;
-        }
-        more = zmq_msg_more(&part);
-        if (n < 7)
-            f[n++] = part;
-        else {
-            zmq_msg_close(&part);
-            extra = 1;
-        }
-    }
+    int n;
+    int extra = bursard_recv_frames(d->zap, f, 7, &n, 1);
     /* version, request id, domain, address, identity, mechanism, key */
     const auth_client_t *cl = NULL;
     if (n == 7 && !extra && bursard_frame_is(&f[0], "1.0") &&
@@ -588,8 +588,7 @@ bursard_zap(bursard_t *d)
         zmq_z85_encode(uid, cl->key, 32);
     zmq_send(d->zap, "1.0", 3, ZMQ_SNDMORE);
     if (n >= 2)
-        zmq_send(d->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]),
-                 ZMQ_SNDMORE);
+        zmq_send(d->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
     else
         zmq_send(d->zap, "", 0, ZMQ_SNDMORE);
     zmq_send(d->zap, cl ? "200" : "400", 3, ZMQ_SNDMORE);
@@ -725,7 +724,7 @@ bursard_reload(bursard_t *d)
 static size_t
 bursard_receive(bursard_t *d, int brc)
 {
-    size_t n = 0;
+    size_t n = 0, held = 0;
     double t0 = util_mono_time();
     /* A batch also closes after BURSARD_BATCH_S of handling: requests
      * that cost CPU (a bucket with its own cap solves an LP per draw of
@@ -744,7 +743,8 @@ bursard_receive(bursard_t *d, int brc)
             bursard_drain(d->sock, m, more);
         else
             bursard_read_body(d->sock, d->ctl, &d->auth, d->curve,
-                              &(bursard_batch_t){d->batch, n}, m, more);
+                              &(bursard_batch_t){d->batch, n, held}, m, more);
+        held += m->reply != NULL;
         n++;
     }
     return n;

@@ -124,10 +124,10 @@ typedef struct cfg {
     double max_tokens_in; /* ceilings of one outcome's report */
     double max_tokens_out;
     double max_latency_ms;
-    double max_cost_usd;      /* ceiling of a model without prices */
-    double client_rate_per_s; /* requests per second per client; 0: none */
-    double client_burst;      /* requests above the rate, at once */
-    size_t client_inflight;   /* unsettled decisions per client; 0: none */
+    double max_cost_usd;         /* ceiling of a model without prices */
+    double client_rate_per_s;    /* requests per second per client; 0: none */
+    double client_burst;         /* requests above the rate, at once */
+    size_t client_inflight;      /* unsettled decisions per client; 0: none */
     unsigned health_min_clients; /* distinct clients whose provider errors
                                     cool a model down for everyone */
 } cfg_t;

@@ -15,7 +15,8 @@
  * so that nothing is acknowledged before it is durable, and many requests
  * share one commit; except a choose marked early, sent at once: its token
  * carries the decision, and its id is below the committed high-water
- * mark, so a lost batch never makes an id be issued twice. ctl_handle never fails: bad input gives an error reply.
+ * mark, so a lost batch never makes an id be issued twice. ctl_handle never
+ * fails: bad input gives an error reply.
  *
  * The decision itself is computed only by policies/ (policy_choose and
  * friends); this module builds the request (allowed mask, paced targets)

@@ -31,8 +31,7 @@ ctl_client_get(ctl_t *c, const char *name)
 {
     if (c->cap_clients) {
         size_t m = 2 * c->cap_clients - 1;
-        for (size_t i = ctl_hash(name) & m; c->client_ht[i];
-             i = (i + 1) & m) {
+        for (size_t i = ctl_hash(name) & m; c->client_ht[i]; i = (i + 1) & m) {
             ctl_client_t *cl = c->clients[c->client_ht[i] - 1];
             if (strcmp(cl->name, name) == 0)
                 return cl;
@@ -178,9 +177,8 @@ ctl_client_inflight(ctl_t *c, const proto_request_t *rq)
 
 /* The peer's own breaker of model m, or NULL when it has none. */
 health_t *
-ctl_client_health(ctl_t *c, const ctl_client_t *cl, int m)
+ctl_client_health(const ctl_client_t *cl, int m)
 {
-    (void)c;
     return cl && cl->health && m >= 0 ? &cl->health[m] : NULL;
 }
 
@@ -202,26 +200,20 @@ ctl_client_mask(ctl_t *c, const ctl_bucket_t *b, double now, size_t allowed,
     return allowed;
 }
 
-/* Distinct clients with a provider error on model m since t0. */
+/* Distinct clients with a provider error on model m since t0 (a slot per
+ * client: ctl_client_failure). */
 static size_t
 ctl_fail_clients(const ctl_t *c, int m, double t0)
 {
     const ctl_fail_t *f = &c->fails[(size_t)m * CTL_FAIL_RING];
     size_t n = 0;
-    for (size_t i = 0; i < CTL_FAIL_RING; i++) {
-        if (f[i].client < 0 || f[i].t < t0)
-            continue;
-        size_t j = 0;
-        while (j < i && !(f[j].client == f[i].client && f[j].t >= t0))
-            j++;
-        n += j == i;
-    }
+    for (size_t i = 0; i < CTL_FAIL_RING; i++)
+        n += f[i].client >= 0 && f[i].t >= t0;
     return n;
 }
 
 void
-ctl_client_failure(ctl_t *c, const ctl_client_t *from, int m, uint64_t id,
-                   double now)
+ctl_client_failure(ctl_t *c, ctl_client_t *from, int m, uint64_t id, double now)
 {
     unsigned k = c->cfg->health_min_clients;
     /* without CURVE every request is the one unauthenticated client: it is
@@ -231,7 +223,7 @@ ctl_client_failure(ctl_t *c, const ctl_client_t *from, int m, uint64_t id,
         c->health_dirty[m] = 1;
         return;
     }
-    ctl_client_t *cl = (ctl_client_t *)from;
+    ctl_client_t *cl = from;
     if (!cl->health)
         cl->health = bursar_calloc(c->cfg->n_models, sizeof *cl->health);
     health_failure(&cl->health[m], &c->allow.health, id, now);

@@ -80,11 +80,11 @@ struct ctl {
 
     policy_t policy;
     pacer_t pacer;
-    uint64_t seq; /* last decision id */
-    uint64_t hwm;         /* the mark as the batch will commit it */
-    uint64_t hwm_durable; /* the mark as committed */
-    uint64_t pruned;      /* the largest id pruned ("pruned" in meta): a
-                             token at or below it is never rebuilt */
+    uint64_t seq;          /* last decision id */
+    uint64_t hwm;          /* the mark as the batch will commit it */
+    uint64_t hwm_durable;  /* the mark as committed */
+    uint64_t pruned;       /* the largest id pruned ("pruned" in meta): a
+                              token at or below it is never rebuilt */
     size_t clients_models; /* n_models the clients' breakers were made for */
     unsigned long long n_decisions; /* since start */
     uint8_t token_key[TOKEN_KEY_BYTES];
@@ -96,7 +96,7 @@ struct ctl {
 
     ctl_client_t **clients; /* every client seen (n_clients, stable) */
     size_t n_clients, cap_clients;
-    int *client_ht; /* client index + 1, cap_clients * 2 slots */
+    int *client_ht;    /* client index + 1, cap_clients * 2 slots */
     ctl_fail_t *fails; /* CTL_FAIL_RING per cfg model */
     gsl_rng *rng;
 
@@ -149,8 +149,8 @@ void ctl_client_settled(ctl_t *c, const char *name);
      STORE_D_PROBE)
 /* The token of decision d (out: TOKEN_CHARS + 1 bytes); the same every
  * time for the same record. */
-void ctl_token_make(const ctl_t *c, const store_decision_t *d,
-                    uint64_t offered, const char *client, char *out);
+void ctl_token_make(const ctl_t *c, const store_decision_t *d, uint64_t offered,
+                    const char *client, char *out);
 
 /* ctl_client.c */
 /* Recounts decisions in flight from the store; resets clients' breakers
@@ -164,7 +164,7 @@ char *ctl_client_admit(ctl_t *c, const proto_request_t *rq,
 /* rate_limited when the peer holds client_inflight decisions, else NULL. */
 char *ctl_client_inflight(ctl_t *c, const proto_request_t *rq);
 /* The client's own breaker of model m, or NULL. */
-health_t *ctl_client_health(ctl_t *c, const ctl_client_t *cl, int m);
+health_t *ctl_client_health(const ctl_client_t *cl, int m);
 /* Clears from c->mask the arms the peer's own breakers hold back. Returns
  * the arms still allowed. */
 size_t ctl_client_mask(ctl_t *c, const ctl_bucket_t *b, double now,
@@ -172,8 +172,8 @@ size_t ctl_client_mask(ctl_t *c, const ctl_bucket_t *b, double now,
 /* A provider error from client `from` on model m: its own breaker; the
  * shared one when health.min_clients distinct clients reported errors
  * within health.cooldown_s (or min_clients is 1). */
-void ctl_client_failure(ctl_t *c, const ctl_client_t *from, int m,
-                        uint64_t id, double now);
+void ctl_client_failure(ctl_t *c, ctl_client_t *from, int m, uint64_t id,
+                        double now);
 
 /* ctl_ops.c and ctl_view.c: one op each (rq parsed, inside a batch) */
 char *ctl_op_choose(ctl_t *c, const proto_request_t *rq);

@@ -191,7 +191,7 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
         d.flags |= STORE_D_PROBE;
         c->health_dirty[ch.model] = 1;
     }
-    health_t *own = ctl_client_health(c, c->peer, ch.model);
+    health_t *own = ctl_client_health(c->peer, ch.model);
     if (own)
         health_chosen(own, d.id, now);
     char token[TOKEN_CHARS + 1];
@@ -330,9 +330,10 @@ static int ctl_decision_arm(ctl_t *c, const char *bucket, const char *model,
 static double
 ctl_cost_ceiling(const ctl_t *c, int m)
 {
-    double p = m >= 0 ? cfg_model_cost(&c->cfg->models[m], c->cfg->max_tokens_in,
-                                       c->cfg->max_tokens_out)
-                      : 0;
+    double p = m >= 0
+                   ? cfg_model_cost(&c->cfg->models[m], c->cfg->max_tokens_in,
+                                    c->cfg->max_tokens_out)
+                   : 0;
     return p > 0 ? p : c->cfg->max_cost_usd;
 }
 
@@ -383,22 +384,13 @@ ctl_check_outcome(ctl_t *c, const proto_request_t *rq, const token_t *tk)
     return NULL;
 }
 
-static char *
+static void
 ctl_op_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
                const token_t *tk, double now)
 {
-    if (d->flags & STORE_D_OUTCOME)
-        return NULL; /* duplicate */
-    if (rq->model[0] && strcmp(rq->model, d->model) != 0) {
-        const ctl_bucket_t *b = ctl_bucket_lookup(c, d->bucket, NULL);
-        int m = cfg_model_find(c->cfg, rq->model);
-        if (!b || m < 0 || policy_bucket_find(b->pb, m) < 0)
-            return ctl_error(rq, PROTO_E_UNKNOWN_MODEL,
-                             "field \"model\": \"%s\" is not a model of "
-                             "bucket \"%s\"",
-                             rq->model, d->bucket);
+    /* the model was checked against the offered set: ctl_check_outcome */
+    if (rq->model[0] && strcmp(rq->model, d->model) != 0)
         snprintf(d->served, sizeof d->served, "%s", rq->model);
-    }
     const char *served = ctl_served(d);
     d->reward_reported = rq->reward;
     d->reward_applied = (d->flags & STORE_D_CORRECTION) ? 0.0 : rq->reward;
@@ -441,13 +433,12 @@ ctl_op_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
     if (m >= 0) {
         health_success(&c->health[m], d->id, d->t);
         c->health_dirty[m] = 1;
-        health_t *own = ctl_client_health(c, ctl_client_get(c, tk->client), m);
+        health_t *own = ctl_client_health(ctl_client_get(c, tk->client), m);
         if (own)
             health_success(own, d->id, d->t);
     }
     ctl_store_rc(c, store_del_pending(c->store, c->txn, d->id), "del pending");
     ctl_client_settled(c, tk->client);
-    return NULL;
 }
 
 /* The record of a decision whose token verified but whose record is gone:
@@ -508,8 +499,7 @@ ctl_feedback_decision(ctl_t *c, const proto_request_t *rq, token_t *tk,
                          "only on its own decisions (role feedback: any)",
                          id, c->peer->name);
     char *err = NULL;
-    if (rq->kind == PROTO_KIND_OUTCOME &&
-        (err = ctl_check_outcome(c, rq, tk)))
+    if (rq->kind == PROTO_KIND_OUTCOME && (err = ctl_check_outcome(c, rq, tk)))
         return err;
     int rc = store_get_decision(c->store, c->txn, tk->id, d);
     if (rc == 0 && (d->t != tk->t || strcmp(d->bucket, tk->bucket) != 0 ||
@@ -572,7 +562,7 @@ ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
     case PROTO_KIND_OUTCOME:
         dup = !!(d.flags & STORE_D_OUTCOME);
         if (!dup)
-            err = ctl_op_outcome(c, rq, &d, &tk, now);
+            ctl_op_outcome(c, rq, &d, &tk, now);
         break;
     case PROTO_KIND_CORRECTION:
         dup = !!(d.flags & STORE_D_CORRECTION);
@@ -597,8 +587,6 @@ ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
         break;
     }
     }
-    if (err)
-        return err;
     if (dup)
         return proto_write_ok(rq->echo, 1);
     ctl_store_rc(c, store_put_decision(c->store, c->txn, &d), "put decision");
@@ -624,7 +612,7 @@ ctl_expire(ctl_t *c, store_decision_t *d, const char *client, double now)
     int m = cfg_model_find(c->cfg, d->model);
     if (m >= 0 && health_expired(&c->health[m], d->id))
         c->health_dirty[m] = 1;
-    health_t *own = ctl_client_health(c, ctl_client_get(c, client), m);
+    health_t *own = ctl_client_health(ctl_client_get(c, client), m);
     if (own)
         health_expired(own, d->id);
 }
@@ -684,8 +672,7 @@ ctl_sweep(ctl_t *c)
                 break;
             ctl_store_rc(c, store_del_decision(c->store, c->txn, d.id),
                          "del decision");
-            ctl_store_rc(c, store_del_dext(c->store, c->txn, d.id),
-                         "del dext");
+            ctl_store_rc(c, store_del_dext(c->store, c->txn, d.id), "del dext");
             if (d.id > c->pruned)
                 c->pruned = d.id;
             c->meta_dirty = 1;

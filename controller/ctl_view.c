@@ -316,8 +316,8 @@ ctl_op_export(ctl_t *c, const proto_request_t *rq)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");
-    ctl_export_ctx_t x = {rq, cJSON_AddArrayToObject(o, "decisions"), 0, 0, 0,
-                          0, c, NULL};
+    ctl_export_ctx_t x = {
+        rq, cJSON_AddArrayToObject(o, "decisions"), 0, 0, 0, 0, c, NULL};
     /* A read-only transaction of its own: export sees what is committed
      * and holds no page of the batch's write transaction. */
     MDB_txn *rtxn = NULL;

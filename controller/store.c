@@ -27,8 +27,8 @@ enum {
 };
 
 static const char *const store_db_names[S_NDB] = {
-    "meta",   "decisions", "pending",   "arms",
-    "bpacers", "health",   "dynbuckets", "dext"};
+    "meta",    "decisions", "pending",    "arms",
+    "bpacers", "health",    "dynbuckets", "dext"};
 
 struct store {
     MDB_env *env;

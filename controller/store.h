@@ -92,9 +92,9 @@ _Static_assert(BURSAR_NAME_MAX <= STORE_NAME_MAX,
 #define STORE_D_LATENCY     0x200u /* latency reported */
 #define STORE_D_APPLIED     0x400u /* a reward is in the posterior */
 #define STORE_D_SETTLED     0x800u /* reservation released */
-#define STORE_D_REBUILT     0x1000u /* rebuilt from its token: the record was
-                                      lost to a crash, and its reservation
-                                      with it (none to release) */
+/* rebuilt from its token: the record was lost to a crash, and its
+ * reservation with it (none to release) */
+#define STORE_D_REBUILT 0x1000u
 
 typedef struct store_decision {
     uint8_t version;

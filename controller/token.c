@@ -163,7 +163,8 @@ token_key_load(const char *dir, uint8_t key[TOKEN_KEY_BYTES], char *err,
     if (fd < 0 && errno == ENOENT) {
         randombytes_buf(key, TOKEN_KEY_BYTES);
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        int ok = fd >= 0 && write(fd, key, TOKEN_KEY_BYTES) == TOKEN_KEY_BYTES &&
+        int ok = fd >= 0 &&
+                 write(fd, key, TOKEN_KEY_BYTES) == TOKEN_KEY_BYTES &&
                  fsync(fd) == 0;
         if (fd >= 0 && close(fd) != 0)
             ok = 0;

@@ -22,7 +22,7 @@
 
 #include "policies/base.h"
 
-#define TOKEN_KEY_BYTES 32
+#define TOKEN_KEY_BYTES  32
 #define TOKEN_CLIENT_MAX 32 /* a client's name, incl. NUL (auth.h) */
 /* version, flags, id, t, propensity, reserved, offered, three
  * length-prefixed names, the MAC */

@@ -30,10 +30,18 @@
 #include "tests/harness.h"
 
 /* key pairs: the daemon's, and one per client */
-enum { K_SERVER, K_AGENT1, K_AGENT2, K_FEEDBACK, K_OPS, K_FLOOD, K_STRANGER,
-       K_N };
-static const char *const key_names[K_N] = {
-    "server", "agent1", "agent2", "fbk", "ops", "flood", "stranger"};
+enum {
+    K_SERVER,
+    K_AGENT1,
+    K_AGENT2,
+    K_FEEDBACK,
+    K_OPS,
+    K_FLOOD,
+    K_STRANGER,
+    K_N
+};
+static const char *const key_names[K_N] = {"server", "agent1", "agent2",  "fbk",
+                                           "ops",    "flood",  "stranger"};
 static char sec[K_N][41], pub[K_N][41];
 static char keydir[512];
 
@@ -184,7 +192,8 @@ test_roles(void **state)
                     "{\"op\":\"choose\",\"bucket\":\"code\"}");
     cJSON_Delete(th_ok(cl(f, K_OPS), "{\"op\":\"stats\"}"));
     cJSON_Delete(th_ok(cl(f, K_AGENT1), "{\"op\":\"models\"}"));
-    cJSON *r = th_ok(cl(f, K_AGENT1), "{\"op\":\"choose\",\"bucket\":\"code\"}");
+    cJSON *r =
+        th_ok(cl(f, K_AGENT1), "{\"op\":\"choose\",\"bucket\":\"code\"}");
     char *tok = strdup(th_str(r, "decision_id"));
     cJSON_Delete(r);
     /* another agent may not report on it; the feedback role may */
@@ -214,7 +223,8 @@ static void
 test_forged_tokens(void **state)
 {
     fx_t *f = *state;
-    cJSON *r = th_ok(cl(f, K_AGENT1), "{\"op\":\"choose\",\"bucket\":\"code\"}");
+    cJSON *r =
+        th_ok(cl(f, K_AGENT1), "{\"op\":\"choose\",\"bucket\":\"code\"}");
     char tok[400], bad[400];
     snprintf(tok, sizeof tok, "%s", th_str(r, "decision_id"));
     cJSON_Delete(r);
@@ -253,8 +263,8 @@ state_text(fx_t *f)
     cJSON *keep = cJSON_CreateObject();
     cJSON_AddItemToObject(keep, "budget",
                           cJSON_Duplicate(cJSON_GetObjectItem(s, "budget"), 1));
-    cJSON_AddItemToObject(keep, "buckets",
-                          cJSON_Duplicate(cJSON_GetObjectItem(s, "buckets"), 1));
+    cJSON_AddItemToObject(
+        keep, "buckets", cJSON_Duplicate(cJSON_GetObjectItem(s, "buckets"), 1));
     char *t = cJSON_PrintUnformatted(keep);
     cJSON_Delete(keep);
     cJSON_Delete(s);
@@ -324,8 +334,9 @@ test_flood(void **state)
             cJSON_Delete(th_ok(cl(f, K_AGENT2),
                                "{\"op\":\"choose\",\"bucket\":\"code\"}"));
     }
-    fprintf(stderr, "flood: %d served, %d over the in-flight cap, %d over "
-                    "the rate\n",
+    fprintf(stderr,
+            "flood: %d served, %d over the in-flight cap, %d over "
+            "the rate\n",
             ok, inflight, rate);
     assert_int_equal(ok, 30); /* limits.client_inflight */
     assert_true(inflight > 0 && rate > 0);
@@ -340,8 +351,8 @@ offers(fx_t *f, int k, const char *m)
     cJSON *r = th_ok(cl(f, k), "{\"op\":\"choose\",\"bucket\":\"code\"}");
     int seen = strcmp(th_str(r, "model"), m) == 0;
     const cJSON *x;
-    cJSON_ArrayForEach(x, cJSON_GetObjectItem(r, "fallbacks"))
-    seen |= strcmp(x->valuestring, m) == 0;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(r, "fallbacks")) seen |=
+        strcmp(x->valuestring, m) == 0;
     cJSON_Delete(r);
     return seen;
 }
@@ -393,7 +404,7 @@ test_cooldown_needs_two_clients(void **state)
 }
 
 #define ONE_MODEL                                                              \
-    "\"models\":{\"a\":{\"provider\":\"openai\",\"price_in_per_mtok\":1,"        \
+    "\"models\":{\"a\":{\"provider\":\"openai\",\"price_in_per_mtok\":1,"      \
     "\"price_out_per_mtok\":1}},\"buckets\":{\"x\":{\"models\":[\"a\"]}}"
 
 static void
@@ -432,8 +443,9 @@ write_clients(const char *extra)
     char path[600];
     snprintf(path, sizeof path, "%s/clients", keydir);
     FILE *f = fopen(path, "w");
-    fprintf(f, "# test allow-list\n%s agent1 agent\n%s agent2 agent\n"
-               "%s fbk feedback\n%s ops operator\n%s flood agent\n%s",
+    fprintf(f,
+            "# test allow-list\n%s agent1 agent\n%s agent2 agent\n"
+            "%s fbk feedback\n%s ops operator\n%s flood agent\n%s",
             pub[K_AGENT1], pub[K_AGENT2], pub[K_FEEDBACK], pub[K_OPS],
             pub[K_FLOOD], extra);
     fclose(f);
@@ -497,7 +509,8 @@ test_allow_list_reload(void **state)
     char cmd[1200], out[8192];
     snprintf(cmd, sizeof cmd, "cat %s", f->d.log);
     th_run(cmd, out, sizeof out);
-    assert_non_null(strstr(out, "clients:7: \"not-a-key\" is not a public key"));
+    assert_non_null(
+        strstr(out, "clients:7: \"not-a-key\" is not a public key"));
     write_clients("");
 }
 

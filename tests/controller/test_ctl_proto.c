@@ -435,8 +435,9 @@ test_client_round_trip(void **state)
     assert_true(rq.reward == 0.5 && rq.cost_usd == 0.125 &&
                 rq.latency_ms == 33);
     free(s);
-    proto_feedback_t g = {
-        .decision = "t1", .kind = PROTO_KIND_PROVIDER_ERROR, .error = "timeout"};
+    proto_feedback_t g = {.decision = "t1",
+                          .kind = PROTO_KIND_PROVIDER_ERROR,
+                          .error = "timeout"};
     s = proto_format_feedback(&g);
     assert_int_equal(parse(s, &rq, &err), PROTO_OK);
     assert_int_equal(rq.kind, PROTO_KIND_PROVIDER_ERROR);

@@ -265,8 +265,9 @@ expect_state_read(th_daemon_t *d)
     char seq[17], token[400] = "";
     snprintf(seq, sizeof seq, "%016x", N_DECIDED);
     const cJSON *rec;
-    cJSON_ArrayForEach(rec, cJSON_GetObjectItem(e, "decisions"))
-    if (strcmp(th_str(rec, "seq"), seq) == 0)
+    cJSON_ArrayForEach(
+        rec, cJSON_GetObjectItem(e, "decisions")) if (strcmp(th_str(rec, "seq"),
+                                                             seq) == 0)
         snprintf(token, sizeof token, "%s", th_str(rec, "decision_id"));
     cJSON_Delete(e);
     assert_true(token[0]);
