@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,16 @@ static const char *main_usage =
     "                          whole data (default) or within the bucket\n"
     "  --cooldown S            requests an arm rests after a provider error\n"
     "                          (default 30)\n"
+    "cascade\n"
+    "  --escalations N         escalate up to N times after a failed\n"
+    "                          validation, the tried models excluded\n"
+    "                          (default 0: one decision per request)\n"
+    "  --validator SPEC        what judges each answer: perfect (passes the\n"
+    "                          outcomes >= 0.5), noisy:FP,FF (false-pass and\n"
+    "                          false-fail probabilities) or column (the\n"
+    "                          data's M|verdict columns); the policies then\n"
+    "                          learn the verdicts, never the outcome\n"
+    "                          (default with --escalations: perfect)\n"
     "replay\n"
     "  --seed N                first seed (default 1)\n"
     "  --seeds K               average over seeds N..N+K-1 (default 1)\n"
@@ -90,6 +101,8 @@ typedef struct main_opts {
     double mu0;
     int cost_prior_bucket;
     double cooldown;
+    unsigned escalations;
+    const char *validator;
     unsigned long seed;
     unsigned seeds;
     unsigned passes;
@@ -124,6 +137,8 @@ enum main_opt {
     MO_MU0,
     MO_COST_PRIOR,
     MO_COOLDOWN,
+    MO_ESCALATIONS,
+    MO_VALIDATOR,
     MO_SEED,
     MO_SEEDS,
     MO_PASSES,
@@ -154,6 +169,8 @@ static const struct option main_options[] = {
     {"mu0", required_argument, NULL, MO_MU0},
     {"cost-prior", required_argument, NULL, MO_COST_PRIOR},
     {"cooldown", required_argument, NULL, MO_COOLDOWN},
+    {"escalations", required_argument, NULL, MO_ESCALATIONS},
+    {"validator", required_argument, NULL, MO_VALIDATOR},
     {"seed", required_argument, NULL, MO_SEED},
     {"seeds", required_argument, NULL, MO_SEEDS},
     {"passes", required_argument, NULL, MO_PASSES},
@@ -179,7 +196,7 @@ static const struct main_range {
     {MO_FLOOR, 0, 1},           {MO_EPSILON, 0, 1},     {MO_DUAL_STEP, 0, 1e6},
     {MO_MU0, 0, 1e6},           {MO_COOLDOWN, 0, 1e15}, {MO_SEED, 0, 4e9},
     {MO_SEEDS, 1, 10000},       {MO_PASSES, 1, 100000}, {MO_FRONTIER, 2, 200},
-    {MO_CURVE_POINTS, 0, 1e6}};
+    {MO_CURVE_POINTS, 0, 1e6},  {MO_ESCALATIONS, 0, 16}};
 
 static void
 main_defaults(main_opts_t *o)
@@ -252,6 +269,9 @@ main_set_num(main_opts_t *o, int c, double d)
     case MO_CURVE_POINTS:
         o->curve_points = (size_t)d;
         break;
+    case MO_ESCALATIONS:
+        o->escalations = (unsigned)d;
+        break;
     }
 }
 
@@ -288,6 +308,9 @@ main_option(main_opts_t *o, int c, const char *val, serr_t *e)
         return 0;
     case MO_POLICY:
         snprintf(o->policies, sizeof o->policies, "%s", val);
+        return 0;
+    case MO_VALIDATOR:
+        o->validator = val;
         return 0;
     case MO_COST_PRIOR:
         if (strcmp(val, "global") != 0 && strcmp(val, "bucket") != 0)
@@ -477,6 +500,33 @@ main_config(const main_opts_t *o, const main_policy_t *mp, double budget,
     c->curve_points = o->curve_points;
 }
 
+/* TEMPORARY until sim/vmodel lands */
+typedef struct main_vctx {
+    const dataset_t *ds;
+    double fp, ff;
+    unsigned long seed;
+} main_vctx_t;
+
+static uint64_t
+main_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static int
+main_verdict(void *ctx, size_t row, int m, unsigned pass)
+{
+    const main_vctx_t *v = ctx;
+    double q = v->ds->outcome[dataset_idx(v->ds, row, m)];
+    uint64_t h = main_mix(main_mix(main_mix(v->seed) ^ pass) ^ row);
+    h = main_mix(h ^ (uint64_t)m);
+    double u = (double)(h >> 11) * 0x1.0p-53;
+    return q >= 0.5 ? u >= v->ff : u < v->fp;
+}
+
 /* Runs one policy over all seeds at one budget. runs[] receives the
  * results (caller destroys). */
 static int
@@ -489,6 +539,15 @@ main_run_seeds(const main_opts_t *o, const dataset_t *ds,
         replay_config_t c;
         main_config(o, mp, budget, &c);
         c.seed = o->seed + s;
+        main_vctx_t vc = {ds, 0, 0, c.seed};
+        if (o->validator && strncmp(o->validator, "noisy:", 6) == 0)
+            sscanf(o->validator + 6, "%lf,%lf", &vc.fp, &vc.ff);
+        c.escalations = o->escalations;
+        if (o->validator || o->escalations) {
+            c.validated = 1;
+            c.verdict = main_verdict;
+            c.verdict_ctx = &vc;
+        }
         c.trace = want_trace && s == 0;
         if (o->progress) {
             pr.run = s + 1;
@@ -529,7 +588,10 @@ main_write_trace(const char *path, const dataset_t *ds,
 static int
 main_paces(const main_opts_t *o, policy_kind_t k)
 {
-    return o->budget > 0 && (k == POLICY_TS_BUDGET || k == POLICY_STATIC);
+    /* in a cascade best-static replays single-model shares at every step:
+     * it does not pace the escalations' spend */
+    return o->budget > 0 &&
+           (k == POLICY_TS_BUDGET || (k == POLICY_STATIC && !o->escalations));
 }
 
 static int
@@ -622,6 +684,9 @@ main_report_init(report_t *rep, const main_opts_t *o, const dataset_t *ds,
     rep->budget = o->budget;
     rep->half_life_s = o->half_life;
     rep->explore_floor = o->floor;
+    rep->escalations = o->escalations;
+    rep->validator = o->validator;
+    rep->cascade_q = rep->cascade_c = NAN;
     replay_best_static(ds, o->budget, &rep->static_q, &rep->static_c, NULL);
     dataset_oracle(ds, &rep->oracle_q, &rep->oracle_c);
 }

@@ -20,6 +20,7 @@ static const char *plot_colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                     "#9467bd", "#8c564b", "#e377c2", "#17becf",
                                     "#bcbd22", "#7f7f7f"};
 #define PLOT_N_COLORS (sizeof plot_colors / sizeof plot_colors[0])
+#define PLOT_CASCADE  "#1b7f3b" /* the hindsight cascade reference */
 
 static const char *
 plot_color(size_t i)
@@ -230,6 +231,9 @@ plot_svg_legend(const report_t *rep, svg_t *s, FILE *f)
     for (size_t i = 0; i < rep->n_pol; i++)
         plot_legend(&lg, plot_color(i), NULL, 0, rep->pol[i].name);
     plot_legend(&lg, "black", "6,4", 0, "best static (LP, frontier)");
+    if (isfinite(rep->cascade_q))
+        plot_legend(&lg, PLOT_CASCADE, "8,3,2,3", 0,
+                    "hindsight cascade (LP, frontier)");
     plot_legend(&lg, "#888", "2,3", 0, "oracle quality");
     if (rep->budget > 0)
         plot_legend(&lg, "#999", "3,3", 0, "budget per request");
@@ -297,6 +301,8 @@ plot_svg_learning(const report_t *rep, svg_t *s)
         qmax = rep->static_q;
     if (rep->static_q > 0 && rep->static_q < qmin)
         qmin = rep->static_q;
+    if (isfinite(rep->cascade_q) && rep->cascade_q > qmax)
+        qmax = rep->cascade_q;
     if (qmin > qmax)
         qmin = 0, qmax = 1;
     a.x1 = xmax;
@@ -307,6 +313,8 @@ plot_svg_learning(const report_t *rep, svg_t *s)
     plot_frame(&a, "Learning curve: quality", "requests",
                "mean quality (bold: running, faint: last 5%)");
     plot_hline(&a, rep->static_q, "black", "6,4");
+    if (isfinite(rep->cascade_q))
+        plot_hline(&a, rep->cascade_q, PLOT_CASCADE, "8,3,2,3");
     plot_hline(&a, rep->oracle_q, "#888", "2,3");
     plot_curves(&a, rep, 0);
 
@@ -347,6 +355,8 @@ plot_frontier_range(const report_t *rep, plot_panel_t *c)
             plot_see(ds->model_cost[m], ds->model_quality[m], &lo, &hi, &ylo,
                      &yhi);
     plot_see(rep->oracle_c, rep->oracle_q, &lo, &hi, &ylo, &yhi);
+    if (isfinite(rep->cascade_q))
+        plot_see(rep->cascade_c, rep->cascade_q, &lo, &hi, &ylo, &yhi);
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
         plot_see(p->c_mean, p->q_mean, &lo, &hi, &ylo, &yhi);
@@ -400,6 +410,9 @@ plot_svg_frontier(const report_t *rep, svg_t *s)
                "quality");
     if (rep->n_sf)
         plot_series(&c, rep->sf_c, rep->sf_q, rep->n_sf, "black", 1.5, "6,4");
+    if (rep->n_cf)
+        plot_series(&c, rep->cf_c, rep->cf_q, rep->n_cf, PLOT_CASCADE, 1.5,
+                    "8,3,2,3");
     if (rep->budget > 0 && rep->budget >= c.x0 && rep->budget <= c.x1)
         svg_line(s, plot_px(&c, rep->budget), c.py, plot_px(&c, rep->budget),
                  c.py + c.ph, "#999", 1, "3,3");
@@ -476,6 +489,9 @@ plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
             rep->oracle_c, rep->oracle_q);
     for (size_t j = 0; j < rep->n_sf; j++)
         fprintf(f, "%.8g %.8g\n", rep->sf_c[j], rep->sf_q[j]);
+    fprintf(f, "EOD\n$cascade << EOD\n");
+    for (size_t j = 0; j < rep->n_cf; j++)
+        fprintf(f, "%.8g %.8g\n", rep->cf_c[j], rep->cf_q[j]);
     fprintf(f, "EOD\n");
     fprintf(f, "set multiplot layout 1,3\n");
     fprintf(f, "set title 'Learning curve: quality'\nset xlabel "
@@ -488,8 +504,14 @@ plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
     }
     fprintf(f,
             "%.8g with lines dt 2 lc 'black' title 'best static', %.8g "
-            "with lines dt 3 lw 1.5 lc 'black' title 'oracle'\n",
+            "with lines dt 3 lw 1.5 lc 'black' title 'oracle'",
             rep->static_q, rep->oracle_q);
+    if (isfinite(rep->cascade_q))
+        fprintf(f,
+                ", %.8g with lines dt 4 lc '" PLOT_CASCADE
+                "' title 'hindsight cascade'",
+                rep->cascade_q);
+    fprintf(f, "\n");
     fprintf(f, "set title 'Learning curve: spend'\nset ylabel 'running cost "
                "per request (USD)'\n");
     fprintf(f, "plot ");
@@ -511,6 +533,9 @@ plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
     if (rep->n_sf)
         fprintf(f, ", $static using 1:2 with lines dt 2 lc 'black' title "
                    "'best static frontier'");
+    if (rep->n_cf)
+        fprintf(f, ", $cascade using 1:2 with lines dt 4 lc '" PLOT_CASCADE
+                   "' title 'hindsight cascade frontier'");
     fprintf(f, ", $oracle using 1:2 with points pt 5 ps 2 lc 'goldenrod' "
                "title 'oracle'");
     for (size_t i = 0; i < rep->n_pol; i++) {

@@ -54,6 +54,13 @@ replay_result_destroy(replay_result_t **pr)
     free(r->trace_bucket);
     free(r->trace_outcome);
     free(r->trace_cost);
+    free(r->step_share);
+    free(r->b_requests);
+    free(r->b_quality);
+    free(r->b_cost);
+    free(r->b_first_pass);
+    free(r->b_escalated);
+    free(r->b_steps);
     free(r);
     *pr = NULL;
 }
@@ -258,22 +265,29 @@ replay_setup(const dataset_t *ds, const replay_config_t *cfg, size_t total,
 
 typedef struct replay_req {
     size_t row;
+    unsigned pass;
     int bi;    /* dataset bucket */
     size_t eb; /* engine bucket */
     double now;
-    unsigned char *exclude; /* per arm: MISSING in this row, or failed */
+    unsigned char *exclude; /* per arm: MISSING in this row, failed, tried */
     int *order;
+    unsigned steps; /* steps the request took */
+    int first_pass; /* its first answer passed */
 } replay_req_t;
+
+typedef struct replay_step {
+    double q, cost; /* true outcome and cost of the answer */
+    int pass;       /* the validator's verdict */
+} replay_step_t;
 
 /* Serves one decision: its arm, and after a provider error the next arm
  * of its ranking (the fallbacks), as bursar-agent does; the provider
- * error is reported against the decision (its model's breaker), the
- * outcome with the model that served. Returns the model that answered, or
- * -1 when the ranking is spent; failed arms are added to rq->exclude. */
+ * error is reported against the decision (its model's breaker). Returns
+ * the arm that answered (its cell is OK), or -1 when the ranking is spent;
+ * failed arms are added to rq->exclude. The caller reports the outcome. */
 static int
 replay_serve(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
-             engine_decision_t *d, size_t n_order, replay_result_t *r,
-             double *q, double *cost)
+             engine_decision_t *d, size_t n_order, replay_result_t *r)
 {
     int bi = rq->bi;
     for (size_t k = 0; k < n_order; k++) {
@@ -281,14 +295,8 @@ replay_serve(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
         if (a < 0 || rq->exclude[a])
             continue;
         int m = st->model_of[bi][a];
-        size_t cell = dataset_idx(ds, rq->row, m);
-        if (ds->status[cell] == DATASET_OK) {
-            *q = ds->outcome[cell];
-            *cost = ds->cost[cell];
-            engine_outcome(st->engine, d, a, *q, *cost,
-                           ds->latency ? ds->latency[cell] : NAN, rq->now);
-            return m;
-        }
+        if (ds->status[dataset_idx(ds, rq->row, m)] == DATASET_OK)
+            return a;
         r->provider_errors++;
         engine_provider_error(st->engine, d, rq->now);
         rq->exclude[a] = 1;
@@ -296,18 +304,25 @@ replay_serve(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
     return -1;
 }
 
-/* One request: one decision, served by its arm or one of its fallbacks,
- * as bursar-agent serves it (it gives up when the ranking is spent: "no
- * fallback left"). */
+/* The validator's verdict on the answer of model m to the request: the
+ * configured validator, else the perfect rule (outcome >= 0.5). */
 static int
-replay_request(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
-               replay_result_t *r, double *q, double *cost)
+replay_verdict(const replay_config_t *cfg, const replay_req_t *rq, int m,
+               double q)
 {
-    size_t n = engine_bucket(st->engine, rq->eb)->n_arms;
-    for (size_t k = 0; k < n; k++)
-        rq->exclude[k] =
-            ds->status[dataset_idx(ds, rq->row, st->model_of[rq->bi][k])] ==
-            DATASET_MISSING;
+    if (cfg->verdict)
+        return cfg->verdict(cfg->verdict_ctx, rq->row, m, rq->pass) ? 1 : 0;
+    return q >= 0.5;
+}
+
+/* One step of a request: a decision with the tried arms excluded, served
+ * by its arm or one of its fallbacks, its outcome reported (the verdict
+ * when a validator judges, else the outcome itself). Returns the model
+ * that answered, or -1 (nothing allowed, or the ranking spent). */
+static int
+replay_step(const dataset_t *ds, const replay_config_t *cfg, replay_state_t *st,
+            replay_req_t *rq, replay_result_t *r, replay_step_t *out)
+{
     engine_decision_t d;
     size_t n_order = 0;
     if (engine_choose(st->engine, rq->eb, rq->exclude, rq->now, &d, rq->order,
@@ -317,7 +332,56 @@ replay_request(const dataset_t *ds, replay_state_t *st, replay_req_t *rq,
         r->unaffordable++;
     if (d.choice.flags & POLICY_F_EXPLORED)
         r->explored++;
-    return replay_serve(ds, st, rq, &d, n_order, r, q, cost);
+    int a = replay_serve(ds, st, rq, &d, n_order, r);
+    if (a < 0)
+        return -1;
+    int m = st->model_of[rq->bi][a];
+    size_t cell = dataset_idx(ds, rq->row, m);
+    out->q = ds->outcome[cell];
+    out->cost = ds->cost[cell];
+    out->pass = replay_verdict(cfg, rq, m, out->q);
+    double reward = cfg->validated ? (double)out->pass : out->q;
+    engine_outcome(st->engine, &d, a, reward, out->cost,
+                   ds->latency ? ds->latency[cell] : NAN, rq->now);
+    rq->exclude[a] = 1; /* tried: an escalation excludes it */
+    return m;
+}
+
+/* One request: up to escalations + 1 steps, each a decision with the
+ * models already tried excluded, as bursar-agent escalates after a failed
+ * validation. The answer returned is the first that passes, else the last
+ * tried; its true outcome is the request's quality, every step's cost is
+ * spent. Returns the model whose answer was returned, or -1. */
+static int
+replay_request(const dataset_t *ds, const replay_config_t *cfg,
+               replay_state_t *st, replay_req_t *rq, replay_result_t *r,
+               double *q, double *cost)
+{
+    size_t n = engine_bucket(st->engine, rq->eb)->n_arms;
+    for (size_t k = 0; k < n; k++)
+        rq->exclude[k] =
+            ds->status[dataset_idx(ds, rq->row, st->model_of[rq->bi][k])] ==
+            DATASET_MISSING;
+    int served = -1;
+    size_t nb = r->n_buckets, nm = r->n_models;
+    rq->steps = 0;
+    rq->first_pass = 0;
+    for (unsigned s = 0; s <= cfg->escalations; s++) {
+        replay_step_t one;
+        int m = replay_step(ds, cfg, st, rq, r, &one);
+        if (m < 0)
+            break;
+        served = m;
+        *q = one.q;
+        *cost += one.cost;
+        rq->steps++;
+        r->step_share[((size_t)s * nb + (size_t)rq->bi) * nm + (size_t)m]++;
+        if (one.pass) {
+            rq->first_pass = s == 0;
+            break;
+        }
+    }
+    return served;
 }
 
 static void
@@ -335,6 +399,14 @@ replay_result_alloc(replay_result_t *r, const replay_config_t *cfg, size_t nb,
     r->curve_quality_window = bursar_calloc(npts + 1, sizeof(double));
     r->curve_cost_window = bursar_calloc(npts + 1, sizeof(double));
     r->curve_target = bursar_calloc(npts + 1, sizeof(double));
+    r->steps_max = cfg->escalations + 1;
+    r->step_share = bursar_calloc(r->steps_max * nb * nm, sizeof(size_t));
+    r->b_requests = bursar_calloc(nb, sizeof(size_t));
+    r->b_quality = bursar_calloc(nb, sizeof(double));
+    r->b_cost = bursar_calloc(nb, sizeof(double));
+    r->b_first_pass = bursar_calloc(nb, sizeof(size_t));
+    r->b_escalated = bursar_calloc(nb, sizeof(size_t));
+    r->b_steps = bursar_calloc(nb, sizeof(size_t));
     if (cfg->trace) {
         r->trace_model = bursar_malloc(total * sizeof(int));
         r->trace_bucket = bursar_malloc(total * sizeof(int));
@@ -351,10 +423,24 @@ typedef struct replay_score {
 /* Books request t's result and the learning-curve checkpoint it closes. */
 static void
 replay_book(replay_result_t *r, const replay_config_t *cfg, replay_score_t *sc,
-            const engine_t *eng, size_t t, int bi, int served, double q,
-            double cost)
+            const engine_t *eng, size_t t, const replay_req_t *rq, int served,
+            double q, double cost)
 {
     size_t nm = r->n_models;
+    int bi = rq->bi;
+    r->b_requests[bi]++;
+    r->b_quality[bi] += q;
+    r->b_cost[bi] += cost;
+    r->b_steps[bi] += rq->steps;
+    r->steps += rq->steps;
+    if (rq->first_pass) {
+        r->b_first_pass[bi]++;
+        r->first_pass++;
+    }
+    if (rq->steps > 1) {
+        r->b_escalated[bi]++;
+        r->escalated++;
+    }
     if (served < 0) {
         r->failed++;
     } else {
@@ -448,11 +534,14 @@ replay_run(const dataset_t *ds, const replay_config_t *cfg,
             rq.row = perm[i];
             rq.bi = ds->row_bucket[rq.row];
             rq.now = (double)t;
+            rq.pass = pass;
+            rq.steps = 0;
+            rq.first_pass = 0;
             if (st.ebucket[rq.bi] >= 0) {
                 rq.eb = (size_t)st.ebucket[rq.bi];
-                served = replay_request(ds, &st, &rq, r, &q, &cost);
+                served = replay_request(ds, cfg, &st, &rq, r, &q, &cost);
             }
-            replay_book(r, cfg, &sc, st.engine, t, rq.bi, served, q, cost);
+            replay_book(r, cfg, &sc, st.engine, t, &rq, served, q, cost);
             if (cfg->progress && ((t + 1) % 4096 == 0 || t + 1 == total))
                 cfg->progress(cfg->progress_ctx, t + 1, total);
         }

@@ -3,7 +3,16 @@
  *
  * For each request in order the policy chooses (policy_choose), the chosen
  * model's outcome and cost are looked up in the row, and the policy learns
- * from them (policy_reward, policy_cost). Every routing decision is made by
+ * from them (policy_reward, policy_cost).
+ *
+ * Cascades (escalations > 0): a validator (cfg.verdict) judges each answer;
+ * on a rejection the request escalates, up to escalations times: a new
+ * decision with the models already tried excluded, as bursar-agent asks
+ * the controller again. Every step's cost is spent; the answer returned is
+ * the first that passes, else the last tried, and the request's quality is
+ * that answer's true outcome. With cfg.validated the policy learns only
+ * what production sees, the verdicts (reward 1 or 0 per step), never the
+ * hidden outcome. Every routing decision is made by
  * policies/; this module only feeds it and keeps score.
  *
  * Set-up of one run:
@@ -61,8 +70,17 @@ typedef struct replay_config {
     allow_params_t allow;      /* arm health and latency objective (allow.h);
                                   times in requests */
     double latency_slo_ms;     /* every bucket's objective; <= 0: none */
-    size_t curve_points;       /* learning-curve checkpoints (0: none) */
-    int trace;                 /* 1: keep the per-request trace */
+    unsigned escalations;      /* a cascade: up to escalations + 1 steps
+                                  per request (0: one decision) */
+    int validated;             /* 1: the policy learns the validator's
+                                  verdicts, never the outcome; 0: it learns
+                                  the outcome itself (full information) */
+    /* the validator's verdict (1: pass) on model m's answer to row in
+     * pass `pass`; NULL: passes exactly the outcomes >= 0.5 */
+    int (*verdict)(void *ctx, size_t row, int m, unsigned pass);
+    void *verdict_ctx;
+    size_t curve_points; /* learning-curve checkpoints (0: none) */
+    int trace;           /* 1: keep the per-request trace */
     void (*progress)(void *ctx, size_t done, size_t total); /* or NULL */
     void *progress_ctx;
 } replay_config_t;
@@ -87,6 +105,20 @@ typedef struct replay_result {
     size_t explored;         /* decisions flagged POLICY_F_EXPLORED */
     size_t provider_errors;  /* chosen models that were down */
     size_t failed;           /* requests nobody served */
+
+    /* cascades (one step per request without escalations) */
+    unsigned steps_max;   /* escalations + 1 */
+    size_t steps;         /* decisions that answered, over all requests */
+    size_t first_pass;    /* requests whose first answer passed */
+    size_t escalated;     /* requests that took more than one step */
+    size_t *step_share;   /* answers per (step, bucket, model):
+                             (s * n_buckets + b) * n_models + m */
+    size_t *b_requests;   /* per bucket: requests */
+    double *b_quality;    /* ... sum of outcomes returned */
+    double *b_cost;       /* ... sum of costs, all steps */
+    size_t *b_first_pass; /* ... first answer passed */
+    size_t *b_escalated;  /* ... more than one step */
+    size_t *b_steps;      /* ... steps that answered */
 
     /* learning curves at n_curve checkpoints: after curve_x[i] requests */
     size_t n_curve;

@@ -26,6 +26,45 @@ report_mean_sd(const double *x, size_t n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(s / (double)(n - 1)) : 0.0;
 }
 
+/* The cascade figures of k runs, averaged into p. */
+static void
+report_add_cascade(report_t *rep, report_policy_t *p,
+                   replay_result_t *const *runs, size_t k)
+{
+    size_t nm = rep->ds->n_models, nb = rep->ds->n_buckets;
+    unsigned ns = runs[0]->steps_max;
+    p->steps_max = ns;
+    p->b_q = bursar_calloc(nb, sizeof(double));
+    p->b_c = bursar_calloc(nb, sizeof(double));
+    p->b_first_pass = bursar_calloc(nb, sizeof(double));
+    p->b_escalated = bursar_calloc(nb, sizeof(double));
+    p->b_steps = bursar_calloc(nb, sizeof(double));
+    p->step_share = bursar_calloc((size_t)ns * (nb + 1) * nm, sizeof(double));
+    for (size_t i = 0; i < k; i++) {
+        const replay_result_t *r = runs[i];
+        double n = (double)r->requests * (double)k;
+        p->first_pass += (double)r->first_pass / n;
+        p->escalated += (double)r->escalated / n;
+        p->steps += (double)r->steps / n;
+        for (size_t b = 0; b < nb; b++) {
+            if (!r->b_requests[b])
+                continue;
+            double nr = (double)r->b_requests[b] * (double)k;
+            p->b_q[b] += r->b_quality[b] / nr;
+            p->b_c[b] += r->b_cost[b] / nr;
+            p->b_first_pass[b] += (double)r->b_first_pass[b] / nr;
+            p->b_escalated[b] += (double)r->b_escalated[b] / nr;
+            p->b_steps[b] += (double)r->b_steps[b] / nr;
+            for (size_t s = 0; s < ns; s++)
+                for (size_t m = 0; m < nm; m++) {
+                    double a = (double)r->step_share[(s * nb + b) * nm + m];
+                    p->step_share[(s * (nb + 1) + b) * nm + m] += a / nr;
+                    p->step_share[(s * (nb + 1) + nb) * nm + m] += a / n;
+                }
+        }
+    }
+}
+
 report_policy_t *
 report_add(report_t *rep, const char *name, policy_kind_t kind, int paces,
            replay_result_t *const *runs, size_t k)
@@ -84,6 +123,7 @@ report_add(report_t *rep, const char *name, policy_kind_t kind, int paces,
     }
     report_mean_sd(q, k, &p->q_mean, &p->q_sd);
     report_mean_sd(c, k, &p->c_mean, &p->c_sd);
+    report_add_cascade(rep, p, runs, k);
     free(q);
     free(c);
     return p;
@@ -136,14 +176,26 @@ report_destroy_contents(report_t *rep)
         free(p->front_q_sd);
         free(p->front_c);
         free(p->front_spend);
+        free(p->b_q);
+        free(p->b_c);
+        free(p->b_first_pass);
+        free(p->b_escalated);
+        free(p->b_steps);
+        free(p->step_share);
     }
     free(rep->pol);
     free(rep->sf_budget);
     free(rep->sf_q);
     free(rep->sf_c);
+    free(rep->cascade_mix);
+    free(rep->cf_budget);
+    free(rep->cf_q);
+    free(rep->cf_c);
     rep->pol = NULL;
     rep->n_pol = 0;
     rep->sf_budget = rep->sf_q = rep->sf_c = NULL;
+    rep->cascade_mix = NULL;
+    rep->cf_budget = rep->cf_q = rep->cf_c = NULL;
 }
 
 /* ------------------------------------------------------------ table */
@@ -194,6 +246,12 @@ report_table_head(const report_t *rep, FILE *f)
         fprintf(f, ", half-life %g requests", rep->half_life_s);
     if (rep->explore_floor > 0.0)
         fprintf(f, ", exploration floor %g", rep->explore_floor);
+    if (rep->escalations || rep->validator)
+        fprintf(f,
+                "\n  cascade: up to %u step%s per request, validator %s "
+                "(the policies learn its verdicts)",
+                rep->escalations + 1, rep->escalations ? "s" : "",
+                rep->validator ? rep->validator : "perfect");
     fprintf(f, "\n\n");
 }
 
@@ -217,6 +275,11 @@ report_table_policies(const report_t *rep, int w, FILE *f)
     }
     fprintf(f, "\n%-*s %8.4f %7s %8s %12.6f\n", w, "best static (LP)",
             rep->static_q, "", "1.000", rep->static_c);
+    if (isfinite(rep->cascade_q))
+        fprintf(f, "%-*s %8.4f %7s %8.3f %12.6f\n", w, "hindsight cascade (LP)",
+                rep->cascade_q, "",
+                rep->static_q > 0 ? rep->cascade_q / rep->static_q : 0.0,
+                rep->cascade_c);
     fprintf(f, "%-*s %8.4f %7s %8.3f %12.6f\n", w, "oracle (per prompt)",
             rep->oracle_q, "",
             rep->static_q > 0 ? rep->oracle_q / rep->static_q : 0.0,
@@ -264,6 +327,8 @@ report_table_frontier(const report_t *rep, FILE *f)
         return;
     fprintf(f, "\nfrontier (quality at USD/request, per budget)\n");
     fprintf(f, "%12s %8s", "budget", "static");
+    if (rep->cascade_at)
+        fprintf(f, " %8s", "cascade");
     for (size_t i = 0; i < rep->n_pol; i++)
         if (rep->pol[i].n_front)
             fprintf(f, " %22s", rep->pol[i].name);
@@ -272,6 +337,11 @@ report_table_frontier(const report_t *rep, FILE *f)
         double sq = 0.0;
         replay_best_static(rep->ds, first->front_budget[j], &sq, NULL, NULL);
         fprintf(f, "%12.6f %8.4f", first->front_budget[j], sq);
+        double cq = NAN, cc;
+        if (rep->cascade_at) {
+            rep->cascade_at(rep->cascade_ctx, first->front_budget[j], &cq, &cc);
+            fprintf(f, " %8.4f", cq);
+        }
         for (size_t i = 0; i < rep->n_pol; i++) {
             const report_policy_t *p = &rep->pol[i];
             if (p->n_front > j) {
@@ -285,6 +355,44 @@ report_table_frontier(const report_t *rep, FILE *f)
     }
 }
 
+/* Cascades: per policy and bucket the quality, first-try pass rate,
+ * escalation rate, steps and cost per request; then each step's model
+ * shares (all buckets). */
+static void
+report_table_cascade(const report_t *rep, int w, FILE *f)
+{
+    const dataset_t *ds = rep->ds;
+    size_t nb = ds->n_buckets, nm = ds->n_models;
+    if (!rep->escalations && !rep->validator)
+        return;
+    if (isfinite(rep->cascade_q) && rep->cascade_mix)
+        fprintf(f, "\nhindsight cascade (LP), orders per bucket\n%s",
+                rep->cascade_mix);
+    fprintf(f, "\ncascade, per request\n%-*s %8s %10s %9s %6s %12s\n", w,
+            "policy / bucket", "quality", "first pass", "escalated", "steps",
+            "USD/request");
+    for (size_t i = 0; i < rep->n_pol; i++) {
+        const report_policy_t *p = &rep->pol[i];
+        fprintf(f, "%-*s %8.4f %10.3f %9.3f %6.2f %12.6f\n", w, p->name,
+                p->q_mean, p->first_pass, p->escalated, p->steps, p->c_mean);
+        for (size_t b = 0; b < nb; b++)
+            fprintf(f, "  %-*s %8.4f %10.3f %9.3f %6.2f %12.6f\n", w - 2,
+                    ds->bucket[b], p->b_q[b], p->b_first_pass[b],
+                    p->b_escalated[b], p->b_steps[b], p->b_c[b]);
+    }
+    fprintf(f, "\nanswers per request at each step (all buckets)\n");
+    for (size_t i = 0; i < rep->n_pol; i++) {
+        const report_policy_t *p = &rep->pol[i];
+        for (size_t s = 0; s < p->steps_max; s++) {
+            char buf[512];
+            report_top_shares(rep, p->step_share + (s * (nb + 1) + nb) * nm,
+                              buf, sizeof buf);
+            fprintf(f, "  %-*s step %zu: %s\n", w, s ? "" : p->name, s + 1,
+                    buf[0] ? buf : "-");
+        }
+    }
+}
+
 void
 report_table(const report_t *rep, FILE *f)
 {
@@ -295,6 +403,7 @@ report_table(const report_t *rep, FILE *f)
     report_table_head(rep, f);
     report_table_policies(rep, w, f);
     report_table_models(rep, w, f);
+    report_table_cascade(rep, w, f);
     report_table_frontier(rep, f);
 }
 
@@ -306,6 +415,42 @@ report_share_obj(const dataset_t *ds, const double *share)
     cJSON *o = cJSON_CreateObject();
     for (size_t m = 0; m < ds->n_models; m++)
         cJSON_AddNumberToObject(o, ds->model[m], share[m]);
+    return o;
+}
+
+/* A policy's cascade figures: {"first_pass", "escalated", "steps",
+ * "step_share": [per step {model: answers per request}], "per_bucket":
+ * {bucket: the same and "quality", "cost_per_request_usd"}}. */
+static cJSON *
+report_cascade_obj(const report_t *rep, const report_policy_t *p)
+{
+    const dataset_t *ds = rep->ds;
+    size_t nb = ds->n_buckets, nm = ds->n_models;
+    cJSON *o = cJSON_CreateObject();
+    for (size_t b = 0; b <= nb; b++) {
+        cJSON *x = o;
+        if (b < nb) {
+            x = cJSON_CreateObject();
+            cJSON_AddNumberToObject(x, "quality", p->b_q[b]);
+            cJSON_AddNumberToObject(x, "cost_per_request_usd", p->b_c[b]);
+        }
+        cJSON_AddNumberToObject(x, "first_pass",
+                                b < nb ? p->b_first_pass[b] : p->first_pass);
+        cJSON_AddNumberToObject(x, "escalated",
+                                b < nb ? p->b_escalated[b] : p->escalated);
+        cJSON_AddNumberToObject(x, "steps", b < nb ? p->b_steps[b] : p->steps);
+        cJSON *ss = cJSON_AddArrayToObject(x, "step_share");
+        for (size_t s = 0; s < p->steps_max; s++)
+            cJSON_AddItemToArray(
+                ss,
+                report_share_obj(ds, p->step_share + (s * (nb + 1) + b) * nm));
+        if (b < nb) {
+            cJSON *pb = cJSON_GetObjectItem(o, "per_bucket");
+            if (!pb)
+                pb = cJSON_AddObjectToObject(o, "per_bucket");
+            cJSON_AddItemToObject(pb, ds->bucket[b], x);
+        }
+    }
     return o;
 }
 
@@ -335,6 +480,8 @@ report_policy_fields(const report_t *rep, const report_policy_t *p, cJSON *o)
     cJSON_AddNumberToObject(o, "explored_per_run", p->explored);
     cJSON_AddNumberToObject(o, "provider_errors_per_run", p->provider_errors);
     cJSON_AddNumberToObject(o, "failed_per_run", p->failed);
+    if (rep->escalations || rep->validator)
+        cJSON_AddItemToObject(o, "cascade", report_cascade_obj(rep, p));
     cJSON *ms = cJSON_AddObjectToObject(o, "model_share");
     cJSON_AddItemToObject(ms, "overall", report_share_obj(ds, p->share));
     cJSON *pb = cJSON_AddObjectToObject(ms, "per_bucket");
@@ -397,6 +544,16 @@ report_json(const report_t *rep, FILE *f)
     cJSON_AddNumberToObject(o, "best_static_quality", rep->static_q);
     cJSON_AddNumberToObject(o, "best_static_cost_per_request_usd",
                             rep->static_c);
+    if (rep->escalations || rep->validator) {
+        cJSON_AddNumberToObject(o, "escalations", rep->escalations);
+        cJSON_AddStringToObject(o, "validator",
+                                rep->validator ? rep->validator : "perfect");
+    }
+    if (isfinite(rep->cascade_q)) {
+        cJSON_AddNumberToObject(o, "hindsight_cascade_quality", rep->cascade_q);
+        cJSON_AddNumberToObject(o, "hindsight_cascade_cost_per_request_usd",
+                                rep->cascade_c);
+    }
     cJSON_AddNumberToObject(o, "oracle_quality", rep->oracle_q);
     cJSON_AddNumberToObject(o, "oracle_cost_per_request_usd", rep->oracle_c);
     cJSON *models = cJSON_AddObjectToObject(o, "models");
@@ -434,6 +591,17 @@ report_json(const report_t *rep, FILE *f)
             cJSON_AddNumberToObject(pt, "quality", rep->sf_q[j]);
             cJSON_AddNumberToObject(pt, "cost_per_request_usd", rep->sf_c[j]);
             cJSON_AddItemToArray(sf, pt);
+        }
+    }
+    if (rep->n_cf) {
+        cJSON *cf = cJSON_AddArrayToObject(o, "hindsight_cascade_frontier");
+        for (size_t j = 0; j < rep->n_cf; j++) {
+            cJSON *pt = cJSON_CreateObject();
+            cJSON_AddNumberToObject(pt, "budget_per_request_usd",
+                                    rep->cf_budget[j]);
+            cJSON_AddNumberToObject(pt, "quality", rep->cf_q[j]);
+            cJSON_AddNumberToObject(pt, "cost_per_request_usd", rep->cf_c[j]);
+            cJSON_AddItemToArray(cf, pt);
         }
     }
     char *s = cJSON_Print(o);

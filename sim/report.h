@@ -37,7 +37,17 @@ typedef struct report_policy {
     size_t n_curve;
     double *curve_x, *curve_q, *curve_c, *curve_mu; /* means over runs */
     double *curve_qw, *curve_cw; /* windowed (since the previous point) */
-    size_t n_front;              /* budget sweep */
+    /* cascades, means over runs: per request, and per bucket (per request
+     * of the bucket) */
+    unsigned steps_max;           /* escalations + 1 */
+    double first_pass, escalated; /* shares of requests */
+    double steps;                 /* steps per request */
+    double *b_q, *b_c;            /* n_buckets each */
+    double *b_first_pass, *b_escalated, *b_steps;
+    double *step_share; /* answers at step s by model m per request:
+                           (s * n_buckets + b) * n_models + m, per request
+                           of bucket b; b = n_buckets: all buckets */
+    size_t n_front;     /* budget sweep */
     double *front_budget, *front_q, *front_q_sd, *front_c, *front_spend;
 } report_policy_t;
 
@@ -56,6 +66,18 @@ typedef struct report {
     report_policy_t *pol;
     size_t n_sf; /* best-static frontier */
     double *sf_budget, *sf_q, *sf_c;
+    /* cascades: escalations > 0 or a validator */
+    unsigned escalations;
+    const char *validator; /* its spec, NULL: none */
+    double cascade_q;      /* the hindsight cascade reference; NAN:
+                              not computed */
+    double cascade_c;
+    char *cascade_mix; /* its orders per bucket, text (owned) */
+    /* the reference at any budget (the frontier table), or NULL */
+    int (*cascade_at)(const void *ctx, double budget, double *q, double *c);
+    const void *cascade_ctx;
+    size_t n_cf; /* the reference's frontier */
+    double *cf_budget, *cf_q, *cf_c;
 } report_t;
 
 /* Adds a policy entry and fills it from k runs (k >= 1). Returns it. */
