@@ -36,6 +36,7 @@ dataset_destroy(dataset_t **pds)
     free(ds->outcome);
     free(ds->cost);
     free(ds->latency);
+    free(ds->verdict);
     free(ds->bucket_slo_ms);
     free(ds->bucket_rows);
     free(ds->bm_n);
@@ -127,6 +128,7 @@ dataset_set(dataset_t *ds, int model, unsigned char status, double outcome,
     c->outcome = outcome;
     c->cost = cost;
     c->latency_ms = NAN;
+    c->verdict = NAN;
 }
 
 void
@@ -134,6 +136,23 @@ dataset_set_latency(dataset_t *ds, double latency_ms)
 {
     if (ds->n_cells && latency_ms >= 0.0)
         ds->cells[ds->n_cells - 1].latency_ms = latency_ms;
+}
+
+void
+dataset_set_verdict(dataset_t *ds, double verdict)
+{
+    if (ds->n_cells && (verdict == 0.0 || verdict == 1.0))
+        ds->cells[ds->n_cells - 1].verdict = verdict;
+}
+
+/* An array of n NANs (the dense layout of latencies and verdicts). */
+static double *
+dataset_nan_array(size_t n)
+{
+    double *a = bursar_malloc((n + 1) * sizeof(double));
+    for (size_t k = 0; k < n; k++)
+        a[k] = NAN;
+    return a;
 }
 
 void
@@ -147,11 +166,11 @@ dataset_finish(dataset_t *ds)
     ds->outcome = bursar_calloc(nr * nm, sizeof(double));
     ds->cost = bursar_calloc(nr * nm, sizeof(double));
     for (size_t i = 0; i < ds->n_cells && !ds->latency; i++)
-        if (!isnan(ds->cells[i].latency_ms)) {
-            ds->latency = bursar_malloc((nr * nm + 1) * sizeof(double));
-            for (size_t k = 0; k < nr * nm; k++)
-                ds->latency[k] = NAN;
-        }
+        if (!isnan(ds->cells[i].latency_ms))
+            ds->latency = dataset_nan_array(nr * nm);
+    for (size_t i = 0; i < ds->n_cells && !ds->verdict; i++)
+        if (ds->cells[i].status == DATASET_OK && !isnan(ds->cells[i].verdict))
+            ds->verdict = dataset_nan_array(nr * nm);
     for (size_t i = 0; i < ds->n_cells; i++) {
         const dataset_cell_t *c = &ds->cells[i];
         size_t k = dataset_idx(ds, c->row, c->model);
@@ -160,6 +179,8 @@ dataset_finish(dataset_t *ds)
         ds->cost[k] = c->status == DATASET_OK ? c->cost : 0.0;
         if (ds->latency && c->status == DATASET_OK)
             ds->latency[k] = c->latency_ms;
+        if (ds->verdict && c->status == DATASET_OK)
+            ds->verdict[k] = c->verdict;
     }
     free(ds->cells);
     ds->cells = NULL;

@@ -17,6 +17,11 @@
  *                   JSONL): choosing it yields a provider error, not a
  *                   quality outcome (see replay.h).
  *
+ * A cell with an outcome may also carry a validator's verdict on that
+ * answer (1: passed, 0: rejected), read from the data (RouterBench-style
+ * `M|verdict` columns, JSONL "verdicts"); sim/vmodel.h's `column` model
+ * uses it. Most data has none: then `verdict` stays NULL.
+ *
  * Ownership: the dataset owns every name and array; names returned by the
  * accessors live as long as the dataset.
  */
@@ -36,6 +41,7 @@ typedef struct dataset_cell {
     double outcome;    /* [0, 1] */
     double cost;       /* USD */
     double latency_ms; /* NAN: not known */
+    double verdict;    /* 0 or 1; NAN: none */
 } dataset_cell_t;
 
 typedef struct dataset {
@@ -52,6 +58,8 @@ typedef struct dataset {
     double *outcome; /* 0 where status != OK */
     double *cost;    /* 0 where status != OK */
     double *latency; /* ms, NAN where not known; NULL when no cell has one */
+    double *verdict; /* validator verdict 0/1, NAN where none (and where
+                        status != OK); NULL when no OK cell has one */
     double *bucket_slo_ms; /* latency objective per bucket (<= 0: none);
                               NULL: none (set by scenarios) */
     size_t n_bucket_slo;   /* entries of bucket_slo_ms: the buckets known
@@ -95,6 +103,10 @@ void dataset_set(dataset_t *ds, int model, unsigned char status, double outcome,
 
 /* Sets the latency (ms, >= 0) of the cell set last. */
 void dataset_set_latency(dataset_t *ds, double latency_ms);
+
+/* Sets the validator verdict (0: rejected, 1: passed; any other value is
+ * ignored) of the cell set last. Kept only on an OK cell. */
+void dataset_set_verdict(dataset_t *ds, double verdict);
 
 /* Lays the cells out densely and computes the statistics. Idempotent. */
 void dataset_finish(dataset_t *ds);

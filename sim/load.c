@@ -59,6 +59,7 @@ typedef struct load_col {
     int model;    /* dataset model id */
     size_t score; /* column of the score */
     size_t cost;  /* column of M|total_cost */
+    long verdict; /* column of M|verdict, -1: none */
 } load_col_t;
 
 /* What the header of a RouterBench CSV says. */
@@ -77,6 +78,18 @@ load_csv_free(load_csv_t *h)
         free(h->hdr[i]);
     free(h->hdr);
     free(h->cols);
+}
+
+/* The column named model followed by suffix ("|total_cost"), or -1. */
+static long
+load_csv_partner(const load_csv_t *h, const char *model, const char *suffix)
+{
+    size_t k = strlen(model);
+    for (size_t j = 0; j < h->n_hdr; j++)
+        if (strncmp(h->hdr[j], model, k) == 0 &&
+            strcmp(h->hdr[j] + k, suffix) == 0)
+            return (long)j;
+    return -1;
 }
 
 /* The bucket column and the models (M beside M|total_cost) of the header
@@ -104,17 +117,14 @@ load_csv_header(dataset_t *ds, const csv_t *c, load_csv_t *h, const char *name,
         const char *m = h->hdr[i];
         if (!m[0] || strchr(m, '|'))
             continue;
-        size_t k = strlen(m);
-        for (size_t j = 0; j < h->n_hdr; j++) {
-            if (strncmp(h->hdr[j], m, k) == 0 &&
-                strcmp(h->hdr[j] + k, "|total_cost") == 0) {
-                load_col_t *col = &h->cols[h->n_cols++];
-                col->model = dataset_model_id(ds, m);
-                col->score = i;
-                col->cost = j;
-                break;
-            }
-        }
+        long cost = load_csv_partner(h, m, "|total_cost");
+        if (cost < 0)
+            continue;
+        load_col_t *col = &h->cols[h->n_cols++];
+        col->model = dataset_model_id(ds, m);
+        col->score = i;
+        col->cost = (size_t)cost;
+        col->verdict = load_csv_partner(h, m, "|verdict");
     }
     if (h->n_cols == 0)
         return serr_set(e, SERR_FORMAT,
@@ -124,15 +134,39 @@ load_csv_header(dataset_t *ds, const csv_t *c, load_csv_t *h, const char *name,
     return 0;
 }
 
-/* One model's score and cost on the current row; an empty score is no
- * outcome (MISSING). */
+/* The verdict of M|verdict on the current row: 0 or 1, NAN when empty. */
+static int
+load_csv_verdict(const csv_t *c, const load_csv_t *h, const load_col_t *col,
+                 const char *name, long line, double *out, serr_t *e)
+{
+    *out = NAN;
+    if (col->verdict < 0)
+        return 0;
+    const char *s = csv_field(c, (size_t)col->verdict);
+    double v;
+    if (!s[0])
+        return 0;
+    if (load_number(s, &v) < 0 || (v != 0.0 && v != 1.0))
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field '%s': '%.40s' is not a verdict (0, 1 "
+                        "or empty)",
+                        name, line, h->hdr[col->verdict], s);
+    *out = v;
+    return 0;
+}
+
+/* One model's score, cost and verdict on the current row; an empty score
+ * is no outcome (MISSING), and its verdict, if any, is not kept. */
 static int
 load_csv_cell(dataset_t *ds, const csv_t *c, const load_csv_t *h,
               const load_col_t *col, const char *name, long line, serr_t *e)
 {
     const char *s = csv_field(c, col->score);
     const char *cs = csv_field(c, col->cost);
-    double q, cost;
+    double q, cost, verdict;
+    int rc = load_csv_verdict(c, h, col, name, line, &verdict, e);
+    if (rc)
+        return rc;
     if (!s[0])
         return 0; /* no outcome: MISSING */
     if (load_number(s, &q) < 0 || q < 0.0 || q > 1.0)
@@ -151,6 +185,7 @@ load_csv_cell(dataset_t *ds, const csv_t *c, const load_csv_t *h,
                         "USD (>= 0)",
                         name, line, h->hdr[col->cost], cs);
     dataset_set(ds, col->model, DATASET_OK, q, cost);
+    dataset_set_verdict(ds, verdict);
     return 0;
 }
 
@@ -237,8 +272,34 @@ load_jsonl_outcome(const cJSON *m, const cJSON *costs, const cJSON *lat,
     return 0;
 }
 
+/* "verdicts": absent, null, or an object of 0, 1, true, false or null. */
+static int
+load_jsonl_verdicts(const cJSON *o, const char *name, long ln, serr_t *e)
+{
+    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(o, "verdicts");
+    if (!vs || cJSON_IsNull(vs))
+        return 0;
+    if (!cJSON_IsObject(vs))
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field 'verdicts': not an object", name, ln);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, vs)
+    {
+        if (cJSON_IsBool(v) || cJSON_IsNull(v))
+            continue;
+        if (cJSON_IsNumber(v) &&
+            (v->valuedouble == 0.0 || v->valuedouble == 1.0))
+            continue;
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field 'verdicts.%s': not 0, 1, true, false "
+                        "or null",
+                        name, ln, v->string);
+    }
+    return 0;
+}
+
 /* Checks a whole line (an object) before anything is added: bucket,
- * outcomes, cost_usd, latency_ms, id, then every outcome. */
+ * outcomes, cost_usd, latency_ms, id, verdicts, then every outcome. */
 static int
 load_jsonl_check(const cJSON *o, const char *name, long ln, serr_t *e)
 {
@@ -270,14 +331,30 @@ load_jsonl_check(const cJSON *o, const char *name, long ln, serr_t *e)
                         "%s:%ld: field 'id': not a string or "
                         "number",
                         name, ln);
+    int rc = load_jsonl_verdicts(o, name, ln, e);
+    if (rc)
+        return rc;
     const cJSON *m;
     cJSON_ArrayForEach(m, outc)
     {
-        int rc = load_jsonl_outcome(m, costs, lat, name, ln, e);
+        rc = load_jsonl_outcome(m, costs, lat, name, ln, e);
         if (rc)
             return rc;
     }
     return 0;
+}
+
+/* A checked verdict (load_jsonl_verdicts) as 0 or 1; NAN: none. */
+static double
+load_jsonl_verdict(const cJSON *vs, const char *model)
+{
+    const cJSON *v =
+        cJSON_IsObject(vs) ? cJSON_GetObjectItemCaseSensitive(vs, model) : NULL;
+    if (cJSON_IsBool(v))
+        return cJSON_IsTrue(v) ? 1.0 : 0.0;
+    if (cJSON_IsNumber(v))
+        return v->valuedouble;
+    return NAN;
 }
 
 /* A validated line as a row of ds. */
@@ -287,6 +364,7 @@ load_jsonl_add(dataset_t *ds, const cJSON *o)
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "bucket");
     const cJSON *outc = cJSON_GetObjectItemCaseSensitive(o, "outcomes");
     const cJSON *costs = cJSON_GetObjectItemCaseSensitive(o, "cost_usd");
+    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(o, "verdicts");
     const cJSON *m;
     dataset_add_row(ds, dataset_bucket_id(ds, b->valuestring));
     cJSON_ArrayForEach(m, outc)
@@ -300,6 +378,7 @@ load_jsonl_add(dataset_t *ds, const cJSON *o)
         }
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(costs, m->string);
         dataset_set(ds, mid, DATASET_OK, m->valuedouble, c->valuedouble);
+        dataset_set_verdict(ds, load_jsonl_verdict(vs, m->string));
     }
 }
 

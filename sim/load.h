@@ -12,11 +12,18 @@
  *                    no outcome for that model on that row: the cell is
  *                    DATASET_MISSING (the model is not offered for that
  *                    request) and the row still counts. A present score
- *                    with an empty or bad cost is an error.
+ *                    with an empty or bad cost is an error. An optional
+ *                    column `M|verdict` holds a validator's verdict on M's
+ *                    answer: 0, 1 (1.0 and 0.0 too) or empty (none);
+ *                    anything else is an error, and a verdict beside an
+ *                    empty score is dropped (dataset.h).
  *   .jsonl, .ndjson  one JSON object per line:
  *                    {"bucket": "code", "outcomes": {"M": 0..1, ...},
  *                     "cost_usd": {"M": x, ...}}
- *                    with optional "id" and "latency_ms": {"M": x}. An
+ *                    with optional "id", "latency_ms": {"M": x} and
+ *                    "verdicts": {"M": 0|1|true|false|null} (a
+ *                    validator's verdict on M's answer; null: none; kept
+ *                    only beside a numeric outcome). An
  *                    outcome may be null (no outcome: MISSING) or the
  *                    string "error" (provider error: DATASET_ERROR, cost
  *                    optional). Every numeric outcome needs its cost. Blank

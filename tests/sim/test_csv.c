@@ -160,6 +160,50 @@ test_routerbench_errors(void **state)
     expect_error(RB_HEADER "0,\"a,p,arc\n", SERR_PARSE, "bad.csv:2", NULL);
 }
 
+/* M|verdict beside M and M|total_cost: 0/1 (also 1.0), empty = none; a
+ * verdict beside an empty score is dropped; a model without the column
+ * has none; bad values name the field. */
+static void
+test_verdicts(void **state)
+{
+    (void)state;
+    const char *s = "eval_name,m1,m1|total_cost,m1|verdict,m2,m2|total_cost,"
+                    "x|verdict\n"
+                    "arc,1.0,0.5,0,0.0,0.1,1\n"
+                    "arc,0.0,0.5,1.0,1.0,0.1,\n"
+                    "arc,1.0,0.5,,1.0,0.1,\n"
+                    "arc,,0.5,1,1.0,0.1,\n";
+    dataset_t *ds = dataset_new();
+    serr_t e = {0, ""};
+    assert_int_equal(load_csv_buffer(ds, s, strlen(s), "v.csv", &e), 0);
+    dataset_finish(ds);
+    assert_int_equal(ds->n_models, 2); /* x|verdict alone is no model */
+    assert_non_null(ds->verdict);
+    int m1 = dataset_find_model(ds, "m1"), m2 = dataset_find_model(ds, "m2");
+    assert_near(ds->verdict[dataset_idx(ds, 0, m1)], 0.0, 0.0);
+    assert_near(ds->verdict[dataset_idx(ds, 1, m1)], 1.0, 0.0);
+    assert_true(isnan(ds->verdict[dataset_idx(ds, 2, m1)]));
+    assert_int_equal(ds->status[dataset_idx(ds, 3, m1)], DATASET_MISSING);
+    assert_true(isnan(ds->verdict[dataset_idx(ds, 3, m1)]));
+    for (size_t r = 0; r < 4; r++)
+        assert_true(isnan(ds->verdict[dataset_idx(ds, r, m2)]));
+    dataset_destroy(&ds);
+
+    /* no verdict column, or only empty verdicts: no array */
+    ds = dataset_new();
+    s = "eval_name,m1,m1|total_cost,m1|verdict\narc,1.0,0.5,\n";
+    assert_int_equal(load_csv_buffer(ds, s, strlen(s), "v.csv", &e), 0);
+    dataset_finish(ds);
+    assert_null(ds->verdict);
+    dataset_destroy(&ds);
+
+    expect_error("eval_name,m1,m1|total_cost,m1|verdict\n"
+                 "arc,1.0,0.5,1\narc,1.0,0.5,0.5\n",
+                 SERR_FORMAT, "bad.csv:3", "field 'm1|verdict': '0.5'");
+    expect_error("eval_name,m1,m1|total_cost,m1|verdict\narc,,0.5,yes\n",
+                 SERR_FORMAT, "bad.csv:2", "not a verdict (0, 1 or empty)");
+}
+
 int
 main(void)
 {
@@ -169,6 +213,7 @@ main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_routerbench),
         cmocka_unit_test(test_routerbench_errors),
+        cmocka_unit_test(test_verdicts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

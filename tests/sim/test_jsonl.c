@@ -107,6 +107,55 @@ test_errors(void **state)
                  SERR_FORMAT, "bad.jsonl:1", "field 'id'");
 }
 
+/* "verdicts": 0, 1, true, false, null (none); kept beside a numeric
+ * outcome only; anything else names the field. */
+static void
+test_verdicts(void **state)
+{
+    (void)state;
+    const char *s =
+        "{\"bucket\": \"x\", \"outcomes\": {\"a\": 1, \"b\": 0, \"c\": "
+        "\"error\"}, \"cost_usd\": {\"a\": 0.1, \"b\": 0.2}, "
+        "\"verdicts\": {\"a\": false, \"b\": 1, \"c\": 1}}\n"
+        "{\"bucket\": \"x\", \"outcomes\": {\"a\": 0, \"b\": 0.5}, "
+        "\"cost_usd\": {\"a\": 0.1, \"b\": 0.2}, "
+        "\"verdicts\": {\"a\": true, \"b\": null}}\n"
+        "{\"bucket\": \"x\", \"outcomes\": {\"a\": 0}, "
+        "\"cost_usd\": {\"a\": 0.1}, \"verdicts\": null}\n";
+    dataset_t *ds = dataset_new();
+    serr_t e = {0, ""};
+    assert_int_equal(load_jsonl_buffer(ds, s, strlen(s), "v.jsonl", &e), 0);
+    dataset_finish(ds);
+    int a = dataset_find_model(ds, "a"), b = dataset_find_model(ds, "b");
+    int c = dataset_find_model(ds, "c");
+    assert_non_null(ds->verdict);
+    assert_near(ds->verdict[dataset_idx(ds, 0, a)], 0.0, 0.0);
+    assert_near(ds->verdict[dataset_idx(ds, 0, b)], 1.0, 0.0);
+    assert_true(isnan(ds->verdict[dataset_idx(ds, 0, c)])); /* error cell */
+    assert_near(ds->verdict[dataset_idx(ds, 1, a)], 1.0, 0.0);
+    assert_true(isnan(ds->verdict[dataset_idx(ds, 1, b)]));
+    assert_true(isnan(ds->verdict[dataset_idx(ds, 2, a)]));
+    dataset_destroy(&ds);
+
+    ds = dataset_new();
+    assert_int_equal(
+        load_jsonl_buffer(ds, OK_LINE, strlen(OK_LINE), "v.jsonl", &e), 0);
+    dataset_finish(ds);
+    assert_null(ds->verdict);
+    dataset_destroy(&ds);
+
+    expect_error(OK_LINE "{\"bucket\": \"x\", \"outcomes\": {\"a\": 1}, "
+                         "\"cost_usd\": {\"a\": 1}, \"verdicts\": [1]}\n",
+                 SERR_FORMAT, "bad.jsonl:2", "field 'verdicts': not an object");
+    expect_error("{\"bucket\": \"x\", \"outcomes\": {\"a\": 1}, "
+                 "\"cost_usd\": {\"a\": 1}, \"verdicts\": {\"a\": 0.5}}\n",
+                 SERR_FORMAT, "bad.jsonl:1", "field 'verdicts.a'");
+    expect_error("{\"bucket\": \"x\", \"outcomes\": {\"a\": 1}, "
+                 "\"cost_usd\": {\"a\": 1}, \"verdicts\": {\"z\": \"yes\"}}\n",
+                 SERR_FORMAT, "bad.jsonl:1",
+                 "'verdicts.z': not 0, 1, true, false or null");
+}
+
 static void
 write_file(const char *path, const char *s)
 {
@@ -167,6 +216,7 @@ main(void)
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_load_path),
+        cmocka_unit_test(test_verdicts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
