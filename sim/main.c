@@ -15,6 +15,7 @@
 
 #include <gsl/gsl_errno.h>
 
+#include "sim/cref.h"
 #include "sim/dataset.h"
 #include "sim/evaluate.h"
 #include "sim/load.h"
@@ -24,6 +25,7 @@
 #include "sim/report.h"
 #include "sim/scenario.h"
 #include "sim/serr.h"
+#include "sim/vmodel.h"
 #include "policies/base.h"
 
 #define MAIN_MAX_POLICIES 32
@@ -102,7 +104,8 @@ typedef struct main_opts {
     int cost_prior_bucket;
     double cooldown;
     unsigned escalations;
-    const char *validator;
+    const char *validator; /* --validator as given, NULL: none */
+    vmodel_t vm;           /* ... parsed (perfect by default) */
     unsigned long seed;
     unsigned seeds;
     unsigned passes;
@@ -192,11 +195,13 @@ static const struct main_range {
     int opt;
     double lo, hi;
 } main_ranges[] = {
-    {MO_SCENARIO_SEED, 1, 4e9}, {MO_BUDGET, 0, 1e6},    {MO_HALF_LIFE, 0, 1e15},
-    {MO_FLOOR, 0, 1},           {MO_EPSILON, 0, 1},     {MO_DUAL_STEP, 0, 1e6},
-    {MO_MU0, 0, 1e6},           {MO_COOLDOWN, 0, 1e15}, {MO_SEED, 0, 4e9},
-    {MO_SEEDS, 1, 10000},       {MO_PASSES, 1, 100000}, {MO_FRONTIER, 2, 200},
-    {MO_CURVE_POINTS, 0, 1e6},  {MO_ESCALATIONS, 0, 16}};
+    {MO_SCENARIO_SEED, 1, 4e9}, {MO_BUDGET, 0, 1e6},
+    {MO_HALF_LIFE, 0, 1e15},    {MO_FLOOR, 0, 1},
+    {MO_EPSILON, 0, 1},         {MO_DUAL_STEP, 0, 1e6},
+    {MO_MU0, 0, 1e6},           {MO_COOLDOWN, 0, 1e15},
+    {MO_SEED, 0, 4e9},          {MO_SEEDS, 1, 10000},
+    {MO_PASSES, 1, 100000},     {MO_FRONTIER, 2, 200},
+    {MO_CURVE_POINTS, 0, 1e6},  {MO_ESCALATIONS, 0, CREF_MAX_STEPS - 1}};
 
 static void
 main_defaults(main_opts_t *o)
@@ -211,6 +216,7 @@ main_defaults(main_opts_t *o)
     o->shuffle = -1;
     o->curve_points = 200;
     o->progress = isatty(2);
+    vmodel_default(&o->vm);
 }
 
 static int
@@ -311,7 +317,7 @@ main_option(main_opts_t *o, int c, const char *val, serr_t *e)
         return 0;
     case MO_VALIDATOR:
         o->validator = val;
-        return 0;
+        return vmodel_parse(val, &o->vm, e);
     case MO_COST_PRIOR:
         if (strcmp(val, "global") != 0 && strcmp(val, "bucket") != 0)
             return serr_set(e, SERR_ARG,
@@ -500,31 +506,18 @@ main_config(const main_opts_t *o, const main_policy_t *mp, double budget,
     c->curve_points = o->curve_points;
 }
 
-/* TEMPORARY until sim/vmodel lands */
+/* The validator of one run: its model, the data and the run's seed. */
 typedef struct main_vctx {
+    const vmodel_t *vm;
     const dataset_t *ds;
-    double fp, ff;
     unsigned long seed;
 } main_vctx_t;
-
-static uint64_t
-main_mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 static int
 main_verdict(void *ctx, size_t row, int m, unsigned pass)
 {
     const main_vctx_t *v = ctx;
-    double q = v->ds->outcome[dataset_idx(v->ds, row, m)];
-    uint64_t h = main_mix(main_mix(main_mix(v->seed) ^ pass) ^ row);
-    h = main_mix(h ^ (uint64_t)m);
-    double u = (double)(h >> 11) * 0x1.0p-53;
-    return q >= 0.5 ? u >= v->ff : u < v->fp;
+    return vmodel_draw(v->vm, v->ds, row, m, v->seed, pass);
 }
 
 /* Runs one policy over all seeds at one budget. runs[] receives the
@@ -539,9 +532,7 @@ main_run_seeds(const main_opts_t *o, const dataset_t *ds,
         replay_config_t c;
         main_config(o, mp, budget, &c);
         c.seed = o->seed + s;
-        main_vctx_t vc = {ds, 0, 0, c.seed};
-        if (o->validator && strncmp(o->validator, "noisy:", 6) == 0)
-            sscanf(o->validator + 6, "%lf,%lf", &vc.fp, &vc.ff);
+        main_vctx_t vc = {&o->vm, ds, c.seed};
         c.escalations = o->escalations;
         if (o->validator || o->escalations) {
             c.validated = 1;
@@ -600,9 +591,13 @@ main_frontier(const main_opts_t *o, const dataset_t *ds, report_t *rep,
 {
     /* budgets from just above the cheapest static choice to where the
      * budget no longer binds (the best static policy without a budget) */
-    double q, lo, hi;
+    double q, lo, hi, hi_c = 0.0;
     replay_best_static(ds, 1e-300, &q, &lo, NULL);
     replay_best_static(ds, 0.0, &q, &hi, NULL);
+    if (rep->cascade_at) /* ... or the cascade reference, if dearer */
+        rep->cascade_at(rep->cascade_ctx, 0.0, &q, &hi_c);
+    if (hi_c > hi)
+        hi = hi_c;
     if (!(hi > lo) || !(lo > 0))
         lo = hi / 50.0;
     if (!(hi > 0))
@@ -612,10 +607,20 @@ main_frontier(const main_opts_t *o, const dataset_t *ds, report_t *rep,
     rep->sf_budget = bursar_malloc(nsf * sizeof(double));
     rep->sf_q = bursar_malloc(nsf * sizeof(double));
     rep->sf_c = bursar_malloc(nsf * sizeof(double));
+    if (rep->cascade_at) {
+        rep->cf_budget = bursar_malloc(nsf * sizeof(double));
+        rep->cf_q = bursar_malloc(nsf * sizeof(double));
+        rep->cf_c = bursar_malloc(nsf * sizeof(double));
+        rep->n_cf = nsf;
+    }
     for (size_t j = 0; j < nsf; j++) {
         double b = lo * pow(hi / lo, (double)j / (double)(nsf - 1));
         rep->sf_budget[j] = b;
         replay_best_static(ds, b, &rep->sf_q[j], &rep->sf_c[j], NULL);
+        if (rep->cascade_at) {
+            rep->cf_budget[j] = b;
+            rep->cascade_at(rep->cascade_ctx, b, &rep->cf_q[j], &rep->cf_c[j]);
+        }
     }
     rep->n_sf = nsf;
     if (!o->frontier)
@@ -689,6 +694,58 @@ main_report_init(report_t *rep, const main_opts_t *o, const dataset_t *ds,
     rep->cascade_q = rep->cascade_c = NAN;
     replay_best_static(ds, o->budget, &rep->static_q, &rep->static_c, NULL);
     dataset_oracle(ds, &rep->oracle_q, &rep->oracle_c);
+}
+
+static int
+main_cref_at(const void *ctx, double budget, double *q, double *c)
+{
+    return cref_solve(ctx, budget, q, c);
+}
+
+/* The orders of the cascade reference's solution at the run's budget, one
+ * line per order with its share of the bucket (owned text). */
+static char *
+main_cref_mix(const cref_t *cr, const dataset_t *ds, double budget)
+{
+    cref_pick_t picks[64];
+    int n = cref_picks(cr, budget, picks, 64);
+    size_t cap = 256 * (size_t)(n > 0 ? n : 1), pos = 0;
+    char *out = bursar_calloc(cap, 1);
+    for (int i = 0; i < n && i < 64; i++) {
+        const cref_pick_t *p = &picks[i];
+        pos += (size_t)snprintf(out + pos, cap - pos, "  %-16s %5.1f%%  ",
+                                ds->bucket[p->bucket], 100.0 * p->weight);
+        for (unsigned k = 0; k < p->n_steps && pos < cap; k++)
+            pos += (size_t)snprintf(out + pos, cap - pos, "%s%s",
+                                    k ? " > " : "", ds->model[p->model[k]]);
+        if (pos < cap)
+            pos += (size_t)snprintf(out + pos, cap - pos,
+                                    "  (quality %.4f, %.6f USD)\n", p->quality,
+                                    p->cost);
+    }
+    return out;
+}
+
+/* In a cascade (escalations or a validator): the hindsight cascade
+ * reference at the run's budget, into rep; *cr receives it. */
+static int
+main_cascade(const main_opts_t *o, const dataset_t *ds, report_t *rep,
+             cref_t **cr, serr_t *e)
+{
+    *cr = NULL;
+    if (!o->escalations && !o->validator)
+        return 0;
+    int rc = vmodel_check(&o->vm, ds, e);
+    if (rc)
+        return rc;
+    *cr = cref_build(ds, &o->vm, o->escalations + 1, e);
+    if (!*cr)
+        return e->code ? e->code : SERR_POLICY;
+    rep->cascade_at = main_cref_at;
+    rep->cascade_ctx = *cr;
+    cref_solve(*cr, o->budget, &rep->cascade_q, &rep->cascade_c);
+    rep->cascade_mix = main_cref_mix(*cr, ds, o->budget);
+    return 0;
 }
 
 /* Every policy over every seed at the run's budget, into rep; the trace
@@ -767,8 +824,11 @@ main(int argc, char **argv)
         return 2;
     }
     report_t rep;
+    cref_t *cr = NULL;
     main_report_init(&rep, &o, ds, source);
-    rc = main_run_policies(&o, ds, mp, n_mp, &rep, &e);
+    rc = main_cascade(&o, ds, &rep, &cr, &e);
+    if (!rc)
+        rc = main_run_policies(&o, ds, mp, n_mp, &rep, &e);
     if (!rc)
         rc = main_frontier(&o, ds, &rep, mp, n_mp, &e);
     if (!rc)
@@ -776,6 +836,7 @@ main(int argc, char **argv)
     if (rc)
         fprintf(stderr, "bursar-sim: %s\n", e.msg);
     report_destroy_contents(&rep);
+    cref_destroy(&cr);
     dataset_destroy(&ds);
     return rc ? 1 : 0;
 }
