@@ -122,6 +122,10 @@ test_bad_input(void **state)
                 "--budget-per-request");
     expect_fail("--data ok.jsonl --bogus", 2, "unknown option '--bogus'");
     expect_fail("--data ok.jsonl --plot out.pdf", 2, "out.pdf");
+    expect_fail("--data ok.jsonl --validator noisy:0.1", 2, "--validator");
+    expect_fail("--data ok.jsonl --validator maybe", 2, "maybe");
+    expect_fail("--data ok.jsonl --escalations 8", 2, "--escalations");
+    expect_fail("--data ok.jsonl --validator column", 1, "no verdict columns");
 }
 
 static const char *scen =
@@ -200,12 +204,60 @@ test_json(void **state)
     free(out);
 }
 
+/* A cascade: the JSON carries the reference and each policy's cascade
+ * figures; the table prints them. */
+static void
+test_cascade(void **state)
+{
+    (void)state;
+    write_file("s.json", scen);
+    char *out;
+    int st = run_sim("--scenario s.json --policy ts-budget "
+                     "--budget-per-request 0.004 --escalations 1 "
+                     "--validator noisy:0.1,0.1 --json --frontier=2",
+                     0, &out);
+    assert_int_equal(st, 0);
+    cJSON *o = cJSON_Parse(out);
+    if (!o)
+        fail_msg("not JSON: %.300s", out);
+    assert_near(cJSON_GetObjectItem(o, "escalations")->valuedouble, 1, 0);
+    assert_string_equal(cJSON_GetObjectItem(o, "validator")->valuestring,
+                        "noisy:0.1,0.1");
+    double cq =
+        cJSON_GetObjectItem(o, "hindsight_cascade_quality")->valuedouble;
+    double sq = cJSON_GetObjectItem(o, "best_static_quality")->valuedouble;
+    /* two independent models: a second try can only add quality */
+    assert_true(cq > sq);
+    assert_true(cJSON_GetArraySize(
+                    cJSON_GetObjectItem(o, "hindsight_cascade_frontier")) > 2);
+    const cJSON *c = cJSON_GetObjectItem(o, "cascade");
+    assert_non_null(c);
+    double steps = cJSON_GetObjectItem(c, "steps")->valuedouble;
+    double esc = cJSON_GetObjectItem(c, "escalated")->valuedouble;
+    assert_near(steps, 1.0 + esc, 1e-9); /* at most one escalation */
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(c, "step_share")),
+                     2);
+    assert_non_null(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(c, "per_bucket"), "b"));
+    cJSON_Delete(o);
+    free(out);
+    st = run_sim("--scenario s.json --policy ts-budget "
+                 "--budget-per-request 0.004 --escalations 1",
+                 0, &out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "hindsight cascade (LP)"));
+    assert_non_null(strstr(out, "first pass"));
+    assert_non_null(strstr(out, "step 2:"));
+    free(out);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_cascade),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
