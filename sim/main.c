@@ -281,6 +281,15 @@ main_set_num(main_opts_t *o, int c, double d)
     }
 }
 
+/* 1 for the options that count (seeds, passes, ...): whole numbers. */
+static int
+main_integer(int c)
+{
+    return c == MO_SCENARIO_SEED || c == MO_SEED || c == MO_SEEDS ||
+           c == MO_PASSES || c == MO_FRONTIER || c == MO_CURVE_POINTS ||
+           c == MO_ESCALATIONS;
+}
+
 /* A numeric option: its value checked against its range (main_ranges). */
 static int
 main_num(main_opts_t *o, int c, const char *val, serr_t *e)
@@ -293,6 +302,9 @@ main_num(main_opts_t *o, int c, const char *val, serr_t *e)
         if (r->opt != c)
             continue;
         int rc = serr_parse_num(name, val, r->lo, r->hi, &d, e);
+        if (!rc && main_integer(c) && d != floor(d))
+            rc = serr_set(e, SERR_ARG, "%s: '%s' is not a whole number", name,
+                          val);
         if (!rc)
             main_set_num(o, c, d);
         return rc;
@@ -699,7 +711,10 @@ main_report_init(report_t *rep, const main_opts_t *o, const dataset_t *ds,
 static int
 main_cref_at(const void *ctx, double budget, double *q, double *c)
 {
-    return cref_solve(ctx, budget, q, c);
+    int rc = cref_solve(ctx, budget, q, c);
+    if (rc < 0)
+        *q = *c = NAN;
+    return rc;
 }
 
 /* The orders of the cascade reference's solution at the run's budget, one
@@ -707,22 +722,25 @@ main_cref_at(const void *ctx, double budget, double *q, double *c)
 static char *
 main_cref_mix(const cref_t *cr, const dataset_t *ds, double budget)
 {
-    cref_pick_t picks[64];
-    int n = cref_picks(cr, budget, picks, 64);
-    size_t cap = 256 * (size_t)(n > 0 ? n : 1), pos = 0;
-    char *out = bursar_calloc(cap, 1);
-    for (int i = 0; i < n && i < 64; i++) {
+    size_t cap = ds->n_buckets + 1; /* one order per bucket, one more */
+    cref_pick_t *picks = bursar_calloc(cap, sizeof *picks);
+    int n = cref_picks(cr, budget, picks, cap);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        abort(); /* out of memory, as bursar_malloc */
+    for (int i = 0; i < n && (size_t)i < cap; i++) {
         const cref_pick_t *p = &picks[i];
-        pos += (size_t)snprintf(out + pos, cap - pos, "  %-16s %5.1f%%  ",
-                                ds->bucket[p->bucket], 100.0 * p->weight);
-        for (unsigned k = 0; k < p->n_steps && pos < cap; k++)
-            pos += (size_t)snprintf(out + pos, cap - pos, "%s%s",
-                                    k ? " > " : "", ds->model[p->model[k]]);
-        if (pos < cap)
-            pos += (size_t)snprintf(out + pos, cap - pos,
-                                    "  (quality %.4f, %.6f USD)\n", p->quality,
-                                    p->cost);
+        fprintf(f, "  %-16s %5.1f%%  ", ds->bucket[p->bucket],
+                100.0 * p->weight);
+        for (unsigned k = 0; k < p->n_steps; k++)
+            fprintf(f, "%s%s", k ? " > " : "", ds->model[p->model[k]]);
+        fprintf(f, "  (quality %.4f, %.6f USD)\n", p->quality, p->cost);
     }
+    if (fclose(f) != 0 || !out)
+        abort();
+    free(picks);
     return out;
 }
 
@@ -738,12 +756,20 @@ main_cascade(const main_opts_t *o, const dataset_t *ds, report_t *rep,
     int rc = vmodel_check(&o->vm, ds, e);
     if (rc)
         return rc;
-    *cr = cref_build(ds, &o->vm, o->escalations + 1, e);
-    if (!*cr)
-        return e->code ? e->code : SERR_POLICY;
+    serr_t ce = {0, ""};
+    *cr = cref_build(ds, &o->vm, o->escalations + 1, &ce);
+    if (!*cr) { /* too many orders: the replay runs without it */
+        fprintf(stderr, "bursar-sim: no hindsight cascade reference: %s\n",
+                ce.msg);
+        return 0;
+    }
+    if (cref_solve(*cr, o->budget, &rep->cascade_q, &rep->cascade_c) < 0) {
+        cref_destroy(cr);
+        rep->cascade_q = rep->cascade_c = NAN;
+        return serr_set(e, SERR_POLICY, "cascade reference: the LP failed");
+    }
     rep->cascade_at = main_cref_at;
     rep->cascade_ctx = *cr;
-    cref_solve(*cr, o->budget, &rep->cascade_q, &rep->cascade_c);
     rep->cascade_mix = main_cref_mix(*cr, ds, o->budget);
     return 0;
 }

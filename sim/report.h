@@ -45,8 +45,9 @@ typedef struct report_policy {
     double *b_q, *b_c;            /* n_buckets each */
     double *b_first_pass, *b_escalated, *b_steps;
     double *step_share; /* answers at step s by model m per request:
-                           (s * n_buckets + b) * n_models + m, per request
-                           of bucket b; b = n_buckets: all buckets */
+                           (s * (n_buckets + 1) + b) * n_models + m, per
+                           request of bucket b; b = n_buckets: per
+                           request of all buckets */
     size_t n_front;     /* budget sweep */
     double *front_budget, *front_q, *front_q_sd, *front_c, *front_spend;
 } report_policy_t;

@@ -239,6 +239,71 @@ test_budget_over_steps(void **state)
     printf("quality %.3f without escalations\n", r->quality);
     assert_true(q_cascade > r->quality);
     replay_result_destroy(&r);
+
+    /* below the cheapest chain (0.003) the budget cannot be met: the
+     * escalations are paid whatever the price, at the cheapest models */
+    c.escalations = 2;
+    c.budget_per_request = 0.002;
+    r = run(ds, &c);
+    printf("budget 0.002: spend %.3f x budget\n", r->spend_ratio);
+    assert_true(r->spend_ratio > 1.3);
+    replay_result_destroy(&r);
+    dataset_destroy(&ds);
+}
+
+/* Two buckets, a provider error inside a step: the step falls back along
+ * its ranking and the fallback's answer is judged; the figures are kept
+ * per bucket and per step. Bucket x: a (cheapest) is down on row 0 and
+ * wrong on row 1, b right on both; bucket y: only c, wrong. */
+static void
+test_two_buckets_and_errors(void **state)
+{
+    (void)state;
+    const char *jl =
+        "{\"bucket\": \"x\", \"outcomes\": {\"a\": \"error\", \"b\": 1},"
+        " \"cost_usd\": {\"b\": 0.01}}\n"
+        "{\"bucket\": \"x\", \"outcomes\": {\"a\": 0, \"b\": 1},"
+        " \"cost_usd\": {\"a\": 0.001, \"b\": 0.01}}\n"
+        "{\"bucket\": \"y\", \"outcomes\": {\"c\": 0},"
+        " \"cost_usd\": {\"c\": 0.002}}\n";
+    dataset_t *ds = dataset_new();
+    serr_t e = {0, ""};
+    if (load_jsonl_buffer(ds, jl, strlen(jl), "two.jsonl", &e) != 0)
+        fail_msg("%s", e.msg);
+    dataset_finish(ds);
+    int a = dataset_find_model(ds, "a"), b = dataset_find_model(ds, "b");
+    int cm = dataset_find_model(ds, "c");
+    int x = dataset_find_bucket(ds, "x"), y = dataset_find_bucket(ds, "y");
+    replay_config_t c;
+    replay_config_default(&c);
+    c.params.kind = POLICY_CHEAPEST;
+    c.escalations = 2;
+    c.validated = 1;
+    c.shuffle = 0;
+    c.allow.health.cooldown_s = 0;
+    replay_result_t *r = run(ds, &c);
+    size_t nb = r->n_buckets, nm = r->n_models;
+    /* row 0: a down, b serves step 1 and passes; row 1: a rejected, b
+     * passes at step 2; row 2: c rejected, nothing left */
+    assert_int_equal(r->provider_errors, 1);
+    assert_int_equal(r->first_pass, 1);
+    assert_int_equal(r->escalated, 1);
+    assert_int_equal(r->steps, 4);
+    assert_int_equal(r->b_first_pass[x], 1);
+    assert_int_equal(r->b_escalated[x], 1);
+    assert_int_equal(r->b_steps[x], 3);
+    assert_int_equal(r->b_steps[y], 1);
+    assert_near(r->b_quality[x], 2.0, 1e-12);
+    assert_near(r->b_quality[y], 0.0, 1e-12);
+    assert_near(r->b_cost[x], 0.021, 1e-12);
+    assert_near(r->b_cost[y], 0.002, 1e-12);
+    assert_int_equal(r->step_share[(0 * nb + (size_t)x) * nm + (size_t)b], 1);
+    assert_int_equal(r->step_share[(0 * nb + (size_t)x) * nm + (size_t)a], 1);
+    assert_int_equal(r->step_share[(1 * nb + (size_t)x) * nm + (size_t)b], 1);
+    assert_int_equal(r->step_share[(0 * nb + (size_t)y) * nm + (size_t)cm], 1);
+    assert_int_equal(r->step_share[(1 * nb + (size_t)y) * nm + (size_t)cm], 0);
+    assert_near(r->quality, 2.0 / 3.0, 1e-12);
+    replay_result_destroy(&r);
     dataset_destroy(&ds);
 }
 
@@ -250,6 +315,7 @@ main(void)
         cmocka_unit_test(test_learns_verdicts),
         cmocka_unit_test(test_verdict_calls),
         cmocka_unit_test(test_budget_over_steps),
+        cmocka_unit_test(test_two_buckets_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -249,6 +249,32 @@ test_cascade(void **state)
     assert_non_null(strstr(out, "first pass"));
     assert_non_null(strstr(out, "step 2:"));
     free(out);
+
+    /* long names in the reference's orders (a buffer sized by guess would
+     * overflow: the sanitizer build runs this too) */
+    char name[3][201], line[2048], *text = calloc(1, 16384);
+    for (int k = 0; k < 3; k++) {
+        memset(name[k], 'a' + k, 200);
+        name[k][200] = '\0';
+    }
+    for (int i = 0; i < 8; i++) {
+        snprintf(line, sizeof line,
+                 "{\"bucket\": \"%s\", \"outcomes\": {\"%s\": %d, \"%s\": "
+                 "%d, \"%s\": 1}, \"cost_usd\": {\"%s\": 0.001, \"%s\": "
+                 "0.002, \"%s\": 0.01}}\n",
+                 i % 2 ? "p" : "q", name[0], i % 3 == 0, name[1], i % 2,
+                 name[2], name[0], name[1], name[2]);
+        strcat(text, line);
+    }
+    write_file("long.jsonl", text);
+    free(text);
+    st = run_sim("--data long.jsonl --escalations 2 --budget-per-request "
+                 "0.004",
+                 1, &out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, name[2]));
+    assert_non_null(strstr(out, " > "));
+    free(out);
 }
 
 int
