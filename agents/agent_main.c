@@ -51,7 +51,10 @@ usage(FILE *f)
         "  --simulate SCENARIO      simulated providers (no API calls)\n"
         "  --spool PATH             feedback spool (default "
         "bursar-agent.spool)\n"
-        "  --fallback-model NAME    model when the controller is away\n"
+        "  --fallback-model NAME    local model while the controller is\n"
+        "                           away, in every bucket that allows it\n"
+        "                           and has no \"fallbacks\" entry (else the\n"
+        "                           bucket's cheapest model)\n"
         "  --models FILE            the models' endpoints and key variables\n"
         "                           ({\"models\":{..}}; replaces the\n"
         "                           configuration's \"models\")\n"
@@ -86,6 +89,7 @@ typedef struct agent_opts {
     const char *sim_path;    /* --simulate */
     const char *spool;       /* --spool, else configuration, else default */
     const char *fallback;    /* --fallback-model, else configuration */
+    int fallback_opt;        /* 1: fallback is --fallback-model's */
     const char *models_path; /* --models */
     const char *key;         /* --key, else $BURSAR_KEY, else curve */
     const char *server_key;  /* --server-key, else $BURSAR_SERVER_KEY */
@@ -317,6 +321,7 @@ static const struct agent_key {
     {"controller", cJSON_String, 0},
     {"spool", cJSON_String, 0},
     {"fallback_model", cJSON_String, 0},
+    {"fallbacks", cJSON_Object, 0}, /* members: agent_check_fallbacks */
     {"concurrency", cJSON_Number, 0},
     {"max_escalations", cJSON_Number, 0},
     {"controller_timeout_ms", cJSON_Number, 0},
@@ -372,6 +377,36 @@ agent_check_keys(const cJSON *o, const char *prefix, char *err, size_t cap)
     return 0;
 }
 
+/* "fallbacks": bucket -> model, both names of 1 to 63 bytes. Returns 0,
+ * or -1 with "PATH: what is wrong" in err. */
+static int
+agent_check_fallbacks(const cJSON *fb, char *err, size_t cap)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, fb)
+    {
+        size_t kl = strlen(m->string);
+        if (kl == 0 || kl >= BURSAR_NAME_MAX) {
+            snprintf(err, cap,
+                     "fallbacks.%.100s: a bucket name has 1 to %d bytes",
+                     m->string, BURSAR_NAME_MAX - 1);
+            return -1;
+        }
+        if (!cJSON_IsString(m)) {
+            snprintf(err, cap, "fallbacks.%s: must be a string, got %s",
+                     m->string, proto_type_name(m));
+            return -1;
+        }
+        size_t vl = strlen(m->valuestring);
+        if (vl == 0 || vl >= BURSAR_NAME_MAX) {
+            snprintf(err, cap, "fallbacks.%s: a model name has 1 to %d bytes",
+                     m->string, BURSAR_NAME_MAX - 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* A key of the configuration (checked: the type is right) or NULL. */
 static const char *
 agent_cfg_str(const cJSON *c, const char *k)
@@ -420,7 +455,10 @@ agent_read_config(agent_t *a)
         return 1;
     }
     char err[256];
-    if (agent_check_keys(a->cfg, "", err, sizeof err) != 0) {
+    if (agent_check_keys(a->cfg, "", err, sizeof err) != 0 ||
+        agent_check_fallbacks(
+            cJSON_GetObjectItemCaseSensitive(a->cfg, "fallbacks"), err,
+            sizeof err) != 0) {
         fprintf(stderr, "bursar-agent: %s: %s\n", path, err);
         return 1;
     }
@@ -512,6 +550,7 @@ agent_configure(agent_t *a)
         o->spool = agent_cfg_str(a->cfg, "spool");
     if (!o->spool)
         o->spool = "bursar-agent.spool";
+    o->fallback_opt = o->fallback != NULL;
     if (!o->fallback)
         o->fallback = agent_cfg_str(a->cfg, "fallback_model");
     char err[256];
@@ -537,13 +576,17 @@ sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* The client, with the fallback model when one is known. */
+/* The client (an unusable spool is a setup failure naming it). */
 static int
 agent_client(agent_t *a)
 {
-    bursar_destroy(&a->client);
     char err[256];
-    if (bursar_new_err(&a->client, &a->bo, err, sizeof err) != 0) {
+    int rc = bursar_new_err(&a->client, &a->bo, err, sizeof err);
+    if (rc == BURSAR_EIO) {
+        fprintf(stderr, "bursar-agent: %s\n", err);
+        return 1;
+    }
+    if (rc != 0) {
         fprintf(stderr, "bursar-agent: cannot create the client for %s: %s\n",
                 a->o.endpoint, err[0] ? err : "(no reason given)");
         return 1;
@@ -574,6 +617,7 @@ agent_client_opts(agent_t *a)
     bursar_opts_init(bo);
     bo->endpoint = o->endpoint;
     bo->spool_path = o->spool;
+    bo->fallback_model = o->fallback;
     bo->timeout_ms = (int)(o->ctl_timeout > 0
                                ? o->ctl_timeout
                                : agent_cfg_num(a->cfg, "controller_timeout_ms",
@@ -671,8 +715,81 @@ agent_models(agent_t *a)
     return 1;
 }
 
-/* The client, the models, then the client again with the fallback model
- * (by default the controller's first model) so that it is known to it. */
+/* Whether the run knows where to call model (the controller's models,
+ * the agent's table; in simulation the scenario may). */
+static int
+agent_has_model(const agent_t *a, const char *model)
+{
+    for (size_t i = 0; i < a->n_models; i++)
+        if (strcmp(a->models[i].name, model) == 0)
+            return 1;
+    return a->sim != NULL;
+}
+
+/* One configured fallback (path: where it was configured): the model
+ * known to the run and, when the controller said what bucket allows,
+ * allowed there. Returns AGENT_GO_ON or 1. */
+static int
+agent_fallback_ok(const agent_t *a, const char *path, const char *bucket,
+                  const char *model)
+{
+    const char *src = a->o.config_path && !(a->o.fallback_opt && !bucket)
+                          ? a->o.config_path
+                          : "options";
+    if (!agent_has_model(a, model)) {
+        fprintf(stderr,
+                "bursar-agent: %s: %s: model \"%s\" is neither one of the "
+                "controller's models nor in the agent's models table\n",
+                src, path, model);
+        return 1;
+    }
+    int ok = bucket ? bursar_bucket_allows(a->client, bucket, model) : 1;
+    if (ok == 0 || ok == -1) {
+        fprintf(stderr,
+                ok == 0 ? "bursar-agent: %s: %s: bucket \"%s\" does not allow "
+                          "model \"%s\" (the controller's models reply)\n"
+                        : "bursar-agent: %s: %s: the controller has no bucket "
+                          "\"%s\" (for model \"%s\")\n",
+                src, path, bucket, model);
+        return 1;
+    }
+    return AGENT_GO_ON;
+}
+
+/* The configured fallbacks: the default one (fallback_model, the
+ * option), used in every bucket that allows it, and the buckets' own
+ * ("fallbacks"), each checked and handed to the client. */
+static int
+agent_fallbacks(agent_t *a)
+{
+    if (a->o.fallback &&
+        agent_fallback_ok(
+            a, a->o.fallback_opt ? "--fallback-model" : "fallback_model", NULL,
+            a->o.fallback) != AGENT_GO_ON)
+        return 1;
+    const cJSON *fb = cJSON_GetObjectItemCaseSensitive(a->cfg, "fallbacks");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, fb)
+    {
+        char path[96];
+        snprintf(path, sizeof path, "fallbacks.%s", m->string);
+        if (agent_fallback_ok(a, path, m->string, m->valuestring) !=
+                AGENT_GO_ON ||
+            bursar_set_fallback(a->client, m->string, m->valuestring) !=
+                BURSAR_OK)
+            return 1;
+    }
+    if (!a->o.fallback && !fb && !a->o.quiet &&
+        bursar_bucket_allows(a->client, "", "") == -2)
+        fprintf(stderr,
+                "bursar-agent: no bucket's models are known (the controller "
+                "is away or does not say) and no fallback_model or "
+                "fallbacks is configured: tasks fail while it is away\n");
+    return AGENT_GO_ON;
+}
+
+/* The client, the models (which tell the client what each bucket allows,
+ * for its local decisions), then the configured fallbacks. */
 static int
 agent_connect(agent_t *a)
 {
@@ -680,14 +797,9 @@ agent_connect(agent_t *a)
     int rc = agent_client(a);
     if (rc == AGENT_GO_ON)
         rc = agent_models(a);
-    if (rc != AGENT_GO_ON)
-        return rc;
-    if (!a->o.fallback && a->n_models > 0)
-        a->o.fallback = a->models[0].name;
-    if (!a->o.fallback)
-        return AGENT_GO_ON;
-    a->bo.fallback_model = a->o.fallback;
-    return agent_client(a);
+    if (rc == AGENT_GO_ON)
+        rc = agent_fallbacks(a);
+    return rc;
 }
 
 /* --------------------------------------------------------- the runner */
@@ -843,8 +955,8 @@ progress(const runner_t *r, const bursar_t *b, int final)
             "%zu provider errors, %zu local decisions, %zu spooled, "
             "%zu replayed, $%.4f\n",
             final ? "finished: " : "", st.done, st.tasks, st.valid,
-            st.escalations, st.provider_errors, st.local_decisions,
-            bs.spooled - bs.local_feedback, bs.replayed, st.cost_usd);
+            st.escalations, st.provider_errors, st.local_decisions, bs.spooled,
+            bs.replayed, st.cost_usd);
 }
 
 /* Every task to its result, then spooled feedback its chance to reach
@@ -906,6 +1018,23 @@ agent_summary(agent_t *a, int rrc)
         agent_report(a);
 }
 
+/* The exit status of a run: 0, or 3 when feedback was lost (neither
+ * delivered nor spooled), said on stderr. */
+static int
+agent_lost(const agent_t *a)
+{
+    runner_stats_t st;
+    runner_stats(a->run, &st);
+    if (!st.feedback_lost)
+        return 0;
+    fprintf(stderr,
+            "bursar-agent: %zu feedback event%s lost: neither delivered to "
+            "the controller nor written to the spool %s (each step says why "
+            "in \"feedback_error\")\n",
+            st.feedback_lost, st.feedback_lost == 1 ? "" : "s", a->o.spool);
+    return 3;
+}
+
 static void
 agent_free(agent_t *a)
 {
@@ -928,12 +1057,15 @@ main(int argc, char **argv)
     if (rc != AGENT_GO_ON)
         return rc;
     signal(SIGPIPE, SIG_IGN);
+    /* a spool at the file size limit fails its write (an event counted
+     * lost, agent_lost) instead of killing the agent */
+    signal(SIGXFSZ, SIG_IGN);
     if ((rc = agent_configure(&a)) == AGENT_GO_ON &&
         (rc = agent_connect(&a)) == AGENT_GO_ON &&
         (rc = agent_runner(&a)) == AGENT_GO_ON &&
         (rc = agent_tasks(&a)) == AGENT_GO_ON) {
         agent_summary(&a, agent_run(&a));
-        rc = 0;
+        rc = agent_lost(&a);
     }
     agent_free(&a);
     return rc;

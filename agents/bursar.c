@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +27,12 @@
 
 /* last_error holds "code: message" */
 #define BURSAR_LAST_ERROR_MAX (PROTO_MESSAGE_MAX + 64)
+
+/* A bucket's own local fallback. */
+typedef struct local_fallback {
+    char bucket[BURSAR_NAME_MAX];
+    char model[BURSAR_NAME_MAX];
+} local_fallback_t;
 
 struct bursar {
     void *ctx;
@@ -35,12 +42,15 @@ struct bursar {
     int attempts;
     int backoff_ms;
     int backoff_max_ms;
-    int cur_backoff_ms;   /* next offline period */
-    double offline_until; /* monotonic seconds; 0: online */
-    char *fallback_model;
+    int cur_backoff_ms;          /* next offline period */
+    double offline_until;        /* monotonic seconds; 0: online */
+    char *fallback_model;        /* every bucket's default local model */
+    local_fallback_t *fallbacks; /* per bucket (bursar_set_fallback) */
+    size_t n_fallbacks;
+    proto_catalog_t cat; /* the last models reply: what each bucket allows */
+    int cat_state;       /* 0: never read; 1: a models reply was read */
     char *spool_path;
-    char *local_path; /* spool_path + ".local" */
-    int curve;        /* 1: the keys below are set */
+    int curve; /* 1: the keys below are set */
     char secret_key[BURSAR_KEY_Z85 + 1], public_key[BURSAR_KEY_Z85 + 1];
     char server_key[BURSAR_KEY_Z85 + 1];
     int spool_pending; /* the spool may hold lines */
@@ -103,6 +113,45 @@ client_keys(bursar_t *self, const bursar_opts_t *o, char *err, size_t err_len)
     return 0;
 }
 
+/* Whether path can serve as the spool: an existing regular file that
+ * opens for writing, or a new file's directory that exists and may be
+ * written. Returns 0, or BURSAR_EIO with err naming the path. */
+static int
+spool_check(const char *path, char *err, size_t err_len)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        int fd = S_ISREG(sb.st_mode) ? open(path, O_RDWR | O_APPEND | O_CLOEXEC)
+                                     : -1;
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        snprintf(err, err_len, "spool %s: %s", path,
+                 S_ISREG(sb.st_mode) ? strerror(errno) : "not a regular file");
+        return BURSAR_EIO;
+    }
+    if (errno != ENOENT) {
+        snprintf(err, err_len, "spool %s: %s", path, strerror(errno));
+        return BURSAR_EIO;
+    }
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? bursar_strdup(path) : bursar_strdup(".");
+    if (slash)
+        dir[slash == path ? 1 : slash - path] = '\0';
+    int rc = BURSAR_EIO;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        snprintf(err, err_len, "spool %s: directory %s does not exist", path,
+                 dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        snprintf(err, err_len, "spool %s: directory %s is not writable: %s",
+                 path, dir, strerror(errno));
+    else
+        rc = 0;
+    free(dir);
+    return rc;
+}
+
 int
 bursar_new(bursar_t **out, const bursar_opts_t *o)
 {
@@ -122,6 +171,11 @@ bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
     if (!o || !o->endpoint || !*o->endpoint) {
         snprintf(err, err_len, "no endpoint");
         return BURSAR_EINVAL;
+    }
+    if (o->spool_path && *o->spool_path) {
+        int src = spool_check(o->spool_path, err, err_len);
+        if (src)
+            return src;
     }
     bursar_t *self = bursar_calloc(1, sizeof(*self));
     int krc = client_keys(self, o, err, err_len);
@@ -145,7 +199,6 @@ bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
     self->fallback_model = opt_dup(o->fallback_model);
     if (o->spool_path && *o->spool_path) {
         self->spool_path = opt_dup(o->spool_path);
-        self->local_path = bursar_sprintf("%s.local", o->spool_path);
         struct stat sb;
         if (stat(self->spool_path, &sb) == 0 && sb.st_size > 0)
             self->spool_pending = 1;
@@ -175,8 +228,9 @@ bursar_destroy(bursar_t **self_p)
     zmq_ctx_term(self->ctx);
     free(self->endpoint);
     free(self->fallback_model);
+    free(self->fallbacks);
+    proto_catalog_free(&self->cat);
     free(self->spool_path);
-    free(self->local_path);
     free(self);
     *self_p = NULL;
 }
@@ -327,16 +381,17 @@ reply_verdict(bursar_t *self, proto_code_t parsed, const proto_reply_t *r,
 }
 
 /* Whether a failed exchange is the controller's own trouble (a failed
- * commit, a bug, a reply not understood) rather than a verdict on the
- * event: such feedback is kept in the spool and sent again later, never
- * dropped. */
+ * commit, a bug, a reply not understood) or a "retry later" (rate_limited)
+ * rather than a verdict on the event: such feedback is kept in the spool
+ * and sent again later, never dropped (its spend must reach the ledger). */
 static int
 reply_transient(int rc, const proto_reply_t *r)
 {
     if (rc == BURSAR_EPROTO)
         return 1;
     return rc == BURSAR_EREMOTE && (r->error.code == PROTO_E_STORE ||
-                                    r->error.code == PROTO_E_INTERNAL);
+                                    r->error.code == PROTO_E_INTERNAL ||
+                                    r->error.code == PROTO_E_RATE_LIMITED);
 }
 
 /* rpc, then the codec's parse of the reply to op; no replay. */
@@ -357,6 +412,25 @@ exchange(bursar_t *self, const char *req, proto_op_t op, proto_reply_t *r)
 
 static void maybe_replay(bursar_t *self);
 
+/* The controller answered: the spool's replay, and the buckets' models
+ * read once (a client that started while the controller was away learns
+ * them at its first answer). */
+static void
+answered(bursar_t *self)
+{
+    maybe_replay(self);
+    if (self->cat_state == 0 && !self->in_replay) {
+        char keep[BURSAR_LAST_ERROR_MAX]; /* the caller's call's */
+        memcpy(keep, self->last_error, sizeof keep);
+        bursar_model_t *ms = NULL;
+        size_t n = 0;
+        if (bursar_models(self, &ms, &n) != BURSAR_EUNREACHABLE)
+            self->cat_state = 1;
+        bursar_models_free(&ms);
+        memcpy(self->last_error, keep, sizeof keep);
+    }
+}
+
 /* exchange + replay of the spool once the controller answers. The request
  * text is the caller's (freed here). */
 static int
@@ -365,7 +439,7 @@ call(bursar_t *self, char *req, proto_op_t op, proto_reply_t *r)
     int rc = exchange(self, req, op, r);
     free(req);
     if (rc != BURSAR_EUNREACHABLE)
-        maybe_replay(self);
+        answered(self);
     return rc;
 }
 
@@ -398,6 +472,182 @@ excluded(const char *m, const char *const *ex, size_t n)
     return 0;
 }
 
+/* A fresh local id: 32 hex digits of randomness (ids must not repeat
+ * across processes and restarts: the controller keys bookings on them). */
+static void
+local_id_new(char out[BURSAR_LOCAL_ID_MAX])
+{
+    unsigned char r[16];
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got < sizeof r) { /* no getrandom: the clocks and the pid */
+        struct timespec a, b;
+        clock_gettime(CLOCK_REALTIME, &a);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        uint64_t x[2] = {(uint64_t)a.tv_sec * 1000000007u ^ (uint64_t)b.tv_nsec,
+                         (uint64_t)a.tv_nsec << 20 ^ (uint64_t)getpid() ^
+                             (uint64_t)(uintptr_t)out};
+        memcpy(r, x, sizeof r);
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof r; i++) {
+        out[2 * i] = hex[r[i] >> 4];
+        out[2 * i + 1] = hex[r[i] & 15];
+    }
+    out[2 * sizeof r] = '\0';
+}
+
+void
+bursar_local_init(bursar_decision_t *d, const char *bucket)
+{
+    memset(d, 0, sizeof(*d));
+    bursar_copy_str(d->bucket, sizeof(d->bucket), bucket ? bucket : "");
+    d->propensity = 1.0;
+    d->local = 1;
+    local_id_new(d->local_id);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    d->local_time = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The bucket as the last models reply described it, or NULL. */
+static const proto_bucket_t *
+catalog_bucket(const bursar_t *self, const char *bucket)
+{
+    for (size_t i = 0; i < self->cat.n_buckets; i++)
+        if (strcmp(self->cat.buckets[i].name, bucket) == 0)
+            return &self->cat.buckets[i];
+    return NULL;
+}
+
+static int
+catalog_allows(const bursar_t *self, const proto_bucket_t *kb,
+               const char *model)
+{
+    for (size_t i = 0; i < kb->n_models; i++)
+        if (strcmp(self->cat.models[kb->models[i]].name, model) == 0)
+            return 1;
+    return 0;
+}
+
+int
+bursar_bucket_allows(const bursar_t *self, const char *bucket,
+                     const char *model)
+{
+    if (!self || !self->cat.has_buckets)
+        return -2;
+    const proto_bucket_t *kb = bucket ? catalog_bucket(self, bucket) : NULL;
+    if (!kb)
+        return -1;
+    return model ? catalog_allows(self, kb, model) : 0;
+}
+
+/* The expected cost of the bucket's i-th model: its prices for the
+ * bucket's expected tokens. */
+static double
+catalog_cost(const bursar_t *self, const proto_bucket_t *kb, size_t i)
+{
+    const proto_model_t *m = &self->cat.models[kb->models[i]];
+    return proto_price_cost(m->price_in_per_mtok, m->price_out_per_mtok,
+                            kb->expected_tokens_in, kb->expected_tokens_out);
+}
+
+/* The candidates of a local decision in bucket, best first: the bucket's
+ * own fallback, the default one, then the bucket's models cheapest first;
+ * a fallback the bucket does not allow (when its models are known) is
+ * left out. Returns how many (at most cap) went into c. */
+static size_t
+local_candidates(const bursar_t *self, const char *bucket, const char **c,
+                 size_t cap)
+{
+    const proto_bucket_t *kb = catalog_bucket(self, bucket);
+    size_t n = 0;
+    for (size_t i = 0; i < self->n_fallbacks && n < cap; i++)
+        if (strcmp(self->fallbacks[i].bucket, bucket) == 0 &&
+            (!kb || catalog_allows(self, kb, self->fallbacks[i].model)))
+            c[n++] = self->fallbacks[i].model;
+    if (self->fallback_model && n < cap &&
+        (!kb || catalog_allows(self, kb, self->fallback_model)))
+        c[n++] = self->fallback_model;
+    size_t order[PROTO_MAX_BUCKET_MODELS], k = kb ? kb->n_models : 0;
+    for (size_t i = 0; i < k; i++) { /* stable insertion sort by cost */
+        size_t j = i;
+        while (j > 0 &&
+               catalog_cost(self, kb, order[j - 1]) > catalog_cost(self, kb, i))
+            j--;
+        memmove(order + j + 1, order + j, (i - j) * sizeof *order);
+        order[j] = i;
+    }
+    for (size_t i = 0; i < k && n < cap; i++)
+        c[n++] = self->cat.models[kb->models[order[i]]].name;
+    return n;
+}
+
+/* A decision of the client alone (the controller away): the first
+ * candidate not excluded, the others as its fallbacks. Returns
+ * BURSAR_LOCAL, or BURSAR_EUNREACHABLE when no candidate is left. */
+static int
+local_choose(bursar_t *self, const char *bucket, const char *const *exclude,
+             size_t n_exclude, bursar_decision_t *d)
+{
+    const char *c[PROTO_MAX_BUCKET_MODELS + BURSAR_MAX_FALLBACKS + 2];
+    size_t n = local_candidates(self, bucket, c, sizeof c / sizeof c[0]);
+    bursar_decision_t ld;
+    bursar_local_init(&ld, bucket);
+    for (size_t i = 0; i < n; i++) {
+        int dup =
+            excluded(c[i], exclude, n_exclude) || strcmp(c[i], ld.model) == 0;
+        for (size_t k = 0; !dup && k < ld.n_fallbacks; k++)
+            dup = strcmp(c[i], ld.fallbacks[k]) == 0;
+        if (dup)
+            continue;
+        if (!ld.model[0])
+            bursar_copy_str(ld.model, sizeof(ld.model), c[i]);
+        else if (ld.n_fallbacks < BURSAR_MAX_FALLBACKS)
+            bursar_copy_str(ld.fallbacks[ld.n_fallbacks++], BURSAR_NAME_MAX,
+                            c[i]);
+    }
+    if (!ld.model[0])
+        return BURSAR_EUNREACHABLE;
+    *d = ld;
+    self->st.local_choices++;
+    return BURSAR_LOCAL;
+}
+
+int
+bursar_set_fallback(bursar_t *self, const char *bucket, const char *model)
+{
+    if (!self || (bucket && (!*bucket || strlen(bucket) >= BURSAR_NAME_MAX)) ||
+        (model && (!*model || strlen(model) >= BURSAR_NAME_MAX)))
+        return BURSAR_EINVAL;
+    if (!bucket) {
+        free(self->fallback_model);
+        self->fallback_model = opt_dup(model);
+        return BURSAR_OK;
+    }
+    size_t i = 0;
+    while (i < self->n_fallbacks && strcmp(self->fallbacks[i].bucket, bucket))
+        i++;
+    if (!model) { /* removed: the last entry takes its place */
+        if (i < self->n_fallbacks)
+            self->fallbacks[i] = self->fallbacks[--self->n_fallbacks];
+        return BURSAR_OK;
+    }
+    if (i == self->n_fallbacks)
+        self->fallbacks = bursar_realloc(
+            self->fallbacks, ++self->n_fallbacks * sizeof *self->fallbacks);
+    bursar_copy_str(self->fallbacks[i].bucket, BURSAR_NAME_MAX, bucket);
+    bursar_copy_str(self->fallbacks[i].model, BURSAR_NAME_MAX, model);
+    return BURSAR_OK;
+}
+
 int
 bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
               size_t n_exclude, bursar_decision_t *d)
@@ -419,13 +669,8 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
         d->propensity = r.propensity;
         d->n_fallbacks = r.n_fallbacks;
         memcpy(d->fallbacks, r.fallbacks, sizeof(d->fallbacks));
-    } else if (rc == BURSAR_EUNREACHABLE && self->fallback_model &&
-               !excluded(self->fallback_model, exclude, n_exclude)) {
-        bursar_copy_str(d->model, sizeof(d->model), self->fallback_model);
-        d->propensity = 1.0;
-        d->local = 1;
-        self->st.local_choices++;
-        rc = BURSAR_LOCAL;
+    } else if (rc == BURSAR_EUNREACHABLE) {
+        rc = local_choose(self, bucket, exclude, n_exclude, d);
     }
     return rc;
 }
@@ -470,7 +715,8 @@ feedback_to_proto(const bursar_feedback_t *fb, const char *decision,
 }
 
 /* Appends one line to path under an exclusive flock, with one write(2),
- * and fsyncs before returning. */
+ * and fsyncs before returning. Returns BURSAR_OK, or BURSAR_EIO with
+ * errno saying why. */
 static int
 append_line(const char *path, const char *line)
 {
@@ -511,30 +757,68 @@ append_line(const char *path, const char *line)
     }
     if (rc == BURSAR_OK && fsync(fd) != 0)
         rc = BURSAR_EIO;
+    int e = errno; /* why it failed, for the caller's message */
     free(buf);
     flock(fd, LOCK_UN);
     close(fd);
+    errno = e;
     return rc;
 }
 
-/* Feedback on a decision the client made alone: the audit file. */
+/* Sends an event (text: a feedback or book request, freed here); when
+ * the controller is away or in trouble, appends it to the spool. Returns
+ * BURSAR_OK, BURSAR_SPOOLED or the failure. */
 static int
-feedback_local(bursar_t *self, const bursar_decision_t *d,
-               const bursar_feedback_t *fb)
+deliver(bursar_t *self, char *text)
 {
-    if (!self->local_path)
-        return BURSAR_EUNREACHABLE;
+    proto_reply_t r;
+    int rc = exchange(self, text, PROTO_OP_FEEDBACK, &r);
+    if (rc == BURSAR_OK && r.duplicate)
+        self->st.duplicates++;
+    if ((rc == BURSAR_EUNREACHABLE || reply_transient(rc, &r)) &&
+        self->spool_path) {
+        rc = append_line(self->spool_path, text);
+        if (rc == BURSAR_OK) {
+            self->spool_pending = 1;
+            self->st.spooled++;
+            rc = BURSAR_SPOOLED;
+        } else {
+            snprintf(self->last_error, sizeof(self->last_error), "spool %s: %s",
+                     self->spool_path, strerror(errno));
+        }
+    } else if (rc == BURSAR_EUNREACHABLE) {
+        snprintf(self->last_error, sizeof(self->last_error),
+                 "controller unreachable and no spool");
+    }
+    free(text);
+    if (rc != BURSAR_EUNREACHABLE && rc != BURSAR_SPOOLED && rc != BURSAR_EIO)
+        answered(self);
+    return rc;
+}
+
+/* An event of a decision the client made alone: booked (op book). */
+static int
+feedback_book(bursar_t *self, const bursar_decision_t *d,
+              const bursar_feedback_t *fb)
+{
+    if (!proto_token_valid(d->local_id) ||
+        strlen(d->local_id) >= BURSAR_LOCAL_ID_MAX || !d->bucket[0] ||
+        !d->model[0]) {
+        snprintf(self->last_error, sizeof(self->last_error),
+                 "a local decision needs its local_id, bucket and model "
+                 "(bursar_local_init)");
+        return BURSAR_EINVAL;
+    }
     proto_feedback_t f;
-    feedback_to_proto(fb, 0, &f);
-    char *line =
-        proto_format_local(d->model, d->bucket, (double)time(NULL), &f);
-    int rc = append_line(self->local_path, line);
-    free(line);
-    if (rc != BURSAR_OK)
-        return rc;
-    self->st.spooled++;
-    self->st.local_feedback++;
-    return BURSAR_SPOOLED;
+    feedback_to_proto(fb, NULL, &f);
+    proto_local_t l = {.id = d->local_id,
+                       .bucket = d->bucket,
+                       .model = d->model,
+                       .time = d->local_time};
+    int rc = deliver(self, proto_format_book(&l, &f));
+    if (rc == BURSAR_OK || rc == BURSAR_SPOOLED)
+        self->st.local_feedback++;
+    return rc;
 }
 
 int
@@ -547,30 +831,12 @@ bursar_feedback(bursar_t *self, const bursar_decision_t *d,
         !(fb->reward >= 0 && fb->reward <= 1))
         return BURSAR_EINVAL;
     if (d->local || !d->id[0])
-        return feedback_local(self, d, fb);
+        return feedback_book(self, d, fb);
     if (!proto_token_valid(d->id))
         return BURSAR_EINVAL;
-
     proto_feedback_t f;
     feedback_to_proto(fb, d->id, &f);
-    char *text = proto_format_feedback(&f);
-    proto_reply_t r;
-    int rc = exchange(self, text, PROTO_OP_FEEDBACK, &r);
-    if (rc == BURSAR_OK && r.duplicate)
-        self->st.duplicates++;
-    if ((rc == BURSAR_EUNREACHABLE || reply_transient(rc, &r)) &&
-        self->spool_path) {
-        rc = append_line(self->spool_path, text);
-        if (rc == BURSAR_OK) {
-            self->spool_pending = 1;
-            self->st.spooled++;
-            rc = BURSAR_SPOOLED;
-        }
-    }
-    free(text);
-    if (rc != BURSAR_EUNREACHABLE && rc != BURSAR_SPOOLED)
-        maybe_replay(self);
-    return rc;
+    return deliver(self, proto_format_feedback(&f));
 }
 
 /* ---------------------------------------------------------------- replay */
@@ -679,9 +945,20 @@ bursar_models(bursar_t *self, bursar_model_t **out, size_t *n)
         return rc;
     proto_reply_t r;
     proto_error_t err;
-    proto_code_t parsed = proto_parse_models(text, len, &r, out, n, &err);
+    proto_catalog_t cat;
+    proto_code_t parsed = proto_parse_catalog(text, len, &r, &cat, &err);
     free(text);
     rc = reply_verdict(self, parsed, &r, &err);
+    if (rc == BURSAR_OK) {
+        /* the caller's copy of the models; the catalog stays here */
+        *n = cat.n_models;
+        *out = *n ? bursar_malloc(*n * sizeof **out) : NULL;
+        if (*n)
+            memcpy(*out, cat.models, *n * sizeof **out);
+        proto_catalog_free(&self->cat);
+        self->cat = cat;
+        self->cat_state = 1;
+    }
     maybe_replay(self);
     return rc;
 }

@@ -5,7 +5,7 @@
  *     bursar_opts_t o;
  *     bursar_opts_init(&o);
  *     o.endpoint = "tcp://127.0.0.1:7878";
- *     o.fallback_model = "gpt-4o-mini";        // used when bursard is away
+ *     o.fallback_model = "gpt-4o-mini";        // when bursard is away
  *     o.spool_path = "/var/lib/app/bursar.spool";
  *     bursar_t *b;
  *     if (bursar_new(&b, &o) != 0) ...
@@ -30,8 +30,17 @@
  * orphan decision on the controller, which expires after its decision_ttl_s.
  *
  * When the controller cannot be reached (every attempt timed out):
- *  - bursar_choose answers with opts.fallback_model and marks the decision
- *    local (d.local = 1, d.id = ""); returns BURSAR_LOCAL.
+ *  - bursar_choose answers with a local decision (d.local = 1, d.id = "",
+ *    a fresh d.local_id): the bucket's own fallback (bursar_set_fallback),
+ *    else opts.fallback_model, each only if the bucket allows it, else
+ *    the bucket's cheapest model; the bucket's other models follow as
+ *    fallbacks, cheapest first. What a bucket allows, and what its models
+ *    cost (their prices for the bucket's expected tokens), come from the
+ *    last models reply (bursar_models; read once by the client itself at
+ *    the controller's first answer). A bucket that reply did not describe
+ *    (the controller never reached, an older controller, a bucket it does
+ *    not serve) gets its own fallback or opts.fallback_model, unchecked.
+ *    Returns BURSAR_LOCAL.
  *  - bursar_feedback appends the event to the spool file (one JSON line,
  *    written with one write(2) under flock and fsync'ed before the call
  *    returns); returns BURSAR_SPOOLED.
@@ -42,15 +51,17 @@
  * answers "duplicate" or with an error (unknown or expired decision) is
  * dropped and counted; when the whole spool has been acknowledged it is
  * truncated. A store_error or internal_error reply (the controller could
- * not commit) stops the replay and keeps the spool; live feedback refused
- * that way is spooled too. Several processes may share one spool file.
+ * not commit), or rate_limited (retry later), stops the replay and keeps
+ * the spool; live feedback refused that way is spooled too. Several
+ * processes may share one spool file.
  *
- * Feedback for a *local* decision (no controller id) cannot be attributed
- * on the controller: it is appended (fsync'ed) to a second file,
- * spool_path + ".local", one JSON line with the model, bucket and event,
- * kept for audit and off-policy analysis and never sent nor truncated;
- * bursar_feedback returns BURSAR_SPOOLED and bursar_stats counts it in
- * local_feedback.
+ * Feedback for a *local* decision (no controller id) is booked: sent as
+ * op book (docs/protocol.md) with the decision itself (local_id, bucket,
+ * model, time), or spooled like any feedback while the controller is away
+ * and sent when it answers. The controller books its cost into the ledger
+ * and logs it as a local decision; a resent booking is answered
+ * duplicate (keyed on the local id and this client's name).
+ * bursar_stats counts these events in local_feedback.
  *
  * Ownership: strings passed in are copied or used only during the call.
  * A bursar_decision_t is a plain value (fixed-size arrays, nothing to free).
@@ -72,6 +83,7 @@
 
 #define BURSAR_ID_MAX        (PROTO_TOKEN_MAX + 1) /* decision ids, incl. NUL */
 #define BURSAR_MAX_FALLBACKS PROTO_MAX_FALLBACK    /* the codec's limit */
+#define BURSAR_LOCAL_ID_MAX  PROTO_LOCAL_ID_MAX    /* local ids, incl. NUL */
 
 /* Return codes (enum bursar_rc: BURSAR_OK, BURSAR_LOCAL, BURSAR_SPOOLED,
  * BURSAR_E*) and bursar_strerror() are the project's, in base.h. */
@@ -84,7 +96,9 @@ typedef struct bursar_opts {
     int attempts;               /* attempts per request; default 2 */
     int backoff_ms;             /* first offline period; default 500 */
     int backoff_max_ms;         /* cap; default 5000 */
-    const char *fallback_model; /* local answer; NULL: EUNREACHABLE */
+    const char *fallback_model; /* the default local answer of a bucket
+                                   that allows it (bursar_choose); NULL:
+                                   none, the bucket's cheapest model */
     const char *spool_path;     /* NULL: no spool, feedback EUNREACHABLE */
     /* CURVE (docs/security.md): both or neither. Each is a key spec
      * (keys.h): the 40 Z85 characters or the path of a key file. */
@@ -96,11 +110,14 @@ typedef struct bursar_opts {
 void bursar_opts_init(bursar_opts_t *o);
 
 /* Creates a client. Connects lazily, at the first request; the only I/O
- * here is a stat(2) of the spool (a non-empty one is replayed after the
+ * here is a check of the spool (a non-empty one is replayed after the
  * first successful request) and the reading of key files. Copies every
  * string of o. Returns 0, BURSAR_EINVAL (no endpoint; one CURVE key
- * without the other) or BURSAR_EZMQ. bursar_new_err also says why in err
- * (a key file that cannot be read, naming it). */
+ * without the other), BURSAR_EIO (a spool that cannot be used: an
+ * existing spool that is not a regular file or does not open for
+ * writing, or a new one whose directory does not exist or may not be
+ * written) or BURSAR_EZMQ. bursar_new_err also says why in err (a key
+ * file that cannot be read, the spool's path and what is wrong). */
 int bursar_new(bursar_t **out, const bursar_opts_t *o);
 int bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
                    size_t err_len);
@@ -117,16 +134,39 @@ typedef struct bursar_decision {
     double propensity;            /* P(model chosen); 1 when local */
     size_t n_fallbacks;
     char fallbacks[BURSAR_MAX_FALLBACKS][BURSAR_NAME_MAX]; /* next choices */
-    int local; /* 1: made by the client, not bursard */
+    int local;                          /* 1: made by the client, not bursard */
+    char local_id[BURSAR_LOCAL_ID_MAX]; /* local: the id it is booked under
+                                           (32 random hex digits); else "" */
+    double local_time; /* local: when it was made, Unix seconds; else 0 */
 } bursar_decision_t;
+
+/* A local decision of bucket: every field cleared, local = 1, propensity
+ * 1, a fresh local_id and local_time now; the caller sets model and
+ * fallbacks. For a caller that decides alone (bursar_choose makes its
+ * own); its feedback is booked like any local decision's. */
+void bursar_local_init(bursar_decision_t *d, const char *bucket);
+
+/* The local fallback of bucket (1 to 63 bytes), or with bucket NULL the
+ * default of every bucket (opts.fallback_model); model NULL removes it.
+ * bursar_choose uses a fallback only where the bucket allows it (when the
+ * models reply said what the bucket allows). Returns BURSAR_OK or
+ * BURSAR_EINVAL (a name empty or too long). */
+int bursar_set_fallback(bursar_t *self, const char *bucket, const char *model);
+
+/* Whether bucket allows model, as the last models reply said: 1 it does,
+ * 0 it does not, -1 that reply did not list the bucket, -2 no bucket is
+ * known (no models reply yet, or one from a controller that does not
+ * send buckets). */
+int bursar_bucket_allows(const bursar_t *self, const char *bucket,
+                         const char *model);
 
 /* Asks for a model for one request in bucket, excluding n_exclude models.
  * Returns BURSAR_OK (d from the controller), BURSAR_LOCAL (controller
- * unreachable, d->model = fallback_model), BURSAR_EREMOTE (the controller
- * refused: e.g. unknown bucket, no arm left; see bursar_last_error),
- * BURSAR_EUNREACHABLE (no fallback configured, or the fallback model is
- * excluded), BURSAR_EPROTO (a malformed reply: see bursar_last_error),
- * BURSAR_EINVAL. */
+ * unreachable, a local decision: see the top of this file), BURSAR_EREMOTE
+ * (the controller refused: e.g. unknown bucket, no arm left; see
+ * bursar_last_error), BURSAR_EUNREACHABLE (controller unreachable and no
+ * local candidate: none configured nor known, or every one excluded),
+ * BURSAR_EPROTO (a malformed reply: see bursar_last_error), BURSAR_EINVAL. */
 int bursar_choose(bursar_t *self, const char *bucket,
                   const char *const *exclude, size_t n_exclude,
                   bursar_decision_t *d);
@@ -153,13 +193,17 @@ typedef struct bursar_feedback {
 /* Sets kind, success = 1 and every optional field to "not sent". */
 void bursar_feedback_init(bursar_feedback_t *fb, bursar_fb_kind_t kind);
 
-/* Reports feedback on decision d. Returns BURSAR_OK (acknowledged; also
- * when the controller says it was a duplicate), BURSAR_SPOOLED (written
- * durably to the spool: unreachable controller, or a local decision),
- * BURSAR_EREMOTE (refused, e.g. unknown decision: not retried),
- * BURSAR_EUNREACHABLE (no spool), BURSAR_EPROTO (a malformed reply: the
- * event is spooled when there is a spool), BURSAR_EIO, BURSAR_EINVAL (also
- * a decision id that is not a token: proto_token_valid). */
+/* Reports feedback on decision d (a local one is booked: op book).
+ * Returns BURSAR_OK (acknowledged; also when the controller says it was a
+ * duplicate), BURSAR_SPOOLED (written durably to the spool: the controller
+ * unreachable or in trouble), BURSAR_EREMOTE (refused, e.g. unknown
+ * decision: not retried), BURSAR_EUNREACHABLE (controller away and no
+ * spool), BURSAR_EPROTO (a malformed reply: the event is spooled when
+ * there is a spool), BURSAR_EIO (the spool could not be written:
+ * bursar_last_error names it; the event is lost), BURSAR_EINVAL (also a
+ * decision id that is not a token: proto_token_valid; a local decision
+ * without its local_id). EUNREACHABLE and EIO mean the event was neither
+ * delivered nor kept. */
 int bursar_feedback(bursar_t *self, const bursar_decision_t *d,
                     const bursar_feedback_t *fb);
 
@@ -183,7 +227,9 @@ typedef proto_provider_t bursar_provider_t;
 typedef proto_model_t bursar_model_t;
 
 /* {"op":"models"}: the configured models. On BURSAR_OK *out is a new array
- * of *n models owned by the caller (free with bursar_models_free). */
+ * of *n models owned by the caller (free with bursar_models_free); the
+ * client keeps the reply's buckets (what each allows) for its local
+ * decisions. */
 int bursar_models(bursar_t *self, bursar_model_t **out, size_t *n);
 void bursar_models_free(bursar_model_t **models);
 
@@ -196,7 +242,8 @@ typedef struct bursar_stats {
     size_t timeouts;       /* attempts that timed out */
     size_t local_choices;  /* BURSAR_LOCAL answers */
     size_t spooled;        /* feedback events written to the spool */
-    size_t local_feedback; /* of which for local decisions (never sent) */
+    size_t local_feedback; /* events of local decisions booked or
+                              spooled for booking */
     size_t replayed;       /* spooled events acknowledged on replay */
     size_t replay_dropped; /* replayed events refused (unknown/expired),
                               or torn (zero-filled) spool lines */

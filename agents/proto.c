@@ -55,7 +55,7 @@ proto_code_parse(const char *name)
 }
 
 static const char *const proto_op_names[] = {
-    "choose", "feedback", "stats", "models", "ping", "export", "clock"};
+    "choose", "feedback", "stats", "models", "ping", "export", "clock", "book"};
 
 const char *
 proto_op_name(proto_op_t op)
@@ -467,24 +467,10 @@ proto_parse_outcome(const cJSON *root, proto_request_t *req, proto_error_t *err)
     return PROTO_OK;
 }
 
+/* The event of a feedback or a booking: "kind" and what the kind takes. */
 static proto_code_t
-proto_parse_feedback(const cJSON *root, proto_request_t *req,
-                     proto_error_t *err)
+proto_parse_event(const cJSON *root, proto_request_t *req, proto_error_t *err)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "decision_id");
-    if (!id)
-        return proto_fail(err, PROTO_E_MISSING_FIELD,
-                          "field \"decision_id\" is required");
-    if (!cJSON_IsString(id))
-        return proto_fail(err, PROTO_E_WRONG_TYPE,
-                          "field \"decision_id\" must be a string, got %s",
-                          proto_type_name(id));
-    if (!proto_token_valid(id->valuestring))
-        return proto_fail(err, PROTO_E_INVALID_VALUE,
-                          "field \"decision_id\" must be a decision token "
-                          "(1 to %d characters of A-Z a-z 0-9 _ -)",
-                          PROTO_TOKEN_MAX);
-    memcpy(req->decision, id->valuestring, strlen(id->valuestring) + 1);
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "kind");
     if (!k)
         return proto_fail(err, PROTO_E_MISSING_FIELD,
@@ -520,6 +506,98 @@ proto_parse_feedback(const cJSON *root, proto_request_t *req,
             return rc;
     }
     return PROTO_OK;
+}
+
+static proto_code_t
+proto_parse_feedback(const cJSON *root, proto_request_t *req,
+                     proto_error_t *err)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "decision_id");
+    if (!id)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"decision_id\" is required");
+    if (!cJSON_IsString(id))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"decision_id\" must be a string, got %s",
+                          proto_type_name(id));
+    if (!proto_token_valid(id->valuestring))
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"decision_id\" must be a decision token "
+                          "(1 to %d characters of A-Z a-z 0-9 _ -)",
+                          PROTO_TOKEN_MAX);
+    memcpy(req->decision, id->valuestring, strlen(id->valuestring) + 1);
+    return proto_parse_event(root, req, err);
+}
+
+/* A name member of "local" (1 to PROTO_NAME_MAX - 1 bytes). */
+static proto_code_t
+proto_local_name(const cJSON *l, const char *key, char *out, proto_error_t *err)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(l, key);
+    if (!j)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"local.%s\" is required", key);
+    if (!cJSON_IsString(j))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"local.%s\" must be a string, got %s", key,
+                          proto_type_name(j));
+    size_t n = strlen(j->valuestring);
+    if (n == 0 || n >= PROTO_NAME_MAX)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"local.%s\" must have 1 to %d bytes", key,
+                          PROTO_NAME_MAX - 1);
+    memcpy(out, j->valuestring, n + 1);
+    return PROTO_OK;
+}
+
+/* {"op":"book","local":{"id","bucket","model","time"}, event}. */
+static proto_code_t
+proto_parse_book(const cJSON *root, proto_request_t *req, proto_error_t *err)
+{
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(root, "local");
+    if (!l)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"local\" is required");
+    if (!cJSON_IsObject(l))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"local\" must be an object, got %s",
+                          proto_type_name(l));
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(l, "id");
+    if (!id)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"local.id\" is required");
+    if (!cJSON_IsString(id))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"local.id\" must be a string, got %s",
+                          proto_type_name(id));
+    if (!proto_token_valid(id->valuestring) ||
+        strlen(id->valuestring) >= PROTO_LOCAL_ID_MAX)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"local.id\" must have 1 to %d characters "
+                          "of A-Z a-z 0-9 _ -",
+                          PROTO_LOCAL_ID_MAX - 1);
+    memcpy(req->local_id, id->valuestring, strlen(id->valuestring) + 1);
+    proto_code_t rc;
+    if ((rc = proto_local_name(l, "bucket", req->bucket, err)) ||
+        (rc = proto_local_name(l, "model", req->local_model, err)))
+        return rc;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(l, "time");
+    if (!t)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"local.time\" is required");
+    if (!cJSON_IsNumber(t))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"local.time\" must be a number (Unix "
+                          "seconds), got %s",
+                          proto_type_name(t));
+    if (!isfinite(t->valuedouble) || t->valuedouble < 0 ||
+        t->valuedouble > 1e11)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"local.time\" must be in [0, 1e11] (Unix "
+                          "seconds), got %g",
+                          t->valuedouble);
+    req->local_time = t->valuedouble;
+    return proto_parse_event(root, req, err);
 }
 
 static proto_code_t
@@ -589,6 +667,9 @@ proto_parse_op(const cJSON *root, const char *o, proto_request_t *req,
     } else if (strcmp(o, "export") == 0) {
         req->op = PROTO_OP_EXPORT;
         rc = proto_parse_export(root, req, err);
+    } else if (strcmp(o, "book") == 0) {
+        req->op = PROTO_OP_BOOK;
+        rc = proto_parse_book(root, req, err);
     } else if (strcmp(o, "clock") == 0) {
         req->op = PROTO_OP_CLOCK;
         int has = 0;
@@ -602,7 +683,7 @@ proto_parse_op(const cJSON *root, const char *o, proto_request_t *req,
         proto_json_quote(q, sizeof q, o);
         rc = proto_fail(err, PROTO_E_UNKNOWN_OP,
                         "unknown op %s in field \"op\" (choose, feedback, "
-                        "stats, models, ping, export)",
+                        "book, stats, models, ping, export)",
                         q);
     }
     return rc;
@@ -800,20 +881,20 @@ proto_format_feedback(const proto_feedback_t *f)
 }
 
 char *
-proto_format_local(const char *model, const char *bucket, double time,
-                   const proto_feedback_t *f)
+proto_format_book(const proto_local_t *l, const proto_feedback_t *f)
 {
     proto_sb_t b = {0};
-    proto_sb_puts(&b, "{\"local\":true,\"model\":");
-    proto_sb_quote(&b, model);
+    proto_sb_puts(&b, "{\"op\":\"book\",\"local\":{\"id\":");
+    proto_sb_quote(&b, l->id);
     proto_sb_puts(&b, ",\"bucket\":");
-    proto_sb_quote(&b, bucket);
+    proto_sb_quote(&b, l->bucket);
+    proto_sb_puts(&b, ",\"model\":");
+    proto_sb_quote(&b, l->model);
     proto_sb_puts(&b, ",\"time\":");
-    proto_sb_number(&b, time);
-    proto_sb_printf(&b, ",\"event\":{\"kind\":\"%s\"",
-                    proto_kind_name(f->kind));
+    proto_sb_printf(&b, "%.17g", l->time);
+    proto_sb_printf(&b, "},\"kind\":\"%s\"", proto_kind_name(f->kind));
     proto_sb_feedback_fields(&b, f);
-    proto_sb_puts(&b, "}}");
+    proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
 }
 
@@ -1295,8 +1376,164 @@ proto_parse_models(const char *buf, size_t len, proto_reply_t *r,
     return rc;
 }
 
+/* The models of one bucket entry ("buckets[i].models") as indexes into
+ * cat's models. */
+static proto_code_t
+proto_rd_bucket_models(const cJSON *ms, const char *pre,
+                       const proto_catalog_t *cat, proto_bucket_t *b,
+                       proto_error_t *err)
+{
+    if (!cJSON_IsArray(ms))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "reply field \"%smodels\" must be an array, got %s",
+                          pre, proto_type_name(ms));
+    if (cJSON_GetArraySize(ms) > PROTO_MAX_BUCKET_MODELS)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "reply field \"%smodels\" holds more than %d names",
+                          pre, PROTO_MAX_BUCKET_MODELS);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, ms)
+    {
+        size_t k = b->n_models, i = 0;
+        if (!cJSON_IsString(m))
+            return proto_fail(err, PROTO_E_WRONG_TYPE,
+                              "reply field \"%smodels[%zu]\" must be a "
+                              "string, got %s",
+                              pre, k, proto_type_name(m));
+        while (i < cat->n_models &&
+               strcmp(cat->models[i].name, m->valuestring) != 0)
+            i++;
+        if (i == cat->n_models)
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "reply field \"%smodels[%zu]\": \"%.64s\" is "
+                              "not one of the reply's models",
+                              pre, k, m->valuestring);
+        for (size_t j = 0; j < k; j++)
+            if (b->models[j] == i)
+                return proto_fail(err, PROTO_E_INVALID_VALUE,
+                                  "reply field \"%smodels[%zu]\": \"%s\" is "
+                                  "named twice",
+                                  pre, k, m->valuestring);
+        b->models[b->n_models++] = (unsigned)i;
+    }
+    return PROTO_OK;
+}
+
+/* One entry of "buckets" (i: its index). */
+static proto_code_t
+proto_rd_bucket(const cJSON *o, size_t i, const proto_catalog_t *cat,
+                proto_bucket_t *b, proto_error_t *err)
+{
+    char pre[48];
+    snprintf(pre, sizeof pre, "buckets[%zu].", i);
+    const proto_at_t at = {"reply field", pre};
+    if (!cJSON_IsObject(o))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "reply field \"buckets[%zu]\" must be an object, "
+                          "got %s",
+                          i, proto_type_name(o));
+    proto_code_t rc =
+        proto_rd_str(o, &at, "name", 1, b->name, sizeof b->name, err);
+    if (rc)
+        return rc;
+    const cJSON *ms = proto_rd_need(o, &at, "models", err);
+    if (!ms)
+        return err->code;
+    if ((rc = proto_rd_bucket_models(ms, pre, cat, b, err)) ||
+        (rc = proto_rd_num(o, &at, "expected_tokens_in", 0,
+                           &b->expected_tokens_in, err)) ||
+        (rc = proto_rd_num(o, &at, "expected_tokens_out", 0,
+                           &b->expected_tokens_out, err)))
+        return rc;
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(cat->buckets[k].name, b->name) == 0)
+            return proto_fail(err, PROTO_E_INVALID_VALUE,
+                              "reply field \"%sname\": \"%s\" is named twice",
+                              pre, b->name);
+    return PROTO_OK;
+}
+
+/* "buckets" of a models reply, if any, into cat (its models read). */
+static proto_code_t
+proto_rd_buckets(const cJSON *root, proto_catalog_t *cat, proto_error_t *err)
+{
+    const cJSON *bs = cJSON_GetObjectItemCaseSensitive(root, "buckets");
+    if (!bs)
+        return PROTO_OK;
+    if (!cJSON_IsArray(bs))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "reply field \"buckets\" must be an array, got %s",
+                          proto_type_name(bs));
+    size_t cnt = (size_t)cJSON_GetArraySize(bs), i = 0;
+    cat->buckets = cnt ? bursar_calloc(cnt, sizeof *cat->buckets) : NULL;
+    cat->has_buckets = 1;
+    proto_code_t rc = PROTO_OK;
+    for (const cJSON *o = bs->child; o && !rc; o = o->next, i++) {
+        rc = proto_rd_bucket(o, i, cat, &cat->buckets[i], err);
+        cat->n_buckets = i + 1;
+    }
+    return rc;
+}
+
+void
+proto_catalog_free(proto_catalog_t *cat)
+{
+    free(cat->models);
+    free(cat->buckets);
+    memset(cat, 0, sizeof *cat);
+}
+
+proto_code_t
+proto_parse_catalog(const char *buf, size_t len, proto_reply_t *r,
+                    proto_catalog_t *cat, proto_error_t *err)
+{
+    memset(cat, 0, sizeof *cat);
+    cJSON *root;
+    proto_code_t rc = proto_rd_root(buf, len, r, &root, err);
+    if (!rc && r->ok)
+        rc = proto_rd_models(root, 0, &cat->models, &cat->n_models, err);
+    if (!rc && r->ok)
+        rc = proto_rd_buckets(root, cat, err);
+    cJSON_Delete(root);
+    if (rc)
+        proto_catalog_free(cat);
+    return rc;
+}
+
 char *
 proto_write_models(const char *echo, const proto_model_t *models, size_t n)
+{
+    return proto_write_catalog(echo, models, n, NULL, 0);
+}
+
+/* ,"buckets":[...] */
+static void
+proto_sb_buckets(proto_sb_t *b, const proto_model_t *models,
+                 const proto_bucket_t *buckets, size_t nb)
+{
+    proto_sb_puts(b, ",\"buckets\":[");
+    for (size_t i = 0; i < nb; i++) {
+        const proto_bucket_t *k = &buckets[i];
+        proto_sb_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        proto_sb_quote(b, k->name);
+        proto_sb_puts(b, ",\"models\":[");
+        for (size_t j = 0; j < k->n_models; j++) {
+            if (j)
+                proto_sb_puts(b, ",");
+            proto_sb_quote(b, models[k->models[j]].name);
+        }
+        proto_sb_puts(b, "],\"expected_tokens_in\":");
+        proto_sb_number(b, k->expected_tokens_in);
+        proto_sb_puts(b, ",\"expected_tokens_out\":");
+        proto_sb_number(b, k->expected_tokens_out);
+        proto_sb_puts(b, "}");
+    }
+    proto_sb_puts(b, "]");
+}
+
+char *
+proto_write_catalog(const char *echo, const proto_model_t *models, size_t n,
+                    const proto_bucket_t *buckets, size_t nb)
 {
     proto_sb_t b = {0};
     proto_sb_begin(&b, echo, 1);
@@ -1319,6 +1556,9 @@ proto_write_models(const char *echo, const proto_model_t *models, size_t n)
         }
         proto_sb_puts(&b, "}");
     }
-    proto_sb_puts(&b, "]}");
+    proto_sb_puts(&b, "]");
+    if (buckets)
+        proto_sb_buckets(&b, models, buckets, nb);
+    proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
 }

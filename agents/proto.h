@@ -41,6 +41,8 @@
 #define PROTO_MODEL_ID_MAX 128 /* a provider's model id, incl. NUL */
 #define PROTO_URL_MAX      512 /* a model's base_url, incl. NUL */
 #define PROTO_HEALTH_MAX   16  /* a model's health state, incl. NUL */
+/* local.id of a book request: 1 to 63 characters of [A-Za-z0-9_-] */
+#define PROTO_LOCAL_ID_MAX 64
 
 /* A provider's public API, the base_url a models table from a file
  * defaults to (proto_parse_models), and the one endpoint bursar-agent
@@ -56,7 +58,8 @@ typedef enum proto_op {
     PROTO_OP_MODELS,
     PROTO_OP_PING,
     PROTO_OP_EXPORT,
-    PROTO_OP_CLOCK /* test clock; only with bursard --test-clock */
+    PROTO_OP_CLOCK, /* test clock; only with bursard --test-clock */
+    PROTO_OP_BOOK   /* an event of a decision the client made alone */
 } proto_op_t;
 
 typedef enum proto_kind {
@@ -132,6 +135,12 @@ typedef struct proto_request {
 
     /* clock */
     double advance_s;
+
+    /* book: the local decision ("local"); the event is in the feedback
+     * fields above (kind, outcome fields, model, error) */
+    char local_id[PROTO_LOCAL_ID_MAX];
+    char local_model[PROTO_NAME_MAX]; /* local.model; local.bucket: bucket */
+    double local_time;                /* local.time, Unix seconds */
 } proto_request_t;
 
 #define PROTO_EXPORT_DEFAULT 1000
@@ -209,13 +218,21 @@ typedef struct proto_feedback {
  * error; what the kind does not take is not written. */
 char *proto_format_feedback(const proto_feedback_t *f);
 
-/* A feedback event of a decision the client made alone (controller away,
- * no decision id): one line of the client's audit file SPOOL.local,
- * {"local":true,"model":M,"bucket":B,"time":T,"event":{feedback fields
- * as proto_format_feedback writes them, without "op" and "decision_id"}}.
- * time: Unix seconds. */
-char *proto_format_local(const char *model, const char *bucket, double time,
-                         const proto_feedback_t *f);
+/* A decision the client made alone (the controller away): its id (1 to
+ * PROTO_LOCAL_ID_MAX - 1 characters of [A-Za-z0-9_-], unique per client),
+ * bucket, model and time (Unix seconds). */
+typedef struct proto_local {
+    const char *id;
+    const char *bucket;
+    const char *model;
+    double time;
+} proto_local_t;
+
+/* {"op":"book","local":{"id":..,"bucket":..,"model":..,"time":..},
+ * "kind":..,...}: a feedback event (f->decision is not read) of the
+ * local decision l, to be booked into the controller's ledger and log
+ * (docs/protocol.md, book). */
+char *proto_format_book(const proto_local_t *l, const proto_feedback_t *f);
 
 /* {"op":OP} for ping, stats (every bucket), models. */
 char *proto_format_simple(proto_op_t op);
@@ -320,6 +337,46 @@ proto_code_t proto_parse_models(const char *buf, size_t len, proto_reply_t *r,
  * base_url nor api_key_env. */
 char *proto_write_models(const char *echo, const proto_model_t *models,
                          size_t n);
+
+/* A bucket of the models reply: the models it allows (indexes into the
+ * reply's models) and the tokens a request of it is expected to take
+ * (the controller's cost prior: a model's price for them is its expected
+ * cost in the bucket). */
+#define PROTO_MAX_BUCKET_MODELS 64 /* models of one bucket (CFG_MAX_ARMS) */
+typedef struct proto_bucket {
+    char name[PROTO_NAME_MAX];
+    size_t n_models;
+    unsigned models[PROTO_MAX_BUCKET_MODELS];
+    double expected_tokens_in, expected_tokens_out;
+} proto_bucket_t;
+
+/* The whole models reply: the models and, from daemons that send it, the
+ * buckets ("buckets":[{"name","models":[names],"expected_tokens_in",
+ * "expected_tokens_out"}, ...]). */
+typedef struct proto_catalog {
+    proto_model_t *models; /* free() (proto_catalog_free) */
+    size_t n_models;
+    proto_bucket_t *buckets; /* free() (proto_catalog_free) */
+    size_t n_buckets;
+    int has_buckets; /* the reply had "buckets": older daemons do not send
+                        it, and then no bucket's models are known */
+} proto_catalog_t;
+
+/* proto_parse_models (r must not be NULL: a reply), and its "buckets"
+ * when present: every field of an entry required, a model name that the
+ * reply's "models" does not hold, a bucket named twice, a model named
+ * twice in a bucket or more than PROTO_MAX_BUCKET_MODELS of them are
+ * errors naming the field ("reply field \"buckets[1].models[0]\": ...").
+ * On PROTO_OK with r->ok, cat holds the catalog (proto_catalog_free);
+ * otherwise cat is empty. */
+proto_code_t proto_parse_catalog(const char *buf, size_t len, proto_reply_t *r,
+                                 proto_catalog_t *cat, proto_error_t *err);
+void proto_catalog_free(proto_catalog_t *cat);
+
+/* proto_write_models with "buckets" (nb entries; none written when
+ * buckets is NULL). */
+char *proto_write_catalog(const char *echo, const proto_model_t *models,
+                          size_t n, const proto_bucket_t *buckets, size_t nb);
 
 /* The cost in USD of tokens_in and tokens_out at prices in USD per
  * million tokens: (tokens_in x price_in + tokens_out x price_out) / 1e6.

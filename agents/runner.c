@@ -194,6 +194,8 @@ task_finish(runner_t *r, task_t *t)
         else
             cJSON_AddNullToObject(res, "decision_id");
         cJSON_AddBoolToObject(res, "local", t->served_d.local);
+        if (t->served_d.local)
+            cJSON_AddStringToObject(res, "local_id", t->served_d.local_id);
         cJSON_AddStringToObject(res, "output", t->output ? t->output : "");
     } else {
         cJSON_AddNullToObject(res, "model");
@@ -265,8 +267,24 @@ step_new(const task_t *t, const char *model)
     else
         cJSON_AddNullToObject(s, "decision_id");
     cJSON_AddBoolToObject(s, "local", t->d.local);
+    if (t->d.local)
+        cJSON_AddStringToObject(s, "local_id", t->d.local_id);
     cJSON_AddNumberToObject(s, "propensity", t->d.propensity);
     return s;
+}
+
+/* A report on the task's decision: its fate in the step; an event neither
+ * delivered nor spooled (nor refused) is counted lost. */
+static void
+task_report(runner_t *r, task_t *t, const bursar_feedback_t *fb, cJSON *s)
+{
+    int rc = bursar_feedback(r->client, &t->d, fb);
+    cJSON_AddStringToObject(s, "feedback", fb_status(rc));
+    if (rc != BURSAR_OK && rc != BURSAR_SPOOLED && rc != BURSAR_EREMOTE) {
+        r->st.feedback_lost++;
+        cJSON_AddStringToObject(s, "feedback_error",
+                                bursar_last_error(r->client));
+    }
 }
 
 /* A provider (or scenario) answer for the current decision: validate,
@@ -294,9 +312,8 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
             bursar_feedback_init(&fb, BURSAR_FB_PROVIDER_ERROR);
             fb.error = res->error;
             fb.latency_ms = res->latency_ms;
-            int rc = bursar_feedback(r->client, &t->d, &fb);
+            task_report(r, t, &fb, s);
             t->perr_sent = 1;
-            cJSON_AddStringToObject(s, "feedback", fb_status(rc));
         } else {
             cJSON_AddStringToObject(s, "feedback", "not_reported");
         }
@@ -329,8 +346,7 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
     fb.latency_ms = res->latency_ms;
     /* A fallback that served: its arm gets the reward, cost and latency. */
     fb.model = strcmp(m->name, t->d.model) != 0 ? m->name : NULL;
-    int rc = bursar_feedback(r->client, &t->d, &fb);
-    cJSON_AddStringToObject(s, "feedback", fb_status(rc));
+    task_report(r, t, &fb, s);
     cJSON_AddItemToArray(t->steps, s);
 
     /* The latest answer is the one reported, valid or not. */
@@ -382,26 +398,35 @@ task_choose(runner_t *r, task_t *t)
         return 0;
     }
     if (rc == BURSAR_LOCAL || (rc == BURSAR_EUNREACHABLE && t->has_remote)) {
-        /* Controller away. The candidates: the client's fallback model (if
-         * it answered BURSAR_LOCAL), then the last controller decision's
-         * model and fallbacks, untried, in order. */
+        /* Controller away. The candidates: the client's local decision
+         * (the bucket's fallback and models, if it answered BURSAR_LOCAL),
+         * then the last controller decision's model and fallbacks (the
+         * same bucket's), untried, in order. */
         const bursar_decision_t *lr = &t->last_remote;
-        const char *cands[BURSAR_MAX_FALLBACKS + 2];
+        const char *cands[2 * BURSAR_MAX_FALLBACKS + 2];
         size_t n = 0;
-        if (rc == BURSAR_LOCAL)
+        if (rc == BURSAR_LOCAL) {
             cands[n++] = t->d.model;
+            for (size_t i = 0; i < t->d.n_fallbacks; i++)
+                cands[n++] = t->d.fallbacks[i];
+        }
         if (t->has_remote) {
             cands[n++] = lr->model;
             for (size_t i = 0; i < lr->n_fallbacks; i++)
                 cands[n++] = lr->fallbacks[i];
         }
         bursar_decision_t d;
-        memset(&d, 0, sizeof(d));
-        bursar_copy_str(d.bucket, sizeof(d.bucket), t->bucket);
-        d.propensity = 1.0;
-        d.local = 1;
+        if (rc == BURSAR_LOCAL) /* its local id and time */
+            d = t->d;
+        else
+            bursar_local_init(&d, t->bucket);
+        d.model[0] = '\0';
+        d.n_fallbacks = 0;
         for (size_t i = 0; i < n; i++) {
-            if (was_tried(t, cands[i]) || strcmp(cands[i], d.model) == 0)
+            int dup = was_tried(t, cands[i]) || strcmp(cands[i], d.model) == 0;
+            for (size_t k = 0; !dup && k < d.n_fallbacks; k++)
+                dup = strcmp(cands[i], d.fallbacks[k]) == 0;
+            if (dup)
                 continue;
             if (!d.model[0])
                 bursar_copy_str(d.model, sizeof(d.model), cands[i]);

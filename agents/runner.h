@@ -7,8 +7,10 @@
  *   2. choose(bucket, exclude = models tried so far) from the controller:
  *      a decision with a model and fallbacks (the next choices within the
  *      budget). If the controller is unreachable the client answers with
- *      its local fallback model; the last controller decision's model and
- *      fallbacks follow it as candidates (a local decision).
+ *      a local decision (the bucket's fallback, else its cheapest allowed
+ *      model, and its other models: bursar.h); the last controller
+ *      decision's model and fallbacks follow them as candidates. Its
+ *      reports are booked (op book) under its local id.
  *   3. call the decision's next untried candidate (its model first), at
  *      the provider or, in simulation, the scenario.
  *      - provider failure (after the provider module's own retries): the
@@ -67,6 +69,8 @@ typedef struct runner_stats {
     size_t escalations; /* over all tasks */
     size_t provider_errors;
     size_t local_decisions;
+    size_t feedback_lost; /* events neither delivered, spooled nor refused
+                             (the spool could not be written) */
     double cost_usd;
     long tokens_in, tokens_out;
 } runner_stats_t;

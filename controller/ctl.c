@@ -638,6 +638,9 @@ ctl_dispatch(ctl_t *c, const proto_request_t *rq)
     case PROTO_OP_CLOCK:
         reply = ctl_op_clock(c, rq);
         break;
+    case PROTO_OP_BOOK:
+        reply = ctl_op_book(c, rq);
+        break;
     default:
         reply = ctl_error(rq, PROTO_E_UNKNOWN_OP, "unknown op");
     }

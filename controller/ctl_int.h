@@ -1,10 +1,12 @@
 /*
  * ctl_int.h - what the controller's files share (private to controller/).
  *
- * The controller is one object (struct ctl) over four files, by concern:
+ * The controller is one object (struct ctl) over five files, by concern:
  *   ctl.c       state, loading, records, batches, the request to
  *               policies/, dispatch (ctl_handle) and reconfiguration
  *   ctl_ops.c   the ops that change state: choose, feedback, expiry
+ *   ctl_book.c  local decisions: the op book, their export fields, the
+ *               buckets of the models reply
  *   ctl_view.c  the read-only ops and their JSON: stats, models, export,
  *               and the test clock
  * Nothing here computes a routing decision: policies/ does (allow.h,
@@ -182,5 +184,20 @@ char *ctl_op_stats(ctl_t *c, const proto_request_t *rq);
 char *ctl_op_models(ctl_t *c, const proto_request_t *rq);
 char *ctl_op_export(ctl_t *c, const proto_request_t *rq);
 char *ctl_op_clock(ctl_t *c, const proto_request_t *rq);
+char *ctl_op_book(ctl_t *c, const proto_request_t *rq);
+
+/* ctl_ops.c: the checks of an outcome's figures, shared with book */
+/* tokens and latency above limits.*: the error reply, else NULL. */
+char *ctl_check_limits(ctl_t *c, const proto_request_t *rq);
+/* The ceiling of a reported cost for model m (-1: none configured). */
+double ctl_cost_ceiling(const ctl_t *c, int m);
+
+/* ctl_book.c */
+/* The export fields that say where local decision d came from:
+ * "decision_id" null, "local_id", "client", "offered" (empty). */
+void ctl_book_origin(const ctl_t *c, MDB_txn *txn, const store_decision_t *d,
+                     cJSON *o);
+/* Every bucket served now, for the models reply (*n entries; free()). */
+proto_bucket_t *ctl_book_buckets(const ctl_t *c, size_t *n);
 
 #endif

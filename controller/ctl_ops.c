@@ -327,7 +327,7 @@ static int ctl_decision_arm(ctl_t *c, const char *bucket, const char *model,
 
 /* The ceiling of a reported cost for model m: its price at the token
  * ceilings, or limits.max_cost_usd for a model without prices. */
-static double
+double
 ctl_cost_ceiling(const ctl_t *c, int m)
 {
     double p = m >= 0
@@ -337,11 +337,8 @@ ctl_cost_ceiling(const ctl_t *c, int m)
     return p > 0 ? p : c->cfg->max_cost_usd;
 }
 
-/* Checks an outcome's figures against the ceilings and its model against
- * the models the decision offered, before anything is applied. Returns
- * NULL or the error reply (invalid_value, unknown_model). */
-static char *
-ctl_check_outcome(ctl_t *c, const proto_request_t *rq, const token_t *tk)
+char *
+ctl_check_limits(ctl_t *c, const proto_request_t *rq)
 {
     const cfg_t *g = c->cfg;
     if (rq->has_tokens && rq->tokens_in > g->max_tokens_in)
@@ -359,6 +356,19 @@ ctl_check_outcome(ctl_t *c, const proto_request_t *rq, const token_t *tk)
                          "field \"latency_ms\": %g is above "
                          "limits.max_latency_ms (%g)",
                          rq->latency_ms, g->max_latency_ms);
+    return NULL;
+}
+
+/* Checks an outcome's figures against the ceilings and its model against
+ * the models the decision offered, before anything is applied. Returns
+ * NULL or the error reply (invalid_value, unknown_model). */
+static char *
+ctl_check_outcome(ctl_t *c, const proto_request_t *rq, const token_t *tk)
+{
+    const cfg_t *g = c->cfg;
+    char *err = ctl_check_limits(c, rq);
+    if (err)
+        return err;
     const char *served = rq->model[0] ? rq->model : tk->model;
     int m = cfg_model_find(g, served);
     if (rq->model[0] && strcmp(rq->model, tk->model) != 0) {
@@ -668,11 +678,15 @@ ctl_sweep(ctl_t *c)
             if (store_oldest_decision(c->store, c->txn, &d) != 0)
                 break;
             if (d.t >= now - c->cfg->retention_s ||
-                !(d.flags & (STORE_D_OUTCOME | STORE_D_EXPIRED)))
+                !(d.flags &
+                  (STORE_D_OUTCOME | STORE_D_EXPIRED | STORE_D_LOCAL)))
                 break;
             ctl_store_rc(c, store_del_decision(c->store, c->txn, d.id),
                          "del decision");
             ctl_store_rc(c, store_del_dext(c->store, c->txn, d.id), "del dext");
+            if (d.flags & STORE_D_LOCAL) /* never pending: settled */
+                ctl_store_rc(c, store_del_local(c->store, c->txn, d.id),
+                             "del local");
             if (d.id > c->pruned)
                 c->pruned = d.id;
             c->meta_dirty = 1;

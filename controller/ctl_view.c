@@ -190,7 +190,10 @@ ctl_op_models(ctl_t *c, const proto_request_t *rq)
         bursar_copy_str(e->health, sizeof e->health,
                         ctl_health_name(c, (int)i, now));
     }
-    char *reply = proto_write_models(rq->echo, ms, n);
+    size_t nb = 0;
+    proto_bucket_t *bs = ctl_book_buckets(c, &nb);
+    char *reply = proto_write_catalog(rq->echo, ms, n, bs, nb);
+    free(bs);
     free(ms);
     return reply;
 }
@@ -237,12 +240,19 @@ ctl_decision_json(const ctl_export_ctx_t *x, const store_decision_t *d)
     char id[PROTO_ID_LEN + 1];
     proto_id_format(d->id, id);
     cJSON *o = cJSON_CreateObject();
-    ctl_decision_origin(x->c, x->txn, d, o);
+    int local = !!(d->flags & STORE_D_LOCAL);
+    if (local)
+        ctl_book_origin(x->c, x->txn, d, o);
+    else
+        ctl_decision_origin(x->c, x->txn, d, o);
     cJSON_AddStringToObject(o, "seq", id);
     cJSON_AddNumberToObject(o, "time", d->t);
     cJSON_AddStringToObject(o, "bucket", d->bucket);
     cJSON_AddStringToObject(o, "model", d->model);
-    cJSON_AddNumberToObject(o, "propensity", d->propensity);
+    if (local) /* made by its client alone: no propensity */
+        cJSON_AddNullToObject(o, "propensity");
+    else
+        cJSON_AddNumberToObject(o, "propensity", d->propensity);
     cJSON_AddStringToObject(o, "status",
                             (d->flags & STORE_D_OUTCOME)   ? "done"
                             : (d->flags & STORE_D_EXPIRED) ? "expired"
@@ -283,6 +293,7 @@ ctl_decision_json(const ctl_export_ctx_t *x, const store_decision_t *d)
     cJSON_AddBoolToObject(o, "explored", !!(d->flags & STORE_D_EXPLORED));
     cJSON_AddBoolToObject(o, "over_budget", !!(d->flags & STORE_D_OVER_BUDGET));
     cJSON_AddBoolToObject(o, "rebuilt", !!(d->flags & STORE_D_REBUILT));
+    cJSON_AddBoolToObject(o, "local", local);
     return o;
 }
 

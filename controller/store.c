@@ -23,12 +23,14 @@ enum {
     S_HEALTH,
     S_DYN,
     S_DEXT,
+    S_LOCALS,
+    S_LEXT,
     S_NDB
 };
 
 static const char *const store_db_names[S_NDB] = {
-    "meta",    "decisions", "pending",    "arms",
-    "bpacers", "health",    "dynbuckets", "dext"};
+    "meta",   "decisions",  "pending", "arms",   "bpacers",
+    "health", "dynbuckets", "dext",    "locals", "lext"};
 
 struct store {
     MDB_env *env;
@@ -102,7 +104,8 @@ store_open_dbs(store_t *s, MDB_txn *txn, int create)
 static void
 store_key_text(int db, const MDB_val *k, char *buf, size_t cap)
 {
-    if ((db == S_DECISIONS || db == S_PENDING || db == S_DEXT) &&
+    if ((db == S_DECISIONS || db == S_PENDING || db == S_DEXT ||
+         db == S_LEXT) &&
         k->mv_size == 8) {
         unsigned long long id = 0;
         for (int i = 0; i < 8; i++)
@@ -221,6 +224,8 @@ store_check_records(store_t *s, MDB_txn *txn, store_check_t *chk)
              {S_HEALTH, sizeof(store_health_t), 0, 1, 0},
              {S_DECISIONS, sizeof(store_decision_t), 0, 1, 1},
              {S_DEXT, sizeof(store_dext_t), 0, 1, 1},
+             {S_LEXT, sizeof(store_local_t), 0, 1, 1},
+             {S_LOCALS, sizeof(uint64_t), 0, 0, 1},
              {S_PENDING, sizeof(double), 0, 0, 1}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         int rc = store_check_db(s, txn, t[i].db, chk, t[i].size, t[i].old,
@@ -583,6 +588,77 @@ store_del_dext(store_t *s, MDB_txn *txn, uint64_t id)
     store_id_key(id, k);
     MDB_val key = {8, k};
     int rc = mdb_del(txn, s->db[S_DEXT], &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static size_t store_arm_key(char *k, size_t cap, const char *bucket,
+                            const char *model);
+
+/* The key of a local decision: client "\0" local id. */
+static size_t
+store_local_key(char *k, size_t cap, const char *client, const char *local_id)
+{
+    return store_arm_key(k, cap, client, local_id);
+}
+
+int
+store_put_local(store_t *s, MDB_txn *txn, uint64_t id, const store_local_t *x)
+{
+    char lk[2 * STORE_LOCAL_ID_MAX];
+    size_t n = store_local_key(lk, sizeof lk, x->client, x->local_id);
+    if (!n)
+        return MDB_BAD_VALSIZE;
+    unsigned char k[8];
+    store_id_key(id, k);
+    int rc = store_put(txn, s->db[S_LEXT], k, 8, x, sizeof *x);
+    return rc ? rc : store_put(txn, s->db[S_LOCALS], lk, n, &id, sizeof id);
+}
+
+int
+store_find_local(store_t *s, MDB_txn *txn, const char *client,
+                 const char *local_id, uint64_t *id)
+{
+    if (!s->have[S_LOCALS])
+        return STORE_NOTFOUND;
+    char lk[2 * STORE_LOCAL_ID_MAX];
+    size_t n = store_local_key(lk, sizeof lk, client, local_id);
+    if (!n)
+        return STORE_NOTFOUND;
+    return store_get(txn, s->db[S_LOCALS], lk, n, id, sizeof *id);
+}
+
+int
+store_get_local(store_t *s, MDB_txn *txn, uint64_t id, store_local_t *x)
+{
+    if (!s->have[S_LEXT])
+        return STORE_NOTFOUND;
+    unsigned char k[8];
+    store_id_key(id, k);
+    int rc = store_get(txn, s->db[S_LEXT], k, 8, x, sizeof *x);
+    if (rc == 0) {
+        x->client[sizeof x->client - 1] = '\0';
+        x->local_id[sizeof x->local_id - 1] = '\0';
+    }
+    return store_check_version(rc, x->version);
+}
+
+int
+store_del_local(store_t *s, MDB_txn *txn, uint64_t id)
+{
+    store_local_t x;
+    int rc = store_get_local(s, txn, id, &x);
+    if (rc)
+        return rc == STORE_NOTFOUND ? 0 : rc;
+    char lk[2 * STORE_LOCAL_ID_MAX];
+    size_t n = store_local_key(lk, sizeof lk, x.client, x.local_id);
+    MDB_val key = {n, lk};
+    rc = n ? mdb_del(txn, s->db[S_LOCALS], &key, NULL) : 0;
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    unsigned char k[8];
+    store_id_key(id, k);
+    MDB_val idk = {8, k};
+    rc = mdb_del(txn, s->db[S_LEXT], &idk, NULL);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 

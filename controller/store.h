@@ -17,6 +17,11 @@
  *   dext       id -> store_dext_t: the client and offered set of a
  *              decision (added in place: format 1 stores without it
  *              read as having none)
+ *   locals     client "\0" local id -> decision id (u64): the local
+ *              decisions booked by clients (op book), so that a resent
+ *              booking finds its decision (added in place, as dext)
+ *   lext       id -> store_local_t: the client and local id of a local
+ *              decision (added in place, as dext)
  *
  * Format. Records are plain structs written as they are (arm_t and
  * pacer_t are POD, policies/arm.h and pacer.h), each beginning with a
@@ -95,6 +100,10 @@ _Static_assert(BURSAR_NAME_MAX <= STORE_NAME_MAX,
 /* rebuilt from its token: the record was lost to a crash, and its
  * reservation with it (none to release) */
 #define STORE_D_REBUILT 0x1000u
+/* a decision the client made alone while the controller was away, booked
+ * by op book: no propensity, never pending (records of format 1 without
+ * the bit are the controller's own) */
+#define STORE_D_LOCAL 0x2000u
 
 typedef struct store_decision {
     uint8_t version;
@@ -126,6 +135,16 @@ typedef struct store_dext {
     uint64_t offered; /* bit i: arm i of the bucket was offered */
     char client[32];  /* the client it was issued to; "" unauthenticated */
 } store_dext_t;
+
+/* What a local decision adds to its record (db lext, same key; written
+ * with the decision, pruned with it), and the key of db locals. */
+#define STORE_LOCAL_ID_MAX 64
+typedef struct store_local {
+    uint8_t version;
+    uint8_t pad[7];
+    char client[32];                   /* who booked it; "" unauthenticated */
+    char local_id[STORE_LOCAL_ID_MAX]; /* the client's id of it */
+} store_local_t;
 
 #define STORE_LAT_RING 32
 
@@ -172,6 +191,7 @@ _Static_assert(sizeof(pacer_t) == 72, "pacer_t is stored: format change");
 _Static_assert(sizeof(store_decision_t) == 416, "format change");
 _Static_assert(sizeof(store_arm_t) == 616, "format change");
 _Static_assert(sizeof(store_dext_t) == 48, "format change");
+_Static_assert(sizeof(store_local_t) == 104, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");
 _Static_assert(sizeof(store_pacer_t) == 80, "format change");
@@ -226,6 +246,17 @@ int store_put_dext(store_t *s, MDB_txn *txn, uint64_t id,
                    const store_dext_t *x);
 int store_get_dext(store_t *s, MDB_txn *txn, uint64_t id, store_dext_t *x);
 int store_del_dext(store_t *s, MDB_txn *txn, uint64_t id);
+
+/* A local decision id's records: lext (x) and the locals key of
+ * x->client and x->local_id. */
+int store_put_local(store_t *s, MDB_txn *txn, uint64_t id,
+                    const store_local_t *x);
+/* The decision id booked by client under local_id, or STORE_NOTFOUND. */
+int store_find_local(store_t *s, MDB_txn *txn, const char *client,
+                     const char *local_id, uint64_t *id);
+int store_get_local(store_t *s, MDB_txn *txn, uint64_t id, store_local_t *x);
+/* Removes both records of local decision id (none: 0). */
+int store_del_local(store_t *s, MDB_txn *txn, uint64_t id);
 
 int store_put_pending(store_t *s, MDB_txn *txn, uint64_t id, double t);
 /* Calls fn for every pending decision, oldest first, until it returns

@@ -301,23 +301,39 @@ test_controller_away(void **state)
                      "tcp://127.0.0.1:9", "--spool", spool, "--quiet", NULL);
     assert_int_equal(rc, 1);
     cJSON_Delete(res);
+    /* the controller never reached: no bucket's models known, no fallback
+     * configured: no local decision (never the table's first model) */
     res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--controller",
               "tcp://127.0.0.1:9", "--models", models, "--spool", spool,
-              "--ctl-timeout-ms", "100", "--drain-ms", "0", "--quiet", NULL);
+              "--ctl-timeout-ms", "100", "--drain-ms", "0", NULL);
     assert_int_equal(rc, 0);
     assert_int_equal(cJSON_GetArraySize(res), 1);
     const cJSON *x = cJSON_GetArrayItem(res, 0);
+    assert_true(cJSON_IsNull(f(x, "model")));
+    assert_non_null(strstr(f(x, "error")->valuestring, "choose"));
+    cJSON_Delete(res);
+    assert_true(output_has("err", "no fallback_model or fallbacks"));
+    /* with the configured fallback */
+    res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--controller",
+              "tcp://127.0.0.1:9", "--models", models, "--spool", spool,
+              "--fallback-model", "beta", "--ctl-timeout-ms", "100",
+              "--drain-ms", "0", "--quiet", NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(cJSON_GetArraySize(res), 1);
+    x = cJSON_GetArrayItem(res, 0);
     assert_string_equal(f(x, "model")->valuestring, "beta");
     assert_true(cJSON_IsTrue(f(x, "local")));
     assert_true(cJSON_IsNull(f(x, "decision_id")));
+    assert_int_equal(strlen(f(x, "local_id")->valuestring), 32);
     assert_string_equal(
         f(cJSON_GetArrayItem(f(x, "steps"), 0), "feedback")->valuestring,
         "spooled");
-    char local[720];
-    snprintf(local, sizeof(local), "%s.local", spool);
-    struct stat sb;
-    assert_int_equal(stat(local, &sb), 0);
-    assert_true(sb.st_size > 0);
+    /* its booking waits in the spool for the controller */
+    char *sp = tu_read_file(spool);
+    assert_non_null(sp);
+    assert_non_null(strstr(sp, "{\"op\":\"book\",\"local\":{\"id\":"));
+    assert_non_null(strstr(sp, f(x, "local_id")->valuestring));
+    free(sp);
     cJSON_Delete(res);
 
     /* the shape of bursard's configuration: an object keyed by name */
@@ -329,7 +345,8 @@ test_controller_away(void **state)
     tu_write_file(models, text);
     res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--controller",
               "tcp://127.0.0.1:9", "--models", models, "--spool", spool,
-              "--ctl-timeout-ms", "100", "--drain-ms", "0", "--quiet", NULL);
+              "--fallback-model", "beta", "--ctl-timeout-ms", "100",
+              "--drain-ms", "0", "--quiet", NULL);
     assert_int_equal(rc, 0);
     assert_int_equal(cJSON_GetArraySize(res), 1);
     x = cJSON_GetArrayItem(res, 0);

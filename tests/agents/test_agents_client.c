@@ -167,10 +167,9 @@ static void
 test_unreachable_spool_replay(void **state)
 {
     (void)state;
-    char dir[512], spool[600], local[620];
+    char dir[512], spool[600];
     tu_tmpdir(dir, sizeof(dir));
     snprintf(spool, sizeof(spool), "%s/agent.spool", dir);
-    snprintf(local, sizeof(local), "%s.local", spool);
 
     /* A live controller hands out a decision, then goes away. */
     char ep[128];
@@ -188,6 +187,8 @@ test_unreachable_spool_replay(void **state)
     assert_true(ld.local);
     assert_string_equal(ld.model, "beta");
     assert_string_equal(ld.id, "");
+    assert_int_equal(strlen(ld.local_id), 32);
+    assert_true(ld.local_time > 1.6e9);
     /* Next call inside the offline period answers at once. */
     double t1 = tu_now();
     assert_int_equal(bursar_choose(b, "code", NULL, 0, &ld), BURSAR_LOCAL);
@@ -206,17 +207,21 @@ test_unreachable_spool_replay(void **state)
     assert_int_equal(bursar_feedback(b, &d, &fb), BURSAR_SPOOLED);
     bursar_feedback_init(&fb, BURSAR_FB_CORRECTION);
     assert_int_equal(bursar_feedback(b, &d, &fb), BURSAR_SPOOLED);
-    /* Local decision: kept in the .local file, never sent. */
+    /* Local decision: its booking spooled like any feedback. */
     bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+    fb.cost_usd = 0.003;
     assert_int_equal(bursar_feedback(b, &ld, &fb), BURSAR_SPOOLED);
     assert_true(file_size(spool) > 0);
     char *text = tu_read_file(spool);
     assert_non_null(strstr(text, "\"decision_id\":\"0000000000000001\""));
     assert_non_null(strstr(text, "\"kind\":\"correction\""));
-    free(text);
-    text = tu_read_file(local);
-    assert_non_null(strstr(text, "\"local\":true"));
-    assert_non_null(strstr(text, "\"model\":\"beta\""));
+    char want[160];
+    snprintf(want, sizeof(want),
+             "{\"op\":\"book\",\"local\":{\"id\":\"%s\",\"bucket\":"
+             "\"code\",\"model\":\"beta\",",
+             ld.local_id);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "\"cost_usd\":0.003"));
     free(text);
     bursar_stats_t st;
     bursar_stats(b, &st);
@@ -238,11 +243,15 @@ test_unreachable_spool_replay(void **state)
     assert_int_equal(file_size(spool), 0);
     assert_int_equal(tu_router_feedback(r, "outcome"), 1);
     assert_int_equal(tu_router_feedback(r, "correction"), 1);
+    assert_int_equal(tu_router_feedback(r, "book"), 1);
     assert_int_equal(tu_router_duplicates(r), 1);
     bursar_stats(b, &st);
-    assert_int_equal(st.replayed, 3);
-    /* The .local file is an audit log: never truncated. */
-    assert_true(file_size(local) > 0);
+    assert_int_equal(st.replayed, 4);
+    /* a booking sent again (a reply lost) is a duplicate */
+    bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+    assert_int_equal(bursar_feedback(b, &ld, &fb), BURSAR_OK);
+    assert_int_equal(tu_router_feedback(r, "book"), 1);
+    assert_int_equal(tu_router_duplicates(r), 2);
     size_t n = 99;
     assert_int_equal(bursar_replay(b, &n), BURSAR_OK);
     assert_int_equal(n, 0);
@@ -390,6 +399,36 @@ test_shared_spool(void **state)
     assert_int_equal(n, 0); /* b already sent a's lines */
     assert_int_equal(tu_router_feedback(r, NULL), 3);
     bursar_destroy(&a);
+    bursar_destroy(&b);
+    tu_router_stop(&r);
+    tu_rmrf(dir);
+}
+
+/* rate_limited is "retry later", not a verdict: the event is spooled and
+ * sent again, so that its spend reaches the ledger. */
+static void
+test_rate_limited_spooled(void **state)
+{
+    (void)state;
+    char dir[512], spool[600], ep[128];
+    tu_tmpdir(dir, sizeof(dir));
+    snprintf(spool, sizeof(spool), "%s/rl.spool", dir);
+    tu_router_t *r = tu_router_start(0, MODELS, 3, ep, sizeof(ep));
+    bursar_t *b = client(ep, spool);
+    bursar_decision_t d;
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
+    tu_router_reply_raw(r, "{\"ok\":false,\"error\":{\"code\":"
+                           "\"rate_limited\",\"message\":\"later\"}}");
+    bursar_feedback_t fb;
+    bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+    fb.cost_usd = 0.01;
+    assert_int_equal(bursar_feedback(b, &d, &fb), BURSAR_SPOOLED);
+    assert_int_equal(tu_router_feedback(r, "outcome"), 0);
+    size_t n = 0;
+    assert_int_equal(bursar_replay(b, &n), BURSAR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(tu_router_feedback(r, "outcome"), 1);
+    assert_int_equal(file_size(spool), 0);
     bursar_destroy(&b);
     tu_router_stop(&r);
     tu_rmrf(dir);
@@ -607,6 +646,7 @@ main(void)
         cmocka_unit_test(test_torn_spool_then_append),
         cmocka_unit_test(test_zero_filled_spool),
         cmocka_unit_test(test_shared_spool),
+        cmocka_unit_test(test_rate_limited_spooled),
         cmocka_unit_test(test_malformed_replies),
         cmocka_unit_test(test_no_fallback_no_spool),
         cmocka_unit_test(test_models_table),

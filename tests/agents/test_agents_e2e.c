@@ -8,7 +8,8 @@
  *  - cost: the controller's spend equals the cost from the usage blocks;
  *  - restart: bursard killed (SIGKILL) mid-run and restarted; every task
  *    gets a result, the spool is replayed, and every outcome is counted
- *    exactly once (posterior evidence = outcomes with a decision id).
+ *    exactly once (posterior evidence = outcomes, local decisions' booked
+ *    ones included).
  *
  * bursard is started by the one harness (tests/harness.h); a missing
  * bursard or bursar-agent fails the test, naming where it was expected.
@@ -278,7 +279,11 @@ find_decision(const cJSON *all, const char *id)
     const cJSON *d;
     cJSON_ArrayForEach(d, all)
     {
-        if (strcmp(f(d, "decision_id")->valuestring, id) == 0)
+        const cJSON *x = f(d, "decision_id"); /* null: a local decision */
+        if (cJSON_IsString(x) && strcmp(x->valuestring, id) == 0)
+            return d;
+        x = f(d, "local_id");
+        if (cJSON_IsString(x) && strcmp(x->valuestring, id) == 0)
             return d;
     }
     return NULL;
@@ -486,18 +491,21 @@ test_restart_spool_exactly_once(void **state)
         const cJSON *s;
         cJSON_ArrayForEach(s, f(r, "steps"))
         {
-            if (strcmp(f(s, "feedback")->valuestring, "spooled") == 0)
+            int is_local = cJSON_IsTrue(f(s, "local"));
+            if (!is_local &&
+                strcmp(f(s, "feedback")->valuestring, "spooled") == 0)
                 spooled++;
-            if (cJSON_IsTrue(f(s, "local"))) {
-                local++;
-                continue;
-            }
-            const cJSON *d =
-                find_decision(all, f(s, "decision_id")->valuestring);
+            /* a local decision is booked: in the log under its local id */
+            const cJSON *d = find_decision(
+                all, f(s, is_local ? "local_id" : "decision_id")->valuestring);
             assert_non_null(d);
+            assert_true(cJSON_IsTrue(f(d, "local")) == is_local);
             assert_string_equal(f(d, "status")->valuestring, "done");
             assert_true(f(d, "outcome")->valuedouble == 1.0);
-            outcomes++;
+            assert_true(fabs(f(d, "cost_usd")->valuedouble -
+                             f(s, "cost_usd")->valuedouble) < 1e-12);
+            local += is_local;
+            outcomes += !is_local;
         }
     }
     for (int i = 0; i < n; i++)
@@ -509,16 +517,17 @@ test_restart_spool_exactly_once(void **state)
         strcmp(f(d, "status")->valuestring, "done") == 0;
     double ev = bucket_evidence(&c, "steady");
     print_message("restart: %d tasks, %d outcomes via the controller, %d "
-                  "local decisions, %d spooled then replayed; controller: "
-                  "%d done, evidence %.0f\n",
-                  n, outcomes, local, spooled - local, done, ev);
-    assert_int_equal(done, outcomes);
-    assert_true(fabs(ev - outcomes) < 1e-6);
+                  "local decisions (booked), %d spooled then replayed; "
+                  "controller: %d done, evidence %.0f\n",
+                  n, outcomes, local, spooled, done, ev);
+    /* local outcomes teach the posterior too (controller/ctl_book.c) */
+    assert_int_equal(done, outcomes + local);
+    assert_true(fabs(ev - (outcomes + local)) < 1e-6);
     /* the kill happened mid-run: something was local or spooled */
     assert_true(local > 0);
     /* feedback for decisions in flight at the kill was spooled, then
      * replayed (and counted once: checked above) */
-    assert_true(spooled - local > 0);
+    assert_true(spooled > 0);
     /* the spool is empty: everything replayed */
     char spool[700];
     snprintf(spool, sizeof(spool), "%s/restart.spool", dir);

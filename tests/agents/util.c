@@ -327,6 +327,27 @@ router_feedback(tu_router_t *r, const proto_request_t *rq)
     return proto_write_ok(rq->echo, dup);
 }
 
+/* book: each kind of event applied once per local id (no decision to
+ * check: the stand-in books everything). Counted under kind "book". */
+static char *
+router_book(tu_router_t *r, const proto_request_t *rq)
+{
+    char key[96];
+    snprintf(key, sizeof(key), "L%.63s/%s", rq->local_id,
+             proto_kind_name(rq->kind));
+    int dup = 0;
+    for (size_t i = 0; i < r->n_fb; i++)
+        if (strcmp(r->fb[i], key) == 0)
+            dup = 1;
+    if (dup) {
+        r->duplicates++;
+    } else if (r->n_fb < TU_MAX_FB) {
+        snprintf(r->fb[r->n_fb], 96, "%s", key);
+        snprintf(r->fb_kind[r->n_fb++], 32, "book");
+    }
+    return proto_write_ok(rq->echo, dup);
+}
+
 static char *
 router_models(tu_router_t *r, const proto_request_t *rq)
 {
@@ -377,6 +398,8 @@ router_answer(tu_router_t *r, const char *body, size_t len)
         return router_choose(r, &rq);
     case PROTO_OP_FEEDBACK:
         return router_feedback(r, &rq);
+    case PROTO_OP_BOOK:
+        return router_book(r, &rq);
     case PROTO_OP_MODELS:
         return router_models(r, &rq);
     default:

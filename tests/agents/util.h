@@ -57,7 +57,8 @@ void tu_router_stop(tu_router_t **r);
 /* The next n requests are received and not answered. */
 void tu_router_drop(tu_router_t *r, int n);
 /* Counters. */
-int tu_router_feedback(tu_router_t *r, const char *kind); /* applied */
+/* feedback events applied, of kind (NULL: all); "book": bookings */
+int tu_router_feedback(tu_router_t *r, const char *kind);
 int tu_router_duplicates(tu_router_t *r);
 int tu_router_chooses(tu_router_t *r);
 int tu_router_port(tu_router_t *r);

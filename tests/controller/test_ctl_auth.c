@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -217,6 +218,36 @@ test_roles(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(d, "corrected")));
     cJSON_Delete(r);
     free(tok);
+
+    /* book (a local decision's events): the agent role only, keyed on the
+     * local id and the client's name */
+    char book[256];
+    snprintf(book, sizeof book,
+             "{\"op\":\"book\",\"local\":{\"id\":\"L1\",\"bucket\":"
+             "\"code\",\"model\":\"a\",\"time\":%.3f},\"kind\":"
+             "\"outcome\",\"success\":true}",
+             (double)time(NULL));
+    th_expect_error(cl(f, K_OPS), "forbidden", "%s", book);
+    th_expect_error(cl(f, K_FEEDBACK), "forbidden", "%s", book);
+    r = th_ok(cl(f, K_AGENT1), "%s", book);
+    assert_null(cJSON_GetObjectItem(r, "duplicate"));
+    cJSON_Delete(r);
+    r = th_ok(cl(f, K_AGENT1), "%s", book);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")));
+    cJSON_Delete(r);
+    r = th_ok(cl(f, K_AGENT2), "%s", book); /* another client's L1 */
+    assert_null(cJSON_GetObjectItem(r, "duplicate"));
+    cJSON_Delete(r);
+    r = th_ok(cl(f, K_OPS), "{\"op\":\"export\"}");
+    const cJSON *decs = cJSON_GetObjectItem(r, "decisions");
+    int n = cJSON_GetArraySize(decs);
+    assert_int_equal(n, 3);
+    assert_string_equal(th_str(cJSON_GetArrayItem(decs, 1), "client"),
+                        "agent1");
+    assert_string_equal(th_str(cJSON_GetArrayItem(decs, 2), "client"),
+                        "agent2");
+    assert_string_equal(th_str(cJSON_GetArrayItem(decs, 2), "local_id"), "L1");
+    cJSON_Delete(r);
 }
 
 static void

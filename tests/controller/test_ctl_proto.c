@@ -466,17 +466,175 @@ test_client_round_trip(void **state)
     assert_int_equal(rq.op, PROTO_OP_MODELS);
     free(s);
 
-    /* a local event: the feedback fields without op and decision_id */
+    /* a local decision's event: book, read back by the server side */
     proto_feedback_t h = {.kind = PROTO_KIND_OUTCOME,
                           .has_success = 1,
                           .success = 1,
+                          .has_cost = 1,
+                          .cost_usd = 0.25,
                           .has_latency = 1,
-                          .latency_ms = 5};
-    s = proto_format_local("m", "b", 100, &h);
-    assert_string_equal(s, "{\"local\":true,\"model\":\"m\",\"bucket\":\"b\","
-                           "\"time\":100,\"event\":{\"kind\":\"outcome\","
-                           "\"success\":true,\"latency_ms\":5}}");
+                          .latency_ms = 5,
+                          .model = "m2"};
+    proto_local_t l = {
+        .id = "ab-12", .bucket = "b", .model = "m", .time = 100.5};
+    s = proto_format_book(&l, &h);
+    assert_string_equal(s, "{\"op\":\"book\",\"local\":{\"id\":\"ab-12\","
+                           "\"bucket\":\"b\",\"model\":\"m\",\"time\":100.5},"
+                           "\"kind\":\"outcome\",\"success\":true,"
+                           "\"cost_usd\":0.25,\"model\":\"m2\","
+                           "\"latency_ms\":5}");
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_int_equal(rq.op, PROTO_OP_BOOK);
+    assert_string_equal(rq.local_id, "ab-12");
+    assert_string_equal(rq.bucket, "b");
+    assert_string_equal(rq.local_model, "m");
+    assert_string_equal(rq.model, "m2");
+    assert_true(rq.local_time == 100.5 && rq.reward == 1 &&
+                rq.cost_usd == 0.25 && rq.latency_ms == 5);
     free(s);
+}
+
+/* book: every field of "local" named when it is wrong, the event's as in
+ * feedback. */
+static void
+test_book_errors(void **state)
+{
+    (void)state;
+    const char *ev = "\"kind\":\"outcome\",\"success\":true";
+    char buf[512];
+    snprintf(buf, sizeof buf, "{\"op\":\"book\",%s}", ev);
+    expect_code(buf, PROTO_E_MISSING_FIELD, "\"local\"");
+    snprintf(buf, sizeof buf, "{\"op\":\"book\",\"local\":[],%s}", ev);
+    expect_code(buf, PROTO_E_WRONG_TYPE, "\"local\"");
+    static const struct {
+        const char *local;
+        proto_code_t code;
+        const char *field;
+    } t[] = {
+        {"{\"bucket\":\"b\",\"model\":\"m\",\"time\":1}", PROTO_E_MISSING_FIELD,
+         "\"local.id\""},
+        {"{\"id\":7,\"bucket\":\"b\",\"model\":\"m\",\"time\":1}",
+         PROTO_E_WRONG_TYPE, "\"local.id\""},
+        {"{\"id\":\"a b\",\"bucket\":\"b\",\"model\":\"m\",\"time\":1}",
+         PROTO_E_INVALID_VALUE, "\"local.id\""},
+        {"{\"id\":\"0123456789012345678901234567890123456789012345678901234"
+         "567890123\",\"bucket\":\"b\",\"model\":\"m\",\"time\":1}",
+         PROTO_E_INVALID_VALUE, "\"local.id\""},
+        {"{\"id\":\"a\",\"model\":\"m\",\"time\":1}", PROTO_E_MISSING_FIELD,
+         "\"local.bucket\""},
+        {"{\"id\":\"a\",\"bucket\":\"\",\"model\":\"m\",\"time\":1}",
+         PROTO_E_INVALID_VALUE, "\"local.bucket\""},
+        {"{\"id\":\"a\",\"bucket\":\"b\",\"model\":false,\"time\":1}",
+         PROTO_E_WRONG_TYPE, "\"local.model\""},
+        {"{\"id\":\"a\",\"bucket\":\"b\",\"model\":\"m\"}",
+         PROTO_E_MISSING_FIELD, "\"local.time\""},
+        {"{\"id\":\"a\",\"bucket\":\"b\",\"model\":\"m\",\"time\":\"now\"}",
+         PROTO_E_WRONG_TYPE, "\"local.time\""},
+        {"{\"id\":\"a\",\"bucket\":\"b\",\"model\":\"m\",\"time\":-1}",
+         PROTO_E_INVALID_VALUE, "\"local.time\""},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        snprintf(buf, sizeof buf, "{\"op\":\"book\",\"local\":%s,%s}",
+                 t[i].local, ev);
+        expect_code(buf, t[i].code, t[i].field);
+    }
+    const char *l =
+        "\"local\":{\"id\":\"a\",\"bucket\":\"b\",\"model\":\"m\",\"time\":1}";
+    snprintf(buf, sizeof buf, "{\"op\":\"book\",%s}", l);
+    expect_code(buf, PROTO_E_MISSING_FIELD, "\"kind\"");
+    snprintf(buf, sizeof buf,
+             "{\"op\":\"book\",%s,\"kind\":\"outcome\",\"success\":true,"
+             "\"cost_usd\":-1}",
+             l);
+    expect_code(buf, PROTO_E_INVALID_VALUE, "\"cost_usd\"");
+}
+
+/* The models reply with its buckets: written and read back; every bad
+ * field of a bucket named. */
+static void
+test_catalog(void **state)
+{
+    (void)state;
+    proto_model_t ms[3];
+    memset(ms, 0, sizeof ms);
+    const char *names[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(ms[i].name, sizeof ms[i].name, "%s", names[i]);
+        snprintf(ms[i].model, sizeof ms[i].model, "%s", names[i]);
+        ms[i].price_in_per_mtok = i + 1;
+        ms[i].price_out_per_mtok = 2 * i + 1;
+    }
+    proto_bucket_t bs[2] = {{.name = "x",
+                             .n_models = 2,
+                             .models = {2, 0},
+                             .expected_tokens_in = 100,
+                             .expected_tokens_out = 10},
+                            {.name = "y", .n_models = 1, .models = {1}}};
+    char *s = proto_write_catalog("7", ms, 3, bs, 2);
+    proto_reply_t r;
+    proto_error_t err;
+    proto_catalog_t cat;
+    assert_int_equal(proto_parse_catalog(s, strlen(s), &r, &cat, &err),
+                     PROTO_OK);
+    free(s);
+    assert_true(r.ok && cat.has_buckets);
+    assert_int_equal(cat.n_models, 3);
+    assert_int_equal(cat.n_buckets, 2);
+    assert_string_equal(cat.buckets[0].name, "x");
+    assert_int_equal(cat.buckets[0].n_models, 2);
+    assert_int_equal(cat.buckets[0].models[0], 2);
+    assert_int_equal(cat.buckets[0].models[1], 0);
+    assert_true(cat.buckets[0].expected_tokens_in == 100 &&
+                cat.buckets[0].expected_tokens_out == 10);
+    assert_string_equal(cat.models[cat.buckets[1].models[0]].name, "b");
+    proto_catalog_free(&cat);
+    /* an older daemon: no buckets */
+    s = proto_write_models(NULL, ms, 3);
+    assert_int_equal(proto_parse_catalog(s, strlen(s), &r, &cat, &err),
+                     PROTO_OK);
+    assert_true(!cat.has_buckets && cat.n_buckets == 0 && cat.n_models == 3);
+    proto_catalog_free(&cat);
+    free(s);
+    static const struct {
+        const char *buckets;
+        proto_code_t code;
+        const char *field;
+    } t[] = {
+        {"{}", PROTO_E_WRONG_TYPE, "\"buckets\""},
+        {"[1]", PROTO_E_WRONG_TYPE, "\"buckets[0]\""},
+        {"[{\"models\":[],\"expected_tokens_in\":1,\"expected_tokens_out\":1}]",
+         PROTO_E_MISSING_FIELD, "\"buckets[0].name\""},
+        {"[{\"name\":\"x\",\"expected_tokens_in\":1,\"expected_tokens_out\":1}"
+         "]",
+         PROTO_E_MISSING_FIELD, "\"buckets[0].models\""},
+        {"[{\"name\":\"x\",\"models\":[\"q\"],\"expected_tokens_in\":1,"
+         "\"expected_tokens_out\":1}]",
+         PROTO_E_INVALID_VALUE, "\"buckets[0].models[0]\""},
+        {"[{\"name\":\"x\",\"models\":[\"a\",\"a\"],\"expected_tokens_in\":1,"
+         "\"expected_tokens_out\":1}]",
+         PROTO_E_INVALID_VALUE, "\"buckets[0].models[1]\""},
+        {"[{\"name\":\"x\",\"models\":[\"a\"],\"expected_tokens_out\":1}]",
+         PROTO_E_MISSING_FIELD, "\"buckets[0].expected_tokens_in\""},
+        {"[{\"name\":\"x\",\"models\":[],\"expected_tokens_in\":1,"
+         "\"expected_tokens_out\":1},{\"name\":\"x\",\"models\":[],"
+         "\"expected_tokens_in\":1,\"expected_tokens_out\":1}]",
+         PROTO_E_INVALID_VALUE, "\"buckets[1].name\""},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char buf[512];
+        snprintf(buf, sizeof buf,
+                 "{\"ok\":true,\"models\":[{\"name\":\"a\",\"provider\":"
+                 "\"openai\",\"model\":\"a\",\"price_in_per_mtok\":1,"
+                 "\"price_out_per_mtok\":1}],\"buckets\":%s}",
+                 t[i].buckets);
+        proto_code_t got =
+            proto_parse_catalog(buf, strlen(buf), &r, &cat, &err);
+        if (got != t[i].code || !strstr(err.message, t[i].field))
+            fail_msg("%s: expected %s naming %s, got %s (%s)", t[i].buckets,
+                     proto_code_name(t[i].code), t[i].field,
+                     proto_code_name(got), err.message);
+        assert_true(cat.models == NULL && cat.buckets == NULL);
+    }
 }
 
 /* Bytes that are not UTF-8 are replaced, well-formed sequences kept. */
@@ -509,6 +667,8 @@ main(void)
         cmocka_unit_test(test_reply_errors),
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_client_round_trip),
+        cmocka_unit_test(test_book_errors),
+        cmocka_unit_test(test_catalog),
         cmocka_unit_test(test_quote_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
