@@ -648,9 +648,11 @@ bursar_set_fallback(bursar_t *self, const char *bucket, const char *model)
     return BURSAR_OK;
 }
 
-int
-bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
-              size_t n_exclude, bursar_decision_t *d)
+/* bursar_choose and bursar_escalate: parent is the token of the decision
+ * escalated, or "" (a plain choose). */
+static int
+choose(bursar_t *self, const char *bucket, const char *const *exclude,
+       size_t n_exclude, const char *parent, bursar_decision_t *d)
 {
     if (!self || !bucket || !d || (n_exclude && !exclude))
         return BURSAR_EINVAL;
@@ -661,8 +663,9 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
     bursar_copy_str(d->bucket, sizeof(d->bucket), bucket);
 
     proto_reply_t r;
-    int rc = call(self, proto_format_choose(bucket, exclude, n_exclude),
-                  PROTO_OP_CHOOSE, &r);
+    int rc =
+        call(self, proto_format_escalate(bucket, exclude, n_exclude, parent),
+             PROTO_OP_CHOOSE, &r);
     if (rc == BURSAR_OK) {
         bursar_copy_str(d->id, sizeof(d->id), r.decision);
         bursar_copy_str(d->model, sizeof(d->model), r.model);
@@ -673,6 +676,27 @@ bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
         rc = local_choose(self, bucket, exclude, n_exclude, d);
     }
     return rc;
+}
+
+int
+bursar_choose(bursar_t *self, const char *bucket, const char *const *exclude,
+              size_t n_exclude, bursar_decision_t *d)
+{
+    return choose(self, bucket, exclude, n_exclude, "", d);
+}
+
+int
+bursar_escalate(bursar_t *self, const bursar_decision_t *prev,
+                const char *const *exclude, size_t n_exclude,
+                bursar_decision_t *d)
+{
+    if (!prev || (prev->id[0] && !proto_token_valid(prev->id)))
+        return BURSAR_EINVAL;
+    /* copied first: prev and d may be the same decision */
+    char parent[BURSAR_ID_MAX], bucket[BURSAR_NAME_MAX];
+    bursar_copy_str(parent, sizeof(parent), prev->id);
+    bursar_copy_str(bucket, sizeof(bucket), prev->bucket);
+    return choose(self, bucket, exclude, n_exclude, parent, d);
 }
 
 /* -------------------------------------------------------------- feedback */

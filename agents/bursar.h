@@ -16,6 +16,9 @@
  *     bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
  *     fb.success = 1; fb.cost_usd = 0.0021; fb.latency_ms = 812;
  *     bursar_feedback(b, &d, &fb);
+ *     // invalid answer: ask again, the tried model excluded (a cascade)
+ *     const char *tried[] = {d.model};
+ *     bursar_escalate(b, &d, tried, 1, &d);
  *     bursar_destroy(&b);
  *
  * Wire: one ZeroMQ REQ socket, one JSON object per frame (docs/protocol.md),
@@ -170,6 +173,20 @@ int bursar_bucket_allows(const bursar_t *self, const char *bucket,
 int bursar_choose(bursar_t *self, const char *bucket,
                   const char *const *exclude, size_t n_exclude,
                   bursar_decision_t *d);
+
+/* Asks again for the request that decision prev served (a cascade: its
+ * answer failed validation), excluding n_exclude models (normally every
+ * model tried so far): bursar_choose in prev's bucket, the new decision
+ * linked to prev ("escalates", docs/protocol.md), so that the controller
+ * records its step in the cascade and off-policy evaluation can judge the
+ * request as a whole (docs/ope.md). A local prev (no id) gives a plain
+ * choose. prev and d may point to the same decision. Returns what
+ * bursar_choose returns; BURSAR_EREMOTE also when the controller does not
+ * know prev's token (unknown_decision) or prev is another client's
+ * (forbidden). */
+int bursar_escalate(bursar_t *self, const bursar_decision_t *prev,
+                    const char *const *exclude, size_t n_exclude,
+                    bursar_decision_t *d);
 
 typedef enum bursar_fb_kind {
     BURSAR_FB_OUTCOME = 0,   /* quality outcome: success or reward */

@@ -385,10 +385,34 @@ proto_get_number(const cJSON *root, const char *key, double max, int *has,
     return PROTO_OK;
 }
 
+/* A decision token in an optional field of a request (absent or null:
+ * out stays ""). */
+static proto_code_t
+proto_get_token(const cJSON *root, const char *key, char *out,
+                proto_error_t *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v))
+        return PROTO_OK;
+    if (!cJSON_IsString(v))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"%s\" must be a string, got %s", key,
+                          proto_type_name(v));
+    if (!proto_token_valid(v->valuestring))
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"%s\" must be a decision token "
+                          "(1 to %d characters of A-Z a-z 0-9 _ -)",
+                          key, PROTO_TOKEN_MAX);
+    memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
+    return PROTO_OK;
+}
+
 static proto_code_t
 proto_parse_choose(const cJSON *root, proto_request_t *req, proto_error_t *err)
 {
     proto_code_t rc = proto_get_name(root, "bucket", 1, req->bucket, err);
+    if (!rc)
+        rc = proto_get_token(root, "escalates", req->escalates, err);
     if (rc)
         return rc;
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exclude");
@@ -815,6 +839,13 @@ char *
 proto_format_choose(const char *bucket, const char *const *exclude,
                     size_t n_exclude)
 {
+    return proto_format_escalate(bucket, exclude, n_exclude, NULL);
+}
+
+char *
+proto_format_escalate(const char *bucket, const char *const *exclude,
+                      size_t n_exclude, const char *escalates)
+{
     proto_sb_t b = {0};
     proto_sb_puts(&b, "{\"op\":\"choose\",\"bucket\":");
     proto_sb_quote(&b, bucket);
@@ -826,6 +857,10 @@ proto_format_choose(const char *bucket, const char *const *exclude,
             proto_sb_quote(&b, exclude[i]);
         }
         proto_sb_puts(&b, "]");
+    }
+    if (escalates && *escalates) {
+        proto_sb_puts(&b, ",\"escalates\":");
+        proto_sb_quote(&b, escalates);
     }
     proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);

@@ -110,6 +110,8 @@ typedef struct proto_request {
     char bucket[PROTO_NAME_MAX];
     size_t n_exclude;
     char exclude[PROTO_MAX_EXCLUDE][PROTO_NAME_MAX];
+    /* choose: the decision this one escalates (a token), or "" */
+    char escalates[PROTO_TOKEN_MAX + 1];
 
     /* feedback */
     char decision[PROTO_TOKEN_MAX + 1]; /* decision_id: an opaque token */
@@ -195,6 +197,11 @@ char *proto_write_choice(const char *echo, const proto_choice_t *c);
 /* {"op":"choose","bucket":B[,"exclude":[...]]} */
 char *proto_format_choose(const char *bucket, const char *const *exclude,
                           size_t n_exclude);
+/* The same choose as the escalation of decision escalates (its token):
+ * {"op":"choose","bucket":B[,"exclude":[...]],"escalates":T}; escalates
+ * NULL or "" writes a plain choose. */
+char *proto_format_escalate(const char *bucket, const char *const *exclude,
+                            size_t n_exclude, const char *escalates);
 
 typedef struct proto_feedback {
     const char *decision; /* the token */

@@ -391,7 +391,12 @@ task_choose(runner_t *r, task_t *t)
     const char *ex[RUNNER_MAX_TRIED];
     for (size_t i = 0; i < t->n_tried; i++)
         ex[i] = t->tried[i];
-    int rc = bursar_choose(r->client, t->bucket, ex, t->n_tried, &t->d);
+    /* An escalation names the decision whose answer failed validation, so
+     * that the controller links the two (the cascade's steps, judged as
+     * one request by off-policy evaluation: docs/ope.md). */
+    int rc = t->escalating
+                 ? bursar_escalate(r->client, &t->d, ex, t->n_tried, &t->d)
+                 : bursar_choose(r->client, t->bucket, ex, t->n_tried, &t->d);
     if (rc == BURSAR_OK) {
         t->last_remote = t->d;
         t->has_remote = 1;

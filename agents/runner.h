@@ -24,8 +24,9 @@
  *        (success = valid, cost, tokens, latency, and "model" when a
  *        fallback served). Valid: done. Invalid: if escalations are left,
  *        the model joins the tried list and the task goes back to 2 (an
- *        escalation: a new decision); else done, valid = false. If no
- *        model is left to escalate to, the invalid answer stands.
+ *        escalation: a new decision, bursar_escalate, linked to the one
+ *        it escalates); else done, valid = false. If no model is left to
+ *        escalate to, the invalid answer stands.
  *   4. one result line per task (runner_emit_fn), every step recorded.
  * Ownership: the runner borrows the client, the models, the route, the
  * validators' specs and the scenario for its whole life. runner_add takes

@@ -61,7 +61,7 @@ bench_log(size_t n, size_t *len)
     static const double cost[] = {0.0125, 0.00075, 0.018, 0.0014, 0.0009};
     static const double share[] = {0.45, 0.25, 0.15, 0.1, 0.05};
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    size_t cap = n * 480 + 1;
+    size_t cap = n * 720 + 1;
     char *buf = malloc(cap);
     if (!rng || !buf) {
         gsl_rng_free(rng);
@@ -83,14 +83,19 @@ bench_log(size_t n, size_t *len)
         char ts[32], ps[32], ots[32], cs[32], es[32], ls[32];
         *len += (size_t)snprintf(
             buf + *len, cap - *len,
-            "{\"decision_id\":\"%016zx\",\"time\":%s,\"bucket\":\"%s\","
+            "{\"decision_id\":\"AgAAAQAAAAAAAABs10o83MPaQVVVVVVVVdU_exSuR-F6"
+            "ZD8HAAAAAAAAAAAAAAAAAAAAAARjb2RlA21pZAB4Wz2S8wYF2OKruFDf%016zx\","
+            "\"client\":\"worker-1\",\"offered\":[\"gpt-4o\",\"gpt-4o-mini\","
+            "\"claude-sonnet\",\"claude-haiku\",\"llama-70b\"],\"step\":0,"
+            "\"escalates\":null,\"escalates_seq\":null,\"seq\":\"%016zx\","
+            "\"time\":%s,\"bucket\":\"%s\","
             "\"model\":\"%s\",\"propensity\":%s,\"status\":\"done\","
             "\"outcome\":%d,\"outcome_time\":%s,\"corrected\":false,"
             "\"reward\":%d,\"expected_cost_usd\":%s,\"cost_usd\":%s,"
             "\"cost_source\":\"reported\",\"latency_ms\":%s,"
             "\"served_model\":null,\"provider_error\":null,"
-            "\"explored\":false,\"over_budget\":false}\n",
-            i + 1, bench_num(ts, sizeof ts, t), buckets[b], models[m],
+            "\"explored\":false,\"over_budget\":false,\"rebuilt\":false}\n",
+            i + 1, i + 1, bench_num(ts, sizeof ts, t), buckets[b], models[m],
             bench_num(ps, sizeof ps, share[k]), ok,
             bench_num(ots, sizeof ots, t + 2.5), ok,
             bench_num(es, sizeof es, cost[m]),

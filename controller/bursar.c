@@ -11,7 +11,7 @@
  *               --provider-error MSG
  *               [--cost USD] [--tokens-in N --tokens-out N]
  *               [--latency-ms MS] [--model M]
- *   choose BUCKET [--exclude MODEL]...
+ *   choose BUCKET [--exclude MODEL]... [--escalates ID]
  *   models | ping
  *   keygen PREFIX                 a CURVE key pair: PREFIX.key (secret,
  *                                 0600) and PREFIX.pub (no controller)
@@ -636,12 +636,18 @@ static int
 bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"exclude", required_argument, NULL, 'x'}, {NULL, 0, NULL, 0}};
-    const char *ex[PROTO_MAX_EXCLUDE];
+        {"exclude", required_argument, NULL, 'x'},
+        {"escalates", required_argument, NULL, 'e'},
+        {NULL, 0, NULL, 0}};
+    const char *ex[PROTO_MAX_EXCLUDE], *parent = NULL;
     size_t nx = 0;
     int o;
     bursar_getopt_reset();
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o == 'e') {
+            parent = optarg;
+            continue;
+        }
         if (o != 'x')
             return bursar_bad_option("choose", argv);
         if (nx == PROTO_MAX_EXCLUDE) {
@@ -655,7 +661,7 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
         fprintf(stderr, "bursar choose: give one bucket\n");
         return 2;
     }
-    char *q = proto_format_choose(argv[optind], ex, nx);
+    char *q = proto_format_escalate(argv[optind], ex, nx, parent);
     int rc = bursar_cmd_raw(c, q);
     free(q);
     return rc;
@@ -671,7 +677,7 @@ bursar_usage(FILE *f)
                "               --provider-error MSG) [--cost USD]\n"
                "               [--tokens-in N --tokens-out N] [--latency-ms "
                "MS] [--model M]\n"
-               "  choose BUCKET [--exclude MODEL]...\n"
+               "  choose BUCKET [--exclude MODEL]... [--escalates ID]\n"
                "  models | ping\n"
                "  keygen PREFIX   (writes PREFIX.key, PREFIX.pub)\n"
                "       bursar --help | --version\n"

@@ -255,12 +255,13 @@ bursard_check_state(const char *dir, int quiet)
                 dir, store_strerror(rc));
         return -1;
     }
-    if (chk.state == STORE_REFUSE && chk.format != STORE_FORMAT) {
+    if (chk.state == STORE_REFUSE && chk.format != STORE_FORMAT &&
+        chk.format != STORE_FORMAT_V1) {
         fprintf(stderr,
                 "bursard: state directory %s has format %u (%s); this "
-                "bursard reads format %u (and migrates format 0): start the "
-                "bursard that wrote it, or move the directory aside to start "
-                "from empty state; nothing was changed\n",
+                "bursard reads format %u (and migrates formats 0 and 1): "
+                "start the bursard that wrote it, or move the directory "
+                "aside to start from empty state; nothing was changed\n",
                 dir, chk.format, chk.why, STORE_FORMAT);
         return -1;
     }

@@ -151,8 +151,8 @@ void ctl_client_settled(ctl_t *c, const char *name);
      STORE_D_PROBE)
 /* The token of decision d (out: TOKEN_CHARS + 1 bytes); the same every
  * time for the same record. */
-void ctl_token_make(const ctl_t *c, const store_decision_t *d, uint64_t offered,
-                    const char *client, char *out);
+void ctl_token_make(const ctl_t *c, const store_decision_t *d,
+                    const store_dext_t *x, char *out);
 
 /* ctl_client.c */
 /* Recounts decisions in flight from the store; resets clients' breakers

@@ -110,7 +110,13 @@ ctl_choice_reply(const ctl_t *c, const ctl_bucket_t *b,
     return proto_write_choice(rq->echo, &pc);
 }
 
-/* The arms the reply offers: the chosen one and its fallbacks. */
+/* The arms the reply offers: the chosen one and its fallbacks, which is
+ * the set the decision was drawn from and its propensity is relative to:
+ * policy_choose ranks every arm of its mask (allowed after exclusions,
+ * cooldowns, the client's own breakers and the latency objective, and
+ * affordable; every allowed arm when none is affordable), so the ranking
+ * and the draw cover the same arms. Off-policy evaluation reads the set
+ * (docs/ope.md, "Cascades and exclusions"). */
 static uint64_t
 ctl_offered(const ctl_t *c, const ctl_bucket_t *b, int arm, size_t n_order)
 {
@@ -122,44 +128,98 @@ ctl_offered(const ctl_t *c, const ctl_bucket_t *b, int arm, size_t n_order)
 }
 
 void
-ctl_token_make(const ctl_t *c, const store_decision_t *d, uint64_t offered,
-               const char *client, char *out)
+ctl_token_make(const ctl_t *c, const store_decision_t *d, const store_dext_t *x,
+               char *out)
 {
     token_t tk = {.id = d->id,
                   .t = d->t,
                   .propensity = d->propensity,
                   .reserved = d->reserved_usd,
-                  .offered = offered,
+                  .offered = x->offered,
+                  .parent = x->parent,
+                  .step = x->step,
                   .flags = d->flags & CTL_TOKEN_FLAGS};
     snprintf(tk.bucket, sizeof tk.bucket, "%s", d->bucket);
     snprintf(tk.model, sizeof tk.model, "%s", d->model);
-    snprintf(tk.client, sizeof tk.client, "%s", client);
+    snprintf(tk.client, sizeof tk.client, "%.*s", (int)sizeof x->client,
+             x->client);
     token_encode(c->token_key, &tk, out);
+}
+
+/* The dext record of a decision: what its token adds to the record. */
+static void
+ctl_dext_fill(store_dext_t *x, uint64_t offered, const char *client,
+              unsigned step, uint64_t parent)
+{
+    memset(x, 0, sizeof *x);
+    x->version = STORE_VERSION;
+    x->step = (uint8_t)(step > TOKEN_STEP_MAX ? TOKEN_STEP_MAX : step);
+    x->offered = offered;
+    x->parent = parent;
+    snprintf(x->client, sizeof x->client, "%s", client);
 }
 
 /* Writes the decision's records (decision, pending, dext) and its token. */
 static int
-ctl_decision_put(ctl_t *c, const store_decision_t *d, uint64_t offered,
-                 const char *client, char *token)
+ctl_decision_put(ctl_t *c, const store_decision_t *d, const store_dext_t *x,
+                 char *token)
 {
-    store_dext_t x = {.version = STORE_VERSION, .offered = offered};
-    snprintf(x.client, sizeof x.client, "%s", client);
     int rc = store_put_decision(c->store, c->txn, d);
     if (!rc)
         rc = store_put_pending(c->store, c->txn, d->id, d->t);
     if (!rc)
-        rc = store_put_dext(c->store, c->txn, d->id, &x);
+        rc = store_put_dext(c->store, c->txn, d->id, x);
     if (rc || !token)
         return rc;
-    ctl_token_make(c, d, offered, client, token);
+    ctl_token_make(c, d, x, token);
     return 0;
+}
+
+/* The decision a choose escalates (its field "escalates"): verified as
+ * feedback verifies its decision_id (a token of this controller, the
+ * peer's own unless it has the feedback role); *step and *parent receive
+ * the new decision's step (the parent's + 1, capped) and its parent's
+ * id, 0 and 0 without the field. The parent's record is not read: the
+ * token carries what the link needs, even after retention pruned it.
+ * Returns NULL, or the error reply (unknown_decision, forbidden). */
+static char *
+ctl_choose_parent(ctl_t *c, const proto_request_t *rq, unsigned *step,
+                  uint64_t *parent)
+{
+    *step = 0;
+    *parent = 0;
+    if (!rq->escalates[0])
+        return NULL;
+    token_t tk;
+    if (token_decode(c->token_key, rq->escalates, &tk) != 0)
+        return ctl_error(rq, PROTO_E_UNKNOWN_DECISION,
+                         "field \"escalates\": not a decision of this "
+                         "controller (malformed, altered, or made with "
+                         "another key)");
+    if (strcmp(tk.client, c->peer->name) != 0 &&
+        !(c->peer_roles & AUTH_FEEDBACK)) {
+        char id[PROTO_ID_LEN + 1];
+        proto_id_format(tk.id, id);
+        return ctl_error(rq, PROTO_E_FORBIDDEN,
+                         "field \"escalates\": decision %s was issued to "
+                         "another client; client \"%s\" may escalate only "
+                         "its own decisions (role feedback: any)",
+                         id, c->peer->name);
+    }
+    *step = tk.step >= TOKEN_STEP_MAX ? TOKEN_STEP_MAX : tk.step + 1;
+    *parent = tk.id;
+    return NULL;
 }
 
 char *
 ctl_op_choose(ctl_t *c, const proto_request_t *rq)
 {
     double now = ctl_now(c);
+    unsigned step;
+    uint64_t parent;
     char *reply = ctl_client_inflight(c, rq);
+    if (!reply)
+        reply = ctl_choose_parent(c, rq, &step, &parent);
     if (reply)
         return reply;
     size_t bi = 0;
@@ -195,8 +255,10 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     if (own)
         health_chosen(own, d.id, now);
     char token[TOKEN_CHARS + 1];
-    int rc = ctl_decision_put(c, &d, ctl_offered(c, b, ch.arm, n_order),
-                              c->peer->name, token);
+    store_dext_t x;
+    ctl_dext_fill(&x, ctl_offered(c, b, ch.arm, n_order), c->peer->name, step,
+                  parent);
+    int rc = ctl_decision_put(c, &d, &x, token);
     if (rc) {
         /* the batch will not commit; memory is reloaded after it */
         ctl_store_rc(c, rc, "put decision");
@@ -470,7 +532,9 @@ ctl_decision_rebuild(ctl_t *c, const token_t *tk, store_decision_t *d)
     d->flags = (tk->flags & CTL_TOKEN_FLAGS) | STORE_D_REBUILT;
     snprintf(d->bucket, sizeof d->bucket, "%s", tk->bucket);
     snprintf(d->model, sizeof d->model, "%s", tk->model);
-    int rc = ctl_decision_put(c, d, tk->offered, tk->client, NULL);
+    store_dext_t x; /* everything the token carries: offered set, link */
+    ctl_dext_fill(&x, tk->offered, tk->client, tk->step, tk->parent);
+    int rc = ctl_decision_put(c, d, &x, NULL);
     if (rc)
         return rc;
     ctl_client_get(c, tk->client)->inflight++;

@@ -212,7 +212,38 @@ typedef struct ctl_export_ctx {
     MDB_txn *txn;
 } ctl_export_ctx_t;
 
-/* The token, client and offered models of d (from its dext record). */
+/* The cascade link of a decision whose dext record is x: its step, and
+ * the decision it escalates by sequence id and by token (the parent's
+ * token is rebuilt from the parent's records, as its choose answered it;
+ * null when retention pruned them). */
+static void
+ctl_decision_link(const ctl_t *c, MDB_txn *txn, const store_dext_t *x, cJSON *o)
+{
+    cJSON_AddNumberToObject(o, "step", x->step);
+    if (!x->parent) {
+        cJSON_AddNullToObject(o, "escalates");
+        cJSON_AddNullToObject(o, "escalates_seq");
+        return;
+    }
+    store_decision_t pd;
+    store_dext_t px;
+    if (store_get_decision(c->store, txn, x->parent, &pd) == 0) {
+        if (store_get_dext(c->store, txn, x->parent, &px) != 0)
+            memset(&px, 0, sizeof px);
+        px.client[sizeof px.client - 1] = '\0';
+        char token[TOKEN_CHARS + 1];
+        ctl_token_make(c, &pd, &px, token);
+        cJSON_AddStringToObject(o, "escalates", token);
+    } else {
+        cJSON_AddNullToObject(o, "escalates");
+    }
+    char id[PROTO_ID_LEN + 1];
+    proto_id_format(x->parent, id);
+    cJSON_AddStringToObject(o, "escalates_seq", id);
+}
+
+/* The token, client, offered models and cascade link of d (from its dext
+ * record). */
 static void
 ctl_decision_origin(const ctl_t *c, MDB_txn *txn, const store_decision_t *d,
                     cJSON *o)
@@ -222,7 +253,7 @@ ctl_decision_origin(const ctl_t *c, MDB_txn *txn, const store_decision_t *d,
         memset(&x, 0, sizeof x);
     x.client[sizeof x.client - 1] = '\0';
     char token[TOKEN_CHARS + 1];
-    ctl_token_make(c, d, x.offered, x.client, token);
+    ctl_token_make(c, d, &x, token);
     cJSON_AddStringToObject(o, "decision_id", token);
     cJSON_AddStringToObject(o, "client", x.client);
     cJSON *off = cJSON_AddArrayToObject(o, "offered");
@@ -231,6 +262,7 @@ ctl_decision_origin(const ctl_t *c, MDB_txn *txn, const store_decision_t *d,
         if ((x.offered >> i) & 1)
             cJSON_AddItemToArray(
                 off, cJSON_CreateString(ctl_model_name(c, b->pb->model[i])));
+    ctl_decision_link(c, txn, &x, o);
 }
 
 /* One decision as an export record (docs/protocol.md, "export"). */

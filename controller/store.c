@@ -121,17 +121,18 @@ store_key_text(int db, const MDB_val *k, char *buf, size_t cap)
             buf[i] = '/';
 }
 
-/* Checks one record against its format-1 size (and, when old_size is not
- * 0, the early size that store_open widens). Returns 1 when it refuses. */
+/* Checks one record against its size (and, when old_size is not 0, the
+ * early size that store_open widens; when alt is not 0, an older size
+ * read as it is). Returns 1 when it refuses. */
 static int
 store_check_rec(store_check_t *chk, int db, const MDB_val *k, const MDB_val *v,
-                size_t size, size_t old_size, int versioned)
+                size_t size, size_t old_size, size_t alt, int versioned)
 {
     char key[2 * STORE_NAME_MAX + 2];
     store_key_text(db, k, key, sizeof key);
     if (old_size && v->mv_size == old_size) {
         chk->widen++;
-    } else if (v->mv_size != size) {
+    } else if (v->mv_size != size && !(alt && v->mv_size == alt)) {
         snprintf(chk->why, sizeof chk->why,
                  "%s record \"%s\" is %zu bytes where format %u has %zu",
                  store_db_names[db], key, v->mv_size, STORE_FORMAT, size);
@@ -180,7 +181,8 @@ store_meta_size(const MDB_val *k, size_t *old, int *versioned)
  * refusal is in chk->state. */
 static int
 store_check_db(store_t *s, MDB_txn *txn, int db, store_check_t *chk,
-               size_t size, size_t old_size, int versioned, int ends)
+               size_t size, size_t old_size, size_t alt, int versioned,
+               int ends)
 {
     if (!s->have[db])
         return 0;
@@ -197,7 +199,7 @@ store_check_db(store_t *s, MDB_txn *txn, int db, store_check_t *chk,
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* not ours */
             continue;
         }
-        if (store_check_rec(chk, db, &k, &v, sz, old, ver)) {
+        if (store_check_rec(chk, db, &k, &v, sz, old, alt, ver)) {
             chk->state = STORE_REFUSE;
             break;
         }
@@ -209,27 +211,28 @@ store_check_db(store_t *s, MDB_txn *txn, int db, store_check_t *chk,
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Every record of format 1 but the decisions, whose layout never changed
- * and which may be millions: the first and the last of those. */
+/* Every record but the decisions, whose layout never changed and which
+ * may be millions: the first and the last of those, and of the dext
+ * records (format 1's and format 2's sizes both read). */
 static int
 store_check_records(store_t *s, MDB_txn *txn, store_check_t *chk)
 {
     static const struct {
         int db;
-        size_t size, old;
+        size_t size, old, alt;
         int versioned, ends;
-    } t[] = {{S_META, 0, 0, 0, 0},
-             {S_ARMS, sizeof(store_arm_t), 0, 1, 0},
-             {S_BPACERS, sizeof(store_pacer_t), STORE_PACER_V1A_SIZE, 1, 0},
-             {S_HEALTH, sizeof(store_health_t), 0, 1, 0},
-             {S_DECISIONS, sizeof(store_decision_t), 0, 1, 1},
-             {S_DEXT, sizeof(store_dext_t), 0, 1, 1},
-             {S_LEXT, sizeof(store_local_t), 0, 1, 1},
-             {S_LOCALS, sizeof(uint64_t), 0, 0, 1},
-             {S_PENDING, sizeof(double), 0, 0, 1}};
+    } t[] = {{S_META, 0, 0, 0, 0, 0},
+             {S_ARMS, sizeof(store_arm_t), 0, 0, 1, 0},
+             {S_BPACERS, sizeof(store_pacer_t), STORE_PACER_V1A_SIZE, 0, 1, 0},
+             {S_HEALTH, sizeof(store_health_t), 0, 0, 1, 0},
+             {S_DECISIONS, sizeof(store_decision_t), 0, 0, 1, 1},
+             {S_DEXT, sizeof(store_dext_t), 0, STORE_DEXT_V1_SIZE, 1, 1},
+             {S_LEXT, sizeof(store_local_t), 0, 0, 1, 1},
+             {S_LOCALS, sizeof(uint64_t), 0, 0, 0, 1},
+             {S_PENDING, sizeof(double), 0, 0, 0, 1}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         int rc = store_check_db(s, txn, t[i].db, chk, t[i].size, t[i].old,
-                                t[i].versioned, t[i].ends);
+                                t[i].alt, t[i].versioned, t[i].ends);
         if (rc || chk->state == STORE_REFUSE)
             return rc;
     }
@@ -274,7 +277,11 @@ store_classify(store_t *s, MDB_txn *txn, store_check_t *chk)
         return 0;
     } else {
         memcpy(&chk->format, v.mv_data, sizeof chk->format);
-        if (chk->format != STORE_FORMAT) {
+        if (chk->format == STORE_FORMAT_V1) {
+            snprintf(chk->why, sizeof chk->why,
+                     "format 1: decisions without a cascade step, read as "
+                     "first steps");
+        } else if (chk->format != STORE_FORMAT) {
             chk->state = STORE_REFUSE;
             snprintf(chk->why, sizeof chk->why, "%s",
                      chk->format > STORE_FORMAT
@@ -285,13 +292,13 @@ store_classify(store_t *s, MDB_txn *txn, store_check_t *chk)
     }
     if ((rc = store_check_records(s, txn, chk)) || chk->state == STORE_REFUSE)
         return rc;
-    if (chk->format == 0 || chk->widen) {
+    if (chk->format == 0 || chk->format == STORE_FORMAT_V1 || chk->widen) {
         chk->state = STORE_MIGRATE;
         if (chk->widen)
             snprintf(chk->why + strlen(chk->why),
                      sizeof chk->why - strlen(chk->why),
                      "%s%zu pacer records from before rate_start (72 bytes)",
-                     chk->format == 0 ? "; " : "", chk->widen);
+                     chk->why[0] ? "; " : "", chk->widen);
     } else {
         chk->state = STORE_CURRENT;
     }
@@ -577,8 +584,17 @@ store_get_dext(store_t *s, MDB_txn *txn, uint64_t id, store_dext_t *x)
         return STORE_NOTFOUND;
     unsigned char k[8];
     store_id_key(id, k);
-    int rc = store_get(txn, s->db[S_DEXT], k, 8, x, sizeof *x);
-    return store_check_version(rc, x->version);
+    MDB_val key = {8, k}, v;
+    int rc = mdb_get(txn, s->db[S_DEXT], &key, &v);
+    if (rc)
+        return rc;
+    /* format 1's records are the first STORE_DEXT_V1_SIZE bytes (step
+     * was padding, written as zero): step 0, no parent */
+    if (v.mv_size != sizeof *x && v.mv_size != STORE_DEXT_V1_SIZE)
+        return MDB_BAD_VALSIZE;
+    memset(x, 0, sizeof *x);
+    memcpy(x, v.mv_data, v.mv_size);
+    return store_check_version(0, x->version);
 }
 
 int

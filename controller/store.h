@@ -14,9 +14,10 @@
  *   bpacers    bucket -> store_pacer_t (per-bucket budget caps)
  *   health     model -> store_health_t
  *   dynbuckets bucket -> (empty): buckets created from the template
- *   dext       id -> store_dext_t: the client and offered set of a
- *              decision (added in place: format 1 stores without it
- *              read as having none)
+ *   dext       id -> store_dext_t: the client, offered set and cascade
+ *              link of a decision (added in place: format 1 stores
+ *              without it read as having none; format 1's 48-byte
+ *              records, without the link, are read as first steps)
  *   locals     client "\0" local id -> decision id (u64): the local
  *              decisions booked by clients (op book), so that a resent
  *              booking finds its decision (added in place, as dext)
@@ -39,6 +40,10 @@
  *     decisions (the first and the last of those);
  *   - no format key but records (format 0): every record is checked as
  *     format 1 (same layout), then the key is stamped;
+ *   - format 1: the same records, dext records of STORE_DEXT_V1_SIZE
+ *     (before the cascade link) among them; they are read as they are
+ *     (step 0, no parent), never rewritten, and the key is stamped
+ *     STORE_FORMAT;
  *   - pacer records of 72 bytes (format 1 as written before pacer_t had
  *     rate_start): widened in place, rate_start = window_start, which is
  *     what that code assumed;
@@ -72,11 +77,12 @@
 #include "policies/base.h"
 #include "policies/pacer.h"
 
-#define STORE_NOTFOUND MDB_NOTFOUND
-#define STORE_LOCKED   BURSAR_ELOCKED  /* another process writes this store */
-#define STORE_EVERSION BURSAR_EVERSION /* another format: refused */
-#define STORE_FORMAT   1u              /* the "format" key of this layout */
-#define STORE_VERSION  1               /* the version byte of every record */
+#define STORE_NOTFOUND  MDB_NOTFOUND
+#define STORE_LOCKED    BURSAR_ELOCKED  /* another process writes this store */
+#define STORE_EVERSION  BURSAR_EVERSION /* another format: refused */
+#define STORE_FORMAT    2u              /* the "format" key of this layout */
+#define STORE_FORMAT_V1 1u /* dext without the cascade link: migrated */
+#define STORE_VERSION   1  /* the version byte of every record */
 /* Names in records: part of the format, so a literal rather than
  * BURSAR_NAME_MAX (which may not exceed it). */
 #define STORE_NAME_MAX 64
@@ -128,13 +134,19 @@ typedef struct store_decision {
 
 /* What a decision's token adds to its record (db dext, same key; written
  * with the decision, pruned with it). An additive database: a store
- * without it is read as having no such records. */
+ * without it is read as having no such records. Format 1 wrote the first
+ * STORE_DEXT_V1_SIZE bytes only (step was padding, zero); such records
+ * are read with step 0 and parent 0. */
 typedef struct store_dext {
     uint8_t version;
-    uint8_t pad[7];
-    uint64_t offered; /* bit i: arm i of the bucket was offered */
+    uint8_t step; /* cascade step: 0 first decision, else parent's + 1 */
+    uint8_t pad[6];
+    uint64_t offered; /* bit i: arm i of the bucket was offered: the set
+                         the decision was drawn from */
     char client[32];  /* the client it was issued to; "" unauthenticated */
+    uint64_t parent;  /* id of the decision this one escalates, or 0 */
 } store_dext_t;
+#define STORE_DEXT_V1_SIZE 48 /* format 1's store_dext_t (no parent) */
 
 /* What a local decision adds to its record (db lext, same key; written
  * with the decision, pruned with it), and the key of db locals. */
@@ -184,13 +196,15 @@ typedef struct store_pacer {
     pacer_t pacer;
 } store_pacer_t;
 
-/* Format 1, the sizes of an LP64 machine. A failure here means a stored
+/* Format 2, the sizes of an LP64 machine. A failure here means a stored
  * struct changed: bump STORE_FORMAT, migrate (store.c), then update. */
 _Static_assert(sizeof(arm_t) == 80, "arm_t is stored: format change");
 _Static_assert(sizeof(pacer_t) == 72, "pacer_t is stored: format change");
 _Static_assert(sizeof(store_decision_t) == 416, "format change");
 _Static_assert(sizeof(store_arm_t) == 616, "format change");
-_Static_assert(sizeof(store_dext_t) == 48, "format change");
+_Static_assert(sizeof(store_dext_t) == 56, "format change");
+_Static_assert(offsetof(store_dext_t, parent) == STORE_DEXT_V1_SIZE,
+               "format 1's dext record is a prefix of format 2's");
 _Static_assert(sizeof(store_local_t) == 104, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");
@@ -204,7 +218,8 @@ typedef struct store store_t;
 typedef enum store_state {
     STORE_NEW = 0, /* no environment or no record: stamped at open */
     STORE_CURRENT, /* format STORE_FORMAT, every record readable */
-    STORE_MIGRATE, /* format 0 or early pacer records: fixed at open */
+    STORE_MIGRATE, /* format 0 or 1, or early pacer records: fixed at
+                      open */
     STORE_REFUSE   /* another format or an unreadable record */
 } store_state_t;
 

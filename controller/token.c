@@ -2,9 +2,12 @@
  * token.c - decision tokens (token.h).
  *
  * Layout before the MAC (little-endian numbers):
- *   u8 version (1), u16 flags, u64 id, f64 t, f64 propensity,
- *   f64 reserved, u64 offered, then bucket, model and client, each a u8
- *   length and its bytes; the MAC (16 bytes) covers all of it.
+ *   u8 version (2), u16 flags, u64 id, f64 t, f64 propensity,
+ *   f64 reserved, u64 offered, u64 parent, u8 step, then bucket, model
+ *   and client, each a u8 length and its bytes; the MAC (16 bytes) covers
+ *   all of it. Version 1 (before cascades were linked) had no parent and
+ *   no step: such tokens, still held by clients across an upgrade, decode
+ *   with parent 0 and step 0.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "controller/token.h"
@@ -23,8 +26,9 @@
 _Static_assert(TOKEN_CHARS <= PROTO_TOKEN_MAX,
                "a token must fit the wire's decision_id");
 
-#define TOKEN_VERSION 1
-#define TOKEN_MAC     16
+#define TOKEN_VERSION    2
+#define TOKEN_VERSION_V1 1 /* no parent, no step */
+#define TOKEN_MAC        16
 
 static uint8_t *
 put_u64(uint8_t *p, uint64_t v)
@@ -63,6 +67,8 @@ token_encode(const uint8_t key[TOKEN_KEY_BYTES], const token_t *tk, char *out)
     p = put_f64(p, tk->propensity);
     p = put_f64(p, tk->reserved);
     p = put_u64(p, tk->offered);
+    p = put_u64(p, tk->parent);
+    *p++ = (uint8_t)(tk->step > TOKEN_STEP_MAX ? TOKEN_STEP_MAX : tk->step);
     p = put_name(p, tk->bucket, sizeof tk->bucket);
     p = put_name(p, tk->model, sizeof tk->model);
     p = put_name(p, tk->client, sizeof tk->client);
@@ -128,7 +134,8 @@ token_decode(const uint8_t key[TOKEN_KEY_BYTES], const char *s, token_t *tk)
     if (len == 0 || len > TOKEN_CHARS ||
         sodium_base642bin(raw, sizeof raw, s, len, NULL, &n, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        n < 3 + TOKEN_MAC || raw[0] != TOKEN_VERSION)
+        n < 3 + TOKEN_MAC ||
+        (raw[0] != TOKEN_VERSION && raw[0] != TOKEN_VERSION_V1))
         return -1;
     uint8_t mac[TOKEN_MAC];
     crypto_generichash(mac, TOKEN_MAC, raw, n - TOKEN_MAC, key,
@@ -143,6 +150,13 @@ token_decode(const uint8_t key[TOKEN_KEY_BYTES], const char *s, token_t *tk)
     tk->propensity = get_f64(&r);
     tk->reserved = get_f64(&r);
     tk->offered = get_u64(&r);
+    if (raw[0] != TOKEN_VERSION_V1) {
+        tk->parent = get_u64(&r);
+        if (r.end - r.p < 1)
+            r.bad = 1;
+        else
+            tk->step = *r.p++;
+    }
     get_name(&r, tk->bucket, sizeof tk->bucket);
     get_name(&r, tk->model, sizeof tk->model);
     get_name(&r, tk->client, sizeof tk->client);

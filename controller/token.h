@@ -5,8 +5,10 @@
  * A token carries what feedback needs to settle its decision even when
  * the decision's record was lost to a crash (a choose is answered before
  * its record is committed): the sequence id, the time, the propensity,
- * the reserved cost, the flags, the set of models the reply offered, the
- * bucket, the chosen model and the client it was issued to, under a MAC
+ * the reserved cost, the flags, the set of models the reply offered (the
+ * set the decision was drawn from), its step in a cascade and the decision
+ * it escalates, the bucket, the chosen model and the client it was issued
+ * to, under a MAC
  * (keyed BLAKE2b, 128 bits, libsodium) whose 32-byte key lives in the
  * state directory (token.key, mode 0600). The bytes are written in
  * base64url without padding: at most TOKEN_CHARS characters.
@@ -23,11 +25,13 @@
 #include "policies/base.h"
 
 #define TOKEN_KEY_BYTES  32
-#define TOKEN_CLIENT_MAX 32 /* a client's name, incl. NUL (auth.h) */
-/* version, flags, id, t, propensity, reserved, offered, three
- * length-prefixed names, the MAC */
+#define TOKEN_CLIENT_MAX 32  /* a client's name, incl. NUL (auth.h) */
+#define TOKEN_STEP_MAX   255 /* a cascade's steps past the first */
+/* version, flags, id, t, propensity, reserved, offered, parent, step,
+ * three length-prefixed names, the MAC */
 #define TOKEN_BYTES_MAX                                                        \
-    (3 + 8 * 6 + 3 + 2 * (BURSAR_NAME_MAX - 1) + (TOKEN_CLIENT_MAX - 1) + 16)
+    (3 + 8 * 6 + 1 + 3 + 2 * (BURSAR_NAME_MAX - 1) + (TOKEN_CLIENT_MAX - 1) +  \
+     16)
 #define TOKEN_CHARS ((TOKEN_BYTES_MAX * 4 + 2) / 3) /* base64url */
 
 typedef struct token {
@@ -35,7 +39,12 @@ typedef struct token {
     double t;          /* choose time */
     double propensity; /* (0, 1] */
     double reserved;   /* reserved cost, USD */
-    uint64_t offered;  /* bit i: arm i of the bucket was offered */
+    uint64_t offered;  /* bit i: arm i of the bucket was offered: the set
+                          the decision was drawn from */
+    uint64_t parent;   /* the sequence number of the decision this one
+                          escalates (a cascade's previous step), or 0 */
+    uint32_t step;     /* 0: a request's first decision; else the parent's
+                          step + 1, at most TOKEN_STEP_MAX */
     uint32_t flags;    /* STORE_D_EXPLORED, OVER_BUDGET, BUCKET_RES, PROBE */
     char bucket[BURSAR_NAME_MAX];
     char model[BURSAR_NAME_MAX];

@@ -45,6 +45,9 @@ static const char *evaluate_usage =
     "  --boot B                bootstrap resamples (default 1000; 0: none)\n"
     "  --dominate-share S      warn when one row holds more than S of the\n"
     "                          total importance weight (default 0.05)\n"
+    "  --per-decision          every row a sample, pi per bucket: ignore\n"
+    "                          offered sets and cascades (the estimator\n"
+    "                          before them; biased with escalations)\n"
     "  --json                  one JSON object on stdout\n"
     "  --plot FILE.svg         each policy's estimates with 95% intervals\n"
     "  -h, --help\n";
@@ -72,6 +75,7 @@ enum evaluate_opt {
     EO_SEED,
     EO_BOOT,
     EO_DOMINATE,
+    EO_PER_DECISION,
     EO_JSON,
     EO_PLOT,
 };
@@ -86,6 +90,7 @@ static const struct option evaluate_options[] = {
     {"seed", required_argument, NULL, EO_SEED},
     {"boot", required_argument, NULL, EO_BOOT},
     {"dominate-share", required_argument, NULL, EO_DOMINATE},
+    {"per-decision", no_argument, NULL, EO_PER_DECISION},
     {"json", no_argument, NULL, EO_JSON},
     {"plot", required_argument, NULL, EO_PLOT},
     {"help", no_argument, NULL, 'h'},
@@ -139,6 +144,9 @@ evaluate_option(evaluate_opts_t *o, int c, const char *val, serr_t *e)
         return rc;
     case EO_DOMINATE:
         return serr_parse_num(name, val, 0, 1, &o->cfg.dominate_share, e);
+    case EO_PER_DECISION:
+        o->cfg.per_decision = 1;
+        return 0;
     case EO_JSON:
         o->json = 1;
         return 0;
@@ -240,6 +248,32 @@ evaluate_targets(const evaluate_opts_t *o, const olog_t *lg, ope_target_t *t,
 
 /* ------------------------------------------------------------- output */
 
+/* What the samples are: "per request (cascades: N requests, M steps)",
+ * "per decision (within offered sets: K rows)" or "per decision". */
+static void
+evaluate_unit(const ope_result_t *r, char *buf, size_t cap)
+{
+    if (r->per_request)
+        snprintf(buf, cap, "per request (cascades: %zu requests, %zu steps)",
+                 r->n_requests, r->n_steps);
+    else if (r->set_rows)
+        snprintf(buf, cap, "per decision (within offered sets: %zu rows)",
+                 r->set_rows);
+    else
+        snprintf(buf, cap, "per decision");
+}
+
+/* Why an estimator has no value for r. */
+static const char *
+evaluate_note(const ope_target_t *t, const ope_result_t *r)
+{
+    if (t->learning && r->per_request)
+        return "a learning policy on a log with cascades is not evaluated";
+    if (t->learning)
+        return "a learning policy is evaluated by replay only";
+    return "per-request evaluation of cascades: IPS and SNIPS only";
+}
+
 static void
 evaluate_table(const char *source, const olog_t *lg, const ope_target_t *t,
                const ope_result_t *r, size_t n, const ope_config_t *cfg,
@@ -256,7 +290,13 @@ evaluate_table(const char *source, const olog_t *lg, const ope_target_t *t,
                 r[0].p_min);
     fprintf(f, "intervals: 95%% percentile bootstrap, %u resamples, seed %lu\n",
             cfg->boot, cfg->seed);
+    char unit[128] = "per decision";
     for (size_t i = 0; i < n; i++) {
+        char u[128];
+        evaluate_unit(&r[i], u, sizeof u);
+        if (!i || strcmp(u, unit) != 0)
+            fprintf(f, "%sevaluation: %s\n", i ? "\n" : "", u);
+        snprintf(unit, sizeof unit, "%s", u);
         fprintf(f, "\npolicy %s%s\n", t[i].name,
                 t[i].learning ? " (learning: replay only)" : "");
         fprintf(f, "  %-8s %9s  %-19s %11s  %-25s %9s\n", "estimator",
@@ -313,9 +353,7 @@ evaluate_policy_json(const ope_target_t *t, const ope_result_t *r)
             cJSON_AddNullToObject(o, "estimate");
             cJSON_AddNullToObject(o, "ci95");
             cJSON_AddNullToObject(o, "ess");
-            cJSON_AddStringToObject(o, "note",
-                                    "a learning policy is evaluated by "
-                                    "replay only");
+            cJSON_AddStringToObject(o, "note", evaluate_note(t, r));
             continue;
         }
         cJSON_AddItemToObject(o, "estimate", evaluate_num_json(es->q));
@@ -326,6 +364,12 @@ evaluate_policy_json(const ope_target_t *t, const ope_result_t *r)
         cJSON_AddItemToObject(o, "cost_ci95",
                               evaluate_pair(es->c_lo, es->c_hi));
     }
+    char unit[128];
+    evaluate_unit(r, unit, sizeof unit);
+    cJSON_AddStringToObject(p, "evaluation", unit);
+    cJSON_AddStringToObject(p, "unit", r->per_request ? "request" : "decision");
+    cJSON_AddNumberToObject(p, "requests", (double)r->n_requests);
+    cJSON_AddNumberToObject(p, "steps", (double)r->n_steps);
     cJSON_AddNumberToObject(p, "rows_used", (double)r->n_used);
     cJSON_AddNumberToObject(p, "replay_accepted", (double)r->n_accepted);
     cJSON_AddNumberToObject(p, "max_weight_share", r->max_share);

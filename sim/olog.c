@@ -47,6 +47,12 @@ olog_destroy(olog_t **lg)
     free(l->prop);
     free(l->time);
     free(l->line);
+    free(l->row_step);
+    free(l->row_seq);
+    free(l->row_parent);
+    free(l->row_off);
+    free(l->row_n_off);
+    free(l->off_ids);
     free(l);
     *lg = NULL;
 }
@@ -118,9 +124,19 @@ olog_add(olog_t *lg, int bucket, int action, double reward, double cost,
         lg->prop = bursar_realloc(lg->prop, c * sizeof(double));
         lg->time = bursar_realloc(lg->time, c * sizeof(double));
         lg->line = bursar_realloc(lg->line, c * sizeof(long));
+        lg->row_step = bursar_realloc(lg->row_step, c * sizeof(int));
+        lg->row_seq = bursar_realloc(lg->row_seq, c * sizeof(uint64_t));
+        lg->row_parent = bursar_realloc(lg->row_parent, c * sizeof(uint64_t));
+        lg->row_off = bursar_realloc(lg->row_off, c * sizeof(size_t));
+        lg->row_n_off = bursar_realloc(lg->row_n_off, c * sizeof(int));
         lg->cap = c;
     }
     size_t i = lg->n_rows++;
+    lg->row_step[i] = -1;
+    lg->row_seq[i] = 0;
+    lg->row_parent[i] = 0;
+    lg->row_off[i] = 0;
+    lg->row_n_off[i] = -1;
     lg->row_bucket[i] = bucket;
     lg->row_action[i] = action;
     lg->reward[i] = reward;
@@ -129,6 +145,74 @@ olog_add(olog_t *lg, int bucket, int action, double reward, double cost,
     lg->time[i] = time;
     lg->line[i] = line;
     return i;
+}
+
+void
+olog_set_offered(olog_t *lg, size_t row, const int *ids, size_t n)
+{
+    if (lg->n_off_ids + n + 1 > lg->cap_off_ids) {
+        size_t c = lg->cap_off_ids ? 2 * lg->cap_off_ids : 4096;
+        while (c < lg->n_off_ids + n + 1)
+            c *= 2;
+        lg->off_ids = bursar_realloc(lg->off_ids, c * sizeof(int));
+        lg->cap_off_ids = c;
+    }
+    int *set = lg->off_ids + lg->n_off_ids, k = 0, own = 0;
+    for (size_t i = 0; i < n; i++) {
+        int dup = 0;
+        for (int j = 0; j < k && !dup; j++)
+            dup = set[j] == ids[i];
+        if (!dup)
+            set[k++] = ids[i];
+        own |= ids[i] == lg->row_action[row];
+    }
+    if (!own) /* the model chosen was offered, whatever the list says */
+        set[k++] = lg->row_action[row];
+    lg->row_off[row] = lg->n_off_ids;
+    lg->row_n_off[row] = k;
+    lg->n_off_ids += (size_t)k;
+}
+
+void
+olog_set_link(olog_t *lg, size_t row, uint64_t seq, int step, uint64_t parent)
+{
+    lg->row_seq[row] = seq;
+    lg->row_step[row] = step;
+    lg->row_parent[row] = parent;
+}
+
+int
+olog_offered(const olog_t *lg, size_t row, const int **ids, size_t *n)
+{
+    if (lg->row_n_off[row] < 0)
+        return 0;
+    *ids = lg->off_ids + lg->row_off[row];
+    *n = (size_t)lg->row_n_off[row];
+    return 1;
+}
+
+/* 16 hex digits s[0..n) as a number; -1 when they are not. */
+static int
+olog_hex16(const char *s, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (n != 16)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+        v = (v << 4) | d;
+    }
+    *out = v;
+    return 0;
 }
 
 /* ------------------------------------------------------------- JSONL */
@@ -174,6 +258,78 @@ olog_json_str(const cJSON *o, const char *key, const char **out,
     return 0;
 }
 
+/* A sequence id field (seq, escalates_seq): 16 hex digits; absent or
+ * null gives 0. */
+static int
+olog_json_seq(const cJSON *o, const char *key, uint64_t *out, const char *name,
+              long line, serr_t *e)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = 0;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsString(v) ||
+        olog_hex16(v->valuestring, strlen(v->valuestring), out) != 0)
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field '%s': not a sequence id (16 hex "
+                        "digits)",
+                        name, line, key);
+    return 0;
+}
+
+/* The cascade's fields of a row: step (-1 absent), seq, escalates_seq. */
+static int
+olog_json_link(const cJSON *o, int *step, uint64_t *seq, uint64_t *parent,
+               const char *name, long line, serr_t *e)
+{
+    double st = NAN;
+    int rc = olog_json_num(o, "step", 0, OLOG_STEP_MAX, 0, &st, name, line, e);
+    if (!rc && !isnan(st) && st != floor(st))
+        rc = serr_set(e, SERR_FORMAT,
+                      "%s:%ld: field 'step': %g is not an "
+                      "integer",
+                      name, line, st);
+    *step = rc || isnan(st) ? -1 : (int)st;
+    if (!rc)
+        rc = olog_json_seq(o, "seq", seq, name, line, e);
+    if (!rc)
+        rc = olog_json_seq(o, "escalates_seq", parent, name, line, e);
+    return rc;
+}
+
+/* The offered set: *n = -1 when absent or null; else its names (pointing
+ * into o), checked. */
+static int
+olog_json_offered(const cJSON *o, const char **names, int *n, const char *name,
+                  long line, serr_t *e)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "offered");
+    *n = -1;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsArray(v))
+        return serr_set(e, SERR_FORMAT,
+                        "%s:%ld: field 'offered': not an array of model names",
+                        name, line);
+    int k = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        if (k >= OLOG_OFFERED_MAX)
+            return serr_set(e, SERR_FORMAT,
+                            "%s:%ld: field 'offered': more than %d models",
+                            name, line, OLOG_OFFERED_MAX);
+        if (!cJSON_IsString(it) || !it->valuestring[0])
+            return serr_set(e, SERR_FORMAT,
+                            "%s:%ld: field 'offered[%d]': not a non-empty "
+                            "string",
+                            name, line, k);
+        names[k++] = it->valuestring;
+    }
+    *n = k;
+    return 0;
+}
+
 static int
 olog_json_row(olog_t *lg, const cJSON *o, const char *name, long line,
               serr_t *e)
@@ -198,10 +354,25 @@ olog_json_row(olog_t *lg, const cJSON *o, const char *name, long line,
     if (!rc)
         rc =
             olog_json_num(o, "time", -INFINITY, INFINITY, 0, &t, name, line, e);
+    const char *off[OLOG_OFFERED_MAX];
+    int n_off, step;
+    uint64_t seq, parent;
+    if (!rc)
+        rc = olog_json_offered(o, off, &n_off, name, line, e);
+    if (!rc)
+        rc = olog_json_link(o, &step, &seq, &parent, name, line, e);
     if (rc)
         return rc;
-    olog_add(lg, olog_bucket_id(lg, bucket), olog_action_id(lg, model), reward,
-             cost, prop, t, line);
+    /* names interned in this order on both paths: bucket, model, offered */
+    int b = olog_bucket_id(lg, bucket), a = olog_action_id(lg, model);
+    size_t row = olog_add(lg, b, a, reward, cost, prop, t, line);
+    if (n_off >= 0) {
+        int ids[OLOG_OFFERED_MAX];
+        for (int i = 0; i < n_off; i++)
+            ids[i] = olog_action_id(lg, off[i]);
+        olog_set_offered(lg, row, ids, (size_t)n_off);
+    }
+    olog_set_link(lg, row, seq, step, parent);
     return 0;
 }
 
@@ -266,6 +437,7 @@ enum {
     OLOG_F_OUTCOME,
     OLOG_F_COST,
     OLOG_F_TIME,
+    OLOG_F_STEP,
     OLOG_F_N
 };
 
@@ -274,7 +446,8 @@ static const olog_fast_num_t olog_fast_nums[OLOG_F_N] = {
     {"reward", 6, 0, 1},
     {"outcome", 7, 0, 1},
     {"cost_usd", 8, 0, INFINITY},
-    {"time", 4, -INFINITY, INFINITY}};
+    {"time", 4, -INFINITY, INFINITY},
+    {"step", 4, 0, OLOG_STEP_MAX}};
 
 /* 1 if s < q holds a digit (a function: s is never evaluated twice). */
 static int
@@ -383,16 +556,34 @@ olog_fast_num(const char *p, const char *q, double *out)
     return 0;
 }
 
+/* The string fields of the scanner: bucket, model (names), offered (an
+ * array of names), seq and escalates_seq (sequence ids). */
+enum {
+    OLOG_S_BUCKET = 1,
+    OLOG_S_MODEL,
+    OLOG_S_OFFERED,
+    OLOG_S_SEQ,
+    OLOG_S_PARENT,
+    OLOG_S_N
+};
+
+static const char *const olog_fast_strs[OLOG_S_N] = {
+    NULL, "bucket", "model", "offered", "seq", "escalates_seq"};
+
 /* What the scanner has read of one line. */
 typedef struct olog_fast {
     olog_span_t bucket, model;
     double num[OLOG_F_N]; /* NaN: absent or null; outcome not yet checked */
     unsigned char seen[OLOG_F_N]; /* the first of repeated keys wins */
-    int have_reward_key, seen_bucket, seen_model;
+    unsigned char seen_s[OLOG_S_N];
+    int have_reward_key;
+    olog_span_t off[OLOG_OFFERED_MAX];
+    int n_off; /* -1: no offered set */
+    uint64_t seq, parent;
 } olog_fast_t;
 
 /* The field a key names: *slot in olog_fast_nums (-2 for a repeat, -1 for
- * none), or bucket or model (*is_name: 1 bucket, 2 model, 0 neither). */
+ * none), or *is_name, an OLOG_S_* (0: none, or a repeat). */
 static void
 olog_fast_key(olog_fast_t *st, olog_span_t key, int *slot, int *is_name)
 {
@@ -401,37 +592,77 @@ olog_fast_key(olog_fast_t *st, olog_span_t key, int *slot, int *is_name)
         if (key.n == olog_fast_nums[k].klen &&
             memcmp(key.s, olog_fast_nums[k].key, key.n) == 0)
             *slot = k;
-    *is_name = key.n == 6 && memcmp(key.s, "bucket", 6) == 0  ? 1
-               : key.n == 5 && memcmp(key.s, "model", 5) == 0 ? 2
-                                                              : 0;
+    *is_name = 0;
+    for (int k = 1; k < OLOG_S_N; k++)
+        if (key.n == strlen(olog_fast_strs[k]) &&
+            memcmp(key.s, olog_fast_strs[k], key.n) == 0)
+            *is_name = k;
     if (*slot == OLOG_F_REWARD)
         st->have_reward_key = 1;
     if (*slot >= 0 && st->seen[*slot])
         *slot = -2; /* a repeat: skip it */
-    if ((*is_name == 1 && st->seen_bucket) || (*is_name == 2 && st->seen_model))
+    if (*is_name && st->seen_s[*is_name])
         *is_name = 0;
 }
 
-/* A string value at p: bucket or model; a string where a number is wanted
- * goes to cJSON. Returns the position after it, or NULL. */
+/* A string value at p: bucket, model or a sequence id; a string where a
+ * number or the offered array is wanted goes to cJSON. Returns the
+ * position after it, or NULL. */
 static const char *
 olog_fast_string(olog_fast_t *st, const char *p, const char *end, int slot,
                  int is_name)
 {
     olog_span_t v;
-    if (!(p = olog_fast_str(p, end, &v)) || slot >= 0)
+    if (!(p = olog_fast_str(p, end, &v)) || slot >= 0 ||
+        is_name == OLOG_S_OFFERED)
         return NULL;
-    if (is_name) {
+    if (is_name == OLOG_S_SEQ || is_name == OLOG_S_PARENT) {
+        if (olog_hex16(v.s, v.n,
+                       is_name == OLOG_S_SEQ ? &st->seq : &st->parent) != 0)
+            return NULL;
+    } else if (is_name) {
         if (!v.n)
             return NULL;
-        *(is_name == 1 ? &st->bucket : &st->model) = v;
-        *(is_name == 1 ? &st->seen_bucket : &st->seen_model) = 1;
+        *(is_name == OLOG_S_BUCKET ? &st->bucket : &st->model) = v;
     }
+    if (is_name)
+        st->seen_s[is_name] = 1;
     return p;
 }
 
-/* null, true or false at p: null is a missing number (NaN); the cJSON path
- * names a literal where a name or a number is wanted. */
+/* The offered array at p (its '['): plain non-empty strings, at most
+ * OLOG_OFFERED_MAX; anything else goes to cJSON. */
+static const char *
+olog_fast_array(olog_fast_t *st, const char *p, const char *end)
+{
+    int n = 0;
+    p = olog_ws(p + 1, end);
+    if (p < end && *p == ']') {
+        st->n_off = 0;
+        st->seen_s[OLOG_S_OFFERED] = 1;
+        return p + 1;
+    }
+    for (;;) {
+        if (p >= end || *p != '"' || n >= OLOG_OFFERED_MAX ||
+            !(p = olog_fast_str(p, end, &st->off[n])) || !st->off[n].n)
+            return NULL;
+        n++;
+        p = olog_ws(p, end);
+        if (p < end && *p == ',') {
+            p = olog_ws(p + 1, end);
+            continue;
+        }
+        if (p >= end || *p != ']')
+            return NULL;
+        st->n_off = n;
+        st->seen_s[OLOG_S_OFFERED] = 1;
+        return p + 1;
+    }
+}
+
+/* null, true or false at p: null is a missing number (NaN) or a missing
+ * offered set or sequence id; the cJSON path names a literal where a name
+ * or a number is wanted. */
 static const char *
 olog_fast_literal(olog_fast_t *st, const char *p, const char *end, int slot,
                   int is_name)
@@ -439,11 +670,14 @@ olog_fast_literal(olog_fast_t *st, const char *p, const char *end, int slot,
     char c = *p;
     const char *lit = c == 'n' ? "null" : c == 't' ? "true" : "false";
     size_t ln = strlen(lit);
-    if ((size_t)(end - p) < ln || memcmp(p, lit, ln) != 0 || is_name ||
-        (slot >= 0 && c != 'n'))
+    int optional = is_name >= OLOG_S_OFFERED;
+    if ((size_t)(end - p) < ln || memcmp(p, lit, ln) != 0 ||
+        (is_name && !optional) || ((slot >= 0 || optional) && c != 'n'))
         return NULL;
     if (slot >= 0)
         st->seen[slot] = 1; /* null: NaN */
+    if (optional)
+        st->seen_s[is_name] = 1; /* null: absent */
     return p + ln;
 }
 
@@ -467,6 +701,8 @@ olog_fast_number(olog_fast_t *st, const char *p, const char *end, int slot,
     if (slot != OLOG_F_OUTCOME &&
         (!isfinite(d) || d < olog_fast_nums[slot].lo ||
          d > olog_fast_nums[slot].hi))
+        return NULL;
+    if (slot == OLOG_F_STEP && d != floor(d))
         return NULL;
     st->num[slot] = d;
     st->seen[slot] = 1;
@@ -496,8 +732,10 @@ olog_fast_members(olog_fast_t *st, const char *p, const char *end)
             p = olog_fast_literal(st, p, end, slot, is_name);
         else if (*p == '-' || (*p >= '0' && *p <= '9'))
             p = olog_fast_number(st, p, end, slot, is_name);
+        else if (*p == '[' && is_name == OLOG_S_OFFERED)
+            p = olog_fast_array(st, p, end);
         else
-            return NULL; /* nested value: cJSON */
+            return NULL; /* another nested value: cJSON */
         if (!p)
             return NULL;
         p = olog_ws(p, end);
@@ -532,6 +770,7 @@ olog_fast_row(olog_t *lg, const char *p, const char *end, long line)
 {
     olog_fast_t st;
     memset(&st, 0, sizeof st);
+    st.n_off = -1;
     for (int k = 0; k < OLOG_F_N; k++)
         st.num[k] = NAN;
     p = olog_ws(p, end);
@@ -541,18 +780,28 @@ olog_fast_row(olog_t *lg, const char *p, const char *end, long line)
     if (p < end && *p == '}')
         return 0; /* empty object: let cJSON's path name what is missing */
     p = olog_fast_members(&st, p, end);
-    if (!p || olog_ws(p + 1, end) != end || !st.seen_bucket || !st.seen_model)
+    if (!p || olog_ws(p + 1, end) != end || !st.seen_s[OLOG_S_BUCKET] ||
+        !st.seen_s[OLOG_S_MODEL])
         return 0;
     double oc = st.num[OLOG_F_OUTCOME];
     if (!st.have_reward_key && !isnan(oc) && !(oc >= 0 && oc <= 1))
         return 0;
     double reward =
         st.have_reward_key ? st.num[OLOG_F_REWARD] : st.num[OLOG_F_OUTCOME];
+    /* names interned in this order on both paths: bucket, model, offered */
     int b = olog_fast_id(lg, 1, st.bucket, lg->fast_bucket);
     int a = olog_fast_id(lg, 0, st.model, -1);
     lg->fast_bucket = b;
-    olog_add(lg, b, a, reward, st.num[OLOG_F_COST], st.num[OLOG_F_PROP],
-             st.num[OLOG_F_TIME], line);
+    size_t row = olog_add(lg, b, a, reward, st.num[OLOG_F_COST],
+                          st.num[OLOG_F_PROP], st.num[OLOG_F_TIME], line);
+    if (st.n_off >= 0) {
+        int ids[OLOG_OFFERED_MAX];
+        for (int i = 0; i < st.n_off; i++)
+            ids[i] = olog_fast_id(lg, 0, st.off[i], a);
+        olog_set_offered(lg, row, ids, (size_t)st.n_off);
+    }
+    double sn = st.num[OLOG_F_STEP];
+    olog_set_link(lg, row, st.seq, isnan(sn) ? -1 : (int)sn, st.parent);
     return 1;
 }
 

@@ -51,6 +51,32 @@
  * the DM model refitted. For replay the accept decisions are drawn once
  * and the resampling is over rows: it does not redo the learning run.
  *
+ * Offered sets and cascades (bursar export's `offered`, `step`,
+ * `escalates_seq`; docs/ope.md "Cascades and exclusions")
+ *   A row with an offered set was drawn from that set (exclusions,
+ *   cooldowns, the latency objective applied) and its propensity is
+ *   relative to it, so the target's probability of its action is computed
+ *   within the set too: policies/ (policy_propensities) with the set as
+ *   the allowed arms. uniform: 1/|set|; mix: and JSON targets: the weights
+ *   renormalised over the set (uniform where none is on it); fixed:M: M
+ *   where the set holds it, else uniform over the set (the cascade "M
+ *   first, then uniformly among the models left"); the floor within the
+ *   set. Rows without a set use the bucket's distribution as above.
+ *   When rows escalate others (a cascade: `escalates_seq` names the
+ *   parent's `seq`), the samples are requests, not decisions: a step-0
+ *   decision and its chain of escalations, weight w = prod over its steps
+ *   of pi(a_s | S_s) / p_s, outcome the last step's reward, cost the sum
+ *   of its steps' costs; IPS = (1/N) sum w r and SNIPS = sum w r / sum w
+ *   over the N requests, intervals by the bootstrap over requests, ESS
+ *   (Kish) over their weights. That is the value of the target run as a
+ *   cascade under the same escalation rule (the agent's); per decision,
+ *   the escalations' rows (chosen because an answer failed) bias every
+ *   estimator. Replay, DM and DR are per decision: n/a on such a log (as
+ *   is a learning target). Requests are left out (counted, warned) when a
+ *   step has no outcome or propensity, when a row escalates a decision
+ *   the log does not hold, or when a decision was escalated twice.
+ *   cfg->per_decision ignores sets and links (the estimator before).
+ *
  * Warnings (ope_result_t.warn): rows without an outcome, without a
  * propensity, with propensity 0 (all left out); one row holding more than
  * cfg->dominate_share of the total weight; an ESS under 10% of n; target
@@ -78,6 +104,10 @@ typedef struct ope_config {
     double explore_floor;      /* floor of the target policies (0) */
     double budget_per_request; /* ts-budget's per-request target, USD */
     policy_params_t params;    /* epsilon, dual_step, ... for learning ones */
+    int per_decision;          /* 1: ignore offered sets and cascade links
+                                  (every row a sample, pi per bucket: the
+                                  estimator before cascades, biased on a
+                                  log with escalations) */
 } ope_config_t;
 
 void ope_config_default(ope_config_t *c);
@@ -119,8 +149,17 @@ typedef struct ope_result {
     double p_min;       /* smallest propensity used */
     double max_share;   /* largest single-row share of sum w */
     long max_share_line;
-    double unsupported; /* target mass on never-logged (bucket, action) */
-    char **warn;        /* warnings, owned */
+    double unsupported;  /* target mass on never-logged (bucket, action) */
+    int per_request;     /* 1: samples are requests (cascades, below) */
+    size_t n_requests;   /* samples behind the estimates (= n_used per
+                            decision) */
+    size_t n_steps;      /* rows (decisions) behind them */
+    size_t set_rows;     /* rows judged within their offered set */
+    size_t n_orphan;     /* left out: escalate a decision not in the log */
+    size_t n_branch;     /* requests left out: a decision escalated twice */
+    size_t n_incomplete; /* requests left out: a step without an outcome or
+                            a propensity > 0 */
+    char **warn;         /* warnings, owned */
     size_t n_warn;
 } ope_result_t;
 

@@ -197,10 +197,15 @@ test_roles(void **state)
         th_ok(cl(f, K_AGENT1), "{\"op\":\"choose\",\"bucket\":\"code\"}");
     char *tok = strdup(th_str(r, "decision_id"));
     cJSON_Delete(r);
-    /* another agent may not report on it; the feedback role may */
+    /* another agent may not report on it, nor escalate it; the feedback
+     * role may */
     th_expect_error(cl(f, K_AGENT2), "forbidden",
                     "{\"op\":\"feedback\",\"decision_id\":\"%s\","
                     "\"kind\":\"outcome\",\"success\":true}",
+                    tok);
+    th_expect_error(cl(f, K_AGENT2), "forbidden",
+                    "{\"op\":\"choose\",\"bucket\":\"code\","
+                    "\"escalates\":\"%s\"}",
                     tok);
     cJSON_Delete(th_ok(cl(f, K_FEEDBACK),
                        "{\"op\":\"feedback\",\"decision_id\":\"%s\","
@@ -267,6 +272,10 @@ test_forged_tokens(void **state)
         th_expect_error(cl(f, K_AGENT1), "unknown_decision",
                         "{\"op\":\"feedback\",\"decision_id\":\"%s\","
                         "\"kind\":\"outcome\",\"success\":true}",
+                        bad);
+        th_expect_error(cl(f, K_AGENT1), "unknown_decision",
+                        "{\"op\":\"choose\",\"bucket\":\"code\","
+                        "\"escalates\":\"%s\"}",
                         bad);
     }
     snprintf(bad, sizeof bad, "%.*s", (int)n - 3, tok); /* truncated */

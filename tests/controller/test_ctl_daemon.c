@@ -375,6 +375,23 @@ test_cooldown(void **state)
             assert_string_not_equal(x->valuestring, "a");
         cJSON_Delete(r);
     }
+    /* each decision's offered set is the set it was drawn from: a alone
+     * when b and c were excluded, b and c while a cools down (stats
+     * commits the chooses answered early: export reads what is committed) */
+    cJSON_Delete(stats(f->c));
+    cJSON *e = th_ok(f->c, "{\"op\":\"export\"}");
+    const cJSON *dec = cJSON_GetObjectItem(e, "decisions");
+    assert_int_equal(cJSON_GetArraySize(dec), 42);
+    for (int i = 0; i < 42; i++) {
+        const cJSON *off =
+            cJSON_GetObjectItem(cJSON_GetArrayItem(dec, i), "offered");
+        assert_int_equal(cJSON_GetArraySize(off), i < 2 ? 1 : 2);
+        assert_string_equal(cJSON_GetArrayItem(off, 0)->valuestring,
+                            i < 2 ? "a" : "b");
+        if (i >= 2)
+            assert_string_equal(cJSON_GetArrayItem(off, 1)->valuestring, "c");
+    }
+    cJSON_Delete(e);
     th_expect_error(f->c, "no_model_available",
                     "{\"op\":\"choose\",\"bucket\":\"code\",\"exclude\":"
                     "[\"b\",\"c\"]}");

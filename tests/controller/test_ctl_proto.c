@@ -129,6 +129,12 @@ test_parse_errors(void **state)
                 PROTO_E_WRONG_TYPE, "\"exclude\"");
     expect_code("{\"op\":\"choose\",\"bucket\":\"x\",\"exclude\":[1]}",
                 PROTO_E_WRONG_TYPE, "exclude[0]");
+    expect_code("{\"op\":\"choose\",\"bucket\":\"x\",\"escalates\":7}",
+                PROTO_E_WRONG_TYPE, "\"escalates\"");
+    expect_code("{\"op\":\"choose\",\"bucket\":\"x\",\"escalates\":\"a/b\"}",
+                PROTO_E_INVALID_VALUE, "\"escalates\"");
+    expect_code("{\"op\":\"choose\",\"bucket\":\"x\",\"escalates\":\"\"}",
+                PROTO_E_INVALID_VALUE, "\"escalates\"");
     expect_code("{\"op\":\"feedback\",\"kind\":\"outcome\"}",
                 PROTO_E_MISSING_FIELD, "\"decision_id\"");
     expect_code("{\"op\":\"feedback\",\"decision_id\":12}", PROTO_E_WRONG_TYPE,
@@ -419,6 +425,15 @@ test_client_round_trip(void **state)
     assert_int_equal(parse(s, &rq, &err), PROTO_OK);
     assert_string_equal(rq.bucket, "code");
     assert_string_equal(rq.exclude[0], "gpt-4o");
+    assert_string_equal(rq.escalates, "");
+    free(s);
+    s = proto_format_escalate("code", ex, 1, "AgAB-x_9");
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_string_equal(rq.exclude[0], "gpt-4o");
+    assert_string_equal(rq.escalates, "AgAB-x_9");
+    free(s);
+    s = proto_format_escalate("code", NULL, 0, NULL);
+    assert_string_equal(s, "{\"op\":\"choose\",\"bucket\":\"code\"}");
     free(s);
 
     proto_feedback_t f = {.decision = "t99",

@@ -7,7 +7,10 @@
  * independent of controller/store.h: a layout change there without a
  * migration makes these tests fail rather than follow it):
  *
- *  - format 1 as the previous release wrote it: read, every value intact;
+ *  - format 1 as the previous release wrote it: read, every value intact,
+ *    stamped format 2;
+ *  - format 1 with its 48-byte dext records (the release before cascade
+ *    links): read as first steps (step 0, no parent), never rewritten;
  *  - format 0 (no format key): migrated by stamping the key;
  *  - format 1 with pacer records from before pacer_t had rate_start (72
  *    bytes): widened, spent budget intact;
@@ -89,12 +92,21 @@ typedef struct old_store_decision {
     char bucket[64], model[64], served[64], error[128];
 } old_store_decision_t;
 
+/* format 1's dext record (controller/store.h before cascade links) */
+typedef struct old_store_dext {
+    uint8_t version;
+    uint8_t pad[7];
+    uint64_t offered;
+    char client[32];
+} old_store_dext_t;
+
 /* The previous release's sizes (LP64): the copies above are faithful. */
 _Static_assert(sizeof(old_store_arm_t) == 616, "copy of store_arm_t");
 _Static_assert(sizeof(old_store_pacer_t) == 80, "copy of store_pacer_t");
 _Static_assert(sizeof(old_store_policy_t) == 24, "copy of store_policy_t");
 _Static_assert(sizeof(old_store_health_t) == 48, "copy of store_health_t");
 _Static_assert(sizeof(old_store_decision_t) == 416, "copy");
+_Static_assert(sizeof(old_store_dext_t) == 48, "copy of format 1's dext");
 
 /* ---- writing a state directory ----------------------------------- */
 
@@ -104,6 +116,7 @@ typedef struct old_dir {
     long format;      /* the "format" key, or FMT_NONE */
     int short_pacers; /* pacers as 72 bytes (no rate_start) */
     size_t arm_size;  /* 0: sizeof(old_store_arm_t) */
+    int dext;         /* 1: a format-1 dext record for the decision */
 } old_dir_t;
 
 #define SPENT     1.5
@@ -199,6 +212,15 @@ write_old_dir(const char *dir, const old_dir_t *o)
     for (int i = 0; i < 7; i++)
         assert_int_equal(mdb_dbi_open(txn, names[i], MDB_CREATE, &db[i]), 0);
     put_records(txn, db, o);
+    if (o->dext) {
+        MDB_dbi dx;
+        assert_int_equal(mdb_dbi_open(txn, "dext", MDB_CREATE, &dx), 0);
+        old_store_dext_t x = {.version = 1, .offered = 3}; /* a and b */
+        unsigned char k[8];
+        for (int i = 0; i < 8; i++)
+            k[i] = (unsigned char)((uint64_t)N_DECIDED >> (56 - 8 * i));
+        put(txn, dx, k, 8, &x, sizeof x);
+    }
     assert_int_equal(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
 }
@@ -298,7 +320,43 @@ test_previous_release_read(void **state)
     th_setup(&d, config);
     write_old_dir(d.state, &(old_dir_t){.format = 1});
     expect_state_read(&d);
-    assert_int_equal(stamped_format(d.state), 1);
+    assert_int_equal(stamped_format(d.state), 2);
+    th_cleanup(&d);
+}
+
+/* Format 1 with dext records of 48 bytes: served, the decision exported
+ * with its offered set as a first step, the record left as it was. */
+static void
+test_format1_dext_read(void **state)
+{
+    (void)state;
+    th_daemon_t d;
+    th_setup(&d, config);
+    write_old_dir(d.state, &(old_dir_t){.format = 1, .dext = 1});
+    th_start(&d);
+    th_client_t *c = th_client_new(d.endpoint);
+    cJSON *e = th_ok(c, "{\"op\":\"export\"}");
+    const cJSON *rec =
+        cJSON_GetArrayItem(cJSON_GetObjectItem(e, "decisions"), 0);
+    assert_non_null(rec);
+    const cJSON *off = cJSON_GetObjectItem(rec, "offered");
+    assert_int_equal(cJSON_GetArraySize(off), 2);
+    assert_true(th_num(rec, "step") == 0);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(rec, "escalates")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(rec, "escalates_seq")));
+    cJSON_Delete(th_ok(c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"outcome\",\"success\":true,\"model\":\"b\"}",
+                       th_str(rec, "decision_id")));
+    cJSON_Delete(e);
+    th_client_destroy(&c);
+    assert_int_equal(th_stop(&d), 0);
+    assert_int_equal(stamped_format(d.state), 2);
+    old_store_dext_t x;
+    unsigned char k[8];
+    for (int i = 0; i < 8; i++)
+        k[i] = (unsigned char)((uint64_t)N_DECIDED >> (56 - 8 * i));
+    assert_int_equal(read_record(d.state, "dext", k, 8, &x, sizeof x), 48);
     th_cleanup(&d);
 }
 
@@ -310,11 +368,11 @@ test_format0_migrated(void **state)
     th_setup(&d, config);
     write_old_dir(d.state, &(old_dir_t){.format = FMT_NONE});
     expect_state_read(&d);
-    assert_int_equal(stamped_format(d.state), 1);
+    assert_int_equal(stamped_format(d.state), 2);
     char log[8192];
     snprintf(log, sizeof log, "cat '%s'", d.log);
     assert_int_equal(th_run(log, log, sizeof log), 0);
-    assert_non_null(strstr(log, "migrating to format 1"));
+    assert_non_null(strstr(log, "migrating to format 2"));
     th_cleanup(&d);
 }
 
@@ -387,7 +445,7 @@ test_future_format_refused(void **state)
     th_daemon_t d;
     th_setup(&d, config);
     write_old_dir(d.state, &(old_dir_t){.format = 999});
-    expect_refused(&d, "has format 999", "reads format 1");
+    expect_refused(&d, "has format 999", "reads format 2");
     assert_int_equal(stamped_format(d.state), 999);
     th_cleanup(&d);
 }
@@ -400,7 +458,7 @@ test_unknown_record_refused(void **state)
     th_setup(&d, config);
     write_old_dir(d.state, &(old_dir_t){.format = 1, .arm_size = 600});
     expect_refused(&d, "arms record \"code/a\" is 600 bytes",
-                   "format 1 has 616");
+                   "format 2 has 616");
     th_cleanup(&d);
 }
 
@@ -413,7 +471,7 @@ test_new_dir_stamped(void **state)
     th_setup(&d, config);
     th_start(&d);
     assert_int_equal(th_stop(&d), 0);
-    assert_int_equal(stamped_format(d.state), 1);
+    assert_int_equal(stamped_format(d.state), 2);
     th_cleanup(&d);
 }
 
@@ -423,6 +481,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_dir_stamped),
         cmocka_unit_test(test_previous_release_read),
+        cmocka_unit_test(test_format1_dext_read),
         cmocka_unit_test(test_format0_migrated),
         cmocka_unit_test(test_short_pacers_widened),
         cmocka_unit_test(test_future_format_refused),

@@ -3,7 +3,8 @@
  * differential check of its fast path: the same bytes read with the fast
  * path off (every line through cJSON) must give the same answer: the same
  * code and message, the same rows with the same names and the same
- * numbers, bit for bit (NaN for NaN). Any difference aborts.
+ * numbers, bit for bit (NaN for NaN), the same offered sets and cascade
+ * links. Any difference aborts.
  */
 #include "tests/fuzz/fuzz.h"
 
@@ -55,6 +56,21 @@ compare(const olog_t *f, int rf, const serr_t *ef, const olog_t *s, int rs,
             differ("time", i);
         if (f->line[i] != s->line[i])
             differ("line", i);
+        if (f->row_step[i] != s->row_step[i])
+            differ("step", i);
+        if (f->row_seq[i] != s->row_seq[i])
+            differ("seq", i);
+        if (f->row_parent[i] != s->row_parent[i])
+            differ("escalates_seq", i);
+        const int *fo, *so;
+        size_t fn = 0, sn = 0;
+        int fh = olog_offered(f, i, &fo, &fn),
+            sh = olog_offered(s, i, &so, &sn);
+        if (fh != sh || fn != sn)
+            differ("offered", i);
+        for (size_t k = 0; fh && k < fn; k++)
+            if (strcmp(f->action[fo[k]], s->action[so[k]]))
+                differ("offered", i);
     }
 }
 

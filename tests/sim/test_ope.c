@@ -729,6 +729,207 @@ test_jsonl_fuzz_regressions(void **state)
     assert_non_null(strstr(e.msg, "text after the object"));
 }
 
+/* ------------------------------------------------------------ cascades */
+
+/* A bursar export line of the cascade fields (others left out). */
+#define CROW(b, m, p, r, c, off, seq, step, par)                               \
+    "{\"bucket\":\"" b "\",\"model\":\"" m "\",\"propensity\":" p              \
+    ",\"reward\":" r ",\"cost_usd\":" c ",\"offered\":" off ",\"seq\":\"" seq  \
+    "\",\"step\":" step ",\"escalates_seq\":" par "}\n"
+
+/* Three requests in bucket x over A, B, C:
+ *   1: A of {A,B,C} p .5 r 0 c .01  ->  B of {B,C} p .8 r 1 c .002
+ *   2: B of {A,B,C} p .25 r 1 c .002
+ *   3: C of {A,B,C} p .25 r 0 c .001 -> A of {A,B} p .5 r 0 c .01
+ *        -> B of {B} p 1 r 0 c .002 */
+static const char *cascade3 =
+    CROW("x", "A", "0.5", "0", "0.01", "[\"A\",\"B\",\"C\"]",
+         "0000000000000001", "0", "null")
+        CROW("x", "B", "0.25", "1", "0.002", "[\"A\",\"B\",\"C\"]",
+             "0000000000000003", "0", "null")
+            CROW("x", "B", "0.8", "1", "0.002", "[\"B\",\"C\"]",
+                 "0000000000000002", "1", "\"0000000000000001\"")
+                CROW("x", "C", "0.25", "0", "0.001", "[\"A\",\"B\",\"C\"]",
+                     "0000000000000004", "0", "null")
+                    CROW("x", "A", "0.5", "0", "0.01", "[\"A\",\"B\"]",
+                         "0000000000000005", "1", "\"0000000000000004\"")
+                        CROW("x", "B", "1", "0", "0.002", "[\"B\"]",
+                             "0000000000000006", "2", "\"0000000000000005\"");
+
+static void
+test_cascade_by_hand(void **state)
+{
+    (void)state;
+    olog_t *lg = load_jsonl(cascade3);
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    cfg.boot = 0;
+    ope_result_t r;
+    /* uniform within each step's set: w = (1/3)/.5 (1/2)/.8, (1/3)/.25,
+     * (1/3)/.25 (1/2)/.5 (1/1)/1; outcomes 1, 1, 0 (the last steps') */
+    evaluate(lg, "uniform", &cfg, &r);
+    assert_true(r.per_request);
+    assert_int_equal(r.n_requests, 3);
+    assert_int_equal(r.n_steps, 6);
+    assert_int_equal(r.set_rows, 6);
+    double w1 = (1 / 3.0) / 0.5 * (0.5 / 0.8), w2 = 4 / 3.0, w3 = 4 / 3.0;
+    assert_near(r.est[OPE_IPS].q, (w1 + w2) / 3, 1e-12);
+    assert_near(r.est[OPE_SNIPS].q, (w1 + w2) / (w1 + w2 + w3), 1e-12);
+    double cw = w1 * 0.012 + w2 * 0.002 + w3 * 0.013;
+    assert_near(r.est[OPE_IPS].c, cw / 3, 1e-12);
+    assert_near(r.est[OPE_SNIPS].c, cw / (w1 + w2 + w3), 1e-12);
+    double sw = w1 + w2 + w3, sw2 = w1 * w1 + w2 * w2 + w3 * w3;
+    assert_near(r.est[OPE_IPS].ess, sw * sw / sw2, 1e-9);
+    assert_false(r.est[OPE_DM].valid || r.est[OPE_DR].valid ||
+                 r.est[OPE_REPLAY].valid);
+    ope_result_free(&r);
+    /* "A first, then uniform": request 1 only, w = 1/.5 x (1/2)/.8 */
+    evaluate(lg, "fixed:A", &cfg, &r);
+    assert_near(r.est[OPE_IPS].q, 2 * 0.625 / 3, 1e-12);
+    assert_near(r.est[OPE_SNIPS].q, 1, 1e-12);
+    assert_near(r.est[OPE_IPS].c, 2 * 0.625 * 0.012 / 3, 1e-12);
+    ope_result_free(&r);
+    /* "C first": request 3, w = 1/.25 x (1/2)/.5 x 1 = 4, outcome 0 */
+    evaluate(lg, "fixed:C", &cfg, &r);
+    assert_near(r.est[OPE_IPS].q, 0, 0);
+    assert_near(r.est[OPE_IPS].c, 4 * 0.013 / 3, 1e-12);
+    ope_result_free(&r);
+    /* a mix within the sets: {A: 3, B: 1} renormalised, C weightless:
+     * w1 = .75/.5 x 1/.8 (B of {B,C}), w2 = .25/.25, w3 = 0 (C) */
+    evaluate(lg, "mix:A=3,B=1", &cfg, &r);
+    assert_near(r.est[OPE_IPS].q, (1.5 * 1.25 + 1) / 3, 1e-12);
+    ope_result_free(&r);
+    /* the estimator before: every row a sample, pi over the bucket */
+    cfg.per_decision = 1;
+    evaluate(lg, "uniform", &cfg, &r);
+    assert_false(r.per_request);
+    assert_int_equal(r.n_used, 6);
+    assert_int_equal(r.set_rows, 0);
+    assert_near(r.est[OPE_IPS].q, ((1 / 3.0) / 0.25 + (1 / 3.0) / 0.8) / 6,
+                1e-12);
+    ope_result_free(&r);
+    olog_destroy(&lg);
+}
+
+/* Requests left out: a step escalating a decision not in the log, a
+ * decision escalated twice, a step without an outcome; and a log with
+ * offered sets but no cascade is judged per decision within the sets. */
+static void
+test_cascade_left_out(void **state)
+{
+    (void)state;
+    const char *text = CROW(
+        "x", "A", "0.5", "1", "0.01", "[\"A\",\"B\"]", "0000000000000001", "0",
+        "null") CROW("x", "B", "0.5", "1", "0.01", "[\"B\"]",
+                     "0000000000000002", "1", "\"00000000000000ff\"")
+        CROW("x", "B", "0.5", "0", "0.01", "[\"A\",\"B\"]", "0000000000000003",
+             "0", "null") CROW("x", "A", "1", "1", "0.01", "[\"A\"]",
+                               "0000000000000004", "1", "\"0000000000000003\"")
+            CROW("x", "A", "1", "1", "0.01", "[\"A\"]", "0000000000000005", "1",
+                 "\"0000000000000003\"") CROW("x", "A", "0.5", "0", "0.01",
+                                              "[\"A\",\"B\"]",
+                                              "0000000000000006", "0", "null")
+                CROW(
+                    "x", "B", "1", "null", "0.01", "[\"B\"]",
+                    "0000000000000007", "1",
+                    "\"0000000000000006\"") "{\"bucket\":\"x\",\"model\":\"B\","
+                                            "\"propensity\":0.5,\"reward\":1,"
+                                            "\"step\":2}\n";
+    olog_t *lg = load_jsonl(text);
+    ope_config_t cfg;
+    ope_config_default(&cfg);
+    cfg.boot = 0;
+    ope_result_t r;
+    evaluate(lg, "uniform", &cfg, &r);
+    assert_int_equal(r.n_requests, 1);
+    assert_int_equal(r.n_orphan, 2); /* the unknown parent; step 2 alone */
+    assert_int_equal(r.n_branch, 1);
+    assert_int_equal(r.n_incomplete, 1);
+    assert_int_equal(r.n_no_reward, 1);
+    assert_true(has_warning(&r, "escalated twice"));
+    assert_true(has_warning(&r, "does not hold"));
+    assert_near(r.est[OPE_IPS].q, 1, 1e-12); /* (1/2)/.5 x 1 */
+    ope_result_free(&r);
+    olog_destroy(&lg);
+
+    /* no cascade: per decision, uniform within each set; the floor too */
+    lg = load_jsonl(CROW(
+        "x", "A", "0.5", "1", "0", "[\"A\",\"B\"]", "0000000000000001", "0",
+        "null") CROW("x", "B", "0.25", "0", "0", "[\"A\",\"B\",\"C\",\"D\"]",
+                     "0000000000000002", "0", "null")
+                        CROW("x", "C", "1", "1", "0", "[]", "0000000000000003",
+                             "0", "null"));
+    evaluate(lg, "uniform", &cfg, &r);
+    assert_false(r.per_request);
+    assert_int_equal(r.set_rows, 3);
+    /* w = (1/2)/.5, (1/4)/.25, 1/1 (the set is its own model) */
+    assert_near(r.est[OPE_IPS].q, (1 + 1) / 3.0, 1e-12);
+    assert_true(r.est[OPE_DM].valid && r.est[OPE_DR].valid);
+    ope_result_free(&r);
+    cfg.explore_floor = 0.1; /* fixed:A with the floor, within {A,B} */
+    evaluate(lg, "fixed:A", &cfg, &r);
+    assert_near(r.est[OPE_IPS].q, (0.9 / 0.5 + 1) / 3, 1e-12);
+    ope_result_free(&r);
+    olog_destroy(&lg);
+}
+
+/* The cascade fields: read the same by the fast path and by cJSON, and
+ * malformed ones named. */
+static void
+test_cascade_reader(void **state)
+{
+    (void)state;
+    const char *text =
+        "{\"bucket\":\"x\",\"model\":\"C\",\"propensity\":0.5,\"reward\":1,"
+        "\"offered\":[\"A\", \"B\",\"A\"],\"seq\":\"00000000000000Fe\","
+        "\"step\":3,\"escalates_seq\":\"0000000000000001\","
+        "\"escalates\":\"AgAA\"}\n"
+        "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,\"reward\":1,"
+        "\"offered\":null,\"seq\":null,\"step\":null,"
+        "\"escalates_seq\":null}\n";
+    for (int off = 0; off < 2; off++) {
+        olog_t *lg = olog_new();
+        lg->fast_off = off;
+        serr_t e = {0, ""};
+        assert_int_equal(
+            olog_load_jsonl_buffer(lg, text, strlen(text), "t.jsonl", &e), 0);
+        const int *ids;
+        size_t n;
+        assert_true(olog_offered(lg, 0, &ids, &n));
+        assert_int_equal(n, 3); /* A, B, and the model C joins */
+        assert_string_equal(lg->action[ids[0]], "A");
+        assert_string_equal(lg->action[ids[1]], "B");
+        assert_string_equal(lg->action[ids[2]], "C");
+        assert_true(lg->row_seq[0] == 0xfe && lg->row_parent[0] == 1);
+        assert_int_equal(lg->row_step[0], 3);
+        assert_false(olog_offered(lg, 1, &ids, &n));
+        assert_true(lg->row_seq[1] == 0 && lg->row_parent[1] == 0);
+        assert_int_equal(lg->row_step[1], -1);
+        olog_destroy(&lg);
+    }
+    const char *row = "{\"bucket\":\"x\",\"model\":\"A\",\"propensity\":0.5,"
+                      "\"reward\":1,";
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s\"step\":1.5}\n", row);
+    expect_jsonl_error(buf, "log.jsonl:1: field 'step': 1.5 is not an integer");
+    snprintf(buf, sizeof buf, "%s\"step\":256}\n", row);
+    expect_jsonl_error(buf, "log.jsonl:1: field 'step': 256 is outside");
+    snprintf(buf, sizeof buf, "%s\"offered\":\"A\"}\n", row);
+    expect_jsonl_error(buf, "field 'offered': not an array of model names");
+    snprintf(buf, sizeof buf, "%s\"offered\":[\"A\",\"\"]}\n", row);
+    expect_jsonl_error(buf, "field 'offered[1]': not a non-empty string");
+    snprintf(buf, sizeof buf, "%s\"seq\":\"12\"}\n", row);
+    expect_jsonl_error(buf, "field 'seq': not a sequence id");
+    snprintf(buf, sizeof buf, "%s\"escalates_seq\":7}\n", row);
+    expect_jsonl_error(buf, "field 'escalates_seq': not a sequence id");
+    int n = snprintf(buf, sizeof buf, "%s\"offered\":[", row);
+    for (int i = 0; i < 65; i++)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s\"m%d\"",
+                      i ? "," : "", i);
+    snprintf(buf + n, sizeof buf - (size_t)n, "]}\n");
+    expect_jsonl_error(buf, "field 'offered': more than 64 models");
+}
+
 int
 main(void)
 {
@@ -746,6 +947,9 @@ main(void)
         cmocka_unit_test(test_jsonl_fuzz_regressions),
         cmocka_unit_test(test_obd_reader),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_cascade_by_hand),
+        cmocka_unit_test(test_cascade_left_out),
+        cmocka_unit_test(test_cascade_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
