@@ -179,20 +179,7 @@ ctl_book_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
     d->reward_applied = (d->flags & STORE_D_CORRECTION) ? 0.0 : rq->reward;
     d->t_outcome = now;
     d->flags |= STORE_D_OUTCOME;
-    int m = cfg_model_find(c->cfg, served);
-    double cost = 0;
-    if (rq->has_cost) {
-        cost = rq->cost_usd;
-        d->flags |= STORE_D_COST;
-    } else if (rq->has_tokens && m >= 0) {
-        cost =
-            cfg_model_cost(&c->cfg->models[m], rq->tokens_in, rq->tokens_out);
-        d->flags |= STORE_D_COST;
-    }
-    if (rq->has_tokens) {
-        d->tokens_in = rq->tokens_in;
-        d->tokens_out = rq->tokens_out;
-    }
+    double cost = ctl_event_cost(c, rq, served, d, 0.0);
     if (rq->has_latency) {
         d->latency_ms = rq->latency_ms;
         d->flags |= STORE_D_LATENCY;

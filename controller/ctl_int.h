@@ -151,6 +151,11 @@ void ctl_client_settled(ctl_t *c, const char *name);
      STORE_D_PROBE)
 /* The token of decision d (out: TOKEN_CHARS + 1 bytes); the same every
  * time for the same record. */
+/* The cost an outcome reports: cost_usd, else its tokens at the served
+ * model's prices (both set STORE_D_COST in d), else dflt; its tokens are
+ * kept in d. */
+double ctl_event_cost(const ctl_t *c, const proto_request_t *rq,
+                      const char *served, store_decision_t *d, double dflt);
 void ctl_token_make(const ctl_t *c, const store_decision_t *d,
                     const store_dext_t *x, char *out);
 

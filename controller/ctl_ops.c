@@ -456,6 +456,27 @@ ctl_check_outcome(ctl_t *c, const proto_request_t *rq, const token_t *tk)
     return NULL;
 }
 
+double
+ctl_event_cost(const ctl_t *c, const proto_request_t *rq, const char *served,
+               store_decision_t *d, double dflt)
+{
+    double cost = dflt;
+    int m = cfg_model_find(c->cfg, served);
+    if (rq->has_cost) {
+        cost = rq->cost_usd;
+        d->flags |= STORE_D_COST;
+    } else if (rq->has_tokens && m >= 0) {
+        cost =
+            cfg_model_cost(&c->cfg->models[m], rq->tokens_in, rq->tokens_out);
+        d->flags |= STORE_D_COST;
+    }
+    if (rq->has_tokens) {
+        d->tokens_in = rq->tokens_in;
+        d->tokens_out = rq->tokens_out;
+    }
+    return cost;
+}
+
 static void
 ctl_op_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
                const token_t *tk, double now)
@@ -470,20 +491,8 @@ ctl_op_outcome(ctl_t *c, const proto_request_t *rq, store_decision_t *d,
     d->flags |= STORE_D_OUTCOME | STORE_D_APPLIED;
     ctl_apply_reward(c, d, served, d->reward_applied, now);
 
-    double cost = d->reserved_usd;
+    double cost = ctl_event_cost(c, rq, served, d, d->reserved_usd);
     int m = cfg_model_find(c->cfg, served);
-    if (rq->has_cost) {
-        cost = rq->cost_usd;
-        d->flags |= STORE_D_COST;
-    } else if (rq->has_tokens && m >= 0) {
-        cost =
-            cfg_model_cost(&c->cfg->models[m], rq->tokens_in, rq->tokens_out);
-        d->flags |= STORE_D_COST;
-    }
-    if (rq->has_tokens) {
-        d->tokens_in = rq->tokens_in;
-        d->tokens_out = rq->tokens_out;
-    }
     ctl_bucket_t *b;
     size_t bi;
     int a = ctl_decision_arm(c, d->bucket, served, &b, &bi);

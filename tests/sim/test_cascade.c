@@ -41,16 +41,6 @@ make_ten(void)
     return ds;
 }
 
-static replay_result_t *
-run(const dataset_t *ds, const replay_config_t *c)
-{
-    replay_result_t *r = NULL;
-    serr_t e = {0, ""};
-    if (replay_run(ds, c, &r, &e) != 0)
-        fail_msg("replay_run: %s", e.msg);
-    return r;
-}
-
 /* The cheapest policy escalates to b exactly on rows 5-9; rows 8 and 9
  * return b's rejected answer (the last tried), row 9 with b's 0.3 although
  * a's rejected answer scored 0.4. */
@@ -65,7 +55,7 @@ test_escalation_bookkeeping(void **state)
     c.params.kind = POLICY_CHEAPEST;
     c.escalations = 1;
     c.validated = 1;
-    replay_result_t *r = run(ds, &c);
+    replay_result_t *r = simtest_replay(ds, &c);
     assert_near(r->quality, (5.0 + 3.0 + 0.0 + 0.3) / 10.0, 1e-12);
     assert_near(r->cost_per_request, (5 * 0.001 + 5 * 0.011) / 10.0, 1e-12);
     assert_int_equal(r->steps_max, 2);
@@ -85,7 +75,7 @@ test_escalation_bookkeeping(void **state)
 
     /* without escalations the first answer stands, passed or not */
     c.escalations = 0;
-    r = run(ds, &c);
+    r = simtest_replay(ds, &c);
     assert_near(r->quality, (5.0 + 0.4) / 10.0, 1e-12);
     assert_near(r->cost_per_request, 0.001, 1e-12);
     assert_int_equal(r->steps, 10);
@@ -117,17 +107,6 @@ static const char *scen_ab =
     " \"models\": {\"a\": {\"cost_usd\": 0.001, \"success\": 0},"
     "              \"b\": {\"cost_usd\": 0.001, \"success\": 1}}}";
 
-static dataset_t *
-make_scen(const char *s)
-{
-    dataset_t *ds = dataset_new();
-    serr_t e = {0, ""};
-    if (scenario_load_buffer(ds, s, strlen(s), "t.json", 0, &e) != 0)
-        fail_msg("%s", e.msg);
-    dataset_finish(ds);
-    return ds;
-}
-
 /* The policy learns what the validator says, never the hidden outcome:
  * with verdicts that invert the truth, Thompson sampling settles on a;
  * learning the outcomes, on b. The quality is always the true outcome. */
@@ -135,7 +114,7 @@ static void
 test_learns_verdicts(void **state)
 {
     (void)state;
-    dataset_t *ds = make_scen(scen_ab);
+    dataset_t *ds = simtest_scenario(scen_ab);
     int a = dataset_find_model(ds, "a"), b = dataset_find_model(ds, "b");
     calls_t k;
     memset(&k, 0, sizeof k);
@@ -148,7 +127,7 @@ test_learns_verdicts(void **state)
     c.verdict = verdict_rec;
     c.verdict_ctx = &k;
     c.seed = 9;
-    replay_result_t *r = run(ds, &c);
+    replay_result_t *r = simtest_replay(ds, &c);
     printf("verdicts: a %zu, b %zu; quality %.3f\n", r->share[a], r->share[b],
            r->quality);
     /* b is rejected every time, a passed every time: after a handful of
@@ -158,7 +137,7 @@ test_learns_verdicts(void **state)
     replay_result_destroy(&r);
 
     c.validated = 0; /* full information: the outcome itself */
-    r = run(ds, &c);
+    r = simtest_replay(ds, &c);
     assert_true(r->share[b] > 360);
     replay_result_destroy(&r);
     dataset_destroy(&ds);
@@ -170,7 +149,7 @@ static void
 test_verdict_calls(void **state)
 {
     (void)state;
-    dataset_t *ds = make_scen(scen_ab);
+    dataset_t *ds = simtest_scenario(scen_ab);
     calls_t k;
     memset(&k, 0, sizeof k);
     replay_config_t c;
@@ -180,7 +159,7 @@ test_verdict_calls(void **state)
     c.validated = 1;
     c.verdict = verdict_rec;
     c.verdict_ctx = &k;
-    replay_result_t *r = run(ds, &c);
+    replay_result_t *r = simtest_replay(ds, &c);
     assert_int_equal(k.n[0], 400);
     assert_int_equal(k.n[1], 400);
     assert_int_equal(k.n[2], 0);
@@ -213,7 +192,7 @@ static void
 test_budget_over_steps(void **state)
 {
     (void)state;
-    dataset_t *ds = make_scen(scen3);
+    dataset_t *ds = simtest_scenario(scen3);
     replay_config_t c;
     replay_config_default(&c);
     c.params.kind = POLICY_TS_BUDGET;
@@ -221,7 +200,7 @@ test_budget_over_steps(void **state)
     c.escalations = 2;
     c.validated = 1;
     c.seed = 4;
-    replay_result_t *r = run(ds, &c);
+    replay_result_t *r = simtest_replay(ds, &c);
     printf("spend %.4f x budget, %.3f steps per request, quality %.3f\n",
            r->spend_ratio, (double)r->steps / (double)r->requests, r->quality);
     assert_true(r->spend_ratio <= 1.02);
@@ -231,11 +210,11 @@ test_budget_over_steps(void **state)
 
     /* the same budget without the cascade reaches less */
     double q_cascade = 0;
-    r = run(ds, &c);
+    r = simtest_replay(ds, &c);
     q_cascade = r->quality;
     replay_result_destroy(&r);
     c.escalations = 0;
-    r = run(ds, &c);
+    r = simtest_replay(ds, &c);
     printf("quality %.3f without escalations\n", r->quality);
     assert_true(q_cascade > r->quality);
     replay_result_destroy(&r);
@@ -244,7 +223,7 @@ test_budget_over_steps(void **state)
      * escalations are paid whatever the price, at the cheapest models */
     c.escalations = 2;
     c.budget_per_request = 0.002;
-    r = run(ds, &c);
+    r = simtest_replay(ds, &c);
     printf("budget 0.002: spend %.3f x budget\n", r->spend_ratio);
     assert_true(r->spend_ratio > 1.3);
     replay_result_destroy(&r);
@@ -281,7 +260,7 @@ test_two_buckets_and_errors(void **state)
     c.validated = 1;
     c.shuffle = 0;
     c.allow.health.cooldown_s = 0;
-    replay_result_t *r = run(ds, &c);
+    replay_result_t *r = simtest_replay(ds, &c);
     size_t nb = r->n_buckets, nm = r->n_models;
     /* row 0: a down, b serves step 1 and passes; row 1: a rejected, b
      * passes at step 2; row 2: c rejected, nothing left */

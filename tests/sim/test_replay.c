@@ -27,32 +27,11 @@ static const char *scen3 =
     "  \"c\": {\"cost_usd\": 0.0005, \"success\": {\"code\": 0.3,"
     "         \"chat\": 0.6}}}}";
 
-static dataset_t *
-make_scen(const char *s)
-{
-    dataset_t *ds = dataset_new();
-    serr_t e = {0, ""};
-    if (scenario_load_buffer(ds, s, strlen(s), "t.json", 0, &e) != 0)
-        fail_msg("%s", e.msg);
-    dataset_finish(ds);
-    return ds;
-}
-
-static replay_result_t *
-run(const dataset_t *ds, const replay_config_t *c)
-{
-    replay_result_t *r = NULL;
-    serr_t e = {0, ""};
-    if (replay_run(ds, c, &r, &e) != 0)
-        fail_msg("replay_run: %s", e.msg);
-    return r;
-}
-
 static void
 test_determinism(void **state)
 {
     (void)state;
-    dataset_t *ds = make_scen(scen3);
+    dataset_t *ds = simtest_scenario(scen3);
     replay_config_t c;
     replay_config_default(&c);
     c.params.kind = POLICY_TS_BUDGET;
@@ -61,9 +40,9 @@ test_determinism(void **state)
     c.trace = 1;
     c.shuffle = 1;
     c.passes = 2;
-    replay_result_t *r1 = run(ds, &c), *r2 = run(ds, &c);
+    replay_result_t *r1 = simtest_replay(ds, &c), *r2 = simtest_replay(ds, &c);
     c.seed = 6;
-    replay_result_t *r3 = run(ds, &c);
+    replay_result_t *r3 = simtest_replay(ds, &c);
     assert_int_equal(r1->requests, 40000);
     assert_memory_equal(r1->trace_model, r2->trace_model,
                         r1->requests * sizeof(int));
@@ -99,7 +78,7 @@ static void
 test_budget(void **state)
 {
     (void)state;
-    dataset_t *ds = make_scen(scen3);
+    dataset_t *ds = simtest_scenario(scen3);
     double sq, sc;
     assert_int_equal(replay_best_static(ds, 0.003, &sq, &sc, NULL), 0);
     for (unsigned long seed = 1; seed <= 3; seed++) {
@@ -108,7 +87,7 @@ test_budget(void **state)
         c.params.kind = POLICY_TS_BUDGET;
         c.budget_per_request = 0.003;
         c.seed = seed;
-        replay_result_t *r = run(ds, &c);
+        replay_result_t *r = simtest_replay(ds, &c);
         print_message("seed %lu: quality %.4f (static %.4f) spend %.3f x "
                       "budget, mu %.3f\n",
                       seed, r->quality, sq, r->spend_ratio, r->mu_final);
@@ -170,7 +149,7 @@ test_best_static(void **state)
     cfg.params.kind = POLICY_STATIC;
     cfg.budget_per_request = 0.25;
     cfg.passes = 400; /* 8000 requests */
-    replay_result_t *r = run(ds, &cfg);
+    replay_result_t *r = simtest_replay(ds, &cfg);
     /* y's share of a is 0.5: binomial over 4000 y-requests, sd 0.008 */
     double ya =
         (double)r->bucket_share[1 * 2 + 0] /
@@ -206,7 +185,7 @@ test_fixed_and_errors(void **state)
     replay_config_default(&c);
     c.params.kind = POLICY_FIXED;
     c.params.fixed_model = b;
-    replay_result_t *r = run(ds, &c);
+    replay_result_t *r = simtest_replay(ds, &c);
     assert_int_equal(r->share[b], 200);
     assert_near(r->quality, 0.5, 1e-12);
     assert_near(r->cost_per_request, 0.01, 1e-12);
@@ -217,7 +196,7 @@ test_fixed_and_errors(void **state)
      * and each failed probe doubles that (30, 60, 120, ...: at most 3
      * probes in 200 requests), while c serves */
     c.params.kind = POLICY_CHEAPEST;
-    r = run(ds, &c);
+    r = simtest_replay(ds, &c);
     assert_int_equal(r->share[cm], 200);
     assert_true(r->provider_errors >= 1 && r->provider_errors <= 10);
     replay_result_destroy(&r);
@@ -226,7 +205,7 @@ test_fixed_and_errors(void **state)
      * provider error served by a fallback, never a failure */
     c.params.kind = POLICY_UNIFORM;
     c.allow.health.cooldown_s = 0;
-    r = run(ds, &c);
+    r = simtest_replay(ds, &c);
     assert_int_equal(r->share[a], 0);
     assert_int_equal(r->failed, 0);
     assert_true(r->provider_errors > 20);
@@ -262,17 +241,17 @@ test_latency_objective(void **state)
     replay_config_default(&c);
     c.params.kind = POLICY_TS;
     snprintf(buf, sizeof buf, lat_scen, "0");
-    dataset_t *ds = make_scen(buf);
+    dataset_t *ds = simtest_scenario(buf);
     int slow = dataset_find_model(ds, "slow");
     assert_non_null(ds->latency);
-    replay_result_t *r = run(ds, &c);
+    replay_result_t *r = simtest_replay(ds, &c);
     double free_share = (double)r->share[slow] / 6000.0;
     replay_result_destroy(&r);
     dataset_destroy(&ds);
 
     snprintf(buf, sizeof buf, lat_scen, "2000");
-    ds = make_scen(buf);
-    r = run(ds, &c);
+    ds = simtest_scenario(buf);
+    r = simtest_replay(ds, &c);
     double slo_share = (double)r->share[slow] / 6000.0;
     /* each 300-request window lets slow in until it has 5 fresh samples:
      * at most 5 + a few in flight per window, about 2% of traffic */
@@ -292,7 +271,7 @@ static void
 test_nothing_allowed(void **state)
 {
     (void)state;
-    dataset_t *ds = make_scen(
+    dataset_t *ds = simtest_scenario(
         "{\"requests\": 400, \"traffic\": {\"k\": 1},"
         " \"models\": {\"only\": {\"cost_usd\": 0.001, \"success\": 1}},"
         " \"events\": [{\"at\": 100, \"type\": \"down\", \"model\": \"only\","
@@ -301,7 +280,7 @@ test_nothing_allowed(void **state)
     replay_config_default(&c);
     c.params.kind = POLICY_TS;
     c.allow.health.cooldown_s = 20;
-    replay_result_t *r = run(ds, &c);
+    replay_result_t *r = simtest_replay(ds, &c);
     /* 100 requests down: 3 errors open the breaker, then one probe per
      * cooldown (20, 40, 80: probes at about 123, 163, 243 > 200), so the
      * errors are few and every request of the outage fails; after it, a
