@@ -20,6 +20,8 @@
 #        (defaults: build, 1 seed, 2000 tasks per seed)
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/ope_lib.sh
+. "$here/scripts/ope_lib.sh"
 bin=${1:-$here/build}/bin
 seeds=${2:-1}
 tasks=${3:-2000}
@@ -65,40 +67,7 @@ truth() {
 s=1
 while [ "$s" -le "$seeds" ]; do
     d=$work/seed$s
-    mkdir -p "$d"
-    sock=ipc://$d/ctl.sock
-    cat > "$d/bursar.json" <<CFG
-{"listen":["$sock"],
- "models":{"big":{"provider":"openai","price_in_per_mtok":5,"price_out_per_mtok":15},
-           "mid":{"provider":"openai","price_in_per_mtok":1,"price_out_per_mtok":3},
-           "small":{"provider":"openai","price_in_per_mtok":0.2,"price_out_per_mtok":0.6}},
- "buckets":{"code":{"models":["big","mid","small"]},
-            "chat":{"models":["big","mid","small"]}},
- "explore_floor":0.1,
- "policy":{"name":"ts","seed":$s}}
-CFG
-    cat > "$d/scenario.json" <<SCN
-{"seed": $((1000 + s)), "tasks": {"count": $tasks, "buckets": {"code": 1, "chat": 1}},
- "models": {
-  "big":   {"success": 0.90, "success_by_bucket": {"chat": 0.85}, "cost_usd": 0.0100},
-  "mid":   {"success": 0.70, "success_by_bucket": {"chat": 0.80}, "cost_usd": 0.0020},
-  "small": {"success": 0.40, "success_by_bucket": {"chat": 0.70}, "cost_usd": 0.0004}}}
-SCN
-    "$bin/bursard" --config "$d/bursar.json" --state-dir "$d/state" --quiet \
-        2> "$d/bursard.log" &
-    dpid=$!
-    i=0
-    until "$bin/bursar" --controller "$sock" --timeout 200 ping >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ "$i" -lt 50 ] || { echo "ope_cascade: bursard did not start" >&2; exit 1; }
-        sleep 0.1
-    done
-    "$bin/bursar-agent" --controller "$sock" --simulate "$d/scenario.json" \
-        --spool "$d/spool" --quiet > "$d/results.jsonl" 2> "$d/agent.log"
-    "$bin/bursar" --controller "$sock" export > "$d/log.jsonl"
-    kill "$dpid"
-    wait "$dpid" 2>/dev/null || true
-    dpid=
+    ope_run_seed ope_cascade "$bin" "$d" "$s" "$tasks" --quiet
     for mode in "" --per-decision; do
         # shellcheck disable=SC2086
         "$bin/bursar-sim" evaluate --log "$d/log.jsonl" --policy uniform \
