@@ -1019,19 +1019,29 @@ agent_summary(agent_t *a, int rrc)
 }
 
 /* The exit status of a run: 0, or 3 when feedback was lost (neither
- * delivered nor spooled), said on stderr. */
+ * delivered nor spooled, or a local decision's booking refused), said on
+ * stderr. */
 static int
 agent_lost(const agent_t *a)
 {
     runner_stats_t st;
     runner_stats(a->run, &st);
-    if (!st.feedback_lost)
+    bursar_stats_t bs;
+    bursar_stats(a->client, &bs);
+    if (!st.feedback_lost && !bs.book_refused)
         return 0;
-    fprintf(stderr,
-            "bursar-agent: %zu feedback event%s lost: neither delivered to "
-            "the controller nor written to the spool %s (each step says why "
-            "in \"feedback_error\")\n",
-            st.feedback_lost, st.feedback_lost == 1 ? "" : "s", a->o.spool);
+    if (st.feedback_lost)
+        fprintf(stderr,
+                "bursar-agent: %zu feedback event%s lost: neither delivered "
+                "to the controller nor written to the spool %s (each step "
+                "says why in \"feedback_error\")\n",
+                st.feedback_lost, st.feedback_lost == 1 ? "" : "s", a->o.spool);
+    if (bs.book_refused)
+        fprintf(stderr,
+                "bursar-agent: %zu spooled booking%s of local decisions "
+                "refused by the controller (too old, or a controller without "
+                "the op book): that spend is not in its ledger\n",
+                bs.book_refused, bs.book_refused == 1 ? "" : "s");
     return 3;
 }
 

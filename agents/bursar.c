@@ -894,6 +894,8 @@ replay_lines(bursar_t *self, char *buf, size_t len, size_t *n_sent)
                     self->st.duplicates++;
             } else {
                 self->st.replay_dropped++; /* refused: unknown, expired */
+                if (strstr(line, "\"op\":\"book\""))
+                    self->st.book_refused++;
             }
         }
         line = nl + 1;

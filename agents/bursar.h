@@ -265,6 +265,10 @@ typedef struct bursar_stats {
     size_t replay_dropped; /* replayed events refused (unknown/expired),
                               or torn (zero-filled) spool lines */
     size_t duplicates;     /* acknowledgements marked duplicate */
+    size_t book_refused;   /* of replay_dropped: bookings of local
+                              decisions refused (an old controller without
+                              book, a time older than retention): their
+                              spend never reached the ledger */
 } bursar_stats_t;
 
 void bursar_stats(const bursar_t *self, bursar_stats_t *st);

@@ -274,13 +274,17 @@ step_new(const task_t *t, const char *model)
 }
 
 /* A report on the task's decision: its fate in the step; an event neither
- * delivered nor spooled (nor refused) is counted lost. */
+ * delivered nor spooled (nor refused, unless it was a local decision's
+ * booking) is counted lost. */
 static void
 task_report(runner_t *r, task_t *t, const bursar_feedback_t *fb, cJSON *s)
 {
     int rc = bursar_feedback(r->client, &t->d, fb);
     cJSON_AddStringToObject(s, "feedback", fb_status(rc));
-    if (rc != BURSAR_OK && rc != BURSAR_SPOOLED && rc != BURSAR_EREMOTE) {
+    /* a booking refused (an old controller without book, say) is spend
+     * that never reached the ledger: lost, not a verdict on the event */
+    if (rc != BURSAR_OK && rc != BURSAR_SPOOLED &&
+        (rc != BURSAR_EREMOTE || t->d.local)) {
         r->st.feedback_lost++;
         cJSON_AddStringToObject(s, "feedback_error",
                                 bursar_last_error(r->client));
@@ -397,6 +401,11 @@ task_choose(runner_t *r, task_t *t)
     int rc = t->escalating
                  ? bursar_escalate(r->client, &t->d, ex, t->n_tried, &t->d)
                  : bursar_choose(r->client, t->bucket, ex, t->n_tried, &t->d);
+    /* the link refused (the controller's token key replaced, say): the
+     * escalation still goes on, as a plain choose */
+    if (rc == BURSAR_EREMOTE && t->escalating &&
+        strstr(bursar_last_error(r->client), "\"escalates\""))
+        rc = bursar_choose(r->client, t->bucket, ex, t->n_tried, &t->d);
     if (rc == BURSAR_OK) {
         t->last_remote = t->d;
         t->has_remote = 1;

@@ -332,6 +332,9 @@ ctl_load(ctl_t *c)
     c->seq = c->hwm_durable = c->hwm;
     c->pruned = 0;
     store_get_meta(c->store, txn, "pruned", &c->pruned, sizeof c->pruned);
+    c->pruned_local_t = -INFINITY;
+    store_get_meta(c->store, txn, "pruned_local", &c->pruned_local_t,
+                   sizeof c->pruned_local_t);
 
     policy_params_t pp;
     cfg_policy_params(c->cfg, &pp);
@@ -500,6 +503,9 @@ ctl_flush(ctl_t *c)
         if (!rc)
             rc = store_put_meta(c->store, c->txn, "pruned", &c->pruned,
                                 sizeof c->pruned);
+        if (!rc && isfinite(c->pruned_local_t))
+            rc = store_put_meta(c->store, c->txn, "pruned_local",
+                                &c->pruned_local_t, sizeof c->pruned_local_t);
         if (!rc)
             rc = store_put_meta(c->store, c->txn, "policy", &sp, sizeof sp);
         if (!rc)

@@ -62,11 +62,20 @@ ctl_book_check(ctl_t *c, const proto_request_t *rq, double now)
                          "field \"cost_usd\": %g is above what \"%s\" can "
                          "cost (%g USD at limits.max_tokens_in/out)",
                          rq->cost_usd, served, ctl_cost_ceiling(c, m));
-    if (ctl_book_time(rq, now) < now - c->cfg->retention_s)
+    if (rq->local_time > now + CTL_BOOK_SKEW_S)
+        return ctl_error(rq, PROTO_E_INVALID_VALUE,
+                         "field \"local.time\": %.3f is more than %g s ahead "
+                         "of the controller's clock (%.3f)",
+                         rq->local_time, CTL_BOOK_SKEW_S, now);
+    /* the client's own time, not the capped one: a booking sent again
+     * after retention pruned it must be refused, not booked twice */
+    if (rq->local_time < now - c->cfg->retention_s ||
+        rq->local_time <= c->pruned_local_t)
         return ctl_error(rq, PROTO_E_INVALID_VALUE,
                          "field \"local.time\": %.3f is older than "
-                         "store.retention_s (%g s): a booking that old could "
-                         "not be told from one sent again",
+                         "store.retention_s (%g s) or than local decisions "
+                         "already pruned: a booking that old could not be "
+                         "told from one sent again",
                          rq->local_time, c->cfg->retention_s);
     return NULL;
 }

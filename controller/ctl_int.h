@@ -66,7 +66,10 @@ typedef struct ctl_fail {
  * above that, so no token names two decisions. The mark moves up by
  * CTL_HWM_STEP with the decision that passes it, whose reply (and every
  * reply after it until the commit) waits for the commit. */
-#define CTL_HWM_STEP 65536
+/* How far ahead of the controller's clock a local decision's time may be
+ * (a client's clock runs fast); later is refused. */
+#define CTL_BOOK_SKEW_S 300.0
+#define CTL_HWM_STEP    65536
 /* After a failed commit, chooses wait for their commits this long: a full
  * store loses at most one transaction of early answers per holdoff. */
 #define CTL_EARLY_HOLDOFF_S 1.0
@@ -85,8 +88,13 @@ struct ctl {
     uint64_t seq;          /* last decision id */
     uint64_t hwm;          /* the mark as the batch will commit it */
     uint64_t hwm_durable;  /* the mark as committed */
-    uint64_t pruned;       /* the largest id pruned ("pruned" in meta): a
+    uint64_t pruned;       /* the largest id of the controller's own
+                              decisions pruned ("pruned" in meta): a
                               token at or below it is never rebuilt */
+    double pruned_local_t; /* local decisions pruned: the latest client
+                              time any of them may have had ("pruned_local"
+                              in meta); a booking at or before it is
+                              refused (it could be one sent again) */
     size_t clients_models; /* n_models the clients' breakers were made for */
     unsigned long long n_decisions; /* since start */
     uint8_t token_key[TOKEN_KEY_BYTES];

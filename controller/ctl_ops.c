@@ -750,7 +750,12 @@ ctl_sweep(ctl_t *c)
             store_decision_t d;
             if (store_oldest_decision(c->store, c->txn, &d) != 0)
                 break;
-            if (d.t >= now - c->cfg->retention_s ||
+            /* a local decision's time is the client's, capped at the
+             * booking's now: kept CTL_BOOK_SKEW_S longer, so that the
+             * same booking sent again is older than retention */
+            int local = !!(d.flags & STORE_D_LOCAL);
+            if (d.t >=
+                    now - c->cfg->retention_s - (local ? CTL_BOOK_SKEW_S : 0) ||
                 !(d.flags &
                   (STORE_D_OUTCOME | STORE_D_EXPIRED | STORE_D_LOCAL)))
                 break;
@@ -760,7 +765,10 @@ ctl_sweep(ctl_t *c)
             if (d.flags & STORE_D_LOCAL) /* never pending: settled */
                 ctl_store_rc(c, store_del_local(c->store, c->txn, d.id),
                              "del local");
-            if (d.id > c->pruned)
+            if (local && d.t + CTL_BOOK_SKEW_S > c->pruned_local_t)
+                c->pruned_local_t = d.t + CTL_BOOK_SKEW_S;
+            if (!local && d.id > c->pruned) /* local times do not follow
+                                               ids */
                 c->pruned = d.id;
             c->meta_dirty = 1;
         }

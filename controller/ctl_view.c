@@ -302,14 +302,17 @@ ctl_decision_json(const ctl_export_ctx_t *x, const store_decision_t *d)
     else
         cJSON_AddNullToObject(o, "reward");
     cJSON_AddNumberToObject(o, "expected_cost_usd", d->reserved_usd);
-    if (d->flags & STORE_D_SETTLED)
+    /* a local decision reserved nothing: its cost is what its outcome
+     * booked, none before it */
+    unsigned settled = local ? STORE_D_OUTCOME : STORE_D_SETTLED;
+    if (d->flags & settled)
         cJSON_AddNumberToObject(o, "cost_usd", d->cost_usd);
     else
         cJSON_AddNullToObject(o, "cost_usd");
     cJSON_AddStringToObject(o, "cost_source",
-                            (d->flags & STORE_D_COST)      ? "reported"
-                            : (d->flags & STORE_D_SETTLED) ? "expected"
-                                                           : "none");
+                            (d->flags & STORE_D_COST)        ? "reported"
+                            : (d->flags & settled) && !local ? "expected"
+                                                             : "none");
     if (d->flags & STORE_D_LATENCY)
         cJSON_AddNumberToObject(o, "latency_ms", d->latency_ms);
     else

@@ -160,6 +160,7 @@ store_meta_size(const MDB_val *k, size_t *old, int *versioned)
     } t[] = {{"format", sizeof(uint32_t), 0, 0},
              {"seq", sizeof(uint64_t), 0, 0},
              {"pruned", sizeof(uint64_t), 0, 0},
+             {"pruned_local", sizeof(double), 0, 0},
              {"clock", sizeof(double), 0, 0},
              {"policy", sizeof(store_policy_t), 0, 1},
              {"pacer", sizeof(store_pacer_t), STORE_PACER_V1A_SIZE, 1}};

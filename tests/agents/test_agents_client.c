@@ -434,6 +434,46 @@ test_rate_limited_spooled(void **state)
     tu_rmrf(dir);
 }
 
+/* A spooled booking that the controller refuses (one that predates the op
+ * book answers unknown_op) is counted apart: that spend never reached its
+ * ledger, and bursar-agent exits 3 for it. */
+static void
+test_book_refused_counted(void **state)
+{
+    (void)state;
+    char dir[512], spool[600], ep[128];
+    tu_tmpdir(dir, sizeof(dir));
+    snprintf(spool, sizeof(spool), "%s/bk.spool", dir);
+    tu_router_t *r = tu_router_start(0, MODELS, 3, ep, sizeof(ep));
+    bursar_t *b = client(ep, spool);
+    assert_int_equal(bursar_ping(b), BURSAR_OK);
+    proto_feedback_t pf = {.kind = PROTO_KIND_OUTCOME,
+                           .has_success = 1,
+                           .success = 1,
+                           .has_cost = 1,
+                           .cost_usd = 0.004};
+    proto_local_t l = {
+        .id = "abc123", .bucket = "code", .model = "beta", .time = tu_now()};
+    char *line = proto_format_book(&l, &pf);
+    char *text = bursar_sprintf("%s\n", line);
+    tu_write_file(spool, text);
+    free(line);
+    free(text);
+    tu_router_reply_raw(r, "{\"ok\":false,\"error\":{\"code\":"
+                           "\"unknown_op\",\"message\":\"op book\"}}");
+    size_t n = 9;
+    assert_int_equal(bursar_replay(b, &n), BURSAR_OK);
+    assert_int_equal(n, 0);
+    bursar_stats_t st;
+    bursar_stats(b, &st);
+    assert_int_equal(st.replay_dropped, 1);
+    assert_int_equal(st.book_refused, 1);
+    assert_int_equal(tu_router_feedback(r, "book"), 0);
+    bursar_destroy(&b);
+    tu_router_stop(&r);
+    tu_rmrf(dir);
+}
+
 /* A reply that is malformed or lacks a field is BURSAR_EPROTO naming the
  * field: never a default (a missing propensity is not 1, a numeric id is
  * not an id). The fallback limit is the codec's, the daemon's. */
@@ -647,6 +687,7 @@ main(void)
         cmocka_unit_test(test_zero_filled_spool),
         cmocka_unit_test(test_shared_spool),
         cmocka_unit_test(test_rate_limited_spooled),
+        cmocka_unit_test(test_book_refused_counted),
         cmocka_unit_test(test_malformed_replies),
         cmocka_unit_test(test_no_fallback_no_spool),
         cmocka_unit_test(test_models_table),

@@ -503,6 +503,17 @@ book_events(th_client_t *c)
                                  "\"error\":\"HTTP 503\"")));
     book_error(c, book("L3", "code", "m1", START - 4000, ok), "invalid_value",
                "\"local.time\"");
+    /* more than 300 s ahead of the controller's clock: refused (its
+     * record could be pruned before the client's time is past retention,
+     * and the same booking sent again then booked twice) */
+    book_error(c, book("L7", "code", "m1", START + 400, ok), "invalid_value",
+               "\"local.time\"");
+    book_error(c, book("L7", "code", "m1", 1e11, ok), "invalid_value",
+               "\"local.time\"");
+    /* within the skew: logged at now */
+    assert_false(book_ok(c, book("L8", "code", "m2", START + 250,
+                                 "\"kind\":\"provider_error\","
+                                 "\"error\":\"HTTP 502\"")));
     book_error(c,
                book("L4", "code", "m1", START,
                     "\"kind\":\"outcome\",\"success\":true,\"cost_usd\":100"),
@@ -527,7 +538,9 @@ check_book_export(th_client_t *c)
         assert_int_equal(cJSON_GetArraySize(f(d, "offered")), 0);
         n++;
     }
-    assert_int_equal(n, 4); /* L1, L2, L5, L6 */
+    assert_int_equal(n, 5); /* L1, L2, L5, L6, L8 */
+    /* L8's client time was 250 s ahead: logged at the controller's now */
+    assert_true(th_num(find_local(all, "L8"), "time") == START);
     d = find_local(all, "L1");
     assert_true(th_num(d, "cost_usd") == 0.01 && th_num(d, "reward") == 0 &&
                 th_num(d, "outcome") == 1);
@@ -537,6 +550,9 @@ check_book_export(th_client_t *c)
     assert_true(cJSON_IsNull(f(d, "reward"))); /* no arm: not applied */
     d = find_local(all, "L6");
     assert_string_equal(th_str(d, "status"), "pending");
+    /* nothing booked yet: no cost, none (not an "expected" 0) */
+    assert_true(cJSON_IsNull(f(d, "cost_usd")));
+    assert_string_equal(th_str(d, "cost_source"), "none");
     assert_string_equal(th_str(d, "provider_error"), "HTTP 503");
     cJSON_Delete(all);
 }
@@ -563,9 +579,10 @@ test_book(void **state)
                                 "\"kind\":\"outcome\",\"success\":true,"
                                 "\"cost_usd\":0.01")));
     assert_true(fabs(spent(c, 0) - 0.015) < 1e-12);
-    /* retention prunes local decisions like any settled one; a booking
-     * that old is refused rather than booked again */
-    cJSON_Delete(request(c, "{\"op\":\"clock\",\"advance_s\":3700}"));
+    /* retention prunes local decisions like any settled one, 300 s
+     * after their logged time says; a booking that old is refused rather
+     * than booked again, also one whose client time was ahead */
+    cJSON_Delete(request(c, "{\"op\":\"clock\",\"advance_s\":4100}"));
     cJSON_Delete(request(c, "{\"op\":\"ping\"}"));
     cJSON *all = export_all(c);
     assert_int_equal(cJSON_GetArraySize(all), 0);
@@ -573,6 +590,10 @@ test_book(void **state)
     book_error(c,
                book("L1", "code", "m1", START,
                     "\"kind\":\"outcome\",\"success\":true,\"cost_usd\":0.01"),
+               "invalid_value", "\"local.time\"");
+    book_error(c,
+               book("L8", "code", "m2", START + 250,
+                    "\"kind\":\"provider_error\",\"error\":\"HTTP 502\""),
                "invalid_value", "\"local.time\"");
     th_client_destroy(&c);
     th_stop(&d);

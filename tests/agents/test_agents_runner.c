@@ -175,6 +175,30 @@ test_fallback_provider_error(void **state)
     tu_router_stop(&r);
 }
 
+/* A controller that refuses the link (its token key replaced): the
+ * escalation goes on as a plain choose, and the task ends valid. */
+static void
+test_escalation_link_refused(void **state)
+{
+    (void)state;
+    const char *models[] = {"wrong", "right"};
+    tu_router_refuse_escalates(1);
+    tu_router_t *r =
+        run(models, 2,
+            "{\"id\":\"t1\",\"bucket\":\"x\",\"prompt\":\"give json\","
+            "\"validate\":\"json\"}",
+            2, 4);
+    tu_router_refuse_escalates(0);
+    const cJSON *res = cJSON_GetArrayItem(results, 0);
+    assert_true(cJSON_IsTrue(field(res, "valid")));
+    assert_string_equal(field(res, "model")->valuestring, "right");
+    assert_int_equal(field(res, "escalations")->valueint, 1);
+    assert_true(cJSON_IsNull(field(res, "error")));
+    /* the first choose, the refused escalation, the plain one */
+    assert_int_equal(tu_router_chooses(r), 3);
+    tu_router_stop(&r);
+}
+
 static void
 test_escalation_limit_and_exhaustion(void **state)
 {
@@ -249,6 +273,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cascade),
         cmocka_unit_test(test_fallback_provider_error),
+        cmocka_unit_test(test_escalation_link_refused),
         cmocka_unit_test(test_escalation_limit_and_exhaustion),
         cmocka_unit_test(test_concurrency),
     };

@@ -270,7 +270,16 @@ struct tu_router {
     char fb[TU_MAX_FB][96]; /* "id/kind" applied */
     char fb_kind[TU_MAX_FB][32];
     char *raw; /* the next reply, verbatim (tu_router_reply_raw) */
+    int refuse_escalates;
 };
+
+static int router_refuse_escalates;
+
+void
+tu_router_refuse_escalates(int on)
+{
+    router_refuse_escalates = on;
+}
 
 /* The stand-in's store: every decision id it could have issued is known
  * (it survives its own restarts, like bursard's LMDB); larger ids are
@@ -293,6 +302,10 @@ router_choose(tu_router_t *r, const proto_request_t *rq)
         return proto_write_error(rq->echo, PROTO_E_NO_MODEL,
                                  "every model is excluded");
     r->chooses++;
+    if (rq->escalates[0] && r->refuse_escalates)
+        return proto_write_error(rq->echo, PROTO_E_UNKNOWN_DECISION,
+                                 "field \"escalates\": not a decision of "
+                                 "this controller");
     char id[PROTO_ID_LEN + 1]; /* a token: 16 hex digits of a number */
     proto_id_format((uint64_t)++r->next_id, id);
     proto_choice_t c = {.decision = id,
@@ -453,6 +466,7 @@ tu_router_start(int port, const char *const *models, size_t n_models,
 {
     tu_router_t *r = calloc(1, sizeof(*r));
     pthread_mutex_init(&r->mu, NULL);
+    r->refuse_escalates = router_refuse_escalates;
     for (size_t i = 0; i < n_models && i < 16; i++)
         snprintf(r->models[r->n_models++], 64, "%s", models[i]);
     r->ctx = zmq_ctx_new();

@@ -61,6 +61,10 @@ void tu_router_drop(tu_router_t *r, int n);
 int tu_router_feedback(tu_router_t *r, const char *kind);
 int tu_router_duplicates(tu_router_t *r);
 int tu_router_chooses(tu_router_t *r);
+/* Stand-ins started from now on (on: 1) answer a choose naming
+ * "escalates" with unknown_decision naming that field, as a controller
+ * whose token key was replaced would. */
+void tu_router_refuse_escalates(int on);
 int tu_router_port(tu_router_t *r);
 /* The next request is answered with reply, verbatim (a malformed reply
  * for a test; every other reply is written by the wire codec). */
