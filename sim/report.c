@@ -355,6 +355,15 @@ report_table_frontier(const report_t *rep, FILE *f)
     }
 }
 
+/* A spend ratio ending a line; nothing without a budget (NAN). */
+static void
+report_ratio(FILE *f, double r)
+{
+    if (isfinite(r))
+        fprintf(f, " %8.3f", r);
+    fprintf(f, "\n");
+}
+
 /* Cascades: per policy and bucket the quality, first-try pass rate,
  * escalation rate, steps and cost per request; then each step's model
  * shares (all buckets). */
@@ -368,17 +377,22 @@ report_table_cascade(const report_t *rep, int w, FILE *f)
     if (isfinite(rep->cascade_q) && rep->cascade_mix)
         fprintf(f, "\nhindsight cascade (LP), orders per bucket\n%s",
                 rep->cascade_mix);
-    fprintf(f, "\ncascade, per request\n%-*s %8s %10s %9s %6s %12s\n", w,
+    fprintf(f, "\ncascade, per request\n%-*s %8s %10s %9s %6s %12s", w,
             "policy / bucket", "quality", "first pass", "escalated", "steps",
             "USD/request");
+    fprintf(f, rep->budget > 0.0 ? " %8s\n" : "\n", "/budget");
+    double bud = rep->budget > 0.0 ? rep->budget : NAN;
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
-        fprintf(f, "%-*s %8.4f %10.3f %9.3f %6.2f %12.6f\n", w, p->name,
+        fprintf(f, "%-*s %8.4f %10.3f %9.3f %6.2f %12.6f", w, p->name,
                 p->q_mean, p->first_pass, p->escalated, p->steps, p->c_mean);
-        for (size_t b = 0; b < nb; b++)
-            fprintf(f, "  %-*s %8.4f %10.3f %9.3f %6.2f %12.6f\n", w - 2,
+        report_ratio(f, p->c_mean / bud);
+        for (size_t b = 0; b < nb; b++) {
+            fprintf(f, "  %-*s %8.4f %10.3f %9.3f %6.2f %12.6f", w - 2,
                     ds->bucket[b], p->b_q[b], p->b_first_pass[b],
                     p->b_escalated[b], p->b_steps[b], p->b_c[b]);
+            report_ratio(f, p->b_c[b] / bud);
+        }
     }
     fprintf(f, "\nanswers per request at each step (all buckets)\n");
     for (size_t i = 0; i < rep->n_pol; i++) {
@@ -433,6 +447,9 @@ report_cascade_obj(const report_t *rep, const report_policy_t *p)
             x = cJSON_CreateObject();
             cJSON_AddNumberToObject(x, "quality", p->b_q[b]);
             cJSON_AddNumberToObject(x, "cost_per_request_usd", p->b_c[b]);
+            if (rep->budget > 0.0)
+                cJSON_AddNumberToObject(x, "spend_ratio",
+                                        p->b_c[b] / rep->budget);
         }
         cJSON_AddNumberToObject(x, "first_pass",
                                 b < nb ? p->b_first_pass[b] : p->first_pass);
