@@ -575,11 +575,12 @@ main_write_trace(const char *path, const dataset_t *ds,
     if (!f)
         return serr_set(e, SERR_IO, "%s: cannot write: %s", path,
                         strerror(errno));
-    fprintf(f, "t,bucket,model,outcome,cost_usd\n");
+    fprintf(f, "t,bucket,model,outcome,cost_usd,steps\n");
     for (size_t t = 0; t < r->requests; t++)
-        fprintf(f, "%zu,%s,%s,%g,%.8g\n", t, ds->bucket[r->trace_bucket[t]],
+        fprintf(f, "%zu,%s,%s,%g,%.8g,%u\n", t, ds->bucket[r->trace_bucket[t]],
                 r->trace_model[t] >= 0 ? ds->model[r->trace_model[t]] : "",
-                r->trace_outcome[t], r->trace_cost[t]);
+                r->trace_outcome[t], r->trace_cost[t],
+                (unsigned)r->trace_steps[t]);
     if (fclose(f) != 0)
         return serr_set(e, SERR_IO, "%s: write error", path);
     return 0;

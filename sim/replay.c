@@ -54,6 +54,7 @@ replay_result_destroy(replay_result_t **pr)
     free(r->trace_bucket);
     free(r->trace_outcome);
     free(r->trace_cost);
+    free(r->trace_steps);
     free(r->step_share);
     free(r->b_requests);
     free(r->b_quality);
@@ -412,6 +413,7 @@ replay_result_alloc(replay_result_t *r, const replay_config_t *cfg, size_t nb,
         r->trace_bucket = bursar_malloc(total * sizeof(int));
         r->trace_outcome = bursar_malloc(total * sizeof(double));
         r->trace_cost = bursar_malloc(total * sizeof(double));
+        r->trace_steps = bursar_malloc(total);
     }
 }
 
@@ -454,6 +456,7 @@ replay_book(replay_result_t *r, const replay_config_t *cfg, replay_score_t *sc,
         r->trace_bucket[t] = bi;
         r->trace_outcome[t] = q;
         r->trace_cost[t] = cost;
+        r->trace_steps[t] = (unsigned char)rq->steps;
     }
     if (sc->npts && (t + 1) * sc->npts >= (sc->next_pt + 1) * sc->total) {
         size_t k = sc->next_pt++;

@@ -131,11 +131,12 @@ typedef struct replay_result {
     double *curve_target;         /* paced target, USD (0: no budget) */
 
     /* per-request trace (cfg.trace): served model (-1: failed), bucket,
-     * outcome, cost */
+     * outcome, cost (all steps), steps */
     int *trace_model;
     int *trace_bucket;
     double *trace_outcome;
     double *trace_cost;
+    unsigned char *trace_steps; /* steps the request took (cascades) */
 } replay_result_t;
 
 /* Runs one replay. Returns 0, SERR_EMPTY (no rows), SERR_ARG (bad

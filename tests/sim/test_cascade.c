@@ -55,7 +55,18 @@ test_escalation_bookkeeping(void **state)
     c.params.kind = POLICY_CHEAPEST;
     c.escalations = 1;
     c.validated = 1;
+    c.trace = 1;
     replay_result_t *r = simtest_replay(ds, &c);
+    size_t tsteps = 0;
+    double tcost = 0.0;
+    for (size_t t = 0; t < r->requests; t++) {
+        tsteps += r->trace_steps[t];
+        tcost += r->trace_cost[t];
+        /* two steps exactly where b's answer was returned */
+        assert_int_equal(r->trace_steps[t], r->trace_model[t] == b ? 2 : 1);
+    }
+    assert_int_equal(tsteps, 15);
+    assert_near(tcost, 0.06, 1e-12);
     assert_near(r->quality, (5.0 + 3.0 + 0.0 + 0.3) / 10.0, 1e-12);
     assert_near(r->cost_per_request, (5 * 0.001 + 5 * 0.011) / 10.0, 1e-12);
     assert_int_equal(r->steps_max, 2);
