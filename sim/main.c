@@ -607,8 +607,15 @@ main_frontier(const main_opts_t *o, const dataset_t *ds, report_t *rep,
     double q, lo, hi, hi_c = 0.0;
     replay_best_static(ds, 1e-300, &q, &lo, NULL);
     replay_best_static(ds, 0.0, &q, &hi, NULL);
-    if (rep->cascade_at) /* ... or the cascade reference, if dearer */
+    if (rep->cascade_at) { /* ... or the cascade reference, if dearer;
+                              from its cheapest chain, below which no
+                              cascade can stay */
+        double lo_c = 0.0;
+        rep->cascade_at(rep->cascade_ctx, 1e-300, &q, &lo_c);
         rep->cascade_at(rep->cascade_ctx, 0.0, &q, &hi_c);
+        if (lo_c > lo)
+            lo = lo_c;
+    }
     if (hi_c > hi)
         hi = hi_c;
     if (!(hi > lo) || !(lo > 0))
@@ -760,7 +767,7 @@ main_cascade(const main_opts_t *o, const dataset_t *ds, report_t *rep,
     serr_t ce = {0, ""};
     *cr = cref_build(ds, &o->vm, o->escalations + 1, &ce);
     if (!*cr) { /* too many orders: the replay runs without it */
-        fprintf(stderr, "bursar-sim: no hindsight cascade reference: %s\n",
+        fprintf(stderr, "bursar-sim: warning: %s; the replay runs without it\n",
                 ce.msg);
         return 0;
     }

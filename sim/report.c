@@ -255,35 +255,50 @@ report_table_head(const report_t *rep, FILE *f)
     fprintf(f, "\n\n");
 }
 
+/* One reference's line (best static, the cascade reference, the oracle)
+ * under the policies' columns. */
+static void
+report_table_ref(const report_t *rep, int w, int cas, const char *name,
+                 double q, double c, FILE *f)
+{
+    fprintf(f, "%-*s %8.4f %7s %8.3f", w, name, q, "",
+            rep->static_q > 0 ? q / rep->static_q : 0.0);
+    if (cas)
+        fprintf(f, " %8.3f", q / rep->cascade_q);
+    fprintf(f, " %12.6f\n", c);
+}
+
 /* One line per policy, then the references (best static, oracle); w is
  * the width of the name column. */
 static void
 report_table_policies(const report_t *rep, int w, FILE *f)
 {
-    fprintf(f, "%-*s %8s %7s %8s %12s %9s %9s\n", w, "policy", "quality", "sd",
-            "/static", "USD/request", "/budget", "max/bud");
+    int cas = isfinite(rep->cascade_q) && rep->cascade_q > 0;
+    fprintf(f, "%-*s %8s %7s %8s", w, "policy", "quality", "sd", "/static");
+    if (cas)
+        fprintf(f, " %8s", "/cascade");
+    fprintf(f, " %12s %9s %9s\n", "USD/request", "/budget", "max/bud");
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
-        fprintf(f, "%-*s %8.4f %7.4f %8.3f %12.6f", w, p->name, p->q_mean,
-                p->q_sd, rep->static_q > 0 ? p->q_mean / rep->static_q : 0.0,
-                p->c_mean);
+        fprintf(f, "%-*s %8.4f %7.4f %8.3f", w, p->name, p->q_mean, p->q_sd,
+                rep->static_q > 0 ? p->q_mean / rep->static_q : 0.0);
+        if (cas)
+            fprintf(f, " %8.3f", p->q_mean / rep->cascade_q);
+        fprintf(f, " %12.6f", p->c_mean);
         if (rep->budget > 0.0)
             fprintf(f, " %9.3f %9.3f%s\n", p->c_mean / rep->budget,
                     p->spend_max, p->paces ? "" : "  (budget-blind)");
         else
             fprintf(f, " %9s %9s\n", "-", "-");
     }
-    fprintf(f, "\n%-*s %8.4f %7s %8s %12.6f\n", w, "best static (LP)",
-            rep->static_q, "", "1.000", rep->static_c);
+    fprintf(f, "\n");
+    report_table_ref(rep, w, cas, "best static (LP)", rep->static_q,
+                     rep->static_c, f);
     if (isfinite(rep->cascade_q))
-        fprintf(f, "%-*s %8.4f %7s %8.3f %12.6f\n", w, "hindsight cascade (LP)",
-                rep->cascade_q, "",
-                rep->static_q > 0 ? rep->cascade_q / rep->static_q : 0.0,
-                rep->cascade_c);
-    fprintf(f, "%-*s %8.4f %7s %8.3f %12.6f\n", w, "oracle (per prompt)",
-            rep->oracle_q, "",
-            rep->static_q > 0 ? rep->oracle_q / rep->static_q : 0.0,
-            rep->oracle_c);
+        report_table_ref(rep, w, cas, "hindsight cascade (LP)", rep->cascade_q,
+                         rep->cascade_c, f);
+    report_table_ref(rep, w, cas, "oracle (per prompt)", rep->oracle_q,
+                     rep->oracle_c, f);
 }
 
 /* Every single model, then each policy's share of traffic per model and
@@ -298,7 +313,9 @@ report_table_models(const report_t *rep, int w, FILE *f)
         fprintf(f, "%-38s %8.4f %12.6f %8zu\n", ds->model[m],
                 ds->model_quality[m], ds->model_cost[m], ds->model_n[m]);
 
-    fprintf(f, "\nmodel share (all buckets)\n");
+    int cascade = rep->escalations > 0;
+    fprintf(f, "\nmodel share (%sall buckets)\n",
+            cascade ? "answers returned, " : "");
     for (size_t i = 0; i < rep->n_pol; i++) {
         char buf[512];
         report_top_shares(rep, rep->pol[i].share, buf, sizeof buf);
@@ -308,8 +325,8 @@ report_table_models(const report_t *rep, int w, FILE *f)
         const report_policy_t *p = &rep->pol[i];
         if (p->unaffordable > 0 || p->provider_errors > 0 || p->failed > 0)
             fprintf(f,
-                    "  %-*s per run: %.0f unaffordable, %.0f provider "
-                    "errors, %.0f failed\n",
+                    "  %-*s per run: %.0f unaffordable decisions, %.0f "
+                    "provider errors, %.0f failed requests\n",
                     w, p->name, p->unaffordable, p->provider_errors, p->failed);
     }
 }
@@ -325,6 +342,7 @@ report_table_frontier(const report_t *rep, FILE *f)
             first = &rep->pol[i];
     if (!first)
         return;
+    int over = 0;
     fprintf(f, "\nfrontier (quality at USD/request, per budget)\n");
     fprintf(f, "%12s %8s", "budget", "static");
     if (rep->cascade_at)
@@ -346,13 +364,16 @@ report_table_frontier(const report_t *rep, FILE *f)
             const report_policy_t *p = &rep->pol[i];
             if (p->n_front > j) {
                 char cell[64];
-                snprintf(cell, sizeof cell, "%.4f at %.6f", p->front_q[j],
-                         p->front_c[j]);
+                snprintf(cell, sizeof cell, "%.4f at %.6f%s", p->front_q[j],
+                         p->front_c[j], p->front_spend[j] > 1.02 ? "*" : "");
+                over |= p->front_spend[j] > 1.02;
                 fprintf(f, " %22s", cell);
             }
         }
         fprintf(f, "\n");
     }
+    if (over)
+        fprintf(f, "(* = a run spent more than 1.02 x that budget)\n");
 }
 
 /* A spend ratio ending a line; nothing without a budget (NAN). */
@@ -378,7 +399,7 @@ report_table_cascade(const report_t *rep, int w, FILE *f)
         fprintf(f, "\nhindsight cascade (LP), orders per bucket\n%s",
                 rep->cascade_mix);
     fprintf(f, "\ncascade, per request\n%-*s %8s %10s %9s %6s %12s", w,
-            "policy / bucket", "quality", "first pass", "escalated", "steps",
+            "policy / bucket", "quality", "1st ok", "escalated", "steps",
             "USD/request");
     fprintf(f, rep->budget > 0.0 ? " %8s\n" : "\n", "/budget");
     double bud = rep->budget > 0.0 ? rep->budget : NAN;
@@ -394,7 +415,7 @@ report_table_cascade(const report_t *rep, int w, FILE *f)
             report_ratio(f, p->b_c[b] / bud);
         }
     }
-    fprintf(f, "\nanswers per request at each step (all buckets)\n");
+    fprintf(f, "\nanswers per request at each step (all buckets, the top 4)\n");
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
         for (size_t s = 0; s < p->steps_max; s++) {
@@ -492,6 +513,9 @@ report_policy_fields(const report_t *rep, const report_policy_t *p, cJSON *o)
     if (rep->static_q > 0.0)
         cJSON_AddNumberToObject(o, "quality_vs_best_static",
                                 p->q_mean / rep->static_q);
+    if (isfinite(rep->cascade_q) && rep->cascade_q > 0.0)
+        cJSON_AddNumberToObject(o, "quality_vs_hindsight_cascade",
+                                p->q_mean / rep->cascade_q);
     cJSON_AddNumberToObject(o, "mu_final", p->mu_mean);
     cJSON_AddNumberToObject(o, "unaffordable_per_run", p->unaffordable);
     cJSON_AddNumberToObject(o, "explored_per_run", p->explored);

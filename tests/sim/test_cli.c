@@ -246,7 +246,7 @@ test_cascade(void **state)
                  0, &out);
     assert_int_equal(st, 0);
     assert_non_null(strstr(out, "hindsight cascade (LP)"));
-    assert_non_null(strstr(out, "first pass"));
+    assert_non_null(strstr(out, "1st ok"));
     assert_non_null(strstr(out, "step 2:"));
     free(out);
 
