@@ -175,6 +175,32 @@ ctl_decision_put(ctl_t *c, const store_decision_t *d, const store_dext_t *x,
     return 0;
 }
 
+/* A decision token a request names in field: made with this controller's
+ * key, and the peer's own unless it has the feedback role (verb: what the
+ * peer may do to its own decisions only). Returns NULL with *tk filled,
+ * or the error reply (unknown_decision, forbidden). */
+static char *
+ctl_token_check(ctl_t *c, const proto_request_t *rq, const char *field,
+                const char *text, const char *verb, token_t *tk)
+{
+    if (token_decode(c->token_key, text, tk) != 0)
+        return ctl_error(rq, PROTO_E_UNKNOWN_DECISION,
+                         "field \"%s\": not a decision of this controller "
+                         "(malformed, altered, or made with another key)",
+                         field);
+    if (strcmp(tk->client, c->peer->name) != 0 &&
+        !(c->peer_roles & AUTH_FEEDBACK)) {
+        char id[PROTO_ID_LEN + 1];
+        proto_id_format(tk->id, id);
+        return ctl_error(rq, PROTO_E_FORBIDDEN,
+                         "field \"%s\": decision %s was issued to another "
+                         "client; client \"%s\" may %s only its own "
+                         "decisions (role feedback: any)",
+                         field, id, c->peer->name, verb);
+    }
+    return NULL;
+}
+
 /* The decision a choose escalates (its field "escalates"): verified as
  * feedback verifies its decision_id (a token of this controller, the
  * peer's own unless it has the feedback role); *step and *parent receive
@@ -191,21 +217,10 @@ ctl_choose_parent(ctl_t *c, const proto_request_t *rq, unsigned *step,
     if (!rq->escalates[0])
         return NULL;
     token_t tk;
-    if (token_decode(c->token_key, rq->escalates, &tk) != 0)
-        return ctl_error(rq, PROTO_E_UNKNOWN_DECISION,
-                         "field \"escalates\": not a decision of this "
-                         "controller (malformed, altered, or made with "
-                         "another key)");
-    if (strcmp(tk.client, c->peer->name) != 0 &&
-        !(c->peer_roles & AUTH_FEEDBACK)) {
-        char id[PROTO_ID_LEN + 1];
-        proto_id_format(tk.id, id);
-        return ctl_error(rq, PROTO_E_FORBIDDEN,
-                         "field \"escalates\": decision %s was issued to "
-                         "another client; client \"%s\" may escalate only "
-                         "its own decisions (role feedback: any)",
-                         id, c->peer->name);
-    }
+    char *err =
+        ctl_token_check(c, rq, "escalates", rq->escalates, "escalate", &tk);
+    if (err)
+        return err;
     *step = tk.step >= TOKEN_STEP_MAX ? TOKEN_STEP_MAX : tk.step + 1;
     *parent = tk.id;
     return NULL;
@@ -567,21 +582,12 @@ static char *
 ctl_feedback_decision(ctl_t *c, const proto_request_t *rq, token_t *tk,
                       store_decision_t *d, double now)
 {
-    if (token_decode(c->token_key, rq->decision, tk) != 0)
-        return ctl_error(rq, PROTO_E_UNKNOWN_DECISION,
-                         "field \"decision_id\": not a decision of this "
-                         "controller (malformed, altered, or made with "
-                         "another key)");
+    char *err = ctl_token_check(c, rq, "decision_id", rq->decision,
+                                "give feedback on", tk);
+    if (err)
+        return err;
     char id[PROTO_ID_LEN + 1];
     proto_id_format(tk->id, id);
-    if (strcmp(tk->client, c->peer->name) != 0 &&
-        !(c->peer_roles & AUTH_FEEDBACK))
-        return ctl_error(rq, PROTO_E_FORBIDDEN,
-                         "field \"decision_id\": decision %s was issued to "
-                         "another client; client \"%s\" may give feedback "
-                         "only on its own decisions (role feedback: any)",
-                         id, c->peer->name);
-    char *err = NULL;
     if (rq->kind == PROTO_KIND_OUTCOME && (err = ctl_check_outcome(c, rq, tk)))
         return err;
     int rc = store_get_decision(c->store, c->txn, tk->id, d);

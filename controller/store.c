@@ -598,14 +598,21 @@ store_get_dext(store_t *s, MDB_txn *txn, uint64_t id, store_dext_t *x)
     return store_check_version(0, x->version);
 }
 
-int
-store_del_dext(store_t *s, MDB_txn *txn, uint64_t id)
+/* Deletes the record of id in db (none there: done). */
+static int
+store_del_id(MDB_txn *txn, MDB_dbi db, uint64_t id)
 {
     unsigned char k[8];
     store_id_key(id, k);
     MDB_val key = {8, k};
-    int rc = mdb_del(txn, s->db[S_DEXT], &key, NULL);
+    int rc = mdb_del(txn, db, &key, NULL);
     return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+store_del_dext(store_t *s, MDB_txn *txn, uint64_t id)
+{
+    return store_del_id(txn, s->db[S_DEXT], id);
 }
 
 static size_t store_arm_key(char *k, size_t cap, const char *bucket,
@@ -672,11 +679,7 @@ store_del_local(store_t *s, MDB_txn *txn, uint64_t id)
     rc = n ? mdb_del(txn, s->db[S_LOCALS], &key, NULL) : 0;
     if (rc && rc != MDB_NOTFOUND)
         return rc;
-    unsigned char k[8];
-    store_id_key(id, k);
-    MDB_val idk = {8, k};
-    rc = mdb_del(txn, s->db[S_LEXT], &idk, NULL);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return store_del_id(txn, s->db[S_LEXT], id);
 }
 
 int
@@ -715,11 +718,7 @@ store_put_pending(store_t *s, MDB_txn *txn, uint64_t id, double t)
 int
 store_del_pending(store_t *s, MDB_txn *txn, uint64_t id)
 {
-    unsigned char k[8];
-    store_id_key(id, k);
-    MDB_val key = {8, k};
-    int rc = mdb_del(txn, s->db[S_PENDING], &key, NULL);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return store_del_id(txn, s->db[S_PENDING], id);
 }
 
 static int

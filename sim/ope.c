@@ -1178,26 +1178,32 @@ typedef struct ope_reqs {
     size_t steps;      /* rows behind them */
 } ope_reqs_t;
 
+/* The slot of sequence id seq in the open-addressing table ht (cap a
+ * power of two; entries are row + 1, 0 empty): its entry, or the empty
+ * slot where it goes. */
+static size_t
+ope_seq_slot(const olog_t *lg, const size_t *ht, size_t cap, uint64_t seq)
+{
+    size_t h = (size_t)((seq * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+    while (ht[h] && lg->row_seq[ht[h] - 1] != seq)
+        h = (h + 1) & (cap - 1);
+    return h;
+}
+
 /* The row of the latest decision with sequence id seq in ht, or
  * OPE_NONE. */
 static size_t
 ope_seq_find(const olog_t *lg, const size_t *ht, size_t cap, uint64_t seq)
 {
-    size_t h = (size_t)((seq * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
-    for (; ht[h]; h = (h + 1) & (cap - 1))
-        if (lg->row_seq[ht[h] - 1] == seq)
-            return ht[h] - 1;
-    return OPE_NONE;
+    size_t h = ope_seq_slot(lg, ht, cap, seq);
+    return ht[h] ? ht[h] - 1 : OPE_NONE;
 }
 
 static void
 ope_seq_put(const olog_t *lg, size_t *ht, size_t cap, size_t row)
 {
-    uint64_t seq = lg->row_seq[row];
-    size_t h = (size_t)((seq * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
-    while (ht[h] && lg->row_seq[ht[h] - 1] != seq)
-        h = (h + 1) & (cap - 1);
-    ht[h] = row + 1; /* the latest row of that seq (logs read in order) */
+    /* the latest row of that seq (logs read in order) */
+    ht[ope_seq_slot(lg, ht, cap, lg->row_seq[row])] = row + 1;
 }
 
 /* The chains: root[i] = the first row of row i's request (OPE_NONE when
