@@ -695,16 +695,8 @@ static void
 agent_provider_opts(const agent_t *a, prov_opts_t *p)
 {
     const agent_opts_t *o = &a->o;
-    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(a->cfg, "provider");
-    p->timeout_ms = wcfg_num(pc, "timeout_ms", p->timeout_ms);
-    p->connect_timeout_ms =
-        wcfg_num(pc, "connect_timeout_ms", p->connect_timeout_ms);
-    p->max_attempts = (int)wcfg_num(pc, "max_attempts", p->max_attempts);
-    p->backoff_ms = (int)wcfg_num(pc, "backoff_ms", p->backoff_ms);
-    p->backoff_max_ms = (int)wcfg_num(pc, "backoff_max_ms", p->backoff_max_ms);
-    p->retry_after_max_ms =
-        (int)wcfg_num(pc, "retry_after_max_ms", p->retry_after_max_ms);
-    p->max_tokens = (int)wcfg_num(pc, "max_tokens", p->max_tokens);
+    wcfg_provider_opts(cJSON_GetObjectItemCaseSensitive(a->cfg, "provider"),
+                       p);
     if (o->prov_timeout > 0)
         p->timeout_ms = o->prov_timeout;
     if (o->attempts > 0)

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agents/provider.h"
 
 static const char *
 wcfg_type_name(int type)
@@ -183,4 +182,18 @@ wcfg_merge(const bursar_model_t *own, size_t n_own, const bursar_model_t *ctl,
             ms[n++] = own[i];
     *n_out = n;
     return ms;
+}
+
+void
+wcfg_provider_opts(const cJSON *pc, prov_opts_t *p)
+{
+    p->timeout_ms = wcfg_num(pc, "timeout_ms", p->timeout_ms);
+    p->connect_timeout_ms =
+        wcfg_num(pc, "connect_timeout_ms", p->connect_timeout_ms);
+    p->max_attempts = (int)wcfg_num(pc, "max_attempts", p->max_attempts);
+    p->backoff_ms = (int)wcfg_num(pc, "backoff_ms", p->backoff_ms);
+    p->backoff_max_ms = (int)wcfg_num(pc, "backoff_max_ms", p->backoff_max_ms);
+    p->retry_after_max_ms =
+        (int)wcfg_num(pc, "retry_after_max_ms", p->retry_after_max_ms);
+    p->max_tokens = (int)wcfg_num(pc, "max_tokens", p->max_tokens);
 }

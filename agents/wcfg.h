@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "agents/bursar.h"
+#include "agents/provider.h"
 
 #define WCFG_BOOL (cJSON_True | cJSON_False) /* a wcfg_key_t type */
 
@@ -64,6 +65,10 @@ typedef void (*wcfg_note_fn)(void *ud, const bursar_model_t *m);
 bursar_model_t *wcfg_merge(const bursar_model_t *own, size_t n_own,
                            const bursar_model_t *ctl, size_t n_ctl, size_t *n,
                            wcfg_note_fn note, void *ud);
+
+/* Provider call options from the configuration's "provider" object (pc,
+ * type-checked; NULL: none), over what p holds. */
+void wcfg_provider_opts(const cJSON *pc, prov_opts_t *p);
 
 /* The model named name in models, or NULL. */
 const bursar_model_t *wcfg_find(const bursar_model_t *models, size_t n,
