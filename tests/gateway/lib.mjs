@@ -117,8 +117,10 @@ export async function stop(child, ms = 20000) {
   if (!child || child.exitCode !== null || child.signalCode !== null)
     return child ? { code: child.exitCode, signal: child.signalCode } : null;
   child.kill('SIGTERM');
-  const timeout = sleep(ms).then(() => null);
+  let timer;
+  const timeout = new Promise((r) => { timer = setTimeout(() => r(null), ms); });
   const st = await Promise.race([child.exited, timeout]);
+  clearTimeout(timer);
   if (st) return st;
   child.kill('SIGKILL');
   await child.exited;

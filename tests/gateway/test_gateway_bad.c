@@ -253,10 +253,11 @@ static const char *ERROR_TYPES[] = {"invalid_request_error",
 
 /* The status, and OpenAI's error shape: error.type (this one, or when
  * NULL one of the spec's), error.message naming needle (when not NULL),
- * error.param null or a string (naming needle when a string), error.code
- * present. */
+ * error.param null or a string (this one when param is not NULL),
+ * error.code present. */
 static void
-expect_error(resp_t *r, int status, const char *type, const char *needle)
+expect_param(resp_t *r, int status, const char *type, const char *needle,
+             const char *param)
 {
     if (r->status != status)
         fail_msg("status %d, expected %d; body: %.400s", r->status, status,
@@ -285,9 +286,17 @@ expect_error(resp_t *r, int status, const char *type, const char *needle)
         fail_msg("status %d: error.message \"%s\" does not name \"%s\"", status,
                  m->valuestring, needle);
     assert_true(cJSON_IsNull(p) || cJSON_IsString(p));
-    if (needle && cJSON_IsString(p) && !strstr(p->valuestring, needle))
-        fail_msg("error.param \"%s\" is not \"%s\"", p->valuestring, needle);
+    if (param && !(cJSON_IsString(p) && strcmp(p->valuestring, param) == 0))
+        fail_msg("status %d: error.param is %s, expected \"%s\" (%s)", status,
+                 cJSON_IsString(p) ? p->valuestring : "null", param,
+                 m->valuestring);
     assert_non_null(cJSON_GetObjectItemCaseSensitive(e, "code"));
+}
+
+static void
+expect_error(resp_t *r, int status, const char *type, const char *needle)
+{
+    expect_param(r, status, type, needle, NULL);
 }
 
 /* ------------------------------------------------------- the daemons */
@@ -439,29 +448,33 @@ static void
 test_wrong_types(void **state)
 {
     (void)state;
+    /* the body, what the message must name, the param (NULL: any) */
     static const struct {
-        const char *body, *field;
+        const char *body, *field, *param;
     } cases[] = {
-        {"{\"model\":\"bursar/general\",\"messages\":3}", "messages"},
+        {"{\"model\":\"bursar/general\",\"messages\":3}", "messages",
+         "messages"},
         {"{\"model\":\"bursar/general\",\"messages\":[{\"role\":\"user\","
          "\"content\":\"hi\"}],\"stream\":\"yes\"}",
-         "stream"},
+         "stream", "stream"},
         {"{\"model\":7,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         "model", "model"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model",
          "model"},
-        {"{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model"},
-        {"{\"model\":\"bursar/general\"}", "messages"},
+        {"{\"model\":\"bursar/general\"}", "messages", "messages"},
         {"{\"model\":\"bursar/general\",\"messages\":[{\"role\":5,"
          "\"content\":\"hi\"}]}",
-         "role"},
+         "role", NULL},
         {"{\"model\":\"bursar/general\",\"messages\":[{\"role\":\"user\","
          "\"content\":\"hi\"}],\"stream_options\":\"usage\"}",
-         "stream_options"},
+         "stream_options", "stream_options"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         resp_t r;
         print_message("%s\n", cases[i].body);
         chat(&r, cases[i].body);
-        expect_error(&r, 400, "invalid_request_error", cases[i].field);
+        expect_param(&r, 400, "invalid_request_error", cases[i].field,
+                     cases[i].param);
         resp_free(&r);
     }
 }
@@ -473,11 +486,11 @@ test_unknown_bucket_and_model(void **state)
     resp_t r;
     chat(&r, "{\"model\":\"bursar/no-such-bucket\",\"messages\":[{\"role\":"
              "\"user\",\"content\":\"hi\"}]}");
-    expect_error(&r, 404, "not_found_error", "no-such-bucket");
+    expect_param(&r, 404, "not_found_error", "no-such-bucket", "model");
     resp_free(&r);
     chat(&r, "{\"model\":\"no-such-model\",\"messages\":[{\"role\":"
              "\"user\",\"content\":\"hi\"}]}");
-    expect_error(&r, 404, "not_found_error", "no-such-model");
+    expect_param(&r, 404, "not_found_error", "no-such-model", "model");
     resp_free(&r);
 }
 
