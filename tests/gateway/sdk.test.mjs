@@ -14,9 +14,10 @@
 //   after an answer that fails the request's JSON schema, errors through
 //   the SDK (unknown bucket and model: NotFoundError; wrong key:
 //   AuthenticationError), a correction through /v1/feedback checked in
-//   bursard's export, the tenant of the key on every decision, and the
-//   gateway's exit status on SIGTERM (0; LeakSanitizer in the sanitizer
-//   build).
+//   bursard's export, an outcome the application reports itself
+//   (x-bursar-outcome: client), the tenant of the key on every decision,
+//   and the gateway's exit status on SIGTERM (0; LeakSanitizer in the
+//   sanitizer build).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -422,6 +423,36 @@ test('a correction through /v1/feedback, seen in bursard\'s export', async () =>
   const none = await postFeedback({ correction: true });
   assert.equal(none.status, 400, JSON.stringify(none.body));
   assert.match(none.body.error.message, /decision_id/);
+});
+
+test('x-bursar-outcome: client: the application reports the outcome through /v1/feedback', async () => {
+  const { data, response } = await client.chat.completions.create(
+    { model: 'bursar/general', messages: [{ role: 'user', content: 'Say hello; I will judge.' }] },
+    { headers: { 'x-bursar-outcome': 'client' } }).withResponse();
+  assert.equal(data.choices[0].message.content, CONTENT[up('g-cheap')]);
+  const id = bursarHeaders(response).id;
+  assert.ok(id, 'x-bursar-decision-id is missing');
+  ids.client = id;
+  // the gateway leaves the outcome to the application
+  await h.sleep(300);
+  let d = findDecision(await ctl.export(), id);
+  assert.equal(d.status, 'pending');
+  const r = await postFeedback({ decision_id: id, reward: 0.25, cost_usd: 0.0005,
+                                 latency_ms: 120, model: 'g-cheap' });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual(r.body, { ok: true });
+  const rows = await h.eventually(() => ctl.export(),
+                                  (x) => findDecision(x, id).status === 'done');
+  d = findDecision(rows, id);
+  assert.equal(d.status, 'done');
+  assert.equal(d.outcome, 0.25);
+  assert.equal(d.reward, 0.25);
+  assert.equal(d.cost_usd, 0.0005);
+  assert.equal(d.cost_source, 'reported');
+  // a reward out of range: 400 naming it
+  const bad = await postFeedback({ decision_id: id, reward: 7 });
+  assert.equal(bad.status, 400, JSON.stringify(bad.body));
+  assert.match(bad.body.error.message, /reward/);
 });
 
 // Needs the controller's tenants (branch "tenant"): the tenant of the
