@@ -52,7 +52,9 @@
  * their closest branch.
  *
  * Ownership: validator_parse returns a new validator (validator_destroy).
- * validator_check does not keep the text. The command validator forks;
+ * validator_check does not keep the text, and does not change the
+ * validator: one validator may be checked from several threads at once
+ * (regexec is thread-safe in glibc). The command validator forks;
  * it ignores SIGPIPE during the call (not thread-safe against other
  * threads changing SIGPIPE's disposition).
  */
