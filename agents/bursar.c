@@ -36,6 +36,7 @@ typedef struct local_fallback {
 
 struct bursar {
     void *ctx;
+    int own_ctx; /* ctx is this client's (else opts.zmq_context) */
     void *sock; /* NULL until first use, and after a timeout */
     char *endpoint;
     int timeout_ms;
@@ -184,7 +185,8 @@ bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
         free(self);
         return krc;
     }
-    self->ctx = zmq_ctx_new();
+    self->own_ctx = o->zmq_context == NULL;
+    self->ctx = self->own_ctx ? zmq_ctx_new() : o->zmq_context;
     if (!self->ctx) {
         free(self);
         return BURSAR_EZMQ;
@@ -226,7 +228,8 @@ bursar_destroy(bursar_t **self_p)
         return;
     bursar_t *self = *self_p;
     sock_close(self);
-    zmq_ctx_term(self->ctx);
+    if (self->own_ctx)
+        zmq_ctx_term(self->ctx);
     free(self->endpoint);
     free(self->fallback_model);
     free(self->fallbacks);

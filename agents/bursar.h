@@ -108,6 +108,11 @@ typedef struct bursar_opts {
      * (keys.h): the 40 Z85 characters or the path of a key file. */
     const char *secret_key; /* this client's secret key (bursar keygen) */
     const char *server_key; /* bursard's public key */
+    void *zmq_context;      /* NULL: the client's own ZeroMQ context (and
+                               I/O thread); else one the caller made and
+                               terminates after destroying its clients, so
+                               that many clients (one per thread) share
+                               one I/O thread */
 } bursar_opts_t;
 
 /* Fills defaults (endpoint NULL). */

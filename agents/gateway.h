@@ -36,7 +36,7 @@
 #define GW_KEY_PREFIX    "bsk-"
 #define GW_KEY_BYTES     32  /* random bytes of an application key */
 #define GW_KEY_MAX       128 /* longest Authorization key read, bytes */
-#define GW_TENANT_MAX    32  /* a tenant's name, incl. NUL */
+#define GW_TENANT_MAX    BURSAR_TENANT_MAX /* a tenant, incl. NUL */
 #define GW_BODY_DEFAULT  (1024 * 1024) /* limits.max_body_bytes */
 #define GW_CONN_DEFAULT  1024 /* limits.max_connections */
 #define GW_MAX_TRIED     64   /* models tried for one request */
@@ -111,6 +111,7 @@ typedef struct gw_stats {
 typedef struct gw {
     gw_cfg_t cfg;
     bursar_opts_t bo;
+    void *zmq; /* the ZeroMQ context the kits' clients share */
     prov_share_t *share;
     pthread_mutex_t lock; /* guards what follows */
     gw_kit_t *free_kits;
@@ -191,5 +192,8 @@ void gw_chat_finish(gw_chat_t *c, int ok);
  * before ':' in bursar_last_error). */
 unsigned gw_ctl_status(const char *last_error, const char **type,
                        char *code, size_t cap);
+
+/* The message of the controller's refusal, without its code. */
+const char *gw_ctl_message(const char *last_error);
 
 #endif

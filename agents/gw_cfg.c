@@ -102,19 +102,6 @@ gw_check_ranges(const cJSON *root, char *err, size_t cap)
     return 0;
 }
 
-static int
-gw_tenant_ok(const char *t)
-{
-    size_t n = strlen(t);
-    if (n == 0 || n >= GW_TENANT_MAX)
-        return 0;
-    for (const char *p = t; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-            return 0;
-    return 1;
-}
-
 /* keys[i]: {"tenant": NAME, "sha256": 64 hex digits}. */
 static int
 gw_key_parse(const cJSON *it, size_t i, gw_key_t *k, char *err, size_t cap)
@@ -135,7 +122,7 @@ gw_key_parse(const cJSON *it, size_t i, gw_key_t *k, char *err, size_t cap)
     }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "tenant");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(it, "sha256");
-    if (!cJSON_IsString(t) || !gw_tenant_ok(t->valuestring)) {
+    if (!cJSON_IsString(t) || !proto_tenant_valid(t->valuestring)) {
         snprintf(err, cap,
                  "keys[%zu].tenant: must be a string of 1 to %d characters "
                  "of [A-Za-z0-9._-]",
@@ -367,7 +354,7 @@ int
 gw_new_key(const char *tenant, char *key, size_t kcap, char *entry,
            size_t ecap)
 {
-    if (!gw_tenant_ok(tenant) || sodium_init() < 0)
+    if (!proto_tenant_valid(tenant) || sodium_init() < 0)
         return -1;
     unsigned char raw[GW_KEY_BYTES], h[32];
     char b64[64], hex[65];

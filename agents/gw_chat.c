@@ -401,7 +401,7 @@ gw_decide_error(gw_chat_t *c, int rc)
         char code[64];
         unsigned st = gw_ctl_status(err, &type, code, sizeof code);
         return gw_reply_error(c->conn, st, type, st == 404 ? "model" : NULL,
-                              code, "%s", err);
+                              code, "%s", gw_ctl_message(err));
     }
     if (rc == BURSAR_EUNREACHABLE)
         return gw_reply_error(c->conn, 503, "api_error", NULL,
@@ -425,6 +425,7 @@ gw_decide(gw_chat_t *c)
             return BURSAR_EEMPTY; /* one model, no second decision */
         bursar_local_init(&c->d, c->bucket);
         bursar_copy_str(c->d.model, sizeof c->d.model, c->m.name);
+        bursar_copy_str(c->d.tenant, sizeof c->d.tenant, c->tenant);
         c->have_d = 1;
         return BURSAR_LOCAL;
     }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <zmq.h>
 
 #include "agents/autil.h"
 #include "agents/wcfg.h"
@@ -44,6 +45,7 @@ gw_client_opts(gw_t *g)
     bo->backoff_max_ms = c->ctl_backoff_max_ms;
     if (bo->backoff_ms > bo->backoff_max_ms)
         bo->backoff_ms = bo->backoff_max_ms;
+    bo->zmq_context = g->zmq;
     bo->secret_key = gw_key_spec("BURSAR_KEY", c->secret_key);
     bo->server_key = gw_key_spec("BURSAR_SERVER_KEY", c->server_key);
 }
@@ -149,6 +151,11 @@ int
 gw_open(gw_t *g, char *err, size_t cap)
 {
     pthread_mutex_init(&g->lock, NULL);
+    g->zmq = zmq_ctx_new(); /* one I/O thread for every kit's client */
+    if (!g->zmq) {
+        snprintf(err, cap, "cannot create a ZeroMQ context");
+        return -1;
+    }
     gw_client_opts(g);
     if (prov_share_new(&g->share) != 0) {
         snprintf(err, cap, "cannot initialise libcurl");
@@ -174,5 +181,8 @@ gw_close(gw_t *g)
     free(g->models);
     g->models = NULL;
     prov_share_destroy(&g->share);
+    if (g->zmq)
+        zmq_ctx_term(g->zmq);
+    g->zmq = NULL;
     pthread_mutex_destroy(&g->lock);
 }

@@ -83,6 +83,13 @@ gw_conn_fd(struct MHD_Connection *conn)
     return ci ? ci->connect_fd : -1;
 }
 
+const char *
+gw_ctl_message(const char *last_error)
+{
+    const char *colon = strstr(last_error, ": ");
+    return colon && (size_t)(colon - last_error) < 40 ? colon + 2 : last_error;
+}
+
 unsigned
 gw_ctl_status(const char *last_error, const char **type, char *code,
               size_t cap)
@@ -296,7 +303,7 @@ gw_feedback_reply(struct MHD_Connection *conn, int rc, const bursar_t *b,
         unsigned st = gw_ctl_status(bursar_last_error(b), &type, code,
                                     sizeof code);
         return gw_reply_error(conn, st, type, "decision_id", code, "%s",
-                              bursar_last_error(b));
+                              gw_ctl_message(bursar_last_error(b)));
     }
     return gw_reply_error(conn, 502, "api_error", NULL, NULL,
                           "the controller could not take the feedback: %s",
@@ -540,12 +547,12 @@ gw_http_start(gw_t *g, char *err, size_t cap)
                      MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
                      (v6 ? MHD_USE_IPv6 : 0);
     g->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, gw_access, g, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-        g->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        g->cfg.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, gw_completed, g,
-        MHD_OPTION_EXTERNAL_LOGGER, gw_mhd_log, g, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        1024u, MHD_OPTION_END);
+        flags, 0, NULL, NULL, gw_access, g, MHD_OPTION_EXTERNAL_LOGGER,
+        gw_mhd_log, g, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_LIMIT, g->cfg.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, g->cfg.idle_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, gw_completed, g,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!g->mhd) {
         snprintf(err, cap, "listen: cannot serve on %s (address in use?)",
                  g->cfg.listen);

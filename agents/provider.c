@@ -3,6 +3,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "agents/autil.h"
+#include "agents/chat.h"
 #include "agents/provider.h"
 
 #include <arpa/inet.h>
@@ -264,52 +265,19 @@ count_chars(const cJSON *messages)
     return n;
 }
 
+/* The request body in the model's wire format (chat.h: system messages
+ * go to Anthropic's "system", ...); NULL with why when the messages
+ * cannot be translated. */
 static char *
-body_openai(const bursar_model_t *m, const cJSON *messages, int max_tokens)
+messages_body(const bursar_model_t *m, const cJSON *messages, int max_tokens,
+              char *why, size_t cap)
 {
-    cJSON *b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "model", m->model);
-    cJSON_AddItemToObject(b, "messages", cJSON_Duplicate(messages, 1));
-    cJSON_AddNumberToObject(b, "max_tokens", max_tokens);
-    char *s = cJSON_PrintUnformatted(b);
-    cJSON_Delete(b);
-    return s;
-}
-
-/* Anthropic takes system prompts as a top-level field, not as a role. */
-static char *
-body_anthropic(const bursar_model_t *m, const cJSON *messages, int max_tokens)
-{
-    cJSON *b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "model", m->model);
-    cJSON_AddNumberToObject(b, "max_tokens", max_tokens);
-    cJSON *msgs = cJSON_CreateArray();
-    size_t sys_len = 0;
-    char *sys = NULL;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, messages)
-    {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
-        if (cJSON_IsString(role) && strcmp(role->valuestring, "system") == 0 &&
-            cJSON_IsString(content)) {
-            size_t n = strlen(content->valuestring);
-            sys = bursar_realloc(sys, sys_len + n + 2);
-            if (sys_len)
-                sys[sys_len++] = '\n';
-            memcpy(sys + sys_len, content->valuestring, n + 1);
-            sys_len += n;
-            continue;
-        }
-        cJSON_AddItemToArray(msgs, cJSON_Duplicate(it, 1));
-    }
-    if (sys) {
-        cJSON_AddStringToObject(b, "system", sys);
-        free(sys);
-    }
-    cJSON_AddItemToObject(b, "messages", msgs);
-    char *s = cJSON_PrintUnformatted(b);
-    cJSON_Delete(b);
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "model", m->model);
+    cJSON_AddItemReferenceToObject(req, "messages", (cJSON *)messages);
+    cJSON_AddNumberToObject(req, "max_tokens", max_tokens);
+    char *s = chat_upstream_body(req, m, 0, max_tokens, why, cap);
+    cJSON_Delete(req);
     return s;
 }
 
@@ -442,15 +410,16 @@ job_url(job_t *j)
     }
 }
 
-/* The request's body by the model's wire format. */
+/* The request's body by the model's wire format; messages that cannot be
+ * translated fail the job before anything is sent. */
 static void
 job_body(prov_pool_t *self, job_t *j, const cJSON *messages)
 {
-    const bursar_model_t *m = &j->model;
-    if (m->provider == BURSAR_PROVIDER_ANTHROPIC)
-        j->body = body_anthropic(m, messages, self->o.max_tokens);
-    else
-        j->body = body_openai(m, messages, self->o.max_tokens);
+    char why[256];
+    j->body =
+        messages_body(&j->model, messages, self->o.max_tokens, why, sizeof why);
+    if (!j->body)
+        job_fail_early(j, "malformed", "request: %.230s", why);
 }
 
 /* The headers, the key among them when there is one (key NULL: none). */
@@ -496,9 +465,11 @@ job_queue(prov_pool_t *self, job_t *j)
     /* Defence in depth: the program checked the base URL already. */
     char why[160];
     const char *key = NULL;
-    if (prov_url_check(j->url, &j->plain_http, why, sizeof why) != 0) {
+    int failed = j->not_before < 0; /* job_body refused the messages */
+    if (!failed &&
+        prov_url_check(j->url, &j->plain_http, why, sizeof why) != 0) {
         job_fail_early(j, "refused_url", "base_url refused: %s", why);
-    } else if (m->api_key_env[0]) {
+    } else if (!failed && m->api_key_env[0]) {
         key = getenv(m->api_key_env);
         if (!key || !*key)
             job_fail_early(j, "no_key", "environment variable %s is not set",
@@ -574,67 +545,20 @@ error_message(const cJSON *root)
     return NULL;
 }
 
-/* Parses a 2xx body into j->r. Returns 0, or -1 if malformed. */
+/* Parses a 2xx body into j->r (chat_answer_parse reads both formats).
+ * Returns 0, or -1 if malformed. */
 static int
 parse_ok(job_t *j)
 {
-    cJSON *root = cJSON_Parse(j->resp ? j->resp : "");
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
+    chat_answer_t a;
+    char why[128];
+    if (chat_answer_parse(j->model.provider, j->resp, j->resp_len,
+                          j->model.name, &a, why, sizeof why) != 0)
         return -1;
-    }
-    char *text = NULL;
-    long tin = -1, tout = -1;
-    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
-    if (j->model.provider == BURSAR_PROVIDER_ANTHROPIC) {
-        const cJSON *content =
-            cJSON_GetObjectItemCaseSensitive(root, "content");
-        if (!cJSON_IsArray(content)) {
-            cJSON_Delete(root);
-            return -1;
-        }
-        size_t len = 0;
-        const cJSON *blk;
-        cJSON_ArrayForEach(blk, content)
-        {
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(blk, "text");
-            if (!cJSON_IsString(t))
-                continue;
-            size_t n = strlen(t->valuestring);
-            text = bursar_realloc(text, len + n + 1);
-            memcpy(text + len, t->valuestring, n + 1);
-            len += n;
-        }
-        const cJSON *a =
-            cJSON_GetObjectItemCaseSensitive(usage, "input_tokens");
-        const cJSON *b =
-            cJSON_GetObjectItemCaseSensitive(usage, "output_tokens");
-        if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) {
-            tin = (long)a->valuedouble;
-            tout = (long)b->valuedouble;
-        }
-    } else {
-        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(root, "choices");
-        const cJSON *c0 = cJSON_GetArrayItem(ch, 0);
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
-        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(msg, "content");
-        if (cJSON_IsString(ct)) {
-            text = bursar_strdup(ct->valuestring);
-        } else if (cJSON_IsNull(ct) && msg) {
-            text = bursar_strdup(""); /* e.g. a tool call: no text */
-        }
-        const cJSON *a =
-            cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
-        const cJSON *b =
-            cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
-        if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) {
-            tin = (long)a->valuedouble;
-            tout = (long)b->valuedouble;
-        }
-    }
-    cJSON_Delete(root);
-    if (!text)
-        return -1;
+    long tin = a.tokens_in, tout = a.tokens_out;
+    char *text = a.text;
+    a.text = NULL; /* taken */
+    chat_answer_clear(&a);
     if (tin < 0) {
         /* No usage block: estimate ~4 characters per token. */
         j->r.usage_estimated = 1;

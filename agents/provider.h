@@ -79,7 +79,9 @@ typedef struct prov_result {
     int attempts;        /* HTTP attempts made */
     long http_status;    /* last status; 0: no HTTP answer */
     char error_kind[32]; /* !ok: rate_limited, server_error, timeout,
-                            transport, http_error, malformed, no_key,
+                            transport, http_error, malformed (the answer,
+                            or messages that cannot be put in the
+                            provider's format: nothing sent), no_key,
                             refused_url (nothing sent) */
     char error[256];     /* !ok: a readable description */
     int streamed;        /* prov_pool_submit_call with on_stream: bytes of
