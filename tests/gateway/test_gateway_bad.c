@@ -6,8 +6,9 @@
  * error body ({"error":{"message","type","param","code"}}, the message
  * naming the field): malformed JSON, wrong types, an unknown bucket, a
  * body over limits.max_body_bytes, a missing or wrong key, a wrong
- * method, an unknown path; a client that leaves in the middle of a stream
- * (the mock sees the upstream call cancelled). After all of it the
+ * method, an unknown path; a client that leaves in the middle of a
+ * stream, or while the gateway waits for a slow answer (the mock sees the
+ * upstream call cancelled). After all of it the
  * gateway still answers /healthz and a good request, and SIGTERM ends it
  * with status 0 (under the sanitizer build LeakSanitizer makes a leak a
  * non-zero exit). The tests run in order and share the daemons.
@@ -53,7 +54,8 @@ static struct {
 } g;
 
 /* The mock: "plain-up" answers at once; "slow-up" streams 40 pieces
- * 150 ms apart (6 s), so that a client can leave in the middle. */
+ * 150 ms apart (6 s), so that a client can leave in the middle;
+ * "lazy-up" answers after 6 s. */
 static const char *SCRIPT =
     "{\"require_key\":\"" GW_PROV_KEY "\",\"models\":{"
     "\"plain-up\":{\"default\":{\"content\":\"" GW_CONTENT "\","
@@ -64,7 +66,8 @@ static const char *SCRIPT =
     "twenty-four twenty-five twenty-six twenty-seven twenty-eight "
     "twenty-nine thirty thirty-one thirty-two thirty-three thirty-four "
     "thirty-five thirty-six thirty-seven thirty-eight thirty-nine forty\","
-    "\"chunks\":40,\"chunk_ms\":150,\"usage\":{\"in\":100,\"out\":40}}}}}";
+    "\"chunks\":40,\"chunk_ms\":150,\"usage\":{\"in\":100,\"out\":40}}},"
+    "\"lazy-up\":{\"default\":{\"content\":\"late\",\"latency_ms\":6000}}}}";
 
 /* The models table of bursard and of the gateway. */
 static void
@@ -76,8 +79,12 @@ models_json(char *buf, size_t cap)
              "\"price_in_per_mtok\":1,\"price_out_per_mtok\":2},"
              "\"slow\":{\"provider\":\"openai\",\"model\":\"slow-up\","
              "\"base_url\":\"http://127.0.0.1:%d/v1\",\"api_key_env\":\"%s\","
+             "\"price_in_per_mtok\":1,\"price_out_per_mtok\":2},"
+             "\"lazy\":{\"provider\":\"anthropic\",\"model\":\"lazy-up\","
+             "\"base_url\":\"http://127.0.0.1:%d/v1\",\"api_key_env\":\"%s\","
              "\"price_in_per_mtok\":1,\"price_out_per_mtok\":2}}",
-             g.mock_port, GW_KEY_ENV, g.mock_port, GW_KEY_ENV);
+             g.mock_port, GW_KEY_ENV, g.mock_port, GW_KEY_ENV, g.mock_port,
+             GW_KEY_ENV);
 }
 
 /* ------------------------------------------------------------ HTTP */
@@ -388,7 +395,8 @@ setup(void **state)
     models_json(models, sizeof models);
     snprintf(text, sizeof text,
              "{\"models\":%s,\"buckets\":{\"general\":{\"models\":"
-             "[\"plain\"]},\"slow\":{\"models\":[\"slow\"]}},"
+             "[\"plain\"]},\"slow\":{\"models\":[\"slow\"]},"
+             "\"lazy\":{\"models\":[\"lazy\"]}},"
              "\"unknown_bucket\":{\"action\":\"error\"}}",
              models);
     th_setup(&g.ctl, text);
@@ -655,6 +663,58 @@ test_client_leaves_mid_stream(void **state)
                      served + 1);
 }
 
+/* 1 when the mock received a request for upstream model. */
+static int
+mock_has_body(const char *upstream)
+{
+    resp_t r;
+    http_do(&r, g.mock_port, "GET", "/stats", NULL, NULL, 0, NULL);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(r.json, "models"), upstream);
+    int has = cJSON_GetObjectItemCaseSensitive(m, "last_body") != NULL;
+    resp_free(&r);
+    return has;
+}
+
+/* A client that leaves while the gateway waits for a slow upstream
+ * answer (not streamed, Anthropic's format): the upstream call is
+ * cancelled too. */
+static void
+test_client_leaves_while_waiting(void **state)
+{
+    (void)state;
+    int before = mock_disconnects();
+    const char *body = "{\"model\":\"bursar/lazy\",\"messages\":[{\"role\":"
+                       "\"user\",\"content\":\"take your time\"}]}";
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/chat/completions HTTP/1.1\r\n"
+                     "Host: 127.0.0.1:%d\r\nAuthorization: %s\r\n"
+                     "Content-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     g.gw_port, bearer, strlen(body), body);
+    int fd = http_connect(g.gw_port);
+    send_all(fd, head, (size_t)n);
+    /* wait until the upstream call has begun: the mock keeps the body of
+     * a request as soon as it arrives ("last_body") */
+    double t0 = tu_now();
+    while (!mock_has_body("lazy-up")) {
+        if (tu_now() - t0 > 5.0)
+            fail_msg("the gateway did not call the upstream within 5 s");
+        tu_sleep_ms(20);
+    }
+    close(fd);
+    t0 = tu_now();
+    int after = before;
+    while (after == before && tu_now() - t0 < 4.0) {
+        tu_sleep_ms(50);
+        after = mock_disconnects();
+    }
+    print_message("the mock saw the upstream call end after %.2f s\n",
+                  tu_now() - t0);
+    assert_int_equal(after, before + 1);
+}
+
 static void
 test_still_serving_then_clean_exit(void **state)
 {
@@ -700,6 +760,7 @@ main(void)
         cmocka_unit_test(test_missing_and_wrong_key),
         cmocka_unit_test(test_wrong_method_and_path),
         cmocka_unit_test(test_client_leaves_mid_stream),
+        cmocka_unit_test(test_client_leaves_while_waiting),
         cmocka_unit_test(test_still_serving_then_clean_exit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
