@@ -8,10 +8,10 @@
  * body over limits.max_body_bytes, a missing or wrong key, a wrong
  * method, an unknown path; a client that leaves in the middle of a
  * stream, or while the gateway waits for a slow answer (the mock sees the
- * upstream call cancelled). After all of it the
- * gateway still answers /healthz and a good request, and SIGTERM ends it
- * with status 0 (under the sanitizer build LeakSanitizer makes a leak a
- * non-zero exit). The tests run in order and share the daemons.
+ * upstream call cancelled). After all of it the gateway still answers
+ * /healthz and a good request, and SIGTERM ends it with status 0 (under
+ * the sanitizer build LeakSanitizer makes a leak a non-zero exit). The
+ * tests run in order and share the daemons.
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
