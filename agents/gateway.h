@@ -41,6 +41,9 @@
 #define GW_CONN_DEFAULT 1024              /* limits.max_connections */
 #define GW_MAX_TRIED    64                /* models tried for one request */
 #define GW_ESC_MAX      8                 /* max_escalations at most */
+/* the characters of a bucket named in a request's model field */
+#define GW_NAME_CHARS                                                          \
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-:/"
 
 /* An application key: the SHA-256 of the key and the tenant it names. */
 typedef struct gw_key {
@@ -84,6 +87,10 @@ typedef struct gw_cfg {
 int gw_cfg_load(gw_cfg_t *c, const char *path, char *err, size_t cap);
 void gw_cfg_free(gw_cfg_t *c);
 
+/* 1 if s is HOST:PORT with a port number up to 65535 (HOST may be
+ * empty: every address). */
+int gw_listen_ok(const char *s);
+
 /* The tenant of application key key (constant-time compare of the
  * hashes), or NULL. */
 const char *gw_cfg_tenant(const gw_cfg_t *c, const char *key);
@@ -105,7 +112,7 @@ typedef struct gw_kit {
 
 typedef struct gw_stats {
     unsigned long requests, errors, fallbacks, escalations, cancelled,
-        feedback_lost;
+        feedback_lost, feedback_refused;
 } gw_stats_t;
 
 typedef struct gw {
@@ -134,6 +141,15 @@ void gw_close(gw_t *g);
  * gw_kit_put gives it back. */
 gw_kit_t *gw_kit_get(gw_t *g, char *err, size_t cap);
 void gw_kit_put(gw_t *g, gw_kit_t *k);
+
+/* After a decision of the controller: when the models came from the
+ * configuration alone (the controller was away at start), they are merged
+ * with the controller's now, once. */
+void gw_models_refresh(gw_t *g, gw_kit_t *k);
+
+/* The configured fallbacks, each a model the gateway knows. Returns 0,
+ * or -1 with "fallbacks.B: ..." in err. */
+int gw_check_fallbacks(gw_t *g, char *err, size_t cap);
 
 /* A copy of the configured model name (merged with the controller's
  * prices when it answered at start), into *m. Returns 1, or 0 when the

@@ -186,7 +186,7 @@ gw_cfg_validators(gw_cfg_t *c, char *err, size_t cap)
     {
         gw_validator_t *v = &c->validators[c->n_validators];
         char why[200];
-        if (strlen(it->string) >= BURSAR_NAME_MAX) {
+        if (!*it->string || strlen(it->string) >= BURSAR_NAME_MAX) {
             snprintf(err, cap,
                      "validators.%.80s: a bucket name has 1 to %d "
                      "bytes",
@@ -203,17 +203,22 @@ gw_cfg_validators(gw_cfg_t *c, char *err, size_t cap)
     return 0;
 }
 
-/* "HOST:PORT" with a port in [0, 65535]. */
-static int
+int
 gw_listen_ok(const char *s)
 {
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s)
         return 0;
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    return colon[1] && !*end && !errno && p >= 0 && p <= 65535;
+    const char *p = colon + 1;
+    long port = 0;
+    if (!*p || strlen(p) > 5)
+        return 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        port = port * 10 + (*p - '0');
+    }
+    return port <= 65535;
 }
 
 /* The scalars, their defaults and the parts other modules read. */
@@ -225,12 +230,14 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
     if (!c->listen)
         c->listen = "127.0.0.1:8080";
     if (!gw_listen_ok(c->listen)) {
-        snprintf(err, cap, "listen: must be HOST:PORT, got \"%.80s\"",
+        snprintf(err, cap,
+                 "listen: must be HOST:PORT (a port number up to 65535), "
+                 "got \"%.80s\"",
                  c->listen);
         return -1;
     }
     c->controller = wcfg_str(r, "controller");
-    if (!c->controller) {
+    if (!c->controller || !*c->controller) {
         snprintf(err, cap,
                  "controller: required (e.g. \"tcp://127.0.0.1:7878\")");
         return -1;
@@ -243,6 +250,16 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
     const cJSON *cv = cJSON_GetObjectItemCaseSensitive(r, "curve");
     c->secret_key = wcfg_str(cv, "secret_key");
     c->server_key = wcfg_str(cv, "server_key");
+    if (!c->secret_key != !c->server_key) {
+        snprintf(err, cap, "curve.%s: required with curve.%s (both or neither)",
+                 c->secret_key ? "server_key" : "secret_key",
+                 c->secret_key ? "secret_key" : "server_key");
+        return -1;
+    }
+    if (c->fallback_model && !*c->fallback_model) {
+        snprintf(err, cap, "fallback_model: must not be empty");
+        return -1;
+    }
     c->max_escalations = (int)wcfg_num(r, "max_escalations", 2);
     c->allow_anonymous =
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "allow_anonymous"));

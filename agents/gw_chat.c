@@ -54,7 +54,7 @@ struct gw_chat {
     long tin, tout;
     char served[BURSAR_NAME_MAX];
     /* failures, for the error when every model failed */
-    int n_fail, n_timeout;
+    int n_fail, n_timeout, n_refused; /* refused: an upstream 4xx */
     char last_error[BURSAR_NAME_MAX + 320];
 };
 
@@ -140,7 +140,13 @@ gw_report(gw_chat_t *c, int success)
     if (strcmp(c->served, c->d.model) != 0)
         fb.model = c->served;
     int rc = bursar_feedback(c->kit->client, &c->d, &fb);
-    if (rc != BURSAR_OK && rc != BURSAR_SPOOLED && rc != BURSAR_EREMOTE) {
+    if (rc == BURSAR_EREMOTE) {
+        gw_count(c->g, &c->g->st.feedback_refused, 1);
+        fprintf(stderr,
+                "bursar-gateway: the controller refused the outcome "
+                "of a decision of %s: %s\n",
+                c->d.model, bursar_last_error(c->kit->client));
+    } else if (rc != BURSAR_OK && rc != BURSAR_SPOOLED) {
         gw_count(c->g, &c->g->st.feedback_lost, 1);
         fprintf(stderr, "bursar-gateway: the outcome of %s was lost: %s\n",
                 c->d.model, bursar_last_error(c->kit->client));
@@ -158,11 +164,15 @@ gw_report_error(gw_chat_t *c, const char *model, const prov_result_t *r)
     bursar_feedback(c->kit->client, &c->d, &fb);
 }
 
-/* Does text pass the bucket's validator and the response_format's? */
+/* Does the answer (text, finish_reason) pass the bucket's validator and
+ * the response_format's? A call of tools is not an answer to validate:
+ * its text is empty, and the application runs the tools and asks again. */
 static int
-gw_validate(const gw_chat_t *c, const char *text)
+gw_validate(const gw_chat_t *c, const char *text, const char *finish)
 {
     char why[256];
+    if (finish && strcmp(finish, "tool_calls") == 0)
+        return 1;
     if (c->v_bucket && !validator_check(c->v_bucket, text, why, sizeof why))
         return 0;
     if (c->v_rf && !validator_check(c->v_rf, text, why, sizeof why))
@@ -200,6 +210,7 @@ gw_fail(gw_chat_t *c, const char *model, const char *kind, const char *what)
 {
     c->n_fail++;
     c->n_timeout += strcmp(kind, "timeout") == 0;
+    c->n_refused += strcmp(kind, "http_error") == 0;
     snprintf(c->last_error, sizeof c->last_error, "%s: %s", model, what);
 }
 
@@ -251,7 +262,11 @@ gw_call_failed(gw_chat_t *c)
     gw_fail(c, c->m.name, c->res.error_kind, what);
     prov_result_t r = c->res;
     bursar_copy_str(r.error, sizeof r.error, what);
-    gw_report_error(c, c->m.name, &r);
+    /* a 4xx other than 429 is about the request (too long for this
+     * model's context, a parameter it lacks), not the provider's health:
+     * the next model may take it, and no provider_error is reported */
+    if (strcmp(r.error_kind, "http_error") != 0)
+        gw_report_error(c, c->m.name, &r);
     gw_count(c->g, &c->g->st.fallbacks, 1);
     return GW_CALL_FAIL;
 }
@@ -298,7 +313,9 @@ gw_call(gw_chat_t *c, const char *name)
     }
     if (gw_call_start(c) != 0)
         return GW_CALL_FAIL;
-    while (!c->res_done && !(c->stream && c->sse_len > 0))
+    /* a stream is answered from its first chunk after the role's: an
+     * error right after the upstream's opening can still fall back */
+    while (!c->res_done && !(c->stream && chat_stream_chunks(c->cs) >= 2))
         prov_pool_run(c->kit->pool, GW_RUN_MS);
     if (c->res_done && !c->res.ok)
         return gw_call_failed(c);
@@ -336,9 +353,7 @@ gw_stream_close(gw_chat_t *c)
     c->tout = tout;
     c->cost = prov_cost(&c->m, tin, tout);
     c->latency_ms = c->res.latency_ms;
-    c->valid = c->res.ok && !c->stream_bad && chat_stream_ended(c->cs) &&
-               gw_validate(c, chat_stream_text(c->cs));
-    c->pending = 1;
+    c->pending = 1; /* validated once [DONE] has left (gw_chat_finish) */
 }
 
 static ssize_t
@@ -434,6 +449,8 @@ gw_decide(gw_chat_t *c)
                  : bursar_choose(b, c->bucket, NULL, 0, &c->d);
     if (rc == BURSAR_OK || rc == BURSAR_LOCAL)
         c->have_d = 1;
+    if (rc == BURSAR_OK)
+        gw_models_refresh(c->g, c->kit);
     return rc;
 }
 
@@ -465,6 +482,12 @@ gw_all_failed(gw_chat_t *c)
 {
     int timeouts = c->n_fail > 0 && c->n_timeout == c->n_fail;
     gw_count(c->g, &c->g->st.errors, 1);
+    if (c->n_fail > 0 && c->n_refused == c->n_fail) /* the request's fault */
+        return gw_reply_error(c->conn, 400, "invalid_request_error", NULL,
+                              "upstream_refused",
+                              "every model tried refused the request (%d); "
+                              "the last: %s",
+                              c->n_fail, c->last_error);
     return gw_reply_error(
         c->conn, timeouts ? 504 : 502, timeouts ? "timeout_error" : "api_error",
         NULL, timeouts ? "upstream_timeout" : "upstream_error",
@@ -526,14 +549,14 @@ gw_chat_run(gw_chat_t *c)
             break;
         if (c->stream)
             return gw_stream_reply(c); /* no escalation: nothing kept */
-        c->valid = gw_validate(c, c->ans.text);
+        c->valid = gw_validate(c, c->ans.text, c->ans.finish_reason);
         if (c->valid || c->direct ||
             c->escalations >= c->g->cfg.max_escalations) {
             chat_answer_clear(&kept.ans);
             c->pending = 1;
             return gw_answer_reply(c);
         }
-        if (!c->client_outcome)
+        if (!c->client_outcome || c->d.local)
             gw_report(c, 0);
         gw_keep(c, &kept);
         have_kept = 1;
@@ -565,10 +588,13 @@ gw_target(gw_chat_t *c, enum MHD_Result *out)
         return 0;
     if (strncmp(model, "bursar/", 7) == 0) {
         size_t n = strlen(model + 7);
-        if (n == 0 || n >= BURSAR_NAME_MAX) {
-            *out = gw_reply_error(
-                c->conn, 404, "not_found_error", "model", "model_not_found",
-                "model: a bucket name has 1 to %d bytes", BURSAR_NAME_MAX - 1);
+        if (n == 0 || n >= BURSAR_NAME_MAX ||
+            strspn(model + 7, GW_NAME_CHARS) != n) {
+            *out = gw_reply_error(c->conn, 404, "not_found_error", "model",
+                                  "model_not_found",
+                                  "model: a bucket name has 1 to %d "
+                                  "characters of A-Z a-z 0-9 . _ - : /",
+                                  BURSAR_NAME_MAX - 1);
             return -1;
         }
         bursar_copy_str(c->bucket, sizeof c->bucket, model + 7);
@@ -665,7 +691,14 @@ gw_chat_finish(gw_chat_t *c, int ok)
             prov_pool_run(c->kit->pool, 0);
             gw_count(c->g, &c->g->st.cancelled, 1);
         }
-        if (c->pending && !c->client_outcome)
+        if (c->pending && c->stream)
+            c->valid = c->res.ok && !c->stream_bad &&
+                       chat_stream_ended(c->cs) &&
+                       gw_validate(c, chat_stream_text(c->cs),
+                                   chat_stream_finish_reason(c->cs));
+        /* a local decision is booked whoever judges it: its spend must
+         * reach the ledger */
+        if (c->pending && (!c->client_outcome || c->d.local))
             gw_report(c, c->valid);
         (void)ok;
         gw_kit_put(c->g, c->kit);

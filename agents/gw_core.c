@@ -147,6 +147,62 @@ gw_models_load(gw_t *g, gw_kit_t *k)
     bursar_models_free(&ctl);
 }
 
+void
+gw_models_refresh(gw_t *g, gw_kit_t *k)
+{
+    pthread_mutex_lock(&g->lock);
+    int have = g->have_ctl_models;
+    pthread_mutex_unlock(&g->lock);
+    bursar_model_t *ctl = NULL;
+    size_t n_ctl = 0, n = 0;
+    if (have || bursar_models(k->client, &ctl, &n_ctl) != BURSAR_OK)
+        return;
+    bursar_model_t *ms = wcfg_merge(g->cfg.own, g->cfg.n_own, ctl, n_ctl, &n,
+                                    gw_note_default, g);
+    bursar_models_free(&ctl);
+    pthread_mutex_lock(&g->lock);
+    if (g->have_ctl_models) { /* another thread was first */
+        pthread_mutex_unlock(&g->lock);
+        free(ms);
+        return;
+    }
+    bursar_model_t *old = g->models;
+    g->models = ms;
+    g->n_models = n;
+    g->have_ctl_models = 1;
+    pthread_mutex_unlock(&g->lock);
+    free(old);
+    if (!g->quiet)
+        fprintf(stderr, "bursar-gateway: the controller answered: %zu models\n",
+                n);
+}
+
+int
+gw_check_fallbacks(gw_t *g, char *err, size_t cap)
+{
+    bursar_model_t m;
+    const char *fm = g->cfg.fallback_model;
+    if (fm && !gw_model(g, fm, &m)) {
+        snprintf(err, cap,
+                 "fallback_model: model \"%s\" is neither one of the "
+                 "controller's models nor in the gateway's models",
+                 fm);
+        return -1;
+    }
+    const cJSON *f;
+    cJSON_ArrayForEach(f, g->cfg.fallbacks)
+    {
+        if (gw_model(g, f->valuestring, &m))
+            continue;
+        snprintf(err, cap,
+                 "fallbacks.%s: model \"%s\" is neither one of the "
+                 "controller's models nor in the gateway's models",
+                 f->string, f->valuestring);
+        return -1;
+    }
+    return 0;
+}
+
 int
 gw_open(gw_t *g, char *err, size_t cap)
 {
@@ -167,7 +223,7 @@ gw_open(gw_t *g, char *err, size_t cap)
         return -1;
     gw_models_load(g, k);
     gw_kit_put(g, k);
-    return 0;
+    return gw_check_fallbacks(g, err, cap);
 }
 
 void

@@ -19,6 +19,9 @@ enum gw_route { GW_R_CHAT, GW_R_MODELS, GW_R_FEEDBACK, GW_R_HEALTH, GW_R_NONE };
 
 /* One request: its body as it arrives, and what is finished after it. */
 typedef struct gw_req {
+    enum gw_route route;
+    char tenant[GW_TENANT_MAX];
+    int answered; /* refused from its head */
     char *body;
     size_t len, cap;
     int too_big;
@@ -384,38 +387,92 @@ gw_auth(const gw_t *g, struct MHD_Connection *conn, char *tenant, size_t cap,
 }
 
 static enum MHD_Result
-gw_dispatch(gw_t *g, struct MHD_Connection *conn, gw_req_t *rq, const char *url,
-            const char *method)
+gw_count_cl(void *cls, enum MHD_ValueKind kind, const char *key,
+            const char *value)
 {
-    enum gw_route r = gw_route_of(url);
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        (*(int *)cls)++;
+    return MHD_YES;
+}
+
+/* How many Content-Length headers the request has. */
+static int
+gw_content_lengths(struct MHD_Connection *conn)
+{
+    int n = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, gw_count_cl, &n);
+    return n;
+}
+
+/* The Content-Length, or 0 when there is none. */
+static unsigned long long
+gw_content_length(struct MHD_Connection *conn)
+{
+    const char *cl = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return cl ? strtoull(cl, NULL, 10) : 0;
+}
+
+/* The request's head, before its body is read: route, method, key,
+ * framing and size. Returns 0 (rq->route and rq->tenant set), or queues
+ * the error and returns -1 (*out its result). */
+static int
+gw_head(gw_t *g, struct MHD_Connection *conn, gw_req_t *rq, const char *url,
+        const char *method, enum MHD_Result *out)
+{
     static const char *const want[] = {"POST", "GET", "POST", "GET"};
-    if (r == GW_R_NONE)
-        return gw_reply_error(conn, 404, "not_found_error", NULL, "unknown_url",
-                              "no route %.200s %.200s", method, url);
-    if (strcmp(method, want[r]) != 0)
-        return gw_reply_error(conn, 405, "invalid_request_error", NULL,
-                              "method_not_allowed", "%s takes %s, not %.20s",
-                              url, want[r], method);
-    if (r == GW_R_HEALTH)
-        return gw_health(g, conn);
-    char tenant[GW_TENANT_MAX];
     const char *why = NULL;
-    if (gw_auth(g, conn, tenant, sizeof tenant, &why) != 0)
-        return gw_reply_error(conn, 401, "authentication_error", NULL,
+    rq->route = gw_route_of(url);
+    if (rq->route == GW_R_NONE)
+        *out = gw_reply_error(conn, 404, "not_found_error", NULL, "unknown_url",
+                              "no route %.200s %.200s", method, url);
+    else if (strcmp(method, want[rq->route]) != 0)
+        *out = gw_reply_error(conn, 405, "invalid_request_error", NULL,
+                              "method_not_allowed", "%s takes %s, not %.20s",
+                              url, want[rq->route], method);
+    else if (rq->route != GW_R_HEALTH &&
+             gw_auth(g, conn, rq->tenant, sizeof rq->tenant, &why) != 0)
+        *out = gw_reply_error(conn, 401, "authentication_error", NULL,
                               "invalid_api_key", "%s", why);
+    else if (gw_content_lengths(conn) > 1)
+        *out = gw_reply_error(conn, 400, "invalid_request_error", NULL,
+                              "bad_framing",
+                              "more than one Content-Length header");
+    else if (gw_content_length(conn) > g->cfg.max_body)
+        *out = gw_reply_error(conn, 413, "invalid_request_error", NULL,
+                              "request_too_large",
+                              "the body is over the gateway's limit of %zu "
+                              "bytes (limits.max_body_bytes)",
+                              g->cfg.max_body);
+    else
+        return 0;
+    return -1;
+}
+
+/* The request, its body read. */
+static enum MHD_Result
+gw_dispatch(gw_t *g, struct MHD_Connection *conn, gw_req_t *rq)
+{
     if (rq->too_big)
         return gw_reply_error(conn, 413, "invalid_request_error", NULL,
                               "request_too_large",
                               "the body is over the gateway's limit of %zu "
                               "bytes (limits.max_body_bytes)",
                               g->cfg.max_body);
-    if (r == GW_R_MODELS)
+    switch (rq->route) {
+    case GW_R_HEALTH:
+        return gw_health(g, conn);
+    case GW_R_MODELS:
         return gw_models(g, conn);
-    if (r == GW_R_FEEDBACK)
+    case GW_R_FEEDBACK:
         return gw_feedback(g, conn, rq);
-    gw_count(g, &g->st.requests, 1);
-    return gw_chat_serve(g, conn, tenant, rq->body ? rq->body : "", rq->len,
-                         &rq->chat);
+    default:
+        gw_count(g, &g->st.requests, 1);
+        return gw_chat_serve(g, conn, rq->tenant, rq->body ? rq->body : "",
+                             rq->len, &rq->chat);
+    }
 }
 
 /* Appends upload bytes to the body, up to the limit. */
@@ -454,13 +511,15 @@ gw_access(void *cls, struct MHD_Connection *conn, const char *url,
     if (!rq) {
         rq = bursar_calloc(1, sizeof *rq);
         *con_cls = rq;
-        const char *cl = MHD_lookup_connection_value(
-            conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > g->cfg.max_body) {
-            rq->too_big = 1;
-            /* answered now: the body is not read */
-            return gw_dispatch(g, conn, rq, url, method);
-        }
+        enum MHD_Result out = MHD_YES;
+        /* refused before its body is read: an unknown client cannot make
+         * the gateway hold a body */
+        if (gw_head(g, conn, rq, url, method, &out) != 0)
+            rq->answered = 1;
+        return out;
+    }
+    if (rq->answered) { /* the body of a refused request: dropped */
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -468,7 +527,7 @@ gw_access(void *cls, struct MHD_Connection *conn, const char *url,
         *upload_size = 0;
         return MHD_YES;
     }
-    return gw_dispatch(g, conn, rq, url, method);
+    return gw_dispatch(g, conn, rq);
 }
 
 static void

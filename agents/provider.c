@@ -39,6 +39,7 @@ typedef struct job {
     int status_known; /* this attempt's status was read (streams) */
     int stream_2xx;   /* ... and it is 2xx: bytes go to on_stream */
     int aborted;      /* on_stream asked to stop */
+    double last_byte; /* streams: when the last byte came (monotonic) */
     prov_result_t r;
     prov_done_fn done;
     void *ud;
@@ -288,6 +289,8 @@ on_data(char *p, size_t size, size_t nmemb, void *ud)
 {
     job_t *j = ud;
     size_t n = size * nmemb;
+    if (j->on_stream)
+        j->last_byte = autil_now_mono();
     if (j->on_stream && !j->status_known) {
         long st = 0;
         curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &st);
@@ -348,14 +351,8 @@ job_start(prov_pool_t *self, job_t *j)
         curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
         curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
-        if (j->on_stream) {
-            /* a stream may last: fail it when it stalls instead */
-            long s = (self->o.timeout_ms + 999) / 1000;
-            curl_easy_setopt(j->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-            curl_easy_setopt(j->easy, CURLOPT_LOW_SPEED_TIME, s > 0 ? s : 1L);
-        } else {
+        if (!j->on_stream) /* a stream may last: pool_check_stalls */
             curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, self->o.timeout_ms);
-        }
         if (self->o.share)
             curl_easy_setopt(j->easy, CURLOPT_SHARE, self->o.share->sh);
         curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS,
@@ -368,6 +365,7 @@ job_start(prov_pool_t *self, job_t *j)
     if (j->resp)
         j->resp[0] = '\0';
     j->status_known = j->stream_2xx = 0;
+    j->last_byte = autil_now_mono();
     if (curl_multi_add_handle(self->multi, j->easy) != CURLM_OK)
         return -1;
     j->running = 1;
@@ -779,6 +777,28 @@ prov_pool_cancel(prov_pool_t *self, const char *why)
     }
 }
 
+/* Fails the streamed calls that got no byte for timeout_ms (moved to
+ * *done): a stream has no whole-transfer timeout. */
+static void
+pool_check_stalls(prov_pool_t *self, double now, job_t **done)
+{
+    double limit = self->o.timeout_ms / 1000.0;
+    for (job_t *j = self->jobs, *nx; j; j = nx) {
+        nx = j->next;
+        if (!j->running || !j->on_stream || now - j->last_byte < limit)
+            continue;
+        curl_multi_remove_handle(self->multi, j->easy);
+        j->running = 0;
+        self->n_running--;
+        bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "timeout");
+        snprintf(j->r.error, sizeof(j->r.error), "no byte for %ld ms",
+                 self->o.timeout_ms);
+        job_unlink(self, j);
+        j->next = *done;
+        *done = j;
+    }
+}
+
 /* Waits until next_wake at the latest (a retry scheduled by job_finish
  * may wake earlier), on curl's sockets when calls are running. */
 static void
@@ -816,6 +836,7 @@ prov_pool_run(prov_pool_t *self, int timeout_ms)
         if (done)
             break;
         pool_perform(self, &done);
+        pool_check_stalls(self, autil_now_mono(), &done);
         if (done || self->n_jobs == 0)
             break;
         double now = autil_now_mono();

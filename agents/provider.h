@@ -113,7 +113,8 @@ int prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
  * once bytes were passed on the call is never retried, and a failure
  * after them is its error. on_stream returns n to go on; any other value
  * aborts the transfer (error_kind "cancelled"). A streamed call has no
- * whole-transfer timeout: it fails when no byte came for timeout_ms. */
+ * whole-transfer timeout: it fails ("timeout") when no byte came for
+ * timeout_ms, checked as prov_pool_run drives it. */
 typedef struct prov_call {
     const char *body; /* copied */
     size_t (*on_stream)(void *ud, const char *p, size_t n);

@@ -1,7 +1,8 @@
 /*
  * validate.c - output validators (validate.h).
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE  /* pipe2, close_range: a command gets no other descriptor \
+                      */
 #include "agents/autil.h"
 #include "agents/validate.h"
 
@@ -1847,15 +1848,20 @@ cmd_spawn(const validator_t *v, int p[2])
     pid_t pid = fork();
     if (pid == 0) {
         dup2(p[0], 0);
-        close(p[0]);
-        close(p[1]);
         int dn = open("/dev/null", O_WRONLY);
         if (dn >= 0) {
             dup2(dn, 1);
             dup2(dn, 2);
-            close(dn);
         }
+        /* nothing else of the parent's: other threads' pipes would keep
+         * their commands' input open, sockets their connections */
+        if (close_range(3, ~0U, 0) != 0)
+            for (int fd = 3; fd < 1024; fd++)
+                close(fd);
         signal(SIGPIPE, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         execle("/bin/sh", "sh", "-c", v->cmd, (char *)NULL, envp);
         _exit(127);
     }
@@ -1910,7 +1916,7 @@ static int
 check_command(const validator_t *v, const char *text, char *why, size_t cap)
 {
     int p[2];
-    if (pipe(p) != 0) {
+    if (pipe2(p, O_CLOEXEC) != 0) { /* no other thread's child gets it */
         why_set(why, cap, "command: pipe failed");
         return 0;
     }
