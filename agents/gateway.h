@@ -41,6 +41,8 @@
 #define GW_CONN_DEFAULT 1024              /* limits.max_connections */
 #define GW_MAX_TRIED    64                /* models tried for one request */
 #define GW_ESC_MAX      8                 /* max_escalations at most */
+#define GW_REPORTERS    8    /* threads sending reports (gw_report.c) */
+#define GW_QUEUE_MAX    4096 /* reports waiting; more: sent by the request */
 /* the characters of a bucket named in a request's model field */
 #define GW_NAME_CHARS                                                          \
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-:/"
@@ -127,6 +129,7 @@ typedef struct gw {
     size_t n_models;
     int have_ctl_models; /* models came from the controller */
     gw_stats_t st;
+    struct gw_reporters *rep; /* gw_report.c */
     struct MHD_Daemon *mhd;
     unsigned short port;
     int quiet;
@@ -155,6 +158,14 @@ int gw_check_fallbacks(gw_t *g, char *err, size_t cap);
  * prices when it answered at start), into *m. Returns 1, or 0 when the
  * gateway has no such model. */
 int gw_model(gw_t *g, const char *name, bursar_model_t *m);
+
+/* Reports off the requests' threads (gw_report.c): gw_post queues a
+ * report of decision d (copied), or sends it with client b when the queue
+ * is full; gw_reporters_stop drains the queue. */
+int gw_reporters_start(gw_t *g, char *err, size_t cap);
+void gw_reporters_stop(gw_t *g);
+void gw_post(gw_t *g, bursar_t *b, const bursar_decision_t *d,
+             const bursar_feedback_t *fb);
 
 /* Starts serving (gw_http.c). Returns 0 or -1 with err. */
 int gw_http_start(gw_t *g, char *err, size_t cap);

@@ -135,6 +135,7 @@ gw_serve(gw_t *g)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits it */
     char err[256];
     if (gw_open(g, err, sizeof err) != 0 ||
+        gw_reporters_start(g, err, sizeof err) != 0 ||
         gw_http_start(g, err, sizeof err) != 0) {
         fprintf(stderr, "bursar-gateway: %s: %s\n", g->cfg.path, err);
         return 1;
@@ -150,6 +151,7 @@ gw_serve(gw_t *g)
     int sig = 0;
     sigwait(&set, &sig);
     gw_http_stop(g);
+    gw_reporters_stop(g); /* every report queued is sent (or spooled) */
     if (!g->quiet)
         fprintf(stderr,
                 "bursar-gateway: stopped (signal %d): %lu requests, %lu "

@@ -139,18 +139,7 @@ gw_report(gw_chat_t *c, int success)
     fb.latency_ms = c->latency_ms;
     if (strcmp(c->served, c->d.model) != 0)
         fb.model = c->served;
-    int rc = bursar_feedback(c->kit->client, &c->d, &fb);
-    if (rc == BURSAR_EREMOTE) {
-        gw_count(c->g, &c->g->st.feedback_refused, 1);
-        fprintf(stderr,
-                "bursar-gateway: the controller refused the outcome "
-                "of a decision of %s: %s\n",
-                c->d.model, bursar_last_error(c->kit->client));
-    } else if (rc != BURSAR_OK && rc != BURSAR_SPOOLED) {
-        gw_count(c->g, &c->g->st.feedback_lost, 1);
-        fprintf(stderr, "bursar-gateway: the outcome of %s was lost: %s\n",
-                c->d.model, bursar_last_error(c->kit->client));
-    }
+    gw_post(c->g, c->kit->client, &c->d, &fb);
 }
 
 static void
@@ -161,7 +150,7 @@ gw_report_error(gw_chat_t *c, const char *model, const prov_result_t *r)
     bursar_feedback_t fb;
     bursar_feedback_init(&fb, BURSAR_FB_PROVIDER_ERROR);
     fb.error = r->error;
-    bursar_feedback(c->kit->client, &c->d, &fb);
+    gw_post(c->g, c->kit->client, &c->d, &fb);
 }
 
 /* Does the answer (text, finish_reason) pass the bucket's validator and

@@ -229,6 +229,7 @@ gw_open(gw_t *g, char *err, size_t cap)
 void
 gw_close(gw_t *g)
 {
+    gw_reporters_stop(g);
     for (gw_kit_t *k = g->free_kits, *nx; k; k = nx) {
         nx = k->next;
         gw_kit_destroy(k);
