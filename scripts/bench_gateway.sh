@@ -33,6 +33,7 @@
 # check or a run had errors.
 #
 # Environment: BURSAR_BENCH_BUILD_DIR (default build-bench),
+# BURSAR_BENCH_GATEWAY (a bursar-gateway to run instead of the build's),
 # BURSAR_BENCH_PORTKEY_PORT (default: the first free port from 18787).
 set -euo pipefail
 
@@ -66,8 +67,9 @@ if make -C "$build" --no-print-directory help | grep -q ' bursar-gateway$'; then
     make -C "$build" -j2 --no-print-directory bursar-gateway >/dev/null
 fi
 bin=$build/bin
+gateway_bin=${BURSAR_BENCH_GATEWAY:-$bin/bursar-gateway}
 have_gateway=0
-[[ -x $bin/bursar-gateway ]] && have_gateway=1
+[[ -x $gateway_bin ]] && have_gateway=1
 
 portkey_dir=$here/bench/portkey
 portkey_js=$portkey_dir/node_modules/@portkey-ai/gateway/build/start-server.js
@@ -165,7 +167,7 @@ done
 
 gw_pid='' gw_port=''
 if [[ $have_gateway == 1 && " $targets " == *" bursar "* ]]; then
-    "$bin/bursar-gateway" --new-key bench >"$tmp/key.txt"
+    "$gateway_bin" --new-key bench >"$tmp/key.txt"
     app_key=$(sed -n 1p "$tmp/key.txt")
     cat >"$tmp/gateway.json" <<JSON
 {"listen":"127.0.0.1:0",
@@ -179,16 +181,16 @@ if [[ $have_gateway == 1 && " $targets " == *" bursar "* ]]; then
  "keys":[$(sed -n 2p "$tmp/key.txt")],
  "limits":{"max_connections":1024}}
 JSON
-    "$bin/bursar-gateway" --check-config "$tmp/gateway.json" >&2 ||
+    "$gateway_bin" --check-config "$tmp/gateway.json" >&2 ||
         { say "the gateway's configuration above was refused"; exit 1; }
-    BURSAR_BENCH_MOCK_KEY=$key "$bin/bursar-gateway" --config "$tmp/gateway.json" \
+    BURSAR_BENCH_MOCK_KEY=$key "$gateway_bin" --config "$tmp/gateway.json" \
         --listen 127.0.0.1:0 --quiet >"$tmp/gateway.port" 2>"$tmp/gateway.log" &
     gw_pid=$!
     pids+=("$gw_pid")
     gw_port=$(wait_line "$tmp/gateway.port" gateway "$gw_pid")
     say "bursar-gateway on 127.0.0.1:$gw_port"
 elif [[ " $targets " == *" bursar "* ]]; then
-    say "SKIPPED bursar-gateway rows: $bin/bursar-gateway does not exist (yet)"
+    say "SKIPPED bursar-gateway rows: $gateway_bin does not exist (yet)"
 fi
 
 pk_pid='' pk_port=''
