@@ -29,6 +29,7 @@
 #include "agents/provider.h"
 #include "agents/runreport.h"
 #include "agents/runner.h"
+#include "agents/wcfg.h"
 
 #ifndef BURSAR_VERSION /* the CMake project's version (agents/CMakeLists.txt)  \
                         */
@@ -313,15 +314,11 @@ agent_parse(int argc, char **argv, agent_opts_t *o)
  * reads per task, "models" is the codec's (an object or an array, as in
  * a --models file). Anything else is an error naming its path: a
  * misspelt key must not silently leave a default in place. */
-static const struct agent_key {
-    const char *path;
-    int type;    /* cJSON_String, cJSON_Number, cJSON_Object; 0: any */
-    int members; /* an object whose members are in this table */
-} agent_keys[] = {
+static const wcfg_key_t agent_keys[] = {
     {"controller", cJSON_String, 0},
     {"spool", cJSON_String, 0},
     {"fallback_model", cJSON_String, 0},
-    {"fallbacks", cJSON_Object, 0}, /* members: agent_check_fallbacks */
+    {"fallbacks", cJSON_Object, 0}, /* members: wcfg_check_fallbacks */
     {"concurrency", cJSON_Number, 0},
     {"max_escalations", cJSON_Number, 0},
     {"controller_timeout_ms", cJSON_Number, 0},
@@ -342,85 +339,6 @@ static const struct agent_key {
     {"curve.secret_key", cJSON_String, 0},
     {"curve.server_key", cJSON_String, 0},
 };
-
-/* Checks the members of o (at prefix, "" for the top) against agent_keys.
- * Returns 0, or -1 with "PATH: what is wrong" in err. */
-static int
-agent_check_keys(const cJSON *o, const char *prefix, char *err, size_t cap)
-{
-    const size_t nk = sizeof agent_keys / sizeof agent_keys[0];
-    const cJSON *m;
-    cJSON_ArrayForEach(m, o)
-    {
-        char path[160];
-        snprintf(path, sizeof path, "%s%s%.100s", prefix, *prefix ? "." : "",
-                 m->string);
-        size_t i = 0;
-        while (i < nk && strcmp(agent_keys[i].path, path) != 0)
-            i++;
-        if (i == nk) {
-            snprintf(err, cap, "%s: unknown key", path);
-            return -1;
-        }
-        const struct agent_key *k = &agent_keys[i];
-        if (k->type && (m->type & 0xFF) != k->type) {
-            snprintf(err, cap, "%s: must be %s, got %s", path,
-                     k->type == cJSON_String   ? "a string"
-                     : k->type == cJSON_Number ? "a number"
-                                               : "an object",
-                     proto_type_name(m));
-            return -1;
-        }
-        if (k->members && agent_check_keys(m, path, err, cap) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* "fallbacks": bucket -> model, both names of 1 to 63 bytes. Returns 0,
- * or -1 with "PATH: what is wrong" in err. */
-static int
-agent_check_fallbacks(const cJSON *fb, char *err, size_t cap)
-{
-    const cJSON *m;
-    cJSON_ArrayForEach(m, fb)
-    {
-        size_t kl = strlen(m->string);
-        if (kl == 0 || kl >= BURSAR_NAME_MAX) {
-            snprintf(err, cap,
-                     "fallbacks.%.100s: a bucket name has 1 to %d bytes",
-                     m->string, BURSAR_NAME_MAX - 1);
-            return -1;
-        }
-        if (!cJSON_IsString(m)) {
-            snprintf(err, cap, "fallbacks.%s: must be a string, got %s",
-                     m->string, proto_type_name(m));
-            return -1;
-        }
-        size_t vl = strlen(m->valuestring);
-        if (vl == 0 || vl >= BURSAR_NAME_MAX) {
-            snprintf(err, cap, "fallbacks.%s: a model name has 1 to %d bytes",
-                     m->string, BURSAR_NAME_MAX - 1);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* A key of the configuration (checked: the type is right) or NULL. */
-static const char *
-agent_cfg_str(const cJSON *c, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static long
-agent_cfg_num(const cJSON *c, const char *k, long dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, k);
-    return cJSON_IsNumber(v) ? (long)v->valuedouble : dflt;
-}
 
 /* What the run needs, from the options and the configuration. */
 typedef struct agent {
@@ -455,8 +373,10 @@ agent_read_config(agent_t *a)
         return 1;
     }
     char err[256];
-    if (agent_check_keys(a->cfg, "", err, sizeof err) != 0 ||
-        agent_check_fallbacks(
+    if (wcfg_check_keys(a->cfg, "", agent_keys,
+                        sizeof agent_keys / sizeof agent_keys[0], err,
+                        sizeof err) != 0 ||
+        wcfg_check_fallbacks(
             cJSON_GetObjectItemCaseSensitive(a->cfg, "fallbacks"), err,
             sizeof err) != 0) {
         fprintf(stderr, "bursar-agent: %s: %s\n", path, err);
@@ -471,25 +391,10 @@ agent_read_config(agent_t *a)
  * the codec, every base_url checked (prov_url_check); obj: "models" is an
  * object keyed by name (else an array), for the path in a message. */
 static int
-agent_own_table(agent_t *a, const char *src, const char *text, size_t len,
-                int obj)
+agent_own_table(agent_t *a, const char *src, int rc, const char *err)
 {
-    proto_error_t err;
-    if (proto_parse_models(text, len, NULL, &a->own, &a->n_own, &err) !=
-        PROTO_OK) {
-        fprintf(stderr, "bursar-agent: %s: %s\n", src, err.message);
-        return 1;
-    }
-    for (size_t i = 0; i < a->n_own; i++) {
-        char why[160];
-        if (prov_url_check(a->own[i].base_url, NULL, why, sizeof why) == 0)
-            continue;
-        if (obj)
-            fprintf(stderr, "bursar-agent: %s: models.%s.base_url: %s\n", src,
-                    a->own[i].name, why);
-        else
-            fprintf(stderr, "bursar-agent: %s: models[%zu].base_url: %s\n", src,
-                    i, why);
+    if (rc != 0) {
+        fprintf(stderr, "bursar-agent: %s: %s\n", src, err);
         return 1;
     }
     a->own_src = src;
@@ -513,21 +418,18 @@ agent_own_models(agent_t *a)
         int obj =
             cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "models"));
         cJSON_Delete(root);
-        int rc = agent_own_table(a, path, s, len, obj);
+        char err[256];
+        int rc =
+            wcfg_models_parse(s, len, obj, &a->own, &a->n_own, err, sizeof err);
         free(s);
-        return rc;
+        return agent_own_table(a, path, rc, err);
     }
     cJSON *ms = cJSON_GetObjectItemCaseSensitive(a->cfg, "models");
     if (!ms)
         return AGENT_GO_ON;
-    cJSON *w = cJSON_CreateObject();
-    cJSON_AddItemReferenceToObject(w, "models", ms);
-    char *s = cJSON_PrintUnformatted(w);
-    cJSON_Delete(w);
-    int rc =
-        agent_own_table(a, a->o.config_path, s, strlen(s), cJSON_IsObject(ms));
-    free(s);
-    return rc;
+    char err[256];
+    int rc = wcfg_models_member(ms, &a->own, &a->n_own, err, sizeof err);
+    return agent_own_table(a, a->o.config_path, rc, err);
 }
 
 /* The configuration, what it fills in of the options, the routing rules,
@@ -540,19 +442,19 @@ agent_configure(agent_t *a)
     if (rc != AGENT_GO_ON)
         return rc;
     if (!o->endpoint)
-        o->endpoint = agent_cfg_str(a->cfg, "controller");
+        o->endpoint = wcfg_str(a->cfg, "controller");
     if (!o->endpoint) {
         fprintf(stderr, "bursar-agent: --controller ENDPOINT is required\n");
         usage(stderr);
         return 2;
     }
     if (!o->spool)
-        o->spool = agent_cfg_str(a->cfg, "spool");
+        o->spool = wcfg_str(a->cfg, "spool");
     if (!o->spool)
         o->spool = "bursar-agent.spool";
     o->fallback_opt = o->fallback != NULL;
     if (!o->fallback)
-        o->fallback = agent_cfg_str(a->cfg, "fallback_model");
+        o->fallback = wcfg_str(a->cfg, "fallback_model");
     char err[256];
     if (o->sim_path &&
         simprov_load(o->sim_path, &a->sim, err, sizeof err) != 0) {
@@ -605,8 +507,7 @@ agent_key_spec(const agent_t *a, const char *opt, const char *env,
         return opt;
     if (e && *e)
         return e;
-    return agent_cfg_str(cJSON_GetObjectItemCaseSensitive(a->cfg, "curve"),
-                         member);
+    return wcfg_str(cJSON_GetObjectItemCaseSensitive(a->cfg, "curve"), member);
 }
 
 static void
@@ -618,17 +519,16 @@ agent_client_opts(agent_t *a)
     bo->endpoint = o->endpoint;
     bo->spool_path = o->spool;
     bo->fallback_model = o->fallback;
-    bo->timeout_ms = (int)(o->ctl_timeout > 0
-                               ? o->ctl_timeout
-                               : agent_cfg_num(a->cfg, "controller_timeout_ms",
-                                               bo->timeout_ms));
-    bo->attempts =
-        (int)agent_cfg_num(a->cfg, "controller_attempts", bo->attempts);
+    bo->timeout_ms =
+        (int)(o->ctl_timeout > 0
+                  ? o->ctl_timeout
+                  : wcfg_num(a->cfg, "controller_timeout_ms", bo->timeout_ms));
+    bo->attempts = (int)wcfg_num(a->cfg, "controller_attempts", bo->attempts);
     bo->backoff_max_ms =
         (int)(o->ctl_backoff_max > 0
                   ? o->ctl_backoff_max
-                  : agent_cfg_num(a->cfg, "controller_backoff_max_ms",
-                                  bo->backoff_max_ms));
+                  : wcfg_num(a->cfg, "controller_backoff_max_ms",
+                             bo->backoff_max_ms));
     if (bo->backoff_ms > bo->backoff_max_ms)
         bo->backoff_ms = bo->backoff_max_ms;
     bo->secret_key = agent_key_spec(a, o->key, "BURSAR_KEY", "secret_key");
@@ -636,51 +536,24 @@ agent_client_opts(agent_t *a)
         agent_key_spec(a, o->server_key, "BURSAR_SERVER_KEY", "server_key");
 }
 
-/* The agent's own entry for name, or NULL. */
-static const bursar_model_t *
-agent_own_find(const agent_t *a, const char *name)
+/* A controller model the agent's table does not describe. */
+static void
+agent_note_default(void *ud, const bursar_model_t *m)
 {
-    for (size_t i = 0; i < a->n_own; i++)
-        if (strcmp(a->own[i].name, name) == 0)
-            return &a->own[i];
-    return NULL;
+    const agent_t *a = ud;
+    if (!a->o.quiet && !a->sim)
+        fprintf(stderr,
+                "bursar-agent: model %s is not in the agent's models "
+                "table: calling %s with $%s\n",
+                m->name, m->base_url, m->api_key_env);
 }
 
-/* The run's models: the controller's, in its order, each with the
- * agent's own provider, model id, base_url and api_key_env when its table
- * describes the model (else the provider's public API and conventional
- * key variable) and the controller's prices and health (its budget is
- * kept in them); then the table's models the controller does not list. */
+/* The run's models (wcfg_merge). */
 static void
 agent_merge(agent_t *a, const bursar_model_t *ctl, size_t n_ctl)
 {
-    a->models = bursar_calloc(n_ctl + a->n_own + 1, sizeof *a->models);
-    size_t n = 0;
-    for (size_t i = 0; i < n_ctl; i++) {
-        bursar_model_t *m = &a->models[n++];
-        const bursar_model_t *own = agent_own_find(a, ctl[i].name);
-        *m = own ? *own : ctl[i];
-        if (own) {
-            m->price_in_per_mtok = ctl[i].price_in_per_mtok;
-            m->price_out_per_mtok = ctl[i].price_out_per_mtok;
-            bursar_copy_str(m->health, sizeof m->health, ctl[i].health);
-            continue;
-        }
-        prov_default_endpoint(m);
-        if (!a->o.quiet && !a->sim)
-            fprintf(stderr,
-                    "bursar-agent: model %s is not in the agent's models "
-                    "table: calling %s with $%s\n",
-                    m->name, m->base_url, m->api_key_env);
-    }
-    for (size_t i = 0; i < a->n_own; i++) {
-        int listed = 0;
-        for (size_t k = 0; k < n_ctl && !listed; k++)
-            listed = strcmp(ctl[k].name, a->own[i].name) == 0;
-        if (!listed)
-            a->models[n++] = a->own[i];
-    }
-    a->n_models = n;
+    a->models = wcfg_merge(a->own, a->n_own, ctl, n_ctl, &a->n_models,
+                           agent_note_default, a);
 }
 
 /* The models: the controller's list (waiting a little for it) merged
@@ -822,17 +695,8 @@ static void
 agent_provider_opts(const agent_t *a, prov_opts_t *p)
 {
     const agent_opts_t *o = &a->o;
-    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(a->cfg, "provider");
-    p->timeout_ms = agent_cfg_num(pc, "timeout_ms", p->timeout_ms);
-    p->connect_timeout_ms =
-        agent_cfg_num(pc, "connect_timeout_ms", p->connect_timeout_ms);
-    p->max_attempts = (int)agent_cfg_num(pc, "max_attempts", p->max_attempts);
-    p->backoff_ms = (int)agent_cfg_num(pc, "backoff_ms", p->backoff_ms);
-    p->backoff_max_ms =
-        (int)agent_cfg_num(pc, "backoff_max_ms", p->backoff_max_ms);
-    p->retry_after_max_ms =
-        (int)agent_cfg_num(pc, "retry_after_max_ms", p->retry_after_max_ms);
-    p->max_tokens = (int)agent_cfg_num(pc, "max_tokens", p->max_tokens);
+    wcfg_provider_opts(cJSON_GetObjectItemCaseSensitive(a->cfg, "provider"),
+                       p);
     if (o->prov_timeout > 0)
         p->timeout_ms = o->prov_timeout;
     if (o->attempts > 0)
@@ -850,10 +714,10 @@ agent_runner(agent_t *a)
     runner_opts_t ro;
     runner_opts_init(&ro);
     agent_provider_opts(a, &ro.prov);
-    ro.concurrency = (size_t)agent_cfg_num(a->cfg, "concurrency", 8);
+    ro.concurrency = (size_t)wcfg_num(a->cfg, "concurrency", 8);
     if (o->concurrency > 0)
         ro.concurrency = (size_t)o->concurrency;
-    ro.max_escalations = (int)agent_cfg_num(a->cfg, "max_escalations", 2);
+    ro.max_escalations = (int)wcfg_num(a->cfg, "max_escalations", 2);
     if (o->escalations >= 0)
         ro.max_escalations = (int)o->escalations;
     ro.route = a->route;

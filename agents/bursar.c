@@ -36,6 +36,7 @@ typedef struct local_fallback {
 
 struct bursar {
     void *ctx;
+    int own_ctx; /* ctx is this client's (else opts.zmq_context) */
     void *sock; /* NULL until first use, and after a timeout */
     char *endpoint;
     int timeout_ms;
@@ -49,6 +50,7 @@ struct bursar {
     size_t n_fallbacks;
     proto_catalog_t cat; /* the last models reply: what each bucket allows */
     int cat_state;       /* 0: never read; 1: a models reply was read */
+    char tenant[BURSAR_TENANT_MAX]; /* bursar_set_tenant; "" none */
     char *spool_path;
     int curve; /* 1: the keys below are set */
     char secret_key[BURSAR_KEY_Z85 + 1], public_key[BURSAR_KEY_Z85 + 1];
@@ -183,7 +185,8 @@ bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
         free(self);
         return krc;
     }
-    self->ctx = zmq_ctx_new();
+    self->own_ctx = o->zmq_context == NULL;
+    self->ctx = self->own_ctx ? zmq_ctx_new() : o->zmq_context;
     if (!self->ctx) {
         free(self);
         return BURSAR_EZMQ;
@@ -225,7 +228,8 @@ bursar_destroy(bursar_t **self_p)
         return;
     bursar_t *self = *self_p;
     sock_close(self);
-    zmq_ctx_term(self->ctx);
+    if (self->own_ctx)
+        zmq_ctx_term(self->ctx);
     free(self->endpoint);
     free(self->fallback_model);
     free(self->fallbacks);
@@ -648,6 +652,15 @@ bursar_set_fallback(bursar_t *self, const char *bucket, const char *model)
     return BURSAR_OK;
 }
 
+int
+bursar_set_tenant(bursar_t *self, const char *tenant)
+{
+    if (!self || (tenant && *tenant && !proto_tenant_valid(tenant)))
+        return BURSAR_EINVAL;
+    bursar_copy_str(self->tenant, sizeof self->tenant, tenant ? tenant : "");
+    return BURSAR_OK;
+}
+
 /* bursar_choose and bursar_escalate: parent is the token of the decision
  * escalated, or "" (a plain choose). */
 static int
@@ -663,9 +676,10 @@ choose(bursar_t *self, const char *bucket, const char *const *exclude,
     bursar_copy_str(d->bucket, sizeof(d->bucket), bucket);
 
     proto_reply_t r;
-    int rc =
-        call(self, proto_format_escalate(bucket, exclude, n_exclude, parent),
-             PROTO_OP_CHOOSE, &r);
+    int rc = call(self,
+                  proto_format_choose_tenant(bucket, exclude, n_exclude, parent,
+                                             self->tenant),
+                  PROTO_OP_CHOOSE, &r);
     if (rc == BURSAR_OK) {
         bursar_copy_str(d->id, sizeof(d->id), r.decision);
         bursar_copy_str(d->model, sizeof(d->model), r.model);
@@ -675,6 +689,8 @@ choose(bursar_t *self, const char *bucket, const char *const *exclude,
     } else if (rc == BURSAR_EUNREACHABLE) {
         rc = local_choose(self, bucket, exclude, n_exclude, d);
     }
+    if (rc == BURSAR_OK || rc == BURSAR_LOCAL)
+        bursar_copy_str(d->tenant, sizeof(d->tenant), self->tenant);
     return rc;
 }
 
@@ -833,12 +849,21 @@ feedback_book(bursar_t *self, const bursar_decision_t *d,
                  "(bursar_local_init)");
         return BURSAR_EINVAL;
     }
+    if (memchr(d->tenant, '\0', sizeof(d->tenant)) == NULL ||
+        (d->tenant[0] && !proto_tenant_valid(d->tenant))) {
+        snprintf(self->last_error, sizeof(self->last_error),
+                 "a local decision's tenant must be 1 to %d characters of "
+                 "A-Z a-z 0-9 . _ - (or empty)",
+                 BURSAR_TENANT_MAX - 1);
+        return BURSAR_EINVAL;
+    }
     proto_feedback_t f;
     feedback_to_proto(fb, NULL, &f);
     proto_local_t l = {.id = d->local_id,
                        .bucket = d->bucket,
                        .model = d->model,
-                       .time = d->local_time};
+                       .time = d->local_time,
+                       .tenant = d->tenant};
     int rc = deliver(self, proto_format_book(&l, &f));
     if (rc == BURSAR_OK || rc == BURSAR_SPOOLED)
         self->st.local_feedback++;

@@ -60,8 +60,8 @@
  *
  * Feedback for a *local* decision (no controller id) is booked: sent as
  * op book (docs/protocol.md) with the decision itself (local_id, bucket,
- * model, time), or spooled like any feedback while the controller is away
- * and sent when it answers. The controller books its cost into the ledger
+ * model, time, tenant), or spooled like any feedback while the controller is
+ * away and sent when it answers. The controller books its cost into the ledger
  * and logs it as a local decision; a resent booking is answered
  * duplicate (keyed on the local id and this client's name).
  * bursar_stats counts these events in local_feedback.
@@ -87,6 +87,7 @@
 #define BURSAR_ID_MAX        (PROTO_TOKEN_MAX + 1) /* decision ids, incl. NUL */
 #define BURSAR_MAX_FALLBACKS PROTO_MAX_FALLBACK    /* the codec's limit */
 #define BURSAR_LOCAL_ID_MAX  PROTO_LOCAL_ID_MAX    /* local ids, incl. NUL */
+#define BURSAR_TENANT_MAX    PROTO_TENANT_MAX      /* tenants, incl. NUL */
 
 /* Return codes (enum bursar_rc: BURSAR_OK, BURSAR_LOCAL, BURSAR_SPOOLED,
  * BURSAR_E*) and bursar_strerror() are the project's, in base.h. */
@@ -107,6 +108,11 @@ typedef struct bursar_opts {
      * (keys.h): the 40 Z85 characters or the path of a key file. */
     const char *secret_key; /* this client's secret key (bursar keygen) */
     const char *server_key; /* bursard's public key */
+    void *zmq_context;      /* NULL: the client's own ZeroMQ context (and
+                               I/O thread); else one the caller made and
+                               terminates after destroying its clients, so
+                               that many clients (one per thread) share
+                               one I/O thread */
 } bursar_opts_t;
 
 /* Fills defaults (endpoint NULL). */
@@ -141,12 +147,17 @@ typedef struct bursar_decision {
     char local_id[BURSAR_LOCAL_ID_MAX]; /* local: the id it is booked under
                                            (32 random hex digits); else "" */
     double local_time; /* local: when it was made, Unix seconds; else 0 */
+    char tenant[BURSAR_TENANT_MAX]; /* the tenant it was made for (the
+                                       client's at the choose: see
+                                       bursar_set_tenant), "" for none; a
+                                       local decision is booked with it */
 } bursar_decision_t;
 
 /* A local decision of bucket: every field cleared, local = 1, propensity
  * 1, a fresh local_id and local_time now; the caller sets model and
- * fallbacks. For a caller that decides alone (bursar_choose makes its
- * own); its feedback is booked like any local decision's. */
+ * fallbacks (and tenant, if any). For a caller that decides alone
+ * (bursar_choose makes its own); its feedback is booked like any local
+ * decision's. */
 void bursar_local_init(bursar_decision_t *d, const char *bucket);
 
 /* The local fallback of bucket (1 to 63 bytes), or with bucket NULL the
@@ -155,6 +166,16 @@ void bursar_local_init(bursar_decision_t *d, const char *bucket);
  * models reply said what the bucket allows). Returns BURSAR_OK or
  * BURSAR_EINVAL (a name empty or too long). */
 int bursar_set_fallback(bursar_t *self, const char *bucket, const char *model);
+
+/* The tenant (the application a request is made for: docs/protocol.md,
+ * choose) sent with every later bursar_choose and bursar_escalate, and
+ * kept in their decisions (d.tenant), so that a local decision's booking
+ * carries it too, even when it is sent after the tenant changed. One
+ * client serves many tenants in turn: set it before each choose. NULL or
+ * "" clears it. Returns BURSAR_OK, or BURSAR_EINVAL (not 1 to
+ * BURSAR_TENANT_MAX - 1 characters of A-Z a-z 0-9 . _ -: proto_tenant_valid;
+ * the tenant in force is then unchanged). */
+int bursar_set_tenant(bursar_t *self, const char *tenant);
 
 /* Whether bucket allows model, as the last models reply said: 1 it does,
  * 0 it does not, -1 that reply did not list the bucket, -2 no bucket is

@@ -1,9 +1,10 @@
 /*
  * mock_provider.c - bursar-mock-provider: a scripted stand-in for LLM
- * providers, for tests. Speaks the OpenAI chat completions and Anthropic
- * Messages wire formats (success bodies with usage blocks, error bodies as
- * each provider writes them) over HTTP/1.1 with Content-Length, keep-alive,
- * on 127.0.0.1 only.
+ * providers, for tests and benchmarks. Speaks the OpenAI chat completions
+ * and Anthropic Messages wire formats (success bodies with usage blocks,
+ * streams of server-sent events as each provider sends them, error bodies
+ * as each provider writes them) over HTTP/1.1 with keep-alive (bodies with
+ * Content-Length, streams chunked), on 127.0.0.1 only.
  *
  *   bursar-mock-provider [--port N] [--script FILE] [--help] [--version]
  *
@@ -14,8 +15,9 @@
  *   POST .../chat/completions   OpenAI format; "Authorization: Bearer K"
  *   POST .../v1/messages        Anthropic; "x-api-key: K" and
  *                               "anthropic-version" required
- *   GET  /stats                 {"total":n,"models":{M:{"requests":n,
- *                                "status":{"200":n,...}}}}
+ *   GET  /stats                 {"total":n,"disconnects":n,"models":{M:
+ *                                {"requests":n,"status":{"200":n,...},
+ *                                 "streamed":n,"last_body":{...}}}}
  *   POST /script                replace the script (body = script JSON)
  *
  * Script (docs/agents.md):
@@ -26,10 +28,12 @@
  *   RESPONSE: {"status":200,"content":"text","echo":false,
  *              "usage":{"in":N,"out":M},"no_usage":false,
  *              "latency_ms":0,"retry_after":S,"hang":false,
- *              "malformed":false,"error_message":"..."}
- * Models are matched on the request body's "model".
+ *              "malformed":false,"error_message":"...",
+ *              "chunks":4,"chunk_ms":0,"stream_cut_after":K}
+ * Models are matched on the request body's "model". A request with
+ * "stream": true is answered with a stream when its status is 200.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -57,14 +61,42 @@ static cJSON *mock_script; /* guarded by mock_lock */
 static cJSON *mock_stats;  /* guarded by mock_lock */
 static long mock_seq;
 
+/* Counts a response the client left before it was finished. */
 static void
-mock_sleep_ms(long ms)
+mock_gone(void)
+{
+    pthread_mutex_lock(&mock_lock);
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(mock_stats, "disconnects");
+    cJSON_SetNumberValue(d, d->valuedouble + 1);
+    pthread_mutex_unlock(&mock_lock);
+}
+
+/* Waits ms milliseconds, watching the client: returns 0, or -1 as soon as
+ * it has closed the connection (counted in "disconnects"). */
+static int
+mock_wait(int fd, long ms)
 {
     if (ms <= 0)
-        return;
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+        return 0;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = ms - ((now.tv_sec - t0.tv_sec) * 1000L +
+                          (now.tv_nsec - t0.tv_nsec) / 1000000L);
+        if (left <= 0)
+            return 0;
+        /* Not POLLIN: a request sent early is no reason to wake. */
+        struct pollfd p = {fd, POLLRDHUP, 0};
+        int r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            continue;
+        if (r > 0)
+            mock_gone(); /* POLLRDHUP, POLLHUP or POLLERR: the client left */
+        return -1;
+    }
 }
 
 static int
@@ -130,6 +162,66 @@ send_response(int fd, int status, const char *body, long retry_after,
     return write_all(fd, body, blen);
 }
 
+/* A growing text buffer: the events of a stream are written into one and
+ * sent with one send() each. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf_t;
+
+static void
+sbuf_add(sbuf_t *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->p = bursar_realloc(b->p, cap);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void
+sbuf_str(sbuf_t *b, const char *s)
+{
+    sbuf_add(b, s, strlen(s));
+}
+
+static void
+sbuf_long(sbuf_t *b, long v)
+{
+    char t[32];
+    sbuf_add(b, t, (size_t)snprintf(t, sizeof(t), "%ld", v));
+}
+
+/* n bytes of s as a JSON string, quotes included. */
+static void
+sbuf_json(sbuf_t *b, const char *s, size_t n)
+{
+    sbuf_add(b, "\"", 1);
+    size_t run = 0; /* bytes copied as they are */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        sbuf_add(b, s + run, i - run);
+        run = i + 1;
+        char e[8];
+        if (c == '"' || c == '\\')
+            snprintf(e, sizeof(e), "\\%c", c);
+        else if (c == '\n')
+            snprintf(e, sizeof(e), "\\n");
+        else
+            snprintf(e, sizeof(e), "\\u%04x", c);
+        sbuf_str(b, e);
+    }
+    sbuf_add(b, s + run, n - run);
+    sbuf_add(b, "\"", 1);
+}
+
 /* ------------------------------------------------------------ bodies */
 
 typedef enum { FMT_OPENAI, FMT_ANTHROPIC } fmt_t;
@@ -184,7 +276,7 @@ ok_body(fmt_t fmt, const char *model, const char *content, long tin, long tout,
     cJSON *b = cJSON_CreateObject();
     char id[64];
     if (fmt == FMT_ANTHROPIC) {
-        snprintf(id, sizeof(id), "msg_mock%06ld", seq);
+        snprintf(id, sizeof(id), "msg_mock_%ld", seq);
         cJSON_AddStringToObject(b, "id", id);
         cJSON_AddStringToObject(b, "type", "message");
         cJSON_AddStringToObject(b, "role", "assistant");
@@ -202,7 +294,7 @@ ok_body(fmt_t fmt, const char *model, const char *content, long tin, long tout,
             cJSON_AddNumberToObject(u, "output_tokens", (double)tout);
         }
     } else {
-        snprintf(id, sizeof(id), "chatcmpl-mock%06ld", seq);
+        snprintf(id, sizeof(id), "chatcmpl-mock-%ld", seq);
         cJSON_AddStringToObject(b, "id", id);
         cJSON_AddStringToObject(b, "object", "chat.completion");
         cJSON_AddNumberToObject(b, "created", (double)time(NULL));
@@ -256,19 +348,29 @@ script_next(const char *model, long *seq)
     return resp;
 }
 
-static void
-stats_count(const char *model, int status)
+/* The counters of model, made on first use. Called with mock_lock. */
+static cJSON *
+stats_model(const char *model)
 {
-    char key[16];
-    snprintf(key, sizeof(key), "%d", status);
-    pthread_mutex_lock(&mock_lock);
     cJSON *ms = cJSON_GetObjectItemCaseSensitive(mock_stats, "models");
     cJSON *m = cJSON_GetObjectItemCaseSensitive(ms, model);
     if (!m) {
         m = cJSON_AddObjectToObject(ms, model);
         cJSON_AddNumberToObject(m, "requests", 0);
         cJSON_AddObjectToObject(m, "status");
+        cJSON_AddNumberToObject(m, "streamed", 0);
     }
+    return m;
+}
+
+/* Counts a request answered with status (0: no status line was sent). */
+static void
+stats_count(const char *model, int status)
+{
+    char key[16];
+    snprintf(key, sizeof(key), "%d", status);
+    pthread_mutex_lock(&mock_lock);
+    cJSON *m = stats_model(model);
     cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "requests");
     cJSON_SetNumberValue(r, r->valuedouble + 1);
     cJSON *st = cJSON_GetObjectItemCaseSensitive(m, "status");
@@ -280,6 +382,26 @@ stats_count(const char *model, int status)
     cJSON *t = cJSON_GetObjectItemCaseSensitive(mock_stats, "total");
     cJSON_SetNumberValue(t, t->valuedouble + 1);
     pthread_mutex_unlock(&mock_lock);
+}
+
+/* Keeps a copy of a request body received for model ("last_body") and
+ * counts it in "streamed" when it asks for a stream. */
+static void
+stats_received(const char *model, const cJSON *body)
+{
+    cJSON *copy = cJSON_Duplicate(body, 1);
+    int streamed =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream"));
+    pthread_mutex_lock(&mock_lock);
+    cJSON *m = stats_model(model);
+    if (streamed) {
+        cJSON *n = cJSON_GetObjectItemCaseSensitive(m, "streamed");
+        cJSON_SetNumberValue(n, n->valuedouble + 1);
+    }
+    cJSON *old = cJSON_DetachItemFromObjectCaseSensitive(m, "last_body");
+    cJSON_AddItemToObject(m, "last_body", copy);
+    pthread_mutex_unlock(&mock_lock);
+    cJSON_Delete(old);
 }
 
 static long
@@ -473,48 +595,337 @@ mock_error_answer(const cJSON *resp, fmt_t fmt, int status)
     return error_body(fmt, status, msg);
 }
 
+/* The text of a scripted 200: the content, the echo, or a default. */
+static const char *
+mock_content(const cJSON *resp, const cJSON *body)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(resp, "content");
+    return flag(resp, "echo")  ? last_user_content(body)
+           : cJSON_IsString(c) ? c->valuestring
+                               : "mock answer";
+}
+
+/* The tokens a scripted 200 reports: "usage" {in,out}, else about four
+ * characters a token. */
+static void
+mock_tokens(const cJSON *resp, const cJSON *body, const char *content,
+            long *tin, long *tout)
+{
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(resp, "usage");
+    *tin = num_or(u, "in", prompt_chars(body) / 4 + 1);
+    *tout = num_or(u, "out", approx_tokens(content));
+}
+
 /* The body of a scripted 200: the content (or the echo), the usage. */
 static char *
 mock_ok_answer(const cJSON *resp, const cJSON *body, const char *model,
                fmt_t fmt, long seq)
 {
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(resp, "content");
-    const char *content = flag(resp, "echo")  ? last_user_content(body)
-                          : cJSON_IsString(c) ? c->valuestring
-                                              : "mock answer";
-    const cJSON *u = cJSON_GetObjectItemCaseSensitive(resp, "usage");
-    long tin = num_or(u, "in", prompt_chars(body) / 4 + 1);
-    long tout = num_or(u, "out", approx_tokens(content));
+    const char *content = mock_content(resp, body);
+    long tin, tout;
+    mock_tokens(resp, body, content, &tin, &tout);
     return ok_body(fmt, model, content, tin, tout, flag(resp, "no_usage"), seq);
 }
 
-/* Answers with the script's next response for model. Returns -1 to close
- * the connection. */
+/* ------------------------------------------------------------- streams */
+
+/* One streamed answer: its connection and what its events repeat. */
+typedef struct mock_stream {
+    int fd;
+    fmt_t fmt;
+    int keep;
+    int head_sent;     /* the response head went out, with the first event */
+    int include_usage; /* OpenAI: stream_options.include_usage */
+    int usage;         /* usage reported (the script's no_usage unset) */
+    long seq, created, tin, tout;
+    const char *model;
+    sbuf_t ev;  /* the event being written */
+    sbuf_t out; /* it as one chunk on the wire (after the head) */
+} mock_stream_t;
+
+/* Sends the event in st->ev as one chunk, and the end of the body after
+ * it when last, with one send(). Returns 0, or -1 when the client has gone
+ * (counted). */
+static int
+stream_send(mock_stream_t *st, int last)
+{
+    sbuf_t *o = &st->out;
+    o->len = 0;
+    if (!st->head_sent) {
+        sbuf_str(o, "HTTP/1.1 200 OK\r\n"
+                    "Content-Type: text/event-stream\r\n"
+                    "Cache-Control: no-cache\r\n"
+                    "Transfer-Encoding: chunked\r\n");
+        sbuf_str(o, st->keep ? "Connection: keep-alive\r\n\r\n"
+                             : "Connection: close\r\n\r\n");
+        st->head_sent = 1;
+    }
+    char size[32];
+    sbuf_add(o, size,
+             (size_t)snprintf(size, sizeof(size), "%zx\r\n", st->ev.len));
+    sbuf_add(o, st->ev.p, st->ev.len);
+    sbuf_str(o, last ? "\r\n0\r\n\r\n" : "\r\n");
+    st->ev.len = 0;
+    if (write_all(st->fd, o->p, o->len) == 0)
+        return 0;
+    mock_gone();
+    return -1;
+}
+
+/* An OpenAI chunk up to its "choices" value. */
+static sbuf_t *
+oa_head(mock_stream_t *st)
+{
+    sbuf_t *e = &st->ev;
+    sbuf_str(e, "data: {\"id\":\"chatcmpl-mock-");
+    sbuf_long(e, st->seq);
+    sbuf_str(e, "\",\"object\":\"chat.completion.chunk\",\"created\":");
+    sbuf_long(e, st->created);
+    sbuf_str(e, ",\"model\":");
+    sbuf_json(e, st->model, strlen(st->model));
+    sbuf_str(e, ",\"system_fingerprint\":null,\"choices\":");
+    return e;
+}
+
+/* An OpenAI chunk of choice 0: delta (JSON), or when delta is NULL the
+ * content piece text[0..n); finish its finish_reason (NULL: null). */
+static int
+oa_chunk(mock_stream_t *st, const char *delta, const char *text, size_t n,
+         const char *finish)
+{
+    sbuf_t *e = oa_head(st);
+    sbuf_str(e, "[{\"index\":0,\"delta\":");
+    if (delta) {
+        sbuf_str(e, delta);
+    } else {
+        sbuf_str(e, "{\"content\":");
+        sbuf_json(e, text, n);
+        sbuf_str(e, "}");
+    }
+    sbuf_str(e, ",\"logprobs\":null,\"finish_reason\":");
+    sbuf_str(e, finish ? finish : "null");
+    sbuf_str(e, st->include_usage ? "}],\"usage\":null}\n\n" : "}]}\n\n");
+    return stream_send(st, 0);
+}
+
+/* OpenAI's end: the finish, the usage when asked for, [DONE]. */
+static int
+oa_finish(mock_stream_t *st)
+{
+    if (oa_chunk(st, "{}", NULL, 0, "\"stop\"") != 0)
+        return -1;
+    if (st->include_usage && st->usage) {
+        sbuf_t *e = oa_head(st);
+        sbuf_str(e, "[],\"usage\":{\"prompt_tokens\":");
+        sbuf_long(e, st->tin);
+        sbuf_str(e, ",\"completion_tokens\":");
+        sbuf_long(e, st->tout);
+        sbuf_str(e, ",\"total_tokens\":");
+        sbuf_long(e, st->tin + st->tout);
+        sbuf_str(e, "}}\n\n");
+        if (stream_send(st, 0) != 0)
+            return -1;
+    }
+    sbuf_str(&st->ev, "data: [DONE]\n\n");
+    return stream_send(st, 1);
+}
+
+/* An Anthropic event named name, up to its data's JSON. */
+static sbuf_t *
+an_event(mock_stream_t *st, const char *name)
+{
+    sbuf_str(&st->ev, "event: ");
+    sbuf_str(&st->ev, name);
+    sbuf_str(&st->ev, "\ndata: ");
+    return &st->ev;
+}
+
+/* Anthropic's start: message_start, content_block_start, ping. */
+static int
+an_start(mock_stream_t *st)
+{
+    sbuf_t *e = an_event(st, "message_start");
+    sbuf_str(e, "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock_");
+    sbuf_long(e, st->seq);
+    sbuf_str(e, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+    sbuf_json(e, st->model, strlen(st->model));
+    sbuf_str(e, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null");
+    if (st->usage) {
+        sbuf_str(e, ",\"usage\":{\"input_tokens\":");
+        sbuf_long(e, st->tin);
+        sbuf_str(e, ",\"output_tokens\":1}");
+    }
+    sbuf_str(e, "}}\n\n");
+    if (stream_send(st, 0) != 0)
+        return -1;
+    sbuf_str(an_event(st, "content_block_start"),
+             "{\"type\":\"content_block_start\",\"index\":0,"
+             "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+    if (stream_send(st, 0) != 0)
+        return -1;
+    sbuf_str(an_event(st, "ping"), "{\"type\":\"ping\"}\n\n");
+    return stream_send(st, 0);
+}
+
+/* Anthropic's content piece text[0..n). */
+static int
+an_piece(mock_stream_t *st, const char *text, size_t n)
+{
+    sbuf_t *e = an_event(st, "content_block_delta");
+    sbuf_str(e, "{\"type\":\"content_block_delta\",\"index\":0,"
+                "\"delta\":{\"type\":\"text_delta\",\"text\":");
+    sbuf_json(e, text, n);
+    sbuf_str(e, "}}\n\n");
+    return stream_send(st, 0);
+}
+
+/* Anthropic's end: content_block_stop, message_delta, message_stop. */
+static int
+an_finish(mock_stream_t *st)
+{
+    sbuf_str(an_event(st, "content_block_stop"),
+             "{\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    if (stream_send(st, 0) != 0)
+        return -1;
+    sbuf_t *e = an_event(st, "message_delta");
+    sbuf_str(e, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+                "\"end_turn\",\"stop_sequence\":null}");
+    if (st->usage) {
+        sbuf_str(e, ",\"usage\":{\"output_tokens\":");
+        sbuf_long(e, st->tout);
+        sbuf_str(e, "}");
+    }
+    sbuf_str(e, "}\n\n");
+    if (stream_send(st, 0) != 0)
+        return -1;
+    sbuf_str(an_event(st, "message_stop"), "{\"type\":\"message_stop\"}\n\n");
+    return stream_send(st, 1);
+}
+
+/* Splits s into at most chunks (at least 1) pieces of about equal numbers
+ * of characters (UTF-8 sequences kept whole), no more pieces than
+ * characters. Piece i is s[(*offs)[i] .. (*offs)[i + 1]) (malloc'ed).
+ * Returns the number of pieces. */
+static size_t
+mock_split(const char *s, long chunks, size_t **offs)
+{
+    size_t len = strlen(s), chars = 0;
+    for (size_t i = 0; i < len; i++)
+        chars += ((unsigned char)s[i] & 0xC0) != 0x80;
+    size_t n = chunks < 1 ? 1 : (size_t)chunks;
+    if (n > chars)
+        n = chars;
+    size_t *o = bursar_malloc((n + 1) * sizeof(*o));
+    size_t k = 0, c = 0; /* the next piece, the character at byte i */
+    for (size_t i = 0; i < len && k < n; i++) {
+        if (((unsigned char)s[i] & 0xC0) == 0x80)
+            continue;
+        if (c == k * chars / n) /* piece k starts at character c */
+            o[k++] = i;
+        c++;
+    }
+    o[n] = len;
+    *offs = o;
+    return n;
+}
+
+/* A stream with one event of truncated JSON (the script's malformed). */
+static int
+mock_stream_malformed(mock_stream_t *st)
+{
+    sbuf_str(&st->ev, st->fmt == FMT_ANTHROPIC
+                          ? "event: message_start\ndata: {\"type\":"
+                            "\"message_start\",\"message\":{\"id\":\n\n"
+                          : "data: {\"id\":\"chatcmpl-mock\",\"choices\":"
+                            "[{\"delta\n\n");
+    return stream_send(st, 1);
+}
+
+/* Answers a scripted 200 to a request with "stream": true: the content in
+ * "chunks" pieces, "chunk_ms" apart, the stream cut (the connection
+ * closed) after "stream_cut_after" of them. Returns -1 to close the
+ * connection. */
+static int
+mock_stream(int fd, const cJSON *resp, const cJSON *body, const char *model,
+            fmt_t fmt, int keep, long seq)
+{
+    mock_stream_t st = {.fd = fd, .fmt = fmt, .keep = keep, .seq = seq};
+    st.created = (long)time(NULL);
+    st.model = model;
+    st.usage = !flag(resp, "no_usage");
+    st.include_usage =
+        fmt == FMT_OPENAI &&
+        flag(cJSON_GetObjectItemCaseSensitive(body, "stream_options"),
+             "include_usage");
+    int rc;
+    if (flag(resp, "malformed")) {
+        rc = mock_stream_malformed(&st);
+    } else {
+        const char *content = mock_content(resp, body);
+        mock_tokens(resp, body, content, &st.tin, &st.tout);
+        size_t *offs;
+        size_t n = mock_split(content, num_or(resp, "chunks", 4), &offs);
+        long cut = num_or(resp, "stream_cut_after", -1);
+        long gap = num_or(resp, "chunk_ms", 0);
+        rc = fmt == FMT_ANTHROPIC
+                 ? an_start(&st)
+                 : oa_chunk(&st, "{\"role\":\"assistant\",\"content\":\"\"}",
+                            NULL, 0, NULL);
+        for (size_t i = 0; rc == 0 && i < n && (cut < 0 || (long)i < cut);
+             i++) {
+            const char *p = content + offs[i];
+            size_t len = offs[i + 1] - offs[i];
+            rc = mock_wait(fd, gap);
+            if (rc == 0)
+                rc = fmt == FMT_ANTHROPIC ? an_piece(&st, p, len)
+                                          : oa_chunk(&st, NULL, p, len, NULL);
+        }
+        if (rc == 0) /* cut: the end never comes */
+            rc = cut >= 0               ? -1
+                 : fmt == FMT_ANTHROPIC ? an_finish(&st)
+                                        : oa_finish(&st);
+        free(offs);
+    }
+    free(st.ev.p);
+    free(st.out.p);
+    return rc;
+}
+
+/* -------------------------------------------------------------- serving */
+
+/* Answers with the script's next response for model: after latency_ms
+ * (watching the client), a hang, a stream, or one body. Returns -1 to
+ * close the connection. */
 static int
 mock_answer(int fd, const cJSON *body, const char *model, fmt_t fmt, int keep)
 {
     long seq;
     cJSON *resp = script_next(model, &seq);
-    mock_sleep_ms(num_or(resp, "latency_ms", 0));
-    if (flag(resp, "hang")) {
+    int status = (int)num_or(resp, "status", 200), rc;
+    if (mock_wait(fd, num_or(resp, "latency_ms", 0)) != 0) {
+        stats_count(model, 0); /* the client left first */
+        rc = -1;
+    } else if (flag(resp, "hang")) {
         stats_count(model, 0);
         /* Hold the request until the client gives up (or hang_ms). */
-        struct pollfd p = {fd, POLLIN, 0};
-        poll(&p, 1, (int)num_or(resp, "hang_ms", 60000));
-        cJSON_Delete(resp);
-        return -1;
-    }
-    int status = (int)num_or(resp, "status", 200), rc;
-    long retry_after = num_or(resp, "retry_after", -1);
-    if (flag(resp, "malformed")) {
-        stats_count(model, status);
-        const char *bad = "{\"id\":\"chatcmpl-mock\",\"choices\":[{\"mess";
-        rc = send_response(fd, status, bad, retry_after, keep);
+        mock_wait(fd, num_or(resp, "hang_ms", 60000));
+        rc = -1;
+    } else if (status == 200 &&
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream"))) {
+        stats_count(model, 200);
+        rc = mock_stream(fd, resp, body, model, fmt, keep, seq);
     } else {
-        char *out = status != 200 ? mock_error_answer(resp, fmt, status)
-                                  : mock_ok_answer(resp, body, model, fmt, seq);
+        char *out = flag(resp, "malformed")
+                        ? bursar_strdup("{\"id\":\"chatcmpl-mock\",\"choices\":"
+                                        "[{\"mess")
+                    : status != 200
+                        ? mock_error_answer(resp, fmt, status)
+                        : mock_ok_answer(resp, body, model, fmt, seq);
         stats_count(model, status);
-        rc = send_response(fd, status, out, retry_after, keep);
+        rc = send_response(fd, status, out, num_or(resp, "retry_after", -1),
+                           keep);
+        if (rc != 0)
+            mock_gone();
         free(out);
     }
     cJSON_Delete(resp);
@@ -528,6 +939,8 @@ serve_api(int fd, const req_t *rq, fmt_t fmt, int keep)
     cJSON *body = cJSON_Parse(rq->body);
     const cJSON *mj = cJSON_GetObjectItemCaseSensitive(body, "model");
     const char *model = cJSON_IsString(mj) ? mj->valuestring : "";
+    if (cJSON_IsObject(body))
+        stats_received(model[0] ? model : "(none)", body);
     int status, rc;
     char *out = mock_reject(rq, fmt, body, model, &status);
     if (out) {
@@ -683,6 +1096,7 @@ mock_load(const char *script_path)
     }
     mock_stats = cJSON_CreateObject();
     cJSON_AddNumberToObject(mock_stats, "total", 0);
+    cJSON_AddNumberToObject(mock_stats, "disconnects", 0);
     cJSON_AddObjectToObject(mock_stats, "models");
     return -1;
 }

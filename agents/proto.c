@@ -115,6 +115,20 @@ proto_token_valid(const char *s)
 }
 
 int
+proto_tenant_valid(const char *s)
+{
+    size_t i;
+    for (i = 0; s[i]; i++) {
+        char c = s[i];
+        if (i >= PROTO_TENANT_MAX - 1 ||
+            !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+            return 0;
+    }
+    return i > 0;
+}
+
+int
 proto_id_parse(const char *s, uint64_t *id)
 {
     uint64_t v = 0;
@@ -407,12 +421,36 @@ proto_get_token(const cJSON *root, const char *key, char *out,
     return PROTO_OK;
 }
 
+/* The optional "tenant" of object o (absent or null: out stays ""); field
+ * is its name in messages ("tenant", "local.tenant"). */
+static proto_code_t
+proto_get_tenant(const cJSON *o, const char *field, char *out,
+                 proto_error_t *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "tenant");
+    if (!v || cJSON_IsNull(v))
+        return PROTO_OK;
+    if (!cJSON_IsString(v))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"%s\" must be a string, got %s", field,
+                          proto_type_name(v));
+    if (!proto_tenant_valid(v->valuestring))
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"%s\" must be a tenant name (1 to %d "
+                          "characters of A-Z a-z 0-9 . _ -)",
+                          field, PROTO_TENANT_MAX - 1);
+    memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
+    return PROTO_OK;
+}
+
 static proto_code_t
 proto_parse_choose(const cJSON *root, proto_request_t *req, proto_error_t *err)
 {
     proto_code_t rc = proto_get_name(root, "bucket", 1, req->bucket, err);
     if (!rc)
         rc = proto_get_token(root, "escalates", req->escalates, err);
+    if (!rc)
+        rc = proto_get_tenant(root, "tenant", req->tenant, err);
     if (rc)
         return rc;
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exclude");
@@ -574,7 +612,8 @@ proto_local_name(const cJSON *l, const char *key, char *out, proto_error_t *err)
     return PROTO_OK;
 }
 
-/* {"op":"book","local":{"id","bucket","model","time"}, event}. */
+/* {"op":"book","local":{"id","bucket","model","time"[,"tenant"]},
+ * event}. */
 static proto_code_t
 proto_parse_book(const cJSON *root, proto_request_t *req, proto_error_t *err)
 {
@@ -603,7 +642,8 @@ proto_parse_book(const cJSON *root, proto_request_t *req, proto_error_t *err)
     memcpy(req->local_id, id->valuestring, strlen(id->valuestring) + 1);
     proto_code_t rc;
     if ((rc = proto_local_name(l, "bucket", req->bucket, err)) ||
-        (rc = proto_local_name(l, "model", req->local_model, err)))
+        (rc = proto_local_name(l, "model", req->local_model, err)) ||
+        (rc = proto_get_tenant(l, "local.tenant", req->tenant, err)))
         return rc;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(l, "time");
     if (!t)
@@ -846,6 +886,15 @@ char *
 proto_format_escalate(const char *bucket, const char *const *exclude,
                       size_t n_exclude, const char *escalates)
 {
+    return proto_format_choose_tenant(bucket, exclude, n_exclude, escalates,
+                                      NULL);
+}
+
+char *
+proto_format_choose_tenant(const char *bucket, const char *const *exclude,
+                           size_t n_exclude, const char *escalates,
+                           const char *tenant)
+{
     proto_sb_t b = {0};
     proto_sb_puts(&b, "{\"op\":\"choose\",\"bucket\":");
     proto_sb_quote(&b, bucket);
@@ -861,6 +910,10 @@ proto_format_escalate(const char *bucket, const char *const *exclude,
     if (escalates && *escalates) {
         proto_sb_puts(&b, ",\"escalates\":");
         proto_sb_quote(&b, escalates);
+    }
+    if (tenant && *tenant) {
+        proto_sb_puts(&b, ",\"tenant\":");
+        proto_sb_quote(&b, tenant);
     }
     proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
@@ -927,6 +980,10 @@ proto_format_book(const proto_local_t *l, const proto_feedback_t *f)
     proto_sb_quote(&b, l->model);
     proto_sb_puts(&b, ",\"time\":");
     proto_sb_printf(&b, "%.17g", l->time);
+    if (l->tenant && *l->tenant) {
+        proto_sb_puts(&b, ",\"tenant\":");
+        proto_sb_quote(&b, l->tenant);
+    }
     proto_sb_printf(&b, "},\"kind\":\"%s\"", proto_kind_name(f->kind));
     proto_sb_feedback_fields(&b, f);
     proto_sb_puts(&b, "}");

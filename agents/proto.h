@@ -43,6 +43,9 @@
 #define PROTO_HEALTH_MAX   16  /* a model's health state, incl. NUL */
 /* local.id of a book request: 1 to 63 characters of [A-Za-z0-9_-] */
 #define PROTO_LOCAL_ID_MAX 64
+/* tenant of a choose (local.tenant of a book): the application a request
+ * is made for, 1 to 31 bytes of [A-Za-z0-9._-], incl. NUL */
+#define PROTO_TENANT_MAX 32
 
 /* A provider's public API, the base_url a models table from a file
  * defaults to (proto_parse_models), and the one endpoint bursar-agent
@@ -112,6 +115,8 @@ typedef struct proto_request {
     char exclude[PROTO_MAX_EXCLUDE][PROTO_NAME_MAX];
     /* choose: the decision this one escalates (a token), or "" */
     char escalates[PROTO_TOKEN_MAX + 1];
+    /* choose: "tenant"; book: "local.tenant"; "" when absent */
+    char tenant[PROTO_TENANT_MAX];
 
     /* feedback */
     char decision[PROTO_TOKEN_MAX + 1]; /* decision_id: an opaque token */
@@ -158,6 +163,10 @@ proto_code_t proto_parse_request(const char *buf, size_t len,
  * of [A-Za-z0-9_-] (whether the controller made it is another question). */
 int proto_token_valid(const char *s);
 
+/* 1 if s is a well-formed tenant name: 1 to PROTO_TENANT_MAX - 1 bytes of
+ * [A-Za-z0-9._-] (the characters of a client's name, auth.h). */
+int proto_tenant_valid(const char *s);
+
 /* Sequence ids (a decision's number in export and its cursor): 16
  * lowercase hex digits of a 64-bit number. */
 void proto_id_format(uint64_t id, char out[PROTO_ID_LEN + 1]);
@@ -202,6 +211,12 @@ char *proto_format_choose(const char *bucket, const char *const *exclude,
  * NULL or "" writes a plain choose. */
 char *proto_format_escalate(const char *bucket, const char *const *exclude,
                             size_t n_exclude, const char *escalates);
+/* proto_format_escalate made for tenant (proto_tenant_valid):
+ * ...[,"escalates":T][,"tenant":N]}; tenant NULL or "" writes none (then
+ * it is proto_format_escalate). */
+char *proto_format_choose_tenant(const char *bucket, const char *const *exclude,
+                                 size_t n_exclude, const char *escalates,
+                                 const char *tenant);
 
 typedef struct proto_feedback {
     const char *decision; /* the token */
@@ -227,15 +242,18 @@ char *proto_format_feedback(const proto_feedback_t *f);
 
 /* A decision the client made alone (the controller away): its id (1 to
  * PROTO_LOCAL_ID_MAX - 1 characters of [A-Za-z0-9_-], unique per client),
- * bucket, model and time (Unix seconds). */
+ * bucket, model, time (Unix seconds) and the tenant it was made for
+ * (proto_tenant_valid; NULL or "": none). */
 typedef struct proto_local {
     const char *id;
     const char *bucket;
     const char *model;
     double time;
+    const char *tenant;
 } proto_local_t;
 
-/* {"op":"book","local":{"id":..,"bucket":..,"model":..,"time":..},
+/* {"op":"book","local":{"id":..,"bucket":..,"model":..,"time":..
+ * [,"tenant":..]},
  * "kind":..,...}: a feedback event (f->decision is not read) of the
  * local decision l, to be booked into the controller's ledger and log
  * (docs/protocol.md, book). */

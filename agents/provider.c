@@ -3,10 +3,13 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "agents/autil.h"
+#include "agents/chat.h"
 #include "agents/provider.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <sys/socket.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -30,6 +33,12 @@ typedef struct job {
     double not_before; /* monotonic seconds */
     double started;    /* first attempt */
     long chars_in;     /* for the token estimate */
+    int raw;           /* prov_pool_submit_call: the answer is not parsed */
+    size_t (*on_stream)(void *ud, const char *p, size_t n);
+    void *stream_ud;
+    int status_known; /* this attempt's status was read (streams) */
+    int stream_2xx;   /* ... and it is 2xx: bytes go to on_stream */
+    int aborted;      /* on_stream asked to stop */
     prov_result_t r;
     prov_done_fn done;
     void *ud;
@@ -42,6 +51,12 @@ struct prov_pool {
     size_t n_jobs;
     size_t n_running;
     unsigned rng;
+    int watch_fd; /* prov_pool_watch, or -1 */
+};
+
+struct prov_share {
+    CURLSH *sh;
+    pthread_mutex_t lock[CURL_LOCK_DATA_LAST];
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -174,6 +189,7 @@ prov_pool_new(prov_pool_t **out, const prov_opts_t *o)
     if (self->o.max_attempts <= 0)
         self->o.max_attempts = 1;
     self->rng = self->o.seed ? self->o.seed : (unsigned)time(NULL);
+    self->watch_fd = -1;
     self->multi = curl_multi_init();
     if (!self->multi) {
         free(self);
@@ -249,52 +265,19 @@ count_chars(const cJSON *messages)
     return n;
 }
 
+/* The request body in the model's wire format (chat.h: system messages
+ * go to Anthropic's "system", ...); NULL with why when the messages
+ * cannot be translated. */
 static char *
-body_openai(const bursar_model_t *m, const cJSON *messages, int max_tokens)
+messages_body(const bursar_model_t *m, const cJSON *messages, int max_tokens,
+              char *why, size_t cap)
 {
-    cJSON *b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "model", m->model);
-    cJSON_AddItemToObject(b, "messages", cJSON_Duplicate(messages, 1));
-    cJSON_AddNumberToObject(b, "max_tokens", max_tokens);
-    char *s = cJSON_PrintUnformatted(b);
-    cJSON_Delete(b);
-    return s;
-}
-
-/* Anthropic takes system prompts as a top-level field, not as a role. */
-static char *
-body_anthropic(const bursar_model_t *m, const cJSON *messages, int max_tokens)
-{
-    cJSON *b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "model", m->model);
-    cJSON_AddNumberToObject(b, "max_tokens", max_tokens);
-    cJSON *msgs = cJSON_CreateArray();
-    size_t sys_len = 0;
-    char *sys = NULL;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, messages)
-    {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
-        if (cJSON_IsString(role) && strcmp(role->valuestring, "system") == 0 &&
-            cJSON_IsString(content)) {
-            size_t n = strlen(content->valuestring);
-            sys = bursar_realloc(sys, sys_len + n + 2);
-            if (sys_len)
-                sys[sys_len++] = '\n';
-            memcpy(sys + sys_len, content->valuestring, n + 1);
-            sys_len += n;
-            continue;
-        }
-        cJSON_AddItemToArray(msgs, cJSON_Duplicate(it, 1));
-    }
-    if (sys) {
-        cJSON_AddStringToObject(b, "system", sys);
-        free(sys);
-    }
-    cJSON_AddItemToObject(b, "messages", msgs);
-    char *s = cJSON_PrintUnformatted(b);
-    cJSON_Delete(b);
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "model", m->model);
+    cJSON_AddItemReferenceToObject(req, "messages", (cJSON *)messages);
+    cJSON_AddNumberToObject(req, "max_tokens", max_tokens);
+    char *s = chat_upstream_body(req, m, 0, max_tokens, why, cap);
+    cJSON_Delete(req);
     return s;
 }
 
@@ -305,6 +288,19 @@ on_data(char *p, size_t size, size_t nmemb, void *ud)
 {
     job_t *j = ud;
     size_t n = size * nmemb;
+    if (j->on_stream && !j->status_known) {
+        long st = 0;
+        curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &st);
+        j->status_known = 1;
+        j->stream_2xx = st >= 200 && st < 300;
+    }
+    if (j->stream_2xx) {
+        j->r.streamed = 1;
+        size_t k = j->on_stream(j->stream_ud, p, n);
+        if (k != n)
+            j->aborted = 1;
+        return k;
+    }
     if (j->resp_len + n + 1 > j->resp_cap) {
         size_t cap = j->resp_cap ? j->resp_cap : 4096;
         while (cap < j->resp_len + n + 1)
@@ -352,7 +348,16 @@ job_start(prov_pool_t *self, job_t *j)
         curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
         curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
-        curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, self->o.timeout_ms);
+        if (j->on_stream) {
+            /* a stream may last: fail it when it stalls instead */
+            long s = (self->o.timeout_ms + 999) / 1000;
+            curl_easy_setopt(j->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+            curl_easy_setopt(j->easy, CURLOPT_LOW_SPEED_TIME, s > 0 ? s : 1L);
+        } else {
+            curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, self->o.timeout_ms);
+        }
+        if (self->o.share)
+            curl_easy_setopt(j->easy, CURLOPT_SHARE, self->o.share->sh);
         curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS,
                          self->o.connect_timeout_ms);
         curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
@@ -362,6 +367,7 @@ job_start(prov_pool_t *self, job_t *j)
     j->resp_len = 0;
     if (j->resp)
         j->resp[0] = '\0';
+    j->status_known = j->stream_2xx = 0;
     if (curl_multi_add_handle(self->multi, j->easy) != CURLM_OK)
         return -1;
     j->running = 1;
@@ -386,9 +392,9 @@ job_fail_early(job_t *j, const char *kind, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The request's URL and body by the model's wire format. */
+/* The request's URL by the model's wire format. */
 static void
-job_request(prov_pool_t *self, job_t *j, const cJSON *messages)
+job_url(job_t *j)
 {
     const bursar_model_t *m = &j->model;
     if (m->provider == BURSAR_PROVIDER_ANTHROPIC) {
@@ -399,11 +405,21 @@ job_request(prov_pool_t *self, job_t *j, const cJSON *messages)
             bl--;
         int has_v1 = bl >= 3 && strncmp(m->base_url + bl - 3, "/v1", 3) == 0;
         j->url = join_url(m->base_url, has_v1 ? "/messages" : "/v1/messages");
-        j->body = body_anthropic(m, messages, self->o.max_tokens);
     } else {
         j->url = join_url(m->base_url, "/chat/completions");
-        j->body = body_openai(m, messages, self->o.max_tokens);
     }
+}
+
+/* The request's body by the model's wire format; messages that cannot be
+ * translated fail the job before anything is sent. */
+static void
+job_body(prov_pool_t *self, job_t *j, const cJSON *messages)
+{
+    char why[256];
+    j->body =
+        messages_body(&j->model, messages, self->o.max_tokens, why, sizeof why);
+    if (!j->body)
+        job_fail_early(j, "malformed", "request: %.230s", why);
 }
 
 /* The headers, the key among them when there is one (key NULL: none). */
@@ -428,26 +444,32 @@ job_headers(job_t *j, const char *key)
     memset(hdr, 0, sizeof(hdr)); /* do not leave the key on the stack */
 }
 
-int
-prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
-                 const cJSON *messages, prov_done_fn done, void *ud)
+/* A new job of model m, its URL set. */
+static job_t *
+job_new(const bursar_model_t *m, prov_done_fn done, void *ud)
 {
-    if (!self || !m || !cJSON_IsArray(messages) || !done)
-        return -1;
     job_t *j = bursar_calloc(1, sizeof(*j));
     j->model = *m;
     j->done = done;
     j->ud = ud;
-    j->chars_in = count_chars(messages);
     j->started = autil_now_mono();
-    job_request(self, j, messages);
+    job_url(j);
+    return j;
+}
 
+/* Checks j's URL and key, sets its headers and queues it. */
+static void
+job_queue(prov_pool_t *self, job_t *j)
+{
+    const bursar_model_t *m = &j->model;
     /* Defence in depth: the program checked the base URL already. */
     char why[160];
     const char *key = NULL;
-    if (prov_url_check(j->url, &j->plain_http, why, sizeof why) != 0) {
+    int failed = j->not_before < 0; /* job_body refused the messages */
+    if (!failed &&
+        prov_url_check(j->url, &j->plain_http, why, sizeof why) != 0) {
         job_fail_early(j, "refused_url", "base_url refused: %s", why);
-    } else if (m->api_key_env[0]) {
+    } else if (!failed && m->api_key_env[0]) {
         key = getenv(m->api_key_env);
         if (!key || !*key)
             job_fail_early(j, "no_key", "environment variable %s is not set",
@@ -457,6 +479,33 @@ prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
     j->next = self->jobs;
     self->jobs = j;
     self->n_jobs++;
+}
+
+int
+prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
+                 const cJSON *messages, prov_done_fn done, void *ud)
+{
+    if (!self || !m || !cJSON_IsArray(messages) || !done)
+        return -1;
+    job_t *j = job_new(m, done, ud);
+    j->chars_in = count_chars(messages);
+    job_body(self, j, messages);
+    job_queue(self, j);
+    return 0;
+}
+
+int
+prov_pool_submit_call(prov_pool_t *self, const bursar_model_t *m,
+                      const prov_call_t *c, prov_done_fn done, void *ud)
+{
+    if (!self || !m || !c || !c->body || !done)
+        return -1;
+    job_t *j = job_new(m, done, ud);
+    j->raw = 1;
+    j->body = bursar_strdup(c->body);
+    j->on_stream = c->on_stream;
+    j->stream_ud = c->stream_ud;
+    job_queue(self, j);
     return 0;
 }
 
@@ -496,67 +545,20 @@ error_message(const cJSON *root)
     return NULL;
 }
 
-/* Parses a 2xx body into j->r. Returns 0, or -1 if malformed. */
+/* Parses a 2xx body into j->r (chat_answer_parse reads both formats).
+ * Returns 0, or -1 if malformed. */
 static int
 parse_ok(job_t *j)
 {
-    cJSON *root = cJSON_Parse(j->resp ? j->resp : "");
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
+    chat_answer_t a;
+    char why[128];
+    if (chat_answer_parse(j->model.provider, j->resp, j->resp_len,
+                          j->model.name, &a, why, sizeof why) != 0)
         return -1;
-    }
-    char *text = NULL;
-    long tin = -1, tout = -1;
-    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
-    if (j->model.provider == BURSAR_PROVIDER_ANTHROPIC) {
-        const cJSON *content =
-            cJSON_GetObjectItemCaseSensitive(root, "content");
-        if (!cJSON_IsArray(content)) {
-            cJSON_Delete(root);
-            return -1;
-        }
-        size_t len = 0;
-        const cJSON *blk;
-        cJSON_ArrayForEach(blk, content)
-        {
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(blk, "text");
-            if (!cJSON_IsString(t))
-                continue;
-            size_t n = strlen(t->valuestring);
-            text = bursar_realloc(text, len + n + 1);
-            memcpy(text + len, t->valuestring, n + 1);
-            len += n;
-        }
-        const cJSON *a =
-            cJSON_GetObjectItemCaseSensitive(usage, "input_tokens");
-        const cJSON *b =
-            cJSON_GetObjectItemCaseSensitive(usage, "output_tokens");
-        if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) {
-            tin = (long)a->valuedouble;
-            tout = (long)b->valuedouble;
-        }
-    } else {
-        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(root, "choices");
-        const cJSON *c0 = cJSON_GetArrayItem(ch, 0);
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
-        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(msg, "content");
-        if (cJSON_IsString(ct)) {
-            text = bursar_strdup(ct->valuestring);
-        } else if (cJSON_IsNull(ct) && msg) {
-            text = bursar_strdup(""); /* e.g. a tool call: no text */
-        }
-        const cJSON *a =
-            cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
-        const cJSON *b =
-            cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
-        if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) {
-            tin = (long)a->valuedouble;
-            tout = (long)b->valuedouble;
-        }
-    }
-    cJSON_Delete(root);
-    if (!text)
-        return -1;
+    long tin = a.tokens_in, tout = a.tokens_out;
+    char *text = a.text;
+    a.text = NULL; /* taken */
+    chat_answer_clear(&a);
     if (tin < 0) {
         /* No usage block: estimate ~4 characters per token. */
         j->r.usage_estimated = 1;
@@ -595,8 +597,13 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
     curl_easy_getinfo(j->easy, CURLINFO_RETRY_AFTER, &ra);
     j->r.http_status = status;
     int retriable = 0;
+    if (j->aborted) {
+        bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind), "cancelled");
+        snprintf(j->r.error, sizeof(j->r.error), "the stream was stopped");
+        return 1;
+    }
     if (cc != CURLE_OK) {
-        retriable = 1;
+        retriable = !j->r.streamed; /* bytes passed on: no second try */
         if (cc == CURLE_OPERATION_TIMEDOUT) {
             bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
                             "timeout");
@@ -608,6 +615,15 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
             snprintf(j->r.error, sizeof(j->r.error), "%s",
                      curl_easy_strerror(cc));
         }
+    } else if (status >= 200 && status < 300 && j->raw) {
+        j->r.ok = 1;
+        j->r.tokens_in = j->r.tokens_out = -1;
+        if (!j->on_stream) {
+            j->r.output = j->resp ? j->resp : bursar_strdup("");
+            j->resp = NULL;
+            j->resp_len = j->resp_cap = 0;
+        }
+        return 1;
     } else if (status >= 200 && status < 300) {
         if (parse_ok(j) == 0)
             return 1;
@@ -728,6 +744,41 @@ pool_perform(prov_pool_t *self, job_t **done)
     }
 }
 
+/* The watched socket is readable: its peer closed it (every call is
+ * cancelled), or a request came (the watch ends). */
+static void
+pool_check_watch(prov_pool_t *self)
+{
+    char c;
+    ssize_t n = recv(self->watch_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 ||
+        (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        self->watch_fd = -1;
+        prov_pool_cancel(self, "the client went away");
+    } else if (n > 0) {
+        self->watch_fd = -1;
+    }
+}
+
+void
+prov_pool_watch(prov_pool_t *self, int fd)
+{
+    self->watch_fd = fd;
+}
+
+void
+prov_pool_cancel(prov_pool_t *self, const char *why)
+{
+    for (job_t *j = self->jobs; j; j = j->next) {
+        if (j->running) {
+            curl_multi_remove_handle(self->multi, j->easy);
+            j->running = 0;
+            self->n_running--;
+        }
+        job_fail_early(j, "cancelled", "%s", why ? why : "cancelled");
+    }
+}
+
 /* Waits until next_wake at the latest (a retry scheduled by job_finish
  * may wake earlier), on curl's sockets when calls are running. */
 static void
@@ -740,7 +791,12 @@ pool_wait(prov_pool_t *self, double now, double next_wake)
     if (wait < 0)
         wait = 0;
     int ms = (int)(wait * 1000.0) + 1;
-    if (self->n_running > 0) {
+    if (self->watch_fd >= 0) {
+        struct curl_waitfd w = {self->watch_fd, CURL_WAIT_POLLIN, 0};
+        curl_multi_poll(self->multi, &w, 1, ms, NULL);
+        if (w.revents)
+            pool_check_watch(self);
+    } else if (self->n_running > 0) {
         curl_multi_poll(self->multi, NULL, 0, ms, NULL);
     } else {
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -777,6 +833,62 @@ prov_pool_run(prov_pool_t *self, int timeout_ms)
         job_free(self, j);
     }
     return self->n_jobs;
+}
+
+/* --------------------------------------------------- shared connections */
+
+static void
+share_lock(CURL *h, curl_lock_data data, curl_lock_access a, void *ud)
+{
+    (void)h;
+    (void)a;
+    prov_share_t *self = ud;
+    pthread_mutex_lock(&self->lock[data]);
+}
+
+static void
+share_unlock(CURL *h, curl_lock_data data, void *ud)
+{
+    (void)h;
+    prov_share_t *self = ud;
+    pthread_mutex_unlock(&self->lock[data]);
+}
+
+int
+prov_share_new(prov_share_t **out)
+{
+    *out = NULL;
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_rc != 0)
+        return -1;
+    prov_share_t *self = bursar_calloc(1, sizeof(*self));
+    self->sh = curl_share_init();
+    if (!self->sh) {
+        free(self);
+        return -1;
+    }
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&self->lock[i], NULL);
+    curl_share_setopt(self->sh, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(self->sh, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(self->sh, CURLSHOPT_USERDATA, self);
+    curl_share_setopt(self->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(self->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    *out = self;
+    return 0;
+}
+
+void
+prov_share_destroy(prov_share_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    prov_share_t *self = *self_p;
+    curl_share_cleanup(self->sh);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&self->lock[i]);
+    free(self);
+    *self_p = NULL;
 }
 
 struct sync_ud {

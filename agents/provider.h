@@ -53,15 +53,17 @@
 #include "agents/bursar.h"
 
 typedef struct prov_opts {
-    long timeout_ms;         /* per attempt, whole transfer; default 60000 */
-    long connect_timeout_ms; /* default 5000 */
-    int max_attempts;        /* default 3 */
-    int backoff_ms;          /* first backoff; default 250 */
-    int backoff_max_ms;      /* cap; default 8000 */
-    int retry_after_max_ms;  /* longer Retry-After: give up; default 30000 */
-    int max_tokens;          /* output cap sent; default 1024 */
-    size_t max_inflight;     /* transfers at once; default 8 */
-    unsigned seed;           /* jitter; 0: from the clock */
+    long timeout_ms;          /* per attempt, whole transfer; default 60000 */
+    long connect_timeout_ms;  /* default 5000 */
+    int max_attempts;         /* default 3 */
+    int backoff_ms;           /* first backoff; default 250 */
+    int backoff_max_ms;       /* cap; default 8000 */
+    int retry_after_max_ms;   /* longer Retry-After: give up; default 30000 */
+    int max_tokens;           /* output cap sent; default 1024 */
+    size_t max_inflight;      /* transfers at once; default 8 */
+    unsigned seed;            /* jitter; 0: from the clock */
+    struct prov_share *share; /* NULL, or DNS and TLS sessions shared
+                                 between pools (prov_share_new) */
 } prov_opts_t;
 
 void prov_opts_init(prov_opts_t *o);
@@ -77,9 +79,13 @@ typedef struct prov_result {
     int attempts;        /* HTTP attempts made */
     long http_status;    /* last status; 0: no HTTP answer */
     char error_kind[32]; /* !ok: rate_limited, server_error, timeout,
-                            transport, http_error, malformed, no_key,
+                            transport, http_error, malformed (the answer,
+                            or messages that cannot be put in the
+                            provider's format: nothing sent), no_key,
                             refused_url (nothing sent) */
     char error[256];     /* !ok: a readable description */
+    int streamed;        /* prov_pool_submit_call with on_stream: bytes of
+                            the answer were passed on (no retry after) */
 } prov_result_t;
 
 typedef struct prov_pool prov_pool_t;
@@ -96,6 +102,45 @@ void prov_pool_destroy(prov_pool_t **self_p);
  * "content"}). Returns 0 or -1 (bad arguments). */
 int prov_pool_submit(prov_pool_t *self, const bursar_model_t *m,
                      const cJSON *messages, prov_done_fn done, void *ud);
+
+/* A call whose request body is ready (the gateway's, agents/chat.h
+ * writes it in m's wire format): sent as is to m's endpoint with m's key,
+ * under the same URL checks, retries and limits as any call. Its result
+ * differs: on a 2xx answer r->ok is 1, r->output the body as it came (not
+ * parsed: tokens_in/out -1, cost 0; the caller reads it), or NULL for a
+ * streamed call. A streamed call (on_stream set) passes the bytes of a
+ * 2xx body to on_stream as they arrive (r->streamed = 1 from the first);
+ * once bytes were passed on the call is never retried, and a failure
+ * after them is its error. on_stream returns n to go on; any other value
+ * aborts the transfer (error_kind "cancelled"). A streamed call has no
+ * whole-transfer timeout: it fails when no byte came for timeout_ms. */
+typedef struct prov_call {
+    const char *body; /* copied */
+    size_t (*on_stream)(void *ud, const char *p, size_t n);
+    void *stream_ud;
+} prov_call_t;
+
+/* Queues call c of model m. Returns 0 or -1 (bad arguments). */
+int prov_pool_submit_call(prov_pool_t *self, const bursar_model_t *m,
+                          const prov_call_t *c, prov_done_fn done, void *ud);
+
+/* Watches fd (a client's socket; -1: none) while the pool waits: when
+ * its peer has closed it, every call of the pool fails with error_kind
+ * "cancelled" and its transfers are aborted (a client that went away
+ * cancels its upstream calls). Data arriving on fd (a pipelined request)
+ * ends the watch. */
+void prov_pool_watch(prov_pool_t *self, int fd);
+
+/* Fails every call of the pool with error_kind "cancelled" (completed at
+ * the next prov_pool_run); running transfers are aborted. */
+void prov_pool_cancel(prov_pool_t *self, const char *why);
+
+/* DNS answers and TLS sessions shared by the pools of several threads (a
+ * new connection resumes a session another pool made). Connections stay
+ * each pool's own: curl does not support sharing them between threads. */
+typedef struct prov_share prov_share_t;
+int prov_share_new(prov_share_t **out);
+void prov_share_destroy(prov_share_t **self_p);
 
 /* Drives transfers for at most timeout_ms (returns earlier when a call
  * completes). Returns the number of calls not yet completed. */

@@ -11,7 +11,7 @@
  *               --provider-error MSG
  *               [--cost USD] [--tokens-in N --tokens-out N]
  *               [--latency-ms MS] [--model M]
- *   choose BUCKET [--exclude MODEL]... [--escalates ID]
+ *   choose BUCKET [--exclude MODEL]... [--escalates ID] [--tenant NAME]
  *   models | ping
  *   keygen PREFIX                 a CURVE key pair: PREFIX.key (secret,
  *                                 0600) and PREFIX.pub (no controller)
@@ -638,14 +638,19 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
     static const struct option lo[] = {
         {"exclude", required_argument, NULL, 'x'},
         {"escalates", required_argument, NULL, 'e'},
+        {"tenant", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0}};
-    const char *ex[PROTO_MAX_EXCLUDE], *parent = NULL;
+    const char *ex[PROTO_MAX_EXCLUDE], *parent = NULL, *tenant = NULL;
     size_t nx = 0;
     int o;
     bursar_getopt_reset();
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (o == 'e') {
             parent = optarg;
+            continue;
+        }
+        if (o == 't') {
+            tenant = optarg;
             continue;
         }
         if (o != 'x')
@@ -661,7 +666,14 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
         fprintf(stderr, "bursar choose: give one bucket\n");
         return 2;
     }
-    char *q = proto_format_escalate(argv[optind], ex, nx, parent);
+    if (tenant && !proto_tenant_valid(tenant)) {
+        fprintf(stderr,
+                "bursar choose: --tenant \"%s\": a tenant is 1 to %d "
+                "characters of A-Z a-z 0-9 . _ -\n",
+                tenant, PROTO_TENANT_MAX - 1);
+        return 2;
+    }
+    char *q = proto_format_choose_tenant(argv[optind], ex, nx, parent, tenant);
     int rc = bursar_cmd_raw(c, q);
     free(q);
     return rc;
@@ -678,6 +690,7 @@ bursar_usage(FILE *f)
                "               [--tokens-in N --tokens-out N] [--latency-ms "
                "MS] [--model M]\n"
                "  choose BUCKET [--exclude MODEL]... [--escalates ID]\n"
+               "         [--tenant NAME]\n"
                "  models | ping\n"
                "  keygen PREFIX   (writes PREFIX.key, PREFIX.pub)\n"
                "       bursar --help | --version\n"

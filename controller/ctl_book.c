@@ -38,6 +38,8 @@ _Static_assert(PROTO_LOCAL_ID_MAX <= STORE_LOCAL_ID_MAX,
                "a local id must fit its stored record");
 _Static_assert(AUTH_NAME_MAX <= sizeof(((store_local_t *)0)->client),
                "a client's name must fit its stored record");
+_Static_assert(PROTO_TENANT_MAX <= STORE_TENANT_MAX,
+               "a tenant must fit its stored record");
 
 /* The time of a local decision: the client's, no later than now. */
 static double
@@ -98,6 +100,8 @@ ctl_book_new(ctl_t *c, const proto_request_t *rq, double now,
     int rc = store_put_decision(c->store, c->txn, d);
     if (!rc)
         rc = store_put_local(c->store, c->txn, d->id, &x);
+    if (!rc && rq->tenant[0])
+        rc = store_put_tenant(c->store, c->txn, d->id, rq->tenant);
     if (rc)
         return rc;
     /* the id is issued as a choose's would be: above the durable mark

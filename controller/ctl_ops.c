@@ -274,6 +274,8 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     ctl_dext_fill(&x, ctl_offered(c, b, ch.arm, n_order), c->peer->name, step,
                   parent);
     int rc = ctl_decision_put(c, &d, &x, token);
+    if (!rc && rq->tenant[0])
+        rc = store_put_tenant(c->store, c->txn, d.id, rq->tenant);
     if (rc) {
         /* the batch will not commit; memory is reloaded after it */
         ctl_store_rc(c, rc, "put decision");
@@ -768,6 +770,8 @@ ctl_sweep(ctl_t *c)
             ctl_store_rc(c, store_del_decision(c->store, c->txn, d.id),
                          "del decision");
             ctl_store_rc(c, store_del_dext(c->store, c->txn, d.id), "del dext");
+            ctl_store_rc(c, store_del_tenant(c->store, c->txn, d.id),
+                         "del tenant");
             if (d.flags & STORE_D_LOCAL) /* never pending: settled */
                 ctl_store_rc(c, store_del_local(c->store, c->txn, d.id),
                              "del local");

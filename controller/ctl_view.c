@@ -277,6 +277,9 @@ ctl_decision_json(const ctl_export_ctx_t *x, const store_decision_t *d)
         ctl_book_origin(x->c, x->txn, d, o);
     else
         ctl_decision_origin(x->c, x->txn, d, o);
+    store_tenant_t tn; /* only for a decision made for a tenant */
+    if (store_get_tenant(x->c->store, x->txn, d->id, &tn) == 0)
+        cJSON_AddStringToObject(o, "tenant", tn.name);
     cJSON_AddStringToObject(o, "seq", id);
     cJSON_AddNumberToObject(o, "time", d->t);
     cJSON_AddStringToObject(o, "bucket", d->bucket);

@@ -25,12 +25,13 @@ enum {
     S_DEXT,
     S_LOCALS,
     S_LEXT,
+    S_TENANT,
     S_NDB
 };
 
 static const char *const store_db_names[S_NDB] = {
-    "meta",   "decisions",  "pending", "arms",   "bpacers",
-    "health", "dynbuckets", "dext",    "locals", "lext"};
+    "meta",       "decisions", "pending", "arms", "bpacers", "health",
+    "dynbuckets", "dext",      "locals",  "lext", "tenants"};
 
 struct store {
     MDB_env *env;
@@ -104,8 +105,8 @@ store_open_dbs(store_t *s, MDB_txn *txn, int create)
 static void
 store_key_text(int db, const MDB_val *k, char *buf, size_t cap)
 {
-    if ((db == S_DECISIONS || db == S_PENDING || db == S_DEXT ||
-         db == S_LEXT) &&
+    if ((db == S_DECISIONS || db == S_PENDING || db == S_DEXT || db == S_LEXT ||
+         db == S_TENANT) &&
         k->mv_size == 8) {
         unsigned long long id = 0;
         for (int i = 0; i < 8; i++)
@@ -229,6 +230,7 @@ store_check_records(store_t *s, MDB_txn *txn, store_check_t *chk)
              {S_DECISIONS, sizeof(store_decision_t), 0, 0, 1, 1},
              {S_DEXT, sizeof(store_dext_t), 0, STORE_DEXT_V1_SIZE, 1, 1},
              {S_LEXT, sizeof(store_local_t), 0, 0, 1, 1},
+             {S_TENANT, sizeof(store_tenant_t), 0, 0, 1, 1},
              {S_LOCALS, sizeof(uint64_t), 0, 0, 0, 1},
              {S_PENDING, sizeof(double), 0, 0, 0, 1}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -440,7 +442,7 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
         goto err;
     if (!(rc = store_open_dbs(s, txn, !readonly)))
         for (int i = 0; i < S_NDB; i++)
-            if (!s->have[i] && i != S_DEXT)
+            if (!s->have[i] && i != S_DEXT && i != S_TENANT)
                 rc = MDB_NOTFOUND; /* a reader needs a written store */
     if (rc || (rc = store_settle_format(s, txn))) {
         mdb_txn_abort(txn);
@@ -680,6 +682,38 @@ store_del_local(store_t *s, MDB_txn *txn, uint64_t id)
     if (rc && rc != MDB_NOTFOUND)
         return rc;
     return store_del_id(txn, s->db[S_LEXT], id);
+}
+
+int
+store_put_tenant(store_t *s, MDB_txn *txn, uint64_t id, const char *name)
+{
+    store_tenant_t x = {.version = STORE_VERSION};
+    size_t n = strlen(name);
+    if (n == 0 || n >= sizeof x.name)
+        return MDB_BAD_VALSIZE;
+    memcpy(x.name, name, n + 1);
+    unsigned char k[8];
+    store_id_key(id, k);
+    return store_put(txn, s->db[S_TENANT], k, 8, &x, sizeof x);
+}
+
+int
+store_get_tenant(store_t *s, MDB_txn *txn, uint64_t id, store_tenant_t *x)
+{
+    if (!s->have[S_TENANT])
+        return STORE_NOTFOUND;
+    unsigned char k[8];
+    store_id_key(id, k);
+    int rc = store_get(txn, s->db[S_TENANT], k, 8, x, sizeof *x);
+    if (rc == 0)
+        x->name[sizeof x->name - 1] = '\0';
+    return store_check_version(rc, x->version);
+}
+
+int
+store_del_tenant(store_t *s, MDB_txn *txn, uint64_t id)
+{
+    return s->have[S_TENANT] ? store_del_id(txn, s->db[S_TENANT], id) : 0;
 }
 
 int

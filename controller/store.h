@@ -23,6 +23,10 @@
  *              booking finds its decision (added in place, as dext)
  *   lext       id -> store_local_t: the client and local id of a local
  *              decision (added in place, as dext)
+ *   tenants    id -> store_tenant_t: the tenant a decision was made for,
+ *              only for decisions that name one (choose's "tenant",
+ *              book's "local.tenant"); written with the decision, pruned
+ *              with it (added in place, as dext)
  *
  * Format. Records are plain structs written as they are (arm_t and
  * pacer_t are POD, policies/arm.h and pacer.h), each beginning with a
@@ -158,6 +162,14 @@ typedef struct store_local {
     char local_id[STORE_LOCAL_ID_MAX]; /* the client's id of it */
 } store_local_t;
 
+/* The tenant of a decision (db tenants, same key). */
+#define STORE_TENANT_MAX 32 /* incl. NUL */
+typedef struct store_tenant {
+    uint8_t version;
+    uint8_t pad[7];
+    char name[STORE_TENANT_MAX]; /* NUL-terminated */
+} store_tenant_t;
+
 #define STORE_LAT_RING 32
 
 typedef struct store_arm {
@@ -206,6 +218,7 @@ _Static_assert(sizeof(store_dext_t) == 56, "format change");
 _Static_assert(offsetof(store_dext_t, parent) == STORE_DEXT_V1_SIZE,
                "format 1's dext record is a prefix of format 2's");
 _Static_assert(sizeof(store_local_t) == 104, "format change");
+_Static_assert(sizeof(store_tenant_t) == 40, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");
 _Static_assert(sizeof(store_pacer_t) == 80, "format change");
@@ -272,6 +285,12 @@ int store_find_local(store_t *s, MDB_txn *txn, const char *client,
 int store_get_local(store_t *s, MDB_txn *txn, uint64_t id, store_local_t *x);
 /* Removes both records of local decision id (none: 0). */
 int store_del_local(store_t *s, MDB_txn *txn, uint64_t id);
+
+/* The tenant of decision id: put (name: 1 to STORE_TENANT_MAX - 1
+ * bytes), get (STORE_NOTFOUND when it has none), del (none: 0). */
+int store_put_tenant(store_t *s, MDB_txn *txn, uint64_t id, const char *name);
+int store_get_tenant(store_t *s, MDB_txn *txn, uint64_t id, store_tenant_t *x);
+int store_del_tenant(store_t *s, MDB_txn *txn, uint64_t id);
 
 int store_put_pending(store_t *s, MDB_txn *txn, uint64_t id, double t);
 /* Calls fn for every pending decision, oldest first, until it returns

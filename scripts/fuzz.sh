@@ -17,7 +17,7 @@
 # The repository's corpus is never written. --keep DIR keeps the work
 # directory (copies of the corpora, grown, and the logs) in DIR.
 #
-# TARGET: proto_request proto_reply cfg csv jsonl olog scenario validate
+# TARGET: proto_request proto_reply cfg csv jsonl olog scenario validate chat
 # (the default: every target the build has). Needs clang and its libFuzzer
 # runtime (Debian: clang, libclang-rt-14-dev), installed here when missing
 # (root or sudo), and the project's packages (scripts/deps.sh).

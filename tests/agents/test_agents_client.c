@@ -2,8 +2,9 @@
  * test_agents_client.c - the client library (agents/bursar.h) against a
  * ZeroMQ ROUTER answering per protocol inside the test: choose, feedback,
  * errors, retry on a fresh socket after a lost reply, local fallback and
- * the spool (written durably, replayed once, duplicates harmless), and
- * malformed replies (an error naming the field, never a default).
+ * the spool (written durably, replayed once, duplicates harmless),
+ * malformed replies (an error naming the field, never a default), and
+ * the tenant sent with chooses and with bookings of local decisions.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -280,6 +281,118 @@ test_unreachable_spool_replay(void **state)
     assert_int_equal(st.replay_dropped, 1); /* malformed decision id */
     assert_int_equal(file_size(spool), 0);
     assert_int_equal(tu_router_feedback(r, "outcome"), 2);
+    bursar_destroy(&b);
+    tu_router_stop(&r);
+    tu_rmrf(dir);
+}
+
+/* bursar_set_tenant: every later choose and escalation carries the
+ * tenant, and so do its decisions; a local decision made meanwhile is
+ * booked (spooled, then replayed) with the tenant it was made for, even
+ * after the client's tenant changed; NULL and "" clear it; a bad name is
+ * refused and leaves the tenant in force. */
+static void
+test_tenant(void **state)
+{
+    (void)state;
+    char dir[512], spool[600], ep[128], tn[64], link[400];
+    tu_tmpdir(dir, sizeof(dir));
+    snprintf(spool, sizeof(spool), "%s/agent.spool", dir);
+    tu_router_t *r = tu_router_start(0, MODELS, 3, ep, sizeof(ep));
+    int port = tu_router_port(r);
+    bursar_t *b = client(ep, spool);
+    bursar_decision_t d, e;
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
+    tu_router_last(r, "choose", tn, sizeof tn, NULL, 0);
+    assert_string_equal(tn, "");
+    assert_string_equal(d.tenant, "");
+
+    assert_int_equal(bursar_set_tenant(b, "acme"), BURSAR_OK);
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
+    tu_router_last(r, "choose", tn, sizeof tn, link, sizeof link);
+    assert_string_equal(tn, "acme");
+    assert_string_equal(link, "");
+    assert_string_equal(d.tenant, "acme");
+    const char *tried[] = {d.model};
+    assert_int_equal(bursar_escalate(b, &d, tried, 1, &e), BURSAR_OK);
+    tu_router_last(r, "choose", tn, sizeof tn, link, sizeof link);
+    assert_string_equal(tn, "acme");
+    assert_string_equal(link, d.id);
+    assert_string_equal(e.tenant, "acme");
+
+    /* refused: too long, bad characters; the tenant in force stays */
+    assert_int_equal(bursar_set_tenant(b, "abcdefghijklmnopqrstuvwxyz.-_09x"),
+                     BURSAR_EINVAL);
+    assert_int_equal(bursar_set_tenant(b, "ac me"), BURSAR_EINVAL);
+    assert_int_equal(bursar_set_tenant(b, "acme/eu"), BURSAR_EINVAL);
+    assert_int_equal(bursar_set_tenant(NULL, "acme"), BURSAR_EINVAL);
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
+    tu_router_last(r, "choose", tn, sizeof tn, NULL, 0);
+    assert_string_equal(tn, "acme");
+    assert_int_equal(bursar_set_tenant(b, "abcdefghijklmnopqrstuvwxyz.-_09"),
+                     BURSAR_OK);
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
+    tu_router_last(r, "choose", tn, sizeof tn, NULL, 0);
+    assert_string_equal(tn, "abcdefghijklmnopqrstuvwxyz.-_09");
+    assert_int_equal(bursar_set_tenant(b, NULL), BURSAR_OK);
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
+    tu_router_last(r, "choose", tn, sizeof tn, NULL, 0);
+    assert_string_equal(tn, "");
+    assert_int_equal(bursar_set_tenant(b, "acme"), BURSAR_OK);
+    assert_int_equal(bursar_set_tenant(b, ""), BURSAR_OK);
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &d), BURSAR_OK);
+    tu_router_last(r, "choose", tn, sizeof tn, NULL, 0);
+    assert_string_equal(tn, "");
+    assert_string_equal(d.tenant, "");
+
+    /* the controller away: local decisions of two tenants in turn */
+    tu_router_stop(&r);
+    bursar_decision_t la, lb;
+    assert_int_equal(bursar_set_tenant(b, "acme"), BURSAR_OK);
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &la), BURSAR_LOCAL);
+    assert_string_equal(la.tenant, "acme");
+    assert_int_equal(bursar_set_tenant(b, NULL), BURSAR_OK);
+    assert_int_equal(bursar_choose(b, "code", NULL, 0, &lb), BURSAR_LOCAL);
+    assert_string_equal(lb.tenant, "");
+    assert_int_equal(bursar_set_tenant(b, "other"), BURSAR_OK);
+    bursar_feedback_t fb;
+    bursar_feedback_init(&fb, BURSAR_FB_OUTCOME);
+    fb.cost_usd = 0.001;
+    assert_int_equal(bursar_feedback(b, &la, &fb), BURSAR_SPOOLED);
+    char *text = tu_read_file(spool);
+    char want[200];
+    snprintf(want, sizeof want,
+             "{\"op\":\"book\",\"local\":{\"id\":\"%s\",\"bucket\":\"code\","
+             "\"model\":\"beta\",\"time\":",
+             la.local_id);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, ",\"tenant\":\"acme\"},\"kind\":"));
+    free(text);
+    /* back: the spooled booking replayed with its tenant */
+    r = tu_router_start(port, MODELS, 3, ep, sizeof(ep));
+    assert_non_null(r);
+    tu_sleep_ms(250); /* past the offline period */
+    assert_int_equal(bursar_replay(b, NULL), BURSAR_OK);
+    assert_int_equal(tu_router_feedback(r, "book"), 1);
+    tu_router_last(r, "book", tn, sizeof tn, link, sizeof link);
+    assert_string_equal(tn, "acme");
+    assert_string_equal(link, la.local_id);
+    assert_int_equal(bursar_feedback(b, &lb, &fb), BURSAR_OK);
+    tu_router_last(r, "book", tn, sizeof tn, link, sizeof link);
+    assert_string_equal(tn, "");
+    assert_string_equal(link, lb.local_id);
+    /* a local decision of the caller's own with a bad tenant is refused */
+    bursar_decision_t own;
+    bursar_local_init(&own, "code");
+    snprintf(own.model, sizeof own.model, "beta");
+    snprintf(own.tenant, sizeof own.tenant, "a b");
+    assert_int_equal(bursar_feedback(b, &own, &fb), BURSAR_EINVAL);
+    assert_non_null(strstr(bursar_last_error(b), "tenant"));
+    snprintf(own.tenant, sizeof own.tenant, "own");
+    assert_int_equal(bursar_feedback(b, &own, &fb), BURSAR_OK);
+    tu_router_last(r, "book", tn, sizeof tn, NULL, 0);
+    assert_string_equal(tn, "own");
+    assert_int_equal(tu_router_feedback(r, "book"), 3);
     bursar_destroy(&b);
     tu_router_stop(&r);
     tu_rmrf(dir);
@@ -683,6 +796,7 @@ main(void)
         cmocka_unit_test(test_choose_feedback),
         cmocka_unit_test(test_lost_reply_retried),
         cmocka_unit_test(test_unreachable_spool_replay),
+        cmocka_unit_test(test_tenant),
         cmocka_unit_test(test_torn_spool_then_append),
         cmocka_unit_test(test_zero_filled_spool),
         cmocka_unit_test(test_shared_spool),

@@ -238,6 +238,36 @@ test_malformed(void **state)
     prov_result_clear(&r);
 }
 
+/* Messages that cannot go to Anthropic (agents/chat.h) fail the call
+ * before anything is sent, naming the part. */
+static void
+test_untranslatable(void **state)
+{
+    (void)state;
+    prov_opts_t o;
+    fast_opts(&o);
+    bursar_model_t m;
+    tu_model(&m, "ok", 1, port, 2.0, 8.0);
+    cJSON *ms = cJSON_Parse("[{\"role\":\"user\",\"content\":[{\"type\":"
+                            "\"input_audio\",\"input_audio\":{}}]}]");
+    int before = tu_mock_requests(port, "ok", NULL);
+    prov_result_t r;
+    assert_int_equal(prov_call(&o, &m, ms, &r), 0);
+    assert_false(r.ok);
+    assert_string_equal(r.error_kind, "malformed");
+    assert_int_equal(r.attempts, 0);
+    assert_non_null(strstr(r.error, "request: messages[0].content[0].type: "
+                                    "\"input_audio\" is not supported"));
+    assert_int_equal(tu_mock_requests(port, "ok", NULL), before);
+    prov_result_clear(&r);
+    cJSON_Delete(ms);
+    /* the counter does count this model's calls */
+    call("ok", 1, &o, &r);
+    assert_true(r.ok);
+    assert_int_equal(tu_mock_requests(port, "ok", NULL), before + 1);
+    prov_result_clear(&r);
+}
+
 static void
 test_no_usage_estimated(void **state)
 {
@@ -522,6 +552,7 @@ main(void)
         cmocka_unit_test(test_500_gives_up),
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_untranslatable),
         cmocka_unit_test(test_no_usage_estimated),
         cmocka_unit_test(test_retry_after_over_limit),
         cmocka_unit_test(test_keys),

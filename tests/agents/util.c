@@ -271,6 +271,10 @@ struct tu_router {
     char fb_kind[TU_MAX_FB][32];
     char *raw; /* the next reply, verbatim (tu_router_reply_raw) */
     int refuse_escalates;
+    /* the last choose's and the last book's tenant ("?": none yet), and
+     * its escalates or local id (tu_router_last) */
+    char tenant[2][PROTO_TENANT_MAX];
+    char link[2][PROTO_TOKEN_MAX + 1];
 };
 
 static int router_refuse_escalates;
@@ -298,6 +302,8 @@ router_choose(tu_router_t *r, const proto_request_t *rq)
         if (!skip)
             pick[n++] = r->models[i];
     }
+    snprintf(r->tenant[0], sizeof r->tenant[0], "%s", rq->tenant);
+    snprintf(r->link[0], sizeof r->link[0], "%s", rq->escalates);
     if (n == 0)
         return proto_write_error(rq->echo, PROTO_E_NO_MODEL,
                                  "every model is excluded");
@@ -345,6 +351,8 @@ router_feedback(tu_router_t *r, const proto_request_t *rq)
 static char *
 router_book(tu_router_t *r, const proto_request_t *rq)
 {
+    snprintf(r->tenant[1], sizeof r->tenant[1], "%s", rq->tenant);
+    snprintf(r->link[1], sizeof r->link[1], "%s", rq->local_id);
     char key[96];
     snprintf(key, sizeof(key), "L%.63s/%s", rq->local_id,
              proto_kind_name(rq->kind));
@@ -467,6 +475,8 @@ tu_router_start(int port, const char *const *models, size_t n_models,
     tu_router_t *r = calloc(1, sizeof(*r));
     pthread_mutex_init(&r->mu, NULL);
     r->refuse_escalates = router_refuse_escalates;
+    snprintf(r->tenant[0], sizeof r->tenant[0], "?");
+    snprintf(r->tenant[1], sizeof r->tenant[1], "?");
     for (size_t i = 0; i < n_models && i < 16; i++)
         snprintf(r->models[r->n_models++], 64, "%s", models[i]);
     r->ctx = zmq_ctx_new();
@@ -551,6 +561,18 @@ tu_router_chooses(tu_router_t *r)
     int n = r->chooses;
     pthread_mutex_unlock(&r->mu);
     return n;
+}
+
+void
+tu_router_last(tu_router_t *r, const char *op, char *tenant, size_t cap,
+               char *escalates, size_t ecap)
+{
+    int i = strcmp(op, "book") == 0;
+    pthread_mutex_lock(&r->mu);
+    snprintf(tenant, cap, "%s", r->tenant[i]);
+    if (escalates)
+        snprintf(escalates, ecap, "%s", r->link[i]);
+    pthread_mutex_unlock(&r->mu);
 }
 
 void

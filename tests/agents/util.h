@@ -61,6 +61,11 @@ void tu_router_drop(tu_router_t *r, int n);
 int tu_router_feedback(tu_router_t *r, const char *kind);
 int tu_router_duplicates(tu_router_t *r);
 int tu_router_chooses(tu_router_t *r);
+/* The tenant the last request of op ("choose" or "book") carried ("" none;
+ * "?" before any) into out (cap bytes); with escalates (may be NULL) its
+ * "escalates" (choose) or local id (book). */
+void tu_router_last(tu_router_t *r, const char *op, char *tenant, size_t cap,
+                    char *escalates, size_t ecap);
 /* Stand-ins started from now on (on: 1) answer a choose naming
  * "escalates" with unknown_decision naming that field, as a controller
  * whose token key was replaced would. */

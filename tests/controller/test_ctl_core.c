@@ -5,7 +5,9 @@
  * batch (a crash, a failed commit), and that a record rebuilt from its
  * token keeps what off-policy evaluation reads (offered set, cascade step
  * and the decision it escalates); and the tokens themselves: the link
- * they carry, and tokens of the version before it still accepted.
+ * they carry, and tokens of the version before it still accepted; the
+ * tenant of a decision (choose, book) in export and in its store record,
+ * pruned with the decision.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -22,6 +24,7 @@
 #include <sodium.h>
 
 #include "controller/ctl.h"
+#include "controller/store.h"
 #include "controller/token.h"
 
 static const char *const core_config =
@@ -183,6 +186,90 @@ test_rebuilt_record_keeps_link(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Decisions made for a tenant: a choose's "tenant" and a book's
+ * "local.tenant" are in export and in db tenants, written only for them;
+ * retention prunes each record with its decision. */
+static void
+test_tenant_pruned(void **state)
+{
+    (void)state;
+    static const char cfgtext[] =
+        "{\"models\":{\"a\":{\"provider\":\"openai\",\"price_in_per_mtok\":1,"
+        "\"price_out_per_mtok\":2}},\"buckets\":{\"x\":{\"models\":[\"a\"]}},"
+        "\"decision_ttl_s\":60,\"store\":{\"retention_s\":100}}";
+    snprintf(dir, sizeof dir, "/tmp/bursar-core-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    cfg_t *cfg = NULL;
+    assert_int_equal(cfg_parse(cfgtext, sizeof cfgtext - 1, &cfg, NULL), 0);
+    ctl_options_t o = {dir, 1, 1767225600.0};
+    ctl_t *c = NULL;
+    char err[256];
+    if (ctl_open(&c, cfg, &o, err, sizeof err) != 0)
+        fail_msg("ctl_open: %s", err);
+    static const char *const rq[] = {
+        "{\"op\":\"choose\",\"bucket\":\"x\",\"tenant\":\"acme\"}",
+        "{\"op\":\"choose\",\"bucket\":\"x\"}",
+        "{\"op\":\"book\",\"local\":{\"id\":\"L1\",\"bucket\":\"x\","
+        "\"model\":\"a\",\"time\":1767225600,\"tenant\":\"beta.eu\"},"
+        "\"kind\":\"outcome\",\"success\":true}",
+        "{\"op\":\"book\",\"local\":{\"id\":\"L2\",\"bucket\":\"x\","
+        "\"model\":\"a\",\"time\":1767225600},\"kind\":\"correction\"}",
+        /* L1 again, another tenant: its first booking's stays */
+        "{\"op\":\"book\",\"local\":{\"id\":\"L1\",\"bucket\":\"x\","
+        "\"model\":\"a\",\"time\":1767225600,\"tenant\":\"other\"},"
+        "\"kind\":\"correction\"}",
+    };
+    static const char *const want[] = {"acme", NULL, "beta.eu", NULL};
+    assert_int_equal(ctl_begin(c), 0);
+    for (size_t i = 0; i < sizeof rq / sizeof rq[0]; i++) {
+        cJSON *j = call(c, rq[i]);
+        if (!cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")))
+            fail_msg("%s: %s", rq[i], cJSON_PrintUnformatted(j));
+        cJSON_Delete(j);
+    }
+    assert_int_equal(ctl_commit(c), 0);
+    assert_int_equal(ctl_begin(c), 0);
+    cJSON *j = call(c, "{\"op\":\"export\"}");
+    const cJSON *ds = cJSON_GetObjectItem(j, "decisions");
+    assert_int_equal(cJSON_GetArraySize(ds), 4);
+    for (int i = 0; i < 4; i++) {
+        const cJSON *t =
+            cJSON_GetObjectItem(cJSON_GetArrayItem(ds, i), "tenant");
+        if (want[i])
+            assert_string_equal(cJSON_GetStringValue(t), want[i]);
+        else
+            assert_null(t);
+    }
+    cJSON_Delete(j);
+    /* past retention (and the 300 s a local decision is kept longer):
+     * every decision pruned, and every tenant record with it */
+    cJSON_Delete(call(c, "{\"op\":\"clock\",\"advance_s\":1000}"));
+    ctl_sweep(c);
+    assert_int_equal(ctl_commit(c), 0);
+    assert_int_equal(ctl_begin(c), 0);
+    j = call(c, "{\"op\":\"export\"}");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "decisions")),
+                     0);
+    cJSON_Delete(j);
+    assert_int_equal(ctl_commit(c), 0);
+    ctl_destroy(&c);
+    store_t *s = NULL;
+    assert_int_equal(store_open(&s, dir, 0, 0, 1), 0);
+    MDB_txn *txn = NULL;
+    assert_int_equal(store_begin(s, 1, &txn), 0);
+    for (uint64_t id = 1; id <= 4; id++) {
+        store_tenant_t tn;
+        assert_int_equal(store_get_tenant(s, txn, id, &tn), STORE_NOTFOUND);
+        store_decision_t d;
+        assert_int_equal(store_get_decision(s, txn, id, &d), STORE_NOTFOUND);
+    }
+    store_abort(txn);
+    store_destroy(&s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* The bytes of a version-1 token (token.c before cascade links: no
  * parent, no step), MAC'ed with key and written as the wire has it. */
 static void
@@ -255,6 +342,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_early_only_below_durable_mark),
         cmocka_unit_test(test_rebuilt_record_keeps_link),
+        cmocka_unit_test(test_tenant_pruned),
         cmocka_unit_test(test_token_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

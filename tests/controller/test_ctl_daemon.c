@@ -2,7 +2,8 @@
  * test_ctl_daemon.c - integration tests against the real bursard: the
  * protocol, every error code, idempotent and amended feedback, cooldown,
  * expiry, budget reservation, latency objective, configuration reload,
- * restart with identical state, DEALER pipelining, the bursar CLI.
+ * restart with identical state, DEALER pipelining, the bursar CLI, a
+ * choose's tenant in export.
  *
  * Each test starts its own daemon on ipc://TMPDIR/sock with its LMDB
  * state in TMPDIR/state and --test-clock, so expiry and cooldown are
@@ -865,6 +866,120 @@ test_cli(void **state)
     free(id);
 }
 
+/* Every decision of export, by the bursar CLI (one JSON object per
+ * line), as an array (the caller deletes it). */
+static cJSON *
+cli_export(const fx_t *f)
+{
+    char cmd[1024], out[65536];
+    snprintf(cmd, sizeof cmd, "%s --controller %s export", th_bin("bursar"),
+             f->d.endpoint);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    cJSON *all = cJSON_CreateArray();
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *o = cJSON_Parse(line);
+        assert_non_null(o);
+        cJSON_AddItemToArray(all, o);
+    }
+    return all;
+}
+
+/* The row of all whose decision_id is id (asserted present). */
+static const cJSON *
+export_row(const cJSON *all, const char *id)
+{
+    const cJSON *o;
+    cJSON_ArrayForEach(o, all)
+    {
+        const cJSON *d = cJSON_GetObjectItem(o, "decision_id");
+        if (cJSON_IsString(d) && strcmp(d->valuestring, id) == 0)
+            return o;
+    }
+    fail_msg("decision %s is not in the export", id);
+    return NULL;
+}
+
+/* A choose's tenant (JSON, or bursar choose --tenant) and a booked local
+ * decision's are in their export rows, durably (a restart keeps them); a
+ * choose without one has no "tenant"; a bad one is refused naming the
+ * field, by bursard and by the CLI before anything is sent. */
+static void
+test_tenant(void **state)
+{
+    fx_t *f = *state;
+    cJSON *r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"code\","
+                           "\"tenant\":\"acme\"}");
+    char *with = strdup(th_str(r, "decision_id"));
+    cJSON_Delete(r);
+    char *without = choose_model(f->c, "code", "c", "\"a\",\"b\"");
+    /* an escalation keeps its own tenant (the request's, not looked up) */
+    r = th_ok(f->c,
+              "{\"op\":\"choose\",\"bucket\":\"code\",\"escalates\":\"%s\","
+              "\"tenant\":\"acme.eu\"}",
+              with);
+    char *esc = strdup(th_str(r, "decision_id"));
+    cJSON_Delete(r);
+    th_expect_error(f->c, "invalid_value",
+                    "{\"op\":\"choose\",\"bucket\":\"code\","
+                    "\"tenant\":\"acme/eu\"}");
+    th_expect_error(f->c, "wrong_type",
+                    "{\"op\":\"choose\",\"bucket\":\"code\",\"tenant\":1}");
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s choose code --tenant 'a b' 2>&1",
+             th_bin("bursar"), f->d.endpoint);
+    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_non_null(strstr(out, "--tenant"));
+    snprintf(cmd, sizeof cmd, "%s --controller %s choose code --tenant beta_2",
+             th_bin("bursar"), f->d.endpoint);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    cJSON *cr = cJSON_Parse(out);
+    assert_non_null(cr);
+    char *cli = strdup(th_str(cr, "decision_id"));
+    cJSON_Delete(cr);
+    /* a local decision booked with its tenant */
+    r = th_ok(f->c, "{\"op\":\"clock\",\"advance_s\":0}");
+    double now = th_num(r, "now");
+    cJSON_Delete(r);
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"book\",\"local\":{\"id\":\"L1\","
+                       "\"bucket\":\"code\",\"model\":\"a\",\"time\":%.3f,"
+                       "\"tenant\":\"acme\"},\"kind\":\"outcome\","
+                       "\"success\":true}",
+                       now));
+    th_expect_error(f->c, "invalid_value",
+                    "{\"op\":\"book\",\"local\":{\"id\":\"L2\","
+                    "\"bucket\":\"code\",\"model\":\"a\",\"time\":%.3f,"
+                    "\"tenant\":\"\"},\"kind\":\"correction\"}",
+                    now);
+
+    for (int restarted = 0; restarted < 2; restarted++) {
+        cJSON *all = cli_export(f);
+        assert_int_equal(cJSON_GetArraySize(all), 5); /* no more rows */
+        const cJSON *local = cJSON_GetArrayItem(all, 4);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(local, "local")));
+        assert_string_equal(th_str(local, "local_id"), "L1");
+        assert_string_equal(th_str(local, "tenant"), "acme");
+        assert_string_equal(th_str(export_row(all, with), "tenant"), "acme");
+        const cJSON *row = export_row(all, esc);
+        assert_string_equal(th_str(row, "tenant"), "acme.eu");
+        assert_int_equal((int)th_num(row, "step"), 1);
+        assert_string_equal(th_str(export_row(all, cli), "tenant"), "beta_2");
+        assert_null(cJSON_GetObjectItem(export_row(all, without), "tenant"));
+        cJSON_Delete(all);
+        if (!restarted) {
+            th_client_destroy(&f->c);
+            assert_int_equal(th_stop(&f->d), 0);
+            th_start(&f->d);
+            f->c = th_client_new(f->d.endpoint);
+        }
+    }
+    free(with);
+    free(without);
+    free(esc);
+    free(cli);
+}
+
 /* Sends n requests over one DEALER socket before reading any reply (the
  * daemon commits them in batches), then reads the n replies in order.
  * Request i is fmt with arg[i] (or i when arg is NULL). With ids, the
@@ -1210,6 +1325,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_dealer_pipeline, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_cli, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_tenant, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_check_config_cli, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_one_writer, fx_setup, fx_teardown),

@@ -564,6 +564,100 @@ test_book_errors(void **state)
     expect_code(buf, PROTO_E_INVALID_VALUE, "\"cost_usd\"");
 }
 
+/* The tenant of a choose (and of its escalation) and of a book's local
+ * decision: 1 to 31 bytes of [A-Za-z0-9._-], absent or null for none;
+ * anything else an error naming the field. The client's formats write it
+ * only when there is one. */
+static void
+test_tenant(void **state)
+{
+    (void)state;
+    proto_request_t rq;
+    proto_error_t err;
+    const char *t31 = "abcdefghijklmnopqrstuvwxyz.-_09";
+    assert_int_equal(strlen(t31), PROTO_TENANT_MAX - 1);
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "{\"op\":\"choose\",\"bucket\":\"x\",\"tenant\":\"%s\"}", t31);
+    assert_int_equal(parse(buf, &rq, &err), PROTO_OK);
+    assert_string_equal(rq.tenant, t31);
+    assert_int_equal(parse("{\"op\":\"choose\",\"bucket\":\"x\","
+                           "\"escalates\":\"AgAB\",\"tenant\":\"Acme.EU\"}",
+                           &rq, &err),
+                     PROTO_OK);
+    assert_string_equal(rq.tenant, "Acme.EU");
+    assert_string_equal(rq.escalates, "AgAB");
+    assert_int_equal(parse("{\"op\":\"choose\",\"bucket\":\"x\"}", &rq, &err),
+                     PROTO_OK);
+    assert_string_equal(rq.tenant, "");
+    assert_int_equal(
+        parse("{\"op\":\"choose\",\"bucket\":\"x\",\"tenant\":null}", &rq,
+              &err),
+        PROTO_OK);
+    assert_string_equal(rq.tenant, "");
+    static const struct {
+        const char *value;
+        proto_code_t code;
+    } bad[] = {
+        {"\"abcdefghijklmnopqrstuvwxyz.-_09x\"", PROTO_E_INVALID_VALUE},
+        {"\"\"", PROTO_E_INVALID_VALUE},
+        {"\"ac me\"", PROTO_E_INVALID_VALUE},
+        {"\"acme/eu\"", PROTO_E_INVALID_VALUE},
+        {"\"caf\xc3\xa9\"", PROTO_E_INVALID_VALUE},
+        {"7", PROTO_E_WRONG_TYPE},
+        {"true", PROTO_E_WRONG_TYPE},
+        {"[\"acme\"]", PROTO_E_WRONG_TYPE},
+        {"{\"name\":\"acme\"}", PROTO_E_WRONG_TYPE},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(buf, sizeof buf,
+                 "{\"op\":\"choose\",\"bucket\":\"x\",\"tenant\":%s}",
+                 bad[i].value);
+        expect_code(buf, bad[i].code, "field \"tenant\"");
+        snprintf(buf, sizeof buf,
+                 "{\"op\":\"book\",\"local\":{\"id\":\"a\",\"bucket\":\"b\","
+                 "\"model\":\"m\",\"time\":1,\"tenant\":%s},"
+                 "\"kind\":\"correction\"}",
+                 bad[i].value);
+        expect_code(buf, bad[i].code, "field \"local.tenant\"");
+    }
+    assert_true(proto_tenant_valid("acme") && proto_tenant_valid(t31));
+    assert_false(proto_tenant_valid("") || proto_tenant_valid("a b") ||
+                 proto_tenant_valid("abcdefghijklmnopqrstuvwxyz.-_09x"));
+
+    /* the client's side */
+    const char *ex[] = {"m"};
+    char *s = proto_format_choose_tenant("code", ex, 1, NULL, "acme");
+    assert_string_equal(s, "{\"op\":\"choose\",\"bucket\":\"code\","
+                           "\"exclude\":[\"m\"],\"tenant\":\"acme\"}");
+    free(s);
+    s = proto_format_choose_tenant("code", NULL, 0, "AgAB", "acme");
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_string_equal(rq.escalates, "AgAB");
+    assert_string_equal(rq.tenant, "acme");
+    free(s);
+    s = proto_format_choose_tenant("code", NULL, 0, "", "");
+    assert_string_equal(s, "{\"op\":\"choose\",\"bucket\":\"code\"}");
+    free(s);
+    proto_feedback_t f = {.kind = PROTO_KIND_CORRECTION};
+    proto_local_t l = {
+        .id = "L1", .bucket = "b", .model = "m", .time = 2.5, .tenant = "acme"};
+    s = proto_format_book(&l, &f);
+    assert_string_equal(s, "{\"op\":\"book\",\"local\":{\"id\":\"L1\","
+                           "\"bucket\":\"b\",\"model\":\"m\",\"time\":2.5,"
+                           "\"tenant\":\"acme\"},\"kind\":\"correction\"}");
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_string_equal(rq.tenant, "acme");
+    assert_string_equal(rq.local_id, "L1");
+    free(s);
+    l.tenant = "";
+    s = proto_format_book(&l, &f);
+    assert_null(strstr(s, "tenant"));
+    assert_int_equal(parse(s, &rq, &err), PROTO_OK);
+    assert_string_equal(rq.tenant, "");
+    free(s);
+}
+
 /* The models reply with its buckets: written and read back; every bad
  * field of a bucket named. */
 static void
@@ -683,6 +777,7 @@ main(void)
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_client_round_trip),
         cmocka_unit_test(test_book_errors),
+        cmocka_unit_test(test_tenant),
         cmocka_unit_test(test_catalog),
         cmocka_unit_test(test_quote_utf8),
     };

@@ -1,0 +1,199 @@
+/*
+ * gateway.h - bursar-gateway, the OpenAI-compatible HTTP front door
+ * (docs/gateway.md): its configuration (gw_cfg.c), the HTTP server on
+ * GNU libmicrohttpd (gw_http.c) and the chat completions it serves
+ * (gw_chat.c), on the worker library: the client (bursar.h), provider
+ * calls (provider.h), the wire formats (chat.h), validators, routing.
+ *
+ * Threads: libmicrohttpd runs one thread per client connection, and a
+ * request is served in its connection's thread from start to end: the
+ * choose, the upstream call (a curl multi handle that also watches the
+ * client's socket, so that a client going away cancels the call), the
+ * answer, then the feedback once the answer has left. What a request
+ * needs of its own (a controller client: bursar_t is not thread-safe; a
+ * pool of upstream calls, which keeps its connections to the providers
+ * open) is a kit, borrowed from the gateway's free list for the request
+ * and returned after it, so kits (and upstream connections) outlive
+ * client connections and there are about as many as requests in flight.
+ */
+#ifndef BURSAR_AGENTS_GATEWAY_H
+#define BURSAR_AGENTS_GATEWAY_H
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <microhttpd.h>
+
+#include "agents/bursar.h"
+#include "agents/provider.h"
+#include "agents/route.h"
+#include "agents/validate.h"
+
+#define GW_KEY_PREFIX    "bsk-"
+#define GW_KEY_BYTES     32  /* random bytes of an application key */
+#define GW_KEY_MAX       128 /* longest Authorization key read, bytes */
+#define GW_TENANT_MAX    BURSAR_TENANT_MAX /* a tenant, incl. NUL */
+#define GW_BODY_DEFAULT  (1024 * 1024) /* limits.max_body_bytes */
+#define GW_CONN_DEFAULT  1024 /* limits.max_connections */
+#define GW_MAX_TRIED     64   /* models tried for one request */
+#define GW_ESC_MAX       8    /* max_escalations at most */
+
+/* An application key: the SHA-256 of the key and the tenant it names. */
+typedef struct gw_key {
+    unsigned char sha256[32];
+    char tenant[GW_TENANT_MAX];
+} gw_key_t;
+
+/* A bucket's validator (config "validators"; "*" is every bucket's). */
+typedef struct gw_validator {
+    char bucket[BURSAR_NAME_MAX];
+    validator_t *v;
+} gw_validator_t;
+
+typedef struct gw_cfg {
+    cJSON *root; /* the file, checked; the strings below point into it */
+    const char *path;
+    const char *listen; /* HOST:PORT */
+    const char *controller;
+    const char *spool;
+    const char *fallback_model;
+    const cJSON *fallbacks;                 /* bucket -> model, or NULL */
+    const char *secret_key, *server_key;    /* CURVE key specs, or NULL */
+    bursar_model_t *own;                    /* the "models" table */
+    size_t n_own;
+    route_t *route;
+    gw_validator_t *validators;
+    size_t n_validators;
+    int max_escalations;
+    gw_key_t *keys;
+    size_t n_keys;
+    int allow_anonymous;
+    size_t max_body;
+    unsigned max_connections;
+    unsigned idle_timeout_s;
+    int ctl_timeout_ms, ctl_attempts, ctl_backoff_max_ms;
+    prov_opts_t prov;
+} gw_cfg_t;
+
+/* Reads and checks the configuration at path. Returns 0, or -1 with
+ * "JSON.PATH: what is wrong" in err. */
+int gw_cfg_load(gw_cfg_t *c, const char *path, char *err, size_t cap);
+void gw_cfg_free(gw_cfg_t *c);
+
+/* The tenant of application key key (constant-time compare of the
+ * hashes), or NULL. */
+const char *gw_cfg_tenant(const gw_cfg_t *c, const char *key);
+
+/* The validator of bucket (its own, else "*"), or NULL. */
+const validator_t *gw_cfg_validator(const gw_cfg_t *c, const char *bucket);
+
+/* A new application key for tenant: key gets "bsk-" and 43 base64url
+ * characters, entry the configuration's {"tenant":..,"sha256":..}.
+ * Returns 0, or -1 (a bad tenant name). */
+int gw_new_key(const char *tenant, char *key, size_t kcap, char *entry,
+               size_t ecap);
+
+typedef struct gw_kit {
+    struct gw_kit *next;
+    bursar_t *client;
+    prov_pool_t *pool;
+} gw_kit_t;
+
+typedef struct gw_stats {
+    unsigned long requests, errors, fallbacks, escalations, cancelled,
+        feedback_lost;
+} gw_stats_t;
+
+typedef struct gw {
+    gw_cfg_t cfg;
+    bursar_opts_t bo;
+    void *zmq; /* the ZeroMQ context the kits' clients share */
+    prov_share_t *share;
+    pthread_mutex_t lock; /* guards what follows */
+    gw_kit_t *free_kits;
+    unsigned long n_kits;
+    bursar_model_t *models; /* merged with the controller's (wcfg_merge) */
+    size_t n_models;
+    int have_ctl_models; /* models came from the controller */
+    gw_stats_t st;
+    struct MHD_Daemon *mhd;
+    unsigned short port;
+    int quiet;
+} gw_t;
+
+/* The gateway on its configuration: the kits' template, the models (the
+ * controller asked once, briefly). Returns 0 or -1 with err. */
+int gw_open(gw_t *g, char *err, size_t cap);
+void gw_close(gw_t *g);
+
+/* A kit for one request (a new one when none is free), or NULL with err;
+ * gw_kit_put gives it back. */
+gw_kit_t *gw_kit_get(gw_t *g, char *err, size_t cap);
+void gw_kit_put(gw_t *g, gw_kit_t *k);
+
+/* A copy of the configured model name (merged with the controller's
+ * prices when it answered at start), into *m. Returns 1, or 0 when the
+ * gateway has no such model. */
+int gw_model(gw_t *g, const char *name, bursar_model_t *m);
+
+/* Starts serving (gw_http.c). Returns 0 or -1 with err. */
+int gw_http_start(gw_t *g, char *err, size_t cap);
+void gw_http_stop(gw_t *g);
+
+/* Counters, under the lock. */
+void gw_count(gw_t *g, unsigned long *field, unsigned long n);
+
+/* ------------------------------------------------ replies (gw_http.c) */
+
+/* A header of a reply. */
+typedef struct gw_hdr {
+    const char *name, *value;
+} gw_hdr_t;
+
+/* Queues a reply: status, content type, body (taken: freed by MHD) and
+ * n headers. */
+enum MHD_Result gw_reply(struct MHD_Connection *conn, unsigned status,
+                         const char *ctype, char *body, size_t len,
+                         const gw_hdr_t *h, size_t n);
+
+/* Queues an error in OpenAI's shape ({"error":{"message","type","param",
+ * "code"}}); param and code may be NULL. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 6, 7)))
+#endif
+enum MHD_Result
+gw_reply_error(struct MHD_Connection *conn, unsigned status, const char *type,
+               const char *param, const char *code, const char *fmt, ...);
+
+/* The client's socket. */
+int gw_conn_fd(struct MHD_Connection *conn);
+
+/* ------------------------------------ chat completions (gw_chat.c) */
+
+typedef struct gw_chat gw_chat_t;
+
+/* Serves POST /v1/chat/completions with body (len bytes) for tenant
+ * ("" anonymous): queues the answer, a stream or an error on conn. *out
+ * gets what must be finished after the reply left (gw_chat_finish), or
+ * NULL. */
+enum MHD_Result gw_chat_serve(gw_t *g, struct MHD_Connection *conn,
+                              const char *tenant, const char *body, size_t len,
+                              gw_chat_t **out);
+
+/* The reply has left (ok 1) or the connection failed (ok 0): the outcome
+ * is reported, the kit given back, c freed. */
+void gw_chat_finish(gw_chat_t *c, int ok);
+
+/* The error type and HTTP status of the controller's refusal (the code
+ * before ':' in bursar_last_error). */
+unsigned gw_ctl_status(const char *last_error, const char **type,
+                       char *code, size_t cap);
+
+/* The message of the controller's refusal, without its code. */
+const char *gw_ctl_message(const char *last_error);
+
+#endif
