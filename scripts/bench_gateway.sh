@@ -63,13 +63,18 @@ say "building Release in $build"
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 make -C "$build" -j2 --no-print-directory bursar-mock-provider bursard bursar \
     bench_http >/dev/null
-if make -C "$build" --no-print-directory help | grep -q ' bursar-gateway$'; then
-    make -C "$build" -j2 --no-print-directory bursar-gateway >/dev/null
-fi
 bin=$build/bin
 gateway_bin=${BURSAR_BENCH_GATEWAY:-$bin/bursar-gateway}
 have_gateway=0
-[[ -x $gateway_bin ]] && have_gateway=1
+if [[ -n ${BURSAR_BENCH_GATEWAY:-} ]]; then
+    [[ -x $gateway_bin ]] && have_gateway=1
+elif make -C "$build" --no-print-directory help | grep ' bursar-gateway$' >/dev/null; then
+    if make -C "$build" -j2 --no-print-directory bursar-gateway >/dev/null 2>&1; then
+        have_gateway=1
+    else
+        say "bursar-gateway does not build (make -C $build bursar-gateway says why)"
+    fi
+fi
 
 portkey_dir=$here/bench/portkey
 portkey_js=$portkey_dir/node_modules/@portkey-ai/gateway/build/start-server.js
@@ -139,7 +144,7 @@ key=sk-bench-mock
 content="The quick brown fox jumps over the lazy dog, twice over."
 cat >"$tmp/mock.json" <<JSON
 {"require_key":"$key",
- "default":{"content":"$content","usage":{"in":24,"out":14}}}
+ "default":{"content":"$content","usage":{"in":24,"out":14},"chunks":4}}
 JSON
 "$bin/bursar-mock-provider" --port 0 --script "$tmp/mock.json" \
     >"$tmp/mock.port" 2>"$tmp/mock.log" &
@@ -190,7 +195,7 @@ JSON
     gw_port=$(wait_line "$tmp/gateway.port" gateway "$gw_pid")
     say "bursar-gateway on 127.0.0.1:$gw_port"
 elif [[ " $targets " == *" bursar "* ]]; then
-    say "SKIPPED bursar-gateway rows: $gateway_bin does not exist (yet)"
+    say "SKIPPED bursar-gateway rows: no $gateway_bin (built)"
 fi
 
 pk_pid='' pk_port=''
@@ -365,29 +370,30 @@ jq -s -r '
   [.[0].mode, .[0].clients, .[0].target,
    ([.[].total_p50_us] | med), ([.[].total_p99_us] | med),
    ([.[].first_data_p50_us] | med), ([.[].first_data_p99_us] | med),
-   ([.[].rps] | med), ([.[].errors] | add), ([.[].rss_kb] | med), length]
+   ([.[].rps] | med), ([.[].errors] | add), ([.[].rss_kb] | med), length,
+   ([.[].ttfb_p50_us] | med)]
   | @tsv' "$results" >"$tmp/medians.tsv"
 
 echo
 echo "Gateway benchmark: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ); mock provider answering at once;"
 echo "$rounds rounds of ${duration} s (after ${warmup} s of warm-up) per row, medians; latencies in µs."
 echo "Portkey: @portkey-ai/gateway $portkey_version on Node $(node --version 2>/dev/null || echo '-'), one process, --headless."
-echo "First byte: the first byte of the body (streamed: the first SSE event)."
+echo "First byte: the first byte of the body (streamed: the first SSE event); headers: the status line."
 echo "Added: the target's quantile minus direct's (same clients, same mode)."
 echo
 awk -F'\t' '
   { key = $1 "/" $2; row[NR] = $0
     if ($3 == "direct") { d50[key] = $4; d99[key] = $5; f50[key] = $6; f99[key] = $7 } }
   END {
-    print "| mode | clients | target | p50 | p99 | first byte p50 | first byte p99 | added p50 | added p99 | added first byte p50 | req/s | errors | RSS MiB |"
-    print "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    print "| mode | clients | target | p50 | p99 | first byte p50 | first byte p99 | headers p50 | added p50 | added p99 | added first byte p50 | req/s | errors | RSS MiB |"
+    print "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for (i = 1; i <= NR; i++) {
         split(row[i], v, "\t"); key = v[1] "/" v[2]
         if (v[3] == "direct") { a = "-"; b = "-"; f = "-" }
         else { a = sprintf("%.0f", v[4] - d50[key]); b = sprintf("%.0f", v[5] - d99[key])
                f = sprintf("%.0f", v[6] - f50[key]) }
-        printf "| %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %.0f | %d | %.1f |\n",
-            v[1], v[2], v[3], v[4], v[5], v[6], v[7], a, b, f, v[8], v[9], v[10] / 1024
+        printf "| %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %.0f | %d | %.1f |\n",
+            v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[12], a, b, f, v[8], v[9], v[10] / 1024
     }
   }' "$tmp/medians.tsv"
 echo
