@@ -1,5 +1,6 @@
 /*
- * test_agents_validate.c - validators (agents/validate.h), intent bucket
+ * test_agents_validate.c - validators (agents/validate.h: json_schema and
+ * response_format too), intent bucket
  * rules (agents/route.h) and the scenario reader (agents/simprov.h).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -163,6 +164,599 @@ test_command(void **state)
     assert_false(validator_check(v, "x", why, sizeof(why)));
     assert_string_equal(why, "command timed out");
     validator_destroy(&v);
+}
+
+/* ------------------------------------------------------- json_schema */
+
+/* A json_schema validator of the schema text. */
+static validator_t *
+mk_schema(const char *schema_json)
+{
+    char *spec = malloc(strlen(schema_json) + 64);
+    sprintf(spec, "{\"type\":\"json_schema\",\"schema\":%s}", schema_json);
+    validator_t *v = mk(spec);
+    free(spec);
+    assert_string_equal(validator_kind(v), "json_schema");
+    return v;
+}
+
+/* text fails v with exactly the why want ("" : passes). */
+static void
+check_why(validator_t *v, const char *text, const char *want)
+{
+    char why[512] = "x";
+    int r = validator_check(v, text, why, sizeof why);
+    if (r != (*want == '\0') || strcmp(why, want) != 0)
+        fail_msg("%s: got %d \"%s\", want \"%s\"", text, r, why, want);
+}
+
+/* The schema text is refused with exactly err. */
+static void
+schema_refused(const char *schema_json, const char *want)
+{
+    char *spec = malloc(strlen(schema_json) + 64);
+    sprintf(spec, "{\"type\":\"json_schema\",\"schema\":%s}", schema_json);
+    cJSON *s = cJSON_Parse(spec);
+    if (!s)
+        fail_msg("not JSON: %s", spec);
+    validator_t *v = NULL;
+    char err[512] = "";
+    int rc = validator_parse(s, &v, err, sizeof err);
+    cJSON_Delete(s);
+    free(spec);
+    assert_null(v);
+    if (rc != BURSAR_EFORMAT || strcmp(err, want) != 0)
+        fail_msg("%s: got %d \"%s\", want \"%s\"", schema_json, rc, err, want);
+}
+
+/* OpenAI's structured-output examples: nested objects with required and
+ * additionalProperties false, arrays of objects, enums, anyOf with null. */
+static void
+test_schema_openai(void **state)
+{
+    (void)state;
+    validator_t *v = mk_schema(
+        "{\"type\":\"object\",\"properties\":{"
+        "\"steps\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
+        "\"properties\":{\"explanation\":{\"type\":\"string\"},"
+        "\"output\":{\"type\":\"string\"}},"
+        "\"required\":[\"explanation\",\"output\"],"
+        "\"additionalProperties\":false}},"
+        "\"final_answer\":{\"type\":\"string\"}},"
+        "\"required\":[\"steps\",\"final_answer\"],"
+        "\"additionalProperties\":false}");
+    const char *good = "{\"steps\":[{\"explanation\":\"8x = -30\",\"output\":"
+                       "\"x = -3.75\"}],\"final_answer\":\"x = -3.75\"}";
+    check_why(v, good, "");
+    check_why(v, "```json\n{\"steps\":[],\"final_answer\":\"\"}\n```", "");
+    check_why(v,
+              "{\"steps\":[{\"explanation\":\"a\",\"output\":\"b\"},"
+              "{\"explanation\":\"c\",\"output\":4}],\"final_answer\":\"x\"}",
+              "$.steps[1].output: must be a string, got number");
+    check_why(v, "{\"steps\":[]}",
+              "$: missing required property \"final_answer\"");
+    check_why(v, "{\"steps\":[{\"output\":\"b\"}],\"final_answer\":\"x\"}",
+              "$.steps[0]: missing required property \"explanation\"");
+    check_why(v, "{\"steps\":[],\"final_answer\":\"x\",\"note\":1}",
+              "$.note: property not allowed (additionalProperties is false)");
+    check_why(v, "{\"steps\":{},\"final_answer\":\"x\"}",
+              "$.steps: must be an array, got object");
+    check_why(v, "[]", "$: must be an object, got array");
+    check_why(v, "Sure! {\"steps\":[]}", "output is not valid JSON");
+    validator_destroy(&v);
+
+    /* the gateway's case: an array of objects, the price a string */
+    v = mk_schema("{\"type\":\"object\",\"properties\":{\"items\":{\"type\":"
+                  "\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
+                  "\"name\":{\"type\":\"string\"},\"price\":{\"type\":"
+                  "\"number\",\"minimum\":0}},\"required\":[\"name\","
+                  "\"price\"]}}},\"required\":[\"items\"]}");
+    check_why(v,
+              "{\"items\":[{\"name\":\"a\",\"price\":1},{\"name\":\"b\","
+              "\"price\":0},{\"name\":\"c\",\"price\":\"3.50\"}]}",
+              "$.items[2].price: must be a number, got string");
+    check_why(v, "{\"items\":[{\"name\":\"a\",\"price\":-1}]}",
+              "$.items[0].price: must be >= 0, got -1");
+    check_why(v, "{\"items\":[{\"name\":\"a\",\"price\":1,\"extra\":[]}]}",
+              ""); /* additional properties allowed by default */
+    validator_destroy(&v);
+
+    /* enums, a nullable field two ways, and a property name to quote */
+    v = mk_schema(
+        "{\"type\":\"object\",\"properties\":{"
+        "\"location\":{\"type\":\"string\",\"description\":\"a city\"},"
+        "\"unit\":{\"type\":[\"string\",\"null\"],\"enum\":[\"F\",\"C\","
+        "null]},"
+        "\"owner\":{\"anyOf\":[{\"type\":\"object\",\"properties\":{"
+        "\"name\":{\"type\":\"string\"}},\"required\":[\"name\"],"
+        "\"additionalProperties\":false},{\"type\":\"null\"}]},"
+        "\"first name\":{\"type\":\"string\"}},"
+        "\"required\":[\"location\",\"unit\",\"owner\"],"
+        "\"additionalProperties\":false}");
+    check_why(v, "{\"location\":\"Paris\",\"unit\":\"C\",\"owner\":null}", "");
+    check_why(v,
+              "{\"location\":\"Paris\",\"unit\":null,\"owner\":{\"name\":"
+              "\"Ann\"},\"first name\":\"Ann\"}",
+              "");
+    check_why(v, "{\"location\":\"Paris\",\"unit\":\"K\",\"owner\":null}",
+              "$.unit: must be one of \"F\", \"C\", null");
+    check_why(v, "{\"location\":\"Paris\",\"unit\":1,\"owner\":null}",
+              "$.unit: must be a string or null, got number");
+    check_why(v,
+              "{\"location\":\"Paris\",\"unit\":\"F\",\"owner\":{\"name\":"
+              "7}}",
+              "$.owner: matches no schema of anyOf (closest, [0]: "
+              "$.owner.name: must be a string, got number)");
+    check_why(v, "{\"location\":\"Paris\",\"unit\":\"F\",\"owner\":\"Ann\"}",
+              "$.owner: matches no schema of anyOf (closest, [0]: must be "
+              "an object, got string)");
+    check_why(v,
+              "{\"location\":\"Paris\",\"unit\":\"F\",\"owner\":null,"
+              "\"first name\":false}",
+              "$[\"first name\"]: must be a string, got boolean");
+    validator_destroy(&v);
+}
+
+/* Recursion through $defs (a linked list) and "#" (OpenAI's UI tree). */
+static void
+test_schema_recursive(void **state)
+{
+    (void)state;
+    validator_t *v = mk_schema(
+        "{\"type\":\"object\",\"properties\":{\"linked_list\":{\"$ref\":"
+        "\"#/$defs/linked_list_node\"}},\"$defs\":{\"linked_list_node\":{"
+        "\"type\":\"object\",\"properties\":{\"value\":{\"type\":\"number\"},"
+        "\"next\":{\"anyOf\":[{\"$ref\":\"#/$defs/linked_list_node\"},"
+        "{\"type\":\"null\"}]}},\"additionalProperties\":false,"
+        "\"required\":[\"next\",\"value\"]}},\"additionalProperties\":false,"
+        "\"required\":[\"linked_list\"]}");
+    check_why(v,
+              "{\"linked_list\":{\"value\":1,\"next\":{\"value\":2,\"next\":"
+              "{\"value\":3,\"next\":null}}}}",
+              "");
+    check_why(v,
+              "{\"linked_list\":{\"value\":1,\"next\":{\"value\":2,\"next\":"
+              "{\"value\":\"x\",\"next\":null}}}}",
+              "$.linked_list.next: matches no schema of anyOf (closest, [0]: "
+              "$.linked_list.next.next: matches no schema of anyOf (closest, "
+              "[0]: $.linked_list.next.next.value: must be a number, got "
+              "string))");
+    check_why(v, "{\"linked_list\":{\"value\":1}}",
+              "$.linked_list: missing required property \"next\"");
+    /* a list of 100: within every limit */
+    char *list = malloc(100 * 24 + 64), *p = list;
+    p += sprintf(p, "{\"linked_list\":");
+    for (int i = 0; i < 100; i++)
+        p += sprintf(p, "{\"value\":%d,\"next\":", i);
+    p += sprintf(p, "null");
+    for (int i = 0; i < 100; i++)
+        *p++ = '}';
+    sprintf(p, "}");
+    check_why(v, list, "");
+    free(list);
+    validator_destroy(&v);
+
+    v = mk_schema(
+        "{\"type\":\"object\",\"properties\":{\"type\":{\"type\":\"string\","
+        "\"enum\":[\"div\",\"button\",\"header\",\"section\",\"field\","
+        "\"form\"]},\"label\":{\"type\":\"string\"},\"children\":{\"type\":"
+        "\"array\",\"items\":{\"$ref\":\"#\"}},\"attributes\":{\"type\":"
+        "\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"name\":{"
+        "\"type\":\"string\"},\"value\":{\"type\":\"string\"}},\"required\":"
+        "[\"name\",\"value\"],\"additionalProperties\":false}}},"
+        "\"required\":[\"type\",\"label\",\"children\",\"attributes\"],"
+        "\"additionalProperties\":false}");
+    check_why(v,
+              "{\"type\":\"form\",\"label\":\"Sign up\",\"attributes\":[],"
+              "\"children\":[{\"type\":\"field\",\"label\":\"Name\","
+              "\"children\":[],\"attributes\":[{\"name\":\"type\",\"value\":"
+              "\"text\"}]},{\"type\":\"button\",\"label\":\"Go\",\"children\":"
+              "[],\"attributes\":[]}]}",
+              "");
+    check_why(v,
+              "{\"type\":\"form\",\"label\":\"x\",\"attributes\":[],"
+              "\"children\":[{\"type\":\"field\",\"label\":\"x\","
+              "\"children\":[{\"type\":\"span\",\"label\":\"x\",\"children\":"
+              "[],\"attributes\":[]}],\"attributes\":[]}]}",
+              "$.children[0].children[0].type: must be one of \"div\", "
+              "\"button\", \"header\", \"section\", \"field\", \"form\"");
+    validator_destroy(&v);
+
+    /* a tree through "definitions" (draft 7's name), NAME escaped ~1 */
+    v = mk_schema("{\"definitions\":{\"a/b\":{\"type\":\"object\","
+                  "\"properties\":{\"kids\":{\"type\":\"array\",\"items\":{"
+                  "\"$ref\":\"#/definitions/a~1b\"}}}}},"
+                  "\"$ref\":\"#/definitions/a~1b\"}");
+    check_why(v, "{\"kids\":[{\"kids\":[]},{\"kids\":[{}]}]}", "");
+    check_why(v, "{\"kids\":[{\"kids\":[7]}]}",
+              "$.kids[0].kids[0]: must be an object, got number");
+    validator_destroy(&v);
+}
+
+/* Every supported keyword, passing and failing. */
+static void
+test_schema_keywords(void **state)
+{
+    (void)state;
+    validator_t *v = mk_schema(
+        "{\"type\":\"integer\",\"minimum\":1,\"exclusiveMaximum\":10,"
+        "\"multipleOf\":3,\"title\":\"t\",\"default\":3,\"examples\":[3],"
+        "\"$comment\":\"c\",\"deprecated\":false}");
+    check_why(v, "3", "");
+    check_why(v, "9.0", ""); /* integer: no fraction */
+    check_why(v, "0", "$: must be >= 1, got 0");
+    check_why(v, "12", "$: must be < 10, got 12");
+    check_why(v, "4", "$: must be a multiple of 3, got 4");
+    check_why(v, "4.5", "$: must be an integer, got number");
+    check_why(v, "\"3\"", "$: must be an integer, got string");
+    validator_destroy(&v);
+    v = mk_schema("{\"maximum\":1.5,\"exclusiveMinimum\":0,\"multipleOf\":"
+                  "0.01}");
+    check_why(v, "0.07", ""); /* 7.000000000000001 times 0.01 */
+    check_why(v, "0", "$: must be > 0, got 0");
+    check_why(v, "1.6", "$: must be <= 1.5, got 1.6");
+    check_why(v, "0.075", "$: must be a multiple of 0.01, got 0.075");
+    check_why(v, "\"any string\"", ""); /* number keywords: numbers only */
+    validator_destroy(&v);
+
+    /* lengths in code points: "héllo" is 5 of them, 6 bytes */
+    v = mk_schema("{\"type\":\"string\",\"minLength\":5,\"maxLength\":5,"
+                  "\"pattern\":\"^[a-z\xc3\xa9]+$\",\"format\":\"email\"}");
+    check_why(v, "\"h\xc3\xa9llo\"", "");
+    check_why(v, "\"h\xc3\xa9llo!\"", "$: must be at most 5 characters, got 6");
+    check_why(v, "\"h\xc3\xa9l\"", "$: must be at least 5 characters, got 3");
+    check_why(v, "\"HELLO\"", "$: does not match the pattern ^[a-z\xc3\xa9]+$");
+    validator_destroy(&v);
+    v = mk_schema("{\"pattern\":\"[0-9]{3}\\\\s\\\\w\"}"); /* unanchored */
+    check_why(v, "\"call 555 x now\"", "");
+    check_why(v, "\"call 55 x\"",
+              "$: does not match the pattern [0-9]{3}\\s\\w");
+    validator_destroy(&v);
+
+    /* arrays: tuples, items false, counts, unique */
+    v = mk_schema("{\"type\":\"array\",\"prefixItems\":[{\"type\":\"string\"},"
+                  "{\"type\":\"integer\"}],\"items\":false,\"minItems\":1}");
+    check_why(v, "[\"a\",2]", "");
+    check_why(v, "[\"a\"]", "");
+    check_why(v, "[]", "$: must have at least 1 items, got 0");
+    check_why(v, "[\"a\",2,3]",
+              "$: must have at most 2 items (items is false), got 3");
+    check_why(v, "[\"a\",\"b\"]", "$[1]: must be an integer, got string");
+    validator_destroy(&v);
+    v = mk_schema("{\"type\":\"array\",\"items\":{\"type\":[\"object\","
+                  "\"number\"]},\"maxItems\":3,\"uniqueItems\":true}");
+    check_why(v, "[1,{\"a\":1},{\"a\":2}]", "");
+    check_why(v, "[1,{\"a\":1},{\"a\":1.0}]",
+              "$: items 1 and 2 are equal (uniqueItems)");
+    check_why(v, "[1,2,3,4]", "$: must have at most 3 items, got 4");
+    validator_destroy(&v);
+
+    /* const, oneOf, allOf, not, boolean schemas, $ref with siblings */
+    v = mk_schema(
+        "{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{"
+        "\"const\":\"circle\"},\"r\":{\"type\":\"number\"}},\"required\":["
+        "\"kind\",\"r\"]},{\"type\":\"object\",\"properties\":{\"kind\":{"
+        "\"const\":\"square\"},\"side\":{\"type\":\"number\"}},"
+        "\"required\":[\"kind\",\"side\"]}]}");
+    check_why(v, "{\"kind\":\"circle\",\"r\":1}", "");
+    check_why(v, "{\"kind\":\"square\",\"side\":1}", "");
+    check_why(v, "{\"kind\":\"circle\",\"side\":1}",
+              "$: matches no schema of oneOf (closest, [0]: missing required "
+              "property \"r\")");
+    check_why(v, "{\"kind\":\"oval\",\"r\":1}",
+              "$: matches no schema of oneOf (closest, [0]: $.kind: must be "
+              "\"circle\")");
+    validator_destroy(&v);
+    v = mk_schema("{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}");
+    check_why(v, "2.5", "");
+    check_why(v, "2",
+              "$: matches schemas [0] and [1] of oneOf (must match exactly "
+              "one)");
+    validator_destroy(&v);
+    v = mk_schema("{\"allOf\":[{\"type\":\"string\"},{\"maxLength\":2}],"
+                  "\"not\":{\"const\":\"no\"}}");
+    check_why(v, "\"ok\"", "");
+    check_why(v, "\"yes\"", "$: must be at most 2 characters, got 3");
+    check_why(v, "1", "$: must be a string, got number");
+    check_why(v, "\"no\"", "$: must not match the schema of \"not\"");
+    validator_destroy(&v);
+    v = mk_schema("{\"properties\":{\"a\":true,\"b\":false,\"c\":{\"$ref\":"
+                  "\"#/$defs/n\",\"maximum\":5}},\"additionalProperties\":{"
+                  "\"type\":\"boolean\"},\"$defs\":{\"n\":{\"type\":"
+                  "\"integer\"}}}");
+    check_why(v, "{\"a\":[1],\"c\":5,\"d\":true}", "");
+    check_why(v, "{\"b\":1}", "$.b: not allowed (the schema is false)");
+    check_why(v, "{\"c\":6}", "$.c: must be <= 5, got 6");
+    check_why(v, "{\"c\":1.5}", "$.c: must be an integer, got number");
+    check_why(v, "{\"d\":\"x\"}", "$.d: must be a boolean, got string");
+    validator_destroy(&v);
+}
+
+/* What is not checked is refused, naming the keyword and its path. */
+static void
+test_schema_refused(void **state)
+{
+    (void)state;
+    schema_refused("{\"type\":\"object\",\"properties\":{\"age\":{\"type\":"
+                   "\"integer\",\"if\":{\"minimum\":18}}}}",
+                   "validate.schema.properties.age: keyword \"if\" is not "
+                   "supported");
+    schema_refused("{\"properties\":{\"a\":{\"type\":\"string\",\"nullable\":"
+                   "true}}}",
+                   "validate.schema.properties.a: keyword \"nullable\" is not "
+                   "supported");
+    schema_refused("{\"patternProperties\":{}}",
+                   "validate.schema: keyword \"patternProperties\" is not "
+                   "supported");
+    schema_refused("{\"anyOf\":[{\"type\":\"null\"},{\"minProperties\":1}]}",
+                   "validate.schema.anyOf[1]: keyword \"minProperties\" is not "
+                   "supported");
+    schema_refused("{\"required\":[\"a\"],\"requried\":[\"b\"]}",
+                   "validate.schema: keyword \"requried\" is not supported");
+    schema_refused("{\"type\":\"strnig\"}",
+                   "validate.schema.type: must be a type name or a non-empty "
+                   "array of them (string number integer boolean array object "
+                   "null)");
+    schema_refused("{\"type\":[]}",
+                   "validate.schema.type: must be a type name or a non-empty "
+                   "array of them (string number integer boolean array object "
+                   "null)");
+    schema_refused("{\"items\":[{\"type\":\"string\"}]}",
+                   "validate.schema.items: must be a schema (the array form of "
+                   "draft 7 is not supported: use prefixItems)");
+    schema_refused("{\"properties\":{\"a\":{\"minLength\":-1}}}",
+                   "validate.schema.properties.a.minLength: must be a whole "
+                   "number in [0, 1e15]");
+    schema_refused("{\"maxItems\":1.5}",
+                   "validate.schema.maxItems: must be a whole number in [0, "
+                   "1e15]");
+    schema_refused("{\"multipleOf\":0}",
+                   "validate.schema.multipleOf: must be a number above 0");
+    schema_refused("{\"exclusiveMinimum\":true}",
+                   "validate.schema.exclusiveMinimum: must be a number (the "
+                   "boolean form of draft 4 is not supported)");
+    schema_refused("{\"enum\":[]}", "validate.schema.enum: must be a non-empty "
+                                    "array");
+    schema_refused("{\"anyOf\":{}}", "validate.schema.anyOf: must be a "
+                                     "non-empty array of schemas");
+    schema_refused("{\"properties\":{\"a\":1}}",
+                   "validate.schema.properties.a: must be a schema (an object, "
+                   "true or false)");
+    schema_refused("{\"required\":[1]}",
+                   "validate.schema.required: must be an array of property "
+                   "names");
+    /* cJSON keeps a repeated key: the second would replace the first */
+    schema_refused("{\"properties\":{},\"title\":\"a\",\"properties\":{\"a\":"
+                   "false}}",
+                   "validate.schema: keyword \"properties\" is given twice");
+    schema_refused("{\"minimum\":1,\"minimum\":2}",
+                   "validate.schema: keyword \"minimum\" is given twice");
+    schema_refused("{\"uniqueItems\":1}",
+                   "validate.schema.uniqueItems: must be true or false");
+    /* patterns: ECMA-262 escapes glibc reads otherwise, the regex limits */
+    schema_refused("{\"properties\":{\"zip\":{\"pattern\":\"^\\\\d{5}$\"}}}",
+                   "validate.schema.properties.zip.pattern: \"\\d\" is not "
+                   "POSIX extended syntax (write [0-9])");
+    schema_refused("{\"pattern\":\"^\\\\p{L}+$\"}",
+                   "validate.schema.pattern: \"\\p\" is not POSIX extended "
+                   "syntax");
+    schema_refused("{\"pattern\":\"(a*)*\\\\1b\"}",
+                   "validate.schema.pattern: \"\\1\" is not POSIX extended "
+                   "syntax");
+    schema_refused("{\"pattern\":\"x**\"}",
+                   "validate.schema.pattern: two repetition operators in a "
+                   "row (at most 32 nested groups, 2 nested repetitions)");
+    schema_refused("{\"pattern\":\"(\"}",
+                   "validate.schema.pattern: Unmatched ( or \\(");
+    /* $ref: local only, defined, $defs at the root only */
+    schema_refused("{\"$ref\":\"https://example.com/s.json\"}",
+                   "validate.schema.$ref: \"https://example.com/s.json\" is "
+                   "not supported (only \"#\", \"#/$defs/NAME\" and "
+                   "\"#/definitions/NAME\")");
+    schema_refused("{\"properties\":{\"n\":{\"$ref\":\"#/$defs/nod\"}},"
+                   "\"$defs\":{\"node\":{}}}",
+                   "validate.schema.properties.n.$ref: \"#/$defs/nod\" names "
+                   "no schema of the root's $defs");
+    schema_refused("{\"$ref\":\"#/properties/a\"}",
+                   "validate.schema.$ref: \"#/properties/a\" is not supported "
+                   "(only \"#\", \"#/$defs/NAME\" and \"#/definitions/NAME\")");
+    schema_refused("{\"properties\":{\"a\":{\"$defs\":{}}}}",
+                   "validate.schema.properties.a.$defs: only supported at the "
+                   "root of the schema");
+    /* the spec itself */
+    schema_refused("[]", "validate.schema: must be an object");
+    assert_true(parse_fails("{\"type\":\"json_schema\"}",
+                            "validate.schema: must be an object"));
+    assert_true(parse_fails("{\"type\":\"json_schema\",\"schema\":{},"
+                            "\"strict\":true}",
+                            "validate.strict: unknown key"));
+}
+
+/* Limits: a deep or hostile answer, or a hostile schema, fails cleanly. */
+static void
+test_schema_limits(void **state)
+{
+    (void)state;
+    /* 300 nested arrays against a recursive schema: over VALIDATE_JSON_DEPTH */
+    validator_t *v = mk_schema("{\"type\":\"array\",\"items\":{\"$ref\":"
+                               "\"#\"}}");
+    char *deep = malloc(200002);
+    memset(deep, '[', 300);
+    memset(deep + 300, ']', 300);
+    deep[600] = '\0';
+    char why[512];
+    assert_false(validator_check(v, deep, why, sizeof why));
+    assert_non_null(strstr(why, "]: nested deeper than 128 levels"));
+    assert_int_equal(strncmp(why, "$[0][0]", 7), 0);
+    assert_true(strlen(why) < 200); /* the path cut in its middle */
+    memset(deep, '[', 100);
+    memset(deep + 100, ']', 100);
+    deep[200] = '\0';
+    check_why(v, deep, "");
+    /* beyond cJSON's nesting limit: not JSON, no crash */
+    memset(deep, '[', 100000);
+    memset(deep + 100000, ']', 100000);
+    deep[200000] = '\0';
+    check_why(v, deep, "output is not valid JSON");
+    validator_destroy(&v);
+    free(deep);
+
+    /* $refs in a cycle, and a "not" around one: fail, never pass */
+    v = mk_schema("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":"
+                  "\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}");
+    check_why(v, "1",
+              "$: more than 256 $refs followed in a row (recursion limit)");
+    validator_destroy(&v);
+    v = mk_schema("{\"not\":{\"$ref\":\"#\"}}");
+    check_why(v, "1",
+              "$: more than 256 $refs followed in a row (recursion limit)");
+    validator_destroy(&v);
+    v = mk_schema("{\"$defs\":{\"a\":{\"allOf\":[{},{\"allOf\":[{\"allOf\":"
+                  "[{\"anyOf\":[{\"$ref\":\"#/$defs/a\"}]}]}]}]}},\"$ref\":"
+                  "\"#/$defs/a\"}");
+    check_why(v, "1",
+              "$: the check enters schemas nested deeper than 1024 (through "
+              "$refs and combinators)");
+    validator_destroy(&v);
+
+    /* two branches each recursing: 2^40 paths, cut by the step budget */
+    v = mk_schema("{\"$defs\":{\"a\":{\"anyOf\":[{\"type\":\"array\","
+                  "\"items\":{\"$ref\":\"#/$defs/a\"}},{\"type\":\"array\","
+                  "\"items\":{\"$ref\":\"#/$defs/a\"}}]}},\"$ref\":"
+                  "\"#/$defs/a\"}");
+    char nest[128];
+    memset(nest, '[', 40);
+    nest[40] = '1';
+    memset(nest + 41, ']', 40);
+    nest[81] = '\0';
+    assert_false(validator_check(v, nest, why, sizeof why));
+    assert_non_null(strstr(why, "the check takes more than 1000000 steps"));
+    validator_destroy(&v);
+
+    /* parse-time limits: depth, number of schemas, patterns' size */
+    size_t cap = 80 * 16 + 64;
+    char *s = malloc(cap), *p = s;
+    for (int i = 0; i < 65; i++)
+        p += sprintf(p, "{\"not\":");
+    p += sprintf(p, "{}");
+    for (int i = 0; i < 65; i++)
+        *p++ = '}';
+    *p = '\0';
+    char *spec = malloc(cap + 64);
+    sprintf(spec, "{\"type\":\"json_schema\",\"schema\":%s}", s);
+    assert_true(parse_fails(spec, "schemas nested deeper than 64"));
+    free(spec);
+    free(s);
+    cJSON *big = cJSON_CreateObject(), *props = cJSON_CreateObject();
+    for (int i = 0; i < VALIDATE_SCHEMA_NODES; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "p%d", i);
+        cJSON_AddItemToObject(props, k, cJSON_CreateObject());
+    }
+    cJSON_AddItemToObject(big, "properties", props);
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddStringToObject(w, "type", "json_schema");
+    cJSON_AddItemToObject(w, "schema", big);
+    char err[256];
+    assert_int_equal(validator_parse(w, &v, err, sizeof err), BURSAR_EFORMAT);
+    assert_string_equal(err, "validate.schema.properties.p9999: more than "
+                             "10000 schemas");
+    cJSON_DeleteItemFromObject(props, "p9999");
+    assert_int_equal(validator_parse(w, &v, err, sizeof err), 0);
+    validator_destroy(&v);
+    cJSON_Delete(w);
+    /* five patterns of weight ~1800 (each within VALIDATE_REGEX_WEIGHT) */
+    schema_refused("{\"anyOf\":[{\"pattern\":\"a{1800}\"},{\"pattern\":"
+                   "\"b{1800}\"},{\"pattern\":\"c{1800}\"},{\"pattern\":"
+                   "\"d{1800}\"},{\"pattern\":\"e{1800}\"}]}",
+                   "validate.schema.anyOf[4].pattern: the schema's patterns "
+                   "are too large together (more than 8000 parts once "
+                   "expanded)");
+}
+
+/* A request's response_format into a validator. */
+static void
+test_response_format(void **state)
+{
+    (void)state;
+    validator_t *v = (validator_t *)1;
+    char err[256];
+    assert_int_equal(validator_from_response_format(NULL, &v, err, sizeof err),
+                     0);
+    assert_null(v);
+    static const char *const none[] = {"{\"type\":\"text\"}", "null"};
+    for (size_t i = 0; i < 2; i++) {
+        cJSON *rf = cJSON_Parse(none[i]);
+        v = (validator_t *)1;
+        assert_int_equal(
+            validator_from_response_format(rf, &v, err, sizeof err), 0);
+        assert_null(v);
+        cJSON_Delete(rf);
+    }
+    cJSON *rf = cJSON_Parse("{\"type\":\"json_object\"}");
+    assert_int_equal(validator_from_response_format(rf, &v, err, sizeof err),
+                     0);
+    cJSON_Delete(rf);
+    assert_string_equal(validator_kind(v), "json");
+    check_why(v, "{\"a\":1}", "");
+    check_why(v, "{\"a\":", "output is not valid JSON");
+    validator_destroy(&v);
+
+    rf = cJSON_Parse(
+        "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"weather\","
+        "\"description\":\"d\",\"strict\":true,\"schema\":{\"type\":"
+        "\"object\",\"properties\":{\"temp\":{\"type\":\"number\"}},"
+        "\"required\":[\"temp\"],\"additionalProperties\":false}}}");
+    assert_int_equal(validator_from_response_format(rf, &v, err, sizeof err),
+                     0);
+    cJSON_Delete(rf);
+    assert_string_equal(validator_kind(v), "json_schema");
+    check_why(v, "{\"temp\":21.5}", "");
+    check_why(v, "```\n{\"temp\":\"21\"}\n```",
+              "$.temp: must be a number, got string");
+    validator_destroy(&v);
+
+    static const char *const bad[][2] = {
+        {"{\"type\":\"xml\"}",
+         "response_format.type: must be one of text, json_object, "
+         "json_schema"},
+        {"{}", "response_format.type: must be one of text, json_object, "
+               "json_schema"},
+        {"\"json_object\"", "response_format: must be an object"},
+        {"{\"type\":\"json_schema\"}",
+         "response_format.json_schema: must be an object"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+         "\"schema\":\"{}\"}}",
+         "response_format.json_schema.schema: must be an object"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}",
+         "response_format.json_schema.schema: must be an object"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{}}}",
+         "response_format.json_schema.name: must be a string of 1 to 64 "
+         "bytes"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+         "\"strict\":\"yes\",\"schema\":{}}}",
+         "response_format.json_schema.strict: must be true or false"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+         "\"schema\":{},\"schemas\":{}}}",
+         "response_format.json_schema.schemas: unknown key"},
+        {"{\"type\":\"text\",\"json_schema\":{}}",
+         "response_format.json_schema: unknown key"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+         "\"schema\":{\"properties\":{\"age\":{\"if\":{}}}}}}",
+         "response_format.json_schema.schema.properties.age: keyword \"if\" "
+         "is not supported"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rf = cJSON_Parse(bad[i][0]);
+        assert_non_null(rf);
+        v = (validator_t *)1;
+        err[0] = '\0';
+        int rc = validator_from_response_format(rf, &v, err, sizeof err);
+        cJSON_Delete(rf);
+        assert_null(v);
+        if (rc != BURSAR_EFORMAT || strcmp(err, bad[i][1]) != 0)
+            fail_msg("%s: got %d \"%s\"", bad[i][0], rc, err);
+    }
 }
 
 static void
@@ -457,6 +1051,12 @@ main(void)
         cmocka_unit_test(test_json_keys),
         cmocka_unit_test(test_regex_and_length),
         cmocka_unit_test(test_command),
+        cmocka_unit_test(test_schema_openai),
+        cmocka_unit_test(test_schema_recursive),
+        cmocka_unit_test(test_schema_keywords),
+        cmocka_unit_test(test_schema_refused),
+        cmocka_unit_test(test_schema_limits),
+        cmocka_unit_test(test_response_format),
         cmocka_unit_test(test_route),
         cmocka_unit_test(test_route_strict),
         cmocka_unit_test(test_scenario),

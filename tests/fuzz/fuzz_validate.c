@@ -1,13 +1,17 @@
 /*
- * fuzz_validate.c - the validator spec parser (validator_parse) and the
- * validators it builds, run on a model's output.
+ * fuzz_validate.c - the validator spec parser (validator_parse), the
+ * response_format reader (validator_from_response_format), and the
+ * validators they build, run on a model's output.
  *
  * Input: the spec (JSON text), then optionally a NUL byte and the output
- * to check; without one, two fixed outputs are checked. Specs holding a
- * "command" validator are parsed but never checked: that validator runs
- * /bin/sh on its text, and a fuzzer must not run the commands it invents.
- * The output is capped at 4 KiB (a regex on a long text is slow, not
- * wrong).
+ * to check; without one, three fixed outputs are checked. The spec is
+ * read both ways: as a validator spec ({"type":"json_schema","schema":
+ * {...}} and the others) and as a request's response_format
+ * ({"type":"json_schema","json_schema":{"name":..,"schema":{...}}}).
+ * Specs holding a "command" validator are parsed but never checked: that
+ * validator runs /bin/sh on its text, and a fuzzer must not run the
+ * commands it invents (a response_format never builds one). The output is
+ * capped at 4 KiB (a regex on a long text is slow, not wrong).
  */
 #include "tests/fuzz/fuzz.h"
 
@@ -28,6 +32,26 @@ names_command(const cJSON *j)
     return 0;
 }
 
+/* Checks the output after the NUL, or the fixed ones. */
+static void
+check(const validator_t *v, const uint8_t *data, size_t size,
+      const uint8_t *sep)
+{
+    char why[256];
+    (void)validator_kind(v);
+    if (sep) {
+        size_t n = size - (size_t)(sep + 1 - data);
+        char *text = fuzz_cstr(sep + 1, n > 4096 ? 4096 : n);
+        validator_check(v, text, why, sizeof why);
+        free(text);
+    } else {
+        validator_check(v, "{\"a\":1,\"b\":\"x\"}", why, sizeof why);
+        validator_check(v, "hello 123", why, sizeof why);
+        validator_check(v, "[{\"a\":[1,2.5,\"x\"],\"b\":null},true,{}]", why,
+                        sizeof why);
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -39,20 +63,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!spec)
         return 0;
     validator_t *v = NULL;
-    char err[256], why[256];
-    if (validator_parse(spec, &v, err, sizeof err) == 0 &&
-        !names_command(spec)) {
-        (void)validator_kind(v);
-        if (sep) {
-            size_t n = size - spec_len - 1;
-            char *text = fuzz_cstr(sep + 1, n > 4096 ? 4096 : n);
-            validator_check(v, text, why, sizeof why);
-            free(text);
-        } else {
-            validator_check(v, "{\"a\":1,\"b\":\"x\"}", why, sizeof why);
-            validator_check(v, "hello 123", why, sizeof why);
-        }
-    }
+    char err[256];
+    if (validator_parse(spec, &v, err, sizeof err) == 0 && !names_command(spec))
+        check(v, data, size, sep);
+    validator_destroy(&v);
+    if (validator_from_response_format(spec, &v, err, sizeof err) == 0 && v)
+        check(v, data, size, sep);
     validator_destroy(&v);
     cJSON_Delete(spec);
     return 0;
