@@ -7,6 +7,7 @@
 #   scripts/bench_gateway.sh [--rounds N] [--duration S] [--warmup S]
 #                            [--clients "1 64"] [--modes "plain stream"]
 #                            [--targets "direct bursar portkey"] [--keep DIR]
+#                            [--ctl-state DIR]
 #
 # Builds Release in build-bench (BURSAR_BENCH_BUILD_DIR), starts
 # bursar-mock-provider (answers at once: no latency of its own), bursard
@@ -28,6 +29,11 @@
 # Portkey's (the aim: at most 1/5) and bursar's requests/s at the most
 # clients (the aim: at least 5,000).
 #
+# bursard keeps its state on disk with its default durability (a commit
+# fsyncs) as deployed; --ctl-state DIR puts it elsewhere (/dev/shm: what
+# the gateway adds without the controller's fsyncs). --keep DIR keeps the
+# run's files (configurations, logs, every run's JSON line).
+#
 # A missing build/bin/bursar-gateway (or node, or a mock that does not
 # stream) skips those rows, saying so. Exit 1 when a target fails its
 # check or a run had errors.
@@ -40,7 +46,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BURSAR_BENCH_BUILD_DIR:-$here/build-bench}
 rounds=3 duration=5 warmup=1 clients="1 64" modes="plain stream"
-targets="direct bursar portkey" keep=
+targets="direct bursar portkey" keep='' ctl_state=
 while [[ $# -gt 0 ]]; do
     case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -50,6 +56,7 @@ while [[ $# -gt 0 ]]; do
     --modes) modes=$2; shift 2 ;;
     --targets) targets=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
+    --ctl-state) ctl_state=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_gateway.sh: unknown option $1 (--help)" >&2; exit 2 ;;
     esac
@@ -93,6 +100,7 @@ portkey_version=$(jq -r .version \
 
 # -------------------------------------------------------------- processes
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bursar-bench-gw.XXXXXX")
+cleanup_state=''
 pids=()
 # shellcheck disable=SC2317 # run by the trap
 cleanup() {
@@ -105,7 +113,7 @@ cleanup() {
     if [[ -n $keep ]]; then
         mkdir -p "$keep" && cp -r "$tmp"/. "$keep"/
     fi
-    rm -rf "$tmp"
+    rm -rf "$tmp" ${cleanup_state:+"$cleanup_state"}
 }
 trap cleanup EXIT
 
@@ -160,7 +168,13 @@ cat >"$tmp/bursard.json" <<JSON
  "buckets":{"general":{"models":["mock-gw"]}},
  "limits":{"client_rate_per_s":0}}
 JSON
-"$bin/bursard" --config "$tmp/bursard.json" --state-dir "$tmp/state" --quiet \
+if [[ -n $ctl_state ]]; then
+    ctl_state=$(mktemp -d "$ctl_state/bursar-bench-state.XXXXXX")
+    cleanup_state=$ctl_state
+else
+    ctl_state=$tmp/state
+fi
+"$bin/bursard" --config "$tmp/bursard.json" --state-dir "$ctl_state" --quiet \
     2>"$tmp/bursard.log" &
 bursard_pid=$!
 pids+=("$bursard_pid")
@@ -186,7 +200,7 @@ if [[ $have_gateway == 1 && " $targets " == *" bursar "* ]]; then
  "keys":[$(sed -n 2p "$tmp/key.txt")],
  "limits":{"max_connections":1024}}
 JSON
-    "$gateway_bin" --check-config "$tmp/gateway.json" >&2 ||
+    "$gateway_bin" --config "$tmp/gateway.json" --check-config >&2 ||
         { say "the gateway's configuration above was refused"; exit 1; }
     BURSAR_BENCH_MOCK_KEY=$key "$gateway_bin" --config "$tmp/gateway.json" \
         --listen 127.0.0.1:0 --quiet >"$tmp/gateway.port" 2>"$tmp/gateway.log" &
@@ -377,6 +391,7 @@ jq -s -r '
 echo
 echo "Gateway benchmark: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ); mock provider answering at once;"
 echo "$rounds rounds of ${duration} s (after ${warmup} s of warm-up) per row, medians; latencies in µs."
+echo "bursard's state in $(df -P "$ctl_state" | awk 'NR == 2 {print $1 " (" $6 ")"}'), store.sync full."
 echo "Portkey: @portkey-ai/gateway $portkey_version on Node $(node --version 2>/dev/null || echo '-'), one process, --headless."
 echo "First byte: the first byte of the body (streamed: the first SSE event); headers: the status line."
 echo "Added: the target's quantile minus direct's (same clients, same mode)."
@@ -416,6 +431,12 @@ awk -F'\t' -v top="$(tr ' ' '\n' <<<"$clients" | sort -n | tail -1)" '
     }
   }' "$tmp/medians.tsv" | sort
 echo
+for t in "${active[@]}"; do
+    if ! kill -0 "${pid_of[$t]}" 2>/dev/null; then
+        say "$t: its process (${pid_of[$t]}) has exited"
+        errors=1
+    fi
+done
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 peaks="mock $(mib "$(hwm_kb "$mock_pid")") MiB, bursard $(mib "$(hwm_kb "$bursard_pid")") MiB"
 [[ -n $gw_pid ]] && peaks+=", bursar-gateway $(mib "$(hwm_kb "$gw_pid")") MiB"
