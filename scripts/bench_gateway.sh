@@ -341,7 +341,8 @@ results=$tmp/results.jsonl
 mid=$(awk -v w="$warmup" -v d="$duration" 'BEGIN {print w + d / 2}')
 n=${#active[@]}
 runs=$((rounds * $(wc -w <<<"$clients") * ${#mode_list[@]} * n))
-say "measuring: $runs runs of ${warmup}+${duration} s (about $((runs * (${warmup%.*} + ${duration%.*}))) s)"
+say "measuring: $runs runs of ${warmup}+${duration} s (about $(awk -v n="$runs" \
+    -v w="$warmup" -v d="$duration" 'BEGIN {printf "%.0f", n * (w + d)}') s)"
 errors=0
 for r in $(seq "$rounds"); do
     for c in $clients; do
@@ -395,6 +396,7 @@ echo "bursard's state in $(df -P "$ctl_state" | awk 'NR == 2 {print $1 " (" $6 "
 echo "Portkey: @portkey-ai/gateway $portkey_version on Node $(node --version 2>/dev/null || echo '-'), one process, --headless."
 echo "First byte: the first byte of the body (streamed: the first SSE event); headers: the status line."
 echo "Added: the target's quantile minus direct's (same clients, same mode)."
+echo "RSS: the target's process in the middle of its runs (direct: the mock; bursar: the gateway alone, bursard's below)."
 echo
 awk -F'\t' '
   { key = $1 "/" $2; row[NR] = $0
