@@ -37,7 +37,7 @@ typedef struct local_fallback {
 struct bursar {
     void *ctx;
     int own_ctx; /* ctx is this client's (else opts.zmq_context) */
-    void *sock; /* NULL until first use, and after a timeout */
+    void *sock;  /* NULL until first use, and after a timeout */
     char *endpoint;
     int timeout_ms;
     int attempts;

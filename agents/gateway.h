@@ -33,14 +33,14 @@
 #include "agents/route.h"
 #include "agents/validate.h"
 
-#define GW_KEY_PREFIX    "bsk-"
-#define GW_KEY_BYTES     32  /* random bytes of an application key */
-#define GW_KEY_MAX       128 /* longest Authorization key read, bytes */
-#define GW_TENANT_MAX    BURSAR_TENANT_MAX /* a tenant, incl. NUL */
-#define GW_BODY_DEFAULT  (1024 * 1024) /* limits.max_body_bytes */
-#define GW_CONN_DEFAULT  1024 /* limits.max_connections */
-#define GW_MAX_TRIED     64   /* models tried for one request */
-#define GW_ESC_MAX       8    /* max_escalations at most */
+#define GW_KEY_PREFIX   "bsk-"
+#define GW_KEY_BYTES    32  /* random bytes of an application key */
+#define GW_KEY_MAX      128 /* longest Authorization key read, bytes */
+#define GW_TENANT_MAX   BURSAR_TENANT_MAX /* a tenant, incl. NUL */
+#define GW_BODY_DEFAULT (1024 * 1024)     /* limits.max_body_bytes */
+#define GW_CONN_DEFAULT 1024              /* limits.max_connections */
+#define GW_MAX_TRIED    64                /* models tried for one request */
+#define GW_ESC_MAX      8                 /* max_escalations at most */
 
 /* An application key: the SHA-256 of the key and the tenant it names. */
 typedef struct gw_key {
@@ -61,9 +61,9 @@ typedef struct gw_cfg {
     const char *controller;
     const char *spool;
     const char *fallback_model;
-    const cJSON *fallbacks;                 /* bucket -> model, or NULL */
-    const char *secret_key, *server_key;    /* CURVE key specs, or NULL */
-    bursar_model_t *own;                    /* the "models" table */
+    const cJSON *fallbacks;              /* bucket -> model, or NULL */
+    const char *secret_key, *server_key; /* CURVE key specs, or NULL */
+    bursar_model_t *own;                 /* the "models" table */
     size_t n_own;
     route_t *route;
     gw_validator_t *validators;
@@ -190,8 +190,8 @@ void gw_chat_finish(gw_chat_t *c, int ok);
 
 /* The error type and HTTP status of the controller's refusal (the code
  * before ':' in bursar_last_error). */
-unsigned gw_ctl_status(const char *last_error, const char **type,
-                       char *code, size_t cap);
+unsigned gw_ctl_status(const char *last_error, const char **type, char *code,
+                       size_t cap);
 
 /* The message of the controller's refusal, without its code. */
 const char *gw_ctl_message(const char *last_error);

@@ -63,8 +63,7 @@ typedef struct gw_args {
 static int
 gw_usage_error(const char *what, const char *arg)
 {
-    fprintf(stderr, "bursar-gateway: %s%s\n%s", what, arg ? arg : "",
-            gw_usage);
+    fprintf(stderr, "bursar-gateway: %s%s\n%s", what, arg ? arg : "", gw_usage);
     return 2;
 }
 

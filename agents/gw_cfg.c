@@ -158,7 +158,8 @@ gw_cfg_keys(gw_cfg_t *c, char *err, size_t cap)
             return -1;
         for (size_t j = 0; j < c->n_keys; j++)
             if (memcmp(c->keys[j].sha256, k->sha256, 32) == 0) {
-                snprintf(err, cap, "keys[%zu].sha256: the same key as keys[%zu]",
+                snprintf(err, cap,
+                         "keys[%zu].sha256: the same key as keys[%zu]",
                          c->n_keys, j);
                 return -1;
             }
@@ -186,8 +187,10 @@ gw_cfg_validators(gw_cfg_t *c, char *err, size_t cap)
         gw_validator_t *v = &c->validators[c->n_validators];
         char why[200];
         if (strlen(it->string) >= BURSAR_NAME_MAX) {
-            snprintf(err, cap, "validators.%.80s: a bucket name has 1 to %d "
-                     "bytes", it->string, BURSAR_NAME_MAX - 1);
+            snprintf(err, cap,
+                     "validators.%.80s: a bucket name has 1 to %d "
+                     "bytes",
+                     it->string, BURSAR_NAME_MAX - 1);
             return -1;
         }
         if (validator_parse(it, &v->v, why, sizeof why) != 0) {
@@ -228,7 +231,8 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
     }
     c->controller = wcfg_str(r, "controller");
     if (!c->controller) {
-        snprintf(err, cap, "controller: required (e.g. \"tcp://127.0.0.1:7878\")");
+        snprintf(err, cap,
+                 "controller: required (e.g. \"tcp://127.0.0.1:7878\")");
         return -1;
     }
     c->spool = wcfg_str(r, "spool");
@@ -240,8 +244,8 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
     c->secret_key = wcfg_str(cv, "secret_key");
     c->server_key = wcfg_str(cv, "server_key");
     c->max_escalations = (int)wcfg_num(r, "max_escalations", 2);
-    c->allow_anonymous = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
-        r, "allow_anonymous"));
+    c->allow_anonymous =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "allow_anonymous"));
     const cJSON *lim = cJSON_GetObjectItemCaseSensitive(r, "limits");
     c->max_body = (size_t)wcfg_num(lim, "max_body_bytes", GW_BODY_DEFAULT);
     c->max_connections =
@@ -249,8 +253,7 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
     c->idle_timeout_s = (unsigned)wcfg_num(lim, "idle_timeout_s", 300);
     c->ctl_timeout_ms = (int)wcfg_num(r, "controller_timeout_ms", 500);
     c->ctl_attempts = (int)wcfg_num(r, "controller_attempts", 2);
-    c->ctl_backoff_max_ms =
-        (int)wcfg_num(r, "controller_backoff_max_ms", 5000);
+    c->ctl_backoff_max_ms = (int)wcfg_num(r, "controller_backoff_max_ms", 5000);
     prov_opts_init(&c->prov);
     c->prov.max_attempts = 2;
     c->prov.max_inflight = 4;
@@ -302,12 +305,13 @@ gw_cfg_load(gw_cfg_t *c, const char *path, char *err, size_t cap)
         snprintf(err, cap, "libsodium cannot start");
         return -1;
     }
-    if (wcfg_check_keys(c->root, "", gw_keys, sizeof gw_keys / sizeof gw_keys[0],
-                        err, cap) != 0 ||
+    if (wcfg_check_keys(c->root, "", gw_keys,
+                        sizeof gw_keys / sizeof gw_keys[0], err, cap) != 0 ||
         wcfg_check_fallbacks(
             cJSON_GetObjectItemCaseSensitive(c->root, "fallbacks"), err, cap) !=
             0 ||
-        gw_check_ranges(c->root, err, cap) != 0 || gw_cfg_fill(c, err, cap) != 0)
+        gw_check_ranges(c->root, err, cap) != 0 ||
+        gw_cfg_fill(c, err, cap) != 0)
         return -1;
     return gw_cfg_parts(c, err, cap);
 }
@@ -351,8 +355,7 @@ gw_cfg_validator(const gw_cfg_t *c, const char *bucket)
 }
 
 int
-gw_new_key(const char *tenant, char *key, size_t kcap, char *entry,
-           size_t ecap)
+gw_new_key(const char *tenant, char *key, size_t kcap, char *entry, size_t ecap)
 {
     if (!proto_tenant_valid(tenant) || sodium_init() < 0)
         return -1;

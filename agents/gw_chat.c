@@ -55,7 +55,7 @@ struct gw_chat {
     char served[BURSAR_NAME_MAX];
     /* failures, for the error when every model failed */
     int n_fail, n_timeout;
-    char last_error[300];
+    char last_error[BURSAR_NAME_MAX + 320];
 };
 
 enum { GW_CALL_OK, GW_CALL_FAIL, GW_CALL_GONE };
@@ -98,8 +98,8 @@ gw_decision_id(const gw_chat_t *c, char *out, size_t cap)
 }
 
 static size_t
-gw_headers(const gw_chat_t *c, gw_hdr_t *h, char *id, size_t idcap,
-           char *cost, char *esc)
+gw_headers(const gw_chat_t *c, gw_hdr_t *h, char *id, size_t idcap, char *cost,
+           char *esc)
 {
     gw_decision_id(c, id, idcap);
     snprintf(esc, 16, "%d", c->escalations);
@@ -228,7 +228,7 @@ gw_call_start(gw_chat_t *c)
         return -1;
     }
     prov_call_t call = {body, c->stream ? gw_on_stream : NULL, c};
-    memset(&c->res, 0, sizeof c->res);
+    prov_result_clear(&c->res);
     c->res_done = c->stream_bad = 0;
     c->sse_len = c->sse_off = 0;
     chat_stream_destroy(&c->cs);
@@ -264,8 +264,8 @@ gw_call_answer(gw_chat_t *c)
     chat_answer_clear(&c->ans);
     c->have_ans = 0;
     const char *body = c->res.output ? c->res.output : "";
-    if (chat_answer_parse(c->m.provider, body, strlen(body), c->m.name,
-                          &c->ans, err, sizeof err) != 0) {
+    if (chat_answer_parse(c->m.provider, body, strlen(body), c->m.name, &c->ans,
+                          err, sizeof err) != 0) {
         snprintf(c->res.error, sizeof c->res.error, "%s", err);
         bursar_copy_str(c->res.error_kind, sizeof c->res.error_kind,
                         "malformed");
@@ -410,8 +410,8 @@ gw_decide_error(gw_chat_t *c, int rc)
                               "\"%s\" has no local fallback model",
                               c->bucket);
     return gw_reply_error(c->conn, 502, "api_error", NULL, NULL,
-                          "the controller's answer: %s %s",
-                          bursar_strerror(rc), err);
+                          "the controller's answer: %s %s", bursar_strerror(rc),
+                          err);
 }
 
 /* A decision: the named model's own (direct), the controller's, or an
@@ -429,9 +429,9 @@ gw_decide(gw_chat_t *c)
         c->have_d = 1;
         return BURSAR_LOCAL;
     }
-    int rc = c->have_d ? bursar_escalate(b, &c->d, c->tried_p, c->n_tried,
-                                         &c->d)
-                       : bursar_choose(b, c->bucket, NULL, 0, &c->d);
+    int rc = c->have_d
+                 ? bursar_escalate(b, &c->d, c->tried_p, c->n_tried, &c->d)
+                 : bursar_choose(b, c->bucket, NULL, 0, &c->d);
     if (rc == BURSAR_OK || rc == BURSAR_LOCAL)
         c->have_d = 1;
     return rc;
@@ -566,10 +566,9 @@ gw_target(gw_chat_t *c, enum MHD_Result *out)
     if (strncmp(model, "bursar/", 7) == 0) {
         size_t n = strlen(model + 7);
         if (n == 0 || n >= BURSAR_NAME_MAX) {
-            *out = gw_reply_error(c->conn, 404, "not_found_error", "model",
-                                  "model_not_found",
-                                  "model: a bucket name has 1 to %d bytes",
-                                  BURSAR_NAME_MAX - 1);
+            *out = gw_reply_error(
+                c->conn, 404, "not_found_error", "model", "model_not_found",
+                "model: a bucket name has 1 to %d bytes", BURSAR_NAME_MAX - 1);
             return -1;
         }
         bursar_copy_str(c->bucket, sizeof c->bucket, model + 7);
@@ -617,7 +616,8 @@ gw_read(gw_chat_t *c, const char *body, size_t len, enum MHD_Result *out)
     }
     c->stream =
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c->req, "stream"));
-    const cJSON *so = cJSON_GetObjectItemCaseSensitive(c->req, "stream_options");
+    const cJSON *so =
+        cJSON_GetObjectItemCaseSensitive(c->req, "stream_options");
     c->want_usage =
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     const char *oc = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND,

@@ -141,8 +141,8 @@ gw_models_load(gw_t *g, gw_kit_t *k)
                 "bursar-gateway: controller %s: %s; models from the "
                 "configuration until it answers\n",
                 g->cfg.controller, bursar_strerror(rc));
-    g->models = wcfg_merge(g->cfg.own, g->cfg.n_own, ctl, n_ctl,
-                           &g->n_models, gw_note_default, g);
+    g->models = wcfg_merge(g->cfg.own, g->cfg.n_own, ctl, n_ctl, &g->n_models,
+                           gw_note_default, g);
     g->have_ctl_models = rc == BURSAR_OK;
     bursar_models_free(&ctl);
 }

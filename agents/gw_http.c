@@ -15,13 +15,7 @@
 
 #include "agents/chat.h"
 
-enum gw_route {
-    GW_R_CHAT,
-    GW_R_MODELS,
-    GW_R_FEEDBACK,
-    GW_R_HEALTH,
-    GW_R_NONE
-};
+enum gw_route { GW_R_CHAT, GW_R_MODELS, GW_R_FEEDBACK, GW_R_HEALTH, GW_R_NONE };
 
 /* One request: its body as it arrives, and what is finished after it. */
 typedef struct gw_req {
@@ -37,8 +31,8 @@ enum MHD_Result
 gw_reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
          char *body, size_t len, const gw_hdr_t *h, size_t n)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(body);
         return MHD_NO;
@@ -63,8 +57,7 @@ gw_reply_error(struct MHD_Connection *conn, unsigned status, const char *type,
     va_end(ap);
     char *body = chat_error_body(type, msg, param, code);
     gw_hdr_t h[] = {{"WWW-Authenticate", status == 401 ? "Bearer" : NULL}};
-    return gw_reply(conn, status, "application/json", body, strlen(body), h,
-                    1);
+    return gw_reply(conn, status, "application/json", body, strlen(body), h, 1);
 }
 
 static enum MHD_Result
@@ -91,8 +84,7 @@ gw_ctl_message(const char *last_error)
 }
 
 unsigned
-gw_ctl_status(const char *last_error, const char **type, char *code,
-              size_t cap)
+gw_ctl_status(const char *last_error, const char **type, char *code, size_t cap)
 {
     size_t n = strcspn(last_error, ":");
     snprintf(code, cap, "%.*s", (int)n, last_error);
@@ -152,8 +144,8 @@ gw_models_buckets(gw_t *g, cJSON *data)
 {
     char err[128], *reply = NULL;
     gw_kit_t *k = gw_kit_get(g, err, sizeof err);
-    if (k && bursar_request(k->client, "{\"op\":\"models\"}", &reply) ==
-                 BURSAR_OK) {
+    if (k &&
+        bursar_request(k->client, "{\"op\":\"models\"}", &reply) == BURSAR_OK) {
         cJSON *r = cJSON_Parse(reply);
         const cJSON *b;
         cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(r, "buckets"))
@@ -198,8 +190,8 @@ gw_feedback_parse(const cJSON *o, bursar_decision_t *d, bursar_feedback_t *fb,
                   const char **param, char *err, size_t cap)
 {
     static const char *const known[] = {
-        "decision_id", "correction", "reward",   "success",
-        "cost_usd",    "tokens_in",  "tokens_out", "latency_ms", "model"};
+        "decision_id", "correction", "reward",     "success", "cost_usd",
+        "tokens_in",   "tokens_out", "latency_ms", "model"};
     const cJSON *m;
     cJSON_ArrayForEach(m, o)
     {
@@ -216,13 +208,13 @@ gw_feedback_parse(const cJSON *o, bursar_decision_t *d, bursar_feedback_t *fb,
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "decision_id");
     *param = "decision_id";
     if (!cJSON_IsString(id) || !proto_token_valid(id->valuestring)) {
-        snprintf(err, cap,
-                 strncmp(cJSON_IsString(id) ? id->valuestring : "", "local-",
-                         6) == 0
-                     ? "decision_id: a local decision (made while the "
-                       "controller was away) takes no later feedback"
-                     : "decision_id: must be a decision id "
-                       "(x-bursar-decision-id)");
+        snprintf(
+            err, cap,
+            strncmp(cJSON_IsString(id) ? id->valuestring : "", "local-", 6) == 0
+                ? "decision_id: a local decision (made while the "
+                  "controller was away) takes no later feedback"
+                : "decision_id: must be a decision id "
+                  "(x-bursar-decision-id)");
         return -1;
     }
     memset(d, 0, sizeof *d);
@@ -248,8 +240,9 @@ gw_feedback_parse(const cJSON *o, bursar_decision_t *d, bursar_feedback_t *fb,
                 rw->valuedouble > 1)) ||
         (ok && !cJSON_IsBool(ok))) {
         *param = rw ? "reward" : "success";
-        snprintf(err, cap, "%s", rw ? "reward: must be a number in [0, 1]"
-                                    : "success: must be a boolean");
+        snprintf(err, cap, "%s",
+                 rw ? "reward: must be a number in [0, 1]"
+                    : "success: must be a boolean");
         return -1;
     }
     fb->success = rw ? -1 : cJSON_IsTrue(ok);
@@ -300,8 +293,8 @@ gw_feedback_reply(struct MHD_Connection *conn, int rc, const bursar_t *b,
     if (rc == BURSAR_EREMOTE) {
         const char *type;
         char code[64];
-        unsigned st = gw_ctl_status(bursar_last_error(b), &type, code,
-                                    sizeof code);
+        unsigned st =
+            gw_ctl_status(bursar_last_error(b), &type, code, sizeof code);
         return gw_reply_error(conn, st, type, "decision_id", code, "%s",
                               gw_ctl_message(bursar_last_error(b)));
     }
@@ -391,15 +384,14 @@ gw_auth(const gw_t *g, struct MHD_Connection *conn, char *tenant, size_t cap,
 }
 
 static enum MHD_Result
-gw_dispatch(gw_t *g, struct MHD_Connection *conn, gw_req_t *rq,
-            const char *url, const char *method)
+gw_dispatch(gw_t *g, struct MHD_Connection *conn, gw_req_t *rq, const char *url,
+            const char *method)
 {
     enum gw_route r = gw_route_of(url);
     static const char *const want[] = {"POST", "GET", "POST", "GET"};
     if (r == GW_R_NONE)
-        return gw_reply_error(conn, 404, "not_found_error", NULL,
-                              "unknown_url", "no route %.200s %.200s", method,
-                              url);
+        return gw_reply_error(conn, 404, "not_found_error", NULL, "unknown_url",
+                              "no route %.200s %.200s", method, url);
     if (strcmp(method, want[r]) != 0)
         return gw_reply_error(conn, 405, "invalid_request_error", NULL,
                               "method_not_allowed", "%s takes %s, not %.20s",

@@ -7,12 +7,15 @@
 # The programs: the build (cmake, make, a C compiler, pkg-config); the
 # tests (nm for the symbol test; timeout and awk, from Debian's essential
 # set, by the store and symbol tests); the scripts (jq for ope_check.sh and
-# ope_obd.sh, git for funclen.sh). The sanitizer build (test.sh
-# --sanitize) needs nothing more: gcc's libasan and libubsan come with it.
+# ope_obd.sh, git for funclen.sh); node and npm for the gateway's tests
+# with the OpenAI Node SDK (tests/gateway: Debian's Node.js, 18 on
+# bookworm; npm ci installs the SDK into the build tree). The sanitizer
+# build (test.sh --sanitize) needs nothing more: gcc's libasan and libubsan
+# come with it.
 set -euo pipefail
 
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
-      libcurl4-openssl-dev libcmocka-dev libsodium-dev)
+      libcurl4-openssl-dev libcmocka-dev libsodium-dev libmicrohttpd-dev)
 # command package
 cmds=(
     "cmake cmake"
@@ -24,6 +27,8 @@ cmds=(
     "git git"
     "timeout coreutils"
     "awk mawk"
+    "node nodejs"
+    "npm npm"
 )
 missing=()
 for p in "${pkgs[@]}"; do
