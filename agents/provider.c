@@ -19,6 +19,8 @@
 #include <strings.h>
 #include <time.h>
 
+#define PROV_SPARE_EASY 4 /* curl handles a pool keeps for its next calls */
+
 typedef struct job {
     struct job *next;
     bursar_model_t model;
@@ -52,7 +54,9 @@ struct prov_pool {
     size_t n_jobs;
     size_t n_running;
     unsigned rng;
-    int watch_fd; /* prov_pool_watch, or -1 */
+    int watch_fd;                 /* prov_pool_watch, or -1 */
+    CURL *spare[PROV_SPARE_EASY]; /* handles of finished calls, for reuse */
+    size_t n_spare;
 };
 
 struct prov_share {
@@ -206,7 +210,12 @@ job_free(prov_pool_t *self, job_t *j)
     if (j->easy) {
         if (j->running)
             curl_multi_remove_handle(self->multi, j->easy);
-        curl_easy_cleanup(j->easy);
+        if (self->n_spare < PROV_SPARE_EASY) { /* its buffers serve again */
+            curl_easy_reset(j->easy);
+            self->spare[self->n_spare++] = j->easy;
+        } else {
+            curl_easy_cleanup(j->easy);
+        }
     }
     curl_slist_free_all(j->headers);
     free(j->url);
@@ -226,6 +235,8 @@ prov_pool_destroy(prov_pool_t **self_p)
         nx = j->next;
         job_free(self, j);
     }
+    while (self->n_spare)
+        curl_easy_cleanup(self->spare[--self->n_spare]);
     curl_multi_cleanup(self->multi);
     free(self);
     *self_p = NULL;
@@ -342,7 +353,8 @@ static int
 job_start(prov_pool_t *self, job_t *j)
 {
     if (!j->easy) {
-        j->easy = curl_easy_init();
+        j->easy =
+            self->n_spare ? self->spare[--self->n_spare] : curl_easy_init();
         if (!j->easy)
             return -1;
         curl_easy_setopt(j->easy, CURLOPT_URL, j->url);
