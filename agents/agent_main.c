@@ -324,20 +324,10 @@ static const wcfg_key_t agent_keys[] = {
     {"controller_timeout_ms", cJSON_Number, 0},
     {"controller_attempts", cJSON_Number, 0},
     {"controller_backoff_max_ms", cJSON_Number, 0},
-    {"provider", cJSON_Object, 1},
-    {"provider.timeout_ms", cJSON_Number, 0},
-    {"provider.connect_timeout_ms", cJSON_Number, 0},
-    {"provider.max_attempts", cJSON_Number, 0},
-    {"provider.backoff_ms", cJSON_Number, 0},
-    {"provider.backoff_max_ms", cJSON_Number, 0},
-    {"provider.retry_after_max_ms", cJSON_Number, 0},
-    {"provider.max_tokens", cJSON_Number, 0},
+    WCFG_SHARED_KEYS,
     {"routing", cJSON_Object, 0},
     {"validators", cJSON_Object, 0},
     {"models", 0, 0},
-    {"curve", cJSON_Object, 1},
-    {"curve.secret_key", cJSON_String, 0},
-    {"curve.server_key", cJSON_String, 0},
 };
 
 /* What the run needs, from the options and the configuration. */
@@ -695,8 +685,7 @@ static void
 agent_provider_opts(const agent_t *a, prov_opts_t *p)
 {
     const agent_opts_t *o = &a->o;
-    wcfg_provider_opts(cJSON_GetObjectItemCaseSensitive(a->cfg, "provider"),
-                       p);
+    wcfg_provider_opts(cJSON_GetObjectItemCaseSensitive(a->cfg, "provider"), p);
     if (o->prov_timeout > 0)
         p->timeout_ms = o->prov_timeout;
     if (o->attempts > 0)

@@ -19,39 +19,18 @@
 
 /* ------------------------------------------------------------ helpers */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf_t;
-
-static void
-sb_add(sbuf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = bursar_realloc(b->p, cap);
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* Appends s, after sep unless b is empty. */
 static void
-sb_join(sbuf_t *b, const char *sep, const char *s)
+sb_join(bursar_buf_t *b, const char *sep, const char *s)
 {
     if (b->len)
-        sb_add(b, sep, strlen(sep));
-    sb_add(b, s, strlen(s));
+        bursar_buf_add(b, sep, strlen(sep));
+    bursar_buf_add(b, s, strlen(s));
 }
 
 /* The text (malloc'ed; "" when empty); b is left empty. */
 static char *
-sb_take(sbuf_t *b)
+sb_take(bursar_buf_t *b)
 {
     char *p = b->p ? b->p : bursar_strdup("");
     memset(b, 0, sizeof(*b));
@@ -569,7 +548,7 @@ chat_request_check(const cJSON *req, char *err, size_t cap, const char **param)
 char *
 chat_prompt_text(const cJSON *req)
 {
-    sbuf_t b = {0};
+    bursar_buf_t b = {0};
     const cJSON *m;
     cJSON_ArrayForEach(m, get(req, "messages"))
     {
@@ -711,7 +690,7 @@ content_blocks(const cJSON *c, int i, int images, cJSON *blocks, char *err,
 
 /* A system or developer message's text, appended to sys. */
 static int
-system_text(const cJSON *m, int i, sbuf_t *sys, char *err, size_t cap)
+system_text(const cJSON *m, int i, bursar_buf_t *sys, char *err, size_t cap)
 {
     cJSON *blocks = cJSON_CreateArray();
     int rc = content_blocks(get(m, "content"), i, 0, blocks, err, cap);
@@ -841,7 +820,7 @@ simplify_turns(cJSON *msgs)
 
 /* The messages and the system text of an Anthropic request. */
 static int
-anthropic_messages(const cJSON *req, sbuf_t *sys, cJSON *msgs, char *err,
+anthropic_messages(const cJSON *req, bursar_buf_t *sys, cJSON *msgs, char *err,
                    size_t cap)
 {
     const cJSON *all = get(req, "messages");
@@ -1021,7 +1000,7 @@ anthropic_body(const cJSON *req, const bursar_model_t *m, int stream,
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "model", m->model);
     int rc = anthropic_max_tokens(b, req, max_tokens_default, err, cap);
-    sbuf_t sys = {0};
+    bursar_buf_t sys = {0};
     cJSON *msgs = cJSON_CreateArray();
     if (rc == 0)
         rc = anthropic_messages(req, &sys, msgs, err, cap);
@@ -1099,8 +1078,8 @@ openai_answer(cJSON *root, const char *model_name, chat_answer_t *a, char *err,
 /* Anthropic's content blocks: the text into *text, tool_use blocks into
  * OpenAI tool_calls. */
 static int
-anthropic_content(const cJSON *content, sbuf_t *text, cJSON *calls, char *err,
-                  size_t cap)
+anthropic_content(const cJSON *content, bursar_buf_t *text, cJSON *calls,
+                  char *err, size_t cap)
 {
     int k = 0;
     const cJSON *blk;
@@ -1112,7 +1091,7 @@ anthropic_content(const cJSON *content, sbuf_t *text, cJSON *calls, char *err,
             if (!t && type)
                 return fail(err, cap, "content[%d].text: must be a string", k);
             if (t)
-                sb_add(text, t, strlen(t));
+                bursar_buf_add(text, t, strlen(t));
         } else if (strcmp(type, "tool_use") == 0) {
             const char *id = str(blk, "id"), *name = str(blk, "name");
             if (!id || !name)
@@ -1143,7 +1122,7 @@ anthropic_answer(const cJSON *root, const char *model_name, chat_answer_t *a,
     const cJSON *content = get(root, "content");
     if (!cJSON_IsArray(content))
         return fail(err, cap, "content: must be an array");
-    sbuf_t text = {0};
+    bursar_buf_t text = {0};
     cJSON *calls = cJSON_CreateArray();
     int rc = anthropic_content(content, &text, calls, err, cap);
     if (rc != 0) {
@@ -1228,14 +1207,14 @@ struct chat_stream {
     long created;
     char id[160];
     /* the Server-Sent-Events reader */
-    sbuf_t line; /* the line being read */
-    sbuf_t data; /* the data lines of the event being read */
+    bursar_buf_t line; /* the line being read */
+    bursar_buf_t data; /* the data lines of the event being read */
     int has_data;
     int after_cr; /* the last line ended in \r: a \n next is its end */
     char event[32];
     size_t events; /* events read, for messages */
     /* what was read */
-    sbuf_t text;
+    bursar_buf_t text;
     long tin, tout;
     char finish[32];
     size_t chunks;
@@ -1344,7 +1323,7 @@ emit_delta(chat_stream_t *s, cJSON *delta, const char *finish,
 static int
 emit_content(chat_stream_t *s, const char *text, chat_emit_fn emit, void *ud)
 {
-    sb_add(&s->text, text, strlen(text));
+    bursar_buf_add(&s->text, text, strlen(text));
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "content", text);
     return emit_delta(s, d, NULL, emit, ud);
@@ -1399,7 +1378,7 @@ openai_event(chat_stream_t *s, cJSON *ev, chat_emit_fn emit, void *ud)
             continue; /* n is 1: choice 0 only */
         const char *text = str(get(c, "delta"), "content");
         if (text)
-            sb_add(&s->text, text, strlen(text));
+            bursar_buf_add(&s->text, text, strlen(text));
         const char *fr = str(c, "finish_reason");
         if (fr)
             bursar_copy_str(s->finish, sizeof s->finish, fr);
@@ -1615,8 +1594,8 @@ sse_line(chat_stream_t *s, chat_emit_fn emit, void *ud)
                            "upstream event %zu: over %d bytes", s->events + 1,
                            CHAT_EVENT_MAX);
         if (s->has_data)
-            sb_add(&s->data, "\n", 1);
-        sb_add(&s->data, v, vlen);
+            bursar_buf_add(&s->data, "\n", 1);
+        bursar_buf_add(&s->data, v, vlen);
         s->has_data = 1;
     } else if (flen == 5 && memcmp(l, "event", 5) == 0) {
         size_t k = vlen < sizeof s->event - 1 ? vlen : sizeof s->event - 1;
@@ -1648,7 +1627,7 @@ chat_stream_feed(chat_stream_t *s, const char *p, size_t n, chat_emit_fn emit,
                          s->events + 1, CHAT_EVENT_MAX);
             break;
         }
-        sb_add(&s->line, p + i, j - i);
+        bursar_buf_add(&s->line, p + i, j - i);
         if (j == n)
             break;
         s->after_cr = p[j] == '\r';

@@ -35,17 +35,7 @@ static const wcfg_key_t gw_keys[] = {
     {"controller_timeout_ms", cJSON_Number, 0},
     {"controller_attempts", cJSON_Number, 0},
     {"controller_backoff_max_ms", cJSON_Number, 0},
-    {"provider", cJSON_Object, 1},
-    {"provider.timeout_ms", cJSON_Number, 0},
-    {"provider.connect_timeout_ms", cJSON_Number, 0},
-    {"provider.max_attempts", cJSON_Number, 0},
-    {"provider.backoff_ms", cJSON_Number, 0},
-    {"provider.backoff_max_ms", cJSON_Number, 0},
-    {"provider.retry_after_max_ms", cJSON_Number, 0},
-    {"provider.max_tokens", cJSON_Number, 0},
-    {"curve", cJSON_Object, 1},
-    {"curve.secret_key", cJSON_String, 0},
-    {"curve.server_key", cJSON_String, 0},
+    WCFG_SHARED_KEYS,
 };
 
 /* The numbers' ranges (integers all). */

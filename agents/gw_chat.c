@@ -42,8 +42,8 @@ struct gw_chat {
     int stream_bad; /* the upstream's stream could not be read */
     char stream_err[160];
     /* the streamed reply: SSE bytes not yet given to libmicrohttpd */
-    char *sse;
-    size_t sse_len, sse_off, sse_cap;
+    bursar_buf_t sse;
+    size_t sse_off;
     int stream_end; /* 1: the upstream is done; 2: [DONE] written */
     /* the answer (not streamed) */
     chat_answer_t ans;
@@ -62,21 +62,13 @@ enum { GW_CALL_OK, GW_CALL_FAIL, GW_CALL_GONE };
 
 /* ------------------------------------------------------------ the reply */
 
+/* Appends "a" "b" and the blank line that ends an event. */
 static void
 gw_sse_add(gw_chat_t *c, const char *a, size_t an, const char *b, size_t bn)
 {
-    size_t need = c->sse_len + an + bn + 3;
-    if (need > c->sse_cap) {
-        size_t cap = c->sse_cap ? c->sse_cap * 2 : 4096;
-        while (cap < need)
-            cap *= 2;
-        c->sse = bursar_realloc(c->sse, cap);
-        c->sse_cap = cap;
-    }
-    memcpy(c->sse + c->sse_len, a, an);
-    memcpy(c->sse + c->sse_len + an, b, bn);
-    memcpy(c->sse + c->sse_len + an + bn, "\n\n", 2);
-    c->sse_len += an + bn + 2;
+    bursar_buf_add(&c->sse, a, an);
+    bursar_buf_add(&c->sse, b, bn);
+    bursar_buf_add(&c->sse, "\n\n", 2);
 }
 
 static int
@@ -230,7 +222,7 @@ gw_call_start(gw_chat_t *c)
     prov_call_t call = {body, c->stream ? gw_on_stream : NULL, c};
     prov_result_clear(&c->res);
     c->res_done = c->stream_bad = 0;
-    c->sse_len = c->sse_off = 0;
+    c->sse.len = c->sse_off = 0;
     chat_stream_destroy(&c->cs);
     if (c->stream)
         c->cs = chat_stream_new(c->m.provider, c->m.name, c->want_usage);
@@ -351,15 +343,15 @@ gw_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     gw_chat_t *c = cls;
     for (;;) {
-        if (c->sse_off < c->sse_len) {
-            size_t n = c->sse_len - c->sse_off;
+        if (c->sse_off < c->sse.len) {
+            size_t n = c->sse.len - c->sse_off;
             if (n > max)
                 n = max;
-            memcpy(buf, c->sse + c->sse_off, n);
+            memcpy(buf, c->sse.p + c->sse_off, n);
             c->sse_off += n;
             return (ssize_t)n;
         }
-        c->sse_off = c->sse_len = 0;
+        c->sse_off = c->sse.len = 0;
         if (c->stream_end == 2)
             return MHD_CONTENT_READER_END_OF_STREAM;
         if (c->res_done) {
@@ -697,6 +689,6 @@ gw_chat_finish(gw_chat_t *c, int ok)
     prov_result_clear(&c->res);
     validator_destroy(&c->v_rf);
     cJSON_Delete(c->req);
-    free(c->sse);
+    free(c->sse.p);
     free(c);
 }

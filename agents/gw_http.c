@@ -22,8 +22,7 @@ typedef struct gw_req {
     enum gw_route route;
     char tenant[GW_TENANT_MAX];
     int answered; /* refused from its head */
-    char *body;
-    size_t len, cap;
+    bursar_buf_t body;
     int too_big;
     gw_chat_t *chat;
 } gw_req_t;
@@ -309,7 +308,8 @@ gw_feedback_reply(struct MHD_Connection *conn, int rc, const bursar_t *b,
 static enum MHD_Result
 gw_feedback(gw_t *g, struct MHD_Connection *conn, const gw_req_t *rq)
 {
-    cJSON *o = cJSON_ParseWithLength(rq->body ? rq->body : "", rq->len);
+    cJSON *o =
+        cJSON_ParseWithLength(rq->body.p ? rq->body.p : "", rq->body.len);
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         return gw_reply_error(conn, 400, "invalid_request_error", NULL, NULL,
@@ -470,8 +470,8 @@ gw_dispatch(gw_t *g, struct MHD_Connection *conn, gw_req_t *rq)
         return gw_feedback(g, conn, rq);
     default:
         gw_count(g, &g->st.requests, 1);
-        return gw_chat_serve(g, conn, rq->tenant, rq->body ? rq->body : "",
-                             rq->len, &rq->chat);
+        return gw_chat_serve(g, conn, rq->tenant, rq->body.p ? rq->body.p : "",
+                             rq->body.len, &rq->chat);
     }
 }
 
@@ -481,23 +481,13 @@ gw_body_add(const gw_t *g, gw_req_t *rq, const char *p, size_t n)
 {
     if (rq->too_big)
         return;
-    if (rq->len + n > g->cfg.max_body) {
+    if (rq->body.len + n > g->cfg.max_body) {
         rq->too_big = 1;
-        free(rq->body);
-        rq->body = NULL;
-        rq->len = rq->cap = 0;
+        free(rq->body.p);
+        memset(&rq->body, 0, sizeof rq->body);
         return;
     }
-    if (rq->len + n + 1 > rq->cap) {
-        size_t cap = rq->cap ? rq->cap * 2 : 4096;
-        while (cap < rq->len + n + 1)
-            cap *= 2;
-        rq->body = bursar_realloc(rq->body, cap);
-        rq->cap = cap;
-    }
-    memcpy(rq->body + rq->len, p, n);
-    rq->len += n;
-    rq->body[rq->len] = '\0';
+    bursar_buf_add(&rq->body, p, n);
 }
 
 static enum MHD_Result
@@ -541,7 +531,7 @@ gw_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (rq->chat)
         gw_chat_finish(rq->chat, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
-    free(rq->body);
+    free(rq->body.p);
     free(rq);
     *con_cls = NULL;
 }

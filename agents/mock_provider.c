@@ -162,52 +162,30 @@ send_response(int fd, int status, const char *body, long retry_after,
     return write_all(fd, body, blen);
 }
 
-/* A growing text buffer: the events of a stream are written into one and
- * sent with one send() each. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf_t;
-
 static void
-sbuf_add(sbuf_t *b, const char *s, size_t n)
+sbuf_str(bursar_buf_t *b, const char *s)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = bursar_realloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    bursar_buf_add(b, s, strlen(s));
 }
 
 static void
-sbuf_str(sbuf_t *b, const char *s)
-{
-    sbuf_add(b, s, strlen(s));
-}
-
-static void
-sbuf_long(sbuf_t *b, long v)
+sbuf_long(bursar_buf_t *b, long v)
 {
     char t[32];
-    sbuf_add(b, t, (size_t)snprintf(t, sizeof(t), "%ld", v));
+    bursar_buf_add(b, t, (size_t)snprintf(t, sizeof(t), "%ld", v));
 }
 
 /* n bytes of s as a JSON string, quotes included. */
 static void
-sbuf_json(sbuf_t *b, const char *s, size_t n)
+sbuf_json(bursar_buf_t *b, const char *s, size_t n)
 {
-    sbuf_add(b, "\"", 1);
+    bursar_buf_add(b, "\"", 1);
     size_t run = 0; /* bytes copied as they are */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        sbuf_add(b, s + run, i - run);
+        bursar_buf_add(b, s + run, i - run);
         run = i + 1;
         char e[8];
         if (c == '"' || c == '\\')
@@ -218,8 +196,8 @@ sbuf_json(sbuf_t *b, const char *s, size_t n)
             snprintf(e, sizeof(e), "\\u%04x", c);
         sbuf_str(b, e);
     }
-    sbuf_add(b, s + run, n - run);
-    sbuf_add(b, "\"", 1);
+    bursar_buf_add(b, s + run, n - run);
+    bursar_buf_add(b, "\"", 1);
 }
 
 /* ------------------------------------------------------------ bodies */
@@ -639,8 +617,8 @@ typedef struct mock_stream {
     int usage;         /* usage reported (the script's no_usage unset) */
     long seq, created, tin, tout;
     const char *model;
-    sbuf_t ev;  /* the event being written */
-    sbuf_t out; /* it as one chunk on the wire (after the head) */
+    bursar_buf_t ev;  /* the event being written */
+    bursar_buf_t out; /* it as one chunk on the wire (after the head) */
 } mock_stream_t;
 
 /* Sends the event in st->ev as one chunk, and the end of the body after
@@ -649,7 +627,7 @@ typedef struct mock_stream {
 static int
 stream_send(mock_stream_t *st, int last)
 {
-    sbuf_t *o = &st->out;
+    bursar_buf_t *o = &st->out;
     o->len = 0;
     if (!st->head_sent) {
         sbuf_str(o, "HTTP/1.1 200 OK\r\n"
@@ -661,9 +639,9 @@ stream_send(mock_stream_t *st, int last)
         st->head_sent = 1;
     }
     char size[32];
-    sbuf_add(o, size,
-             (size_t)snprintf(size, sizeof(size), "%zx\r\n", st->ev.len));
-    sbuf_add(o, st->ev.p, st->ev.len);
+    bursar_buf_add(o, size,
+                   (size_t)snprintf(size, sizeof(size), "%zx\r\n", st->ev.len));
+    bursar_buf_add(o, st->ev.p, st->ev.len);
     sbuf_str(o, last ? "\r\n0\r\n\r\n" : "\r\n");
     st->ev.len = 0;
     if (write_all(st->fd, o->p, o->len) == 0)
@@ -673,10 +651,10 @@ stream_send(mock_stream_t *st, int last)
 }
 
 /* An OpenAI chunk up to its "choices" value. */
-static sbuf_t *
+static bursar_buf_t *
 oa_head(mock_stream_t *st)
 {
-    sbuf_t *e = &st->ev;
+    bursar_buf_t *e = &st->ev;
     sbuf_str(e, "data: {\"id\":\"chatcmpl-mock-");
     sbuf_long(e, st->seq);
     sbuf_str(e, "\",\"object\":\"chat.completion.chunk\",\"created\":");
@@ -693,7 +671,7 @@ static int
 oa_chunk(mock_stream_t *st, const char *delta, const char *text, size_t n,
          const char *finish)
 {
-    sbuf_t *e = oa_head(st);
+    bursar_buf_t *e = oa_head(st);
     sbuf_str(e, "[{\"index\":0,\"delta\":");
     if (delta) {
         sbuf_str(e, delta);
@@ -715,7 +693,7 @@ oa_finish(mock_stream_t *st)
     if (oa_chunk(st, "{}", NULL, 0, "\"stop\"") != 0)
         return -1;
     if (st->include_usage && st->usage) {
-        sbuf_t *e = oa_head(st);
+        bursar_buf_t *e = oa_head(st);
         sbuf_str(e, "[],\"usage\":{\"prompt_tokens\":");
         sbuf_long(e, st->tin);
         sbuf_str(e, ",\"completion_tokens\":");
@@ -731,7 +709,7 @@ oa_finish(mock_stream_t *st)
 }
 
 /* An Anthropic event named name, up to its data's JSON. */
-static sbuf_t *
+static bursar_buf_t *
 an_event(mock_stream_t *st, const char *name)
 {
     sbuf_str(&st->ev, "event: ");
@@ -744,7 +722,7 @@ an_event(mock_stream_t *st, const char *name)
 static int
 an_start(mock_stream_t *st)
 {
-    sbuf_t *e = an_event(st, "message_start");
+    bursar_buf_t *e = an_event(st, "message_start");
     sbuf_str(e, "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock_");
     sbuf_long(e, st->seq);
     sbuf_str(e, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
@@ -771,7 +749,7 @@ an_start(mock_stream_t *st)
 static int
 an_piece(mock_stream_t *st, const char *text, size_t n)
 {
-    sbuf_t *e = an_event(st, "content_block_delta");
+    bursar_buf_t *e = an_event(st, "content_block_delta");
     sbuf_str(e, "{\"type\":\"content_block_delta\",\"index\":0,"
                 "\"delta\":{\"type\":\"text_delta\",\"text\":");
     sbuf_json(e, text, n);
@@ -787,7 +765,7 @@ an_finish(mock_stream_t *st)
              "{\"type\":\"content_block_stop\",\"index\":0}\n\n");
     if (stream_send(st, 0) != 0)
         return -1;
-    sbuf_t *e = an_event(st, "message_delta");
+    bursar_buf_t *e = an_event(st, "message_delta");
     sbuf_str(e, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
                 "\"end_turn\",\"stop_sequence\":null}");
     if (st->usage) {

@@ -29,8 +29,7 @@ typedef struct job {
     char *body;
     struct curl_slist *headers;
     CURL *easy;
-    char *resp;
-    size_t resp_len, resp_cap;
+    bursar_buf_t resp; /* the answer's body (not a stream's) */
     int running;       /* in the multi handle */
     double not_before; /* monotonic seconds */
     double started;    /* first attempt */
@@ -220,7 +219,7 @@ job_free(prov_pool_t *self, job_t *j)
     curl_slist_free_all(j->headers);
     free(j->url);
     free(j->body);
-    free(j->resp);
+    free(j->resp.p);
     prov_result_clear(&j->r);
     free(j);
 }
@@ -315,16 +314,7 @@ on_data(char *p, size_t size, size_t nmemb, void *ud)
             j->aborted = 1;
         return k;
     }
-    if (j->resp_len + n + 1 > j->resp_cap) {
-        size_t cap = j->resp_cap ? j->resp_cap : 4096;
-        while (cap < j->resp_len + n + 1)
-            cap *= 2;
-        j->resp = bursar_realloc(j->resp, cap);
-        j->resp_cap = cap;
-    }
-    memcpy(j->resp + j->resp_len, p, n);
-    j->resp_len += n;
-    j->resp[j->resp_len] = '\0';
+    bursar_buf_add(&j->resp, p, n);
     return n;
 }
 
@@ -373,9 +363,9 @@ job_start(prov_pool_t *self, job_t *j)
         curl_easy_setopt(j->easy, CURLOPT_USERAGENT, "bursar-agent/0.1");
         job_restrict(j);
     }
-    j->resp_len = 0;
-    if (j->resp)
-        j->resp[0] = '\0';
+    j->resp.len = 0;
+    if (j->resp.p)
+        j->resp.p[0] = '\0';
     j->status_known = j->stream_2xx = 0;
     j->last_byte = autil_now_mono();
     if (curl_multi_add_handle(self->multi, j->easy) != CURLM_OK)
@@ -562,7 +552,7 @@ parse_ok(job_t *j)
 {
     chat_answer_t a;
     char why[128];
-    if (chat_answer_parse(j->model.provider, j->resp, j->resp_len,
+    if (chat_answer_parse(j->model.provider, j->resp.p, j->resp.len,
                           j->model.name, &a, why, sizeof why) != 0)
         return -1;
     long tin = a.tokens_in, tout = a.tokens_out;
@@ -629,9 +619,8 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
         j->r.ok = 1;
         j->r.tokens_in = j->r.tokens_out = -1;
         if (!j->on_stream) {
-            j->r.output = j->resp ? j->resp : bursar_strdup("");
-            j->resp = NULL;
-            j->resp_len = j->resp_cap = 0;
+            j->r.output = j->resp.p ? j->resp.p : bursar_strdup("");
+            memset(&j->resp, 0, sizeof j->resp);
         }
         return 1;
     } else if (status >= 200 && status < 300) {
@@ -642,7 +631,7 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
                  "malformed response body (http %ld)", status);
         return 1;
     } else {
-        cJSON *root = cJSON_Parse(j->resp ? j->resp : "");
+        cJSON *root = cJSON_Parse(j->resp.p ? j->resp.p : "");
         const char *msg = error_message(root);
         if (status == 429 || status >= 500) {
             retriable = 1;

@@ -25,6 +25,21 @@ typedef struct wcfg_key {
     int members;
 } wcfg_key_t;
 
+/* The keys both programs take: the provider calls' options (read by
+ * wcfg_provider_opts) and the CURVE keys, for their key tables. */
+#define WCFG_SHARED_KEYS                                                       \
+    {"provider", cJSON_Object, 1}, {"provider.timeout_ms", cJSON_Number, 0},   \
+        {"provider.connect_timeout_ms", cJSON_Number, 0},                      \
+        {"provider.max_attempts", cJSON_Number, 0},                            \
+        {"provider.backoff_ms", cJSON_Number, 0},                              \
+        {"provider.backoff_max_ms", cJSON_Number, 0},                          \
+        {"provider.retry_after_max_ms", cJSON_Number, 0},                      \
+        {"provider.max_tokens", cJSON_Number, 0}, {"curve", cJSON_Object, 1},  \
+        {"curve.secret_key", cJSON_String, 0},                                 \
+    {                                                                          \
+        "curve.server_key", cJSON_String, 0                                    \
+    }
+
 /* Checks the members of o (at prefix, "" for the top) against the nk
  * keys. Returns 0, or -1 with "PATH: what is wrong" in err. */
 int wcfg_check_keys(const cJSON *o, const char *prefix, const wcfg_key_t *keys,

@@ -84,6 +84,22 @@ bursar_calloc(size_t n, size_t size)
     return p;
 }
 
+void
+bursar_buf_add(bursar_buf_t *b, const void *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->p = bursar_realloc(b->p, cap);
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
 void *
 bursar_realloc(void *p, size_t n)
 {

@@ -62,6 +62,14 @@ void *bursar_calloc(size_t n, size_t size);    /* zeroed, never NULL */
 void *bursar_realloc(void *p, size_t n);       /* never NULL */
 char *bursar_strdup(const char *s);            /* copy of s */
 char *bursar_strndup(const char *s, size_t n); /* n bytes + NUL */
+
+/* A growing byte buffer, kept NUL-terminated ({0} is empty; free p with
+ * free()). bursar_buf_add appends n bytes of s; it never fails. */
+typedef struct bursar_buf {
+    char *p;
+    size_t len, cap;
+} bursar_buf_t;
+void bursar_buf_add(bursar_buf_t *b, const void *s, size_t n);
 /* printf into a new string (caller frees). */
 char *bursar_sprintf(const char *fmt, ...)
 #if defined(__GNUC__)
