@@ -209,14 +209,16 @@ gw_feedback_parse(const cJSON *o, bursar_decision_t *d, bursar_feedback_t *fb,
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "decision_id");
     *param = "decision_id";
+    if (cJSON_IsString(id) && strncmp(id->valuestring, "local-", 6) == 0) {
+        snprintf(err, cap,
+                 "decision_id: a local decision (made by the "
+                 "gateway itself) takes no later feedback");
+        return -1;
+    }
     if (!cJSON_IsString(id) || !proto_token_valid(id->valuestring)) {
-        snprintf(
-            err, cap,
-            strncmp(cJSON_IsString(id) ? id->valuestring : "", "local-", 6) == 0
-                ? "decision_id: a local decision (made while the "
-                  "controller was away) takes no later feedback"
-                : "decision_id: must be a decision id "
-                  "(x-bursar-decision-id)");
+        snprintf(err, cap,
+                 "decision_id: must be a decision id "
+                 "(x-bursar-decision-id)");
         return -1;
     }
     memset(d, 0, sizeof *d);
