@@ -29,9 +29,18 @@
  *              "usage":{"in":N,"out":M},"no_usage":false,
  *              "latency_ms":0,"retry_after":S,"hang":false,
  *              "malformed":false,"error_message":"...",
- *              "chunks":4,"chunk_ms":0,"stream_cut_after":K}
+ *              "chunks":4,"chunk_ms":0,"stream_cut_after":K,
+ *              "stall_after":K,"stall_ms":60000,
+ *              "tool_calls":[{"name":"f","arguments":"{...}"}]}
  * Models are matched on the request body's "model". A request with
  * "stream": true is answered with a stream when its status is 200.
+ * "tool_calls" (not streamed answers) makes the answer a call of tools:
+ * OpenAI's message.tool_calls (ids call_mock_N_I, type "function",
+ * arguments as given) with finish_reason "tool_calls" and content null,
+ * Anthropic's tool_use blocks (ids toolu_mock_N_I, input the arguments
+ * parsed) with stop_reason "tool_use"; a "content" (or "echo") set too
+ * comes first as text. "stall_after" (streams) holds the stream for
+ * "stall_ms" after K pieces, sending nothing: a provider that stalls.
  */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include <arpa/inet.h>
@@ -247,51 +256,144 @@ approx_tokens(const char *s)
     return (long)strlen(s) / 4 + 1;
 }
 
-static char *
-ok_body(fmt_t fmt, const char *model, const char *content, long tin, long tout,
-        int no_usage, long seq)
+/* The script's tool calls as Anthropic tool_use blocks appended to
+ * content (input: the arguments parsed, {} when they are not a JSON
+ * object). */
+static void
+an_tool_blocks(cJSON *content, const cJSON *calls, long seq)
 {
-    cJSON *b = cJSON_CreateObject();
-    char id[64];
-    if (fmt == FMT_ANTHROPIC) {
-        snprintf(id, sizeof(id), "msg_mock_%ld", seq);
+    int i = 0;
+    const cJSON *tc;
+    cJSON_ArrayForEach(tc, calls)
+    {
+        char id[64];
+        snprintf(id, sizeof(id), "toolu_mock_%ld_%d", seq, i++);
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(tc, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(tc, "arguments");
+        cJSON *in = cJSON_IsString(args)   ? cJSON_Parse(args->valuestring)
+                    : cJSON_IsObject(args) ? cJSON_Duplicate(args, 1)
+                                           : NULL;
+        if (!cJSON_IsObject(in)) {
+            cJSON_Delete(in);
+            in = cJSON_CreateObject();
+        }
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "type", "tool_use");
         cJSON_AddStringToObject(b, "id", id);
-        cJSON_AddStringToObject(b, "type", "message");
-        cJSON_AddStringToObject(b, "role", "assistant");
-        cJSON_AddStringToObject(b, "model", model);
-        cJSON *c = cJSON_AddArrayToObject(b, "content");
+        cJSON_AddStringToObject(b, "name",
+                                cJSON_IsString(nm) ? nm->valuestring : "tool");
+        cJSON_AddItemToObject(b, "input", in);
+        cJSON_AddItemToArray(content, b);
+    }
+}
+
+/* The script's tool calls as OpenAI's message.tool_calls (arguments: the
+ * script's string, or its object printed). */
+static void
+oa_tool_calls(cJSON *msg, const cJSON *calls, long seq)
+{
+    cJSON *arr = cJSON_AddArrayToObject(msg, "tool_calls");
+    int i = 0;
+    const cJSON *tc;
+    cJSON_ArrayForEach(tc, calls)
+    {
+        char id[64];
+        snprintf(id, sizeof(id), "call_mock_%ld_%d", seq, i++);
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(tc, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(tc, "arguments");
+        char *printed =
+            cJSON_IsString(args) || !args ? NULL : cJSON_PrintUnformatted(args);
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "id", id);
+        cJSON_AddStringToObject(c, "type", "function");
+        cJSON *f = cJSON_AddObjectToObject(c, "function");
+        cJSON_AddStringToObject(f, "name",
+                                cJSON_IsString(nm) ? nm->valuestring : "tool");
+        cJSON_AddStringToObject(f, "arguments",
+                                printed                ? printed
+                                : cJSON_IsString(args) ? args->valuestring
+                                                       : "{}");
+        free(printed);
+        cJSON_AddItemToArray(arr, c);
+    }
+}
+
+/* What a scripted 200 answers: its text (NULL: none, a tool call only),
+ * its tool calls (NULL: none), the tokens. */
+typedef struct mock_ans {
+    const char *content;
+    const cJSON *tool_calls;
+    long tin, tout;
+    int no_usage;
+} mock_ans_t;
+
+static void
+ok_body_anthropic(cJSON *b, const char *model, const mock_ans_t *a, long seq)
+{
+    char id[64];
+    snprintf(id, sizeof(id), "msg_mock_%ld", seq);
+    cJSON_AddStringToObject(b, "id", id);
+    cJSON_AddStringToObject(b, "type", "message");
+    cJSON_AddStringToObject(b, "role", "assistant");
+    cJSON_AddStringToObject(b, "model", model);
+    cJSON *c = cJSON_AddArrayToObject(b, "content");
+    if (a->content) {
         cJSON *t = cJSON_CreateObject();
         cJSON_AddStringToObject(t, "type", "text");
-        cJSON_AddStringToObject(t, "text", content);
+        cJSON_AddStringToObject(t, "text", a->content);
         cJSON_AddItemToArray(c, t);
-        cJSON_AddStringToObject(b, "stop_reason", "end_turn");
-        cJSON_AddNullToObject(b, "stop_sequence");
-        if (!no_usage) {
-            cJSON *u = cJSON_AddObjectToObject(b, "usage");
-            cJSON_AddNumberToObject(u, "input_tokens", (double)tin);
-            cJSON_AddNumberToObject(u, "output_tokens", (double)tout);
-        }
-    } else {
-        snprintf(id, sizeof(id), "chatcmpl-mock-%ld", seq);
-        cJSON_AddStringToObject(b, "id", id);
-        cJSON_AddStringToObject(b, "object", "chat.completion");
-        cJSON_AddNumberToObject(b, "created", (double)time(NULL));
-        cJSON_AddStringToObject(b, "model", model);
-        cJSON *ch = cJSON_AddArrayToObject(b, "choices");
-        cJSON *c0 = cJSON_CreateObject();
-        cJSON_AddNumberToObject(c0, "index", 0);
-        cJSON *m = cJSON_AddObjectToObject(c0, "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", content);
-        cJSON_AddStringToObject(c0, "finish_reason", "stop");
-        cJSON_AddItemToArray(ch, c0);
-        if (!no_usage) {
-            cJSON *u = cJSON_AddObjectToObject(b, "usage");
-            cJSON_AddNumberToObject(u, "prompt_tokens", (double)tin);
-            cJSON_AddNumberToObject(u, "completion_tokens", (double)tout);
-            cJSON_AddNumberToObject(u, "total_tokens", (double)(tin + tout));
-        }
     }
+    if (a->tool_calls)
+        an_tool_blocks(c, a->tool_calls, seq);
+    cJSON_AddStringToObject(b, "stop_reason",
+                            a->tool_calls ? "tool_use" : "end_turn");
+    cJSON_AddNullToObject(b, "stop_sequence");
+    if (!a->no_usage) {
+        cJSON *u = cJSON_AddObjectToObject(b, "usage");
+        cJSON_AddNumberToObject(u, "input_tokens", (double)a->tin);
+        cJSON_AddNumberToObject(u, "output_tokens", (double)a->tout);
+    }
+}
+
+static void
+ok_body_openai(cJSON *b, const char *model, const mock_ans_t *a, long seq)
+{
+    char id[64];
+    snprintf(id, sizeof(id), "chatcmpl-mock-%ld", seq);
+    cJSON_AddStringToObject(b, "id", id);
+    cJSON_AddStringToObject(b, "object", "chat.completion");
+    cJSON_AddNumberToObject(b, "created", (double)time(NULL));
+    cJSON_AddStringToObject(b, "model", model);
+    cJSON *ch = cJSON_AddArrayToObject(b, "choices");
+    cJSON *c0 = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c0, "index", 0);
+    cJSON *m = cJSON_AddObjectToObject(c0, "message");
+    cJSON_AddStringToObject(m, "role", "assistant");
+    if (a->content)
+        cJSON_AddStringToObject(m, "content", a->content);
+    else
+        cJSON_AddNullToObject(m, "content");
+    if (a->tool_calls)
+        oa_tool_calls(m, a->tool_calls, seq);
+    cJSON_AddStringToObject(c0, "finish_reason",
+                            a->tool_calls ? "tool_calls" : "stop");
+    cJSON_AddItemToArray(ch, c0);
+    if (!a->no_usage) {
+        cJSON *u = cJSON_AddObjectToObject(b, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", (double)a->tin);
+        cJSON_AddNumberToObject(u, "completion_tokens", (double)a->tout);
+        cJSON_AddNumberToObject(u, "total_tokens", (double)(a->tin + a->tout));
+    }
+}
+
+static char *
+ok_body(fmt_t fmt, const char *model, const mock_ans_t *a, long seq)
+{
+    cJSON *b = cJSON_CreateObject();
+    if (fmt == FMT_ANTHROPIC)
+        ok_body_anthropic(b, model, a, seq);
+    else
+        ok_body_openai(b, model, a, seq);
     char *s = cJSON_PrintUnformatted(b);
     cJSON_Delete(b);
     return s;
@@ -594,15 +696,23 @@ mock_tokens(const cJSON *resp, const cJSON *body, const char *content,
     *tout = num_or(u, "out", approx_tokens(content));
 }
 
-/* The body of a scripted 200: the content (or the echo), the usage. */
+/* The body of a scripted 200: the content (or the echo), the tool calls
+ * (then no text unless "content" or "echo" is set), the usage. */
 static char *
 mock_ok_answer(const cJSON *resp, const cJSON *body, const char *model,
                fmt_t fmt, long seq)
 {
-    const char *content = mock_content(resp, body);
-    long tin, tout;
-    mock_tokens(resp, body, content, &tin, &tout);
-    return ok_body(fmt, model, content, tin, tout, flag(resp, "no_usage"), seq);
+    mock_ans_t a = {.content = mock_content(resp, body)};
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(resp, "tool_calls");
+    if (cJSON_IsArray(tc) && cJSON_GetArraySize(tc) > 0) {
+        a.tool_calls = tc;
+        if (!flag(resp, "echo") &&
+            !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(resp, "content")))
+            a.content = NULL;
+    }
+    mock_tokens(resp, body, a.content ? a.content : "", &a.tin, &a.tout);
+    a.no_usage = flag(resp, "no_usage");
+    return ok_body(fmt, model, &a, seq);
 }
 
 /* ------------------------------------------------------------- streams */
@@ -820,9 +930,9 @@ mock_stream_malformed(mock_stream_t *st)
 }
 
 /* Answers a scripted 200 to a request with "stream": true: the content in
- * "chunks" pieces, "chunk_ms" apart, the stream cut (the connection
- * closed) after "stream_cut_after" of them. Returns -1 to close the
- * connection. */
+ * "chunks" pieces, "chunk_ms" apart, held "stall_ms" after "stall_after"
+ * of them, the stream cut (the connection closed) after
+ * "stream_cut_after" of them. Returns -1 to close the connection. */
 static int
 mock_stream(int fd, const cJSON *resp, const cJSON *body, const char *model,
             fmt_t fmt, int keep, long seq)
@@ -845,6 +955,7 @@ mock_stream(int fd, const cJSON *resp, const cJSON *body, const char *model,
         size_t n = mock_split(content, num_or(resp, "chunks", 4), &offs);
         long cut = num_or(resp, "stream_cut_after", -1);
         long gap = num_or(resp, "chunk_ms", 0);
+        long stall = num_or(resp, "stall_after", -1);
         rc = fmt == FMT_ANTHROPIC
                  ? an_start(&st)
                  : oa_chunk(&st, "{\"role\":\"assistant\",\"content\":\"\"}",
@@ -857,6 +968,8 @@ mock_stream(int fd, const cJSON *resp, const cJSON *body, const char *model,
             if (rc == 0)
                 rc = fmt == FMT_ANTHROPIC ? an_piece(&st, p, len)
                                           : oa_chunk(&st, NULL, p, len, NULL);
+            if (rc == 0 && (long)i + 1 == stall) /* an upstream that stalls */
+                rc = mock_wait(fd, num_or(resp, "stall_ms", 60000));
         }
         if (rc == 0) /* cut: the end never comes */
             rc = cut >= 0               ? -1

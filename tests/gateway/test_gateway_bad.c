@@ -6,9 +6,11 @@
  * error body ({"error":{"message","type","param","code"}}, the message
  * naming the field): malformed JSON, wrong types, an unknown bucket, a
  * body over limits.max_body_bytes, a missing or wrong key, a wrong
- * method, an unknown path; a client that leaves in the middle of a
- * stream, or while the gateway waits for a slow answer (the mock sees the
- * upstream call cancelled). After all of it the gateway still answers
+ * method, an unknown path; a request refused for its head (key, route,
+ * method, size) answered before its body is sent, two Content-Length
+ * headers refused (400 bad_framing); a client that leaves in the middle
+ * of a stream, or while the gateway waits for a slow answer (the mock
+ * sees the upstream call cancelled). After all of it the gateway still answers
  * /healthz and a good request, and SIGTERM ends it with status 0 (under
  * the sanitizer build LeakSanitizer makes a leak a non-zero exit). The
  * tests run in order and share the daemons.
@@ -39,7 +41,8 @@
 #include "tests/agents/util.h"
 #include "tests/harness.h"
 
-#define GW_MAX_BODY   4096 /* the gateway's limits.max_body_bytes */
+#define GW_MAX_BODY   1048576 /* the gateway's limits.max_body_bytes */
+#define GW_BIG_BODY   1000000 /* announced, under the limit, never sent */
 #define GW_KEY_ENV    "BURSAR_GW_BAD_PROVIDER_KEY"
 #define GW_PROV_KEY   "bad-test-provider-key"
 #define GW_CONTENT    "Hello from the mock."
@@ -173,10 +176,25 @@ dechunk(char *s)
     return (size_t)(out - s);
 }
 
+/* 1 when buf[0..n) holds a whole response with a Content-Length. */
+static int
+response_complete(const char *buf, size_t n)
+{
+    const char *sep = strstr(buf, "\r\n\r\n");
+    if (!sep)
+        return 0;
+    size_t hl = (size_t)(sep - buf) + 4;
+    for (const char *h = buf; (h = strstr(h, "\r\n")) && h < sep; h += 2)
+        if (strncasecmp(h + 2, "Content-Length:", 15) == 0)
+            return n >= hl + strtoul(h + 17, NULL, 10);
+    return 0;
+}
+
 /* Reads the response until the peer closes (requests say Connection:
- * close) and splits it. */
+ * close), or when complete is set until it has come whole (a
+ * Content-Length), and splits it. */
 static void
-read_response(int fd, resp_t *r)
+read_response_until(int fd, resp_t *r, int complete)
 {
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap);
@@ -192,6 +210,9 @@ read_response(int fd, resp_t *r)
         if (got <= 0)
             break;
         n += (size_t)got;
+        buf[n] = '\0';
+        if (complete && response_complete(buf, n))
+            break;
     }
     buf[n] = '\0';
     memset(r, 0, sizeof *r);
@@ -208,6 +229,12 @@ read_response(int fd, resp_t *r)
             strstr(h + 20, "chunked") != NULL)
             dechunk(r->body);
     r->json = cJSON_Parse(r->body);
+}
+
+static void
+read_response(int fd, resp_t *r)
+{
+    read_response_until(fd, r, 0);
 }
 
 /* One request on a fresh connection. auth: the whole Authorization
@@ -500,6 +527,20 @@ test_unknown_bucket_and_model(void **state)
              "\"user\",\"content\":\"hi\"}]}");
     expect_param(&r, 404, "not_found_error", "no-such-model", "model");
     resp_free(&r);
+    /* a bucket name of characters no bucket has: refused by the gateway */
+    const char *odd[] = {"bursar/two words", "bursar/semi;colon",
+                         "bursar/\\u00e9t\\u00e9", "bursar/new\\nline"};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\","
+                 "\"content\":\"hi\"}]}",
+                 odd[i]);
+        print_message("%s\n", body);
+        chat(&r, body);
+        expect_param(&r, 404, "not_found_error", "A-Z a-z 0-9", "model");
+        resp_free(&r);
+    }
 }
 
 static void
@@ -507,7 +548,7 @@ test_body_over_limit(void **state)
 {
     (void)state;
     /* valid JSON, one byte over the limit and well over it */
-    size_t sizes[] = {GW_MAX_BODY + 1, 4 * GW_MAX_BODY};
+    size_t sizes[] = {GW_MAX_BODY + 1, 2 * GW_MAX_BODY};
     for (size_t k = 0; k < 2; k++) {
         size_t n = sizes[k];
         char *body = malloc(n + 1);
@@ -593,6 +634,110 @@ test_wrong_method_and_path(void **state)
     http_do(&r, g.gw_port, "GET", "/no/such/path", bearer, NULL, 0, NULL);
     expect_error(&r, 404, "not_found_error", NULL);
     resp_free(&r);
+}
+
+#define GW_HEAD_DEADLINE 3 /* seconds an answer to a head may take */
+
+/* Sends a request's head only (head: the request line and the header
+ * lines, without the empty line), never its body, and reads the answer,
+ * which must come whole within GW_HEAD_DEADLINE seconds. */
+static void
+head_only(resp_t *r, const char *head)
+{
+    char buf[2048];
+    int n = snprintf(buf, sizeof buf, "%s\r\n", head);
+    int fd = http_connect(g.gw_port);
+    struct timeval tv = {GW_HEAD_DEADLINE, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    double t0 = tu_now();
+    send_all(fd, buf, (size_t)n);
+    char peek;
+    ssize_t got = recv(fd, &peek, 1, MSG_PEEK);
+    if (got <= 0)
+        fail_msg("no answer within %d s to a head whose body never comes "
+                 "(the gateway waits for the body?): %s",
+                 GW_HEAD_DEADLINE, head);
+    read_response_until(fd, r, 1);
+    close(fd);
+    print_message("answered %d after %.3f s: %s\n", r->status, tu_now() - t0,
+                  head);
+    assert_true(tu_now() - t0 < GW_HEAD_DEADLINE);
+}
+
+/* A request refused for its head is answered before its body is read: an
+ * unknown client cannot make the gateway wait for (and hold) a body. The
+ * bodies announced are under limits.max_body_bytes and never sent. */
+static void
+test_head_checked_before_body(void **state)
+{
+    (void)state;
+    char head[1024], wrong[160];
+    snprintf(wrong, sizeof wrong, "Bearer bsk-%043d", 0);
+    /* the method, the path, the Authorization header (NULL: none), the
+     * status and error type expected */
+    const struct {
+        const char *method, *path, *auth;
+        int status;
+        const char *type;
+    } cases[] = {
+        {"POST", "/v1/chat/completions", NULL, 401, "authentication_error"},
+        {"POST", "/v1/chat/completions", wrong, 401, "authentication_error"},
+        {"POST", "/v1/feedback", NULL, 401, "authentication_error"},
+        {"POST", "/v1/no-such-route", bearer, 404, "not_found_error"},
+        {"PUT", "/v1/chat/completions", bearer, 405, "invalid_request_error"},
+    };
+    assert_true(GW_BIG_BODY < GW_MAX_BODY);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int n =
+            snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                     "Content-Type: application/json\r\n"
+                     "Content-Length: %d\r\n",
+                     cases[i].method, cases[i].path, g.gw_port, GW_BIG_BODY);
+        if (cases[i].auth)
+            snprintf(head + n, sizeof head - (size_t)n, "Authorization: %s\r\n",
+                     cases[i].auth);
+        resp_t r;
+        head_only(&r, head);
+        expect_error(&r, cases[i].status, cases[i].type, NULL);
+        resp_free(&r);
+    }
+    /* over the limit, with the key: 413 from the head as well */
+    snprintf(head, sizeof head,
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+             "Authorization: %s\r\nContent-Type: application/json\r\n"
+             "Content-Length: %d\r\n",
+             g.gw_port, bearer, GW_MAX_BODY + 1);
+    resp_t r;
+    head_only(&r, head);
+    expect_error(&r, 413, "invalid_request_error", "limits.max_body_bytes");
+    resp_free(&r);
+}
+
+/* Two Content-Length headers (equal or not) are refused: 400
+ * bad_framing, the body not read. */
+static void
+test_two_content_lengths(void **state)
+{
+    (void)state;
+    const char *body = "{\"model\":\"bursar/general\",\"messages\":[{\"role\":"
+                       "\"user\",\"content\":\"framed twice\"}]}";
+    size_t len = strlen(body);
+    size_t second[] = {len, len + 10};
+    for (size_t i = 0; i < 2; i++) {
+        char extra[128];
+        snprintf(extra, sizeof extra, "Content-Length: %zu\r\n", second[i]);
+        resp_t r;
+        print_message("Content-Length: %zu and %zu\n", len, second[i]);
+        http_do(&r, g.gw_port, "POST", "/v1/chat/completions", bearer, body,
+                len, extra);
+        expect_error(&r, 400, "invalid_request_error", "Content-Length");
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(r.json, "error"), "code");
+        assert_true(cJSON_IsString(code));
+        assert_string_equal(code->valuestring, "bad_framing");
+        resp_free(&r);
+    }
 }
 
 /* The mock's count of responses its clients left unfinished. */
@@ -759,6 +904,8 @@ main(void)
         cmocka_unit_test(test_body_over_limit),
         cmocka_unit_test(test_missing_and_wrong_key),
         cmocka_unit_test(test_wrong_method_and_path),
+        cmocka_unit_test(test_head_checked_before_body),
+        cmocka_unit_test(test_two_content_lengths),
         cmocka_unit_test(test_client_leaves_mid_stream),
         cmocka_unit_test(test_client_leaves_while_waiting),
         cmocka_unit_test(test_still_serving_then_clean_exit),
