@@ -128,6 +128,7 @@ typedef struct gw {
     bursar_model_t *models; /* merged with the controller's (wcfg_merge) */
     size_t n_models;
     int have_ctl_models; /* models came from the controller */
+    int ctl_down;        /* the last decision was local (gw_ctl_seen) */
     gw_stats_t st;
     struct gw_reporters *rep; /* gw_report.c */
     struct MHD_Daemon *mhd;
@@ -149,6 +150,10 @@ void gw_kit_put(gw_t *g, gw_kit_t *k);
  * configuration alone (the controller was away at start), they are merged
  * with the controller's now, once. */
 void gw_models_refresh(gw_t *g, gw_kit_t *k);
+
+/* A decision was made by the controller (up 1) or locally (0): a change
+ * is logged. */
+void gw_ctl_seen(gw_t *g, int up);
 
 /* The configured fallbacks, each a model the gateway knows. Returns 0,
  * or -1 with "fallbacks.B: ..." in err. */

@@ -227,6 +227,14 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
         return -1;
     }
     c->controller = wcfg_str(r, "controller");
+    if (c->controller && strncmp(c->controller, "tcp://", 6) != 0 &&
+        strncmp(c->controller, "ipc://", 6) != 0) {
+        snprintf(err, cap,
+                 "controller: must be a ZeroMQ endpoint, tcp://HOST:PORT or "
+                 "ipc://PATH, got \"%.80s\"",
+                 c->controller);
+        return -1;
+    }
     if (!c->controller || !*c->controller) {
         snprintf(err, cap,
                  "controller: required (e.g. \"tcp://127.0.0.1:7878\")");
@@ -276,7 +284,8 @@ gw_cfg_parts(gw_cfg_t *c, char *err, size_t cap)
     char why[256];
     if (route_parse(cJSON_GetObjectItemCaseSensitive(c->root, "routing"),
                     &c->route, why, sizeof why) != 0) {
-        snprintf(err, cap, "routing: %s", why);
+        snprintf(err, cap, "%s%s",
+                 strncmp(why, "routing", 7) ? "routing: " : "", why);
         return -1;
     }
     if (gw_cfg_validators(c, err, cap) != 0 || gw_cfg_keys(c, err, cap) != 0)
@@ -301,9 +310,17 @@ gw_cfg_load(gw_cfg_t *c, const char *path, char *err, size_t cap)
     const char *end = NULL;
     c->root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
     if (!cJSON_IsObject(c->root)) {
-        snprintf(err, cap, "not a JSON object (%s at byte %ld)",
-                 c->root ? "another value" : "malformed",
-                 end ? (long)(end - s) : 0L);
+        long line = 1, col = 1;
+        for (const char *q = s; end && q < end && *q; q++, col++)
+            if (*q == '\n') {
+                line++;
+                col = 0;
+            }
+        if (c->root)
+            snprintf(err, cap, "must be a JSON object");
+        else
+            snprintf(err, cap, "malformed JSON at line %ld, column %ld", line,
+                     col);
         free(s);
         return -1;
     }

@@ -55,10 +55,14 @@ struct gw_chat {
     char served[BURSAR_NAME_MAX];
     /* failures, for the error when every model failed */
     int n_fail, n_timeout, n_refused; /* refused: an upstream 4xx */
+    int n_limited, n_config; /* an upstream 429; the gateway's own setup */
     char last_error[BURSAR_NAME_MAX + 320];
 };
 
 enum { GW_CALL_OK, GW_CALL_FAIL, GW_CALL_GONE };
+
+/* gw_decide: a local decision for a bucket the controller did not list */
+#define GW_UNKNOWN_BUCKET 1000
 
 /* ------------------------------------------------------------ the reply */
 
@@ -192,6 +196,10 @@ gw_fail(gw_chat_t *c, const char *model, const char *kind, const char *what)
     c->n_fail++;
     c->n_timeout += strcmp(kind, "timeout") == 0;
     c->n_refused += strcmp(kind, "http_error") == 0;
+    c->n_limited += strcmp(kind, "rate_limited") == 0;
+    c->n_config += strcmp(kind, "no_key") == 0 ||
+                   strcmp(kind, "refused_url") == 0 ||
+                   strcmp(kind, "config") == 0;
     snprintf(c->last_error, sizeof c->last_error, "%s: %s", model, what);
 }
 
@@ -244,9 +252,12 @@ gw_call_failed(gw_chat_t *c)
     prov_result_t r = c->res;
     bursar_copy_str(r.error, sizeof r.error, what);
     /* a 4xx other than 429 is about the request (too long for this
-     * model's context, a parameter it lacks), not the provider's health:
-     * the next model may take it, and no provider_error is reported */
-    if (strcmp(r.error_kind, "http_error") != 0)
+     * model's context, a parameter it lacks), and a missing key or a
+     * refused URL about the gateway's setup: not the provider's health.
+     * The next model may serve, and no provider_error is reported. */
+    if (strcmp(r.error_kind, "http_error") != 0 &&
+        strcmp(r.error_kind, "no_key") != 0 &&
+        strcmp(r.error_kind, "refused_url") != 0)
         gw_report_error(c, c->m.name, &r);
     gw_count(c->g, &c->g->st.fallbacks, 1);
     return GW_CALL_FAIL;
@@ -396,9 +407,24 @@ gw_decide_error(gw_chat_t *c, int rc)
         const char *type;
         char code[64];
         unsigned st = gw_ctl_status(err, &type, code, sizeof code);
-        return gw_reply_error(c->conn, st, type, st == 404 ? "model" : NULL,
-                              code, "%s", gw_ctl_message(err));
+        if (strcmp(code, "unknown_bucket") == 0)
+            return gw_reply_error(
+                c->conn, 404, type, "model", code,
+                "unknown bucket \"%s\" (model \"%.100s\"): the controller "
+                "serves no such bucket (GET /v1/models lists them)",
+                c->bucket,
+                cJSON_GetObjectItemCaseSensitive(c->req, "model")->valuestring);
+        return gw_reply_error(c->conn, st, type, NULL, code, "%s",
+                              gw_ctl_message(err));
     }
+    if (rc ==
+        GW_UNKNOWN_BUCKET) /* local: a bucket the controller did not list */
+        return gw_reply_error(c->conn, 404, "not_found_error", "model",
+                              "unknown_bucket",
+                              "unknown bucket \"%s\": the controller is "
+                              "away, and its last list of buckets has no "
+                              "such bucket",
+                              c->bucket);
     if (rc == BURSAR_EUNREACHABLE)
         return gw_reply_error(c->conn, 503, "api_error", NULL,
                               "controller_unreachable",
@@ -428,8 +454,12 @@ gw_decide(gw_chat_t *c)
     int rc = c->have_d
                  ? bursar_escalate(b, &c->d, c->tried_p, c->n_tried, &c->d)
                  : bursar_choose(b, c->bucket, NULL, 0, &c->d);
-    if (rc == BURSAR_OK || rc == BURSAR_LOCAL)
+    if (rc == BURSAR_LOCAL && bursar_bucket_allows(b, c->bucket, "") == -1)
+        return GW_UNKNOWN_BUCKET; /* a mistyped bucket is not served */
+    if (rc == BURSAR_OK || rc == BURSAR_LOCAL) {
         c->have_d = 1;
+        gw_ctl_seen(c->g, rc == BURSAR_OK);
+    }
     if (rc == BURSAR_OK)
         gw_models_refresh(c->g, c->kit);
     return rc;
@@ -463,6 +493,22 @@ gw_all_failed(gw_chat_t *c)
 {
     int timeouts = c->n_fail > 0 && c->n_timeout == c->n_fail;
     gw_count(c->g, &c->g->st.errors, 1);
+    fprintf(stderr,
+            "bursar-gateway: bucket %s: every model failed (%d); the "
+            "last: %s\n",
+            c->bucket, c->n_fail, c->last_error);
+    if (c->n_fail > 0 && c->n_config == c->n_fail)
+        return gw_reply_error(c->conn, 500, "api_error", NULL,
+                              "gateway_misconfigured",
+                              "the gateway cannot call any model of this "
+                              "request (its configuration: %s)",
+                              c->last_error);
+    if (c->n_fail > 0 && c->n_limited == c->n_fail)
+        return gw_reply_error(c->conn, 429, "rate_limit_error", NULL,
+                              "upstream_rate_limited",
+                              "every model tried is rate-limited (%d); the "
+                              "last: %s",
+                              c->n_fail, c->last_error);
     if (c->n_fail > 0 && c->n_refused == c->n_fail) /* the request's fault */
         return gw_reply_error(c->conn, 400, "invalid_request_error", NULL,
                               "upstream_refused",
@@ -630,6 +676,14 @@ gw_read(gw_chat_t *c, const char *body, size_t len, enum MHD_Result *out)
     const char *oc = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND,
                                                  "x-bursar-outcome");
     c->client_outcome = oc && strcmp(oc, "client") == 0;
+    if (oc && !c->client_outcome && strcmp(oc, "gateway") != 0) {
+        *out = gw_reply_error(c->conn, 400, "invalid_request_error", NULL,
+                              "invalid_value",
+                              "header x-bursar-outcome: must be \"client\" "
+                              "or \"gateway\", not \"%.40s\"",
+                              oc);
+        return -1;
+    }
     if (gw_target(c, out) != 0)
         return -1;
     c->v_bucket = gw_cfg_validator(&c->g->cfg, c->bucket);

@@ -128,6 +128,50 @@ gw_note_default(void *ud, const bursar_model_t *m)
                 m->name, m->base_url, m->api_key_env);
 }
 
+/* A bucket the configuration names (at path) that the controller does
+ * not serve: a warning (it may create buckets on demand). */
+static void
+gw_warn_bucket(const gw_t *g, gw_kit_t *k, const char *path, const char *b)
+{
+    if (b && strcmp(b, "*") != 0 &&
+        bursar_bucket_allows(k->client, b, "") == -1)
+        fprintf(stderr,
+                "bursar-gateway: %s: %s: the controller serves no bucket "
+                "\"%s\" (requests routed there get 404)\n",
+                g->cfg.path, path, b);
+}
+
+/* The buckets of routing, validators and fallbacks against the
+ * controller's. */
+static void
+gw_warn_buckets(const gw_t *g, gw_kit_t *k)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(g->cfg.root, "routing");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "default");
+    char path[96];
+    gw_warn_bucket(g, k,
+                   r ? "routing.default"
+                     : "routing (absent: bucket "
+                       "\"default\")",
+                   cJSON_IsString(d) ? d->valuestring : "default");
+    const cJSON *it;
+    int i = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(r, "rules"))
+    {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(it, "bucket");
+        snprintf(path, sizeof path, "routing.rules[%d].bucket", i++);
+        gw_warn_bucket(g, k, path, cJSON_IsString(b) ? b->valuestring : NULL);
+    }
+    const char *parts[] = {"validators", "fallbacks"};
+    for (size_t p = 0; p < 2; p++)
+        cJSON_ArrayForEach(
+            it, cJSON_GetObjectItemCaseSensitive(g->cfg.root, parts[p]))
+        {
+            snprintf(path, sizeof path, "%s.%.60s", parts[p], it->string);
+            gw_warn_bucket(g, k, path, it->string);
+        }
+}
+
 /* The models: the controller's merged with the own table (its prices are
  * the budget's), or the table alone when it is away. */
 static void
@@ -144,7 +188,25 @@ gw_models_load(gw_t *g, gw_kit_t *k)
     g->models = wcfg_merge(g->cfg.own, g->cfg.n_own, ctl, n_ctl, &g->n_models,
                            gw_note_default, g);
     g->have_ctl_models = rc == BURSAR_OK;
+    g->ctl_down = rc != BURSAR_OK;
     bursar_models_free(&ctl);
+    if (rc == BURSAR_OK)
+        gw_warn_buckets(g, k);
+}
+
+void
+gw_ctl_seen(gw_t *g, int up)
+{
+    pthread_mutex_lock(&g->lock);
+    int was = g->ctl_down;
+    g->ctl_down = !up;
+    pthread_mutex_unlock(&g->lock);
+    if (was != !up)
+        fprintf(stderr,
+                up ? "bursar-gateway: the controller answers again\n"
+                   : "bursar-gateway: the controller %s does not answer: "
+                     "local decisions, outcomes spooled\n",
+                g->cfg.controller);
 }
 
 void

@@ -15,11 +15,19 @@
 
 #include "agents/chat.h"
 
-enum gw_route { GW_R_CHAT, GW_R_MODELS, GW_R_FEEDBACK, GW_R_HEALTH, GW_R_NONE };
+enum gw_route {
+    GW_R_CHAT,
+    GW_R_MODELS,
+    GW_R_FEEDBACK,
+    GW_R_HEALTH,
+    GW_R_MODEL, /* GET /v1/models/{id} */
+    GW_R_NONE
+};
 
 /* One request: its body as it arrives, and what is finished after it. */
 typedef struct gw_req {
     enum gw_route route;
+    char model_id[BURSAR_NAME_MAX + 8]; /* GET /v1/models/{id} */
     char tenant[GW_TENANT_MAX];
     int answered; /* refused from its head */
     bursar_buf_t body;
@@ -165,8 +173,9 @@ gw_models_buckets(gw_t *g, cJSON *data)
     gw_kit_put(g, k);
 }
 
+/* GET /v1/models (id NULL), or one of them: GET /v1/models/{id}. */
 static enum MHD_Result
-gw_models(gw_t *g, struct MHD_Connection *conn)
+gw_models(gw_t *g, struct MHD_Connection *conn, const char *id)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "list");
@@ -180,7 +189,21 @@ gw_models(gw_t *g, struct MHD_Connection *conn)
                           ? "anthropic"
                           : "openai");
     pthread_mutex_unlock(&g->lock);
-    return gw_reply_cjson(conn, 200, o);
+    if (!id)
+        return gw_reply_cjson(conn, 200, o);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, data)
+    {
+        const cJSON *mid = cJSON_GetObjectItemCaseSensitive(m, "id");
+        if (strcmp(mid->valuestring, id) != 0)
+            continue;
+        cJSON *one = cJSON_DetachItemViaPointer(data, (cJSON *)m);
+        cJSON_Delete(o);
+        return gw_reply_cjson(conn, 200, one);
+    }
+    cJSON_Delete(o);
+    return gw_reply_error(conn, 404, "not_found_error", "model",
+                          "model_not_found", "no model \"%.100s\"", id);
 }
 
 /* ------------------------------------------------------------- /v1/feedback */
@@ -314,8 +337,8 @@ gw_feedback(gw_t *g, struct MHD_Connection *conn, const gw_req_t *rq)
         cJSON_ParseWithLength(rq->body.p ? rq->body.p : "", rq->body.len);
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
-        return gw_reply_error(conn, 400, "invalid_request_error", NULL, NULL,
-                              "the body must be a JSON object");
+        return gw_reply_error(conn, 400, "invalid_request_error", NULL,
+                              "invalid_json", "the body must be a JSON object");
     }
     bursar_decision_t d;
     bursar_feedback_t fb;
@@ -323,7 +346,7 @@ gw_feedback(gw_t *g, struct MHD_Connection *conn, const gw_req_t *rq)
     char err[256];
     if (gw_feedback_parse(o, &d, &fb, &param, err, sizeof err) != 0) {
         enum MHD_Result r = gw_reply_error(conn, 400, "invalid_request_error",
-                                           param, NULL, "%s", err);
+                                           param, "invalid_value", "%s", err);
         cJSON_Delete(o);
         return r;
     }
@@ -356,6 +379,8 @@ gw_route_of(const char *url)
         return GW_R_MODELS;
     if (strcmp(url, "/v1/feedback") == 0)
         return GW_R_FEEDBACK;
+    if (strncmp(url, "/v1/models/", 11) == 0 && url[11])
+        return GW_R_MODEL;
     return GW_R_NONE;
 }
 
@@ -424,9 +449,11 @@ static int
 gw_head(gw_t *g, struct MHD_Connection *conn, gw_req_t *rq, const char *url,
         const char *method, enum MHD_Result *out)
 {
-    static const char *const want[] = {"POST", "GET", "POST", "GET"};
+    static const char *const want[] = {"POST", "GET", "POST", "GET", "GET"};
     const char *why = NULL;
     rq->route = gw_route_of(url);
+    if (rq->route == GW_R_MODEL)
+        bursar_copy_str(rq->model_id, sizeof rq->model_id, url + 11);
     if (rq->route == GW_R_NONE)
         *out = gw_reply_error(conn, 404, "not_found_error", NULL, "unknown_url",
                               "no route %.200s %.200s", method, url);
@@ -467,7 +494,9 @@ gw_dispatch(gw_t *g, struct MHD_Connection *conn, gw_req_t *rq)
     case GW_R_HEALTH:
         return gw_health(g, conn);
     case GW_R_MODELS:
-        return gw_models(g, conn);
+        return gw_models(g, conn, NULL);
+    case GW_R_MODEL:
+        return gw_models(g, conn, rq->model_id);
     case GW_R_FEEDBACK:
         return gw_feedback(g, conn, rq);
     default:

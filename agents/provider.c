@@ -613,7 +613,10 @@ job_finish(prov_pool_t *self, job_t *j, CURLcode cc)
             bursar_copy_str(j->r.error_kind, sizeof(j->r.error_kind),
                             "transport");
             snprintf(j->r.error, sizeof(j->r.error), "%s",
-                     curl_easy_strerror(cc));
+                     cc == CURLE_PARTIAL_FILE || cc == CURLE_RECV_ERROR
+                         ? "the provider closed the connection before the "
+                           "end of its answer"
+                         : curl_easy_strerror(cc));
         }
     } else if (status >= 200 && status < 300 && j->raw) {
         j->r.ok = 1;
