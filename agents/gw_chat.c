@@ -51,6 +51,7 @@ struct gw_chat {
     /* the outcome, reported once the reply has left */
     int pending, valid;
     double cost, latency_ms;
+    double spent; /* the cost of every answer of the request */
     long tin, tout;
     char served[BURSAR_NAME_MAX];
     /* failures, for the error when every model failed */
@@ -105,7 +106,7 @@ gw_headers(const gw_chat_t *c, gw_hdr_t *h, char *id, size_t idcap, char *cost,
     h[n++] = (gw_hdr_t){"x-bursar-bucket", c->bucket};
     h[n++] = (gw_hdr_t){"x-bursar-escalations", esc};
     if (cost) {
-        snprintf(cost, 32, "%.8f", c->cost);
+        snprintf(cost, 32, "%.8f", c->spent);
         h[n++] = (gw_hdr_t){"x-bursar-cost-usd", cost};
     }
     return n;
@@ -288,6 +289,7 @@ gw_call_answer(gw_chat_t *c)
         free(p);
     }
     c->cost = prov_cost(&c->m, c->tin, c->tout);
+    c->spent += c->cost;
     c->latency_ms = c->res.latency_ms;
     bursar_copy_str(c->served, sizeof c->served, c->m.name);
     return GW_CALL_OK;

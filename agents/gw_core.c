@@ -285,6 +285,15 @@ gw_open(gw_t *g, char *err, size_t cap)
         return -1;
     gw_models_load(g, k);
     gw_kit_put(g, k);
+    for (size_t i = 0; i < g->n_models; i++) {
+        const char *env = g->models[i].api_key_env;
+        const char *v = *env ? getenv(env) : "set";
+        if (!v || !*v)
+            fprintf(stderr,
+                    "bursar-gateway: model %s: $%s is not set: its calls "
+                    "fail (500 when no other model serves)\n",
+                    g->models[i].name, env);
+    }
     return gw_check_fallbacks(g, err, cap);
 }
 

@@ -25,7 +25,12 @@ build=${BURSAR_BUILD_DIR:-$here/build}
 cport=${BURSAR_DEMO_PORT:-7878}
 gport=${BURSAR_GATEWAY_PORT:-8080}
 serve=0
-[[ ${1:-} == --serve ]] && serve=1
+case ${1:-} in
+--serve) serve=1 ;;
+"") ;;
+-h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+*) echo "usage: scripts/gateway_demo.sh [--serve]" >&2; exit 2 ;;
+esac
 
 if [[ ! -x $build/bin/bursard || ! -x $build/bin/bursar-gateway ||
     ! -x $build/bin/bursar-mock-provider ]]; then
@@ -67,6 +72,13 @@ mport=$(first_line "$tmp/mock.port" "$tmp/mock.log" "$!")
 "$bin/bursard" --state-dir "$tmp/state" --listen "tcp://127.0.0.1:$cport" \
     --quiet 2>"$tmp/bursard.log" &
 pids+=($!)
+sleep 0.3
+if ! kill -0 "$!" 2>/dev/null; then
+    echo "gateway_demo: bursard did not start:" >&2
+    cat "$tmp/bursard.log" >&2
+    echo "(another process on port $cport? set BURSAR_DEMO_PORT)" >&2
+    exit 1
+fi
 
 "$bin/bursar-gateway" --new-key demo >"$tmp/key"
 key=$(sed -n 1p "$tmp/key")
@@ -79,7 +91,10 @@ jq --argjson k "$(sed -n 2p "$tmp/key")" \
 "$bin/bursar-gateway" --config "$tmp/gateway.json" \
     --listen "127.0.0.1:$gport" >"$tmp/gateway.port" 2>"$tmp/gateway.log" &
 pids+=($!)
-first_line "$tmp/gateway.port" "$tmp/gateway.log" "$!" >/dev/null
+if ! first_line "$tmp/gateway.port" "$tmp/gateway.log" "$!" >/dev/null; then
+    echo "(another process on port $gport? set BURSAR_GATEWAY_PORT)" >&2
+    exit 1
+fi
 base=http://127.0.0.1:$gport/v1
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
@@ -111,7 +126,7 @@ else
     echo " installs it; then run this script again for the SDK example)"
 fi
 
-say "bursar export | last rows"
+say "bursar export | the controller's log of these requests"
 "$bin/bursar" --controller "tcp://127.0.0.1:$cport" export | tail -3 |
     jq -c '{bucket, model, tenant, step, reward, cost_usd}'
 
