@@ -456,7 +456,8 @@ gw_decide(gw_chat_t *c)
     int rc = c->have_d
                  ? bursar_escalate(b, &c->d, c->tried_p, c->n_tried, &c->d)
                  : bursar_choose(b, c->bucket, NULL, 0, &c->d);
-    if (rc == BURSAR_LOCAL && bursar_bucket_allows(b, c->bucket, "") == -1)
+    if ((rc == BURSAR_LOCAL || rc == BURSAR_EUNREACHABLE) &&
+        bursar_bucket_allows(b, c->bucket, "") == -1)
         return GW_UNKNOWN_BUCKET; /* a mistyped bucket is not served */
     if (rc == BURSAR_OK || rc == BURSAR_LOCAL) {
         c->have_d = 1;
