@@ -190,7 +190,7 @@ export function mockLastBody(stats, upstream) {
 
 // bursard on ipc://DIR/ctl.sock with its state in DIR/state, once it
 // answers `bursar ping`. .endpoint; .export() the decision log (bursar
-// export, one object per line).
+// export, one object per line); .stats() `bursar stats --json`.
 export async function startBursard(dir, config) {
   const file = path.join(dir, 'bursard.json');
   fs.writeFileSync(file, JSON.stringify(config, null, 1));
@@ -221,6 +221,11 @@ export async function startBursard(dir, config) {
       const { stdout } = await execFileP(cli, ['--controller', endpoint, 'export'],
                                          { maxBuffer: 64 << 20 });
       return stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+    },
+    async stats() {
+      const { stdout } = await execFileP(cli, ['--controller', endpoint, 'stats', '--json'],
+                                         { maxBuffer: 64 << 20 });
+      return JSON.parse(stdout);
     },
   };
 }

@@ -4,12 +4,13 @@
  * program run as a child: --check-config on bad configurations exits 1
  * with a message naming the JSON path (a listen address whose port is
  * not a number up to 65535, curve with one key of two, an empty
- * controller, a validator of the bucket "", a limit out of range, an
- * unknown key, no keys without allow_anonymous), a bad --listen or
- * --new-key exits 2, --help and --version exit 0, and at start a
- * fallback naming a model the gateway does not know fails, naming
- * fallbacks.BUCKET (or fallback_model). The controller is never reached:
- * the configurations point at a socket nobody listens on.
+ * controller or one without tcp:// or ipc://, a validator of the bucket
+ * "", a limit out of range, an unknown key, no keys without
+ * allow_anonymous) and a file that is not JSON by its line and column, a
+ * bad --listen or --new-key exits 2, --help and --version exit 0, and at
+ * start a fallback naming a model the gateway does not know fails,
+ * naming fallbacks.BUCKET (or fallback_model). The controller is never
+ * reached: the configurations point at a socket nobody listens on.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -139,6 +140,9 @@ test_check_config_bad(void **state)
         {NULL, 1, ",\"curve\":{\"server_key\":\"" GW_CLI_Z85 "\"}",
          "curve.secret_key: "},
         {"\"\"", 1, "", "controller: "},
+        /* an address without its transport: ZeroMQ needs tcp:// */
+        {"\"127.0.0.1:7878\"", 1, "", "controller: "},
+        {"\"localhost:7878\"", 1, "", "tcp://"},
         {NULL, 1, ",\"validators\":{\"\":\"json\"}", "validators.: "},
         {NULL, 1, ",\"limits\":{\"max_body_bytes\":10}",
          "limits.max_body_bytes: "},
@@ -160,6 +164,48 @@ test_check_config_bad(void **state)
         /* the message names the file too */
         assert_non_null(strstr(out, path));
     }
+}
+
+/* A configuration that is not JSON: the message says where, by line and
+ * column, and names the file. */
+static void
+test_check_config_malformed(void **state)
+{
+    (void)state;
+    /* the file's text, and where its error is said to be */
+    static const struct {
+        const char *text;
+        const char *where;
+    } cases[] = {
+        /* a comma missing at the end of line 2: line 3 is unexpected */
+        {"{\n  \"controller\": \"tcp://127.0.0.1:7878\"\n"
+         "  \"allow_anonymous\": true\n}\n",
+         "line 3, column 3"},
+        /* a value missing on line 3 */
+        {"{\n  \"controller\": \"tcp://127.0.0.1:7878\",\n"
+         "  \"allow_anonymous\": ,\n}\n",
+         "line 3, column 22"},
+        /* an unterminated object on line 1 */
+        {"{\"controller\": \"tcp://127.0.0.1:7878\"", "line 1, column "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[700], out[4096];
+        snprintf(path, sizeof path, "%s/malformed.json", dir);
+        tu_write_file(path, cases[i].text);
+        int st = run_gw(out, sizeof out, "--config '%s' --check-config", path);
+        if (st != 1 || !strstr(out, "malformed JSON") ||
+            !strstr(out, cases[i].where) || !strstr(out, path))
+            fail_msg("case %zu: exit %d, expected 1 with \"malformed JSON at "
+                     "%s\" and the file's path: %s",
+                     i, st, cases[i].where, out);
+    }
+    /* JSON, but not an object */
+    char path[700], out[4096];
+    snprintf(path, sizeof path, "%s/array.json", dir);
+    tu_write_file(path, "[1, 2]\n");
+    assert_int_equal(
+        run_gw(out, sizeof out, "--config '%s' --check-config", path), 1);
+    assert_non_null(strstr(out, "must be a JSON object"));
 }
 
 static void
@@ -271,6 +317,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_config_ok),
         cmocka_unit_test(test_check_config_bad),
+        cmocka_unit_test(test_check_config_malformed),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_unknown_fallback_at_start),
     };
