@@ -235,7 +235,7 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
                  c->controller);
         return -1;
     }
-    if (!c->controller || !*c->controller) {
+    if (!c->controller) {
         snprintf(err, cap,
                  "controller: required (e.g. \"tcp://127.0.0.1:7878\")");
         return -1;
