@@ -129,6 +129,9 @@ typedef struct gw {
     size_t n_models;
     int have_ctl_models; /* models came from the controller */
     int ctl_down;        /* the last decision was local (gw_ctl_seen) */
+    char (*buckets)[BURSAR_NAME_MAX]; /* the controller's, as last listed */
+    size_t n_buckets;
+    int have_buckets; /* it listed them once */
     gw_stats_t st;
     struct gw_reporters *rep; /* gw_report.c */
     struct MHD_Daemon *mhd;
@@ -150,6 +153,14 @@ void gw_kit_put(gw_t *g, gw_kit_t *k);
  * configuration alone (the controller was away at start), they are merged
  * with the controller's now, once. */
 void gw_models_refresh(gw_t *g, gw_kit_t *k);
+
+/* The controller's buckets, asked now with kit k's client (kept for when
+ * it is away; an answer without buckets keeps none). */
+void gw_buckets_load(gw_t *g, gw_kit_t *k);
+
+/* Whether the controller's last list had bucket: 1, 0, or -1 when it
+ * never listed them. */
+int gw_bucket_known(gw_t *g, const char *bucket);
 
 /* A decision was made by the controller (up 1) or locally (0): a change
  * is logged. */

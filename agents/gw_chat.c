@@ -456,8 +456,10 @@ gw_decide(gw_chat_t *c)
     int rc = c->have_d
                  ? bursar_escalate(b, &c->d, c->tried_p, c->n_tried, &c->d)
                  : bursar_choose(b, c->bucket, NULL, 0, &c->d);
-    if ((rc == BURSAR_LOCAL || rc == BURSAR_EUNREACHABLE) &&
-        bursar_bucket_allows(b, c->bucket, "") == -1)
+    int listed = bursar_bucket_allows(b, c->bucket, "");
+    if (listed == -2) /* this client never had the list: the gateway's */
+        listed = gw_bucket_known(c->g, c->bucket) == 0 ? -1 : 0;
+    if ((rc == BURSAR_LOCAL || rc == BURSAR_EUNREACHABLE) && listed == -1)
         return GW_UNKNOWN_BUCKET; /* a mistyped bucket is not served */
     if (rc == BURSAR_OK || rc == BURSAR_LOCAL) {
         c->have_d = 1;
@@ -586,15 +588,16 @@ gw_chat_run(gw_chat_t *c)
             c->pending = 1;
             return gw_answer_reply(c);
         }
-        if (!c->client_outcome || c->d.local)
-            gw_report(c, 0);
+        /* reported whoever judges the answer: the application never
+         * sees this step's decision */
+        gw_report(c, 0);
         gw_keep(c, &kept);
         have_kept = 1;
-        c->escalations++;
-        gw_count(c->g, &c->g->st.escalations, 1);
         rc = gw_decide(c);
         if (rc != BURSAR_OK && rc != BURSAR_LOCAL)
             break; /* nothing to escalate to */
+        c->escalations++;
+        gw_count(c->g, &c->g->st.escalations, 1);
     }
     if (have_kept)
         return gw_kept_reply(c, &kept);

@@ -190,8 +190,50 @@ gw_models_load(gw_t *g, gw_kit_t *k)
     g->have_ctl_models = rc == BURSAR_OK;
     g->ctl_down = rc != BURSAR_OK;
     bursar_models_free(&ctl);
-    if (rc == BURSAR_OK)
+    if (rc == BURSAR_OK) {
+        gw_buckets_load(g, k);
         gw_warn_buckets(g, k);
+    }
+}
+
+void
+gw_buckets_load(gw_t *g, gw_kit_t *k)
+{
+    char *reply = NULL;
+    if (bursar_request(k->client, "{\"op\":\"models\"}", &reply) != BURSAR_OK) {
+        free(reply);
+        return;
+    }
+    cJSON *r = cJSON_Parse(reply);
+    free(reply);
+    const cJSON *bs = cJSON_GetObjectItemCaseSensitive(r, "buckets"), *b;
+    size_t n = 0, cap = (size_t)cJSON_GetArraySize(bs);
+    char(*names)[BURSAR_NAME_MAX] = bursar_calloc(cap + 1, sizeof *names);
+    cJSON_ArrayForEach(b, bs)
+    {
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(b, "name");
+        if (cJSON_IsString(nm))
+            bursar_copy_str(names[n++], BURSAR_NAME_MAX, nm->valuestring);
+    }
+    cJSON_Delete(r);
+    pthread_mutex_lock(&g->lock);
+    char(*old)[BURSAR_NAME_MAX] = g->buckets;
+    g->buckets = names;
+    g->n_buckets = n;
+    g->have_buckets = 1;
+    pthread_mutex_unlock(&g->lock);
+    free(old);
+}
+
+int
+gw_bucket_known(gw_t *g, const char *bucket)
+{
+    pthread_mutex_lock(&g->lock);
+    int known = g->have_buckets ? 0 : -1;
+    for (size_t i = 0; i < g->n_buckets && known == 0; i++)
+        known = strcmp(g->buckets[i], bucket) == 0;
+    pthread_mutex_unlock(&g->lock);
+    return known;
 }
 
 void
@@ -234,6 +276,7 @@ gw_models_refresh(gw_t *g, gw_kit_t *k)
     g->have_ctl_models = 1;
     pthread_mutex_unlock(&g->lock);
     free(old);
+    gw_buckets_load(g, k);
     if (!g->quiet)
         fprintf(stderr, "bursar-gateway: the controller answered: %zu models\n",
                 n);
@@ -308,6 +351,8 @@ gw_close(gw_t *g)
     g->free_kits = NULL;
     free(g->models);
     g->models = NULL;
+    free(g->buckets);
+    g->buckets = NULL;
     prov_share_destroy(&g->share);
     if (g->zmq)
         zmq_ctx_term(g->zmq);

@@ -105,13 +105,16 @@ gw_ctl_status(const char *last_error, const char **type, char *code, size_t cap)
     } map[] = {
         {"unknown_bucket", 404, "not_found_error"},
         {"unknown_decision", 404, "not_found_error"},
-        {"expired", 404, "not_found_error"},
+        {"decision_expired", 404, "not_found_error"},
+        {"unknown_model", 400, "invalid_request_error"},
+        {"missing_field", 400, "invalid_request_error"},
+        {"wrong_type", 400, "invalid_request_error"},
+        {"no_model_available", 503, "api_error"},
         {"rate_limited", 429, "rate_limit_error"},
         {"forbidden", 403, "permission_error"},
         {"bad_request", 400, "invalid_request_error"},
         {"invalid_value", 400, "invalid_request_error"},
         {"bucket_limit", 429, "rate_limit_error"},
-        {"over_budget", 429, "rate_limit_error"},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(code, map[i].code) == 0) {
@@ -148,29 +151,23 @@ gw_models_add(cJSON *data, const char *id, const char *owner)
     cJSON_AddItemToArray(data, m);
 }
 
-/* The controller's buckets (its models reply), added as bursar/<bucket>. */
+/* The controller's buckets (asked now, else the last list it gave), added
+ * as bursar/<bucket>. */
 static void
 gw_models_buckets(gw_t *g, cJSON *data)
 {
-    char err[128], *reply = NULL;
+    char err[128];
     gw_kit_t *k = gw_kit_get(g, err, sizeof err);
-    if (k &&
-        bursar_request(k->client, "{\"op\":\"models\"}", &reply) == BURSAR_OK) {
-        cJSON *r = cJSON_Parse(reply);
-        const cJSON *b;
-        cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(r, "buckets"))
-        {
-            const cJSON *n = cJSON_GetObjectItemCaseSensitive(b, "name");
-            char id[BURSAR_NAME_MAX + 8];
-            if (!cJSON_IsString(n))
-                continue;
-            snprintf(id, sizeof id, "bursar/%s", n->valuestring);
-            gw_models_add(data, id, "bursar");
-        }
-        cJSON_Delete(r);
-    }
-    free(reply);
+    if (k)
+        gw_buckets_load(g, k);
     gw_kit_put(g, k);
+    pthread_mutex_lock(&g->lock);
+    for (size_t i = 0; i < g->n_buckets; i++) {
+        char id[BURSAR_NAME_MAX + 8];
+        snprintf(id, sizeof id, "bursar/%s", g->buckets[i]);
+        gw_models_add(data, id, "bursar");
+    }
+    pthread_mutex_unlock(&g->lock);
 }
 
 /* GET /v1/models (id NULL), or one of them: GET /v1/models/{id}. */

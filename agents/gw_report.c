@@ -33,7 +33,8 @@ struct gw_reporters {
     gw_post_t *head, *tail;
     size_t n;
     int stopping;
-    size_t n_threads;
+    size_t n_threads; /* started */
+    size_t n_alive;   /* with a client: taking reports */
     pthread_t threads[GW_REPORTERS];
 };
 
@@ -68,12 +69,15 @@ gw_reporter_main(void *arg)
         return NULL;
     }
     pthread_mutex_lock(&r->lock);
+    r->n_alive++;
     for (;;) {
         while (!r->head && !r->stopping)
             pthread_cond_wait(&r->cond, &r->lock);
         gw_post_t *p = r->head;
-        if (!p)
+        if (!p) {
+            r->n_alive--;
             break; /* stopping, and drained */
+        }
         r->head = p->next;
         if (!r->head)
             r->tail = NULL;
@@ -117,8 +121,9 @@ gw_reporters_stop(gw_t *g)
     pthread_mutex_unlock(&r->lock);
     for (size_t i = 0; i < r->n_threads; i++)
         pthread_join(r->threads[i], NULL);
-    for (gw_post_t *p = r->head, *nx; p; p = nx) { /* no reporter started */
+    for (gw_post_t *p = r->head, *nx; p; p = nx) { /* no reporter took it */
         nx = p->next;
+        gw_count(g, &g->st.feedback_lost, 1);
         free(p);
     }
     pthread_cond_destroy(&r->cond);
@@ -134,7 +139,7 @@ gw_post(gw_t *g, bursar_t *b, const bursar_decision_t *d,
     struct gw_reporters *r = g->rep;
     if (r) {
         pthread_mutex_lock(&r->lock);
-        int room = r->n < GW_QUEUE_MAX && r->n_threads > 0 && !r->stopping;
+        int room = r->n < GW_QUEUE_MAX && r->n_alive > 0 && !r->stopping;
         pthread_mutex_unlock(&r->lock);
         if (room) {
             gw_post_t *p = bursar_calloc(1, sizeof *p);
