@@ -227,9 +227,10 @@ enum MHD_Result gw_chat_serve(gw_t *g, struct MHD_Connection *conn,
                               const char *tenant, const char *body, size_t len,
                               gw_chat_t **out);
 
-/* The reply has left (ok 1) or the connection failed (ok 0): the outcome
- * is reported, the kit given back, c freed. */
-void gw_chat_finish(gw_chat_t *c, int ok);
+/* The reply has left, or the connection failed: the outcome is reported
+ * (an upstream call still running is cancelled first), the kit given
+ * back, c freed. */
+void gw_chat_finish(gw_chat_t *c);
 
 /* The error type and HTTP status of the controller's refusal (the code
  * before ':' in bursar_last_error). */

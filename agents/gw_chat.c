@@ -47,7 +47,6 @@ struct gw_chat {
     int stream_end; /* 1: the upstream is done; 2: [DONE] written */
     /* the answer (not streamed) */
     chat_answer_t ans;
-    int have_ans;
     /* the outcome, reported once the reply has left */
     int pending, valid;
     double cost, latency_ms;
@@ -270,7 +269,6 @@ gw_call_answer(gw_chat_t *c)
 {
     char err[256];
     chat_answer_clear(&c->ans);
-    c->have_ans = 0;
     const char *body = c->res.output ? c->res.output : "";
     if (chat_answer_parse(c->m.provider, body, strlen(body), c->m.name, &c->ans,
                           err, sizeof err) != 0) {
@@ -279,7 +277,6 @@ gw_call_answer(gw_chat_t *c)
                         "malformed");
         return gw_call_failed(c);
     }
-    c->have_ans = 1;
     c->tin = c->ans.tokens_in >= 0 ? c->ans.tokens_in : 0;
     c->tout = c->ans.tokens_out >= 0 ? c->ans.tokens_out : 0;
     if (c->ans.tokens_in < 0) { /* no usage: about 4 characters a token */
@@ -542,7 +539,6 @@ gw_keep(gw_chat_t *c, gw_kept_t *k)
     chat_answer_clear(&k->ans);
     k->ans = c->ans;
     memset(&c->ans, 0, sizeof c->ans);
-    c->have_ans = 0;
     k->d = c->d;
     bursar_copy_str(k->served, sizeof k->served, c->served);
     k->cost = c->cost;
@@ -553,7 +549,6 @@ gw_kept_reply(gw_chat_t *c, gw_kept_t *k)
 {
     chat_answer_clear(&c->ans);
     c->ans = k->ans;
-    c->have_ans = 1;
     c->d = k->d;
     bursar_copy_str(c->served, sizeof c->served, k->served);
     c->cost = k->cost;
@@ -722,7 +717,7 @@ gw_chat_serve(gw_t *g, struct MHD_Connection *conn, const char *tenant,
 }
 
 void
-gw_chat_finish(gw_chat_t *c, int ok)
+gw_chat_finish(gw_chat_t *c)
 {
     if (!c)
         return;
@@ -741,7 +736,6 @@ gw_chat_finish(gw_chat_t *c, int ok)
          * reach the ledger */
         if (c->pending && (!c->client_outcome || c->d.local))
             gw_report(c, c->valid);
-        (void)ok;
         gw_kit_put(c->g, c->kit);
     }
     chat_stream_destroy(&c->cs);

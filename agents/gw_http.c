@@ -554,11 +554,12 @@ gw_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     (void)cls;
     (void)conn;
+    (void)toe;
     gw_req_t *rq = *con_cls;
     if (!rq)
         return;
     if (rq->chat)
-        gw_chat_finish(rq->chat, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+        gw_chat_finish(rq->chat);
     free(rq->body.p);
     free(rq);
     *con_cls = NULL;

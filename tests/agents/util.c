@@ -178,17 +178,26 @@ tu_mock_start(const char *script_json, int *port)
     }
     char *argv[] = {bin, "--script", script, NULL};
     pid_t pid = tu_spawn(argv, NULL, out, NULL);
-    *port = 0;
-    for (int i = 0; i < 300 && *port == 0; i++) {
-        char *s = tu_read_file(out);
-        if (s && strchr(s, '\n'))
-            *port = atoi(s);
-        free(s);
-        if (*port == 0)
-            tu_sleep_ms(10);
-    }
+    *port = tu_wait_port(pid, out, 3000);
     tu_rmrf(dir);
     return pid;
+}
+
+int
+tu_wait_port(pid_t pid, const char *out_path, int timeout_ms)
+{
+    double until = tu_now() + timeout_ms / 1000.0;
+    for (;;) {
+        char *s = tu_read_file(out_path);
+        int port = s && strchr(s, '\n') ? atoi(s) : 0;
+        free(s);
+        if (port > 0)
+            return port;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid || tu_now() >= until)
+            return 0;
+        tu_sleep_ms(10);
+    }
 }
 
 static size_t

@@ -34,6 +34,11 @@ pid_t tu_spawn(char *const argv[], const char *in_path, const char *out_path,
 int tu_wait(pid_t pid, int timeout_ms);
 void tu_kill(pid_t pid, int sig);
 
+/* The port a program started by tu_spawn prints as its first line on
+ * stdout (out_path), waiting up to timeout_ms; 0 when it exits first or
+ * prints none. */
+int tu_wait_port(pid_t pid, const char *out_path, int timeout_ms);
+
 /* Starts the mock provider with a script (JSON text); returns its pid and
  * fills *port. */
 pid_t tu_mock_start(const char *script_json, int *port);

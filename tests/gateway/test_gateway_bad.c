@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -340,46 +339,25 @@ expect_error(resp_t *r, int status, const char *type, const char *needle)
 static void
 gateway_start(const char *config)
 {
-    const char *bin = th_need("bursar-gateway");
     char out[700];
     snprintf(out, sizeof out, "%s/gateway.port", g.ctl.dir);
     snprintf(g.log, sizeof g.log, "%s/gateway.log", g.ctl.dir);
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(g.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fo < 0 || fe < 0)
-            _exit(127);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        setenv(GW_KEY_ENV, GW_PROV_KEY, 1);
-        execl(bin, bin, "--config", config, "--listen", "127.0.0.1:0",
-              (char *)NULL);
-        _exit(127);
+    setenv(GW_KEY_ENV, GW_PROV_KEY, 1); /* inherited by the gateway */
+    char *argv[] = {(char *)th_need("bursar-gateway"),
+                    "--config",
+                    (char *)config,
+                    "--listen",
+                    "127.0.0.1:0",
+                    NULL};
+    g.gw = tu_spawn(argv, NULL, out, g.log);
+    g.gw_port = tu_wait_port(g.gw, out, 20000);
+    if (g.gw_port <= 0) {
+        int st = tu_wait(g.gw, 1000);
+        g.gw = 0;
+        fail_msg("bursar-gateway printed no port within 20 s (exit %d); "
+                 "see %s",
+                 st, g.log);
     }
-    g.gw = pid;
-    for (int i = 0; i < 2000 && g.gw_port == 0; i++) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            g.gw = 0;
-            fail_msg("bursar-gateway exited at start (status %d); see %s", st,
-                     g.log);
-        }
-        char *s = tu_read_file(out);
-        if (s && strchr(s, '\n'))
-            g.gw_port = atoi(s);
-        free(s);
-        if (!g.gw_port)
-            tu_sleep_ms(10);
-    }
-    if (g.gw_port <= 0)
-        fail_msg("bursar-gateway printed no port within 20 s; see %s", g.log);
 }
 
 /* A key of tenant acme from bursar-gateway --new-key; *entry gets its

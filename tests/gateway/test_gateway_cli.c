@@ -291,14 +291,7 @@ test_unknown_fallback_at_start(void **state)
                     "127.0.0.1:0",
                     NULL};
     pid_t pid = tu_spawn(argv, NULL, port, log);
-    char *p = NULL;
-    for (int i = 0; i < 200 && !(p && strchr(p, '\n')); i++) {
-        free(p);
-        tu_sleep_ms(50);
-        p = tu_read_file(port);
-    }
-    int served = p && atoi(p) > 0;
-    free(p);
+    int served = tu_wait_port(pid, port, 10000) > 0;
     kill(pid, SIGTERM);
     int st = tu_wait(pid, 10000);
     if (!served) {
