@@ -32,6 +32,7 @@
 #include "agents/provider.h"
 #include "agents/route.h"
 #include "agents/validate.h"
+#include "agents/webd.h"
 
 #define GW_KEY_PREFIX   "bsk-"
 #define GW_KEY_BYTES    32  /* random bytes of an application key */
@@ -88,10 +89,6 @@ typedef struct gw_cfg {
  * "JSON.PATH: what is wrong" in err. */
 int gw_cfg_load(gw_cfg_t *c, const char *path, char *err, size_t cap);
 void gw_cfg_free(gw_cfg_t *c);
-
-/* 1 if s is HOST:PORT with a port number up to 65535 (HOST may be
- * empty: every address). */
-int gw_listen_ok(const char *s);
 
 /* The tenant of application key key (constant-time compare of the
  * hashes), or NULL. */

@@ -180,7 +180,7 @@ main(int argc, char **argv)
         return 1;
     }
     if (a.listen) {
-        if (!gw_listen_ok(a.listen)) {
+        if (!webd_listen_ok(a.listen)) {
             gw_cfg_free(&g.cfg);
             return gw_usage_error("--listen: must be HOST:PORT (a port "
                                   "number up to 65535), not ",

@@ -193,24 +193,6 @@ gw_cfg_validators(gw_cfg_t *c, char *err, size_t cap)
     return 0;
 }
 
-int
-gw_listen_ok(const char *s)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s)
-        return 0;
-    const char *p = colon + 1;
-    long port = 0;
-    if (!*p || strlen(p) > 5)
-        return 0;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return 0;
-        port = port * 10 + (*p - '0');
-    }
-    return port <= 65535;
-}
-
 /* The scalars, their defaults and the parts other modules read. */
 static int
 gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
@@ -219,7 +201,7 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
     c->listen = wcfg_str(r, "listen");
     if (!c->listen)
         c->listen = "127.0.0.1:8080";
-    if (!gw_listen_ok(c->listen)) {
+    if (!webd_listen_ok(c->listen)) {
         snprintf(err, cap,
                  "listen: must be HOST:PORT (a port number up to 65535), "
                  "got \"%.80s\"",

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "agents/chat.h"
+#include "agents/webd.h"
 
 enum gw_route {
     GW_R_CHAT,
@@ -575,43 +576,12 @@ gw_mhd_log(void *cls, const char *fmt, va_list ap)
     vfprintf(stderr, fmt, ap);
 }
 
-/* listen's address. Returns 0, or -1 with err. */
-static int
-gw_listen_addr(const char *listen, struct sockaddr_storage *ss, int *v6,
-               char *err, size_t cap)
-{
-    char host[256];
-    const char *colon = strrchr(listen, ':');
-    size_t hl = (size_t)(colon - listen);
-    if (hl >= sizeof host)
-        hl = sizeof host - 1;
-    memcpy(host, listen, hl);
-    host[hl] = '\0';
-    if (host[0] == '[' && hl > 1 && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
-    if (rc != 0) {
-        snprintf(err, cap, "listen: %s: %s", listen, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-    *v6 = ai->ai_family == AF_INET6;
-    freeaddrinfo(ai);
-    return 0;
-}
-
 int
 gw_http_start(gw_t *g, char *err, size_t cap)
 {
     struct sockaddr_storage ss;
     int v6 = 0;
-    if (gw_listen_addr(g->cfg.listen, &ss, &v6, err, cap) != 0)
+    if (webd_listen_addr(g->cfg.listen, &ss, &v6, err, cap) != 0)
         return -1;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |

@@ -36,6 +36,8 @@
 #include "agents/proto.h"
 #include "controller/store.h"
 #include "controller/util.h"
+#include "controller/web.h"
+#include "agents/webd.h"
 
 #ifndef BURSAR_VERSION
 #define BURSAR_VERSION "unknown"
@@ -68,6 +70,7 @@ typedef struct bursard_opts {
     const char *state_dir; /* --state-dir, or NULL */
     const char *listen[CFG_MAX_LISTEN];
     size_t n_listen;
+    const char *metrics; /* --metrics HOST:PORT, or NULL */
     int test_clock, quiet;
     double clock_start; /* --test-clock=START, else 0 */
 } bursard_opts_t;
@@ -78,7 +81,8 @@ bursard_usage(FILE *f)
     fprintf(f,
             "usage: bursard [--config FILE] [--state-dir DIR] "
             "[--listen ENDPOINT]...\n"
-            "               [--test-clock[=START]] [--quiet]\n"
+            "               [--metrics HOST:PORT] [--test-clock[=START]] "
+            "[--quiet]\n"
             "       bursard --check-config FILE\n"
             "       bursard --print-default-config | --config-reference\n"
             "       bursard --help | --version\n"
@@ -87,6 +91,8 @@ bursard_usage(FILE *f)
             "configuration's state_dir, else ./bursar-state.\n"
             "--test-clock accepts the \"clock\" op (tests only); with START\n"
             "(Unix seconds) time starts there and moves only by clock ops.\n"
+            "--metrics serves Prometheus metrics (/metrics) and the status\n"
+            "page (/) on HOST:PORT (overrides metrics.listen; port 0: any).\n"
             "Signals: SIGTERM/SIGINT stop; SIGHUP reloads --config.\n");
 }
 
@@ -138,6 +144,7 @@ enum {
     OPT_CONFIG = 256,
     OPT_STATE_DIR,
     OPT_LISTEN,
+    OPT_METRICS,
     OPT_TEST_CLOCK,
     OPT_QUIET,
     OPT_CHECK_CONFIG,
@@ -181,6 +188,16 @@ bursard_option(int c, const char *arg, bursard_opts_t *o)
         }
         o->listen[o->n_listen++] = arg;
         return -1;
+    case OPT_METRICS:
+        if (!webd_listen_ok(arg)) {
+            fprintf(stderr,
+                    "bursard: --metrics %s: must be HOST:PORT, e.g. "
+                    "127.0.0.1:9464\n",
+                    arg);
+            return 2;
+        }
+        o->metrics = arg;
+        return -1;
     case OPT_TEST_CLOCK:
         o->test_clock = 1;
         return arg && bursard_clock_arg(arg, &o->clock_start) ? 2 : -1;
@@ -215,6 +232,7 @@ bursard_parse_args(int argc, char **argv, bursard_opts_t *o)
         {"config", required_argument, NULL, OPT_CONFIG},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"listen", required_argument, NULL, OPT_LISTEN},
+        {"metrics", required_argument, NULL, OPT_METRICS},
         {"test-clock", optional_argument, NULL, OPT_TEST_CLOCK},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
@@ -470,6 +488,7 @@ typedef struct bursard {
     int open;      /* a transaction is open across batches */
     double t_open; /* when it began (monotonic) */
     size_t n_open; /* messages handled in it */
+    web_t *web;    /* metrics and status page, or NULL */
 } bursard_t;
 
 /* 1 for an endpoint that only this machine can reach. */
@@ -660,8 +679,20 @@ bursard_bind(bursard_t *d)
             return 1;
         }
     }
+    char err[300];
+    if (web_open(&d->web, d->zctx, ctl_cfg(d->ctl), d->o.metrics, d->o.quiet,
+                 err, sizeof err) != 0) {
+        fprintf(stderr, "bursard: %s\n", err);
+        return 1;
+    }
     if (d->o.quiet)
         return 0;
+    if (d->web)
+        fprintf(stderr,
+                "bursard: metrics and status page on %s, port %u "
+                "(/metrics, /)\n",
+                d->o.metrics ? d->o.metrics : ctl_cfg(d->ctl)->metrics_listen,
+                web_port(d->web));
     fprintf(stderr, "bursard: listening on");
     for (size_t i = 0; i < d->n_eps; i++)
         fprintf(stderr, " %s", d->eps[i]);
@@ -819,6 +850,17 @@ bursard_step(bursard_t *d, int readable, int timed_out)
     /* else every message of the batch was answered (its ident consumed) */
 }
 
+/* Polls the ROUTER socket, the ZAP handler's and the web pair's (each
+ * present or not: an absent one is polled as the ROUTER socket again). */
+static int
+bursard_poll(bursard_t *d, zmq_pollitem_t *items, long wait_ms)
+{
+    for (int i = 1; i < 3; i++)
+        if (!items[i].socket)
+            items[i].socket = d->sock;
+    return zmq_poll(items, 3, wait_ms);
+}
+
 /* Poll, batch, commit, answer until SIGTERM/SIGINT. Returns the exit
  * status. */
 static int
@@ -833,14 +875,16 @@ bursard_loop(bursard_t *d)
                 bursard_step(d, 0, 1);
             bursard_reload(d);
         }
-        zmq_pollitem_t items[2] = {{d->sock, 0, ZMQ_POLLIN, 0},
-                                   {d->zap, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[3] = {{d->sock, 0, ZMQ_POLLIN, 0},
+                                   {d->zap, 0, ZMQ_POLLIN, 0},
+                                   {web_socket(d->web), 0, ZMQ_POLLIN, 0}};
         long wait_ms = 200;
         if (d->open) {
             double left = d->t_open + BURSARD_EARLY_S - util_mono_time();
             wait_ms = left > 0 ? (long)(left * 1e3) + 1 : 0;
         }
-        int pr = zmq_poll(items, d->zap ? 2 : 1, wait_ms);
+        ctl_status_tick(d->ctl);
+        int pr = bursard_poll(d, items, wait_ms);
         if (pr < 0 && zmq_errno() == EINTR)
             continue;
         if (pr < 0) {
@@ -848,11 +892,12 @@ bursard_loop(bursard_t *d)
                     zmq_strerror(zmq_errno()));
             return 1;
         }
-        if (d->zap && (items[1].revents & ZMQ_POLLIN)) {
+        if (d->zap && (items[1].revents & ZMQ_POLLIN))
             bursard_zap(d);
-            if (!(items[0].revents & ZMQ_POLLIN))
-                continue;
-        }
+        if (d->web && (items[2].revents & ZMQ_POLLIN))
+            web_serve(d->web, d->ctl);
+        if (pr > 0 && !(items[0].revents & ZMQ_POLLIN))
+            continue;
         if (pr == 0 && !d->open && !ctl_sweep_due(d->ctl))
             continue;
         bursard_step(d, pr > 0, pr == 0);
@@ -868,6 +913,7 @@ bursard_loop(bursard_t *d)
 static void
 bursard_close(bursard_t *d)
 {
+    web_close(&d->web);
     free(d->batch);
     if (d->sock)
         zmq_close(d->sock);

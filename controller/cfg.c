@@ -25,6 +25,7 @@
 
 #include "policies/policy.h"
 #include "agents/proto.h"
+#include "agents/webd.h"
 #include "controller/util.h"
 
 #define CFG_LISTEN_DEFAULT "tcp://127.0.0.1:7878"
@@ -222,7 +223,8 @@ static const char *const cfg_outcome_names[] = {"none", "failure", NULL};
 static const char *const cfg_cost_names[] = {"expected", "zero", NULL};
 static const char *const cfg_sync_names[] = {"full", "nometasync", NULL};
 
-static cfg_item_fn cfg_listen_item, cfg_bucket_model_item;
+static cfg_item_fn cfg_listen_item, cfg_bucket_model_item,
+    cfg_metrics_allow_item;
 static cfg_add_fn cfg_add_model, cfg_add_bucket;
 
 /* The order of the rows is the order of the reference and of the walk:
@@ -607,6 +609,42 @@ static const cfg_key_t cfg_keys[] = {
      CFG_LEN1(4096),
      .doc = "the allow-list: one client per line, `PUBLIC-KEY NAME "
             "ROLE[,ROLE]`; reloaded on SIGHUP"},
+
+    {.path = "metrics", .type = CFG_OBJECT},
+    {.path = "metrics.listen",
+     .type = CFG_STRING,
+     CFG_C(metrics_listen, char *),
+     CFG_LEN1(255),
+     .doc = "`HOST:PORT` serving Prometheus metrics (`/metrics`), the "
+            "status page (`/`) and its data (`/status.json`); unset: not "
+            "served; read at start only"},
+    {.path = "metrics.allow",
+     .type = CFG_ARRAY,
+     CFG_IN(1, CFG_MAX_ALLOW),
+     .noun = "networks",
+     .item = cfg_metrics_allow_item,
+     .def_doc = "`[\"127.0.0.0/8\", \"::1/128\"]`",
+     .doc = "client networks (`ADDRESS/BITS`) that may connect; others "
+            "are disconnected at once"},
+    {.path = "metrics.token_env",
+     .type = CFG_STRING,
+     CFG_C(metrics_token_env, char *),
+     CFG_LEN1(PROTO_NAME_MAX - 1),
+     .doc = "environment variable holding a bearer token every request "
+            "must carry (`Authorization: Bearer ...`); unset: none"},
+    {.path = "metrics.sample_s",
+     .type = CFG_NUMBER,
+     CFG_C(status_sample_s, double),
+     CFG_IN(0.1, 86400),
+     .def = 10,
+     .doc = "the status page's history: a sample of spend and traffic "
+            "every this many seconds (in memory)"},
+    {.path = "metrics.samples",
+     .type = CFG_INTEGER,
+     CFG_C(status_samples, size_t),
+     CFG_IN(2, 100000),
+     .def = 360,
+     .doc = "samples kept (the history's length)"},
 };
 
 #define CFG_N_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -1083,6 +1121,21 @@ cfg_listen_item(cfg_ctx_t *cx, const cJSON *e, const char *p, void *base)
 }
 
 static void
+cfg_metrics_allow_item(cfg_ctx_t *cx, const cJSON *e, const char *p, void *base)
+{
+    cfg_t *c = base;
+    if (!cJSON_IsString(e))
+        CFG_ERR(cx, p, "must be a string, got %s", proto_type_name(e));
+    else if (!webd_cidr_ok(e->valuestring))
+        CFG_ERR(cx, p,
+                "\"%s\" is not a network ADDRESS/BITS (127.0.0.0/8, "
+                "10.1.2.3, ::1/128)",
+                e->valuestring);
+    else if (c->n_metrics_allow < CFG_MAX_ALLOW)
+        c->metrics_allow[c->n_metrics_allow++] = bursar_strdup(e->valuestring);
+}
+
+static void
 cfg_bucket_model_item(cfg_ctx_t *cx, const cJSON *e, const char *p, void *base)
 {
     cfg_bucket_t *b = base;
@@ -1229,6 +1282,10 @@ static void
 cfg_check_durations(cfg_ctx_t *cx)
 {
     const cfg_t *c = cx->c;
+    if (c->metrics_listen && !webd_listen_ok(c->metrics_listen))
+        CFG_ERR(cx, "$.metrics.listen",
+                "must be HOST:PORT (a port number up to 65535), got \"%s\"",
+                c->metrics_listen);
     if (c->health_max_cooldown_s < c->health_cooldown_s)
         CFG_ERR(cx, "$.health.max_cooldown_s",
                 "must be at least cooldown_s (%g)", c->health_cooldown_s);
@@ -1321,6 +1378,10 @@ cfg_destroy(cfg_t **cp)
     free(c->state_dir);
     free(c->curve_secret);
     free(c->curve_clients);
+    free(c->metrics_listen);
+    free(c->metrics_token_env);
+    for (size_t i = 0; i < c->n_metrics_allow; i++)
+        free(c->metrics_allow[i]);
     for (size_t i = 0; i < c->n_models; i++) {
         free(c->models[i].model);
         free(c->models[i].base_url);

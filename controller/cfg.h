@@ -26,6 +26,7 @@
 
 #define CFG_MAX_ARMS     64  /* models per bucket */
 #define CFG_MAX_LISTEN   16  /* endpoints */
+#define CFG_MAX_ALLOW    32  /* metrics.allow networks (WEBD_ALLOW_MAX) */
 #define CFG_MAX_EXPIRY_S 1e9 /* numbers above 1e3 times this are refused */
 
 typedef enum cfg_provider {
@@ -130,6 +131,15 @@ typedef struct cfg {
     size_t client_inflight;      /* unsettled decisions per client; 0: none */
     unsigned health_min_clients; /* distinct clients whose provider errors
                                     cool a model down for everyone */
+
+    /* the operator's HTTP address: /metrics and the status page
+     * (controller/web.h); read at start only */
+    char *metrics_listen; /* HOST:PORT, or NULL: not served */
+    size_t n_metrics_allow;
+    char *metrics_allow[CFG_MAX_ALLOW]; /* CIDR; none: loopback */
+    char *metrics_token_env; /* variable holding a bearer token, or NULL */
+    double status_sample_s;  /* the status page's history: a sample every */
+    size_t status_samples;   /* ... this many kept */
 } cfg_t;
 
 typedef struct cfg_problems {

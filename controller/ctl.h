@@ -28,6 +28,7 @@
 #include <stddef.h>
 
 #include "controller/cfg.h"
+#include "policies/base.h"
 
 typedef struct ctl ctl_t;
 
@@ -98,5 +99,14 @@ double ctl_now(const ctl_t *c);
 
 /* Number of decisions made since start (for logs). */
 unsigned long long ctl_decisions(const ctl_t *c);
+
+/* The operator's views (controller/web.h), from memory only, between
+ * batches. ctl_metrics_write appends the Prometheus text exposition
+ * (ctl_metrics.c); ctl_status_json returns the status page's data (caller
+ * frees; ctl_status.c); ctl_status_tick takes a sample of the page's
+ * history when one is due (called by the loop at every turn). */
+void ctl_metrics_write(ctl_t *c, bursar_buf_t *b);
+char *ctl_status_json(ctl_t *c);
+void ctl_status_tick(ctl_t *c);
 
 #endif

@@ -1,0 +1,266 @@
+/*
+ * web.c - bursard's HTTP side (web.h): the bridge between the HTTP thread
+ * and the daemon's loop.
+ *
+ * Each request is one message [seq, what] from the HTTP thread and one
+ * reply [seq, status, type, body] from the loop; the HTTP thread waits up
+ * to WEB_WAIT_MS and drops replies of older sequence numbers, so a slow
+ * loop never gets a late answer taken for a newer request's.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "controller/web.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "agents/webd.h"
+#include "controller/ctl_int.h"
+
+#define WEB_WAIT_MS 5000
+
+struct web {
+    webd_t *httpd;
+    void *loop_end; /* polled by the loop */
+    void *http_end; /* used by the HTTP thread only */
+    uint64_t seq;
+};
+
+static const char web_json[] = "application/json";
+static const char web_prom[] = "text/plain; version=0.0.4; charset=utf-8";
+
+/* ------------------------------------------------------------ the loop */
+
+/* What the loop answers for one kind of request. */
+static void
+web_render(ctl_t *ctl, const char *what, size_t wl, webd_reply_t *r)
+{
+    bursar_buf_t b = {0};
+    if (wl == 7 && memcmp(what, "metrics", 7) == 0) {
+        ctl_metrics_write(ctl, &b);
+        r->type = web_prom;
+    } else if (wl == 6 && memcmp(what, "status", 6) == 0) {
+        char *s = ctl_status_json(ctl);
+        bursar_buf_add(&b, s, strlen(s));
+        free(s);
+        r->type = web_json;
+    } else {
+        r->status = 404;
+        r->type = "text/plain; charset=utf-8";
+        bursar_buf_add(&b, "not found\n", 10);
+        r->body = b.p;
+        r->len = b.len;
+        return;
+    }
+    r->status = 200;
+    r->body = b.p;
+    r->len = b.len;
+}
+
+void
+web_serve(web_t *w, ctl_t *ctl)
+{
+    for (;;) {
+        zmq_msg_t seq, what;
+        zmq_msg_init(&seq);
+        zmq_msg_init(&what);
+        if (zmq_msg_recv(&seq, w->loop_end, ZMQ_DONTWAIT) < 0 ||
+            !zmq_msg_more(&seq) ||
+            zmq_msg_recv(&what, w->loop_end, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&seq);
+            zmq_msg_close(&what);
+            return;
+        }
+        webd_reply_t r = {0, NULL, NULL, 0};
+        web_render(ctl, zmq_msg_data(&what), zmq_msg_size(&what), &r);
+        unsigned st = r.status;
+        zmq_send(w->loop_end, zmq_msg_data(&seq), zmq_msg_size(&seq),
+                 ZMQ_SNDMORE);
+        zmq_send(w->loop_end, &st, sizeof st, ZMQ_SNDMORE);
+        zmq_send(w->loop_end, r.type, strlen(r.type), ZMQ_SNDMORE);
+        zmq_send(w->loop_end, r.body ? r.body : "", r.len, 0);
+        free(r.body);
+        zmq_msg_close(&seq);
+        zmq_msg_close(&what);
+    }
+}
+
+/* ------------------------------------------------------ the HTTP thread */
+
+/* Reads one reply's frames; returns 0 with r filled when it answers seq,
+ * 1 for an older reply (skipped), -1 on timeout. */
+static int
+web_read_reply(web_t *w, uint64_t seq, webd_reply_t *r, char *type, size_t tcap)
+{
+    zmq_msg_t f[4];
+    int n = 0, more = 1;
+    for (; more && n < 4; n++) {
+        zmq_msg_init(&f[n]);
+        if (zmq_msg_recv(&f[n], w->http_end, 0) < 0) {
+            zmq_msg_close(&f[n]);
+            for (int i = 0; i < n; i++)
+                zmq_msg_close(&f[i]);
+            return -1;
+        }
+        more = zmq_msg_more(&f[n]);
+    }
+    int rc = 1;
+    uint64_t got = 0;
+    if (n == 4 && zmq_msg_size(&f[0]) == sizeof got &&
+        zmq_msg_size(&f[1]) == sizeof r->status) {
+        memcpy(&got, zmq_msg_data(&f[0]), sizeof got);
+        if (got == seq) {
+            memcpy(&r->status, zmq_msg_data(&f[1]), sizeof r->status);
+            size_t tl = zmq_msg_size(&f[2]);
+            tl = tl < tcap - 1 ? tl : tcap - 1;
+            memcpy(type, zmq_msg_data(&f[2]), tl);
+            type[tl] = '\0';
+            r->type = type;
+            r->len = zmq_msg_size(&f[3]);
+            r->body = bursar_malloc(r->len + 1);
+            memcpy(r->body, zmq_msg_data(&f[3]), r->len);
+            rc = 0;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
+    return rc;
+}
+
+/* Asks the loop for what; fills r (503 when the loop does not answer). */
+static void
+web_ask(web_t *w, const char *what, webd_reply_t *r)
+{
+    static __thread char type[128];
+    uint64_t seq = ++w->seq;
+    zmq_send(w->http_end, &seq, sizeof seq, ZMQ_SNDMORE);
+    zmq_send(w->http_end, what, strlen(what), 0);
+    int rc;
+    while ((rc = web_read_reply(w, seq, r, type, sizeof type)) == 1)
+        ;
+    if (rc < 0) {
+        r->status = 503;
+        r->type = "text/plain; charset=utf-8";
+        r->body = bursar_strdup("bursard is busy: no answer in time\n");
+        r->len = strlen(r->body);
+    }
+}
+
+static void
+web_http(void *ctx, const char *path, webd_reply_t *r)
+{
+    web_t *w = ctx;
+    if (strcmp(path, "/") == 0 || strcmp(path, "/status") == 0) {
+        r->status = 200;
+        r->type = "text/html; charset=utf-8";
+        r->body = bursar_malloc(web_status_html_len + 1);
+        memcpy(r->body, web_status_html, web_status_html_len);
+        r->len = web_status_html_len;
+    } else if (strcmp(path, "/metrics") == 0) {
+        web_ask(w, "metrics", r);
+    } else if (strcmp(path, "/status.json") == 0) {
+        web_ask(w, "status", r);
+    } else if (strcmp(path, "/healthz") == 0) {
+        r->status = 200;
+        r->body = bursar_strdup("ok\n");
+        r->len = 3;
+    } else {
+        r->status = 404;
+        r->body = bursar_strdup("not found: try /metrics, / or /status.json\n");
+        r->len = strlen(r->body);
+    }
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static int
+web_pair(web_t *w, void *zctx, char *err, size_t cap)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://bursard-web-%p", (void *)w);
+    w->loop_end = zmq_socket(zctx, ZMQ_PAIR);
+    w->http_end = zmq_socket(zctx, ZMQ_PAIR);
+    int wait = WEB_WAIT_MS, linger = 0;
+    zmq_setsockopt(w->http_end, ZMQ_RCVTIMEO, &wait, sizeof wait);
+    zmq_setsockopt(w->http_end, ZMQ_SNDTIMEO, &wait, sizeof wait);
+    zmq_setsockopt(w->http_end, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(w->loop_end, ZMQ_LINGER, &linger, sizeof linger);
+    if (!w->loop_end || !w->http_end || zmq_bind(w->loop_end, ep) != 0 ||
+        zmq_connect(w->http_end, ep) != 0) {
+        snprintf(err, cap, "metrics: cannot make the inproc pair: %s",
+                 zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+int
+web_open(web_t **out, void *zctx, const cfg_t *cfg, const char *listen,
+         int quiet, char *err, size_t cap)
+{
+    *out = NULL;
+    if (!listen)
+        listen = cfg->metrics_listen;
+    if (!listen)
+        return 0;
+    const char *token = NULL;
+    if (cfg->metrics_token_env) {
+        token = getenv(cfg->metrics_token_env);
+        if (!token || !*token) {
+            snprintf(err, cap,
+                     "metrics.token_env: the variable %s is not set (or "
+                     "empty)",
+                     cfg->metrics_token_env);
+            return -1;
+        }
+    }
+    web_t *w = bursar_calloc(1, sizeof *w);
+    if (web_pair(w, zctx, err, cap) != 0) {
+        web_close(&w);
+        return -1;
+    }
+    webd_opts_t o = {.listen = listen,
+                     .allow = (const char *const *)cfg->metrics_allow,
+                     .n_allow = cfg->n_metrics_allow,
+                     .token = token,
+                     .name = "bursard",
+                     .quiet = quiet};
+    char why[256];
+    if (webd_start(&w->httpd, &o, web_http, w, why, sizeof why) != 0) {
+        snprintf(err, cap, "metrics.listen: %s", why);
+        web_close(&w);
+        return -1;
+    }
+    *out = w;
+    return 0;
+}
+
+void *
+web_socket(const web_t *w)
+{
+    return w ? w->loop_end : NULL;
+}
+
+unsigned
+web_port(const web_t *w)
+{
+    return w ? webd_port(w->httpd) : 0;
+}
+
+void
+web_close(web_t **wp)
+{
+    web_t *w = wp ? *wp : NULL;
+    if (!w)
+        return;
+    webd_stop(&w->httpd); /* the HTTP thread ends before its socket */
+    if (w->http_end)
+        zmq_close(w->http_end);
+    if (w->loop_end)
+        zmq_close(w->loop_end);
+    free(w);
+    *wp = NULL;
+}
