@@ -322,7 +322,7 @@ webd_start(webd_t **out, const webd_opts_t *o, webd_serve_fn serve, void *ctx,
         return -1;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_DUAL_STACK : 0);
     w->mhd = MHD_start_daemon(
         flags, 0, webd_accept, w, webd_access, w, MHD_OPTION_EXTERNAL_LOGGER,
         webd_log, w, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,

@@ -57,9 +57,10 @@ int webd_start(webd_t **out, const webd_opts_t *o, webd_serve_fn serve,
 unsigned webd_port(const webd_t *w);
 void webd_stop(webd_t **w);
 
-/* 1 if s is HOST:PORT with a port number up to 65535 ([v6]:PORT too). */
+/* 1 if s is HOST:PORT with a port number up to 65535 ([v6]:PORT too;
+ * 0.0.0.0 or [::] for every interface). */
 int webd_listen_ok(const char *s);
-/* The address of HOST:PORT (an empty HOST: every interface). Returns 0, or
+/* The address of HOST:PORT (a name is resolved). Returns 0, or
  * -1 with err. */
 int webd_listen_addr(const char *listen, struct sockaddr_storage *ss, int *v6,
                      char *err, size_t cap);

@@ -1,0 +1,248 @@
+/*
+ * test_agents_webd.c - the operator's HTTP server (agents/webd.h) over
+ * real sockets: who may connect (the allow-list, IPv4-mapped addresses on
+ * an IPv6 socket), the bearer token, methods, and the address checks.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agents/webd.h"
+
+static int served;
+
+static void
+serve(void *ctx, const char *path, webd_reply_t *r)
+{
+    (void)ctx;
+    served++;
+    r->status = strcmp(path, "/x") == 0 ? 200 : 404;
+    r->body = strdup(r->status == 200 ? "hello\n" : "no\n");
+    r->len = strlen(r->body);
+}
+
+/* Sends req to host:port (family af) and returns what came back before
+ * the server closed (malloc'ed; "" when the connection was closed without
+ * an answer). */
+static char *
+http(int af, const char *host, unsigned port, const char *req)
+{
+    int fd = socket(af, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int rc;
+    if (af == AF_INET) {
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port)};
+        inet_pton(AF_INET, host, &a.sin_addr);
+        rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    } else {
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6,
+                                 .sin6_port = htons((uint16_t)port)};
+        inet_pton(AF_INET6, host, &a.sin6_addr);
+        rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    }
+    assert_int_equal(rc, 0);
+    (void)!write(fd, req, strlen(req));
+    size_t cap = 4096, len = 0;
+    char *out = calloc(1, cap);
+    ssize_t n;
+    while ((n = read(fd, out + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fd);
+    return out;
+}
+
+#define GET_X "GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+static webd_t *
+start(const char *listen, const char *const *allow, size_t n, const char *token)
+{
+    webd_opts_t o = {.listen = listen,
+                     .allow = allow,
+                     .n_allow = n,
+                     .token = token,
+                     .name = "test",
+                     .quiet = 1};
+    webd_t *w = NULL;
+    char err[256] = "";
+    if (webd_start(&w, &o, serve, NULL, err, sizeof err) != 0)
+        fail_msg("webd_start: %s", err);
+    assert_true(webd_port(w) > 0);
+    return w;
+}
+
+static void
+test_loopback_by_default(void **state)
+{
+    (void)state;
+    webd_t *w = start("127.0.0.1:0", NULL, 0, NULL);
+    served = 0;
+    char *r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    assert_non_null(strstr(r, "HTTP/1.1 200"));
+    assert_non_null(strstr(r, "hello"));
+    assert_non_null(strstr(r, "Cache-Control: no-store"));
+    free(r);
+    r = http(AF_INET, "127.0.0.1", webd_port(w),
+             "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_non_null(strstr(r, "HTTP/1.1 404"));
+    free(r);
+    assert_int_equal(served, 2);
+    webd_stop(&w);
+    assert_null(w);
+}
+
+static void
+test_allow_list_refuses(void **state)
+{
+    (void)state;
+    const char *const other[] = {"10.0.0.0/8", "::1/128"};
+    webd_t *w = start("127.0.0.1:0", other, 2, NULL);
+    served = 0;
+    char *r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    assert_string_equal(r, ""); /* closed at accept, no answer */
+    assert_int_equal(served, 0);
+    free(r);
+    webd_stop(&w);
+
+    const char *const one[] = {"127.0.0.1"}; /* one host */
+    w = start("127.0.0.1:0", one, 1, NULL);
+    r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    assert_non_null(strstr(r, "HTTP/1.1 200"));
+    free(r);
+    webd_stop(&w);
+
+    const char *const narrow[] = {"127.0.0.2/31"}; /* .2 and .3 only */
+    w = start("127.0.0.1:0", narrow, 1, NULL);
+    r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    assert_string_equal(r, "");
+    free(r);
+    webd_stop(&w);
+}
+
+/* On an IPv6 socket an IPv4 client shows as ::ffff:127.0.0.1: it is
+ * judged as 127.0.0.1, and ::1 only by the IPv6 networks. */
+static void
+test_ipv6_and_mapped(void **state)
+{
+    (void)state;
+    const char *const v4[] = {"127.0.0.0/8"};
+    webd_t *w = start("[::]:0", v4, 1, NULL);
+    char *r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    assert_non_null(strstr(r, "HTTP/1.1 200"));
+    free(r);
+    r = http(AF_INET6, "::1", webd_port(w), GET_X);
+    assert_string_equal(r, "");
+    free(r);
+    webd_stop(&w);
+
+    const char *const v6[] = {"::1/128"};
+    w = start("[::]:0", v6, 1, NULL);
+    r = http(AF_INET6, "::1", webd_port(w), GET_X);
+    assert_non_null(strstr(r, "HTTP/1.1 200"));
+    free(r);
+    r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    assert_string_equal(r, "");
+    free(r);
+    webd_stop(&w);
+}
+
+static void
+test_token_and_methods(void **state)
+{
+    (void)state;
+    webd_t *w = start("127.0.0.1:0", NULL, 0, "s3cret");
+    unsigned p = webd_port(w);
+    served = 0;
+    char *r = http(AF_INET, "127.0.0.1", p, GET_X);
+    assert_non_null(strstr(r, "HTTP/1.1 401"));
+    assert_non_null(strstr(r, "WWW-Authenticate: Bearer"));
+    free(r);
+    r = http(AF_INET, "127.0.0.1", p,
+             "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cre"
+             "\r\nConnection: close\r\n\r\n");
+    assert_non_null(strstr(r, "HTTP/1.1 401"));
+    free(r);
+    r = http(AF_INET, "127.0.0.1", p,
+             "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cretX"
+             "\r\nConnection: close\r\n\r\n");
+    assert_non_null(strstr(r, "HTTP/1.1 401"));
+    free(r);
+    assert_int_equal(served, 0);
+    r = http(AF_INET, "127.0.0.1", p,
+             "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: bearer s3cret"
+             "\r\nConnection: close\r\n\r\n");
+    assert_non_null(strstr(r, "HTTP/1.1 200"));
+    free(r);
+    r = http(AF_INET, "127.0.0.1", p,
+             "POST /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret"
+             "\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
+    assert_non_null(strstr(r, "HTTP/1.1 405"));
+    assert_non_null(strstr(r, "Allow: GET, HEAD"));
+    free(r);
+    assert_int_equal(served, 1);
+    webd_stop(&w);
+}
+
+static void
+test_addresses(void **state)
+{
+    (void)state;
+    assert_true(webd_cidr_ok("127.0.0.0/8"));
+    assert_true(webd_cidr_ok("10.1.2.3"));
+    assert_true(webd_cidr_ok("::1/128"));
+    assert_true(webd_cidr_ok("fd00::/8"));
+    assert_true(webd_cidr_ok("0.0.0.0/0"));
+    assert_false(webd_cidr_ok("127.0.0.0/33"));
+    assert_false(webd_cidr_ok("::1/129"));
+    assert_false(webd_cidr_ok("localhost"));
+    assert_false(webd_cidr_ok("10.0.0.0/"));
+    assert_false(webd_cidr_ok("/8"));
+    assert_false(webd_cidr_ok("10.0.0.0/8x"));
+    assert_true(webd_listen_ok("127.0.0.1:9464"));
+    assert_true(webd_listen_ok("[::1]:0"));
+    assert_false(webd_listen_ok(":9464")); /* a host is required */
+    assert_false(webd_listen_ok("127.0.0.1"));
+    assert_false(webd_listen_ok("127.0.0.1:65536"));
+    assert_false(webd_listen_ok("127.0.0.1:http"));
+
+    webd_opts_t o = {.listen = "127.0.0.1:0", .quiet = 1};
+    const char *const bad[] = {"10.0.0.0/8", "nonsense"};
+    o.allow = bad;
+    o.n_allow = 2;
+    webd_t *w = NULL;
+    char err[256] = "";
+    assert_int_equal(webd_start(&w, &o, serve, NULL, err, sizeof err), -1);
+    assert_null(w);
+    assert_non_null(strstr(err, "allow[1]"));
+    o.n_allow = 0;
+    o.listen = "no-such-host.invalid:80";
+    assert_int_equal(webd_start(&w, &o, serve, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no-such-host.invalid"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loopback_by_default),
+        cmocka_unit_test(test_allow_list_refuses),
+        cmocka_unit_test(test_ipv6_and_mapped),
+        cmocka_unit_test(test_token_and_methods),
+        cmocka_unit_test(test_addresses),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
