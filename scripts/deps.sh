@@ -9,13 +9,17 @@
 # set, by the store and symbol tests); the scripts (jq for ope_check.sh and
 # ope_obd.sh, git for funclen.sh); node and npm for the gateway's tests
 # with the OpenAI Node SDK (tests/gateway: Debian's Node.js, 18 on
-# bookworm; npm ci installs the SDK into the build tree). The sanitizer
+# bookworm; npm ci installs the SDK into the build tree); Debian's python3
+# with pyzmq, pytest, pip and setuptools for the Python client's tests
+# (tests/python: the suite, and an offline `pip install agents/python`).
+# The sanitizer
 # build (test.sh --sanitize) needs nothing more: gcc's libasan and libubsan
 # come with it.
 set -euo pipefail
 
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
-      libcurl4-openssl-dev libcmocka-dev libsodium-dev libmicrohttpd-dev)
+      libcurl4-openssl-dev libcmocka-dev libsodium-dev libmicrohttpd-dev
+      python3 python3-zmq python3-pytest python3-pip python3-setuptools)
 # command package
 cmds=(
     "cmake cmake"
