@@ -11,10 +11,12 @@
 # with the OpenAI Node SDK (tests/gateway: Debian's Node.js, 18 on
 # bookworm; npm ci installs the SDK into the build tree); Debian's python3
 # with pyzmq, pytest, pip and setuptools for the Python client's tests
-# (tests/python: the suite, and an offline `pip install agents/python`).
-# The sanitizer
-# build (test.sh --sanitize) needs nothing more: gcc's libasan and libubsan
-# come with it.
+# (tests/python: the suite, and an offline `pip install agents/python`);
+# help2man for the man pages the build makes, systemd (systemd-analyze)
+# and man-db for the install test (tests/install: verifies the installed
+# units and their man: links; readelf checks the library's SONAME). The
+# sanitizer build (test.sh --sanitize) needs nothing more: gcc's libasan
+# and libubsan come with it.
 set -euo pipefail
 
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
@@ -33,6 +35,10 @@ cmds=(
     "awk mawk"
     "node nodejs"
     "npm npm"
+    "help2man help2man"
+    "systemd-analyze systemd"
+    "man man-db"
+    "readelf binutils"
 )
 missing=()
 for p in "${pkgs[@]}"; do
