@@ -64,6 +64,13 @@ typedef struct gw_cfg {
     cJSON *root; /* the file, checked; the strings below point into it */
     const char *path;
     const char *listen; /* HOST:PORT */
+    /* the operator's metrics address (gw_metrics.c): HOST:PORT or NULL
+     * (not served), the client networks allowed (none: loopback), the
+     * environment variable of a bearer token (or NULL) */
+    const char *metrics_listen;
+    const char *metrics_allow[WEBD_ALLOW_MAX];
+    size_t n_metrics_allow;
+    const char *metrics_token_env;
     const char *controller;
     const char *spool;
     const char *fallback_model;
@@ -131,6 +138,8 @@ typedef struct gw {
     int have_buckets; /* it listed them once */
     gw_stats_t st;
     struct gw_reporters *rep; /* gw_report.c */
+    struct gw_metrics *met;   /* gw_metrics.c */
+    webd_t *web;              /* the metrics address, or NULL */
     struct MHD_Daemon *mhd;
     unsigned short port;
     int quiet;
@@ -187,6 +196,56 @@ void gw_http_stop(gw_t *g);
 /* Counters, under the lock. */
 void gw_count(gw_t *g, unsigned long *field, unsigned long n);
 
+/* Reports waiting in the queue (gw_report.c). */
+size_t gw_reporters_queued(gw_t *g);
+
+/* ------------------------------------------------ metrics (gw_metrics.c) */
+
+/* Models with series of their own (more: model="other"). */
+#define GW_MET_MODELS 64
+
+/* The routes, as the metrics label them (gw_http.c). */
+enum gw_route {
+    GW_R_CHAT,
+    GW_R_MODELS,
+    GW_R_FEEDBACK,
+    GW_R_HEALTH,
+    GW_R_MODEL, /* GET /v1/models/{id} */
+    GW_R_NONE,
+    GW_R_COUNT
+};
+
+/* The status recorded for a request whose client left before any answer
+ * was queued (nginx's "client closed request"). */
+#define GW_STATUS_GONE 499
+
+/* The metrics' tables (fixed size: recording allocates nothing), made by
+ * gw_open; every gw_metrics_* call is a no-op before. */
+void gw_metrics_new(gw_t *g);
+void gw_metrics_destroy(gw_t *g);
+/* A model gets its series (zero) before its first call. */
+void gw_metrics_model(gw_t *g, const char *model);
+/* A request answered with status (GW_STATUS_GONE: none). */
+void gw_metrics_request(gw_t *g, enum gw_route route, unsigned status);
+/* Requests being served: +1 when one arrives, -1 when it is done. */
+void gw_metrics_inflight(gw_t *g, int delta);
+/* A chat completion's added latency: the gateway's own time, seconds. */
+void gw_metrics_added(gw_t *g, double seconds);
+/* An upstream call of model that finished (not cancelled), seconds. */
+void gw_metrics_upstream(gw_t *g, const char *model, double seconds);
+/* An upstream call of model that failed, by the provider layer's
+ * error_kind (prov_result_t). */
+void gw_metrics_upstream_error(gw_t *g, const char *model, const char *kind);
+/* The exposition (Prometheus' text format) into b. */
+void gw_metrics_write(gw_t *g, bursar_buf_t *b);
+/* Serves GET /metrics and /healthz on listen (the configuration's
+ * metrics.listen when NULL; neither: nothing served) with webd. Returns
+ * 0, or -1 with "metrics.X: why" in err. */
+int gw_metrics_start(gw_t *g, const char *listen, char *err, size_t cap);
+void gw_metrics_stop(gw_t *g);
+/* Seconds on the monotonic clock. */
+double gw_now(void);
+
 /* ------------------------------------------------ replies (gw_http.c) */
 
 /* A header of a reply. */
@@ -228,6 +287,10 @@ enum MHD_Result gw_chat_serve(gw_t *g, struct MHD_Connection *conn,
  * (an upstream call still running is cancelled first), the kit given
  * back, c freed. */
 void gw_chat_finish(gw_chat_t *c);
+
+/* Seconds request c waited for upstream calls before its answer (a
+ * stream: before its first chunk); 0 when c is NULL. */
+double gw_chat_upstream_s(const gw_chat_t *c);
 
 /* The error type and HTTP status of the controller's refusal (the code
  * before ':' in bursar_last_error). */

@@ -2,12 +2,14 @@
  * gateway_main.c - bursar-gateway, the OpenAI-compatible HTTP front door
  * (docs/gateway.md).
  *
- *   bursar-gateway --config FILE [--listen HOST:PORT] [--check-config]
+ *   bursar-gateway --config FILE [--listen HOST:PORT] [--metrics HOST:PORT]
+ *                  [--check-config]
  *   bursar-gateway --new-key TENANT
  *
  * Prints the port it serves on as one line on standard output (so that
- * --listen 127.0.0.1:0 can be used), logs on standard error, serves until
- * SIGTERM or SIGINT, then stops cleanly (exit 0).
+ * --listen 127.0.0.1:0 can be used), logs on standard error (the metrics'
+ * port among them), serves until SIGTERM or SIGINT, then stops cleanly
+ * (exit 0).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
@@ -24,7 +26,8 @@
 #endif
 
 static const char *gw_usage =
-    "usage: bursar-gateway --config FILE [--listen HOST:PORT] [--quiet]\n"
+    "usage: bursar-gateway --config FILE [--listen HOST:PORT]\n"
+    "                      [--metrics HOST:PORT] [--quiet]\n"
     "       bursar-gateway --config FILE --check-config\n"
     "       bursar-gateway --new-key TENANT\n"
     "An OpenAI-compatible HTTP gateway: POST /v1/chat/completions with\n"
@@ -36,6 +39,9 @@ static const char *gw_usage =
     "                    configuration's \"listen\", else 127.0.0.1:8080;\n"
     "                    port 0: any free port); the port is printed on\n"
     "                    standard output\n"
+    "  --metrics H:P     serve Prometheus metrics (GET /metrics) on this\n"
+    "                    address (overrides metrics.listen; port 0: any\n"
+    "                    free port, printed on standard error)\n"
     "  --check-config    check the configuration and exit (0: ok)\n"
     "  --new-key TENANT  print a new application key for TENANT and its\n"
     "                    entry for the configuration's \"keys\"\n"
@@ -43,11 +49,20 @@ static const char *gw_usage =
     "  -h, --help        this text\n"
     "  --version         the version\n";
 
-enum { GO_CONFIG = 256, GO_LISTEN, GO_CHECK, GO_NEWKEY, GO_QUIET, GO_VERSION };
+enum {
+    GO_CONFIG = 256,
+    GO_LISTEN,
+    GO_METRICS,
+    GO_CHECK,
+    GO_NEWKEY,
+    GO_QUIET,
+    GO_VERSION
+};
 
 static const struct option gw_options[] = {
     {"config", required_argument, NULL, GO_CONFIG},
     {"listen", required_argument, NULL, GO_LISTEN},
+    {"metrics", required_argument, NULL, GO_METRICS},
     {"check-config", no_argument, NULL, GO_CHECK},
     {"new-key", required_argument, NULL, GO_NEWKEY},
     {"quiet", no_argument, NULL, GO_QUIET},
@@ -56,7 +71,7 @@ static const struct option gw_options[] = {
     {NULL, 0, NULL, 0}};
 
 typedef struct gw_args {
-    const char *config, *listen, *new_key;
+    const char *config, *listen, *metrics, *new_key;
     int check, quiet;
 } gw_args_t;
 
@@ -80,6 +95,9 @@ gw_parse(int argc, char **argv, gw_args_t *a)
             break;
         case GO_LISTEN:
             a->listen = optarg;
+            break;
+        case GO_METRICS:
+            a->metrics = optarg;
             break;
         case GO_CHECK:
             a->check = 1;
@@ -124,9 +142,10 @@ gw_print_key(const char *tenant)
     return 0;
 }
 
-/* Serves until SIGTERM or SIGINT. */
+/* Serves until SIGTERM or SIGINT; metrics on the configuration's
+ * metrics.listen, or on metrics when not NULL. */
 static int
-gw_serve(gw_t *g)
+gw_serve(gw_t *g, const char *metrics)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -136,7 +155,8 @@ gw_serve(gw_t *g)
     char err[256];
     if (gw_open(g, err, sizeof err) != 0 ||
         gw_reporters_start(g, err, sizeof err) != 0 ||
-        gw_http_start(g, err, sizeof err) != 0) {
+        gw_http_start(g, err, sizeof err) != 0 ||
+        gw_metrics_start(g, metrics, err, sizeof err) != 0) {
         fprintf(stderr, "bursar-gateway: %s: %s\n", g->cfg.path, err);
         return 1;
     }
@@ -148,8 +168,12 @@ gw_serve(gw_t *g)
                 "%s, %zu models, %zu keys\n",
                 g->cfg.listen, (unsigned)g->port, g->cfg.controller,
                 g->n_models, g->cfg.n_keys);
+    if (!g->quiet && g->web)
+        fprintf(stderr, "bursar-gateway: metrics on %s, port %u (/metrics)\n",
+                metrics ? metrics : g->cfg.metrics_listen, webd_port(g->web));
     int sig = 0;
     sigwait(&set, &sig);
+    gw_metrics_stop(g);
     gw_http_stop(g);
     gw_reporters_stop(g); /* every report queued is sent (or spooled) */
     if (!g->quiet)
@@ -188,13 +212,19 @@ main(int argc, char **argv)
         }
         g.cfg.listen = a.listen;
     }
+    if (a.metrics && !webd_listen_ok(a.metrics)) {
+        gw_cfg_free(&g.cfg);
+        return gw_usage_error("--metrics: must be HOST:PORT (a port number "
+                              "up to 65535), not ",
+                              a.metrics);
+    }
     if (a.check) {
         printf("%s: ok\n", a.config);
         gw_cfg_free(&g.cfg);
         return 0;
     }
     g.quiet = a.quiet;
-    rc = gw_serve(&g);
+    rc = gw_serve(&g, a.metrics);
     gw_close(&g);
     gw_cfg_free(&g.cfg);
     return rc;

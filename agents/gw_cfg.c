@@ -35,6 +35,10 @@ static const wcfg_key_t gw_keys[] = {
     {"controller_timeout_ms", cJSON_Number, 0},
     {"controller_attempts", cJSON_Number, 0},
     {"controller_backoff_max_ms", cJSON_Number, 0},
+    {"metrics", cJSON_Object, 1},
+    {"metrics.listen", cJSON_String, 0},
+    {"metrics.allow", cJSON_Array, 0},
+    {"metrics.token_env", cJSON_String, 0},
     WCFG_SHARED_KEYS,
 };
 
@@ -259,6 +263,56 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
     return 0;
 }
 
+/* "metrics": the operator's address, its allow-list and token. */
+static int
+gw_cfg_metrics(gw_cfg_t *c, char *err, size_t cap)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(c->root, "metrics");
+    c->metrics_listen = wcfg_str(m, "listen");
+    if (c->metrics_listen && !webd_listen_ok(c->metrics_listen)) {
+        snprintf(err, cap,
+                 "metrics.listen: must be HOST:PORT (a port number up to "
+                 "65535), got \"%.80s\"",
+                 c->metrics_listen);
+        return -1;
+    }
+    if (c->metrics_listen && strcmp(c->metrics_listen, c->listen) == 0) {
+        snprintf(err, cap,
+                 "metrics.listen: must differ from listen (\"%.80s\"): the "
+                 "metrics are the operator's, the API the applications'",
+                 c->listen);
+        return -1;
+    }
+    const cJSON *allow = cJSON_GetObjectItemCaseSensitive(m, "allow"), *it;
+    int n = cJSON_GetArraySize(allow);
+    if (allow && (n < 1 || n > WEBD_ALLOW_MAX)) {
+        snprintf(err, cap, "metrics.allow: must hold 1 to %d networks, got %d",
+                 WEBD_ALLOW_MAX, n);
+        return -1;
+    }
+    cJSON_ArrayForEach(it, allow)
+    {
+        size_t i = c->n_metrics_allow;
+        if (!cJSON_IsString(it) || !webd_cidr_ok(it->valuestring)) {
+            snprintf(err, cap,
+                     "metrics.allow[%zu]: must be a network ADDRESS/BITS "
+                     "(e.g. \"10.0.0.0/8\", \"::1/128\"), got %s%.60s%s",
+                     i, cJSON_IsString(it) ? "\"" : "",
+                     cJSON_IsString(it) ? it->valuestring : proto_type_name(it),
+                     cJSON_IsString(it) ? "\"" : "");
+            return -1;
+        }
+        c->metrics_allow[c->n_metrics_allow++] = it->valuestring;
+    }
+    c->metrics_token_env = wcfg_str(m, "token_env");
+    if (c->metrics_token_env && !*c->metrics_token_env) {
+        snprintf(err, cap,
+                 "metrics.token_env: must name an environment variable");
+        return -1;
+    }
+    return 0;
+}
+
 /* The parts read by other modules: routing, validators, keys, models. */
 static int
 gw_cfg_parts(gw_cfg_t *c, char *err, size_t cap)
@@ -317,7 +371,7 @@ gw_cfg_load(gw_cfg_t *c, const char *path, char *err, size_t cap)
             cJSON_GetObjectItemCaseSensitive(c->root, "fallbacks"), err, cap) !=
             0 ||
         gw_check_ranges(c->root, err, cap) != 0 ||
-        gw_cfg_fill(c, err, cap) != 0)
+        gw_cfg_fill(c, err, cap) != 0 || gw_cfg_metrics(c, err, cap) != 0)
         return -1;
     return gw_cfg_parts(c, err, cap);
 }

@@ -57,6 +57,7 @@ struct gw_chat {
     int n_fail, n_timeout, n_refused; /* refused: an upstream 4xx */
     int n_limited, n_config; /* an upstream 429; the gateway's own setup */
     char last_error[BURSAR_NAME_MAX + 320];
+    double up_s; /* waited for upstream calls (gw_chat_upstream_s) */
 };
 
 enum { GW_CALL_OK, GW_CALL_FAIL, GW_CALL_GONE };
@@ -170,8 +171,9 @@ gw_validate(const gw_chat_t *c, const char *text, const char *finish)
 static void
 gw_call_done(void *ud, const bursar_model_t *m, prov_result_t *r)
 {
-    (void)m;
     gw_chat_t *c = ud;
+    if (strcmp(r->error_kind, "cancelled") != 0)
+        gw_metrics_upstream(c->g, m->name, r->latency_ms / 1000.0);
     c->res = *r;
     r->output = NULL; /* taken */
     c->res_done = 1;
@@ -248,6 +250,8 @@ gw_call_failed(gw_chat_t *c)
     if (strcmp(c->res.error_kind, "cancelled") == 0 && !c->stream_bad)
         return GW_CALL_GONE;
     const char *what = c->stream_bad ? c->stream_err : c->res.error;
+    gw_metrics_upstream_error(c->g, c->m.name,
+                              c->stream_bad ? "malformed" : c->res.error_kind);
     gw_fail(c, c->m.name, c->res.error_kind, what);
     prov_result_t r = c->res;
     bursar_copy_str(r.error, sizeof r.error, what);
@@ -259,7 +263,6 @@ gw_call_failed(gw_chat_t *c)
         strcmp(r.error_kind, "no_key") != 0 &&
         strcmp(r.error_kind, "refused_url") != 0)
         gw_report_error(c, c->m.name, &r);
-    gw_count(c->g, &c->g->st.fallbacks, 1);
     return GW_CALL_FAIL;
 }
 
@@ -306,8 +309,10 @@ gw_call(gw_chat_t *c, const char *name)
         return GW_CALL_FAIL;
     /* a stream is answered from its first chunk after the role's: an
      * error right after the upstream's opening can still fall back */
+    double t0 = gw_now();
     while (!c->res_done && !(c->stream && chat_stream_chunks(c->cs) >= 2))
         prov_pool_run(c->kit->pool, GW_RUN_MS);
+    c->up_s += gw_now() - t0;
     if (c->res_done && !c->res.ok)
         return gw_call_failed(c);
     if (c->stream) {
@@ -325,6 +330,8 @@ static void
 gw_stream_close(gw_chat_t *c)
 {
     if (!c->res.ok || c->stream_bad) {
+        gw_metrics_upstream_error(
+            c->g, c->m.name, c->stream_bad ? "malformed" : c->res.error_kind);
         char *e = chat_error_body("api_error",
                                   c->stream_bad ? c->stream_err : c->res.error,
                                   NULL, "upstream_error");
@@ -477,15 +484,19 @@ gw_try_models(gw_chat_t *c)
     cand[n++] = c->d.model;
     for (size_t i = 0; i < c->d.n_fallbacks; i++)
         cand[n++] = c->d.fallbacks[i];
+    int failed = 0;
     for (size_t i = 0; i < n; i++) {
         int skip = 0;
         for (size_t k = 0; k < c->n_tried && !skip; k++)
             skip = strcmp(c->tried[k], cand[i]) == 0;
         if (skip)
             continue;
+        if (failed) /* another model after a failed call */
+            gw_count(c->g, &c->g->st.fallbacks, 1);
         int r = gw_call(c, cand[i]);
         if (r != GW_CALL_FAIL)
             return r;
+        failed = 1;
     }
     return GW_CALL_FAIL;
 }
@@ -714,6 +725,12 @@ gw_chat_serve(gw_t *g, struct MHD_Connection *conn, const char *tenant,
     bursar_set_tenant(c->kit->client, c->tenant[0] ? c->tenant : NULL);
     prov_pool_watch(c->kit->pool, gw_conn_fd(conn));
     return gw_chat_run(c);
+}
+
+double
+gw_chat_upstream_s(const gw_chat_t *c)
+{
+    return c ? c->up_s : 0;
 }
 
 void

@@ -276,6 +276,8 @@ gw_models_refresh(gw_t *g, gw_kit_t *k)
     g->have_ctl_models = 1;
     pthread_mutex_unlock(&g->lock);
     free(old);
+    for (size_t i = 0; i < n; i++)
+        gw_metrics_model(g, ms[i].name);
     gw_buckets_load(g, k);
     if (!g->quiet)
         fprintf(stderr, "bursar-gateway: the controller answered: %zu models\n",
@@ -328,7 +330,9 @@ gw_open(gw_t *g, char *err, size_t cap)
         return -1;
     gw_models_load(g, k);
     gw_kit_put(g, k);
+    gw_metrics_new(g);
     for (size_t i = 0; i < g->n_models; i++) {
+        gw_metrics_model(g, g->models[i].name);
         const char *env = g->models[i].api_key_env;
         const char *v = *env ? getenv(env) : "set";
         if (!v || !*v)
@@ -343,7 +347,9 @@ gw_open(gw_t *g, char *err, size_t cap)
 void
 gw_close(gw_t *g)
 {
+    gw_metrics_stop(g); /* its scrapes read what follows */
     gw_reporters_stop(g);
+    gw_metrics_destroy(g);
     for (gw_kit_t *k = g->free_kits, *nx; k; k = nx) {
         nx = k->next;
         gw_kit_destroy(k);

@@ -16,15 +16,6 @@
 #include "agents/chat.h"
 #include "agents/webd.h"
 
-enum gw_route {
-    GW_R_CHAT,
-    GW_R_MODELS,
-    GW_R_FEEDBACK,
-    GW_R_HEALTH,
-    GW_R_MODEL, /* GET /v1/models/{id} */
-    GW_R_NONE
-};
-
 /* One request: its body as it arrives, and what is finished after it. */
 typedef struct gw_req {
     enum gw_route route;
@@ -34,6 +25,8 @@ typedef struct gw_req {
     bursar_buf_t body;
     int too_big;
     gw_chat_t *chat;
+    double t0;   /* when its head (then its whole body) had arrived */
+    int counted; /* its status is in the metrics */
 } gw_req_t;
 
 /* --------------------------------------------------------------- replies */
@@ -519,6 +512,29 @@ gw_body_add(const gw_t *g, gw_req_t *rq, const char *p, size_t n)
     bursar_buf_add(&rq->body, p, n);
 }
 
+/* The status queued on conn, or 0 when none is. */
+static unsigned
+gw_status_queued(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+    return ci ? ci->http_status : 0;
+}
+
+/* The request has been answered (or not: its client left): counted, and
+ * a chat completion's added latency observed. */
+static void
+gw_answered(gw_t *g, struct MHD_Connection *conn, gw_req_t *rq)
+{
+    unsigned st = gw_status_queued(conn);
+    if (!st)
+        return; /* nothing queued: counted as gone when it completes */
+    rq->counted = 1;
+    gw_metrics_request(g, rq->route, st);
+    if (rq->route == GW_R_CHAT)
+        gw_metrics_added(g, gw_now() - rq->t0 - gw_chat_upstream_s(rq->chat));
+}
+
 static enum MHD_Result
 gw_access(void *cls, struct MHD_Connection *conn, const char *url,
           const char *method, const char *version, const char *upload,
@@ -530,11 +546,15 @@ gw_access(void *cls, struct MHD_Connection *conn, const char *url,
     if (!rq) {
         rq = bursar_calloc(1, sizeof *rq);
         *con_cls = rq;
+        rq->t0 = gw_now();
+        gw_metrics_inflight(g, 1);
         enum MHD_Result out = MHD_YES;
         /* refused before its body is read: an unknown client cannot make
          * the gateway hold a body */
-        if (gw_head(g, conn, rq, url, method, &out) != 0)
+        if (gw_head(g, conn, rq, url, method, &out) != 0) {
             rq->answered = 1;
+            gw_answered(g, conn, rq);
+        }
         return out;
     }
     if (rq->answered) { /* the body of a refused request: dropped */
@@ -546,19 +566,25 @@ gw_access(void *cls, struct MHD_Connection *conn, const char *url,
         *upload_size = 0;
         return MHD_YES;
     }
-    return gw_dispatch(g, conn, rq);
+    rq->t0 = gw_now();
+    enum MHD_Result r = gw_dispatch(g, conn, rq);
+    gw_answered(g, conn, rq);
+    return r;
 }
 
 static void
 gw_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
     (void)conn;
     (void)toe;
+    gw_t *g = cls;
     gw_req_t *rq = *con_cls;
     if (!rq)
         return;
+    if (!rq->counted)
+        gw_metrics_request(g, rq->route, GW_STATUS_GONE);
+    gw_metrics_inflight(g, -1);
     if (rq->chat)
         gw_chat_finish(rq->chat);
     free(rq->body.p);

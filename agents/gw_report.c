@@ -167,3 +167,15 @@ gw_post(gw_t *g, bursar_t *b, const bursar_decision_t *d,
     }
     gw_send(g, b, d, fb);
 }
+
+size_t
+gw_reporters_queued(gw_t *g)
+{
+    struct gw_reporters *r = g->rep;
+    if (!r)
+        return 0;
+    pthread_mutex_lock(&r->lock);
+    size_t n = r->n;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
