@@ -116,7 +116,7 @@ gw_metrics_request(gw_t *g, enum gw_route route, unsigned status)
     if (!g->met || route >= GW_R_COUNT)
         return;
     if (status < GW_MET_CODE_MIN || status >= GW_MET_CODE_MIN + GW_MET_CODES)
-        status = 500; /* libmicrohttpd queues nothing else */
+        status = 500; /* not a status: never queued by the gateway */
     pthread_mutex_lock(&g->met->lock);
     g->met->t.req[route][status - GW_MET_CODE_MIN]++;
     pthread_mutex_unlock(&g->met->lock);
