@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const double expo_latency_bounds[EXPO_LATENCY_N] = {
@@ -31,17 +32,29 @@ expo_family(bursar_buf_t *b, const char *name, const char *type,
     bursar_buf_add(b, line, (size_t)n);
 }
 
+/* The shortest of %.15g, %.16g, %.17g that reads back as v: 5e-05, not
+ * 5.0000000000000002e-05. */
+static int
+expo_format(char *s, size_t cap, double v)
+{
+    if (isnan(v))
+        return snprintf(s, cap, "NaN");
+    if (isinf(v))
+        return snprintf(s, cap, v > 0 ? "+Inf" : "-Inf");
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(s, cap, "%.*g", prec, v);
+        if (strtod(s, NULL) == v)
+            break;
+    }
+    return n;
+}
+
 static void
 expo_value(bursar_buf_t *b, double v)
 {
     char s[40];
-    int n;
-    if (isnan(v))
-        n = snprintf(s, sizeof s, "NaN");
-    else if (isinf(v))
-        n = snprintf(s, sizeof s, v > 0 ? "+Inf" : "-Inf");
-    else
-        n = snprintf(s, sizeof s, "%.17g", v);
+    int n = expo_format(s, sizeof s, v);
     bursar_buf_add(b, s, (size_t)n);
 }
 
@@ -135,7 +148,7 @@ expo_hist_write(bursar_buf_t *b, const char *name, const expo_hist_t *h,
     for (size_t i = 0; i <= h->n; i++) {
         if (i < h->n) {
             cum += h->count[i];
-            snprintf(le, sizeof le, "%.17g", h->le[i]);
+            expo_format(le, sizeof le, h->le[i]);
         } else {
             cum = h->total;
             snprintf(le, sizeof le, "+Inf");

@@ -15,7 +15,8 @@
  *                     1, "op", "choose");
  *
  * Label values are escaped (backslash, double quote, newline); values are
- * printed with %.17g, +Inf/-Inf/NaN as Prometheus spells them. A histogram
+ * printed in the fewest digits that read back exactly, +Inf/-Inf/NaN
+ * as Prometheus spells them. A histogram
  * is not thread-safe: its owner locks around observe and write.
  */
 #ifndef BURSAR_AGENTS_EXPO_H

@@ -1,10 +1,12 @@
 /*
  * test_agents_webd.c - the operator's HTTP server (agents/webd.h) over
  * real sockets: who may connect (the allow-list, IPv4-mapped addresses on
- * an IPv6 socket), the bearer token, methods, and the address checks.
+ * an IPv6 socket), the bearer token, methods, and the address checks;
+ * and the text exposition writer its pages use (agents/expo.h).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "agents/expo.h"
 #include "agents/webd.h"
 
 static int served;
@@ -234,6 +237,46 @@ test_addresses(void **state)
     assert_non_null(strstr(err, "no-such-host.invalid"));
 }
 
+static void
+test_expo(void **state)
+{
+    (void)state;
+    bursar_buf_t b = {0};
+    expo_family(&b, "x_total", "counter", "A \\ and\na line.");
+    expo_sample(&b, "x_total", 3, 2, "model", "a\"b\\c\nd", "bucket", "");
+    expo_sample(&b, "y", 0.1, 0);
+    expo_sample(&b, "v", 0.00005, 0);
+    expo_sample(&b, "z", NAN, 0);
+    expo_sample(&b, "w", -INFINITY, 1, "k", "v");
+    assert_string_equal(b.p,
+                        "# HELP x_total A \\\\ and\\na line.\n"
+                        "# TYPE x_total counter\n"
+                        "x_total{model=\"a\\\"b\\\\c\\nd\",bucket=\"\"} 3\n"
+                        "y 0.1\n"
+                        "v 5e-05\n"
+                        "z NaN\n"
+                        "w{k=\"v\"} -Inf\n");
+    free(b.p);
+
+    expo_hist_t h;
+    const double le[] = {0.25, 0.5, 2};
+    expo_hist_init(&h, le, 3);
+    expo_hist_observe(&h, 0.25); /* le is inclusive */
+    expo_hist_observe(&h, 0.3125);
+    expo_hist_observe(&h, 0.375);
+    expo_hist_observe(&h, 9);
+    expo_hist_observe(&h, NAN); /* ignored */
+    memset(&b, 0, sizeof b);
+    expo_hist_write(&b, "t_seconds", &h, 1, "op", "choose");
+    assert_string_equal(b.p, "t_seconds_bucket{op=\"choose\",le=\"0.25\"} 1\n"
+                             "t_seconds_bucket{op=\"choose\",le=\"0.5\"} 3\n"
+                             "t_seconds_bucket{op=\"choose\",le=\"2\"} 3\n"
+                             "t_seconds_bucket{op=\"choose\",le=\"+Inf\"} 4\n"
+                             "t_seconds_sum{op=\"choose\"} 9.9375\n"
+                             "t_seconds_count{op=\"choose\"} 4\n");
+    free(b.p);
+}
+
 int
 main(void)
 {
@@ -243,6 +286,7 @@ main(void)
         cmocka_unit_test(test_ipv6_and_mapped),
         cmocka_unit_test(test_token_and_methods),
         cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_expo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
