@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const double expo_latency_bounds[EXPO_LATENCY_N] = {
@@ -31,6 +32,20 @@ expo_family(bursar_buf_t *b, const char *name, const char *type,
     bursar_buf_add(b, line, (size_t)n);
 }
 
+/* The shortest of %.15g, %.16g, %.17g that reads back as v: 0.005, not
+ * 0.0050000000000000001 (a label le="0.005" is matched as text). */
+static int
+expo_number(char *s, size_t cap, double v)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(s, cap, "%.*g", prec, v);
+        if (strtod(s, NULL) == v)
+            break;
+    }
+    return n;
+}
+
 static void
 expo_value(bursar_buf_t *b, double v)
 {
@@ -41,7 +56,7 @@ expo_value(bursar_buf_t *b, double v)
     else if (isinf(v))
         n = snprintf(s, sizeof s, v > 0 ? "+Inf" : "-Inf");
     else
-        n = snprintf(s, sizeof s, "%.17g", v);
+        n = expo_number(s, sizeof s, v);
     bursar_buf_add(b, s, (size_t)n);
 }
 
@@ -135,7 +150,7 @@ expo_hist_write(bursar_buf_t *b, const char *name, const expo_hist_t *h,
     for (size_t i = 0; i <= h->n; i++) {
         if (i < h->n) {
             cum += h->count[i];
-            snprintf(le, sizeof le, "%.17g", h->le[i]);
+            expo_number(le, sizeof le, h->le[i]);
         } else {
             cum = h->total;
             snprintf(le, sizeof le, "+Inf");
