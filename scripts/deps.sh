@@ -14,9 +14,10 @@
 # (tests/python: the suite, and an offline `pip install agents/python`);
 # help2man for the man pages the build makes, systemd (systemd-analyze)
 # and man-db for the install test (tests/install: verifies the installed
-# units and their man: links; readelf checks the library's SONAME). The
-# sanitizer build (test.sh --sanitize) needs nothing more: gcc's libasan
-# and libubsan come with it.
+# units and their man: links; readelf checks the library's SONAME);
+# prometheus (and its promtool) for tests/prometheus. The sanitizer
+# build (test.sh --sanitize) needs nothing more: gcc's libasan and
+# libubsan come with it.
 set -euo pipefail
 
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
@@ -39,6 +40,7 @@ cmds=(
     "systemd-analyze systemd"
     "man man-db"
     "readelf binutils"
+    "promtool prometheus"
 )
 missing=()
 for p in "${pkgs[@]}"; do
