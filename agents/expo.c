@@ -33,10 +33,13 @@ expo_family(bursar_buf_t *b, const char *name, const char *type,
 }
 
 /* The shortest of %.15g, %.16g, %.17g that reads back as v: 0.005, not
- * 0.0050000000000000001 (a label le="0.005" is matched as text). */
+ * 0.0050000000000000001 (a label le="0.005" is matched as text).
+ * Integers (counts, most of an exposition) take one conversion. */
 static int
 expo_number(char *s, size_t cap, double v)
 {
+    if (fabs(v) < 1e15 && v == (double)(long long)v)
+        return snprintf(s, cap, "%lld", (long long)v);
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(s, cap, "%.*g", prec, v);
@@ -60,10 +63,14 @@ expo_value(bursar_buf_t *b, double v)
     bursar_buf_add(b, s, (size_t)n);
 }
 
+/* Runs without a character to escape are added whole. */
 static void
 expo_label_value(bursar_buf_t *b, const char *v)
 {
-    for (const char *p = v; *p; p++) {
+    for (const char *p = v; *p;) {
+        size_t run = strcspn(p, "\\\"\n");
+        bursar_buf_add(b, p, run);
+        p += run;
         if (*p == '\\')
             bursar_buf_add(b, "\\\\", 2);
         else if (*p == '"')
@@ -71,7 +78,8 @@ expo_label_value(bursar_buf_t *b, const char *v)
         else if (*p == '\n')
             bursar_buf_add(b, "\\n", 2);
         else
-            bursar_buf_add(b, p, 1);
+            break;
+        p++;
     }
 }
 
