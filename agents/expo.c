@@ -32,15 +32,14 @@ expo_family(bursar_buf_t *b, const char *name, const char *type,
     bursar_buf_add(b, line, (size_t)n);
 }
 
-/* The shortest of %.15g, %.16g, %.17g that reads back as v: 5e-05, not
- * 5.0000000000000002e-05. */
+/* The shortest of %.15g, %.16g, %.17g that reads back as v: 0.005, not
+ * 0.0050000000000000001 (a label le="0.005" is matched as text).
+ * Integers (counts, most of an exposition) take one conversion. */
 static int
-expo_format(char *s, size_t cap, double v)
+expo_number(char *s, size_t cap, double v)
 {
-    if (isnan(v))
-        return snprintf(s, cap, "NaN");
-    if (isinf(v))
-        return snprintf(s, cap, v > 0 ? "+Inf" : "-Inf");
+    if (fabs(v) < 1e15 && v == (double)(long long)v)
+        return snprintf(s, cap, "%lld", (long long)v);
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(s, cap, "%.*g", prec, v);
@@ -54,14 +53,24 @@ static void
 expo_value(bursar_buf_t *b, double v)
 {
     char s[40];
-    int n = expo_format(s, sizeof s, v);
+    int n;
+    if (isnan(v))
+        n = snprintf(s, sizeof s, "NaN");
+    else if (isinf(v))
+        n = snprintf(s, sizeof s, v > 0 ? "+Inf" : "-Inf");
+    else
+        n = expo_number(s, sizeof s, v);
     bursar_buf_add(b, s, (size_t)n);
 }
 
+/* Runs without a character to escape are added whole. */
 static void
 expo_label_value(bursar_buf_t *b, const char *v)
 {
-    for (const char *p = v; *p; p++) {
+    for (const char *p = v; *p;) {
+        size_t run = strcspn(p, "\\\"\n");
+        bursar_buf_add(b, p, run);
+        p += run;
         if (*p == '\\')
             bursar_buf_add(b, "\\\\", 2);
         else if (*p == '"')
@@ -69,7 +78,8 @@ expo_label_value(bursar_buf_t *b, const char *v)
         else if (*p == '\n')
             bursar_buf_add(b, "\\n", 2);
         else
-            bursar_buf_add(b, p, 1);
+            break;
+        p++;
     }
 }
 
@@ -148,7 +158,7 @@ expo_hist_write(bursar_buf_t *b, const char *name, const expo_hist_t *h,
     for (size_t i = 0; i <= h->n; i++) {
         if (i < h->n) {
             cum += h->count[i];
-            expo_format(le, sizeof le, h->le[i]);
+            expo_number(le, sizeof le, h->le[i]);
         } else {
             cum = h->total;
             snprintf(le, sizeof le, "+Inf");

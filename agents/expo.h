@@ -15,9 +15,9 @@
  *                     1, "op", "choose");
  *
  * Label values are escaped (backslash, double quote, newline); values are
- * printed in the fewest digits that read back exactly, +Inf/-Inf/NaN
- * as Prometheus spells them. A histogram
- * is not thread-safe: its owner locks around observe and write.
+ * printed exactly in the fewest digits (%.15g to %.17g), +Inf/-Inf/NaN as
+ * Prometheus spells them. A histogram is not thread-safe: its owner locks
+ * around observe and write.
  */
 #ifndef BURSAR_AGENTS_EXPO_H
 #define BURSAR_AGENTS_EXPO_H

@@ -305,9 +305,11 @@ typedef struct bursard_msg {
     int delimiter; /* REQ envelope: an empty frame before the body */
     int sent;      /* answered before the commit (an early choose) */
     char *reply;
+    int op;    /* its op for the request latency (-1: did not parse) */
+    double t0; /* received (monotonic) */
 } bursard_msg_t;
 
-static void bursard_send(void *sock, bursard_msg_t *m);
+static void bursard_send(void *sock, ctl_t *ctl, bursard_msg_t *m);
 
 /* The client of a request frame: with CURVE, the allow-list's entry of
  * the key the ZAP handler gave as User-Id (Z85), looked up at every
@@ -423,13 +425,15 @@ bursard_read_body(void *sock, ctl_t *ctl, const auth_list_t *auth, int curve,
         int early = 0;
         if (len > ctl_cfg(ctl)->max_message_bytes)
             m->reply = ctl_reply_too_large(ctl, len);
-        else if (bursard_peer(auth, curve, &f[body], &peer, &m->reply) == 0)
+        else if (bursard_peer(auth, curve, &f[body], &peer, &m->reply) == 0) {
             m->reply =
                 ctl_handle(ctl, zmq_msg_data(&f[body]), len, &peer, &early);
+            m->op = ctl_request_op(ctl);
+        }
         if (early && bursard_held(d_batch, m)) /* keep the peer's order */
             early = 0;
         if (early) { /* a choose: its token carries the decision */
-            bursard_send(sock, m);
+            bursard_send(sock, ctl, m);
             free(m->reply);
             m->reply = NULL;
             m->sent = 1;
@@ -439,8 +443,9 @@ bursard_read_body(void *sock, ctl_t *ctl, const auth_list_t *auth, int curve,
         zmq_msg_close(&f[i]);
 }
 
+/* Sends m's reply; its latency goes to the request histogram (ctl). */
 static void
-bursard_send(void *sock, bursard_msg_t *m)
+bursard_send(void *sock, ctl_t *ctl, bursard_msg_t *m)
 {
     if (zmq_msg_send(&m->ident, sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&m->ident);
@@ -449,6 +454,7 @@ bursard_send(void *sock, bursard_msg_t *m)
     if (m->delimiter)
         zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(sock, m->reply, strlen(m->reply), ZMQ_DONTWAIT);
+    ctl_observe_request(ctl, m->op, util_mono_time() - m->t0);
 }
 
 /* Reads and drops the rest of a message when no transaction could begin;
@@ -770,6 +776,8 @@ bursard_receive(bursard_t *d, int brc)
             zmq_msg_close(&m->ident);
             break;
         }
+        m->t0 = util_mono_time();
+        m->op = -1;
         int more = zmq_msg_more(&m->ident);
         if (brc)
             bursard_drain(d->sock, m, more);
@@ -806,7 +814,7 @@ bursard_finish(bursard_t *d, size_t n, int brc)
     }
     for (size_t i = 0; i < n; i++) {
         if (d->batch[i].reply)
-            bursard_send(d->sock, &d->batch[i]);
+            bursard_send(d->sock, d->ctl, &d->batch[i]);
         else if (!d->batch[i].sent)
             zmq_msg_close(&d->batch[i].ident);
         free(d->batch[i].reply);

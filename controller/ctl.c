@@ -429,6 +429,7 @@ ctl_open(ctl_t **out, cfg_t *cfg, const ctl_options_t *opt, char *err,
         snprintf(err, err_len, "cannot load the store: %s", store_strerror(rc));
         goto fail;
     }
+    ctl_metrics_init(c);
     *out = c;
     return 0;
 fail:
@@ -530,6 +531,7 @@ ctl_clear_dirty(ctl_t *c)
 int
 ctl_commit(ctl_t *c)
 {
+    double t0 = util_mono_time();
     int rc = c->txn_failed;
     if (!rc)
         rc = ctl_flush(c);
@@ -545,6 +547,7 @@ ctl_commit(ctl_t *c)
         c->early_after = util_mono_time() + CTL_EARLY_HOLDOFF_S;
     if (!rc)
         c->hwm_durable = c->hwm;
+    ctl_metrics_commit(c, rc, util_mono_time() - t0);
     if (rc) {
         fprintf(stderr,
                 "bursard: commit failed (%s): reloading state from the "
@@ -598,6 +601,7 @@ ctl_handle(ctl_t *c, const char *buf, size_t len, const ctl_peer_t *peer,
     proto_error_t err;
     char *reply;
     c->early = 0;
+    c->met.op = -1;
     if (early)
         *early = 0;
     if (proto_parse_request(buf, len, rq, &err) != PROTO_OK) {
@@ -606,6 +610,7 @@ ctl_handle(ctl_t *c, const char *buf, size_t len, const ctl_peer_t *peer,
             abort();
         return reply;
     }
+    c->met.op = (int)rq->op;
     if (!c->txn)
         return ctl_error(rq, PROTO_E_INTERNAL, "no transaction");
     if ((reply = ctl_client_admit(c, rq, peer)))

@@ -106,6 +106,12 @@ unsigned long long ctl_decisions(const ctl_t *c);
  * frees; ctl_status.c); ctl_status_tick takes a sample of the page's
  * history when one is due (called by the loop at every turn). */
 void ctl_metrics_write(ctl_t *c, bursar_buf_t *b);
+/* The op (proto_op_t) of the request ctl_handle handled last, or -1 when
+ * it did not parse. */
+int ctl_request_op(const ctl_t *c);
+/* The daemon's loop: a request of op (-1: none) answered seconds after it
+ * was received (bursar_request_duration_seconds). O(1), no allocation. */
+void ctl_observe_request(ctl_t *c, int op, double seconds);
 char *ctl_status_json(ctl_t *c);
 void ctl_status_tick(ctl_t *c);
 

@@ -32,6 +32,7 @@
 #include "controller/util.h"
 #include "controller/auth.h"
 #include "controller/token.h"
+#include "agents/expo.h"
 
 typedef struct ctl_bucket {
     cfg_bucket_t def;    /* from the configuration or the template */
@@ -73,6 +74,38 @@ typedef struct ctl_fail {
 /* After a failed commit, chooses wait for their commits this long: a full
  * store loses at most one transaction of early answers per holdoff. */
 #define CTL_EARLY_HOLDOFF_S 1.0
+
+/* The metrics' counters (ctl_metrics.c): feedback by kind and result (a
+ * result is CTL_FB_APPLIED, CTL_FB_DUPLICATE, or CTL_FB_ERROR + the
+ * reply's error code), decisions expired and rebuilt, the spend booked. */
+#define CTL_FB_KINDS     3 /* proto_kind_t */
+#define CTL_FB_APPLIED   0
+#define CTL_FB_DUPLICATE 1
+#define CTL_FB_ERROR     2
+#define CTL_FB_RESULTS   (CTL_FB_ERROR + PROTO_E_COUNT)
+/* Request latency by op: every proto_op_t, and one for a request that
+ * did not parse (or was answered before the controller saw it). */
+#define CTL_OPS (PROTO_OP_BOOK + 2)
+
+typedef struct ctl_counts {
+    uint64_t feedback[CTL_FB_KINDS][CTL_FB_RESULTS];
+    uint64_t expired; /* decisions expired without an outcome */
+    uint64_t rebuilt; /* records rebuilt from their tokens */
+    double spend_usd; /* costs settled (outcomes and expiries) */
+    int any;          /* something was counted */
+} ctl_counts_t;
+
+/* Counted in the open batch, added to the totals when it commits (a
+ * failed commit reloads memory and answers store_error instead: its
+ * feedback counts as that); totals since start. */
+typedef struct ctl_metrics {
+    ctl_counts_t batch, total;
+    uint64_t commit_failures;
+    double start_time;            /* wall clock, Unix seconds */
+    int op;                       /* the request being handled: its op, or -1 */
+    expo_hist_t commit;           /* ctl_commit, seconds */
+    expo_hist_t request[CTL_OPS]; /* receipt to reply sent, seconds */
+} ctl_metrics_t;
 
 struct ctl {
     cfg_t *cfg;
@@ -129,6 +162,8 @@ struct ctl {
     unsigned char mask[CFG_MAX_ARMS];
     int order[CFG_MAX_ARMS];
     double probs[CFG_MAX_ARMS];
+
+    ctl_metrics_t met; /* counters and histograms of /metrics */
 };
 
 /* ctl.c */
@@ -204,6 +239,11 @@ char *ctl_op_book(ctl_t *c, const proto_request_t *rq);
 char *ctl_check_limits(ctl_t *c, const proto_request_t *rq);
 /* The ceiling of a reported cost for model m (-1: none configured). */
 double ctl_cost_ceiling(const ctl_t *c, int m);
+
+/* ctl_metrics.c */
+void ctl_metrics_init(ctl_t *c);
+/* At the end of ctl_commit: rc its status, seconds its duration. */
+void ctl_metrics_commit(ctl_t *c, int rc, double seconds);
 
 /* ctl_book.c */
 /* The export fields that say where local decision d came from:

@@ -391,6 +391,8 @@ ctl_settle(ctl_t *c, store_decision_t *d, double cost, double now)
     }
     d->cost_usd = cost;
     d->flags |= STORE_D_SETTLED;
+    c->met.batch.spend_usd += cost;
+    c->met.batch.any = 1;
 }
 
 static const char *
@@ -575,6 +577,8 @@ ctl_decision_rebuild(ctl_t *c, const token_t *tk, store_decision_t *d)
     }
     c->policy.decisions++;
     c->meta_dirty = 1;
+    c->met.batch.rebuilt++;
+    c->met.batch.any = 1;
     return 0;
 }
 
@@ -621,8 +625,10 @@ ctl_feedback_decision(ctl_t *c, const proto_request_t *rq, token_t *tk,
     return NULL;
 }
 
-char *
-ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
+/* A feedback; *dup is set to 0 (applied) or 1 (duplicate) when it is
+ * answered ok. */
+static char *
+ctl_feedback(ctl_t *c, const proto_request_t *rq, int *dup_out)
 {
     double now = ctl_now(c);
     token_t tk;
@@ -678,10 +684,43 @@ ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
         break;
     }
     }
+    *dup_out = dup;
     if (dup)
         return proto_write_ok(rq->echo, 1);
     ctl_store_rc(c, store_put_decision(c->store, c->txn, &d), "put decision");
     return proto_write_ok(rq->echo, 0);
+}
+
+/* Counts a feedback by kind and result (bursar_feedback_total): applied,
+ * duplicate, or the error reply's code (read back from the reply: the
+ * error path only). */
+static void
+ctl_feedback_count(ctl_t *c, proto_kind_t kind, int dup, const char *reply)
+{
+    int res = dup ? CTL_FB_DUPLICATE : CTL_FB_APPLIED;
+    if (dup < 0) {
+        proto_reply_t r;
+        proto_error_t e;
+        int code = PROTO_E_INTERNAL;
+        if (proto_parse_reply(reply, strlen(reply), PROTO_OP_FEEDBACK, &r,
+                              &e) == PROTO_OK &&
+            !r.ok)
+            code = (int)r.error.code;
+        res = CTL_FB_ERROR + code;
+    }
+    if ((unsigned)kind < CTL_FB_KINDS && res < CTL_FB_RESULTS) {
+        c->met.batch.feedback[kind][res]++;
+        c->met.batch.any = 1;
+    }
+}
+
+char *
+ctl_op_feedback(ctl_t *c, const proto_request_t *rq)
+{
+    int dup = -1;
+    char *reply = ctl_feedback(c, rq, &dup);
+    ctl_feedback_count(c, rq->kind, dup, reply);
+    return reply;
 }
 
 /* Expires one pending decision of client. */
@@ -689,6 +728,8 @@ static void
 ctl_expire(ctl_t *c, store_decision_t *d, const char *client, double now)
 {
     d->flags |= STORE_D_EXPIRED;
+    c->met.batch.expired++;
+    c->met.batch.any = 1;
     if (c->cfg->expiry_outcome == CFG_EXPIRY_FAILURE ||
         (d->flags & STORE_D_CORRECTION)) {
         /* a correction without an outcome means an answer was given and

@@ -15,9 +15,9 @@
 # help2man for the man pages the build makes, systemd (systemd-analyze)
 # and man-db for the install test (tests/install: verifies the installed
 # units and their man: links; readelf checks the library's SONAME);
-# promtool (Debian's prometheus) checks the gateway's metrics. The
-# sanitizer build (test.sh --sanitize) needs nothing more: gcc's libasan
-# and libubsan come with it.
+# prometheus (and its promtool) for tests/prometheus and the gateway's
+# metrics test. The sanitizer build (test.sh --sanitize) needs nothing
+# more: gcc's libasan and libubsan come with it.
 set -euo pipefail
 
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
