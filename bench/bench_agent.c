@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_cli.h"
 #include "agents/autil.h"
 #include "agents/bursar.h"
 #include "agents/provider.h"
@@ -149,6 +150,11 @@ bench_spool(const char *dir, int n)
 int
 main(int argc, char **argv)
 {
+    if (bench_cli(argc, argv,
+                  "usage: bench_agent [calls]\n"
+                  "  provider calls through the agent against the instant "
+                  "mock provider\n") == 0)
+        return 0;
     int calls = argc > 1 ? atoi(argv[1]) : 2000;
     char dir[] = "/tmp/bench-agent-XXXXXX";
     if (!mkdtemp(dir))

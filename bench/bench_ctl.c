@@ -47,6 +47,7 @@
 
 #include <zmq.h>
 
+#include "bench/bench_cli.h"
 #include "agents/keys.h"
 #include "agents/proto.h"
 
@@ -792,6 +793,11 @@ bench_round_trips(int curve, const char *echo_ep, int n)
 int
 main(int argc, char **argv)
 {
+    if (bench_cli(argc, argv,
+                  "usage: bench_ctl [requests [seconds [tmpdir]]]\n"
+                  "  the controller against a bare ZeroMQ echo: round trips, "
+                  "throughput, memory\n") == 0)
+        return 0;
     int n = argc > 1 ? atoi(argv[1]) : 5000;
     double secs = argc > 2 ? atof(argv[2]) : 5.0;
     const char *parent = argc > 3 ? argv[3] : "/tmp";

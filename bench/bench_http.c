@@ -67,6 +67,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_cli.h"
 #include "policies/base.h"
 
 #define HB_MAX_CONNS    4096
@@ -885,6 +886,8 @@ hb_free(bench_t *b)
 int
 main(int argc, char **argv)
 {
+    if (bench_cli(argc, argv, NULL) == 0)
+        return 0;
     static bench_t b;
     b.conns = 1;
     b.duration_s = 5;

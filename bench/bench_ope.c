@@ -24,6 +24,7 @@
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_rng.h>
 
+#include "bench/bench_cli.h"
 #include "sim/olog.h"
 #include "sim/ope.h"
 
@@ -175,6 +176,8 @@ bench_args(int argc, char **argv, int *help)
 int
 main(int argc, char **argv)
 {
+    if (bench_cli(argc, argv, NULL) == 0)
+        return 0;
     gsl_set_error_handler_off(); /* GSL errors are results, not aborts */
     int help;
     size_t n = bench_args(argc, argv, &help), len;

@@ -20,6 +20,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
+#include "bench/bench_cli.h"
 #include "policies/policy.h"
 
 #define ARMS 11
@@ -90,6 +91,9 @@ loop_decide(gsl_rng *r, long n, int with_prop, double *sink)
 int
 main(int argc, char **argv)
 {
+    if (bench_cli(argc, argv,
+                  "usage: bench_policy [decisions>0] [rounds 1..100]\n") == 0)
+        return 0;
     gsl_set_error_handler_off(); /* GSL errors are results, not aborts */
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     int rounds = argc > 2 ? atoi(argv[2]) : 5;

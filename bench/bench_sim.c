@@ -21,6 +21,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
+#include "bench/bench_cli.h"
 #include "sim/dataset.h"
 #include "sim/replay.h"
 
@@ -66,6 +67,8 @@ bench_dataset(size_t n, int arms, gsl_rng *rng)
 int
 main(int argc, char **argv)
 {
+    if (bench_cli(argc, argv, NULL) == 0)
+        return 0;
     gsl_set_error_handler_off(); /* GSL errors are results, not aborts */
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
