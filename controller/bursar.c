@@ -35,12 +35,12 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <gsl/gsl_cdf.h>
 #include <gsl/gsl_errno.h>
 #include <zmq.h>
 
 #include "agents/keys.h"
 #include "agents/proto.h"
+#include "policies/beta.h"
 
 #ifndef BURSAR_VERSION
 #define BURSAR_VERSION "unknown"
@@ -195,46 +195,13 @@ bursar_budget_line(const char *label, const cJSON *b)
            bursar_num(b, "target_usd"));
 }
 
-/* The p-quantile of Beta(a, b). GSL's inverse (gsl_cdf_beta_Pinv) does
- * not converge on lopsided arms (alpha 353, beta 5 at p = 0.025 gives
- * NaN, and under GSL's default handler an abort); then bisection on the
- * CDF, which is monotone, to 1e-12; where the CDF fails too (a + b in the
- * millions) the normal with the Beta's mean and sd, whose skewness is
- * tiny there (policies/policy.c, beta_cdf). NaN only when a or b is not a
- * finite positive number. */
-static double
-bursar_beta_quantile(double p, double a, double b)
-{
-    if (!(a > 0 && b > 0 && isfinite(a) && isfinite(b)))
-        return NAN;
-    double x = gsl_cdf_beta_Pinv(p, a, b);
-    if (isfinite(x) && x >= 0 && x <= 1 &&
-        fabs(gsl_cdf_beta_P(x, a, b) - p) < 1e-6)
-        return x;
-    double lo = 0, hi = 1;
-    int ok = 1;
-    for (int i = 0; i < 200 && ok && hi - lo > 1e-12; i++) {
-        double mid = 0.5 * (lo + hi), v = gsl_cdf_beta_P(mid, a, b);
-        ok = isfinite(v);
-        if (v < p)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    if (ok)
-        return 0.5 * (lo + hi);
-    double n = a + b, mean = a / n, sd = sqrt(a * b / (n * n * (n + 1.0)));
-    return fmin(1.0, fmax(0.0, mean + sd * gsl_cdf_ugaussian_Pinv(p)));
-}
-
 /* The central 95% interval of an arm's posterior, or "-". */
 static void
 bursar_interval(const cJSON *arm, char *buf, size_t cap)
 {
     double a = bursar_num(arm, "alpha"), b = bursar_num(arm, "beta");
-    double lo = bursar_beta_quantile(0.025, a, b);
-    double hi = bursar_beta_quantile(0.975, a, b);
-    if (isnan(lo) || isnan(hi))
+    double lo, hi;
+    if (beta_interval(a, b, 0.95, &lo, &hi) != 0)
         snprintf(buf, cap, "-");
     else
         snprintf(buf, cap, "[%.3f, %.3f]", lo, hi);

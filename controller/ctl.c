@@ -452,6 +452,7 @@ ctl_destroy(ctl_t **cp)
     free(c->health);
     free(c->health_dirty);
     ctl_clients_free(c);
+    ctl_status_free(c);
     sodium_memzero(c->token_key, sizeof c->token_key);
     store_destroy(&c->store);
     if (c->rng)

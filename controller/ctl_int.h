@@ -107,6 +107,9 @@ typedef struct ctl_metrics {
     expo_hist_t request[CTL_OPS]; /* receipt to reply sent, seconds */
 } ctl_metrics_t;
 
+/* The status page's history (ctl_status.c). */
+typedef struct ctl_status ctl_status_t;
+
 struct ctl {
     cfg_t *cfg;
     store_t *store;
@@ -156,6 +159,8 @@ struct ctl {
     size_t *dirty;  /* indexes of dirty buckets */
     size_t n_dirty;
     double next_prune;
+
+    ctl_status_t *status; /* the status page's history, or NULL */
 
     proto_request_t request; /* the request being handled */
     /* scratch, CFG_MAX_ARMS entries */
@@ -233,6 +238,13 @@ char *ctl_op_models(ctl_t *c, const proto_request_t *rq);
 char *ctl_op_export(ctl_t *c, const proto_request_t *rq);
 char *ctl_op_clock(ctl_t *c, const proto_request_t *rq);
 char *ctl_op_book(ctl_t *c, const proto_request_t *rq);
+/* ctl_view.c: the stats reply of every bucket as an object (the status
+ * page's base); with_prop 1: propensities, 0: none (null), -1: as stats
+ * does (up to CTL_STATS_PROP_ARMS arms in all). */
+cJSON *ctl_stats_all(ctl_t *c, int with_prop);
+
+/* ctl_status.c: frees the status page's history (ctl_destroy). */
+void ctl_status_free(ctl_t *c);
 
 /* ctl_ops.c: the checks of an outcome's figures, shared with book */
 /* tokens and latency above limits.*: the error reply, else NULL. */

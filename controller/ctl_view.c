@@ -118,10 +118,11 @@ ctl_bucket_json(ctl_t *c, ctl_bucket_t *b, double now, int with_prop)
     return bo;
 }
 
-char *
-ctl_op_stats(ctl_t *c, const proto_request_t *rq)
+/* The stats reply's head: ok, time, policy, decisions, budget and an
+ * empty "buckets" array (*bs). */
+static cJSON *
+ctl_stats_head(ctl_t *c, double now, cJSON **bs)
 {
-    double now = ctl_now(c);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");
     cJSON_AddNumberToObject(o, "time", now);
@@ -132,25 +133,13 @@ ctl_op_stats(ctl_t *c, const proto_request_t *rq)
     cJSON_AddNumberToObject(o, "decisions", (double)c->policy.decisions);
     pacer_roll(&c->pacer, now);
     cJSON_AddItemToObject(o, "budget", ctl_pacer_json(&c->pacer, now));
-    cJSON *bs = cJSON_AddArrayToObject(o, "buckets");
-    if (rq->bucket[0]) {
-        ctl_bucket_t *b = ctl_bucket_lookup(c, rq->bucket, NULL);
-        if (!b) {
-            cJSON_Delete(o);
-            return ctl_error(rq, PROTO_E_UNKNOWN_BUCKET,
-                             "unknown bucket \"%s\" in field \"bucket\"",
-                             rq->bucket);
-        }
-        cJSON_AddItemToArray(bs, ctl_bucket_json(c, b, now, 1));
-    } else {
-        size_t arms = 0;
-        for (size_t i = 0; i < c->n_buckets; i++)
-            arms += c->buckets[i]->pb->n_arms;
-        int with_prop = arms <= CTL_STATS_PROP_ARMS;
-        for (size_t i = 0; i < c->n_buckets; i++)
-            cJSON_AddItemToArray(
-                bs, ctl_bucket_json(c, c->buckets[i], now, with_prop));
-    }
+    *bs = cJSON_AddArrayToObject(o, "buckets");
+    return o;
+}
+
+static void
+ctl_stats_health(ctl_t *c, double now, cJSON *o)
+{
     cJSON *ho = cJSON_AddArrayToObject(o, "health");
     for (size_t m = 0; m < c->cfg->n_models; m++) {
         const health_t *h = &c->health[m];
@@ -165,6 +154,42 @@ ctl_op_stats(ctl_t *c, const proto_request_t *rq)
             cJSON_AddNullToObject(e, "cooldown_until");
         cJSON_AddItemToArray(ho, e);
     }
+}
+
+cJSON *
+ctl_stats_all(ctl_t *c, int with_prop)
+{
+    double now = ctl_now(c);
+    cJSON *bs;
+    cJSON *o = ctl_stats_head(c, now, &bs);
+    if (with_prop < 0) {
+        size_t arms = 0;
+        for (size_t i = 0; i < c->n_buckets; i++)
+            arms += c->buckets[i]->pb->n_arms;
+        with_prop = arms <= CTL_STATS_PROP_ARMS;
+    }
+    for (size_t i = 0; i < c->n_buckets; i++)
+        cJSON_AddItemToArray(bs,
+                             ctl_bucket_json(c, c->buckets[i], now, with_prop));
+    ctl_stats_health(c, now, o);
+    return o;
+}
+
+char *
+ctl_op_stats(ctl_t *c, const proto_request_t *rq)
+{
+    if (!rq->bucket[0])
+        return ctl_json_reply(rq, ctl_stats_all(c, -1));
+    double now = ctl_now(c);
+    ctl_bucket_t *b = ctl_bucket_lookup(c, rq->bucket, NULL);
+    if (!b)
+        return ctl_error(rq, PROTO_E_UNKNOWN_BUCKET,
+                         "unknown bucket \"%s\" in field \"bucket\"",
+                         rq->bucket);
+    cJSON *bs;
+    cJSON *o = ctl_stats_head(c, now, &bs);
+    cJSON_AddItemToArray(bs, ctl_bucket_json(c, b, now, 1));
+    ctl_stats_health(c, now, o);
     return ctl_json_reply(rq, o);
 }
 

@@ -16,8 +16,10 @@
 # and man-db for the install test (tests/install: verifies the installed
 # units and their man: links; readelf checks the library's SONAME);
 # prometheus (and its promtool) for tests/prometheus and the gateway's
-# metrics test. The sanitizer build (test.sh --sanitize) needs nothing
-# more: gcc's libasan and libubsan come with it.
+# metrics test; chromium for the status page's test (tests/status, driven
+# by playwright-core, which npm ci installs into the build tree). The
+# sanitizer build (test.sh --sanitize) needs nothing more: gcc's libasan
+# and libubsan come with it.
 set -euo pipefail
 
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
@@ -41,6 +43,7 @@ cmds=(
     "man man-db"
     "readelf binutils"
     "promtool prometheus"
+    "chromium chromium"
 )
 missing=()
 for p in "${pkgs[@]}"; do
