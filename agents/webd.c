@@ -276,8 +276,13 @@ webd_log(void *cls, const char *fmt, va_list ap)
     const webd_t *w = cls;
     if (w->quiet)
         return;
-    fprintf(stderr, "%s: http: ", w->name);
-    vfprintf(stderr, fmt, ap);
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* a failed bind is said by webd_start's caller, with the address (the
+     * library names the port of the address it was given, 0 for some) */
+    if (strncmp(msg, "Failed to bind", 14) == 0)
+        return;
+    fprintf(stderr, "%s: http: %s", w->name, msg);
 }
 
 /* ------------------------------------------------------------ lifecycle */
