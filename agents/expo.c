@@ -64,14 +64,35 @@ expo_value(bursar_buf_t *b, double v)
 }
 
 /* Runs without a character to escape are added whole. */
+/* The length of v's first run of bytes that need no escape (ASCII other
+ * than \\, " and newline; well-formed UTF-8). */
+static size_t
+expo_plain_run(const char *v)
+{
+    const unsigned char *p = (const unsigned char *)v;
+    size_t n = 0;
+    while (p[n] && p[n] != '\\' && p[n] != '"' && p[n] != '\n') {
+        size_t u = p[n] < 0x80 ? 1 : bursar_utf8_len(p + n);
+        if (!u)
+            break;
+        n += u;
+    }
+    return n;
+}
+
+/* A label value, escaped; bytes that are not well-formed UTF-8 (a bucket
+ * name sent raw by a client may hold any) become U+FFFD, so that one name
+ * cannot make Prometheus refuse the whole scrape. */
 static void
 expo_label_value(bursar_buf_t *b, const char *v)
 {
     for (const char *p = v; *p;) {
-        size_t run = strcspn(p, "\\\"\n");
+        size_t run = expo_plain_run(p);
         bursar_buf_add(b, p, run);
         p += run;
-        if (*p == '\\')
+        if ((unsigned char)*p >= 0x80)
+            bursar_buf_add(b, "\xef\xbf\xbd", 3);
+        else if (*p == '\\')
             bursar_buf_add(b, "\\\\", 2);
         else if (*p == '"')
             bursar_buf_add(b, "\\\"", 2);

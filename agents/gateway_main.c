@@ -155,8 +155,8 @@ gw_serve(gw_t *g, const char *metrics)
     char err[256];
     if (gw_open(g, err, sizeof err) != 0 ||
         gw_reporters_start(g, err, sizeof err) != 0 ||
-        gw_http_start(g, err, sizeof err) != 0 ||
-        gw_metrics_start(g, metrics, err, sizeof err) != 0) {
+        gw_metrics_start(g, metrics, err, sizeof err) != 0 ||
+        gw_http_start(g, err, sizeof err) != 0) {
         fprintf(stderr, "bursar-gateway: %s: %s\n", g->cfg.path, err);
         return 1;
     }

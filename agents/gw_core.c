@@ -347,7 +347,8 @@ gw_open(gw_t *g, char *err, size_t cap)
 void
 gw_close(gw_t *g)
 {
-    gw_metrics_stop(g); /* its scrapes read what follows */
+    gw_http_stop(g);    /* no request may run on what follows */
+    gw_metrics_stop(g); /* nor a scrape */
     gw_reporters_stop(g);
     gw_metrics_destroy(g);
     for (gw_kit_t *k = g->free_kits, *nx; k; k = nx) {

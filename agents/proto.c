@@ -154,38 +154,6 @@ proto_id_parse(const char *s, uint64_t *id)
     return 0;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (first byte >= 0x80), or 0
- * (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
-static size_t
-proto_utf8_len(const unsigned char *p)
-{
-    unsigned char c = p[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return len;
-}
-
 size_t
 proto_json_quote(char *buf, size_t cap, const char *s)
 {
@@ -216,7 +184,7 @@ proto_json_quote(char *buf, size_t cap, const char *s)
             /* Bytes that are not well-formed UTF-8 (a name sent raw in a
              * request may hold any) become U+FFFD, so that the reply is
              * valid UTF-8 JSON. */
-            size_t len = proto_utf8_len(p);
+            size_t len = bursar_utf8_len(p);
             if (len == 0) {
                 PUT('\\');
                 PUT('u');

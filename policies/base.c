@@ -183,3 +183,35 @@ bursar_read_file(const char *path, char **out, size_t *len)
         *len = n;
     return 0;
 }
+
+/* Length of the well-formed UTF-8 sequence at p (first byte >= 0x80), or 0
+ * (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
+size_t
+bursar_utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return len;
+}

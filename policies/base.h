@@ -70,6 +70,9 @@ typedef struct bursar_buf {
     size_t len, cap;
 } bursar_buf_t;
 void bursar_buf_add(bursar_buf_t *b, const void *s, size_t n);
+/* Length of the well-formed UTF-8 sequence at p (first byte >= 0x80), or 0
+ * (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
+size_t bursar_utf8_len(const unsigned char *p);
 /* printf into a new string (caller frees). */
 char *bursar_sprintf(const char *fmt, ...)
 #if defined(__GNUC__)

@@ -248,6 +248,8 @@ test_expo(void **state)
     expo_sample(&b, "v", 0.00005, 0);
     expo_sample(&b, "z", NAN, 0);
     expo_sample(&b, "w", -INFINITY, 1, "k", "v");
+    /* not UTF-8: each stray byte becomes U+FFFD; UTF-8 is kept */
+    expo_sample(&b, "u", 1, 1, "bucket", "a\xff\xfe\"b\xc3\xa9\xe2\x82");
     assert_string_equal(b.p,
                         "# HELP x_total A \\\\ and\\na line.\n"
                         "# TYPE x_total counter\n"
@@ -255,7 +257,9 @@ test_expo(void **state)
                         "y 0.1\n"
                         "v 5e-05\n"
                         "z NaN\n"
-                        "w{k=\"v\"} -Inf\n");
+                        "w{k=\"v\"} -Inf\n"
+                        "u{bucket=\"a\xef\xbf\xbd\xef\xbf\xbd\\\"b\xc3\xa9"
+                        "\xef\xbf\xbd\xef\xbf\xbd\"} 1\n");
     free(b.p);
 
     expo_hist_t h;
