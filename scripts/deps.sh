@@ -10,7 +10,7 @@
 # ope_obd.sh, git for funclen.sh); node and npm for the gateway's tests
 # with the OpenAI Node SDK (tests/gateway: Debian's Node.js, 18 on
 # bookworm; npm ci installs the SDK into the build tree); Debian's python3
-# with pyzmq, pytest, pip and setuptools for the Python client's tests
+# with pyzmq, pytest, pip, setuptools and wheel for the Python client's tests
 # (tests/python: the suite, and an offline `pip install agents/python`);
 # help2man for the man pages the build makes, systemd (systemd-analyze)
 # and man-db for the install test (tests/install: verifies the installed
@@ -24,7 +24,8 @@ set -euo pipefail
 
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
       libcurl4-openssl-dev libcmocka-dev libsodium-dev libmicrohttpd-dev
-      python3 python3-zmq python3-pytest python3-pip python3-setuptools)
+      python3 python3-zmq python3-pytest python3-pip python3-setuptools
+      python3-wheel)
 # command package
 cmds=(
     "cmake cmake"

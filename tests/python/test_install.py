@@ -44,7 +44,7 @@ def installed(tmp_path_factory):
          "--target", str(target), str(src)],
         capture_output=True, text=True, timeout=300,
         env=dict(os.environ, PIP_ROOT_USER_ACTION="ignore"))
-    assert r.returncode == 0, f"pip install failed (python3-setuptools?):\n{r.stdout}\n{r.stderr}"
+    assert r.returncode == 0, f"pip install failed (python3-setuptools >= 61, python3-wheel?):\n{r.stdout}\n{r.stderr}"
     return target
 
 
