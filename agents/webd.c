@@ -24,6 +24,12 @@ typedef struct webd_net {
     unsigned bits;
 } webd_net_t;
 
+/* Connections at once, and the seconds one may stay idle: a scraper or a
+ * browser needs one or two; clients that hold connections open without
+ * finishing a request are dropped after WEBD_IDLE_S of silence. */
+#define WEBD_CONNECTIONS 512u
+#define WEBD_IDLE_S      10u
+
 struct webd {
     struct MHD_Daemon *mhd;
     webd_serve_fn serve;
@@ -247,20 +253,21 @@ webd_access(void *cls, struct MHD_Connection *conn, const char *url,
     (void)version;
     (void)upload;
     webd_t *w = cls;
-    if (!*con_cls) { /* headers only: answer once the body (if any) is in */
+    if (!*con_cls) { /* the head: refused before any body is read */
         *con_cls = w;
-        return MHD_YES;
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+            return webd_text(conn, 405, "method not allowed: GET only", "Allow",
+                             "GET, HEAD");
+        if (!webd_token_ok(w, conn))
+            return webd_text(conn, 401,
+                             "unauthorized: a bearer token is required",
+                             "WWW-Authenticate", "Bearer");
+        return MHD_YES; /* answered once the body (if any) is in */
     }
     if (*upload_size) {
-        *upload_size = 0; /* a body is read and ignored */
+        *upload_size = 0; /* a GET's body is read and ignored */
         return MHD_YES;
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return webd_text(conn, 405, "method not allowed: GET only", "Allow",
-                         "GET, HEAD");
-    if (!webd_token_ok(w, conn))
-        return webd_text(conn, 401, "unauthorized: a bearer token is required",
-                         "WWW-Authenticate", "Bearer");
     webd_reply_t r = {0, "text/plain; charset=utf-8", NULL, 0};
     w->serve(w->ctx, url, &r);
     if (!r.status) {
@@ -331,7 +338,8 @@ webd_start(webd_t **out, const webd_opts_t *o, webd_serve_fn serve, void *ctx,
     w->mhd = MHD_start_daemon(
         flags, 0, webd_accept, w, webd_access, w, MHD_OPTION_EXTERNAL_LOGGER,
         webd_log, w, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+        MHD_OPTION_CONNECTION_LIMIT, WEBD_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, WEBD_IDLE_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
     if (!w->mhd) {
         snprintf(err, cap, "cannot serve on %s (address in use?)", o->listen);

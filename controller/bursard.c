@@ -725,6 +725,24 @@ bursard_reload_auth(bursard_t *d)
                         "(above): keeping the old one\n");
 }
 
+/* 1 when the metrics section differs (it is read at start only). */
+static int
+bursard_metrics_changed(const cfg_t *a, const cfg_t *b)
+{
+    const char *sa[] = {a->metrics_listen, a->metrics_token_env};
+    const char *sb[] = {b->metrics_listen, b->metrics_token_env};
+    for (int i = 0; i < 2; i++)
+        if ((sa[i] == NULL) != (sb[i] == NULL) ||
+            (sa[i] && strcmp(sa[i], sb[i]) != 0))
+            return 1;
+    if (a->n_metrics_allow != b->n_metrics_allow)
+        return 1;
+    for (size_t i = 0; i < a->n_metrics_allow; i++)
+        if (strcmp(a->metrics_allow[i], b->metrics_allow[i]) != 0)
+            return 1;
+    return 0;
+}
+
 /* SIGHUP: reloads --config between batches; an invalid one keeps the old
  * configuration. */
 static void
@@ -738,6 +756,10 @@ bursard_reload(bursard_t *d)
         bursard_reload_auth(d); /* a revoked key must not wait for it */
         return;
     }
+    if (bursard_metrics_changed(ctl_cfg(d->ctl), nc))
+        fprintf(stderr, "bursard: SIGHUP: metrics.listen, metrics.allow and "
+                        "metrics.token_env take effect at a restart; the "
+                        "metrics address keeps its settings until then\n");
     if (ctl_reconfigure(d->ctl, nc, err, sizeof err) != 0) {
         fprintf(stderr, "bursard: SIGHUP: %s\n", err);
         bursard_reload_auth(d);
@@ -883,9 +905,13 @@ bursard_loop(bursard_t *d)
                 bursard_step(d, 0, 1);
             bursard_reload(d);
         }
-        zmq_pollitem_t items[3] = {{d->sock, 0, ZMQ_POLLIN, 0},
-                                   {d->zap, 0, ZMQ_POLLIN, 0},
-                                   {web_socket(d->web), 0, ZMQ_POLLIN, 0}};
+        /* the web side waits while a transaction is open: a scrape sees
+         * only committed state, and a counter never goes back when a
+         * commit fails and memory is reloaded */
+        zmq_pollitem_t items[3] = {
+            {d->sock, 0, ZMQ_POLLIN, 0},
+            {d->zap, 0, ZMQ_POLLIN, 0},
+            {d->open ? NULL : web_socket(d->web), 0, ZMQ_POLLIN, 0}};
         long wait_ms = 200;
         if (d->open) {
             double left = d->t_open + BURSARD_EARLY_S - util_mono_time();
@@ -902,7 +928,8 @@ bursard_loop(bursard_t *d)
         }
         if (d->zap && (items[1].revents & ZMQ_POLLIN))
             bursard_zap(d);
-        if (d->web && (items[2].revents & ZMQ_POLLIN))
+        if (d->web && items[2].socket != d->sock &&
+            (items[2].revents & ZMQ_POLLIN))
             web_serve(d->web, d->ctl);
         if (pr > 0 && !(items[0].revents & ZMQ_POLLIN))
             continue;

@@ -25,6 +25,14 @@
 
 static int served;
 
+static double
+now_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
 static void
 serve(void *ctx, const char *path, webd_reply_t *r)
 {
@@ -196,6 +204,20 @@ test_token_and_methods(void **state)
     assert_non_null(strstr(r, "HTTP/1.1 405"));
     assert_non_null(strstr(r, "Allow: GET, HEAD"));
     free(r);
+    /* refused from the head: no "100 Continue", no gigabyte read */
+    double t0 = now_s();
+    r = http(AF_INET, "127.0.0.1", p,
+             "POST /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret"
+             "\r\nContent-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n");
+    assert_true(strncmp(r, "HTTP/1.1 405", 12) == 0);
+    assert_null(strstr(r, "100 Continue"));
+    free(r);
+    r = http(AF_INET, "127.0.0.1", p,
+             "GET /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n"
+             "Expect: 100-continue\r\n\r\n");
+    assert_true(strncmp(r, "HTTP/1.1 401", 12) == 0);
+    free(r);
+    assert_true(now_s() - t0 < 4); /* answered, not left to time out */
     assert_int_equal(served, 1);
     webd_stop(&w);
 }

@@ -197,6 +197,20 @@ metrics_port(const th_daemon_t *d)
     return 0;
 }
 
+/* 1 if a line of the daemon's log holds s. */
+static int
+log_has(const th_daemon_t *d, const char *s)
+{
+    FILE *f = fopen(d->log, "r");
+    char line[512];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, s) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
 /* Starts bursard with --metrics 127.0.0.1:0 and the fixed test clock;
  * returns the port it chose, once it answers ping. */
 static unsigned
@@ -547,6 +561,20 @@ test_token(void **state)
     assert_true(http_raw(port, "POST", "/metrics",
                          "Authorization: Bearer s3cret-Token\r\n", &raw) > 0);
     assert_int_equal(http_status(raw, &body), 405);
+    free(raw);
+    /* SIGHUP with the token removed: said to wait for a restart, and the
+     * token is still required until then */
+    th_write_config(&d, "{" MODELS "," BUCKETS "," COMMON
+                        ",\"metrics\":{\"listen\":\"127.0.0.1:0\"}}");
+    th_signal(&d, SIGHUP);
+    int said = 0;
+    for (int i = 0; i < 100 && !said; i++) {
+        th_sleep_ms(50);
+        said = log_has(&d, "take effect at a restart");
+    }
+    if (!said)
+        fail_msg("no warning about metrics.* on SIGHUP; see %s", d.log);
+    assert_int_equal(http_get(port, "/metrics", NULL, &raw, &body), 401);
     free(raw);
     assert_int_equal(th_stop(&d), 0);
     th_cleanup(&d);
