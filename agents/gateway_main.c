@@ -25,29 +25,35 @@
 #define BURSAR_VERSION "unknown"
 #endif
 
+/* The usage (help2man makes bursar-gateway.1 of it: dist/CMakeLists.txt). */
 static const char *gw_usage =
     "usage: bursar-gateway --config FILE [--listen HOST:PORT]\n"
     "                      [--metrics HOST:PORT] [--quiet]\n"
     "       bursar-gateway --config FILE --check-config\n"
     "       bursar-gateway --new-key TENANT\n"
+    "       bursar-gateway --help | --version\n"
+    "\n"
     "An OpenAI-compatible HTTP gateway: POST /v1/chat/completions with\n"
     "model \"bursar/auto\", \"bursar/<bucket>\" or a configured model is\n"
     "routed by the controller (bursard), called, validated, escalated and\n"
-    "reported (docs/gateway.md).\n"
-    "  --config FILE     the configuration (JSON; docs/gateway.md)\n"
-    "  --listen H:P      the address to serve on (default: the\n"
-    "                    configuration's \"listen\", else 127.0.0.1:8080;\n"
-    "                    port 0: any free port); the port is printed on\n"
-    "                    standard output\n"
-    "  --metrics H:P     serve Prometheus metrics (GET /metrics) on this\n"
-    "                    address (overrides metrics.listen; port 0: any\n"
-    "                    free port, printed on standard error)\n"
-    "  --check-config    check the configuration and exit (0: ok)\n"
-    "  --new-key TENANT  print a new application key for TENANT and its\n"
-    "                    entry for the configuration's \"keys\"\n"
-    "  --quiet           no log lines but errors\n"
-    "  -h, --help        this text\n"
-    "  --version         the version\n";
+    "reported (docs/gateway.md). SIGTERM or SIGINT stops it cleanly (exit\n"
+    "0; 3 when an outcome could be neither delivered nor spooled).\n"
+    "\n"
+    "Options:\n"
+    "  --config FILE         the configuration (JSON; docs/gateway.md)\n"
+    "  --listen HOST:PORT    the address to serve on (default: the\n"
+    "                        configuration's \"listen\", else 127.0.0.1:8080;\n"
+    "                        port 0: any free port); the port is printed on\n"
+    "                        standard output\n"
+    "  --metrics HOST:PORT   serve Prometheus metrics (GET /metrics) on this\n"
+    "                        address (overrides metrics.listen; port 0: any\n"
+    "                        free port, printed on standard error)\n"
+    "  --check-config        check the configuration and exit (0: ok)\n"
+    "  --new-key TENANT      print a new application key for TENANT and its\n"
+    "                        entry for the configuration's \"keys\"\n"
+    "  --quiet               no log lines but errors\n"
+    "  -h, --help            print this text\n"
+    "  --version             print the version\n";
 
 enum {
     GO_CONFIG = 256,
@@ -165,9 +171,10 @@ gw_serve(gw_t *g, const char *metrics)
     if (!g->quiet)
         fprintf(stderr,
                 "bursar-gateway: serving http on %s (port %u), controller "
-                "%s, %zu models, %zu keys\n",
+                "%s, %zu model%s, %zu key%s\n",
                 g->cfg.listen, (unsigned)g->port, g->cfg.controller,
-                g->n_models, g->cfg.n_keys);
+                g->n_models, g->n_models == 1 ? "" : "s", g->cfg.n_keys,
+                g->cfg.n_keys == 1 ? "" : "s");
     if (!g->quiet && g->web)
         fprintf(stderr, "bursar-gateway: metrics on %s, port %u (/metrics)\n",
                 metrics ? metrics : g->cfg.metrics_listen, webd_port(g->web));

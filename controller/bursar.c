@@ -646,26 +646,96 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
     return rc;
 }
 
+/* The usage lines: after a usage error, with a pointer to --help. */
+static const char bursar_synopsis[] =
+    "usage: bursar [OPTION]... stats [--bucket B] [--json]\n"
+    "       bursar [OPTION]... export [--since T]\n"
+    "       bursar [OPTION]... feedback ID --success | --failure | --reward R\n"
+    "                          | --correction | --provider-error MSG\n"
+    "                          [--cost USD] [--tokens-in N --tokens-out N]\n"
+    "                          [--latency-ms MS] [--model M]\n"
+    "       bursar [OPTION]... choose BUCKET [--exclude MODEL]...\n"
+    "                          [--escalates ID] [--tenant NAME]\n"
+    "       bursar [OPTION]... models | ping\n"
+    "       bursar keygen PREFIX\n"
+    "       bursar --help | --version\n";
+
+/* --help: the usage lines, then the commands and options (help2man makes
+ * bursar.1 of it: dist/CMakeLists.txt). */
+static const char bursar_help[] =
+    "\n"
+    "The operator's command line of a running bursard: its statistics, its\n"
+    "decision log, feedback and decisions by hand (docs/controller.md).\n"
+    "\n"
+    "Exit status: 0 ok, 1 the controller answered an error, 2 usage, 3 no\n"
+    "answer.\n"
+    "\n"
+    "Commands:\n"
+    "  stats                   per bucket, each model's posterior mean and\n"
+    "                          95% interval, pulls, traffic share, chance of\n"
+    "                          being chosen, cost per request and health;\n"
+    "                          then the policy and the budget. --bucket B:\n"
+    "                          that bucket only; --json: the reply as JSON\n"
+    "  export                  the decision log, one JSON object a line;\n"
+    "                          --since T: from time T on (Unix seconds or\n"
+    "                          YYYY-MM-DDTHH:MM:SSZ)\n"
+    "  feedback ID             report what became of decision ID (the token\n"
+    "                          choose gave): one event (--success,\n"
+    "                          --failure, --reward, --correction or\n"
+    "                          --provider-error) and its details: the\n"
+    "                          feedback options below\n"
+    "  choose BUCKET           a decision by hand: the model for a request of\n"
+    "                          BUCKET. --exclude MODEL: not that model\n"
+    "                          (repeatable); --escalates ID: the decision\n"
+    "                          this one escalates; --tenant NAME: the tenant\n"
+    "                          it is made for (shown in export)\n"
+    "  models                  the models and buckets of the configuration\n"
+    "                          (JSON)\n"
+    "  ping                    whether bursard answers (JSON)\n"
+    "  keygen PREFIX           write a CURVE key pair: PREFIX.key (the secret\n"
+    "                          key, mode 0600) and PREFIX.pub; no controller\n"
+    "                          needed\n"
+    "\n"
+    "Feedback options:\n"
+    "  --success               the answer was good (reward 1)\n"
+    "  --failure               the answer was bad (reward 0)\n"
+    "  --reward R              the answer's reward R, in [0, 1]\n"
+    "  --correction            the user corrected the answer later\n"
+    "  --provider-error MSG    the provider failed (MSG: what happened)\n"
+    "  --cost USD              what the call cost, in US dollars\n"
+    "  --tokens-in N           tokens sent (with --tokens-out)\n"
+    "  --tokens-out N          tokens received (with --tokens-in)\n"
+    "  --latency-ms MS         how long the call took, in milliseconds\n"
+    "  --model M               the model that served, when it was not the\n"
+    "                          one chosen (a fallback)\n"
+    "\n"
+    "Options:\n"
+    "  --controller ENDPOINT   the controller's ZeroMQ endpoint (default:\n"
+    "                          $BURSAR_CONTROLLER, else tcp://127.0.0.1:7878)\n"
+    "  --timeout MS            how long to wait for an answer, in\n"
+    "                          milliseconds (default 5000; then exit 3)\n"
+    "  --key SPEC              this client's CURVE secret key (default:\n"
+    "                          $BURSAR_KEY): the key's 40 Z85 characters or a\n"
+    "                          key file (docs/security.md)\n"
+    "  --server-key SPEC       bursard's CURVE public key, needed with --key\n"
+    "                          (default: $BURSAR_SERVER_KEY)\n"
+    "  -h, --help              print this text\n"
+    "  --version               print the version\n"
+    "\n"
+    "Environment:\n"
+    "  BURSAR_CONTROLLER       the controller's endpoint, for --controller\n"
+    "  BURSAR_KEY              this client's secret key, for --key\n"
+    "  BURSAR_SERVER_KEY       bursard's public key, for --server-key\n";
+
+/* Prints the usage lines to f; with full, the whole help text. */
 static void
-bursar_usage(FILE *f)
+bursar_usage(FILE *f, int full)
 {
-    fprintf(f, "usage: bursar [--controller ENDPOINT] [--timeout MS] COMMAND\n"
-               "  stats [--bucket B] [--json]\n"
-               "  export [--since T]\n"
-               "  feedback ID (--success|--failure|--reward R|--correction|\n"
-               "               --provider-error MSG) [--cost USD]\n"
-               "               [--tokens-in N --tokens-out N] [--latency-ms "
-               "MS] [--model M]\n"
-               "  choose BUCKET [--exclude MODEL]... [--escalates ID]\n"
-               "         [--tenant NAME]\n"
-               "  models | ping\n"
-               "  keygen PREFIX   (writes PREFIX.key, PREFIX.pub)\n"
-               "       bursar --help | --version\n"
-               "ENDPOINT: $BURSAR_CONTROLLER, else tcp://127.0.0.1:7878.\n"
-               "CURVE: [--key SPEC] [--server-key SPEC] (else $BURSAR_KEY,\n"
-               "$BURSAR_SERVER_KEY): Z85 text or key files.\n"
-               "Exit status: 0 ok, 1 the controller answered an error, "
-               "2 usage, 3 no answer.\n");
+    fputs(bursar_synopsis, f);
+    if (full)
+        fputs(bursar_help, f);
+    else
+        fputs("Try 'bursar --help' for the commands and options.\n", f);
 }
 
 /* The global options, up to the command. Returns -1 to go on, else the
@@ -709,7 +779,7 @@ bursar_parse_global(int argc, char **argv, bursar_client_t *c)
             c->timeout_ms = (int)v;
             break;
         case 'h':
-            bursar_usage(stdout);
+            bursar_usage(stdout, 1);
             return 0;
         case 'V':
             printf("bursar %s\n", BURSAR_VERSION);
@@ -717,12 +787,13 @@ bursar_parse_global(int argc, char **argv, bursar_client_t *c)
         default:
             fprintf(stderr, "bursar: unknown option or missing value: %s\n",
                     argv[optind - 1]);
-            bursar_usage(stderr);
+            bursar_usage(stderr, 0);
             return 2;
         }
     }
     if (optind >= argc) {
-        bursar_usage(stderr);
+        fprintf(stderr, "bursar: give a command\n");
+        bursar_usage(stderr, 0);
         return 2;
     }
     return -1;
@@ -744,7 +815,32 @@ bursar_keygen(const char *prefix)
     return 0;
 }
 
-/* Runs the command argv[0] with its arguments. */
+/* Refuses an unknown command, or arguments where its command takes none,
+ * before any connection: returns -1 to go on, else 2 (said why). */
+static int
+bursar_check_command(int argc, char **argv)
+{
+    static const char *const cmds[] = {"stats",  "export", "feedback", "choose",
+                                       "models", "ping",   "keygen"};
+    const char *cmd = argv[0];
+    size_t i = 0, n = sizeof cmds / sizeof cmds[0];
+    while (i < n && strcmp(cmd, cmds[i]) != 0)
+        i++;
+    if (i == n)
+        fprintf(stderr, "bursar: unknown command %s\n", cmd);
+    else if (strcmp(cmd, "keygen") == 0 && argc != 2)
+        fprintf(stderr, "bursar keygen: give one PREFIX\n");
+    else if ((strcmp(cmd, "models") == 0 || strcmp(cmd, "ping") == 0) &&
+             argc > 1)
+        fprintf(stderr, "bursar %s: unexpected argument %s\n", cmd, argv[1]);
+    else
+        return -1;
+    bursar_usage(stderr, 0);
+    return 2;
+}
+
+/* Runs the command argv[0] with its arguments (bursar_check_command
+ * passed them). */
 static int
 bursar_run(bursar_client_t *c, int argc, char **argv)
 {
@@ -757,12 +853,9 @@ bursar_run(bursar_client_t *c, int argc, char **argv)
         return bursar_cmd_feedback(c, argc, argv);
     if (strcmp(cmd, "choose") == 0)
         return bursar_cmd_choose(c, argc, argv);
-    if (argc == 1 && strcmp(cmd, "models") == 0)
+    if (strcmp(cmd, "models") == 0)
         return bursar_cmd_op(c, PROTO_OP_MODELS);
-    if (argc == 1 && strcmp(cmd, "ping") == 0)
-        return bursar_cmd_op(c, PROTO_OP_PING);
-    bursar_usage(stderr);
-    return 2;
+    return bursar_cmd_op(c, PROTO_OP_PING);
 }
 
 int
@@ -785,7 +878,9 @@ main(int argc, char **argv)
     int rc = bursar_parse_global(argc, argv, &c);
     if (rc >= 0)
         return rc;
-    if (argc - optind == 2 && strcmp(argv[optind], "keygen") == 0)
+    if ((rc = bursar_check_command(argc - optind, argv + optind)) >= 0)
+        return rc;
+    if (strcmp(argv[optind], "keygen") == 0)
         return bursar_keygen(argv[optind + 1]);
     if (bursar_connect(&c) != 0) {
         bursar_close(&c);

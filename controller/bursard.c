@@ -75,32 +75,78 @@ typedef struct bursard_opts {
     double clock_start; /* --test-clock=START, else 0 */
 } bursard_opts_t;
 
+/* The usage lines: after a usage error, with a pointer to --help. */
+static const char bursard_synopsis[] =
+    "usage: bursard [--config FILE] [--state-dir DIR] [--listen ENDPOINT]...\n"
+    "               [--metrics HOST:PORT] [--test-clock[=START]] [--quiet]\n"
+    "       bursard --check-config FILE\n"
+    "       bursard --print-default-config | --config-reference\n"
+    "       bursard --help | --version\n";
+
+/* --help: the usage lines, then every option (help2man makes bursard.1 of
+ * it: dist/CMakeLists.txt). */
+static const char bursard_help[] =
+    "\n"
+    "The bursar controller: answers each request for a model (\"choose\",\n"
+    "over ZeroMQ: docs/protocol.md) with the model chosen for its bucket\n"
+    "within the budget, records every decision and feedback event in LMDB,\n"
+    "and keeps the budget and the health of each model (docs/controller.md).\n"
+    "SIGTERM or SIGINT stops it cleanly; SIGHUP reloads --config.\n"
+    "\n"
+    "Options:\n"
+    "  --config FILE           the configuration (JSON; default: the built-in\n"
+    "                          one, --print-default-config); SIGHUP reloads "
+    "it\n"
+    "  --state-dir DIR         the state directory (LMDB; created if "
+    "missing);\n"
+    "                          default: $BURSAR_STATE_DIR, else the\n"
+    "                          configuration's state_dir, else ./bursar-state\n"
+    "  --listen ENDPOINT       serve on this ZeroMQ endpoint "
+    "(tcp://HOST:PORT,\n"
+    "                          ipc://PATH) instead of the configuration's\n"
+    "                          \"listen\"; repeatable\n"
+    "  --metrics HOST:PORT     serve Prometheus metrics (/metrics) and the\n"
+    "                          status page (/) on HOST:PORT (overrides\n"
+    "                          metrics.listen; port 0: any free port, printed\n"
+    "                          on standard error)\n"
+    "  --test-clock[=START]    accept the \"clock\" op (tests only); with "
+    "START\n"
+    "                          (Unix seconds) time starts there and moves "
+    "only\n"
+    "                          by clock ops\n"
+    "  --quiet                 no start, reload or stop lines on standard\n"
+    "                          error: errors only\n"
+    "  --check-config FILE     check the configuration FILE: every problem\n"
+    "                          with its JSON path; exit 0 if valid, else 1\n"
+    "  --print-default-config  print the built-in configuration (JSON)\n"
+    "  --config-reference      print every key of the configuration (a\n"
+    "                          Markdown table: type, range, default, meaning)\n"
+    "  -h, --help              print this text\n"
+    "  --version               print the version\n"
+    "\n"
+    "Environment:\n"
+    "  BURSAR_STATE_DIR        the state directory when --state-dir is not\n"
+    "                          given\n";
+
+/* Prints the usage lines to f; with full, the whole help text. */
 static void
-bursard_usage(FILE *f)
+bursard_usage(FILE *f, int full)
 {
-    fprintf(f,
-            "usage: bursard [--config FILE] [--state-dir DIR] "
-            "[--listen ENDPOINT]...\n"
-            "               [--metrics HOST:PORT] [--test-clock[=START]] "
-            "[--quiet]\n"
-            "       bursard --check-config FILE\n"
-            "       bursard --print-default-config | --config-reference\n"
-            "       bursard --help | --version\n"
-            "\n"
-            "State directory: --state-dir, else $BURSAR_STATE_DIR, else the\n"
-            "configuration's state_dir, else ./bursar-state.\n"
-            "--test-clock accepts the \"clock\" op (tests only); with START\n"
-            "(Unix seconds) time starts there and moves only by clock ops.\n"
-            "--metrics serves Prometheus metrics (/metrics) and the status\n"
-            "page (/) on HOST:PORT (overrides metrics.listen; port 0: any).\n"
-            "Signals: SIGTERM/SIGINT stop; SIGHUP reloads --config.\n");
+    fputs(bursard_synopsis, f);
+    if (full)
+        fputs(bursard_help, f);
+    else
+        fputs("Try 'bursard --help' for the options.\n", f);
 }
 
 static void
 bursard_print_problems(const char *file, const cfg_problems_t *pr)
 {
+    /* "$.path: ..." names a place in the file; other messages (a file
+     * that cannot be read) name the file themselves */
     for (size_t i = 0; i < pr->n; i++)
-        fprintf(stderr, "%s: %s\n", file, pr->msg[i]);
+        fprintf(stderr, "%s: %s\n", pr->msg[i][0] == '$' ? file : "bursard",
+                pr->msg[i]);
 }
 
 static cfg_t *
@@ -216,10 +262,10 @@ bursard_option(int c, const char *arg, bursard_opts_t *o)
         printf("bursard %s\n", BURSAR_VERSION);
         return 0;
     case 'h':
-        bursard_usage(stdout);
+        bursard_usage(stdout, 1);
         return 0;
     default:
-        bursard_usage(stderr);
+        bursard_usage(stderr, 0);
         return 2;
     }
 }
@@ -255,7 +301,7 @@ bursard_parse_args(int argc, char **argv, bursard_opts_t *o)
     }
     if (optind < argc) {
         fprintf(stderr, "bursard: unexpected argument %s\n", argv[optind]);
-        bursard_usage(stderr);
+        bursard_usage(stderr, 0);
         return 2;
     }
     return -1;

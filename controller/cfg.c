@@ -1358,8 +1358,12 @@ cfg_load_file(const char *path, cfg_t **out, cfg_problems_t *pr)
     size_t len = 0;
     char *text = NULL;
     if (bursar_read_file(path, &text, &len) != 0) {
-        cfg_ctx_t cx = {.pr = pr};
-        CFG_ERR(&cx, "$", "cannot read %s: %s", path, strerror(errno));
+        /* not a problem at a JSON path: no "$: " */
+        const char *why = strerror(errno);
+        if (pr) {
+            pr->msg = bursar_realloc(pr->msg, (pr->n + 1) * sizeof *pr->msg);
+            pr->msg[pr->n++] = bursar_sprintf("cannot read %s: %s", path, why);
+        }
         return BURSAR_EIO;
     }
     int rc = cfg_parse(text, len, out, pr);

@@ -159,7 +159,7 @@ const char *cfg_default_json(void);
 int cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr);
 
 /* Reads a file and calls cfg_parse. A file that cannot be read is one
- * problem ("$: cannot read FILE: reason") and BURSAR_EIO. */
+ * problem ("cannot read FILE: reason", no JSON path) and BURSAR_EIO. */
 int cfg_load_file(const char *path, cfg_t **out, cfg_problems_t *pr);
 
 void cfg_destroy(cfg_t **c);

@@ -148,12 +148,14 @@ test_structural(void **state)
                     "\"buckets\":{},\"unknown_bucket\":{\"action\":"
                     "\"create\"}}",
                     w4);
-    const char *const w5[] = {"$: cannot read", NULL};
+    /* not a JSON path's problem: the file and the reason, no "$: " */
     cfg_t *c = NULL;
     cfg_problems_t pr = {0};
     assert_int_equal(cfg_load_file("/nonexistent/bursar.json", &c, &pr),
                      BURSAR_EIO);
-    assert_non_null(strstr(pr.msg[0], w5[0]));
+    assert_int_equal(pr.n, 1);
+    assert_string_equal(pr.msg[0], "cannot read /nonexistent/bursar.json: "
+                                   "No such file or directory");
     cfg_problems_clear(&pr);
 }
 

@@ -1122,6 +1122,13 @@ test_options(void **state)
         {"bursar", "choose", "give one bucket", 2},
         {"bursar", "feedback --success", "missing decision id", 2},
         {"bursar", "frobnicate", "usage:", 2},
+        {"bursar", "frobnicate", "bursar: unknown command frobnicate\n", 2},
+        {"bursar", "ping now", "bursar ping: unexpected argument now", 2},
+        {"bursar", "keygen", "bursar keygen: give one PREFIX", 2},
+        {"bursard", "--config /nonexistent/bursard.json",
+         "bursard: cannot read /nonexistent/bursard.json: No such file or "
+         "directory\n",
+         1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[1200], out[16384];

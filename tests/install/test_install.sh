@@ -17,7 +17,14 @@
 #  1. the install: every program (answering --version on stdout, exit 0),
 #     the headers, libbursar.so.0.1.0 with its links and SONAME
 #     libbursar.so.0, exporting bursar_* and proto_* only, libbursar.a,
-#     bursar.pc, a man page per program, the units, sysusers.d, examples;
+#     bursar.pc, the units, sysusers.d, examples (not gateway-mock.json,
+#     a script of the mock provider, which is not installed); a man page
+#     per program, with a SYNOPSIS, an OPTIONS section, every option its
+#     --help lists (and those a user looks up first: bursard's --config,
+#     --state-dir, --listen, --metrics, --quiet...) an entry of its own,
+#     bursar's commands one entry each, and no groff warning; the docs in
+#     share/doc/bursar/docs/, where every relative link of the installed
+#     README.md and docs/*.md resolves to an installed file;
 #  2. hello.c built against the installed library with pkg-config only
 #     (shared), and against libbursar.a (static), each run against a real
 #     bursard of the prefix on 127.0.0.1 (the installed example
@@ -113,6 +120,75 @@ man=$P/${dir[mandir]}
 doc=$P/${dir[datadir]}/doc/bursar
 units=$P/${dir[unitdir]}
 
+# The first word of each entry (.TP) of a man page, as help2man writes a
+# "  --option ARG   description" line of --help: "--config", "stats",
+# "-h" (of "-h, --help"), "--test-clock" (of "--test-clock[=START]").
+man_tags() {
+    awk 'prev == ".TP" { print } { prev = $0 }' "$1" |
+        sed -e 's/\\f[BIRP]//g; s/\\[,/]//g; s/\\-/-/g' |
+        awk '{ w = $1; sub(/,$/, "", w); sub(/\[.*/, "", w); print w }'
+}
+
+# The man pages read as man pages: every option of --help an entry.
+check_man_pages() {
+    local -A want=(
+        [bursard]="--config --state-dir --listen --metrics --test-clock
+            --quiet --check-config --print-default-config --config-reference
+            -h --version"
+        [bursar]="stats export feedback choose models ping keygen
+            --controller --timeout --key --server-key --success --failure
+            --reward --correction --provider-error --cost --model -h --version"
+        [bursar-agent]="--controller --config --simulate --spool --models
+            --concurrency --report --quiet -h --version"
+        [bursar-gateway]="--config --listen --metrics --check-config
+            --new-key --quiet -h --version"
+        [bursar-sim]="--data --scenario --policy --seed --json -h --version")
+    local p page tags opts t missing warn n=$fails
+    for p in "${progs[@]}"; do
+        page=$man/man1/$p.1
+        [[ -s $page ]] || continue
+        grep -q '^\.SH OPTIONS' "$page" || fail "$p.1 has no OPTIONS section"
+        tags=" $(man_tags "$page" | tr '\n' ' ') "
+        # the options --help lists, one a line: "  --name ..."
+        opts=$("$bin/$p" --help 2>/dev/null |
+            sed -n 's/^  \(--[a-z][a-z0-9-]*\).*/\1/p')
+        [[ -n $opts ]] || fail "$p --help lists no option as '  --name ...'"
+        missing=
+        for t in ${want[$p]} $opts; do
+            [[ $tags == *" $t "* ]] || missing+=" $t"
+        done
+        [[ -z $missing ]] ||
+            fail "$p.1: no entry of its own for$missing (entries:$tags)"
+        warn=$(MANWIDTH=80 man --warnings -l "$page" 2>&1 >/dev/null)
+        [[ -z $warn ]] || fail "$p.1: groff warns: $warn"
+    done
+    [[ $fails -eq $n ]] &&
+        ok "man pages: OPTIONS, every option and bursar's commands an entry each"
+}
+
+# share/doc/bursar as the source tree has it: README.md beside docs/, so
+# that every relative link of the installed Markdown resolves.
+check_docs() {
+    local f t links=0 n=$fails
+    [[ -e $doc/examples/gateway-mock.json ]] &&
+        fail "examples/gateway-mock.json installed (the mock provider's script)"
+    [[ -e $doc/controller.md ]] &&
+        fail "docs installed flat in $doc (want $doc/docs/)"
+    for f in "$doc/README.md" "$doc"/docs/*.md; do
+        [[ -f $f ]] || continue
+        while IFS= read -r t; do
+            links=$((links + 1))
+            [[ -e $(dirname "$f")/$t ]] ||
+                fail "${f#"$doc"/} links $t: not installed"
+        done < <(grep -oE '\]\([^)#[:space:]]+' "$f" | sed 's/^](//' |
+            grep -vE '^[a-z]+:')
+    done
+    # README.md alone links a dozen docs: none found is a broken check
+    [[ $links -ge 10 ]] || fail "only $links relative links in the installed docs"
+    [[ $fails -eq $n ]] &&
+        ok "installed docs: $links relative links resolve; no gateway-mock.json"
+}
+
 # ------------------------------------------------------------ 1. the files
 if "$cmake" --install "$build" --prefix "$P" >"$tmp/install.log" 2>&1; then
     ok "cmake --install $build --prefix $P"
@@ -147,7 +223,9 @@ files=("$inc/bursar/bursar.h" "$inc/bursar/agents/bursar.h"
     "$units/bursard.service" "$units/bursar-gateway.service"
     "$P/${dir[sysusersdir]}/bursar.conf"
     "$doc/examples/bursard.json" "$doc/examples/gateway.json"
-    "$doc/README.md" "$doc/LICENSE")
+    "$doc/examples/tasks.jsonl" "$doc/README.md" "$doc/LICENSE"
+    "$doc/docs/controller.md" "$doc/docs/install.md"
+    "$doc/agents/python/examples/route_openai.py")
 for p in "${progs[@]}"; do
     files+=("$man/man1/$p.1")
 done
@@ -187,6 +265,8 @@ for p in bursard bursar-gateway; do
     grep -q '^\.SH SYNOPSIS' "$man/man1/$p.1" 2>/dev/null ||
         fail "$p.1 has no SYNOPSIS (help2man-filter.sh)"
 done
+check_man_pages
+check_docs
 if "$bin/bursard" --check-config "$doc/examples/bursard.json" >"$tmp/chk" 2>&1; then
     ok "the example bursard.json passes bursard --check-config"
 else
