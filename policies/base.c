@@ -161,6 +161,7 @@ bursar_read_file(const char *path, char **out, size_t *len)
         return BURSAR_EIO;
     size_t cap = 1 << 16, n = 0;
     char *buf = bursar_malloc(cap);
+    errno = 0;
     for (;;) {
         if (cap - n < 2)
             buf = bursar_realloc(buf, cap *= 2);
@@ -169,12 +170,12 @@ bursar_read_file(const char *path, char **out, size_t *len)
         if (got == 0)
             break;
     }
-    int bad = ferror(f);
+    int bad = ferror(f), e = errno; /* fread's reason (EISDIR...) */
     if (!is_stdin)
         fclose(f);
     if (bad) {
         free(buf);
-        errno = EIO;
+        errno = e ? e : EIO;
         return BURSAR_EIO;
     }
     buf[n] = '\0';
