@@ -223,8 +223,15 @@ th_start_args(th_daemon_t *d, const char *clock_arg)
             dup2(fd, 2);
             close(fd);
         }
-        execl(bin, bin, "--config", d->config, "--state-dir", d->state,
-              "--listen", d->endpoint, clock_arg, (char *)NULL);
+        const char *argv[8 + TH_EXTRA_MAX + 1] = {
+            bin,      "--config", d->config,  "--state-dir",
+            d->state, "--listen", d->endpoint};
+        size_t n = 7;
+        if (clock_arg)
+            argv[n++] = clock_arg;
+        for (size_t i = 0; i < TH_EXTRA_MAX && d->extra[i]; i++)
+            argv[n++] = d->extra[i];
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     d->pid = pid;

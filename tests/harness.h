@@ -19,6 +19,8 @@
 
 #include <cjson/cJSON.h>
 
+#define TH_EXTRA_MAX 8 /* th_daemon_t's extra arguments at the most */
+
 typedef struct th_daemon {
     pid_t pid;          /* 0 when not running */
     char dir[512];      /* the directory of its files */
@@ -28,6 +30,9 @@ typedef struct th_daemon {
     char log[600];      /* the daemon's stderr (appended) */
     int wall_clock;     /* 1: started without --test-clock */
     int own_dir;        /* 1: th_cleanup removes dir */
+    /* More arguments for th_start, after the clock argument (e.g.
+     * "--metrics", "127.0.0.1:0"); the first NULL ends them. */
+    const char *extra[TH_EXTRA_MAX];
 } th_daemon_t;
 
 /* Creates a temporary directory and writes the configuration (JSON text;
@@ -41,9 +46,9 @@ void th_setup_in(th_daemon_t *d, const char *dir, const char *name,
                  const char *endpoint);
 /* Rewrites the configuration file. */
 void th_write_config(th_daemon_t *d, const char *config_json);
-/* Starts bursard (with --test-clock unless wall_clock) and waits until it
- * answers ping; fails the test, naming the log, if it exits or stays
- * silent for 20 s. */
+/* Starts bursard (with --test-clock unless wall_clock, then d->extra) and
+ * waits until it answers ping; fails the test, naming the log, if it exits
+ * or stays silent for 20 s. */
 void th_start(th_daemon_t *d);
 /* The same with another clock argument, e.g. "--test-clock=1767225600"
  * (a clock that starts there and moves only by the clock op), or NULL. */

@@ -5,9 +5,7 @@
  * and the text exposition writer its pages use (agents/expo.h).
  */
 #define _POSIX_C_SOURCE 200809L
-#include <arpa/inet.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +20,7 @@
 
 #include "agents/expo.h"
 #include "agents/webd.h"
+#include "tests/http.h"
 
 static int served;
 
@@ -43,37 +42,20 @@ serve(void *ctx, const char *path, webd_reply_t *r)
     r->len = strlen(r->body);
 }
 
-/* Sends req to host:port (family af) and returns what came back before
- * the server closed (malloc'ed; "" when the connection was closed without
- * an answer). */
+/* Sends req to 127.0.0.1:port (af AF_INET) or [::1]:port (AF_INET6) and
+ * returns what came back before the server closed (malloc'ed; "" when the
+ * connection was closed without an answer). */
 static char *
-http(int af, const char *host, unsigned port, const char *req)
+http(int af, unsigned port, const char *req)
 {
-    int fd = socket(af, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int rc;
-    if (af == AF_INET) {
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons((uint16_t)port)};
-        inet_pton(AF_INET, host, &a.sin_addr);
-        rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-    } else {
-        struct sockaddr_in6 a = {.sin6_family = AF_INET6,
-                                 .sin6_port = htons((uint16_t)port)};
-        inet_pton(AF_INET6, host, &a.sin6_addr);
-        rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-    }
-    assert_int_equal(rc, 0);
-    (void)!write(fd, req, strlen(req));
-    size_t cap = 4096, len = 0;
-    char *out = calloc(1, cap);
-    ssize_t n;
-    while ((n = read(fd, out + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
+    int fd = af == AF_INET ? th_http_connect(port) : th_http_connect6(port);
+    th_http_send(fd, req, strlen(req));
+    th_http_resp_t r;
+    th_http_read(fd, &r, 0);
     close(fd);
+    char *out = r.raw;
+    r.raw = NULL;
+    th_http_free(&r);
     return out;
 }
 
@@ -102,12 +84,12 @@ test_loopback_by_default(void **state)
     (void)state;
     webd_t *w = start("127.0.0.1:0", NULL, 0, NULL);
     served = 0;
-    char *r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    char *r = http(AF_INET, webd_port(w), GET_X);
     assert_non_null(strstr(r, "HTTP/1.1 200"));
     assert_non_null(strstr(r, "hello"));
     assert_non_null(strstr(r, "Cache-Control: no-store"));
     free(r);
-    r = http(AF_INET, "127.0.0.1", webd_port(w),
+    r = http(AF_INET, webd_port(w),
              "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 404"));
     free(r);
@@ -123,7 +105,7 @@ test_allow_list_refuses(void **state)
     const char *const other[] = {"10.0.0.0/8", "::1/128"};
     webd_t *w = start("127.0.0.1:0", other, 2, NULL);
     served = 0;
-    char *r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    char *r = http(AF_INET, webd_port(w), GET_X);
     assert_string_equal(r, ""); /* closed at accept, no answer */
     assert_int_equal(served, 0);
     free(r);
@@ -131,14 +113,14 @@ test_allow_list_refuses(void **state)
 
     const char *const one[] = {"127.0.0.1"}; /* one host */
     w = start("127.0.0.1:0", one, 1, NULL);
-    r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    r = http(AF_INET, webd_port(w), GET_X);
     assert_non_null(strstr(r, "HTTP/1.1 200"));
     free(r);
     webd_stop(&w);
 
     const char *const narrow[] = {"127.0.0.2/31"}; /* .2 and .3 only */
     w = start("127.0.0.1:0", narrow, 1, NULL);
-    r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    r = http(AF_INET, webd_port(w), GET_X);
     assert_string_equal(r, "");
     free(r);
     webd_stop(&w);
@@ -152,20 +134,20 @@ test_ipv6_and_mapped(void **state)
     (void)state;
     const char *const v4[] = {"127.0.0.0/8"};
     webd_t *w = start("[::]:0", v4, 1, NULL);
-    char *r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    char *r = http(AF_INET, webd_port(w), GET_X);
     assert_non_null(strstr(r, "HTTP/1.1 200"));
     free(r);
-    r = http(AF_INET6, "::1", webd_port(w), GET_X);
+    r = http(AF_INET6, webd_port(w), GET_X);
     assert_string_equal(r, "");
     free(r);
     webd_stop(&w);
 
     const char *const v6[] = {"::1/128"};
     w = start("[::]:0", v6, 1, NULL);
-    r = http(AF_INET6, "::1", webd_port(w), GET_X);
+    r = http(AF_INET6, webd_port(w), GET_X);
     assert_non_null(strstr(r, "HTTP/1.1 200"));
     free(r);
-    r = http(AF_INET, "127.0.0.1", webd_port(w), GET_X);
+    r = http(AF_INET, webd_port(w), GET_X);
     assert_string_equal(r, "");
     free(r);
     webd_stop(&w);
@@ -178,27 +160,27 @@ test_token_and_methods(void **state)
     webd_t *w = start("127.0.0.1:0", NULL, 0, "s3cret");
     unsigned p = webd_port(w);
     served = 0;
-    char *r = http(AF_INET, "127.0.0.1", p, GET_X);
+    char *r = http(AF_INET, p, GET_X);
     assert_non_null(strstr(r, "HTTP/1.1 401"));
     assert_non_null(strstr(r, "WWW-Authenticate: Bearer"));
     free(r);
-    r = http(AF_INET, "127.0.0.1", p,
+    r = http(AF_INET, p,
              "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cre"
              "\r\nConnection: close\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 401"));
     free(r);
-    r = http(AF_INET, "127.0.0.1", p,
+    r = http(AF_INET, p,
              "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cretX"
              "\r\nConnection: close\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 401"));
     free(r);
     assert_int_equal(served, 0);
-    r = http(AF_INET, "127.0.0.1", p,
+    r = http(AF_INET, p,
              "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: bearer s3cret"
              "\r\nConnection: close\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 200"));
     free(r);
-    r = http(AF_INET, "127.0.0.1", p,
+    r = http(AF_INET, p,
              "POST /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret"
              "\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
     assert_non_null(strstr(r, "HTTP/1.1 405"));
@@ -206,13 +188,13 @@ test_token_and_methods(void **state)
     free(r);
     /* refused from the head: no "100 Continue", no gigabyte read */
     double t0 = now_s();
-    r = http(AF_INET, "127.0.0.1", p,
+    r = http(AF_INET, p,
              "POST /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret"
              "\r\nContent-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n");
     assert_true(strncmp(r, "HTTP/1.1 405", 12) == 0);
     assert_null(strstr(r, "100 Continue"));
     free(r);
-    r = http(AF_INET, "127.0.0.1", p,
+    r = http(AF_INET, p,
              "GET /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n"
              "Expect: 100-continue\r\n\r\n");
     assert_true(strncmp(r, "HTTP/1.1 401", 12) == 0);

@@ -15,11 +15,7 @@
  * spoken over a raw socket, as Prometheus would.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,16 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 
 #include "tests/harness.h"
+#include "tests/http.h"
 
 #define START "1767225600"
 
@@ -70,69 +62,41 @@ static const char *const config_plain = "{" MODELS "," BUCKETS "," COMMON "}";
 /* ------------------------------------------------------------ HTTP */
 
 /* One request over a fresh connection (Connection: close); the whole
- * answer in *out (caller frees). Returns the bytes read: 0 when the
- * server closed the connection without answering. */
+ * answer in *r (th_http_free). Returns the bytes read: 0 when the server
+ * closed the connection without answering. */
 static size_t
-http_raw(unsigned port, const char *method, const char *path,
-         const char *headers, char **out)
+http_raw(th_http_resp_t *r, unsigned port, const char *method, const char *path,
+         const char *headers)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        fail_msg("connect 127.0.0.1:%u: %s", port, strerror(errno));
     char req[1024];
     int n = snprintf(req, sizeof req,
                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: "
                      "close\r\nContent-Length: 0\r\n\r\n",
                      method, path, headers ? headers : "");
-    ssize_t w = send(fd, req, (size_t)n, MSG_NOSIGNAL);
-    (void)w; /* a refused client may be closed before it writes */
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len + 4096 > cap)
-            buf = realloc(buf, cap *= 2);
-        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            fail_msg("%s %s: no answer in 5 s", method, path);
-        if (r <= 0)
-            break; /* EOF, or reset by a refusing server */
-        len += (size_t)r;
-    }
-    close(fd);
-    buf[len] = '\0';
-    *out = buf;
-    return len;
+    th_http_exchange(r, port, req, (size_t)n, 0);
+    if (r->timed_out)
+        fail_msg("%s %s: no answer in 5 s", method, path);
+    return r->bytes;
 }
 
-/* The status of an answer; *body points into it. */
+/* The status of an answer. */
 static int
-http_status(const char *resp, const char **body)
+http_status(const th_http_resp_t *r)
 {
-    int st = 0;
-    if (sscanf(resp, "HTTP/1.%*d %d", &st) != 1)
-        fail_msg("not an HTTP answer: %.200s", resp);
-    const char *b = strstr(resp, "\r\n\r\n");
-    *body = b ? b + 4 : "";
-    return st;
+    if (r->status == 0)
+        fail_msg("not an HTTP answer: %.200s", r->raw);
+    return r->status;
 }
 
-/* GET path with optional headers: the status, the body in *out (the whole
- * answer; caller frees). */
+/* GET path with optional headers: the status, the answer in *r
+ * (th_http_free). */
 static int
-http_get(unsigned port, const char *path, const char *headers, char **out,
-         const char **body)
+http_get(th_http_resp_t *r, unsigned port, const char *path,
+         const char *headers)
 {
-    if (http_raw(port, "GET", path, headers, out) == 0)
+    if (http_raw(r, port, "GET", path, headers) == 0)
         fail_msg("GET %s: the connection was closed without an answer", path);
-    return http_status(*out, body);
+    return http_status(r);
 }
 
 /* The value of one series (name{labels} exactly as written) in an
@@ -216,26 +180,9 @@ log_has(const th_daemon_t *d, const char *s)
 static unsigned
 start_with_metrics(th_daemon_t *d)
 {
-    const char *bin = th_need("bursard");
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(bin, bin, "--config", d->config, "--state-dir", d->state,
-              "--listen", d->endpoint, "--test-clock=" START, "--metrics",
-              "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    d->pid = pid;
+    d->extra[0] = "--metrics";
+    d->extra[1] = "127.0.0.1:0";
+    th_start_args(d, "--test-clock=" START);
     unsigned port = metrics_port(d);
     th_client_t *c = th_client_new(d->endpoint);
     cJSON_Delete(th_ok(c, "{\"op\":\"ping\"}"));
@@ -243,17 +190,16 @@ start_with_metrics(th_daemon_t *d)
     return port;
 }
 
-/* The exposition (caller frees *raw), after promtool-free sanity: 200,
+/* The exposition (in *r: th_http_free), after promtool-free sanity: 200,
  * Prometheus' content type. */
 static const char *
-scrape(unsigned port, char **raw)
+scrape(unsigned port, th_http_resp_t *r)
 {
-    const char *body;
-    int st = http_get(port, "/metrics", NULL, raw, &body);
+    int st = http_get(r, port, "/metrics", NULL);
     if (st != 200)
-        fail_msg("GET /metrics: %d\n%s", st, *raw);
-    assert_non_null(strstr(*raw, "text/plain; version=0.0.4"));
-    return body;
+        fail_msg("GET /metrics: %d\n%s", st, r->raw);
+    assert_non_null(strstr(r->raw, "text/plain; version=0.0.4"));
+    return r->body;
 }
 
 /* ------------------------------------------------------------ traffic */
@@ -488,8 +434,8 @@ test_metrics_match_stats(void **state)
     traffic(c, &n, ids);
     cJSON *s = th_ok(c, "{\"op\":\"stats\"}");
     n.stats++;
-    char *raw;
-    const char *m = scrape(port, &raw);
+    th_http_resp_t r;
+    const char *m = scrape(port, &r);
     check_arms_and_budgets(m, s);
     check_health(m, s);
     check_feedback(m);
@@ -502,7 +448,7 @@ test_metrics_match_stats(void **state)
                 1);
     assert_true(mval(m, "bursar_buckets") == 2);
     cJSON_Delete(s);
-    free(raw);
+    th_http_free(&r);
 
     /* past decision_ttl_s: the 6 pending decisions expire at the next
      * batch, their expected costs booked */
@@ -510,7 +456,7 @@ test_metrics_match_stats(void **state)
     n.clock++;
     s = th_ok(c, "{\"op\":\"stats\"}");
     n.stats++;
-    m = scrape(port, &raw);
+    m = scrape(port, &r);
     assert_true(mval(m, "bursar_decisions_expired_total") == 6);
     assert_true(mval(m, "bursar_decisions_in_flight") == 0);
     assert_true(mval(m, "bursar_budget_reserved_usd") == 0);
@@ -520,7 +466,7 @@ test_metrics_match_stats(void **state)
     check_arms_and_budgets(m, s);
     check_requests(m, &n);
     cJSON_Delete(s);
-    free(raw);
+    th_http_free(&r);
     for (int i = 0; i < 8; i++)
         free(ids[i]);
     th_client_destroy(&c);
@@ -541,27 +487,24 @@ test_token(void **state)
                  "\"token_env\":\"BURSAR_TEST_METRICS_TOKEN\"}}");
     th_start(&d);
     unsigned port = metrics_port(&d);
-    char *raw;
-    const char *body;
-    assert_int_equal(http_get(port, "/metrics", NULL, &raw, &body), 401);
-    assert_non_null(strstr(raw, "WWW-Authenticate: Bearer"));
-    free(raw);
-    assert_int_equal(http_get(port, "/metrics",
-                              "Authorization: Bearer wrong-Token\r\n", &raw,
-                              &body),
-                     401);
-    free(raw);
-    assert_int_equal(http_get(port, "/metrics",
-                              "Authorization: Bearer s3cret-Token\r\n", &raw,
-                              &body),
+    th_http_resp_t r;
+    assert_int_equal(http_get(&r, port, "/metrics", NULL), 401);
+    assert_non_null(strstr(r.raw, "WWW-Authenticate: Bearer"));
+    th_http_free(&r);
+    assert_int_equal(
+        http_get(&r, port, "/metrics", "Authorization: Bearer wrong-Token\r\n"),
+        401);
+    th_http_free(&r);
+    assert_int_equal(http_get(&r, port, "/metrics",
+                              "Authorization: Bearer s3cret-Token\r\n"),
                      200);
-    assert_non_null(strstr(body, "# TYPE bursar_decisions_total counter"));
-    free(raw);
+    assert_non_null(strstr(r.body, "# TYPE bursar_decisions_total counter"));
+    th_http_free(&r);
     /* POST: 405 (with the token) */
-    assert_true(http_raw(port, "POST", "/metrics",
-                         "Authorization: Bearer s3cret-Token\r\n", &raw) > 0);
-    assert_int_equal(http_status(raw, &body), 405);
-    free(raw);
+    assert_true(http_raw(&r, port, "POST", "/metrics",
+                         "Authorization: Bearer s3cret-Token\r\n") > 0);
+    assert_int_equal(http_status(&r), 405);
+    th_http_free(&r);
     /* SIGHUP with the token removed: said to wait for a restart, and the
      * token is still required until then */
     th_write_config(&d, "{" MODELS "," BUCKETS "," COMMON
@@ -574,8 +517,8 @@ test_token(void **state)
     }
     if (!said)
         fail_msg("no warning about metrics.* on SIGHUP; see %s", d.log);
-    assert_int_equal(http_get(port, "/metrics", NULL, &raw, &body), 401);
-    free(raw);
+    assert_int_equal(http_get(&r, port, "/metrics", NULL), 401);
+    th_http_free(&r);
     assert_int_equal(th_stop(&d), 0);
     th_cleanup(&d);
     unsetenv("BURSAR_TEST_METRICS_TOKEN");
@@ -590,16 +533,15 @@ test_method_and_not_found(void **state)
                  ",\"metrics\":{\"listen\":\"127.0.0.1:0\"}}");
     th_start(&d);
     unsigned port = metrics_port(&d);
-    char *raw;
-    const char *body;
-    assert_true(http_raw(port, "POST", "/metrics", NULL, &raw) > 0);
-    assert_int_equal(http_status(raw, &body), 405);
-    assert_non_null(strstr(raw, "Allow: GET, HEAD"));
-    free(raw);
-    assert_int_equal(http_get(port, "/nope", NULL, &raw, &body), 404);
-    free(raw);
-    assert_int_equal(http_get(port, "/metrics", NULL, &raw, &body), 200);
-    free(raw);
+    th_http_resp_t r;
+    assert_true(http_raw(&r, port, "POST", "/metrics", NULL) > 0);
+    assert_int_equal(http_status(&r), 405);
+    assert_non_null(strstr(r.raw, "Allow: GET, HEAD"));
+    th_http_free(&r);
+    assert_int_equal(http_get(&r, port, "/nope", NULL), 404);
+    th_http_free(&r);
+    assert_int_equal(http_get(&r, port, "/metrics", NULL), 200);
+    th_http_free(&r);
     assert_int_equal(th_stop(&d), 0);
     th_cleanup(&d);
 }
@@ -614,11 +556,11 @@ test_allow_excludes_loopback(void **state)
                  "\"allow\":[\"10.0.0.0/8\",\"192.168.1.7\"]}}");
     th_start(&d);
     unsigned port = metrics_port(&d);
-    char *raw;
-    size_t got = http_raw(port, "GET", "/metrics", NULL, &raw);
+    th_http_resp_t r;
+    size_t got = http_raw(&r, port, "GET", "/metrics", NULL);
     if (got != 0)
-        fail_msg("a client outside metrics.allow got an answer:\n%s", raw);
-    free(raw);
+        fail_msg("a client outside metrics.allow got an answer:\n%s", r.raw);
+    th_http_free(&r);
     /* the daemon still serves its clients */
     th_client_t *c = th_client_new(d.endpoint);
     cJSON_Delete(th_ok(c, "{\"op\":\"ping\"}"));

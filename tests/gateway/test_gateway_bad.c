@@ -17,10 +17,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -39,6 +34,7 @@
 
 #include "tests/agents/util.h"
 #include "tests/harness.h"
+#include "tests/http.h"
 
 #define GW_MAX_BODY   1048576 /* the gateway's limits.max_body_bytes */
 #define GW_BIG_BODY   1000000 /* announced, under the limit, never sent */
@@ -92,148 +88,26 @@ models_json(char *buf, size_t cap)
 /* ------------------------------------------------------------ HTTP */
 
 typedef struct resp {
-    int status;
-    char head[8192]; /* the status line and headers */
-    char *body;      /* decoded (chunked or not); malloc'ed */
-    cJSON *json;     /* the body parsed, or NULL */
+    th_http_resp_t h; /* status, head, body (chunks decoded) */
+    cJSON *json;      /* the body parsed, or NULL */
 } resp_t;
-
-/* strcasestr without _GNU_SOURCE. */
-static const char *
-ci_find(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return hay;
-    return NULL;
-}
 
 static void
 resp_free(resp_t *r)
 {
-    free(r->body);
+    th_http_free(&r->h);
     cJSON_Delete(r->json);
-    memset(r, 0, sizeof *r);
+    r->json = NULL;
 }
 
-static int
-http_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {GW_IO_TIMEOUT, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        fail_msg("cannot connect to 127.0.0.1:%d: %s", port, strerror(errno));
-    return fd;
-}
-
-/* Sends everything it can; a peer that closed early (413) is not an
- * error here: its answer is read afterwards. */
+/* Requires an HTTP response in r->h and parses its body. */
 static void
-send_all(int fd, const char *p, size_t n)
+resp_parse(resp_t *r)
 {
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
-/* The body of a chunked response, decoded in place; returns its length. */
-static size_t
-dechunk(char *s)
-{
-    char *in = s, *out = s;
-    for (;;) {
-        char *end;
-        unsigned long n = strtoul(in, &end, 16);
-        char *line = strstr(in, "\r\n");
-        if (end == in || !line || n == 0)
-            break;
-        in = line + 2;
-        if (strlen(in) < n)
-            n = strlen(in);
-        memmove(out, in, n);
-        out += n;
-        in += n;
-        if (strncmp(in, "\r\n", 2) == 0)
-            in += 2;
-    }
-    *out = '\0';
-    return (size_t)(out - s);
-}
-
-/* 1 when buf[0..n) holds a whole response with a Content-Length. */
-static int
-response_complete(const char *buf, size_t n)
-{
-    const char *sep = strstr(buf, "\r\n\r\n");
-    if (!sep)
-        return 0;
-    size_t hl = (size_t)(sep - buf) + 4;
-    for (const char *h = buf; (h = strstr(h, "\r\n")) && h < sep; h += 2)
-        if (strncasecmp(h + 2, "Content-Length:", 15) == 0)
-            return n >= hl + strtoul(h + 17, NULL, 10);
-    return 0;
-}
-
-/* Reads the response until the peer closes (requests say Connection:
- * close), or when complete is set until it has come whole (a
- * Content-Length), and splits it. */
-static void
-read_response_until(int fd, resp_t *r, int complete)
-{
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        if (n + 1 >= cap) {
-            buf = realloc(buf, cap *= 2);
-            assert_non_null(buf);
-        }
-        ssize_t got = recv(fd, buf + n, cap - n - 1, 0);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        n += (size_t)got;
-        buf[n] = '\0';
-        if (complete && response_complete(buf, n))
-            break;
-    }
-    buf[n] = '\0';
-    memset(r, 0, sizeof *r);
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1 || !sep)
-        fail_msg("not an HTTP response (%zu bytes): %.300s", n, buf);
-    size_t hl = (size_t)(sep - buf);
-    snprintf(r->head, sizeof r->head, "%.*s", (int)hl, buf);
-    r->body = strdup(sep + 4);
-    assert_non_null(r->body);
-    free(buf);
-    for (char *h = r->head; (h = strstr(h, "\r\n")); h += 2)
-        if (strncasecmp(h + 2, "Transfer-Encoding:", 18) == 0 &&
-            strstr(h + 20, "chunked") != NULL)
-            dechunk(r->body);
-    r->json = cJSON_Parse(r->body);
-}
-
-static void
-read_response(int fd, resp_t *r)
-{
-    read_response_until(fd, r, 0);
+    if (r->h.status == 0)
+        fail_msg("not an HTTP response (%zu bytes): %.300s", r->h.bytes,
+                 r->h.raw);
+    r->json = cJSON_Parse(r->h.body);
 }
 
 /* One request on a fresh connection. auth: the whole Authorization
@@ -243,28 +117,15 @@ static void
 http_do(resp_t *r, int port, const char *method, const char *path,
         const char *auth, const char *body, size_t body_len, const char *extra)
 {
-    char head[2048];
-    int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                     "Connection: close\r\n",
-                     method, path, port);
+    char headers[1024] = "";
+    int n = 0;
     if (auth)
-        n += snprintf(head + n, sizeof head - (size_t)n,
-                      "Authorization: %s\r\n", auth);
+        n = snprintf(headers, sizeof headers, "Authorization: %s\r\n", auth);
     if (extra)
-        n += snprintf(head + n, sizeof head - (size_t)n, "%s", extra);
-    if (body)
-        n += snprintf(head + n, sizeof head - (size_t)n,
-                      "Content-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n",
-                      body_len);
-    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-    int fd = http_connect(port);
-    send_all(fd, head, (size_t)n);
-    if (body)
-        send_all(fd, body, body_len);
-    read_response(fd, r);
-    close(fd);
+        snprintf(headers + n, sizeof headers - (size_t)n, "%s", extra);
+    th_http_do(&r->h, (unsigned)port, method, path, headers, body, body_len,
+               TH_HTTP_DECHUNK);
+    resp_parse(r);
 }
 
 static char bearer[160];
@@ -292,13 +153,13 @@ static void
 expect_param(resp_t *r, int status, const char *type, const char *needle,
              const char *param)
 {
-    if (r->status != status)
-        fail_msg("status %d, expected %d; body: %.400s", r->status, status,
-                 r->body);
+    if (r->h.status != status)
+        fail_msg("status %d, expected %d; body: %.400s", r->h.status, status,
+                 r->h.body);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(r->json, "error");
     if (!cJSON_IsObject(e))
         fail_msg("status %d: no \"error\" object in the body: %.400s", status,
-                 r->body);
+                 r->h.body);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "type");
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "param");
@@ -550,7 +411,7 @@ test_body_over_limit(void **state)
     resp_t r;
     chat(&r, "{\"model\":\"bursar/general\",\"messages\":[{\"role\":\"user\","
              "\"content\":\"small\"}]}");
-    assert_int_equal(r.status, 200);
+    assert_int_equal(r.h.status, 200);
     resp_free(&r);
 }
 
@@ -586,7 +447,7 @@ test_missing_and_wrong_key(void **state)
     resp_free(&r);
     /* /healthz is open */
     http_do(&r, g.gw_port, "GET", "/healthz", NULL, NULL, 0, NULL);
-    assert_int_equal(r.status, 200);
+    assert_int_equal(r.h.status, 200);
     resp_free(&r);
 }
 
@@ -624,20 +485,21 @@ head_only(resp_t *r, const char *head)
 {
     char buf[2048];
     int n = snprintf(buf, sizeof buf, "%s\r\n", head);
-    int fd = http_connect(g.gw_port);
+    int fd = th_http_connect((unsigned)g.gw_port);
     struct timeval tv = {GW_HEAD_DEADLINE, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     double t0 = tu_now();
-    send_all(fd, buf, (size_t)n);
+    th_http_send(fd, buf, (size_t)n);
     char peek;
     ssize_t got = recv(fd, &peek, 1, MSG_PEEK);
     if (got <= 0)
         fail_msg("no answer within %d s to a head whose body never comes "
                  "(the gateway waits for the body?): %s",
                  GW_HEAD_DEADLINE, head);
-    read_response_until(fd, r, 1);
+    th_http_read(fd, &r->h, TH_HTTP_UNTIL_LENGTH | TH_HTTP_DECHUNK);
+    resp_parse(r);
     close(fd);
-    print_message("answered %d after %.3f s: %s\n", r->status, tu_now() - t0,
+    print_message("answered %d after %.3f s: %s\n", r->h.status, tu_now() - t0,
                   head);
     assert_true(tu_now() - t0 < GW_HEAD_DEADLINE);
 }
@@ -724,10 +586,10 @@ mock_disconnects(void)
 {
     resp_t r;
     http_do(&r, g.mock_port, "GET", "/stats", NULL, NULL, 0, NULL);
-    assert_int_equal(r.status, 200);
+    assert_int_equal(r.h.status, 200);
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(r.json, "disconnects");
     if (!cJSON_IsNumber(d))
-        fail_msg("the mock's /stats has no \"disconnects\": %.300s", r.body);
+        fail_msg("the mock's /stats has no \"disconnects\": %.300s", r.h.body);
     int n = d->valueint;
     resp_free(&r);
     return n;
@@ -749,8 +611,8 @@ test_client_leaves_mid_stream(void **state)
                      "Content-Type: application/json\r\n"
                      "Content-Length: %zu\r\n\r\n%s",
                      g.gw_port, bearer, strlen(body), body);
-    int fd = http_connect(g.gw_port);
-    send_all(fd, head, (size_t)n);
+    int fd = th_http_connect((unsigned)g.gw_port);
+    th_http_send(fd, head, (size_t)n);
     /* read up to the first event, then leave */
     char buf[16384];
     size_t have = 0;
@@ -768,7 +630,7 @@ test_client_leaves_mid_stream(void **state)
     sscanf(buf, "HTTP/1.%*d %d", &status);
     if (status != 200 || !strstr(buf, "data:"))
         fail_msg("no event from the stream: %.400s", buf);
-    assert_non_null(ci_find(buf, "text/event-stream"));
+    assert_non_null(th_http_find(buf, "text/event-stream"));
     assert_null(strstr(buf, "[DONE]")); /* the stream was not over yet */
     close(fd);
     /* the gateway cancels its upstream call: the mock sees its client
@@ -816,8 +678,8 @@ test_client_leaves_while_waiting(void **state)
                      "Content-Type: application/json\r\n"
                      "Content-Length: %zu\r\n\r\n%s",
                      g.gw_port, bearer, strlen(body), body);
-    int fd = http_connect(g.gw_port);
-    send_all(fd, head, (size_t)n);
+    int fd = th_http_connect((unsigned)g.gw_port);
+    th_http_send(fd, head, (size_t)n);
     /* wait until the upstream call has begun: the mock keeps the body of
      * a request as soon as it arrives ("last_body") */
     double t0 = tu_now();
@@ -844,20 +706,20 @@ test_still_serving_then_clean_exit(void **state)
     (void)state;
     resp_t r;
     http_do(&r, g.gw_port, "GET", "/healthz", NULL, NULL, 0, NULL);
-    assert_int_equal(r.status, 200);
+    assert_int_equal(r.h.status, 200);
     assert_string_equal(th_str(r.json, "status"), "ok");
     assert_string_equal(th_str(r.json, "controller"), "up");
     resp_free(&r);
     chat(&r, "{\"model\":\"bursar/general\",\"messages\":[{\"role\":\"user\","
              "\"content\":\"still there?\"}]}");
-    if (r.status != 200)
-        fail_msg("status %d: %.400s", r.status, r.body);
+    if (r.h.status != 200)
+        fail_msg("status %d: %.400s", r.h.status, r.h.body);
     const cJSON *ch = cJSON_GetArrayItem(
         cJSON_GetObjectItemCaseSensitive(r.json, "choices"), 0);
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(ch, "message");
     assert_string_equal(th_str(msg, "content"), GW_CONTENT);
     assert_string_equal(th_str(r.json, "model"), "plain");
-    assert_non_null(ci_find(r.head, "\r\nx-bursar-decision-id:"));
+    assert_non_null(th_http_header(r.h.head, "x-bursar-decision-id"));
     resp_free(&r);
     /* SIGTERM: a clean exit, everything freed */
     kill(g.gw, SIGTERM);
@@ -875,6 +737,7 @@ int
 main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    th_http_timeout(GW_IO_TIMEOUT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed_json),
         cmocka_unit_test(test_wrong_types),

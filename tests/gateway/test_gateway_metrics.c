@@ -24,9 +24,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -34,9 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +39,7 @@
 
 #include "tests/agents/util.h"
 #include "tests/harness.h"
+#include "tests/http.h"
 
 #define GWM_KEY_ENV    "BURSAR_GWM_PROVIDER_KEY"
 #define GWM_PROV_KEY   "gwm-test-provider-key"
@@ -92,118 +87,22 @@ models_json(char *buf, size_t cap)
 
 /* ------------------------------------------------------------ HTTP */
 
-typedef struct resp {
-    int status;   /* 0: no answer (the connection was closed) */
-    char *head;   /* status line and headers */
-    char *body;   /* as it came (chunks not decoded) */
-    size_t bytes; /* received in all */
-} resp_t;
-
-static void
-resp_free(resp_t *r)
-{
-    free(r->head);
-    free(r->body);
-    memset(r, 0, sizeof *r);
-}
-
-static int
-http_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {GWM_IO_TIMEOUT, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        fail_msg("cannot connect to 127.0.0.1:%d: %s", port, strerror(errno));
-    return fd;
-}
-
-static void
-send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
-/* Reads until the peer closes (requests say Connection: close). */
-static void
-read_all(int fd, resp_t *r)
-{
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        if (n + 1 >= cap) {
-            buf = realloc(buf, cap *= 2);
-            assert_non_null(buf);
-        }
-        ssize_t got = recv(fd, buf + n, cap - n - 1, 0);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        n += (size_t)got;
-    }
-    buf[n] = '\0';
-    memset(r, 0, sizeof *r);
-    r->bytes = n;
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (sep && sscanf(buf, "HTTP/1.%*d %d", &r->status) == 1) {
-        *sep = '\0';
-        r->head = strdup(buf);
-        r->body = strdup(sep + 4);
-    } else {
-        r->head = strdup("");
-        r->body = strdup(buf);
-    }
-    free(buf);
-}
-
 /* One request on a fresh connection; auth the whole Authorization value
- * or NULL, body NULL for none. */
+ * or NULL, body NULL for none. The body as it came (chunks not decoded). */
 static void
-http_do(resp_t *r, int port, const char *method, const char *path,
+http_do(th_http_resp_t *r, int port, const char *method, const char *path,
         const char *auth, const char *body)
 {
-    char head[2048];
-    int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                     "Connection: close\r\n",
-                     method, path, port);
+    char headers[256] = "";
     if (auth)
-        n += snprintf(head + n, sizeof head - (size_t)n,
-                      "Authorization: %s\r\n", auth);
-    if (body)
-        n += snprintf(head + n, sizeof head - (size_t)n,
-                      "Content-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n",
-                      strlen(body));
-    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-    int fd = http_connect(port);
-    send_all(fd, head, (size_t)n);
-    if (body)
-        send_all(fd, body, strlen(body));
-    read_all(fd, r);
-    close(fd);
+        snprintf(headers, sizeof headers, "Authorization: %s\r\n", auth);
+    th_http_do(r, (unsigned)port, method, path, headers, body,
+               body ? strlen(body) : 0, 0);
 }
 
 /* A chat completion of model (a bucket as "bursar/B"), with the key. */
 static void
-chat(resp_t *r, const char *model, int stream, const char *auth)
+chat(th_http_resp_t *r, const char *model, int stream, const char *auth)
 {
     char body[512];
     snprintf(body, sizeof body,
@@ -214,7 +113,7 @@ chat(resp_t *r, const char *model, int stream, const char *auth)
 }
 
 static void
-expect_status(resp_t *r, int status, const char *what)
+expect_status(th_http_resp_t *r, int status, const char *what)
 {
     if (r->status != status)
         fail_msg("%s: status %d, expected %d: %.400s", what, r->status, status,
@@ -229,14 +128,14 @@ scrape_port(int port)
 {
     char auth[128];
     snprintf(auth, sizeof auth, "Bearer %s", GWM_TOKEN);
-    resp_t r;
+    th_http_resp_t r;
     http_do(&r, port, "GET", "/metrics", auth, NULL);
     expect_status(&r, 200, "GET /metrics");
     if (!strstr(r.head, "text/plain; version=0.0.4"))
         fail_msg("/metrics: not Prometheus' text format: %s", r.head);
     char *text = r.body;
     r.body = NULL;
-    resp_free(&r);
+    th_http_free(&r);
     return text;
 }
 
@@ -472,38 +371,38 @@ static void
 test_traffic_counted(void **state)
 {
     (void)state;
-    resp_t r;
+    th_http_resp_t r;
     for (int i = 0; i < 3; i++) {
         chat(&r, "bursar/general", 0, g.bearer);
         expect_status(&r, 200, "bursar/general");
-        resp_free(&r);
+        th_http_free(&r);
     }
     chat(&r, "bursar/general", 1, g.bearer);
     expect_status(&r, 200, "bursar/general, streamed");
     assert_non_null(strstr(r.body, "data: [DONE]"));
-    resp_free(&r);
+    th_http_free(&r);
     /* bad (the cheapest) answers 500; good serves */
     chat(&r, "bursar/fb", 0, g.bearer);
     expect_status(&r, 200, "bursar/fb");
     if (!strstr(r.head, "x-bursar-model: good"))
         fail_msg("bursar/fb not served by good: %s", r.head);
-    resp_free(&r);
+    th_http_free(&r);
     assert_int_equal(tu_mock_requests(g.mock_port, "bad-up", "500"), 1);
     chat(&r, "bursar/general", 0, NULL);
     expect_status(&r, 401, "no key");
-    resp_free(&r);
+    th_http_free(&r);
     chat(&r, "no-such-model", 0, g.bearer);
     expect_status(&r, 404, "an unknown model");
-    resp_free(&r);
+    th_http_free(&r);
     http_do(&r, g.gw_port, "GET", "/nope", g.bearer, NULL);
     expect_status(&r, 404, "GET /nope");
-    resp_free(&r);
+    th_http_free(&r);
     http_do(&r, g.gw_port, "GET", "/healthz", NULL, NULL);
     expect_status(&r, 200, "GET /healthz");
-    resp_free(&r);
+    th_http_free(&r);
     http_do(&r, g.gw_port, "GET", "/v1/models", g.bearer, NULL);
     expect_status(&r, 200, "GET /v1/models");
-    resp_free(&r);
+    th_http_free(&r);
 
     char *t = scrape_until("bursar_gateway_requests_in_flight", 0);
     expect_sample(t, "bursar_gateway_requests_in_flight", 0);
@@ -557,14 +456,14 @@ test_traffic_counted(void **state)
 static int
 mock_has_lazy(void)
 {
-    resp_t r;
+    th_http_resp_t r;
     http_do(&r, g.mock_port, "GET", "/stats", NULL, NULL);
     cJSON *j = cJSON_Parse(r.body);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(j, "models"), "lazy-up");
     int has = cJSON_GetObjectItemCaseSensitive(m, "last_body") != NULL;
     cJSON_Delete(j);
-    resp_free(&r);
+    th_http_free(&r);
     return has;
 }
 
@@ -581,8 +480,8 @@ test_client_leaves(void **state)
                      "Content-Type: application/json\r\n"
                      "Content-Length: %zu\r\n\r\n%s",
                      g.gw_port, g.bearer, strlen(body), body);
-    int fd = http_connect(g.gw_port);
-    send_all(fd, head, (size_t)n);
+    int fd = th_http_connect((unsigned)g.gw_port);
+    th_http_send(fd, head, (size_t)n);
     double t0 = tu_now();
     while (!mock_has_lazy()) {
         if (tu_now() - t0 > 5.0)
@@ -611,25 +510,25 @@ static void
 test_token_required(void **state)
 {
     (void)state;
-    resp_t r;
+    th_http_resp_t r;
     http_do(&r, g.met_port, "GET", "/metrics", NULL, NULL);
     expect_status(&r, 401, "/metrics without the token");
-    resp_free(&r);
+    th_http_free(&r);
     http_do(&r, g.met_port, "GET", "/metrics", "Bearer not-the-token", NULL);
     expect_status(&r, 401, "/metrics with another token");
-    resp_free(&r);
+    th_http_free(&r);
     char auth[128];
     snprintf(auth, sizeof auth, "Bearer %s", GWM_TOKEN);
     http_do(&r, g.met_port, "GET", "/healthz", auth, NULL);
     expect_status(&r, 200, "the metrics' /healthz");
-    resp_free(&r);
+    th_http_free(&r);
     http_do(&r, g.met_port, "GET", "/v1/models", auth, NULL);
     expect_status(&r, 404, "the API is not on the metrics address");
-    resp_free(&r);
+    th_http_free(&r);
     /* and the metrics are not on the API's address */
     http_do(&r, g.gw_port, "GET", "/metrics", g.bearer, NULL);
     expect_status(&r, 404, "/metrics on the API's address");
-    resp_free(&r);
+    th_http_free(&r);
 }
 
 static void
@@ -643,15 +542,15 @@ test_allow_excludes_loopback(void **state)
     int port = 0, mport = 0;
     pid_t pid =
         gateway_start(path, "gw2", NULL, &port, &mport, log, sizeof log);
-    resp_t r;
+    th_http_resp_t r;
     http_do(&r, mport, "GET", "/metrics", NULL, NULL);
     int status = r.status;
     size_t bytes = r.bytes;
-    resp_free(&r);
+    th_http_free(&r);
     /* the API still answers loopback */
     http_do(&r, port, "GET", "/healthz", NULL, NULL);
     int api = r.status;
-    resp_free(&r);
+    th_http_free(&r);
     kill(pid, SIGTERM);
     int st = tu_wait(pid, 20000);
     if (status != 0 || bytes != 0)
@@ -788,6 +687,7 @@ int
 main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    th_http_timeout(GWM_IO_TIMEOUT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scrape_at_start),
         cmocka_unit_test(test_traffic_counted),
