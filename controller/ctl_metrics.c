@@ -76,6 +76,15 @@ ctl_observe_request(ctl_t *c, int op, double seconds)
 /* ------------------------------------------------------------------ */
 /* Families                                                            */
 
+/* A family of one sample without labels. */
+static void
+ctl_metrics_one(bursar_buf_t *b, const char *name, const char *type,
+                double value, const char *help)
+{
+    expo_family(b, name, type, help);
+    expo_sample(b, name, value, 0);
+}
+
 /* The process, the policy and the global ledger. */
 static void
 ctl_metrics_global(ctl_t *c, bursar_buf_t *b)
@@ -83,24 +92,21 @@ ctl_metrics_global(ctl_t *c, bursar_buf_t *b)
     expo_family(b, "bursar_build_info", "gauge",
                 "Always 1; the label version is bursard's version.");
     expo_sample(b, "bursar_build_info", 1, 1, "version", BURSAR_VERSION);
-    expo_family(b, "process_start_time_seconds", "gauge",
-                "When bursard started, in Unix seconds.");
-    expo_sample(b, "process_start_time_seconds", c->met.start_time, 0);
-    expo_family(b, "bursar_shadow_price", "gauge",
-                "The shadow price of money (mu): the quality the policy gives "
-                "up per USD saved; 0 while spend keeps to the paced budget, "
-                "higher when spend runs ahead of it.");
-    expo_sample(b, "bursar_shadow_price", c->policy.mu, 0);
-    expo_family(b, "bursar_buckets", "gauge",
-                "Buckets served (configured and created on demand).");
-    expo_sample(b, "bursar_buckets", (double)c->n_buckets, 0);
+    ctl_metrics_one(b, "process_start_time_seconds", "gauge", c->met.start_time,
+                    "When bursard started, in Unix seconds.");
+    ctl_metrics_one(
+        b, "bursar_shadow_price", "gauge", c->policy.mu,
+        "The shadow price of money (mu): the quality the policy gives "
+        "up per USD saved; 0 while spend keeps to the paced budget, "
+        "higher when spend runs ahead of it.");
+    ctl_metrics_one(b, "bursar_buckets", "gauge", (double)c->n_buckets,
+                    "Buckets served (configured and created on demand).");
     double inflight = 0;
     for (size_t i = 0; i < c->n_clients; i++)
         inflight += (double)c->clients[i]->inflight;
-    expo_family(b, "bursar_decisions_in_flight", "gauge",
-                "Decisions made and waiting for their outcome (they expire "
-                "after decision_ttl_s).");
-    expo_sample(b, "bursar_decisions_in_flight", inflight, 0);
+    ctl_metrics_one(b, "bursar_decisions_in_flight", "gauge", inflight,
+                    "Decisions made and waiting for their outcome (they expire "
+                    "after decision_ttl_s).");
 }
 
 /* The global budget's ledger (a copy, rolled to now). */
@@ -109,40 +115,40 @@ ctl_metrics_budget(ctl_t *c, bursar_buf_t *b, double now)
 {
     pacer_t p = c->pacer;
     pacer_roll(&p, now);
-    expo_family(b, "bursar_budget_limit_usd", "gauge",
-                "The global budget per window (budget.limit_usd); 0: no cap.");
-    expo_sample(b, "bursar_budget_limit_usd", p.limit_usd > 0 ? p.limit_usd : 0,
-                0);
-    expo_family(b, "bursar_budget_window_seconds", "gauge",
-                "The length of the global budget's window (budget.window_s).");
-    expo_sample(b, "bursar_budget_window_seconds", p.window_s, 0);
-    expo_family(b, "bursar_budget_window_start_seconds", "gauge",
-                "When the global budget's current window began, in Unix "
-                "seconds of bursard's clock.");
-    expo_sample(b, "bursar_budget_window_start_seconds", p.window_start, 0);
-    expo_family(b, "bursar_budget_spent_usd", "gauge",
-                "Costs booked in the global budget's current window (outcomes, "
-                "expiries, local decisions booked).");
-    expo_sample(b, "bursar_budget_spent_usd", p.spent_usd, 0);
-    expo_family(b, "bursar_budget_reserved_usd", "gauge",
-                "Expected costs of the decisions waiting for their outcome, "
-                "held against the global budget.");
-    expo_sample(b, "bursar_budget_reserved_usd", p.reserved_usd, 0);
-    expo_family(b, "bursar_budget_window_requests", "gauge",
-                "Decisions counted in the global budget's current window (the "
-                "pacer's request rate).");
-    expo_sample(b, "bursar_budget_window_requests", p.requests, 0);
+    ctl_metrics_one(
+        b, "bursar_budget_limit_usd", "gauge",
+        p.limit_usd > 0 ? p.limit_usd : 0,
+        "The global budget per window (budget.limit_usd); 0: no cap.");
+    ctl_metrics_one(
+        b, "bursar_budget_window_seconds", "gauge", p.window_s,
+        "The length of the global budget's window (budget.window_s).");
+    ctl_metrics_one(b, "bursar_budget_window_start_seconds", "gauge",
+                    p.window_start,
+                    "When the global budget's current window began, in Unix "
+                    "seconds of bursard's clock.");
+    ctl_metrics_one(
+        b, "bursar_budget_spent_usd", "gauge", p.spent_usd,
+        "Costs booked in the global budget's current window (outcomes, "
+        "expiries, local decisions booked).");
+    ctl_metrics_one(
+        b, "bursar_budget_reserved_usd", "gauge", p.reserved_usd,
+        "Expected costs of the decisions waiting for their outcome, "
+        "held against the global budget.");
+    ctl_metrics_one(
+        b, "bursar_budget_window_requests", "gauge", p.requests,
+        "Decisions counted in the global budget's current window (the "
+        "pacer's request rate).");
     if (p.limit_usd > 0) {
-        expo_family(b, "bursar_budget_target_usd", "gauge",
-                    "The paced target: what a request may cost now for spend "
-                    "to meet the global budget at the window's end.");
-        expo_sample(b, "bursar_budget_target_usd", pacer_target(&p, now), 0);
+        ctl_metrics_one(
+            b, "bursar_budget_target_usd", "gauge", pacer_target(&p, now),
+            "The paced target: what a request may cost now for spend "
+            "to meet the global budget at the window's end.");
     }
-    expo_family(b, "bursar_spend_usd_total", "counter",
-                "Costs settled by outcomes and expiries of bursard's "
-                "decisions since bursard started (not local decisions "
-                "booked).");
-    expo_sample(b, "bursar_spend_usd_total", c->met.total.spend_usd, 0);
+    ctl_metrics_one(b, "bursar_spend_usd_total", "counter",
+                    c->met.total.spend_usd,
+                    "Costs settled by outcomes and expiries of bursard's "
+                    "decisions since bursard started (not local decisions "
+                    "booked).");
 }
 
 /* One gauge per bucket with its own budget: which figure of its ledger. */
@@ -324,19 +330,18 @@ ctl_metrics_counters(ctl_t *c, bursar_buf_t *b)
                         "result", res);
         }
     }
-    expo_family(b, "bursar_decisions_expired_total", "counter",
-                "Decisions that expired without an outcome (decision_ttl_s) "
-                "since bursard started.");
-    expo_sample(b, "bursar_decisions_expired_total", (double)t->expired, 0);
-    expo_family(b, "bursar_decisions_rebuilt_total", "counter",
-                "Decision records rebuilt from their tokens at feedback (lost "
-                "with a batch that did not commit) since bursard started.");
-    expo_sample(b, "bursar_decisions_rebuilt_total", (double)t->rebuilt, 0);
-    expo_family(b, "bursar_commit_failures_total", "counter",
-                "Store commits that failed since bursard started (their "
-                "requests were answered store_error).");
-    expo_sample(b, "bursar_commit_failures_total",
-                (double)c->met.commit_failures, 0);
+    ctl_metrics_one(
+        b, "bursar_decisions_expired_total", "counter", (double)t->expired,
+        "Decisions that expired without an outcome (decision_ttl_s) "
+        "since bursard started.");
+    ctl_metrics_one(
+        b, "bursar_decisions_rebuilt_total", "counter", (double)t->rebuilt,
+        "Decision records rebuilt from their tokens at feedback (lost "
+        "with a batch that did not commit) since bursard started.");
+    ctl_metrics_one(b, "bursar_commit_failures_total", "counter",
+                    (double)c->met.commit_failures,
+                    "Store commits that failed since bursard started (their "
+                    "requests were answered store_error).");
 }
 
 static void
