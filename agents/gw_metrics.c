@@ -288,8 +288,9 @@ gw_metrics_write(gw_t *g, bursar_buf_t *b)
 /* ------------------------------------------------------------ serving */
 
 static void
-gw_met_serve(void *ctx, const char *path, webd_reply_t *r)
+gw_met_serve(void *ctx, const char *path, webd_req_t *rq, webd_reply_t *r)
 {
+    (void)rq;
     gw_t *g = ctx;
     bursar_buf_t b = {0};
     if (strcmp(path, "/metrics") == 0) {

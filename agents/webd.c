@@ -29,6 +29,8 @@ typedef struct webd_net {
  * finishing a request are dropped after WEBD_IDLE_S of silence. */
 #define WEBD_CONNECTIONS 512u
 #define WEBD_IDLE_S      10u
+/* Each connection's thread (opts.threaded) needs little stack. */
+#define WEBD_STACK (256u * 1024u)
 
 struct webd {
     struct MHD_Daemon *mhd;
@@ -37,6 +39,8 @@ struct webd {
     webd_net_t allow[WEBD_ALLOW_MAX];
     size_t n_allow;
     char *token;
+    const char *const *open_paths;
+    size_t n_open_paths;
     char name[64];
     int quiet;
     unsigned port;
@@ -227,12 +231,16 @@ webd_text(struct MHD_Connection *conn, unsigned status, const char *msg,
                       hname, hval);
 }
 
-/* 1 if the request carries the bearer token (compared in constant time). */
+/* 1 if the request carries the bearer token (compared in constant time)
+ * or is for one of the open paths. */
 static int
-webd_token_ok(const webd_t *w, struct MHD_Connection *conn)
+webd_token_ok(const webd_t *w, struct MHD_Connection *conn, const char *url)
 {
     if (!w->token)
         return 1;
+    for (size_t i = 0; i < w->n_open_paths; i++)
+        if (strcmp(url, w->open_paths[i]) == 0)
+            return 1;
     const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                 MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
@@ -258,7 +266,7 @@ webd_access(void *cls, struct MHD_Connection *conn, const char *url,
         if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
             return webd_text(conn, 405, "method not allowed: GET only", "Allow",
                              "GET, HEAD");
-        if (!webd_token_ok(w, conn))
+        if (!webd_token_ok(w, conn, url))
             return webd_text(conn, 401,
                              "unauthorized: a bearer token is required",
                              "WWW-Authenticate", "Bearer");
@@ -269,7 +277,7 @@ webd_access(void *cls, struct MHD_Connection *conn, const char *url,
         return MHD_YES;
     }
     webd_reply_t r = {0, "text/plain; charset=utf-8", NULL, 0};
-    w->serve(w->ctx, url, &r);
+    w->serve(w->ctx, url, (webd_req_t *)conn, &r);
     if (!r.status) {
         free(r.body);
         return webd_text(conn, 500, "internal error", NULL, NULL);
@@ -290,6 +298,13 @@ webd_log(void *cls, const char *fmt, va_list ap)
     if (strncmp(msg, "Failed to bind", 14) == 0)
         return;
     fprintf(stderr, "%s: http: %s", w->name, msg);
+}
+
+const char *
+webd_arg(webd_req_t *rq, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)rq,
+                                       MHD_GET_ARGUMENT_KIND, name);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -326,6 +341,8 @@ webd_start(webd_t **out, const webd_opts_t *o, webd_serve_fn serve, void *ctx,
     snprintf(w->name, sizeof w->name, "%s", o->name ? o->name : "bursar");
     if (o->token && *o->token)
         w->token = bursar_strdup(o->token);
+    w->open_paths = o->open_paths;
+    w->n_open_paths = o->n_open_paths;
     struct sockaddr_storage ss;
     int v6 = 0;
     if (webd_set_allow(w, o, err, cap) != 0 ||
@@ -334,13 +351,15 @@ webd_start(webd_t **out, const webd_opts_t *o, webd_serve_fn serve, void *ctx,
         return -1;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_DUAL_STACK : 0);
+                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_DUAL_STACK : 0) |
+                     (o->threaded ? MHD_USE_THREAD_PER_CONNECTION : 0);
     w->mhd = MHD_start_daemon(
         flags, 0, webd_accept, w, webd_access, w, MHD_OPTION_EXTERNAL_LOGGER,
         webd_log, w, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_CONNECTION_LIMIT, WEBD_CONNECTIONS,
         MHD_OPTION_CONNECTION_TIMEOUT, WEBD_IDLE_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)WEBD_STACK, MHD_OPTION_END);
     if (!w->mhd) {
         snprintf(err, cap, "cannot serve on %s (address in use?)", o->listen);
         webd_stop(&w);

@@ -9,13 +9,14 @@
  *     webd_stop(&w);
  *
  * GNU libmicrohttpd, one internal thread: serve() runs on it, one request
- * at a time, for GET and HEAD only (other methods: 405). Access is
- * restricted the way Prometheus exporters are: the address to bind (a
- * loopback one by default, chosen by the caller), an allow-list of client
- * networks checked when a connection is accepted (loopback only unless
- * opts.allow says otherwise: a refused client's connection is closed at
- * once), and an optional bearer token (Prometheus' `authorization`
- * scrape setting; a request without it is answered 401).
+ * at a time (opts.threaded: a thread per connection, several at once),
+ * for GET and HEAD only (other methods: 405). Access is restricted the way
+ * Prometheus exporters are: the address to bind (a loopback one by default,
+ * chosen by the caller), an allow-list of client networks checked when a
+ * connection is accepted (loopback only unless opts.allow says otherwise: a
+ * refused client's connection is closed at once), and an optional bearer token
+ * (Prometheus' `authorization` scrape setting; a request without it is answered
+ * 401, except for the paths in opts.open_paths).
  */
 #ifndef BURSAR_AGENTS_WEBD_H
 #define BURSAR_AGENTS_WEBD_H
@@ -36,9 +37,14 @@ typedef struct webd_reply {
     size_t len;
 } webd_reply_t;
 
+/* The request being served, for webd_arg. */
+typedef struct webd_req webd_req_t;
+
 /* Called for each admitted GET or HEAD request; path without the query
- * string. Fills r (status 0 is answered 500). */
-typedef void (*webd_serve_fn)(void *ctx, const char *path, webd_reply_t *r);
+ * string (webd_arg reads its arguments). Fills r (status 0 is answered
+ * 500). */
+typedef void (*webd_serve_fn)(void *ctx, const char *path, webd_req_t *rq,
+                              webd_reply_t *r);
 
 typedef struct webd_opts {
     const char *listen;       /* HOST:PORT (port 0: any free port) */
@@ -48,11 +54,22 @@ typedef struct webd_opts {
     const char *token; /* bearer token required, or NULL/"" */
     const char *name;  /* the program, for log lines */
     int quiet;         /* no log lines */
+
+    /* paths served without the token (exact match; the array outlives the
+     * server) */
+    const char *const *open_paths;
+    size_t n_open_paths;
+    /* a thread per connection: serve() may run on several threads at
+     * once, and a slow answer holds no other connection */
+    int threaded;
 } webd_opts_t;
 
 /* Starts serving. Returns 0, or -1 with a reason in err. */
 int webd_start(webd_t **out, const webd_opts_t *o, webd_serve_fn serve,
                void *ctx, char *err, size_t cap);
+/* The value of the query string's argument name in the request served
+ * (decoded), or NULL; valid during serve() only. */
+const char *webd_arg(webd_req_t *rq, const char *name);
 /* The port bound (useful with port 0). */
 unsigned webd_port(const webd_t *w);
 void webd_stop(webd_t **w);

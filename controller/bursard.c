@@ -963,7 +963,8 @@ bursard_loop(bursard_t *d)
             double left = d->t_open + BURSARD_EARLY_S - util_mono_time();
             wait_ms = left > 0 ? (long)(left * 1e3) + 1 : 0;
         }
-        ctl_status_tick(d->ctl);
+        if (d->web)
+            ctl_status_tick(d->ctl);
         int pr = bursard_poll(d, items, wait_ms);
         if (pr < 0 && zmq_errno() == EINTR)
             continue;

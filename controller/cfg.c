@@ -630,8 +630,9 @@ static const cfg_key_t cfg_keys[] = {
      .type = CFG_STRING,
      CFG_C(metrics_token_env, char *),
      CFG_LEN1(PROTO_NAME_MAX - 1),
-     .doc = "environment variable holding a bearer token every request "
-            "must carry (`Authorization: Bearer ...`); unset: none"},
+     .doc = "environment variable holding a bearer token requests for "
+            "/metrics and /status.json must carry (`Authorization: Bearer "
+            "...`; the page / and /healthz need none); unset: none"},
     {.path = "metrics.sample_s",
      .type = CFG_NUMBER,
      CFG_C(status_sample_s, double),
@@ -642,9 +643,11 @@ static const cfg_key_t cfg_keys[] = {
     {.path = "metrics.samples",
      .type = CFG_INTEGER,
      CFG_C(status_samples, size_t),
-     CFG_IN(2, 100000),
+     CFG_IN(2, 10000),
      .def = 360,
-     .doc = "samples kept (the history's length)"},
+     .doc = "samples kept (the history's length); fewer, the newest, "
+            "when samples x (bucket, model) pairs x 8 bytes would pass "
+            "16 MiB"},
 };
 
 #define CFG_N_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])

@@ -103,8 +103,10 @@ unsigned long long ctl_decisions(const ctl_t *c);
 /* The operator's views (controller/web.h), from memory only, between
  * batches. ctl_metrics_write appends the Prometheus text exposition
  * (ctl_metrics.c); ctl_status_json returns the status page's data (caller
- * frees; ctl_status.c); ctl_status_tick takes a sample of the page's
- * history when one is due (called by the loop at every turn). */
+ * frees; ctl_status.c): with since >= 0, its history holds only the
+ * samples from number since on when it can (docs/controller.md, "The
+ * status page"), all of them with since < 0; ctl_status_tick takes a sample of
+ * the page's history when one is due (called by the loop at every turn). */
 void ctl_metrics_write(ctl_t *c, bursar_buf_t *b);
 /* The op (proto_op_t) of the request ctl_handle handled last, or -1 when
  * it did not parse. */
@@ -112,7 +114,7 @@ int ctl_request_op(const ctl_t *c);
 /* The daemon's loop: a request of op (-1: none) answered seconds after it
  * was received (bursar_request_duration_seconds). O(1), no allocation. */
 void ctl_observe_request(ctl_t *c, int op, double seconds);
-char *ctl_status_json(ctl_t *c);
+char *ctl_status_json(ctl_t *c, long long since);
 void ctl_status_tick(ctl_t *c);
 
 #endif

@@ -15,14 +15,27 @@
  * sample sees it and keeps it; a sample stores -1 (null in JSON) for a
  * column whose pair no longer exists. The history lives in memory only:
  * it restarts empty with the daemon.
+ *
+ * The ring's pulls take at most CTL_STATUS_BUDGET bytes: with more columns
+ * than metrics.samples samples of them fit in it, the ring holds fewer
+ * samples (the newest), at least 2. Every sample has a sequence number
+ * (its rank since start): a reply can hold only the samples from a given
+ * one on (the page asks for what it has not seen), and the columns added
+ * since. The history is written straight into a buffer, not as a cJSON
+ * tree: it is most of the reply (samples x columns numbers), rendered on
+ * the daemon's loop.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "controller/ctl_int.h"
 
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "policies/beta.h"
+
+/* The memory the ring's pulls may take (samples x columns x 8 bytes). */
+#define CTL_STATUS_BUDGET ((size_t)16 << 20)
 
 typedef struct ctl_status_col {
     char bucket[BURSAR_NAME_MAX];
@@ -40,11 +53,12 @@ typedef struct ctl_status_sample {
 
 struct ctl_status {
     double sample_s;
-    size_t cap;   /* ring slots */
-    size_t head;  /* the slot the next sample goes to */
-    size_t n;     /* samples held */
-    double next;  /* when the next sample is due; NAN: at the first tick */
-    double taken; /* samples taken since start */
+    size_t cap;     /* ring slots */
+    size_t head;    /* the slot the next sample goes to */
+    size_t n;       /* samples held */
+    double next;    /* when the next sample is due; NAN: at the first tick */
+    uint64_t taken; /* samples taken since start: the next one's number */
+    double epoch;   /* wall clock (ms) when the history began */
     ctl_status_sample_t *ring;
     ctl_status_col_t *cols;
     size_t n_cols, cap_cols;
@@ -75,21 +89,36 @@ ctl_status_resize(ctl_status_t *s, size_t cap)
     s->head = keep % cap;
 }
 
+/* The ring's slots: metrics.samples, or as many as fit in the budget
+ * with n_cols columns, at least 2. */
+static size_t
+ctl_status_cap(const ctl_t *c, size_t n_cols)
+{
+    size_t cap = c->cfg->status_samples < 2 ? 2 : c->cfg->status_samples;
+    size_t fit = CTL_STATUS_BUDGET / (sizeof(int64_t) * (n_cols ? n_cols : 1));
+    if (fit < 2)
+        fit = 2;
+    return cap < fit ? cap : fit;
+}
+
 /* The history, made at the first call, adapted to the configuration in
  * force (metrics.sample_s and metrics.samples may change on a reload). */
 static ctl_status_t *
 ctl_status_get(ctl_t *c)
 {
     ctl_status_t *s = c->status;
-    size_t cap = c->cfg->status_samples < 2 ? 2 : c->cfg->status_samples;
     double every = c->cfg->status_sample_s > 0 ? c->cfg->status_sample_s : 10;
     if (!s) {
         s = c->status = bursar_calloc(1, sizeof *s);
-        s->cap = cap;
-        s->ring = bursar_calloc(cap, sizeof *s->ring);
+        s->cap = ctl_status_cap(c, 0);
+        s->ring = bursar_calloc(s->cap, sizeof *s->ring);
         s->sample_s = every;
         s->next = NAN;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s->epoch = floor((double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
     }
+    size_t cap = ctl_status_cap(c, s->n_cols);
     if (s->cap != cap)
         ctl_status_resize(s, cap);
     if (s->sample_s != every) {
@@ -156,6 +185,9 @@ ctl_status_sample(ctl_t *c, ctl_status_t *s, double now)
             s->hint[k] = ctl_status_col(s, s->hint[k], b->def.name,
                                         ctl_model_name(c, b->pb->model[j]));
     }
+    size_t cap = ctl_status_cap(c, s->n_cols); /* new columns: maybe less */
+    if (cap != s->cap)
+        ctl_status_resize(s, cap);
     ctl_status_sample_t *e = &s->ring[s->head];
     e->pulls = bursar_realloc(e->pulls,
                               (s->n_cols ? s->n_cols : 1) * sizeof *e->pulls);
@@ -264,42 +296,143 @@ ctl_status_plan(ctl_t *c, double now)
     return o;
 }
 
-static cJSON *
-ctl_status_history(const ctl_status_t *s)
+/* ------------------------------------------- the history, written out */
+
+static void
+ctl_status_w(bursar_buf_t *b, const char *s)
 {
-    cJSON *h = cJSON_CreateObject();
-    cJSON_AddNumberToObject(h, "sample_s", s->sample_s);
-    cJSON_AddNumberToObject(h, "capacity", (double)s->cap);
-    cJSON_AddNumberToObject(h, "taken", s->taken);
-    cJSON *cols = cJSON_AddArrayToObject(h, "columns");
-    for (size_t i = 0; i < s->n_cols; i++) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "bucket", s->cols[i].bucket);
-        cJSON_AddStringToObject(e, "model", s->cols[i].model);
-        cJSON_AddItemToArray(cols, e);
+    bursar_buf_add(b, s, strlen(s));
+}
+
+/* A number that reads back exactly (null if not finite). */
+static void
+ctl_status_wnum(bursar_buf_t *b, double v)
+{
+    char t[40];
+    if (!isfinite(v)) {
+        bursar_buf_add(b, "null", 4);
+        return;
     }
-    cJSON *arr = cJSON_AddArrayToObject(h, "samples");
-    for (size_t i = 0; i < s->n; i++) {
-        const ctl_status_sample_t *e =
-            &s->ring[(s->head + s->cap - s->n + i) % s->cap];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "t", e->t);
-        cJSON_AddNumberToObject(o, "window_start", e->window_start);
-        cJSON_AddNumberToObject(o, "spent_usd", e->spent_usd);
-        cJSON_AddNumberToObject(o, "reserved_usd", e->reserved_usd);
-        cJSON_AddNumberToObject(o, "decisions", e->decisions);
-        cJSON *p = cJSON_AddArrayToObject(o, "pulls");
-        for (size_t k = 0; k < e->n; k++)
-            cJSON_AddItemToArray(
-                p, e->pulls[k] < 0 ? cJSON_CreateNull()
-                                   : cJSON_CreateNumber((double)e->pulls[k]));
-        cJSON_AddItemToArray(arr, o);
+    int n = snprintf(t, sizeof t, "%.15g", v);
+    if (strtod(t, NULL) != v)
+        n = snprintf(t, sizeof t, "%.17g", v);
+    bursar_buf_add(b, t, (size_t)n);
+}
+
+/* A count, or null when negative (the pulls: most of the history). */
+static void
+ctl_status_wcount(bursar_buf_t *b, int64_t v)
+{
+    char t[24];
+    size_t i = sizeof t;
+    if (v < 0) {
+        bursar_buf_add(b, "null", 4);
+        return;
     }
-    return h;
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    bursar_buf_add(b, t + i, sizeof t - i);
+}
+
+/* A JSON string. */
+static void
+ctl_status_wstr(bursar_buf_t *b, const char *s)
+{
+    bursar_buf_add(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char e[8];
+        if (ch == '"' || ch == '\\') {
+            e[0] = '\\';
+            e[1] = (char)ch;
+            bursar_buf_add(b, e, 2);
+        } else if (ch < 0x20) {
+            snprintf(e, sizeof e, "\\u%04x", ch);
+            bursar_buf_add(b, e, 6);
+        } else {
+            bursar_buf_add(b, s, 1);
+        }
+    }
+    bursar_buf_add(b, "\"", 1);
+}
+
+/* "name":v, */
+static void
+ctl_status_wkey(bursar_buf_t *b, const char *name, double v)
+{
+    bursar_buf_add(b, "\"", 1);
+    ctl_status_w(b, name);
+    bursar_buf_add(b, "\":", 2);
+    ctl_status_wnum(b, v);
+    bursar_buf_add(b, ",", 1);
+}
+
+/* The sample of sequence number k (taken - n <= k < taken). */
+static const ctl_status_sample_t *
+ctl_status_at(const ctl_status_t *s, uint64_t k)
+{
+    return &s->ring[(s->head + s->cap - (size_t)(s->taken - k)) % s->cap];
+}
+
+static void
+ctl_status_wsample(bursar_buf_t *b, const ctl_status_sample_t *e)
+{
+    bursar_buf_add(b, "{", 1);
+    ctl_status_wkey(b, "t", e->t);
+    ctl_status_wkey(b, "window_start", e->window_start);
+    ctl_status_wkey(b, "spent_usd", e->spent_usd);
+    ctl_status_wkey(b, "reserved_usd", e->reserved_usd);
+    ctl_status_wkey(b, "decisions", e->decisions);
+    ctl_status_w(b, "\"pulls\":[");
+    for (size_t k = 0; k < e->n; k++) {
+        if (k)
+            bursar_buf_add(b, ",", 1);
+        ctl_status_wcount(b, e->pulls[k]);
+    }
+    bursar_buf_add(b, "]}", 2);
+}
+
+/* The history object. since >= 0: only the samples from number since on
+ * and the columns added after the sample before it, when that sample is
+ * still held (or since is the next number); otherwise all of it. */
+static void
+ctl_status_history(const ctl_status_t *s, long long since, bursar_buf_t *b)
+{
+    uint64_t first = s->taken - s->n, from = first;
+    size_t col0 = 0;
+    if (since > 0 && (uint64_t)since > first && (uint64_t)since <= s->taken) {
+        from = (uint64_t)since;
+        col0 = ctl_status_at(s, from - 1)->n;
+    }
+    bursar_buf_add(b, "{", 1);
+    ctl_status_wkey(b, "sample_s", s->sample_s);
+    ctl_status_wkey(b, "capacity", (double)s->cap);
+    ctl_status_wkey(b, "taken", (double)s->taken);
+    ctl_status_wkey(b, "first", (double)first);
+    ctl_status_wkey(b, "from", (double)from);
+    ctl_status_wkey(b, "columns_from", (double)col0);
+    ctl_status_wkey(b, "epoch", s->epoch);
+    ctl_status_w(b, "\"columns\":[");
+    for (size_t i = col0; i < s->n_cols; i++) {
+        ctl_status_w(b, i > col0 ? ",{\"bucket\":" : "{\"bucket\":");
+        ctl_status_wstr(b, s->cols[i].bucket);
+        ctl_status_w(b, ",\"model\":");
+        ctl_status_wstr(b, s->cols[i].model);
+        bursar_buf_add(b, "}", 1);
+    }
+    ctl_status_w(b, "],\"samples\":[");
+    for (uint64_t k = from; k < s->taken; k++) {
+        if (k > from)
+            bursar_buf_add(b, ",", 1);
+        ctl_status_wsample(b, ctl_status_at(s, k));
+    }
+    bursar_buf_add(b, "]}", 2);
 }
 
 char *
-ctl_status_json(ctl_t *c)
+ctl_status_json(ctl_t *c, long long since)
 {
     ctl_status_t *s = ctl_status_get(c);
     cJSON *o = ctl_stats_all(c, 0);
@@ -307,10 +440,18 @@ ctl_status_json(ctl_t *c)
     ctl_status_intervals(o);
     cJSON_AddNumberToObject(o, "latency_quantile", c->allow.latency.quantile);
     cJSON_AddItemToObject(o, "plan", ctl_status_plan(c, now));
-    cJSON_AddItemToObject(o, "history", ctl_status_history(s));
     char *r = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!r)
         abort();
-    return r;
+    size_t n = strlen(r);
+    if (n < 2 || r[n - 1] != '}')
+        abort();
+    bursar_buf_t b = {0};
+    bursar_buf_add(&b, r, n - 1); /* the object, still open */
+    free(r);
+    ctl_status_w(&b, n > 2 ? ",\"history\":" : "\"history\":");
+    ctl_status_history(s, since, &b);
+    bursar_buf_add(&b, "}", 1);
+    return b.p;
 }

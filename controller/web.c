@@ -2,14 +2,21 @@
  * web.c - bursard's HTTP side (web.h): the bridge between the HTTP thread
  * and the daemon's loop.
  *
- * Each request is one message [seq, what] from the HTTP thread and one
- * reply [seq, status, type, body] from the loop; the HTTP thread waits up
- * to WEB_WAIT_MS and drops replies of older sequence numbers, so a slow
- * loop never gets a late answer taken for a newer request's.
+ * Each request is one message [seq, what] from an HTTP thread ("metrics",
+ * "status" or "status since=N") and one reply [seq, status, type, body]
+ * from the loop; the HTTP thread waits up to WEB_WAIT_MS and drops replies
+ * of older sequence numbers, so a slow loop never gets a late answer taken
+ * for a newer request's.
+ *
+ * The HTTP server runs a thread per connection (webd_opts_t.threaded):
+ * the page (/) and /healthz are answered on their connection's thread
+ * without the loop, so they never wait for it; the requests that need the
+ * loop take turns on the pair (a mutex), one at a time.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "controller/web.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +32,15 @@
 struct web {
     webd_t *httpd;
     void *loop_end; /* polled by the loop */
-    void *http_end; /* used by the HTTP thread only */
-    uint64_t seq;
+    void *http_end; /* used by the HTTP threads, under mu */
+    uint64_t seq;   /* under mu */
+    pthread_mutex_t mu;
+    int has_mu;
 };
+
+/* Served without the token (metrics.token_env): the page holds no data
+ * (it asks for the token), /healthz says only that bursard is up. */
+static const char *const web_open_paths[] = {"/", "/status", "/healthz"};
 
 static const char web_json[] = "application/json";
 static const char web_prom[] = "text/plain; version=0.0.4; charset=utf-8";
@@ -42,8 +55,16 @@ web_render(ctl_t *ctl, const char *what, size_t wl, webd_reply_t *r)
     if (wl == 7 && memcmp(what, "metrics", 7) == 0) {
         ctl_metrics_write(ctl, &b);
         r->type = web_prom;
-    } else if (wl == 6 && memcmp(what, "status", 6) == 0) {
-        char *s = ctl_status_json(ctl);
+    } else if (wl >= 6 && memcmp(what, "status", 6) == 0) {
+        long long since = -1;
+        if (wl > 13 && memcmp(what + 6, " since=", 7) == 0) {
+            char n[24];
+            size_t nl = wl - 13 < sizeof n - 1 ? wl - 13 : sizeof n - 1;
+            memcpy(n, what + 13, nl);
+            n[nl] = '\0';
+            since = strtoll(n, NULL, 10);
+        }
+        char *s = ctl_status_json(ctl, since);
         bursar_buf_add(&b, s, strlen(s));
         free(s);
         r->type = web_json;
@@ -130,17 +151,20 @@ web_read_reply(web_t *w, uint64_t seq, webd_reply_t *r, char *type, size_t tcap)
     return rc;
 }
 
-/* Asks the loop for what; fills r (503 when the loop does not answer). */
+/* Asks the loop for what; fills r (503 when the loop does not answer).
+ * One request at a time on the pair. */
 static void
 web_ask(web_t *w, const char *what, webd_reply_t *r)
 {
     static __thread char type[128];
+    pthread_mutex_lock(&w->mu);
     uint64_t seq = ++w->seq;
     zmq_send(w->http_end, &seq, sizeof seq, ZMQ_SNDMORE);
     zmq_send(w->http_end, what, strlen(what), 0);
     int rc;
     while ((rc = web_read_reply(w, seq, r, type, sizeof type)) == 1)
         ;
+    pthread_mutex_unlock(&w->mu);
     if (rc < 0) {
         r->status = 503;
         r->type = "text/plain; charset=utf-8";
@@ -150,7 +174,34 @@ web_ask(web_t *w, const char *what, webd_reply_t *r)
 }
 
 static void
-web_http(void *ctx, const char *path, webd_reply_t *r)
+web_text(webd_reply_t *r, unsigned status, const char *msg)
+{
+    r->status = status;
+    r->body = bursar_strdup(msg);
+    r->len = strlen(r->body);
+}
+
+/* /status.json[?since=N]: N a sample number (digits). */
+static void
+web_status(web_t *w, webd_req_t *rq, webd_reply_t *r)
+{
+    const char *since = webd_arg(rq, "since");
+    if (!since) {
+        web_ask(w, "status", r);
+        return;
+    }
+    size_t n = strspn(since, "0123456789");
+    if (n == 0 || n > 18 || since[n]) {
+        web_text(r, 400, "since: not a sample number (digits)\n");
+        return;
+    }
+    char what[40];
+    snprintf(what, sizeof what, "status since=%s", since);
+    web_ask(w, what, r);
+}
+
+static void
+web_http(void *ctx, const char *path, webd_req_t *rq, webd_reply_t *r)
 {
     web_t *w = ctx;
     if (strcmp(path, "/") == 0 || strcmp(path, "/status") == 0) {
@@ -162,15 +213,11 @@ web_http(void *ctx, const char *path, webd_reply_t *r)
     } else if (strcmp(path, "/metrics") == 0) {
         web_ask(w, "metrics", r);
     } else if (strcmp(path, "/status.json") == 0) {
-        web_ask(w, "status", r);
+        web_status(w, rq, r);
     } else if (strcmp(path, "/healthz") == 0) {
-        r->status = 200;
-        r->body = bursar_strdup("ok\n");
-        r->len = 3;
+        web_text(r, 200, "ok\n");
     } else {
-        r->status = 404;
-        r->body = bursar_strdup("not found: try /metrics, / or /status.json\n");
-        r->len = strlen(r->body);
+        web_text(r, 404, "not found: try /metrics, / or /status.json\n");
     }
 }
 
@@ -218,6 +265,8 @@ web_open(web_t **out, void *zctx, const cfg_t *cfg, const char *listen,
         }
     }
     web_t *w = bursar_calloc(1, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    w->has_mu = 1;
     if (web_pair(w, zctx, err, cap) != 0) {
         web_close(&w);
         return -1;
@@ -227,7 +276,11 @@ web_open(web_t **out, void *zctx, const cfg_t *cfg, const char *listen,
                      .n_allow = cfg->n_metrics_allow,
                      .token = token,
                      .name = "bursard",
-                     .quiet = quiet};
+                     .quiet = quiet,
+                     .open_paths = web_open_paths,
+                     .n_open_paths =
+                         sizeof web_open_paths / sizeof web_open_paths[0],
+                     .threaded = 1};
     char why[256];
     if (webd_start(&w->httpd, &o, web_http, w, why, sizeof why) != 0) {
         snprintf(err, cap, "metrics.listen: %s", why);
@@ -261,6 +314,8 @@ web_close(web_t **wp)
         zmq_close(w->http_end);
     if (w->loop_end)
         zmq_close(w->loop_end);
+    if (w->has_mu)
+        pthread_mutex_destroy(&w->mu);
     free(w);
     *wp = NULL;
 }

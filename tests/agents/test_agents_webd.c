@@ -33,9 +33,10 @@ now_s(void)
 }
 
 static void
-serve(void *ctx, const char *path, webd_reply_t *r)
+serve(void *ctx, const char *path, webd_req_t *rq, webd_reply_t *r)
 {
     (void)ctx;
+    (void)rq;
     served++;
     r->status = strcmp(path, "/x") == 0 ? 200 : 404;
     r->body = strdup(r->status == 200 ? "hello\n" : "no\n");

@@ -120,15 +120,22 @@ success(ctl_t *c, const char *id, double cost)
     cJSON_Delete(call(c, rq));
 }
 
+/* The status page's data with the samples from number since on. */
 static cJSON *
-status(ctl_t *c)
+status_since(ctl_t *c, long long since)
 {
-    char *s = ctl_status_json(c);
+    char *s = ctl_status_json(c, since);
     cJSON *j = cJSON_Parse(s);
     if (!j)
         fail_msg("ctl_status_json is not JSON: %s", s);
     free(s);
     return j;
+}
+
+static cJSON *
+status(ctl_t *c)
+{
+    return status_since(c, -1);
 }
 
 static const cJSON *
@@ -412,6 +419,114 @@ test_interval_and_plan(void **state)
     close_ctl(&c);
 }
 
+/* The history of a reply to since: from, columns_from, and the number of
+ * samples and columns it holds, checked; the first sample's time. */
+static double
+expect_part(ctl_t *c, long long since, double from, double col0, int n_samples,
+            int n_cols)
+{
+    cJSON *st = status_since(c, since);
+    const cJSON *h = cJSON_GetObjectItem(st, "history");
+    int ns = cJSON_GetArraySize(cJSON_GetObjectItem(h, "samples"));
+    int nc = cJSON_GetArraySize(cJSON_GetObjectItem(h, "columns"));
+    if (num(h, "from") != from || num(h, "columns_from") != col0 ||
+        ns != n_samples || nc != n_cols)
+        fail_msg("since=%lld: from %g, columns_from %g, %d samples, %d "
+                 "columns; expected %g, %g, %d, %d",
+                 since, num(h, "from"), num(h, "columns_from"), ns, nc, from,
+                 col0, n_samples, n_cols);
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(h, "samples"), 0);
+    double t = e ? num(e, "t") - START : NAN;
+    cJSON_Delete(st);
+    return t;
+}
+
+/* ?since=N: the samples from number N on and the columns added after the
+ * sample before it, while that sample is held; else the whole history
+ * (from = first, columns_from = 0). The epoch stays. */
+static void
+test_since(void **state)
+{
+    (void)state;
+    ctl_t *c = open_ctl(cadence_cfg); /* 4 samples of x/a, x/b */
+    expect_part(c, 0, 0, 0, 0, 0);    /* nothing yet */
+    ctl_status_tick(c);
+    step(c, 10);
+    step(c, 10); /* samples 0, 1, 2 at 0, 10, 20 */
+    expect_part(c, -1, 0, 0, 3, 2);
+    expect_part(c, 0, 0, 0, 3, 2);
+    assert_true(expect_part(c, 1, 1, 2, 2, 0) == 10);
+    expect_part(c, 3, 3, 2, 0, 0); /* up to date: nothing new */
+    expect_part(c, 4, 0, 0, 3, 2); /* not this history's: all */
+    char err[256];
+    if (ctl_reconfigure(c,
+                        parse_cfg("{" MODELS ",\"buckets\":{\"x\":{\"models\":"
+                                  "[\"a\",\"b\"]},\"z\":{\"models\":[\"b\"]}},"
+                                  "\"metrics\":{\"sample_s\":10,"
+                                  "\"samples\":4}}"),
+                        err, sizeof err) != 0)
+        fail_msg("ctl_reconfigure: %s", err);
+    step(c, 10); /* sample 3 at 30 has z/b, a third column */
+    assert_true(expect_part(c, 3, 3, 2, 1, 1) == 30);
+    expect_part(c, 2, 2, 2, 2, 1);
+    step(c, 10);
+    step(c, 10);                   /* samples 2 to 5 held */
+    expect_part(c, 1, 2, 0, 4, 3); /* sample 0 gone: all */
+    expect_part(c, 2, 2, 0, 4, 3); /* sample 1 gone: all */
+    assert_true(expect_part(c, 3, 3, 2, 3, 1) == 30);
+    expect_part(c, 4, 4, 3, 2, 0);
+    expect_part(c, 6, 6, 3, 0, 0);
+    cJSON *a = status(c), *b = status_since(c, 4);
+    double ea = num(cJSON_GetObjectItem(a, "history"), "epoch");
+    assert_true(ea > 1.5e12); /* milliseconds of the wall clock */
+    assert_true(ea == num(cJSON_GetObjectItem(b, "history"), "epoch"));
+    assert_true(num(cJSON_GetObjectItem(a, "history"), "first") == 2);
+    assert_true(num(cJSON_GetObjectItem(a, "history"), "taken") == 6);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    close_ctl(&c);
+}
+
+/* The ring's pulls stay within 16 MiB: 105 buckets of 2 models are 210
+ * columns, 9986 samples of them fit (16 MiB / (8 x 210)), not the 10000
+ * configured; a smaller metrics.samples is kept as it is. */
+static void
+test_budget(void **state)
+{
+    (void)state;
+    char cfg[8192];
+    int n = snprintf(cfg, sizeof cfg, "{" MODELS ",\"buckets\":{");
+    for (int i = 0; i < 105; i++)
+        n += snprintf(cfg + n, sizeof cfg - (size_t)n,
+                      "%s\"b%d\":{\"models\":[\"a\",\"b\"]}", i ? "," : "", i);
+    snprintf(cfg + n, sizeof cfg - (size_t)n,
+             "},\"metrics\":{\"sample_s\":10,\"samples\":10000}}");
+    ctl_t *c = open_ctl(cfg);
+    cJSON *st = status(c);
+    assert_true(num(cJSON_GetObjectItem(st, "history"), "capacity") == 10000);
+    cJSON_Delete(st);
+    for (int i = 0; i < 3; i++)
+        step(c, 10);
+    st = status(c);
+    const cJSON *h = cJSON_GetObjectItem(st, "history");
+    if (num(h, "capacity") != (16 << 20) / (8 * 210))
+        fail_msg("capacity %g with 210 columns; expected %d",
+                 num(h, "capacity"), (16 << 20) / (8 * 210));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(h, "columns")),
+                     210);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(h, "samples")), 3);
+    cJSON_Delete(st);
+    close_ctl(&c);
+    char *m = strstr(cfg, "10000");
+    memcpy(m, "100  ", 5); /* JSON whitespace after 100 */
+    c = open_ctl(cfg);
+    step(c, 10);
+    st = status(c);
+    assert_true(num(cJSON_GetObjectItem(st, "history"), "capacity") == 100);
+    cJSON_Delete(st);
+    close_ctl(&c);
+}
+
 int
 main(void)
 {
@@ -420,6 +535,8 @@ main(void)
         cmocka_unit_test(test_pulls_and_spend),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_interval_and_plan),
+        cmocka_unit_test(test_since),
+        cmocka_unit_test(test_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,19 +3,23 @@
 // playwright-core from npm, installed into the build tree by npm ci), read
 // as a user sees it.
 //
-//   BURSAR_NODE_MODULES=DIR/node_modules node page.mjs URL
+//   BURSAR_NODE_MODULES=DIR/node_modules node page.mjs URL [token]
 //
 // Loads URL and waits until the page has drawn live data (body
-// data-ready), then answers commands, one per line on stdin, with one
-// JSON line on stdout:
+// data-ready; with "token": until it asks for a token), then answers
+// commands, one per line on stdin, with one JSON line on stdout:
 //   snap         what the page shows, after two more refreshes (so that
 //                it reflects the daemon's state when the command came)
 //   down         the same once the page says the daemon is unreachable
+//   token T      types T into the page's token form, then what the page
+//                shows once it drew live data
 //   shot FILE    a PNG screenshot of the whole page into FILE
 //   quit         closes the browser and exits 0
 // Every answer carries "errors": the page's console errors and uncaught
-// exceptions (a Content-Security-Policy violation is one). Anything that
-// goes wrong is {"error": "..."} and exit 1: the C side fails with it.
+// exceptions (a Content-Security-Policy violation is one), and
+// "fetches": the status.json requests so far ("full", or "since=N").
+// Anything that goes wrong is {"error": "..."} and exit 1: the C side
+// fails with it.
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -28,6 +32,7 @@ function die(msg) {
 }
 
 const url = process.argv[2];
+const waitToken = process.argv[3] === 'token';
 if (!url) die('usage: node page.mjs URL');
 const modules = process.env.BURSAR_NODE_MODULES;
 if (!modules || !fs.existsSync(path.join(modules, 'playwright-core')))
@@ -53,6 +58,12 @@ try {
 const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
 page.on('pageerror', (e) => errors.push(String(e)));
+const fetches = [];
+page.on('request', (r) => {
+  const u = new URL(r.url());
+  if (u.pathname.endsWith('/status.json'))
+    fetches.push(u.search ? u.search.slice(1) : 'full');
+});
 
 // What the page shows, read from its DOM as text and SVG geometry.
 function read() {
@@ -72,6 +83,9 @@ function read() {
     updated: text('#updated'),
     alert: al && !al.hidden ? al.textContent : null,
     stale: body.classList.contains('stale'),
+    auth: !$('#auth').hidden,
+    authWhy: text('#auth-why'),
+    hash: location.hash,
     figures,
     spend: {
       points: spent ? Number(spent.dataset.points) : null,
@@ -124,7 +138,7 @@ async function snap(pred, what, ms) {
     die(`${what} within ${ms} ms; the page shows ${JSON.stringify(seen)}; ` +
         `its errors: ${JSON.stringify(errors)}`);
   }
-  return { ...(await page.evaluate(read)), errors };
+  return { ...(await page.evaluate(read)), errors, fetches };
 }
 
 try {
@@ -132,7 +146,10 @@ try {
 } catch (e) {
   die(`cannot load ${url}: ${e.message.split('\n')[0]}`);
 }
-say(await snap({ fn: () => document.body.dataset.ready === '1' }, 'the page drew no live data', 20000));
+if (waitToken)
+  say(await snap({ fn: () => document.body.dataset.state === 'token' }, 'the page asked for no token', 20000));
+else
+  say(await snap({ fn: () => document.body.dataset.ready === '1' }, 'the page drew no live data', 20000));
 
 const rl = readline.createInterface({ input: process.stdin });
 for await (const line of rl) {
@@ -144,6 +161,11 @@ for await (const line of rl) {
   } else if (cmd === 'down') {
     say(await snap({ fn: () => document.body.dataset.state === 'unreachable' },
                    'the page did not report the daemon unreachable', 20000));
+  } else if (cmd === 'token' && arg) {
+    await page.fill('#token', arg);
+    await page.click('#auth button');
+    say(await snap({ fn: () => document.body.dataset.ready === '1' },
+                   'the page drew no live data after the token', 20000));
   } else if (cmd === 'shot' && arg) {
     await page.screenshot({ path: arg, fullPage: true });
     say({ shot: arg, bytes: fs.statSync(arg).size, errors });

@@ -32,7 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,6 +50,7 @@
 #define STEP_S     900        /* a round of traffic, and metrics.sample_s */
 #define ROUNDS     56         /* 00:00 to 14:00 */
 #define FLAKY_FROM 54         /* the round whose legacy calls fail */
+#define LOADED     40         /* the rounds before the page is opened */
 
 static const char config[] =
     "{\"models\":{"
@@ -134,13 +138,14 @@ one(th_client_t *c, const char *bucket, int settle, int fail_provider)
                        id, u < m->p_success ? "true" : "false", cost, lat));
 }
 
-/* A day until 14:00: each round its decisions, then the clock 15 minutes
- * on (the loop samples before it reads the next request). */
+/* A day until 14:00, rounds from to to: each round its decisions, then
+ * the clock 15 minutes on (the loop samples before it reads the next
+ * request). */
 static void
-traffic(const char *endpoint)
+traffic(const char *endpoint, int from, int to)
 {
     th_client_t *c = th_client_new(endpoint);
-    for (int r = 0; r < ROUNDS; r++) {
+    for (int r = from; r < to; r++) {
         int hour = r / 4;
         int n = 1 + r % 3 + (hour >= 8 && hour < 12 ? 9 : hour >= 6 ? 4 : 0);
         for (int i = 0; i < n; i++) {
@@ -237,9 +242,10 @@ browser_cmd(browser_t *b, const char *cmd)
     return browser_read(b);
 }
 
-/* node page.mjs URL, once the page drew live data (its first line). */
-static cJSON *
-browser_open(browser_t *b, const char *dir, const char *url)
+/* node page.mjs URL [mode]; its first line is read by the caller. */
+static void
+browser_open_mode(browser_t *b, const char *dir, const char *url,
+                  const char *mode)
 {
     const char *src = getenv("BURSAR_SOURCE_DIR");
     const char *mods = getenv("BURSAR_NODE_MODULES");
@@ -270,14 +276,22 @@ browser_open(browser_t *b, const char *dir, const char *url)
             dup2(fd, 2);
         close(in[1]);
         close(out[0]);
-        execlp("node", "node", script, url, (char *)NULL);
+        execlp("node", "node", script, url, mode, (char *)NULL);
         _exit(127);
     }
     close(in[0]);
     close(out[1]);
     b->in = in[1];
     b->out = out[0];
+    b->len = 0;
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* node page.mjs URL, once the page drew live data (its first line). */
+static cJSON *
+browser_open(browser_t *b, const char *dir, const char *url)
+{
+    browser_open_mode(b, dir, url, NULL);
     return browser_read(b);
 }
 
@@ -600,6 +614,52 @@ log_port(const char *log)
     return atoi(p + 7);
 }
 
+/* bursar stats --json (parsed) and bursar stats (into text). */
+static cJSON *
+cli_stats(const char *endpoint, char *text, size_t cap)
+{
+    static char js[1 << 20];
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --controller %s stats --json",
+             th_need("bursar"), endpoint);
+    assert_int_equal(th_run(cmd, js, sizeof js), 0);
+    snprintf(cmd, sizeof cmd, "%s --controller %s stats", th_need("bursar"),
+             endpoint);
+    assert_int_equal(th_run(cmd, text, cap), 0);
+    cJSON *st = cJSON_Parse(js);
+    assert_non_null(st);
+    return st;
+}
+
+/* The page fetched the whole history once, then only what it had not
+ * seen: ?since=N, N growing (the samples of the rounds after it opened). */
+static void
+expect_fetches(const cJSON *page)
+{
+    const cJSON *f = cJSON_GetObjectItem(page, "fetches"), *e;
+    int n = 0, grew = 0;
+    long last = -1;
+    cJSON_ArrayForEach(e, f)
+    {
+        const char *q = cJSON_IsString(e) ? e->valuestring : "?";
+        if (n++ == 0) {
+            expect_text("the page's first fetch", q, "full");
+            continue;
+        }
+        long k;
+        if (sscanf(q, "since=%ld", &k) != 1 || k < last)
+            fail_msg("the page's fetch %d asked for \"%s\" (after since=%ld): "
+                     "%s",
+                     n, q, last, cJSON_PrintUnformatted(f));
+        grew += last >= 0 && k > last;
+        last = k;
+    }
+    if (n < 3 || !grew || last != ROUNDS + 1)
+        fail_msg("the page's fetches: %s; expected the whole history once, "
+                 "then since=N up to since=%d",
+                 cJSON_PrintUnformatted(f), ROUNDS + 1);
+}
+
 static void
 test_status_page(void **state)
 {
@@ -610,23 +670,19 @@ test_status_page(void **state)
     snprintf(clock, sizeof clock, "--test-clock=%d", START);
     th_start_args(&d, clock);
     int port = log_port(d.log);
-    traffic(d.endpoint);
+    traffic(d.endpoint, 0, LOADED);
 
     char cmd[1024], url[128];
-    static char cli_json[1 << 20], cli_text[1 << 16];
-    snprintf(cmd, sizeof cmd, "%s --controller %s stats --json",
-             th_need("bursar"), d.endpoint);
-    assert_int_equal(th_run(cmd, cli_json, sizeof cli_json), 0);
-    snprintf(cmd, sizeof cmd, "%s --controller %s stats", th_need("bursar"),
-             d.endpoint);
-    assert_int_equal(th_run(cmd, cli_text, sizeof cli_text), 0);
-    cJSON *st = cJSON_Parse(cli_json);
-    assert_non_null(st);
-
     browser_t *b = calloc(1, sizeof *b);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/?refresh=300", port);
     cJSON_Delete(browser_open(b, d.dir, url));
+    /* the rest of the day while the page is open: it adds the samples it
+     * has not seen (?since=N) to those of its first fetch */
+    traffic(d.endpoint, LOADED, ROUNDS);
+    static char cli_text[1 << 16];
+    cJSON *st = cli_stats(d.endpoint, cli_text, sizeof cli_text);
     cJSON *page = browser_cmd(b, "snap");
+    expect_fetches(page);
     /* the screenshot first: it shows what a failure below is about */
     const char *shot = getenv("BURSAR_STATUS_SHOT");
     if (shot && *shot) {
@@ -668,11 +724,132 @@ test_status_page(void **state)
     th_cleanup(&d);
 }
 
+/* GET path on 127.0.0.1:port with an optional header line: the status
+ * code (the answer's head and body into out). */
+static int
+http_get(int port, const char *path, const char *header, char *out, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        fail_msg("cannot connect to port %d: %s", port, strerror(errno));
+    char rq[512];
+    int n = snprintf(rq, sizeof rq,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s"
+                     "Connection: close\r\n\r\n",
+                     path, header ? header : "", header ? "\r\n" : "");
+    assert_int_equal(write(fd, rq, (size_t)n), n);
+    size_t len = 0;
+    ssize_t got;
+    while (len + 1 < cap && (got = read(fd, out + len, cap - 1 - len)) > 0)
+        len += (size_t)got;
+    out[len] = '\0';
+    close(fd);
+    int st = 0;
+    if (sscanf(out, "HTTP/1.%*d %d", &st) != 1)
+        fail_msg("GET %s: not an HTTP answer: %.200s", path, out);
+    return st;
+}
+
+static void
+expect_status(int port, const char *path, const char *header, int want)
+{
+    static char out[1 << 20];
+    int st = http_get(port, path, header, out, sizeof out);
+    if (st != want)
+        fail_msg("GET %s%s%s: %d, expected %d: %.300s", path,
+                 header ? " with " : "", header ? header : "", st, want, out);
+}
+
+/* No console error but the 401s of status.json without the token. */
+static void
+expect_only_401s(const cJSON *page)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(page, "errors"))
+    {
+        if (!cJSON_IsString(e) || !strstr(e->valuestring, "401"))
+            fail_msg(
+                "the page logged errors: %s",
+                cJSON_PrintUnformatted(cJSON_GetObjectItem(page, "errors")));
+    }
+}
+
+/* With metrics.token_env: the page (it holds no data) and /healthz are
+ * served without the token, status.json and /metrics are not. The page
+ * without the token asks for it and shows nothing; typed into its form,
+ * or given in the address' fragment (/#token=..., which the page then
+ * takes out of the address), it draws. */
+static void
+test_status_token(void **state)
+{
+    (void)state;
+    static const char token[] = "s3cret-Page-Token";
+    setenv("BURSAR_TEST_STATUS_TOKEN", token, 1);
+    char cfg[sizeof config + 64]; /* config's, with the token */
+    snprintf(cfg, sizeof cfg,
+             "%.*s,\"token_env\":\"BURSAR_TEST_STATUS_TOKEN\"}}",
+             (int)(strlen(config) - 2), config);
+    th_daemon_t d;
+    th_setup(&d, cfg);
+    th_start(&d);
+    int port = log_port(d.log);
+    traffic(d.endpoint, 0, 2);
+    char auth[128];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    expect_status(port, "/", NULL, 200);
+    expect_status(port, "/healthz", NULL, 200);
+    expect_status(port, "/status.json", NULL, 401);
+    expect_status(port, "/status.json?since=0", NULL, 401);
+    expect_status(port, "/metrics", NULL, 401);
+    expect_status(port, "/status.json", auth, 200);
+    expect_status(port, "/status.json?since=x", auth, 400);
+
+    char url[256];
+    browser_t *b = calloc(1, sizeof *b);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/?refresh=300", port);
+    browser_open_mode(b, d.dir, url, "token");
+    cJSON *p = browser_read(b);
+    expect_text("state without the token", jstr(p, "state"), "token");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(p, "auth")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(p, "arms")), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(p, "health")), 0);
+    expect_only_401s(p);
+    cJSON_Delete(p);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "token %s", token);
+    p = browser_cmd(b, cmd);
+    expect_text("state with the token typed in", jstr(p, "state"), "live");
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(p, "auth")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(p, "arms")), 3);
+    expect_only_401s(p);
+    cJSON_Delete(p);
+    browser_close(b);
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/?refresh=300#token=%s", port,
+             token);
+    p = browser_open(b, d.dir, url);
+    expect_text("state with #token=", jstr(p, "state"), "live");
+    expect_text("the address' fragment", jstr(p, "hash"), "");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(p, "arms")), 3);
+    expect_no_errors(p);
+    cJSON_Delete(p);
+    browser_close(b);
+    free(b);
+    assert_int_equal(th_stop(&d), 0);
+    th_cleanup(&d);
+    unsetenv("BURSAR_TEST_STATUS_TOKEN");
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_page),
+        cmocka_unit_test(test_status_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
