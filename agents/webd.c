@@ -8,11 +8,13 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -42,6 +44,9 @@ struct webd {
     const char *const *open_paths;
     size_t n_open_paths;
     char name[64];
+    char host[256];            /* the listen address's host, as written */
+    atomic_llong limit_logged; /* when "connection limit" was last logged
+                                  (monotonic seconds) */
     int quiet;
     unsigned port;
 };
@@ -215,6 +220,12 @@ webd_queue(struct MHD_Connection *conn, unsigned status, const char *type,
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    /* no page of another site may frame these pages, nor learn from where
+     * they were left */
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "frame-ancestors 'none'");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
     if (hname)
         MHD_add_response_header(r, hname, hval);
     enum MHD_Result rc = MHD_queue_response(conn, status, r);
@@ -253,6 +264,28 @@ webd_token_ok(const webd_t *w, struct MHD_Connection *conn, const char *url)
     return d == 0;
 }
 
+/* 1 if the request's Host names this server: an IP address, localhost
+ * or the host of the listen address; any other name may be one that a
+ * page elsewhere made point here (DNS rebinding), and is answered 421.
+ * No Host (HTTP/1.0) is accepted. */
+static int
+webd_host_ok(const webd_t *w, struct MHD_Connection *conn)
+{
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_HOST);
+    if (!h || h[0] == '[') /* an IPv6 literal */
+        return 1;
+    char name[256];
+    size_t n = strcspn(h, ":");
+    if (n >= sizeof name)
+        return 0;
+    memcpy(name, h, n);
+    name[n] = '\0';
+    unsigned char a[4];
+    return inet_pton(AF_INET, name, a) == 1 ||
+           strcasecmp(name, "localhost") == 0 || strcasecmp(name, w->host) == 0;
+}
+
 static enum MHD_Result
 webd_access(void *cls, struct MHD_Connection *conn, const char *url,
             const char *method, const char *version, const char *upload,
@@ -263,6 +296,12 @@ webd_access(void *cls, struct MHD_Connection *conn, const char *url,
     webd_t *w = cls;
     if (!*con_cls) { /* the head: refused before any body is read */
         *con_cls = w;
+        if (!webd_host_ok(w, conn))
+            return webd_text(conn, 421,
+                             "misdirected request: the Host header names "
+                             "another server (use an address, localhost or "
+                             "the listen address's name)",
+                             NULL, NULL);
         if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
             return webd_text(conn, 405, "method not allowed: GET only", "Allow",
                              "GET, HEAD");
@@ -297,6 +336,15 @@ webd_log(void *cls, const char *fmt, va_list ap)
      * library names the port of the address it was given, 0 for some) */
     if (strncmp(msg, "Failed to bind", 14) == 0)
         return;
+    /* a flood of connections would log one line each: once a minute */
+    if (strstr(msg, "connection limit")) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long long last = atomic_load(&w->limit_logged);
+        if (last > 0 && ts.tv_sec - last < 60)
+            return;
+        atomic_store(&((webd_t *)w)->limit_logged, (long long)ts.tv_sec);
+    }
     fprintf(stderr, "%s: http: %s", w->name, msg);
 }
 
@@ -343,6 +391,10 @@ webd_start(webd_t **out, const webd_opts_t *o, webd_serve_fn serve, void *ctx,
         w->token = bursar_strdup(o->token);
     w->open_paths = o->open_paths;
     w->n_open_paths = o->n_open_paths;
+    const char *colon = strrchr(o->listen, ':');
+    size_t hl = colon ? (size_t)(colon - o->listen) : 0;
+    if (hl < sizeof w->host)
+        memcpy(w->host, o->listen, hl); /* [v6] needs no match: a literal */
     struct sockaddr_storage ss;
     int v6 = 0;
     if (webd_set_allow(w, o, err, cap) != 0 ||

@@ -2,22 +2,27 @@
  * web.c - bursard's HTTP side (web.h): the bridge between the HTTP thread
  * and the daemon's loop.
  *
- * Each request is one message [seq, what] from an HTTP thread ("metrics",
- * "status" or "status since=N") and one reply [seq, status, type, body]
- * from the loop; the HTTP thread waits up to WEB_WAIT_MS and drops replies
+ * Each request is one message [seq, deadline, what] from an HTTP thread
+ * ("metrics", "status" or "status since=N") and one reply [seq, status,
+ * type, body] from the loop; the loop skips a request whose deadline has
+ * passed (its client was answered 503), and the HTTP thread drops replies
  * of older sequence numbers, so a slow loop never gets a late answer taken
  * for a newer request's.
  *
  * The HTTP server runs a thread per connection (webd_opts_t.threaded):
  * the page (/) and /healthz are answered on their connection's thread
  * without the loop, so they never wait for it; the requests that need the
- * loop take turns on the pair (a mutex), one at a time.
+ * loop take turns on the pair (a mutex). Each has WEB_WAIT_MS in all, its
+ * turn included; beyond WEB_QUEUE_MAX waiting, a request is answered 503
+ * at once; at stop, the waiting ones are answered 503 within WEB_SLICE_MS.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "controller/web.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +31,11 @@
 
 #include "agents/webd.h"
 #include "controller/ctl_int.h"
+#include "controller/util.h"
 
-#define WEB_WAIT_MS 5000
+#define WEB_WAIT_MS   5000
+#define WEB_QUEUE_MAX 8
+#define WEB_SLICE_MS  100
 
 struct web {
     webd_t *httpd;
@@ -36,6 +44,8 @@ struct web {
     uint64_t seq;   /* under mu */
     pthread_mutex_t mu;
     int has_mu;
+    atomic_int waiting;  /* requests for the loop, in line or asking */
+    atomic_int stopping; /* web_close began */
 };
 
 /* Served without the token (metrics.token_env): the page holds no data
@@ -85,15 +95,27 @@ void
 web_serve(web_t *w, ctl_t *ctl)
 {
     for (;;) {
-        zmq_msg_t seq, what;
+        zmq_msg_t seq, dl, what;
         zmq_msg_init(&seq);
+        zmq_msg_init(&dl);
         zmq_msg_init(&what);
+        double deadline = 0;
         if (zmq_msg_recv(&seq, w->loop_end, ZMQ_DONTWAIT) < 0 ||
             !zmq_msg_more(&seq) ||
+            zmq_msg_recv(&dl, w->loop_end, ZMQ_DONTWAIT) < 0 ||
+            zmq_msg_size(&dl) != sizeof deadline || !zmq_msg_more(&dl) ||
             zmq_msg_recv(&what, w->loop_end, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&seq);
+            zmq_msg_close(&dl);
             zmq_msg_close(&what);
             return;
+        }
+        memcpy(&deadline, zmq_msg_data(&dl), sizeof deadline);
+        zmq_msg_close(&dl);
+        if (util_mono_time() > deadline) { /* answered 503 already */
+            zmq_msg_close(&seq);
+            zmq_msg_close(&what);
+            continue;
         }
         webd_reply_t r = {0, NULL, NULL, 0};
         web_render(ctl, zmq_msg_data(&what), zmq_msg_size(&what), &r);
@@ -111,11 +133,32 @@ web_serve(web_t *w, ctl_t *ctl)
 
 /* ------------------------------------------------------ the HTTP thread */
 
-/* Reads one reply's frames; returns 0 with r filled when it answers seq,
- * 1 for an older reply (skipped), -1 on timeout. */
+/* Waits until a reply is readable, the deadline passes or web_close
+ * begins (in slices of WEB_SLICE_MS). Returns 1 when readable. */
 static int
-web_read_reply(web_t *w, uint64_t seq, webd_reply_t *r, char *type, size_t tcap)
+web_wait_reply(web_t *w, double deadline)
 {
+    for (;;) {
+        if (atomic_load(&w->stopping))
+            return 0;
+        double left = deadline - util_mono_time();
+        if (left <= 0)
+            return 0;
+        long ms = (long)(left * 1e3) + 1;
+        zmq_pollitem_t it = {w->http_end, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, ms < WEB_SLICE_MS ? ms : WEB_SLICE_MS) > 0)
+            return 1;
+    }
+}
+
+/* Reads one reply's frames; returns 0 with r filled when it answers seq,
+ * 1 for an older reply (skipped), -1 on timeout (or stop). */
+static int
+web_read_reply(web_t *w, uint64_t seq, double deadline, webd_reply_t *r,
+               char *type, size_t tcap)
+{
+    if (!web_wait_reply(w, deadline))
+        return -1;
     zmq_msg_t f[4];
     int n = 0, more = 1;
     for (; more && n < 4; n++) {
@@ -151,34 +194,63 @@ web_read_reply(web_t *w, uint64_t seq, webd_reply_t *r, char *type, size_t tcap)
     return rc;
 }
 
-/* Asks the loop for what; fills r (503 when the loop does not answer).
- * One request at a time on the pair. */
-static void
-web_ask(web_t *w, const char *what, webd_reply_t *r)
-{
-    static __thread char type[128];
-    pthread_mutex_lock(&w->mu);
-    uint64_t seq = ++w->seq;
-    zmq_send(w->http_end, &seq, sizeof seq, ZMQ_SNDMORE);
-    zmq_send(w->http_end, what, strlen(what), 0);
-    int rc;
-    while ((rc = web_read_reply(w, seq, r, type, sizeof type)) == 1)
-        ;
-    pthread_mutex_unlock(&w->mu);
-    if (rc < 0) {
-        r->status = 503;
-        r->type = "text/plain; charset=utf-8";
-        r->body = bursar_strdup("bursard is busy: no answer in time\n");
-        r->len = strlen(r->body);
-    }
-}
-
 static void
 web_text(webd_reply_t *r, unsigned status, const char *msg)
 {
     r->status = status;
     r->body = bursar_strdup(msg);
     r->len = strlen(r->body);
+}
+
+/* Takes the pair's mutex before the deadline (in slices, so that a stop
+ * is seen). Returns 1 when taken. */
+static int
+web_lock(web_t *w, double deadline)
+{
+    for (;;) {
+        if (atomic_load(&w->stopping))
+            return 0;
+        double left = deadline - util_mono_time();
+        if (left <= 0)
+            return 0;
+        double slice = left < WEB_SLICE_MS / 1e3 ? left : WEB_SLICE_MS / 1e3;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long ns = ts.tv_nsec + (long)(slice * 1e9);
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec = ns % 1000000000L;
+        if (pthread_mutex_timedlock(&w->mu, &ts) == 0)
+            return 1;
+    }
+}
+
+/* Asks the loop for what; fills r (503 when the loop does not answer in
+ * WEB_WAIT_MS, turn included, when too many wait, or at stop). */
+static void
+web_ask(web_t *w, const char *what, webd_reply_t *r)
+{
+    static __thread char type[128];
+    double deadline = util_mono_time() + WEB_WAIT_MS / 1e3;
+    int rc = -1;
+    if (atomic_fetch_add(&w->waiting, 1) < WEB_QUEUE_MAX &&
+        web_lock(w, deadline)) {
+        uint64_t seq = ++w->seq;
+        zmq_send(w->http_end, &seq, sizeof seq, ZMQ_SNDMORE);
+        zmq_send(w->http_end, &deadline, sizeof deadline, ZMQ_SNDMORE);
+        zmq_send(w->http_end, what, strlen(what), 0);
+        while ((rc = web_read_reply(w, seq, deadline, r, type, sizeof type)) ==
+               1)
+            ;
+        pthread_mutex_unlock(&w->mu);
+    }
+    atomic_fetch_sub(&w->waiting, 1);
+    if (rc < 0) {
+        r->type = "text/plain; charset=utf-8";
+        web_text(r, 503,
+                 atomic_load(&w->stopping)
+                     ? "bursard is stopping\n"
+                     : "bursard is busy: no answer in time; retry\n");
+    }
 }
 
 /* /status.json[?since=N]: N a sample number (digits). */
@@ -231,7 +303,6 @@ web_pair(web_t *w, void *zctx, char *err, size_t cap)
     w->loop_end = zmq_socket(zctx, ZMQ_PAIR);
     w->http_end = zmq_socket(zctx, ZMQ_PAIR);
     int wait = WEB_WAIT_MS, linger = 0;
-    zmq_setsockopt(w->http_end, ZMQ_RCVTIMEO, &wait, sizeof wait);
     zmq_setsockopt(w->http_end, ZMQ_SNDTIMEO, &wait, sizeof wait);
     zmq_setsockopt(w->http_end, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(w->loop_end, ZMQ_LINGER, &linger, sizeof linger);
@@ -309,7 +380,8 @@ web_close(web_t **wp)
     web_t *w = wp ? *wp : NULL;
     if (!w)
         return;
-    webd_stop(&w->httpd); /* the HTTP thread ends before its socket */
+    atomic_store(&w->stopping, 1); /* waiting requests answer 503 */
+    webd_stop(&w->httpd); /* the HTTP threads end before their socket */
     if (w->http_end)
         zmq_close(w->http_end);
     if (w->loop_end)

@@ -60,7 +60,7 @@ http(int af, unsigned port, const char *req)
     return out;
 }
 
-#define GET_X "GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+#define GET_X "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 static webd_t *
 start(const char *listen, const char *const *allow, size_t n, const char *token)
@@ -90,11 +90,43 @@ test_loopback_by_default(void **state)
     assert_non_null(strstr(r, "hello"));
     assert_non_null(strstr(r, "Cache-Control: no-store"));
     free(r);
-    r = http(AF_INET, webd_port(w),
-             "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    r = http(
+        AF_INET, webd_port(w),
+        "GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 404"));
     free(r);
     assert_int_equal(served, 2);
+    /* the Host must name this server (DNS rebinding): an address,
+     * localhost, or the listen address's name */
+    static const char *const good[] = {"127.0.0.1:9", "localhost",
+                                       "LOCALHOST:80", "[::1]:1", "10.0.0.7"};
+    static const char *const bad[] = {"attacker.example", "evil:80",
+                                      "localhost.attacker.example"};
+    char req[256];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        snprintf(req, sizeof req,
+                 "GET /x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                 good[i]);
+        r = http(AF_INET, webd_port(w), req);
+        if (!strstr(r, "HTTP/1.1 200"))
+            fail_msg("Host %s: %s", good[i], r);
+        free(r);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(req, sizeof req,
+                 "GET /x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                 bad[i]);
+        r = http(AF_INET, webd_port(w), req);
+        if (!strstr(r, "HTTP/1.1 421"))
+            fail_msg("Host %s: %s", bad[i], r);
+        free(r);
+    }
+    assert_int_equal(served, 2 + 5);
+    r = http(AF_INET, webd_port(w), GET_X);
+    assert_non_null(strstr(r, "X-Frame-Options: DENY"));
+    assert_non_null(strstr(r, "frame-ancestors 'none'"));
+    assert_non_null(strstr(r, "Referrer-Policy: no-referrer"));
+    free(r);
     webd_stop(&w);
     assert_null(w);
 }
@@ -166,38 +198,43 @@ test_token_and_methods(void **state)
     assert_non_null(strstr(r, "WWW-Authenticate: Bearer"));
     free(r);
     r = http(AF_INET, p,
-             "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cre"
+             "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer s3cre"
              "\r\nConnection: close\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 401"));
     free(r);
-    r = http(AF_INET, p,
-             "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cretX"
-             "\r\nConnection: close\r\n\r\n");
+    r = http(
+        AF_INET, p,
+        "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer s3cretX"
+        "\r\nConnection: close\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 401"));
     free(r);
     assert_int_equal(served, 0);
-    r = http(AF_INET, p,
-             "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: bearer s3cret"
-             "\r\nConnection: close\r\n\r\n");
+    r = http(
+        AF_INET, p,
+        "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: bearer s3cret"
+        "\r\nConnection: close\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 200"));
     free(r);
-    r = http(AF_INET, p,
-             "POST /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret"
-             "\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
+    r = http(
+        AF_INET, p,
+        "POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer s3cret"
+        "\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
     assert_non_null(strstr(r, "HTTP/1.1 405"));
     assert_non_null(strstr(r, "Allow: GET, HEAD"));
     free(r);
     /* refused from the head: no "100 Continue", no gigabyte read */
     double t0 = now_s();
-    r = http(AF_INET, p,
-             "POST /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret"
-             "\r\nContent-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n");
+    r = http(
+        AF_INET, p,
+        "POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer s3cret"
+        "\r\nContent-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n");
     assert_true(strncmp(r, "HTTP/1.1 405", 12) == 0);
     assert_null(strstr(r, "100 Continue"));
     free(r);
-    r = http(AF_INET, p,
-             "GET /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n"
-             "Expect: 100-continue\r\n\r\n");
+    r = http(
+        AF_INET, p,
+        "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n"
+        "Expect: 100-continue\r\n\r\n");
     assert_true(strncmp(r, "HTTP/1.1 401", 12) == 0);
     free(r);
     assert_true(now_s() - t0 < 4); /* answered, not left to time out */
