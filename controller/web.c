@@ -381,6 +381,9 @@ web_close(web_t **wp)
     if (!w)
         return;
     atomic_store(&w->stopping, 1); /* waiting requests answer 503 */
+    for (int i = 0; i < 50 && atomic_load(&w->waiting) > 0; i++)
+        nanosleep(&(struct timespec){0, 10000000L}, NULL); /* 10 ms */
+    nanosleep(&(struct timespec){0, 20000000L}, NULL); /* their answers go */
     webd_stop(&w->httpd); /* the HTTP threads end before their socket */
     if (w->http_end)
         zmq_close(w->http_end);

@@ -26,6 +26,10 @@
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <time.h>
+#include <zmq.h>
 
 #include "tests/harness.h"
 #include "tests/http.h"
@@ -569,6 +573,110 @@ test_allow_excludes_loopback(void **state)
     th_cleanup(&d);
 }
 
+static double
+mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* One GET on its own thread: its status and how long it took. */
+typedef struct getter {
+    pthread_t t;
+    unsigned port;
+    const char *path;
+    int status;
+    double seconds;
+} getter_t;
+
+static void *
+getter_run(void *arg)
+{
+    getter_t *g = arg;
+    double t0 = mono_s();
+    th_http_resp_t r;
+    th_http_do(&r, g->port, "GET", g->path, NULL, NULL, 0,
+               TH_HTTP_UNTIL_LENGTH);
+    g->status = r.status;
+    g->seconds = mono_s() - t0;
+    th_http_free(&r);
+    return NULL;
+}
+
+#define STALL_N 12 /* requests for the loop at once: 8 may wait */
+
+/* A loop held up: the test holds LMDB's write lock, so bursard's next
+ * batch waits to begin its transaction. Requests for the loop are
+ * answered 503 within their 5 s (not 5 s more for each one ahead in
+ * line), those beyond 8 waiting at once; /healthz at once. Released and
+ * stopped with requests waiting, bursard exits promptly, answering them. */
+static void
+test_stalled_loop(void **state)
+{
+    (void)state;
+    th_daemon_t d;
+    th_setup(&d, config_plain);
+    unsigned port = start_with_metrics(&d);
+    th_http_timeout(20);
+    MDB_env *env;
+    MDB_txn *txn;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 64), 0);
+    assert_int_equal(mdb_env_open(env, d.state, MDB_NOTLS, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    void *z = zmq_socket(th_zctx(), ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(z, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_connect(z, d.endpoint), 0);
+    const char ping[] = "{\"op\":\"ping\"}";
+    assert_true(zmq_send(z, ping, sizeof ping - 1, 0) > 0);
+    th_sleep_ms(300); /* the loop now waits for the lock */
+
+    getter_t g[STALL_N], h = {.port = port, .path = "/healthz"};
+    for (int i = 0; i < STALL_N; i++) {
+        g[i] = (getter_t){.port = port, .path = "/metrics"};
+        pthread_create(&g[i].t, NULL, getter_run, &g[i]);
+    }
+    pthread_create(&h.t, NULL, getter_run, &h);
+    pthread_join(h.t, NULL);
+    assert_int_equal(h.status, 200);
+    assert_true(h.seconds < 2);
+    int at_once = 0;
+    for (int i = 0; i < STALL_N; i++) {
+        pthread_join(g[i].t, NULL);
+        if (g[i].status != 503 || g[i].seconds > 6.5)
+            fail_msg("/metrics #%d while the loop is held: %d after %.1f s "
+                     "(expected 503 within 5 s)",
+                     i, g[i].status, g[i].seconds);
+        at_once += g[i].seconds < 2;
+    }
+    assert_true(at_once >= STALL_N - 8);
+
+    /* stop while requests wait, then let the loop go */
+    for (int i = 0; i < 3; i++) {
+        g[i] = (getter_t){.port = port, .path = "/metrics"};
+        pthread_create(&g[i].t, NULL, getter_run, &g[i]);
+    }
+    th_sleep_ms(300);
+    th_signal(&d, SIGTERM);
+    mdb_txn_abort(txn);
+    double t0 = mono_s();
+    assert_int_equal(th_stop(&d), 0);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(g[i].t, NULL);
+        if (g[i].status != 503 && g[i].status != 0) /* 0: closed at exit */
+            fail_msg("/metrics at stop: %d", g[i].status);
+    }
+    double took = mono_s() - t0;
+    if (took > 3)
+        fail_msg("bursard took %.1f s to stop with requests waiting", took);
+    zmq_close(z);
+    mdb_env_close(env);
+    th_http_timeout(TH_HTTP_TIMEOUT_S);
+    th_cleanup(&d);
+}
+
 /* Bad metrics settings: --check-config exits 1 naming the JSON path. */
 static void
 test_bad_config(void **state)
@@ -638,6 +746,7 @@ main(void)
         cmocka_unit_test_teardown(test_method_and_not_found, teardown),
         cmocka_unit_test_teardown(test_allow_excludes_loopback, teardown),
         cmocka_unit_test_teardown(test_bad_config, teardown),
+        cmocka_unit_test_teardown(test_stalled_loop, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
