@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "tests/agents/util.h"
+#include "tests/gateway/gwtest.h"
 #include "tests/harness.h"
 #include "tests/http.h"
 
@@ -221,26 +222,11 @@ gateway_start(const char *config)
     }
 }
 
-/* A key of tenant acme from bursar-gateway --new-key; *entry gets its
- * config entry (line 2). */
+/* A key of tenant acme (g.key, bearer); *entry gets its config entry. */
 static void
 new_key(char *entry, size_t cap)
 {
-    char cmd[1200], out[1024];
-    snprintf(cmd, sizeof cmd, "'%s' --new-key acme", th_need("bursar-gateway"));
-    assert_int_equal(th_run(cmd, out, sizeof out), 0);
-    char *nl = strchr(out, '\n');
-    assert_non_null(nl);
-    *nl = '\0';
-    assert_true(strlen(out) < sizeof g.key);
-    memcpy(g.key, out, strlen(out) + 1);
-    assert_int_equal(strncmp(g.key, "bsk-", 4), 0);
-    assert_int_equal(strlen(g.key), 4 + 43);
-    char *l2 = nl + 1, *e2 = strchr(l2, '\n');
-    if (e2)
-        *e2 = '\0';
-    snprintf(entry, cap, "%s", l2);
-    assert_non_null(strstr(entry, "\"acme\""));
+    gwt_new_key("acme", g.key, sizeof g.key, entry, cap);
     snprintf(bearer, sizeof bearer, "Bearer %s", g.key);
 }
 
@@ -722,15 +708,7 @@ test_still_serving_then_clean_exit(void **state)
     assert_non_null(th_http_header(r.h.head, "x-bursar-decision-id"));
     resp_free(&r);
     /* SIGTERM: a clean exit, everything freed */
-    kill(g.gw, SIGTERM);
-    int st = tu_wait(g.gw, 20000);
-    g.gw = 0;
-    if (st != 0) {
-        char *log = tu_read_file(g.log);
-        size_t len = log ? strlen(log) : 0;
-        fail_msg("bursar-gateway exited with %d on SIGTERM; its log ends:\n%s",
-                 st, log ? log + (len > 3000 ? len - 3000 : 0) : "(none)");
-    }
+    gwt_expect_clean_exit(&g.gw, g.log);
 }
 
 int

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "tests/agents/util.h"
+#include "tests/gateway/gwtest.h"
 #include "tests/harness.h"
 
 static char dir[512];
@@ -66,22 +67,6 @@ nobody(void)
     return ep;
 }
 
-/* Runs bursar-gateway with args (shell words), stderr with stdout into
- * out; returns the exit status. */
-static int
-run_gw(char *out, size_t cap, const char *fmt, ...)
-{
-    char args[2048], cmd[3000];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", th_need("bursar-gateway"), args);
-    int st = th_run(cmd, out, cap);
-    print_message("bursar-gateway %s -> %d: %s", args, st, out);
-    return st;
-}
-
 static int
 setup(void **state)
 {
@@ -110,13 +95,13 @@ test_check_config_ok(void **state)
                  ",\"listen\":\"127.0.0.1:8080\",\"validators\":{\"b\":"
                  "\"json\"},\"limits\":{\"max_body_bytes\":1024}");
     assert_int_equal(
-        run_gw(out, sizeof out, "--config '%s' --check-config", path), 0);
+        gwt_run(out, sizeof out, "--config '%s' --check-config", path), 0);
     assert_non_null(strstr(out, "ok"));
     /* --listen with a port number is taken */
-    assert_int_equal(run_gw(out, sizeof out,
-                            "--config '%s' --listen 127.0.0.1:65535 "
-                            "--check-config",
-                            path),
+    assert_int_equal(gwt_run(out, sizeof out,
+                             "--config '%s' --listen 127.0.0.1:65535 "
+                             "--check-config",
+                             path),
                      0);
 }
 
@@ -156,7 +141,7 @@ test_check_config_bad(void **state)
         write_config(path, sizeof path, "bad",
                      cases[i].controller ? cases[i].controller : nobody(),
                      cases[i].anon, more);
-        int st = run_gw(out, sizeof out, "--config '%s' --check-config", path);
+        int st = gwt_run(out, sizeof out, "--config '%s' --check-config", path);
         if (st != 1 || !strstr(out, cases[i].needle))
             fail_msg("case %zu (%s): exit %d, expected 1 with a message "
                      "naming \"%s\": %s",
@@ -192,7 +177,7 @@ test_check_config_malformed(void **state)
         char path[700], out[4096];
         snprintf(path, sizeof path, "%s/malformed.json", dir);
         tu_write_file(path, cases[i].text);
-        int st = run_gw(out, sizeof out, "--config '%s' --check-config", path);
+        int st = gwt_run(out, sizeof out, "--config '%s' --check-config", path);
         if (st != 1 || !strstr(out, "malformed JSON") ||
             !strstr(out, cases[i].where) || !strstr(out, path))
             fail_msg("case %zu: exit %d, expected 1 with \"malformed JSON at "
@@ -204,7 +189,7 @@ test_check_config_malformed(void **state)
     snprintf(path, sizeof path, "%s/array.json", dir);
     tu_write_file(path, "[1, 2]\n");
     assert_int_equal(
-        run_gw(out, sizeof out, "--config '%s' --check-config", path), 1);
+        gwt_run(out, sizeof out, "--config '%s' --check-config", path), 1);
     assert_non_null(strstr(out, "must be a JSON object"));
 }
 
@@ -217,23 +202,23 @@ test_options(void **state)
     static const char *const listens[] = {"127.0.0.1:99999", "127.0.0.1:http",
                                           "127.0.0.1", "127.0.0.1:-1"};
     for (size_t i = 0; i < sizeof listens / sizeof listens[0]; i++) {
-        int st = run_gw(out, sizeof out,
-                        "--config '%s' --listen '%s' "
-                        "--check-config",
-                        path, listens[i]);
+        int st = gwt_run(out, sizeof out,
+                         "--config '%s' --listen '%s' "
+                         "--check-config",
+                         path, listens[i]);
         if (st != 2 || !strstr(out, "--listen"))
             fail_msg("--listen %s: exit %d, expected 2 naming --listen: %s",
                      listens[i], st, out);
     }
-    assert_int_equal(run_gw(out, sizeof out, "--new-key 'bad tenant!'"), 2);
+    assert_int_equal(gwt_run(out, sizeof out, "--new-key 'bad tenant!'"), 2);
     assert_non_null(strstr(out, "tenant"));
-    assert_int_equal(run_gw(out, sizeof out, "--new-key ''"), 2);
-    assert_int_equal(run_gw(out, sizeof out, "--help"), 0);
+    assert_int_equal(gwt_run(out, sizeof out, "--new-key ''"), 2);
+    assert_int_equal(gwt_run(out, sizeof out, "--help"), 0);
     assert_int_equal(strncmp(out, "usage: bursar-gateway", 21), 0);
-    assert_int_equal(run_gw(out, sizeof out, "--version"), 0);
+    assert_int_equal(gwt_run(out, sizeof out, "--version"), 0);
     assert_int_equal(strncmp(out, "bursar-gateway ", 15), 0);
-    assert_int_equal(run_gw(out, sizeof out, "--no-such-option"), 2);
-    assert_int_equal(run_gw(out, sizeof out, "--check-config"), 2);
+    assert_int_equal(gwt_run(out, sizeof out, "--no-such-option"), 2);
+    assert_int_equal(gwt_run(out, sizeof out, "--check-config"), 2);
     assert_non_null(strstr(out, "--config"));
 }
 
@@ -273,7 +258,7 @@ test_unknown_fallback_at_start(void **state)
     write_config(path, sizeof path, "fb", nobody(), 1,
                  ",\"fallbacks\":{\"B\":\"no-such-model\"}");
     assert_int_equal(
-        run_gw(out, sizeof out, "--config '%s' --check-config", path), 0);
+        gwt_run(out, sizeof out, "--config '%s' --check-config", path), 0);
     expect_start_fails(path, "fallbacks.B: ");
     write_config(path, sizeof path, "fbm", nobody(), 1,
                  ",\"fallback_model\":\"no-such-model\"");

@@ -38,6 +38,7 @@
 #include <cmocka.h>
 
 #include "tests/agents/util.h"
+#include "tests/gateway/gwtest.h"
 #include "tests/harness.h"
 #include "tests/http.h"
 
@@ -256,21 +257,13 @@ gateway_start(const char *path, const char *name, char *const *extra, int *port,
     return pid;
 }
 
-/* A key of tenant acme; its configuration entry into entry. */
+/* A key of tenant acme (g.bearer); its configuration entry into entry. */
 static void
 new_key(char *entry, size_t cap)
 {
-    char cmd[1200], out[1024];
-    snprintf(cmd, sizeof cmd, "'%s' --new-key acme", th_need("bursar-gateway"));
-    assert_int_equal(th_run(cmd, out, sizeof out), 0);
-    char *nl = strchr(out, '\n');
-    assert_non_null(nl);
-    *nl = '\0';
-    snprintf(g.bearer, sizeof g.bearer, "Bearer %.120s", out);
-    char *l2 = nl + 1, *e2 = strchr(l2, '\n');
-    if (e2)
-        *e2 = '\0';
-    snprintf(entry, cap, "%s", l2);
+    char key[128];
+    gwt_new_key("acme", key, sizeof key, entry, cap);
+    snprintf(g.bearer, sizeof g.bearer, "Bearer %.120s", key);
 }
 
 /* The gateway's configuration, with more members (",\"k\":v" or ""),
@@ -581,22 +574,6 @@ test_promtool(void **state)
         fail_msg("promtool check metrics exited %d:\n%s", st, out);
 }
 
-/* Runs bursar-gateway with args (shell words), stderr with stdout into
- * out; returns the exit status. */
-static int
-run_gw(char *out, size_t cap, const char *fmt, ...)
-{
-    char args[2048], cmd[3000];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", th_need("bursar-gateway"), args);
-    int st = th_run(cmd, out, cap);
-    print_message("bursar-gateway %s -> %d: %s", args, st, out);
-    return st;
-}
-
 static void
 test_config_errors(void **state)
 {
@@ -626,7 +603,7 @@ test_config_errors(void **state)
     char path[700], out[4096];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         gateway_config(path, sizeof path, "bad", key_entry, cases[i].more);
-        int st = run_gw(out, sizeof out, "--config '%s' --check-config", path);
+        int st = gwt_run(out, sizeof out, "--config '%s' --check-config", path);
         if (st != 1 || !strstr(out, cases[i].needle))
             fail_msg("%s: exit %d, expected 1 naming \"%s\": %s", cases[i].more,
                      st, cases[i].needle, out);
@@ -636,9 +613,9 @@ test_config_errors(void **state)
                    ",\"metrics\":{\"listen\":\"[::1]:9464\",\"allow\":"
                    "[\"::1/128\",\"192.168.0.0/16\"],\"token_env\":\"X\"}");
     assert_int_equal(
-        run_gw(out, sizeof out, "--config '%s' --check-config", path), 0);
+        gwt_run(out, sizeof out, "--config '%s' --check-config", path), 0);
     /* --metrics must be HOST:PORT */
-    int st = run_gw(out, sizeof out, "--config '%s' --metrics 9464", path);
+    int st = gwt_run(out, sizeof out, "--config '%s' --metrics 9464", path);
     assert_int_equal(st, 2);
     assert_non_null(strstr(out, "--metrics"));
 }
@@ -654,16 +631,16 @@ test_start_failures(void **state)
                    "\"BURSAR_GWM_UNSET_VARIABLE\"}");
     unsetenv("BURSAR_GWM_UNSET_VARIABLE");
     int st =
-        run_gw(out, sizeof out, "--config '%s' --listen 127.0.0.1:0", path);
+        gwt_run(out, sizeof out, "--config '%s' --listen 127.0.0.1:0", path);
     assert_int_equal(st, 1);
     if (!strstr(out, "metrics.token_env: the variable "
                      "BURSAR_GWM_UNSET_VARIABLE is not set"))
         fail_msg("an unset token variable: %s", out);
     /* the metrics address in use (the running gateway's) */
     gateway_config(path, sizeof path, "inuse", key_entry, "");
-    st = run_gw(out, sizeof out,
-                "--config '%s' --listen 127.0.0.1:0 --metrics 127.0.0.1:%d",
-                path, g.met_port);
+    st = gwt_run(out, sizeof out,
+                 "--config '%s' --listen 127.0.0.1:0 --metrics 127.0.0.1:%d",
+                 path, g.met_port);
     assert_int_equal(st, 1);
     assert_non_null(strstr(out, "metrics.listen: cannot serve on"));
 }
@@ -672,15 +649,7 @@ static void
 test_clean_exit(void **state)
 {
     (void)state;
-    kill(g.gw, SIGTERM);
-    int st = tu_wait(g.gw, 20000);
-    g.gw = 0;
-    if (st != 0) {
-        char *log = tu_read_file(g.log);
-        size_t len = log ? strlen(log) : 0;
-        fail_msg("bursar-gateway exited with %d on SIGTERM; its log ends:\n%s",
-                 st, log ? log + (len > 3000 ? len - 3000 : 0) : "(none)");
-    }
+    gwt_expect_clean_exit(&g.gw, g.log);
 }
 
 int
