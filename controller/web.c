@@ -133,22 +133,32 @@ web_serve(web_t *w, ctl_t *ctl)
 
 /* ------------------------------------------------------ the HTTP thread */
 
+/* The next slice of a wait (seconds, at most WEB_SLICE_MS), or 0 when
+ * the deadline has passed or web_close began: waits go in slices so that
+ * a stop is seen. */
+static double
+web_slice(web_t *w, double deadline)
+{
+    if (atomic_load(&w->stopping))
+        return 0;
+    double left = deadline - util_mono_time();
+    if (left <= 0)
+        return 0;
+    return left < WEB_SLICE_MS / 1e3 ? left : WEB_SLICE_MS / 1e3;
+}
+
 /* Waits until a reply is readable, the deadline passes or web_close
- * begins (in slices of WEB_SLICE_MS). Returns 1 when readable. */
+ * begins. Returns 1 when readable. */
 static int
 web_wait_reply(web_t *w, double deadline)
 {
-    for (;;) {
-        if (atomic_load(&w->stopping))
-            return 0;
-        double left = deadline - util_mono_time();
-        if (left <= 0)
-            return 0;
-        long ms = (long)(left * 1e3) + 1;
+    double slice;
+    while ((slice = web_slice(w, deadline)) > 0) {
         zmq_pollitem_t it = {w->http_end, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, ms < WEB_SLICE_MS ? ms : WEB_SLICE_MS) > 0)
+        if (zmq_poll(&it, 1, (long)(slice * 1e3) + 1) > 0)
             return 1;
     }
+    return 0;
 }
 
 /* Reads one reply's frames; returns 0 with r filled when it answers seq,
@@ -202,18 +212,13 @@ web_text(webd_reply_t *r, unsigned status, const char *msg)
     r->len = strlen(r->body);
 }
 
-/* Takes the pair's mutex before the deadline (in slices, so that a stop
- * is seen). Returns 1 when taken. */
+/* Takes the pair's mutex before the deadline or web_close. Returns 1
+ * when taken. */
 static int
 web_lock(web_t *w, double deadline)
 {
-    for (;;) {
-        if (atomic_load(&w->stopping))
-            return 0;
-        double left = deadline - util_mono_time();
-        if (left <= 0)
-            return 0;
-        double slice = left < WEB_SLICE_MS / 1e3 ? left : WEB_SLICE_MS / 1e3;
+    double slice;
+    while ((slice = web_slice(w, deadline)) > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         long ns = ts.tv_nsec + (long)(slice * 1e9);
@@ -222,6 +227,7 @@ web_lock(web_t *w, double deadline)
         if (pthread_mutex_timedlock(&w->mu, &ts) == 0)
             return 1;
     }
+    return 0;
 }
 
 /* Asks the loop for what; fills r (503 when the loop does not answer in
