@@ -58,6 +58,7 @@ ctl_admin_begin(ctl_t *c, const proto_request_t *rq, unsigned op,
     snprintf(a->tenant, sizeof a->tenant, "%s", rq->tenant);
     snprintf(a->reason, sizeof a->reason, "%s", rq->reason);
     a->bucket_before = a->bucket_after = NAN;
+    a->tenant_before = a->tenant_after = NAN;
     a->alpha = a->beta = a->cost_mean = NAN;
 }
 
@@ -115,6 +116,8 @@ ctl_admin_row(const store_admin_t *a)
                              a->bucket_cap ? a->bucket_before : NAN);
         ctl_json_num_or_null(o, "bucket_spent_after_usd",
                              a->bucket_cap ? a->bucket_after : NAN);
+        ctl_json_num_or_null(o, "tenant_spent_before_usd", a->tenant_before);
+        ctl_json_num_or_null(o, "tenant_spent_after_usd", a->tenant_after);
     } else if (a->op == STORE_ADMIN_RESET) {
         cJSON_AddStringToObject(o, "bucket", a->bucket);
         cJSON_AddStringToObject(o, "model", a->model);

@@ -194,6 +194,8 @@ typedef struct store_admin {
     double window_start; /* adjust: the global window it went to */
     double spent_before, spent_after;   /* adjust: the global window's spend */
     double bucket_before, bucket_after; /* adjust: the bucket cap's spend */
+    double tenant_before, tenant_after; /* adjust: the tenant's spend (NAN:
+                                           none adjusted) */
     double alpha, beta, cost_mean;      /* reset: the arm before */
     uint64_t pulls, rewards;            /* reset: the arm before */
     char client[32];                    /* who ("" unauthenticated) */
@@ -263,7 +265,7 @@ _Static_assert(offsetof(store_dext_t, parent) == STORE_DEXT_V1_SIZE,
                "format 1's dext record is a prefix of format 2's");
 _Static_assert(sizeof(store_local_t) == 104, "format change");
 _Static_assert(sizeof(store_tenant_t) == 40, "format change");
-_Static_assert(sizeof(store_admin_t) == 1112, "format change");
+_Static_assert(sizeof(store_admin_t) == 1128, "format change");
 _Static_assert(sizeof(store_mark_t) == 864, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");

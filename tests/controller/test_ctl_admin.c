@@ -680,6 +680,75 @@ test_cli(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* The codec: the client's requests parse back; reasons                */
+
+static void
+parse_ok(char *q, proto_request_t *rq)
+{
+    proto_error_t e;
+    if (proto_parse_request(q, strlen(q), rq, &e) != PROTO_OK)
+        fail_msg("%s: %s", q, e.message);
+    free(q);
+}
+
+static void
+test_codec(void **state)
+{
+    (void)state;
+    proto_request_t rq;
+    parse_ok(proto_format_adjust(-1.25, "code", NULL, "refund \"x\""), &rq);
+    assert_int_equal(rq.op, PROTO_OP_ADJUST);
+    assert_true(rq.amount_usd == -1.25);
+    assert_string_equal(rq.bucket, "code");
+    assert_string_equal(rq.tenant, "");
+    assert_string_equal(rq.reason, "refund \"x\"");
+    parse_ok(proto_format_adjust(2, NULL, "acme", "r"), &rq);
+    assert_string_equal(rq.bucket, "");
+    assert_string_equal(rq.tenant, "acme");
+    parse_ok(proto_format_reset("code", "a", "swap"), &rq);
+    assert_int_equal(rq.op, PROTO_OP_RESET);
+    assert_string_equal(rq.model, "a");
+    parse_ok(proto_format_mark("b", 1, "down"), &rq);
+    assert_int_equal(rq.op, PROTO_OP_MARK);
+    assert_int_equal(rq.mark_down, 1);
+    parse_ok(proto_format_mark("b", 0, "up"), &rq);
+    assert_int_equal(rq.mark_down, 0);
+    parse_ok(proto_format_show("00000000000003e9"), &rq);
+    assert_int_equal(rq.op, PROTO_OP_SHOW);
+    assert_string_equal(rq.show_id, "00000000000003e9");
+    parse_ok(proto_format_export_admin(100, 1, 7, 10), &rq);
+    assert_int_equal(rq.op, PROTO_OP_EXPORT);
+    assert_int_equal(rq.export_admin, 1);
+    assert_true(rq.since == 100 && rq.has_after && rq.after == 7);
+    assert_int_equal(rq.limit, 10);
+    parse_ok(proto_format_export(-INFINITY, 0, 0, 10), &rq);
+    assert_int_equal(rq.export_admin, 0);
+    static const char *const names[] = {"adjust", "reset", "mark", "show"};
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(proto_op_name((proto_op_t)(PROTO_OP_ADJUST + i)),
+                            names[i]);
+
+    char r[1024];
+    memset(r, 'x', 200);
+    r[200] = '\0';
+    assert_true(proto_reason_valid(r));
+    r[200] = 'x';
+    r[201] = '\0';
+    assert_false(proto_reason_valid(r));
+    for (int i = 0; i < 200; i++) /* 200 characters of 4 bytes */
+        memcpy(r + 4 * i, "\xf0\x9f\x92\xb8", 4);
+    r[800] = '\0';
+    assert_true(proto_reason_valid(r));
+    assert_false(proto_reason_valid(""));
+    assert_false(proto_reason_valid("a\x01"));
+    assert_false(proto_reason_valid("a\x7f"));
+    assert_false(proto_reason_valid("a\xc2\x85")); /* C1: NEL */
+    assert_false(proto_reason_valid("a\xff"));     /* not UTF-8 */
+    assert_false(proto_reason_valid("a\xc3"));     /* cut short */
+    assert_true(proto_reason_valid("caf\xc3\xa9 \xc2\xa0ok"));
+}
+
+/* ------------------------------------------------------------------ */
 /* Roles (CURVE)                                                       */
 
 enum { K_SERVER, K_AGENT, K_FEEDBACK, K_OPS, K_N };
@@ -811,6 +880,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_show, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_cli, fx_setup, fx_teardown),
         cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_codec),
     };
     return cmocka_run_group_tests(tests, NULL, group_teardown);
 }
