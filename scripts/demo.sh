@@ -183,7 +183,10 @@ midnight=$(($(date +%s) / 86400 * 86400))
 
 # The pacer's expected traffic: budget.expected_requests (requests per
 # window) where bursard knows it, else the older budget.prior_rate_per_s.
-if "$bin/bursard" --config-reference | grep -q 'budget.expected_requests'; then
+# (grep reads it all: with -q, bursard could die of SIGPIPE, and pipefail
+# would take that for no match)
+if "$bin/bursard" --config-reference |
+    grep 'budget\.expected_requests' >/dev/null; then
     expect_key=expected_requests
 else
     expect_key=prior_rate_per_s
@@ -656,12 +659,14 @@ request try it again after $cooldown s (health.cooldown_s; 30 s by default).
 
 TEXT
     {
-        printf 'stretch\trequests\tto claude-sonnet\tto gpt-4o\tprovider errors\tanswered\tvalid\tbreaker after\n'
+        printf 'stretch\trequests\tto claude-sonnet\tto gpt-4o\tprovider errors\tanswered\tvalid\tbreaker\n'
         stretch outage-before "before" "$h1"
         stretch outage-during "outage" "$h2"
         stretch outage-after "after" "$h3"
-    } | table -8 9 17 10 16 9 6 -14
+    } | table -8 9 17 10 16 9 6 -9
     cat <<TEXT
+(to claude-sonnet, to gpt-4o: the stretch's requests whose first decision
+chose it; breaker: claude-sonnet's circuit breaker at the stretch's end)
 
 During the outage each failed call was retried at once on the decision's
 fallback (the next model it offers), so no request went unanswered. After

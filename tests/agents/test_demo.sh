@@ -62,6 +62,20 @@ else
     ok "standard error: progress lines only"
 fi
 
+# The programs' own logs (bursard, bursar-agent, the mock): no sanitizer
+# report (under scripts/test.sh --sanitize), no bursard error.
+reports=$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' \
+    "$files"/*.log 2>/dev/null)
+if [[ -n $reports ]]; then
+    fail "sanitizer reports in: $reports"
+    # shellcheck disable=SC2086 # one file a word
+    grep -h -A20 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' $reports
+elif grep -q . "$files"/bursard-*.log; then
+    fail "bursard complained: $(cat "$files"/bursard-*.log)"
+else
+    ok "no sanitizer report, no bursard error in the logs"
+fi
+
 # The chapters, in order.
 prev=0
 for c in 1 2 3 4 5; do
