@@ -8,7 +8,7 @@
 #                                   needs OPENAI_API_KEY, ANTHROPIC_API_KEY
 #                                   and TOGETHER_API_KEY
 #
-# The simulated run (about 15 s once built):
+# The simulated run (10 to 30 s once built, by the machine's load):
 #   1. the same simulated traffic served by always the strongest model and
 #      by bursar under a daily budget: quality and cost side by side;
 #   2. a tighter budget that binds: spend against the limit, the
@@ -704,8 +704,10 @@ Reading it, column by column:
   health              its circuit breaker: ok; cooldown (not chosen after
                       provider errors); half_open or probing (one request
                       tries it again)
-  policy P, mu M,     the routing rule, the shadow price of money
-  N decisions         (chapter 2) and the decisions made in all
+  policy P, mu M,     the routing rule; mu, the shadow price of money:
+  N decisions         how many successes a target's worth of dollars
+                      counts for (0 while the budget does not bind); the
+                      decisions made in all
   budget: ...         spent today, reserved for answers not yet reported,
                       the limit and its window (UTC), what remains, and the
                       target: what each request may spend on average for
