@@ -361,8 +361,10 @@ $(truth "$traffic" "$cfg")
 Each answer is checked; a failed one is escalated: a new decision, another
 model, up to twice. Served first by a controller that always picks the
 strongest (most expensive) model of each bucket, then by bursar with a
-budget of \$$limit1 for the day (the pacer expects about $expected requests
-a day: budget.$expect_key in its configuration).
+budget of \$$limit1 for the day. The pacer expects about $expected requests a day
+(budget.$expect_key in its configuration), and both controllers run
+on a clock held at midnight UTC (bursard --test-clock=START), so that the
+whole day's budget lies ahead whatever the hour you run this.
 
 TEXT
     printf '  %-28s %22s %22s\n' "" "always the strongest" \
