@@ -128,7 +128,7 @@ test_check_config_bad(void **state)
         {"\"\"", 1, "", "controller: "},
         /* an address without its transport: ZeroMQ needs tcp:// */
         {"\"127.0.0.1:7878\"", 1, "", "controller: "},
-        {"\"localhost:7878\"", 1, "", "tcp://"},
+        {"\"localhost:7878\"", 1, "", "write tcp://localhost:7878"},
         {NULL, 1, ",\"validators\":{\"\":\"json\"}", "validators.: "},
         {NULL, 1, ",\"limits\":{\"max_body_bytes\":10}",
          "limits.max_body_bytes: "},
