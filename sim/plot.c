@@ -667,6 +667,11 @@ plot_gp_panel(FILE *f, int k, const char *title, const char *xlabel,
 static void
 plot_gp_learning(const report_t *rep, FILE *f)
 {
+    double xmax, qmin, qmax, cmax;
+    plot_curve_ranges(rep, &xmax, &qmin, &qmax, &cmax);
+    plot_ticks_t t; /* about 4 ticks: the panels are narrow */
+    plot_ticks(0, xmax, 4, &t);
+    fprintf(f, "set xrange [0:%.8g]\nset xtics 0,%.8g\n", xmax, t.step);
     plot_gp_panel(f, 0, "Learning curve: quality", "requests",
                   "running mean quality");
     fprintf(f, "plot ");
@@ -688,7 +693,28 @@ plot_gp_learning(const report_t *rep, FILE *f)
                 i + 1 < rep->n_pol || rep->budget > 0 ? ", " : "");
     if (rep->budget > 0)
         fprintf(f, "%.8g with lines dt (3,3) lc '#999999'", rep->budget);
-    fprintf(f, "\nset yrange [*:*]\n");
+    fprintf(f, "\nset yrange [*:*]\nset xrange [*:*]\nset xtics autofreq\n");
+}
+
+/* The x tics of a log axis over [x0, x1]: 1, 2 and 5 per decade, as in
+ * the SVG (1 only beyond four decades), labelled alike. */
+static void
+plot_gp_logtics(FILE *f, double x0, double x1)
+{
+    static const double mult[] = {1, 2, 5};
+    int every = log10(x1 / x0) > 4 ? 3 : 1;
+    fprintf(f, "set xtics (");
+    int n = 0;
+    for (double dec = pow(10.0, floor(log10(x0))); dec <= x1; dec *= 10.0)
+        for (int i = 0; i < 3; i += every) {
+            double v = dec * mult[i];
+            char lab[64];
+            if (v < x0 || v > x1)
+                continue;
+            plot_log_label(v, lab, sizeof lab);
+            fprintf(f, "%s'%s' %.10g", n++ ? ", " : "", lab, v);
+        }
+    fprintf(f, ")\n");
 }
 
 /* Panel 3: quality against cost per request (log). */
@@ -702,6 +728,7 @@ plot_gp_frontier(const report_t *rep, FILE *f)
     fprintf(f, "set logscale x\nset format x '%%g'\n");
     fprintf(f, "set xrange [%.8g:%.8g]\nset yrange [%.8g:%.8g]\n", c.x0, c.x1,
             c.y0, c.y1);
+    plot_gp_logtics(f, c.x0, c.x1);
     fprintf(f, "plot $models using 1:2 with points pt 7 lc 'gray', $models "
                "using 1:2:3 with labels offset 1,0.5 left font ',7'");
     if (rep->n_sf)
