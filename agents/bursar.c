@@ -174,6 +174,8 @@ bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
         snprintf(err, err_len, "no endpoint");
         return BURSAR_EINVAL;
     }
+    if (proto_endpoint_check(o->endpoint, err, err_len) != 0)
+        return BURSAR_EINVAL; /* "localhost:7878": suggests tcp:// */
     if (o->spool_path && *o->spool_path) {
         int src = spool_check(o->spool_path, err, err_len);
         if (src)

@@ -121,12 +121,13 @@ void bursar_opts_init(bursar_opts_t *o);
 /* Creates a client. Connects lazily, at the first request; the only I/O
  * here is a check of the spool (a non-empty one is replayed after the
  * first successful request) and the reading of key files. Copies every
- * string of o. Returns 0, BURSAR_EINVAL (no endpoint; one CURVE key
- * without the other), BURSAR_EIO (a spool that cannot be used: an
- * existing spool that is not a regular file or does not open for
- * writing, or a new one whose directory does not exist or may not be
- * written) or BURSAR_EZMQ. bursar_new_err also says why in err (a key
- * file that cannot be read, the spool's path and what is wrong). */
+ * string of o. Returns 0, BURSAR_EINVAL (no endpoint, or one that is not
+ * tcp://HOST:PORT, ipc://PATH or inproc://NAME: proto_endpoint_check; one CURVE
+ * key without the other), BURSAR_EIO (a spool that cannot be used: an existing
+ * spool that is not a regular file or does not open for writing, or a new one
+ * whose directory does not exist or may not be written) or BURSAR_EZMQ.
+ * bursar_new_err also says why in err (a key file that cannot be read, the
+ * spool's path and what is wrong). */
 int bursar_new(bursar_t **out, const bursar_opts_t *o);
 int bursar_new_err(bursar_t **out, const bursar_opts_t *o, char *err,
                    size_t err_len);

@@ -163,33 +163,32 @@ gw_serve(gw_t *g, const char *metrics)
         gw_reporters_start(g, err, sizeof err) != 0 ||
         gw_metrics_start(g, metrics, err, sizeof err) != 0 ||
         gw_http_start(g, err, sizeof err) != 0) {
-        fprintf(stderr, "bursar-gateway: %s: %s\n", g->cfg.path, err);
+        bursar_log("bursar-gateway: %s: %s\n", g->cfg.path, err);
         return 1;
     }
     printf("%u\n", (unsigned)g->port);
     fflush(stdout);
     if (!g->quiet)
-        fprintf(stderr,
-                "bursar-gateway: serving http on %s (port %u), controller "
-                "%s, %zu model%s, %zu key%s\n",
-                g->cfg.listen, (unsigned)g->port, g->cfg.controller,
-                g->n_models, g->n_models == 1 ? "" : "s", g->cfg.n_keys,
-                g->cfg.n_keys == 1 ? "" : "s");
+        bursar_log("bursar-gateway: serving http on %s (port %u), controller "
+                   "%s, %zu model%s, %zu key%s\n",
+                   g->cfg.listen, (unsigned)g->port, g->cfg.controller,
+                   g->n_models, g->n_models == 1 ? "" : "s", g->cfg.n_keys,
+                   g->cfg.n_keys == 1 ? "" : "s");
     if (!g->quiet && g->web)
-        fprintf(stderr, "bursar-gateway: metrics on %s, port %u (/metrics)\n",
-                metrics ? metrics : g->cfg.metrics_listen, webd_port(g->web));
+        bursar_log("bursar-gateway: metrics on %s, port %u (/metrics)\n",
+                   metrics ? metrics : g->cfg.metrics_listen,
+                   webd_port(g->web));
     int sig = 0;
     sigwait(&set, &sig);
     gw_metrics_stop(g);
     gw_http_stop(g);
     gw_reporters_stop(g); /* every report queued is sent (or spooled) */
     if (!g->quiet)
-        fprintf(stderr,
-                "bursar-gateway: stopped (signal %d): %lu requests, %lu "
-                "errors, %lu fallbacks, %lu escalations, %lu cancelled, %lu "
-                "outcomes lost\n",
-                sig, g->st.requests, g->st.errors, g->st.fallbacks,
-                g->st.escalations, g->st.cancelled, g->st.feedback_lost);
+        bursar_log("bursar-gateway: stopped (signal %d): %lu requests, %lu "
+                   "errors, %lu fallbacks, %lu escalations, %lu cancelled, %lu "
+                   "outcomes lost\n",
+                   sig, g->st.requests, g->st.errors, g->st.fallbacks,
+                   g->st.escalations, g->st.cancelled, g->st.feedback_lost);
     return g->st.feedback_lost ? 3 : 0;
 }
 

@@ -213,6 +213,12 @@ gw_cfg_fill(gw_cfg_t *c, char *err, size_t cap)
         return -1;
     }
     c->controller = wcfg_str(r, "controller");
+    char why[400];
+    if (c->controller &&
+        proto_endpoint_check(c->controller, why, sizeof why) != 0) {
+        snprintf(err, cap, "controller: %s", why); /* "write tcp://..." */
+        return -1;
+    }
     if (c->controller && strncmp(c->controller, "tcp://", 6) != 0 &&
         strncmp(c->controller, "ipc://", 6) != 0) {
         snprintf(err, cap,

@@ -506,10 +506,9 @@ gw_all_failed(gw_chat_t *c)
 {
     int timeouts = c->n_fail > 0 && c->n_timeout == c->n_fail;
     gw_count(c->g, &c->g->st.errors, 1);
-    fprintf(stderr,
-            "bursar-gateway: bucket %s: every model failed (%d); the "
-            "last: %s\n",
-            c->bucket, c->n_fail, c->last_error);
+    bursar_log("bursar-gateway: bucket %s: every model failed (%d); the "
+               "last: %s\n",
+               c->bucket, c->n_fail, c->last_error);
     if (c->n_fail > 0 && c->n_config == c->n_fail)
         return gw_reply_error(c->conn, 500, "api_error", NULL,
                               "gateway_misconfigured",

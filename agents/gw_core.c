@@ -122,10 +122,9 @@ gw_note_default(void *ud, const bursar_model_t *m)
 {
     const gw_t *g = ud;
     if (!g->quiet)
-        fprintf(stderr,
-                "bursar-gateway: model %s is not in the gateway's models "
-                "table: calling %s with $%s\n",
-                m->name, m->base_url, m->api_key_env);
+        bursar_log("bursar-gateway: model %s is not in the gateway's models "
+                   "table: calling %s with $%s\n",
+                   m->name, m->base_url, m->api_key_env);
 }
 
 /* A bucket the configuration names (at path) that the controller does
@@ -135,10 +134,9 @@ gw_warn_bucket(const gw_t *g, gw_kit_t *k, const char *path, const char *b)
 {
     if (b && strcmp(b, "*") != 0 &&
         bursar_bucket_allows(k->client, b, "") == -1)
-        fprintf(stderr,
-                "bursar-gateway: %s: %s: the controller serves no bucket "
-                "\"%s\" (requests routed there get 404)\n",
-                g->cfg.path, path, b);
+        bursar_log("bursar-gateway: %s: %s: the controller serves no bucket "
+                   "\"%s\" (requests routed there get 404)\n",
+                   g->cfg.path, path, b);
 }
 
 /* The buckets of routing, validators and fallbacks against the
@@ -181,10 +179,9 @@ gw_models_load(gw_t *g, gw_kit_t *k)
     size_t n_ctl = 0;
     int rc = bursar_models(k->client, &ctl, &n_ctl);
     if (rc != BURSAR_OK && !g->quiet)
-        fprintf(stderr,
-                "bursar-gateway: controller %s: %s; models from the "
-                "configuration until it answers\n",
-                g->cfg.controller, bursar_strerror(rc));
+        bursar_log("bursar-gateway: controller %s: %s; models from the "
+                   "configuration until it answers\n",
+                   g->cfg.controller, bursar_strerror(rc));
     g->models = wcfg_merge(g->cfg.own, g->cfg.n_own, ctl, n_ctl, &g->n_models,
                            gw_note_default, g);
     g->have_ctl_models = rc == BURSAR_OK;
@@ -244,11 +241,10 @@ gw_ctl_seen(gw_t *g, int up)
     g->ctl_down = !up;
     pthread_mutex_unlock(&g->lock);
     if (was != !up)
-        fprintf(stderr,
-                up ? "bursar-gateway: the controller answers again\n"
-                   : "bursar-gateway: the controller %s does not answer: "
-                     "local decisions, outcomes spooled\n",
-                g->cfg.controller);
+        bursar_log(up ? "bursar-gateway: the controller answers again\n"
+                      : "bursar-gateway: the controller %s does not answer: "
+                        "local decisions, outcomes spooled\n",
+                   g->cfg.controller);
 }
 
 void
@@ -280,8 +276,7 @@ gw_models_refresh(gw_t *g, gw_kit_t *k)
         gw_metrics_model(g, ms[i].name);
     gw_buckets_load(g, k);
     if (!g->quiet)
-        fprintf(stderr, "bursar-gateway: the controller answered: %zu models\n",
-                n);
+        bursar_log("bursar-gateway: the controller answered: %zu models\n", n);
 }
 
 int
@@ -336,10 +331,9 @@ gw_open(gw_t *g, char *err, size_t cap)
         const char *env = g->models[i].api_key_env;
         const char *v = *env ? getenv(env) : "set";
         if (!v || !*v)
-            fprintf(stderr,
-                    "bursar-gateway: model %s: $%s is not set: its calls "
-                    "fail (500 when no other model serves)\n",
-                    g->models[i].name, env);
+            bursar_log("bursar-gateway: model %s: $%s is not set: its calls "
+                       "fail (500 when no other model serves)\n",
+                       g->models[i].name, env);
     }
     return gw_check_fallbacks(g, err, cap);
 }

@@ -598,8 +598,9 @@ gw_mhd_log(void *cls, const char *fmt, va_list ap)
     const gw_t *g = cls;
     if (g->quiet)
         return;
-    fputs("bursar-gateway: http: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    bursar_log("bursar-gateway: http: %s", msg);
 }
 
 int

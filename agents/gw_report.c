@@ -52,9 +52,9 @@ gw_send(gw_t *g, bursar_t *b, const bursar_decision_t *d,
              rc == BURSAR_EREMOTE ? &g->st.feedback_refused
                                   : &g->st.feedback_lost,
              1);
-    fprintf(stderr, "bursar-gateway: the controller %s a report on %s: %s\n",
-            rc == BURSAR_EREMOTE ? "refused" : "did not get (nor the spool)",
-            d->model, bursar_last_error(b));
+    bursar_log("bursar-gateway: the controller %s a report on %s: %s\n",
+               rc == BURSAR_EREMOTE ? "refused" : "did not get (nor the spool)",
+               d->model, bursar_last_error(b));
 }
 
 static void *
@@ -65,7 +65,7 @@ gw_reporter_main(void *arg)
     char err[256];
     bursar_t *b = NULL;
     if (bursar_new_err(&b, &g->bo, err, sizeof err) != 0) {
-        fprintf(stderr, "bursar-gateway: a reporter cannot start: %s\n", err);
+        bursar_log("bursar-gateway: a reporter cannot start: %s\n", err);
         return NULL;
     }
     pthread_mutex_lock(&r->lock);

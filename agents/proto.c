@@ -154,6 +154,52 @@ proto_reason_valid(const char *s)
 }
 
 int
+proto_endpoint_check(const char *ep, char *msg, size_t cap)
+{
+    const char *sep = strstr(ep, "://");
+    if (!*ep) {
+        snprintf(msg, cap,
+                 "an empty endpoint: write tcp://HOST:PORT or "
+                 "ipc://PATH");
+        return -1;
+    }
+    if (!sep) { /* HOST:PORT, or a path */
+        int path = strchr(ep, '/') && !strchr(ep, ':');
+        snprintf(msg, cap,
+                 "\"%.200s\" has no transport: write %s://%.200s "
+                 "(an endpoint is tcp://HOST:PORT or ipc://PATH)",
+                 ep, path ? "ipc" : "tcp", ep);
+        return -1;
+    }
+    size_t n = (size_t)(sep - ep);
+    if ((n == 3 && strncmp(ep, "ipc", 3) == 0) ||
+        (n == 6 && strncmp(ep, "inproc", 6) == 0)) {
+        if (sep[3])
+            return 0;
+        snprintf(msg, cap, "\"%.200s\" names no path: ipc://PATH", ep);
+        return -1;
+    }
+    if (n != 3 || strncmp(ep, "tcp", 3) != 0) {
+        snprintf(msg, cap,
+                 "\"%.200s\": transport %.*s is not one bursar speaks: "
+                 "write tcp://HOST:PORT or ipc://PATH",
+                 ep, (int)(n < 20 ? n : 20), ep);
+        return -1;
+    }
+    const char *colon = strrchr(sep + 3, ':');
+    const char *bracket = strrchr(sep + 3, ']');
+    if (!colon || (bracket && colon < bracket) || !colon[1] ||
+        colon == sep + 3) {
+        snprintf(msg, cap,
+                 "\"%.200s\" needs a host and a port: tcp://HOST:PORT (e.g. "
+                 "tcp://127.0.0.1:7878)",
+                 ep);
+        return -1;
+    }
+    return 0;
+}
+
+int
 proto_id_parse(const char *s, uint64_t *id)
 {
     uint64_t v = 0;
@@ -976,6 +1022,18 @@ proto_write_ok(const char *echo, int duplicate)
 }
 
 char *
+proto_write_conflict(const char *echo, double recorded_reward)
+{
+    proto_sb_t b = {0};
+    proto_sb_begin(&b, echo, 1);
+    proto_sb_puts(&b, ",\"duplicate\":true,\"conflict\":true,"
+                      "\"recorded_reward\":");
+    proto_sb_number(&b, recorded_reward);
+    proto_sb_puts(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
 proto_write_choice(const char *echo, const proto_choice_t *c)
 {
     proto_sb_t b = {0};
@@ -1375,6 +1433,7 @@ proto_rd_root(const char *buf, size_t len, proto_reply_t *r, cJSON **root,
 {
     memset(r, 0, sizeof *r);
     r->expected_cost_usd = NAN;
+    r->recorded_reward = NAN;
     err->code = PROTO_OK;
     err->message[0] = '\0';
     *root = cJSON_ParseWithLength(buf, len);
@@ -1395,8 +1454,11 @@ proto_rd_root(const char *buf, size_t len, proto_reply_t *r, cJSON **root,
                         proto_type_name(ok));
     else if (!(r->ok = cJSON_IsTrue(ok)))
         rc = proto_rd_error(*root, r, err);
-    else
-        rc = proto_rd_flag(*root, "duplicate", &r->duplicate, err);
+    else if (!(rc = proto_rd_flag(*root, "duplicate", &r->duplicate, err)) &&
+             !(rc = proto_rd_flag(*root, "conflict", &r->conflict, err)) &&
+             r->conflict)
+        rc = proto_rd_num(*root, &proto_at_reply, "recorded_reward", 0,
+                          &r->recorded_reward, err);
     if (rc) {
         cJSON_Delete(*root);
         *root = NULL;

@@ -193,6 +193,12 @@ int proto_tenant_valid(const char *s);
  * characters of well-formed UTF-8, none a control character. */
 int proto_reason_valid(const char *s);
 
+/* Whether ep is a ZeroMQ endpoint bursar can use: tcp://HOST:PORT,
+ * ipc://PATH or inproc://NAME. Returns 0, or -1 with msg saying what is
+ * wrong and what to write instead ("localhost:7979 has no transport:
+ * write tcp://localhost:7979"). */
+int proto_endpoint_check(const char *ep, char *msg, size_t cap);
+
 /* Sequence ids (a decision's number in export and its cursor): 16
  * lowercase hex digits of a 64-bit number. */
 void proto_id_format(uint64_t id, char out[PROTO_ID_LEN + 1]);
@@ -213,6 +219,9 @@ char *proto_write_error(const char *echo, proto_code_t code,
                         const char *message);
 /* {"ok":true} or {"ok":true,"duplicate":true} */
 char *proto_write_ok(const char *echo, int duplicate);
+/* A second outcome that differs from the one recorded (which is kept):
+ * {"ok":true,"duplicate":true,"conflict":true,"recorded_reward":R}. */
+char *proto_write_conflict(const char *echo, double recorded_reward);
 
 typedef struct proto_choice {
     const char *decision; /* the token */
@@ -320,7 +329,10 @@ char *proto_format_export_admin(double since, int has_after, uint64_t after,
 
 typedef struct proto_reply {
     int ok;
-    int duplicate;       /* feedback: the event had been applied already */
+    int duplicate; /* feedback: the event had been applied already */
+    int conflict;  /* ... with another value: recorded_reward (the
+                      first outcome's, kept), else NAN */
+    double recorded_reward;
     proto_error_t error; /* when !ok; a code this codec does not know reads
                             as PROTO_E_INTERNAL (the message keeps it) */
     /* choose replies */

@@ -345,7 +345,7 @@ webd_log(void *cls, const char *fmt, va_list ap)
             return;
         atomic_store(&((webd_t *)w)->limit_logged, (long long)ts.tv_sec);
     }
-    fprintf(stderr, "%s: http: %s", w->name, msg);
+    bursar_log("%s: http: %s", w->name, msg);
 }
 
 const char *

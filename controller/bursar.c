@@ -12,7 +12,8 @@
  *               [--cost USD] [--tokens-in N --tokens-out N]
  *               [--latency-ms MS] [--model M]
  *   choose BUCKET [--exclude MODEL]... [--escalates ID] [--tenant NAME]
- *   models | ping
+ *          [--json]
+ *   models [--json] | ping [--json]
  *   adjust --amount USD --reason TEXT [--bucket B]     the admin verbs
  *   reset-arm --bucket B --model M --reason TEXT       (operator role;
  *   mark-down | mark-up MODEL --reason TEXT            export --admin
@@ -25,8 +26,8 @@
  * $BURSAR_KEY) and --server-key SPEC (bursard's public key, else
  * $BURSAR_SERVER_KEY); a SPEC is the key's 40 Z85 characters or a key
  * file.
- * Exit status: 0 ok, 1 the controller answered an error, 2 usage,
- * 3 no answer.
+ * Exit status: 0 ok, 1 the controller answered an error (or a conflicting
+ * outcome), 2 usage, 3 no answer.
  */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
@@ -44,6 +45,7 @@
 
 #include "agents/keys.h"
 #include "agents/proto.h"
+#include "controller/util.h"
 #include "policies/beta.h"
 
 #ifndef BURSAR_VERSION
@@ -54,6 +56,7 @@ typedef struct bursar_client {
     void *ctx;
     void *sock;
     const char *endpoint;
+    int endpoint_env; /* endpoint from $BURSAR_CONTROLLER */
     int timeout_ms;
     const char *key, *server_key; /* CURVE key specs, or NULL */
 } bursar_client_t;
@@ -96,11 +99,10 @@ bursar_connect(bursar_client_t *c)
     zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &c->timeout_ms, sizeof c->timeout_ms);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof c->timeout_ms);
     if (zmq_connect(c->sock, c->endpoint) != 0) {
-        fprintf(stderr, "bursar: cannot connect to %s: %s%s\n", c->endpoint,
-                zmq_strerror(zmq_errno()),
-                strstr(c->endpoint, "://") ? ""
-                                           : " (an endpoint is tcp://HOST:PORT "
-                                             "or ipc://PATH)");
+        fprintf(stderr,
+                "bursar: cannot connect to %s: %s (an endpoint is "
+                "tcp://HOST:PORT or ipc://PATH)\n",
+                c->endpoint, zmq_strerror(zmq_errno()));
         return -1;
     }
     return 0;
@@ -261,12 +263,14 @@ bursar_print_stats(const cJSON *r)
     bursar_budget_line("budget", cJSON_GetObjectItem(r, "budget"));
 }
 
-/* Reports an option getopt_long refused in command cmd; returns 2. */
+/* Reports an option getopt_long refused (opterr 0) in command cmd ("" for
+ * the options before the command); returns 2. */
 static int
 bursar_bad_option(const char *cmd, char **argv)
 {
-    fprintf(stderr, "bursar %s: unknown option or missing value: %s\n", cmd,
-            argv[optind - 1]);
+    char msg[300];
+    util_opt_error(argv, msg, sizeof msg);
+    fprintf(stderr, "bursar%s%s: %s\n", *cmd ? " " : "", cmd, msg);
     return 2;
 }
 
@@ -605,36 +609,144 @@ bursar_cmd_feedback(bursar_client_t *c, int argc, char **argv)
     if (!r)
         return 3;
     rc = bursar_check(r);
-    if (!rc)
+    if (!rc && cJSON_IsTrue(cJSON_GetObjectItem(r, "conflict"))) {
+        /* the first outcome stands: this one was not recorded */
+        fprintf(stderr,
+                "bursar feedback: conflict: decision %s already has an "
+                "outcome, reward %g; this one (reward %g) was not recorded\n",
+                f.decision, bursar_num(r, "recorded_reward"),
+                f.has_reward ? f.reward
+                : f.success  ? 1.0
+                             : 0.0);
+        rc = 1;
+    } else if (!rc) {
         printf("ok%s\n", cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate"))
                              ? " (duplicate: already recorded)"
                              : "");
-    cJSON_Delete(r);
-    return rc;
-}
-
-static int
-bursar_cmd_raw(bursar_client_t *c, const char *req)
-{
-    cJSON *r = bursar_call(c, req);
-    if (!r)
-        return 3;
-    int rc = bursar_check(r);
-    if (!rc) {
-        char *s = cJSON_Print(r);
-        puts(s);
-        free(s);
     }
     cJSON_Delete(r);
     return rc;
 }
 
-/* An op without fields (models, ping): the reply printed. */
+/* The reply as indented JSON (--json). */
+static void
+bursar_print_json(const cJSON *r)
+{
+    char *s = cJSON_Print(r);
+    puts(s);
+    free(s);
+}
+
+/* Each model's provider, upstream name, prices and health, then each
+ * bucket's models. */
+static void
+bursar_print_models(const cJSON *r)
+{
+    const cJSON *m, *b;
+    int w = 5, wu = 14, wb = 6;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(r, "models"))
+    {
+        w = (int)fmax(w, strlen(bursar_str(m, "name")));
+        wu = (int)fmax(wu, strlen(bursar_str(m, "model")));
+    }
+    printf("%-*s  %-10s  %-*s  %10s  %10s  %s\n", w, "model", "provider", wu,
+           "upstream model", "$/Mtok in", "$/Mtok out", "health");
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(r, "models"))
+    {
+        printf("%-*s  %-10s  %-*s  %10.2f  %10.2f  %s\n", w,
+               bursar_str(m, "name"), bursar_str(m, "provider"), wu,
+               bursar_str(m, "model"), bursar_num(m, "price_in_per_mtok"),
+               bursar_num(m, "price_out_per_mtok"), bursar_str(m, "health"));
+    }
+    cJSON_ArrayForEach(b, cJSON_GetObjectItem(r, "buckets")) wb =
+        (int)fmax(wb, strlen(bursar_str(b, "name")));
+    printf("\n%-*s  %13s  %s\n", wb, "bucket", "tokens in/out", "models");
+    cJSON_ArrayForEach(b, cJSON_GetObjectItem(r, "buckets"))
+    {
+        printf("%-*s  %6.0f/%-6.0f  ", wb, bursar_str(b, "name"),
+               bursar_num(b, "expected_tokens_in"),
+               bursar_num(b, "expected_tokens_out"));
+        const cJSON *x;
+        int i = 0;
+        cJSON_ArrayForEach(x, cJSON_GetObjectItem(b, "models"))
+        {
+            printf("%s%s", i++ ? ", " : "",
+                   cJSON_IsString(x) ? x->valuestring : "?");
+        }
+        printf("\n");
+    }
+}
+
+/* A choose's reply: the model, the decision id, the propensity, the
+ * expected cost, the fallbacks and the flags (every true boolean of the
+ * reply but "ok"). */
+static void
+bursar_print_choice(const cJSON *r)
+{
+    printf("model:       %s\ndecision:    %s\npropensity:  %g\n",
+           bursar_str(r, "model"), bursar_str(r, "decision_id"),
+           bursar_num(r, "propensity"));
+    double ec = bursar_num(r, "expected_cost_usd");
+    if (isnan(ec))
+        printf("expected:    unknown cost\n");
+    else
+        printf("expected:    $%.6f\n", ec);
+    const cJSON *x;
+    int i = 0;
+    printf("fallbacks:   ");
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(r, "fallbacks"))
+    {
+        printf("%s%s", i++ ? ", " : "",
+               cJSON_IsString(x) ? x->valuestring : "?");
+    }
+    printf("%s\nflags:       ", i ? "" : "none");
+    i = 0;
+    cJSON_ArrayForEach(x, r)
+    {
+        if (!cJSON_IsTrue(x) || strcmp(x->string, "ok") == 0)
+            continue;
+        printf("%s%s", i++ ? ", " : "", x->string);
+        if (strcmp(x->string, "over_budget") == 0)
+            printf(" (no model was affordable: the cheapest allowed one)");
+        else if (strcmp(x->string, "explored") == 0)
+            printf(" (drawn by the exploration floor)");
+    }
+    printf("%s\n", i ? "" : "none");
+}
+
+/* Sends req and prints the reply: as JSON (json), else by kind
+ * (PROTO_OP_PING, _MODELS or _CHOOSE). Returns the exit status. */
 static int
-bursar_cmd_op(bursar_client_t *c, proto_op_t op)
+bursar_cmd_show(bursar_client_t *c, const char *req, proto_op_t kind, int json)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cJSON *r = bursar_call(c, req);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!r)
+        return 3;
+    int rc = bursar_check(r);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+    if (!rc && json)
+        bursar_print_json(r);
+    else if (!rc && kind == PROTO_OP_PING)
+        printf("bursard at %s answered in %.1f ms\n", c->endpoint, ms);
+    else if (!rc && kind == PROTO_OP_MODELS)
+        bursar_print_models(r);
+    else if (!rc)
+        bursar_print_choice(r);
+    cJSON_Delete(r);
+    return rc;
+}
+
+/* An op without fields (models, ping), with --json or nothing
+ * (bursar_check_command checked). */
+static int
+bursar_cmd_op(bursar_client_t *c, proto_op_t op, int argc)
 {
     char *q = proto_format_simple(op);
-    int rc = bursar_cmd_raw(c, q);
+    int rc = bursar_cmd_show(c, q, op, argc > 1);
     free(q);
     return rc;
 }
@@ -646,12 +758,17 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
         {"exclude", required_argument, NULL, 'x'},
         {"escalates", required_argument, NULL, 'e'},
         {"tenant", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0}};
     const char *ex[PROTO_MAX_EXCLUDE], *parent = NULL, *tenant = NULL;
     size_t nx = 0;
-    int o;
+    int o, json = 0;
     bursar_getopt_reset();
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o == 'j') {
+            json = 1;
+            continue;
+        }
         if (o == 'e') {
             parent = optarg;
             continue;
@@ -681,7 +798,7 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
         return 2;
     }
     char *q = proto_format_choose_tenant(argv[optind], ex, nx, parent, tenant);
-    int rc = bursar_cmd_raw(c, q);
+    int rc = bursar_cmd_show(c, q, PROTO_OP_CHOOSE, json);
     free(q);
     return rc;
 }
@@ -988,8 +1105,8 @@ static const char bursar_synopsis[] =
     "                          [--cost USD] [--tokens-in N --tokens-out N]\n"
     "                          [--latency-ms MS] [--model M]\n"
     "       bursar [OPTION]... choose BUCKET [--exclude MODEL]...\n"
-    "                          [--escalates ID] [--tenant NAME]\n"
-    "       bursar [OPTION]... models | ping\n"
+    "                          [--escalates ID] [--tenant NAME] [--json]\n"
+    "       bursar [OPTION]... models [--json] | ping [--json]\n"
     "       bursar [OPTION]... adjust --amount USD --reason TEXT [--bucket B]\n"
     "       bursar [OPTION]... reset-arm --bucket B --model M --reason TEXT\n"
     "       bursar [OPTION]... mark-down | mark-up MODEL --reason TEXT\n"
@@ -1005,7 +1122,8 @@ static const char bursar_help[] =
     "decision log, feedback and decisions by hand (docs/controller.md), and\n"
     "the operator's admin commands (adjust to show below: operator role).\n"
     "\n"
-    "Exit status: 0 ok, 1 the controller answered an error, 2 usage, 3 no\n"
+    "Exit status: 0 ok, 1 the controller answered an error (or a feedback\n"
+    "outcome conflicts with the one recorded, which stands), 2 usage, 3 no\n"
     "answer.\n"
     "\n"
     "Commands:\n"
@@ -1028,10 +1146,15 @@ static const char bursar_help[] =
     "                          BUCKET. --exclude MODEL: not that model\n"
     "                          (repeatable); --escalates ID: the decision\n"
     "                          this one escalates; --tenant NAME: the tenant\n"
-    "                          it is made for (shown in export)\n"
-    "  models                  the models and buckets of the configuration\n"
-    "                          (JSON)\n"
-    "  ping                    whether bursard answers (JSON)\n"
+    "                          it is made for (shown in export). Prints the\n"
+    "                          model, the decision id (for feedback), the\n"
+    "                          propensity, the expected cost, the fallbacks\n"
+    "                          and the flags; --json: the reply as JSON\n"
+    "  models                  the models (provider, prices, health) and the\n"
+    "                          buckets of the configuration; --json: the\n"
+    "                          reply as JSON\n"
+    "  ping                    whether bursard answers, and how fast; --json:\n"
+    "                          the reply as JSON\n"
     "  adjust                  add --amount USD (negative: take off) to the\n"
     "                          budget window's spend, and to --bucket B's\n"
     "                          budget if it has one; clipped at 0. --reason\n"
@@ -1115,6 +1238,7 @@ bursar_parse_global(int argc, char **argv, bursar_client_t *c)
         switch (o) {
         case 'c':
             c->endpoint = optarg;
+            c->endpoint_env = 0;
             break;
         case 'k':
             c->key = optarg;
@@ -1140,8 +1264,7 @@ bursar_parse_global(int argc, char **argv, bursar_client_t *c)
             printf("bursar %s\n", BURSAR_VERSION);
             return 0;
         default:
-            fprintf(stderr, "bursar: unknown option or missing value: %s\n",
-                    argv[optind - 1]);
+            bursar_bad_option("", argv);
             bursar_usage(stderr, 0);
             return 2;
         }
@@ -1187,8 +1310,9 @@ bursar_check_command(int argc, char **argv)
     else if (strcmp(cmd, "keygen") == 0 && argc != 2)
         fprintf(stderr, "bursar keygen: give one PREFIX\n");
     else if ((strcmp(cmd, "models") == 0 || strcmp(cmd, "ping") == 0) &&
-             argc > 1)
-        fprintf(stderr, "bursar %s: unexpected argument %s\n", cmd, argv[1]);
+             argc > 1 && (argc > 2 || strcmp(argv[1], "--json") != 0))
+        fprintf(stderr, "bursar %s: unexpected argument %s\n", cmd,
+                argv[argc > 2 && strcmp(argv[1], "--json") == 0 ? 2 : 1]);
     else
         return -1;
     bursar_usage(stderr, 0);
@@ -1224,10 +1348,10 @@ bursar_run(bursar_client_t *c, int argc, char **argv)
     if (strcmp(cmd, "choose") == 0)
         return bursar_cmd_choose(c, argc, argv);
     if (strcmp(cmd, "models") == 0)
-        return bursar_cmd_op(c, PROTO_OP_MODELS);
+        return bursar_cmd_op(c, PROTO_OP_MODELS, argc);
     if (strcmp(cmd, "ping") != 0)
         return bursar_run_admin(c, argc, argv);
-    return bursar_cmd_op(c, PROTO_OP_PING);
+    return bursar_cmd_op(c, PROTO_OP_PING, argc);
 }
 
 int
@@ -1238,7 +1362,8 @@ main(int argc, char **argv)
     gsl_set_error_handler_off();
     bursar_client_t c = {0};
     c.endpoint = getenv("BURSAR_CONTROLLER");
-    if (!c.endpoint || !*c.endpoint)
+    c.endpoint_env = c.endpoint && *c.endpoint;
+    if (!c.endpoint_env)
         c.endpoint = "tcp://127.0.0.1:7878";
     c.timeout_ms = 5000;
     c.key = getenv("BURSAR_KEY");
@@ -1254,6 +1379,12 @@ main(int argc, char **argv)
         return rc;
     if (strcmp(argv[optind], "keygen") == 0)
         return bursar_keygen(argv[optind + 1]);
+    char msg[600];
+    if (proto_endpoint_check(c.endpoint, msg, sizeof msg) != 0) {
+        fprintf(stderr, "bursar: %s: %s\n",
+                c.endpoint_env ? "$BURSAR_CONTROLLER" : "--controller", msg);
+        return 2;
+    }
     if (bursar_connect(&c) != 0) {
         bursar_close(&c);
         return 3;

@@ -139,14 +139,20 @@ bursard_usage(FILE *f, int full)
         fputs("Try 'bursard --help' for the options.\n", f);
 }
 
+/* The configuration's problems on stderr: log lines (timestamped) when
+ * the daemon reads it, plain lines for --check-config. */
 static void
-bursard_print_problems(const char *file, const cfg_problems_t *pr)
+bursard_print_problems(const char *file, const cfg_problems_t *pr, int log)
 {
     /* "$.path: ..." names a place in the file; other messages (a file
      * that cannot be read) name the file themselves */
-    for (size_t i = 0; i < pr->n; i++)
-        fprintf(stderr, "%s: %s\n", pr->msg[i][0] == '$' ? file : "bursard",
-                pr->msg[i]);
+    for (size_t i = 0; i < pr->n; i++) {
+        const char *who = pr->msg[i][0] == '$' ? file : "bursard";
+        if (log)
+            bursar_log("%s: %s", who, pr->msg[i]);
+        else
+            fprintf(stderr, "%s: %s\n", who, pr->msg[i]);
+    }
 }
 
 static cfg_t *
@@ -161,7 +167,7 @@ bursard_load_config(const char *path)
         rc = cfg_parse(cfg_default_json(), strlen(cfg_default_json()), &cfg,
                        &pr);
     if (rc)
-        bursard_print_problems(path ? path : "(built-in)", &pr);
+        bursard_print_problems(path ? path : "(built-in)", &pr, 1);
     cfg_problems_clear(&pr);
     return cfg;
 }
@@ -174,7 +180,7 @@ bursard_check_config(const char *path)
     cfg_problems_t pr = {0};
     int rc = cfg_load_file(path, &c, &pr);
     if (rc) {
-        bursard_print_problems(path, &pr);
+        bursard_print_problems(path, &pr, 0);
         fprintf(stderr, "%s: %zu problem%s\n", path, pr.n,
                 pr.n == 1 ? "" : "s");
     } else {
@@ -219,6 +225,7 @@ bursard_clock_arg(const char *s, double *out)
 static int
 bursard_option(int c, const char *arg, bursard_opts_t *o)
 {
+    char msg[600];
     switch (c) {
     case OPT_CONFIG:
         o->config = arg;
@@ -227,6 +234,10 @@ bursard_option(int c, const char *arg, bursard_opts_t *o)
         o->state_dir = arg;
         return -1;
     case OPT_LISTEN:
+        if (proto_endpoint_check(arg, msg, sizeof msg) != 0) {
+            fprintf(stderr, "bursard: --listen: %s\n", msg);
+            return 2;
+        }
         if (o->n_listen == CFG_MAX_LISTEN) {
             fprintf(stderr, "bursard: more than %d --listen endpoints\n",
                     CFG_MAX_LISTEN);
@@ -292,8 +303,9 @@ bursard_parse_args(int argc, char **argv, bursard_opts_t *o)
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (c == '?' || c == ':') {
-            fprintf(stderr, "bursard: %s: unknown option or missing value\n",
-                    argv[optind - 1]);
+            char msg[300];
+            util_opt_error(argv, msg, sizeof msg);
+            fprintf(stderr, "bursard: %s\n", msg);
             c = '?';
         }
         if ((st = bursard_option(c, optarg, o)) >= 0)
@@ -315,33 +327,30 @@ bursard_check_state(const char *dir, int quiet)
     store_check_t chk;
     int rc = store_check(dir, &chk);
     if (rc) {
-        fprintf(stderr, "bursard: cannot read the state directory %s: %s\n",
-                dir, store_strerror(rc));
+        bursar_log("bursard: cannot read the state directory %s: %s\n", dir,
+                   store_strerror(rc));
         return -1;
     }
     if (chk.state == STORE_REFUSE && chk.format != STORE_FORMAT &&
         chk.format != STORE_FORMAT_V1) {
-        fprintf(stderr,
-                "bursard: state directory %s has format %u (%s); this "
-                "bursard reads format %u (and migrates formats 0 and 1): "
-                "start the bursard that wrote it, or move the directory "
-                "aside to start from empty state; nothing was changed\n",
-                dir, chk.format, chk.why, STORE_FORMAT);
+        bursar_log("bursard: state directory %s has format %u (%s); this "
+                   "bursard reads format %u (and migrates formats 0 and 1): "
+                   "start the bursard that wrote it, or move the directory "
+                   "aside to start from empty state; nothing was changed\n",
+                   dir, chk.format, chk.why, STORE_FORMAT);
         return -1;
     }
     if (chk.state == STORE_REFUSE) {
-        fprintf(stderr,
-                "bursard: state directory %s has format %u but %s: this "
-                "bursard cannot read it; move it aside to start from empty "
-                "state (nothing was changed)\n",
-                dir, chk.format, chk.why);
+        bursar_log("bursard: state directory %s has format %u but %s: this "
+                   "bursard cannot read it; move it aside to start from empty "
+                   "state (nothing was changed)\n",
+                   dir, chk.format, chk.why);
         return -1;
     }
     if (chk.state == STORE_MIGRATE && !quiet)
-        fprintf(stderr,
-                "bursard: state directory %s: migrating to format %u "
-                "(%s)\n",
-                dir, STORE_FORMAT, chk.why);
+        bursar_log("bursard: state directory %s: migrating to format %u "
+                   "(%s)\n",
+                   dir, STORE_FORMAT, chk.why);
     return 0;
 }
 
@@ -565,20 +574,19 @@ bursard_check_endpoints(bursard_t *d)
         if (cfg->curve_secret || bursard_local_endpoint(d->eps[i]))
             continue;
         if (!cfg->insecure) {
-            fprintf(stderr,
-                    "bursard: %s is not a loopback or ipc endpoint and CURVE "
-                    "is not configured: anyone who reaches it could steer "
-                    "routing and spend. Configure \"curve\" "
-                    "(docs/security.md), or set \"insecure\": true to "
-                    "serve it unauthenticated; not starting\n",
-                    d->eps[i]);
+            bursar_log(
+                "bursard: %s is not a loopback or ipc endpoint and CURVE "
+                "is not configured: anyone who reaches it could steer "
+                "routing and spend. Configure \"curve\" "
+                "(docs/security.md), or set \"insecure\": true to "
+                "serve it unauthenticated; not starting\n",
+                d->eps[i]);
             return 1;
         }
-        fprintf(stderr,
-                "bursard: WARNING: INSECURE: %s is served without "
-                "authentication (\"insecure\": true): anyone who reaches it "
-                "can choose, report outcomes and read stats\n",
-                d->eps[i]);
+        bursar_log("bursard: WARNING: INSECURE: %s is served without "
+                   "authentication (\"insecure\": true): anyone who reaches it "
+                   "can choose, report outcomes and read stats\n",
+                   d->eps[i]);
     }
     return 0;
 }
@@ -590,14 +598,14 @@ bursard_load_auth(bursard_t *d)
     char err[512];
     auth_list_t nl;
     if (auth_load(ctl_cfg(d->ctl)->curve_clients, &nl, err, sizeof err)) {
-        fprintf(stderr, "bursard: %s\n", err);
+        bursar_log("bursard: %s\n", err);
         return -1;
     }
     auth_free(&d->auth);
     d->auth = nl;
     if (!d->o.quiet)
-        fprintf(stderr, "bursard: %zu clients in the allow-list %s\n", nl.n,
-                ctl_cfg(d->ctl)->curve_clients);
+        bursar_log("bursard: %zu clients in the allow-list %s\n", nl.n,
+                   ctl_cfg(d->ctl)->curve_clients);
     return 0;
 }
 
@@ -611,7 +619,7 @@ bursard_curve(bursard_t *d)
         return 0;
     char sec[BURSAR_KEY_Z85 + 1], err[600];
     if (bursar_key_load(cfg->curve_secret, 1, sec, err, sizeof err) != 0) {
-        fprintf(stderr, "bursard: curve.secret_key_file: %s\n", err);
+        bursar_log("bursard: curve.secret_key_file: %s\n", err);
         return 1;
     }
     if (bursard_load_auth(d) != 0)
@@ -623,8 +631,8 @@ bursard_curve(bursard_t *d)
         zmq_setsockopt(d->sock, ZMQ_CURVE_SECRETKEY, sec, BURSAR_KEY_Z85) !=
             0 ||
         zmq_setsockopt(d->sock, ZMQ_ZAP_DOMAIN, "bursar", 6) != 0) {
-        fprintf(stderr, "bursard: cannot set up CURVE: %s\n",
-                zmq_strerror(zmq_errno()));
+        bursar_log("bursard: cannot set up CURVE: %s\n",
+                   zmq_strerror(zmq_errno()));
         return 1;
     }
     memset(sec, 0, sizeof sec);
@@ -680,7 +688,7 @@ bursard_open(bursard_t *d)
 {
     cfg_t *cfg = bursard_load_config(d->o.config);
     if (!cfg) {
-        fprintf(stderr, "bursard: invalid configuration: not starting\n");
+        bursar_log("bursard: invalid configuration: not starting\n");
         return 1;
     }
     const char *dir = d->o.state_dir;
@@ -700,7 +708,7 @@ bursard_open(bursard_t *d)
     ctl_options_t opt = {d->state, d->o.test_clock, d->o.clock_start};
     char err[512];
     if (ctl_open(&d->ctl, cfg, &opt, err, sizeof err) != 0) {
-        fprintf(stderr, "bursard: %s\n", err);
+        bursar_log("bursard: %s\n", err);
         return 1;
     }
     return 0;
@@ -726,32 +734,37 @@ bursard_bind(bursard_t *d)
         return 1;
     for (size_t i = 0; i < d->n_eps; i++) {
         if (zmq_bind(d->sock, d->eps[i]) != 0) {
-            fprintf(stderr, "bursard: cannot listen on %s: %s\n", d->eps[i],
-                    zmq_strerror(zmq_errno()));
+            bursar_log("bursard: cannot listen on %s: %s\n", d->eps[i],
+                       zmq_strerror(zmq_errno()));
             return 1;
         }
     }
     char err[300];
     if (web_open(&d->web, d->zctx, ctl_cfg(d->ctl), d->o.metrics, d->o.quiet,
                  err, sizeof err) != 0) {
-        fprintf(stderr, "bursard: %s\n", err);
+        bursar_log("bursard: %s\n", err);
         return 1;
     }
     if (d->o.quiet)
         return 0;
     if (d->web)
-        fprintf(stderr,
-                "bursard: metrics and status page on %s, port %u "
-                "(/metrics, /)\n",
-                d->o.metrics ? d->o.metrics : ctl_cfg(d->ctl)->metrics_listen,
-                web_port(d->web));
-    fprintf(stderr, "bursard: listening on");
-    for (size_t i = 0; i < d->n_eps; i++)
-        fprintf(stderr, " %s", d->eps[i]);
-    fprintf(stderr, "; state in %s; %zu buckets, %zu models%s%s\n", d->state,
-            ctl_cfg(d->ctl)->n_buckets, ctl_cfg(d->ctl)->n_models,
-            d->curve ? "; CURVE" : "; no authentication",
-            d->o.test_clock ? "; test clock" : "");
+        bursar_log("bursard: metrics and status page on %s, port %u "
+                   "(/metrics, /)\n",
+                   d->o.metrics ? d->o.metrics
+                                : ctl_cfg(d->ctl)->metrics_listen,
+                   web_port(d->web));
+    bursar_buf_t eps = {0};
+    for (size_t i = 0; i < d->n_eps; i++) {
+        bursar_buf_add(&eps, " ", 1);
+        bursar_buf_add(&eps, d->eps[i], strlen(d->eps[i]));
+    }
+    bursar_log("bursard: listening on%s; state in %s; %zu buckets, %zu "
+               "models%s%s",
+               eps.p ? eps.p : "", d->state, ctl_cfg(d->ctl)->n_buckets,
+               ctl_cfg(d->ctl)->n_models,
+               d->curve ? "; CURVE" : "; no authentication",
+               d->o.test_clock ? "; test clock" : "");
+    free(eps.p);
     return 0;
 }
 
@@ -763,12 +776,12 @@ bursard_reload_auth(bursard_t *d)
     if (!d->curve)
         return;
     if (!ctl_cfg(d->ctl)->curve_clients)
-        fprintf(stderr, "bursard: SIGHUP: the new configuration has no "
-                        "\"curve\": CURVE stays on, with the allow-list "
-                        "as it was, until a restart\n");
+        bursar_log("bursard: SIGHUP: the new configuration has no "
+                   "\"curve\": CURVE stays on, with the allow-list "
+                   "as it was, until a restart\n");
     else if (bursard_load_auth(d) != 0)
-        fprintf(stderr, "bursard: SIGHUP: the allow-list is invalid "
-                        "(above): keeping the old one\n");
+        bursar_log("bursard: SIGHUP: the allow-list is invalid "
+                   "(above): keeping the old one\n");
 }
 
 /* 1 when the metrics section differs (it is read at start only). */
@@ -797,25 +810,24 @@ bursard_reload(bursard_t *d)
     char err[512];
     cfg_t *nc = bursard_load_config(d->o.config);
     if (!nc) {
-        fprintf(stderr, "bursard: SIGHUP: the new configuration is "
-                        "invalid (above): keeping the old one\n");
+        bursar_log("bursard: SIGHUP: the new configuration is "
+                   "invalid (above): keeping the old one\n");
         bursard_reload_auth(d); /* a revoked key must not wait for it */
         return;
     }
     if (bursard_metrics_changed(ctl_cfg(d->ctl), nc))
-        fprintf(stderr, "bursard: SIGHUP: metrics.listen, metrics.allow and "
-                        "metrics.token_env take effect at a restart; the "
-                        "metrics address keeps its settings until then\n");
+        bursar_log("bursard: SIGHUP: metrics.listen, metrics.allow and "
+                   "metrics.token_env take effect at a restart; the "
+                   "metrics address keeps its settings until then\n");
     if (ctl_reconfigure(d->ctl, nc, err, sizeof err) != 0) {
-        fprintf(stderr, "bursard: SIGHUP: %s\n", err);
+        bursar_log("bursard: SIGHUP: %s\n", err);
         bursard_reload_auth(d);
         return;
     }
     if (!d->o.quiet)
-        fprintf(stderr,
-                "bursard: SIGHUP: configuration reloaded (%zu "
-                "buckets)\n",
-                ctl_cfg(d->ctl)->n_buckets);
+        bursar_log("bursard: SIGHUP: configuration reloaded (%zu "
+                   "buckets)\n",
+                   ctl_cfg(d->ctl)->n_buckets);
     bursard_reload_auth(d);
     if (ctl_cfg(d->ctl)->batch_max > d->cap) {
         d->cap = ctl_cfg(d->ctl)->batch_max;
@@ -864,7 +876,7 @@ static void
 bursard_finish(bursard_t *d, size_t n, int brc)
 {
     if (brc) {
-        fprintf(stderr, "bursard: cannot begin a transaction (%d)\n", brc);
+        bursar_log("bursard: cannot begin a transaction (%d)\n", brc);
     } else {
         ctl_sweep(d->ctl);
         int crc = ctl_commit(d->ctl);
@@ -969,8 +981,7 @@ bursard_loop(bursard_t *d)
         if (pr < 0 && zmq_errno() == EINTR)
             continue;
         if (pr < 0) {
-            fprintf(stderr, "bursard: zmq_poll: %s\n",
-                    zmq_strerror(zmq_errno()));
+            bursar_log("bursard: zmq_poll: %s\n", zmq_strerror(zmq_errno()));
             return 1;
         }
         if (d->zap && (items[1].revents & ZMQ_POLLIN))
@@ -987,8 +998,8 @@ bursard_loop(bursard_t *d)
     if (d->open) /* what was answered early is committed before exit */
         bursard_step(d, 0, 1);
     if (!d->o.quiet)
-        fprintf(stderr, "bursard: stopping after %llu decisions\n",
-                ctl_decisions(d->ctl));
+        bursar_log("bursard: stopping after %llu decisions\n",
+                   ctl_decisions(d->ctl));
     return 0;
 }
 

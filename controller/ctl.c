@@ -110,8 +110,7 @@ ctl_store_rc(ctl_t *c, int rc, const char *what)
 {
     if (rc && rc != STORE_NOTFOUND) {
         if (!c->txn_failed)
-            fprintf(stderr, "bursard: store: %s: %s\n", what,
-                    store_strerror(rc));
+            bursar_log("bursard: store: %s: %s\n", what, store_strerror(rc));
         c->txn_failed = rc;
     }
 }
@@ -254,10 +253,9 @@ ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def, int dynamic,
                 t_last = rec.t_last;
         } else {
             if (rc != STORE_NOTFOUND)
-                fprintf(stderr,
-                        "bursard: store: arm %s/%s unreadable (%s): "
-                        "starting from the prior\n",
-                        def->name, cm->name, store_strerror(rc));
+                bursar_log("bursard: store: arm %s/%s unreadable (%s): "
+                           "starting from the prior\n",
+                           def->name, cm->name, store_strerror(rc));
             ctl_arm_prior(c, def, m, &b->pb->arms[i]);
         }
     }
@@ -561,13 +559,12 @@ ctl_commit(ctl_t *c)
         c->hwm_durable = c->hwm;
     ctl_metrics_commit(c, rc, util_mono_time() - t0);
     if (rc) {
-        fprintf(stderr,
-                "bursard: commit failed (%s): reloading state from the "
-                "store\n",
-                store_strerror(rc));
+        bursar_log("bursard: commit failed (%s): reloading state from the "
+                   "store\n",
+                   store_strerror(rc));
         int lr = ctl_load(c);
         if (lr)
-            fprintf(stderr, "bursard: reload failed: %s\n", store_strerror(lr));
+            bursar_log("bursard: reload failed: %s\n", store_strerror(lr));
     }
     return rc;
 }

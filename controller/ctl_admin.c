@@ -270,10 +270,9 @@ ctl_admin_load(ctl_t *c, MDB_txn *txn)
             c->marks[m] = mk;
             c->health[m].down = mk.down;
         } else if (rc != STORE_NOTFOUND) {
-            fprintf(stderr,
-                    "bursard: store: the mark of model %s is "
-                    "unreadable (%s): taken as up\n",
-                    c->cfg->models[m].name, store_strerror(rc));
+            bursar_log("bursard: store: the mark of model %s is "
+                       "unreadable (%s): taken as up\n",
+                       c->cfg->models[m].name, store_strerror(rc));
         }
     }
 }

@@ -654,10 +654,13 @@ ctl_feedback(ctl_t *c, const proto_request_t *rq, int *dup_out)
                          "field \"decision_id\": decision %s expired without "
                          "an outcome after %g s",
                          id, c->cfg->decision_ttl_s);
-    int dup = 0;
+    int dup = 0, conflict = 0;
     switch (rq->kind) {
     case PROTO_KIND_OUTCOME:
         dup = !!(d.flags & STORE_D_OUTCOME);
+        /* a second outcome of another value: the first is kept, and the
+         * reply says it differs (a resend carries the same value) */
+        conflict = dup && rq->reward != d.reward_reported;
         if (!dup)
             ctl_op_outcome(c, rq, &d, &tk, now);
         break;
@@ -685,6 +688,8 @@ ctl_feedback(ctl_t *c, const proto_request_t *rq, int *dup_out)
     }
     }
     *dup_out = dup;
+    if (conflict)
+        return proto_write_conflict(rq->echo, d.reward_reported);
     if (dup)
         return proto_write_ok(rq->echo, 1);
     ctl_store_rc(c, store_put_decision(c->store, c->txn, &d), "put decision");

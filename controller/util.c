@@ -5,6 +5,7 @@
 #include "controller/util.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,4 +46,22 @@ util_mkdirs(const char *path)
     int rc = mkdir(p, 0700);
     free(p);
     return (rc == 0 || errno == EEXIST) ? 0 : -1;
+}
+
+void
+util_opt_error(char *const *argv, char *msg, size_t cap)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    if (strncmp(arg, "--", 2) != 0) { /* a short option: -x */
+        if (optopt)
+            snprintf(msg, cap, "unknown option -%c", optopt);
+        else
+            snprintf(msg, cap, "unknown option %s", arg);
+    } else if (!optopt) {
+        snprintf(msg, cap, "unknown option %s", arg);
+    } else if (strchr(arg, '=')) { /* --json=x */
+        snprintf(msg, cap, "%.*s takes no value", (int)strcspn(arg, "="), arg);
+    } else { /* a known option at the end, its value missing */
+        snprintf(msg, cap, "%s needs a value", arg);
+    }
 }

@@ -21,4 +21,10 @@ double util_mono_time(void);
 /* Creates a directory and its parents (mode 0755). Returns 0 or -1. */
 int util_mkdirs(const char *path);
 
+/* The message for an option getopt_long refused (opterr 0, an optstring
+ * without a leading ':'), from argv, optind and optopt: "--bucket needs a
+ * value", "--json takes no value", "unknown option --bogus" or "unknown
+ * option -x", into msg. bursard's and bursar's. */
+void util_opt_error(char *const *argv, char *msg, size_t cap);
+
 #endif

@@ -1,6 +1,7 @@
 /*
  * base.c - the project's conventions (see base.h).
  */
+#define _POSIX_C_SOURCE 200809L
 #include "policies/base.h"
 
 #include <errno.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 const char *
 bursar_strerror(int rc)
@@ -215,4 +218,56 @@ bursar_utf8_len(const unsigned char *p)
         if (p[i] < 0x80 || p[i] > 0xbf)
             return 0;
     return len;
+}
+
+void
+bursar_log_time(double t, char *buf)
+{
+    time_t sec = (time_t)t; /* t >= 0: truncation is the floor */
+    int ms = (int)((t - (double)sec) * 1000.0);
+    if (ms > 999)
+        ms = 999;
+    if (ms < 0)
+        ms = 0;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(buf, BURSAR_LOG_TIME, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, BURSAR_LOG_TIME - n, ".%03dZ", ms);
+}
+
+void
+bursar_vlog(const char *fmt, va_list ap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char line[2048];
+    bursar_log_time((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9, line);
+    size_t n = strlen(line);
+    line[n++] = ' ';
+    int k = vsnprintf(line + n, sizeof line - n, fmt, ap);
+    if (k < 0)
+        k = 0;
+    n = (size_t)k < sizeof line - n ? n + (size_t)k : sizeof line - 1;
+    if (line[n - 1] != '\n') {
+        if (n >= sizeof line - 1)
+            n = sizeof line - 2;
+        line[n++] = '\n';
+    }
+    for (size_t off = 0; off < n;) { /* one write, unless interrupted */
+        ssize_t w = write(STDERR_FILENO, line + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+void
+bursar_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bursar_vlog(fmt, ap);
+    va_end(ap);
 }

@@ -21,6 +21,7 @@
 #ifndef BURSAR_BASE_H
 #define BURSAR_BASE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* Bucket and model names, including the NUL: the one limit used by the
@@ -90,5 +91,22 @@ int bursar_copy_str(char *dst, size_t cap, const char *src);
  * failing call (so strerror(errno) says why). Nothing is allocated on
  * failure. */
 int bursar_read_file(const char *path, char **out, size_t *len);
+
+/* A daemon's log line on standard error (bursard, bursar-gateway): the
+ * wall-clock time in ISO 8601 UTC with milliseconds, a space, then fmt's
+ * text, and a newline when fmt has none at its end:
+ * "2026-12-02T07:40:00.123Z bursard: listening on ...". The line goes out
+ * in one write, so that threads' lines do not interleave. bursar_vlog
+ * takes a va_list. */
+void bursar_log(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+void bursar_vlog(const char *fmt, va_list ap);
+/* The time prefix of bursar_log for Unix time t (seconds), in buf of at
+ * least BURSAR_LOG_TIME bytes: "2026-12-02T07:40:00.123Z". */
+#define BURSAR_LOG_TIME 32
+void bursar_log_time(double t, char *buf);
 
 #endif

@@ -18,6 +18,7 @@
 #include "sim/csv.h"
 #include "sim/olog.h"
 #include "sim/ope.h"
+#include "sim/plot.h"
 #include "sim/serr.h"
 #include "sim/svg.h"
 #include "policies/base.h"
@@ -450,14 +451,21 @@ evaluate_panel(svg_t *s, double y0, double h, const char *title, int cost,
         svg_text(s, x0 + w / 2, y0 + h / 2, 12, "middle", "#888", 0, "no data");
         return;
     }
-    double pad = (hi - lo) * 0.08 + 1e-12;
-    lo -= pad;
-    hi += pad;
+    /* costs from 0; quality from a whole tick below its lowest estimate
+     * (never below 0 when none is); ticks of 1, 2 or 5 */
+    if (cost || lo >= 0)
+        lo = cost ? 0.0 : fmax(0.0, lo - (hi - lo) * 0.08);
+    hi += (hi - lo) * 0.08;
+    if (!(hi > lo))
+        hi = lo + (lo != 0.0 ? fabs(lo) * 0.1 : 1.0);
+    plot_nice_range(&lo, &hi, 5);
+    plot_ticks_t tk;
+    plot_ticks(lo, hi, 5, &tk);
 #define EVALUATE_Y(v) (y0 + h - ((v)-lo) / (hi - lo) * h)
-    for (int g = 0; g <= 4; g++) {
-        double v = lo + (hi - lo) * g / 4.0;
+    for (size_t g = 0; g < tk.n; g++) {
+        double v = plot_tick(&tk, g);
         char lab[32];
-        snprintf(lab, sizeof lab, cost ? "%.2e" : "%.3f", v);
+        plot_tick_label(&tk, v, lab, sizeof lab);
         svg_line(s, x0, EVALUATE_Y(v), x0 + w, EVALUATE_Y(v), "#eee", 1, NULL);
         svg_text(s, x0 - 4, EVALUATE_Y(v) + 4, 10, "end", "black", 0, lab);
     }
@@ -491,7 +499,12 @@ evaluate_plot(const char *path, const char *source, const ope_target_t *t,
     if (!f)
         return serr_set(e, SERR_IO, "%s: cannot write: %s", path,
                         strerror(errno));
-    double w = fmax(640, 110.0 * (double)n + 120), ph = 240;
+    size_t longest = 14; /* each policy's column fits its name */
+    for (size_t i = 0; i < n; i++)
+        if (strlen(t[i].name) > longest)
+            longest = strlen(t[i].name);
+    double gw = 6.5 * (double)longest + 12, ph = 240;
+    double w = fmax(640, gw * (double)n + 90);
     svg_t s;
     svg_begin(&s, f, w, 2 * ph + 170);
     char title[512];

@@ -91,6 +91,7 @@ static const char *main_usage =
     "Output:\n"
     "  --json                  one JSON object on stdout\n"
     "  --plot FILE             learning curves + frontier, .svg or .png\n"
+    "                          (.png: gnuplot with pngcairo, checked first)\n"
     "  --curve-points N        learning-curve checkpoints (default 200)\n"
     "  --trace FILE            per-request trace (CSV) of the first policy\n"
     "                          and seed\n"
@@ -374,20 +375,12 @@ main_option(main_opts_t *o, int c, const char *val, serr_t *e)
 static int
 main_validate(const main_opts_t *o, serr_t *e)
 {
-    if (o->plot) {
-        size_t n = strlen(o->plot);
-        if (n < 5 || (strcmp(o->plot + n - 4, ".svg") != 0 &&
-                      strcmp(o->plot + n - 4, ".png") != 0))
-            return serr_set(e, SERR_ARG,
-                            "--plot %s: the file must end in .svg (built in) "
-                            "or .png (gnuplot)",
-                            o->plot);
-    }
     if (!o->n_data && !o->scenario)
         return serr_set(e, SERR_ARG,
                         "no input: give --data PATH or --scenario FILE "
                         "(see --help)");
-    return 0;
+    /* the tools a plot needs, before any data is read or replayed */
+    return o->plot ? plot_check(o->plot, e) : 0;
 }
 
 /* Returns 0, MAIN_HELP, MAIN_VERSION or SERR_ARG with a message. */

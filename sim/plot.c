@@ -9,23 +9,135 @@
 #include "sim/plot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "sim/svg.h"
 #include "policies/base.h"
 
-static const char *plot_colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
-                                    "#9467bd", "#8c564b", "#e377c2", "#17becf",
-                                    "#bcbd22", "#7f7f7f"};
-#define PLOT_N_COLORS (sizeof plot_colors / sizeof plot_colors[0])
-#define PLOT_CASCADE  "#1b7f3b" /* the hindsight cascade reference */
+/* The policies: saturated colours (no grey: the references are black and
+ * grey), solid first, then each dash pattern in turn. */
+static const char *const plot_pol_colors[] = {"#1f77b4", "#d62728", "#2ca02c",
+                                              "#ff7f0e", "#9467bd", "#17becf",
+                                              "#e377c2", "#8c564b", "#bcbd22"};
+static const char *const plot_pol_dashes[] = {NULL, "8,4", "2,3", "8,3,2,3",
+                                              "12,3,3,3"};
+/* The single-model baselines: muted colours, always dashed. */
+static const char *const plot_fix_colors[] = {"#5a5a5a", "#6b6ecf", "#8c6d31",
+                                              "#637939", "#7b4173", "#ad494a",
+                                              "#969696"};
+static const char *const plot_fix_dashes[] = {"6,3", "2,2", "10,3,2,3",
+                                              "4,2,1,2", "12,4"};
+#define PLOT_LEN(a)  (sizeof(a) / sizeof((a)[0]))
+#define PLOT_CASCADE "#1b7f3b" /* the hindsight cascade reference */
 
-static const char *
-plot_color(size_t i)
+_Static_assert(PLOT_LEN(plot_fix_colors) * PLOT_LEN(plot_fix_dashes) >=
+                   PLOT_DISTINCT,
+               "PLOT_DISTINCT baselines");
+_Static_assert(PLOT_LEN(plot_pol_colors) * PLOT_LEN(plot_pol_dashes) >=
+                   PLOT_DISTINCT,
+               "PLOT_DISTINCT policies");
+
+plot_style_t
+plot_style(int fixed, size_t k)
 {
-    return plot_colors[i % PLOT_N_COLORS];
+    plot_style_t st;
+    if (fixed) {
+        size_t nc = PLOT_LEN(plot_fix_colors);
+        st.color = plot_fix_colors[k % nc];
+        st.dash = plot_fix_dashes[(k / nc) % PLOT_LEN(plot_fix_dashes)];
+        st.width = 1.5;
+    } else {
+        size_t nc = PLOT_LEN(plot_pol_colors);
+        st.color = plot_pol_colors[k % nc];
+        st.dash = plot_pol_dashes[(k / nc) % PLOT_LEN(plot_pol_dashes)];
+        st.width = 2.0;
+    }
+    return st;
+}
+
+static int
+plot_is_fixed(const report_t *rep, size_t i)
+{
+    return rep->pol[i].kind == POLICY_FIXED;
+}
+
+plot_style_t
+plot_series_style(const report_t *rep, size_t i)
+{
+    int fixed = plot_is_fixed(rep, i);
+    size_t k = 0;
+    for (size_t j = 0; j < i; j++)
+        k += plot_is_fixed(rep, j) == fixed;
+    return plot_style(fixed, k);
+}
+
+/* ------------------------------------------------------------- ticks */
+
+void
+plot_ticks(double lo, double hi, int want, plot_ticks_t *t)
+{
+    memset(t, 0, sizeof *t);
+    t->first = lo;
+    t->step = 1.0;
+    t->n = 1;
+    if (!(hi > lo) || !isfinite(lo) || !isfinite(hi) || want < 1)
+        return;
+    double raw = (hi - lo) / want;
+    double mag = pow(10.0, floor(log10(raw)));
+    double f = raw / mag;
+    double m = f < 1.5 ? 1.0 : f < 3.5 ? 2.0 : f < 7.5 ? 5.0 : 10.0;
+    t->step = m * mag;
+    /* a tick within a millionth of a step of an end counts as inside */
+    double eps = t->step * 1e-6;
+    double k0 = ceil((lo - eps) / t->step), k1 = floor((hi + eps) / t->step);
+    t->first = k0 * t->step;
+    t->n = k1 >= k0 ? (size_t)(k1 - k0) + 1 : 0;
+    /* digits: as many as the step has (0.25 would need 2: never, as the
+     * step's mantissa is 1, 2 or 5) */
+    double d = -floor(log10(t->step) + 1e-9);
+    t->decimals = d > 0 ? (int)d : 0;
+}
+
+double
+plot_tick(const plot_ticks_t *t, size_t j)
+{
+    double v = t->first + (double)j * t->step;
+    return fabs(v) < t->step * 1e-6 ? 0.0 : v; /* no "-0" */
+}
+
+void
+plot_tick_label(const plot_ticks_t *t, double v, char *buf, size_t cap)
+{
+    if (t->decimals > 8 || fabs(v) >= 1e9)
+        snprintf(buf, cap, "%.*e", 1, v); /* beyond what %f shows well */
+    else
+        snprintf(buf, cap, "%.*f", t->decimals, v == 0.0 ? 0.0 : v);
+}
+
+void
+plot_nice_range(double *lo, double *hi, int want)
+{
+    plot_ticks_t t;
+    plot_ticks(*lo, *hi, want, &t);
+    if (!(*hi > *lo))
+        return;
+    *lo = floor(*lo / t.step + 1e-9) * t.step;
+    *hi = ceil(*hi / t.step - 1e-9) * t.step;
+}
+
+/* The label of a tick v on a log axis (1, 2 or 5 times a power of ten). */
+static void
+plot_log_label(double v, char *buf, size_t cap)
+{
+    plot_ticks_t t = {.step = pow(10.0, floor(log10(v) + 1e-9))};
+    double d = -floor(log10(t.step) + 1e-9);
+    t.decimals = d > 0 ? (int)d : 0;
+    plot_tick_label(&t, v, buf, cap);
 }
 
 /* ------------------------------------------------------------ panels */
@@ -53,25 +165,53 @@ plot_py(const plot_panel_t *p, double y)
     return p->py + p->ph - (y - p->y0) / (p->y1 - p->y0) * p->ph;
 }
 
-/* A "nice" tick step (1, 2 or 5 times a power of ten) for about n ticks. */
-static double
-plot_step(double lo, double hi, int n)
+/* The y ticks and grid of a panel. */
+static void
+plot_frame_y(plot_panel_t *p)
 {
-    double raw = (hi - lo) / n;
-    if (!(raw > 0.0))
-        return 1.0;
-    double mag = pow(10.0, floor(log10(raw)));
-    double f = raw / mag;
-    return (f < 1.5 ? 1.0 : f < 3.5 ? 2.0 : f < 7.5 ? 5.0 : 10.0) * mag;
+    char buf[64];
+    plot_ticks_t t;
+    plot_ticks(p->y0, p->y1, 6, &t);
+    for (size_t j = 0; j < t.n; j++) {
+        double v = plot_tick(&t, j), y = plot_py(p, v);
+        svg_line(p->s, p->px, y, p->px + p->pw, y, "#e5e5e5", 1, NULL);
+        plot_tick_label(&t, v, buf, sizeof buf);
+        svg_text(p->s, p->px - 6, y + 4, 11, "end", "#333", 0, buf);
+    }
 }
 
+/* One x tick at v with its label. */
 static void
-plot_fmt(char *buf, size_t len, double v)
+plot_xtick(plot_panel_t *p, double v, const char *label)
 {
-    if (v != 0.0 && fabs(v) < 0.01)
-        snprintf(buf, len, "%.1e", v);
-    else
-        snprintf(buf, len, "%g", v);
+    double x = plot_px(p, v);
+    svg_line(p->s, x, p->py, x, p->py + p->ph, "#e5e5e5", 1, NULL);
+    svg_text(p->s, x, p->py + p->ph + 16, 11, "middle", "#333", 0, label);
+}
+
+/* The x ticks: 1, 2 and 5 per decade on a log axis. */
+static void
+plot_frame_x(plot_panel_t *p)
+{
+    char buf[64];
+    if (!p->logx) {
+        plot_ticks_t t;
+        plot_ticks(p->x0, p->x1, 6, &t);
+        for (size_t j = 0; j < t.n; j++) {
+            plot_tick_label(&t, plot_tick(&t, j), buf, sizeof buf);
+            plot_xtick(p, plot_tick(&t, j), buf);
+        }
+        return;
+    }
+    static const double mult[] = {1, 2, 5};
+    for (double dec = pow(10.0, floor(log10(p->x0))); dec <= p->x1; dec *= 10.0)
+        for (int i = 0; i < 3; i++) {
+            double v = dec * mult[i];
+            if (v < p->x0 || v > p->x1)
+                continue;
+            plot_log_label(v, buf, sizeof buf);
+            plot_xtick(p, v, buf);
+        }
 }
 
 static void
@@ -79,41 +219,9 @@ plot_frame(plot_panel_t *p, const char *title, const char *xlabel,
            const char *ylabel)
 {
     svg_t *s = p->s;
-    char buf[64];
     svg_rect(s, p->px, p->py, p->pw, p->ph, "white", "#444");
-    /* y ticks and grid */
-    double st = plot_step(p->y0, p->y1, 6);
-    for (double v = ceil(p->y0 / st) * st; v <= p->y1 + 1e-12; v += st) {
-        double y = plot_py(p, v);
-        svg_line(s, p->px, y, p->px + p->pw, y, "#e5e5e5", 1, NULL);
-        plot_fmt(buf, sizeof buf, fabs(v) < st * 1e-9 ? 0.0 : v);
-        svg_text(s, p->px - 6, y + 4, 11, "end", "#333", 0, buf);
-    }
-    /* x ticks */
-    if (p->logx) {
-        for (double dec = pow(10.0, floor(log10(p->x0))); dec <= p->x1;
-             dec *= 10.0) {
-            static const double mult[] = {1, 2, 5};
-            for (int i = 0; i < 3; i++) {
-                double v = dec * mult[i];
-                if (v < p->x0 || v > p->x1)
-                    continue;
-                double x = plot_px(p, v);
-                svg_line(s, x, p->py, x, p->py + p->ph, "#e5e5e5", 1, NULL);
-                plot_fmt(buf, sizeof buf, v);
-                svg_text(s, x, p->py + p->ph + 16, 11, "middle", "#333", 0,
-                         buf);
-            }
-        }
-    } else {
-        st = plot_step(p->x0, p->x1, 6);
-        for (double v = ceil(p->x0 / st) * st; v <= p->x1 + 1e-12; v += st) {
-            double x = plot_px(p, v);
-            svg_line(s, x, p->py, x, p->py + p->ph, "#e5e5e5", 1, NULL);
-            plot_fmt(buf, sizeof buf, v);
-            svg_text(s, x, p->py + p->ph + 16, 11, "middle", "#333", 0, buf);
-        }
-    }
+    plot_frame_y(p);
+    plot_frame_x(p);
     svg_rect(s, p->px, p->py, p->pw, p->ph, "none", "#444");
     svg_text(s, p->px + p->pw / 2, p->py - 10, 14, "middle", "black", 0, title);
     svg_text(s, p->px + p->pw / 2, p->py + p->ph + 36, 12, "middle", "#222", 0,
@@ -122,19 +230,31 @@ plot_frame(plot_panel_t *p, const char *title, const char *xlabel,
              ylabel);
 }
 
-/* The shared legend is a column right of the panels (colours are the
- * same in every panel), one entry per call. */
+/* The shared legend is a column right of the panels (a series has the
+ * same style in every panel), one entry per call: a line in style st, or
+ * (point) a dot of st's colour, or (!st.color) a heading. */
+static void
+plot_legend_entry(plot_panel_t *p, plot_style_t st, int point,
+                  const char *label)
+{
+    double x = p->px, y = p->py + 16 + 15.0 * (double)p->n_legend;
+    if (!st.color)
+        svg_text(p->s, x, y, 11, "start", "#222", 0, label);
+    else if (point)
+        svg_circle(p->s, x + 14, y - 4, 4, st.color, "#222");
+    else
+        svg_line(p->s, x, y - 4, x + 28, y - 4, st.color, st.width, st.dash);
+    if (st.color)
+        svg_text(p->s, x + 34, y, 11, "start", "#222", 0, label);
+    p->n_legend++;
+}
+
 static void
 plot_legend(plot_panel_t *p, const char *color, const char *dash, int point,
             const char *label)
 {
-    double x = p->px, y = p->py + 16 + 15.0 * (double)p->n_legend;
-    if (point)
-        svg_circle(p->s, x + 10, y - 4, 4, color, "#222");
-    else
-        svg_line(p->s, x, y - 4, x + 20, y - 4, color, 2, dash);
-    svg_text(p->s, x + 26, y, 11, "start", "#222", 0, label);
-    p->n_legend++;
+    plot_style_t st = {color, dash, 2.0};
+    plot_legend_entry(p, st, point, label);
 }
 
 /* Draws a data series clipped to the panel's y range. */
@@ -218,18 +338,30 @@ static void
 plot_svg_legend(const report_t *rep, svg_t *s, FILE *f)
 {
     /* the legend column: wide enough for the longest name */
-    size_t longest = 20;
-    for (size_t i = 0; i < rep->n_pol; i++)
+    size_t longest = 26, n_fixed = 0;
+    for (size_t i = 0; i < rep->n_pol; i++) {
         if (strlen(rep->pol[i].name) > longest)
             longest = strlen(rep->pol[i].name);
+        n_fixed += plot_is_fixed(rep, i);
+    }
     double legend_x = PLOT_LEFT + 3 * (PLOT_PW + PLOT_GAP) - 60;
-    double W = legend_x + 40 + 6.5 * (double)longest;
-    double H = fmax(480, PLOT_TOP + 30 + 15.0 * (double)(rep->n_pol + 6));
+    double W = legend_x + 48 + 6.5 * (double)longest;
+    double H = fmax(480, PLOT_TOP + 30 + 15.0 * (double)(rep->n_pol + 8));
     svg_begin(s, f, W, H);
     plot_panel_t lg = {
         .s = s, .px = legend_x, .py = PLOT_TOP, .x1 = 1, .y1 = 1};
-    for (size_t i = 0; i < rep->n_pol; i++)
-        plot_legend(&lg, plot_color(i), NULL, 0, rep->pol[i].name);
+    for (int fixed = 0; fixed < 2; fixed++) {
+        if (fixed && n_fixed && n_fixed < rep->n_pol)
+            lg.n_legend++; /* a blank line between the groups */
+        if (fixed && n_fixed)
+            plot_legend_entry(&lg, (plot_style_t){0}, 0,
+                              "single-model baselines (dashed):");
+        for (size_t i = 0; i < rep->n_pol; i++)
+            if (plot_is_fixed(rep, i) == fixed)
+                plot_legend_entry(&lg, plot_series_style(rep, i), 0,
+                                  rep->pol[i].name);
+    }
+    lg.n_legend++;
     plot_legend(&lg, "black", "6,4", 0, "best static (LP, frontier)");
     if (isfinite(rep->cascade_q))
         plot_legend(&lg, PLOT_CASCADE, "8,3,2,3", 0,
@@ -281,10 +413,13 @@ plot_curves(plot_panel_t *p, const report_t *rep, int cost)
         double *mv = bursar_malloc((pol->n_curve + 1) * sizeof(double));
         plot_moving(pol->curve_x, y, pol->n_curve,
                     pol->n_curve / 20 ? pol->n_curve / 20 : 1, mv);
-        plot_series_a(p, pol->curve_x, mv, pol->n_curve, plot_color(i), 1, NULL,
-                      0.45);
+        plot_style_t st = plot_series_style(rep, i);
+        if (!plot_is_fixed(rep, i)) /* a baseline's noise says nothing */
+            plot_series_a(p, pol->curve_x, mv, pol->n_curve, st.color, 1, NULL,
+                          0.45);
         free(mv);
-        plot_series(p, pol->curve_x, y, pol->n_curve, plot_color(i), 2, NULL);
+        plot_series(p, pol->curve_x, y, pol->n_curve, st.color, st.width,
+                    st.dash);
     }
 }
 
@@ -419,18 +554,23 @@ plot_svg_frontier(const report_t *rep, svg_t *s)
     plot_frontier_points(rep, &c);
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
+        plot_style_t st = plot_series_style(rep, i);
         if (p->n_front) {
-            plot_series(&c, p->front_c, p->front_q, p->n_front, plot_color(i),
-                        2, NULL);
+            plot_series(&c, p->front_c, p->front_q, p->n_front, st.color,
+                        st.width, st.dash);
             for (size_t j = 0; j < p->n_front; j++)
                 if (p->front_c[j] > 0)
                     svg_circle(s, plot_px(&c, p->front_c[j]),
-                               plot_py(&c, p->front_q[j]), 2.5, plot_color(i),
-                               NULL);
+                               plot_py(&c, p->front_q[j]), 2.5, st.color, NULL);
         }
-        if (p->c_mean > 0)
+        if (!(p->c_mean > 0))
+            continue;
+        if (plot_is_fixed(rep, i)) /* a ring around its model's point */
+            svg_circle(s, plot_px(&c, p->c_mean), plot_py(&c, p->q_mean), 6,
+                       NULL, st.color);
+        else
             svg_circle(s, plot_px(&c, p->c_mean), plot_py(&c, p->q_mean), 5,
-                       plot_color(i), "#222");
+                       st.color, "#222");
     }
 }
 
@@ -455,14 +595,12 @@ plot_gp_name(FILE *f, const char *s)
             fputc(*s, f);
 }
 
-void
-plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
+/* The data blocks: each policy's curve and frontier, the models, the
+ * oracle and the references' frontiers. */
+static void
+plot_gp_data(const report_t *rep, FILE *f)
 {
     const dataset_t *ds = rep->ds;
-    fprintf(f, "set terminal pngcairo size 1560,480 font ',9'\n");
-    fprintf(f, "set output '");
-    plot_gp_name(f, png_path);
-    fprintf(f, "'\nset grid\nset key left top\n");
     for (size_t i = 0; i < rep->n_pol; i++) {
         const report_policy_t *p = &rep->pol[i];
         fprintf(f, "$curve%zu << EOD\n", i);
@@ -493,94 +631,309 @@ plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
     for (size_t j = 0; j < rep->n_cf; j++)
         fprintf(f, "%.8g %.8g\n", rep->cf_c[j], rep->cf_q[j]);
     fprintf(f, "EOD\n");
-    fprintf(f, "set multiplot layout 1,3\n");
-    fprintf(f, "set title 'Learning curve: quality'\nset xlabel "
-               "'requests'\nset ylabel 'running mean quality'\n");
-    fprintf(f, "plot ");
+}
+
+/* Line style i + 1 for policy i (plot_series_style): colour, dashes and
+ * width as in the SVG. */
+static void
+plot_gp_styles(const report_t *rep, FILE *f)
+{
     for (size_t i = 0; i < rep->n_pol; i++) {
-        fprintf(f, "$curve%zu using 1:2 with lines lw 2 title '", i);
-        plot_gp_name(f, rep->pol[i].name);
-        fprintf(f, "', ");
+        plot_style_t st = plot_series_style(rep, i);
+        fprintf(f, "set style line %zu lc rgb '%s' lw %g dt ", i + 1, st.color,
+                st.width * 0.75);
+        if (st.dash)
+            fprintf(f, "(%s)\n", st.dash);
+        else
+            fprintf(f, "solid\n");
     }
+}
+
+/* Panel k's place in the figure (the legend takes the right). */
+static void
+plot_gp_panel(FILE *f, int k, const char *title, const char *xlabel,
+              const char *ylabel)
+{
+    double l = 0.045 + 0.25 * k;
     fprintf(f,
-            "%.8g with lines dt 2 lc 'black' title 'best static', %.8g "
-            "with lines dt 3 lw 1.5 lc 'black' title 'oracle'",
+            "set lmargin at screen %.3f\nset rmargin at screen %.3f\n"
+            "set tmargin at screen 0.92\nset bmargin at screen 0.13\n"
+            "set title '%s'\nset xlabel '%s'\nset ylabel '%s'\n",
+            l, l + 0.2, title, xlabel, ylabel);
+}
+
+/* Panels 1 and 2: each policy's running quality (column 2) and cost
+ * (column 3) against requests, with the references. */
+static void
+plot_gp_learning(const report_t *rep, FILE *f)
+{
+    double xmax, qmin, qmax, cmax;
+    plot_curve_ranges(rep, &xmax, &qmin, &qmax, &cmax);
+    plot_ticks_t t; /* about 4 ticks: the panels are narrow */
+    plot_ticks(0, xmax, 4, &t);
+    fprintf(f, "set xrange [0:%.8g]\nset xtics 0,%.8g\n", xmax, t.step);
+    plot_gp_panel(f, 0, "Learning curve: quality", "requests",
+                  "running mean quality");
+    fprintf(f, "plot ");
+    for (size_t i = 0; i < rep->n_pol; i++)
+        fprintf(f, "$curve%zu using 1:2 with lines ls %zu, ", i, i + 1);
+    fprintf(f,
+            "%.8g with lines dt (6,4) lc 'black', %.8g with lines "
+            "dt (2,3) lc '#888888'",
             rep->static_q, rep->oracle_q);
     if (isfinite(rep->cascade_q))
-        fprintf(f,
-                ", %.8g with lines dt 4 lc '" PLOT_CASCADE
-                "' title 'hindsight cascade'",
+        fprintf(f, ", %.8g with lines dt (8,3,2,3) lc '" PLOT_CASCADE "'",
                 rep->cascade_q);
     fprintf(f, "\n");
-    fprintf(f, "set title 'Learning curve: spend'\nset ylabel 'running cost "
-               "per request (USD)'\n");
-    fprintf(f, "plot ");
-    for (size_t i = 0; i < rep->n_pol; i++) {
-        fprintf(f, "$curve%zu using 1:3 with lines lw 2 title '", i);
-        plot_gp_name(f, rep->pol[i].name);
-        fprintf(f, "'%s", i + 1 < rep->n_pol || rep->budget > 0 ? ", " : "");
-    }
+    plot_gp_panel(f, 1, "Learning curve: spend", "requests",
+                  "running cost per request (USD)");
+    fprintf(f, "set yrange [0:*]\nplot ");
+    for (size_t i = 0; i < rep->n_pol; i++)
+        fprintf(f, "$curve%zu using 1:3 with lines ls %zu%s", i, i + 1,
+                i + 1 < rep->n_pol || rep->budget > 0 ? ", " : "");
     if (rep->budget > 0)
-        fprintf(f, "%.8g with lines dt 2 lc 'black' title 'budget'",
-                rep->budget);
-    fprintf(f, "\n");
-    fprintf(f, "set title 'Frontier: quality vs cost'\nset logscale x\n"
-               "set key right bottom\n"
-               "set xlabel 'cost per request (USD)'\nset ylabel 'quality'\n");
-    fprintf(f, "plot $models using 1:2 with points pt 7 lc 'gray' title "
-               "'single models', $models using 1:2:3 with labels offset "
-               "1,0.5 left font ',7' notitle");
+        fprintf(f, "%.8g with lines dt (3,3) lc '#999999'", rep->budget);
+    fprintf(f, "\nset yrange [*:*]\nset xrange [*:*]\nset xtics autofreq\n");
+}
+
+/* The x tics of a log axis over [x0, x1]: 1, 2 and 5 per decade, as in
+ * the SVG (1 only beyond four decades), labelled alike. */
+static void
+plot_gp_logtics(FILE *f, double x0, double x1)
+{
+    static const double mult[] = {1, 2, 5};
+    int every = log10(x1 / x0) > 4 ? 3 : 1;
+    fprintf(f, "set xtics (");
+    int n = 0;
+    for (double dec = pow(10.0, floor(log10(x0))); dec <= x1; dec *= 10.0)
+        for (int i = 0; i < 3; i += every) {
+            double v = dec * mult[i];
+            char lab[64];
+            if (v < x0 || v > x1)
+                continue;
+            plot_log_label(v, lab, sizeof lab);
+            fprintf(f, "%s'%s' %.10g", n++ ? ", " : "", lab, v);
+        }
+    fprintf(f, ")\n");
+}
+
+/* Panel 3: quality against cost per request (log). */
+static void
+plot_gp_frontier(const report_t *rep, FILE *f)
+{
+    plot_gp_panel(f, 2, "Frontier: quality vs cost", "cost per request (USD)",
+                  "quality");
+    plot_panel_t c = {.logx = 1, .x0 = 1, .x1 = 1, .y1 = 1};
+    plot_frontier_range(rep, &c); /* the SVG's ranges */
+    fprintf(f, "set logscale x\nset format x '%%g'\n");
+    fprintf(f, "set xrange [%.8g:%.8g]\nset yrange [%.8g:%.8g]\n", c.x0, c.x1,
+            c.y0, c.y1);
+    plot_gp_logtics(f, c.x0, c.x1);
+    fprintf(f, "plot $models using 1:2 with points pt 7 lc 'gray', $models "
+               "using 1:2:3 with labels offset 1,0.5 left font ',7'");
     if (rep->n_sf)
-        fprintf(f, ", $static using 1:2 with lines dt 2 lc 'black' title "
-                   "'best static frontier'");
+        fprintf(f, ", $static using 1:2 with lines dt (6,4) lc 'black'");
     if (rep->n_cf)
-        fprintf(f, ", $cascade using 1:2 with lines dt 4 lc '" PLOT_CASCADE
-                   "' title 'hindsight cascade frontier'");
-    fprintf(f, ", $oracle using 1:2 with points pt 5 ps 2 lc 'goldenrod' "
-               "title 'oracle'");
-    for (size_t i = 0; i < rep->n_pol; i++) {
-        fprintf(f, ", $front%zu using 1:2 with linespoints lw 2 pt 7 title '",
-                i);
-        plot_gp_name(f, rep->pol[i].name);
-        fprintf(f, "'");
+        fprintf(f,
+                ", $cascade using 1:2 with lines dt (8,3,2,3) lc '" PLOT_CASCADE
+                "'");
+    fprintf(f, ", $oracle using 1:2 with points pt 5 ps 2 lc 'goldenrod'");
+    for (size_t i = 0; i < rep->n_pol; i++)
+        fprintf(
+            f,
+            plot_is_fixed(rep, i)
+                ? ", $front%zu using 1:2 with points ls %zu pt 6 ps 2"
+                : ", $front%zu using 1:2 with linespoints ls %zu pt 7 ps 0.6",
+            i, i + 1);
+    fprintf(f, "\nunset logscale x\nset format x\nset autoscale\n");
+}
+
+/* The legend: a plot of nothing whose key stands right of the panels,
+ * the policies, then the baselines, then the references. */
+static void
+plot_gp_legend(const report_t *rep, FILE *f)
+{
+    fprintf(f, "unset title\nunset xlabel\nunset ylabel\nunset border\n"
+               "unset tics\nunset grid\nset xrange [0:1]\nset yrange [0:1]\n"
+               "set lmargin at screen 0.8\nset rmargin at screen 0.99\n"
+               "set key at screen 0.8,0.93 left top Left reverse "
+               "samplen 4 spacing 1.1\nplot ");
+    for (int fixed = 0; fixed < 2; fixed++)
+        for (size_t i = 0; i < rep->n_pol; i++) {
+            if (plot_is_fixed(rep, i) != fixed)
+                continue;
+            fprintf(f, "NaN with lines ls %zu title '", i + 1);
+            plot_gp_name(f, rep->pol[i].name);
+            fprintf(f, "', ");
+        }
+    fprintf(f, "NaN with lines dt (6,4) lc 'black' title 'best static (LP)'");
+    if (isfinite(rep->cascade_q))
+        fprintf(f, ", NaN with lines dt (8,3,2,3) lc '" PLOT_CASCADE
+                   "' title 'hindsight cascade (LP)'");
+    fprintf(f, ", NaN with lines dt (2,3) lc '#888888' title 'oracle quality'");
+    if (rep->budget > 0)
+        fprintf(f, ", NaN with lines dt (3,3) lc '#999999' title 'budget per "
+                   "request'");
+    fprintf(f, ", NaN with points pt 7 lc 'gray' title 'single models', NaN "
+               "with points pt 5 lc 'goldenrod' title 'oracle'\n");
+}
+
+void
+plot_gnuplot_script(const report_t *rep, const char *png_path, FILE *f)
+{
+    fprintf(f, "set terminal pngcairo size 1800,520 font ',9' "
+               "dashlength 2\n");
+    fprintf(f, "set output '");
+    plot_gp_name(f, png_path);
+    fprintf(f, "'\nset grid\nunset key\n");
+    plot_gp_data(rep, f);
+    plot_gp_styles(rep, f);
+    fprintf(f, "set multiplot\n");
+    plot_gp_learning(rep, f);
+    plot_gp_frontier(rep, f);
+    plot_gp_legend(rep, f);
+    fprintf(f, "unset multiplot\n");
+}
+
+/* ------------------------------------------------------------ checks */
+
+/* 1 when path ends in ext (".svg"), with a name before it. */
+static int
+plot_ext(const char *path, const char *ext)
+{
+    size_t n = strlen(path), k = strlen(ext);
+    return n > k && strcmp(path + n - k, ext) == 0;
+}
+
+/* The full path of program name on $PATH, into buf; 0 or -1. */
+static int
+plot_which(const char *name, char *buf, size_t cap)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        return -1;
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        int len = snprintf(buf, cap, "%.*s/%s", (int)(n ? n : 1),
+                           n ? path : ".", name);
+        if (len > 0 && (size_t)len < cap && access(buf, X_OK) == 0)
+            return 0;
+        path += n;
+        if (*path == ':')
+            path++;
     }
-    fprintf(f, "\nunset multiplot\n");
+    return -1;
+}
+
+/* Runs gp -e CMD with no input or output; 1 when it exits 0. */
+static int
+plot_gnuplot_can(const char *gp, const char *cmd)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        int fd = open("/dev/null", O_RDWR);
+        if (fd >= 0) {
+            dup2(fd, 0);
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(gp, gp, "-e", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return 0;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* The directory path would be written in exists and is writable. */
+static int
+plot_dir_ok(const char *path, serr_t *e)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s",
+                 (int)(slash == path ? 1 : slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0)
+        return serr_set(e, SERR_ARG, "--plot %s: cannot write in %s: %s", path,
+                        dir, strerror(errno));
+    return 0;
+}
+
+int
+plot_check(const char *path, serr_t *e)
+{
+    if (!plot_ext(path, ".svg") && !plot_ext(path, ".png"))
+        return serr_set(e, SERR_ARG,
+                        "--plot %s: the file must end in .svg (built in) or "
+                        ".png (gnuplot)",
+                        path);
+    int rc = plot_dir_ok(path, e);
+    if (rc || plot_ext(path, ".svg"))
+        return rc;
+    char gp[4096];
+    if (plot_which("gnuplot", gp, sizeof gp) != 0)
+        return serr_set(e, SERR_ARG,
+                        "--plot %s: a PNG needs gnuplot, which is not on the "
+                        "PATH (Debian: apt-get install gnuplot-nox), or write "
+                        ".svg instead",
+                        path);
+    if (!plot_gnuplot_can(gp, "set terminal pngcairo"))
+        return serr_set(e, SERR_ARG,
+                        "--plot %s: %s has no pngcairo terminal (Debian: "
+                        "apt-get install gnuplot-nox), or write .svg instead",
+                        path, gp);
+    return 0;
+}
+
+/* Draws the PNG with gnuplot (plot_check passed). */
+static int
+plot_png(const report_t *rep, const char *path, serr_t *e)
+{
+    char gp[4096];
+    if (plot_which("gnuplot", gp, sizeof gp) != 0)
+        return serr_set(e, SERR_ARG,
+                        "%s: a PNG needs gnuplot, which is not on the PATH "
+                        "(Debian: apt-get install gnuplot-nox)",
+                        path);
+    if (remove(path) != 0 && errno != ENOENT)
+        return serr_set(e, SERR_IO, "%s: cannot replace: %s", path,
+                        strerror(errno));
+    FILE *g = popen("gnuplot", "w");
+    if (!g)
+        return serr_set(e, SERR_IO, "cannot start gnuplot: %s",
+                        strerror(errno));
+    plot_gnuplot_script(rep, path, g);
+    int st = pclose(g);
+    if (st != 0)
+        return serr_set(e, SERR_IO, "%s: gnuplot failed (status %d)", path, st);
+    if (access(path, F_OK) != 0)
+        return serr_set(e, SERR_IO, "%s: gnuplot exited 0 but wrote no file",
+                        path);
+    return 0;
 }
 
 int
 plot_write(const report_t *rep, const char *path, serr_t *e)
 {
-    size_t n = strlen(path);
-    if (n > 4 && strcmp(path + n - 4, ".svg") == 0) {
-        FILE *f = fopen(path, "w");
-        if (!f)
-            return serr_set(e, SERR_IO, "%s: cannot write: %s", path,
-                            strerror(errno));
-        plot_svg(rep, f);
-        if (fclose(f) != 0)
-            return serr_set(e, SERR_IO, "%s: write error", path);
-        return 0;
-    }
-    if (n > 4 && strcmp(path + n - 4, ".png") == 0) {
-        if (system("command -v gnuplot >/dev/null 2>&1") != 0)
-            return serr_set(e, SERR_ARG,
-                            "%s: PNG needs gnuplot, which is not on the "
-                            "PATH (install it, or write .svg instead)",
-                            path);
-        FILE *g = popen("gnuplot", "w");
-        if (!g)
-            return serr_set(e, SERR_IO, "cannot start gnuplot: %s",
-                            strerror(errno));
-        plot_gnuplot_script(rep, path, g);
-        int st = pclose(g);
-        if (st != 0)
-            return serr_set(e, SERR_IO,
-                            "%s: gnuplot failed (status %d; does it have "
-                            "the pngcairo terminal?)",
-                            path, st);
-        return 0;
-    }
-    return serr_set(e, SERR_ARG,
-                    "%s: --plot writes .svg (built in) or .png (gnuplot)",
-                    path);
+    if (plot_ext(path, ".png"))
+        return plot_png(rep, path, e);
+    if (!plot_ext(path, ".svg"))
+        return serr_set(e, SERR_ARG,
+                        "%s: --plot writes .svg (built in) or .png (gnuplot)",
+                        path);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return serr_set(e, SERR_IO, "%s: cannot write: %s", path,
+                        strerror(errno));
+    plot_svg(rep, f);
+    if (fclose(f) != 0)
+        return serr_set(e, SERR_IO, "%s: write error", path);
+    return 0;
 }

@@ -930,7 +930,8 @@ test_tenant(void **state)
              th_bin("bursar"), f->d.endpoint);
     assert_int_equal(run(cmd, out, sizeof out), 2);
     assert_non_null(strstr(out, "--tenant"));
-    snprintf(cmd, sizeof cmd, "%s --controller %s choose code --tenant beta_2",
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s choose code --tenant beta_2 --json",
              th_bin("bursar"), f->d.endpoint);
     assert_int_equal(run(cmd, out, sizeof out), 0);
     cJSON *cr = cJSON_Parse(out);

@@ -765,6 +765,80 @@ test_quote_utf8(void **state)
                              "\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd\\ufffd\"");
 }
 
+/* A conflicting outcome's reply, written and read back; its fields
+ * checked by type. */
+static void
+test_conflict_reply(void **state)
+{
+    (void)state;
+    proto_reply_t r;
+    proto_error_t err;
+    char *s = proto_write_conflict("9", 0.25);
+    assert_string_equal(s, "{\"ok\":true,\"id\":9,\"duplicate\":true,"
+                           "\"conflict\":true,\"recorded_reward\":0.25}");
+    assert_int_equal(
+        proto_parse_reply(s, strlen(s), PROTO_OP_FEEDBACK, &r, &err), PROTO_OK);
+    assert_true(r.ok && r.duplicate && r.conflict && r.recorded_reward == 0.25);
+    free(s);
+    s = proto_write_ok(NULL, 1); /* a plain duplicate: no conflict */
+    assert_int_equal(
+        proto_parse_reply(s, strlen(s), PROTO_OP_FEEDBACK, &r, &err), PROTO_OK);
+    assert_true(r.duplicate && !r.conflict && isnan(r.recorded_reward));
+    free(s);
+    static const char *const bad[][2] = {
+        {"{\"ok\":true,\"duplicate\":true,\"conflict\":1}", "\"conflict\""},
+        {"{\"ok\":true,\"duplicate\":true,\"conflict\":true}",
+         "\"recorded_reward\""},
+        {"{\"ok\":true,\"conflict\":true,\"recorded_reward\":\"1\"}",
+         "\"recorded_reward\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_not_equal(proto_parse_reply(bad[i][0], strlen(bad[i][0]),
+                                               PROTO_OP_FEEDBACK, &r, &err),
+                             PROTO_OK);
+        if (!strstr(err.message, bad[i][1]))
+            fail_msg("%s: %s", bad[i][0], err.message);
+    }
+}
+
+/* Endpoints: the ones bursar speaks pass; the others are named with what
+ * to write instead. */
+static void
+test_endpoint_check(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {"tcp://127.0.0.1:7878",
+                                     "tcp://localhost:1",
+                                     "tcp://*:7878",
+                                     "tcp://[::1]:7878",
+                                     "ipc:///tmp/b.sock",
+                                     "ipc://@abstract",
+                                     "inproc://x"};
+    char msg[600];
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (proto_endpoint_check(ok[i], msg, sizeof msg) != 0)
+            fail_msg("%s refused: %s", ok[i], msg);
+    static const char *const bad[][2] = {
+        {"localhost:7979", "write tcp://localhost:7979"},
+        {"127.0.0.1:7878", "write tcp://127.0.0.1:7878"},
+        {"/run/bursar.sock", "write ipc:///run/bursar.sock"},
+        {"", "an empty endpoint"},
+        {"tcp://localhost", "needs a host and a port"},
+        {"tcp://:7878", "needs a host and a port"},
+        {"tcp://host:", "needs a host and a port"},
+        {"tcp://[::1]", "needs a host and a port"},
+        {"ipc://", "names no path"},
+        {"http://localhost:7878", "transport http is not one bursar speaks"},
+        {"udp://x:1", "transport udp"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        msg[0] = '\0';
+        if (proto_endpoint_check(bad[i][0], msg, sizeof msg) != -1 ||
+            !strstr(msg, bad[i][1]))
+            fail_msg("'%s': '%s' (wanted '%s')", bad[i][0], msg, bad[i][1]);
+    }
+}
+
 int
 main(void)
 {
@@ -780,6 +854,8 @@ main(void)
         cmocka_unit_test(test_tenant),
         cmocka_unit_test(test_catalog),
         cmocka_unit_test(test_quote_utf8),
+        cmocka_unit_test(test_conflict_reply),
+        cmocka_unit_test(test_endpoint_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

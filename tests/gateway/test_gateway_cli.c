@@ -13,6 +13,7 @@
  * reached: the configurations point at a socket nobody listens on.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -127,7 +128,7 @@ test_check_config_bad(void **state)
         {"\"\"", 1, "", "controller: "},
         /* an address without its transport: ZeroMQ needs tcp:// */
         {"\"127.0.0.1:7878\"", 1, "", "controller: "},
-        {"\"localhost:7878\"", 1, "", "tcp://"},
+        {"\"localhost:7878\"", 1, "", "write tcp://localhost:7878"},
         {NULL, 1, ",\"validators\":{\"\":\"json\"}", "validators.: "},
         {NULL, 1, ",\"limits\":{\"max_body_bytes\":10}",
          "limits.max_body_bytes: "},
@@ -286,6 +287,21 @@ test_unknown_fallback_at_start(void **state)
                  err ? err : "(none)");
     }
     assert_int_equal(st, 0);
+    /* its log lines begin with the time (ISO 8601 UTC, milliseconds) */
+    char *err = tu_read_file(log);
+    assert_non_null(err);
+    const char *m = strstr(err, "bursar-gateway: serving http on ");
+    static const char pat[] = "dddd-dd-ddTdd:dd:dd.dddZ ";
+    size_t n = sizeof pat - 1;
+    if (!m || m - err < (ptrdiff_t)n)
+        fail_msg("no start line preceded by a time: %s", err);
+    const char *t = m - n; /* where the time must begin: a line's start */
+    if (t != err && t[-1] != '\n')
+        fail_msg("the start line does not begin with the time: %s", err);
+    for (size_t i = 0; i < n; i++)
+        if (pat[i] == 'd' ? !isdigit((unsigned char)t[i]) : t[i] != pat[i])
+            fail_msg("not an ISO 8601 UTC time before the start line: %s", err);
+    free(err);
 }
 
 int

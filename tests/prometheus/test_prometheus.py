@@ -283,7 +283,7 @@ def traffic_cli(bin_dir, endpoint):
     ids = []
     for _ in range(N_CHOOSE):
         out = json.loads(bursar(bin_dir, endpoint, "choose",
-                                rng.choice(buckets)))
+                                rng.choice(buckets), "--json"))
         ids.append(out["decision_id"])
     for i, d in enumerate(ids):
         if i % 5 == 4:

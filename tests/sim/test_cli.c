@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,10 +38,10 @@ write_file(const char *name, const char *s)
 /* Runs bursar-sim with args (a shell fragment, run in dir); returns the
  * exit status and the captured stdout (+ stderr when err is set). */
 static int
-run_sim(const char *args, int err, char **out)
+run_sim_env(const char *env, const char *args, int err, char **out)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s %s", dir, bin, args,
+    snprintf(cmd, sizeof cmd, "cd %s && env %s %s %s %s", dir, env, bin, args,
              err ? "2>&1" : "2>/dev/null");
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
@@ -58,6 +59,12 @@ run_sim(const char *args, int err, char **out)
     int st = pclose(p);
     *out = buf;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int
+run_sim(const char *args, int err, char **out)
+{
+    return run_sim_env("", args, err, out);
 }
 
 static int
@@ -277,13 +284,96 @@ test_cascade(void **state)
     free(out);
 }
 
+/* --plot checks what it needs before any data is read: missing.csv does
+ * not exist, so reading it first would exit 1 "cannot open". */
+static void
+test_plot_checks(void **state)
+{
+    (void)state;
+    char *out, env[1400];
+    /* no gnuplot on the PATH: exit 2 naming it and the package */
+    int st = run_sim_env("PATH=/nonexistent",
+                         "--data missing.csv --plot out.png", 1, &out);
+    if (st != 2 || !strstr(out, "gnuplot, which is not on the PATH") ||
+        !strstr(out, "gnuplot-nox") || strstr(out, "cannot open"))
+        fail_msg("no gnuplot: status %d: %s", st, out);
+    free(out);
+    /* a gnuplot without the pngcairo terminal */
+    write_file("gnuplot", "#!/bin/sh\nexit 1\n");
+    char p[1200];
+    snprintf(p, sizeof p, "%s/gnuplot", dir);
+    assert_int_equal(chmod(p, 0755), 0);
+    snprintf(env, sizeof env, "PATH=%s", dir);
+    st = run_sim_env(env, "--data missing.csv --plot out.png", 1, &out);
+    if (st != 2 || !strstr(out, "has no pngcairo terminal") ||
+        strstr(out, "cannot open"))
+        fail_msg("gnuplot without pngcairo: status %d: %s", st, out);
+    free(out);
+    /* a directory that is not there, for either kind */
+    expect_fail("--data missing.csv --plot nodir/fig.svg", 2,
+                "cannot write in nodir");
+    expect_fail("--data missing.csv --plot nodir/fig.png", 2,
+                "cannot write in nodir");
+    /* the replay's own errors come after, as before */
+    expect_fail("--data missing.csv --plot fig.svg", 1, "missing.csv");
+}
+
+/* --policy all,models over 12 models: 20 series, each its own colour and
+ * dashes in the SVG (the curves of the first panel). */
+static void
+test_plot_series(void **state)
+{
+    (void)state;
+    char *sc = calloc(1, 8192), m[256];
+    strcat(sc, "{\"requests\": 400, \"traffic\": {\"a\": 1}, \"models\": {");
+    for (int i = 0; i < 12; i++) {
+        snprintf(m, sizeof m, "%s\"m%d\": {\"cost_usd\": %g, \"success\": %g}",
+                 i ? ", " : "", i, 0.001 * (i + 1), 0.3 + 0.05 * i);
+        strcat(sc, m);
+    }
+    strcat(sc, "}}");
+    write_file("many.json", sc);
+    free(sc);
+    char *out;
+    int st = run_sim("--scenario many.json --policy all,models "
+                     "--budget-per-request 0.004 --plot many.svg",
+                     0, &out);
+    assert_int_equal(st, 0);
+    free(out);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/many.svg", dir);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    /* the bold curves: polylines without an opacity, 20 per panel */
+    char line[1 << 16], look[20][96];
+    int n = 0;
+    while (n < 20 && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "<polyline", 9) != 0 || strstr(line, "opacity"))
+            continue;
+        char color[16] = "", dash[32] = "solid";
+        const char *c = strstr(line, "stroke=\"");
+        const char *d = strstr(line, "stroke-dasharray=\"");
+        assert_non_null(c);
+        sscanf(c + 8, "%15[^\"]", color);
+        if (d)
+            sscanf(d + 18, "%31[^\"]", dash);
+        snprintf(look[n], sizeof look[n], "%s %s", color, dash);
+        for (int j = 0; j < n; j++)
+            if (strcmp(look[j], look[n]) == 0)
+                fail_msg("series %d and %d both %s", j, n, look[n]);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, 20);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_cascade),
+        cmocka_unit_test(test_bad_input),   cmocka_unit_test(test_json),
+        cmocka_unit_test(test_cascade),     cmocka_unit_test(test_plot_checks),
+        cmocka_unit_test(test_plot_series),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
