@@ -717,7 +717,8 @@ bursar_print_choice(const cJSON *r)
 /* Sends req and prints the reply: as JSON (json), else by kind
  * (PROTO_OP_PING, _MODELS or _CHOOSE). Returns the exit status. */
 static int
-bursar_cmd_show(bursar_client_t *c, const char *req, proto_op_t kind, int json)
+bursar_print_reply(bursar_client_t *c, const char *req, proto_op_t kind,
+                   int json)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -746,7 +747,7 @@ static int
 bursar_cmd_op(bursar_client_t *c, proto_op_t op, int argc)
 {
     char *q = proto_format_simple(op);
-    int rc = bursar_cmd_show(c, q, op, argc > 1);
+    int rc = bursar_print_reply(c, q, op, argc > 1);
     free(q);
     return rc;
 }
@@ -798,7 +799,7 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
         return 2;
     }
     char *q = proto_format_choose_tenant(argv[optind], ex, nx, parent, tenant);
-    int rc = bursar_cmd_show(c, q, PROTO_OP_CHOOSE, json);
+    int rc = bursar_print_reply(c, q, PROTO_OP_CHOOSE, json);
     free(q);
     return rc;
 }
