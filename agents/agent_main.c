@@ -9,9 +9,10 @@
  * Progress and a summary go to standard error. docs/agents.md has it all.
  *
  * main runs the steps in order, each a function below that returns -1 to
- * go on or the exit status (0 done, 1 a setup failure, 2 a usage error):
- * the options, the configuration, the client and the models, the runner,
- * the tasks, the run, the summary.
+ * go on or the exit status (0 done, 1 a setup failure, 2 a usage or
+ * configuration error): the options, the configuration, the client and
+ * the models, the models' keys, the runner, the tasks, the run, the
+ * summary.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
@@ -29,6 +30,7 @@
 #include "agents/provider.h"
 #include "agents/runreport.h"
 #include "agents/runner.h"
+#include "agents/validate.h"
 #include "agents/wcfg.h"
 
 #ifndef BURSAR_VERSION /* the CMake project's version (agents/CMakeLists.txt)  \
@@ -53,7 +55,8 @@ static const char agent_usage[] =
     "\"messages\":[..]} or \"prompt\":\"..\", optional \"validate\".\n"
     "\n"
     "Exit status: 0 every task got a result, 1 a setup failure, 2 a usage\n"
-    "error, 3 feedback lost (neither delivered nor spooled).\n"
+    "or configuration error (a model's API key variable unset among them;\n"
+    "nothing was sent), 3 feedback lost (neither delivered nor spooled).\n"
     "\n"
     "Options:\n"
     "  --controller ENDPOINT    the controller's ZeroMQ endpoint (default:\n"
@@ -75,6 +78,9 @@ static const char agent_usage[] =
     "                           curve.secret_key)\n"
     "  --server-key SPEC        the controller's CURVE public key (default\n"
     "                           $BURSAR_SERVER_KEY, else curve.server_key)\n"
+    "  --skip-unkeyed           leave out (with a warning) the models whose\n"
+    "                           API key variable is unset, instead of\n"
+    "                           refusing to start\n"
     "  --concurrency N          tasks in flight (default 8)\n"
     "  --escalations N          after validation failures (default 2)\n"
     "  --provider-timeout-ms N  per HTTP attempt (default 60000)\n"
@@ -121,7 +127,35 @@ typedef struct agent_opts {
     long ctl_timeout, ctl_backoff_max;            /* controller, ms */
     long drain_ms;                                /* default 10000 */
     int quiet, want_report;
+    int skip_unkeyed; /* --skip-unkeyed */
 } agent_opts_t;
+
+/* The keys of the agent configuration (docs/agents.md), the JSON type of
+ * each and the range of each number, which the numeric options share
+ * (agent_num_path). The members of "provider" and "curve" are checked
+ * here too; "routing" is route_parse's, "validators" holds specs
+ * validator_parse reads (checked at start), "models" is the codec's (an
+ * object or an array, as in a --models file). Anything else is an error
+ * naming its path: a misspelt key must not silently leave a default in
+ * place. */
+static const wcfg_key_t agent_keys[] = {
+    {"controller", cJSON_String, 0, 0, 0},
+    {"spool", cJSON_String, 0, 0, 0},
+    {"fallback_model", cJSON_String, 0, 0, 0},
+    {"fallbacks", cJSON_Object, 0, 0, 0}, /* members: wcfg_check_fallbacks */
+    WCFG_INT("concurrency", 1, 1024),
+    WCFG_INT("max_escalations", 0, 16),
+    WCFG_INT("controller_timeout_ms", 1, 600000),
+    WCFG_INT("controller_attempts", 1, 10),
+    WCFG_INT("controller_backoff_max_ms", 1, 3600000),
+    WCFG_INT("drain_ms", 0, 3600000),
+    {"skip_models_without_key", WCFG_BOOL, 0, 0, 0},
+    WCFG_SHARED_KEYS,
+    {"routing", cJSON_Object, 0, 0, 0},
+    {"validators", cJSON_Object, 0, 0, 0},
+    {"models", 0, 0, 0, 0},
+};
+#define AGENT_N_KEYS (sizeof agent_keys / sizeof agent_keys[0])
 
 /* getopt_long values of the long options (past every character). */
 enum agent_opt {
@@ -144,6 +178,7 @@ enum agent_opt {
     AO_DRAIN,
     AO_REPORT,
     AO_QUIET,
+    AO_SKIP_UNKEYED,
     AO_VERSION,
 };
 
@@ -167,6 +202,7 @@ static const struct option agent_options[] = {
     {"drain-ms", required_argument, NULL, AO_DRAIN},
     {"report", no_argument, NULL, AO_REPORT},
     {"quiet", no_argument, NULL, AO_QUIET},
+    {"skip-unkeyed", no_argument, NULL, AO_SKIP_UNKEYED},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, AO_VERSION},
     {NULL, 0, NULL, 0}};
@@ -178,7 +214,7 @@ agent_defaults(agent_opts_t *o)
     o->concurrency = o->escalations = -1;
     o->prov_timeout = o->attempts = o->backoff = o->ra_max = -1;
     o->ctl_timeout = o->ctl_backoff_max = -1;
-    o->drain_ms = 10000;
+    o->drain_ms = -1;
 }
 
 /* The field of a string option, or NULL. */
@@ -231,6 +267,31 @@ agent_num_opt(agent_opts_t *o, int c)
         return &o->drain_ms;
     }
     return NULL;
+}
+
+/* The configuration key of a numeric option, whose range it shares. */
+static const char *
+agent_num_path(int c)
+{
+    switch (c) {
+    case AO_CONCURRENCY:
+        return "concurrency";
+    case AO_ESCALATIONS:
+        return "max_escalations";
+    case AO_PROV_TIMEOUT:
+        return "provider.timeout_ms";
+    case AO_ATTEMPTS:
+        return "provider.max_attempts";
+    case AO_BACKOFF:
+        return "provider.backoff_ms";
+    case AO_RA_MAX:
+        return "provider.retry_after_max_ms";
+    case AO_CTL_TIMEOUT:
+        return "controller_timeout_ms";
+    case AO_CTL_BACKOFF_MAX:
+        return "controller_backoff_max_ms";
+    }
+    return "drain_ms";
 }
 
 /* The long name of the option whose value is c, or NULL. */
@@ -290,10 +351,16 @@ agent_option(agent_opts_t *o, int c, char **argv)
         if (errno || end == optarg || *end)
             return agent_usage_error("--%s: '%s' is not a whole number",
                                      agent_opt_name(c), optarg);
+        char why[128];
+        if (!wcfg_num_ok(wcfg_key(agent_keys, AGENT_N_KEYS, agent_num_path(c)),
+                         (double)*l, why, sizeof why))
+            return agent_usage_error("--%s: %s", agent_opt_name(c), why);
     } else if (c == AO_QUIET) {
         o->quiet = 1;
     } else if (c == AO_REPORT) {
         o->want_report = 1;
+    } else if (c == AO_SKIP_UNKEYED) {
+        o->skip_unkeyed = 1;
     } else if (c == 'h') {
         usage(stdout);
         return 0;
@@ -328,28 +395,6 @@ agent_parse(int argc, char **argv, agent_opts_t *o)
 
 /* ------------------------------------------------------ configuration */
 
-/* The keys of the agent configuration (docs/agents.md) and the JSON type
- * of each. The members of "provider" and "curve" are checked here too;
- * "routing" is route_parse's, "validators" holds specs validator_parse
- * reads per task, "models" is the codec's (an object or an array, as in
- * a --models file). Anything else is an error naming its path: a
- * misspelt key must not silently leave a default in place. */
-static const wcfg_key_t agent_keys[] = {
-    {"controller", cJSON_String, 0},
-    {"spool", cJSON_String, 0},
-    {"fallback_model", cJSON_String, 0},
-    {"fallbacks", cJSON_Object, 0}, /* members: wcfg_check_fallbacks */
-    {"concurrency", cJSON_Number, 0},
-    {"max_escalations", cJSON_Number, 0},
-    {"controller_timeout_ms", cJSON_Number, 0},
-    {"controller_attempts", cJSON_Number, 0},
-    {"controller_backoff_max_ms", cJSON_Number, 0},
-    WCFG_SHARED_KEYS,
-    {"routing", cJSON_Object, 0},
-    {"validators", cJSON_Object, 0},
-    {"models", 0, 0},
-};
-
 /* What the run needs, from the options and the configuration. */
 typedef struct agent {
     agent_opts_t o;
@@ -362,12 +407,37 @@ typedef struct agent {
     size_t n_models;
     bursar_model_t *own; /* the agent's own table, or NULL */
     size_t n_own;
-    const char *own_src; /* where it came from: --models or --config */
+    const char *own_src;  /* where it came from: --models or --config */
+    const char **unkeyed; /* models left out: key variable unset */
+    size_t n_unkeyed;
     runreport_t *report; /* --report, or NULL */
     runner_t *run;
 } agent_t;
 
-/* Reads --config, checked against agent_keys. */
+/* The configuration's validators, each parsed (validate.h) so that a
+ * bad one is named at start rather than failing every task of its
+ * bucket. */
+static int
+agent_check_validators(const agent_t *a, char *err, size_t cap)
+{
+    const cJSON *v;
+    cJSON_ArrayForEach(v,
+                       cJSON_GetObjectItemCaseSensitive(a->cfg, "validators"))
+    {
+        validator_t *val = NULL;
+        char why[200];
+        int rc = validator_parse(v, &val, why, sizeof why);
+        validator_destroy(&val);
+        if (rc != 0) {
+            snprintf(err, cap, "validators.%.64s: %s", v->string, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads --config, checked against agent_keys. A configuration error is
+ * status 2, as a usage error: nothing was attempted. */
 static int
 agent_read_config(agent_t *a)
 {
@@ -375,22 +445,27 @@ agent_read_config(agent_t *a)
     if (!path)
         return AGENT_GO_ON;
     char *s = NULL;
-    if (bursar_read_file(path, &s, NULL) == 0)
-        a->cfg = cJSON_Parse(s);
+    if (bursar_read_file(path, &s, NULL) != 0) {
+        fprintf(stderr, "bursar-agent: cannot read %s: %s\n", path,
+                strerror(errno));
+        return 2;
+    }
+    a->cfg = cJSON_Parse(s);
     free(s);
     if (!cJSON_IsObject(a->cfg)) {
-        fprintf(stderr, "bursar-agent: %s: cannot read a JSON object\n", path);
-        return 1;
+        fprintf(stderr, "bursar-agent: %s: %s\n", path,
+                a->cfg ? "must be a JSON object" : "not valid JSON");
+        return 2;
     }
     char err[256];
-    if (wcfg_check_keys(a->cfg, "", agent_keys,
-                        sizeof agent_keys / sizeof agent_keys[0], err,
+    if (wcfg_check_keys(a->cfg, "", agent_keys, AGENT_N_KEYS, err,
                         sizeof err) != 0 ||
         wcfg_check_fallbacks(
             cJSON_GetObjectItemCaseSensitive(a->cfg, "fallbacks"), err,
-            sizeof err) != 0) {
+            sizeof err) != 0 ||
+        agent_check_validators(a, err, sizeof err) != 0) {
         fprintf(stderr, "bursar-agent: %s: %s\n", path, err);
-        return 1;
+        return 2;
     }
     return AGENT_GO_ON;
 }
@@ -405,7 +480,7 @@ agent_own_table(agent_t *a, const char *src, int rc, const char *err)
 {
     if (rc != 0) {
         fprintf(stderr, "bursar-agent: %s: %s\n", src, err);
-        return 1;
+        return 2;
     }
     a->own_src = src;
     return AGENT_GO_ON;
@@ -421,8 +496,9 @@ agent_own_models(agent_t *a)
         char *s = NULL;
         size_t len = 0;
         if (bursar_read_file(path, &s, &len) != 0) {
-            fprintf(stderr, "bursar-agent: %s: %s\n", path, strerror(errno));
-            return 1;
+            fprintf(stderr, "bursar-agent: cannot read %s: %s\n", path,
+                    strerror(errno));
+            return 2;
         }
         cJSON *root = cJSON_ParseWithLength(s, len);
         int obj =
@@ -442,6 +518,42 @@ agent_own_models(agent_t *a)
     return agent_own_table(a, a->o.config_path, rc, err);
 }
 
+/* The controller's endpoint (from where: "--controller" or
+ * "PATH: controller"): a ZeroMQ endpoint with its transport. */
+static int
+agent_endpoint_ok(const agent_t *a, int from_option)
+{
+    const char *e = a->o.endpoint;
+    if (strncmp(e, "tcp://", 6) == 0 || strncmp(e, "ipc://", 6) == 0)
+        return AGENT_GO_ON;
+    fprintf(stderr,
+            "bursar-agent: %s%s%s: must be a ZeroMQ endpoint, tcp://HOST:PORT "
+            "or ipc://PATH, got \"%.200s\"%s\n",
+            from_option ? "" : a->o.config_path, from_option ? "" : ": ",
+            from_option ? "--controller" : "controller", e,
+            strstr(e, "://") ? "" : " (tcp:// missing?)");
+    return 2;
+}
+
+/* The configuration's numbers and flags the options did not give. */
+static void
+agent_config_opts(agent_t *a)
+{
+    agent_opts_t *o = &a->o;
+    if (!o->spool)
+        o->spool = wcfg_str(a->cfg, "spool");
+    if (!o->spool)
+        o->spool = "bursar-agent.spool";
+    o->fallback_opt = o->fallback != NULL;
+    if (!o->fallback)
+        o->fallback = wcfg_str(a->cfg, "fallback_model");
+    if (o->drain_ms < 0)
+        o->drain_ms = wcfg_num(a->cfg, "drain_ms", 10000);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+            a->cfg, "skip_models_without_key")))
+        o->skip_unkeyed = 1;
+}
+
 /* The configuration, what it fills in of the options, the routing rules,
  * the scenario and the agent's own models table. */
 static int
@@ -451,6 +563,7 @@ agent_configure(agent_t *a)
     int rc = agent_read_config(a);
     if (rc != AGENT_GO_ON)
         return rc;
+    int from_option = o->endpoint != NULL;
     if (!o->endpoint)
         o->endpoint = wcfg_str(a->cfg, "controller");
     if (!o->endpoint) {
@@ -458,23 +571,19 @@ agent_configure(agent_t *a)
         usage(stderr);
         return 2;
     }
-    if (!o->spool)
-        o->spool = wcfg_str(a->cfg, "spool");
-    if (!o->spool)
-        o->spool = "bursar-agent.spool";
-    o->fallback_opt = o->fallback != NULL;
-    if (!o->fallback)
-        o->fallback = wcfg_str(a->cfg, "fallback_model");
+    if ((rc = agent_endpoint_ok(a, from_option)) != AGENT_GO_ON)
+        return rc;
+    agent_config_opts(a);
     char err[256];
     if (o->sim_path &&
         simprov_load(o->sim_path, &a->sim, err, sizeof err) != 0) {
         fprintf(stderr, "bursar-agent: scenario %s: %s\n", o->sim_path, err);
-        return 1;
+        return 2;
     }
     if (route_parse(cJSON_GetObjectItemCaseSensitive(a->cfg, "routing"),
                     &a->route, err, sizeof err) != 0) {
         fprintf(stderr, "bursar-agent: %s: %s\n", o->config_path, err);
-        return 1;
+        return 2;
     }
     return agent_own_models(a);
 }
@@ -624,7 +733,7 @@ agent_fallback_ok(const agent_t *a, const char *path, const char *bucket,
                 "bursar-agent: %s: %s: model \"%s\" is neither one of the "
                 "controller's models nor in the agent's models table\n",
                 src, path, model);
-        return 1;
+        return 2;
     }
     int ok = bucket ? bursar_bucket_allows(a->client, bucket, model) : 1;
     if (ok == 0 || ok == -1) {
@@ -634,7 +743,7 @@ agent_fallback_ok(const agent_t *a, const char *path, const char *bucket,
                         : "bursar-agent: %s: %s: the controller has no bucket "
                           "\"%s\" (for model \"%s\")\n",
                 src, path, bucket, model);
-        return 1;
+        return 2;
     }
     return AGENT_GO_ON;
 }
@@ -649,7 +758,7 @@ agent_fallbacks(agent_t *a)
         agent_fallback_ok(
             a, a->o.fallback_opt ? "--fallback-model" : "fallback_model", NULL,
             a->o.fallback) != AGENT_GO_ON)
-        return 1;
+        return 2;
     const cJSON *fb = cJSON_GetObjectItemCaseSensitive(a->cfg, "fallbacks");
     const cJSON *m;
     cJSON_ArrayForEach(m, fb)
@@ -660,7 +769,7 @@ agent_fallbacks(agent_t *a)
                 AGENT_GO_ON ||
             bursar_set_fallback(a->client, m->string, m->valuestring) !=
                 BURSAR_OK)
-            return 1;
+            return 2;
     }
     if (!a->o.fallback && !fb && !a->o.quiet &&
         bursar_bucket_allows(a->client, "", "") == -2)
@@ -671,8 +780,63 @@ agent_fallbacks(agent_t *a)
     return AGENT_GO_ON;
 }
 
+/* ---------------------------------------------------- the models' keys */
+
+/* Whether model m needs a key its variable does not hold. */
+static int
+agent_unkeyed(const bursar_model_t *m)
+{
+    const char *v = m->api_key_env[0] ? getenv(m->api_key_env) : "";
+    return !v || (m->api_key_env[0] && !*v);
+}
+
+/* Every model of the run that needs a key (a non-empty api_key_env) has
+ * it in its variable, before any request: else a configuration error
+ * naming each model, its variable and how to set it (status 2), or, with
+ * --skip-unkeyed, the model left out of every choose with a warning.
+ * Never a call that fails for want of a key, reported to the controller
+ * as the provider's failure. In simulation no key is used. */
+static int
+agent_check_keys(agent_t *a)
+{
+    size_t n = 0;
+    const char *var = NULL; /* the first unset variable, for the hint */
+    for (size_t i = 0; !a->sim && i < a->n_models; i++)
+        n += (size_t)agent_unkeyed(&a->models[i]);
+    if (n == 0)
+        return AGENT_GO_ON;
+    int skip = a->o.skip_unkeyed;
+    a->unkeyed = bursar_calloc(n, sizeof *a->unkeyed);
+    for (size_t i = 0; i < a->n_models; i++) {
+        const bursar_model_t *m = &a->models[i];
+        if (!agent_unkeyed(m))
+            continue;
+        a->unkeyed[a->n_unkeyed++] = m->name;
+        var = var ? var : m->api_key_env;
+        fprintf(stderr,
+                "bursar-agent: model %s needs its API key in $%s, which is "
+                "not set%s\n",
+                m->name, m->api_key_env, skip ? ": left out of this run" : "");
+    }
+    if (skip && n < a->n_models && n <= RUNNER_MAX_LEFT_OUT)
+        return AGENT_GO_ON;
+    if (skip)
+        fprintf(stderr, "bursar-agent: %s\n",
+                n < a->n_models ? "too many models to leave out"
+                                : "no model is left to call");
+    fprintf(stderr,
+            "bursar-agent: set the variable (export %s=YOUR_KEY), or give a "
+            "model that needs no key \"api_key_env\": \"\" in the agent's "
+            "models table (--models, the configuration's \"models\")%s\n",
+            var,
+            skip ? ""
+                 : ", or leave such models out: --skip-unkeyed "
+                   "(\"skip_models_without_key\": true)");
+    return 2;
+}
+
 /* The client, the models (which tell the client what each bucket allows,
- * for its local decisions), then the configured fallbacks. */
+ * for its local decisions), their keys, then the configured fallbacks. */
 static int
 agent_connect(agent_t *a)
 {
@@ -680,6 +844,8 @@ agent_connect(agent_t *a)
     int rc = agent_client(a);
     if (rc == AGENT_GO_ON)
         rc = agent_models(a);
+    if (rc == AGENT_GO_ON)
+        rc = agent_check_keys(a);
     if (rc == AGENT_GO_ON)
         rc = agent_fallbacks(a);
     return rc;
@@ -716,6 +882,26 @@ agent_provider_opts(const agent_t *a, prov_opts_t *p)
         p->retry_after_max_ms = (int)o->ra_max;
 }
 
+/* A model left out at run time (runner.h): said once, on stderr. */
+static void
+agent_note_left_out(void *ud, const bursar_model_t *m, const prov_result_t *r)
+{
+    (void)ud;
+    long st = r->http_status;
+    if (st == 401 || st == 403)
+        fprintf(stderr,
+                "bursar-agent: model %s: the provider refused its API key "
+                "($%s): %s: left out of the rest of this run (a "
+                "configuration problem, not reported to the controller as "
+                "the provider's failure)\n",
+                m->name, m->api_key_env[0] ? m->api_key_env : "none", r->error);
+    else
+        fprintf(stderr,
+                "bursar-agent: model %s: %s: left out of the rest of this "
+                "run\n",
+                m->name, r->error);
+}
+
 static int
 agent_runner(agent_t *a)
 {
@@ -733,6 +919,9 @@ agent_runner(agent_t *a)
     ro.validators = cJSON_GetObjectItemCaseSensitive(a->cfg, "validators");
     ro.sim = a->sim;
     ro.emit = emit;
+    ro.exclude = a->unkeyed;
+    ro.n_exclude = a->n_unkeyed;
+    ro.note = agent_note_left_out;
     a->report = o->want_report ? runreport_new() : NULL;
     ro.emit_ud = a->report;
     if (runner_new(&a->run, a->client, a->models, a->n_models, &ro) != 0) {
@@ -879,6 +1068,16 @@ agent_summary(agent_t *a, int rrc)
                 "bursar-agent: the spool %s still holds feedback (%s); it "
                 "is replayed by the next run\n",
                 a->o.spool, bursar_strerror(rrc));
+    runner_stats_t st;
+    runner_stats(a->run, &st);
+    if (st.left_out || a->n_unkeyed)
+        fprintf(stderr,
+                "bursar-agent: %zu model%s left out of the run (key variable "
+                "unset), %zu at run time (key refused, no provider details); "
+                "%zu step%s failed by the setup or the request, none "
+                "reported as a provider error\n",
+                a->n_unkeyed, a->n_unkeyed == 1 ? "" : "s", st.left_out,
+                st.setup_errors, st.setup_errors == 1 ? "" : "s");
     bursar_stats_t bs;
     bursar_stats(a->client, &bs);
     if (!a->o.quiet)
@@ -926,6 +1125,7 @@ agent_free(agent_t *a)
     route_destroy(&a->route);
     bursar_models_free(&a->models);
     bursar_models_free(&a->own);
+    free(a->unkeyed);
     bursar_destroy(&a->client);
     simprov_destroy(&a->sim);
     cJSON_Delete(a->cfg);

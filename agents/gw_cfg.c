@@ -5,7 +5,6 @@
 #include "agents/gateway.h"
 
 #include <errno.h>
-#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,88 +12,35 @@
 
 #include "agents/wcfg.h"
 
-/* The keys of the configuration and the JSON type of each; "routing" is
- * route_parse's, "validators" holds validator_parse's specs, "models" is
- * the codec's, "keys" and "fallbacks" are checked below. */
+/* The keys of the configuration, the JSON type of each and the range of
+ * each number (wcfg.h); "routing" is route_parse's, "validators" holds
+ * validator_parse's specs, "models" is the codec's, "keys" and
+ * "fallbacks" are checked below. */
 static const wcfg_key_t gw_keys[] = {
-    {"listen", cJSON_String, 0},
-    {"controller", cJSON_String, 0},
-    {"spool", cJSON_String, 0},
-    {"fallback_model", cJSON_String, 0},
-    {"fallbacks", cJSON_Object, 0},
-    {"models", 0, 0},
-    {"routing", cJSON_Object, 0},
-    {"validators", cJSON_Object, 0},
-    {"max_escalations", cJSON_Number, 0},
-    {"keys", cJSON_Array, 0},
-    {"allow_anonymous", WCFG_BOOL, 0},
-    {"limits", cJSON_Object, 1},
-    {"limits.max_body_bytes", cJSON_Number, 0},
-    {"limits.max_connections", cJSON_Number, 0},
-    {"limits.idle_timeout_s", cJSON_Number, 0},
-    {"controller_timeout_ms", cJSON_Number, 0},
-    {"controller_attempts", cJSON_Number, 0},
-    {"controller_backoff_max_ms", cJSON_Number, 0},
-    {"metrics", cJSON_Object, 1},
-    {"metrics.listen", cJSON_String, 0},
-    {"metrics.allow", cJSON_Array, 0},
-    {"metrics.token_env", cJSON_String, 0},
+    {"listen", cJSON_String, 0, 0, 0},
+    {"controller", cJSON_String, 0, 0, 0},
+    {"spool", cJSON_String, 0, 0, 0},
+    {"fallback_model", cJSON_String, 0, 0, 0},
+    {"fallbacks", cJSON_Object, 0, 0, 0},
+    {"models", 0, 0, 0, 0},
+    {"routing", cJSON_Object, 0, 0, 0},
+    {"validators", cJSON_Object, 0, 0, 0},
+    WCFG_INT("max_escalations", 0, GW_ESC_MAX),
+    {"keys", cJSON_Array, 0, 0, 0},
+    {"allow_anonymous", WCFG_BOOL, 0, 0, 0},
+    {"limits", cJSON_Object, 1, 0, 0},
+    WCFG_INT("limits.max_body_bytes", 1024, 256.0 * 1024 * 1024),
+    WCFG_INT("limits.max_connections", 1, 65536),
+    WCFG_INT("limits.idle_timeout_s", 1, 86400),
+    WCFG_INT("controller_timeout_ms", 1, 600000),
+    WCFG_INT("controller_attempts", 1, 10),
+    WCFG_INT("controller_backoff_max_ms", 1, 3600000),
+    {"metrics", cJSON_Object, 1, 0, 0},
+    {"metrics.listen", cJSON_String, 0, 0, 0},
+    {"metrics.allow", cJSON_Array, 0, 0, 0},
+    {"metrics.token_env", cJSON_String, 0, 0, 0},
     WCFG_SHARED_KEYS,
 };
-
-/* The numbers' ranges (integers all). */
-static const struct gw_range {
-    const char *path;
-    double min, max;
-} gw_ranges[] = {
-    {"max_escalations", 0, GW_ESC_MAX},
-    {"limits.max_body_bytes", 1024, 256.0 * 1024 * 1024},
-    {"limits.max_connections", 1, 65536},
-    {"limits.idle_timeout_s", 1, 86400},
-    {"controller_timeout_ms", 1, 600000},
-    {"controller_attempts", 1, 10},
-    {"controller_backoff_max_ms", 1, 3600000},
-    {"provider.timeout_ms", 1, 3600000},
-    {"provider.connect_timeout_ms", 1, 600000},
-    {"provider.max_attempts", 1, 10},
-    {"provider.backoff_ms", 0, 600000},
-    {"provider.backoff_max_ms", 0, 3600000},
-    {"provider.retry_after_max_ms", 0, 3600000},
-    {"provider.max_tokens", 1, 1000000},
-};
-
-/* The member at a dotted path, or NULL. */
-static const cJSON *
-gw_at(const cJSON *root, const char *path)
-{
-    char buf[96];
-    bursar_copy_str(buf, sizeof buf, path);
-    char *dot = strchr(buf, '.');
-    if (dot) {
-        *dot = '\0';
-        root = cJSON_GetObjectItemCaseSensitive(root, buf);
-        return cJSON_GetObjectItemCaseSensitive(root, dot + 1);
-    }
-    return cJSON_GetObjectItemCaseSensitive(root, buf);
-}
-
-static int
-gw_check_ranges(const cJSON *root, char *err, size_t cap)
-{
-    for (size_t i = 0; i < sizeof gw_ranges / sizeof gw_ranges[0]; i++) {
-        const struct gw_range *r = &gw_ranges[i];
-        const cJSON *v = gw_at(root, r->path);
-        if (!v)
-            continue;
-        double x = v->valuedouble;
-        if (!(x >= r->min && x <= r->max) || x != floor(x)) {
-            snprintf(err, cap, "%s: must be an integer in [%.0f, %.0f], got %g",
-                     r->path, r->min, r->max, x);
-            return -1;
-        }
-    }
-    return 0;
-}
 
 /* keys[i]: {"tenant": NAME, "sha256": 64 hex digits}. */
 static int
@@ -376,7 +322,6 @@ gw_cfg_load(gw_cfg_t *c, const char *path, char *err, size_t cap)
         wcfg_check_fallbacks(
             cJSON_GetObjectItemCaseSensitive(c->root, "fallbacks"), err, cap) !=
             0 ||
-        gw_check_ranges(c->root, err, cap) != 0 ||
         gw_cfg_fill(c, err, cap) != 0 || gw_cfg_metrics(c, err, cap) != 0)
         return -1;
     return gw_cfg_parts(c, err, cap);

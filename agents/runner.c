@@ -19,6 +19,8 @@
 
 #define RUNNER_MAX_TRIED 32 /* models tried per task */
 #define RUNNER_MAX_STEPS 32 /* steps per task, a guard against loops */
+_Static_assert(RUNNER_MAX_LEFT_OUT + RUNNER_MAX_TRIED <= PROTO_MAX_EXCLUDE,
+               "a choose excludes the left out and the tried");
 
 /* T_CHOOSE: ask for a decision; T_NEXT: try the decision's next
  * candidate (its model, then its fallbacks); T_CALLING: in the pool. */
@@ -67,6 +69,10 @@ struct runner {
     size_t active;
     size_t queued;
     runner_stats_t st;
+    /* models left out of every choose: from the start (o.exclude), or
+     * since their call failed by the worker's setup */
+    char out[RUNNER_MAX_LEFT_OUT][BURSAR_NAME_MAX];
+    size_t n_out;
 };
 
 void
@@ -88,6 +94,10 @@ runner_new(runner_t **out, bursar_t *client, const bursar_model_t *models,
     r->models = models;
     r->n_models = n_models;
     r->o = *o;
+    for (size_t i = 0; i < o->n_exclude && r->n_out < RUNNER_MAX_LEFT_OUT; i++)
+        bursar_copy_str(r->out[r->n_out++], BURSAR_NAME_MAX, o->exclude[i]);
+    r->o.exclude = NULL; /* copied */
+    r->o.n_exclude = 0;
     if (r->o.concurrency == 0)
         r->o.concurrency = 1;
     r->o.prov.max_inflight = r->o.concurrency;
@@ -167,6 +177,22 @@ was_tried(const task_t *t, const char *m)
         if (strcmp(t->tried[i], m) == 0)
             return 1;
     return 0;
+}
+
+static int
+left_out(const runner_t *r, const char *m)
+{
+    for (size_t i = 0; i < r->n_out; i++)
+        if (strcmp(r->out[i], m) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether m is no candidate for t: tried, or left out of the run. */
+static int
+task_skip(const runner_t *r, const task_t *t, const char *m)
+{
+    return was_tried(t, m) || left_out(r, m);
 }
 
 static void
@@ -291,6 +317,79 @@ task_report(runner_t *r, task_t *t, const bursar_feedback_t *fb, cJSON *s)
     }
 }
 
+int
+runner_setup_failure(const prov_result_t *r, int *leave_out)
+{
+    static const char *const kinds[] = {"no_key", "refused_url",
+                                        "unknown_model"};
+    long st = r->http_status;
+    *leave_out = st == 401 || st == 403;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(r->error_kind, kinds[i]) == 0)
+            *leave_out = 1;
+    if (*leave_out)
+        return 1;
+    /* 408 and 429 are the provider's state, any other 4xx the request's */
+    return strcmp(r->error_kind, "http_error") == 0 && st >= 400 && st < 500 &&
+           st != 408 && st != 429;
+}
+
+/* Leaves model m out of the rest of the run (setup failure res). */
+static void
+runner_leave_out(runner_t *r, const bursar_model_t *m, const prov_result_t *res)
+{
+    if (left_out(r, m->name) || r->n_out >= RUNNER_MAX_LEFT_OUT)
+        return;
+    bursar_copy_str(r->out[r->n_out++], BURSAR_NAME_MAX, m->name);
+    r->st.left_out++;
+    if (r->o.note)
+        r->o.note(r->o.note_ud, m, res);
+}
+
+/* A failed call of the current candidate (step s, not yet in the
+ * steps): reported as provider_error when it is the provider's failure
+ * and the decision's own model (once per decision); the worker's setup
+ * failing or the request refused is never reported (runner.h). Then
+ * the next candidate. */
+static void
+task_on_failure(runner_t *r, task_t *t, const bursar_model_t *m,
+                const prov_result_t *res, cJSON *s)
+{
+    int leave = 0, setup = runner_setup_failure(res, &leave);
+    if (setup)
+        r->st.setup_errors++;
+    else
+        r->st.provider_errors++;
+    cJSON_AddStringToObject(s, "outcome",
+                            !setup  ? "provider_error"
+                            : leave ? "setup_error"
+                                    : "request_error");
+    cJSON_AddStringToObject(s, "error", res->error);
+    if (res->http_status)
+        cJSON_AddNumberToObject(s, "http_status", (double)res->http_status);
+    /* The protocol takes one provider_error per decision, about the
+     * decision's own model (its health); a fallback failing under the
+     * same decision is recorded in the result only. */
+    if (!setup && strcmp(m->name, t->d.model) == 0 && !t->perr_sent) {
+        bursar_feedback_t fb;
+        bursar_feedback_init(&fb, BURSAR_FB_PROVIDER_ERROR);
+        fb.error = res->error;
+        fb.latency_ms = res->latency_ms;
+        task_report(r, t, &fb, s);
+        t->perr_sent = 1;
+    } else {
+        cJSON_AddStringToObject(s, "feedback", "not_reported");
+    }
+    if (leave) {
+        cJSON_AddBoolToObject(s, "left_out", 1);
+        runner_leave_out(r, m, res);
+    }
+    cJSON_AddItemToArray(t->steps, s);
+    add_tried(t, m->name);
+    bursar_copy_str(t->error, sizeof(t->error), res->error);
+    t->state = T_NEXT; /* fall back: not an escalation */
+}
+
 /* A provider (or scenario) answer for the current decision: validate,
  * report, decide what is next. */
 static void
@@ -302,31 +401,11 @@ task_on_result(runner_t *r, task_t *t, const bursar_model_t *m,
     cJSON_AddNumberToObject(s, "latency_ms", res->latency_ms);
     if (r->o.sim)
         t->sim_latency += res->latency_ms;
-    bursar_feedback_t fb;
     if (!res->ok) {
-        r->st.provider_errors++;
-        cJSON_AddStringToObject(s, "outcome", "provider_error");
-        cJSON_AddStringToObject(s, "error", res->error);
-        if (res->http_status)
-            cJSON_AddNumberToObject(s, "http_status", (double)res->http_status);
-        /* The protocol takes one provider_error per decision, about the
-         * decision's own model (its health); a fallback failing under the
-         * same decision is recorded in the result only. */
-        if (strcmp(m->name, t->d.model) == 0 && !t->perr_sent) {
-            bursar_feedback_init(&fb, BURSAR_FB_PROVIDER_ERROR);
-            fb.error = res->error;
-            fb.latency_ms = res->latency_ms;
-            task_report(r, t, &fb, s);
-            t->perr_sent = 1;
-        } else {
-            cJSON_AddStringToObject(s, "feedback", "not_reported");
-        }
-        cJSON_AddItemToArray(t->steps, s);
-        add_tried(t, m->name);
-        bursar_copy_str(t->error, sizeof(t->error), res->error);
-        t->state = T_NEXT; /* fall back: not an escalation */
+        task_on_failure(r, t, m, res, s);
         return;
     }
+    bursar_feedback_t fb;
     char why[256] = "";
     int valid = r->o.sim
                     ? sim_valid
@@ -392,20 +471,24 @@ pool_done(void *ud, const bursar_model_t *m, prov_result_t *res)
 static int
 task_choose(runner_t *r, task_t *t)
 {
-    const char *ex[RUNNER_MAX_TRIED];
-    for (size_t i = 0; i < t->n_tried; i++)
-        ex[i] = t->tried[i];
+    const char *ex[RUNNER_MAX_LEFT_OUT + RUNNER_MAX_TRIED];
+    size_t n_ex = 0;
+    for (size_t i = 0; i < r->n_out; i++)
+        ex[n_ex++] = r->out[i];
+    for (size_t i = 0; i < t->n_tried && n_ex < PROTO_MAX_EXCLUDE; i++)
+        if (!left_out(r, t->tried[i]))
+            ex[n_ex++] = t->tried[i];
     /* An escalation names the decision whose answer failed validation, so
      * that the controller links the two (the cascade's steps, judged as
      * one request by off-policy evaluation: docs/ope.md). */
     int rc = t->escalating
-                 ? bursar_escalate(r->client, &t->d, ex, t->n_tried, &t->d)
-                 : bursar_choose(r->client, t->bucket, ex, t->n_tried, &t->d);
+                 ? bursar_escalate(r->client, &t->d, ex, n_ex, &t->d)
+                 : bursar_choose(r->client, t->bucket, ex, n_ex, &t->d);
     /* the link refused (the controller's token key replaced, say): the
      * escalation still goes on, as a plain choose */
     if (rc == BURSAR_EREMOTE && t->escalating &&
         strstr(bursar_last_error(r->client), "\"escalates\""))
-        rc = bursar_choose(r->client, t->bucket, ex, t->n_tried, &t->d);
+        rc = bursar_choose(r->client, t->bucket, ex, n_ex, &t->d);
     if (rc == BURSAR_OK) {
         t->last_remote = t->d;
         t->has_remote = 1;
@@ -437,7 +520,8 @@ task_choose(runner_t *r, task_t *t)
         d.model[0] = '\0';
         d.n_fallbacks = 0;
         for (size_t i = 0; i < n; i++) {
-            int dup = was_tried(t, cands[i]) || strcmp(cands[i], d.model) == 0;
+            int dup =
+                task_skip(r, t, cands[i]) || strcmp(cands[i], d.model) == 0;
             for (size_t k = 0; !dup && k < d.n_fallbacks; k++)
                 dup = strcmp(cands[i], d.fallbacks[k]) == 0;
             if (dup)
@@ -535,7 +619,7 @@ task_advance(runner_t *r, task_t *t)
             const char *x =
                 t->cand == 0 ? t->d.model : t->d.fallbacks[t->cand - 1];
             t->cand++;
-            if (!was_tried(t, x))
+            if (!task_skip(r, t, x))
                 c = x;
         }
         if (!c) {
@@ -557,6 +641,8 @@ task_advance(runner_t *r, task_t *t)
         if (!m) {
             prov_result_t res;
             memset(&res, 0, sizeof(res));
+            bursar_copy_str(res.error_kind, sizeof(res.error_kind),
+                            "unknown_model");
             snprintf(res.error, sizeof(res.error),
                      "no provider details for model %s", t->cur);
             memset(&unknown, 0, sizeof(unknown));

@@ -4,6 +4,7 @@
  */
 #include "agents/wcfg.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,85 @@ wcfg_type_ok(const cJSON *m, int type)
     return (m->type & 0xFF) == type;
 }
 
+const wcfg_key_t *
+wcfg_key(const wcfg_key_t *keys, size_t nk, const char *path)
+{
+    for (size_t i = 0; i < nk; i++)
+        if (strcmp(keys[i].path, path) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+int
+wcfg_num_ok(const wcfg_key_t *k, double x, char *err, size_t cap)
+{
+    if (x >= k->min && x <= k->max && x == floor(x))
+        return 1;
+    snprintf(err, cap, "must be a whole number in [%.0f, %.0f], got %g", k->min,
+             k->max, x);
+    return 0;
+}
+
+/* The leaf of row k when it is a member of the object at prefix, else
+ * NULL. */
+static const char *
+wcfg_leaf(const wcfg_key_t *k, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    const char *leaf = k->path;
+    if (pl) {
+        if (strncmp(k->path, prefix, pl) != 0 || k->path[pl] != '.')
+            return NULL;
+        leaf += pl + 1;
+    }
+    return strchr(leaf, '.') ? NULL : leaf;
+}
+
+/* The key of the object at prefix an unknown key was probably meant to
+ * be: at most 2 edits away (the nearest), else one it begins or that
+ * begins it (4 bytes at least: "timeout" for "timeout_ms"); or NULL. */
+static const char *
+wcfg_near(const char *name, const char *prefix, const wcfg_key_t *keys,
+          size_t nk)
+{
+    const char *best = NULL, *begun = NULL;
+    int best_d = 3;
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < nk; i++) {
+        const char *leaf = wcfg_leaf(&keys[i], prefix);
+        if (!leaf)
+            continue;
+        int d = bursar_edit_distance(name, leaf, 2);
+        size_t ll = strlen(leaf), m = nl < ll ? nl : ll;
+        if (d < best_d && (size_t)d < nl) {
+            best_d = d;
+            best = keys[i].path;
+        }
+        if (!begun && m >= 4 && strncmp(name, leaf, m) == 0)
+            begun = keys[i].path;
+    }
+    return best ? best : begun;
+}
+
+/* Checks member m (at path) against row k: its type, a number's range. */
+static int
+wcfg_check_value(const cJSON *m, const wcfg_key_t *k, const char *path,
+                 char *err, size_t cap)
+{
+    if (!wcfg_type_ok(m, k->type)) {
+        snprintf(err, cap, "%s: must be %s, got %s", path,
+                 wcfg_type_name(k->type), proto_type_name(m));
+        return -1;
+    }
+    char why[128];
+    if (k->type == cJSON_Number &&
+        !wcfg_num_ok(k, m->valuedouble, why, sizeof why)) {
+        snprintf(err, cap, "%s: %s", path, why);
+        return -1;
+    }
+    return 0;
+}
+
 int
 wcfg_check_keys(const cJSON *o, const char *prefix, const wcfg_key_t *keys,
                 size_t nk, char *err, size_t cap)
@@ -45,19 +125,24 @@ wcfg_check_keys(const cJSON *o, const char *prefix, const wcfg_key_t *keys,
         char path[160];
         snprintf(path, sizeof path, "%s%s%.100s", prefix, *prefix ? "." : "",
                  m->string);
-        size_t i = 0;
-        while (i < nk && strcmp(keys[i].path, path) != 0)
-            i++;
-        if (i == nk) {
-            snprintf(err, cap, "%s: unknown key", path);
+        const char *dot = strchr(m->string, '.');
+        const wcfg_key_t *k = wcfg_key(keys, nk, path);
+        if (k && dot) { /* "provider.timeout_ms" at the top */
+            snprintf(err, cap,
+                     "%s: unknown key (a member of an object: write "
+                     "\"%.*s\": {\"%.60s\": ...})",
+                     path, (int)(dot - m->string), m->string, dot + 1);
             return -1;
         }
-        const wcfg_key_t *k = &keys[i];
-        if (!wcfg_type_ok(m, k->type)) {
-            snprintf(err, cap, "%s: must be %s, got %s", path,
-                     wcfg_type_name(k->type), proto_type_name(m));
+        if (!k) {
+            const char *near = wcfg_near(m->string, prefix, keys, nk);
+            snprintf(err, cap, "%s: unknown key%s%s%s", path,
+                     near ? " (did you mean " : "", near ? near : "",
+                     near ? "?)" : "");
             return -1;
         }
+        if (wcfg_check_value(m, k, path, err, cap) != 0)
+            return -1;
         if (k->members && wcfg_check_keys(m, path, keys, nk, err, cap) != 0)
             return -1;
     }

@@ -18,32 +18,55 @@
 
 /* One key of a configuration: its path ("provider.timeout_ms"), its JSON
  * type (cJSON_String, cJSON_Number, cJSON_Object, cJSON_Array, WCFG_BOOL;
- * 0: any) and whether its members are in the table too. */
+ * 0: any), whether its members are in the table too and, for a number,
+ * its range: every number of both configurations is a whole number in
+ * [min, max] (WCFG_INT). */
 typedef struct wcfg_key {
     const char *path;
     int type;
     int members;
+    double min, max;
 } wcfg_key_t;
+
+/* A row of a whole number in [lo, hi]. */
+#define WCFG_INT(path, lo, hi)                                                 \
+    {                                                                          \
+        path, cJSON_Number, 0, lo, hi                                          \
+    }
 
 /* The keys both programs take: the provider calls' options (read by
  * wcfg_provider_opts) and the CURVE keys, for their key tables. */
 #define WCFG_SHARED_KEYS                                                       \
-    {"provider", cJSON_Object, 1}, {"provider.timeout_ms", cJSON_Number, 0},   \
-        {"provider.connect_timeout_ms", cJSON_Number, 0},                      \
-        {"provider.max_attempts", cJSON_Number, 0},                            \
-        {"provider.backoff_ms", cJSON_Number, 0},                              \
-        {"provider.backoff_max_ms", cJSON_Number, 0},                          \
-        {"provider.retry_after_max_ms", cJSON_Number, 0},                      \
-        {"provider.max_tokens", cJSON_Number, 0}, {"curve", cJSON_Object, 1},  \
-        {"curve.secret_key", cJSON_String, 0},                                 \
+    {"provider", cJSON_Object, 1, 0, 0},                                       \
+        WCFG_INT("provider.timeout_ms", 1, 3600000),                           \
+        WCFG_INT("provider.connect_timeout_ms", 1, 600000),                    \
+        WCFG_INT("provider.max_attempts", 1, 10),                              \
+        WCFG_INT("provider.backoff_ms", 0, 600000),                            \
+        WCFG_INT("provider.backoff_max_ms", 0, 3600000),                       \
+        WCFG_INT("provider.retry_after_max_ms", 0, 3600000),                   \
+        WCFG_INT("provider.max_tokens", 1, 1000000),                           \
+        {"curve", cJSON_Object, 1, 0, 0},                                      \
+        {"curve.secret_key", cJSON_String, 0, 0, 0},                           \
     {                                                                          \
-        "curve.server_key", cJSON_String, 0                                    \
+        "curve.server_key", cJSON_String, 0, 0, 0                              \
     }
 
 /* Checks the members of o (at prefix, "" for the top) against the nk
- * keys. Returns 0, or -1 with "PATH: what is wrong" in err. */
+ * keys: an unknown key ("concurency: unknown key (did you mean
+ * concurrency?)": a key of the same object at most 2 edits away, or one
+ * it begins), a wrong type ("concurrency: must be a number, got a
+ * string"), a number out of its range ("concurrency: must be a whole
+ * number in [1, 1024], got 0"). Returns 0, or -1 with "PATH: what is
+ * wrong" in err. */
 int wcfg_check_keys(const cJSON *o, const char *prefix, const wcfg_key_t *keys,
                     size_t nk, char *err, size_t cap);
+
+/* The row of path, or NULL. */
+const wcfg_key_t *wcfg_key(const wcfg_key_t *keys, size_t nk, const char *path);
+
+/* Whether x is in the range of number row k (a whole number in [min,
+ * max]); if not, "must be a whole number in [MIN, MAX], got X" in err. */
+int wcfg_num_ok(const wcfg_key_t *k, double x, char *err, size_t cap);
 
 /* "fallbacks": bucket -> model, both names of 1 to 63 bytes (fb NULL:
  * none). Returns 0, or -1 with "fallbacks.B: what is wrong" in err. */

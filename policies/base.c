@@ -271,3 +271,31 @@ bursar_log(const char *fmt, ...)
     bursar_vlog(fmt, ap);
     va_end(ap);
 }
+
+int
+bursar_edit_distance(const char *a, const char *b, int max)
+{
+    enum { LEN = 64 };
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= LEN || lb >= LEN)
+        return max + 1;
+    int row[LEN], prev[LEN];
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        row[0] = (int)i;
+        int lo = row[0];
+        for (size_t j = 1; j <= lb; j++) {
+            int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            int del = prev[j] + 1, ins = row[j - 1] + 1;
+            row[j] =
+                sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+            if (row[j] < lo)
+                lo = row[j];
+        }
+        if (lo > max) /* every later row is at least this */
+            return max + 1;
+        memcpy(prev, row, (lb + 1) * sizeof *row);
+    }
+    return prev[lb] > max ? max + 1 : prev[lb];
+}

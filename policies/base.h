@@ -81,6 +81,12 @@ char *bursar_sprintf(const char *fmt, ...)
 #endif
     ;
 
+/* The edit distance between a and b (Levenshtein: each insertion,
+ * deletion or substitution of a byte counts 1), or max + 1 when it is
+ * above max or a string has more than 63 bytes. For the "did you mean"
+ * of a message naming an unknown key (agents/wcfg.c). */
+int bursar_edit_distance(const char *a, const char *b, int max);
+
 /* Copies src into dst of cap bytes (cap >= 1), truncating; always ends dst
  * with a NUL. Returns 1 when src was truncated, else 0. */
 int bursar_copy_str(char *dst, size_t cap, const char *src);

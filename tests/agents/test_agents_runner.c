@@ -2,7 +2,9 @@
  * test_agents_runner.c - the task engine (agents/runner.h) with the mock
  * provider and a ROUTER stand-in for the controller: cascade on validation
  * failure, fallback on provider failure with provider_error reported, the
- * escalation limit, cost from usage, concurrency.
+ * escalation limit, cost from usage, concurrency; failures that are not
+ * the provider's health never reported (a request refused with 400, a key
+ * refused with 403: that model left out of the run).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -28,6 +30,8 @@ static const char *SCRIPT =
     " \"right\":{\"default\":{\"content\":\"{\\\"a\\\":1}\","
     "\"usage\":{\"in\":200,\"out\":20}}},"
     " \"down\":{\"default\":{\"status\":500}},"
+    " \"badreq\":{\"default\":{\"status\":400}},"
+    " \"denied\":{\"default\":{\"status\":403}},"
     " \"slow\":{\"default\":{\"content\":\"{}\",\"latency_ms\":100}}"
     "}}";
 
@@ -175,6 +179,66 @@ test_fallback_provider_error(void **state)
     tu_router_stop(&r);
 }
 
+/* Failures that say nothing of the provider's health are never reported
+ * as provider_error: a 400 (the request's fault) falls back and the model
+ * stays in the run; a 403 (the key refused) falls back and the model is
+ * left out of the run: the next task's choose excludes it, though the
+ * stand-in offers it first. */
+static void
+test_setup_failures_not_reported(void **state)
+{
+    (void)state;
+    const char *tasks = "{\"id\":1,\"prompt\":\"a\",\"validate\":\"json\"}\n"
+                        "{\"id\":2,\"prompt\":\"b\",\"validate\":\"json\"}";
+    const char *bad[] = {"badreq", "right"};
+    int before = tu_mock_requests(port, "badreq", "400");
+    tu_router_t *r = run(bad, 2, tasks, 2, 1);
+    const cJSON *res;
+    cJSON_ArrayForEach(res, results)
+    {
+        assert_true(cJSON_IsTrue(field(res, "valid")));
+        const cJSON *s0 = cJSON_GetArrayItem(field(res, "steps"), 0);
+        assert_string_equal(field(s0, "model")->valuestring, "badreq");
+        assert_string_equal(field(s0, "outcome")->valuestring, "request_error");
+        assert_int_equal(field(s0, "http_status")->valueint, 400);
+        assert_string_equal(field(s0, "feedback")->valuestring, "not_reported");
+        assert_null(field(s0, "left_out"));
+    }
+    assert_int_equal(cJSON_GetArraySize(results), 2);
+    assert_int_equal(tu_mock_requests(port, "badreq", "400") - before, 2);
+    assert_int_equal(tu_router_feedback(r, "provider_error"), 0);
+    assert_int_equal(tu_router_feedback(r, "outcome"), 2);
+    tu_router_stop(&r);
+
+    const char *denied[] = {"denied", "right"};
+    before = tu_mock_requests(port, "denied", "403");
+    r = run(denied, 2, tasks, 2, 1);
+    assert_int_equal(cJSON_GetArraySize(results), 2);
+    int denied_steps = 0;
+    cJSON_ArrayForEach(res, results)
+    {
+        assert_true(cJSON_IsTrue(field(res, "valid")));
+        assert_string_equal(field(res, "model")->valuestring, "right");
+        const cJSON *s;
+        cJSON_ArrayForEach(s, field(res, "steps"))
+        {
+            if (strcmp(field(s, "model")->valuestring, "denied") != 0)
+                continue;
+            denied_steps++;
+            assert_string_equal(field(s, "outcome")->valuestring,
+                                "setup_error");
+            assert_string_equal(field(s, "feedback")->valuestring,
+                                "not_reported");
+            assert_true(cJSON_IsTrue(field(s, "left_out")));
+        }
+    }
+    assert_int_equal(denied_steps, 1);
+    assert_int_equal(tu_mock_requests(port, "denied", "403") - before, 1);
+    assert_int_equal(tu_router_feedback(r, "provider_error"), 0);
+    assert_int_equal(tu_router_feedback(r, "outcome"), 2);
+    tu_router_stop(&r);
+}
+
 /* A controller that refuses the link (its token key replaced): the
  * escalation goes on as a plain choose, and the task ends valid. */
 static void
@@ -273,6 +337,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cascade),
         cmocka_unit_test(test_fallback_provider_error),
+        cmocka_unit_test(test_setup_failures_not_reported),
         cmocka_unit_test(test_escalation_link_refused),
         cmocka_unit_test(test_escalation_limit_and_exhaustion),
         cmocka_unit_test(test_concurrency),
