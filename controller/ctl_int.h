@@ -279,6 +279,8 @@ void ctl_tenant_book(ctl_t *c, const store_decision_t *d, double cost,
                      double now);
 /* The stats reply's "tenants" array. */
 cJSON *ctl_tenants_json(const ctl_t *c, double now);
+/* The tenants' gauges of /metrics (none without tenants). */
+void ctl_tenants_metrics(const ctl_t *c, bursar_buf_t *b, double now);
 
 /* ctl_status.c: frees the status page's history (ctl_destroy). */
 void ctl_status_free(ctl_t *c);

@@ -408,6 +408,50 @@ ctl_tenant_json(const ctl_t *c, const ctl_tenant_t *t, double now)
     return o;
 }
 
+/* The figures of a tenant the metrics give, by name and help. */
+static const struct {
+    const char *name, *help;
+} ctl_tenant_figs[] = {
+    {"bursar_tenant_budget_limit_usd",
+     "The budget per window of a tenant with one of its own "
+     "(tenants.NAME.budget.limit_usd, or tenants.\"*\")."},
+    {"bursar_tenant_budget_spent_usd",
+     "Costs booked in the current window of a tenant's own budget."},
+    {"bursar_tenant_budget_reserved_usd",
+     "Expected costs of a tenant's decisions waiting for their outcome, "
+     "held against its budget."},
+    {"bursar_tenant_budget_target_usd",
+     "The paced target of a tenant's own budget: what its request may "
+     "cost now."},
+    {"bursar_tenant_shadow_price",
+     "A tenant's own shadow price mu_t: quality given up per target's "
+     "worth of its spend, on top of the global one."},
+};
+
+void
+ctl_tenants_metrics(const ctl_t *c, bursar_buf_t *b, double now)
+{
+    const struct ctl_tenants *ts = c->tenants;
+    if (!ts || ts->n == 0)
+        return;
+    for (size_t f = 0; f < sizeof ctl_tenant_figs / sizeof *ctl_tenant_figs;
+         f++) {
+        const char *name = ctl_tenant_figs[f].name;
+        expo_family(b, name, "gauge", ctl_tenant_figs[f].help);
+        for (size_t i = 0; i < ts->n; i++) {
+            const ctl_tenant_t *t = ts->t[i];
+            pacer_t p = t->pacer;
+            pacer_roll(&p, now);
+            double v = f == 0   ? p.limit_usd
+                       : f == 1 ? p.spent_usd
+                       : f == 2 ? p.reserved_usd
+                       : f == 3 ? pacer_target(&p, now)
+                                : t->mu;
+            expo_sample(b, name, v, 1, "tenant", t->name);
+        }
+    }
+}
+
 cJSON *
 ctl_tenants_json(const ctl_t *c, double now)
 {

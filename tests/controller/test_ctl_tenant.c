@@ -7,7 +7,7 @@
  * budget only; "*" gives every other tenant a budget, up to
  * limits.max_tenants (an idle one forgotten first); SIGHUP changes
  * tenants; a restart keeps their spend and price; configuration errors
- * name their JSON path.
+ * name their JSON path; /metrics has a gauge per tenant and figure.
  *
  * The daemon runs with --test-clock on ipc:// in a fresh directory
  * (tests/harness.h).
@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "tests/harness.h"
+#include "tests/http.h"
 
 /* dear: 1000 in + 500 out at 10/20 per Mtok = 0.02; cheap: 0.0002 */
 #define MODELS                                                                 \
@@ -407,6 +408,58 @@ test_reload_star(void **state)
     cJSON_Delete(s);
 }
 
+/* The metrics port bursard printed on its log, waiting up to 20 s. */
+static unsigned
+metrics_port(const th_daemon_t *d)
+{
+    for (int i = 0; i < 200; i++) {
+        FILE *fp = fopen(d->log, "r");
+        char line[512];
+        unsigned port = 0;
+        while (fp && fgets(line, sizeof line, fp)) {
+            const char *p = strstr(line, "metrics and status page on");
+            if (p && (p = strstr(p, ", port ")))
+                port = (unsigned)atoi(p + 7);
+        }
+        if (fp)
+            fclose(fp);
+        if (port)
+            return port;
+        th_sleep_ms(100);
+    }
+    fail_msg("bursard printed no metrics port; see %s", d->log);
+    return 0;
+}
+
+/* /metrics: a gauge per tenant and figure, as stats has them. */
+static void
+test_metrics(void **state)
+{
+    fx_t *f = *state;
+    f->d.extra[0] = "--metrics";
+    f->d.extra[1] = "127.0.0.1:0";
+    restart(f);
+    unsigned port = metrics_port(&f->d);
+    cJSON *r = choose(f, "acme", "\"cheap\"");
+    cJSON_Delete(r);
+    th_http_resp_t h;
+    th_http_do(&h, port, "GET", "/metrics", "", NULL, 0, 0);
+    assert_int_equal(h.status, 200);
+    const char *want[] = {
+        "bursar_tenant_budget_limit_usd{tenant=\"acme\"} 0.05\n",
+        "bursar_tenant_budget_limit_usd{tenant=\"beta\"} 0.03\n",
+        "bursar_tenant_budget_reserved_usd{tenant=\"acme\"} 0.02\n",
+        "bursar_tenant_budget_spent_usd{tenant=\"acme\"} 0\n",
+        "bursar_tenant_budget_target_usd{tenant=\"beta\"} 0.03\n",
+        "bursar_tenant_shadow_price{tenant=\"acme\"} 0.09",
+        "# TYPE bursar_tenant_shadow_price gauge\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(h.body, want[i]))
+            fail_msg("no \"%s\" in:\n%s", want[i], h.body);
+    th_http_free(&h);
+}
+
 static int
 check_config(fx_t *f, const char *json, char *out, size_t cap)
 {
@@ -475,6 +528,7 @@ main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, fx_setup,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, fx_setup, fx_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     th_kill_all();
