@@ -56,12 +56,17 @@ proto_code_parse(const char *name)
 }
 
 static const char *const proto_op_names[] = {
-    "choose", "feedback", "stats", "models", "ping", "export", "clock", "book"};
+    "choose", "feedback", "stats", "models", "ping", "export", "clock", "book",
+    /* the admin ops */
+    "adjust", "reset", "mark", "show"};
+_Static_assert(sizeof proto_op_names / sizeof proto_op_names[0] ==
+                   PROTO_OP_COUNT,
+               "a name for every op");
 
 const char *
 proto_op_name(proto_op_t op)
 {
-    return proto_op_names[op];
+    return (unsigned)op < PROTO_OP_COUNT ? proto_op_names[op] : "?";
 }
 
 static const char *const proto_kind_names[] = {"outcome", "correction",
@@ -127,6 +132,26 @@ proto_tenant_valid(const char *s)
             return 0;
     }
     return i > 0;
+}
+
+int
+proto_reason_valid(const char *s)
+{
+    size_t chars = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t n = 1;
+        if (*p < 0x20 || *p == 0x7f)
+            return 0;
+        if (*p >= 0x80 && (n = bursar_utf8_len(p)) == 0)
+            return 0;
+        if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+            return 0; /* C1 controls */
+        p += n;
+        if (++chars > PROTO_REASON_CHARS)
+            return 0;
+    }
+    return chars > 0;
 }
 
 int
@@ -661,6 +686,14 @@ proto_parse_export(const cJSON *root, proto_request_t *req, proto_error_t *err)
                               PROTO_ID_LEN);
         req->has_after = 1;
     }
+    const cJSON *adm = cJSON_GetObjectItemCaseSensitive(root, "admin");
+    if (adm && !cJSON_IsNull(adm)) {
+        if (!cJSON_IsBool(adm))
+            return proto_fail(err, PROTO_E_WRONG_TYPE,
+                              "field \"admin\" must be a boolean, got %s",
+                              proto_type_name(adm));
+        req->export_admin = cJSON_IsTrue(adm);
+    }
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(root, "limit");
     if (l) {
         if (!cJSON_IsNumber(l))
@@ -676,6 +709,138 @@ proto_parse_export(const cJSON *root, proto_request_t *req, proto_error_t *err)
         req->limit = (unsigned)v;
     }
     return PROTO_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Request parsing: the admin ops                                      */
+
+/* The required "reason" of an admin op. */
+static proto_code_t
+proto_get_reason(const cJSON *root, proto_request_t *req, proto_error_t *err)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "reason");
+    if (!r || cJSON_IsNull(r))
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"reason\" is required: say why (it is kept "
+                          "in the admin log)");
+    if (!cJSON_IsString(r))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"reason\" must be a string, got %s",
+                          proto_type_name(r));
+    if (!proto_reason_valid(r->valuestring))
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"reason\" must have 1 to %d characters of "
+                          "UTF-8 text, no control characters",
+                          PROTO_REASON_CHARS);
+    memcpy(req->reason, r->valuestring, strlen(r->valuestring) + 1);
+    return PROTO_OK;
+}
+
+/* {"op":"adjust","amount_usd":A[,"bucket":B][,"tenant":T],"reason":R} */
+static proto_code_t
+proto_parse_adjust(const cJSON *root, proto_request_t *req, proto_error_t *err)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "amount_usd");
+    if (!a)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"amount_usd\" is required");
+    if (!cJSON_IsNumber(a))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"amount_usd\" must be a number, got %s",
+                          proto_type_name(a));
+    if (!isfinite(a->valuedouble) || fabs(a->valuedouble) > PROTO_ADJUST_MAX)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"amount_usd\" must be in [-%g, %g], got %g",
+                          PROTO_ADJUST_MAX, PROTO_ADJUST_MAX, a->valuedouble);
+    req->amount_usd = a->valuedouble;
+    proto_code_t rc = proto_get_name(root, "bucket", 0, req->bucket, err);
+    if (!rc)
+        rc = proto_get_tenant(root, "tenant", req->tenant, err);
+    if (!rc)
+        rc = proto_get_reason(root, req, err);
+    return rc;
+}
+
+/* {"op":"mark","model":M,"state":"down"|"up","reason":R} */
+static proto_code_t
+proto_parse_mark(const cJSON *root, proto_request_t *req, proto_error_t *err)
+{
+    proto_code_t rc = proto_get_name(root, "model", 1, req->model, err);
+    if (rc)
+        return rc;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "state");
+    if (!st)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"state\" is required (\"down\" or \"up\")");
+    if (!cJSON_IsString(st))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"state\" must be a string, got %s",
+                          proto_type_name(st));
+    if (strcmp(st->valuestring, "down") == 0)
+        req->mark_down = 1;
+    else if (strcmp(st->valuestring, "up") != 0)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"state\" must be \"down\" or \"up\"");
+    return proto_get_reason(root, req, err);
+}
+
+/* {"op":"show","decision_id":ID}: a decision token, or a sequence id (16
+ * hex digits, as export's "seq"), which is also a well-formed token.
+ * ("id" is every request's echo.) */
+static proto_code_t
+proto_parse_show(const cJSON *root, proto_request_t *req, proto_error_t *err)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "decision_id");
+    if (!id)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"decision_id\" is required (a decision "
+                          "token or a sequence id)");
+    if (!cJSON_IsString(id))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"decision_id\" must be a string, got %s",
+                          proto_type_name(id));
+    if (!proto_token_valid(id->valuestring))
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"decision_id\" must be a decision token or "
+                          "a sequence id (1 to %d characters of A-Z a-z 0-9 _ "
+                          "-)",
+                          PROTO_TOKEN_MAX);
+    memcpy(req->show_id, id->valuestring, strlen(id->valuestring) + 1);
+    return PROTO_OK;
+}
+
+/* The fields of an admin op o; PROTO_E_UNKNOWN_OP when o is none. */
+static proto_code_t
+proto_parse_admin(const cJSON *root, const char *o, proto_request_t *req,
+                  proto_error_t *err)
+{
+    proto_code_t rc;
+    if (strcmp(o, "adjust") == 0) {
+        req->op = PROTO_OP_ADJUST;
+        return proto_parse_adjust(root, req, err);
+    }
+    if (strcmp(o, "reset") == 0) {
+        req->op = PROTO_OP_RESET;
+        rc = proto_get_name(root, "bucket", 1, req->bucket, err);
+        if (!rc)
+            rc = proto_get_name(root, "model", 1, req->model, err);
+        return rc ? rc : proto_get_reason(root, req, err);
+    }
+    if (strcmp(o, "mark") == 0) {
+        req->op = PROTO_OP_MARK;
+        return proto_parse_mark(root, req, err);
+    }
+    if (strcmp(o, "show") == 0) {
+        req->op = PROTO_OP_SHOW;
+        return proto_parse_show(root, req, err);
+    }
+    char q[96];
+    proto_json_quote(q, sizeof q, o);
+    return proto_fail(err, PROTO_E_UNKNOWN_OP,
+                      "unknown op %s in field \"op\" (choose, feedback, "
+                      "book, stats, models, ping, export; operators: adjust, "
+                      "reset, mark, show)",
+                      q);
 }
 
 /* The fields of op o (the value of "op"). */
@@ -712,12 +877,7 @@ proto_parse_op(const cJSON *root, const char *o, proto_request_t *req,
             rc = proto_fail(err, PROTO_E_MISSING_FIELD,
                             "field \"advance_s\" is required");
     } else {
-        char q[96];
-        proto_json_quote(q, sizeof q, o);
-        rc = proto_fail(err, PROTO_E_UNKNOWN_OP,
-                        "unknown op %s in field \"op\" (choose, feedback, "
-                        "book, stats, models, ping, export)",
-                        q);
+        rc = proto_parse_admin(root, o, req, err);
     }
     return rc;
 }
@@ -1005,6 +1165,77 @@ proto_format_clock(double advance_s)
     proto_sb_printf(&b, "%.17g", advance_s);
     proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
+}
+
+/* The admin ops (client side) */
+
+char *
+proto_format_adjust(double amount_usd, const char *bucket, const char *tenant,
+                    const char *reason)
+{
+    proto_sb_t b = {0};
+    proto_sb_puts(&b, "{\"op\":\"adjust\",\"amount_usd\":");
+    proto_sb_printf(&b, "%.17g", amount_usd);
+    if (bucket && *bucket) {
+        proto_sb_puts(&b, ",\"bucket\":");
+        proto_sb_quote(&b, bucket);
+    }
+    if (tenant && *tenant) {
+        proto_sb_puts(&b, ",\"tenant\":");
+        proto_sb_quote(&b, tenant);
+    }
+    proto_sb_puts(&b, ",\"reason\":");
+    proto_sb_quote(&b, reason);
+    proto_sb_puts(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_format_reset(const char *bucket, const char *model, const char *reason)
+{
+    proto_sb_t b = {0};
+    proto_sb_puts(&b, "{\"op\":\"reset\",\"bucket\":");
+    proto_sb_quote(&b, bucket);
+    proto_sb_puts(&b, ",\"model\":");
+    proto_sb_quote(&b, model);
+    proto_sb_puts(&b, ",\"reason\":");
+    proto_sb_quote(&b, reason);
+    proto_sb_puts(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_format_mark(const char *model, int down, const char *reason)
+{
+    proto_sb_t b = {0};
+    proto_sb_puts(&b, "{\"op\":\"mark\",\"model\":");
+    proto_sb_quote(&b, model);
+    proto_sb_printf(&b, ",\"state\":\"%s\",\"reason\":", down ? "down" : "up");
+    proto_sb_quote(&b, reason);
+    proto_sb_puts(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_format_show(const char *id)
+{
+    proto_sb_t b = {0};
+    proto_sb_puts(&b, "{\"op\":\"show\",\"decision_id\":");
+    proto_sb_quote(&b, id);
+    proto_sb_puts(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_format_export_admin(double since, int has_after, uint64_t after,
+                          unsigned limit)
+{
+    char *q = proto_format_export(since, has_after, after, limit);
+    /* {"op":"export"... -> {"op":"export","admin":true... */
+    char *r = bursar_sprintf("{\"op\":\"export\",\"admin\":true%s",
+                             q + strlen("{\"op\":\"export\""));
+    free(q);
+    return r;
 }
 
 /* ------------------------------------------------------------------ */

@@ -46,6 +46,12 @@
 /* tenant of a choose (local.tenant of a book): the application a request
  * is made for, 1 to 31 bytes of [A-Za-z0-9._-], incl. NUL */
 #define PROTO_TENANT_MAX 32
+/* reason of an admin op: 1 to PROTO_REASON_CHARS characters of UTF-8
+ * (no control characters), at most 4 bytes each, incl. NUL */
+#define PROTO_REASON_CHARS 200
+#define PROTO_REASON_MAX   (4 * PROTO_REASON_CHARS + 1)
+/* amount_usd of an adjust: |amount| at most this */
+#define PROTO_ADJUST_MAX 1e9
 
 /* A provider's public API, the base_url a models table from a file
  * defaults to (proto_parse_models), and the one endpoint bursar-agent
@@ -62,7 +68,13 @@ typedef enum proto_op {
     PROTO_OP_PING,
     PROTO_OP_EXPORT,
     PROTO_OP_CLOCK, /* test clock; only with bursard --test-clock */
-    PROTO_OP_BOOK   /* an event of a decision the client made alone */
+    PROTO_OP_BOOK,  /* an event of a decision the client made alone */
+    /* The operator's admin ops (docs/protocol.md, "Admin operations") */
+    PROTO_OP_ADJUST, /* add to the window's spend, with a reason */
+    PROTO_OP_RESET,  /* an arm back to its prior, with a reason */
+    PROTO_OP_MARK,   /* a model marked down or up by hand, with a reason */
+    PROTO_OP_SHOW,   /* one decision whole */
+    PROTO_OP_COUNT   /* the number of ops */
 } proto_op_t;
 
 typedef enum proto_kind {
@@ -145,6 +157,16 @@ typedef struct proto_request {
     /* clock */
     double advance_s;
 
+    /* admin ops: adjust ("amount_usd", "bucket", "tenant"), reset
+     * ("bucket", "model"), mark ("model", "state"), each with "reason";
+     * show ("decision_id"); export's "admin": the admin log instead of
+     * decisions */
+    double amount_usd;                 /* adjust: finite, |x| <= 1e9 */
+    int mark_down;                     /* mark: 1 "down", 0 "up" */
+    char reason[PROTO_REASON_MAX];     /* proto_reason_valid */
+    char show_id[PROTO_TOKEN_MAX + 1]; /* show: a token or a sequence id */
+    int export_admin;                  /* export: "admin": true */
+
     /* book: the local decision ("local"); the event is in the feedback
      * fields above (kind, outcome fields, model, error) */
     char local_id[PROTO_LOCAL_ID_MAX];
@@ -168,6 +190,10 @@ int proto_token_valid(const char *s);
 /* 1 if s is a well-formed tenant name: 1 to PROTO_TENANT_MAX - 1 bytes of
  * [A-Za-z0-9._-] (the characters of a client's name, auth.h). */
 int proto_tenant_valid(const char *s);
+
+/* 1 if s is a well-formed reason of an admin op: 1 to PROTO_REASON_CHARS
+ * characters of well-formed UTF-8, none a control character. */
+int proto_reason_valid(const char *s);
 
 /* Sequence ids (a decision's number in export and its cursor): 16
  * lowercase hex digits of a 64-bit number. */
@@ -274,6 +300,23 @@ char *proto_format_export(double since, int has_after, uint64_t after,
 
 /* {"op":"clock","advance_s":S} (bursard --test-clock only). */
 char *proto_format_clock(double advance_s);
+
+/* The admin ops (operator role; docs/protocol.md). bucket, tenant: NULL
+ * or "" for none. */
+/* {"op":"adjust","amount_usd":A[,"bucket":B][,"tenant":T],"reason":R} */
+char *proto_format_adjust(double amount_usd, const char *bucket,
+                          const char *tenant, const char *reason);
+/* {"op":"reset","bucket":B,"model":M,"reason":R} */
+char *proto_format_reset(const char *bucket, const char *model,
+                         const char *reason);
+/* {"op":"mark","model":M,"state":"down"|"up","reason":R} */
+char *proto_format_mark(const char *model, int down, const char *reason);
+/* {"op":"show","decision_id":ID}: ID a decision token or a sequence id */
+char *proto_format_show(const char *id);
+/* {"op":"export","admin":true[,"since":S][,"after":ID],"limit":L}: the
+ * admin log (after: an entry's sequence id). */
+char *proto_format_export_admin(double since, int has_after, uint64_t after,
+                                unsigned limit);
 
 /* ---- client side: replies ----------------------------------------- */
 

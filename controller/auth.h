@@ -14,7 +14,8 @@
  *   agent     choose, and feedback on its own decisions; ping, models
  *   feedback  feedback on any decision (a service recording users'
  *             corrections); ping, models
- *   operator  stats, export, models, ping (and later admin operations)
+ *   operator  stats, export, models, ping, and the admin ops: adjust,
+ *             reset, mark, show (controller/ctl_admin.c)
  * Empty lines and lines starting with '#' are comments. Any other line
  * that does not parse makes the whole file invalid (file:line: what).
  */

@@ -13,6 +13,10 @@
  *               [--latency-ms MS] [--model M]
  *   choose BUCKET [--exclude MODEL]... [--escalates ID] [--tenant NAME]
  *   models | ping
+ *   adjust --amount USD --reason TEXT [--bucket B]     the admin verbs
+ *   reset-arm --bucket B --model M --reason TEXT       (operator role;
+ *   mark-down | mark-up MODEL --reason TEXT            export --admin
+ *   show ID [--json]                                   lists their log)
  *   keygen PREFIX                 a CURVE key pair: PREFIX.key (secret,
  *                                 0600) and PREFIX.pub (no controller)
  *
@@ -220,7 +224,10 @@ bursar_print_arm(const cJSON *a)
     printf("  %-20s %6.3f  %-15s %8.0f %5.1f%% %s $%10.6f  %s%s\n",
            bursar_str(a, "model"), bursar_num(a, "mean"), iv,
            bursar_num(a, "pulls"), 100 * bursar_num(a, "share"), prob,
-           bursar_num(a, "cost_mean_usd"), bursar_str(a, "health"),
+           bursar_num(a, "cost_mean_usd"),
+           strcmp(bursar_str(a, "health"), "down") == 0
+               ? "down (marked by an operator)"
+               : bursar_str(a, "health"),
            cJSON_IsTrue(cJSON_GetObjectItem(a, "slo_breach"))
                ? ", over latency objective"
                : "");
@@ -367,15 +374,58 @@ bursar_parse_time(const char *s, double *t)
     return 0;
 }
 
+/* Prints the rows of one export page (its array key) and moves *after to
+ * its "next". Returns 1 when there is another page. */
+static int
+bursar_export_page(const cJSON *r, const char *key, uint64_t *after)
+{
+    const cJSON *d;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(r, key))
+    {
+        char *s = cJSON_PrintUnformatted(d);
+        puts(s);
+        free(s);
+    }
+    const cJSON *next = cJSON_GetObjectItem(r, "next");
+    int more =
+        cJSON_IsString(next) && proto_id_parse(next->valuestring, after) == 0;
+    if (cJSON_IsString(next) && !more)
+        fprintf(stderr, "bursar export: reply field \"next\" is not a "
+                        "decision id: stopping\n");
+    return more;
+}
+
+/* After the decisions: a line on stderr when the admin log has entries
+ * from since on (bursar export --admin lists them; the decision rows stay
+ * what off-policy evaluation reads). */
+static void
+bursar_export_admin_note(bursar_client_t *c, double since)
+{
+    char *qs = proto_format_export_admin(since, 0, 0, 1);
+    cJSON *r = bursar_call(c, qs);
+    free(qs);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(r, "admin"));
+    if (r && cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")) && n > 0)
+        fprintf(stderr,
+                "bursar export: the admin log has entries in this period "
+                "(adjust, reset, mark): bursar export --admin lists them\n");
+    cJSON_Delete(r);
+}
+
 static int
 bursar_cmd_export(bursar_client_t *c, int argc, char **argv)
 {
     static const struct option lo[] = {{"since", required_argument, NULL, 's'},
+                                       {"admin", no_argument, NULL, 'a'},
                                        {NULL, 0, NULL, 0}};
     double since = -INFINITY;
-    int o;
+    int o, admin = 0;
     bursar_getopt_reset();
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o == 'a') {
+            admin = 1;
+            continue;
+        }
         if (o != 's')
             return bursar_bad_option("export", argv);
         if (bursar_parse_time(optarg, &since) != 0) {
@@ -389,9 +439,11 @@ bursar_cmd_export(bursar_client_t *c, int argc, char **argv)
         return 2;
     }
     uint64_t after = 0;
-    int has_after = 0;
-    for (;;) {
-        char *qs = proto_format_export(since, has_after, after, 2000);
+    int has_after = 0, more = 1;
+    while (more) {
+        char *qs =
+            admin ? proto_format_export_admin(since, has_after, after, 2000)
+                  : proto_format_export(since, has_after, after, 2000);
         cJSON *r = bursar_call(c, qs);
         free(qs);
         if (!r)
@@ -400,24 +452,12 @@ bursar_cmd_export(bursar_client_t *c, int argc, char **argv)
             cJSON_Delete(r);
             return 1;
         }
-        const cJSON *d;
-        cJSON_ArrayForEach(d, cJSON_GetObjectItem(r, "decisions"))
-        {
-            char *s = cJSON_PrintUnformatted(d);
-            puts(s);
-            free(s);
-        }
-        const cJSON *next = cJSON_GetObjectItem(r, "next");
-        int more = cJSON_IsString(next) &&
-                   proto_id_parse(next->valuestring, &after) == 0;
-        if (cJSON_IsString(next) && !more)
-            fprintf(stderr, "bursar export: reply field \"next\" is not a "
-                            "decision id: stopping\n");
+        more = bursar_export_page(r, admin ? "admin" : "decisions", &after);
         has_after = 1;
         cJSON_Delete(r);
-        if (!more)
-            break;
     }
+    if (!admin)
+        bursar_export_admin_note(c, since);
     return 0;
 }
 
@@ -674,10 +714,303 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
     return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* The admin verbs (operator role): adjust, reset-arm, mark-down,
+ * mark-up, show (docs/controller.md, "Admin operations")                */
+
+/* Checks the reason given to verb cmd (NULL: missing). Returns 0 or 2
+ * (said why). */
+static int
+bursar_admin_reason(const char *cmd, const char *reason)
+{
+    if (!reason) {
+        fprintf(stderr,
+                "bursar %s: --reason TEXT is required (it is kept in the "
+                "admin log)\n",
+                cmd);
+        return 2;
+    }
+    if (!proto_reason_valid(reason)) {
+        fprintf(stderr,
+                "bursar %s: --reason: give 1 to %d characters of text (UTF-8, "
+                "no control characters)\n",
+                cmd, PROTO_REASON_CHARS);
+        return 2;
+    }
+    return 0;
+}
+
+/* The admin log line every admin verb ends with. */
+static void
+bursar_admin_logged(const cJSON *r)
+{
+    const char *who = bursar_str(r, "client");
+    printf("logged: admin entry %s by %s%s%s, reason \"%s\"\n",
+           bursar_str(r, "seq"), who[0] ? "client \"" : "",
+           who[0] ? who : "the local (unauthenticated) client",
+           who[0] ? "\"" : "", bursar_str(r, "reason"));
+}
+
+/* Sends an admin request q (freed); prints the reply with print. */
+static int
+bursar_admin_call(bursar_client_t *c, char *q, void (*print)(const cJSON *r))
+{
+    cJSON *r = bursar_call(c, q);
+    free(q);
+    if (!r)
+        return 3;
+    int rc = bursar_check(r);
+    if (!rc) {
+        print(r);
+        bursar_admin_logged(r);
+    }
+    cJSON_Delete(r);
+    return rc;
+}
+
+static void
+bursar_print_adjust(const cJSON *r)
+{
+    char t0[32];
+    bursar_time(bursar_num(r, "window_start"), t0, sizeof t0);
+    double before = bursar_num(r, "spent_before_usd");
+    double after = bursar_num(r, "spent_after_usd");
+    double amount = bursar_num(r, "amount_usd");
+    printf("budget: spent $%.4f -> $%.4f in the window from %s (%+.4f "
+           "asked%s)\n",
+           before, after, t0, amount,
+           before + amount < 0 ? ", clipped at 0" : "");
+    double bb = bursar_num(r, "bucket_spent_before_usd");
+    if (!isnan(bb))
+        printf("bucket %s's budget: spent $%.4f -> $%.4f\n",
+               bursar_str(r, "bucket"), bb,
+               bursar_num(r, "bucket_spent_after_usd"));
+    else if (bursar_str(r, "bucket")[0])
+        printf("bucket %s has no budget of its own: the global one only\n",
+               bursar_str(r, "bucket"));
+}
+
+/* bursar adjust --amount USD --reason TEXT [--bucket B] */
+static int
+bursar_cmd_adjust(bursar_client_t *c, int argc, char **argv)
+{
+    static const struct option lo[] = {{"amount", required_argument, NULL, 'a'},
+                                       {"reason", required_argument, NULL, 'r'},
+                                       {"bucket", required_argument, NULL, 'b'},
+                                       {NULL, 0, NULL, 0}};
+    const char *reason = NULL, *bucket = NULL, *amount = NULL;
+    int o;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o == 'a')
+            amount = optarg;
+        else if (o == 'r')
+            reason = optarg;
+        else if (o == 'b')
+            bucket = optarg;
+        else
+            return bursar_bad_option("adjust", argv);
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bursar adjust: unexpected argument %s\n",
+                argv[optind]);
+        return 2;
+    }
+    char *end = NULL;
+    double v = amount ? strtod(amount, &end) : NAN;
+    if (!amount || end == amount || *end || !isfinite(v) ||
+        fabs(v) > PROTO_ADJUST_MAX) {
+        fprintf(stderr,
+                "bursar adjust: --amount USD is required: a number of US "
+                "dollars in [-%g, %g], negative to take spend off%s%s\n",
+                PROTO_ADJUST_MAX, PROTO_ADJUST_MAX, amount ? "; got " : "",
+                amount ? amount : "");
+        return 2;
+    }
+    int rc = bursar_admin_reason("adjust", reason);
+    if (rc)
+        return rc;
+    return bursar_admin_call(c, proto_format_adjust(v, bucket, NULL, reason),
+                             bursar_print_adjust);
+}
+
+static void
+bursar_print_reset(const cJSON *r)
+{
+    const cJSON *b = cJSON_GetObjectItem(r, "before");
+    const cJSON *a = cJSON_GetObjectItem(r, "after");
+    printf("arm %s/%s reset to its prior: mean %.3f -> %.3f, %.0f -> %.0f "
+           "pulls, cost $%.6f -> $%.6f/request\n",
+           bursar_str(r, "bucket"), bursar_str(r, "model"),
+           bursar_num(b, "mean"), bursar_num(a, "mean"), bursar_num(b, "pulls"),
+           bursar_num(a, "pulls"), bursar_num(b, "cost_mean_usd"),
+           bursar_num(a, "cost_mean_usd"));
+}
+
+/* bursar reset-arm --bucket B --model M --reason TEXT */
+static int
+bursar_cmd_reset_arm(bursar_client_t *c, int argc, char **argv)
+{
+    static const struct option lo[] = {{"bucket", required_argument, NULL, 'b'},
+                                       {"model", required_argument, NULL, 'm'},
+                                       {"reason", required_argument, NULL, 'r'},
+                                       {NULL, 0, NULL, 0}};
+    const char *reason = NULL, *bucket = NULL, *model = NULL;
+    int o;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o == 'b')
+            bucket = optarg;
+        else if (o == 'm')
+            model = optarg;
+        else if (o == 'r')
+            reason = optarg;
+        else
+            return bursar_bad_option("reset-arm", argv);
+    }
+    if (optind < argc || !bucket || !model) {
+        fprintf(stderr, "bursar reset-arm: %s%s\n",
+                optind < argc ? "unexpected argument "
+                              : "give --bucket B "
+                                "and --model M",
+                optind < argc ? argv[optind] : "");
+        return 2;
+    }
+    int rc = bursar_admin_reason("reset-arm", reason);
+    if (rc)
+        return rc;
+    return bursar_admin_call(c, proto_format_reset(bucket, model, reason),
+                             bursar_print_reset);
+}
+
+static void
+bursar_print_mark(const cJSON *r)
+{
+    int down = strcmp(bursar_str(r, "state"), "down") == 0;
+    printf("model %s marked %s (was %s): %s\n", bursar_str(r, "model"),
+           down ? "down" : "up", bursar_str(r, "was"),
+           down ? "no decision chooses it until it is marked up"
+                : "decisions may choose it again");
+}
+
+/* bursar mark-down|mark-up MODEL --reason TEXT */
+static int
+bursar_cmd_mark(bursar_client_t *c, int argc, char **argv, int down)
+{
+    static const struct option lo[] = {{"reason", required_argument, NULL, 'r'},
+                                       {NULL, 0, NULL, 0}};
+    const char *reason = NULL;
+    int o;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o != 'r')
+            return bursar_bad_option(argv[0], argv);
+        reason = optarg;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "bursar %s: give one MODEL\n", argv[0]);
+        return 2;
+    }
+    int rc = bursar_admin_reason(argv[0], reason);
+    if (rc)
+        return rc;
+    return bursar_admin_call(c, proto_format_mark(argv[optind], down, reason),
+                             bursar_print_mark);
+}
+
+/* One field of show's decision as text (buf of cap bytes). */
+static const char *
+bursar_show_value(const char *key, const cJSON *v, char *buf, size_t cap)
+{
+    if (!v || cJSON_IsNull(v))
+        return "-";
+    if (cJSON_IsBool(v))
+        return cJSON_IsTrue(v) ? "yes" : "no";
+    if (cJSON_IsString(v))
+        return v->valuestring[0] ? v->valuestring : "\"\"";
+    if (cJSON_IsNumber(v) &&
+        (strcmp(key, "time") == 0 || strcmp(key, "outcome_time") == 0 ||
+         strcmp(key, "expires_at") == 0)) {
+        bursar_time(v->valuedouble, buf, cap);
+        return buf;
+    }
+    if (cJSON_IsNumber(v)) {
+        snprintf(buf, cap, "%.10g", v->valuedouble);
+        return buf;
+    }
+    size_t n = 0;
+    const cJSON *it;
+    buf[0] = '\0';
+    cJSON_ArrayForEach(it, v) /* offered: names; children: objects */
+    {
+        const char *s = cJSON_IsString(it) ? it->valuestring : NULL;
+        char one[160];
+        if (!s) {
+            snprintf(one, sizeof one, "%s (step %.0f, %s)",
+                     bursar_str(it, "seq"), bursar_num(it, "step"),
+                     bursar_str(it, "model"));
+            s = one;
+        }
+        n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s",
+                              n ? ", " : "", s);
+    }
+    return buf[0] ? buf : "none";
+}
+
+static void
+bursar_print_show(const cJSON *r)
+{
+    const cJSON *d = cJSON_GetObjectItem(r, "decision"), *f;
+    printf("decision %s\n", bursar_str(d, "seq"));
+    cJSON_ArrayForEach(f, d)
+    {
+        char buf[1024];
+        if (strcmp(f->string, "seq") == 0)
+            continue;
+        printf("  %-24s %s\n", f->string,
+               bursar_show_value(f->string, f, buf, sizeof buf));
+    }
+}
+
+/* bursar show ID [--json] */
+static int
+bursar_cmd_show(bursar_client_t *c, int argc, char **argv)
+{
+    static const struct option lo[] = {{"json", no_argument, NULL, 'j'},
+                                       {NULL, 0, NULL, 0}};
+    int json = 0, o;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o != 'j')
+            return bursar_bad_option("show", argv);
+        json = 1;
+    }
+    if (optind != argc - 1 || !proto_token_valid(argv[optind])) {
+        fprintf(stderr, "bursar show: give one decision: its token (choose's "
+                        "decision_id) or its sequence id (export's seq)\n");
+        return 2;
+    }
+    char *q = proto_format_show(argv[optind]);
+    cJSON *r = bursar_call(c, q);
+    free(q);
+    if (!r)
+        return 3;
+    int rc = bursar_check(r);
+    if (!rc && json) {
+        char *str = cJSON_Print(cJSON_GetObjectItem(r, "decision"));
+        puts(str);
+        free(str);
+    } else if (!rc) {
+        bursar_print_show(r);
+    }
+    cJSON_Delete(r);
+    return rc;
+}
+
 /* The usage lines: after a usage error, with a pointer to --help. */
 static const char bursar_synopsis[] =
     "usage: bursar [OPTION]... stats [--bucket B] [--json]\n"
-    "       bursar [OPTION]... export [--since T]\n"
+    "       bursar [OPTION]... export [--since T] [--admin]\n"
     "       bursar [OPTION]... feedback ID --success | --failure | --reward R\n"
     "                          | --correction | --provider-error MSG\n"
     "                          [--cost USD] [--tokens-in N --tokens-out N]\n"
@@ -685,6 +1018,10 @@ static const char bursar_synopsis[] =
     "       bursar [OPTION]... choose BUCKET [--exclude MODEL]...\n"
     "                          [--escalates ID] [--tenant NAME]\n"
     "       bursar [OPTION]... models | ping\n"
+    "       bursar [OPTION]... adjust --amount USD --reason TEXT [--bucket B]\n"
+    "       bursar [OPTION]... reset-arm --bucket B --model M --reason TEXT\n"
+    "       bursar [OPTION]... mark-down | mark-up MODEL --reason TEXT\n"
+    "       bursar [OPTION]... show ID [--json]\n"
     "       bursar keygen PREFIX\n"
     "       bursar --help | --version\n";
 
@@ -693,7 +1030,8 @@ static const char bursar_synopsis[] =
 static const char bursar_help[] =
     "\n"
     "The operator's command line of a running bursard: its statistics, its\n"
-    "decision log, feedback and decisions by hand (docs/controller.md).\n"
+    "decision log, feedback and decisions by hand (docs/controller.md), and\n"
+    "the operator's admin commands (adjust to show below: operator role).\n"
     "\n"
     "Exit status: 0 ok, 1 the controller answered an error, 2 usage, 3 no\n"
     "answer.\n"
@@ -706,7 +1044,9 @@ static const char bursar_help[] =
     "                          that bucket only; --json: the reply as JSON\n"
     "  export                  the decision log, one JSON object a line;\n"
     "                          --since T: from time T on (Unix seconds or\n"
-    "                          YYYY-MM-DDTHH:MM:SSZ)\n"
+    "                          YYYY-MM-DDTHH:MM:SSZ); --admin: the admin\n"
+    "                          log instead (adjust, reset-arm, mark-down,\n"
+    "                          mark-up: who, when, why, what changed)\n"
     "  feedback ID             report what became of decision ID (the token\n"
     "                          choose gave): one event (--success,\n"
     "                          --failure, --reward, --correction or\n"
@@ -720,10 +1060,24 @@ static const char bursar_help[] =
     "  models                  the models and buckets of the configuration\n"
     "                          (JSON)\n"
     "  ping                    whether bursard answers (JSON)\n"
+    "  adjust                  add --amount USD (negative: take off) to the\n"
+    "                          budget window's spend, and to --bucket B's\n"
+    "                          budget if it has one; clipped at 0. --reason\n"
+    "                          TEXT: why (required here and by reset-arm,\n"
+    "                          mark-down, mark-up; kept in the admin log)\n"
+    "  reset-arm               start --model M of --bucket B again from its\n"
+    "                          prior (the provider changed the model)\n"
+    "  mark-down MODEL         no decision chooses MODEL until mark-up\n"
+    "  mark-up MODEL           MODEL may be chosen again\n"
+    "  show ID                 everything the store has on one decision (its\n"
+    "                          token or export's seq); --json: as JSON\n"
     "  keygen PREFIX           write a CURVE key pair: PREFIX.key (the secret\n"
     "                          key, mode 0600) and PREFIX.pub; no controller\n"
     "                          needed\n"
-    "\n"
+    "\n";
+
+/* The rest of --help (one string would pass C's 4095 bytes). */
+static const char bursar_help_options[] =
     "Feedback options:\n"
     "  --success               the answer was good (reward 1)\n"
     "  --failure               the answer was bad (reward 0)\n"
@@ -760,9 +1114,10 @@ static void
 bursar_usage(FILE *f, int full)
 {
     fputs(bursar_synopsis, f);
-    if (full)
+    if (full) {
         fputs(bursar_help, f);
-    else
+        fputs(bursar_help_options, f);
+    } else
         fputs("Try 'bursar --help' for the commands and options.\n", f);
 }
 
@@ -848,8 +1203,9 @@ bursar_keygen(const char *prefix)
 static int
 bursar_check_command(int argc, char **argv)
 {
-    static const char *const cmds[] = {"stats",  "export", "feedback", "choose",
-                                       "models", "ping",   "keygen"};
+    static const char *const cmds[] = {
+        "stats",  "export", "feedback",  "choose",    "models",  "ping",
+        "keygen", "adjust", "reset-arm", "mark-down", "mark-up", "show"};
     const char *cmd = argv[0];
     size_t i = 0, n = sizeof cmds / sizeof cmds[0];
     while (i < n && strcmp(cmd, cmds[i]) != 0)
@@ -865,6 +1221,20 @@ bursar_check_command(int argc, char **argv)
         return -1;
     bursar_usage(stderr, 0);
     return 2;
+}
+
+/* Runs the admin command argv[0] (bursar_check_command knew it). */
+static int
+bursar_run_admin(bursar_client_t *c, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    if (strcmp(cmd, "adjust") == 0)
+        return bursar_cmd_adjust(c, argc, argv);
+    if (strcmp(cmd, "reset-arm") == 0)
+        return bursar_cmd_reset_arm(c, argc, argv);
+    if (strcmp(cmd, "mark-down") == 0 || strcmp(cmd, "mark-up") == 0)
+        return bursar_cmd_mark(c, argc, argv, strcmp(cmd, "mark-down") == 0);
+    return bursar_cmd_show(c, argc, argv);
 }
 
 /* Runs the command argv[0] with its arguments (bursar_check_command
@@ -883,6 +1253,8 @@ bursar_run(bursar_client_t *c, int argc, char **argv)
         return bursar_cmd_choose(c, argc, argv);
     if (strcmp(cmd, "models") == 0)
         return bursar_cmd_op(c, PROTO_OP_MODELS);
+    if (strcmp(cmd, "ping") != 0)
+        return bursar_run_admin(c, argc, argv);
     return bursar_cmd_op(c, PROTO_OP_PING);
 }
 

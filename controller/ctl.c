@@ -208,6 +208,16 @@ ctl_health_name(const ctl_t *c, int m, double now)
         health_state(&c->health[m], &c->allow.health, now));
 }
 
+void
+ctl_arm_prior(const ctl_t *c, const cfg_bucket_t *def, int m, arm_t *a)
+{
+    const cfg_model_t *cm = &c->cfg->models[m];
+    arm_init(
+        a, def->prior_alpha, def->prior_beta,
+        cfg_model_cost(cm, def->expected_tokens_in, def->expected_tokens_out),
+        1.0);
+}
+
 /* Builds a bucket from its definition and what the store holds. An arm
  * found in the store keeps its evidence; if its prior changed in the
  * configuration the evidence is moved onto the new prior (alpha - alpha0
@@ -248,8 +258,7 @@ ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def, int dynamic,
                         "bursard: store: arm %s/%s unreadable (%s): "
                         "starting from the prior\n",
                         def->name, cm->name, store_strerror(rc));
-            arm_init(&b->pb->arms[i], def->prior_alpha, def->prior_beta,
-                     cost_prior, 1.0);
+            ctl_arm_prior(c, def, m, &b->pb->arms[i]);
         }
     }
     if (isfinite(t_last))
@@ -378,6 +387,7 @@ ctl_load(ctl_t *c)
         if (store_get_health(c->store, txn, c->cfg->models[m].name, &sh) == 0)
             ctl_health_load(&c->health[m], &sh);
     }
+    ctl_admin_load(c, txn);
     ctl_clients_load(c, txn);
     if (!rc)
         rc = ctl_tenants_load(c, txn, now);
@@ -453,6 +463,7 @@ ctl_destroy(ctl_t **cp)
     free(c->ht);
     free(c->health);
     free(c->health_dirty);
+    free(c->marks);
     ctl_clients_free(c);
     ctl_tenants_free(c);
     ctl_status_free(c);
@@ -658,6 +669,18 @@ ctl_dispatch(ctl_t *c, const proto_request_t *rq)
         break;
     case PROTO_OP_BOOK:
         reply = ctl_op_book(c, rq);
+        break;
+    case PROTO_OP_ADJUST:
+        reply = ctl_op_adjust(c, rq);
+        break;
+    case PROTO_OP_RESET:
+        reply = ctl_op_reset(c, rq);
+        break;
+    case PROTO_OP_MARK:
+        reply = ctl_op_mark(c, rq);
+        break;
+    case PROTO_OP_SHOW:
+        reply = ctl_op_show(c, rq);
         break;
     default:
         reply = ctl_error(rq, PROTO_E_UNKNOWN_OP, "unknown op");

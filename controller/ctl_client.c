@@ -124,6 +124,10 @@ ctl_op_roles(proto_op_t op)
     case PROTO_OP_STATS:
     case PROTO_OP_EXPORT:
     case PROTO_OP_CLOCK:
+    case PROTO_OP_ADJUST: /* the admin ops */
+    case PROTO_OP_RESET:
+    case PROTO_OP_MARK:
+    case PROTO_OP_SHOW:
         return AUTH_OPERATOR;
     default:
         return AUTH_ALL; /* ping, models */

@@ -9,6 +9,8 @@
  *               buckets of the models reply
  *   ctl_view.c  the read-only ops and their JSON: stats, models, export,
  *               and the test clock
+ *   ctl_admin.c the operator's admin ops: adjust, reset, mark, show, and
+ *               their log
  *   ctl_tenant.c tenants with a budget of their own: their pacers and
  *               prices, hooked into choose, settling and stats
  * Nothing here computes a routing decision: policies/ does (allow.h,
@@ -87,7 +89,7 @@ typedef struct ctl_fail {
 #define CTL_FB_RESULTS   (CTL_FB_ERROR + PROTO_E_COUNT)
 /* Request latency by op: every proto_op_t, and one for a request that
  * did not parse (or was answered before the controller saw it). */
-#define CTL_OPS (PROTO_OP_BOOK + 2)
+#define CTL_OPS (PROTO_OP_COUNT + 1)
 
 typedef struct ctl_counts {
     uint64_t feedback[CTL_FB_KINDS][CTL_FB_RESULTS];
@@ -157,6 +159,8 @@ struct ctl {
     int *ht;       /* bucket index + 1, 0 = empty */
 
     health_t *health;     /* per cfg model: its circuit breaker */
+    store_mark_t *marks;  /* per cfg model: its operator's mark (version 0:
+                             never marked); health[m].down mirrors it */
     allow_params_t allow; /* health and latency parameters (cfg) */
     unsigned char *health_dirty;
 
@@ -188,6 +192,10 @@ const char *ctl_health_name(const ctl_t *c, int m, double now);
 ctl_bucket_t *ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def,
                                int dynamic, double now);
 void ctl_add_bucket(ctl_t *c, ctl_bucket_t *b);
+/* How a new arm of model m starts in bucket def: the bucket's prior, and
+ * the price table times the expected tokens as its cost prior (a bucket
+ * built afresh, op reset). */
+void ctl_arm_prior(const ctl_t *c, const cfg_bucket_t *def, int m, arm_t *a);
 size_t ctl_build_mask(ctl_t *c, ctl_bucket_t *b, const proto_request_t *rq,
                       double now, allow_counts_t *counts);
 void ctl_build_request(ctl_t *c, ctl_bucket_t *b, double now,
@@ -244,6 +252,23 @@ char *ctl_op_models(ctl_t *c, const proto_request_t *rq);
 char *ctl_op_export(ctl_t *c, const proto_request_t *rq);
 char *ctl_op_clock(ctl_t *c, const proto_request_t *rq);
 char *ctl_op_book(ctl_t *c, const proto_request_t *rq);
+/* ctl_admin.c: the admin ops (operator role) */
+char *ctl_op_adjust(ctl_t *c, const proto_request_t *rq);
+char *ctl_op_reset(ctl_t *c, const proto_request_t *rq);
+char *ctl_op_mark(ctl_t *c, const proto_request_t *rq);
+char *ctl_op_show(ctl_t *c, const proto_request_t *rq);
+/* Reads the models' marks into c->marks and c->health[].down (ctl_load,
+ * after the health records). */
+void ctl_admin_load(ctl_t *c, MDB_txn *txn);
+/* An admin log entry as export's row ("kind": "admin"). */
+cJSON *ctl_admin_row(const store_admin_t *a);
+/* Model m's mark as stats shows it: null when it is not marked down. */
+cJSON *ctl_mark_json(const ctl_t *c, int m);
+/* ctl_view.c: a reply of o with the request's "id" (o is consumed). */
+char *ctl_json_reply(const proto_request_t *rq, cJSON *o);
+/* ctl_view.c: decision d as an export row, read in txn (show adds to it). */
+cJSON *ctl_decision_row(const ctl_t *c, MDB_txn *txn,
+                        const store_decision_t *d);
 /* ctl_view.c: the stats reply of every bucket as an object (the status
  * page's base); with_prop 1: propensities, 0: none (null), -1: as stats
  * does (up to CTL_STATS_PROP_ARMS arms in all). */

@@ -69,7 +69,7 @@ ctl_request_op(const ctl_t *c)
 void
 ctl_observe_request(ctl_t *c, int op, double seconds)
 {
-    size_t i = op >= 0 && op <= PROTO_OP_BOOK ? (size_t)op : CTL_OPS - 1;
+    size_t i = op >= 0 && op < PROTO_OP_COUNT ? (size_t)op : CTL_OPS - 1;
     expo_hist_observe(&c->met.request[i], seconds);
 }
 
@@ -270,12 +270,13 @@ static void
 ctl_metrics_health(ctl_t *c, bursar_buf_t *b, double now)
 {
     static const char *const states[] = {"ok", "cooldown", "probing",
-                                         "half_open"};
+                                         "half_open", "down"};
     const cfg_t *g = c->cfg;
     expo_family(b, "bursar_model_health", "gauge",
                 "1 for the state the model's circuit breaker is in (ok, "
                 "cooldown: not chosen, probing: a probe in flight, half_open: "
-                "the next decision probes), 0 for the others.");
+                "the next decision probes, down: marked down by an operator), "
+                "0 for the others.");
     for (size_t m = 0; m < g->n_models; m++) {
         const char *st = ctl_health_name(c, (int)m, now);
         for (size_t k = 0; k < sizeof states / sizeof states[0]; k++)

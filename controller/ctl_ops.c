@@ -246,7 +246,7 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
         return ctl_error(rq, PROTO_E_NO_MODEL,
                          "no model of bucket \"%s\" can be chosen: %zu "
                          "excluded by field \"exclude\", %zu cooling down "
-                         "after provider errors",
+                         "after provider errors or marked down",
                          b->def.name, ac.excluded, ac.cooling);
     policy_request_t req;
     ctl_build_request(c, b, now, &req);

@@ -30,7 +30,7 @@ ctl_pacer_json(const pacer_t *p, double now)
     return o;
 }
 
-static char *
+char *
 ctl_json_reply(const proto_request_t *rq, cJSON *o)
 {
     if (rq->echo[0]) {
@@ -153,6 +153,7 @@ ctl_stats_health(ctl_t *c, double now, cJSON *o)
             cJSON_AddNumberToObject(e, "cooldown_until", h->until);
         else
             cJSON_AddNullToObject(e, "cooldown_until");
+        cJSON_AddItemToObject(e, "marked_down", ctl_mark_json(c, (int)m));
         cJSON_AddItemToArray(ho, e);
     }
 }
@@ -292,19 +293,19 @@ ctl_decision_origin(const ctl_t *c, MDB_txn *txn, const store_decision_t *d,
 }
 
 /* One decision as an export record (docs/protocol.md, "export"). */
-static cJSON *
-ctl_decision_json(const ctl_export_ctx_t *x, const store_decision_t *d)
+cJSON *
+ctl_decision_row(const ctl_t *c, MDB_txn *txn, const store_decision_t *d)
 {
     char id[PROTO_ID_LEN + 1];
     proto_id_format(d->id, id);
     cJSON *o = cJSON_CreateObject();
     int local = !!(d->flags & STORE_D_LOCAL);
     if (local)
-        ctl_book_origin(x->c, x->txn, d, o);
+        ctl_book_origin(c, txn, d, o);
     else
-        ctl_decision_origin(x->c, x->txn, d, o);
+        ctl_decision_origin(c, txn, d, o);
     store_tenant_t tn; /* only for a decision made for a tenant */
-    if (store_get_tenant(x->c->store, x->txn, d->id, &tn) == 0)
+    if (store_get_tenant(c->store, txn, d->id, &tn) == 0)
         cJSON_AddStringToObject(o, "tenant", tn.name);
     cJSON_AddStringToObject(o, "seq", id);
     cJSON_AddNumberToObject(o, "time", d->t);
@@ -380,15 +381,72 @@ ctl_export_one(const store_decision_t *d, void *ctx)
         x->more = 1;
         return 1;
     }
-    cJSON_AddItemToArray(x->arr, ctl_decision_json(x, d));
+    cJSON_AddItemToArray(x->arr, ctl_decision_row(x->c, x->txn, d));
     x->n++;
     x->last = d->id;
     return 0;
 }
 
+/* The admin log's page: entries after rq->after, from rq->since on. */
+typedef struct ctl_admin_page {
+    const proto_request_t *rq;
+    cJSON *arr;
+    unsigned n;
+    uint64_t last;
+    int more;
+} ctl_admin_page_t;
+
+static int
+ctl_export_admin_one(const store_admin_t *a, void *ctx)
+{
+    ctl_admin_page_t *x = ctx;
+    if (a->t < x->rq->since) /* the log is small: skipped without a cap */
+        return 0;
+    if (x->n >= x->rq->limit) {
+        x->more = 1;
+        return 1;
+    }
+    cJSON_AddItemToArray(x->arr, ctl_admin_row(a));
+    x->n++;
+    x->last = a->id;
+    return 0;
+}
+
+/* export with "admin": true: the admin log, oldest first, paged by its
+ * own sequence ids ("after", "next"). */
+static char *
+ctl_export_admin(ctl_t *c, const proto_request_t *rq)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddTrueToObject(o, "ok");
+    ctl_admin_page_t x = {rq, cJSON_AddArrayToObject(o, "admin"), 0, 0, 0};
+    MDB_txn *rtxn = NULL;
+    int rc = store_begin(c->store, 1, &rtxn);
+    if (!rc) {
+        rc = store_scan_admin(c->store, rtxn, rq->has_after ? rq->after : 0,
+                              ctl_export_admin_one, &x);
+        store_abort(rtxn);
+    }
+    if (rc) {
+        cJSON_Delete(o);
+        return ctl_error(rq, PROTO_E_STORE, "cannot read the admin log: %s",
+                         store_strerror(rc));
+    }
+    if (x.more) {
+        char id[PROTO_ID_LEN + 1];
+        proto_id_format(x.last, id);
+        cJSON_AddStringToObject(o, "next", id);
+    } else {
+        cJSON_AddNullToObject(o, "next");
+    }
+    return ctl_json_reply(rq, o);
+}
+
 char *
 ctl_op_export(ctl_t *c, const proto_request_t *rq)
 {
+    if (rq->export_admin)
+        return ctl_export_admin(c, rq);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");
     ctl_export_ctx_t x = {

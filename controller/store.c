@@ -26,13 +26,16 @@ enum {
     S_LOCALS,
     S_LEXT,
     S_TENANT,
+    S_ADMIN,
+    S_MARKS,
     S_TPACERS,
     S_NDB
 };
 
 static const char *const store_db_names[S_NDB] = {
-    "meta",       "decisions", "pending", "arms", "bpacers", "health",
-    "dynbuckets", "dext",      "locals",  "lext", "tenants", "tpacers"};
+    "meta",    "decisions",  "pending", "arms",   "bpacers",
+    "health",  "dynbuckets", "dext",    "locals", "lext",
+    "tenants", "admin",      "marks",   "tpacers"};
 
 struct store {
     MDB_env *env;
@@ -107,7 +110,7 @@ static void
 store_key_text(int db, const MDB_val *k, char *buf, size_t cap)
 {
     if ((db == S_DECISIONS || db == S_PENDING || db == S_DEXT || db == S_LEXT ||
-         db == S_TENANT) &&
+         db == S_TENANT || db == S_ADMIN) &&
         k->mv_size == 8) {
         unsigned long long id = 0;
         for (int i = 0; i < 8; i++)
@@ -232,6 +235,8 @@ store_check_records(store_t *s, MDB_txn *txn, store_check_t *chk)
              {S_DEXT, sizeof(store_dext_t), 0, STORE_DEXT_V1_SIZE, 1, 1},
              {S_LEXT, sizeof(store_local_t), 0, 0, 1, 1},
              {S_TENANT, sizeof(store_tenant_t), 0, 0, 1, 1},
+             {S_ADMIN, sizeof(store_admin_t), 0, 0, 1, 1},
+             {S_MARKS, sizeof(store_mark_t), 0, 0, 1, 0},
              {S_TPACERS, sizeof(store_tpacer_t), 0, 0, 1, 0},
              {S_LOCALS, sizeof(uint64_t), 0, 0, 0, 1},
              {S_PENDING, sizeof(double), 0, 0, 0, 1}};
@@ -444,7 +449,8 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
         goto err;
     if (!(rc = store_open_dbs(s, txn, !readonly)))
         for (int i = 0; i < S_NDB; i++)
-            if (!s->have[i] && i != S_DEXT && i != S_TENANT && i != S_TPACERS)
+            if (!s->have[i] && i != S_DEXT && i != S_TENANT && i != S_ADMIN &&
+                i != S_MARKS && i != S_TPACERS)
                 rc = MDB_NOTFOUND; /* a reader needs a written store */
     if (rc || (rc = store_settle_format(s, txn))) {
         mdb_txn_abort(txn);
@@ -716,6 +722,91 @@ int
 store_del_tenant(store_t *s, MDB_txn *txn, uint64_t id)
 {
     return s->have[S_TENANT] ? store_del_id(txn, s->db[S_TENANT], id) : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The admin log and the models' marks                                 */
+
+int
+store_put_admin(store_t *s, MDB_txn *txn, store_admin_t *a)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->db[S_ADMIN], &c);
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    uint64_t last = 0;
+    rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    mdb_cursor_close(c);
+    if (rc == 0 && k.mv_size != 8)
+        return MDB_BAD_VALSIZE;
+    if (rc == 0)
+        last = store_key_id(k.mv_data);
+    else if (rc != MDB_NOTFOUND)
+        return rc;
+    a->version = STORE_VERSION;
+    a->id = last + 1;
+    unsigned char kb[8];
+    store_id_key(a->id, kb);
+    return store_put(txn, s->db[S_ADMIN], kb, 8, a, sizeof *a);
+}
+
+int
+store_scan_admin(store_t *s, MDB_txn *txn, uint64_t after,
+                 int (*fn)(const store_admin_t *a, void *ctx), void *ctx)
+{
+    if (!s->have[S_ADMIN] || after == UINT64_MAX)
+        return 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->db[S_ADMIN], &c);
+    if (rc)
+        return rc;
+    unsigned char kb[8];
+    store_id_key(after + 1, kb);
+    MDB_val k = {8, kb}, v;
+    store_admin_t a;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+        if (v.mv_size != sizeof a) {
+            rc = MDB_BAD_VALSIZE;
+            break;
+        }
+        memcpy(&a, v.mv_data, sizeof a);
+        if (a.version != STORE_VERSION) {
+            rc = MDB_INCOMPATIBLE;
+            break;
+        }
+        a.client[sizeof a.client - 1] = '\0';
+        a.bucket[sizeof a.bucket - 1] = '\0';
+        a.model[sizeof a.model - 1] = '\0';
+        a.tenant[sizeof a.tenant - 1] = '\0';
+        a.reason[sizeof a.reason - 1] = '\0';
+        if (fn(&a, ctx))
+            break;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+store_put_mark(store_t *s, MDB_txn *txn, const char *model,
+               const store_mark_t *m)
+{
+    return store_put(txn, s->db[S_MARKS], model, strlen(model), m, sizeof *m);
+}
+
+int
+store_get_mark(store_t *s, MDB_txn *txn, const char *model, store_mark_t *m)
+{
+    if (!s->have[S_MARKS])
+        return STORE_NOTFOUND;
+    int rc = store_get(txn, s->db[S_MARKS], model, strlen(model), m, sizeof *m);
+    if (rc == 0) {
+        m->client[sizeof m->client - 1] = '\0';
+        m->reason[sizeof m->reason - 1] = '\0';
+    }
+    return store_check_version(rc, m->version);
 }
 
 int

@@ -27,6 +27,12 @@
  *              only for decisions that name one (choose's "tenant",
  *              book's "local.tenant"); written with the decision, pruned
  *              with it (added in place, as dext)
+ *   admin      id (u64, big-endian) -> store_admin_t: the admin log, one
+ *              entry per adjust, reset and mark (op, time, client, the
+ *              arguments, reason, result), written in the transaction of
+ *              its effect, never pruned (added in place, as dext)
+ *   marks      model -> store_mark_t: a model marked down (or up again)
+ *              by an operator (added in place, as dext)
  *   tpacers    tenant -> store_tpacer_t: the pacer and shadow price of a
  *              tenant with a budget of its own (configured tenants, and
  *              those given one by tenants."*") (added in place, as dext)
@@ -185,6 +191,46 @@ typedef struct store_tpacer {
     double mu; /* the tenant's shadow price, >= 0 */
 } store_tpacer_t;
 
+/* An entry of the admin log (db admin). */
+#define STORE_ADMIN_ADJUST 1
+#define STORE_ADMIN_RESET  2
+#define STORE_ADMIN_MARK   3
+#define STORE_REASON_MAX   808 /* a reason, incl. NUL (PROTO_REASON_MAX fits) */
+typedef struct store_admin {
+    uint8_t version;
+    uint8_t op;         /* STORE_ADMIN_* */
+    uint8_t down;       /* mark: 1 marked down, 0 up */
+    uint8_t was_down;   /* mark: the state before */
+    uint8_t bucket_cap; /* adjust: the bucket's cap was adjusted too */
+    uint8_t pad[3];
+    uint64_t id;         /* its number in the log, from 1 */
+    double t;            /* when, Unix seconds (the controller's clock) */
+    double amount_usd;   /* adjust: the amount asked for */
+    double window_start; /* adjust: the global window it went to */
+    double spent_before, spent_after;   /* adjust: the global window's spend */
+    double bucket_before, bucket_after; /* adjust: the bucket cap's spend */
+    double tenant_before, tenant_after; /* adjust: the tenant's spend (NAN:
+                                           none adjusted) */
+    double alpha, beta, cost_mean;      /* reset: the arm before */
+    uint64_t pulls, rewards;            /* reset: the arm before */
+    char client[32];                    /* who ("" unauthenticated) */
+    char bucket[STORE_NAME_MAX];        /* adjust (optional), reset */
+    char model[STORE_NAME_MAX];         /* reset, mark */
+    char tenant[32];                    /* adjust (optional) */
+    char reason[STORE_REASON_MAX];      /* NUL-terminated */
+} store_admin_t;
+
+/* A model's manual mark (db marks): down until marked up. */
+typedef struct store_mark {
+    uint8_t version;
+    uint8_t down; /* 1 down, 0 up (marked up again) */
+    uint8_t pad[6];
+    uint64_t admin_id; /* the admin log entry that set it */
+    double t;          /* when */
+    char client[32];   /* who */
+    char reason[STORE_REASON_MAX];
+} store_mark_t;
+
 #define STORE_LAT_RING 32
 
 typedef struct store_arm {
@@ -234,6 +280,8 @@ _Static_assert(offsetof(store_dext_t, parent) == STORE_DEXT_V1_SIZE,
                "format 1's dext record is a prefix of format 2's");
 _Static_assert(sizeof(store_local_t) == 104, "format change");
 _Static_assert(sizeof(store_tenant_t) == 40, "format change");
+_Static_assert(sizeof(store_admin_t) == 1128, "format change");
+_Static_assert(sizeof(store_mark_t) == 864, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");
 _Static_assert(sizeof(store_pacer_t) == 80, "format change");
@@ -307,6 +355,19 @@ int store_del_local(store_t *s, MDB_txn *txn, uint64_t id);
 int store_put_tenant(store_t *s, MDB_txn *txn, uint64_t id, const char *name);
 int store_get_tenant(store_t *s, MDB_txn *txn, uint64_t id, store_tenant_t *x);
 int store_del_tenant(store_t *s, MDB_txn *txn, uint64_t id);
+
+/* The admin log: put numbers a->id (the last entry's + 1) and writes it;
+ * scan calls fn for every entry with id > after (0: all), in order, until
+ * fn returns non-zero. A store without the log has no entries. */
+int store_put_admin(store_t *s, MDB_txn *txn, store_admin_t *a);
+int store_scan_admin(store_t *s, MDB_txn *txn, uint64_t after,
+                     int (*fn)(const store_admin_t *a, void *ctx), void *ctx);
+
+/* A model's mark: put, get (STORE_NOTFOUND when it never had one). */
+int store_put_mark(store_t *s, MDB_txn *txn, const char *model,
+                   const store_mark_t *m);
+int store_get_mark(store_t *s, MDB_txn *txn, const char *model,
+                   store_mark_t *m);
 
 int store_put_pending(store_t *s, MDB_txn *txn, uint64_t id, double t);
 /* Calls fn for every pending decision, oldest first, until it returns

@@ -13,6 +13,8 @@
 health_state_t
 health_state(const health_t *h, const health_params_t *p, double now)
 {
+    if (h->down)
+        return HEALTH_DOWN;
     if (!h->cooling)
         return HEALTH_OK;
     if (now < h->until)
@@ -26,8 +28,8 @@ const char *
 health_state_name(health_state_t s)
 {
     static const char *const names[] = {"ok", "cooldown", "probing",
-                                        "half_open"};
-    return (unsigned)s < 4 ? names[s] : "?";
+                                        "half_open", "down"};
+    return (unsigned)s < 5 ? names[s] : "?";
 }
 
 int
@@ -76,7 +78,7 @@ health_success(health_t *h, uint64_t decision, double decision_t)
 int
 health_chosen(health_t *h, uint64_t decision, double now)
 {
-    if (!h->cooling || now < h->until)
+    if (h->down || !h->cooling || now < h->until)
         return 0;
     h->probe = decision;
     h->probe_t = now;

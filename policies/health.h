@@ -13,6 +13,10 @@
  * and another may be sent. An outcome of a decision made after `until`
  * closes the breaker too (the model answered after its cooldown).
  *
+ * An operator may mark a model down by hand (`down`): it is then not
+ * allowed, whatever the breaker says, and never half-opens, until it is
+ * marked up; the breaker's own state goes on underneath.
+ *
  * Pure: time and decision ids are passed in; no allocation. Provider
  * errors are not quality outcomes: they never touch an arm's posterior
  * (DESIGN.md, feedback semantics).
@@ -32,6 +36,7 @@ typedef struct health {
     uint32_t failures;     /* consecutive provider errors */
     uint32_t level;        /* backoff level: cooldown = base * 2^level */
     uint32_t cooling;      /* 1 while a cooldown has been entered */
+    uint32_t down;         /* 1: marked down by an operator */
     double until;          /* cooldown end; half-open after it */
     uint64_t probe;        /* decision id of the probe in flight, or 0 */
     double probe_t;        /* when the probe was sent */
@@ -39,15 +44,16 @@ typedef struct health {
 } health_t;
 
 typedef enum health_state {
-    HEALTH_OK = 0,   /* closed: serving */
-    HEALTH_COOLDOWN, /* open: not allowed */
-    HEALTH_PROBING,  /* half-open, its probe in flight: not allowed */
-    HEALTH_HALF_OPEN /* half-open: allowed, the next decision probes */
+    HEALTH_OK = 0,    /* closed: serving */
+    HEALTH_COOLDOWN,  /* open: not allowed */
+    HEALTH_PROBING,   /* half-open, its probe in flight: not allowed */
+    HEALTH_HALF_OPEN, /* half-open: allowed, the next decision probes */
+    HEALTH_DOWN       /* marked down by an operator: not allowed */
 } health_state_t;
 
 health_state_t health_state(const health_t *h, const health_params_t *p,
                             double now);
-/* "ok", "cooldown", "probing", "half_open". */
+/* "ok", "cooldown", "probing", "half_open", "down". */
 const char *health_state_name(health_state_t s);
 /* 1 when the model may be chosen at now (ok or half-open). */
 int health_allows(const health_t *h, const health_params_t *p, double now);
