@@ -299,6 +299,10 @@ void ctl_tenant_chosen(ctl_t *c, ctl_tenant_t *t, const policy_choice_t *ch,
  * its tenant when it reserved there (STORE_D_TENANT_RES). */
 void ctl_tenant_settle(ctl_t *c, const store_decision_t *d, double held,
                        double cost, double now);
+/* The ledger of tenant name (given one by "*" if need be), rolled to now
+ * and marked to be written, for the admin op adjust; NULL when the tenant
+ * has no budget of its own. */
+pacer_t *ctl_tenant_ledger(ctl_t *c, const char *name, double now);
 /* A booked local decision's cost into its tenant's window (ctl_book.c). */
 void ctl_tenant_book(ctl_t *c, const store_decision_t *d, double cost,
                      double now);

@@ -380,6 +380,18 @@ ctl_tenant_book(ctl_t *c, const store_decision_t *d, double cost, double now)
     t->dirty = 1;
 }
 
+pacer_t *
+ctl_tenant_ledger(ctl_t *c, const char *name, double now)
+{
+    int full;
+    ctl_tenant_t *t = ctl_tenant_get(c, name, now, &full);
+    if (!t)
+        return NULL;
+    pacer_roll(&t->pacer, now);
+    t->dirty = 1;
+    return &t->pacer;
+}
+
 /* ------------------------------------------------------------------ */
 /* Stats                                                               */
 

@@ -234,7 +234,8 @@ test_priced(void **state)
 /* acme (refuse): once its budget cannot pay for the cheapest allowed
  * model, budget_exhausted naming the tenant, its limit and the window's
  * end, and nothing recorded. beta (serve_cheapest): the cheapest,
- * flagged over_budget. */
+ * flagged over_budget. An operator's adjust with a tenant moves its
+ * spend. */
 static void
 test_exhausted(void **state)
 {
@@ -284,6 +285,29 @@ test_exhausted(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "over_budget")));
     assert_string_equal(th_str(r, "model"), "cheap");
     cJSON_Delete(r);
+    /* an operator's refund (admin op adjust) gives acme room again: its
+     * spend and the global one move, the log keeps acme's before and
+     * after */
+    s = stats(f);
+    double global = th_num(cJSON_GetObjectItem(s, "budget"), "spent_usd");
+    cJSON_Delete(s);
+    cJSON *a = th_ok(f->c, "{\"op\":\"adjust\",\"amount_usd\":-0.04,"
+                           "\"tenant\":\"acme\",\"reason\":\"refund\"}");
+    assert_string_equal(th_str(a, "tenant"), "acme");
+    assert_true(near(th_num(a, "tenant_spent_before_usd"), 0.0499));
+    assert_true(near(th_num(a, "tenant_spent_after_usd"), 0.0099));
+    cJSON_Delete(a);
+    s = stats(f);
+    assert_true(near(th_num(tenant_of(s, "acme"), "spent_usd"), 0.0099));
+    assert_true(near(th_num(cJSON_GetObjectItem(s, "budget"), "spent_usd"),
+                     global - 0.04));
+    cJSON_Delete(s);
+    r = choose(f, "acme", NULL);
+    cJSON_Delete(r);
+    /* a tenant without a budget of its own has none to adjust */
+    th_expect_error(f->c, "invalid_value",
+                    "{\"op\":\"adjust\",\"amount_usd\":1,"
+                    "\"tenant\":\"nobody\",\"reason\":\"x\"}");
 }
 
 /* A tenant without an entry (and no "*"): the global budget only, no
