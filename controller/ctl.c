@@ -389,8 +389,9 @@ ctl_load(ctl_t *c)
     }
     ctl_admin_load(c, txn);
     ctl_clients_load(c, txn);
+    int trc = ctl_tenants_load(c, txn, now); /* under c->cfg in any case */
     if (!rc)
-        rc = ctl_tenants_load(c, txn, now);
+        rc = trc;
     store_abort(txn);
     c->meta_dirty = 0;
     c->next_prune = 0;
