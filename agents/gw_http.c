@@ -109,6 +109,7 @@ gw_ctl_status(const char *last_error, const char **type, char *code, size_t cap)
         {"bad_request", 400, "invalid_request_error"},
         {"invalid_value", 400, "invalid_request_error"},
         {"bucket_limit", 429, "rate_limit_error"},
+        {"budget_exhausted", 429, "rate_limit_error"},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(code, map[i].code) == 0) {

@@ -35,6 +35,7 @@ static const char *const proto_code_names[PROTO_E_COUNT] = {
     "internal_error",
     "forbidden",
     "rate_limited",
+    "budget_exhausted",
 };
 
 const char *

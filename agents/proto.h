@@ -105,6 +105,8 @@ typedef enum proto_code {
     PROTO_E_FORBIDDEN,        /* forbidden: beyond the client's role */
     PROTO_E_RATE_LIMITED,     /* rate_limited: the client's request rate or
                                  decisions in flight are above its cap */
+    PROTO_E_BUDGET_EXHAUSTED, /* budget_exhausted: the budget is spent and
+                                 configured to refuse */
     PROTO_E_COUNT
 } proto_code_t;
 

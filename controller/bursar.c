@@ -235,6 +235,33 @@ bursar_print_arm(const cJSON *a)
                : "");
 }
 
+/* The tenants with a budget of their own (stats' "tenants"), one line
+ * each; nothing when there are none. */
+static void
+bursar_print_tenants(const cJSON *r)
+{
+    const cJSON *ts = cJSON_GetObjectItem(r, "tenants");
+    if (cJSON_GetArraySize(ts) == 0)
+        return;
+    printf("tenants:\n  %-20s %9s %11s %9s %9s %11s %8s %8s  %s\n", "tenant",
+           "limit", "window", "spent", "reserved", "target/req", "mu",
+           "requests", "when spent");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, ts)
+    {
+        char lim[32], win[32], sp[32], res[32], tg[32];
+        snprintf(lim, sizeof lim, "$%.2f", bursar_num(t, "limit_usd"));
+        snprintf(win, sizeof win, "%.0f s", bursar_num(t, "window_s"));
+        snprintf(sp, sizeof sp, "$%.4f", bursar_num(t, "spent_usd"));
+        snprintf(res, sizeof res, "$%.4f", bursar_num(t, "reserved_usd"));
+        snprintf(tg, sizeof tg, "$%.6f", bursar_num(t, "target_usd"));
+        printf("  %-20s %9s %11s %9s %9s %11s %8.4f %8.0f  %s\n",
+               bursar_str(t, "tenant"), lim, win, sp, res, tg,
+               bursar_num(t, "mu"), bursar_num(t, "requests"),
+               bursar_str(t, "when_exhausted"));
+    }
+}
+
 static void
 bursar_print_stats(const cJSON *r)
 {
@@ -261,6 +288,7 @@ bursar_print_stats(const cJSON *r)
     printf("policy %s, mu %.4f, %.0f decisions\n", bursar_str(po, "name"),
            bursar_num(po, "mu"), bursar_num(r, "decisions"));
     bursar_budget_line("budget", cJSON_GetObjectItem(r, "budget"));
+    bursar_print_tenants(r);
 }
 
 /* Reports an option getopt_long refused (opterr 0) in command cmd ("" for

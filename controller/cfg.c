@@ -28,6 +28,9 @@
 #include "agents/webd.h"
 #include "controller/util.h"
 
+_Static_assert(CFG_TENANT_MAX == PROTO_TENANT_MAX,
+               "a configured tenant is a tenant of the protocol");
+
 #define CFG_LISTEN_DEFAULT "tcp://127.0.0.1:7878"
 /* The providers' public URLs: the codec's (proto.h), one definition. */
 #define CFG_OPENAI_URL    PROTO_OPENAI_URL
@@ -174,7 +177,8 @@ typedef struct cfg_key {
     cfg_type_t type;
     unsigned flags; /* CFG_REQUIRED, CFG_NO_DEFAULT */
     /* The field (CFG_FIELD) in its struct: cfg_model_t below "models.*",
-     * cfg_bucket_t below "buckets.*", cfg_t elsewhere. An object with
+     * cfg_bucket_t below "buckets.*", cfg_tenant_t below "tenants.*",
+     * cfg_t elsewhere. An object with
      * .like: the struct that holds its keys; without: an int set to 1
      * when the object is present (size 0: none). */
     size_t off, size;
@@ -200,6 +204,7 @@ typedef struct cfg_key {
 #define CFG_C(F, T) CFG_FIELD(cfg_t, F, T)
 #define CFG_M(F, T) CFG_FIELD(cfg_model_t, F, T)
 #define CFG_B(F, T) CFG_FIELD(cfg_bucket_t, F, T)
+#define CFG_T(F, T) CFG_FIELD(cfg_tenant_t, F, T)
 /* A char array field of cfg_t. */
 #define CFG_C_BUF(F)                                                           \
     .off = offsetof(cfg_t, F) +                                                \
@@ -222,10 +227,11 @@ static const char *const cfg_unknown_names[] = {"error", "create", NULL};
 static const char *const cfg_outcome_names[] = {"none", "failure", NULL};
 static const char *const cfg_cost_names[] = {"expected", "zero", NULL};
 static const char *const cfg_sync_names[] = {"full", "nometasync", NULL};
+static const char *const cfg_when_names[] = {"serve_cheapest", "refuse", NULL};
 
 static cfg_item_fn cfg_listen_item, cfg_bucket_model_item,
     cfg_metrics_allow_item;
-static cfg_add_fn cfg_add_model, cfg_add_bucket;
+static cfg_add_fn cfg_add_model, cfg_add_bucket, cfg_add_tenant;
 
 /* The order of the rows is the order of the reference and of the walk:
  * models are read before the buckets that name them. */
@@ -407,6 +413,51 @@ static const cfg_key_t cfg_keys[] = {
      CFG_GT(0),
      .def = 1,
      .doc = "request rate the pacer assumes before it has data"},
+
+    {.path = "tenants",
+     .type = CFG_MAP,
+     .noun = "tenant",
+     .add = cfg_add_tenant,
+     CFG_LEN(CFG_TENANT_MAX - 1), /* the names' length (not the count) */
+     .def_doc = "none",
+     .doc = "budgets of the tenants a `choose` names (`tenant`), by name "
+            "(1 to 31 characters of `[A-Za-z0-9._-]`); `\"*\"`: each tenant "
+            "not named gets a budget of its own like it"},
+    {.path = "tenants.*.budget",
+     .type = CFG_OBJECT,
+     .flags = CFG_REQUIRED,
+     CFG_T(has_budget, int),
+     .doc = "the tenant's budget, on top of the global one"},
+    {.path = "tenants.*.budget.limit_usd",
+     .type = CFG_NUMBER,
+     .flags = CFG_REQUIRED | CFG_NO_DEFAULT,
+     CFG_T(budget.limit_usd, double),
+     CFG_GT(0),
+     .doc = "the tenant's spend limit per window; with the global window, "
+            "at most the global `budget.limit_usd`"},
+    {.path = "tenants.*.budget.window_s",
+     .type = CFG_NUMBER,
+     .flags = CFG_NO_DEFAULT,
+     CFG_T(budget.window_s, double),
+     CFG_GT(0),
+     .def_doc = "`budget.window_s`",
+     .doc = "the tenant's window length (aligned as the global one)"},
+    {.path = "tenants.*.budget.expected_requests",
+     .type = CFG_NUMBER,
+     .flags = CFG_NO_DEFAULT,
+     CFG_T(expected_requests, double),
+     CFG_GT(0),
+     .def_doc = "`budget.prior_rate_per_s` × the window",
+     .doc = "requests the tenant is expected to make per window: its "
+            "pacer's rate before it has data"},
+    {.path = "tenants.*.budget.when_exhausted",
+     .type = CFG_ENUM,
+     CFG_T(when_exhausted, cfg_when_exhausted_t),
+     .names = cfg_when_names,
+     .def = CFG_WHEN_SERVE_CHEAPEST,
+     .doc = "once the tenant's budget cannot pay for any allowed model: "
+            "serve the cheapest, flagged `over_budget`, or refuse with "
+            "`budget_exhausted` (nothing recorded)"},
     {.path = "explore_floor",
      .type = CFG_NUMBER,
      CFG_C(explore_floor, double),
@@ -587,6 +638,15 @@ static const cfg_key_t cfg_keys[] = {
      .def = 100000,
      .doc = "decisions without an outcome one client may hold; above it "
             "`choose` is `rate_limited`; 0: no limit"},
+    {.path = "limits.max_tenants",
+     .type = CFG_INTEGER,
+     CFG_C(max_tenants, size_t),
+     CFG_IN(1, 1e6),
+     .def = 10000,
+     .doc = "tenants with a budget of their own at once, the named ones "
+            "and those given one by `tenants.\"*\"`; beyond it a tenant "
+            "without an entry is refused `budget_exhausted` (idle ones are "
+            "forgotten first)"},
 
     {.path = "insecure",
      .type = CFG_BOOL,
@@ -798,12 +858,14 @@ cfg_store_int(void *field, int v)
 {
     /* An enum is stored as the index of its name, through an int. */
     _Static_assert(CFG_PROVIDER_ANTHROPIC == 1 && CFG_UNKNOWN_CREATE == 1 &&
-                       CFG_EXPIRY_FAILURE == 1 && CFG_EXPIRY_COST_ZERO == 1,
+                       CFG_EXPIRY_FAILURE == 1 && CFG_EXPIRY_COST_ZERO == 1 &&
+                       CFG_WHEN_REFUSE == 1,
                    "enum values are the indexes of their names");
     _Static_assert(sizeof(cfg_provider_t) == sizeof(int) &&
                        sizeof(cfg_unknown_bucket_t) == sizeof(int) &&
                        sizeof(cfg_expiry_outcome_t) == sizeof(int) &&
-                       sizeof(cfg_expiry_cost_t) == sizeof(int),
+                       sizeof(cfg_expiry_cost_t) == sizeof(int) &&
+                       sizeof(cfg_when_exhausted_t) == sizeof(int),
                    "enums are stored through an int");
     memcpy(field, &v, sizeof v);
 }
@@ -1187,6 +1249,28 @@ cfg_add_bucket(cfg_ctx_t *cx, const char *name, size_t n)
     return b;
 }
 
+/* A tenant's name is the protocol's (proto_tenant_valid), or "*". */
+static void *
+cfg_add_tenant(cfg_ctx_t *cx, const char *name, size_t n)
+{
+    cfg_t *c = cx->c;
+    if (!c->tenants)
+        c->tenants = bursar_calloc(n, sizeof *c->tenants);
+    if (cfg_tenant_find(c, name) >= 0)
+        return NULL;
+    if (strcmp(name, CFG_TENANT_DEFAULT) != 0 && !proto_tenant_valid(name)) {
+        char p[CFG_PATH_MAX];
+        cfg_path(p, sizeof p, "$.tenants", name);
+        CFG_ERR(cx, p,
+                "a tenant's name must have 1 to %d characters of "
+                "[A-Za-z0-9._-], or be \"*\"",
+                CFG_TENANT_MAX - 1);
+    }
+    cfg_tenant_t *t = &c->tenants[c->n_tenants++];
+    bursar_copy_str(t->name, sizeof t->name, name);
+    return t;
+}
+
 static void
 cfg_finish_listen(cfg_ctx_t *cx)
 {
@@ -1243,6 +1327,35 @@ cfg_check_buckets(cfg_ctx_t *cx)
     }
     if (cfg_given(cx, "unknown_bucket.template"))
         cfg_check_bucket(cx, &c->bucket_template, "$.unknown_bucket.template");
+}
+
+/* A tenant's window defaults to the global one, its expected requests to
+ * the global prior rate over its window. A limit above the global one
+ * with the same window never binds: a contradiction. */
+static void
+cfg_check_tenants(cfg_ctx_t *cx)
+{
+    cfg_t *c = cx->c;
+    for (size_t k = 0; k < c->n_tenants; k++) {
+        cfg_tenant_t *t = &c->tenants[k];
+        char p[CFG_PATH_MAX];
+        cfg_path(p, sizeof p, "$.tenants", t->name);
+        if (t->budget.window_s == 0) /* 0: absent or invalid */
+            t->budget.window_s = c->budget.window_s;
+        if (t->expected_requests == 0)
+            t->expected_requests = c->budget_prior_rate * t->budget.window_s;
+        if (c->budget.limit_usd > 0 &&
+            t->budget.window_s == c->budget.window_s &&
+            t->budget.limit_usd > c->budget.limit_usd)
+            CFG_ERR(cx, p,
+                    "budget.limit_usd %g exceeds the global limit_usd %g of "
+                    "the same window (it would never bind)",
+                    t->budget.limit_usd, c->budget.limit_usd);
+    }
+    size_t named = c->n_tenants - (cfg_tenant_find(c, CFG_TENANT_DEFAULT) >= 0);
+    if (c->max_tenants < named)
+        CFG_ERR(cx, "$.limits.max_tenants",
+                "is %zu, below the %zu named tenants", c->max_tenants, named);
 }
 
 static void
@@ -1343,6 +1456,7 @@ cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
     cfg_finish_listen(&cx);
     cfg_finish_models(cx.c);
     cfg_check_buckets(&cx);
+    cfg_check_tenants(&cx);
     cfg_check_unknown_bucket(&cx);
     cfg_check_policy(&cx);
     cfg_check_durations(&cx);
@@ -1396,6 +1510,7 @@ cfg_destroy(cfg_t **cp)
     }
     free(c->models);
     free(c->buckets);
+    free(c->tenants);
     free(c);
     *cp = NULL;
 }
@@ -1442,6 +1557,15 @@ cfg_bucket_find(const cfg_t *c, const char *name)
 {
     for (size_t i = 0; i < c->n_buckets; i++)
         if (strcmp(c->buckets[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int
+cfg_tenant_find(const cfg_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_tenants; i++)
+        if (strcmp(c->tenants[i].name, name) == 0)
             return (int)i;
     return -1;
 }
@@ -1501,8 +1625,9 @@ cfg_range_doc(const cfg_key_t *k, char *buf, size_t n)
     else if (k->type == CFG_MAP && (k->range & CFG_HAS_MIN))
         snprintf(buf, n, "≥ %.15g %s; names of 1 to %d bytes", k->min, k->noun,
                  BURSAR_NAME_MAX - 1);
-    else if (k->type == CFG_MAP)
-        snprintf(buf, n, "names of 1 to %d bytes", BURSAR_NAME_MAX - 1);
+    else if (k->type == CFG_MAP) /* CFG_HAS_MAX: the names' own limit */
+        snprintf(buf, n, "names of 1 to %d bytes",
+                 (k->range & CFG_HAS_MAX) ? (int)k->max : BURSAR_NAME_MAX - 1);
 }
 
 static void

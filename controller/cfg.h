@@ -63,6 +63,24 @@ typedef struct cfg_bucket {
     cfg_budget_t budget;
 } cfg_bucket_t;
 
+/* What a choose gets once a budget is spent: the cheapest allowed model,
+ * flagged over_budget, or the error budget_exhausted. */
+typedef enum cfg_when_exhausted {
+    CFG_WHEN_SERVE_CHEAPEST = 0,
+    CFG_WHEN_REFUSE
+} cfg_when_exhausted_t;
+
+/* A tenant's own budget (key in "tenants"; "*": every tenant not named). */
+#define CFG_TENANT_MAX     32  /* a tenant's name, incl. NUL (proto.h) */
+#define CFG_TENANT_DEFAULT "*" /* the entry of every tenant not named */
+typedef struct cfg_tenant {
+    char name[CFG_TENANT_MAX];
+    int has_budget; /* "budget" present (required) */
+    cfg_budget_t budget;
+    double expected_requests; /* per window: the pacer's prior */
+    cfg_when_exhausted_t when_exhausted;
+} cfg_tenant_t;
+
 typedef enum cfg_unknown_bucket {
     CFG_UNKNOWN_ERROR = 0, /* answer unknown_bucket */
     CFG_UNKNOWN_CREATE     /* create from the template, up to max_buckets */
@@ -94,6 +112,10 @@ typedef struct cfg {
 
     cfg_budget_t budget;
     double budget_prior_rate; /* requests/s assumed before data */
+
+    size_t n_tenants;      /* tenants with a budget of their own, "*" too */
+    cfg_tenant_t *tenants; /* n_tenants */
+    size_t max_tenants;    /* tenant pacers at once (named + from "*") */
 
     double explore_floor;  /* [0, 1] */
     double decision_ttl_s; /* > 0 */
@@ -180,6 +202,9 @@ void cfg_allow_params(const cfg_t *c, allow_params_t *ap);
 /* Index of a model or bucket by name, or -1. O(n). */
 int cfg_model_find(const cfg_t *c, const char *name);
 int cfg_bucket_find(const cfg_t *c, const char *name);
+/* Index of the tenants entry named name (exactly; "*" finds the default
+ * entry), or -1. O(n). */
+int cfg_tenant_find(const cfg_t *c, const char *name);
 
 /* Price-table cost of a request, USD. */
 double cfg_model_cost(const cfg_model_t *m, double tokens_in,

@@ -387,6 +387,9 @@ ctl_load(ctl_t *c)
     }
     ctl_admin_load(c, txn);
     ctl_clients_load(c, txn);
+    int trc = ctl_tenants_load(c, txn, now); /* under c->cfg in any case */
+    if (!rc)
+        rc = trc;
     store_abort(txn);
     c->meta_dirty = 0;
     c->next_prune = 0;
@@ -461,6 +464,7 @@ ctl_destroy(ctl_t **cp)
     free(c->health_dirty);
     free(c->marks);
     ctl_clients_free(c);
+    ctl_tenants_free(c);
     ctl_status_free(c);
     sodium_memzero(c->token_key, sizeof c->token_key);
     store_destroy(&c->store);
@@ -525,6 +529,8 @@ ctl_flush(ctl_t *c)
             rc = store_put_meta(c->store, c->txn, "clock", &c->clock_offset,
                                 sizeof c->clock_offset);
     }
+    if (!rc)
+        rc = ctl_tenants_flush(c);
     return rc;
 }
 
@@ -536,6 +542,7 @@ ctl_clear_dirty(ctl_t *c)
     c->n_dirty = 0;
     memset(c->health_dirty, 0, c->cfg->n_models);
     c->meta_dirty = 0;
+    ctl_tenants_mark(c, 0);
 }
 
 int
@@ -713,6 +720,7 @@ ctl_reconfigure(ctl_t *c, cfg_t *cfg, char *err, size_t err_len)
         ctl_mark_dirty(c, i);
     memset(c->health_dirty, 1, c->cfg->n_models);
     c->meta_dirty = 1;
+    ctl_tenants_mark(c, 1);
     int rc = ctl_begin(c);
     if (!rc)
         rc = ctl_commit(c);

@@ -161,12 +161,14 @@ ctl_admin_reply(const proto_request_t *rq, const store_admin_t *a, cJSON *extra,
 char *
 ctl_op_adjust(ctl_t *c, const proto_request_t *rq)
 {
-    if (rq->tenant[0])
-        return ctl_error(rq, PROTO_E_INVALID_VALUE,
-                         "field \"tenant\": this bursard keeps no budget per "
-                         "tenant to adjust; leave the field out to adjust "
-                         "the global spend (and a bucket's with \"bucket\")");
     double now = ctl_now(c);
+    pacer_t *tp = NULL;
+    if (rq->tenant[0] && !(tp = ctl_tenant_ledger(c, rq->tenant, now)))
+        return ctl_error(rq, PROTO_E_INVALID_VALUE,
+                         "field \"tenant\": tenant \"%s\" has no budget of "
+                         "its own to adjust (configuration: tenants); leave "
+                         "the field out to adjust the global spend",
+                         rq->tenant);
     size_t bi = 0;
     ctl_bucket_t *b = NULL;
     if (rq->bucket[0] && !(b = ctl_bucket_lookup(c, rq->bucket, &bi))) {
@@ -188,6 +190,10 @@ ctl_op_adjust(ctl_t *c, const proto_request_t *rq)
         a.bucket_before = b->pacer.spent_usd;
         a.bucket_after = fmax(0.0, a.bucket_before + rq->amount_usd);
     }
+    if (tp) {
+        a.tenant_before = tp->spent_usd;
+        a.tenant_after = fmax(0.0, a.tenant_before + rq->amount_usd);
+    }
     char *err = ctl_admin_put(c, rq, &a);
     if (err)
         return err;
@@ -197,6 +203,8 @@ ctl_op_adjust(ctl_t *c, const proto_request_t *rq)
         b->pacer.spent_usd = a.bucket_after;
         ctl_mark_dirty(c, bi);
     }
+    if (tp)
+        tp->spent_usd = a.tenant_after;
     return ctl_admin_reply(rq, &a, NULL, NULL);
 }
 

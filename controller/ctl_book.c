@@ -179,6 +179,7 @@ ctl_book_ledger(ctl_t *c, const store_decision_t *d, double cost, double now)
     ctl_bucket_t *b = ctl_bucket_lookup(c, d->bucket, &bi);
     if (b && b->has_budget && ctl_book_pacer(&b->pacer, d->t, cost, now))
         ctl_mark_dirty(c, bi);
+    ctl_tenant_book(c, d, cost, now);
 }
 
 static void

@@ -11,6 +11,8 @@
  *               and the test clock
  *   ctl_admin.c the operator's admin ops: adjust, reset, mark, show, and
  *               their log
+ *   ctl_tenant.c tenants with a budget of their own: their pacers and
+ *               prices, hooked into choose, settling and stats
  * Nothing here computes a routing decision: policies/ does (allow.h,
  * policy.h); these files build its requests and keep the books.
  */
@@ -111,6 +113,9 @@ typedef struct ctl_metrics {
 
 /* The status page's history (ctl_status.c). */
 typedef struct ctl_status ctl_status_t;
+/* Tenants with a budget of their own (ctl_tenant.c). */
+typedef struct ctl_tenant ctl_tenant_t;
+struct ctl_tenants;
 
 struct ctl {
     cfg_t *cfg;
@@ -164,7 +169,8 @@ struct ctl {
     size_t n_dirty;
     double next_prune;
 
-    ctl_status_t *status; /* the status page's history, or NULL */
+    ctl_status_t *status;        /* the status page's history, or NULL */
+    struct ctl_tenants *tenants; /* ctl_tenant.c */
 
     proto_request_t request; /* the request being handled */
     /* scratch, CFG_MAX_ARMS entries */
@@ -267,6 +273,43 @@ cJSON *ctl_decision_row(const ctl_t *c, MDB_txn *txn,
  * page's base); with_prop 1: propensities, 0: none (null), -1: as stats
  * does (up to CTL_STATS_PROP_ARMS arms in all). */
 cJSON *ctl_stats_all(ctl_t *c, int with_prop);
+
+/* ctl_tenant.c */
+/* (Re)builds the tenants under c->cfg from the store (ctl_load). */
+int ctl_tenants_load(ctl_t *c, MDB_txn *txn, double now);
+void ctl_tenants_free(ctl_t *c);
+/* Writes the dirty tenants' records into c->txn (ctl_flush). */
+int ctl_tenants_flush(ctl_t *c);
+/* Marks every tenant dirty (1: ctl_reconfigure) or clean (0: after a
+ * commit). */
+void ctl_tenants_mark(ctl_t *c, int dirty);
+/* The tenant of a choose, after ctl_build_request: adds its budget and
+ * price to req (allow_tenant); *out the tenant (NULL: rq names none, or
+ * one without a budget: the global budget only) and *target its paced
+ * target. Returns NULL, or the error reply (budget_exhausted: its budget
+ * is spent and configured to refuse, or limits.max_tenants). */
+char *ctl_tenant_request(ctl_t *c, const proto_request_t *rq, ctl_bucket_t *b,
+                         policy_request_t *req, double now, ctl_tenant_t **out,
+                         double *target);
+/* Decision d recorded for tenant t (NULL: none): its reservation and its
+ * price's dual step. */
+void ctl_tenant_chosen(ctl_t *c, ctl_tenant_t *t, const policy_choice_t *ch,
+                       const store_decision_t *d, double target);
+/* Decision d settled (outcome or expiry): releases held, books cost on
+ * its tenant when it reserved there (STORE_D_TENANT_RES). */
+void ctl_tenant_settle(ctl_t *c, const store_decision_t *d, double held,
+                       double cost, double now);
+/* The ledger of tenant name (given one by "*" if need be), rolled to now
+ * and marked to be written, for the admin op adjust; NULL when the tenant
+ * has no budget of its own. */
+pacer_t *ctl_tenant_ledger(ctl_t *c, const char *name, double now);
+/* A booked local decision's cost into its tenant's window (ctl_book.c). */
+void ctl_tenant_book(ctl_t *c, const store_decision_t *d, double cost,
+                     double now);
+/* The stats reply's "tenants" array. */
+cJSON *ctl_tenants_json(const ctl_t *c, double now);
+/* The tenants' gauges of /metrics (none without tenants). */
+void ctl_tenants_metrics(const ctl_t *c, bursar_buf_t *b, double now);
 
 /* ctl_status.c: frees the status page's history (ctl_destroy). */
 void ctl_status_free(ctl_t *c);

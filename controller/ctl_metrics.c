@@ -373,6 +373,7 @@ ctl_metrics_write(ctl_t *c, bursar_buf_t *b)
     ctl_metrics_global(c, b);
     ctl_metrics_budget(c, b, now);
     ctl_metrics_bucket_budgets(c, b, now);
+    ctl_tenants_metrics(c, b, now);
     ctl_metrics_arms(c, b);
     ctl_metrics_health(c, b, now);
     ctl_metrics_counters(c, b);

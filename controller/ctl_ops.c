@@ -250,6 +250,10 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
                          b->def.name, ac.excluded, ac.cooling);
     policy_request_t req;
     ctl_build_request(c, b, now, &req);
+    ctl_tenant_t *tn;
+    double tn_target;
+    if ((reply = ctl_tenant_request(c, rq, b, &req, now, &tn, &tn_target)))
+        return reply;
     policy_choice_t ch;
     size_t n_order = 0;
     if (policy_choose(&c->policy, b->pb, &req, c->rng, &ch, c->order,
@@ -260,6 +264,8 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
                          b->def.name);
     store_decision_t d;
     ctl_decision_fill(c, b, &ch, now, &d);
+    if (tn)
+        d.flags |= STORE_D_TENANT_RES;
     /* a half-open breaker: this decision is its probe (memory is reloaded
      * if the batch does not commit) */
     if (health_chosen(&c->health[ch.model], d.id, now)) {
@@ -295,6 +301,7 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     pacer_reserve(&c->pacer, d.reserved_usd);
     if (b->has_budget)
         pacer_reserve(&b->pacer, d.reserved_usd);
+    ctl_tenant_chosen(c, tn, &ch, &d, tn_target);
     ctl_mark_dirty(c, bi);
     c->meta_dirty = 1;
     return ctl_choice_reply(c, b, rq, &d, ch.arm, n_order, token);
@@ -389,6 +396,7 @@ ctl_settle(ctl_t *c, store_decision_t *d, double cost, double now)
             ctl_mark_dirty(c, bi);
         }
     }
+    ctl_tenant_settle(c, d, held, cost, now);
     d->cost_usd = cost;
     d->flags |= STORE_D_SETTLED;
     c->met.batch.spend_usd += cost;

@@ -28,13 +28,14 @@ enum {
     S_TENANT,
     S_ADMIN,
     S_MARKS,
+    S_TPACERS,
     S_NDB
 };
 
 static const char *const store_db_names[S_NDB] = {
     "meta",    "decisions",  "pending", "arms",   "bpacers",
     "health",  "dynbuckets", "dext",    "locals", "lext",
-    "tenants", "admin",      "marks"};
+    "tenants", "admin",      "marks",   "tpacers"};
 
 struct store {
     MDB_env *env;
@@ -236,6 +237,7 @@ store_check_records(store_t *s, MDB_txn *txn, store_check_t *chk)
              {S_TENANT, sizeof(store_tenant_t), 0, 0, 1, 1},
              {S_ADMIN, sizeof(store_admin_t), 0, 0, 1, 1},
              {S_MARKS, sizeof(store_mark_t), 0, 0, 1, 0},
+             {S_TPACERS, sizeof(store_tpacer_t), 0, 0, 1, 0},
              {S_LOCALS, sizeof(uint64_t), 0, 0, 0, 1},
              {S_PENDING, sizeof(double), 0, 0, 0, 1}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -448,7 +450,7 @@ store_open(store_t **out, const char *dir, size_t map_size_mb, int nometasync,
     if (!(rc = store_open_dbs(s, txn, !readonly)))
         for (int i = 0; i < S_NDB; i++)
             if (!s->have[i] && i != S_DEXT && i != S_TENANT && i != S_ADMIN &&
-                i != S_MARKS)
+                i != S_MARKS && i != S_TPACERS)
                 rc = MDB_NOTFOUND; /* a reader needs a written store */
     if (rc || (rc = store_settle_format(s, txn))) {
         mdb_txn_abort(txn);
@@ -985,6 +987,68 @@ store_get_bucket_pacer(store_t *s, MDB_txn *txn, const char *bucket,
     int rc =
         store_get(txn, s->db[S_BPACERS], bucket, strlen(bucket), p, sizeof *p);
     return store_check_version(rc, p->version);
+}
+
+int
+store_put_tenant_pacer(store_t *s, MDB_txn *txn, const char *tenant,
+                       const store_tpacer_t *p)
+{
+    return store_put(txn, s->db[S_TPACERS], tenant, strlen(tenant), p,
+                     sizeof *p);
+}
+
+int
+store_get_tenant_pacer(store_t *s, MDB_txn *txn, const char *tenant,
+                       store_tpacer_t *p)
+{
+    if (!s->have[S_TPACERS])
+        return STORE_NOTFOUND;
+    int rc =
+        store_get(txn, s->db[S_TPACERS], tenant, strlen(tenant), p, sizeof *p);
+    return store_check_version(rc, p->version);
+}
+
+int
+store_del_tenant_pacer(store_t *s, MDB_txn *txn, const char *tenant)
+{
+    if (!s->have[S_TPACERS])
+        return 0;
+    MDB_val k = {strlen(tenant), (void *)tenant};
+    int rc = mdb_del(txn, s->db[S_TPACERS], &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+store_scan_tenant_pacers(store_t *s, MDB_txn *txn,
+                         int (*fn)(const char *tenant, const store_tpacer_t *p,
+                                   void *ctx),
+                         void *ctx)
+{
+    if (!s->have[S_TPACERS])
+        return 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->db[S_TPACERS], &c);
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        char name[STORE_TENANT_MAX];
+        store_tpacer_t p;
+        if (k.mv_size == 0 || k.mv_size >= sizeof name ||
+            v.mv_size != sizeof p) {
+            rc = MDB_BAD_VALSIZE;
+            break;
+        }
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = '\0';
+        memcpy(&p, v.mv_data, sizeof p);
+        if (p.version == STORE_VERSION && fn(name, &p, ctx))
+            break;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int

@@ -33,6 +33,9 @@
  *              its effect, never pruned (added in place, as dext)
  *   marks      model -> store_mark_t: a model marked down (or up again)
  *              by an operator (added in place, as dext)
+ *   tpacers    tenant -> store_tpacer_t: the pacer and shadow price of a
+ *              tenant with a budget of its own (configured tenants, and
+ *              those given one by tenants."*") (added in place, as dext)
  *
  * Format. Records are plain structs written as they are (arm_t and
  * pacer_t are POD, policies/arm.h and pacer.h), each beginning with a
@@ -120,6 +123,9 @@ _Static_assert(BURSAR_NAME_MAX <= STORE_NAME_MAX,
  * by op book: no propensity, never pending (records of format 1 without
  * the bit are the controller's own) */
 #define STORE_D_LOCAL 0x2000u
+/* reserved against its tenant's budget (db tenants names the tenant;
+ * controller/ctl_tenant.c) */
+#define STORE_D_TENANT_RES 0x4000u
 
 typedef struct store_decision {
     uint8_t version;
@@ -175,6 +181,15 @@ typedef struct store_tenant {
     uint8_t pad[7];
     char name[STORE_TENANT_MAX]; /* NUL-terminated */
 } store_tenant_t;
+
+/* A tenant's pacer and its own shadow price (db tpacers, key: the
+ * tenant's name). */
+typedef struct store_tpacer {
+    uint8_t version;
+    uint8_t pad[7];
+    pacer_t pacer;
+    double mu; /* the tenant's shadow price, >= 0 */
+} store_tpacer_t;
 
 /* An entry of the admin log (db admin). */
 #define STORE_ADMIN_ADJUST 1
@@ -270,6 +285,7 @@ _Static_assert(sizeof(store_mark_t) == 864, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");
 _Static_assert(sizeof(store_pacer_t) == 80, "format change");
+_Static_assert(sizeof(store_tpacer_t) == 88, "format change");
 /* store_pacer_t before pacer_t had rate_start (widened at open). */
 #define STORE_PACER_V1A_SIZE 72
 
@@ -384,6 +400,19 @@ int store_put_bucket_pacer(store_t *s, MDB_txn *txn, const char *bucket,
                            const store_pacer_t *p);
 int store_get_bucket_pacer(store_t *s, MDB_txn *txn, const char *bucket,
                            store_pacer_t *p);
+
+/* A tenant's pacer record: put, get (STORE_NOTFOUND when it has none),
+ * del (none: 0), and a scan calling fn(name, record, ctx) for each, in
+ * name order, until fn returns non-zero. */
+int store_put_tenant_pacer(store_t *s, MDB_txn *txn, const char *tenant,
+                           const store_tpacer_t *p);
+int store_get_tenant_pacer(store_t *s, MDB_txn *txn, const char *tenant,
+                           store_tpacer_t *p);
+int store_del_tenant_pacer(store_t *s, MDB_txn *txn, const char *tenant);
+int store_scan_tenant_pacers(store_t *s, MDB_txn *txn,
+                             int (*fn)(const char *tenant,
+                                       const store_tpacer_t *p, void *ctx),
+                             void *ctx);
 
 int store_put_dynbucket(store_t *s, MDB_txn *txn, const char *bucket);
 /* Calls fn(name, ctx) for each created bucket. */

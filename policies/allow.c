@@ -78,3 +78,17 @@ allow_request(policy_request_t *req, const unsigned char *mask, pacer_t *global,
     req->remaining_usd = remaining;
     req->allowed = mask;
 }
+
+double
+allow_tenant(policy_request_t *req, pacer_t *tenant, double mu_t, double now)
+{
+    pacer_roll(tenant, now);
+    double r = pacer_remaining(tenant);
+    if (r < req->remaining_usd)
+        req->remaining_usd = r;
+    double target = pacer_target(tenant, now);
+    req->extra_lambda = 0.0;
+    if (mu_t > 0.0 && target > 0.0 && isfinite(target))
+        req->extra_lambda = mu_t / target;
+    return target;
+}

@@ -69,4 +69,14 @@ size_t allow_mask(size_t n, const allow_arm_t *arms, const allow_params_t *p,
 void allow_request(policy_request_t *req, const unsigned char *mask,
                    pacer_t *global, pacer_t *bucket, double now);
 
+/* Adds a tenant's own budget to a request that allow_request filled: what
+ * is left becomes the tightest of the global, the bucket's and the
+ * tenant's, and the score's extra cost weight the tenant's price
+ * mu_t / target_t (policy.h; 0 while mu_t is 0 or the tenant's target is
+ * not finite and positive). Rolls the tenant's pacer into the window of
+ * now. Returns the tenant's paced target, for its dual step
+ * (policy_dual_step) after the choice. */
+double allow_tenant(policy_request_t *req, pacer_t *tenant, double mu_t,
+                    double now);
+
 #endif

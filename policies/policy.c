@@ -229,10 +229,15 @@ grid_round(double x)
 static double
 score_lambda(const policy_t *p, const policy_request_t *req)
 {
-    if (p->params.kind != POLICY_TS_BUDGET || !finite_pos(req->target_usd) ||
-        !(p->mu > 0.0))
+    if (p->params.kind != POLICY_TS_BUDGET)
         return 0.0;
-    return grid_round(p->mu) / grid_round(req->target_usd);
+    double base = 0.0;
+    if (finite_pos(req->target_usd) && p->mu > 0.0)
+        base = grid_round(p->mu) / grid_round(req->target_usd);
+    if (!finite_pos(req->extra_lambda))
+        return base;
+    /* the total on the grid too, so that the cache is keyed by it */
+    return grid_round(base + req->extra_lambda);
 }
 
 static int
@@ -790,20 +795,29 @@ rank_arms(const double *score, const unsigned char *m, size_t n, size_t first,
  * budget, or the window's budget is used up: affordability already forces
  * the cheapest arm, and a price grown then would starve the next window)
  * nor when nothing was affordable. */
+double
+policy_dual_step(double mu, double cost, double target, double eta)
+{
+    if (!finite_pos(target))
+        return mu;
+    double ratio = cost / target;
+    if (ratio > POLICY_DUAL_CLIP)
+        ratio = POLICY_DUAL_CLIP;
+    mu += eta * (ratio - 1.0);
+    if (mu < 0.0)
+        mu = 0.0;
+    if (mu > POLICY_MU_MAX)
+        mu = POLICY_MU_MAX;
+    return mu;
+}
+
 static void
 dual_update(policy_t *p, double cost, double target, unsigned flags)
 {
     if (p->params.kind != POLICY_TS_BUDGET || !finite_pos(target) ||
         (flags & POLICY_F_UNAFFORDABLE))
         return;
-    double ratio = cost / target;
-    if (ratio > POLICY_DUAL_CLIP)
-        ratio = POLICY_DUAL_CLIP;
-    p->mu += p->params.dual_step * (ratio - 1.0);
-    if (p->mu < 0.0)
-        p->mu = 0.0;
-    if (p->mu > POLICY_MU_MAX)
-        p->mu = POLICY_MU_MAX;
+    p->mu = policy_dual_step(p->mu, cost, target, p->params.dual_step);
 }
 
 int
@@ -902,6 +916,17 @@ chosen:
     p->decisions++;
     dual_update(p, out->expected_cost, req->target_usd, out->flags);
     return 0;
+}
+
+size_t
+policy_affordable(policy_t *p, policy_bucket_t *b, const policy_request_t *req)
+{
+    size_t na;
+    unsigned char m[b->n_arms];
+    policy_bucket_advance(b, req->now);
+    if (is_ts(p->params.kind))
+        snap_sync(b, req);
+    return build_mask(p, b, req, m, &na);
 }
 
 void

@@ -55,6 +55,17 @@
  * is drawn. The global price mu does not enter there: the bucket's own
  * target is already the tighter of the two.
  *
+ * A request made for a tenant with a budget of its own (the controller's
+ * tenants) adds the tenant's price: the score is
+ *
+ *     theta_k - (mu / target + mu_t / target_t) * c_k
+ *
+ * with mu_t the tenant's shadow price, moved by the same dual step
+ * (policy_dual_step) against the tenant's own paced target target_t, and
+ * passed in as req->extra_lambda = mu_t / target_t. A tenant that
+ * overspends its plan raises its own price only: the others' decisions
+ * are priced as before. The propensity is that of the total weight.
+ *
  * POLICY_TS is the same with mu = 0: plain Thompson sampling.
  *
  * Affordability: an arm whose cost estimate exceeds req->remaining_usd
@@ -242,8 +253,13 @@ typedef struct policy_request {
     double bucket_target_usd; /* the bucket's own paced target; <= 0: none */
     double remaining_usd;     /* left in the window; +INFINITY: no budget */
     const unsigned char *allowed; /* n_arms mask (1 = allowed); NULL: all */
-    const double *features;       /* request features (reserved for contextual
-                                     policies; ignored by these) */
+    /* An extra cost weight (quality per USD) added to the shadow price's
+     * mu / target in the Thompson score of ts-budget: a tenant's own
+     * price mu_t / target_t (allow_tenant). 0: none. The LP of a capped
+     * bucket does not use it. */
+    double extra_lambda;
+    const double *features; /* request features (reserved for contextual
+                               policies; ignored by these) */
     size_t n_features;
     int no_propensity; /* 1: skip computing it (propensity = NAN) */
 } policy_request_t;
@@ -271,10 +287,24 @@ int policy_choose(policy_t *p, policy_bucket_t *b, const policy_request_t *req,
                   gsl_rng *rng, policy_choice_t *out, int *order,
                   size_t *n_order);
 
+/* The allowed arms (req->allowed) whose cost estimate fits in
+ * req->remaining_usd, by the costs policy_choose would use now: 0 means
+ * policy_choose would serve the cheapest, flagged POLICY_F_UNAFFORDABLE.
+ * Changes no decision state (it may refresh the snapshot, as
+ * policy_propensities does). */
+size_t policy_affordable(policy_t *p, policy_bucket_t *b,
+                         const policy_request_t *req);
+
 /* The propensity of every arm under the current state (same method and
  * cache as policy_choose). probs has n_arms entries. */
 void policy_propensities(policy_t *p, policy_bucket_t *b,
                          const policy_request_t *req, double *probs);
+
+/* The dual step of a shadow price (the rule above, for mu and for a
+ * tenant's own price): max(0, mu + eta (min(cost / target, CLIP) - 1)),
+ * at most POLICY_MU_MAX. Returns mu unchanged when target is not finite
+ * and positive (no budget, or a window's budget used up). */
+double policy_dual_step(double mu, double cost, double target, double eta);
 
 /* Feedback. arm is an index into b->arms; out-of-range is ignored and
  * returns BURSAR_EINVAL. */

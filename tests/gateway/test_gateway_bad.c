@@ -12,7 +12,8 @@
  * of a stream, or while the gateway waits for a slow answer (the mock
  * sees the upstream call cancelled). After all of it the gateway still answers
  * /healthz and a good request, and SIGTERM ends it with status 0 (under
- * the sanitizer build LeakSanitizer makes a leak a non-zero exit). The
+ * the sanitizer build LeakSanitizer makes a leak a non-zero exit); the
+ * key's tenant has a budget in bursard, on which its decisions are. The
  * tests run in order and share the daemons.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -249,7 +250,8 @@ setup(void **state)
              "{\"models\":%s,\"buckets\":{\"general\":{\"models\":"
              "[\"plain\"]},\"slow\":{\"models\":[\"slow\"]},"
              "\"lazy\":{\"models\":[\"lazy\"]}},"
-             "\"unknown_bucket\":{\"action\":\"error\"}}",
+             "\"unknown_bucket\":{\"action\":\"error\"},"
+             "\"tenants\":{\"acme\":{\"budget\":{\"limit_usd\":10}}}}",
              models);
     th_setup(&g.ctl, text);
     th_start(&g.ctl);
@@ -707,6 +709,15 @@ test_still_serving_then_clean_exit(void **state)
     assert_string_equal(th_str(r.json, "model"), "plain");
     assert_non_null(th_http_header(r.h.head, "x-bursar-decision-id"));
     resp_free(&r);
+    /* the key's tenant is budgeted: its decisions are on acme's pacer */
+    th_client_t *c = th_client_new(g.ctl.endpoint);
+    cJSON *s = th_ok(c, "{\"op\":\"stats\"}");
+    const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(s, "tenants"), 0);
+    assert_string_equal(th_str(t, "tenant"), "acme");
+    assert_true(th_num(t, "requests") >= 1);
+    assert_true(th_num(t, "spent_usd") + th_num(t, "reserved_usd") > 0);
+    cJSON_Delete(s);
+    th_client_destroy(&c);
     /* SIGTERM: a clean exit, everything freed */
     gwt_expect_clean_exit(&g.gw, g.log);
 }

@@ -91,7 +91,8 @@ class ForbiddenError(BursarError):
 class UnavailableError(BursarError):
     """The controller cannot serve this now: ``rate_limited`` and
     ``store_error`` (retry later), ``no_model_available`` (every model
-    excluded or cooling down), ``bucket_limit``, ``internal_error``."""
+    excluded or cooling down), ``bucket_limit``, ``budget_exhausted`` (a
+    budget spent and configured to refuse), ``internal_error``."""
 
 
 _FAMILIES: Dict[str, Type[BursarError]] = {}
@@ -120,6 +121,7 @@ for _cls, _codes in (
             "store_error",
             "no_model_available",
             "bucket_limit",
+            "budget_exhausted",
             "internal_error",
         ),
     ),

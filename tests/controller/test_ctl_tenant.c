@@ -1,0 +1,560 @@
+/*
+ * test_ctl_tenant.c - tenant budgets against the real bursard: a choose
+ * for a tenant with a budget reserves on its pacer and moves its own
+ * price (stats' "tenants"); a spent budget refuses (budget_exhausted,
+ * nothing recorded) or serves the cheapest flagged over_budget, as
+ * configured; a tenant without an entry is served under the global
+ * budget only; "*" gives every other tenant a budget, up to
+ * limits.max_tenants (an idle one forgotten first); SIGHUP changes
+ * tenants; a restart keeps their spend and price; configuration errors
+ * name their JSON path; /metrics has a gauge per tenant and figure.
+ *
+ * The daemon runs with --test-clock on ipc:// in a fresh directory
+ * (tests/harness.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "tests/harness.h"
+#include "tests/http.h"
+
+/* dear: 1000 in + 500 out at 10/20 per Mtok = 0.02; cheap: 0.0002 */
+#define MODELS                                                                 \
+    "\"models\":{"                                                             \
+    "\"dear\":{\"provider\":\"openai\",\"price_in_per_mtok\":10,"              \
+    "\"price_out_per_mtok\":20},"                                              \
+    "\"cheap\":{\"provider\":\"openai\",\"price_in_per_mtok\":0.1,"            \
+    "\"price_out_per_mtok\":0.2}},"                                            \
+    "\"buckets\":{\"code\":{\"models\":[\"dear\",\"cheap\"],"                  \
+    "\"expected_tokens_in\":1000,\"expected_tokens_out\":500}},"               \
+    "\"budget\":{\"limit_usd\":100,\"window_s\":1000000000,"                   \
+    "\"prior_rate_per_s\":1e-6},"                                              \
+    "\"decision_ttl_s\":60,\"policy\":{\"name\":\"ts-budget\",\"seed\":7}"
+
+#define ACME                                                                   \
+    "\"acme\":{\"budget\":{\"limit_usd\":0.05,\"expected_requests\":100,"      \
+    "\"when_exhausted\":\"refuse\"}}"
+#define BETA "\"beta\":{\"budget\":{\"limit_usd\":0.03,\"window_s\":1000}}"
+
+static const char *const config_main =
+    "{" MODELS ",\"tenants\":{" ACME "," BETA "}}";
+
+/* acme's limit raised, beta's entry gone, "*" for every other tenant
+ * (beta among them) with a 100 s window, at most 3 tenants with a budget
+ * at once */
+static const char *const config_star =
+    "{" MODELS ",\"tenants\":{"
+    "\"acme\":{\"budget\":{\"limit_usd\":1,\"expected_requests\":100,"
+    "\"when_exhausted\":\"refuse\"}},"
+    "\"*\":{\"budget\":{\"limit_usd\":0.5,\"window_s\":100}}},"
+    "\"limits\":{\"max_tenants\":3}}";
+
+typedef struct fx {
+    th_daemon_t d;
+    th_client_t *c;
+} fx_t;
+
+/* The clock starts at 2e9 s, a multiple of every window here (the global
+ * and acme's 1e9 s, beta's 1000 s, "*"'s 100 s): each window has all of
+ * its length ahead, so targets are simple figures. It moves only by the
+ * clock op; a restart keeps it. */
+static void
+restart(fx_t *f)
+{
+    if (f->c) {
+        th_client_destroy(&f->c);
+        assert_int_equal(th_stop(&f->d), 0);
+    }
+    th_start_args(&f->d, "--test-clock=2000000000");
+    f->c = th_client_new(f->d.endpoint);
+}
+
+static int
+fx_setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    th_setup(&f->d, config_main);
+    restart(f);
+    *state = f;
+    return 0;
+}
+
+static int
+fx_teardown(void **state)
+{
+    fx_t *f = *state;
+    th_client_destroy(&f->c);
+    int st = th_stop(&f->d);
+    th_cleanup(&f->d);
+    free(f);
+    assert_int_equal(st, 0);
+    return 0;
+}
+
+/* A choose for tenant, the model forced by excluding the other. Returns
+ * the reply. */
+static cJSON *
+choose(fx_t *f, const char *tenant, const char *exclude)
+{
+    return th_ok(f->c,
+                 "{\"op\":\"choose\",\"bucket\":\"code\",\"tenant\":\"%s\","
+                 "\"exclude\":[%s]}",
+                 tenant, exclude ? exclude : "");
+}
+
+static void
+outcome(fx_t *f, const cJSON *r, double cost)
+{
+    cJSON_Delete(th_ok(f->c,
+                       "{\"op\":\"feedback\",\"decision_id\":\"%s\","
+                       "\"kind\":\"outcome\",\"success\":true,"
+                       "\"cost_usd\":%.17g}",
+                       th_str(r, "decision_id"), cost));
+}
+
+/* The tenant's object in a stats reply, or NULL. */
+static const cJSON *
+tenant_of(const cJSON *s, const char *name)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(s, "tenants"))
+    {
+        if (strcmp(th_str(t, "tenant"), name) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+static cJSON *
+stats(fx_t *f)
+{
+    return th_ok(f->c, "{\"op\":\"stats\"}");
+}
+
+static int
+exported(fx_t *f)
+{
+    cJSON *e = th_ok(f->c, "{\"op\":\"export\"}");
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(e, "decisions"));
+    cJSON_Delete(e);
+    return n;
+}
+
+static int
+near(double a, double b)
+{
+    return fabs(a - b) < 1e-9;
+}
+
+/* ------------------------------------------------------------------ */
+
+/* A decision for acme reserves on acme's pacer and the global one, its
+ * outcome books the cost on both; the dear model's cost far above acme's
+ * target raises acme's price, not the global one. */
+static void
+test_priced(void **state)
+{
+    fx_t *f = *state;
+    cJSON *s = stats(f);
+    const cJSON *t = tenant_of(s, "acme");
+    assert_non_null(t);
+    assert_true(near(th_num(t, "limit_usd"), 0.05));
+    assert_true(th_num(t, "window_s") == 1e9);
+    /* before any request: 0.05 over the 100 expected */
+    assert_true(fabs(th_num(t, "target_usd") - 0.05 / 100) < 1e-6);
+    assert_true(th_num(t, "mu") == 0 && th_num(t, "requests") == 0);
+    assert_string_equal(th_str(t, "when_exhausted"), "refuse");
+    t = tenant_of(s, "beta");
+    assert_true(th_num(t, "window_s") == 1000);
+    assert_string_equal(th_str(t, "when_exhausted"), "serve_cheapest");
+    cJSON_Delete(s);
+
+    cJSON *r = choose(f, "acme", "\"cheap\"");
+    assert_string_equal(th_str(r, "model"), "dear");
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(r, "over_budget")));
+    s = stats(f);
+    t = tenant_of(s, "acme");
+    assert_true(near(th_num(t, "reserved_usd"), 0.02));
+    assert_true(th_num(t, "requests") == 1);
+    /* 0.02 against a target of 0.0005: the ratio clipped at 10, one
+     * step of 0.01 * 9 */
+    assert_true(fabs(th_num(t, "mu") - 0.09) < 1e-9);
+    const cJSON *pol = cJSON_GetObjectItem(s, "policy");
+    assert_true(th_num(pol, "mu") == 0); /* the global target is far */
+    assert_true(
+        near(th_num(cJSON_GetObjectItem(s, "budget"), "reserved_usd"), 0.02));
+    assert_true(near(th_num(tenant_of(s, "beta"), "reserved_usd"), 0));
+    cJSON_Delete(s);
+    outcome(f, r, 0.015);
+    cJSON_Delete(r);
+    s = stats(f);
+    t = tenant_of(s, "acme");
+    assert_true(near(th_num(t, "reserved_usd"), 0));
+    assert_true(near(th_num(t, "spent_usd"), 0.015));
+    assert_true(near(th_num(t, "remaining_usd"), 0.035));
+    assert_true(
+        near(th_num(cJSON_GetObjectItem(s, "budget"), "spent_usd"), 0.015));
+    cJSON_Delete(s);
+
+    /* an expired decision releases its reservation (expiry.cost books
+     * the expected cost by default) */
+    r = choose(f, "acme", "\"cheap\"");
+    /* dear's cost estimate moved with the report: (0.02 + 0.015) / 2 */
+    double expected = th_num(r, "expected_cost_usd");
+    assert_true(near(expected, 0.0175));
+    cJSON_Delete(r);
+    cJSON_Delete(th_ok(f->c, "{\"op\":\"clock\",\"advance_s\":61}"));
+    s = stats(f);
+    t = tenant_of(s, "acme");
+    assert_true(near(th_num(t, "reserved_usd"), 0));
+    assert_true(near(th_num(t, "spent_usd"), 0.015 + expected));
+    cJSON_Delete(s);
+    /* bursar stats prints them: a row per tenant after the budget */
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s --controller %s stats", th_bin("bursar"),
+             f->d.endpoint);
+    assert_int_equal(th_run(cmd, out, sizeof out), 0);
+    const char *tab = strstr(out, "\ntenants:\n");
+    if (!tab || !strstr(tab, "  acme ") || !strstr(tab, "  beta ") ||
+        !strstr(tab, "refuse") || !strstr(tab, "serve_cheapest") ||
+        !strstr(tab, " $0.05 "))
+        fail_msg("no tenants table in:\n%s", out);
+}
+
+/* acme (refuse): once its budget cannot pay for the cheapest allowed
+ * model, budget_exhausted naming the tenant, its limit and the window's
+ * end, and nothing recorded. beta (serve_cheapest): the cheapest,
+ * flagged over_budget. An operator's adjust with a tenant moves its
+ * spend. */
+static void
+test_exhausted(void **state)
+{
+    fx_t *f = *state;
+    cJSON *r = choose(f, "acme", "\"cheap\"");
+    outcome(f, r, 0.0499);
+    cJSON_Delete(r);
+    /* 0.0001 left: the cheap model (0.0002) does not fit */
+    cJSON *s = stats(f);
+    double decisions = th_num(s, "decisions");
+    double requests = th_num(tenant_of(s, "acme"), "requests");
+    double window_end = th_num(tenant_of(s, "acme"), "window_end");
+    cJSON_Delete(s);
+    int n = exported(f);
+    cJSON *e = th_call(f->c, "{\"op\":\"choose\",\"bucket\":\"code\","
+                             "\"tenant\":\"acme\"}");
+    assert_non_null(e);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(e, "ok")));
+    const cJSON *err = cJSON_GetObjectItem(e, "error");
+    assert_string_equal(th_str(err, "code"), "budget_exhausted");
+    const char *msg = th_str(err, "message");
+    char end[64];
+    snprintf(end, sizeof end, "%.0f", window_end);
+    assert_non_null(strstr(msg, "\"acme\""));
+    assert_non_null(strstr(msg, "limit_usd 0.05"));
+    assert_non_null(strstr(msg, end));
+    assert_non_null(strstr(msg, "tenants.acme.budget.when_exhausted"));
+    cJSON_Delete(e);
+    /* nothing recorded */
+    assert_int_equal(exported(f), n);
+    s = stats(f);
+    assert_true(th_num(s, "decisions") == decisions);
+    assert_true(th_num(tenant_of(s, "acme"), "requests") == requests);
+    assert_true(
+        near(th_num(cJSON_GetObjectItem(s, "budget"), "reserved_usd"), 0));
+    cJSON_Delete(s);
+    /* another tenant, and none, are served as before */
+    r = choose(f, "beta", NULL);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(r, "over_budget")));
+    outcome(f, r, 0.03); /* beta's whole budget */
+    cJSON_Delete(r);
+    r = th_ok(f->c, "{\"op\":\"choose\",\"bucket\":\"code\"}");
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(r, "over_budget")));
+    cJSON_Delete(r);
+    /* beta spent: the cheapest, flagged */
+    r = choose(f, "beta", NULL);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "over_budget")));
+    assert_string_equal(th_str(r, "model"), "cheap");
+    cJSON_Delete(r);
+    /* an operator's refund (admin op adjust) gives acme room again: its
+     * spend and the global one move, the log keeps acme's before and
+     * after */
+    s = stats(f);
+    double global = th_num(cJSON_GetObjectItem(s, "budget"), "spent_usd");
+    cJSON_Delete(s);
+    cJSON *a = th_ok(f->c, "{\"op\":\"adjust\",\"amount_usd\":-0.04,"
+                           "\"tenant\":\"acme\",\"reason\":\"refund\"}");
+    assert_string_equal(th_str(a, "tenant"), "acme");
+    assert_true(near(th_num(a, "tenant_spent_before_usd"), 0.0499));
+    assert_true(near(th_num(a, "tenant_spent_after_usd"), 0.0099));
+    cJSON_Delete(a);
+    s = stats(f);
+    assert_true(near(th_num(tenant_of(s, "acme"), "spent_usd"), 0.0099));
+    assert_true(near(th_num(cJSON_GetObjectItem(s, "budget"), "spent_usd"),
+                     global - 0.04));
+    cJSON_Delete(s);
+    r = choose(f, "acme", NULL);
+    cJSON_Delete(r);
+    /* a tenant without a budget of its own has none to adjust */
+    th_expect_error(f->c, "invalid_value",
+                    "{\"op\":\"adjust\",\"amount_usd\":1,"
+                    "\"tenant\":\"nobody\",\"reason\":\"x\"}");
+}
+
+/* A tenant without an entry (and no "*"): the global budget only, no
+ * tenant state made for it. */
+static void
+test_unknown_tenant(void **state)
+{
+    fx_t *f = *state;
+    for (int i = 0; i < 3; i++) {
+        cJSON *r = choose(f, "nobody", "\"cheap\"");
+        assert_string_equal(th_str(r, "model"), "dear");
+        assert_false(cJSON_IsTrue(cJSON_GetObjectItem(r, "over_budget")));
+        cJSON_Delete(r);
+    }
+    cJSON *s = stats(f);
+    assert_null(tenant_of(s, "nobody"));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(s, "tenants")), 2);
+    assert_true(
+        near(th_num(cJSON_GetObjectItem(s, "budget"), "reserved_usd"), 0.06));
+    cJSON_Delete(s);
+}
+
+/* A restart keeps each tenant's spend, reservations, requests and price. */
+static void
+test_restart(void **state)
+{
+    fx_t *f = *state;
+    cJSON *r = choose(f, "acme", "\"cheap\"");
+    outcome(f, r, 0.01);
+    cJSON_Delete(r);
+    r = choose(f, "beta", "\"cheap\""); /* stays pending */
+    double expected = th_num(r, "expected_cost_usd");
+    cJSON_Delete(r);
+    cJSON *s1 = stats(f);
+    restart(f);
+    cJSON *s2 = stats(f);
+    const char *keys[] = {"spent_usd", "reserved_usd", "requests",
+                          "mu",        "window_start", "limit_usd"};
+    for (int k = 0; k < 2; k++) {
+        const char *name = k ? "beta" : "acme";
+        for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+            double a = th_num(tenant_of(s1, name), keys[i]);
+            double b = th_num(tenant_of(s2, name), keys[i]);
+            if (a != b)
+                fail_msg("tenant %s %s: %.17g before, %.17g after", name,
+                         keys[i], a, b);
+        }
+    }
+    assert_true(th_num(tenant_of(s2, "acme"), "mu") > 0);
+    assert_true(near(th_num(tenant_of(s2, "beta"), "reserved_usd"), expected));
+    cJSON_Delete(s1);
+    cJSON_Delete(s2);
+}
+
+/* SIGHUP: acme's limit changes and its spend stays; beta, no longer
+ * named, falls under "*" (its spend kept, the new limit and window);
+ * "*" gives other tenants a budget of their own, up to
+ * limits.max_tenants, an idle one forgotten to make room. */
+static void
+test_reload_star(void **state)
+{
+    fx_t *f = *state;
+    cJSON *r = choose(f, "acme", "\"cheap\"");
+    outcome(f, r, 0.04);
+    cJSON_Delete(r);
+    r = choose(f, "beta", "\"cheap\"");
+    outcome(f, r, 0.01);
+    cJSON_Delete(r);
+    th_write_config(&f->d, config_star);
+    th_signal(&f->d, SIGHUP);
+    cJSON *s = NULL;
+    const cJSON *t = NULL;
+    for (int i = 0; i < 100; i++) {
+        th_sleep_ms(20);
+        cJSON_Delete(s);
+        s = stats(f);
+        t = tenant_of(s, "acme");
+        if (th_num(t, "limit_usd") == 1)
+            break;
+    }
+    assert_true(th_num(t, "limit_usd") == 1);
+    assert_true(near(th_num(t, "spent_usd"), 0.04));
+    t = tenant_of(s, "beta");
+    assert_non_null(t);
+    assert_string_equal(th_str(t, "entry"), "*");
+    assert_true(th_num(t, "limit_usd") == 0.5 && th_num(t, "window_s") == 100);
+    assert_true(near(th_num(t, "spent_usd"), 0.01));
+    cJSON_Delete(s);
+
+    r = choose(f, "zed", "\"cheap\"");
+    s = stats(f);
+    t = tenant_of(s, "zed");
+    assert_non_null(t);
+    assert_string_equal(th_str(t, "entry"), "*");
+    assert_true(
+        near(th_num(t, "reserved_usd"), th_num(r, "expected_cost_usd")));
+    cJSON_Delete(s);
+    /* acme, beta and zed hold the 3, none idle (beta's window is not
+     * over): yak is refused */
+    cJSON *e = th_call(f->c, "{\"op\":\"choose\",\"bucket\":\"code\","
+                             "\"tenant\":\"yak\"}");
+    const cJSON *err = cJSON_GetObjectItem(e, "error");
+    assert_string_equal(th_str(err, "code"), "budget_exhausted");
+    assert_non_null(strstr(th_str(err, "message"), "limits.max_tenants"));
+    cJSON_Delete(e);
+    /* zed's decision is settled, the windows of "*" are over: an idle
+     * tenant is forgotten and yak gets a budget */
+    outcome(f, r, 0.02);
+    cJSON_Delete(r);
+    cJSON_Delete(th_ok(f->c, "{\"op\":\"clock\",\"advance_s\":100}"));
+    cJSON_Delete(choose(f, "yak", NULL));
+    s = stats(f);
+    assert_non_null(tenant_of(s, "yak"));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(s, "tenants")), 3);
+    cJSON_Delete(s);
+    /* a restart brings back the tenants "*" gave a budget */
+    restart(f);
+    s = stats(f);
+    assert_non_null(tenant_of(s, "yak"));
+    assert_true(th_num(tenant_of(s, "yak"), "requests") == 1);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(s, "tenants")), 3);
+    cJSON_Delete(s);
+}
+
+/* The metrics port bursard printed on its log, waiting up to 20 s. */
+static unsigned
+metrics_port(const th_daemon_t *d)
+{
+    for (int i = 0; i < 200; i++) {
+        FILE *fp = fopen(d->log, "r");
+        char line[512];
+        unsigned port = 0;
+        while (fp && fgets(line, sizeof line, fp)) {
+            const char *p = strstr(line, "metrics and status page on");
+            if (p && (p = strstr(p, ", port ")))
+                port = (unsigned)atoi(p + 7);
+        }
+        if (fp)
+            fclose(fp);
+        if (port)
+            return port;
+        th_sleep_ms(100);
+    }
+    fail_msg("bursard printed no metrics port; see %s", d->log);
+    return 0;
+}
+
+/* /metrics: a gauge per tenant and figure, as stats has them. */
+static void
+test_metrics(void **state)
+{
+    fx_t *f = *state;
+    f->d.extra[0] = "--metrics";
+    f->d.extra[1] = "127.0.0.1:0";
+    restart(f);
+    unsigned port = metrics_port(&f->d);
+    cJSON *r = choose(f, "acme", "\"cheap\"");
+    cJSON_Delete(r);
+    th_http_resp_t h;
+    th_http_do(&h, port, "GET", "/metrics", "", NULL, 0, 0);
+    assert_int_equal(h.status, 200);
+    const char *want[] = {
+        "bursar_tenant_budget_limit_usd{tenant=\"acme\"} 0.05\n",
+        "bursar_tenant_budget_limit_usd{tenant=\"beta\"} 0.03\n",
+        "bursar_tenant_budget_reserved_usd{tenant=\"acme\"} 0.02\n",
+        "bursar_tenant_budget_spent_usd{tenant=\"acme\"} 0\n",
+        "bursar_tenant_budget_target_usd{tenant=\"beta\"} 0.03\n",
+        "bursar_tenant_shadow_price{tenant=\"acme\"} 0.09",
+        "# TYPE bursar_tenant_shadow_price gauge\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(h.body, want[i]))
+            fail_msg("no \"%s\" in:\n%s", want[i], h.body);
+    th_http_free(&h);
+}
+
+static int
+check_config(fx_t *f, const char *json, char *out, size_t cap)
+{
+    char path[700], cmd[2048];
+    snprintf(path, sizeof path, "%s/t.json", f->d.dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(json, fp);
+    fclose(fp);
+    snprintf(cmd, sizeof cmd, "%s --check-config %s 2>&1", th_bin("bursard"),
+             path);
+    return th_run(cmd, out, cap);
+}
+
+/* Every problem of the tenants section, each at its JSON path. */
+static void
+test_config_errors(void **state)
+{
+    fx_t *f = *state;
+    char out[8192];
+    int st = check_config(
+        f,
+        "{" MODELS ",\"tenants\":{"
+        "\"a/b\":{\"budget\":{\"limit_usd\":1}},"
+        "\"big\":{\"budget\":{\"limit_usd\":101}},"
+        "\"typo\":{\"budget\":{\"limit_usd\":1,\"limt\":2}},"
+        "\"nolimit\":{\"budget\":{\"window_s\":10}},"
+        "\"when\":{\"budget\":{\"limit_usd\":1,\"when_exhausted\":\"never\"}},"
+        "\"zero\":{\"budget\":{\"limit_usd\":0}},"
+        "\"nobudget\":{}},"
+        "\"limits\":{\"max_tenants\":3}}",
+        out, sizeof out);
+    assert_int_equal(st, 1);
+    const char *want[] = {
+        "$.tenants.a/b: a tenant's name must have 1 to 31 characters",
+        "$.tenants.big: budget.limit_usd 101 exceeds the global limit_usd 100",
+        "$.tenants.typo.budget.limt: unknown key",
+        "$.tenants.nolimit.budget.limit_usd: is required",
+        "$.tenants.when.budget.when_exhausted: must be \"serve_cheapest\" or "
+        "\"refuse\"",
+        "$.tenants.zero.budget.limit_usd: must be positive",
+        "$.tenants.nobudget.budget: is required",
+        "$.limits.max_tenants: is 3, below the 7 named tenants",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(out, want[i]))
+            fail_msg("no \"%s\" in:\n%s", want[i], out);
+    /* another window: a limit above the global one is not a contradiction */
+    st = check_config(f,
+                      "{" MODELS ",\"tenants\":{\"w\":{\"budget\":{"
+                      "\"limit_usd\":500,\"window_s\":2000000000}}}}",
+                      out, sizeof out);
+    assert_int_equal(st, 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_priced, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_exhausted, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_tenant, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_restart, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reload_star, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_config_errors, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, fx_setup, fx_teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    th_kill_all();
+    return rc;
+}
