@@ -524,14 +524,18 @@ static int
 agent_endpoint_ok(const agent_t *a, int from_option)
 {
     const char *e = a->o.endpoint;
-    if (strncmp(e, "tcp://", 6) == 0 || strncmp(e, "ipc://", 6) == 0)
+    char msg[512];
+    if (proto_endpoint_check(e, msg, sizeof msg) == 0 &&
+        strncmp(e, "inproc://", 9) != 0)
         return AGENT_GO_ON;
-    fprintf(stderr,
-            "bursar-agent: %s%s%s: must be a ZeroMQ endpoint, tcp://HOST:PORT "
-            "or ipc://PATH, got \"%.200s\"%s\n",
+    if (strncmp(e, "inproc://", 9) == 0)
+        snprintf(msg, sizeof msg,
+                 "\"%.200s\": an inproc endpoint is inside one process: "
+                 "write tcp://HOST:PORT or ipc://PATH",
+                 e);
+    fprintf(stderr, "bursar-agent: %s%s%s: %s\n",
             from_option ? "" : a->o.config_path, from_option ? "" : ": ",
-            from_option ? "--controller" : "controller", e,
-            strstr(e, "://") ? "" : " (tcp:// missing?)");
+            from_option ? "--controller" : "controller", msg);
     return 2;
 }
 

@@ -335,14 +335,13 @@ test_bad_config_named(void **state)
     cJSON *res = run(NULL, &rc, "--config", cfg, NULL);
     assert_int_equal(rc, 2);
     cJSON_Delete(res);
-    assert_true(err_has("agent.json: controller: must be a ZeroMQ endpoint, "
-                        "tcp://HOST:PORT or ipc://PATH, got \"localhost:7878\" "
-                        "(tcp:// missing?)"));
+    assert_true(err_has("agent.json: controller: \"localhost:7878\" has no "
+                        "transport: write tcp://localhost:7878"));
     res = run(NULL, &rc, "--controller", "127.0.0.1:7878", NULL);
     assert_int_equal(rc, 2);
     cJSON_Delete(res);
-    assert_true(err_has("bursar-agent: --controller: must be a ZeroMQ "
-                        "endpoint"));
+    assert_true(err_has("bursar-agent: --controller: \"127.0.0.1:7878\" has "
+                        "no transport: write tcp://127.0.0.1:7878"));
     /* a file that is not an object */
     tu_write_file(cfg, "[1,2]");
     res = run(NULL, &rc, "--config", cfg, NULL);
