@@ -33,21 +33,26 @@ sees them in the source only):
 
 `expect` belongs to the block just above it, the others to the block just
 below (only blank lines or other markers in between); a marker next to no
-sh block is an error. Static checks, on every block, run or not:
+sh block is an error. Checks besides running the blocks:
 
   - every fence has an info string (sh, text, console, json, ...): a block
     of commands cannot escape the test by having none;
-  - a block with `sudo`, or writing under /etc, must be marked skip (CI
-    runs as root);
+  - a block with `sudo`, or naming a path under /etc/, must be marked
+    skip (CI runs as root): such a block is never run;
   - every path a command names under a folder of the repository
     (scripts/..., docs/..., agents/examples/...) exists in it (after the
     block ran, for a block that runs: a file an earlier block, or the block
-    itself, made counts), and every build/... path in the build;
+    itself, made counts; for a skipped block, in the repository as it
+    is), and every build/... path in the build;
   - in the prose, `scripts/X` and `build/bin/X` in backquotes name a file
-    that exists.
+    that exists, and a `build-X` folder is one an sh block of the same
+    document makes (cmake -B build-X).
 
 usage: docs_test.py --source DIR --build DIR [--static] [--only DOC[:LINE]]
-       [--list] [--keep]
+       [--list] [--keep] [--total SECONDS]
+  --total    the time for all blocks (default 420 s, within ctest's 480):
+             past it a block is stopped and the rest not run, each a
+             failure, so that whatever the blocks started is stopped here
   --static   the static checks only, then exit 77 (ctest: skipped) when they
              pass: the sanitizer build's run (the plain build runs it all)
 Exit status: 0 all good, 1 a failure (each named by doc:line with its
@@ -334,7 +339,7 @@ def kill_group(p):
             time.sleep(0.05)
 
 
-def run_block(b, work, repo, env):
+def run_block(b, work, repo, env, limit):
     script = os.path.join(work, "block-%d.sh" % b.line)
     with open(script, "w") as f:
         f.write(PRELUDE + "\n".join(b.body) + "\n")
@@ -347,10 +352,13 @@ def run_block(b, work, repo, env):
                              start_new_session=True)
         timed_out = False
         try:
-            rc = p.wait(timeout=b.timeout)
+            rc = p.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             timed_out = True
             rc = None
+        except BaseException:  # interrupted: stop the block's processes
+            kill_group(p)
+            raise
         kill_group(p)
         if rc is None:
             rc = p.wait()
@@ -425,8 +433,17 @@ def run_one(b, work, repo, env, top, args, problems, report):
         report.append((b.where, "not run: needs %s (absent here)"
                        % ", ".join(absent)))
         return
-    rc, timed_out, secs, output = run_block(b, work, repo, env)
-    if timed_out:
+    left = args.deadline - time.time()
+    if left <= 1:
+        problems.add(b.where, "not run: the docs test's time (--total %g s) "
+                     "ran out" % args.total)
+        return
+    limit = min(b.timeout, left)
+    rc, timed_out, secs, output = run_block(b, work, repo, env, limit)
+    if timed_out and limit < b.timeout:
+        problems.add(b.where, "stopped after %.0f s: the docs test's time "
+                     "(--total %g s) ran out" % (limit, args.total), output)
+    elif timed_out:
         problems.add(b.where, "still running after %g s (the block's time "
                      "limit; <!-- docs-test: timeout S --> to change it)"
                      % b.timeout, output)
@@ -448,6 +465,10 @@ def run_one(b, work, repo, env, top, args, problems, report):
         ", %d expectation(s)" % len(b.expect) if b.expect else "")))
 
 
+def interrupted(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
 def documents(source):
     docs = ["README.md"]
     ddir = os.path.join(source, "docs")
@@ -463,6 +484,7 @@ def main():
     ap.add_argument("--only", default=None)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--total", type=float, default=420)
     args = ap.parse_args()
     args.source = os.path.realpath(args.source)
     args.build = os.path.realpath(args.build)
@@ -503,6 +525,8 @@ def main():
                                  + ", ".join(miss))
     report = []
     t0 = time.time()
+    args.deadline = t0 + args.total
+    signal.signal(signal.SIGTERM, interrupted)
     nblocks = sum(len(bl) for _, bl in parsed)
     if not args.static:
         for doc, blocks in parsed:
@@ -537,4 +561,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:
+        print("docs-test: interrupted (%s): the running block stopped" % e)
+        sys.exit(1)
