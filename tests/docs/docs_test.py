@@ -30,8 +30,10 @@ sees them in the source only):
   <!-- docs-test: timeout SECONDS --> the block's time limit
   <!-- docs-test: expect REGEX -->    the block's output (stdout and stderr)
                                       must match REGEX (Python re, multiline)
+  <!-- docs-test: exit STATUS -->     the block ends with STATUS, not 0 (an
+                                      example of an error: its last command)
 
-`expect` belongs to the block just above it, the others to the block just
+`expect` and `exit` belong to the block just above it, the others to the block just
 below (only blank lines or other markers in between); a marker next to no
 sh block is an error. Checks besides running the blocks:
 
@@ -73,7 +75,7 @@ import time
 FENCE = re.compile(r"^ {0,3}(`{3,})(.*)$")
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(\S+)\s*(.*?)\s*-->\s*$")
 MARKER_LOOSE = re.compile(r"^\s*<!--.*docs-test")
-KEYWORDS = ("skip", "needs", "timeout", "expect")
+KEYWORDS = ("skip", "needs", "timeout", "expect", "exit")
 DEFAULT_TIMEOUT = 60
 # A path-like word: a folder of the repository, then more.
 PATH_WORD = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.+-]+)+/?$")
@@ -90,6 +92,7 @@ class Block:
         self.needs = []
         self.timeout = DEFAULT_TIMEOUT
         self.expect = []  # (line, regex)
+        self.exit = 0  # the status the block ends with
         self.unsafe = False  # sudo or /etc without a skip: never run
 
     @property
@@ -172,7 +175,8 @@ def attach_markers(doc, lines, events, problems):
         after = next((e for e in events[n + 1:] if e[0] != "marker"), None)
         prev_b = before if before and adjacent(lines, before[3], ln) else None
         next_b = after if after and adjacent(lines, ln, after[2]) else None
-        order = (prev_b, next_b) if kw == "expect" else (next_b, prev_b)
+        order = (prev_b, next_b) if kw in ("expect", "exit") \
+            else (next_b, prev_b)
         target = next((e for e in order if e is not None), None)
         if target is None or target[0] != "block":
             problems.add(where, "marker docs-test: %s is next to no ```sh "
@@ -185,6 +189,12 @@ def attach_markers(doc, lines, events, problems):
             b.skip = arg or "?"
         elif kw == "needs":
             b.needs.append(arg)
+        elif kw == "exit":
+            if not arg.isdigit():
+                problems.add(where, "docs-test: exit %r is not a status"
+                             % arg)
+            else:
+                b.exit = int(arg)
         elif kw == "timeout":
             try:
                 b.timeout = float(arg)
@@ -447,11 +457,12 @@ def run_one(b, work, repo, env, top, args, problems, report):
         problems.add(b.where, "still running after %g s (the block's time "
                      "limit; <!-- docs-test: timeout S --> to change it)"
                      % b.timeout, output)
-    elif rc != 0:
+    elif rc != b.exit:
         m = re.search(r"docs-test: exit status \d+ at block line (\d+)",
                       output)
         at = " at %s:%d" % (b.doc, b.line + int(m.group(1))) if m else ""
-        problems.add(b.where, "exit status %d%s" % (rc, at), output)
+        problems.add(b.where, "exit status %d%s%s" % (
+            rc, at, " (the doc says %d)" % b.exit if b.exit else ""), output)
     for ln, rx in b.expect:
         if not re.search(rx, output, re.M):
             problems.add("%s:%d" % (b.doc, ln), "the output of the block at "
