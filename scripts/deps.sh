@@ -17,7 +17,9 @@
 # units and their man: links; readelf checks the library's SONAME);
 # prometheus (and its promtool) for tests/prometheus and the gateway's
 # metrics test; chromium for the status page's test (tests/status, driven
-# by playwright-core, which npm ci installs into the build tree). The
+# by playwright-core, which npm ci installs into the build tree); curl and
+# python3-venv for the docs' commands (tests/docs: the gateway's examples,
+# docs/python.md's virtual environment). The
 # sanitizer build (test.sh --sanitize) needs nothing more: gcc's libasan
 # and libubsan come with it.
 set -euo pipefail
@@ -25,7 +27,7 @@ set -euo pipefail
 pkgs=(pkg-config libzmq3-dev liblmdb-dev libcjson-dev libgsl-dev
       libcurl4-openssl-dev libcmocka-dev libsodium-dev libmicrohttpd-dev
       python3 python3-zmq python3-pytest python3-pip python3-setuptools
-      python3-wheel)
+      python3-wheel python3-venv)
 # command package
 cmds=(
     "cmake cmake"
@@ -45,6 +47,7 @@ cmds=(
     "readelf binutils"
     "promtool prometheus"
     "chromium chromium"
+    "curl curl"
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -14,12 +14,12 @@
 # estimator. Exit status 1 when the DR coverage is below 90%.
 #
 # usage: scripts/ope_check.sh [BUILD_DIR] [SEEDS] [TASKS]
-#        (defaults: build-ope, 6 seeds, 2000 tasks per seed)
+#        (defaults: build, 6 seeds, 2000 tasks per seed)
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/ope_lib.sh
 . "$here/scripts/ope_lib.sh"
-bin=${1:-$here/build-ope}/bin
+bin=${1:-$here/build}/bin
 seeds=${2:-6}
 tasks=${3:-2000}
 for p in bursard bursar bursar-agent bursar-sim; do

@@ -12,11 +12,11 @@
 # positions, the quantity the random log measures directly.
 #
 # usage: scripts/ope_obd.sh [BUILD_DIR] [DATA_DIR]
-#        (defaults: build-ope, ../shared/data/obd beside the checkout)
+#        (defaults: build, ../shared/data/obd beside the checkout)
 # Exits 0 with a message when the data is absent.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$here/build-ope}/bin
+bin=${1:-$here/build}/bin
 data=${2:-$here/../shared/data/obd}
 if [ ! -d "$data/bts" ] || [ ! -d "$data/random" ]; then
     echo "ope_obd: $data not found (the Open Bandit Dataset sample lives in ../shared/data/obd beside the checkout): skipped"
