@@ -222,6 +222,8 @@ static const char *const cfg_unknown_names[] = {"error", "create", NULL};
 static const char *const cfg_outcome_names[] = {"none", "failure", NULL};
 static const char *const cfg_cost_names[] = {"expected", "zero", NULL};
 static const char *const cfg_sync_names[] = {"full", "nometasync", NULL};
+static const char *const cfg_exhausted_names[] = {"serve_cheapest", "refuse",
+                                                  NULL};
 
 static cfg_item_fn cfg_listen_item, cfg_bucket_model_item,
     cfg_metrics_allow_item;
@@ -362,6 +364,14 @@ static const cfg_key_t cfg_keys[] = {
      CFG_GT(0),
      .def_doc = "`budget.window_s`",
      .doc = "the bucket's window length"},
+    {.path = "buckets.*.budget.when_exhausted",
+     .type = CFG_ENUM,
+     CFG_B(budget.when_exhausted, cfg_exhausted_t),
+     .names = cfg_exhausted_names,
+     .def = CFG_EXHAUSTED_CHEAPEST,
+     .doc = "when the bucket's cap leaves no model affordable: "
+            "`serve_cheapest` (flagged `over_budget`) or `refuse` (error "
+            "`budget_exhausted`)"},
 
     {.path = "unknown_bucket", .type = CFG_OBJECT},
     {.path = "unknown_bucket.action",
@@ -406,7 +416,31 @@ static const cfg_key_t cfg_keys[] = {
      CFG_C(budget_prior_rate, double),
      CFG_GT(0),
      .def = 1,
-     .doc = "request rate the pacer assumes before it has data"},
+     .doc = "request rate the pacer assumes before it has data (give this "
+            "or `expected_requests`)"},
+    {.path = "budget.expected_requests",
+     .type = CFG_NUMBER,
+     .flags = CFG_NO_DEFAULT,
+     CFG_C(budget_expected, double),
+     CFG_GT(0),
+     .def_doc = "`prior_rate_per_s` x `window_s`",
+     .doc = "requests expected per window: the pacer's prior until it has "
+            "observed a few minutes of traffic (docs/policies.md, pacing)"},
+    {.path = "budget.when_exhausted",
+     .type = CFG_ENUM,
+     CFG_C(budget.when_exhausted, cfg_exhausted_t),
+     .names = cfg_exhausted_names,
+     .def = CFG_EXHAUSTED_CHEAPEST,
+     .doc = "when the window's budget leaves no model affordable: "
+            "`serve_cheapest` (the cheapest allowed model, flagged "
+            "`over_budget`) or `refuse` (error `budget_exhausted`, nothing "
+            "recorded)"},
+    {.path = "budget.max_batches",
+     .type = CFG_INTEGER,
+     CFG_C(max_batches, size_t),
+     CFG_GT(0),
+     .def = 64,
+     .doc = "batches (op `batch`) open at once; beyond it `invalid_value`"},
     {.path = "explore_floor",
      .type = CFG_NUMBER,
      CFG_C(explore_floor, double),
@@ -1281,6 +1315,21 @@ cfg_check_policy(cfg_ctx_t *cx)
                 "never move)");
 }
 
+/* The pacer's prior: budget.expected_requests or prior_rate_per_s. */
+static void
+cfg_check_expected(cfg_ctx_t *cx)
+{
+    cfg_t *c = cx->c;
+    if (!cfg_given(cx, "budget.expected_requests"))
+        return;
+    if (cfg_given(cx, "budget.prior_rate_per_s"))
+        CFG_ERR(cx, "$.budget.expected_requests",
+                "give expected_requests or prior_rate_per_s, not both (both "
+                "say the traffic the pacer expects)");
+    else if (c->budget_expected > 0 && c->budget.window_s > 0)
+        c->budget_prior_rate = c->budget_expected / c->budget.window_s;
+}
+
 static void
 cfg_check_durations(cfg_ctx_t *cx)
 {
@@ -1346,6 +1395,7 @@ cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
     cfg_check_unknown_bucket(&cx);
     cfg_check_policy(&cx);
     cfg_check_durations(&cx);
+    cfg_check_expected(&cx);
     if (cx.errors) {
         cfg_destroy(&cx.c);
         return BURSAR_ECONFIG;

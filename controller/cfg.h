@@ -44,9 +44,16 @@ typedef struct cfg_model {
     double price_out_per_mtok; /* USD per million output tokens */
 } cfg_model_t;
 
+/* What a choose gets when no allowed model is affordable. */
+typedef enum cfg_exhausted {
+    CFG_EXHAUSTED_CHEAPEST = 0, /* the cheapest allowed model, over_budget */
+    CFG_EXHAUSTED_REFUSE        /* error budget_exhausted, nothing recorded */
+} cfg_exhausted_t;
+
 typedef struct cfg_budget {
-    double limit_usd; /* per window; 0: no budget */
-    double window_s;  /* window length, seconds (> 0) */
+    double limit_usd;               /* per window; 0: no budget */
+    double window_s;                /* window length, seconds (> 0) */
+    cfg_exhausted_t when_exhausted; /* when nothing is affordable */
 } cfg_budget_t;
 
 typedef struct cfg_bucket {
@@ -93,7 +100,10 @@ typedef struct cfg {
     size_t max_buckets;           /* cap on all buckets, incl. created */
 
     cfg_budget_t budget;
-    double budget_prior_rate; /* requests/s assumed before data */
+    double budget_prior_rate; /* requests/s assumed before data (from
+                                 budget.expected_requests when given) */
+    double budget_expected;   /* budget.expected_requests; 0: not given */
+    size_t max_batches;       /* batches open at once (op batch) */
 
     double explore_floor;  /* [0, 1] */
     double decision_ttl_s; /* > 0 */

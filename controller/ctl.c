@@ -260,10 +260,12 @@ ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def, int dynamic,
         if (store_get_bucket_pacer(c->store, txn, def->name, &sp) == 0) {
             b->pacer = sp.pacer;
             b->pacer.limit_usd = def->budget.limit_usd;
+            b->pacer.prior_rate = c->cfg->budget_prior_rate;
             if (b->pacer.window_s != def->budget.window_s) {
                 b->pacer.window_s = def->budget.window_s;
                 b->pacer.window_start = pacer_window_of(&b->pacer, now);
             }
+            pacer_resume(&b->pacer, now);
         } else {
             pacer_init(&b->pacer, def->budget.limit_usd, def->budget.window_s,
                        c->cfg->budget_prior_rate, now);
@@ -357,6 +359,7 @@ ctl_load(ctl_t *c)
             c->pacer.window_s = bud->window_s;
             c->pacer.window_start = pacer_window_of(&c->pacer, now);
         }
+        pacer_resume(&c->pacer, now);
     } else {
         pacer_init(&c->pacer, bud->limit_usd, bud->window_s,
                    c->cfg->budget_prior_rate, now);

@@ -292,9 +292,9 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
                (c->early_after == 0 || util_mono_time() >= c->early_after);
     if (d.id > c->hwm)
         c->hwm = d.id + CTL_HWM_STEP;
-    pacer_reserve(&c->pacer, d.reserved_usd);
+    pacer_reserve(&c->pacer, d.reserved_usd, now);
     if (b->has_budget)
-        pacer_reserve(&b->pacer, d.reserved_usd);
+        pacer_reserve(&b->pacer, d.reserved_usd, now);
     ctl_mark_dirty(c, bi);
     c->meta_dirty = 1;
     return ctl_choice_reply(c, b, rq, &d, ch.arm, n_order, token);

@@ -48,9 +48,13 @@
  *     (before the cascade link) among them; they are read as they are
  *     (step 0, no parent), never rewritten, and the key is stamped
  *     STORE_FORMAT;
+ *   - format 2: the same records but the pacers (80 bytes, before
+ *     pacer_t had its rate ring): migrated as below, key stamped;
  *   - pacer records of 72 bytes (format 1 as written before pacer_t had
- *     rate_start): widened in place, rate_start = window_start, which is
- *     what that code assumed;
+ *     rate_start) or 80 bytes (formats 1 and 2): widened in place, the
+ *     window's spend, reservations and request count kept, no batch
+ *     share held, rate_start NaN: the controller starts the rate ring at
+ *     load (pacer_resume), the prior filling in until it has data;
  *   - any other format, or a record of a size no format had: refused
  *     (BURSAR_EVERSION), and the environment is not written.
  * Reads check the size of every value: a record of the wrong size is an
@@ -84,8 +88,9 @@
 #define STORE_NOTFOUND  MDB_NOTFOUND
 #define STORE_LOCKED    BURSAR_ELOCKED  /* another process writes this store */
 #define STORE_EVERSION  BURSAR_EVERSION /* another format: refused */
-#define STORE_FORMAT    2u              /* the "format" key of this layout */
+#define STORE_FORMAT    3u              /* the "format" key of this layout */
 #define STORE_FORMAT_V1 1u /* dext without the cascade link: migrated */
+#define STORE_FORMAT_V2 2u /* pacers without the rate ring: migrated */
 #define STORE_VERSION   1  /* the version byte of every record */
 /* Names in records: part of the format, so a literal rather than
  * BURSAR_NAME_MAX (which may not exceed it). */
@@ -211,7 +216,7 @@ typedef struct store_pacer {
 /* Format 2, the sizes of an LP64 machine. A failure here means a stored
  * struct changed: bump STORE_FORMAT, migrate (store.c), then update. */
 _Static_assert(sizeof(arm_t) == 80, "arm_t is stored: format change");
-_Static_assert(sizeof(pacer_t) == 72, "pacer_t is stored: format change");
+_Static_assert(sizeof(pacer_t) == 560, "pacer_t is stored: format change");
 _Static_assert(sizeof(store_decision_t) == 416, "format change");
 _Static_assert(sizeof(store_arm_t) == 616, "format change");
 _Static_assert(sizeof(store_dext_t) == 56, "format change");
@@ -221,9 +226,14 @@ _Static_assert(sizeof(store_local_t) == 104, "format change");
 _Static_assert(sizeof(store_tenant_t) == 40, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");
-_Static_assert(sizeof(store_pacer_t) == 80, "format change");
-/* store_pacer_t before pacer_t had rate_start (widened at open). */
+_Static_assert(sizeof(store_pacer_t) == 568, "format change");
+/* store_pacer_t before pacer_t had rate_start, and before it had its
+ * rate ring (formats 1 and 2): both widened at open. */
 #define STORE_PACER_V1A_SIZE 72
+#define STORE_PACER_V2_SIZE  80
+/* The fields every earlier layout had, in place: limit_usd .. prior_rate
+ * after the version byte and padding. */
+#define STORE_PACER_KEPT 64
 
 typedef struct store store_t;
 
@@ -231,7 +241,7 @@ typedef struct store store_t;
 typedef enum store_state {
     STORE_NEW = 0, /* no environment or no record: stamped at open */
     STORE_CURRENT, /* format STORE_FORMAT, every record readable */
-    STORE_MIGRATE, /* format 0 or 1, or early pacer records: fixed at
+    STORE_MIGRATE, /* format 0, 1 or 2, or early pacer records: fixed at
                       open */
     STORE_REFUSE   /* another format or an unreadable record */
 } store_state_t;
@@ -239,7 +249,7 @@ typedef enum store_state {
 typedef struct store_check {
     store_state_t state;
     uint32_t format; /* the format key; 0 when there is none */
-    size_t widen;    /* pacer records of STORE_PACER_V1A_SIZE */
+    size_t widen;    /* pacer records of STORE_PACER_V1A/V2_SIZE */
     char why[320];   /* MIGRATE, REFUSE: what was found, one phrase */
 } store_check_t;
 
