@@ -646,6 +646,41 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
     return rc;
 }
 
+/* bursar batch --bucket B --size N [--tenant T]: declares a batch; its
+ * id, share and target printed. */
+static int
+bursar_cmd_batch(bursar_client_t *c, int argc, char **argv)
+{
+    static const struct option lo[] = {{"bucket", required_argument, NULL, 'b'},
+                                       {"size", required_argument, NULL, 'n'},
+                                       {"tenant", required_argument, NULL, 't'},
+                                       {NULL, 0, NULL, 0}};
+    const char *bucket = NULL, *tenant = NULL;
+    double size = NAN;
+    int o;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o == 'b')
+            bucket = optarg;
+        else if (o == 't')
+            tenant = optarg;
+        else if (o == 'n')
+            size = strtod(optarg, NULL);
+        else
+            return bursar_bad_option("batch", argv);
+    }
+    if (optind != argc || !bucket || !(size >= 1) || size != floor(size) ||
+        size > PROTO_BATCH_SIZE_MAX) {
+        fprintf(stderr, "bursar batch: give --bucket B and --size N (a whole "
+                        "number of requests, at least 1)\n");
+        return 2;
+    }
+    char *q = proto_format_batch(bucket, size, tenant);
+    int rc = bursar_cmd_raw(c, q);
+    free(q);
+    return rc;
+}
+
 /* The usage lines: after a usage error, with a pointer to --help. */
 static const char bursar_synopsis[] =
     "usage: bursar [OPTION]... stats [--bucket B] [--json]\n"
@@ -656,6 +691,7 @@ static const char bursar_synopsis[] =
     "                          [--latency-ms MS] [--model M]\n"
     "       bursar [OPTION]... choose BUCKET [--exclude MODEL]...\n"
     "                          [--escalates ID] [--tenant NAME]\n"
+    "       bursar [OPTION]... batch --bucket B --size N [--tenant NAME]\n"
     "       bursar [OPTION]... models | ping\n"
     "       bursar keygen PREFIX\n"
     "       bursar --help | --version\n";
@@ -689,6 +725,10 @@ static const char bursar_help[] =
     "                          (repeatable); --escalates ID: the decision\n"
     "                          this one escalates; --tenant NAME: the tenant\n"
     "                          it is made for (shown in export)\n"
+    "  batch                   declare a batch of --size N chooses of\n"
+    "                          --bucket B (--tenant NAME: made for it): its\n"
+    "                          id (their field \"batch\"), its share of the\n"
+    "                          budget and its target per request (JSON)\n"
     "  models                  the models and buckets of the configuration\n"
     "                          (JSON)\n"
     "  ping                    whether bursard answers (JSON)\n"
@@ -821,7 +861,7 @@ static int
 bursar_check_command(int argc, char **argv)
 {
     static const char *const cmds[] = {"stats",  "export", "feedback", "choose",
-                                       "models", "ping",   "keygen"};
+                                       "models", "ping",   "keygen",   "batch"};
     const char *cmd = argv[0];
     size_t i = 0, n = sizeof cmds / sizeof cmds[0];
     while (i < n && strcmp(cmd, cmds[i]) != 0)
@@ -853,6 +893,8 @@ bursar_run(bursar_client_t *c, int argc, char **argv)
         return bursar_cmd_feedback(c, argc, argv);
     if (strcmp(cmd, "choose") == 0)
         return bursar_cmd_choose(c, argc, argv);
+    if (strcmp(cmd, "batch") == 0)
+        return bursar_cmd_batch(c, argc, argv);
     if (strcmp(cmd, "models") == 0)
         return bursar_cmd_op(c, PROTO_OP_MODELS);
     return bursar_cmd_op(c, PROTO_OP_PING);

@@ -382,6 +382,7 @@ ctl_load(ctl_t *c)
             ctl_health_load(&c->health[m], &sh);
     }
     ctl_clients_load(c, txn);
+    ctl_batches_load(c, txn);
     store_abort(txn);
     c->meta_dirty = 0;
     c->next_prune = 0;
@@ -455,6 +456,7 @@ ctl_destroy(ctl_t **cp)
     free(c->health);
     free(c->health_dirty);
     ctl_clients_free(c);
+    ctl_batches_free(c);
     ctl_status_free(c);
     sodium_memzero(c->token_key, sizeof c->token_key);
     store_destroy(&c->store);
@@ -655,6 +657,9 @@ ctl_dispatch(ctl_t *c, const proto_request_t *rq)
         break;
     case PROTO_OP_BOOK:
         reply = ctl_op_book(c, rq);
+        break;
+    case PROTO_OP_BATCH:
+        reply = ctl_op_batch(c, rq);
         break;
     default:
         reply = ctl_error(rq, PROTO_E_UNKNOWN_OP, "unknown op");

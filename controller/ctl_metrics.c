@@ -69,7 +69,7 @@ ctl_request_op(const ctl_t *c)
 void
 ctl_observe_request(ctl_t *c, int op, double seconds)
 {
-    size_t i = op >= 0 && op <= PROTO_OP_BOOK ? (size_t)op : CTL_OPS - 1;
+    size_t i = op >= 0 && op <= PROTO_OP_BATCH ? (size_t)op : CTL_OPS - 1;
     expo_hist_observe(&c->met.request[i], seconds);
 }
 

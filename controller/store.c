@@ -950,3 +950,57 @@ store_get_meta(store_t *s, MDB_txn *txn, const char *key, void *val, size_t len)
 {
     return store_get(txn, s->db[S_META], key, strlen(key), val, len);
 }
+
+/* ------------------------------------------------------------------ */
+/* Batches (meta "batch/ID")                                          */
+
+static void
+store_batch_key(uint64_t id, char k[24])
+{
+    snprintf(k, 24, "batch/%016llx", (unsigned long long)id);
+}
+
+int
+store_put_batch(store_t *s, MDB_txn *txn, const store_batch_t *b)
+{
+    char k[24];
+    store_batch_key(b->id, k);
+    return store_put(txn, s->db[S_META], k, strlen(k), b, sizeof *b);
+}
+
+int
+store_del_batch(store_t *s, MDB_txn *txn, uint64_t id)
+{
+    char k[24];
+    store_batch_key(id, k);
+    MDB_val key = {strlen(k), k};
+    int rc = mdb_del(txn, s->db[S_META], &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+store_scan_batches(store_t *s, MDB_txn *txn,
+                   void (*fn)(const store_batch_t *b, void *ctx), void *ctx)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->db[S_META], &c);
+    if (rc)
+        return rc;
+    MDB_val k = {6, (void *)"batch/"}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size > 6 && memcmp(k.mv_data, "batch/", 6) == 0) {
+        store_batch_t b;
+        if (v.mv_size == sizeof b &&
+            ((const uint8_t *)v.mv_data)[0] == STORE_VERSION) {
+            memcpy(&b, v.mv_data, sizeof b);
+            fn(&b, ctx);
+        } else {
+            fprintf(stderr,
+                    "bursard: store: batch record of %zu bytes skipped\n",
+                    v.mv_size);
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}

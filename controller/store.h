@@ -5,7 +5,9 @@
  *
  *   meta       "format" -> u32 STORE_FORMAT, "seq" -> last decision id
  *              (u64), "policy" -> store_policy_t, "pacer" ->
- *              store_pacer_t, "clock" -> test-clock offset (double)
+ *              store_pacer_t, "clock" -> test-clock offset (double),
+ *              "batch/" + 16 hex digits -> store_batch_t: a batch (op
+ *              batch) still open, deleted when it completes
  *   decisions  id (u64, big-endian, so that keys sort by id = by time)
  *              -> store_decision_t
  *   pending    id -> choose time (double): decisions without an outcome,
@@ -213,7 +215,17 @@ typedef struct store_pacer {
     pacer_t pacer;
 } store_pacer_t;
 
-/* Format 2, the sizes of an LP64 machine. A failure here means a stored
+/* A declared batch (meta "batch/ID"): its bucket, tenant and books. */
+typedef struct store_batch {
+    uint8_t version;
+    uint8_t pad[7];
+    uint64_t id;
+    char bucket[STORE_NAME_MAX];
+    char tenant[STORE_TENANT_MAX]; /* "" none */
+    pacer_batch_t batch;
+} store_batch_t;
+
+/* Format 3, the sizes of an LP64 machine. A failure here means a stored
  * struct changed: bump STORE_FORMAT, migrate (store.c), then update. */
 _Static_assert(sizeof(arm_t) == 80, "arm_t is stored: format change");
 _Static_assert(sizeof(pacer_t) == 560, "pacer_t is stored: format change");
@@ -227,6 +239,7 @@ _Static_assert(sizeof(store_tenant_t) == 40, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");
 _Static_assert(sizeof(store_pacer_t) == 568, "format change");
+_Static_assert(sizeof(store_batch_t) == 152, "format change");
 /* store_pacer_t before pacer_t had rate_start, and before it had its
  * rate ring (formats 1 and 2): both widened at open. */
 #define STORE_PACER_V1A_SIZE 72
@@ -343,6 +356,15 @@ int store_scan_dynbuckets(store_t *s, MDB_txn *txn,
  * len bytes (a stored value of another size is MDB_BAD_VALSIZE). */
 int store_put_meta(store_t *s, MDB_txn *txn, const char *key, const void *val,
                    size_t len);
+
+/* Batches: put (replaces), del (none: 0), and every stored one, in id
+ * order (a record of another size or version is skipped with a line on
+ * stderr). */
+int store_put_batch(store_t *s, MDB_txn *txn, const store_batch_t *b);
+int store_del_batch(store_t *s, MDB_txn *txn, uint64_t id);
+int store_scan_batches(store_t *s, MDB_txn *txn,
+                       void (*fn)(const store_batch_t *b, void *ctx),
+                       void *ctx);
 int store_get_meta(store_t *s, MDB_txn *txn, const char *key, void *val,
                    size_t len);
 
