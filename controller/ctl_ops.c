@@ -263,8 +263,11 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
                          "no model of bucket \"%s\" can be chosen",
                          b->def.name);
     if ((ch.flags & POLICY_F_UNAFFORDABLE) &&
-        (reply = ctl_exhausted(c, rq, b, bt, &req, 1)))
+        (reply = ctl_exhausted(c, rq, b, bt, &req, 1))) {
+        b->pb->arms[ch.arm].pulls--; /* refused: not a decision */
+        c->policy.decisions--;
         return reply;
+    }
     store_decision_t d;
     ctl_decision_fill(c, b, &ch, now, &d);
     /* a half-open breaker: this decision is its probe (memory is reloaded

@@ -91,7 +91,8 @@ class ForbiddenError(BursarError):
 class UnavailableError(BursarError):
     """The controller cannot serve this now: ``rate_limited`` and
     ``store_error`` (retry later), ``no_model_available`` (every model
-    excluded or cooling down), ``bucket_limit``, ``internal_error``."""
+    excluded or cooling down), ``bucket_limit``, ``internal_error``,
+    ``budget_exhausted`` (nothing affordable, the budget refuses)."""
 
 
 _FAMILIES: Dict[str, Type[BursarError]] = {}
@@ -121,6 +122,7 @@ for _cls, _codes in (
             "no_model_available",
             "bucket_limit",
             "internal_error",
+            "budget_exhausted",
         ),
     ),
 ):
