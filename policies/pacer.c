@@ -61,26 +61,65 @@ pacer_remaining(const pacer_t *p)
     return p->limit_usd - p->spent_usd - p->reserved_usd - p->held_usd;
 }
 
-/* The count of slot j (absolute index): 0 outside the ring. */
+/* The k-th smallest of v[0..n) (Hoare's selection, O(n)): v is
+ * reordered so that v[0..k) <= v[k] <= v(k..n). */
 static double
-pacer_count(const pacer_t *p, double j)
+pacer_select(double *v, int n, int k)
 {
-    if (p->slot_last < 0.0 || j > p->slot_last ||
-        j <= p->slot_last - PACER_SLOTS)
-        return 0.0;
-    return p->slot[(uint64_t)j % PACER_SLOTS];
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double piv = v[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < piv)
+                i++;
+            while (v[j] > piv)
+                j--;
+            if (i <= j) {
+                double t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
+    }
+    return v[k];
 }
 
+/* The median of v[0..n), n >= 1 (v is reordered). */
 static double
 pacer_median(double *v, int n)
 {
-    for (int i = 1; i < n; i++) /* n <= PACER_SLOTS: insertion */
-        for (int k = i; k > 0 && v[k - 1] > v[k]; k--) {
-            double t = v[k];
-            v[k] = v[k - 1];
-            v[k - 1] = t;
-        }
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    double hi = pacer_select(v, n, n / 2);
+    if (n % 2)
+        return hi;
+    double lo = v[0];
+    for (int i = 1; i < n / 2; i++)
+        lo = fmax(lo, v[i]);
+    return 0.5 * (lo + hi);
+}
+
+/* The counts of the n complete slots before slot cur, newest first, into
+ * c (one modulo, then a walk down the ring). */
+static void
+pacer_counts(const pacer_t *p, double cur, int n, double *c)
+{
+    uint64_t k = 0;
+    if (p->slot_last >= 0.0 && cur - 1.0 <= p->slot_last)
+        k = (uint64_t)(cur - 1.0) % PACER_SLOTS;
+    for (int i = 0; i < n; i++) {
+        double j = cur - 1.0 - i;
+        c[i] = p->slot_last >= 0.0 && j <= p->slot_last &&
+                       j > p->slot_last - PACER_SLOTS
+                   ? p->slot[k]
+                   : 0.0;
+        k = k ? k - 1 : PACER_SLOTS - 1;
+    }
 }
 
 double
@@ -90,30 +129,29 @@ pacer_rate(const pacer_t *p, double now)
     double cur = floor(now / s);
     double start = isnan(p->rate_start) ? now : p->rate_start;
     double first = ceil(start / s - 1e-9); /* first complete slot seen */
-    double lo = fmax(first, cur - PACER_SLOTS), hi = cur - 1.0;
-    double m = hi >= lo ? hi - lo + 1.0 : 0.0;
-    double c0 = p->prior_rate * s; /* the prior's count per slot */
-    int nm = m < PACER_MED_SLOTS ? (int)m : PACER_MED_SLOTS;
-    double v[PACER_SLOTS];
-    for (int i = 0; i < (int)m; i++)
-        v[i] = pacer_count(p, hi - i);
+    double lo = fmax(first, cur - PACER_SLOTS);
+    int m = cur - 1.0 >= lo ? (int)(cur - lo) : 0;
+    int nm = m < PACER_MED_SLOTS ? m : PACER_MED_SLOTS;
+    double c[PACER_SLOTS], v[PACER_SLOTS];
+    pacer_counts(p, cur, m, c);
     double u = INFINITY;
     if (nm > 0) {
         /* the recent median (a rise), or the horizon's (a fall: the
          * history stays believed until half the horizon says otherwise) */
+        memcpy(v, c, (size_t)nm * sizeof *v);
         double med = pacer_median(v, nm);
-        for (int i = 0; i < (int)m; i++)
-            v[i] = pacer_count(p, hi - i);
-        med = fmax(med, pacer_median(v, (int)m));
+        memcpy(v, c, (size_t)m * sizeof *v);
+        med = fmax(med, pacer_median(v, m));
         u = med + 3.0 * sqrt(med) + 3.0;
     }
     double all = 0.0, last = 0.0;
-    for (double j = lo; j <= hi; j += 1.0) {
-        double c = fmin(pacer_count(p, j), u);
-        all += c;
-        if (j > hi - PACER_MED_SLOTS)
-            last += c;
+    for (int i = 0; i < m; i++) {
+        double x = fmin(c[i], u);
+        all += x;
+        if (i < PACER_MED_SLOTS)
+            last += x;
     }
+    double c0 = p->prior_rate * s; /* the prior's count per slot */
     double fill = m < PACER_PRIOR_SLOTS ? (PACER_PRIOR_SLOTS - m) * c0 : 0.0;
     double per_all = (all + fill) / fmax(m, PACER_PRIOR_SLOTS);
     double per_last = (last + fill) / fmax(nm, PACER_PRIOR_SLOTS);
