@@ -606,8 +606,10 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
         {"exclude", required_argument, NULL, 'x'},
         {"escalates", required_argument, NULL, 'e'},
         {"tenant", required_argument, NULL, 't'},
+        {"batch", required_argument, NULL, 'b'},
         {NULL, 0, NULL, 0}};
     const char *ex[PROTO_MAX_EXCLUDE], *parent = NULL, *tenant = NULL;
+    const char *batch = NULL;
     size_t nx = 0;
     int o;
     bursar_getopt_reset();
@@ -618,6 +620,10 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
         }
         if (o == 't') {
             tenant = optarg;
+            continue;
+        }
+        if (o == 'b') {
+            batch = optarg;
             continue;
         }
         if (o != 'x')
@@ -640,7 +646,21 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
                 tenant, PROTO_TENANT_MAX - 1);
         return 2;
     }
+    uint64_t bid;
+    if (batch &&
+        (strlen(batch) != PROTO_BATCH_LEN || proto_id_parse(batch, &bid))) {
+        fprintf(stderr,
+                "bursar choose: --batch \"%s\": a batch id is %d hex digits "
+                "(as bursar batch printed it)\n",
+                batch, PROTO_BATCH_LEN);
+        return 2;
+    }
     char *q = proto_format_choose_tenant(argv[optind], ex, nx, parent, tenant);
+    if (batch) { /* ..."batch":ID} in place of the closing brace */
+        size_t n = strlen(q);
+        q = bursar_realloc(q, n + PROTO_BATCH_LEN + 16);
+        snprintf(q + n - 1, PROTO_BATCH_LEN + 17, ",\"batch\":\"%s\"}", batch);
+    }
     int rc = bursar_cmd_raw(c, q);
     free(q);
     return rc;
@@ -690,7 +710,7 @@ static const char bursar_synopsis[] =
     "                          [--cost USD] [--tokens-in N --tokens-out N]\n"
     "                          [--latency-ms MS] [--model M]\n"
     "       bursar [OPTION]... choose BUCKET [--exclude MODEL]...\n"
-    "                          [--escalates ID] [--tenant NAME]\n"
+    "                          [--escalates ID] [--tenant NAME] [--batch ID]\n"
     "       bursar [OPTION]... batch --bucket B --size N [--tenant NAME]\n"
     "       bursar [OPTION]... models | ping\n"
     "       bursar keygen PREFIX\n"
@@ -724,7 +744,8 @@ static const char bursar_help[] =
     "                          BUCKET. --exclude MODEL: not that model\n"
     "                          (repeatable); --escalates ID: the decision\n"
     "                          this one escalates; --tenant NAME: the tenant\n"
-    "                          it is made for (shown in export)\n"
+    "                          it is made for (shown in export); --batch ID:\n"
+    "                          the batch it belongs to (bursar batch)\n"
     "  batch                   declare a batch of --size N chooses of\n"
     "                          --bucket B (--tenant NAME: made for it): its\n"
     "                          id (their field \"batch\"), its share of the\n"

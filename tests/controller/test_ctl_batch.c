@@ -8,7 +8,8 @@
  *    drops by it), chosen against; an unknown or malformed id, a wrong
  *    bucket, a bad size refused naming the field; the batch survives a
  *    restart; complete after N chooses (then refused), its unspent share
- *    returned; `bursar batch` declares one;
+ *    returned; `bursar batch` declares one, `bursar choose --batch`
+ *    chooses in it;
  *  - when_exhausted refuse: budget_exhausted (naming the budget, its limit
  *    and the window's end), nothing recorded; the same for a bucket's own
  *    cap; serve_cheapest: the cheapest model, over_budget, as before.
@@ -156,7 +157,22 @@ test_batch_end_to_end(void **state)
              "%s --controller %s batch --bucket code --size 5 2>&1 || true",
              th_need("bursar"), d.endpoint);
     th_run(cmd, out, sizeof out);
-    assert_non_null(strstr(out, "share_usd"));
+    cJSON *j = cJSON_Parse(out);
+    if (!j)
+        fail_msg("bursar batch: not JSON: %s", out);
+    assert_true(th_num(j, "share_usd") > 0);
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s choose code --batch %s 2>&1 || true",
+             th_need("bursar"), d.endpoint, th_str(j, "batch"));
+    cJSON_Delete(j);
+    th_run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "decision_id"));
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s choose code --batch xyz 2>&1; echo rc=$?",
+             th_need("bursar"), d.endpoint);
+    th_run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "--batch"));
+    assert_non_null(strstr(out, "rc=2"));
     snprintf(cmd, sizeof cmd,
              "%s --controller %s batch --bucket code --size 0 2>&1; echo "
              "rc=$?",
