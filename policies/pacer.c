@@ -132,18 +132,22 @@ pacer_rate(const pacer_t *p, double now)
     double lo = fmax(first, cur - PACER_SLOTS);
     int m = cur - 1.0 >= lo ? (int)(cur - lo) : 0;
     int nm = m < PACER_MED_SLOTS ? m : PACER_MED_SLOTS;
-    double c[PACER_SLOTS], v[PACER_SLOTS];
+    double c[PACER_SLOTS], v[PACER_SLOTS + PACER_PRIOR_SLOTS];
+    double c0 = p->prior_rate * s; /* the prior's count per slot */
     pacer_counts(p, cur, m, c);
-    double u = INFINITY;
-    if (nm > 0) {
-        /* the recent median (a rise), or the horizon's (a fall: the
-         * history stays believed until half the horizon says otherwise) */
-        memcpy(v, c, (size_t)nm * sizeof *v);
-        double med = pacer_median(v, nm);
-        memcpy(v, c, (size_t)m * sizeof *v);
-        med = fmax(med, pacer_median(v, m));
-        u = med + 3.0 * sqrt(med) + 3.0;
-    }
+    /* the recent median (a rise), or the horizon's (a fall: the history
+     * stays believed until half the horizon says otherwise); while fewer
+     * than PACER_PRIOR_SLOTS slots were seen, the prior's pseudo-slots
+     * are in both samples (a burst in a pacer's first minute is clipped
+     * against the prior) */
+    int fill_n = m < PACER_PRIOR_SLOTS ? PACER_PRIOR_SLOTS - m : 0;
+    for (int i = 0; i < fill_n; i++)
+        v[i] = c0;
+    memcpy(v + fill_n, c, (size_t)nm * sizeof *v);
+    double med = pacer_median(v, fill_n + nm);
+    memcpy(v + fill_n, c, (size_t)m * sizeof *v);
+    med = fmax(med, pacer_median(v, fill_n + m));
+    double u = med + 3.0 * sqrt(med) + 3.0;
     double all = 0.0, last = 0.0;
     for (int i = 0; i < m; i++) {
         double x = fmin(c[i], u);
@@ -151,8 +155,7 @@ pacer_rate(const pacer_t *p, double now)
         if (i < PACER_MED_SLOTS)
             last += x;
     }
-    double c0 = p->prior_rate * s; /* the prior's count per slot */
-    double fill = m < PACER_PRIOR_SLOTS ? (PACER_PRIOR_SLOTS - m) * c0 : 0.0;
+    double fill = fill_n * c0;
     double per_all = (all + fill) / fmax(m, PACER_PRIOR_SLOTS);
     double per_last = (last + fill) / fmax(nm, PACER_PRIOR_SLOTS);
     return fmax(per_all, per_last) / s;

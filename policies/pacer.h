@@ -38,8 +38,10 @@
  *     over the horizon (underspending for a while is the safe error);
  *   - the configured expectation (prior_rate, from budget.expected_
  *     requests) is the prior: while fewer than PACER_PRIOR_SLOTS slots
- *     have been observed, pseudo-slots at the prior's count fill in, so
- *     its weight fades slot by slot as data come;
+ *     have been observed, pseudo-slots at the prior's count fill in (in
+ *     the means and in the medians: a burst in a new pacer's first
+ *     minute is clipped against the prior), so its weight fades slot by
+ *     slot as data come;
  *   - the ring outlives the window: the last hour of a day predicts the
  *     first hour of the next. A pacer set up (or migrated) mid-window
  *     counts from rate_start: slots before it are unobserved, not idle.

@@ -65,6 +65,13 @@ test_rate_estimate(void **state)
         for (int i = 0; i < 3; i++)
             pacer_reserve(&p, 0.0, s + 0.1 * i);
     assert_double_equal(pacer_rate(&p, 2.5), (6.0 + 1.5) / 5.0, 1e-12);
+    /* a burst in the first slot: clipped against the prior's
+     * pseudo-slots, med 0.5: at 0.5 + 3 sqrt(0.5) + 3 */
+    pacer_init(&p, 100.0, 1440.0, 0.5, 0.0);
+    for (int i = 0; i < 1000; i++)
+        pacer_reserve(&p, 0.0, i * 1e-4);
+    assert_double_equal(pacer_rate(&p, 1.5),
+                        (0.5 + 3.0 * sqrt(0.5) + 3.0 + 4 * 0.5) / 5.0, 1e-12);
     /* steady 4 per slot for 100 slots: exactly 4/s, the prior gone */
     pacer_init(&p, 100.0, 1440.0, 0.5, 0.0);
     for (int s = 0; s < 100; s++)
