@@ -56,7 +56,7 @@ proto_code_parse(const char *name)
 }
 
 static const char *const proto_op_names[] = {
-    "choose", "feedback", "stats", "models", "ping", "export", "clock", "book",
+    "choose", "feedback", "stats", "models", "ping", "export", "clock", "book", "batch",
     /* the admin ops */
     "adjust", "reset", "mark", "show"};
 _Static_assert(sizeof proto_op_names / sizeof proto_op_names[0] ==
@@ -483,6 +483,52 @@ proto_get_tenant(const cJSON *o, const char *field, char *out,
     return PROTO_OK;
 }
 
+/* choose's "batch": PROTO_BATCH_LEN lowercase hex digits, or absent. */
+static proto_code_t
+proto_get_batch(const cJSON *root, char *out, proto_error_t *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "batch");
+    if (!v || cJSON_IsNull(v))
+        return PROTO_OK;
+    if (!cJSON_IsString(v))
+        return proto_fail(err, PROTO_E_WRONG_TYPE,
+                          "field \"batch\" must be a string (a batch id), "
+                          "got %s",
+                          proto_type_name(v));
+    uint64_t id;
+    if (strlen(v->valuestring) != PROTO_BATCH_LEN ||
+        proto_id_parse(v->valuestring, &id) != 0)
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"batch\" must be a batch id (%d hex "
+                          "digits, as op batch returned)",
+                          PROTO_BATCH_LEN);
+    memcpy(out, v->valuestring, PROTO_BATCH_LEN + 1);
+    return PROTO_OK;
+}
+
+/* {"op":"batch","bucket":B,"size":N[,"tenant":T]} */
+static proto_code_t
+proto_parse_batch(const cJSON *root, proto_request_t *req, proto_error_t *err)
+{
+    int has = 0;
+    proto_code_t rc = proto_get_name(root, "bucket", 1, req->bucket, err);
+    if (!rc)
+        rc = proto_get_tenant(root, "tenant", req->tenant, err);
+    if (!rc)
+        rc = proto_get_number(root, "size", PROTO_BATCH_SIZE_MAX, &has,
+                              &req->batch_size, err);
+    if (rc)
+        return rc;
+    if (!has)
+        return proto_fail(err, PROTO_E_MISSING_FIELD,
+                          "field \"size\" is required");
+    if (req->batch_size < 1 || req->batch_size != floor(req->batch_size))
+        return proto_fail(err, PROTO_E_INVALID_VALUE,
+                          "field \"size\" must be a whole number of "
+                          "requests, at least 1");
+    return PROTO_OK;
+}
+
 static proto_code_t
 proto_parse_choose(const cJSON *root, proto_request_t *req, proto_error_t *err)
 {
@@ -491,6 +537,8 @@ proto_parse_choose(const cJSON *root, proto_request_t *req, proto_error_t *err)
         rc = proto_get_token(root, "escalates", req->escalates, err);
     if (!rc)
         rc = proto_get_tenant(root, "tenant", req->tenant, err);
+    if (!rc)
+        rc = proto_get_batch(root, req->batch, err);
     if (rc)
         return rc;
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exclude");
@@ -884,8 +932,8 @@ proto_parse_admin(const cJSON *root, const char *o, proto_request_t *req,
     proto_json_quote(q, sizeof q, o);
     return proto_fail(err, PROTO_E_UNKNOWN_OP,
                       "unknown op %s in field \"op\" (choose, feedback, "
-                      "book, stats, models, ping, export; operators: adjust, "
-                      "reset, mark, show)",
+                      "book, batch, stats, models, ping, export; operators: "
+                      "adjust, reset, mark, show)",
                       q);
 }
 
@@ -914,6 +962,9 @@ proto_parse_op(const cJSON *root, const char *o, proto_request_t *req,
     } else if (strcmp(o, "book") == 0) {
         req->op = PROTO_OP_BOOK;
         rc = proto_parse_book(root, req, err);
+    } else if (strcmp(o, "batch") == 0) {
+        req->op = PROTO_OP_BATCH;
+        rc = proto_parse_batch(root, req, err);
     } else if (strcmp(o, "clock") == 0) {
         req->op = PROTO_OP_CLOCK;
         int has = 0;
@@ -1030,6 +1081,20 @@ proto_write_conflict(const char *echo, double recorded_reward)
     proto_sb_puts(&b, ",\"duplicate\":true,\"conflict\":true,"
                       "\"recorded_reward\":");
     proto_sb_number(&b, recorded_reward);
+    proto_sb_puts(&b, "}");
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_write_batch(const char *echo, const char *id, double share_usd,
+                  double target_usd)
+{
+    proto_sb_t b = {0};
+    proto_sb_begin(&b, echo, 1);
+    proto_sb_printf(&b, ",\"batch\":\"%s\",\"share_usd\":", id);
+    proto_sb_number(&b, share_usd);
+    proto_sb_puts(&b, ",\"target_usd\":");
+    proto_sb_number(&b, target_usd);
     proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
 }
@@ -1212,6 +1277,21 @@ proto_format_export(double since, int has_after, uint64_t after, unsigned limit)
         proto_sb_printf(&b, ",\"after\":\"%s\"", id);
     }
     proto_sb_printf(&b, ",\"limit\":%u}", limit);
+    return proto_sb_finish(&b);
+}
+
+char *
+proto_format_batch(const char *bucket, double size, const char *tenant)
+{
+    proto_sb_t b = {0};
+    proto_sb_puts(&b, "{\"op\":\"batch\",\"bucket\":");
+    proto_sb_quote(&b, bucket);
+    proto_sb_printf(&b, ",\"size\":%.17g", size);
+    if (tenant && tenant[0]) {
+        proto_sb_puts(&b, ",\"tenant\":");
+        proto_sb_quote(&b, tenant);
+    }
+    proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
 }
 

@@ -52,6 +52,11 @@
 #define PROTO_REASON_MAX   (4 * PROTO_REASON_CHARS + 1)
 /* amount_usd of an adjust: |amount| at most this */
 #define PROTO_ADJUST_MAX 1e9
+/* a batch id (op batch's reply, choose's "batch"): 16 lowercase hex
+ * digits */
+#define PROTO_BATCH_LEN 16
+/* op batch's "size": requests in a batch, 1 to this */
+#define PROTO_BATCH_SIZE_MAX 1e9
 
 /* A provider's public API, the base_url a models table from a file
  * defaults to (proto_parse_models), and the one endpoint bursar-agent
@@ -69,6 +74,7 @@ typedef enum proto_op {
     PROTO_OP_EXPORT,
     PROTO_OP_CLOCK, /* test clock; only with bursard --test-clock */
     PROTO_OP_BOOK,  /* an event of a decision the client made alone */
+    PROTO_OP_BATCH,  /* declares a batch of chooses (the pacer plans it) */
     /* The operator's admin ops (docs/protocol.md, "Admin operations") */
     PROTO_OP_ADJUST, /* add to the window's spend, with a reason */
     PROTO_OP_RESET,  /* an arm back to its prior, with a reason */
@@ -105,8 +111,8 @@ typedef enum proto_code {
     PROTO_E_FORBIDDEN,        /* forbidden: beyond the client's role */
     PROTO_E_RATE_LIMITED,     /* rate_limited: the client's request rate or
                                  decisions in flight are above its cap */
-    PROTO_E_BUDGET_EXHAUSTED, /* budget_exhausted: the budget is spent and
-                                 configured to refuse */
+    PROTO_E_BUDGET_EXHAUSTED, /* budget_exhausted: nothing affordable and
+                                 the budget's when_exhausted is refuse */
     PROTO_E_COUNT
 } proto_code_t;
 
@@ -131,6 +137,10 @@ typedef struct proto_request {
     char escalates[PROTO_TOKEN_MAX + 1];
     /* choose: "tenant"; book: "local.tenant"; "" when absent */
     char tenant[PROTO_TENANT_MAX];
+    /* choose: the batch it belongs to ("batch"), or "" */
+    char batch[PROTO_BATCH_LEN + 1];
+    /* batch: its "size", a whole number in [1, PROTO_BATCH_SIZE_MAX] */
+    double batch_size;
 
     /* feedback */
     char decision[PROTO_TOKEN_MAX + 1]; /* decision_id: an opaque token */
@@ -238,6 +248,11 @@ typedef struct proto_choice {
 
 char *proto_write_choice(const char *echo, const proto_choice_t *c);
 
+/* {"ok":true,"batch":ID,"share_usd":S,"target_usd":T}: the reply to op
+ * batch; S and T null when not finite (no budget). */
+char *proto_write_batch(const char *echo, const char *id, double share_usd,
+                        double target_usd);
+
 /* ---- client side: requests -------------------------------------- */
 
 /* {"op":"choose","bucket":B[,"exclude":[...]]} */
@@ -306,6 +321,10 @@ char *proto_format_stats(const char *bucket);
  * when not finite, after when has_after is 0. */
 char *proto_format_export(double since, int has_after, uint64_t after,
                           unsigned limit);
+
+/* {"op":"batch","bucket":B,"size":N[,"tenant":T]}; tenant NULL or "":
+ * none. */
+char *proto_format_batch(const char *bucket, double size, const char *tenant);
 
 /* {"op":"clock","advance_s":S} (bursard --test-clock only). */
 char *proto_format_clock(double advance_s);

@@ -742,8 +742,24 @@ bursar_print_choice(const cJSON *r)
     printf("%s\n", i ? "" : "none");
 }
 
+/* A batch's reply: its id, share and target per request. */
+static void
+bursar_print_batch(const cJSON *r)
+{
+    const cJSON *id = cJSON_GetObjectItem(r, "batch");
+    const cJSON *share = cJSON_GetObjectItem(r, "share_usd");
+    const cJSON *target = cJSON_GetObjectItem(r, "target_usd");
+    printf("batch:       %s (give it to each choose: --batch %s)\n",
+           cJSON_IsString(id) ? id->valuestring : "?",
+           cJSON_IsString(id) ? id->valuestring : "?");
+    printf("share:       $%.6f of the budget, held for the batch\n",
+           cJSON_IsNumber(share) ? share->valuedouble : NAN);
+    printf("target:      $%.6f per request\n",
+           cJSON_IsNumber(target) ? target->valuedouble : NAN);
+}
+
 /* Sends req and prints the reply: as JSON (json), else by kind
- * (PROTO_OP_PING, _MODELS or _CHOOSE). Returns the exit status. */
+ * (PROTO_OP_PING, _MODELS, _BATCH or _CHOOSE). Returns the exit status. */
 static int
 bursar_print_reply(bursar_client_t *c, const char *req, proto_op_t kind,
                    int json)
@@ -763,6 +779,8 @@ bursar_print_reply(bursar_client_t *c, const char *req, proto_op_t kind,
         printf("bursard at %s answered in %.1f ms\n", c->endpoint, ms);
     else if (!rc && kind == PROTO_OP_MODELS)
         bursar_print_models(r);
+    else if (!rc && kind == PROTO_OP_BATCH)
+        bursar_print_batch(r);
     else if (!rc)
         bursar_print_choice(r);
     cJSON_Delete(r);
@@ -788,8 +806,10 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
         {"escalates", required_argument, NULL, 'e'},
         {"tenant", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},
+        {"batch", required_argument, NULL, 'b'},
         {NULL, 0, NULL, 0}};
     const char *ex[PROTO_MAX_EXCLUDE], *parent = NULL, *tenant = NULL;
+    const char *batch = NULL;
     size_t nx = 0;
     int o, json = 0;
     bursar_getopt_reset();
@@ -804,6 +824,10 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
         }
         if (o == 't') {
             tenant = optarg;
+            continue;
+        }
+        if (o == 'b') {
+            batch = optarg;
             continue;
         }
         if (o != 'x')
@@ -826,8 +850,60 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
                 tenant, PROTO_TENANT_MAX - 1);
         return 2;
     }
+    uint64_t bid;
+    if (batch &&
+        (strlen(batch) != PROTO_BATCH_LEN || proto_id_parse(batch, &bid))) {
+        fprintf(stderr,
+                "bursar choose: --batch \"%s\": a batch id is %d hex digits "
+                "(as bursar batch printed it)\n",
+                batch, PROTO_BATCH_LEN);
+        return 2;
+    }
     char *q = proto_format_choose_tenant(argv[optind], ex, nx, parent, tenant);
+    if (batch) { /* ..."batch":ID} in place of the closing brace */
+        size_t n = strlen(q);
+        q = bursar_realloc(q, n + PROTO_BATCH_LEN + 16);
+        snprintf(q + n - 1, PROTO_BATCH_LEN + 17, ",\"batch\":\"%s\"}", batch);
+    }
     int rc = bursar_print_reply(c, q, PROTO_OP_CHOOSE, json);
+    free(q);
+    return rc;
+}
+
+/* bursar batch --bucket B --size N [--tenant T]: declares a batch; its
+ * id, share and target printed. */
+static int
+bursar_cmd_batch(bursar_client_t *c, int argc, char **argv)
+{
+    static const struct option lo[] = {{"bucket", required_argument, NULL, 'b'},
+                                       {"size", required_argument, NULL, 'n'},
+                                       {"tenant", required_argument, NULL, 't'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {NULL, 0, NULL, 0}};
+    const char *bucket = NULL, *tenant = NULL;
+    double size = NAN;
+    int o, json = 0;
+    bursar_getopt_reset();
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (o == 'b')
+            bucket = optarg;
+        else if (o == 't')
+            tenant = optarg;
+        else if (o == 'n')
+            size = strtod(optarg, NULL);
+        else if (o == 'j')
+            json = 1;
+        else
+            return bursar_bad_option("batch", argv);
+    }
+    if (optind != argc || !bucket || !(size >= 1) || size != floor(size) ||
+        size > PROTO_BATCH_SIZE_MAX) {
+        fprintf(stderr, "bursar batch: give --bucket B and --size N (a whole "
+                        "number of requests, at least 1)\n");
+        return 2;
+    }
+    char *q = proto_format_batch(bucket, size, tenant);
+    int rc = bursar_print_reply(c, q, PROTO_OP_BATCH, json);
     free(q);
     return rc;
 }
@@ -1135,6 +1211,9 @@ static const char bursar_synopsis[] =
     "                          [--latency-ms MS] [--model M]\n"
     "       bursar [OPTION]... choose BUCKET [--exclude MODEL]...\n"
     "                          [--escalates ID] [--tenant NAME] [--json]\n"
+    "                          [--batch ID]\n"
+    "       bursar [OPTION]... batch --bucket B --size N [--tenant NAME]\n"
+    "                          [--json]\n"
     "       bursar [OPTION]... models [--json] | ping [--json]\n"
     "       bursar [OPTION]... adjust --amount USD --reason TEXT [--bucket B]\n"
     "       bursar [OPTION]... reset-arm --bucket B --model M --reason TEXT\n"
@@ -1175,10 +1254,15 @@ static const char bursar_help[] =
     "                          BUCKET. --exclude MODEL: not that model\n"
     "                          (repeatable); --escalates ID: the decision\n"
     "                          this one escalates; --tenant NAME: the tenant\n"
-    "                          it is made for (shown in export). Prints the\n"
-    "                          model, the decision id (for feedback), the\n"
+    "                          it is made for (shown in export); --batch ID:\n"
+    "                          the batch it belongs to (bursar batch). Prints\n"
+    "                          the model, the decision id (for feedback), the\n"
     "                          propensity, the expected cost, the fallbacks\n"
     "                          and the flags; --json: the reply as JSON\n"
+    "  batch                   declare a batch of --size N chooses of\n"
+    "                          --bucket B (--tenant NAME: made for it): its\n"
+    "                          id (their --batch), its share of the budget\n"
+    "                          and its target per request; --json: as JSON\n"
     "  models                  the models (provider, prices, health) and the\n"
     "                          buckets of the configuration; --json: the\n"
     "                          reply as JSON\n"
@@ -1329,7 +1413,7 @@ bursar_check_command(int argc, char **argv)
 {
     static const char *const cmds[] = {
         "stats",  "export", "feedback",  "choose",    "models",  "ping",
-        "keygen", "adjust", "reset-arm", "mark-down", "mark-up", "show"};
+        "keygen", "adjust", "reset-arm", "mark-down", "mark-up", "show", "batch"};
     const char *cmd = argv[0];
     size_t i = 0, n = sizeof cmds / sizeof cmds[0];
     while (i < n && strcmp(cmd, cmds[i]) != 0)
@@ -1376,6 +1460,8 @@ bursar_run(bursar_client_t *c, int argc, char **argv)
         return bursar_cmd_feedback(c, argc, argv);
     if (strcmp(cmd, "choose") == 0)
         return bursar_cmd_choose(c, argc, argv);
+    if (strcmp(cmd, "batch") == 0)
+        return bursar_cmd_batch(c, argc, argv);
     if (strcmp(cmd, "models") == 0)
         return bursar_cmd_op(c, PROTO_OP_MODELS, argc);
     if (strcmp(cmd, "ping") != 0)

@@ -332,9 +332,9 @@ bursard_check_state(const char *dir, int quiet)
         return -1;
     }
     if (chk.state == STORE_REFUSE && chk.format != STORE_FORMAT &&
-        chk.format != STORE_FORMAT_V1) {
+        chk.format != STORE_FORMAT_V1 && chk.format != STORE_FORMAT_V2) {
         bursar_log("bursard: state directory %s has format %u (%s); this "
-                   "bursard reads format %u (and migrates formats 0 and 1): "
+                   "bursard reads format %u (and migrates formats 0, 1 and 2): "
                    "start the bursard that wrote it, or move the directory "
                    "aside to start from empty state; nothing was changed\n",
                    dir, chk.format, chk.why, STORE_FORMAT);

@@ -227,7 +227,8 @@ static const char *const cfg_unknown_names[] = {"error", "create", NULL};
 static const char *const cfg_outcome_names[] = {"none", "failure", NULL};
 static const char *const cfg_cost_names[] = {"expected", "zero", NULL};
 static const char *const cfg_sync_names[] = {"full", "nometasync", NULL};
-static const char *const cfg_when_names[] = {"serve_cheapest", "refuse", NULL};
+static const char *const cfg_exhausted_names[] = {"serve_cheapest", "refuse",
+                                                  NULL};
 
 static cfg_item_fn cfg_listen_item, cfg_bucket_model_item,
     cfg_metrics_allow_item;
@@ -368,6 +369,14 @@ static const cfg_key_t cfg_keys[] = {
      CFG_GT(0),
      .def_doc = "`budget.window_s`",
      .doc = "the bucket's window length"},
+    {.path = "buckets.*.budget.when_exhausted",
+     .type = CFG_ENUM,
+     CFG_B(budget.when_exhausted, cfg_exhausted_t),
+     .names = cfg_exhausted_names,
+     .def = CFG_EXHAUSTED_CHEAPEST,
+     .doc = "when the bucket's cap leaves no model affordable: "
+            "`serve_cheapest` (flagged `over_budget`) or `refuse` (error "
+            "`budget_exhausted`)"},
 
     {.path = "unknown_bucket", .type = CFG_OBJECT},
     {.path = "unknown_bucket.action",
@@ -412,8 +421,31 @@ static const cfg_key_t cfg_keys[] = {
      CFG_C(budget_prior_rate, double),
      CFG_GT(0),
      .def = 1,
-     .doc = "request rate the pacer assumes before it has data"},
-
+     .doc = "request rate the pacer assumes before it has data (give this "
+            "or `expected_requests`)"},
+    {.path = "budget.expected_requests",
+     .type = CFG_NUMBER,
+     .flags = CFG_NO_DEFAULT,
+     CFG_C(budget_expected, double),
+     CFG_GT(0),
+     .def_doc = "`prior_rate_per_s` x `window_s`",
+     .doc = "requests expected per window: the pacer's prior until it has "
+            "observed a few minutes of traffic (docs/policies.md, pacing)"},
+    {.path = "budget.when_exhausted",
+     .type = CFG_ENUM,
+     CFG_C(budget.when_exhausted, cfg_exhausted_t),
+     .names = cfg_exhausted_names,
+     .def = CFG_EXHAUSTED_CHEAPEST,
+     .doc = "when the window's budget leaves no model affordable: "
+            "`serve_cheapest` (the cheapest allowed model, flagged "
+            "`over_budget`) or `refuse` (error `budget_exhausted`, nothing "
+            "recorded)"},
+    {.path = "budget.max_batches",
+     .type = CFG_INTEGER,
+     CFG_C(max_batches, size_t),
+     CFG_GT(0),
+     .def = 64,
+     .doc = "batches (op `batch`) open at once; beyond it `invalid_value`"},
     {.path = "tenants",
      .type = CFG_MAP,
      .noun = "tenant",
@@ -447,14 +479,14 @@ static const cfg_key_t cfg_keys[] = {
      .flags = CFG_NO_DEFAULT,
      CFG_T(expected_requests, double),
      CFG_GT(0),
-     .def_doc = "`budget.prior_rate_per_s` × the window",
+     .def_doc = "the global expectation's rate × the window",
      .doc = "requests the tenant is expected to make per window: its "
-            "pacer's rate before it has data"},
+            "pacer's prior until it has observed a few minutes of traffic"},
     {.path = "tenants.*.budget.when_exhausted",
      .type = CFG_ENUM,
-     CFG_T(when_exhausted, cfg_when_exhausted_t),
-     .names = cfg_when_names,
-     .def = CFG_WHEN_SERVE_CHEAPEST,
+     CFG_T(budget.when_exhausted, cfg_exhausted_t),
+     .names = cfg_exhausted_names,
+     .def = CFG_EXHAUSTED_CHEAPEST,
      .doc = "once the tenant's budget cannot pay for any allowed model: "
             "serve the cheapest, flagged `over_budget`, or refuse with "
             "`budget_exhausted` (nothing recorded)"},
@@ -859,13 +891,13 @@ cfg_store_int(void *field, int v)
     /* An enum is stored as the index of its name, through an int. */
     _Static_assert(CFG_PROVIDER_ANTHROPIC == 1 && CFG_UNKNOWN_CREATE == 1 &&
                        CFG_EXPIRY_FAILURE == 1 && CFG_EXPIRY_COST_ZERO == 1 &&
-                       CFG_WHEN_REFUSE == 1,
+                       CFG_EXHAUSTED_REFUSE == 1,
                    "enum values are the indexes of their names");
     _Static_assert(sizeof(cfg_provider_t) == sizeof(int) &&
                        sizeof(cfg_unknown_bucket_t) == sizeof(int) &&
                        sizeof(cfg_expiry_outcome_t) == sizeof(int) &&
                        sizeof(cfg_expiry_cost_t) == sizeof(int) &&
-                       sizeof(cfg_when_exhausted_t) == sizeof(int),
+                       sizeof(cfg_exhausted_t) == sizeof(int),
                    "enums are stored through an int");
     memcpy(field, &v, sizeof v);
 }
@@ -1394,6 +1426,21 @@ cfg_check_policy(cfg_ctx_t *cx)
                 "never move)");
 }
 
+/* The pacer's prior: budget.expected_requests or prior_rate_per_s. */
+static void
+cfg_check_expected(cfg_ctx_t *cx)
+{
+    cfg_t *c = cx->c;
+    if (!cfg_given(cx, "budget.expected_requests"))
+        return;
+    if (cfg_given(cx, "budget.prior_rate_per_s"))
+        CFG_ERR(cx, "$.budget.expected_requests",
+                "give expected_requests or prior_rate_per_s, not both (both "
+                "say the traffic the pacer expects)");
+    else if (c->budget_expected > 0 && c->budget.window_s > 0)
+        c->budget_prior_rate = c->budget_expected / c->budget.window_s;
+}
+
 static void
 cfg_check_durations(cfg_ctx_t *cx)
 {
@@ -1460,6 +1507,7 @@ cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
     cfg_check_unknown_bucket(&cx);
     cfg_check_policy(&cx);
     cfg_check_durations(&cx);
+    cfg_check_expected(&cx);
     if (cx.errors) {
         cfg_destroy(&cx.c);
         return BURSAR_ECONFIG;

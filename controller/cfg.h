@@ -44,9 +44,16 @@ typedef struct cfg_model {
     double price_out_per_mtok; /* USD per million output tokens */
 } cfg_model_t;
 
+/* What a choose gets when no allowed model is affordable. */
+typedef enum cfg_exhausted {
+    CFG_EXHAUSTED_CHEAPEST = 0, /* the cheapest allowed model, over_budget */
+    CFG_EXHAUSTED_REFUSE        /* error budget_exhausted, nothing recorded */
+} cfg_exhausted_t;
+
 typedef struct cfg_budget {
-    double limit_usd; /* per window; 0: no budget */
-    double window_s;  /* window length, seconds (> 0) */
+    double limit_usd;               /* per window; 0: no budget */
+    double window_s;                /* window length, seconds (> 0) */
+    cfg_exhausted_t when_exhausted; /* when nothing is affordable */
 } cfg_budget_t;
 
 typedef struct cfg_bucket {
@@ -63,13 +70,6 @@ typedef struct cfg_bucket {
     cfg_budget_t budget;
 } cfg_bucket_t;
 
-/* What a choose gets once a budget is spent: the cheapest allowed model,
- * flagged over_budget, or the error budget_exhausted. */
-typedef enum cfg_when_exhausted {
-    CFG_WHEN_SERVE_CHEAPEST = 0,
-    CFG_WHEN_REFUSE
-} cfg_when_exhausted_t;
-
 /* A tenant's own budget (key in "tenants"; "*": every tenant not named). */
 #define CFG_TENANT_MAX     32  /* a tenant's name, incl. NUL (proto.h) */
 #define CFG_TENANT_DEFAULT "*" /* the entry of every tenant not named */
@@ -78,7 +78,6 @@ typedef struct cfg_tenant {
     int has_budget; /* "budget" present (required) */
     cfg_budget_t budget;
     double expected_requests; /* per window: the pacer's prior */
-    cfg_when_exhausted_t when_exhausted;
 } cfg_tenant_t;
 
 typedef enum cfg_unknown_bucket {
@@ -111,7 +110,10 @@ typedef struct cfg {
     size_t max_buckets;           /* cap on all buckets, incl. created */
 
     cfg_budget_t budget;
-    double budget_prior_rate; /* requests/s assumed before data */
+    double budget_prior_rate; /* requests/s assumed before data (from
+                                 budget.expected_requests when given) */
+    double budget_expected;   /* budget.expected_requests; 0: not given */
+    size_t max_batches;       /* batches open at once (op batch) */
 
     size_t n_tenants;      /* tenants with a budget of their own, "*" too */
     cfg_tenant_t *tenants; /* n_tenants */

@@ -267,10 +267,12 @@ ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def, int dynamic,
         if (store_get_bucket_pacer(c->store, txn, def->name, &sp) == 0) {
             b->pacer = sp.pacer;
             b->pacer.limit_usd = def->budget.limit_usd;
+            b->pacer.prior_rate = c->cfg->budget_prior_rate;
             if (b->pacer.window_s != def->budget.window_s) {
                 b->pacer.window_s = def->budget.window_s;
                 b->pacer.window_start = pacer_window_of(&b->pacer, now);
             }
+            pacer_resume(&b->pacer, now);
         } else {
             pacer_init(&b->pacer, def->budget.limit_usd, def->budget.window_s,
                        c->cfg->budget_prior_rate, now);
@@ -364,6 +366,7 @@ ctl_load(ctl_t *c)
             c->pacer.window_s = bud->window_s;
             c->pacer.window_start = pacer_window_of(&c->pacer, now);
         }
+        pacer_resume(&c->pacer, now);
     } else {
         pacer_init(&c->pacer, bud->limit_usd, bud->window_s,
                    c->cfg->budget_prior_rate, now);
@@ -390,6 +393,7 @@ ctl_load(ctl_t *c)
     int trc = ctl_tenants_load(c, txn, now); /* under c->cfg in any case */
     if (!rc)
         rc = trc;
+    ctl_batches_load(c, txn);
     store_abort(txn);
     c->meta_dirty = 0;
     c->next_prune = 0;
@@ -465,6 +469,7 @@ ctl_destroy(ctl_t **cp)
     free(c->marks);
     ctl_clients_free(c);
     ctl_tenants_free(c);
+    ctl_batches_free(c);
     ctl_status_free(c);
     sodium_memzero(c->token_key, sizeof c->token_key);
     store_destroy(&c->store);
@@ -679,6 +684,9 @@ ctl_dispatch(ctl_t *c, const proto_request_t *rq)
         break;
     case PROTO_OP_SHOW:
         reply = ctl_op_show(c, rq);
+        break;
+    case PROTO_OP_BATCH:
+        reply = ctl_op_batch(c, rq);
         break;
     default:
         reply = ctl_error(rq, PROTO_E_UNKNOWN_OP, "unknown op");

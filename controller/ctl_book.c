@@ -164,7 +164,8 @@ ctl_book_pacer(pacer_t *p, double t, double cost, double now)
     pacer_roll(p, now);
     if (t < p->window_start)
         return 0;
-    pacer_reserve(p, 0); /* a request of the window, nothing reserved */
+    /* a request of the window (in its own slot), nothing reserved */
+    pacer_reserve(p, 0, fmin(t, now));
     pacer_settle(p, 0, cost);
     return 1;
 }

@@ -118,6 +118,7 @@ ctl_op_roles(proto_op_t op)
     switch (op) {
     case PROTO_OP_CHOOSE:
     case PROTO_OP_BOOK: /* a local decision's events: its ledger */
+    case PROTO_OP_BATCH:
         return AUTH_AGENT;
     case PROTO_OP_FEEDBACK:
         return AUTH_AGENT | AUTH_FEEDBACK; /* whose decision: ctl_ops.c */

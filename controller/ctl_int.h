@@ -48,6 +48,14 @@ typedef struct ctl_bucket {
     int dirty;     /* arms or pacer to write */
 } ctl_bucket_t;
 
+/* A declared batch (op batch; ctl_batch.c). */
+typedef struct ctl_batch {
+    uint64_t id;
+    char bucket[BURSAR_NAME_MAX];
+    char tenant[PROTO_TENANT_MAX]; /* "" none */
+    pacer_batch_t pb;              /* its share and books (pacer.h) */
+} ctl_batch_t;
+
 /* A client, known by its name (auth.h; "" = unauthenticated). */
 typedef struct ctl_client {
     char name[AUTH_NAME_MAX];
@@ -171,6 +179,9 @@ struct ctl {
 
     ctl_status_t *status;        /* the status page's history, or NULL */
     struct ctl_tenants *tenants; /* ctl_tenant.c */
+
+    ctl_batch_t *batches; /* open batches (n_batches, budget.max_batches) */
+    size_t n_batches;
 
     proto_request_t request; /* the request being handled */
     /* scratch, CFG_MAX_ARMS entries */
@@ -310,6 +321,27 @@ void ctl_tenant_book(ctl_t *c, const store_decision_t *d, double cost,
 cJSON *ctl_tenants_json(const ctl_t *c, double now);
 /* The tenants' gauges of /metrics (none without tenants). */
 void ctl_tenants_metrics(const ctl_t *c, bursar_buf_t *b, double now);
+
+/* ctl_batch.c: declared batches and budget_exhausted */
+void ctl_batches_load(ctl_t *c, MDB_txn *txn);
+void ctl_batches_free(ctl_t *c);
+char *ctl_op_batch(ctl_t *c, const proto_request_t *rq);
+/* The batch a choose names (rq->batch), checked against its bucket and
+ * tenant, planned again in a new window; req (built by ctl_build_request)
+ * is then priced against the batch (allow_batch). *out NULL without one.
+ * Returns NULL, or the error reply (invalid_value naming "batch"). */
+char *ctl_batch_find(ctl_t *c, const proto_request_t *rq, ctl_bucket_t *b,
+                     policy_request_t *req, double now, ctl_batch_t **out);
+/* The batch's decision reserved expected_usd (instead of pacer_reserve
+ * on the global pacer): its record written, or deleted when complete. */
+void ctl_batch_reserve(ctl_t *c, ctl_batch_t *bt, double expected_usd);
+/* The refusal when the budget that leaves nothing affordable says
+ * when_exhausted: refuse (error budget_exhausted naming it, its limit and
+ * window end), else NULL. chosen: policy_choose found nothing affordable
+ * (else the cheapest allowed arm is checked against req). */
+char *ctl_exhausted(ctl_t *c, const proto_request_t *rq, const ctl_bucket_t *b,
+                    const ctl_batch_t *bt, const policy_request_t *req,
+                    int chosen);
 
 /* ctl_status.c: frees the status page's history (ctl_destroy). */
 void ctl_status_free(ctl_t *c);

@@ -250,9 +250,12 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
                          b->def.name, ac.excluded, ac.cooling);
     policy_request_t req;
     ctl_build_request(c, b, now, &req);
+    ctl_batch_t *bt = NULL;
     ctl_tenant_t *tn;
     double tn_target;
-    if ((reply = ctl_tenant_request(c, rq, b, &req, now, &tn, &tn_target)))
+    if ((reply = ctl_batch_find(c, rq, b, &req, now, &bt)) ||
+        (reply = ctl_tenant_request(c, rq, b, &req, now, &tn, &tn_target)) ||
+        (reply = ctl_exhausted(c, rq, b, bt, &req, 0)))
         return reply;
     policy_choice_t ch;
     size_t n_order = 0;
@@ -262,6 +265,12 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
         return ctl_error(rq, PROTO_E_NO_MODEL,
                          "no model of bucket \"%s\" can be chosen",
                          b->def.name);
+    if ((ch.flags & POLICY_F_UNAFFORDABLE) &&
+        (reply = ctl_exhausted(c, rq, b, bt, &req, 1))) {
+        b->pb->arms[ch.arm].pulls--; /* refused: not a decision */
+        c->policy.decisions--;
+        return reply;
+    }
     store_decision_t d;
     ctl_decision_fill(c, b, &ch, now, &d);
     if (tn)
@@ -298,9 +307,12 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
                (c->early_after == 0 || util_mono_time() >= c->early_after);
     if (d.id > c->hwm)
         c->hwm = d.id + CTL_HWM_STEP;
-    pacer_reserve(&c->pacer, d.reserved_usd);
+    if (bt)
+        ctl_batch_reserve(c, bt, d.reserved_usd);
+    else
+        pacer_reserve(&c->pacer, d.reserved_usd, now);
     if (b->has_budget)
-        pacer_reserve(&b->pacer, d.reserved_usd);
+        pacer_reserve(&b->pacer, d.reserved_usd, now);
     ctl_tenant_chosen(c, tn, &ch, &d, tn_target);
     ctl_mark_dirty(c, bi);
     c->meta_dirty = 1;

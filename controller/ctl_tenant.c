@@ -314,7 +314,7 @@ ctl_tenant_request(ctl_t *c, const proto_request_t *rq, ctl_bucket_t *b,
     if (!t)
         return NULL; /* the global budget only */
     *target = allow_tenant(req, &t->pacer, t->mu, now);
-    if (c->cfg->tenants[t->def].when_exhausted == CFG_WHEN_REFUSE) {
+    if (c->cfg->tenants[t->def].budget.when_exhausted == CFG_EXHAUSTED_REFUSE) {
         policy_request_t own = *req;
         own.remaining_usd = pacer_remaining(&t->pacer);
         if (policy_affordable(&c->policy, b->pb, &own) == 0)
@@ -330,7 +330,7 @@ ctl_tenant_chosen(ctl_t *c, ctl_tenant_t *t, const policy_choice_t *ch,
 {
     if (!t)
         return;
-    pacer_reserve(&t->pacer, d->reserved_usd);
+    pacer_reserve(&t->pacer, d->reserved_usd, d->t);
     if (c->policy.params.kind == POLICY_TS_BUDGET &&
         !(ch->flags & POLICY_F_UNAFFORDABLE))
         t->mu = policy_dual_step(t->mu, ch->expected_cost, target,
@@ -375,7 +375,7 @@ ctl_tenant_book(ctl_t *c, const store_decision_t *d, double cost, double now)
     pacer_roll(&t->pacer, now);
     if (d->t < t->pacer.window_start)
         return; /* a closed window: logged, not added to today's spend */
-    pacer_reserve(&t->pacer, 0);
+    pacer_reserve(&t->pacer, 0, now);
     pacer_settle(&t->pacer, 0, cost);
     t->dirty = 1;
 }
@@ -416,7 +416,7 @@ ctl_tenant_json(const ctl_t *c, const ctl_tenant_t *t, double now)
     cJSON_AddNumberToObject(o, "requests", p.requests);
     cJSON_AddStringToObject(
         o, "when_exhausted",
-        def->when_exhausted == CFG_WHEN_REFUSE ? "refuse" : "serve_cheapest");
+        def->budget.when_exhausted == CFG_EXHAUSTED_REFUSE ? "refuse" : "serve_cheapest");
     return o;
 }
 

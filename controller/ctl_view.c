@@ -20,6 +20,8 @@ ctl_pacer_json(const pacer_t *p, double now)
     cJSON_AddNumberToObject(o, "spent_usd", p->spent_usd);
     cJSON_AddNumberToObject(o, "reserved_usd", p->reserved_usd);
     cJSON_AddNumberToObject(o, "requests", p->requests);
+    cJSON_AddNumberToObject(o, "held_usd", p->held_usd);
+    cJSON_AddNumberToObject(o, "rate_per_s", pacer_rate(p, now));
     if (has) {
         cJSON_AddNumberToObject(o, "remaining_usd", pacer_remaining(p));
         cJSON_AddNumberToObject(o, "target_usd", pacer_target(p, now));

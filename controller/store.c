@@ -4,6 +4,7 @@
 #include "controller/store.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,15 +128,17 @@ store_key_text(int db, const MDB_val *k, char *buf, size_t cap)
 }
 
 /* Checks one record against its size (and, when old_size is not 0, the
- * early size that store_open widens; when alt is not 0, an older size
- * read as it is). Returns 1 when it refuses. */
+ * early sizes that store_open widens: a pacer's 72 or 80 bytes; when alt
+ * is not 0, an older size read as it is). Returns 1 when it refuses. */
 static int
 store_check_rec(store_check_t *chk, int db, const MDB_val *k, const MDB_val *v,
                 size_t size, size_t old_size, size_t alt, int versioned)
 {
     char key[2 * STORE_NAME_MAX + 2];
     store_key_text(db, k, key, sizeof key);
-    if (old_size && v->mv_size == old_size) {
+    if (old_size &&
+        (v->mv_size == old_size || (old_size == STORE_PACER_V1A_SIZE &&
+                                    v->mv_size == STORE_PACER_V2_SIZE))) {
         chk->widen++;
     } else if (v->mv_size != size && !(alt && v->mv_size == alt)) {
         snprintf(chk->why, sizeof chk->why,
@@ -291,6 +294,9 @@ store_classify(store_t *s, MDB_txn *txn, store_check_t *chk)
             snprintf(chk->why, sizeof chk->why,
                      "format 1: decisions without a cascade step, read as "
                      "first steps");
+        } else if (chk->format == STORE_FORMAT_V2) {
+            snprintf(chk->why, sizeof chk->why,
+                     "format 2: pacers without the rate ring");
         } else if (chk->format != STORE_FORMAT) {
             chk->state = STORE_REFUSE;
             snprintf(chk->why, sizeof chk->why, "%s",
@@ -302,12 +308,13 @@ store_classify(store_t *s, MDB_txn *txn, store_check_t *chk)
     }
     if ((rc = store_check_records(s, txn, chk)) || chk->state == STORE_REFUSE)
         return rc;
-    if (chk->format == 0 || chk->format == STORE_FORMAT_V1 || chk->widen) {
+    if (chk->format == 0 || chk->format == STORE_FORMAT_V1 ||
+        chk->format == STORE_FORMAT_V2 || chk->widen) {
         chk->state = STORE_MIGRATE;
         if (chk->widen)
             snprintf(chk->why + strlen(chk->why),
                      sizeof chk->why - strlen(chk->why),
-                     "%s%zu pacer records from before rate_start (72 bytes)",
+                     "%s%zu pacer records widened to the rate ring",
                      chk->why[0] ? "; " : "", chk->widen);
     } else {
         chk->state = STORE_CURRENT;
@@ -315,16 +322,20 @@ store_classify(store_t *s, MDB_txn *txn, store_check_t *chk)
     return 0;
 }
 
-/* Widens a pacer record of STORE_PACER_V1A_SIZE in the cursor's place:
- * the fields it had, then rate_start = window_start (the rate counted
- * from the window's start before rate_start existed). */
+/* Widens a pacer record of STORE_PACER_V1A_SIZE or STORE_PACER_V2_SIZE
+ * in the cursor's place: the fields both had (the window, its spend,
+ * reservations and requests, the prior), no batch share held (in the
+ * place of the old min_elapsed_s), an empty ring and rate_start NaN: the
+ * controller starts the ring at load (pacer_resume). */
 static int
 store_widen_one(MDB_cursor *c, const MDB_val *k, const MDB_val *v)
 {
     store_pacer_t p;
     memset(&p, 0, sizeof p);
-    memcpy(&p, v->mv_data, STORE_PACER_V1A_SIZE);
-    p.pacer.rate_start = p.pacer.window_start;
+    memcpy(&p, v->mv_data, STORE_PACER_KEPT);
+    p.pacer.held_usd = 0.0;
+    p.pacer.rate_start = NAN;
+    p.pacer.slot_last = -1.0;
     /* the key is copied out of the page that the put rewrites */
     char kb[512];
     if (k->mv_size > sizeof kb)
@@ -348,7 +359,9 @@ store_widen_pacers(store_t *s, MDB_txn *txn)
         while (rc == 0) {
             int pacer = dbs[i] == S_BPACERS ||
                         (k.mv_size == 5 && memcmp(k.mv_data, "pacer", 5) == 0);
-            if (pacer && v.mv_size == STORE_PACER_V1A_SIZE &&
+            if (pacer &&
+                (v.mv_size == STORE_PACER_V1A_SIZE ||
+                 v.mv_size == STORE_PACER_V2_SIZE) &&
                 (rc = store_widen_one(c, &k, &v)))
                 break;
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
@@ -1091,4 +1104,58 @@ int
 store_get_meta(store_t *s, MDB_txn *txn, const char *key, void *val, size_t len)
 {
     return store_get(txn, s->db[S_META], key, strlen(key), val, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Batches (meta "batch/ID")                                          */
+
+static void
+store_batch_key(uint64_t id, char k[24])
+{
+    snprintf(k, 24, "batch/%016llx", (unsigned long long)id);
+}
+
+int
+store_put_batch(store_t *s, MDB_txn *txn, const store_batch_t *b)
+{
+    char k[24];
+    store_batch_key(b->id, k);
+    return store_put(txn, s->db[S_META], k, strlen(k), b, sizeof *b);
+}
+
+int
+store_del_batch(store_t *s, MDB_txn *txn, uint64_t id)
+{
+    char k[24];
+    store_batch_key(id, k);
+    MDB_val key = {strlen(k), k};
+    int rc = mdb_del(txn, s->db[S_META], &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+store_scan_batches(store_t *s, MDB_txn *txn,
+                   void (*fn)(const store_batch_t *b, void *ctx), void *ctx)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->db[S_META], &c);
+    if (rc)
+        return rc;
+    MDB_val k = {6, (void *)"batch/"}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size > 6 && memcmp(k.mv_data, "batch/", 6) == 0) {
+        store_batch_t b;
+        if (v.mv_size == sizeof b &&
+            ((const uint8_t *)v.mv_data)[0] == STORE_VERSION) {
+            memcpy(&b, v.mv_data, sizeof b);
+            fn(&b, ctx);
+        } else {
+            fprintf(stderr,
+                    "bursard: store: batch record of %zu bytes skipped\n",
+                    v.mv_size);
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }

@@ -5,7 +5,9 @@
  *
  *   meta       "format" -> u32 STORE_FORMAT, "seq" -> last decision id
  *              (u64), "policy" -> store_policy_t, "pacer" ->
- *              store_pacer_t, "clock" -> test-clock offset (double)
+ *              store_pacer_t, "clock" -> test-clock offset (double),
+ *              "batch/" + 16 hex digits -> store_batch_t: a batch (op
+ *              batch) still open, deleted when it completes
  *   decisions  id (u64, big-endian, so that keys sort by id = by time)
  *              -> store_decision_t
  *   pending    id -> choose time (double): decisions without an outcome,
@@ -57,9 +59,13 @@
  *     (before the cascade link) among them; they are read as they are
  *     (step 0, no parent), never rewritten, and the key is stamped
  *     STORE_FORMAT;
+ *   - format 2: the same records but the pacers (80 bytes, before
+ *     pacer_t had its rate ring): migrated as below, key stamped;
  *   - pacer records of 72 bytes (format 1 as written before pacer_t had
- *     rate_start): widened in place, rate_start = window_start, which is
- *     what that code assumed;
+ *     rate_start) or 80 bytes (formats 1 and 2): widened in place, the
+ *     window's spend, reservations and request count kept, no batch
+ *     share held, rate_start NaN: the controller starts the rate ring at
+ *     load (pacer_resume), the prior filling in until it has data;
  *   - any other format, or a record of a size no format had: refused
  *     (BURSAR_EVERSION), and the environment is not written.
  * Reads check the size of every value: a record of the wrong size is an
@@ -93,8 +99,9 @@
 #define STORE_NOTFOUND  MDB_NOTFOUND
 #define STORE_LOCKED    BURSAR_ELOCKED  /* another process writes this store */
 #define STORE_EVERSION  BURSAR_EVERSION /* another format: refused */
-#define STORE_FORMAT    2u              /* the "format" key of this layout */
+#define STORE_FORMAT    3u              /* the "format" key of this layout */
 #define STORE_FORMAT_V1 1u /* dext without the cascade link: migrated */
+#define STORE_FORMAT_V2 2u /* pacers without the rate ring: migrated */
 #define STORE_VERSION   1  /* the version byte of every record */
 /* Names in records: part of the format, so a literal rather than
  * BURSAR_NAME_MAX (which may not exceed it). */
@@ -269,10 +276,20 @@ typedef struct store_pacer {
     pacer_t pacer;
 } store_pacer_t;
 
-/* Format 2, the sizes of an LP64 machine. A failure here means a stored
+/* A declared batch (meta "batch/ID"): its bucket, tenant and books. */
+typedef struct store_batch {
+    uint8_t version;
+    uint8_t pad[7];
+    uint64_t id;
+    char bucket[STORE_NAME_MAX];
+    char tenant[STORE_TENANT_MAX]; /* "" none */
+    pacer_batch_t batch;
+} store_batch_t;
+
+/* Format 3, the sizes of an LP64 machine. A failure here means a stored
  * struct changed: bump STORE_FORMAT, migrate (store.c), then update. */
 _Static_assert(sizeof(arm_t) == 80, "arm_t is stored: format change");
-_Static_assert(sizeof(pacer_t) == 72, "pacer_t is stored: format change");
+_Static_assert(sizeof(pacer_t) == 560, "pacer_t is stored: format change");
 _Static_assert(sizeof(store_decision_t) == 416, "format change");
 _Static_assert(sizeof(store_arm_t) == 616, "format change");
 _Static_assert(sizeof(store_dext_t) == 56, "format change");
@@ -284,10 +301,16 @@ _Static_assert(sizeof(store_admin_t) == 1128, "format change");
 _Static_assert(sizeof(store_mark_t) == 864, "format change");
 _Static_assert(sizeof(store_health_t) == 48, "format change");
 _Static_assert(sizeof(store_policy_t) == 24, "format change");
-_Static_assert(sizeof(store_pacer_t) == 80, "format change");
-_Static_assert(sizeof(store_tpacer_t) == 88, "format change");
-/* store_pacer_t before pacer_t had rate_start (widened at open). */
+_Static_assert(sizeof(store_pacer_t) == 568, "format change");
+_Static_assert(sizeof(store_batch_t) == 152, "format change");
+_Static_assert(sizeof(store_tpacer_t) == 576, "format change");
+/* store_pacer_t before pacer_t had rate_start, and before it had its
+ * rate ring (formats 1 and 2): both widened at open. */
 #define STORE_PACER_V1A_SIZE 72
+#define STORE_PACER_V2_SIZE  80
+/* The fields every earlier layout had, in place: limit_usd .. prior_rate
+ * after the version byte and padding. */
+#define STORE_PACER_KEPT 64
 
 typedef struct store store_t;
 
@@ -295,7 +318,7 @@ typedef struct store store_t;
 typedef enum store_state {
     STORE_NEW = 0, /* no environment or no record: stamped at open */
     STORE_CURRENT, /* format STORE_FORMAT, every record readable */
-    STORE_MIGRATE, /* format 0 or 1, or early pacer records: fixed at
+    STORE_MIGRATE, /* format 0, 1 or 2, or early pacer records: fixed at
                       open */
     STORE_REFUSE   /* another format or an unreadable record */
 } store_state_t;
@@ -303,7 +326,7 @@ typedef enum store_state {
 typedef struct store_check {
     store_state_t state;
     uint32_t format; /* the format key; 0 when there is none */
-    size_t widen;    /* pacer records of STORE_PACER_V1A_SIZE */
+    size_t widen;    /* pacer records of STORE_PACER_V1A/V2_SIZE */
     char why[320];   /* MIGRATE, REFUSE: what was found, one phrase */
 } store_check_t;
 
@@ -423,6 +446,15 @@ int store_scan_dynbuckets(store_t *s, MDB_txn *txn,
  * len bytes (a stored value of another size is MDB_BAD_VALSIZE). */
 int store_put_meta(store_t *s, MDB_txn *txn, const char *key, const void *val,
                    size_t len);
+
+/* Batches: put (replaces), del (none: 0), and every stored one, in id
+ * order (a record of another size or version is skipped with a line on
+ * stderr). */
+int store_put_batch(store_t *s, MDB_txn *txn, const store_batch_t *b);
+int store_del_batch(store_t *s, MDB_txn *txn, uint64_t id);
+int store_scan_batches(store_t *s, MDB_txn *txn,
+                       void (*fn)(const store_batch_t *b, void *ctx),
+                       void *ctx);
 int store_get_meta(store_t *s, MDB_txn *txn, const char *key, void *val,
                    size_t len);
 

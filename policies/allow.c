@@ -92,3 +92,25 @@ allow_tenant(policy_request_t *req, pacer_t *tenant, double mu_t, double now)
         req->extra_lambda = mu_t / target;
     return target;
 }
+
+void
+allow_batch(policy_request_t *req, const pacer_batch_t *batch,
+            const pacer_t *bucket, double now)
+{
+    double left = pacer_batch_left(batch);
+    if (isinf(left))
+        return;
+    double t = pacer_batch_target(batch);
+    if (bucket) {
+        double bt = pacer_target(bucket, now);
+        if (bt < t)
+            t = bt;
+        double r = pacer_remaining(bucket);
+        if (r < left)
+            left = r;
+    }
+    req->target_usd = INFINITY;
+    /* the LP needs a positive target: a share used up affords nothing */
+    req->bucket_target_usd = t > 0.0 ? t : 1e-300;
+    req->remaining_usd = left;
+}

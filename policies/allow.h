@@ -79,4 +79,14 @@ void allow_request(policy_request_t *req, const unsigned char *mask,
 double allow_tenant(policy_request_t *req, pacer_t *tenant, double mu_t,
                     double now);
 
+/* For a decision of a declared batch (pacer.h), after allow_request: the
+ * request is priced against the batch's own target, share left / requests
+ * left (served by the per-request LP, as a bucket cap is; the tighter of
+ * the two when the bucket has a cap too), and can afford what is left of
+ * the share only. The global price mu neither prices it nor moves with it
+ * (target_usd is cleared): the share was set aside at the window's fair
+ * rate. Without a global budget the request is left as it is. */
+void allow_batch(policy_request_t *req, const pacer_batch_t *batch,
+                 const pacer_t *bucket, double now);
+
 #endif

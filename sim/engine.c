@@ -75,8 +75,6 @@ engine_new(const engine_config_t *cfg)
     e->allow = cfg->allow;
     pacer_init(&e->pacer, cfg->budget_usd, cfg->window_s, cfg->prior_rate,
                cfg->t0);
-    if (cfg->min_elapsed_s >= 0)
-        e->pacer.min_elapsed_s = cfg->min_elapsed_s;
     e->rng = gsl_rng_alloc(gsl_rng_mt19937);
     if (!e->rng)
         abort();
@@ -218,9 +216,9 @@ engine_choose(engine_t *e, size_t bucket, const unsigned char *exclude,
     d->reserved_usd = d->choice.expected_cost > 0 ? d->choice.expected_cost : 0;
     if (health_chosen(&e->health[d->model], d->id, now))
         d->flags |= ENGINE_D_PROBE;
-    pacer_reserve(&e->pacer, d->reserved_usd);
+    pacer_reserve(&e->pacer, d->reserved_usd, now);
     if (eb->has_budget)
-        pacer_reserve(&eb->pacer, d->reserved_usd);
+        pacer_reserve(&eb->pacer, d->reserved_usd, now);
     engine_track(e, d);
     return 0;
 }

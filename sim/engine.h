@@ -72,7 +72,6 @@ typedef struct engine_config {
     double budget_usd;     /* global budget per window; <= 0: none */
     double window_s;       /* its window, seconds */
     double prior_rate;     /* requests per second assumed before data */
-    double min_elapsed_s;  /* pacer floor on elapsed time; < 0: default */
     double t0;             /* the engine's start time */
     unsigned long seed;    /* the policy's random generator */
     double decision_ttl_s; /* > 0: decisions expire (bursard's

@@ -243,15 +243,12 @@ replay_setup(const dataset_t *ds, const replay_config_t *cfg, size_t total,
     ec.buckets = defs;
     /* one window over the whole run: the target is what is left over the
      * requests still to come. The replay's clock runs at exactly one
-     * request per second, so the rate estimate needs no warm-up floor
-     * (the pacer's default floor would read the first requests as a slow
-     * rate and pay them many times the target). */
+     * request per second, which is also the pacer's prior. */
     ec.budget_usd = cfg->budget_per_request > 0
                         ? cfg->budget_per_request * (double)total
                         : 0.0;
     ec.window_s = (double)total;
     ec.prior_rate = 1.0;
-    ec.min_elapsed_s = 1.0;
     ec.t0 = 0.0;
     ec.seed = cfg->seed;
     ec.no_propensity = 1; /* replay logs no propensities */

@@ -8,12 +8,14 @@
  * migration makes these tests fail rather than follow it):
  *
  *  - format 1 as the previous release wrote it: read, every value intact,
- *    stamped format 2;
+ *    stamped format 3;
  *  - format 1 with its 48-byte dext records (the release before cascade
  *    links): read as first steps (step 0, no parent), never rewritten;
  *  - format 0 (no format key): migrated by stamping the key;
  *  - format 1 with pacer records from before pacer_t had rate_start (72
  *    bytes): widened, spent budget intact;
+ *  - format 2 (80-byte pacers, before the rate ring): widened to format
+ *    3's, spent budget intact, stamped format 3;
  *  - format 999: refused, bursard exits non-zero with a message naming the
  *    directory and both versions, data.mdb unchanged, no lock file made;
  *  - a record of a size no format had: refused, naming the record.
@@ -320,7 +322,7 @@ test_previous_release_read(void **state)
     th_setup(&d, config);
     write_old_dir(d.state, &(old_dir_t){.format = 1});
     expect_state_read(&d);
-    assert_int_equal(stamped_format(d.state), 2);
+    assert_int_equal(stamped_format(d.state), 3);
     th_cleanup(&d);
 }
 
@@ -351,7 +353,7 @@ test_format1_dext_read(void **state)
     cJSON_Delete(e);
     th_client_destroy(&c);
     assert_int_equal(th_stop(&d), 0);
-    assert_int_equal(stamped_format(d.state), 2);
+    assert_int_equal(stamped_format(d.state), 3);
     old_store_dext_t x;
     unsigned char k[8];
     for (int i = 0; i < 8; i++)
@@ -368,11 +370,11 @@ test_format0_migrated(void **state)
     th_setup(&d, config);
     write_old_dir(d.state, &(old_dir_t){.format = FMT_NONE});
     expect_state_read(&d);
-    assert_int_equal(stamped_format(d.state), 2);
+    assert_int_equal(stamped_format(d.state), 3);
     char log[8192];
     snprintf(log, sizeof log, "cat '%s'", d.log);
     assert_int_equal(th_run(log, log, sizeof log), 0);
-    assert_non_null(strstr(log, "migrating to format 2"));
+    assert_non_null(strstr(log, "migrating to format 3"));
     th_cleanup(&d);
 }
 
@@ -384,10 +386,32 @@ test_short_pacers_widened(void **state)
     th_setup(&d, config);
     write_old_dir(d.state, &(old_dir_t){.format = 1, .short_pacers = 1});
     expect_state_read(&d);
-    old_store_pacer_t p;
-    assert_int_equal(read_record(d.state, "bpacers", "code", 4, &p, sizeof p),
+    /* widened to format 3's 568 bytes (the rate ring); the spend is
+     * checked by expect_state_read */
+    unsigned char p[568];
+    assert_int_equal(read_record(d.state, "bpacers", "code", 4, p, sizeof p),
                      sizeof p);
-    assert_true(p.pacer.rate_start == p.pacer.window_start);
+    th_cleanup(&d);
+}
+
+/* Format 2 (80-byte pacers, before the rate ring): read, the window's
+ * spend kept, the pacers widened, stamped format 3. */
+static void
+test_format2_migrated(void **state)
+{
+    (void)state;
+    th_daemon_t d;
+    th_setup(&d, config);
+    write_old_dir(d.state, &(old_dir_t){.format = 2});
+    expect_state_read(&d);
+    assert_int_equal(stamped_format(d.state), 3);
+    unsigned char p[568];
+    assert_int_equal(read_record(d.state, "meta", "pacer", 5, p, sizeof p),
+                     sizeof p);
+    char log[8192];
+    snprintf(log, sizeof log, "cat '%s'", d.log);
+    assert_int_equal(th_run(log, log, sizeof log), 0);
+    assert_non_null(strstr(log, "format 2: pacers without the rate ring"));
     th_cleanup(&d);
 }
 
@@ -445,7 +469,7 @@ test_future_format_refused(void **state)
     th_daemon_t d;
     th_setup(&d, config);
     write_old_dir(d.state, &(old_dir_t){.format = 999});
-    expect_refused(&d, "has format 999", "reads format 2");
+    expect_refused(&d, "has format 999", "reads format 3");
     assert_int_equal(stamped_format(d.state), 999);
     th_cleanup(&d);
 }
@@ -458,7 +482,7 @@ test_unknown_record_refused(void **state)
     th_setup(&d, config);
     write_old_dir(d.state, &(old_dir_t){.format = 1, .arm_size = 600});
     expect_refused(&d, "arms record \"code/a\" is 600 bytes",
-                   "format 2 has 616");
+                   "format 3 has 616");
     th_cleanup(&d);
 }
 
@@ -471,7 +495,7 @@ test_new_dir_stamped(void **state)
     th_setup(&d, config);
     th_start(&d);
     assert_int_equal(th_stop(&d), 0);
-    assert_int_equal(stamped_format(d.state), 2);
+    assert_int_equal(stamped_format(d.state), 3);
     th_cleanup(&d);
 }
 
@@ -484,6 +508,7 @@ main(void)
         cmocka_unit_test(test_format1_dext_read),
         cmocka_unit_test(test_format0_migrated),
         cmocka_unit_test(test_short_pacers_widened),
+        cmocka_unit_test(test_format2_migrated),
         cmocka_unit_test(test_future_format_refused),
         cmocka_unit_test(test_unknown_record_refused),
     };

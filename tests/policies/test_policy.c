@@ -337,7 +337,7 @@ test_budget_tracking(void **state)
         req.no_propensity = 1;
         policy_choice_t ch;
         policy_choose(&p, b, &req, r, &ch, NULL, NULL);
-        pacer_reserve(&pc, ch.expected_cost);
+        pacer_reserve(&pc, ch.expected_cost, i);
         double y = gsl_rng_uniform(r) < q[ch.arm];
         policy_reward(b, ch.arm, y, i);
         policy_cost(b, ch.arm, c[ch.arm], i);

@@ -119,9 +119,9 @@ world_request(world_t *w, tenant_t *t, int refuse, double now)
     policy_choice_t ch;
     assert_int_equal(
         policy_choose(&w->pol, w->b, &req, w->rng, &ch, NULL, NULL), 0);
-    pacer_reserve(&w->global, ch.expected_cost);
+    pacer_reserve(&w->global, ch.expected_cost, now);
     if (t) {
-        pacer_reserve(&t->pacer, ch.expected_cost);
+        pacer_reserve(&t->pacer, ch.expected_cost, now);
         if (!(ch.flags & POLICY_F_UNAFFORDABLE))
             t->mu = policy_dual_step(t->mu, ch.expected_cost, target,
                                      w->pol.params.dual_step);

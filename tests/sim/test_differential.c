@@ -138,7 +138,6 @@ diff_sim_open(diff_sim_t *s, const char *config_path, int sabotage)
     ec.budget_usd = c->budget.limit_usd;
     ec.window_s = c->budget.window_s;
     ec.prior_rate = c->budget_prior_rate;
-    ec.min_elapsed_s = -1; /* the pacer's own default, as bursard */
     ec.t0 = DIFF_START;
     ec.seed = c->seed;
     ec.decision_ttl_s = c->decision_ttl_s;
@@ -202,6 +201,17 @@ diff_model_name(diff_run_t *r, int m)
 
 /* One choose on both sides; compares. exclude_arm >= 0 excludes that
  * arm; -2 excludes every arm but "mid"'s (refused while mid is down). */
+
+/* A number as the wire carries it (proto.c writes %.10g): the engine's
+ * propensity rounded so, to compare with bursard's reply. */
+static double
+diff_wire(double v)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.10g", v);
+    return strtod(buf, NULL);
+}
+
 static void
 diff_choose(diff_run_t *r, size_t step, size_t b, int exclude_arm)
 {
@@ -256,7 +266,7 @@ diff_choose(diff_run_t *r, size_t step, size_t b, int exclude_arm)
     if (strcmp(model, diff_model_name(r, d->model)) != 0)
         diff_diverge(r, "step %zu (%s): bursard chose %s, engine %s", step,
                      cb->name, model, diff_model_name(r, d->model));
-    else if (fabs(prop - d->choice.propensity) > 1e-12)
+    else if (fabs(prop - diff_wire(d->choice.propensity)) > 1e-12)
         diff_diverge(r, "step %zu: propensity %.17g vs engine %.17g", step,
                      prop, d->choice.propensity);
     const cJSON *fb = cJSON_GetObjectItem(rep, "fallbacks");

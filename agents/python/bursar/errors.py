@@ -123,6 +123,7 @@ for _cls, _codes in (
             "bucket_limit",
             "budget_exhausted",
             "internal_error",
+            "budget_exhausted",
         ),
     ),
 ):
