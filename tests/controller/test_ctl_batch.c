@@ -153,20 +153,27 @@ test_batch_end_to_end(void **state)
 
     /* the CLI */
     char cmd[1600], out[4096];
+    /* in words: the id to give each choose, the share, the target */
     snprintf(cmd, sizeof cmd,
              "%s --controller %s batch --bucket code --size 5 2>&1 || true",
              th_need("bursar"), d.endpoint);
     th_run(cmd, out, sizeof out);
+    char bid[17] = ""; /* 16 hex digits (PROTO_BATCH_LEN) */
+    double words_share = -1;
+    const char *sh = strstr(out, "share:");
+    if (sscanf(out, "batch: %16s", bid) != 1 || strlen(bid) != 16 ||
+        !strstr(out, "--batch ") || !sh ||
+        sscanf(sh, "share: $%lf", &words_share) != 1 || !(words_share > 0))
+        fail_msg("bursar batch, in words: %s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s choose code --batch %s --json 2>&1 || true",
+             th_need("bursar"), d.endpoint, bid);
+    th_run(cmd, out, sizeof out);
     cJSON *j = cJSON_Parse(out);
     if (!j)
-        fail_msg("bursar batch: not JSON: %s", out);
-    assert_true(th_num(j, "share_usd") > 0);
-    snprintf(cmd, sizeof cmd,
-             "%s --controller %s choose code --batch %s 2>&1 || true",
-             th_need("bursar"), d.endpoint, th_str(j, "batch"));
+        fail_msg("bursar choose --batch --json: not JSON: %s", out);
+    assert_non_null(cJSON_GetObjectItem(j, "decision_id"));
     cJSON_Delete(j);
-    th_run(cmd, out, sizeof out);
-    assert_non_null(strstr(out, "decision_id"));
     snprintf(cmd, sizeof cmd,
              "%s --controller %s choose code --batch xyz 2>&1; echo rc=$?",
              th_need("bursar"), d.endpoint);

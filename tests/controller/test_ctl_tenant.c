@@ -170,8 +170,9 @@ test_priced(void **state)
     assert_non_null(t);
     assert_true(near(th_num(t, "limit_usd"), 0.05));
     assert_true(th_num(t, "window_s") == 1e9);
-    /* before any request: 0.05 over the 100 expected */
-    assert_true(fabs(th_num(t, "target_usd") - 0.05 / 100) < 1e-6);
+    /* before any request: 0.05 over the 100 expected and the pacer's
+     * margin of 2 sqrt(100) (policies/pacer.h, PACER_MARGIN_Z) */
+    assert_true(fabs(th_num(t, "target_usd") - 0.05 / 120) < 1e-6);
     assert_true(th_num(t, "mu") == 0 && th_num(t, "requests") == 0);
     assert_string_equal(th_str(t, "when_exhausted"), "refuse");
     t = tenant_of(s, "beta");
