@@ -416,6 +416,21 @@ ctl_export_admin_one(const store_admin_t *a, void *ctx)
 
 /* export with "admin": true: the admin log, oldest first, paged by its
  * own sequence ids ("after", "next"). */
+/* An export page's reply: "next" the cursor of the last row when more
+ * rows follow (else null), o sent and freed. */
+static char *
+ctl_page_reply(const proto_request_t *rq, cJSON *o, int more, uint64_t last)
+{
+    if (more) {
+        char id[PROTO_ID_LEN + 1];
+        proto_id_format(last, id);
+        cJSON_AddStringToObject(o, "next", id);
+    } else {
+        cJSON_AddNullToObject(o, "next");
+    }
+    return ctl_json_reply(rq, o);
+}
+
 static char *
 ctl_export_admin(ctl_t *c, const proto_request_t *rq)
 {
@@ -434,14 +449,7 @@ ctl_export_admin(ctl_t *c, const proto_request_t *rq)
         return ctl_error(rq, PROTO_E_STORE, "cannot read the admin log: %s",
                          store_strerror(rc));
     }
-    if (x.more) {
-        char id[PROTO_ID_LEN + 1];
-        proto_id_format(x.last, id);
-        cJSON_AddStringToObject(o, "next", id);
-    } else {
-        cJSON_AddNullToObject(o, "next");
-    }
-    return ctl_json_reply(rq, o);
+    return ctl_page_reply(rq, o, x.more, x.last);
 }
 
 char *
@@ -468,14 +476,7 @@ ctl_op_export(ctl_t *c, const proto_request_t *rq)
         return ctl_error(rq, PROTO_E_STORE, "cannot read decisions: %s",
                          store_strerror(rc));
     }
-    if (x.more) {
-        char id[PROTO_ID_LEN + 1];
-        proto_id_format(x.last, id);
-        cJSON_AddStringToObject(o, "next", id);
-    } else {
-        cJSON_AddNullToObject(o, "next");
-    }
-    return ctl_json_reply(rq, o);
+    return ctl_page_reply(rq, o, x.more, x.last);
 }
 
 char *
