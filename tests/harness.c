@@ -463,3 +463,24 @@ th_sleep_ms(int ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
+
+th_fx_t *
+th_fx_new(const char *config_json)
+{
+    th_fx_t *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    th_setup(&f->d, config_json);
+    th_start(&f->d);
+    f->c = th_client_new(f->d.endpoint);
+    return f;
+}
+
+void
+th_fx_free(th_fx_t *f)
+{
+    th_client_destroy(&f->c);
+    int st = th_stop(&f->d);
+    th_cleanup(&f->d);
+    free(f);
+    assert_int_equal(st, 0); /* SIGTERM: a clean exit */
+}

@@ -96,6 +96,17 @@ cJSON *th_ok(th_client_t *c, const char *fmt, ...)
 void th_expect_error(th_client_t *c, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The usual cmocka fixture: a daemon started on config and a client of
+ * it. th_fx_new returns it (for a group or test setup to put in *state);
+ * th_fx_free stops the daemon, asserts its clean exit on SIGTERM and
+ * frees everything. */
+typedef struct th_fx {
+    th_daemon_t d;
+    th_client_t *c;
+} th_fx_t;
+th_fx_t *th_fx_new(const char *config_json);
+void th_fx_free(th_fx_t *f);
+
 /* Small JSON accessors (assert presence). */
 double th_num(const cJSON *o, const char *key);
 const char *th_str(const cJSON *o, const char *key);

@@ -58,31 +58,19 @@
 
 static const char *const config = "{" MODELS "," BUCKETS "," COMMON "}";
 
-typedef struct fx {
-    th_daemon_t d;
-    th_client_t *c;
-} fx_t;
+typedef th_fx_t fx_t;
 
 static int
 fx_setup(void **state)
 {
-    fx_t *f = calloc(1, sizeof *f);
-    th_setup(&f->d, config);
-    th_start(&f->d);
-    f->c = th_client_new(f->d.endpoint);
-    *state = f;
+    *state = th_fx_new(config);
     return 0;
 }
 
 static int
 fx_teardown(void **state)
 {
-    fx_t *f = *state;
-    th_client_destroy(&f->c);
-    int st = th_stop(&f->d);
-    th_cleanup(&f->d);
-    free(f);
-    assert_int_equal(st, 0);
+    th_fx_free(*state);
     return 0;
 }
 
