@@ -1503,11 +1503,11 @@ cfg_parse(const char *json, size_t len, cfg_t **out, cfg_problems_t *pr)
     cfg_finish_listen(&cx);
     cfg_finish_models(cx.c);
     cfg_check_buckets(&cx);
+    cfg_check_expected(&cx); /* the global rate, a tenant's default */
     cfg_check_tenants(&cx);
     cfg_check_unknown_bucket(&cx);
     cfg_check_policy(&cx);
     cfg_check_durations(&cx);
-    cfg_check_expected(&cx);
     if (cx.errors) {
         cfg_destroy(&cx.c);
         return BURSAR_ECONFIG;

@@ -211,35 +211,75 @@ ctl_utc(double t, char *buf, size_t n)
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-char *
-ctl_exhausted(ctl_t *c, const proto_request_t *rq, const ctl_bucket_t *b,
-              const ctl_batch_t *bt, const policy_request_t *req, int chosen)
-{
-    if (!chosen && !(ctl_cheapest(c, b) > req->remaining_usd))
-        return NULL;
-    const pacer_t *p = &c->pacer;
-    cfg_exhausted_t how = c->cfg->budget.when_exhausted;
+/* One budget a choose draws on: what it has left, its setting, and how
+ * a refusal names it. */
+typedef struct ctl_budget_ref {
+    const pacer_t *p;
+    double left;
+    cfg_exhausted_t how;
     char what[256];
-    snprintf(what, sizeof what, "the budget (budget.limit_usd)");
+} ctl_budget_ref_t;
+
+/* The budgets a choose draws on (at most four): the batch's share (the
+ * global setting), the bucket's cap, the tenant's, the global one (not
+ * for a batch's decision: its share was set aside from it). */
+static size_t
+ctl_budgets(const ctl_t *c, const proto_request_t *rq, const ctl_bucket_t *b,
+            const ctl_batch_t *bt, const ctl_tenant_t *tn, ctl_budget_ref_t *r)
+{
+    size_t n = 0;
     if (bt) {
-        snprintf(what, sizeof what, "batch %s's share of %g USD", rq->batch,
-                 bt->pb.share_usd);
-    } else if (b->has_budget &&
-               pacer_remaining(&b->pacer) <= pacer_remaining(&c->pacer)) {
-        p = &b->pacer;
-        how = b->def.budget.when_exhausted;
-        snprintf(what, sizeof what,
+        r[n] = (ctl_budget_ref_t){&c->pacer, pacer_batch_left(&bt->pb),
+                                  c->cfg->budget.when_exhausted, ""};
+        snprintf(r[n++].what, sizeof r->what, "batch %s's share of %g USD",
+                 rq->batch, bt->pb.share_usd);
+    }
+    if (b->has_budget) {
+        r[n] = (ctl_budget_ref_t){&b->pacer, pacer_remaining(&b->pacer),
+                                  b->def.budget.when_exhausted, ""};
+        snprintf(r[n++].what, sizeof r->what,
                  "bucket \"%s\"'s budget (buckets.%s.budget)", b->def.name,
                  b->def.name);
     }
-    if (how != CFG_EXHAUSTED_REFUSE)
+    if (tn) {
+        char path[80];
+        r[n].p = ctl_tenant_budget(c, tn, &r[n].how, path, sizeof path);
+        r[n].left = pacer_remaining(r[n].p);
+        snprintf(r[n++].what, sizeof r->what, "tenant \"%s\"'s budget (%s)",
+                 rq->tenant, path);
+    }
+    if (!bt) {
+        r[n] = (ctl_budget_ref_t){&c->pacer, pacer_remaining(&c->pacer),
+                                  c->cfg->budget.when_exhausted, ""};
+        snprintf(r[n++].what, sizeof r->what, "the budget (budget.limit_usd)");
+    }
+    return n;
+}
+
+char *
+ctl_exhausted(ctl_t *c, const proto_request_t *rq, const ctl_bucket_t *b,
+              const ctl_batch_t *bt, const ctl_tenant_t *tn,
+              const policy_request_t *req, int chosen)
+{
+    double cheapest = ctl_cheapest(c, b);
+    if (!chosen && !(cheapest > req->remaining_usd))
         return NULL;
-    char end[32];
-    ctl_utc(p->window_start + p->window_s, end, sizeof end);
-    return ctl_error(rq, PROTO_E_BUDGET_EXHAUSTED,
-                     "%s is spent: %g USD left of %g USD for the window "
-                     "ending %s, less than any model of bucket \"%s\" costs "
-                     "(when_exhausted: refuse)",
-                     what, fmax(0.0, req->remaining_usd), p->limit_usd, end,
-                     b->def.name);
+    /* Serving the cheapest model would go over every budget that cannot
+     * pay for it: refused if any of them says so (a "refuse" budget is
+     * never exceeded), else served, flagged over_budget. */
+    ctl_budget_ref_t r[4];
+    size_t n = ctl_budgets(c, rq, b, bt, tn, r);
+    for (size_t i = 0; i < n; i++) {
+        if (!(cheapest > r[i].left) || r[i].how != CFG_EXHAUSTED_REFUSE)
+            continue;
+        char end[32];
+        ctl_utc(r[i].p->window_start + r[i].p->window_s, end, sizeof end);
+        return ctl_error(rq, PROTO_E_BUDGET_EXHAUSTED,
+                         "%s is spent: %g USD left of %g USD for the window "
+                         "ending %s, less than the cheapest model of bucket "
+                         "\"%s\" costs (%g USD; when_exhausted: refuse)",
+                         r[i].what, fmax(0.0, r[i].left), r[i].p->limit_usd,
+                         end, b->def.name, cheapest);
+    }
+    return NULL;
 }

@@ -335,13 +335,19 @@ char *ctl_batch_find(ctl_t *c, const proto_request_t *rq, ctl_bucket_t *b,
 /* The batch's decision reserved expected_usd (instead of pacer_reserve
  * on the global pacer): its record written, or deleted when complete. */
 void ctl_batch_reserve(ctl_t *c, ctl_batch_t *bt, double expected_usd);
-/* The refusal when the budget that leaves nothing affordable says
- * when_exhausted: refuse (error budget_exhausted naming it, its limit and
- * window end), else NULL. chosen: policy_choose found nothing affordable
- * (else the cheapest allowed arm is checked against req). */
+/* When no allowed model is affordable (chosen: policy_choose found
+ * none; else the cheapest allowed arm is checked against req): the
+ * refusal of the first budget the cheapest model would go over whose
+ * when_exhausted is refuse (error budget_exhausted naming it, its limit
+ * and window end; budgets: the batch's share, the bucket's cap, the
+ * tenant tn's, the global one), else NULL (served, over_budget). */
 char *ctl_exhausted(ctl_t *c, const proto_request_t *rq, const ctl_bucket_t *b,
-                    const ctl_batch_t *bt, const policy_request_t *req,
-                    int chosen);
+                    const ctl_batch_t *bt, const ctl_tenant_t *tn,
+                    const policy_request_t *req, int chosen);
+/* ctl_tenant.c: tenant t's ledger, its when_exhausted and its entry's
+ * configuration path (for messages). */
+const pacer_t *ctl_tenant_budget(const ctl_t *c, const ctl_tenant_t *t,
+                                 cfg_exhausted_t *how, char *path, size_t n);
 
 /* ctl_status.c: frees the status page's history (ctl_destroy). */
 void ctl_status_free(ctl_t *c);

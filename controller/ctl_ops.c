@@ -255,7 +255,7 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     double tn_target;
     if ((reply = ctl_batch_find(c, rq, b, &req, now, &bt)) ||
         (reply = ctl_tenant_request(c, rq, b, &req, now, &tn, &tn_target)) ||
-        (reply = ctl_exhausted(c, rq, b, bt, &req, 0)))
+        (reply = ctl_exhausted(c, rq, b, bt, tn, &req, 0)))
         return reply;
     policy_choice_t ch;
     size_t n_order = 0;
@@ -266,7 +266,7 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
                          "no model of bucket \"%s\" can be chosen",
                          b->def.name);
     if ((ch.flags & POLICY_F_UNAFFORDABLE) &&
-        (reply = ctl_exhausted(c, rq, b, bt, &req, 1))) {
+        (reply = ctl_exhausted(c, rq, b, bt, tn, &req, 1))) {
         b->pb->arms[ch.arm].pulls--; /* refused: not a decision */
         c->policy.decisions--;
         return reply;

@@ -280,20 +280,6 @@ ctl_tenant_path(const ctl_t *c, const ctl_tenant_t *t, char *buf, size_t n)
     snprintf(buf, n, t->dynamic ? "tenants.\"%s\"" : "tenants.%s", e);
 }
 
-static char *
-ctl_tenant_refuse(ctl_t *c, const proto_request_t *rq, const ctl_tenant_t *t)
-{
-    char path[64];
-    ctl_tenant_path(c, t, path, sizeof path);
-    const pacer_t *p = &t->pacer;
-    return ctl_error(rq, PROTO_E_BUDGET_EXHAUSTED,
-                     "tenant \"%s\" has spent its budget: %.6g USD spent "
-                     "and %.6g reserved of limit_usd %.6g; the window ends "
-                     "at %.0f (%s.budget.when_exhausted is \"refuse\")",
-                     t->name, p->spent_usd, p->reserved_usd, p->limit_usd,
-                     p->window_start + p->window_s, path);
-}
-
 char *
 ctl_tenant_request(ctl_t *c, const proto_request_t *rq, ctl_bucket_t *b,
                    policy_request_t *req, double now, ctl_tenant_t **out,
@@ -314,12 +300,7 @@ ctl_tenant_request(ctl_t *c, const proto_request_t *rq, ctl_bucket_t *b,
     if (!t)
         return NULL; /* the global budget only */
     *target = allow_tenant(req, &t->pacer, t->mu, now);
-    if (c->cfg->tenants[t->def].budget.when_exhausted == CFG_EXHAUSTED_REFUSE) {
-        policy_request_t own = *req;
-        own.remaining_usd = pacer_remaining(&t->pacer);
-        if (policy_affordable(&c->policy, b->pb, &own) == 0)
-            return ctl_tenant_refuse(c, rq, t);
-    }
+    (void)b; /* its refusal, if it says so: ctl_exhausted, as any budget's */
     *out = t;
     return NULL;
 }
@@ -414,9 +395,10 @@ ctl_tenant_json(const ctl_t *c, const ctl_tenant_t *t, double now)
     cJSON_AddNumberToObject(o, "target_usd", pacer_target(&p, now));
     cJSON_AddNumberToObject(o, "mu", t->mu);
     cJSON_AddNumberToObject(o, "requests", p.requests);
-    cJSON_AddStringToObject(
-        o, "when_exhausted",
-        def->budget.when_exhausted == CFG_EXHAUSTED_REFUSE ? "refuse" : "serve_cheapest");
+    cJSON_AddStringToObject(o, "when_exhausted",
+                            def->budget.when_exhausted == CFG_EXHAUSTED_REFUSE
+                                ? "refuse"
+                                : "serve_cheapest");
     return o;
 }
 
@@ -472,4 +454,13 @@ ctl_tenants_json(const ctl_t *c, double now)
     for (size_t i = 0; ts && i < ts->n; i++)
         cJSON_AddItemToArray(a, ctl_tenant_json(c, ts->t[i], now));
     return a;
+}
+
+const pacer_t *
+ctl_tenant_budget(const ctl_t *c, const ctl_tenant_t *t, cfg_exhausted_t *how,
+                  char *path, size_t n)
+{
+    *how = c->cfg->tenants[t->def].budget.when_exhausted;
+    ctl_tenant_path(c, t, path, n);
+    return &t->pacer;
 }

@@ -192,24 +192,24 @@ test_batch_end_to_end(void **state)
 
 /* A budget below the cheapest model's cost: refused or served cheapest. */
 static void
-exhausted_case(const char *budget, const char *bucket_budget, int refuse,
-               const char *names)
+exhausted_case_for(const char *budget, const char *bucket_budget,
+                   const char *tenants, int refuse, const char *names)
 {
-    char cfg[1500];
+    char cfg[1500], req[200];
     snprintf(cfg, sizeof cfg,
              MODELS "\"buckets\":{\"code\":{\"models\":[\"strong\",\"cheap\"],"
                     "\"expected_tokens_in\":1000,\"expected_tokens_out\":500"
-                    "%s}},\"budget\":%s}",
-             bucket_budget, budget);
+                    "%s}},\"budget\":%s%s}",
+             bucket_budget, budget, tenants ? tenants : "");
+    snprintf(req, sizeof req, "{\"op\":\"choose\",\"bucket\":\"code\"%s}",
+             tenants ? ",\"tenant\":\"zed\"" : "");
     th_daemon_t d;
     th_setup(&d, cfg);
     th_start_args(&d, CLOCK);
     th_client_t *c = th_client_new(d.endpoint);
     if (refuse) {
-        expect_error_naming(c, "{\"op\":\"choose\",\"bucket\":\"code\"}",
-                            "budget_exhausted", names);
-        expect_error_naming(c, "{\"op\":\"choose\",\"bucket\":\"code\"}",
-                            "budget_exhausted", "2026-01-02T00:00:00Z");
+        expect_error_naming(c, req, "budget_exhausted", names);
+        expect_error_naming(c, req, "budget_exhausted", "2026-01-02T00:00:00Z");
         /* nothing recorded */
         cJSON *s = th_ok(c, "{\"op\":\"stats\"}");
         assert_true(th_num(s, "decisions") == 0);
@@ -220,7 +220,7 @@ exhausted_case(const char *budget, const char *bucket_budget, int refuse,
             cJSON_GetArraySize(cJSON_GetObjectItem(e, "decisions")), 0);
         cJSON_Delete(e);
     } else {
-        cJSON *r = th_ok(c, "{\"op\":\"choose\",\"bucket\":\"code\"}");
+        cJSON *r = th_ok(c, "%s", req);
         assert_string_equal(th_str(r, "model"), "cheap");
         assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "over_budget")));
         cJSON_Delete(r);
@@ -228,6 +228,13 @@ exhausted_case(const char *budget, const char *bucket_budget, int refuse,
     th_client_destroy(&c);
     assert_int_equal(th_stop(&d), 0);
     th_cleanup(&d);
+}
+
+static void
+exhausted_case(const char *budget, const char *bucket_budget, int refuse,
+               const char *names)
+{
+    exhausted_case_for(budget, bucket_budget, NULL, refuse, names);
 }
 
 static void
@@ -246,6 +253,82 @@ test_when_exhausted(void **state)
                    1, "bucket \"code\"");
     exhausted_case("{\"limit_usd\":10,\"when_exhausted\":\"refuse\"}",
                    ",\"budget\":{\"limit_usd\":0.0001}", 0, NULL);
+    /* a spent tenant that serves the cheapest is served so, though the
+     * global budget (which has room) says refuse */
+    exhausted_case_for("{\"limit_usd\":10,\"when_exhausted\":\"refuse\"}", "",
+                       ",\"tenants\":{\"*\":{\"budget\":{\"limit_usd\":"
+                       "0.0001}}}",
+                       0, NULL);
+    exhausted_case_for("{\"limit_usd\":10}", "",
+                       ",\"tenants\":{\"*\":{\"budget\":{\"limit_usd\":"
+                       "0.0001,\"when_exhausted\":\"refuse\"}}}",
+                       1, "tenant \"zed\"");
+}
+
+/* A refusing cap is never exceeded, even once the global budget (which
+ * serves the cheapest) is spent by another bucket and binds tighter. */
+static void
+test_refusing_cap_holds(void **state)
+{
+    (void)state;
+    th_daemon_t d;
+    th_setup(&d,
+             MODELS "\"buckets\":{\"code\":{\"models\":[\"strong\",\"cheap\"],"
+                    "\"expected_tokens_in\":1000,\"expected_tokens_out\":500,"
+                    "\"budget\":{\"limit_usd\":0.0003,\"when_exhausted\":"
+                    "\"refuse\"}},\"chat\":{\"models\":[\"cheap\"],"
+                    "\"expected_tokens_in\":1000,\"expected_tokens_out\":500}},"
+                    "\"budget\":{\"limit_usd\":0.0004}}");
+    th_start_args(&d, CLOCK);
+    th_client_t *c = th_client_new(d.endpoint);
+    /* chat spends 0.00025 of the global 0.0004 */
+    cJSON_Delete(th_ok(c, "{\"op\":\"choose\",\"bucket\":\"chat\"}"));
+    /* code: its cap can pay the cheapest (0.00025 of 0.0003), the global
+     * one cannot: served, over_budget */
+    cJSON *r = th_ok(c, "{\"op\":\"choose\",\"bucket\":\"code\"}");
+    assert_string_equal(th_str(r, "model"), "cheap");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "over_budget")));
+    cJSON_Delete(r);
+    /* now the cap cannot either, and it refuses: refused, though the
+     * global budget (tighter, serve_cheapest) would serve */
+    expect_error_naming(c, "{\"op\":\"choose\",\"bucket\":\"code\"}",
+                        "budget_exhausted", "bucket \"code\"");
+    cJSON *s = th_ok(c, "{\"op\":\"stats\"}");
+    const cJSON *b = cJSON_GetArrayItem(cJSON_GetObjectItem(s, "buckets"), 0);
+    const cJSON *bb = cJSON_GetObjectItem(b, "budget");
+    assert_true(th_num(bb, "reserved_usd") + th_num(bb, "spent_usd") <=
+                0.0003 + 1e-12);
+    cJSON_Delete(s);
+    th_client_destroy(&c);
+    assert_int_equal(th_stop(&d), 0);
+    th_cleanup(&d);
+}
+
+/* A tenant without expected_requests of its own: the global expectation's
+ * rate (budget.expected_requests, 100 a day), not the 1/s default. */
+static void
+test_tenant_expected_default(void **state)
+{
+    (void)state;
+    th_daemon_t d;
+    th_setup(&d, MODELS
+             "\"buckets\":{\"code\":{\"models\":[\"strong\",\"cheap\"]}},"
+             "\"budget\":{\"limit_usd\":5,\"expected_requests\":100},"
+             "\"tenants\":{\"acme\":{\"budget\":{\"limit_usd\":2}}}}");
+    th_start_args(&d, CLOCK); /* midnight: the whole day ahead */
+    th_client_t *c = th_client_new(d.endpoint);
+    cJSON *s = th_ok(c, "{\"op\":\"stats\"}");
+    const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(s, "tenants"), 0);
+    assert_non_null(t);
+    assert_string_equal(th_str(t, "tenant"), "acme");
+    /* 2 USD over the 100 requests and the margin 2 sqrt(100) */
+    if (fabs(th_num(t, "target_usd") - 2.0 / 120.0) > 1e-9)
+        fail_msg("tenant target %g, want %g", th_num(t, "target_usd"),
+                 2.0 / 120.0);
+    cJSON_Delete(s);
+    th_client_destroy(&c);
+    assert_int_equal(th_stop(&d), 0);
+    th_cleanup(&d);
 }
 
 int
@@ -254,6 +337,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_end_to_end),
         cmocka_unit_test(test_when_exhausted),
+        cmocka_unit_test(test_tenant_expected_default),
+        cmocka_unit_test(test_refusing_cap_holds),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     th_kill_all();

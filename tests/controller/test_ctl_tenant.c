@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
@@ -259,11 +260,16 @@ test_exhausted(void **state)
     assert_string_equal(th_str(err, "code"), "budget_exhausted");
     const char *msg = th_str(err, "message");
     char end[64];
-    snprintf(end, sizeof end, "%.0f", window_end);
-    assert_non_null(strstr(msg, "\"acme\""));
-    assert_non_null(strstr(msg, "limit_usd 0.05"));
-    assert_non_null(strstr(msg, end));
-    assert_non_null(strstr(msg, "tenants.acme.budget.when_exhausted"));
+    time_t we = (time_t)window_end;
+    struct tm tm;
+    gmtime_r(&we, &tm);
+    strftime(end, sizeof end, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!strstr(msg, "tenant \"acme\"'s budget (tenants.acme)") ||
+        !strstr(msg, "of 0.05 USD") || !strstr(msg, end) ||
+        !strstr(msg, "when_exhausted: refuse"))
+        fail_msg("the refusal names the tenant, its entry, its limit, the "
+                 "window's end (%s) and its setting: %s",
+                 end, msg);
     cJSON_Delete(e);
     /* nothing recorded */
     assert_int_equal(exported(f), n);
