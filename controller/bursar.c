@@ -194,11 +194,19 @@ bursar_budget_line(const char *label, const cJSON *b)
                bursar_num(b, "spent_usd"), t0, t1);
         return;
     }
-    printf("%s: spent $%.4f + reserved $%.4f of $%.2f (window %s .. %s); "
-           "remaining $%.4f; target $%.6f/request\n",
+    double held = bursar_num(b, "held_usd"),
+           rem = bursar_num(b, "remaining_usd");
+    char extra[64] = "", left[64];
+    if (held > 0) /* shares set aside for declared batches (op batch) */
+        snprintf(extra, sizeof extra, " + held for batches $%.4f", held);
+    if (rem < 0)
+        snprintf(left, sizeof left, "over by $%.4f", -rem);
+    else
+        snprintf(left, sizeof left, "remaining $%.4f", rem);
+    printf("%s: spent $%.4f + reserved $%.4f%s of $%.2f (window %s .. %s); "
+           "%s; target $%.6f/request\n",
            label, bursar_num(b, "spent_usd"), bursar_num(b, "reserved_usd"),
-           limit, t0, t1, bursar_num(b, "remaining_usd"),
-           bursar_num(b, "target_usd"));
+           extra, limit, t0, t1, left, bursar_num(b, "target_usd"));
 }
 
 /* The central 95% interval of an arm's posterior, or "-". */
@@ -1412,8 +1420,9 @@ static int
 bursar_check_command(int argc, char **argv)
 {
     static const char *const cmds[] = {
-        "stats",  "export", "feedback",  "choose",    "models",  "ping",
-        "keygen", "adjust", "reset-arm", "mark-down", "mark-up", "show", "batch"};
+        "stats",   "export", "feedback", "choose",    "models",
+        "ping",    "keygen", "adjust",   "reset-arm", "mark-down",
+        "mark-up", "show",   "batch"};
     const char *cmd = argv[0];
     size_t i = 0, n = sizeof cmds / sizeof cmds[0];
     while (i < n && strcmp(cmd, cmds[i]) != 0)

@@ -165,6 +165,12 @@ test_batch_end_to_end(void **state)
         !strstr(out, "--batch ") || !sh ||
         sscanf(sh, "share: $%lf", &words_share) != 1 || !(words_share > 0))
         fail_msg("bursar batch, in words: %s", out);
+    /* the share held shows in the budget line of bursar stats */
+    snprintf(cmd, sizeof cmd, "%s --controller %s stats 2>&1 || true",
+             th_need("bursar"), d.endpoint);
+    th_run(cmd, out, sizeof out);
+    if (!strstr(out, " + held for batches $"))
+        fail_msg("bursar stats does not show the held share: %s", out);
     snprintf(cmd, sizeof cmd,
              "%s --controller %s choose code --batch %s --json 2>&1 || true",
              th_need("bursar"), d.endpoint, bid);
