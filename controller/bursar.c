@@ -745,6 +745,9 @@ bursar_print_choice(const cJSON *r)
             printf(" (no model was affordable: the cheapest allowed one)");
         else if (strcmp(x->string, "explored") == 0)
             printf(" (drawn by the exploration floor)");
+        else if (strcmp(x->string, "tenant_unbudgeted") == 0)
+            printf(" (no room for the tenant's own budget: "
+                   "limits.max_tenants; the global one only)");
     }
     printf("%s\n", i ? "" : "none");
 }

@@ -436,6 +436,12 @@ test_reload_star(void **state)
      * spent, so yak is served under the global budget only, flagged, no
      * ledger made */
     unbudgeted(f, "yak", 3);
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s --controller %s choose code --tenant yak",
+             th_bin("bursar"), f->d.endpoint);
+    assert_int_equal(th_run(cmd, out, sizeof out), 0);
+    if (!strstr(out, "tenant_unbudgeted (no room for the tenant's own"))
+        fail_msg("no tenant_unbudgeted flag in:\n%s", out);
     /* 2 s later beta asks again; 3 s later (zed's request 5 s ago, more
      * than the 100 s / 24 "*"'s window makes idle, but still pending;
      * beta's 3 s ago) none is idle yet */
