@@ -1120,6 +1120,8 @@ proto_write_choice(const char *echo, const proto_choice_t *c)
         proto_sb_puts(&b, ",\"over_budget\":true");
     if (c->explored)
         proto_sb_puts(&b, ",\"explored\":true");
+    if (c->tenant_unbudgeted)
+        proto_sb_puts(&b, ",\"tenant_unbudgeted\":true");
     proto_sb_puts(&b, "}");
     return proto_sb_finish(&b);
 }

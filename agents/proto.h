@@ -242,8 +242,10 @@ typedef struct proto_choice {
     size_t n_fallbacks;
     const char *const *fallbacks;
     double expected_cost_usd;
-    int over_budget; /* no arm was affordable: the cheapest was chosen */
-    int explored;    /* chosen by the exploration floor */
+    int over_budget;       /* no arm was affordable: the cheapest was chosen */
+    int explored;          /* chosen by the exploration floor */
+    int tenant_unbudgeted; /* its tenant got no budget of its own (no room
+                              within limits.max_tenants) */
 } proto_choice_t;
 
 char *proto_write_choice(const char *echo, const proto_choice_t *c);

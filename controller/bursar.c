@@ -15,6 +15,7 @@
  *          [--json]
  *   models [--json] | ping [--json]
  *   adjust --amount USD --reason TEXT [--bucket B]     the admin verbs
+ *          [--tenant NAME]
  *   reset-arm --bucket B --model M --reason TEXT       (operator role;
  *   mark-down | mark-up MODEL --reason TEXT            export --admin
  *   show ID [--json]                                   lists their log)
@@ -243,8 +244,9 @@ bursar_print_arm(const cJSON *a)
                : "");
 }
 
-/* The tenants with a budget of their own (stats' "tenants"), one line
- * each; nothing when there are none. */
+/* The tenants with a budget of their own (stats' "tenants": those with
+ * the most spend), one line each, and how many more tenants_total counts;
+ * nothing when there are none. */
 static void
 bursar_print_tenants(const cJSON *r)
 {
@@ -268,6 +270,11 @@ bursar_print_tenants(const cJSON *r)
                bursar_num(t, "mu"), bursar_num(t, "requests"),
                bursar_str(t, "when_exhausted"));
     }
+    double more = bursar_num(r, "tenants_total") - cJSON_GetArraySize(ts);
+    if (more > 0)
+        printf("  (%.0f more not shown: the tenants with the most spend "
+               "come first)\n",
+               more);
 }
 
 static void
@@ -746,6 +753,9 @@ bursar_print_choice(const cJSON *r)
             printf(" (no model was affordable: the cheapest allowed one)");
         else if (strcmp(x->string, "explored") == 0)
             printf(" (drawn by the exploration floor)");
+        else if (strcmp(x->string, "tenant_unbudgeted") == 0)
+            printf(" (no room for the tenant's own budget: "
+                   "limits.max_tenants; the global one only)");
     }
     printf("%s\n", i ? "" : "none");
 }
@@ -990,17 +1000,23 @@ bursar_print_adjust(const cJSON *r)
     else if (bursar_str(r, "bucket")[0])
         printf("bucket %s has no budget of its own: the global one only\n",
                bursar_str(r, "bucket"));
+    double tb = bursar_num(r, "tenant_spent_before_usd");
+    if (!isnan(tb))
+        printf("tenant %s's budget: spent $%.4f -> $%.4f\n",
+               bursar_str(r, "tenant"), tb,
+               bursar_num(r, "tenant_spent_after_usd"));
 }
 
-/* bursar adjust --amount USD --reason TEXT [--bucket B] */
+/* bursar adjust --amount USD --reason TEXT [--bucket B] [--tenant T] */
 static int
 bursar_cmd_adjust(bursar_client_t *c, int argc, char **argv)
 {
     static const struct option lo[] = {{"amount", required_argument, NULL, 'a'},
                                        {"reason", required_argument, NULL, 'r'},
                                        {"bucket", required_argument, NULL, 'b'},
+                                       {"tenant", required_argument, NULL, 't'},
                                        {NULL, 0, NULL, 0}};
-    const char *reason = NULL, *bucket = NULL, *amount = NULL;
+    const char *reason = NULL, *bucket = NULL, *amount = NULL, *tenant = NULL;
     int o;
     bursar_getopt_reset();
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1010,6 +1026,8 @@ bursar_cmd_adjust(bursar_client_t *c, int argc, char **argv)
             reason = optarg;
         else if (o == 'b')
             bucket = optarg;
+        else if (o == 't')
+            tenant = optarg;
         else
             return bursar_bad_option("adjust", argv);
     }
@@ -1029,10 +1047,17 @@ bursar_cmd_adjust(bursar_client_t *c, int argc, char **argv)
                 amount ? amount : "");
         return 2;
     }
+    if (tenant && !proto_tenant_valid(tenant)) {
+        fprintf(stderr,
+                "bursar adjust: --tenant \"%s\": a tenant is 1 to %d "
+                "characters of A-Z a-z 0-9 . _ -\n",
+                tenant, PROTO_TENANT_MAX - 1);
+        return 2;
+    }
     int rc = bursar_admin_reason("adjust", reason);
     if (rc)
         return rc;
-    return bursar_admin_call(c, proto_format_adjust(v, bucket, NULL, reason),
+    return bursar_admin_call(c, proto_format_adjust(v, bucket, tenant, reason),
                              bursar_print_adjust);
 }
 
@@ -1224,6 +1249,7 @@ static const char bursar_synopsis[] =
     "                          [--json]\n"
     "       bursar [OPTION]... models [--json] | ping [--json]\n"
     "       bursar [OPTION]... adjust --amount USD --reason TEXT [--bucket B]\n"
+    "                          [--tenant NAME]\n"
     "       bursar [OPTION]... reset-arm --bucket B --model M --reason TEXT\n"
     "       bursar [OPTION]... mark-down | mark-up MODEL --reason TEXT\n"
     "       bursar [OPTION]... show ID [--json]\n"
@@ -1278,7 +1304,8 @@ static const char bursar_help[] =
     "                          the reply as JSON\n"
     "  adjust                  add --amount USD (negative: take off) to the\n"
     "                          budget window's spend, and to --bucket B's\n"
-    "                          budget if it has one; clipped at 0. --reason\n"
+    "                          budget if it has one, and to --tenant NAME's\n"
+    "                          (it must have one); clipped at 0. --reason\n"
     "                          TEXT: why (required here and by reset-arm,\n"
     "                          mark-down, mark-up; kept in the admin log)\n"
     "  reset-arm               start --model M of --bucket B again from its\n"

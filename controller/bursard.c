@@ -585,7 +585,8 @@ bursard_check_endpoints(bursard_t *d)
         }
         bursar_log("bursard: WARNING: INSECURE: %s is served without "
                    "authentication (\"insecure\": true): anyone who reaches it "
-                   "can choose, report outcomes and read stats\n",
+                   "can choose, report outcomes, read stats and use the "
+                   "operator's admin ops (adjust, reset, mark)\n",
                    d->eps[i]);
     }
     return 0;

@@ -676,9 +676,10 @@ static const cfg_key_t cfg_keys[] = {
      CFG_IN(1, 1e6),
      .def = 10000,
      .doc = "tenants with a budget of their own at once, the named ones "
-            "and those given one by `tenants.\"*\"`; beyond it a tenant "
-            "without an entry is refused `budget_exhausted` (idle ones are "
-            "forgotten first)"},
+            "and those given one by `tenants.\"*\"`; at it, an idle one "
+            "is forgotten to make room, else a new tenant is served under "
+            "the global budget only (`tenant_unbudgeted`), or refused "
+            "`budget_exhausted` when `tenants.\"*\"` refuses"},
 
     {.path = "insecure",
      .type = CFG_BOOL,

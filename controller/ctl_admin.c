@@ -158,17 +158,33 @@ ctl_admin_reply(const proto_request_t *rq, const store_admin_t *a, cJSON *extra,
 /* ------------------------------------------------------------------ */
 /* adjust                                                              */
 
-char *
-ctl_op_adjust(ctl_t *c, const proto_request_t *rq)
+/* Why adjust cannot book on the ledger of tenant rq->tenant, or NULL when
+ * it can (checked with no side effect: the ledger is made only once the
+ * whole op is known to succeed). */
+static char *
+ctl_adjust_tenant_check(ctl_t *c, const proto_request_t *rq, double now)
 {
-    double now = ctl_now(c);
-    pacer_t *tp = NULL;
-    if (rq->tenant[0] && !(tp = ctl_tenant_ledger(c, rq->tenant, now)))
+    int st =
+        rq->tenant[0] ? ctl_tenant_status(c, rq->tenant, now) : CTL_TENANT_OK;
+    if (st == CTL_TENANT_NONE)
         return ctl_error(rq, PROTO_E_INVALID_VALUE,
                          "field \"tenant\": tenant \"%s\" has no budget of "
                          "its own to adjust (configuration: tenants); leave "
                          "the field out to adjust the global spend",
                          rq->tenant);
+    if (st == CTL_TENANT_FULL)
+        return ctl_error(rq, PROTO_E_INVALID_VALUE,
+                         "field \"tenant\": tenant \"%s\" has no ledger and "
+                         "none can be made: limits.max_tenants (%zu) tenants "
+                         "hold one, none idle",
+                         rq->tenant, c->cfg->max_tenants);
+    return NULL;
+}
+
+char *
+ctl_op_adjust(ctl_t *c, const proto_request_t *rq)
+{
+    double now = ctl_now(c);
     size_t bi = 0;
     ctl_bucket_t *b = NULL;
     if (rq->bucket[0] && !(b = ctl_bucket_lookup(c, rq->bucket, &bi))) {
@@ -177,6 +193,10 @@ ctl_op_adjust(ctl_t *c, const proto_request_t *rq)
         return ctl_error(rq, PROTO_E_UNKNOWN_BUCKET,
                          "unknown bucket %s in field \"bucket\"", q);
     }
+    char *err = ctl_adjust_tenant_check(c, rq, now);
+    if (err)
+        return err;
+    pacer_t *tp = rq->tenant[0] ? ctl_tenant_ledger(c, rq->tenant, now) : NULL;
     store_admin_t a;
     ctl_admin_begin(c, rq, STORE_ADMIN_ADJUST, &a);
     a.amount_usd = rq->amount_usd;
@@ -194,8 +214,7 @@ ctl_op_adjust(ctl_t *c, const proto_request_t *rq)
         a.tenant_before = tp->spent_usd;
         a.tenant_after = fmax(0.0, a.tenant_before + rq->amount_usd);
     }
-    char *err = ctl_admin_put(c, rq, &a);
-    if (err)
+    if ((err = ctl_admin_put(c, rq, &a)))
         return err;
     c->pacer.spent_usd = a.spent_after;
     c->meta_dirty = 1;

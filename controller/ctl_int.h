@@ -294,32 +294,57 @@ int ctl_tenants_flush(ctl_t *c);
 /* Marks every tenant dirty (1: ctl_reconfigure) or clean (0: after a
  * commit). */
 void ctl_tenants_mark(ctl_t *c, int dirty);
+/* A tenant "*" gives a budget is forgotten (its record deleted) to make
+ * room at limits.max_tenants when nothing is reserved and its window is
+ * over or it made no request for CTL_TENANT_IDLE of its window (at most
+ * CTL_TENANT_IDLE_MAX_S): the least recently used first. */
+#define CTL_TENANT_IDLE       (1.0 / 24)
+#define CTL_TENANT_IDLE_MAX_S 3600.0
+/* The tenants the stats reply and /metrics show: those with the most
+ * spend (stats' tenants_total counts them all). */
+#define CTL_TENANTS_SHOWN 100
+/* The tenant of a choose (ctl_tenant_request). */
+typedef struct ctl_tenant_pick {
+    ctl_tenant_t *t; /* NULL: none, or the global budget only */
+    double target;   /* t's paced target */
+    uint32_t flags;  /* for the decision: STORE_D_TENANT_RES (t reserves),
+                        STORE_D_TENANT_NOBUDGET (no room for t's budget) */
+} ctl_tenant_pick_t;
 /* The tenant of a choose, after ctl_build_request: adds its budget and
- * price to req (allow_tenant); *out the tenant (NULL: rq names none, or
- * one without a budget: the global budget only) and *target its paced
- * target. Returns NULL, or the error reply (budget_exhausted: its budget
- * is spent and configured to refuse, or limits.max_tenants). */
+ * price to req (allow_tenant); out->t the tenant (NULL: rq names none, or
+ * one without a budget: the global budget only; or one "*" gives a budget
+ * when limits.max_tenants hold one, none idle, and "*" serves the
+ * cheapest once spent: flagged STORE_D_TENANT_NOBUDGET). Returns NULL, or
+ * the error reply (budget_exhausted: its budget is spent and configured
+ * to refuse, or limits.max_tenants and "*" refuses). */
 char *ctl_tenant_request(ctl_t *c, const proto_request_t *rq, ctl_bucket_t *b,
-                         policy_request_t *req, double now, ctl_tenant_t **out,
-                         double *target);
-/* Decision d recorded for tenant t (NULL: none): its reservation and its
+                         policy_request_t *req, double now,
+                         ctl_tenant_pick_t *out);
+/* Decision d recorded for tp->t (NULL: none): its reservation and its
  * price's dual step. */
-void ctl_tenant_chosen(ctl_t *c, ctl_tenant_t *t, const policy_choice_t *ch,
-                       const store_decision_t *d, double target);
+void ctl_tenant_chosen(ctl_t *c, const ctl_tenant_pick_t *tp,
+                       const policy_choice_t *ch, const store_decision_t *d);
 /* Decision d settled (outcome or expiry): releases held, books cost on
  * its tenant when it reserved there (STORE_D_TENANT_RES). */
 void ctl_tenant_settle(ctl_t *c, const store_decision_t *d, double held,
                        double cost, double now);
-/* The ledger of tenant name (given one by "*" if need be), rolled to now
- * and marked to be written, for the admin op adjust; NULL when the tenant
- * has no budget of its own. */
+/* Whether tenant name has a ledger or can be given one now, with no side
+ * effect: CTL_TENANT_OK, CTL_TENANT_NONE (no budget of its own: no entry
+ * and no "*"), CTL_TENANT_FULL (limits.max_tenants hold one, none idle). */
+enum { CTL_TENANT_OK, CTL_TENANT_NONE, CTL_TENANT_FULL };
+int ctl_tenant_status(const ctl_t *c, const char *name, double now);
+/* The ledger of tenant name (given one by "*" if need be, maybe forgetting
+ * an idle one), rolled to now and marked to be written, for the admin op
+ * adjust after ctl_tenant_status; NULL when the tenant has none. */
 pacer_t *ctl_tenant_ledger(ctl_t *c, const char *name, double now);
 /* A booked local decision's cost into its tenant's window (ctl_book.c). */
 void ctl_tenant_book(ctl_t *c, const store_decision_t *d, double cost,
                      double now);
-/* The stats reply's "tenants" array. */
-cJSON *ctl_tenants_json(const ctl_t *c, double now);
-/* The tenants' gauges of /metrics (none without tenants). */
+/* The stats reply's "tenants" array (CTL_TENANTS_SHOWN at most, the most
+ * spend first) and "tenants_total", into o. */
+void ctl_tenants_json(const ctl_t *c, cJSON *o, double now);
+/* The tenants' gauges of /metrics (none without tenants; the same
+ * CTL_TENANTS_SHOWN as stats). */
 void ctl_tenants_metrics(const ctl_t *c, bursar_buf_t *b, double now);
 
 /* ctl_batch.c: declared batches and budget_exhausted */

@@ -106,6 +106,8 @@ ctl_choice_reply(const ctl_t *c, const ctl_bucket_t *b,
                          .fallbacks = fb,
                          .expected_cost_usd = d->reserved_usd,
                          .over_budget = !!(d->flags & STORE_D_OVER_BUDGET),
+                         .tenant_unbudgeted =
+                             !!(d->flags & STORE_D_TENANT_NOBUDGET),
                          .explored = !!(d->flags & STORE_D_EXPLORED)};
     return proto_write_choice(rq->echo, &pc);
 }
@@ -251,11 +253,10 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
     policy_request_t req;
     ctl_build_request(c, b, now, &req);
     ctl_batch_t *bt = NULL;
-    ctl_tenant_t *tn;
-    double tn_target;
+    ctl_tenant_pick_t tn;
     if ((reply = ctl_batch_find(c, rq, b, &req, now, &bt)) ||
-        (reply = ctl_tenant_request(c, rq, b, &req, now, &tn, &tn_target)) ||
-        (reply = ctl_exhausted(c, rq, b, bt, tn, &req, 0)))
+        (reply = ctl_tenant_request(c, rq, b, &req, now, &tn)) ||
+        (reply = ctl_exhausted(c, rq, b, bt, tn.t, &req, 0)))
         return reply;
     policy_choice_t ch;
     size_t n_order = 0;
@@ -266,15 +267,14 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
                          "no model of bucket \"%s\" can be chosen",
                          b->def.name);
     if ((ch.flags & POLICY_F_UNAFFORDABLE) &&
-        (reply = ctl_exhausted(c, rq, b, bt, tn, &req, 1))) {
+        (reply = ctl_exhausted(c, rq, b, bt, tn.t, &req, 1))) {
         b->pb->arms[ch.arm].pulls--; /* refused: not a decision */
         c->policy.decisions--;
         return reply;
     }
     store_decision_t d;
     ctl_decision_fill(c, b, &ch, now, &d);
-    if (tn)
-        d.flags |= STORE_D_TENANT_RES;
+    d.flags |= tn.flags;
     /* a half-open breaker: this decision is its probe (memory is reloaded
      * if the batch does not commit) */
     if (health_chosen(&c->health[ch.model], d.id, now)) {
@@ -313,7 +313,7 @@ ctl_op_choose(ctl_t *c, const proto_request_t *rq)
         pacer_reserve(&c->pacer, d.reserved_usd, now);
     if (b->has_budget)
         pacer_reserve(&b->pacer, d.reserved_usd, now);
-    ctl_tenant_chosen(c, tn, &ch, &d, tn_target);
+    ctl_tenant_chosen(c, &tn, &ch, &d);
     ctl_mark_dirty(c, bi);
     c->meta_dirty = 1;
     return ctl_choice_reply(c, b, rq, &d, ch.arm, n_order, token);

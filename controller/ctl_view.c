@@ -135,7 +135,7 @@ ctl_stats_head(ctl_t *c, double now, cJSON **bs)
     cJSON_AddNumberToObject(o, "decisions", (double)c->policy.decisions);
     pacer_roll(&c->pacer, now);
     cJSON_AddItemToObject(o, "budget", ctl_pacer_json(&c->pacer, now));
-    cJSON_AddItemToObject(o, "tenants", ctl_tenants_json(c, now));
+    ctl_tenants_json(c, o, now);
     *bs = cJSON_AddArrayToObject(o, "buckets");
     return o;
 }

@@ -133,6 +133,9 @@ _Static_assert(BURSAR_NAME_MAX <= STORE_NAME_MAX,
 /* reserved against its tenant's budget (db tenants names the tenant;
  * controller/ctl_tenant.c) */
 #define STORE_D_TENANT_RES 0x4000u
+/* made for a tenant "*" would give a budget when limits.max_tenants
+ * tenants held one, none idle: served under the global budget only */
+#define STORE_D_TENANT_NOBUDGET 0x8000u
 
 typedef struct store_decision {
     uint8_t version;

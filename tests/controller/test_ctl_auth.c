@@ -466,6 +466,8 @@ test_insecure_endpoint_refused(void **state)
              th_need("bursard"), d.config, d.state);
     th_run(cmd, out, sizeof out);
     assert_non_null(strstr(out, "WARNING: INSECURE"));
+    /* it says what the unauthenticated get: the operator's ops too */
+    assert_non_null(strstr(out, "admin ops (adjust, reset, mark)"));
     th_cleanup(&d);
     /* the state directory of the CURVE daemon: 0700, its files 0600 */
     snprintf(cmd, sizeof cmd, "stat -c '%%a %%n' %s %s/*", f->d.state,

@@ -369,10 +369,35 @@ test_restart(void **state)
     cJSON_Delete(s2);
 }
 
+/* A choose for tenant name when limits.max_tenants tenants hold a
+ * budget, none idle, and "*" serves the cheapest once spent: served under
+ * the global budget only, flagged tenant_unbudgeted, no ledger made;
+ * stats count total tenants. */
+static void
+unbudgeted(fx_t *f, const char *name, int total)
+{
+    cJSON *r = choose(f, name, NULL);
+    if (!cJSON_IsTrue(cJSON_GetObjectItem(r, "tenant_unbudgeted"))) {
+        char *j = cJSON_PrintUnformatted(r);
+        cJSON *s = stats(f);
+        char *k = cJSON_PrintUnformatted(cJSON_GetObjectItem(s, "tenants"));
+        fail_msg("%s not flagged tenant_unbudgeted: %s; tenants %s", name, j,
+                 k);
+    }
+    cJSON_Delete(r);
+    cJSON *s = stats(f);
+    assert_null(tenant_of(s, name));
+    assert_true(th_num(s, "tenants_total") == total);
+    cJSON_Delete(s);
+}
+
 /* SIGHUP: acme's limit changes and its spend stays; beta, no longer
  * named, falls under "*" (its spend kept, the new limit and window);
  * "*" gives other tenants a budget of their own, up to
- * limits.max_tenants, an idle one forgotten to make room. */
+ * limits.max_tenants; then a new tenant is served under the global
+ * budget only, until one is idle (nothing reserved, no request for
+ * 1/24 of its window): the least recently used is forgotten to make
+ * room. */
 static void
 test_reload_star(void **state)
 {
@@ -412,22 +437,39 @@ test_reload_star(void **state)
     assert_true(
         near(th_num(t, "reserved_usd"), th_num(r, "expected_cost_usd")));
     cJSON_Delete(s);
-    /* acme, beta and zed hold the 3, none idle (beta's window is not
-     * over): yak is refused */
-    cJSON *e = th_call(f->c, "{\"op\":\"choose\",\"bucket\":\"code\","
-                             "\"tenant\":\"yak\"}");
-    const cJSON *err = cJSON_GetObjectItem(e, "error");
-    assert_string_equal(th_str(err, "code"), "budget_exhausted");
-    assert_non_null(strstr(th_str(err, "message"), "limits.max_tenants"));
-    cJSON_Delete(e);
-    /* zed's decision is settled, the windows of "*" are over: an idle
-     * tenant is forgotten and yak gets a budget */
+    /* acme, beta and zed hold the 3, none idle (zed has a decision
+     * pending, beta made a request 0 s ago): "*" serves the cheapest once
+     * spent, so yak is served under the global budget only, flagged, no
+     * ledger made */
+    unbudgeted(f, "yak", 3);
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s --controller %s choose code --tenant yak",
+             th_bin("bursar"), f->d.endpoint);
+    assert_int_equal(th_run(cmd, out, sizeof out), 0);
+    if (!strstr(out, "tenant_unbudgeted (no room for the tenant's own"))
+        fail_msg("no tenant_unbudgeted flag in:\n%s", out);
+    /* 2 s later beta asks again; 3 s later (zed's request 5 s ago, more
+     * than the 100 s / 24 "*"'s window makes idle, but still pending;
+     * beta's 3 s ago) none is idle yet */
+    cJSON_Delete(th_ok(f->c, "{\"op\":\"clock\",\"advance_s\":2}"));
+    cJSON *rb = choose(f, "beta", "\"cheap\"");
+    outcome(f, rb, 0.001);
+    cJSON_Delete(rb);
+    cJSON_Delete(th_ok(f->c, "{\"op\":\"clock\",\"advance_s\":3}"));
+    unbudgeted(f, "yak", 3);
+    /* zed's decision settled, 5.2 s later: zed and beta are idle (10.2 s
+     * and 8.2 s); zed, the least recently used, is forgotten for yak;
+     * beta keeps its ledger and spend */
     outcome(f, r, 0.02);
     cJSON_Delete(r);
-    cJSON_Delete(th_ok(f->c, "{\"op\":\"clock\",\"advance_s\":100}"));
-    cJSON_Delete(choose(f, "yak", NULL));
+    cJSON_Delete(th_ok(f->c, "{\"op\":\"clock\",\"advance_s\":5.2}"));
+    r = choose(f, "yak", NULL);
+    assert_null(cJSON_GetObjectItem(r, "tenant_unbudgeted"));
+    cJSON_Delete(r);
     s = stats(f);
     assert_non_null(tenant_of(s, "yak"));
+    assert_null(tenant_of(s, "zed"));
+    assert_true(near(th_num(tenant_of(s, "beta"), "spent_usd"), 0.011));
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(s, "tenants")), 3);
     cJSON_Delete(s);
     /* a restart brings back the tenants "*" gave a budget */
@@ -489,6 +531,199 @@ test_metrics(void **state)
         if (!strstr(h.body, want[i]))
             fail_msg("no \"%s\" in:\n%s", want[i], h.body);
     th_http_free(&h);
+}
+
+/* "*" refusing once spent: a refused adjust naming a tenant "*" would
+ * give a budget makes no ledger; at limits.max_tenants, none idle, a new
+ * tenant is refused budget_exhausted and adjust says the table is full. */
+static void
+test_star_refuse(void **state)
+{
+    fx_t *f = *state;
+    th_write_config(&f->d, "{" MODELS ",\"tenants\":{\"*\":{\"budget\":{"
+                           "\"limit_usd\":0.5,\"window_s\":100,"
+                           "\"when_exhausted\":\"refuse\"}}},"
+                           "\"limits\":{\"max_tenants\":1}}");
+    restart(f);
+    /* acme or beta (stored under the first configuration) may be loaded
+     * under "*" */
+    cJSON *s = stats(f);
+    double total = th_num(s, "tenants_total");
+    cJSON_Delete(s);
+    th_expect_error(f->c, "unknown_bucket",
+                    "{\"op\":\"adjust\",\"amount_usd\":1,\"tenant\":\"a\","
+                    "\"bucket\":\"nope\",\"reason\":\"x\"}");
+    s = stats(f);
+    assert_null(tenant_of(s, "a"));
+    assert_true(th_num(s, "tenants_total") == total);
+    cJSON_Delete(s);
+    cJSON *r = choose(f, "a", NULL); /* pending: a is not idle */
+    cJSON_Delete(r);
+    cJSON *e = th_call(f->c, "{\"op\":\"choose\",\"bucket\":\"code\","
+                             "\"tenant\":\"b\"}");
+    const cJSON *err = cJSON_GetObjectItem(e, "error");
+    assert_string_equal(th_str(err, "code"), "budget_exhausted");
+    assert_non_null(strstr(th_str(err, "message"), "limits.max_tenants (1)"));
+    assert_non_null(
+        strstr(th_str(err, "message"), "tenants.\"*\".budget.when_exhausted"));
+    cJSON_Delete(e);
+    e = th_call(f->c, "{\"op\":\"adjust\",\"amount_usd\":1,\"tenant\":\"b\","
+                      "\"reason\":\"x\"}");
+    err = cJSON_GetObjectItem(e, "error");
+    assert_string_equal(th_str(err, "code"), "invalid_value");
+    assert_non_null(strstr(th_str(err, "message"), "none can be made"));
+    cJSON_Delete(e);
+    s = stats(f);
+    assert_true(th_num(s, "tenants_total") == 1);
+    cJSON_Delete(s);
+}
+
+/* Waits for a reload to show n tenants in stats. */
+static void
+wait_tenants(fx_t *f, int n)
+{
+    for (int i = 0; i < 200; i++) {
+        cJSON *s = stats(f);
+        int got = (int)th_num(s, "tenants_total");
+        cJSON_Delete(s);
+        if (got == n)
+            return;
+        th_sleep_ms(20);
+    }
+    fail_msg("stats never showed %d tenants after SIGHUP", n);
+}
+
+/* A decision settles while its tenant is not loaded (its entry gone from
+ * the configuration): its stored ledger is settled, so when the entry
+ * comes back the reservation is released and the cost booked. */
+static void
+test_settle_unloaded(void **state)
+{
+    fx_t *f = *state;
+    cJSON *ra = choose(f, "acme", "\"cheap\"");
+    cJSON *rb = choose(f, "beta", "\"cheap\"");
+    double expected = th_num(ra, "expected_cost_usd");
+    th_write_config(&f->d, "{" MODELS "}");
+    th_signal(&f->d, SIGHUP);
+    wait_tenants(f, 0);
+    outcome(f, rb, 0.005); /* beta's by its outcome */
+    cJSON_Delete(rb);
+    /* acme's by expiry (its expected cost booked) */
+    cJSON_Delete(th_ok(f->c, "{\"op\":\"clock\",\"advance_s\":61}"));
+    cJSON_Delete(stats(f));
+    th_write_config(&f->d, config_main);
+    th_signal(&f->d, SIGHUP);
+    wait_tenants(f, 2);
+    cJSON *s = stats(f);
+    const cJSON *t = tenant_of(s, "acme");
+    assert_true(near(th_num(t, "reserved_usd"), 0));
+    assert_true(near(th_num(t, "spent_usd"), expected));
+    t = tenant_of(s, "beta");
+    assert_true(near(th_num(t, "reserved_usd"), 0));
+    assert_true(near(th_num(t, "spent_usd"), 0.005));
+    cJSON_Delete(s);
+    cJSON_Delete(ra);
+}
+
+/* tenants.NAME.budget.expected_requests changed after the ledger was
+ * stored takes effect (the pacer's prior, as the global budget's). */
+static void
+test_expected_requests(void **state)
+{
+    fx_t *f = *state;
+    cJSON_Delete(choose(f, "acme", "\"cheap\"")); /* stores acme's ledger */
+    th_write_config(&f->d,
+                    "{" MODELS ",\"tenants\":{\"acme\":{\"budget\":{"
+                    "\"limit_usd\":0.05,\"expected_requests\":10000}}}}");
+    restart(f);
+    cJSON *s = stats(f);
+    const cJSON *t = tenant_of(s, "acme");
+    double left = 0.05 - th_num(t, "reserved_usd");
+    /* left over 10000 expected and the margin 2 sqrt(10000), not over
+     * the 100 of before (0.03 / 120) */
+    double want = left / (10000 + 200);
+    if (fabs(th_num(t, "target_usd") - want) > 0.01 * want)
+        fail_msg("target %.6g, want %.6g", th_num(t, "target_usd"), want);
+    cJSON_Delete(s);
+}
+
+/* At most CTL_TENANTS_SHOWN (100) tenants in stats and /metrics, those
+ * with the most spend; tenants_total counts all; bursar stats says how
+ * many more. */
+static void
+test_stats_cap(void **state)
+{
+    fx_t *f = *state;
+    th_write_config(&f->d,
+                    "{" MODELS ",\"tenants\":{" ACME ",\"*\":{\"budget\":{"
+                    "\"limit_usd\":1}}},\"limits\":{\"max_tenants\":200}}");
+    f->d.extra[0] = "--metrics";
+    f->d.extra[1] = "127.0.0.1:0";
+    restart(f);
+    unsigned port = metrics_port(&f->d);
+    for (int i = 0; i < 103; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%03d", i);
+        cJSON *r = choose(f, name, "\"cheap\"");
+        outcome(f, r, 0.0001 * (i + 1));
+        cJSON_Delete(r);
+    }
+    cJSON *s = stats(f);
+    const cJSON *ts = cJSON_GetObjectItem(s, "tenants");
+    assert_int_equal(cJSON_GetArraySize(ts), 100);
+    /* acme, t000..t102, and beta (stored under the first configuration,
+     * loaded under "*") */
+    assert_true(th_num(s, "tenants_total") == 105);
+    assert_string_equal(th_str(cJSON_GetArrayItem(ts, 0), "tenant"), "t102");
+    assert_string_equal(th_str(cJSON_GetArrayItem(ts, 99), "tenant"), "t003");
+    assert_null(tenant_of(s, "acme"));
+    assert_null(tenant_of(s, "t002"));
+    cJSON_Delete(s);
+    char cmd[1024], out[65536];
+    snprintf(cmd, sizeof cmd, "%s --controller %s stats", th_bin("bursar"),
+             f->d.endpoint);
+    assert_int_equal(th_run(cmd, out, sizeof out), 0);
+    if (!strstr(out, "(5 more not shown"))
+        fail_msg("no \"5 more not shown\" in:\n%s", out);
+    th_http_resp_t h;
+    th_http_do(&h, port, "GET", "/metrics", "", NULL, 0, 0);
+    assert_int_equal(h.status, 200);
+    int n = 0;
+    for (const char *p = h.body;
+         (p = strstr(p, "\nbursar_tenant_budget_spent_usd{")); p++)
+        n++;
+    assert_int_equal(n, 100);
+    assert_non_null(
+        strstr(h.body, "bursar_tenant_budget_spent_usd{tenant=\"t102\"}"));
+    assert_null(strstr(h.body, "{tenant=\"t002\"}"));
+    th_http_free(&h);
+}
+
+/* bursar adjust --tenant NAME: the tenant's spend before and after. */
+static void
+test_adjust_cli(void **state)
+{
+    fx_t *f = *state;
+    cJSON *r = choose(f, "acme", "\"cheap\"");
+    outcome(f, r, 0.04);
+    cJSON_Delete(r);
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s adjust --amount -0.01 --tenant acme "
+             "--reason refund",
+             th_bin("bursar"), f->d.endpoint);
+    assert_int_equal(th_run(cmd, out, sizeof out), 0);
+    if (!strstr(out, "tenant acme's budget: spent $0.0400 -> $0.0300"))
+        fail_msg("no tenant line in:\n%s", out);
+    cJSON *s = stats(f);
+    assert_true(near(th_num(tenant_of(s, "acme"), "spent_usd"), 0.03));
+    cJSON_Delete(s);
+    snprintf(cmd, sizeof cmd,
+             "%s --controller %s adjust --amount 1 --tenant 'a/b' "
+             "--reason x 2>&1",
+             th_bin("bursar"), f->d.endpoint);
+    assert_int_equal(th_run(cmd, out, sizeof out), 2);
+    assert_non_null(strstr(out, "--tenant \"a/b\""));
 }
 
 static int
@@ -560,6 +795,14 @@ main(void)
         cmocka_unit_test_setup_teardown(test_config_errors, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_metrics, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_star_refuse, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_settle_unloaded, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_expected_requests, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stats_cap, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_adjust_cli, fx_setup, fx_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     th_kill_all();
