@@ -381,7 +381,8 @@ agent_parse(int argc, char **argv, agent_opts_t *o)
     opterr = 0;
     int c, rc = AGENT_GO_ON;
     while (rc == AGENT_GO_ON &&
-           (c = getopt_long(argc, argv, ":h", agent_options, NULL)) != -1)
+           (c = bursar_getopt_long(argc, argv, ":h", agent_options, NULL)) !=
+               -1)
         rc = agent_option(o, c, argv);
     if (rc != AGENT_GO_ON)
         return rc;

@@ -1137,7 +1137,8 @@ mock_parse(int argc, char **argv, int *port, const char **script)
 {
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":h", mock_options, NULL)) != -1) {
+    while ((c = bursar_getopt_long(argc, argv, ":h", mock_options, NULL)) !=
+           -1) {
         char *end;
         long v;
         switch (c) {

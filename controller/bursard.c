@@ -301,7 +301,7 @@ bursard_parse_args(int argc, char **argv, bursard_opts_t *o)
     memset(o, 0, sizeof *o);
     int c, st;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = bursar_getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (c == '?' || c == ':') {
             char msg[300];
             util_opt_error(argv, msg, sizeof msg);

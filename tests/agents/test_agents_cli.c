@@ -402,6 +402,8 @@ test_usage_errors(void **state)
     /* every bad option is named, with status 2 */
     static const char *const bad[][3] = {
         {"--controller", NULL, "option --controller needs a value"},
+        {"--controller", "--quiet", "option --controller needs a value"},
+        {"--simulate", "--report", "option --simulate needs a value"},
         {"--concurrency", "8x", "--concurrency: '8x' is not a whole number"},
         {"--quiet=1", NULL, "option --quiet takes no value"},
         {"-x", NULL, "unknown option -x"},

@@ -3,7 +3,9 @@
  * real bursard and bursar:
  *
  *   - an option without its value says "--bucket needs a value" (bursar's
- *     commands and global options, bursard), "--json takes no value";
+ *     commands and global options, bursard), also when the next word is
+ *     an option ("--bucket --json"; bursar-gateway, bursar-mock-provider
+ *     too), "--json takes no value";
  *   - an endpoint without its transport ("localhost:7979") is refused
  *     before connecting, suggesting tcp://localhost:7979 (bursar,
  *     $BURSAR_CONTROLLER, bursard --listen, bursar-agent --controller);
@@ -100,6 +102,12 @@ test_option_values(void **state)
         {"feedback X --success --tokens-in", "--tokens-in needs a value"},
         {"feedback X --success --tokens-out", "--tokens-out needs a value"},
         {"ping --json=1", "bursar ping: unexpected argument --json=1"},
+        /* the next option is not a value: it used to be taken as one */
+        {"stats --bucket --json", "bursar stats: --bucket needs a value\n"},
+        {"adjust --amount --reason x", "bursar adjust: --amount needs a"},
+        /* a single '-' is a value: a negative amount */
+        {"adjust --amount -1.25 --reason", "bursar adjust: --reason needs a"},
+        {"choose code --tenant --json", "bursar choose: --tenant needs a"},
     };
     char cmd[1024];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -114,6 +122,9 @@ test_option_values(void **state)
         {"--key", "bursar: --key needs a value\n"},
         {"--server-key", "bursar: --server-key needs a value\n"},
         {"--help=me", "bursar: --help takes no value\n"},
+        {"--controller --timeout 5 ping", "bursar: --controller needs a"},
+        {"--controller stats", "bursar: --controller needs a value (it took "
+                               "stats, the command, as its value)\n"},
     };
     for (size_t i = 0; i < sizeof global / sizeof global[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s", th_need("bursar"), global[i][0]);
@@ -127,10 +138,24 @@ test_option_values(void **state)
         {"--check-config", "bursard: --check-config needs a value\n"},
         {"--quiet=1", "bursard: --quiet takes no value\n"},
         {"--frobnicate", "bursard: unknown option --frobnicate\n"},
+        {"--config --state-dir X", "bursard: --config needs a value\n"},
     };
     for (size_t i = 0; i < sizeof daemon / sizeof daemon[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s", th_need("bursard"), daemon[i][0]);
         expect(cmd, 2, daemon[i][1]);
+    }
+    /* the other programs, the same shared parsing (bursar_getopt_long) */
+    static const char *const other[][3] = {
+        {"bursar-gateway", "--config --check",
+         "a value is missing for "
+         "--config"},
+        {"bursar-mock-provider", "--script --port 1",
+         "a value is missing "
+         "for --script"},
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s", th_need(other[i][0]), other[i][1]);
+        expect(cmd, 2, other[i][2]);
     }
 }
 
