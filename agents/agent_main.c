@@ -840,8 +840,69 @@ agent_check_keys(agent_t *a)
     return 2;
 }
 
+/* A bucket named in the configuration at path: one of the controller's
+ * (its models reply), else an error with the nearest name. Returns
+ * AGENT_GO_ON or 2. */
+static int
+agent_bucket_known(const agent_t *a, const char *path, const char *bucket)
+{
+    if (bursar_bucket_allows(a->client, bucket, NULL) != -1)
+        return AGENT_GO_ON;
+    const char *near = NULL, *b;
+    int best = 3;
+    for (size_t i = 0; (b = bursar_bucket_name(a->client, i)); i++) {
+        int d = bursar_edit_distance(bucket, b, 2);
+        if (d < best) {
+            best = d;
+            near = b;
+        }
+    }
+    fprintf(stderr,
+            "bursar-agent: %s: %s: the controller has no bucket \"%s\"%s%s%s\n",
+            a->o.config_path, path, bucket, near ? " (did you mean " : "",
+            near ? near : "", near ? "?)" : "");
+    return 2;
+}
+
+/* The buckets the configuration names, routing's (its default, each
+ * rule's) and the validators' (but "*"), are the controller's, when its
+ * models reply said which it has: a misspelt one would fail every task
+ * routed there, or silently leave its tasks unvalidated. */
+static int
+agent_check_buckets(const agent_t *a)
+{
+    if (bursar_bucket_allows(a->client, "", NULL) == -2)
+        return AGENT_GO_ON; /* the controller did not say */
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(a->cfg, "routing");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "default");
+    if (cJSON_IsString(d) &&
+        agent_bucket_known(a, "routing.default", d->valuestring) != AGENT_GO_ON)
+        return 2;
+    const cJSON *x;
+    int i = 0;
+    char path[96];
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(r, "rules"))
+    {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(x, "bucket");
+        snprintf(path, sizeof path, "routing.rules[%d].bucket", i++);
+        if (cJSON_IsString(b) &&
+            agent_bucket_known(a, path, b->valuestring) != AGENT_GO_ON)
+            return 2;
+    }
+    cJSON_ArrayForEach(x,
+                       cJSON_GetObjectItemCaseSensitive(a->cfg, "validators"))
+    {
+        snprintf(path, sizeof path, "validators.%.64s", x->string);
+        if (strcmp(x->string, "*") != 0 &&
+            agent_bucket_known(a, path, x->string) != AGENT_GO_ON)
+            return 2;
+    }
+    return AGENT_GO_ON;
+}
+
 /* The client, the models (which tell the client what each bucket allows,
- * for its local decisions), their keys, then the configured fallbacks. */
+ * for its local decisions), the buckets the configuration names, the
+ * models' keys, then the configured fallbacks. */
 static int
 agent_connect(agent_t *a)
 {
@@ -849,6 +910,8 @@ agent_connect(agent_t *a)
     int rc = agent_client(a);
     if (rc == AGENT_GO_ON)
         rc = agent_models(a);
+    if (rc == AGENT_GO_ON)
+        rc = agent_check_buckets(a);
     if (rc == AGENT_GO_ON)
         rc = agent_check_keys(a);
     if (rc == AGENT_GO_ON)

@@ -6,7 +6,8 @@
  *  - a bad configuration is named by its JSON path, status 2, nothing
  *    sent: an unknown key with its near miss ("did you mean"), a wrong
  *    type, a number out of its range, a models table's field, a
- *    validator, the controller endpoint; the numeric options share the
+ *    validator, the controller endpoint, a bucket of routing or
+ *    validators the controller does not have; the numeric options share the
  *    ranges; the gateway's configuration names a near miss too;
  *  - a model whose key variable is unset (or empty): status 2 at start,
  *    naming the model, the variable and how to set it; no request reached
@@ -313,6 +314,17 @@ test_bad_config_named(void **state)
          "validators.code: validate: unknown validator \"regexp\""},
         {"\"fallbacks\":{\"code\":7}",
          "fallbacks.code: must be a string, got a number"},
+        /* a bucket the controller does not have (its models reply):
+         * every task would fail, or go unvalidated */
+        {"\"routing\":{\"default\":\"unkeyd\"}",
+         "agent.json: routing.default: the controller has no bucket "
+         "\"unkeyd\" (did you mean unkeyed?)"},
+        {"\"routing\":{\"default\":\"refused\",\"rules\":[{\"bucket\":"
+         "\"chat\",\"keywords\":[\"hi\"]}]}",
+         "routing.rules[0].bucket: the controller has no bucket \"chat\"\n"},
+        {"\"validators\":{\"*\":\"none\",\"refsed\":\"json\"}",
+         "validators.refsed: the controller has no bucket \"refsed\" (did "
+         "you mean refused?)"},
     };
     char cfg[700], text[1024];
     snprintf(cfg, sizeof cfg, "%s/agent.json", dir);
