@@ -54,8 +54,9 @@ static const char agent_usage[] =
     "A task is one JSON object per line: {\"id\":..,\"bucket\":..,\n"
     "\"messages\":[..]} or \"prompt\":\"..\", optional \"validate\".\n"
     "\n"
-    "Exit status: 0 every task got a result, 1 a setup failure, 2 a usage\n"
-    "or configuration error (a model's API key variable unset among them;\n"
+    "Exit status: 0 every task got an answer (valid or not), 1 a setup\n"
+    "failure or a task without an answer (an error ended it), 2 a usage or\n"
+    "configuration error (a model's API key variable unset among them;\n"
     "nothing was sent), 3 feedback lost (neither delivered nor spooled).\n"
     "\n"
     "Options:\n"
@@ -1158,9 +1159,24 @@ agent_summary(agent_t *a, int rrc)
         agent_report(a);
 }
 
-/* The exit status of a run: 0, or 3 when feedback was lost (neither
- * delivered nor spooled, or a local decision's booking refused), said on
- * stderr. */
+/* Tasks that got no answer (an error ended them, not a failed
+ * validation): said on stderr. Returns 1 if any, else 0. */
+static int
+agent_unanswered(const runner_stats_t *st)
+{
+    if (!st->unanswered)
+        return 0;
+    fprintf(stderr,
+            "bursar-agent: %zu of %zu task%s got no answer: %s ended with an "
+            "error (each result says which in \"error\")\n",
+            st->unanswered, st->done, st->done == 1 ? "" : "s",
+            st->unanswered == 1 ? "it" : "they");
+    return 1;
+}
+
+/* The exit status of a run: 0; 3 when feedback was lost (neither
+ * delivered nor spooled, or a local decision's booking refused); else 1
+ * when a task got no answer because of an error; said on stderr. */
 static int
 agent_lost(const agent_t *a)
 {
@@ -1168,8 +1184,9 @@ agent_lost(const agent_t *a)
     runner_stats(a->run, &st);
     bursar_stats_t bs;
     bursar_stats(a->client, &bs);
+    int unanswered = agent_unanswered(&st);
     if (!st.feedback_lost && !bs.book_refused)
-        return 0;
+        return unanswered;
     if (st.feedback_lost)
         fprintf(stderr,
                 "bursar-agent: %zu feedback event%s lost: neither delivered "
