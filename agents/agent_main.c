@@ -16,6 +16,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agents/autil.h"
 #include "agents/bursar.h"
@@ -453,10 +455,18 @@ agent_read_config(agent_t *a)
         return 2;
     }
     a->cfg = cJSON_Parse(s);
+    if (!a->cfg) {
+        long line, col;
+        bursar_json_where(s, cJSON_GetErrorPtr(), &line, &col);
+        fprintf(stderr,
+                "bursar-agent: %s: not valid JSON near line %ld column %ld\n",
+                path, line, col);
+        free(s);
+        return 2;
+    }
     free(s);
     if (!cJSON_IsObject(a->cfg)) {
-        fprintf(stderr, "bursar-agent: %s: %s\n", path,
-                a->cfg ? "must be a JSON object" : "not valid JSON");
+        fprintf(stderr, "bursar-agent: %s: must be a JSON object\n", path);
         return 2;
     }
     char err[256];
@@ -569,6 +579,12 @@ agent_configure(agent_t *a)
     int rc = agent_read_config(a);
     if (rc != AGENT_GO_ON)
         return rc;
+    if (o->tasks_path && strcmp(o->tasks_path, "-") != 0 &&
+        access(o->tasks_path, R_OK) != 0) { /* before connecting */
+        fprintf(stderr, "bursar-agent: cannot read %s: %s\n", o->tasks_path,
+                strerror(errno));
+        return 2;
+    }
     int from_option = o->endpoint != NULL;
     if (!o->endpoint)
         o->endpoint = wcfg_str(a->cfg, "controller");
@@ -788,12 +804,20 @@ agent_fallbacks(agent_t *a)
 
 /* ---------------------------------------------------- the models' keys */
 
-/* Whether model m needs a key its variable does not hold. */
-static int
+/* Why model m has no key: NULL when it needs none or its variable holds
+ * one, else "not set" or "empty" (nothing but white space counts as
+ * empty: no provider takes it). */
+static const char *
 agent_unkeyed(const bursar_model_t *m)
 {
-    const char *v = m->api_key_env[0] ? getenv(m->api_key_env) : "";
-    return !v || (m->api_key_env[0] && !*v);
+    if (!m->api_key_env[0])
+        return NULL;
+    const char *v = getenv(m->api_key_env);
+    if (!v)
+        return "not set";
+    while (*v && isspace((unsigned char)*v))
+        v++;
+    return *v ? NULL : "empty";
 }
 
 /* Every model of the run that needs a key (a non-empty api_key_env) has
@@ -808,21 +832,23 @@ agent_check_keys(agent_t *a)
     size_t n = 0;
     const char *var = NULL; /* the first unset variable, for the hint */
     for (size_t i = 0; !a->sim && i < a->n_models; i++)
-        n += (size_t)agent_unkeyed(&a->models[i]);
+        n += agent_unkeyed(&a->models[i]) != NULL;
     if (n == 0)
         return AGENT_GO_ON;
     int skip = a->o.skip_unkeyed;
     a->unkeyed = bursar_calloc(n, sizeof *a->unkeyed);
     for (size_t i = 0; i < a->n_models; i++) {
         const bursar_model_t *m = &a->models[i];
-        if (!agent_unkeyed(m))
+        const char *why = agent_unkeyed(m);
+        if (!why)
             continue;
         a->unkeyed[a->n_unkeyed++] = m->name;
         var = var ? var : m->api_key_env;
         fprintf(stderr,
                 "bursar-agent: model %s needs its API key in $%s, which is "
-                "not set%s\n",
-                m->name, m->api_key_env, skip ? ": left out of this run" : "");
+                "%s%s\n",
+                m->name, m->api_key_env, why,
+                skip ? ": left out of this run" : "");
     }
     if (skip && n < a->n_models && n <= RUNNER_MAX_LEFT_OUT)
         return AGENT_GO_ON;
@@ -1057,8 +1083,9 @@ agent_tasks(agent_t *a)
     int from_file = path && strcmp(path, "-") != 0;
     if (bursar_read_file(from_file ? path : "-", &text, NULL) != 0 &&
         from_file) {
-        fprintf(stderr, "bursar-agent: cannot read %s\n", path);
-        return 1;
+        fprintf(stderr, "bursar-agent: cannot read %s: %s\n", path,
+                strerror(errno));
+        return 2;
     }
     size_t lineno = 0, idx = 0;
     for (char *line = text, *next; line && *line; line = next) {

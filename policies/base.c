@@ -323,3 +323,20 @@ bursar_getopt_long(int argc, char *const *argv, const char *optstring,
         s++;
     return *s == ':' ? ':' : '?';
 }
+
+void
+bursar_json_where(const char *text, const char *at, long *line, long *col)
+{
+    *line = 1;
+    *col = 1;
+    if (!text || !at || at < text)
+        return;
+    for (const char *p = text; p < at && *p; p++) {
+        if (*p == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}

@@ -100,6 +100,11 @@ struct option;
 int bursar_getopt_long(int argc, char *const *argv, const char *optstring,
                        const struct option *longopts, int *longindex);
 
+/* Where at (cJSON_GetErrorPtr after a failed parse of text) lies in text:
+ * *line and *col from 1; both 1 when at is NULL or before text. For "not
+ * valid JSON near line L column C". */
+void bursar_json_where(const char *text, const char *at, long *line, long *col);
+
 /* Copies src into dst of cap bytes (cap >= 1), truncating; always ends dst
  * with a NUL. Returns 1 when src was truncated, else 0. */
 int bursar_copy_str(char *dst, size_t cap, const char *src);

@@ -13,7 +13,8 @@
  *   - a second outcome of another value is a conflict: the reply says so
  *     with the first outcome's reward, which stands; the CLI says so and
  *     exits 1; a resend of the same value stays a plain duplicate;
- *   - bursard's log lines start with an ISO 8601 UTC time.
+ *   - bursard's log lines start with an ISO 8601 UTC time, and count in
+ *     words ("1 bucket", "stopping after 1 decision since start").
  */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
@@ -357,12 +358,43 @@ test_log_timestamps(void **state)
     assert_true(found);
 }
 
+/* bursard's counts in words: "1 bucket, 1 model", "stopping after 1
+ * decision since start" (the run's, not the store's); --check-config's
+ * "ok (1 model, 1 bucket)". */
+static void
+test_log_counts(void **state)
+{
+    (void)state;
+    th_daemon_t d;
+    th_setup(&d, "{\"models\":{\"m\":{\"provider\":\"openai\","
+                 "\"price_in_per_mtok\":1,\"price_out_per_mtok\":1}},"
+                 "\"buckets\":{\"b\":{\"models\":[\"m\"]}}}");
+    char cmd[2048], out[16384];
+    snprintf(cmd, sizeof cmd, "%s --check-config %s 2>&1", th_need("bursard"),
+             d.config);
+    assert_int_equal(th_run(cmd, out, sizeof out), 0);
+    if (!strstr(out, ": ok (1 model, 1 bucket)\n"))
+        fail_msg("--check-config: %s", out);
+    th_start(&d);
+    snprintf(cmd, sizeof cmd, "%s --controller %s choose b 2>&1",
+             th_need("bursar"), d.endpoint);
+    assert_int_equal(th_run(cmd, out, sizeof out), 0);
+    assert_int_equal(th_stop(&d), 0);
+    snprintf(cmd, sizeof cmd, "cat %s", d.log);
+    th_run(cmd, out, sizeof out);
+    if (!strstr(out, "; 1 bucket, 1 model;") ||
+        !strstr(out, "bursard: stopping after 1 decision since start\n"))
+        fail_msg("the log's counts:\n%s", out);
+    th_cleanup(&d);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_option_values),
         cmocka_unit_test(test_endpoints),
+        cmocka_unit_test(test_log_counts),
         cmocka_unit_test_setup_teardown(test_readable, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conflict, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_log_timestamps, fx_setup,
