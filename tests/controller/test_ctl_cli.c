@@ -148,11 +148,12 @@ test_option_values(void **state)
     /* the other programs, the same shared parsing (bursar_getopt_long) */
     static const char *const other[][3] = {
         {"bursar-gateway", "--config --check",
-         "a value is missing for "
-         "--config"},
+         "a value is missing for --config"},
         {"bursar-mock-provider", "--script --port 1",
-         "a value is missing "
-         "for --script"},
+         "a value is missing for --script"},
+        /* and a script that cannot be read: why, status 2 */
+        {"bursar-mock-provider", "--script /nonexistent/s.json",
+         "cannot read script /nonexistent/s.json: No such file or directory"},
     };
     for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s", th_need(other[i][0]), other[i][1]);
