@@ -16,6 +16,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agents/autil.h"
 #include "agents/bursar.h"
@@ -54,8 +56,9 @@ static const char agent_usage[] =
     "A task is one JSON object per line: {\"id\":..,\"bucket\":..,\n"
     "\"messages\":[..]} or \"prompt\":\"..\", optional \"validate\".\n"
     "\n"
-    "Exit status: 0 every task got a result, 1 a setup failure, 2 a usage\n"
-    "or configuration error (a model's API key variable unset among them;\n"
+    "Exit status: 0 every task got an answer (valid or not), 1 a setup\n"
+    "failure or a task without an answer (an error ended it), 2 a usage or\n"
+    "configuration error (a model's API key variable unset among them;\n"
     "nothing was sent), 3 feedback lost (neither delivered nor spooled).\n"
     "\n"
     "Options:\n"
@@ -381,7 +384,8 @@ agent_parse(int argc, char **argv, agent_opts_t *o)
     opterr = 0;
     int c, rc = AGENT_GO_ON;
     while (rc == AGENT_GO_ON &&
-           (c = getopt_long(argc, argv, ":h", agent_options, NULL)) != -1)
+           (c = bursar_getopt_long(argc, argv, ":h", agent_options, NULL)) !=
+               -1)
         rc = agent_option(o, c, argv);
     if (rc != AGENT_GO_ON)
         return rc;
@@ -451,10 +455,18 @@ agent_read_config(agent_t *a)
         return 2;
     }
     a->cfg = cJSON_Parse(s);
+    if (!a->cfg) {
+        long line, col;
+        bursar_json_where(s, cJSON_GetErrorPtr(), &line, &col);
+        fprintf(stderr,
+                "bursar-agent: %s: not valid JSON near line %ld column %ld\n",
+                path, line, col);
+        free(s);
+        return 2;
+    }
     free(s);
     if (!cJSON_IsObject(a->cfg)) {
-        fprintf(stderr, "bursar-agent: %s: %s\n", path,
-                a->cfg ? "must be a JSON object" : "not valid JSON");
+        fprintf(stderr, "bursar-agent: %s: must be a JSON object\n", path);
         return 2;
     }
     char err[256];
@@ -567,6 +579,12 @@ agent_configure(agent_t *a)
     int rc = agent_read_config(a);
     if (rc != AGENT_GO_ON)
         return rc;
+    if (o->tasks_path && strcmp(o->tasks_path, "-") != 0 &&
+        access(o->tasks_path, R_OK) != 0) { /* before connecting */
+        fprintf(stderr, "bursar-agent: cannot read %s: %s\n", o->tasks_path,
+                strerror(errno));
+        return 2;
+    }
     int from_option = o->endpoint != NULL;
     if (!o->endpoint)
         o->endpoint = wcfg_str(a->cfg, "controller");
@@ -786,12 +804,20 @@ agent_fallbacks(agent_t *a)
 
 /* ---------------------------------------------------- the models' keys */
 
-/* Whether model m needs a key its variable does not hold. */
-static int
+/* Why model m has no key: NULL when it needs none or its variable holds
+ * one, else "not set" or "empty" (nothing but white space counts as
+ * empty: no provider takes it). */
+static const char *
 agent_unkeyed(const bursar_model_t *m)
 {
-    const char *v = m->api_key_env[0] ? getenv(m->api_key_env) : "";
-    return !v || (m->api_key_env[0] && !*v);
+    if (!m->api_key_env[0])
+        return NULL;
+    const char *v = getenv(m->api_key_env);
+    if (!v)
+        return "not set";
+    while (*v && isspace((unsigned char)*v))
+        v++;
+    return *v ? NULL : "empty";
 }
 
 /* Every model of the run that needs a key (a non-empty api_key_env) has
@@ -806,21 +832,23 @@ agent_check_keys(agent_t *a)
     size_t n = 0;
     const char *var = NULL; /* the first unset variable, for the hint */
     for (size_t i = 0; !a->sim && i < a->n_models; i++)
-        n += (size_t)agent_unkeyed(&a->models[i]);
+        n += agent_unkeyed(&a->models[i]) != NULL;
     if (n == 0)
         return AGENT_GO_ON;
     int skip = a->o.skip_unkeyed;
     a->unkeyed = bursar_calloc(n, sizeof *a->unkeyed);
     for (size_t i = 0; i < a->n_models; i++) {
         const bursar_model_t *m = &a->models[i];
-        if (!agent_unkeyed(m))
+        const char *why = agent_unkeyed(m);
+        if (!why)
             continue;
         a->unkeyed[a->n_unkeyed++] = m->name;
         var = var ? var : m->api_key_env;
         fprintf(stderr,
                 "bursar-agent: model %s needs its API key in $%s, which is "
-                "not set%s\n",
-                m->name, m->api_key_env, skip ? ": left out of this run" : "");
+                "%s%s\n",
+                m->name, m->api_key_env, why,
+                skip ? ": left out of this run" : "");
     }
     if (skip && n < a->n_models && n <= RUNNER_MAX_LEFT_OUT)
         return AGENT_GO_ON;
@@ -839,8 +867,69 @@ agent_check_keys(agent_t *a)
     return 2;
 }
 
+/* A bucket named in the configuration at path: one of the controller's
+ * (its models reply), else an error with the nearest name. Returns
+ * AGENT_GO_ON or 2. */
+static int
+agent_bucket_known(const agent_t *a, const char *path, const char *bucket)
+{
+    if (bursar_bucket_allows(a->client, bucket, NULL) != -1)
+        return AGENT_GO_ON;
+    const char *near = NULL, *b;
+    int best = 3;
+    for (size_t i = 0; (b = bursar_bucket_name(a->client, i)); i++) {
+        int d = bursar_edit_distance(bucket, b, 2);
+        if (d < best) {
+            best = d;
+            near = b;
+        }
+    }
+    fprintf(stderr,
+            "bursar-agent: %s: %s: the controller has no bucket \"%s\"%s%s%s\n",
+            a->o.config_path, path, bucket, near ? " (did you mean " : "",
+            near ? near : "", near ? "?)" : "");
+    return 2;
+}
+
+/* The buckets the configuration names, routing's (its default, each
+ * rule's) and the validators' (but "*"), are the controller's, when its
+ * models reply said which it has: a misspelt one would fail every task
+ * routed there, or silently leave its tasks unvalidated. */
+static int
+agent_check_buckets(const agent_t *a)
+{
+    if (bursar_bucket_allows(a->client, "", NULL) == -2)
+        return AGENT_GO_ON; /* the controller did not say */
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(a->cfg, "routing");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "default");
+    if (cJSON_IsString(d) &&
+        agent_bucket_known(a, "routing.default", d->valuestring) != AGENT_GO_ON)
+        return 2;
+    const cJSON *x;
+    int i = 0;
+    char path[96];
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(r, "rules"))
+    {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(x, "bucket");
+        snprintf(path, sizeof path, "routing.rules[%d].bucket", i++);
+        if (cJSON_IsString(b) &&
+            agent_bucket_known(a, path, b->valuestring) != AGENT_GO_ON)
+            return 2;
+    }
+    cJSON_ArrayForEach(x,
+                       cJSON_GetObjectItemCaseSensitive(a->cfg, "validators"))
+    {
+        snprintf(path, sizeof path, "validators.%.64s", x->string);
+        if (strcmp(x->string, "*") != 0 &&
+            agent_bucket_known(a, path, x->string) != AGENT_GO_ON)
+            return 2;
+    }
+    return AGENT_GO_ON;
+}
+
 /* The client, the models (which tell the client what each bucket allows,
- * for its local decisions), their keys, then the configured fallbacks. */
+ * for its local decisions), the buckets the configuration names, the
+ * models' keys, then the configured fallbacks. */
 static int
 agent_connect(agent_t *a)
 {
@@ -848,6 +937,8 @@ agent_connect(agent_t *a)
     int rc = agent_client(a);
     if (rc == AGENT_GO_ON)
         rc = agent_models(a);
+    if (rc == AGENT_GO_ON)
+        rc = agent_check_buckets(a);
     if (rc == AGENT_GO_ON)
         rc = agent_check_keys(a);
     if (rc == AGENT_GO_ON)
@@ -992,8 +1083,9 @@ agent_tasks(agent_t *a)
     int from_file = path && strcmp(path, "-") != 0;
     if (bursar_read_file(from_file ? path : "-", &text, NULL) != 0 &&
         from_file) {
-        fprintf(stderr, "bursar-agent: cannot read %s\n", path);
-        return 1;
+        fprintf(stderr, "bursar-agent: cannot read %s: %s\n", path,
+                strerror(errno));
+        return 2;
     }
     size_t lineno = 0, idx = 0;
     for (char *line = text, *next; line && *line; line = next) {
@@ -1094,9 +1186,24 @@ agent_summary(agent_t *a, int rrc)
         agent_report(a);
 }
 
-/* The exit status of a run: 0, or 3 when feedback was lost (neither
- * delivered nor spooled, or a local decision's booking refused), said on
- * stderr. */
+/* Tasks that got no answer (an error ended them, not a failed
+ * validation): said on stderr. Returns 1 if any, else 0. */
+static int
+agent_unanswered(const runner_stats_t *st)
+{
+    if (!st->unanswered)
+        return 0;
+    fprintf(stderr,
+            "bursar-agent: %zu of %zu task%s got no answer: %s ended with an "
+            "error (each result says which in \"error\")\n",
+            st->unanswered, st->done, st->done == 1 ? "" : "s",
+            st->unanswered == 1 ? "it" : "they");
+    return 1;
+}
+
+/* The exit status of a run: 0; 3 when feedback was lost (neither
+ * delivered nor spooled, or a local decision's booking refused); else 1
+ * when a task got no answer because of an error; said on stderr. */
 static int
 agent_lost(const agent_t *a)
 {
@@ -1104,8 +1211,9 @@ agent_lost(const agent_t *a)
     runner_stats(a->run, &st);
     bursar_stats_t bs;
     bursar_stats(a->client, &bs);
+    int unanswered = agent_unanswered(&st);
     if (!st.feedback_lost && !bs.book_refused)
-        return 0;
+        return unanswered;
     if (st.feedback_lost)
         fprintf(stderr,
                 "bursar-agent: %zu feedback event%s lost: neither delivered "

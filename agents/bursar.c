@@ -555,6 +555,14 @@ bursar_bucket_allows(const bursar_t *self, const char *bucket,
     return model ? catalog_allows(self, kb, model) : 0;
 }
 
+const char *
+bursar_bucket_name(const bursar_t *self, size_t i)
+{
+    if (!self || !self->cat.has_buckets || i >= self->cat.n_buckets)
+        return NULL;
+    return self->cat.buckets[i].name;
+}
+
 /* The expected cost of the bucket's i-th model: its prices for the
  * bucket's expected tokens. */
 static double

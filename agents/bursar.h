@@ -185,6 +185,12 @@ int bursar_set_tenant(bursar_t *self, const char *tenant);
 int bursar_bucket_allows(const bursar_t *self, const char *bucket,
                          const char *model);
 
+/* The name of the i-th bucket of the last models reply (0 first), or NULL
+ * past the last one or when no bucket is known; it belongs to self and
+ * lasts until the next models reply. For a "did you mean" naming a
+ * misspelt bucket. */
+const char *bursar_bucket_name(const bursar_t *self, size_t i);
+
 /* Asks for a model for one request in bucket, excluding n_exclude models.
  * Returns BURSAR_OK (d from the controller), BURSAR_LOCAL (controller
  * unreachable, a local decision: see the top of this file), BURSAR_EREMOTE

@@ -94,7 +94,7 @@ gw_parse(int argc, char **argv, gw_args_t *a)
 {
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":h", gw_options, NULL)) != -1) {
+    while ((c = bursar_getopt_long(argc, argv, ":h", gw_options, NULL)) != -1) {
         switch (c) {
         case GO_CONFIG:
             a->config = optarg;

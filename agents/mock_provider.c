@@ -1137,7 +1137,8 @@ mock_parse(int argc, char **argv, int *port, const char **script)
 {
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":h", mock_options, NULL)) != -1) {
+    while ((c = bursar_getopt_long(argc, argv, ":h", mock_options, NULL)) !=
+           -1) {
         char *end;
         long v;
         switch (c) {
@@ -1174,13 +1175,18 @@ mock_load(const char *script_path)
 {
     if (script_path) {
         char *s = NULL;
-        if (bursar_read_file(script_path, &s, NULL) == 0)
-            mock_script = cJSON_Parse(s);
+        if (bursar_read_file(script_path, &s, NULL) != 0) {
+            fprintf(stderr, "bursar-mock-provider: cannot read script %s: %s\n",
+                    script_path, strerror(errno));
+            return 2;
+        }
+        mock_script = cJSON_Parse(s);
         free(s);
         if (!cJSON_IsObject(mock_script)) {
-            fprintf(stderr, "bursar-mock-provider: cannot read script %s\n",
+            fprintf(stderr,
+                    "bursar-mock-provider: script %s: not a JSON object\n",
                     script_path);
-            return 1;
+            return 2;
         }
     } else {
         mock_script = cJSON_CreateObject();

@@ -249,6 +249,8 @@ task_finish(runner_t *r, task_t *t)
         r->st.valid++;
     if (t->error[0])
         r->st.errors++;
+    if (t->error[0] && !t->served)
+        r->st.unanswered++;
     r->st.escalations += (size_t)t->escalations;
     r->st.cost_usd += t->cost;
     r->st.tokens_in += t->tin;

@@ -91,6 +91,8 @@ typedef struct runner_stats {
     size_t done;            /* results emitted */
     size_t valid;           /* results with valid = true */
     size_t errors;          /* results with an error */
+    size_t unanswered;      /* results without an answer, ended by an error
+                               (not by a failed validation) */
     size_t escalations;     /* over all tasks */
     size_t provider_errors; /* steps reported as provider_error */
     size_t setup_errors;    /* steps failed by the worker's setup or the

@@ -19,12 +19,15 @@ typedef struct rec {
     int escalations;
     int provider_errors;
     int local;
+    int unanswered; /* no answer, ended by an error */
     double cost;
 } rec_t;
 
 struct runreport {
     size_t n, cap;
     rec_t *recs;
+    size_t unanswered;
+    char first_error[200]; /* the first unanswered task's error */
 };
 
 runreport_t *
@@ -67,6 +70,13 @@ runreport_add(runreport_t *self, const cJSON *res)
     if (cJSON_IsString(id) && strncmp(id->valuestring, "sim-", 4) == 0)
         r->idx = (size_t)atol(id->valuestring + 4) - 1;
     r->valid = cJSON_IsTrue(f(res, "valid"));
+    const cJSON *err = f(res, "error");
+    if (cJSON_IsString(err) && cJSON_IsNull(f(res, "model"))) {
+        r->unanswered = 1;
+        if (!self->unanswered++)
+            bursar_copy_str(self->first_error, sizeof self->first_error,
+                            err->valuestring);
+    }
     const cJSON *e = f(res, "escalations");
     r->escalations = cJSON_IsNumber(e) ? e->valueint : 0;
     const cJSON *c = f(res, "cost_usd");
@@ -299,11 +309,25 @@ runreport_print(const runreport_t *self, FILE *out, const cJSON *stats,
         fprintf(out, "no tasks\n");
         return;
     }
+    if (self->unanswered == self->n) {
+        fprintf(out,
+                "\nFailed:  no task got an answer: all %zu ended with an "
+                "error (the first: %s).\n",
+                self->n, self->first_error);
+        print_budget(stats, out);
+        return;
+    }
     tally_t t;
     tally_run(self, &t);
     print_shares(&t, self->n, out);
     print_totals(&t, self->n, out);
-    if (sim)
+    if (self->unanswered)
+        fprintf(out,
+                "Failed:  %zu of %zu tasks got no answer: they ended with an "
+                "error (the first: %s); the figures above count them as not "
+                "valid, at no cost, and no comparison is made.\n",
+                self->unanswered, self->n, self->first_error);
+    else if (sim)
         print_compare(self, &t, out, stats, sim, models, n_models);
     print_budget(stats, out);
 }

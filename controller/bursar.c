@@ -335,7 +335,7 @@ bursar_cmd_stats(bursar_client_t *c, int argc, char **argv)
     const char *bucket = NULL;
     int json = 0, o;
     bursar_getopt_reset();
-    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (o == 'b')
             bucket = optarg;
         else if (o == 'j')
@@ -440,7 +440,7 @@ bursar_cmd_export(bursar_client_t *c, int argc, char **argv)
     double since = -INFINITY;
     int o, admin = 0;
     bursar_getopt_reset();
-    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (o == 'a') {
             admin = 1;
             continue;
@@ -596,7 +596,8 @@ bursar_fb_parse(int argc, char **argv, proto_feedback_t *f)
     char kind_arg[40] = "";
     int o, li;
     bursar_getopt_reset();
-    while ((o = getopt_long(argc, argv, "", bursar_fb_opts, &li)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "", bursar_fb_opts, &li)) !=
+           -1) {
         if (o == '?')
             return bursar_bad_option("feedback", argv);
         char name[40];
@@ -831,7 +832,7 @@ bursar_cmd_choose(bursar_client_t *c, int argc, char **argv)
     size_t nx = 0;
     int o, json = 0;
     bursar_getopt_reset();
-    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (o == 'j') {
             json = 1;
             continue;
@@ -902,7 +903,7 @@ bursar_cmd_batch(bursar_client_t *c, int argc, char **argv)
     double size = NAN;
     int o, json = 0;
     bursar_getopt_reset();
-    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (o == 'b')
             bucket = optarg;
         else if (o == 't')
@@ -1019,7 +1020,7 @@ bursar_cmd_adjust(bursar_client_t *c, int argc, char **argv)
     const char *reason = NULL, *bucket = NULL, *amount = NULL, *tenant = NULL;
     int o;
     bursar_getopt_reset();
-    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (o == 'a')
             amount = optarg;
         else if (o == 'r')
@@ -1085,7 +1086,7 @@ bursar_cmd_reset_arm(bursar_client_t *c, int argc, char **argv)
     const char *reason = NULL, *bucket = NULL, *model = NULL;
     int o;
     bursar_getopt_reset();
-    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (o == 'b')
             bucket = optarg;
         else if (o == 'm')
@@ -1129,7 +1130,7 @@ bursar_cmd_mark(bursar_client_t *c, int argc, char **argv, int down)
     const char *reason = NULL;
     int o;
     bursar_getopt_reset();
-    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (o != 'r')
             return bursar_bad_option(argv[0], argv);
         reason = optarg;
@@ -1207,7 +1208,7 @@ bursar_cmd_show(bursar_client_t *c, int argc, char **argv)
                                        {NULL, 0, NULL, 0}};
     int json = 0, o;
     bursar_getopt_reset();
-    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (o != 'j')
             return bursar_bad_option("show", argv);
         json = 1;
@@ -1364,6 +1365,38 @@ bursar_usage(FILE *f, int full)
         fputs("Try 'bursar --help' for the commands and options.\n", f);
 }
 
+/* Whether word is one of bursar's commands. */
+static int
+bursar_is_command(const char *word)
+{
+    static const char *const cmds[] = {
+        "stats",   "export", "feedback", "choose",    "models",
+        "ping",    "keygen", "adjust",   "reset-arm", "mark-down",
+        "mark-up", "show",   "batch"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(word, cmds[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* No command after the global options: "bursar --controller stats" took
+ * the command as --controller's value, so that option needs a value. */
+static int
+bursar_no_command(int argc, char **argv)
+{
+    const char *opt = argc >= 3 ? argv[argc - 2] : "";
+    if (strncmp(opt, "--", 2) == 0 && !strchr(opt, '=') &&
+        bursar_is_command(argv[argc - 1]))
+        fprintf(stderr,
+                "bursar: %s needs a value (it took %s, the command, as its "
+                "value)\n",
+                opt, argv[argc - 1]);
+    else
+        fprintf(stderr, "bursar: give a command\n");
+    bursar_usage(stderr, 0);
+    return 2;
+}
+
 /* The global options, up to the command. Returns -1 to go on, else the
  * exit status. */
 static int
@@ -1380,7 +1413,7 @@ bursar_parse_global(int argc, char **argv, bursar_client_t *c)
     int o;
     opterr = 0;
     /* "+": stop at the command; its options are its own */
-    while ((o = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
+    while ((o = bursar_getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
         char *end = NULL;
         long v;
         switch (o) {
@@ -1417,11 +1450,8 @@ bursar_parse_global(int argc, char **argv, bursar_client_t *c)
             return 2;
         }
     }
-    if (optind >= argc) {
-        fprintf(stderr, "bursar: give a command\n");
-        bursar_usage(stderr, 0);
-        return 2;
-    }
+    if (optind >= argc)
+        return bursar_no_command(argc, argv);
     return -1;
 }
 
@@ -1446,15 +1476,8 @@ bursar_keygen(const char *prefix)
 static int
 bursar_check_command(int argc, char **argv)
 {
-    static const char *const cmds[] = {
-        "stats",   "export", "feedback", "choose",    "models",
-        "ping",    "keygen", "adjust",   "reset-arm", "mark-down",
-        "mark-up", "show",   "batch"};
     const char *cmd = argv[0];
-    size_t i = 0, n = sizeof cmds / sizeof cmds[0];
-    while (i < n && strcmp(cmd, cmds[i]) != 0)
-        i++;
-    if (i == n)
+    if (!bursar_is_command(cmd))
         fprintf(stderr, "bursar: unknown command %s\n", cmd);
     else if (strcmp(cmd, "keygen") == 0 && argc != 2)
         fprintf(stderr, "bursar keygen: give one PREFIX\n");

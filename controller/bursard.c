@@ -184,8 +184,9 @@ bursard_check_config(const char *path)
         fprintf(stderr, "%s: %zu problem%s\n", path, pr.n,
                 pr.n == 1 ? "" : "s");
     } else {
-        printf("%s: ok (%zu models, %zu buckets)\n", path, c->n_models,
-               c->n_buckets);
+        printf("%s: ok (%zu model%s, %zu bucket%s)\n", path, c->n_models,
+               c->n_models == 1 ? "" : "s", c->n_buckets,
+               c->n_buckets == 1 ? "" : "s");
     }
     cfg_problems_clear(&pr);
     cfg_destroy(&c);
@@ -301,7 +302,7 @@ bursard_parse_args(int argc, char **argv, bursard_opts_t *o)
     memset(o, 0, sizeof *o);
     int c, st;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = bursar_getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (c == '?' || c == ':') {
             char msg[300];
             util_opt_error(argv, msg, sizeof msg);
@@ -759,11 +760,11 @@ bursard_bind(bursard_t *d)
         bursar_buf_add(&eps, " ", 1);
         bursar_buf_add(&eps, d->eps[i], strlen(d->eps[i]));
     }
-    bursar_log("bursard: listening on%s; state in %s; %zu buckets, %zu "
-               "models%s%s",
-               eps.p ? eps.p : "", d->state, ctl_cfg(d->ctl)->n_buckets,
-               ctl_cfg(d->ctl)->n_models,
-               d->curve ? "; CURVE" : "; no authentication",
+    size_t nb = ctl_cfg(d->ctl)->n_buckets, nm = ctl_cfg(d->ctl)->n_models;
+    bursar_log("bursard: listening on%s; state in %s; %zu bucket%s, %zu "
+               "model%s%s%s",
+               eps.p ? eps.p : "", d->state, nb, nb == 1 ? "" : "s", nm,
+               nm == 1 ? "" : "s", d->curve ? "; CURVE" : "; no authentication",
                d->o.test_clock ? "; test clock" : "");
     free(eps.p);
     return 0;
@@ -999,8 +1000,9 @@ bursard_loop(bursard_t *d)
     if (d->open) /* what was answered early is committed before exit */
         bursard_step(d, 0, 1);
     if (!d->o.quiet)
-        bursar_log("bursard: stopping after %llu decisions\n",
-                   ctl_decisions(d->ctl));
+        bursar_log("bursard: stopping after %llu decision%s since start\n",
+                   ctl_decisions(d->ctl),
+                   ctl_decisions(d->ctl) == 1 ? "" : "s");
     return 0;
 }
 

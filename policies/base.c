@@ -4,7 +4,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "policies/base.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,4 +300,43 @@ bursar_edit_distance(const char *a, const char *b, int max)
         memcpy(prev, row, (lb + 1) * sizeof *row);
     }
     return prev[lb] > max ? max + 1 : prev[lb];
+}
+
+int
+bursar_getopt_long(int argc, char *const *argv, const char *optstring,
+                   const struct option *longopts, int *longindex)
+{
+    int li = -1;
+    int c = getopt_long(argc, argv, optstring, longopts, &li);
+    if (longindex)
+        *longindex = li;
+    if (c == -1 || li < 0 || longopts[li].has_arg != required_argument ||
+        !optarg || optind < 1 || optarg != argv[optind - 1])
+        return c; /* no value, or one given "--X=value" */
+    if (strncmp(optarg, "--", 2) != 0 || !isalpha((unsigned char)optarg[2]))
+        return c;
+    optind--; /* the word is the next option, not a value */
+    optarg = NULL;
+    optopt = longopts[li].flag ? 0 : longopts[li].val;
+    const char *s = optstring;
+    if (*s == '+' || *s == '-')
+        s++;
+    return *s == ':' ? ':' : '?';
+}
+
+void
+bursar_json_where(const char *text, const char *at, long *line, long *col)
+{
+    *line = 1;
+    *col = 1;
+    if (!text || !at || at < text)
+        return;
+    for (const char *p = text; p < at && *p; p++) {
+        if (*p == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
 }

@@ -87,6 +87,24 @@ char *bursar_sprintf(const char *fmt, ...)
  * of a message naming an unknown key (agents/wcfg.c). */
 int bursar_edit_distance(const char *a, const char *b, int max);
 
+/* getopt_long (same arguments and answers), except that a long option
+ * taking a value does not take the next word as its value when that word
+ * is itself an option ("--" then a letter: "--controller --simulate S"):
+ * it answers as for a value missing at the end of argv instead, ':' when
+ * optstring asks for it (a ':' first, after any '+' or '-') else '?', with
+ * optopt the option's val and optind just past the option, so that
+ * argv[optind - 1] names it and the caller's "--X needs a value" applies.
+ * A value given as "--X=--y", or one starting with a single '-' (a
+ * negative number), is still taken. Every program's option parsing. */
+struct option;
+int bursar_getopt_long(int argc, char *const *argv, const char *optstring,
+                       const struct option *longopts, int *longindex);
+
+/* Where at (cJSON_GetErrorPtr after a failed parse of text) lies in text:
+ * *line and *col from 1; both 1 when at is NULL or before text. For "not
+ * valid JSON near line L column C". */
+void bursar_json_where(const char *text, const char *at, long *line, long *col);
+
 /* Copies src into dst of cap bytes (cap >= 1), truncating; always ends dst
  * with a NUL. Returns 1 when src was truncated, else 0. */
 int bursar_copy_str(char *dst, size_t cap, const char *src);

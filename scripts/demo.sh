@@ -741,13 +741,8 @@ real_run() {
     # Where each model's calls and keys go is the agent's own business
     # (docs/agents.md): a model it does not describe goes to its
     # provider's public API with OPENAI_API_KEY or ANTHROPIC_API_KEY, so
-    # only llama-70b, served by Together, needs an entry.
-    cat >"$work/real-models.json" <<'JSON'
-{"models":{"llama-70b":{"provider":"openai",
-  "model":"meta-llama/Llama-3.3-70B-Instruct-Turbo",
-  "base_url":"https://api.together.xyz/v1","api_key_env":"TOGETHER_API_KEY",
-  "price_in_per_mtok":0.88,"price_out_per_mtok":0.88}}}
-JSON
+    # only llama-70b, served by Together, needs an entry: the table in
+    # agents/examples/real-models.json (docs/agents.md "Run it" uses it).
     cat <<TEXT
 bursar: budget-aware routing of LLM requests, with the real providers.
 
@@ -758,7 +753,7 @@ model it chooses for each, checks the answer and reports back.
 TEXT
     progress "calling the real providers ..."
     if ! "$bin/bursar-agent" --controller "$(endpoint real)" \
-        --spool "$scratch/real.spool" --models "$work/real-models.json" \
+        --spool "$scratch/real.spool" --models "$here/agents/examples/real-models.json" \
         --quiet --report "$tasks" >"$work/real.jsonl" \
         2>"$work/agent-real.log"; then
         cat "$work/agent-real.log" >&2

@@ -171,8 +171,8 @@ evaluate_parse(int argc, char **argv, evaluate_opts_t *o, serr_t *e)
     opterr = 0;
     int c, rc = 0;
     /* "-": an argument that is not an option comes as 1, to be refused */
-    while (!rc &&
-           (c = getopt_long(argc, argv, "-:h", evaluate_options, NULL)) != -1) {
+    while (!rc && (c = bursar_getopt_long(argc, argv, "-:h", evaluate_options,
+                                          NULL)) != -1) {
         if (c == 'h')
             return 1;
         if (c == '?' || c == ':')

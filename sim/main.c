@@ -392,8 +392,8 @@ main_parse(int argc, char **argv, main_opts_t *o, serr_t *e)
     opterr = 0;
     int c, rc = 0;
     /* "-": the arguments that are not options come in order, as 1 */
-    while (!rc &&
-           (c = getopt_long(argc, argv, "-:h", main_options, NULL)) != -1) {
+    while (!rc && (c = bursar_getopt_long(argc, argv, "-:h", main_options,
+                                          NULL)) != -1) {
         if (c == 'h')
             return MAIN_HELP;
         if (c == MO_VERSION)

@@ -303,16 +303,26 @@ test_controller_away(void **state)
     cJSON_Delete(res);
     /* the controller never reached: no bucket's models known, no fallback
      * configured: no local decision (never the table's first model) */
+    char errp[700];
+    snprintf(errp, sizeof errp, "%s/err.txt", dir);
+    tu_write_file(errp, ""); /* stderr is appended to */
     res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--controller",
               "tcp://127.0.0.1:9", "--models", models, "--spool", spool,
-              "--ctl-timeout-ms", "100", "--drain-ms", "0", NULL);
-    assert_int_equal(rc, 0);
+              "--ctl-timeout-ms", "100", "--drain-ms", "0", "--report", NULL);
+    /* no task got an answer: status 1, said, and the report compares
+     * nothing */
+    assert_int_equal(rc, 1);
     assert_int_equal(cJSON_GetArraySize(res), 1);
     const cJSON *x = cJSON_GetArrayItem(res, 0);
     assert_true(cJSON_IsNull(f(x, "model")));
     assert_non_null(strstr(f(x, "error")->valuestring, "choose"));
     cJSON_Delete(res);
     assert_true(output_has("err", "no fallback_model or fallbacks"));
+    assert_true(output_has("err", "bursar-agent: 1 of 1 task got no answer: "
+                                  "it ended with an error"));
+    assert_true(output_has("err", "Failed:  no task got an answer: all 1 "
+                                  "ended with an error (the first: choose"));
+    assert_false(output_has("err", "Quality:"));
     /* with the configured fallback */
     res = run("{\"id\":1,\"prompt\":\"x\"}\n", &rc, "--controller",
               "tcp://127.0.0.1:9", "--models", models, "--spool", spool,
@@ -402,6 +412,8 @@ test_usage_errors(void **state)
     /* every bad option is named, with status 2 */
     static const char *const bad[][3] = {
         {"--controller", NULL, "option --controller needs a value"},
+        {"--controller", "--quiet", "option --controller needs a value"},
+        {"--simulate", "--report", "option --simulate needs a value"},
         {"--concurrency", "8x", "--concurrency: '8x' is not a whole number"},
         {"--quiet=1", NULL, "option --quiet takes no value"},
         {"-x", NULL, "unknown option -x"},

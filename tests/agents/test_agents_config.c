@@ -6,7 +6,8 @@
  *  - a bad configuration is named by its JSON path, status 2, nothing
  *    sent: an unknown key with its near miss ("did you mean"), a wrong
  *    type, a number out of its range, a models table's field, a
- *    validator, the controller endpoint; the numeric options share the
+ *    validator, the controller endpoint, a bucket of routing or
+ *    validators the controller does not have; the numeric options share the
  *    ranges; the gateway's configuration names a near miss too;
  *  - a model whose key variable is unset (or empty): status 2 at start,
  *    naming the model, the variable and how to set it; no request reached
@@ -313,6 +314,17 @@ test_bad_config_named(void **state)
          "validators.code: validate: unknown validator \"regexp\""},
         {"\"fallbacks\":{\"code\":7}",
          "fallbacks.code: must be a string, got a number"},
+        /* a bucket the controller does not have (its models reply):
+         * every task would fail, or go unvalidated */
+        {"\"routing\":{\"default\":\"unkeyd\"}",
+         "agent.json: routing.default: the controller has no bucket "
+         "\"unkeyd\" (did you mean unkeyed?)"},
+        {"\"routing\":{\"default\":\"refused\",\"rules\":[{\"bucket\":"
+         "\"chat\",\"keywords\":[\"hi\"]}]}",
+         "routing.rules[0].bucket: the controller has no bucket \"chat\"\n"},
+        {"\"validators\":{\"*\":\"none\",\"refsed\":\"json\"}",
+         "validators.refsed: the controller has no bucket \"refsed\" (did "
+         "you mean refused?)"},
     };
     char cfg[700], text[1024];
     snprintf(cfg, sizeof cfg, "%s/agent.json", dir);
@@ -348,6 +360,20 @@ test_bad_config_named(void **state)
     assert_int_equal(rc, 2);
     cJSON_Delete(res);
     assert_true(err_has("agent.json: must be a JSON object"));
+    /* not JSON: where */
+    tu_write_file(cfg, "{\n  \"concurrency\": 4,\n  \"x\" 1\n}\n");
+    res = run(NULL, &rc, "--config", cfg, NULL);
+    assert_int_equal(rc, 2);
+    cJSON_Delete(res);
+    assert_true(err_has("agent.json: not valid JSON near line 3 column 7\n"));
+    /* a tasks file that cannot be read: why, a usage error, before the
+     * controller is asked anything */
+    res = run(NULL, &rc, "--controller", ctl.endpoint, "/nonexistent/t.jsonl",
+              NULL);
+    assert_int_equal(rc, 2);
+    cJSON_Delete(res);
+    assert_true(err_has("bursar-agent: cannot read /nonexistent/t.jsonl: No "
+                        "such file or directory\n"));
     /* nothing reached the mock or bursard */
     assert_int_equal(mock_total(), 0);
     cJSON *all = export_all();
@@ -411,7 +437,7 @@ test_gateway_near_miss(void **state)
 
 /* -------------------------------------------------------- unset keys */
 
-/* A model whose key variable is unset or empty: status 2 before any
+/* A model whose key variable is unset or empty (or blank): status 2 before any
  * request, naming the model, the variable and how to set it; no request
  * reached the mock, nothing reached bursard. */
 static void
@@ -419,9 +445,11 @@ test_unset_key_refused(void **state)
 {
     (void)state;
     char *tasks = tasks_of("unkeyed", 4);
-    for (int empty = 0; empty <= 1; empty++) {
-        if (empty)
-            setenv(UNSET_ENV, "", 1);
+    /* unset, empty, nothing but white space (no provider takes it) */
+    static const char *const vals[] = {NULL, "", " \t"};
+    for (int empty = 0; empty <= 2; empty++) {
+        if (vals[empty])
+            setenv(UNSET_ENV, vals[empty], 1);
         int rc;
         cJSON *res = run(tasks, &rc, "--controller", ctl.endpoint, "--models",
                          ctl.config, "--spool", spool, NULL);
@@ -429,8 +457,11 @@ test_unset_key_refused(void **state)
         assert_int_equal(rc, 2);
         assert_int_equal(cJSON_GetArraySize(res), 0);
         cJSON_Delete(res);
-        assert_true(err_has("bursar-agent: model nokey needs its API key in "
-                            "$" UNSET_ENV ", which is not set\n"));
+        assert_true(err_has(empty ? "bursar-agent: model nokey needs its API "
+                                    "key in $" UNSET_ENV ", which is empty\n"
+                                  : "bursar-agent: model nokey needs its API "
+                                    "key in $" UNSET_ENV ", which is not "
+                                    "set\n"));
         assert_true(err_has("export " UNSET_ENV "=YOUR_KEY"));
         assert_true(err_has("--skip-unkeyed (\"skip_models_without_key\": "
                             "true)"));

@@ -3,7 +3,9 @@
  * real bursard and bursar:
  *
  *   - an option without its value says "--bucket needs a value" (bursar's
- *     commands and global options, bursard), "--json takes no value";
+ *     commands and global options, bursard), also when the next word is
+ *     an option ("--bucket --json"; bursar-gateway, bursar-mock-provider
+ *     too), "--json takes no value";
  *   - an endpoint without its transport ("localhost:7979") is refused
  *     before connecting, suggesting tcp://localhost:7979 (bursar,
  *     $BURSAR_CONTROLLER, bursard --listen, bursar-agent --controller);
@@ -11,7 +13,8 @@
  *   - a second outcome of another value is a conflict: the reply says so
  *     with the first outcome's reward, which stands; the CLI says so and
  *     exits 1; a resend of the same value stays a plain duplicate;
- *   - bursard's log lines start with an ISO 8601 UTC time.
+ *   - bursard's log lines start with an ISO 8601 UTC time, and count in
+ *     words ("1 bucket", "stopping after 1 decision since start").
  */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
@@ -100,6 +103,12 @@ test_option_values(void **state)
         {"feedback X --success --tokens-in", "--tokens-in needs a value"},
         {"feedback X --success --tokens-out", "--tokens-out needs a value"},
         {"ping --json=1", "bursar ping: unexpected argument --json=1"},
+        /* the next option is not a value: it used to be taken as one */
+        {"stats --bucket --json", "bursar stats: --bucket needs a value\n"},
+        {"adjust --amount --reason x", "bursar adjust: --amount needs a"},
+        /* a single '-' is a value: a negative amount */
+        {"adjust --amount -1.25 --reason", "bursar adjust: --reason needs a"},
+        {"choose code --tenant --json", "bursar choose: --tenant needs a"},
     };
     char cmd[1024];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -114,6 +123,9 @@ test_option_values(void **state)
         {"--key", "bursar: --key needs a value\n"},
         {"--server-key", "bursar: --server-key needs a value\n"},
         {"--help=me", "bursar: --help takes no value\n"},
+        {"--controller --timeout 5 ping", "bursar: --controller needs a"},
+        {"--controller stats", "bursar: --controller needs a value (it took "
+                               "stats, the command, as its value)\n"},
     };
     for (size_t i = 0; i < sizeof global / sizeof global[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s", th_need("bursar"), global[i][0]);
@@ -127,10 +139,25 @@ test_option_values(void **state)
         {"--check-config", "bursard: --check-config needs a value\n"},
         {"--quiet=1", "bursard: --quiet takes no value\n"},
         {"--frobnicate", "bursard: unknown option --frobnicate\n"},
+        {"--config --state-dir X", "bursard: --config needs a value\n"},
     };
     for (size_t i = 0; i < sizeof daemon / sizeof daemon[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s", th_need("bursard"), daemon[i][0]);
         expect(cmd, 2, daemon[i][1]);
+    }
+    /* the other programs, the same shared parsing (bursar_getopt_long) */
+    static const char *const other[][3] = {
+        {"bursar-gateway", "--config --check",
+         "a value is missing for --config"},
+        {"bursar-mock-provider", "--script --port 1",
+         "a value is missing for --script"},
+        /* and a script that cannot be read: why, status 2 */
+        {"bursar-mock-provider", "--script /nonexistent/s.json",
+         "cannot read script /nonexistent/s.json: No such file or directory"},
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s", th_need(other[i][0]), other[i][1]);
+        expect(cmd, 2, other[i][2]);
     }
 }
 
@@ -332,12 +359,43 @@ test_log_timestamps(void **state)
     assert_true(found);
 }
 
+/* bursard's counts in words: "1 bucket, 1 model", "stopping after 1
+ * decision since start" (the run's, not the store's); --check-config's
+ * "ok (1 model, 1 bucket)". */
+static void
+test_log_counts(void **state)
+{
+    (void)state;
+    th_daemon_t d;
+    th_setup(&d, "{\"models\":{\"m\":{\"provider\":\"openai\","
+                 "\"price_in_per_mtok\":1,\"price_out_per_mtok\":1}},"
+                 "\"buckets\":{\"b\":{\"models\":[\"m\"]}}}");
+    char cmd[2048], out[16384];
+    snprintf(cmd, sizeof cmd, "%s --check-config %s 2>&1", th_need("bursard"),
+             d.config);
+    assert_int_equal(th_run(cmd, out, sizeof out), 0);
+    if (!strstr(out, ": ok (1 model, 1 bucket)\n"))
+        fail_msg("--check-config: %s", out);
+    th_start(&d);
+    snprintf(cmd, sizeof cmd, "%s --controller %s choose b 2>&1",
+             th_need("bursar"), d.endpoint);
+    assert_int_equal(th_run(cmd, out, sizeof out), 0);
+    assert_int_equal(th_stop(&d), 0);
+    snprintf(cmd, sizeof cmd, "cat %s", d.log);
+    th_run(cmd, out, sizeof out);
+    if (!strstr(out, "; 1 bucket, 1 model;") ||
+        !strstr(out, "bursard: stopping after 1 decision since start\n"))
+        fail_msg("the log's counts:\n%s", out);
+    th_cleanup(&d);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_option_values),
         cmocka_unit_test(test_endpoints),
+        cmocka_unit_test(test_log_counts),
         cmocka_unit_test_setup_teardown(test_readable, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conflict, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_log_timestamps, fx_setup,

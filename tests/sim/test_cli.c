@@ -122,6 +122,9 @@ test_bad_input(void **state)
     expect_fail("--data missing.csv", 1, "missing.csv: cannot open");
     expect_fail("--data notes.txt", 1, "notes.txt");
     expect_fail("", 2, "no input");
+    /* the next option is not a value */
+    expect_fail("--data ok.jsonl --policy --json", 2, "--policy needs a value");
+    expect_fail("evaluate --log --policy ts", 2, "--log needs a value");
     expect_fail("--data ok.jsonl --policy nope", 2, "unknown policy 'nope'");
     expect_fail("--data ok.jsonl --policy fixed:zz", 2, "'zz' is not in");
     expect_fail("--data ok.jsonl --seeds 0", 2, "--seeds");
