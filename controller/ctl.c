@@ -268,10 +268,7 @@ ctl_bucket_build(ctl_t *c, MDB_txn *txn, const cfg_bucket_t *def, int dynamic,
             b->pacer = sp.pacer;
             b->pacer.limit_usd = def->budget.limit_usd;
             b->pacer.prior_rate = c->cfg->budget_prior_rate;
-            if (b->pacer.window_s != def->budget.window_s) {
-                b->pacer.window_s = def->budget.window_s;
-                b->pacer.window_start = pacer_window_of(&b->pacer, now);
-            }
+            pacer_set_window(&b->pacer, def->budget.window_s, now);
             pacer_resume(&b->pacer, now);
         } else {
             pacer_init(&b->pacer, def->budget.limit_usd, def->budget.window_s,
@@ -362,10 +359,7 @@ ctl_load(ctl_t *c)
         c->pacer = spc.pacer;
         c->pacer.limit_usd = bud->limit_usd;
         c->pacer.prior_rate = c->cfg->budget_prior_rate;
-        if (c->pacer.window_s != bud->window_s) {
-            c->pacer.window_s = bud->window_s;
-            c->pacer.window_start = pacer_window_of(&c->pacer, now);
-        }
+        pacer_set_window(&c->pacer, bud->window_s, now);
         pacer_resume(&c->pacer, now);
     } else {
         pacer_init(&c->pacer, bud->limit_usd, bud->window_s,

@@ -168,8 +168,11 @@ ctl_batch_find(ctl_t *c, const proto_request_t *rq, ctl_bucket_t *b,
                          "field \"batch\": batch %s was declared for tenant "
                          "\"%s\"",
                          rq->batch, bt->tenant);
-    if (pacer_batch_replan(&c->pacer, &bt->pb, now))
+    if (pacer_batch_replan(&c->pacer, &bt->pb, now)) {
         c->meta_dirty = 1;
+        ctl_batch_put(c, bt); /* with the pacer's held share, whatever
+                                 becomes of this choose */
+    }
     allow_batch(req, &bt->pb, b->has_budget ? &b->pacer : NULL, now);
     *out = bt;
     return NULL;

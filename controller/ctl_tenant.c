@@ -161,10 +161,7 @@ ctl_tenant_make(ctl_t *c, MDB_txn *txn, const char *name, int di, double now,
         t->mu = rec->mu;
         t->pacer.limit_usd = def->budget.limit_usd;
         t->pacer.prior_rate = def->expected_requests / def->budget.window_s;
-        if (t->pacer.window_s != def->budget.window_s) {
-            t->pacer.window_s = def->budget.window_s;
-            t->pacer.window_start = pacer_window_of(&t->pacer, now);
-        }
+        pacer_set_window(&t->pacer, def->budget.window_s, now);
         pacer_resume(&t->pacer, now);
     } else {
         ctl_tenant_pacer_new(&t->pacer, def, now);

@@ -29,6 +29,18 @@ pacer_resume(pacer_t *p, double now)
     }
 }
 
+void
+pacer_set_window(pacer_t *p, double window_s, double now)
+{
+    if (p->window_s == window_s)
+        return;
+    p->window_s = window_s;
+    p->window_start = pacer_window_of(p, now);
+    p->rate_start = now;
+    p->slot_last = -1.0;
+    memset(p->slot, 0, sizeof p->slot);
+}
+
 double
 pacer_window_of(const pacer_t *p, double t)
 {
@@ -105,21 +117,27 @@ pacer_median(double *v, int n)
 }
 
 /* The counts of the n complete slots before slot cur, newest first, into
- * c (one modulo, then a walk down the ring). */
+ * c (slot j lives at j % PACER_SLOTS while the ring holds it). */
 static void
 pacer_counts(const pacer_t *p, double cur, int n, double *c)
 {
-    uint64_t k = 0;
-    if (p->slot_last >= 0.0 && cur - 1.0 <= p->slot_last)
-        k = (uint64_t)(cur - 1.0) % PACER_SLOTS;
     for (int i = 0; i < n; i++) {
         double j = cur - 1.0 - i;
-        c[i] = p->slot_last >= 0.0 && j <= p->slot_last &&
+        c[i] = p->slot_last >= 0.0 && j >= 0.0 && j <= p->slot_last &&
                        j > p->slot_last - PACER_SLOTS
-                   ? p->slot[k]
+                   ? p->slot[(uint64_t)j % PACER_SLOTS]
                    : 0.0;
-        k = k ? k - 1 : PACER_SLOTS - 1;
     }
+}
+
+/* The requests counted so far in now's own slot (still filling). */
+static double
+pacer_current(const pacer_t *p, double now)
+{
+    double j = floor(now / pacer_slot_s(p));
+    return p->slot_last >= 0.0 && j == p->slot_last
+               ? p->slot[(uint64_t)j % PACER_SLOTS]
+               : 0.0;
 }
 
 double
@@ -167,7 +185,11 @@ pacer_expected_remaining(const pacer_t *p, double now)
     double left = p->window_start + p->window_s - now;
     if (left < 0.0)
         left = 0.0;
-    double e = pacer_rate(p, now) * left;
+    /* the slow rate over the time left, and as many again as the current
+     * slot has seen: a burst under way is demand already here, which may
+     * not be over (a burst in one instant spends at most about half of
+     * what is left, not all of it) */
+    double e = pacer_rate(p, now) * left + pacer_current(p, now);
     return fmax(1.0, e + PACER_MARGIN_Z * sqrt(e));
 }
 
@@ -187,7 +209,10 @@ static void
 pacer_count_at(pacer_t *p, double now)
 {
     double j = floor(now / pacer_slot_s(p));
-    if (p->slot_last < 0.0 || j >= p->slot_last + PACER_SLOTS) {
+    if (p->slot_last < 0.0 || j >= p->slot_last + PACER_SLOTS ||
+        j <= p->slot_last - PACER_SLOTS) { /* far ahead, or far behind: a
+                                              new slot length, a clock set
+                                              back: the ring starts again */
         memset(p->slot, 0, sizeof p->slot);
         p->slot_last = j;
     }
@@ -249,6 +274,8 @@ pacer_batch_share(pacer_t *p, double n, double now)
     if (!(rem > 0.0) || !(n > 0.0))
         return 0.0;
     double share = rem * n / (pacer_expected_remaining(p, now) + n);
+    share = fmin(share, PACER_BATCH_MAX_SHARE * rem); /* one batch cannot
+                                                         hold the window */
     pacer_held_add(p, share);
     return share;
 }

@@ -10,7 +10,8 @@
  * where reserved is the expected cost of decisions whose real cost has not
  * been reported yet (it counts as spent), held the shares set aside for
  * declared batches (below), and E the expected remaining requests: the
- * estimated request rate times the time left. The margin z sqrt(E), z =
+ * estimated request rate times the time left, plus the requests of the
+ * current slot (a burst under way is demand already here). The margin z sqrt(E), z =
  * PACER_MARGIN_Z, plans for the Poisson spread of the requests still to
  * come (about 2.3% of windows see more): without it a window under
  * sustained overload runs dry in its last minutes, its last requests
@@ -49,7 +50,8 @@
  * Batches (pacer_batch_t): a client declares N requests that belong
  * together. The batch gets the fair share of what is left,
  *
- *     share = remaining x N / (expected remaining + N),
+ *     share = min(remaining x N / (expected remaining + N),
+ *                 PACER_BATCH_MAX_SHARE x remaining),
  *
  * held aside (other traffic cannot take it; its requests are not counted
  * in the rate); its decisions are priced against the batch's own target,
@@ -71,6 +73,7 @@
 #define PACER_MED_SLOTS        5    /* the median of the recent slots */
 #define PACER_PRIOR_SLOTS      5    /* pseudo-slots of the prior */
 #define PACER_MARGIN_Z         2.0  /* plan for E + 2 sqrt(E) requests */
+#define PACER_BATCH_MAX_SHARE  0.5  /* a batch's share: at most half left */
 
 typedef struct pacer {
     double limit_usd;         /* budget per window, USD; <= 0: no budget */
@@ -95,6 +98,11 @@ void pacer_init(pacer_t *p, double limit_usd, double window_s,
 /* After loading a stored pacer: one migrated from a layout without the
  * ring (rate_start NaN) starts counting at now. */
 void pacer_resume(pacer_t *p, double now);
+
+/* A stored pacer loaded under a window of window_s: when the length
+ * changed, the window is realigned at now and the rate ring starts again
+ * at now (its slots were of the old length). */
+void pacer_set_window(pacer_t *p, double window_s, double now);
 
 /* Moves to the window containing now if now is past the current one: spent,
  * requests and held restart at zero; reservations carry over (those

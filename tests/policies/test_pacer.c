@@ -94,6 +94,31 @@ test_rate_estimate(void **state)
     pacer_resume(&p, 300.0);
     assert_double_equal(p.rate_start, 300.0, 0.0);
     assert_double_equal(pacer_rate(&p, 301.5), 0.5 * 4 / 5 + 0.0, 1e-12);
+    /* a ring that is not uniform, after an idle slot: each slot read at
+     * its own place (slots 0-2 of 100 requests, slot 3 idle, one pseudo-
+     * slot of the prior): (300 + 0.5) / 5 */
+    pacer_init(&p, 100.0, 1440.0, 0.5, 0.0);
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < 100; i++)
+            pacer_reserve(&p, 0.0, s + 0.001 * i);
+    assert_double_equal(pacer_rate(&p, 4.5), 300.5 / 5.0, 1e-12);
+    /* the current slot's requests count as demand already here */
+    double e0 = pacer_expected_remaining(&p, 4.7);
+    for (int i = 0; i < 50; i++)
+        pacer_reserve(&p, 0.0, 4.6);
+    double e1 = pacer_expected_remaining(&p, 4.7);
+    assert_true(e1 > e0 + 49.0);
+    /* a new window length: realigned, the ring started again (its slots
+     * were of the old length), requests counted again at once */
+    pacer_set_window(&p, 24 * 1440.0, 10.0);
+    assert_true(p.slot_last < 0.0 && p.rate_start == 10.0);
+    pacer_reserve(&p, 0.0, 11.0);
+    assert_true(p.slot_last >= 0.0);
+    /* time far behind the ring (a clock set back): it starts again */
+    pacer_init(&p, 100.0, 1440.0, 0.5, 0.0);
+    pacer_reserve(&p, 0.0, 5000.0);
+    pacer_reserve(&p, 0.0, 100.0);
+    assert_double_equal(p.slot_last, 100.0, 0.0);
 }
 
 /* ---- the controller's path through policies/ ---------------------- */
@@ -217,6 +242,25 @@ test_burst_after_idle_hour(void **state)
                   C_STRONG);
     assert_true(old_day < C_STRONG && old_start < C_STRONG);
     run_free(&r);
+    /* a burst 50 times as big (five times what the whole budget buys at
+     * the strongest price) in the same second after an idle hour: the
+     * requests of the current slot count as demand already here
+     * (pacer.h), so the price rises within the burst (mu > 0) and the
+     * strongest model's share falls; the budget is spent by the burst
+     * (nothing says it will end), then served cheapest, over_budget */
+    run_t big;
+    run_init(&big, 0.9, 0.6, 10000 * C_STRONG, 2000, 13);
+    for (int i = 0; i < 50000; i++) {
+        policy_request_t rq;
+        run_one(&big, t0 + i * 2e-5, NULL, &rq, NULL);
+    }
+    double strong = big.b->arms[STRONG].pulls;
+    print_message("a burst of 50000 after an idle hour: spent %.2f of %.2f, "
+                  "%.0f to the strongest, mu %.3f\n",
+                  big.pc.spent_usd, big.pc.limit_usd, strong, big.pol.mu);
+    assert_true(big.pol.mu > 0.0);
+    assert_true(strong < 10000); /* not the whole budget's worth at once */
+    run_free(&big);
 }
 
 /* Must show 2: a whole day of Poisson traffic at 5 x what the budget
