@@ -55,10 +55,11 @@ proto_code_parse(const char *name)
     return -1;
 }
 
-static const char *const proto_op_names[] = {
-    "choose", "feedback", "stats", "models", "ping", "export", "clock", "book", "batch",
-    /* the admin ops */
-    "adjust", "reset", "mark", "show"};
+static const char *const proto_op_names[] = {"choose", "feedback", "stats",
+                                             "models", "ping", "export",
+                                             "clock", "book", "batch",
+                                             /* the admin ops */
+                                             "adjust", "reset", "mark", "show"};
 _Static_assert(sizeof proto_op_names / sizeof proto_op_names[0] ==
                    PROTO_OP_COUNT,
                "a name for every op");

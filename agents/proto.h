@@ -74,7 +74,7 @@ typedef enum proto_op {
     PROTO_OP_EXPORT,
     PROTO_OP_CLOCK, /* test clock; only with bursard --test-clock */
     PROTO_OP_BOOK,  /* an event of a decision the client made alone */
-    PROTO_OP_BATCH,  /* declares a batch of chooses (the pacer plans it) */
+    PROTO_OP_BATCH, /* declares a batch of chooses (the pacer plans it) */
     /* The operator's admin ops (docs/protocol.md, "Admin operations") */
     PROTO_OP_ADJUST, /* add to the window's spend, with a reason */
     PROTO_OP_RESET,  /* an arm back to its prior, with a reason */

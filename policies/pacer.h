@@ -12,8 +12,8 @@
  * declared batches (below), and E the expected remaining requests: the
  * estimated request rate times the time left, plus the requests of the
  * current slot (a burst under way is demand already here). The margin
- * z sqrt(E), z = PACER_MARGIN_Z, plans for the Poisson spread of the requests still to
- * come (about 2.3% of windows see more): without it a window under
+ * z sqrt(E), z = PACER_MARGIN_Z, plans for the Poisson spread of the requests
+ * still to come (about 2.3% of windows see more): without it a window under
  * sustained overload runs dry in its last minutes, its last requests
  * served over budget (tests/policies/test_pacer.c). The sum is at
  * least 1.
